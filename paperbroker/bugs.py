@@ -1,0 +1,59 @@
+"""Seeded bugs, switched on by ``PAPERBROKER_BUGS=<comma list>`` (all off by default).
+
+Each bug breaks one property the gate checks; the gate must fail every one of them with the check that
+names it:
+
+- ``no_idempotency``: the (client_id, idempotency_key) guard and event dedupe are gone → duplicate orders
+  and double fills (integrity: duplicates).
+- ``projector_double_apply``: projectors apply redelivered events again → read models drift from a
+  rebuild (replay).
+- ``ack_before_commit``: the gateway answers 201 before the order is durable → a killed replica loses
+  acknowledged orders (integrity: lost).
+- ``slow_start``: readiness takes longer than the 30 s recovery objective (recovery).
+- ``matcher_double_fill``: a redelivered order can fill twice (integrity: double fills).
+- ``projection_drift``: a projector silently drops a field or a row class → a rebuild no longer matches
+  (replay).
+"""
+
+from __future__ import annotations
+
+import os
+
+from resgate.errors import ConfigError
+
+ENV_BUGS = "PAPERBROKER_BUGS"
+
+KNOWN_BUGS = frozenset(
+    {
+        "no_idempotency",
+        "projector_double_apply",
+        "ack_before_commit",
+        "slow_start",
+        "matcher_double_fill",
+        "projection_drift",
+    }
+)
+
+
+def parse_bugs(value: str | None) -> frozenset[str]:
+    """Parse a comma list of bug names; an unknown name is a ConfigError naming it."""
+    if not value:
+        return frozenset()
+    names = {part.strip() for part in value.split(",") if part.strip()}
+    unknown = sorted(names - KNOWN_BUGS)
+    if unknown:
+        raise ConfigError(f"unknown seeded bug(s) {unknown}; known: {sorted(KNOWN_BUGS)}", where=ENV_BUGS)
+    return frozenset(names)
+
+
+def active_bugs(environ: dict[str, str] | None = None) -> frozenset[str]:
+    """The bugs switched on in the environment (``PAPERBROKER_BUGS``)."""
+    env = os.environ if environ is None else environ
+    return parse_bugs(env.get(ENV_BUGS))
+
+
+def bug_on(name: str, environ: dict[str, str] | None = None) -> bool:
+    """True when seeded bug ``name`` is switched on."""
+    if name not in KNOWN_BUGS:
+        raise ValueError(f"not a seeded bug: {name}")
+    return name in active_bugs(environ)

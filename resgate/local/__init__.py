@@ -1,0 +1,1 @@
+"""Local mode: embedded Postgres and Kafka, the process supervisor and the local load balancer."""

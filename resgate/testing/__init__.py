@@ -1,0 +1,1 @@
+"""Test support: pytest fixtures for the embedded services, and tiny services used by tests."""

@@ -1,0 +1,1 @@
+"""Shared test configuration (the embedded-service fixtures come from resgate.testing.fixtures)."""
