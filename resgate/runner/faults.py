@@ -1,0 +1,172 @@
+"""Runs the fault schedule against the local target and records the fault timeline.
+
+Local fault kinds and what they stand for on AWS: ``stop_task`` (SIGKILL a percentage of a service's
+replicas: FIS ``aws:ecs:stop-task``), ``hang`` (SIGSTOP for a duration), ``db_blip`` (Postgres down for
+N seconds), ``kafka_broker_down``, ``kafka_latency``, ``duplicate_delivery`` (re-publish events).
+Every fault with a duration is reverted on every exit path (``revert_all``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from resgate.config.schema import Fault
+from resgate.errors import GateError
+from resgate.runner.local_target import LocalTarget
+from resgate.runner.redelivery import redeliver
+
+
+class FaultRunner:
+    """Injects scheduled faults at ``load_start + at_s``; ``abort()`` cancels what has not run yet.
+
+    ``timeline()`` returns fault events ``{ts, fault_id, kind, target, event, detail}`` with event in
+    injected | ended | aborted | skipped | error.
+    """
+
+    def __init__(
+        self,
+        target: LocalTarget,
+        faults: list[Fault],
+        *,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.target = target
+        self.faults = sorted(faults, key=lambda f: f.at_s)
+        self.on_event = on_event
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._abort = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reverts: dict[str, Callable[[], None]] = {}
+        self._timers: list[threading.Timer] = []
+        self.aborted_reason: str | None = None
+
+    def _record(self, fault: Fault, event: str, **detail: Any) -> None:
+        ev = {
+            "ts": time.time(),
+            "fault_id": fault.name,
+            "kind": fault.kind,
+            "target": fault.target or "",
+            "event": event,
+            "detail": detail,
+        }
+        with self._lock:
+            self._events.append(ev)
+        if self.on_event:
+            self.on_event(ev)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events)
+
+    def start(self, load_start: float) -> None:
+        self._thread = threading.Thread(target=self._run, args=(load_start,), name="faults", daemon=True)
+        self._thread.start()
+
+    def _run(self, load_start: float) -> None:
+        for fault in self.faults:
+            delay = load_start + fault.at_s - time.time()
+            if delay > 0 and self._abort.wait(delay):
+                break
+            if self._abort.is_set():
+                break
+            try:
+                self._inject(fault)
+            except Exception as e:  # a failed injection is evidence, not a crash of the gate
+                self._record(fault, "error", error=f"{type(e).__name__}: {e}")
+        if self._abort.is_set():
+            done = {e["fault_id"] for e in self.timeline()}
+            for fault in self.faults:
+                if fault.name not in done:
+                    self._record(fault, "skipped", reason=self.aborted_reason or "aborted")
+
+    def abort(self, reason: str) -> None:
+        """Stop injecting: pending faults are skipped and active ones reverted now."""
+        if self._abort.is_set():
+            return
+        self.aborted_reason = reason
+        self._abort.set()
+        for fault in self.faults:
+            if fault.name in self._reverts:
+                self._record(fault, "aborted", reason=reason)
+        self.revert_all()
+
+    def pending(self) -> bool:
+        """True while some scheduled fault has not been injected (or skipped) yet."""
+        done = {e["fault_id"] for e in self.timeline() if e["event"] in ("injected", "skipped", "error")}
+        return any(f.name not in done for f in self.faults)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _after(self, fault: Fault, seconds: float, revert: Callable[[], None]) -> None:
+        self._reverts[fault.name] = revert
+
+        def fire() -> None:
+            fn = self._reverts.pop(fault.name, None)
+            if fn is not None:
+                fn()
+                self._record(fault, "ended")
+
+        t = threading.Timer(seconds, fire)
+        t.daemon = True
+        self._timers.append(t)
+        t.start()
+
+    def revert_all(self) -> None:
+        """Undo every active fault now (resume hung processes, restart Postgres, brokers up, no latency)."""
+        for t in self._timers:
+            t.cancel()
+        for name, fn in list(self._reverts.items()):
+            self._reverts.pop(name, None)
+            try:
+                fn()
+            except Exception as e:
+                fault = next(f for f in self.faults if f.name == name)
+                self._record(fault, "error", error=f"revert failed: {e}")
+
+    def _inject(self, fault: Fault) -> None:
+        p = fault.params
+        sup = self.target.supervisor
+        if fault.kind in ("stop_task", "hang"):
+            if sup is None:
+                raise GateError("process faults need local services")
+            if fault.kind == "stop_task":
+                killed = sup.stop_replicas(fault.target, p["percent"])
+                self._record(fault, "injected", replicas=killed)
+            else:
+                hung = sup.hang(fault.target, p["percent"], p["duration_s"])
+                self._record(fault, "injected", replicas=hung, duration_s=p["duration_s"])
+                # The supervisor resumes them itself (also on shutdown); the timer only records the end.
+                self._after(fault, p["duration_s"], lambda: None)
+        elif fault.kind == "db_blip":
+            pg = self.target.pg
+            if pg is None or not pg.controllable:
+                self._record(fault, "skipped", reason="Postgres is external (RESGATE_PG_DSN): cannot stop it")
+                return
+            pg.stop("immediate")
+            self._record(fault, "injected", duration_s=p["duration_s"])
+            self._after(fault, p["duration_s"], pg.start)
+        elif fault.kind in ("kafka_broker_down", "kafka_latency"):
+            k = self.target.kafka
+            if k is None or not k.controllable:
+                self._record(fault, "skipped", reason="Kafka is external (RESGATE_KAFKA_BOOTSTRAP)")
+                return
+            broker = p["broker"]
+            if fault.kind == "kafka_broker_down":
+                k.set_broker_down(broker)
+                self._record(fault, "injected", broker=broker, duration_s=p["duration_s"])
+                self._after(fault, p["duration_s"], lambda: k.set_broker_up(broker))
+            else:
+                k.set_rtt(broker, p["rtt_ms"])
+                self._record(fault, "injected", broker=broker, rtt_ms=p["rtt_ms"], duration_s=p["duration_s"])
+                self._after(fault, p["duration_s"], lambda: k.set_rtt(broker, 0))
+        elif fault.kind == "duplicate_delivery":
+            result = redeliver(self.target.bootstrap, p["topics"], p["fraction"], p["max_events"])
+            self._record(fault, "injected", **result)
+        else:  # the schema rejects unknown kinds; this guards against a schema/runner mismatch
+            raise GateError(f"fault kind {fault.kind!r} has no local implementation")

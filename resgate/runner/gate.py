@@ -1,0 +1,325 @@
+"""`resgate run`: one gate run, phase by phase, against the local target; returns the exit code.
+
+Phases: validate/preflight → start target → baseline + load → faults under load (guardrails) → quiesce →
+assertions → verdict and evidence. Every exit path (pass, fail, error, Ctrl-C, SIGTERM) stops the load,
+reverts the faults, stops every process and writes what evidence there is.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from resgate.checks.compose import verdict as merge_verdict
+from resgate.checks.result import CheckResult
+from resgate.config.schema import GateConfig, check_blast_radius
+from resgate.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
+from resgate.errors import ConfigError, GateError
+from resgate.evidence.junit import junit_xml
+from resgate.evidence.layout import RunKey
+from resgate.evidence.writer import EvidenceWriter
+from resgate.runner import report as rpt
+from resgate.runner.assertions import AssertionInputs, run_assertions
+from resgate.runner.faults import FaultRunner
+from resgate.runner.guardrails import GuardrailWatcher
+from resgate.runner.load import LoadRun, preflight_load, start_load
+from resgate.runner.local_target import LocalTarget
+from resgate.runner.progress import Progress
+from resgate.runner.quiesce import QuiesceResult, wait_quiet
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived during the run."""
+
+
+@dataclass
+class RunOutcome:
+    """What a gate run produced: exit code, verdict dict, results and where the evidence is."""
+
+    exit_code: int
+    verdict: dict[str, Any]
+    results: list[CheckResult] = field(default_factory=list)
+    evidence_dir: Path | None = None
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+class GateRun:
+    """Holds the state of one run so that cleanup and evidence can happen from any point."""
+
+    def __init__(
+        self,
+        cfg: GateConfig,
+        *,
+        evidence_root: str | None = None,
+        progress: Progress | None = None,
+        config_text: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.key = RunKey.new(cfg.name)
+        self.root = evidence_root or cfg.evidence.root
+        self.progress = progress or Progress()
+        self.config_text = config_text
+        self.writer: EvidenceWriter | None = None
+        self.target: LocalTarget | None = None
+        self.load: LoadRun | None = None
+        self.faults: FaultRunner | None = None
+        self.health_events: list[dict[str, Any]] = []
+        self.results: list[CheckResult] = []
+        self.quiesce: QuiesceResult | None = None
+        self.guardrail_trip: str | None = None
+        self.t_start = time.time()
+        self.load_window: tuple[float, float] | None = None
+
+    # -- phases -----------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        self.progress.set_phase("preflight", f"gate {self.cfg.name}, run {self.key.run_id}")
+        check_blast_radius(self.cfg)
+        preflight_load(self.cfg)
+
+    def start_target(self) -> None:
+        self.progress.set_phase("target")
+        self.target = LocalTarget(
+            self.cfg, self.key.run_id, on_event=self._on_supervisor_event, say=self.progress.line
+        )
+        self.target.start_infra()
+        self.target.setup()
+        self.target.start_services()
+        self.progress.line(f"target ready at {self.target.host}")
+
+    def _on_supervisor_event(self, ev: dict[str, Any]) -> None:
+        self.health_events.append(ev)
+        if self.progress.phase in ("load", "quiesce", "faults"):
+            self.progress.event(ev)
+
+    def run_load_and_faults(self) -> None:
+        assert self.target is not None and self.writer is not None
+        cfg = self.cfg
+        self.progress.set_phase(
+            "load",
+            f"{cfg.load.users} users for {cfg.load.duration_s:.0f}s "
+            f"(baseline {cfg.load.baseline_s:.0f}s, {len(cfg.faults)} faults)",
+        )
+        self.load = start_load(cfg, self.target.host, self.writer.dir / "load")
+        load_start = time.time()
+        self.faults = FaultRunner(self.target, cfg.faults, on_event=self.progress.event)
+        self.faults.start(load_start)
+        watcher = GuardrailWatcher(cfg.guardrails, self._trip)
+        deadline = load_start + cfg.load.duration_s + 60  # Locust's own -t ends it; this is the backstop
+        next_tick = load_start + cfg.guardrails.window_s
+        while self.load.running():
+            if time.time() > deadline:
+                raise GateError("the load did not stop on time")
+            time.sleep(0.2)
+            if time.time() >= next_tick:
+                w = self.load.window(next_tick - cfg.guardrails.window_s, next_tick)
+                next_tick += cfg.guardrails.window_s
+                if w is not None:
+                    if self.progress.phase == "load" and time.time() - load_start >= cfg.load.baseline_s:
+                        self.progress.set_phase("faults")
+                    self.progress.live(
+                        w.requests / cfg.guardrails.window_s,
+                        w.error_ratio,
+                        w.p95_ms,
+                        self.load.total_requests(),
+                    )
+                    watcher.observe(w)
+        self.load_window = (load_start, time.time())
+        self.load.finish()
+        self.faults.abort("load ended") if self.faults.pending() else None
+        self.faults.revert_all()
+        self.faults.join(5)
+        self.progress.line(f"load finished: {self.load.total_requests()} requests")
+
+    def _trip(self, reason: str) -> None:
+        self.guardrail_trip = reason
+        self.progress.line(f"GUARDRAIL tripped: {reason}; aborting remaining faults")
+        if self.faults is not None:
+            self.faults.abort(f"guardrail: {reason}")
+
+    def run_quiesce(self) -> None:
+        assert self.target is not None
+        self.progress.set_phase("quiesce", f"waiting up to {self.cfg.quiesce.timeout_s:.0f}s")
+        self.quiesce = wait_quiet(
+            self.target.supervisor,
+            self.target.bootstrap,
+            self.cfg.quiesce.consumer_groups,
+            self.cfg.quiesce.timeout_s,
+            drained_queries=self.cfg.quiesce.drained_queries,
+            dsn=self.target.dsn,
+        )
+        q = self.quiesce
+        self.progress.line(f"settled={q.settled} after {q.waited_s:.1f}s {q.reason}".rstrip())
+
+    def run_assertions(self) -> None:
+        assert self.target is not None and self.load is not None
+        self.progress.set_phase("assertions", ", ".join(self.cfg.enabled_checks()))
+        inputs = AssertionInputs(
+            cfg=self.cfg,
+            dsn=self.target.dsn,
+            bootstrap=self.target.bootstrap,
+            ledger=self.load.ledger_path(),
+            locust_stats=self.load.stats(),
+            load_window=self.load_window or (self.t_start, time.time()),
+            fault_events=self.faults.timeline() if self.faults else [],
+            health_events=list(self.health_events),
+            quiesce=self.quiesce,
+            run_id=self.key.run_id,
+        )
+        self.results = run_assertions(inputs, say=self.progress.line)
+
+    # -- evidence and verdict ---------------------------------------------------------------------
+    def finish(self, *, error: str | None, interrupted: bool) -> RunOutcome:
+        results = self.results
+        v = merge_verdict(results, unknown_is_failure=self.cfg.unknown_is_failure) if results else None
+        any_failed = bool(v and v.failed)
+        if error or interrupted:
+            exit_code = EXIT_FAIL if any_failed else EXIT_CANNOT_RUN
+            result = "ERROR"
+            reason = error or "interrupted"
+        else:
+            assert v is not None
+            exit_code = EXIT_PASS if v.passed else EXIT_FAIL
+            result = "PASS" if v.passed else "FAIL"
+            parts = []
+            if v.failed:
+                parts.append(f"failed: {', '.join(v.failed)}")
+            if v.unknown:
+                parts.append(f"unknown: {', '.join(v.unknown)}")
+            reason = "; ".join(parts)
+        verdict = {
+            "gate": self.cfg.name,
+            "run_id": self.key.run_id,
+            "dt": self.key.date,
+            "result": result,
+            "passed": exit_code == EXIT_PASS,
+            "exit_code": exit_code,
+            "reason": reason,
+            "failed_checks": list(v.failed) if v else [],
+            "unknown_checks": list(v.unknown) if v else [],
+            "started_at": self.t_start,
+            "ended_at": time.time(),
+            "guardrail_tripped": self.guardrail_trip,
+        }
+        self._write_evidence(verdict)
+        return RunOutcome(exit_code, verdict, results, self.writer.dir if self.writer else None)
+
+    def _write_evidence(self, verdict: dict[str, Any]) -> None:
+        w = self.writer
+        if w is None:
+            return
+        faults = self.faults.timeline() if self.faults else []
+        w.write_jsonl("faults", faults)
+        w.write_jsonl("health", self.health_events)
+        w.write_jsonl("checks", [r.to_dict() for r in self.results])
+        figures: dict[str, Any] = {}
+        if self.load is not None:
+            ledger = self.load.ledger_path()
+            if ledger is not None and ledger.exists():
+                w.copy_in("ledger", ledger)
+            stats = self.load.stats() or []
+            w.write_jsonl("load_stats", stats)
+            figures = self.load.figures()
+        if self.quiesce is not None:
+            figures["quiesce"] = f"settled={self.quiesce.settled} in {self.quiesce.waited_s:.1f}s"
+        w.write_text("verdicts", __import__("json").dumps(verdict, default=str) + "\n")
+        plot = None
+        try:
+            plot_path = rpt.latency_plot(w.path("ledger"), faults, w.path("plot"))
+            plot = plot_path.name if plot_path else None
+        except Exception as e:  # a plot is nice to have; the evidence must still be written
+            figures["plot_error"] = str(e)
+        w.write_text(
+            "report",
+            rpt.report_markdown(
+                gate=self.cfg.name,
+                run_id=self.key.run_id,
+                verdict=verdict,
+                results=self.results,
+                figures=figures,
+                faults=faults,
+                plot=plot,
+            ),
+        )
+        w.write_text(
+            "junit",
+            junit_xml(
+                self.cfg.name,
+                self.key.run_id,
+                self.results,
+                unknown_is_failure=self.cfg.unknown_is_failure,
+                duration_s=time.time() - self.t_start,
+            ),
+        )
+
+    def cleanup(self) -> None:
+        """Stop load, revert faults, stop processes — each step even if an earlier one fails."""
+        for step in (
+            lambda: self.faults.abort("gate stopping") if self.faults else None,
+            lambda: self.faults.revert_all() if self.faults else None,
+            lambda: self.load.stop() if self.load else None,
+            lambda: self.target.close() if self.target else None,
+        ):
+            try:
+                step()
+            except Exception as e:
+                self.progress.line(f"cleanup step failed: {e}")
+
+    def run(self) -> RunOutcome:
+        """Run the whole gate; never raises for gate errors (they become exit code 2)."""
+        old = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+        error: str | None = None
+        interrupted = False
+        try:
+            self.preflight()
+            self.writer = EvidenceWriter(self.root, self.key)
+            self.writer.write_text(
+                "config", self.config_text or yaml.safe_dump(self.cfg.raw, sort_keys=False)
+            )
+            self.start_target()
+            self.run_load_and_faults()
+            self.run_quiesce()
+            self.run_assertions()
+        except Interrupted as e:
+            interrupted = True
+            self.progress.line(f"interrupted by {e}; stopping load and faults")
+        except KeyboardInterrupt:
+            interrupted = True
+            self.progress.line("interrupted; stopping load and faults")
+        except (ConfigError, GateError) as e:
+            error = str(e)
+            self.progress.line(f"ERROR: {e}")
+        except Exception as e:  # fail closed: an error in the gate itself is never a pass
+            error = f"{type(e).__name__}: {e}"
+            self.progress.line(f"ERROR (gate bug): {error}\n{traceback.format_exc()}")
+        finally:
+            # Further signals must not interrupt the cleanup itself.
+            for s in old:
+                signal.signal(s, signal.SIG_IGN)
+            self.progress.set_phase("cleanup")
+            self.cleanup()
+            try:
+                outcome = self.finish(error=error, interrupted=interrupted)
+            finally:
+                for s, h in old.items():
+                    signal.signal(s, h)
+        return outcome
+
+
+def run_gate(
+    cfg: GateConfig,
+    *,
+    evidence_root: str | None = None,
+    progress: Progress | None = None,
+    config_text: str | None = None,
+) -> RunOutcome:
+    """Run the gate described by ``cfg``; see :class:`RunOutcome`."""
+    return GateRun(cfg, evidence_root=evidence_root, progress=progress, config_text=config_text).run()

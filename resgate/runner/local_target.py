@@ -1,0 +1,151 @@
+"""The local target: embedded (or env-provided) Postgres and Kafka, the supervised services, the balancer.
+
+It is the local stand-in for what the CDK stack points at on AWS (RDS, MSK, an ECS service behind an ALB).
+``LocalTarget`` is a context manager: whatever was started is stopped on every exit path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from resgate.config.schema import GateConfig
+from resgate.errors import ConfigError, GateError
+from resgate.local.balancer import Balancer
+from resgate.local.kafka import EmbeddedKafka, ExternalKafka, kafka_from_env
+from resgate.local.postgres import EmbeddedPostgres, ExternalPostgres, create_database, postgres_from_env
+from resgate.local.supervisor import ServiceSpec, Supervisor
+from resgate.runner.placeholders import fill
+
+
+def resolve_callable(ref: str, where: str) -> Callable[..., Any]:
+    """Import ``module:function``; a ConfigError names the field when it does not resolve."""
+    module, _, attr = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import {ref!r}: {e}", where=where) from e
+    if not callable(fn):
+        raise ConfigError(f"{ref!r} is not callable", where=where)
+    return fn
+
+
+class LocalTarget:
+    """Starts the infrastructure and services of a gate config; exposes the handles faults need.
+
+    Attributes after ``start()``: ``pg`` (server), ``dsn`` (the run's database), ``kafka``, ``bootstrap``,
+    ``supervisor``, ``host`` (base URL the load uses), ``log_dir``.
+    """
+
+    def __init__(
+        self,
+        cfg: GateConfig,
+        run_id: str,
+        *,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        log_dir: Path | None = None,
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg = cfg
+        self.run_id = run_id
+        self.on_event = on_event
+        self.say = say
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="resgate-logs-"))
+        self._stack = ExitStack()
+        self.pg: EmbeddedPostgres | ExternalPostgres | None = None
+        self.kafka: EmbeddedKafka | ExternalKafka | None = None
+        self.supervisor: Supervisor | None = None
+        self.balancer: Balancer | None = None
+        self.dsn = ""
+        self.bootstrap = ""
+        self.host = cfg.load.host or ""
+
+    def __enter__(self) -> LocalTarget:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start_infra(self) -> None:
+        """Start Postgres and Kafka (or attach to RESGATE_PG_DSN / RESGATE_KAFKA_BOOTSTRAP)."""
+        self.say("starting Postgres")
+        self.pg = self._stack.enter_context(postgres_from_env())
+        # A database per run keeps runs apart even on a shared server.
+        self.dsn = create_database(self.pg.dsn, f"resgate_{uuid.uuid4().hex[:10]}")
+        self.say("starting Kafka")
+        self.kafka = self._stack.enter_context(
+            kafka_from_env(
+                brokers=self.cfg.infra.kafka_brokers, default_partitions=self.cfg.infra.kafka_partitions
+            )
+        )
+        self.bootstrap = self.kafka.bootstrap
+
+    def values(self) -> dict[str, str]:
+        return {
+            "python": sys.executable,
+            "pg.dsn": self.dsn,
+            "kafka.bootstrap": self.bootstrap,
+            "run_id": self.run_id,
+        }
+
+    def setup(self) -> None:
+        """Run the target's setup hook (schemas, topics), called as ``fn(dsn, bootstrap, kafka=...)``."""
+        if not self.cfg.target.setup:
+            return
+        fn = resolve_callable(self.cfg.target.setup, "target.local.setup")
+        self.say(f"setting up the target ({self.cfg.target.setup})")
+        try:
+            fn(self.dsn, self.bootstrap, kafka=self.kafka)
+        except Exception as e:
+            raise GateError(f"target setup {self.cfg.target.setup} failed: {e}") from e
+
+    def start_services(self, timeout_s: float | None = None) -> None:
+        """Start the supervised services and the balancer in front of the exposed one; wait until healthy."""
+        services = self.cfg.target.services
+        if not services:
+            if not self.host:
+                raise ConfigError("no local services and no load.host: nothing to test", where="target.local")
+            return
+        vals = self.values()
+        specs = [
+            ServiceSpec(
+                name=s.name,
+                command=[fill(part, vals) for part in s.command],
+                replicas=s.replicas,
+                env={k: fill(v, vals) for k, v in s.env.items()},
+                health_url=f"http://127.0.0.1:{{port}}{s.health_path}",
+                restart_delay_s=s.restart_delay_s,
+                start_timeout_s=s.start_timeout_s,
+                tags={"service": s.name, **self.cfg.target.tags},
+            )
+            for s in services
+        ]
+        self.supervisor = Supervisor(specs, log_dir=self.log_dir, on_event=self.on_event)
+        self._stack.callback(self.supervisor.shutdown)
+        self.say(f"starting {sum(s.replicas for s in services)} replicas of {len(services)} services")
+        self.supervisor.start()
+        exposed = next((s for s in services if s.expose), None)
+        if exposed is not None and not self.cfg.load.host:
+            sup = self.supervisor
+            self.balancer = Balancer(
+                0, backends=lambda: sup.healthy_endpoints(exposed.name), name=exposed.name
+            )
+            port = self.balancer.start()
+            self._stack.callback(self.balancer.stop)
+            self.host = f"http://127.0.0.1:{port}"
+        limit = timeout_s or max(s.start_timeout_s for s in services)
+        if not self.supervisor.wait_healthy(limit):
+            states = ", ".join(f"{r.replica_id}={r.state}" for r in self.supervisor.replicas())
+            raise GateError(
+                f"services did not become healthy within {limit:.0f}s ({states}); logs in {self.log_dir}"
+            )
+
+    def close(self) -> None:
+        """Stop everything that was started, in reverse order."""
+        self._stack.close()

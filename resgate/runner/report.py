@@ -1,0 +1,129 @@
+"""report.md and the latency plot of a gate run: the human summary with the key figures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from resgate.checks.result import UNKNOWN, CheckResult
+
+
+def _mark(v: Any) -> str:
+    return {True: "PASS", False: "FAIL"}.get(v, "UNKNOWN") if v != UNKNOWN else "UNKNOWN"
+
+
+def verdict_table(results: Iterable[CheckResult]) -> str:
+    """A plain-text table: check, result, key counts, first example or error."""
+    rows = []
+    for r in results:
+        counts = ", ".join(
+            f"{k}={v}" for k, v in list(r.counts.items())[:6] if not isinstance(v, dict | list)
+        )
+        note = r.error or (
+            json.dumps(r.examples[0], default=str)[:100] if r.examples and r.valid is not True else ""
+        )
+        rows.append((r.name, _mark(r.valid), counts, note))
+    w0 = max([5] + [len(r[0]) for r in rows])
+    lines = [f"{'check':<{w0}}  result   figures", f"{'-' * w0}  -------  -------"]
+    for name, mark, counts, note in rows:
+        lines.append(f"{name:<{w0}}  {mark:<7}  {counts}")
+        if note:
+            lines.append(f"{'':<{w0}}           ↳ {note}")
+    return "\n".join(lines)
+
+
+def latency_plot(ledger: Path, faults: list[dict[str, Any]], out: Path, window_s: float = 1.0) -> Path | None:
+    """Plot per-window p50/p95 latency and error counts over time with fault markers; None without data."""
+    points: list[tuple[float, float, bool]] = []
+    if not ledger.exists():
+        return None
+    with ledger.open() as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+                points.append((float(r["ts"]), float(r["latency_ms"]), r.get("outcome") != "ok"))
+            except (ValueError, KeyError, TypeError):
+                continue
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = min(p[0] for p in points)
+    buckets: dict[int, list[tuple[float, bool]]] = {}
+    for ts, lat, err in points:
+        buckets.setdefault(int((ts - t0) // window_s), []).append((lat, err))
+    xs, p50, p95, errs = [], [], [], []
+    for b in sorted(buckets):
+        lats = sorted(v[0] for v in buckets[b])
+        xs.append(b * window_s)
+        p50.append(lats[max(0, int(0.5 * len(lats)) - 1)])
+        p95.append(lats[max(0, -(-95 * len(lats) // 100) - 1)])
+        errs.append(sum(1 for v in buckets[b] if v[1]))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(xs, p50, label="p50 ms", linewidth=1)
+    ax.plot(xs, p95, label="p95 ms", linewidth=1)
+    ax.set_xlabel("seconds since load start")
+    ax.set_ylabel("latency (ms)")
+    ax.set_yscale("log")
+    ax2 = ax.twinx()
+    ax2.bar(xs, errs, width=window_s, alpha=0.25, color="red", label="failed/indeterminate")
+    ax2.set_ylabel("failed requests per window")
+    for ev in faults:
+        if ev.get("event") == "injected":
+            x = float(ev["ts"]) - t0
+            ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
+            ax.text(x, ax.get_ylim()[1], f" {ev['fault_id']}", rotation=90, va="top", fontsize=7)
+    ax.legend(loc="upper left")
+    ax.set_title("latency and failures over the run (dashed: fault injected)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def report_markdown(
+    *,
+    gate: str,
+    run_id: str,
+    verdict: dict[str, Any],
+    results: list[CheckResult],
+    figures: dict[str, Any],
+    faults: list[dict[str, Any]],
+    plot: str | None,
+) -> str:
+    """Return the report.md text: verdict, key figures, faults with recovery, each check with examples."""
+    out = [f"# ResilienceGate run `{run_id}` — gate `{gate}`", ""]
+    out.append(
+        f"**Verdict: {verdict['result']}**" + (f" — {verdict['reason']}" if verdict.get("reason") else "")
+    )
+    out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
+    for k, v in figures.items():
+        out.append(f"| {k} | {v} |")
+    out += ["", "## Checks", "", "| check | result | figures |", "|---|---|---|"]
+    for r in results:
+        counts = ", ".join(f"{k}={v}" for k, v in r.counts.items() if not isinstance(v, dict | list))
+        out.append(f"| {r.name} | {_mark(r.valid)} | {counts} |")
+    out += ["", "## Faults", ""]
+    if not faults:
+        out.append("No fault was injected.")
+    for ev in faults:
+        detail = json.dumps(ev.get("detail") or {}, default=str)
+        out.append(
+            f"- `{ev['fault_id']}` ({ev['kind']}, target `{ev.get('target') or '-'}`): {ev['event']} {detail}"
+        )
+    if plot:
+        out += ["", f"![latency over the run]({plot})"]
+    for r in results:
+        if r.valid is True and not r.error:
+            continue
+        out += ["", f"### {r.name}: {_mark(r.valid)}", ""]
+        if r.error:
+            out.append(f"Error: {r.error}")
+        for ex in r.examples[:10]:
+            out.append(f"- `{json.dumps(ex, default=str)}`")
+    return "\n".join(out) + "\n"

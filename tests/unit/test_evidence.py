@@ -1,0 +1,82 @@
+"""Evidence layout, JUnit output and DuckDB queries over the same table names as Athena."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from resgate.checks.result import UNKNOWN, CheckResult
+from resgate.errors import ConfigError
+from resgate.evidence.junit import junit_xml
+from resgate.evidence.layout import RunKey, find_run, list_runs
+from resgate.evidence.query import run_query
+from resgate.evidence.writer import EvidenceWriter
+
+
+def _write_run(root: Path, gate: str, passed: bool) -> RunKey:
+    key = RunKey.new(gate)
+    w = EvidenceWriter(root, key)
+    w.write_jsonl(
+        "checks",
+        [
+            CheckResult("integrity", passed, {"lost": 0 if passed else 2}).to_dict(),
+            CheckResult("slo", True, {"p95_ms": 12.0}).to_dict(),
+        ],
+    )
+    w.write_jsonl(
+        "ledger", [{"ts": 1.0, "op": "submit_order", "outcome": "ok", "latency_ms": 3.0}], stamp=False
+    )
+    w.write_text(
+        "verdicts",
+        json.dumps({"gate": gate, "run_id": key.run_id, "result": "PASS" if passed else "FAIL"}) + "\n",
+    )
+    return key
+
+
+def test_run_folders_follow_the_hive_layout(tmp_path: Path) -> None:
+    key = _write_run(tmp_path, "pb", True)
+    run_dir = tmp_path / f"gate=pb/dt={key.date}/run_id={key.run_id}"
+    assert (run_dir / "checks.jsonl").exists()
+    assert find_run(tmp_path, key.run_id) == run_dir
+    assert list_runs(tmp_path) == [run_dir]
+
+
+def test_query_joins_checks_and_verdicts_with_partition_columns(tmp_path: Path) -> None:
+    good = _write_run(tmp_path, "pb", True)
+    bad = _write_run(tmp_path, "pb", False)
+    cols, rows = run_query(
+        tmp_path,
+        "select v.run_id, v.result, c.counts.lost as lost from verdicts v join checks c using (run_id) "
+        "where c.name = 'integrity' order by lost",
+    )
+    assert cols == ["run_id", "result", "lost"]
+    assert rows == [(good.run_id, "PASS", 0), (bad.run_id, "FAIL", 2)]
+    _, gates = run_query(tmp_path, "select distinct gate, dt from checks")
+    assert gates == [("pb", good.date)]
+
+
+def test_a_bad_query_is_a_clear_error(tmp_path: Path) -> None:
+    _write_run(tmp_path, "pb", True)
+    with pytest.raises(ConfigError, match="query failed"):
+        run_query(tmp_path, "select nope from checks")
+
+
+def test_junit_has_one_case_per_check_and_unknown_fails_closed() -> None:
+    results = [
+        CheckResult("slo", True),
+        CheckResult("integrity", False, {"lost": 1}, [{"order_id": "o1"}]),
+        CheckResult("replay", UNKNOWN, error="topic truncated"),
+    ]
+    suite = ET.fromstring(junit_xml("pb", "r1", results).split("\n", 1)[1])
+    assert suite.get("tests") == "3"
+    assert suite.get("failures") == "2"
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert cases["slo"].find("failure") is None
+    assert cases["integrity"].find("failure") is not None
+    assert "topic truncated" in cases["replay"].find("failure").get("message")
+    lenient = ET.fromstring(junit_xml("pb", "r1", results, unknown_is_failure=False).split("\n", 1)[1])
+    assert lenient.get("failures") == "1"
+    assert lenient.get("skipped") == "1"
