@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,6 +42,18 @@ _SERVER_SETTINGS = {
     "unix_socket_permissions": "0777",
     "log_min_messages": "warning",
 }
+
+
+# Runs in a tiny child: when the gate process dies without cleaning up (SIGKILL), stdin reaches EOF and
+# the watchdog stops the server and removes its directory, so no postgres is ever left behind.
+_WATCHDOG = """
+import os, shutil, subprocess, sys
+cmd, data_dir, base_dir = sys.argv[1:-2], sys.argv[-2], sys.argv[-1]
+sys.stdin.read()
+if os.path.exists(os.path.join(data_dir, "postmaster.pid")):
+    subprocess.run(cmd, capture_output=True, timeout=30)
+shutil.rmtree(base_dir, ignore_errors=True)
+"""
 
 
 def find_pg_bin() -> Path:
@@ -104,6 +117,7 @@ class EmbeddedPostgres:
         self._initialised = False
         self._running = False
         self._closed = False
+        self._watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def controllable(self) -> bool:
@@ -161,6 +175,16 @@ class EmbeddedPostgres:
                 conf.write(f"port = {self.port}\nunix_socket_directories = '{self.sock_dir}'\n")
             self._initialised = True
             atexit.register(self.close)
+            stop_cmd = self._cmd(
+                str(self.bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"
+            )
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-c", _WATCHDOG, *stop_cmd, str(self.data_dir), str(self.base_dir)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.start()
 
     def start(self) -> None:
@@ -214,6 +238,12 @@ class EmbeddedPostgres:
         finally:
             self._closed = True
             shutil.rmtree(self.base_dir, ignore_errors=True)
+            if self._watchdog is not None and self._watchdog.stdin is not None:
+                self._watchdog.stdin.close()
+                try:
+                    self._watchdog.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._watchdog.kill()
 
     def _kill_by_pidfile(self) -> None:
         pidfile = self.data_dir / "postmaster.pid"

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -67,3 +71,21 @@ def test_pg_dsn_fixture_gives_an_empty_database(pg_dsn: str) -> None:
             "select count(*) from information_schema.tables where table_schema = 'public'"
         ).fetchone()[0]
     assert n == 0
+
+
+def test_a_killed_gate_process_leaves_no_postgres_behind(tmp_path: Path) -> None:
+    script = (
+        "import os, sys\n"
+        "from resgate.local.postgres import EmbeddedPostgres\n"
+        "pg = EmbeddedPostgres(); pg.open()\n"
+        "print(pg.base_dir, pg.port, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    base, port = out.stdout.split()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and Path(base).exists():
+        time.sleep(0.2)
+    assert not Path(base).exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=2)
