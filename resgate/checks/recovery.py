@@ -53,7 +53,10 @@ RETIRED_EVENTS = frozenset({"removed", "retired", "deregistered"})
 
 FAILING_KINDS = frozenset({"rto_missed", "never_recovered", "error_ratio_not_back"})
 UNDECIDED_KINDS = frozenset({"no_data"})
-INFO_KINDS = frozenset({"not_detected", "aborted"})
+# ``error_ratio_unmeasured``: the fault healed after the load had ended (e.g. a consumer that rejoins its
+# group after the session timeout). Its RTO is still judged; the error-ratio part cannot be, and saying
+# "unknown" for the whole check would punish a fault placed late in the schedule, so it is only reported.
+INFO_KINDS = frozenset({"not_detected", "aborted", "error_ratio_unmeasured"})
 
 
 # --------------------------------------------------------------------------------------------- evidence
@@ -557,7 +560,13 @@ def detect(
             )
         if judge_errors and evidence.error_windows is not None and baseline is not None:
             if row["error_ratio_after"] is None:
-                out.append(_ex(row, "no_data", reason="no client requests in the windows after recovery"))
+                out.append(
+                    _ex(
+                        row,
+                        "error_ratio_unmeasured",
+                        reason="no client requests in the windows after recovery",
+                    )
+                )
             elif row["error_ratio_after"] > baseline + thresholds.error_ratio_tolerance:  # type: ignore[operator]
                 out.append(
                     _ex(
@@ -606,6 +615,7 @@ def check(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> CheckRe
         "error_ratio_not_back": by_kind.get("error_ratio_not_back", 0),
         "undecided": by_kind.get("no_data", 0),
         "not_detected": by_kind.get("not_detected", 0),
+        "error_ratio_unmeasured": by_kind.get("error_ratio_unmeasured", 0),
         "aborted": by_kind.get("aborted", 0),
         "max_time_to_healthy_s": max(times, default=None),
     }

@@ -221,8 +221,11 @@ def _parse_load(sec: Section) -> Load:
 
 
 def _fault_target(sec: Section, target: Target, required: bool) -> str | None:
-    if not required:
-        return None
+    """The service a fault acts on (process faults) or whose recovery it is judged by (the others,
+    defaulting to the exposed service)."""
+    if not required and not sec.has("target"):
+        exposed = next((s.name for s in target.services if s.expose), None)
+        return exposed or (target.services[0].name if target.services else None)
     name = sec.str("target")
     if target.services and target.service(name) is None:
         raise sec.error("target", f"no service named {name!r}; services: {[s.name for s in target.services]}")

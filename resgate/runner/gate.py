@@ -8,6 +8,8 @@ reverts the faults, stops every process and writes what evidence there is.
 from __future__ import annotations
 
 import signal
+import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -78,6 +80,8 @@ class GateRun:
         self.guardrail_trip: str | None = None
         self.t_start = time.time()
         self.load_window: tuple[float, float] | None = None
+        self._stop_sampling = threading.Event()
+        self._sampler: threading.Thread | None = None
 
     # -- phases -----------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -94,6 +98,20 @@ class GateRun:
         self.target.setup()
         self.target.start_services()
         self.progress.line(f"target ready at {self.target.host}")
+        self._sampler = threading.Thread(target=self._sample_health, name="health-sampler", daemon=True)
+        self._sampler.start()
+
+    def _sample_health(self) -> None:
+        """Record every replica's health once a second (the recovery check's observations)."""
+        while not self._stop_sampling.wait(1.0):
+            sup = self.target.supervisor if self.target else None
+            if sup is None:
+                return
+            now = time.time()
+            for r in sup.replicas():
+                self.health_events.append(
+                    {"ts": now, "service": r.service, "replica": r.replica_id, "healthy": r.state == "healthy"}
+                )
 
     def _on_supervisor_event(self, ev: dict[str, Any]) -> None:
         self.health_events.append(ev)
@@ -108,7 +126,7 @@ class GateRun:
             f"{cfg.load.users} users for {cfg.load.duration_s:.0f}s "
             f"(baseline {cfg.load.baseline_s:.0f}s, {len(cfg.faults)} faults)",
         )
-        self.load = start_load(cfg, self.target.host, self.writer.dir / "load")
+        self.load = start_load(cfg, self.target.host, Path(tempfile.mkdtemp(prefix="resgate-load-")))
         load_start = time.time()
         self.faults = FaultRunner(self.target, cfg.faults, on_event=self.progress.event)
         self.faults.start(load_start)
@@ -162,6 +180,7 @@ class GateRun:
     def run_assertions(self) -> None:
         assert self.target is not None and self.load is not None
         self.progress.set_phase("assertions", ", ".join(self.cfg.enabled_checks()))
+        self._stop_sampling.set()
         inputs = AssertionInputs(
             cfg=self.cfg,
             dsn=self.target.dsn,
@@ -262,6 +281,7 @@ class GateRun:
 
     def cleanup(self) -> None:
         """Stop load, revert faults, stop processes — each step even if an earlier one fails."""
+        self._stop_sampling.set()
         for step in (
             lambda: self.faults.abort("gate stopping") if self.faults else None,
             lambda: self.faults.revert_all() if self.faults else None,

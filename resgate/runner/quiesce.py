@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from resgate.config.schema import ConsumerGroup
 from resgate.local.supervisor import Supervisor
@@ -37,30 +36,27 @@ class QuiesceResult:
 
 
 async def consumer_lag(bootstrap: str, groups: list[ConsumerGroup]) -> dict[str, int]:
-    """Total lag per group: sum over its topics' partitions of (end offset - committed offset)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await consumer.start()
-    try:
-        out: dict[str, int] = {}
-        for g in groups:
+    """Total lag per group: sum over its topics' partitions of (end offset - committed offset).
+
+    Committed offsets are read with a consumer of the group that never joins it (OffsetFetch only), which
+    works on the librdkafka mock as on real brokers.
+    """
+    out: dict[str, int] = {}
+    for g in groups:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=g.group, enable_auto_commit=False)
+        await consumer.start()
+        try:
             await consumer._client.force_metadata_update()
-            tps = [
-                TopicPartition(t, p) for t in g.topics for p in sorted(consumer.partitions_for_topic(t) or ())
-            ]
+            tps = [TopicPartition(t, p) for t in g.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
             end = await consumer.end_offsets(tps) if tps else {}
-            committed = await admin.list_consumer_group_offsets(g.group)
             lag = 0
             for tp in tps:
-                meta = committed.get(tp)
-                pos = meta.offset if meta is not None and meta.offset >= 0 else 0
+                pos = await consumer.committed(tp) or 0
                 lag += max(0, end[tp] - pos)
             out[g.group] = lag
-        return out
-    finally:
-        await consumer.stop()
-        await admin.close()
+        finally:
+            await consumer.stop()
+    return out
 
 
 def pending_rows(dsn: str, queries: list[str]) -> int:

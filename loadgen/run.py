@@ -1,0 +1,364 @@
+"""Run the locustfile headless as a subprocess, and stop it without leaving a process behind.
+
+:func:`run_locust` starts ``python -m locust -f loadgen/locustfile.py --headless --host H -u U -r R
+-t Ts --stop-timeout S --json --exit-code-on-error 0 --only-summary`` in its own session (process group)
+with ``RESGATE_LEDGER_DIR`` set, stdout (the final ``--json`` stats) captured to
+``<ledger_dir>/locust-stats.json`` and stderr (Locust's log) to ``<ledger_dir>/locust.log``. The returned
+:class:`LocustRun` is used by the gate runner and the benchmarks: :meth:`LocustRun.wait` for the natural
+end, :meth:`LocustRun.stop` to end it early (SIGTERM to Locust, so it stops its users, prints its stats
+and flushes the ledgers; SIGKILL to the whole process group after a grace period). Both return a
+:class:`LocustResult` with the parsed stats, the exit code and the merged ledger.
+
+``python -m loadgen.run`` is the container entrypoint: the same run configured from the environment,
+followed by an upload to S3 when ``RESGATE_EVIDENCE_S3_URI`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import loadgen
+from loadgen import ConfigError, GateError
+from loadgen.ledger import count_records, merge_ledgers
+from loadgen.stats import load_locust_json, summarize
+
+DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+STATS_NAME = "locust-stats.json"
+LOG_NAME = "locust.log"
+
+
+@dataclass(frozen=True)
+class LocustResult:
+    """The outcome of a finished Locust run.
+
+    ``stats`` is the parsed ``--json`` list (empty when Locust printed none, e.g. after SIGKILL; then
+    ``stats_error`` says why), ``exit_code`` Locust's (negative: killed by that signal), ``ledger_path``
+    the merged ledger and ``ledger_records`` its line count, ``stopped`` whether :meth:`LocustRun.stop`
+    ended it, ``killed`` whether SIGKILL was needed.
+    """
+
+    exit_code: int
+    stats: list[dict[str, Any]]
+    stats_path: Path
+    log_path: Path
+    ledger_path: Path
+    ledger_records: int
+    started_at: float
+    ended_at: float
+    stopped: bool = False
+    killed: bool = False
+    stats_error: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_requests(self) -> int:
+        """Requests Locust counted (every attempt), summed over endpoints."""
+        return sum(int(e["num_requests"]) for e in self.stats)
+
+    @property
+    def total_failures(self) -> int:
+        """Failed requests Locust counted, summed over endpoints."""
+        return sum(int(e["num_failures"]) for e in self.stats)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a foreign group reusing the id; not ours to signal
+        return False
+    return True
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class LocustRun:
+    """A running headless Locust (process group leader ``pid`` == ``pgid``); see :func:`run_locust`."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], ledger_dir: Path, *, stop_grace_s: float) -> None:
+        self.cmd = cmd
+        self.ledger_dir = ledger_dir
+        self.stats_path = ledger_dir / STATS_NAME
+        self.log_path = ledger_dir / LOG_NAME
+        self.stop_grace_s = stop_grace_s
+        self.started_at = time.time()
+        self._result: LocustResult | None = None
+        self._stopped = False
+        self._killed = False
+        with open(self.stats_path, "wb") as out, open(self.log_path, "wb") as err:
+            try:
+                self.proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, start_new_session=True
+                )
+            except OSError as e:
+                raise GateError(f"could not start Locust ({cmd[0]}): {e}") from e
+        self.pid = self.proc.pid
+        self.pgid = self.proc.pid  # start_new_session: the child leads its own session and group
+
+    @property
+    def running(self) -> bool:
+        """True while the Locust process has not exited."""
+        return self.proc.poll() is None
+
+    @property
+    def result(self) -> LocustResult | None:
+        """The result once the run has been waited for or stopped, else None."""
+        return self._result
+
+    def wait(self, timeout: float | None = None) -> LocustResult:
+        """Wait for Locust to exit by itself; returns the :class:`LocustResult`.
+
+        Raises :class:`GateError` when it is still running after ``timeout`` seconds (it is left running;
+        call :meth:`stop`).
+        """
+        if self._result is not None:
+            return self._result
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise GateError(f"Locust (pid {self.pid}) still running after {timeout:g} s") from e
+        return self._finish()
+
+    def stop(self, grace_s: float | None = None) -> LocustResult:
+        """End the run now and return its result; never returns while a process of its group is left.
+
+        SIGTERM goes to the Locust process (with ``--processes`` it is the master, which stops its workers
+        and collects their final stats; a signal to every process at once would lose them). When it has
+        not exited after ``grace_s`` (default: the run's stop grace), the whole group gets SIGKILL; after
+        the leader has exited, anything left in the group gets SIGTERM, then SIGKILL. Locust prints its
+        stats and flushes the ledgers on SIGTERM; after SIGKILL the stats are empty and the ledgers hold
+        what was flushed (each process writes once a second).
+        """
+        if self._result is not None:
+            return self._result
+        grace = self.stop_grace_s if grace_s is None else grace_s
+        if self.proc.poll() is None:
+            self._stopped = True
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._killed = True
+                _signal_group(self.pgid, signal.SIGKILL)
+                self.proc.wait()
+        return self._finish()
+
+    def _reap_group(self) -> None:
+        """Kill whatever is left in the group after the leader exited (e.g. ``--processes`` children)."""
+        if not _group_alive(self.pgid):
+            return
+        _signal_group(self.pgid, signal.SIGTERM)
+        term_deadline = time.monotonic() + 2.0
+        while _group_alive(self.pgid) and time.monotonic() < term_deadline:
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5.0
+        while _group_alive(self.pgid) and time.monotonic() < deadline:
+            self._killed = True
+            _signal_group(self.pgid, signal.SIGKILL)
+            time.sleep(0.05)
+
+    def _finish(self) -> LocustResult:
+        self._reap_group()
+        ended = time.time()
+        stats: list[dict[str, Any]] = []
+        stats_error = None
+        try:
+            stats = load_locust_json(self.stats_path)
+        except (ConfigError, OSError) as e:
+            stats_error = str(e)
+        ledger = merge_ledgers(self.ledger_dir)
+        self._result = LocustResult(
+            exit_code=int(self.proc.returncode),
+            stats=stats,
+            stats_path=self.stats_path,
+            log_path=self.log_path,
+            ledger_path=ledger,
+            ledger_records=count_records(ledger),
+            started_at=self.started_at,
+            ended_at=ended,
+            stopped=self._stopped,
+            killed=self._killed,
+            stats_error=stats_error,
+            summary=summarize(stats),
+        )
+        return self._result
+
+    def __enter__(self) -> LocustRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_locust(
+    host: str,
+    *,
+    users: int,
+    spawn_rate: float,
+    duration_s: float,
+    ledger_dir: str | os.PathLike[str],
+    locustfile: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    stop_timeout_s: int = 5,
+    stop_grace_s: float | None = None,
+) -> LocustRun:
+    """Start a headless Locust run against ``host`` and return the running :class:`LocustRun`.
+
+    ``duration_s`` is rounded up to whole seconds (Locust's ``-t``); ``stop_timeout_s`` is how long users
+    may finish an in-flight request when the run ends (the locustfile starts no retry once stopping);
+    ``stop_grace_s`` (default ``stop_timeout_s + 15``) is how long :meth:`LocustRun.stop` waits after
+    SIGTERM before SIGKILL. ``env`` is added to this process's environment (and wins over it), with
+    ``RESGATE_LEDGER_DIR`` set to ``ledger_dir``, which is created; per-process ledger and live files left
+    there by an earlier run are removed first. Raises :class:`ConfigError` for bad arguments (nothing is
+    started) and :class:`GateError` when the process cannot be started.
+    """
+    if not isinstance(host, str) or not host.startswith(("http://", "https://")):
+        raise ConfigError(f"must be an http(s) URL, got {host!r}", where="load.host")
+    if isinstance(users, bool) or not isinstance(users, int) or users < 1:
+        raise ConfigError(f"must be an integer >= 1, got {users!r}", where="load.users")
+    if not isinstance(spawn_rate, (int, float)) or isinstance(spawn_rate, bool) or not spawn_rate > 0:
+        raise ConfigError(f"must be a number > 0, got {spawn_rate!r}", where="load.spawn_rate")
+    if (
+        not isinstance(duration_s, (int, float))
+        or isinstance(duration_s, bool)
+        or not 0 < duration_s < math.inf
+    ):
+        raise ConfigError(f"must be a number of seconds > 0, got {duration_s!r}", where="load.duration_s")
+    if isinstance(stop_timeout_s, bool) or not isinstance(stop_timeout_s, int) or stop_timeout_s < 0:
+        raise ConfigError(f"must be an integer >= 0, got {stop_timeout_s!r}", where="load.stop_timeout_s")
+    lf = Path(locustfile) if locustfile is not None else DEFAULT_LOCUSTFILE
+    if not lf.is_file():
+        raise ConfigError(f"locustfile not found: {lf}", where="load.locustfile")
+    ledger = Path(ledger_dir)
+    ledger.mkdir(parents=True, exist_ok=True)
+    for pattern in ("ledger-*.jsonl", "live-*.jsonl"):
+        for old in ledger.glob(pattern):
+            old.unlink()
+    run_env = dict(os.environ)
+    # The locustfile imports this package: put its root first on the path, whatever the cwd is.
+    pythonpath = [str(PACKAGE_ROOT), *filter(None, run_env.get("PYTHONPATH", "").split(os.pathsep))]
+    run_env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(pythonpath),
+            loadgen.ENV_LEDGER_DIR: str(ledger.resolve()),
+        }
+    )
+    run_env.update(env or {})
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(lf.resolve()),
+        "--headless",
+        "--host",
+        host,
+        "-u",
+        str(users),
+        "-r",
+        f"{spawn_rate:g}",
+        "-t",
+        f"{math.ceil(duration_s)}s",
+        "--stop-timeout",
+        str(stop_timeout_s),
+        "--json",
+        "--exit-code-on-error",
+        "0",
+        "--only-summary",
+        *extra_args,
+    ]
+    grace = float(stop_timeout_s + 15) if stop_grace_s is None else float(stop_grace_s)
+    return LocustRun(cmd, run_env, ledger, stop_grace_s=grace)
+
+
+def _env_number(name: str, default: float | None, cast: type = float) -> Any:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        if default is None:
+            raise ConfigError("is required", where=name)
+        return cast(default)
+    try:
+        return cast(raw)
+    except ValueError:
+        raise ConfigError(f"must be a number, got {raw!r}", where=name) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Container entrypoint: run Locust from the environment, then upload the results when asked.
+
+    Reads ``RESGATE_TARGET_HOST`` (or ``LOCUST_HOST``), ``RESGATE_USERS`` (10), ``RESGATE_SPAWN_RATE``
+    (users/s, default = users), ``RESGATE_DURATION_S`` (required), ``RESGATE_STOP_TIMEOUT_S`` (5),
+    ``RESGATE_LEDGER_DIR`` (``/tmp/resgate-load``) and ``RESGATE_EVIDENCE_S3_URI``. SIGTERM (ECS stopping
+    the task) stops the run cleanly and still uploads. Exit codes: 0 done, 2 could not run.
+    """
+    del argv
+    try:
+        host = (
+            os.environ.get(loadgen.ENV_TARGET_HOST, "").strip() or os.environ.get("LOCUST_HOST", "").strip()
+        )
+        users = _env_number(loadgen.ENV_USERS, 10, int)
+        spawn_rate = _env_number(loadgen.ENV_SPAWN_RATE, float(users))
+        duration = _env_number(loadgen.ENV_DURATION_S, None)
+        stop_timeout = _env_number(loadgen.ENV_STOP_TIMEOUT_S, 5, int)
+        ledger_dir = Path(os.environ.get(loadgen.ENV_LEDGER_DIR, "").strip() or "/tmp/resgate-load")
+        s3_uri = os.environ.get(loadgen.ENV_EVIDENCE_S3_URI, "").strip()
+        run = run_locust(
+            host,
+            users=users,
+            spawn_rate=spawn_rate,
+            duration_s=duration,
+            ledger_dir=ledger_dir,
+            stop_timeout_s=stop_timeout,
+        )
+    except (ConfigError, GateError) as e:
+        print(f"loadgen: {e}", file=sys.stderr)
+        return 2
+
+    def _on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        result = run.wait(timeout=math.ceil(duration) + stop_timeout + 60)
+    except (KeyboardInterrupt, GateError):
+        result = run.stop()
+    print(
+        f"loadgen: {result.total_requests} requests, {result.total_failures} failures, "
+        f"{result.ledger_records} ledger records, exit code {result.exit_code}",
+        file=sys.stderr,
+    )
+    if s3_uri:
+        from loadgen.upload import upload_results
+
+        try:
+            keys = upload_results(result, s3_uri)
+        except GateError as e:
+            print(f"loadgen: upload failed: {e}", file=sys.stderr)
+            return 2
+        print(f"loadgen: uploaded {len(keys)} objects to {s3_uri}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Upload a load run's results (merged ledger, Locust stats, live stats, log) to the run's S3 evidence prefix.
+
+On Fargate the load task's files live only in the container, so the entrypoint (``python -m loadgen.run``)
+calls :func:`upload_results` when ``RESGATE_EVIDENCE_S3_URI`` names the run's evidence prefix
+(``s3://<bucket>/<root>/gate=<name>/dt=<date>/run_id=<id>/``). Each load node (a standalone task, or each
+of several tasks) writes its own objects, named by ``RESGATE_LOAD_NODE`` or the host name, so parallel
+tasks never overwrite each other:
+
+- ``ledger/part-<node>.jsonl`` — the merged client ledger of this node (the ``ledger`` table)
+- ``load_stats/part-<node>.json`` — Locust's ``--json`` output (the ``load_stats`` table)
+- ``load_live/part-<node>.jsonl`` — the per-second live lines of every process of this node
+- ``load_log/<node>.log`` — Locust's log
+
+The folder names are the defaults of :data:`DEFAULT_LAYOUT`; the evidence writer may pass another
+layout. boto3 is imported only when uploading.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import loadgen
+from loadgen import ConfigError, GateError
+from loadgen.ledger import LIVE_PREFIX, iter_lines
+
+DEFAULT_LAYOUT: Mapping[str, str] = {
+    "ledger": "ledger/part-{node}.jsonl",
+    "stats": "load_stats/part-{node}.json",
+    "live": "load_live/part-{node}.jsonl",
+    "log": "load_log/{node}.log",
+}
+_CONTENT_TYPES = {".jsonl": "application/x-ndjson", ".json": "application/json", ".log": "text/plain"}
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``; the prefix is empty or ends with ``/``."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ConfigError(f"must be s3://bucket/prefix/, got {uri!r}", where=loadgen.ENV_EVIDENCE_S3_URI)
+    prefix = parsed.path.lstrip("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return parsed.netloc, prefix
+
+
+def node_name() -> str:
+    """This load node's name: ``RESGATE_LOAD_NODE``, else the host name (a Fargate task's is unique)."""
+    name = os.environ.get(loadgen.ENV_LOAD_NODE, "").strip() or socket.gethostname() or "node"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def upload_results(
+    result: Any,
+    s3_uri: str,
+    *,
+    node: str | None = None,
+    layout: Mapping[str, str] = DEFAULT_LAYOUT,
+    s3_client: Any = None,
+) -> list[str]:
+    """Upload a :class:`loadgen.run.LocustResult`'s files under ``s3_uri``; returns the object keys written.
+
+    Missing files are skipped (a run killed before printing stats has no stats). The live lines of all
+    processes are concatenated into one object. Raises :class:`ConfigError` for a bad URI and
+    :class:`GateError` when S3 refuses an upload.
+    """
+    bucket, prefix = parse_s3_uri(s3_uri)
+    node = node or node_name()
+    if s3_client is None:
+        import boto3
+
+        s3_client = boto3.client("s3")
+    ledger_dir = Path(result.ledger_path).parent
+    live_path = ledger_dir / f"{LIVE_PREFIX}.jsonl"
+    with open(live_path, "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(iter_lines(ledger_dir, prefix=LIVE_PREFIX))
+    files = {
+        "ledger": Path(result.ledger_path),
+        "stats": Path(result.stats_path),
+        "live": live_path,
+        "log": Path(result.log_path),
+    }
+    keys = []
+    for kind, path in files.items():
+        if not path.is_file():
+            continue
+        key = prefix + layout[kind].format(node=node)
+        extra = {"ContentType": _CONTENT_TYPES.get(path.suffix, "application/octet-stream")}
+        try:
+            s3_client.upload_file(str(path), bucket, key, ExtraArgs=extra)
+        except Exception as e:  # boto3 raises several unrelated types (ClientError, S3UploadFailedError, ...)
+            raise GateError(f"uploading {path.name} to s3://{bucket}/{key} failed: {e}") from e
+        keys.append(key)
+    return keys

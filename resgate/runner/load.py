@@ -1,0 +1,107 @@
+"""The load phase of a local run: Locust (loadgen) as a subprocess, its live windows, its final figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+from typing import Any
+
+from loadgen.run import LocustResult, LocustRun, run_locust
+from loadgen.stats import read_live, summarize
+from resgate.config.schema import GateConfig
+from resgate.errors import ConfigError, DependencyMissing
+from resgate.runner.guardrails import Window
+
+
+def _locustfile(cfg: GateConfig) -> Path:
+    p = Path(cfg.load.locustfile)
+    if not p.is_absolute() and not p.exists():
+        # Relative to the repository (the packaged default config names loadgen/locustfile.py).
+        import loadgen
+
+        p = Path(loadgen.__file__).resolve().parent.parent / cfg.load.locustfile
+    return p
+
+
+def preflight_load(cfg: GateConfig) -> None:
+    """Locust must be installed and the locustfile must exist, before anything starts."""
+    # find_spec, not import: importing locust would monkey-patch this process with gevent.
+    if importlib.util.find_spec("locust") is None:
+        raise DependencyMissing("Locust is not installed (pip install locust)")
+    if not _locustfile(cfg).exists():
+        raise ConfigError(f"locustfile {cfg.load.locustfile!r} does not exist", where="load.locustfile")
+
+
+class LoadRun:
+    """A running load: live windows for progress and guardrails, then the final stats and ledger."""
+
+    def __init__(self, run: LocustRun, ledger_dir: Path, duration_s: float) -> None:
+        self.run = run
+        self.ledger_dir = ledger_dir
+        self.duration_s = duration_s
+        self.result: LocustResult | None = None
+        self.started = time.time()
+
+    def running(self) -> bool:
+        return self.run.running
+
+    def window(self, start: float, end: float) -> Window | None:
+        """Requests, failures and p95 of the whole seconds in [start, end); None if nothing was reported."""
+        points = [p for p in read_live(self.ledger_dir, since_ts=int(start) - 1) if p["ts"] < int(end)]
+        if not points:
+            return None
+        req = sum(p["requests"] for p in points)
+        fail = sum(p["failures"] for p in points)
+        p95s = [p["p95_ms"] for p in points if p["p95_ms"] is not None]
+        return Window(ts=end, requests=req, failures=fail, p95_ms=max(p95s) if p95s else None)
+
+    def total_requests(self) -> int:
+        if self.result is not None:
+            return self.result.total_requests
+        return sum(p["requests"] for p in read_live(self.ledger_dir))
+
+    def finish(self) -> None:
+        """Wait for Locust to end by itself (its -t), then collect stats and the merged ledger."""
+        self.result = self.run.wait(timeout=60)
+
+    def stop(self) -> None:
+        """Stop the load now (idempotent); never leaves a Locust process behind."""
+        if self.result is None:
+            self.result = self.run.stop()
+
+    def ledger_path(self) -> Path | None:
+        return self.result.ledger_path if self.result is not None else None
+
+    def stats(self) -> list[dict[str, Any]]:
+        return list(self.result.stats) if self.result is not None else []
+
+    def figures(self) -> dict[str, Any]:
+        """Key figures of the load for the report (requests, error ratio, rps, p50/p95/p99)."""
+        if self.result is None or not self.result.stats:
+            return {}
+        s = summarize(self.result.stats)
+        out: dict[str, Any] = {"requests": s.get("requests"), "failures": s.get("failures")}
+        if s.get("error_ratio") is not None:
+            out["error ratio"] = f"{s['error_ratio']:.2%}"
+        if s.get("rps"):
+            out["throughput"] = f"{s['rps']:.1f} req/s"
+        for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+            if s.get(k) is not None:
+                out[k.replace("_ms", "")] = f"{s[k]:.0f} ms"
+        out["ledger records"] = self.result.ledger_records
+        return out
+
+
+def start_load(cfg: GateConfig, host: str, ledger_dir: Path) -> LoadRun:
+    """Start Locust against ``host`` with the config's load profile; the ledger goes to ``ledger_dir``."""
+    run = run_locust(
+        host,
+        users=cfg.load.users,
+        spawn_rate=cfg.load.spawn_rate,
+        duration_s=cfg.load.duration_s,
+        ledger_dir=ledger_dir,
+        locustfile=_locustfile(cfg),
+        env=dict(cfg.load.env),
+    )
+    return LoadRun(run, ledger_dir, cfg.load.duration_s)
