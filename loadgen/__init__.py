@@ -42,6 +42,9 @@ ENV_WAIT_MAX_S = "RESGATE_WAIT_MAX_S"
 ENV_LOAD_NODE = "RESGATE_LOAD_NODE"
 """Prefix that makes client ids unique across processes and tasks (default: 6 random hex digits)."""
 ENV_LEDGER_FLUSH_RECORDS = "RESGATE_LEDGER_FLUSH_RECORDS"
+ENV_RESEND_RATIO = "RESGATE_RESEND_RATIO"
+"""Fraction of accepted orders the client sends once more with the same key and body (a response the
+client never saw, e.g. a FIX resend after a reconnect); default 0.02, 0 turns it off."""
 """Buffered ledger records that trigger a write (default 2000; the buffer is also written every second)."""
 
 # --- read by the container entrypoint (``python -m loadgen.run``) ---------------------------------------

@@ -127,6 +127,7 @@ class LoadConfig:
     wait_max_s: float
     node: str
     flush_every: int
+    resend_ratio: float
 
     @classmethod
     def from_env(cls) -> LoadConfig:
@@ -175,6 +176,7 @@ class LoadConfig:
             wait_max_s=wait_max,
             node=os.environ.get(loadgen.ENV_LOAD_NODE, "").strip() or secrets.token_hex(3),
             flush_every=_env_int(loadgen.ENV_LEDGER_FLUSH_RECORDS, 2000),
+            resend_ratio=min(1.0, _env_float(loadgen.ENV_RESEND_RATIO, 0.02)),
         )
 
 
@@ -321,8 +323,12 @@ class TraderUser(FastHttpUser):
             "qty": random.randint(1, CONFIG.max_qty),
             "price": str(price),
         }
-        result = self._call("submit_order", "POST", "/orders", body=body, key=self._new_key())
+        key = self._new_key()
+        result = self._call("submit_order", "POST", "/orders", body=body, key=key)
         order_id = result.data.get("order_id") if isinstance(result.data, dict) else None
+        if result.outcome == "ok" and random.random() < CONFIG.resend_ratio:
+            # The same order again, same key and bytes: an idempotent gateway answers with the original.
+            self._call("submit_order", "POST", "/orders", body=body, key=key, extra={"resend": True})
         if result.outcome == "ok" and order_id:
             self.known_orders.append(str(order_id))
             if str(result.data.get("status", "open")).lower() not in CLOSED_ORDER_STATES:

@@ -36,6 +36,7 @@ LOAD_ENV = {
     "RESGATE_CONNECT_TIMEOUT_S": "1",
     "RESGATE_RETRY_AFTER_CAP_S": str(RETRY_AFTER_CAP_S),
     "RESGATE_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+    "RESGATE_RESEND_RATIO": "0.05",
 }
 
 
@@ -153,7 +154,9 @@ def test_retries_reuse_the_idempotency_key_and_the_body(faulty_run: SimpleNamesp
     assert sum(1 for s in faulty_run.submits if s.result == "replayed") > 0
     retried = [a for a in faulty_run.by_key.values() if len(a) > 1]
     assert retried
-    for attempts in faulty_run.by_key.values():
+    for all_attempts in faulty_run.by_key.values():
+        # A deliberate resend of an accepted order starts its own attempt count (see the next test).
+        attempts = [a for a in all_attempts if not a.get("resend")]
         assert [a["attempt"] for a in attempts] == list(range(1, len(attempts) + 1))
         first = attempts[0]
         for a in attempts[1:]:
@@ -326,3 +329,13 @@ def test_run_locust_rejects_bad_arguments_before_starting_anything(
         run_locust(host, **args)
     assert e.value.where == where
     assert not (tmp_path / "ledger").exists()
+
+
+def test_a_resent_accepted_order_gets_the_original_order_back(faulty_run: SimpleNamespace) -> None:
+    resends = [r for r in faulty_run.records if r.get("resend") and r["outcome"] == "ok"]
+    assert resends, "RESGATE_RESEND_RATIO should make some clients send an accepted order again"
+    for r in resends:
+        originals = [
+            a for a in faulty_run.by_key[r["idempotency_key"]] if not a.get("resend") and a["outcome"] == "ok"
+        ]
+        assert originals and originals[-1]["order_id"] == r["order_id"]
