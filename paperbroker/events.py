@@ -11,8 +11,12 @@ Topic ``pb.orders`` (written by the gateway's outbox relay, key = symbol):
 Topic ``pb.executions`` (written by the matcher, key = symbol):
 - ``TradeExecuted``: trade_id, symbol, seq (per-symbol, 1, 2, 3, ... without gaps), buy_order_id,
   sell_order_id, buy_client_id, sell_client_id, qty, price, aggressor_order_id
-- ``OrderCancelled``: order_id, client_id, symbol, remaining_qty
-- ``OrderRested``: order_id, symbol (the order entered the book with remaining quantity)
+- ``OrderCancelled``: order_id, client_id, symbol, remaining_qty; added by the matcher: side, price
+- ``OrderRested``: order_id, symbol (the order entered the book with remaining quantity); added by the
+  matcher: client_id, side, price (limit price), qty (original), remaining_qty (the quantity that rested)
+
+The matcher's event ids are deterministic (uuid5 of the trade id, or of the resting order's arrival number),
+so a republished execution keeps its event_id.
 """
 
 from __future__ import annotations

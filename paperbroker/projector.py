@@ -1,0 +1,159 @@
+"""The live paperbroker projector: one process running all four projectors over both topics.
+
+Run as ``python -m paperbroker.projector`` (settings from :mod:`paperbroker.config`; /health and /ready on
+``$PORT``). One consumer group (``<prefix>.paperbroker-projector``) subscribes to the orders and the
+executions topics; each ``getmany`` batch is applied to the read models in the ``public`` schema in ONE
+database transaction by :func:`paperbroker.projections.apply_batch_async` (which records
+``(projector, event_id)`` in ``processed_events`` in that same transaction and applies only events that
+were new), and the batch's Kafka offsets are committed only AFTER the database commit. A crash between
+the two redelivers the batch, and the dedupe makes the redelivery a no-op. Several replicas may run in
+the group: changes are commutative and rows are locked in a fixed order. Seeded bugs (from
+``PAPERBROKER_BUGS`` only): ``projector_double_apply`` skips the processed-event check,
+``projection_drift`` never writes the cancelled status into ``rm_orders``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from paperbroker.config import Settings, load_settings
+from paperbroker.events import decode
+from paperbroker.projections import ApplyStats, ProjectionOptions, apply_batch_async, ensure_schema_async
+from paperbroker.service import (
+    HealthState,
+    configure_logging,
+    consumer_lag,
+    install_stop_handlers,
+    sleep_or_stop,
+    start_health_server,
+)
+
+log = logging.getLogger("paperbroker.projector")
+
+LIVE_SCHEMA = "public"
+BATCH_MAX_RECORDS = 2000
+SESSION_TIMEOUT_MS = 6000
+
+
+def group_id_for(settings: Settings) -> str:
+    """The consumer group of the projector for this deployment's topic prefix."""
+    prefix = settings.topic_prefix.strip().rstrip(".")
+    return f"{prefix}.paperbroker-projector" if prefix else "paperbroker-projector"
+
+
+class Projector:
+    """The projector process: one session (DB connection + group consumer) at a time, rebuilt on error."""
+
+    def __init__(self, settings: Settings, health: HealthState) -> None:
+        self.settings = settings
+        self.health = health
+        self.options = ProjectionOptions.from_bugs(settings.bugs)
+        self.totals = ApplyStats()
+        self.health.details["stats"] = self.totals.as_dict()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run sessions until ``stop`` is set; errors tear the session down and start a new one."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                backoff = 0.5
+            except Exception as e:
+                log.warning("projector session failed (%s: %s); restarting", type(e).__name__, e)
+                self.health.set_not_ready(f"recovering: {type(e).__name__}: {e}")
+                self.health.details["last_error"] = f"{type(e).__name__}: {e}"
+                if await sleep_or_stop(stop, backoff):
+                    break
+                backoff = min(backoff * 2, 5.0)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        conn = await psycopg.AsyncConnection.connect(s.dsn, autocommit=True, connect_timeout=5)
+        consumer: AIOKafkaConsumer | None = None
+        try:
+            await ensure_schema_async(conn, LIVE_SCHEMA)
+            consumer = AIOKafkaConsumer(
+                s.topic_orders,
+                s.topic_executions,
+                bootstrap_servers=s.kafka_bootstrap,
+                group_id=group_id_for(s),
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+                max_poll_interval_ms=120_000,
+                # A SIGKILLed member blocks its partitions until its session times out (the librdkafka
+                # mock does not honour static membership): 6 s is the smallest value real brokers accept
+                # by default (group.min.session.timeout.ms) and makes a restart ready in about 11 s.
+                session_timeout_ms=SESSION_TIMEOUT_MS,
+                heartbeat_interval_ms=1000,
+            )
+            await consumer.start()
+            self.health.set_ready()
+            self.health.details.pop("last_error", None)
+            log.info("projector ready (group %s, bugs %s)", group_id_for(s), sorted(s.bugs))
+            while not stop.is_set():
+                data = await consumer.getmany(timeout_ms=200, max_records=BATCH_MAX_RECORDS)
+                if data:  # the fetched batch counts as lag until it is committed
+                    pending = sum(len(v) for v in data.values())
+                    self.health.details["lag"] = (consumer_lag(consumer) or 0) + pending
+                    await self._apply(conn, consumer, data)
+                self.health.details["lag"] = consumer_lag(consumer)
+        finally:
+            self.health.set_not_ready("stopped")
+            if consumer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(consumer.stop(), timeout=5)
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _apply(
+        self, conn: psycopg.AsyncConnection, consumer: AIOKafkaConsumer, data: dict[TopicPartition, list[Any]]
+    ) -> None:
+        events: list[dict[str, Any]] = []
+        offsets: dict[TopicPartition, int] = {}
+        for tp, recs in data.items():
+            for rec in recs:
+                try:
+                    ev = decode(rec.value)
+                except ValueError:
+                    ev = None
+                events.append(ev if isinstance(ev, dict) else {})
+            if recs:
+                offsets[tp] = recs[-1].offset + 1
+        stats = await apply_batch_async(conn, LIVE_SCHEMA, events, self.options)  # DB commit first ...
+        self.totals.add(stats)
+        self.health.details["stats"] = self.totals.as_dict()
+        try:
+            await consumer.commit(offsets)  # ... then the offsets
+        except Exception as e:  # a rebalance: the batch will be redelivered and deduplicated
+            log.warning("offset commit failed (%s: %s); events will be redelivered", type(e).__name__, e)
+
+
+async def main_async(settings: Settings) -> None:
+    """Run the projector with its health server until SIGTERM/SIGINT."""
+    delay = settings.slow_start_s if settings.bug("slow_start") else 0.0
+    health = HealthState("projector", ready_delay_s=delay)
+    health.details["bugs"] = sorted(settings.bugs)
+    server = await start_health_server(health, settings.port)
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    try:
+        await Projector(settings, health).run(stop)
+    finally:
+        server.close()
+
+
+def main() -> None:
+    """Entry point of ``python -m paperbroker.projector``."""
+    configure_logging("projector")
+    asyncio.run(main_async(load_settings()))
+
+
+if __name__ == "__main__":
+    main()
