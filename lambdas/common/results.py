@@ -1,0 +1,221 @@
+"""CheckResult ↔ Step Functions payload, the handlers' error policy, and what every handler logs and emits.
+
+- :func:`decide` runs a checker call and turns the two ways a check can be *unable to decide* — evidence
+  that is missing or malformed — into ``valid: "unknown"`` with the reason (fail closed); anything else
+  propagates.
+- :func:`errors_logged` is the handlers' outer guard: it logs the exception with its traceback and
+  re-raises, wrapping run-time failures in :class:`resgate.errors.GateError` (``raise … from e``).
+- :func:`to_payload` makes a result JSON-safe and small enough for a state payload; :func:`from_payload`
+  reads a branch output back (including a Catch's ``{Error, Cause}``).
+- :func:`publish` logs the result, adds the metrics and tracing annotations, and returns the payload.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambdas.common import settings
+from lambdas.common.event import RunEvent
+from lambdas.common.evidence_s3 import EvidenceMissing, S3Evidence
+from resgate.checks.result import UNKNOWN, CheckResult
+from resgate.errors import ConfigError, GateError
+
+# ------------------------------------------------------------------------------------------ error policy
+
+
+def decide(
+    name: str, call: Callable[[], CheckResult], logger: Logger, *, malformed_is_unknown: bool = True
+) -> CheckResult:
+    """``call()``, or ``CheckResult.unknown(name, reason)`` when its evidence is missing or malformed.
+
+    Call this only after the event and the thresholds are parsed: any :class:`ConfigError` raised inside
+    ``call`` is then about the evidence (a bad ledger line, a Locust stats entry that does not add up).
+    With ``malformed_is_unknown=False`` (checkers that judge malformed input themselves and raise
+    ConfigError only for configuration) a ConfigError propagates.
+    """
+    try:
+        return call()
+    except EvidenceMissing as e:
+        logger.warning(
+            "evidence is missing; the check cannot decide", extra={"check": name, "reason": str(e)}
+        )
+        return CheckResult.unknown(name, str(e))
+    except ConfigError as e:
+        if not malformed_is_unknown:
+            raise
+        logger.warning(
+            "evidence is malformed; the check cannot decide", extra={"check": name, "reason": str(e)}
+        )
+        return CheckResult.unknown(name, f"malformed evidence: {e}")
+
+
+@contextmanager
+def errors_logged(logger: Logger, name: str, metrics: Metrics | None = None) -> Iterator[None]:
+    """Log any exception with its traceback and re-raise it: ConfigError as is (the event or thresholds are
+    invalid), GateError as is, anything else as ``GateError`` from the original. With ``metrics``, also
+    emit ``CheckErrored = 1`` (dimension ``check``) so an alarm can watch for assertions that did not run."""
+    try:
+        yield
+    except Exception as e:
+        if metrics is not None:
+            metrics.add_dimension(name="check", value=name)
+            metrics.add_metric(name="CheckErrored", unit=MetricUnit.Count, value=1)
+        if isinstance(e, ConfigError):
+            logger.exception("invalid event or configuration", extra={"check": name})
+            raise
+        if isinstance(e, GateError):
+            logger.exception("assertion could not run", extra={"check": name})
+            raise
+        logger.exception("assertion failed", extra={"check": name})
+        raise GateError(f"{name}: {type(e).__name__}: {e}") from e
+
+
+# ------------------------------------------------------------------------------------------ payloads
+
+
+def jsonable(obj: Any) -> Any:
+    """A copy of ``obj`` that ``json.dumps`` accepts and Step Functions can carry: string keys, lists for
+    tuples/sets, non-finite floats as strings (``"nan"``), other objects as ``str``."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        return [jsonable(v) for v in items]
+    return str(obj)
+
+
+def _size(payload: Mapping[str, Any]) -> int:
+    return len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
+
+
+def to_payload(
+    result: CheckResult,
+    *,
+    store: S3Evidence | None = None,
+    limit_bytes: int = settings.PAYLOAD_LIMIT_BYTES,
+) -> dict[str, Any]:
+    """``result.to_dict()`` made JSON-safe; when larger than ``limit_bytes`` the full result is written to
+    ``result-<name>.json`` in the run prefix (when ``store`` is given) and the payload keeps ``name, valid,
+    counts, error`` and the first examples, with ``details = {truncated: true, full_result: <uri>}``."""
+    payload = jsonable(result.to_dict())
+    if _size(payload) <= limit_bytes:
+        return payload
+    full_uri = None
+    if store is not None:
+        full_uri = store.put_text(
+            settings.FULL_RESULT_FILE.format(name=result.name), json.dumps(payload, separators=(",", ":"))
+        )
+    details = {"truncated": True, "full_result": full_uri, "examples_total": len(payload["examples"])}
+    trimmed = {**payload, "details": details, "examples": payload["examples"][: settings.TRIMMED_EXAMPLES]}
+    if _size(trimmed) > limit_bytes:
+        trimmed["examples"] = []
+    return trimmed
+
+
+def from_payload(entry: Any, index: int) -> CheckResult:
+    """Read one branch output of the Parallel state back into a CheckResult.
+
+    Accepts a check payload, a Lambda invoke response ``{"Payload": payload}``, and a Catch output
+    ``{"name"?, "Error", "Cause"}`` or ``{"name", "error": {"Error", "Cause"}}``; the last two, and anything
+    unreadable, become ``unknown`` with the reason (named ``check-<index>`` when the entry has no name).
+    """
+    if isinstance(entry, Mapping) and isinstance(entry.get("Payload"), Mapping) and "valid" not in entry:
+        entry = entry["Payload"]
+    if not isinstance(entry, Mapping):
+        return CheckResult.unknown(f"check-{index}", f"result is not an object: {str(entry)[:200]}")
+    name = str(entry.get("name") or entry.get("check") or f"check-{index}")
+    failure = (
+        entry if "Error" in entry else entry.get("error") if isinstance(entry.get("error"), Mapping) else None
+    )
+    if failure is not None:
+        return CheckResult.unknown(name, f"the check did not complete: {_describe_failure(failure)}")
+    try:
+        return CheckResult.from_dict(entry)
+    except (KeyError, TypeError, ValueError) as e:
+        return CheckResult.unknown(name, f"malformed result payload: {type(e).__name__}: {e}")
+
+
+def _describe_failure(failure: Mapping[str, Any]) -> str:
+    error = str(failure.get("Error") or "Error")
+    cause = failure.get("Cause")
+    if isinstance(cause, str):
+        try:
+            parsed = json.loads(cause)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, Mapping) and parsed.get("errorMessage"):
+            cause = parsed["errorMessage"]
+    return f"{error}: {cause}"[:1000] if cause else error
+
+
+# ------------------------------------------------------------------------------------------ publishing
+
+_UNIT_SUFFIXES = (
+    ("_ms", MetricUnit.Milliseconds),
+    ("_s", MetricUnit.Seconds),
+    ("_rps", MetricUnit.CountPerSecond),
+    ("_ratio", MetricUnit.NoUnit),
+    ("ratio", MetricUnit.NoUnit),
+)
+
+
+def metric_unit(count_name: str) -> MetricUnit:
+    """The CloudWatch unit of a count by its name's suffix (``p95_ms`` → Milliseconds, else Count)."""
+    for suffix, unit in _UNIT_SUFFIXES:
+        if count_name.endswith(suffix):
+            return unit
+    return MetricUnit.Count
+
+
+def add_result_metrics(metrics: Metrics, result: CheckResult, event: RunEvent) -> None:
+    """EMF metrics of one result, dimensions ``service, gate, check``: ``CheckValid``/``CheckFailed``/
+    ``CheckUnknown`` (0 or 1) and every top-level numeric count under its own name (``p95_ms``, ``lost``…)."""
+    metrics.add_dimension(name="gate", value=event.gate)
+    metrics.add_dimension(name="check", value=result.name)
+    metrics.add_metric(name="CheckValid", unit=MetricUnit.Count, value=int(result.valid is True))
+    metrics.add_metric(name="CheckFailed", unit=MetricUnit.Count, value=int(result.valid is False))
+    metrics.add_metric(name="CheckUnknown", unit=MetricUnit.Count, value=int(result.valid == UNKNOWN))
+    for key, value in result.counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        metrics.add_metric(name=str(key), unit=metric_unit(str(key)), value=value)
+
+
+def publish(
+    result: CheckResult,
+    *,
+    event: RunEvent,
+    store: S3Evidence | None,
+    logger: Logger,
+    metrics: Metrics,
+    tracer: Tracer,
+) -> dict[str, Any]:
+    """Log the result, emit its metrics, annotate the trace; return the Step Functions payload."""
+    tracer.put_annotation(key="run_id", value=event.run_id)
+    tracer.put_annotation(key="check", value=result.name)
+    tracer.put_annotation(key="valid", value=str(result.valid))
+    add_result_metrics(metrics, result, event)
+    payload = to_payload(result, store=store)
+    logger.info(
+        f"{result.name}: {result.valid}",
+        extra={
+            "check": result.name,
+            "valid": result.valid,
+            "counts": payload["counts"],
+            "error": result.error,
+        },
+    )
+    if result.valid is not True:
+        logger.info("examples", extra={"check": result.name, "examples": payload["examples"][:5]})
+    return payload

@@ -1,0 +1,55 @@
+"""Names of the assertion Lambdas' environment variables and other constants, kept in one place.
+
+Configuration resolves as: the explicit value (the event's field), then the environment variable, then
+the default. The CDK construct that deploys the functions sets these variables by the names below.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Environment variables set by the deployment.
+ENV_EVIDENCE_BUCKET = "EVIDENCE_BUCKET"
+ENV_EVIDENCE_PREFIX = "EVIDENCE_PREFIX"
+ENV_DB_SECRET_ARN = "DB_SECRET_ARN"
+ENV_DB_SSLMODE = "DB_SSLMODE"
+ENV_KAFKA_BOOTSTRAP = "KAFKA_BOOTSTRAP"
+ENV_UNKNOWN_IS_FAILURE = "UNKNOWN_IS_FAILURE"
+# Read by Powertools itself.
+ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+ENV_POWERTOOLS_TRACE_DISABLED = "POWERTOOLS_TRACE_DISABLED"
+
+# Event field names shared by every handler.
+EVENT_RUN_ID = "run_id"
+EVENT_GATE = "gate"
+EVENT_DT = "dt"
+EVENT_BUCKET = "evidence_bucket"
+EVENT_PREFIX = "evidence_prefix"
+EVENT_THRESHOLDS = "thresholds"
+EVENT_CONFIG = "config"
+EVENT_DB_SECRET_ARN = "db_secret_arn"
+EVENT_KAFKA_BOOTSTRAP = "kafka_bootstrap"
+
+METRICS_NAMESPACE = "ResilienceGate"
+CORRELATION_ID_PATH = EVENT_RUN_ID
+DEFAULT_EVIDENCE_PREFIX = "evidence"
+DEFAULT_DB_SSLMODE = "require"
+DEFAULT_DB_PORT = 5432
+DEFAULT_DB_NAME = "postgres"
+
+# Read size when streaming evidence files from S3 line by line.
+S3_READ_CHUNK_BYTES = 1 << 20
+# Step Functions refuses state payloads above 256 KiB; leave room for the rest of the state's data.
+PAYLOAD_LIMIT_BYTES = 200_000
+# Examples kept per result when a payload has to be trimmed to fit.
+TRIMMED_EXAMPLES = 5
+# File name (inside the run prefix) of a result too large for the state payload.
+FULL_RESULT_FILE = "result-{name}.json"
+
+
+def resolve(explicit: str | None, env_name: str, default: str | None = None) -> str | None:
+    """``explicit`` if non-empty, else the environment variable ``env_name`` if set, else ``default``."""
+    if explicit:
+        return explicit
+    return os.environ.get(env_name) or default

@@ -1,0 +1,1 @@
+"""The integrity assertion Lambda."""

@@ -1,0 +1,1 @@
+"""The retryable assertion Lambda."""

@@ -1,0 +1,1 @@
+"""The slo assertion Lambda."""

@@ -1,0 +1,1 @@
+"""The verdict Lambda: merges the check results and writes the run's verdict evidence."""

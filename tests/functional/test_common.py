@@ -1,0 +1,195 @@
+"""The shared adapter code: run events, S3 evidence, payloads, the DB secret, the error policy."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import psycopg
+import pytest
+
+from lambdas.common import settings
+from lambdas.common.event import RunEvent
+from lambdas.common.evidence_s3 import EvidenceMissing, S3Evidence
+from lambdas.common.results import from_payload, jsonable, to_payload
+from lambdas.common.secrets import dsn_from_secret, redacted
+from lambdas.common.sources import SloSource
+from lambdas.common.verdict import VerdictInputs
+from lambdas.retryable.handler import handler as retryable_handler
+from resgate.checks import integrity, recovery, replay, retryable, slo
+from resgate.checks.result import UNKNOWN, CheckResult
+from resgate.errors import ConfigError, GateError
+from tests.functional.support import REGION, emitted, load_event
+
+
+def test_the_run_event_resolves_the_evidence_prefix_like_the_local_layout(evidence):
+    run = RunEvent.from_event(load_event("retryable", evidence_prefix="/evidence/"))
+    store = S3Evidence.for_run(run)
+
+    assert store.key("ledger") == f"evidence/{evidence.key.prefix}/ledger.jsonl"
+    assert store.key("verdicts") == f"evidence/{evidence.key.prefix}/verdict.json"
+    assert (
+        store.uri() == f"s3://{evidence.bucket}/evidence/gate=paperbroker/dt=2026-01-01/run_id={run.run_id}/"
+    )
+
+
+def test_the_run_event_takes_bucket_and_prefix_from_the_environment(monkeypatch):
+    monkeypatch.setenv(settings.ENV_EVIDENCE_BUCKET, "from-env-bucket")
+    monkeypatch.setenv(settings.ENV_EVIDENCE_PREFIX, "runs")
+    event = load_event("retryable")
+    del event["evidence_bucket"], event["evidence_prefix"]
+
+    run = RunEvent.from_event(event)
+
+    assert (run.bucket, run.prefix) == ("from-env-bucket", "runs")
+
+
+def test_a_missing_evidence_file_raises_evidence_missing_before_the_first_line_is_read(evidence):
+    store = S3Evidence.for_run(RunEvent.from_event(load_event("retryable")))
+
+    with pytest.raises(EvidenceMissing, match=r"ledger\.jsonl is missing"):
+        store.lines("ledger")
+    with pytest.raises(EvidenceMissing):
+        store.ledger()
+
+
+def test_the_ledger_view_streams_afresh_on_every_pass(evidence):
+    evidence.put(
+        "ledger.jsonl",
+        '{"ts": 1, "op": "get_order", "client_id": "c", "status": 200, "outcome": "ok", "latency_ms": 1}\n',
+    )
+    view = S3Evidence.for_run(RunEvent.from_event(load_event("retryable"))).ledger()
+
+    assert len(list(view)) == 1 and len(list(view)) == 1
+
+
+def test_a_handler_raises_gate_error_when_the_bucket_cannot_be_read(lambda_context, capsys):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="some-other-bucket")
+
+    with pytest.raises(GateError, match="could not read"):
+        retryable_handler(load_event("retryable", evidence_bucket="no-such-bucket-here"), lambda_context)
+    metrics, _ = emitted(capsys)
+    assert metrics[0]["CheckErrored"] == [1.0] and metrics[0]["check"] == "retryable"
+
+
+def test_a_payload_too_large_for_step_functions_is_trimmed_and_the_full_result_kept_in_s3(evidence):
+    store = S3Evidence.for_run(RunEvent.from_event(load_event("retryable")))
+    big = CheckResult(
+        name="integrity",
+        valid=False,
+        counts={"lost": 5000},
+        examples=[{"kind": "lost", "order_id": f"o-{i}"} for i in range(20)],
+        details={"blob": "x" * 300_000},
+    )
+
+    payload = to_payload(big, store=store)
+
+    assert len(json.dumps(payload)) < settings.PAYLOAD_LIMIT_BYTES
+    assert payload["valid"] is False and payload["counts"] == {"lost": 5000}
+    assert len(payload["examples"]) == settings.TRIMMED_EXAMPLES
+    assert payload["details"]["truncated"] is True
+    assert payload["details"]["full_result"] == store.uri("result-integrity.json")
+    assert json.loads(evidence.get("result-integrity.json")) == big.to_dict()
+
+
+def test_payloads_are_plain_json_even_when_a_result_holds_tuples_sets_and_nan():
+    result = CheckResult("slo", True, counts={"p": float("nan"), 3: (1, 2)}, details={"s": {"b", "a"}})
+
+    assert jsonable(result.to_dict())["counts"] == {"p": "nan", "3": [1, 2]}
+    assert to_payload(result)["details"] == {"s": ["a", "b"]}
+
+
+@pytest.mark.parametrize(
+    ("entry", "name", "valid", "error"),
+    [
+        ({"name": "slo", "valid": True, "counts": {}, "examples": []}, "slo", True, None),
+        ({"Payload": {"name": "slo", "valid": False}, "StatusCode": 200}, "slo", False, None),
+        ({"name": "replay", "Error": "States.Timeout", "Cause": ""}, "replay", UNKNOWN, "States.Timeout"),
+        ({"name": "replay", "error": {"Error": "Lambda.Unknown"}}, "replay", UNKNOWN, "Lambda.Unknown"),
+        ({"Error": "States.TaskFailed", "Cause": "{}"}, "check-0", UNKNOWN, "States.TaskFailed"),
+        ({"name": "slo", "valid": "maybe"}, "slo", UNKNOWN, "malformed result payload"),
+        ("oops", "check-0", UNKNOWN, "not an object"),
+    ],
+)
+def test_branch_outputs_are_read_back_and_anything_unreadable_is_unknown(entry, name, valid, error):
+    r = from_payload(entry, 0)
+
+    assert (r.name, r.valid) == (name, valid)
+    assert (r.error is None) if error is None else (error in r.error)
+
+
+def test_the_dsn_comes_from_an_rds_style_secret_and_is_logged_without_the_password():
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    arn = sm.create_secret(
+        Name="db",
+        SecretString=json.dumps(
+            {
+                "engine": "postgres",
+                "host": "db.example",
+                "port": 5433,
+                "username": "gate",
+                "password": "p w'd",
+            }
+        ),
+    )["ARN"]
+
+    dsn = dsn_from_secret(arn)
+
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    assert info == {
+        "host": "db.example",
+        "port": "5433",
+        "user": "gate",
+        "password": "p w'd",
+        "dbname": "postgres",
+        "sslmode": "require",
+    }
+    assert "p w" not in redacted(dsn)
+
+
+@pytest.mark.parametrize(
+    ("secret", "where"),
+    [
+        ("not json at all", "is not JSON"),
+        (json.dumps(["a"]), "must be a JSON object"),
+        (json.dumps({"host": "h", "username": "u"}), r"\.password"),
+        (json.dumps({"host": "h", "username": "u", "password": "p", "port": "x"}), r"\.port"),
+    ],
+)
+def test_a_secret_that_is_not_rds_style_json_is_a_config_error_that_does_not_echo_it(secret, where):
+    sm = boto3.client("secretsmanager", region_name=REGION)
+    arn = sm.create_secret(Name="db", SecretString=secret)["ARN"]
+
+    with pytest.raises(ConfigError, match=where) as e:
+        dsn_from_secret(arn)
+    assert "not json at all" not in str(e.value)
+
+
+def test_an_unreadable_secret_is_a_gate_error():
+    with pytest.raises(GateError, match="could not read the database secret"):
+        dsn_from_secret("arn:aws:secretsmanager:us-east-1:123456789012:secret:missing-AbCdEf")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "parse"),
+    [
+        ("slo", lambda e: slo.SloThresholds.from_dict(e["thresholds"])),
+        (
+            "slo_cloudwatch",
+            lambda e: (
+                slo.SloThresholds.from_dict(e["thresholds"]),
+                SloSource.from_event(RunEvent.from_event(e)),
+            ),
+        ),
+        ("recovery", lambda e: recovery.RecoveryThresholds.from_dict(e["thresholds"])),
+        ("retryable", lambda e: retryable.RetryableThresholds.from_dict(e["thresholds"])),
+        ("integrity", lambda e: integrity.IntegrityConfig.from_dict(e["config"])),
+        ("replay", lambda e: replay.ReplayConfig.from_dict(e["config"])),
+        ("verdict", lambda e: VerdictInputs.from_event(RunEvent.from_event(e))),
+    ],
+)
+def test_every_event_fixture_is_a_valid_event_for_its_handler(fixture, parse):
+    event = load_event(fixture)
+
+    RunEvent.from_event(event)
+    parse(event)
