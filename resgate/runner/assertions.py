@@ -98,7 +98,7 @@ def build_checks(inp: AssertionInputs) -> dict[str, Callable[[], CheckResult]]:
         if (early := not_quiet("replay")) is not None:
             return early
         rcfg = _thresholds(cfg, "replay")
-        findings = replay.measure(inp.dsn, rcfg, bootstrap=inp.bootstrap)
+        findings = replay.measure(inp.dsn, rcfg, bootstrap=inp.bootstrap, run_id=inp.run_id)
         return replay.check(findings, rcfg)
 
     table = {

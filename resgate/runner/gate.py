@@ -110,7 +110,12 @@ class GateRun:
             now = time.time()
             for r in sup.replicas():
                 self.health_events.append(
-                    {"ts": now, "service": r.service, "replica": r.replica_id, "healthy": r.state == "healthy"}
+                    {
+                        "ts": now,
+                        "service": r.service,
+                        "replica": r.replica_id,
+                        "healthy": r.state == "healthy",
+                    }
                 )
 
     def _on_supervisor_event(self, ev: dict[str, Any]) -> None:

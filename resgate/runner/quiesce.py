@@ -47,7 +47,9 @@ async def consumer_lag(bootstrap: str, groups: list[ConsumerGroup]) -> dict[str,
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()
-            tps = [TopicPartition(t, p) for t in g.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+            tps = [
+                TopicPartition(t, p) for t in g.topics for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
             end = await consumer.end_offsets(tps) if tps else {}
             lag = 0
             for tp in tps:

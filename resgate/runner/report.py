@@ -10,6 +10,18 @@ from typing import Any
 from resgate.checks.result import UNKNOWN, CheckResult
 
 
+def _fmt(v: Any) -> str:
+    """Numbers for humans: floats to 3 significant digits (the JSON evidence keeps full precision)."""
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def _counts(counts: dict[str, Any], limit: int | None = None) -> str:
+    items = [(k, v) for k, v in counts.items() if not isinstance(v, dict | list)]
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in items[:limit])
+
+
 def _mark(v: Any) -> str:
     return {True: "PASS", False: "FAIL"}.get(v, "UNKNOWN") if v != UNKNOWN else "UNKNOWN"
 
@@ -73,6 +85,7 @@ def latency_plot(ledger: Path, faults: list[dict[str, Any]], out: Path, window_s
     ax2 = ax.twinx()
     ax2.bar(xs, errs, width=window_s, alpha=0.25, color="red", label="failed/indeterminate")
     ax2.set_ylabel("failed requests per window")
+    ax2.set_ylim(bottom=0, top=max(1, *errs) * 1.2)
     for ev in faults:
         if ev.get("event") == "injected":
             x = float(ev["ts"]) - t0
@@ -106,7 +119,7 @@ def report_markdown(
         out.append(f"| {k} | {v} |")
     out += ["", "## Checks", "", "| check | result | figures |", "|---|---|---|"]
     for r in results:
-        counts = ", ".join(f"{k}={v}" for k, v in r.counts.items() if not isinstance(v, dict | list))
+        counts = _counts(r.counts)
         out.append(f"| {r.name} | {_mark(r.valid)} | {counts} |")
     out += ["", "## Faults", ""]
     if not faults:

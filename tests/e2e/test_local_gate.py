@@ -1,0 +1,124 @@
+"""The local gate end to end: it passes the good paperbroker build and fails every seeded bug, for the
+right reason; a bad config starts nothing; an interrupted run leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import SHORT_CONFIG, processes_with_marker, run_gate
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+# bug -> (check that must fail, counter in its result that must be > 0, or None)
+DETECTION_MATRIX = {
+    "no_idempotency": ("integrity", "duplicated"),
+    "ack_before_commit": ("integrity", "lost"),
+    "matcher_double_fill": ("integrity", "double_fill"),
+    "projector_double_apply": ("replay", None),
+    "projection_drift": ("replay", None),
+    "slow_start": ("recovery", "rto_missed"),
+}
+
+
+def test_the_good_build_passes_with_faults_under_load(tmp_path: Path) -> None:
+    r = run_gate(SHORT_CONFIG, tmp_path / "ev")
+    assert r.exit_code == 0, r.output[-4000:]
+    assert r.verdict is not None and r.verdict["result"] == "PASS"
+    assert set(r.checks) == {"slo", "recovery", "retryable", "integrity", "replay"}
+    assert all(c["valid"] is True for c in r.checks.values()), r.checks
+    faults = (next((tmp_path / "ev").glob("gate=*/dt=*/run_id=*")) / "faults.jsonl").read_text()
+    assert '"kind":"stop_task"' in faults and '"event":"injected"' in faults
+    assert r.checks["recovery"]["counts"]["faults"] >= 1
+    assert not processes_with_marker(r.marker)
+
+
+@pytest.mark.parametrize("bug", sorted(DETECTION_MATRIX))
+def test_each_seeded_bug_fails_the_gate_with_the_check_that_names_it(bug: str, tmp_path: Path) -> None:
+    check, counter = DETECTION_MATRIX[bug]
+    env = {"PAPERBROKER_BUGS": bug, "PB_SLOW_START_S": "35"}
+    r = run_gate(SHORT_CONFIG, tmp_path / "ev", env=env)
+    assert r.exit_code == 1, r.output[-4000:]
+    assert r.verdict is not None and r.verdict["result"] == "FAIL"
+    assert check in r.verdict["failed_checks"], (r.verdict, r.checks.get(check))
+    assert r.checks[check]["valid"] is False
+    if counter is not None:
+        assert r.checks[check]["counts"][counter] > 0, r.checks[check]
+    assert not processes_with_marker(r.marker)
+
+
+def test_a_bad_config_exits_2_names_the_field_and_starts_nothing(tmp_path: Path) -> None:
+    text = SHORT_CONFIG.read_text().replace("kind: duplicate_delivery", "kind: duplicate_everything")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    r = run_gate(bad, tmp_path / "ev")
+    assert r.exit_code == 2
+    assert "faults[1].kind" in r.output and "bad.yaml:" in r.output
+    assert "nothing was started" in r.output
+    assert r.verdict is None
+    assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("    duration_s: 30", "    duration_s: -5", "load.duration_s"),
+        ("topics: [pb.orders, pb.executions]\n    fraction", "topics: []\n    fraction", "faults[1].topics"),
+    ],
+)
+def test_other_config_errors_exit_2_with_the_field(old: str, new: str, field: str, tmp_path: Path) -> None:
+    text = SHORT_CONFIG.read_text()
+    assert old.strip() in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(old.strip(), new.strip(), 1))
+    r = run_gate(bad, tmp_path / "ev")
+    assert r.exit_code == 2
+    assert field in r.output
+
+
+def test_sigint_during_the_fault_phase_stops_everything_and_exits_non_zero(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "RESGATE_TEST_MARKER": marker}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "resgate.cli",
+            "run",
+            str(SHORT_CONFIG),
+            "--evidence-root",
+            str(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen: list[str] = []
+    deadline = time.monotonic() + 180
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "injected" in line:
+            break
+    assert any("injected" in s for s in seen), "".join(seen)
+    assert processes_with_marker(marker), "the gate should have running children during the fault phase"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode in (1, 2), "".join(seen) + out
+    assert "interrupted" in out
+    time.sleep(1)
+    assert not processes_with_marker(marker)
+    verdicts = list(tmp_path.glob("gate=*/dt=*/run_id=*/verdict.json"))
+    assert verdicts, "partial evidence must be written on interrupt"
