@@ -24,7 +24,7 @@ system-deps:
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check resgate paperbroker loadgen lambdas infra tests benchmarks app.py
+	$(BIN)/ruff format --check .
 
 test: install lint
 	$(BIN)/pytest -q

@@ -1,0 +1,281 @@
+"""Benchmark of the integrity checker against the floor of raw COPY of the same ledger, in the same run.
+
+Starts its own embedded Postgres, writes a ledger of ``--events`` JSON lines (submits with client retries,
+some indeterminate attempts, a few reads) and the matching orders table (paperbroker's layout, with its
+(client_id, idempotency_key) index), injects one lost, one duplicated and one phantom order, then times:
+
+- the floors, each a raw COPY of the ledger rows into an unindexed unlogged table:
+  ``copy_rows`` — every line parsed and COPYed as typed columns (the ledger rows as rows; the primary
+  floor), ``copy_text`` — the file's lines as text, ``copy_jsonb`` — the lines as jsonb;
+- ``integrity`` — :func:`resgate.checks.integrity.measure` + :func:`check` on the ledger file, which must
+  find exactly the three injected anomalies.
+
+Reports integrity / floor ratios (target <= 1.5 against ``copy_rows``) and the peak RSS of this process
+(``ru_maxrss``; target < 300 MB). Writes ``benchmarks/results/bench_integrity.json`` (one entry per event
+count, merged with earlier runs) and prints a table. Usage: ``python benchmarks/bench_integrity.py
+--events 1000000 [--repeat 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from resgate.checks.integrity import IntegrityConfig, check, measure
+from resgate.checks.sqlutil import CopyBuffer, copy_text
+from resgate.local.postgres import EmbeddedPostgres, create_database
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_integrity.json"
+SYMBOLS = [f"SYM{i:02d}" for i in range(40)]
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def oid(n: int) -> str:
+    return str(uuid.UUID(int=(0xA5 << 120) + n))
+
+
+def write_world(dsn: str, ledger: Path, n_rows: int, seed: int = 7) -> dict[str, Any]:
+    """Write the ledger file and load the orders table; return what was injected."""
+    rng = random.Random(seed)
+    orders = CopyBuffer()
+    lost_key = dup_key = None
+    rows = keys = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE orders (order_id uuid PRIMARY KEY, client_id text NOT NULL, "
+            "idempotency_key text NOT NULL, symbol text NOT NULL, side text NOT NULL, qty bigint NOT NULL, "
+            "price numeric(20, 6) NOT NULL, "
+            "created_at timestamptz NOT NULL DEFAULT now())"
+        )
+        copy = "COPY orders (order_id, client_id, idempotency_key, symbol, side, qty, price) FROM STDIN"
+        with open(ledger, "w", encoding="utf-8") as f, conn.cursor() as cur, cur.copy(copy) as cp:
+            ts = 1_700_000_000.0
+            while rows < n_rows:
+                keys += 1
+                client, key, order = f"client-{keys % 500:03d}", uuid.UUID(int=keys).hex, oid(keys)
+                sym, side = rng.choice(SYMBOLS), "buy" if keys % 2 else "sell"
+                qty, price = rng.randint(1, 100), round(rng.uniform(10, 500), 2)
+                base = {"op": "submit_order", "client_id": client, "idempotency_key": key, "symbol": sym,
+                            "side": side, "qty": qty, "price": price}  # fmt: skip
+                r = rng.random()
+                attempts = []
+                if r < 0.03:  # a timeout, then a successful retry of the same key
+                    attempts.append({"status": "timeout", "outcome": "info", "attempt": 0})
+                    attempts.append({"status": 201, "outcome": "ok", "order_id": order, "attempt": 1})
+                elif r < 0.035:  # indeterminate, never retried, but it landed (recovered)
+                    attempts.append({"status": "conn_reset", "outcome": "info", "attempt": 0})
+                elif r < 0.04:  # rejected, never landed
+                    attempts.append({"status": 429, "outcome": "fail", "attempt": 0})
+                else:
+                    attempts.append({"status": 201, "outcome": "ok", "order_id": order, "attempt": 0})
+                for a in attempts:
+                    ts += 0.001
+                    rec = {"ts": round(ts, 3), **base, **a, "latency_ms": round(rng.uniform(1, 40), 2)}
+                    f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+                    rows += 1
+                if rng.random() < 0.01 and rows < n_rows:
+                    ts += 0.001
+                    f.write(json.dumps({"ts": round(ts, 3), "op": "get_order", "client_id": client,
+                                            "order_id": order, "status": 200, "outcome": "ok",
+                                            "latency_ms": 1.5}, separators=(",", ":")) + "\n")  # fmt: skip
+                    rows += 1
+                landed = attempts[-1]["outcome"] == "ok" or attempts[-1]["status"] == "conn_reset"
+                if not landed:
+                    continue
+                if lost_key is None and keys >= 1000 and attempts[-1]["outcome"] == "ok":
+                    lost_key = (client, key)  # injected: acknowledged, never stored
+                    continue
+                row = (order, client, key, sym, side, qty, price)
+                if orders.add(row):
+                    cp.write(orders.take())
+                if dup_key is None and keys >= 2000 and attempts[-1]["outcome"] == "ok":
+                    dup_key = (client, key)  # injected: a second order for the same key
+                    if orders.add((oid(10**9 + keys), *row[1:])):
+                        cp.write(orders.take())
+            # injected: an order nobody submitted
+            orders.add((oid(10**9 + 1), "client-999", "ghost", "SYM00", "buy", 1, 1.0))
+            cp.write(orders.take())
+        conn.execute("CREATE INDEX ON orders (client_id, idempotency_key)")
+        conn.execute("VACUUM ANALYZE orders")
+    return {
+        "ledger_rows": rows,
+        "keys": keys,
+        "lost": lost_key,
+        "duplicated": dup_key,
+        "phantom": ("client-999", "ghost"),
+    }
+
+
+COPY_CSV_RAW = "COPY {t} (j) FROM STDIN WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"
+ROW_FIELDS = (
+    "ts",
+    "op",
+    "client_id",
+    "idempotency_key",
+    "order_id",
+    "status",
+    "outcome",
+    "latency_ms",
+    "attempt",
+)
+ROW_COLUMNS = ", ".join((*ROW_FIELDS, "symbol", "side", "qty", "price"))
+
+
+def floor_copy_rows(dsn: str, ledger: Path) -> float:
+    """Parse every ledger line and COPY all its fields as typed columns (hand-formatted text COPY)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS floor_rows")
+        conn.execute(
+            "CREATE UNLOGGED TABLE floor_rows (ts float8, op text, client_id text, idempotency_key text, "
+            "order_id text, status text, outcome text, latency_ms float8, attempt int, symbol text, "
+            "side text, qty numeric, price numeric)"
+        )
+        t = time.perf_counter()
+        buf = CopyBuffer()
+        loads = json.loads
+        fields = [c.strip() for c in ROW_COLUMNS.split(",")]
+        with conn.cursor() as cur, cur.copy(f"COPY floor_rows ({ROW_COLUMNS}) FROM STDIN") as cp:
+            with open(ledger, encoding="utf-8") as f:
+                for line in f:
+                    d = loads(line)
+                    if buf.add_line("\t".join([copy_text(d.get(k)) for k in fields]) + "\n"):
+                        cp.write(buf.take())
+            cp.write(buf.take())
+        elapsed = time.perf_counter() - t
+        conn.execute("DROP TABLE floor_rows")
+    return elapsed
+
+
+def floor_copy_raw(dsn: str, ledger: Path, typ: str) -> float:
+    """COPY the file's lines unparsed into a one-column table of type ``typ`` (text or jsonb)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS floor_raw")
+        conn.execute(f"CREATE UNLOGGED TABLE floor_raw (j {typ})")
+        t = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(COPY_CSV_RAW.format(t="floor_raw")) as cp,
+            open(ledger, "rb") as f,
+        ):
+            while chunk := f.read(1 << 20):
+                cp.write(chunk)
+        elapsed = time.perf_counter() - t
+        conn.execute("DROP TABLE floor_raw")
+    return elapsed
+
+
+CONFIG = {
+    "orders": {
+        "table": "orders",
+        "order_id": "order_id",
+        "client_id": "client_id",
+        "idempotency_key": "idempotency_key",
+        "qty": "qty",
+    },
+    "examples_cap": 5,
+}
+
+
+def run_integrity(dsn: str, ledger: Path) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    config = IntegrityConfig.from_dict(CONFIG)
+    t = time.perf_counter()
+    findings = measure(dsn, config, str(ledger))
+    result = check(findings, config)
+    return time.perf_counter() - t, result.to_dict(), findings.stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=1_000_000, help="ledger rows (default 1,000,000)")
+    ap.add_argument("--repeat", type=int, default=2, help="timed repetitions; the best of each is kept")
+    args = ap.parse_args(argv)
+
+    with EmbeddedPostgres() as pg, tempfile.TemporaryDirectory(prefix="resgate-bench-") as tmp:
+        dsn = create_database(pg.dsn, "bench")
+        ledger = Path(tmp) / "ledger.jsonl"
+        t = time.perf_counter()
+        world = write_world(dsn, ledger, args.events)
+        setup_s = time.perf_counter() - t
+        rss_after_setup = rss_mb()
+        floors: dict[str, list[float]] = {"copy_rows": [], "copy_text": [], "copy_jsonb": []}
+        runs: list[float] = []
+        result: dict[str, Any] = {}
+        stats: dict[str, Any] = {}
+        for _ in range(args.repeat):
+            floors["copy_rows"].append(floor_copy_rows(dsn, ledger))
+            floors["copy_text"].append(floor_copy_raw(dsn, ledger, "text"))
+            floors["copy_jsonb"].append(floor_copy_raw(dsn, ledger, "jsonb"))
+            elapsed, result, stats = run_integrity(dsn, ledger)
+            runs.append(elapsed)
+        ledger_mb = ledger.stat().st_size / 1e6
+
+    best = {k: min(v) for k, v in floors.items()}
+    integrity_s = min(runs)
+    found = {e["kind"]: (e.get("client_id"), e.get("idempotency_key")) for e in result["examples"]}
+    expected = {
+        "lost": tuple(world["lost"]),
+        "duplicated": tuple(world["duplicated"]),
+        "phantom": world["phantom"],
+    }
+    entry = {
+        "events": args.events,
+        "ledger_rows": world["ledger_rows"],
+        "ledger_mb": round(ledger_mb, 1),
+        "orders_rows": stats.get("orders_rows"),
+        "setup_s": round(setup_s, 2),
+        "floors_s": {k: round(v, 3) for k, v in best.items()},
+        "integrity_s": round(integrity_s, 3),
+        "integrity_runs_s": [round(x, 3) for x in runs],
+        "ratio_vs_copy_rows": round(integrity_s / best["copy_rows"], 3),
+        "ratio_vs_copy_jsonb": round(integrity_s / best["copy_jsonb"], 3),
+        "ratio_vs_copy_text": round(integrity_s / best["copy_text"], 3),
+        "integrity_timings_s": stats.get("timings"),
+        "peak_rss_mb": round(rss_mb(), 1),
+        "rss_after_setup_mb": round(rss_after_setup, 1),
+        "verdict": result["valid"],
+        "violations": result["details"].get("violations"),
+        "recovered": result["counts"].get("recovered"),
+        "injected_found": all(found.get(k) == v for k, v in expected.items()),
+        "targets": {"ratio_vs_copy_rows": 1.5, "peak_rss_mb": 300},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data[str(args.events)] = entry
+    RESULTS.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    print(
+        f"integrity benchmark, {entry['ledger_rows']:,} ledger rows ({entry['ledger_mb']} MB), "
+        f"{entry['orders_rows']:,} orders"
+    )
+    print(f"  {'phase':<34}{'seconds':>10}{'ratio':>9}")
+    for name, v in best.items():
+        print(f"  {'floor ' + name:<34}{v:>10.2f}{integrity_s / v:>9.2f}")
+    print(f"  {'integrity (measure + check)':<34}{integrity_s:>10.2f}")
+    for k, v in (stats.get("timings") or {}).items():
+        print(f"    {k:<32}{v:>10.2f}")
+    print(
+        f"  peak RSS {entry['peak_rss_mb']} MB; verdict {entry['verdict']} ({entry['violations']}); "
+        f"injected found: {entry['injected_found']}"
+    )
+    print(f"  written to {RESULTS}")
+    return 0 if entry["injected_found"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
