@@ -7,6 +7,7 @@ reverts the faults, stops every process and writes what evidence there is.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import tempfile
 import threading
@@ -131,7 +132,8 @@ class GateRun:
             f"{cfg.load.users} users for {cfg.load.duration_s:.0f}s "
             f"(baseline {cfg.load.baseline_s:.0f}s, {len(cfg.faults)} faults)",
         )
-        self.load = start_load(cfg, self.target.host, Path(tempfile.mkdtemp(prefix="resgate-load-")))
+        self.load_dir = Path(tempfile.mkdtemp(prefix="resgate-load-"))
+        self.load = start_load(cfg, self.target.host, self.load_dir)
         load_start = time.time()
         self.faults = FaultRunner(self.target, cfg.faults, on_event=self.progress.event)
         self.faults.start(load_start)
@@ -190,7 +192,7 @@ class GateRun:
             cfg=self.cfg,
             dsn=self.target.dsn,
             bootstrap=self.target.bootstrap,
-            ledger=self.load.ledger_path(),
+            ledger=self._evidence_ledger(),
             locust_stats=self.load.stats(),
             load_window=self.load_window or (self.t_start, time.time()),
             fault_events=self.faults.timeline() if self.faults else [],
@@ -246,9 +248,7 @@ class GateRun:
         w.write_jsonl("checks", [r.to_dict() for r in self.results])
         figures: dict[str, Any] = {}
         if self.load is not None:
-            ledger = self.load.ledger_path()
-            if ledger is not None and ledger.exists():
-                w.copy_in("ledger", ledger)
+            self._evidence_ledger()
             stats = self.load.stats() or []
             w.write_jsonl("load_stats", stats)
             figures = self.load.figures()
@@ -284,6 +284,33 @@ class GateRun:
             ),
         )
 
+    def _evidence_ledger(self) -> Path | None:
+        """Copy the merged ledger into the evidence folder once; checks read that copy, so the examples'
+        ``file:line`` references point into the evidence."""
+        if self.writer is None or self.load is None:
+            return None
+        dest = self.writer.path("ledger")
+        if not dest.exists():
+            src = self.load.ledger_path()
+            if src is None or not src.exists():
+                return None
+            self.writer.copy_in("ledger", src)
+        return dest
+
+    def _keep_logs(self) -> None:
+        """Service logs and Locust's log go into the evidence (``logs/``); temp folders are removed."""
+        if self.writer is not None:
+            logs = self.writer.dir / "logs"
+            for src in (self.target.log_dir if self.target else None, getattr(self, "load_dir", None)):
+                if src is None or not Path(src).exists():
+                    continue
+                for f in Path(src).glob("*.log"):
+                    logs.mkdir(exist_ok=True)
+                    shutil.copyfile(f, logs / f.name)
+        for src in (self.target.log_dir if self.target else None, getattr(self, "load_dir", None)):
+            if src is not None:
+                shutil.rmtree(src, ignore_errors=True)
+
     def cleanup(self) -> None:
         """Stop load, revert faults, stop processes — each step even if an earlier one fails."""
         self._stop_sampling.set()
@@ -292,6 +319,8 @@ class GateRun:
             lambda: self.faults.revert_all() if self.faults else None,
             lambda: self.load.stop() if self.load else None,
             lambda: self.target.close() if self.target else None,
+            lambda: self._evidence_ledger(),
+            self._keep_logs,
         ):
             try:
                 step()
