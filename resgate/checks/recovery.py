@@ -17,7 +17,7 @@ Per fault, measured from its ``injected`` event:
   ``recovered`` events stand in (``source: "fault_timeline"``);
 - **RTO met** — time to healthy ``<= rto_s`` (default :data:`resgate.constants.DEFAULT_RTO_SECONDS`);
 - **error ratio back** — the ledger error ratio (outcome ``fail`` or ``info``) in the windows starting within
-  ``after_window_s`` after recovery (and before the next injection) is at most the baseline ratio (windows
+  ``after_window_s`` after recovery (and ending before the next injection) is at most the baseline ratio (windows
   ending before the first injection) plus ``error_ratio_tolerance``.
 
 A fault whose target was still unhealthy when the observation ended is a failure ("never recovered"); a run
@@ -484,7 +484,12 @@ def measure(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> dict[
             later = [g.injected_ts for g in injected if g.injected_ts is not None and g.injected_ts > start]
             if later:
                 stop = min(stop, min(later))
-            ratio, n = _ratio(w for w in evidence.error_windows if start <= w.start < stop)
+            # Windows that end after the next injection would charge this fault with the next one's errors.
+            ratio, n = _ratio(
+                w
+                for w in evidence.error_windows
+                if start <= w.start and (w.end <= stop or not later) and w.start < stop
+            )
             row["error_ratio_after"], row["requests_after"] = ratio, n
         out_faults.append(row)
     return {

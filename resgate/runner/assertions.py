@@ -64,7 +64,8 @@ def build_checks(inp: AssertionInputs) -> dict[str, Callable[[], CheckResult]]:
     def run_recovery() -> CheckResult:
         faults = [e for e in inp.fault_events if e.get("event") in RECOVERY_FAULT_EVENTS]
         health = [e for e in inp.health_events if "service" in e]
-        ev = recovery.evidence_from_run(faults, health, records=records(), observed_until=None)
+        # 1 s error windows: faults a few seconds apart must not see each other's errors.
+        ev = recovery.evidence_from_run(faults, health, records=records(), window_s=1.0, observed_until=None)
         return recovery.check(ev, _thresholds(cfg, "recovery"))
 
     def run_retryable() -> CheckResult:

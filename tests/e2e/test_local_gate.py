@@ -3,6 +3,7 @@ right reason; a bad config starts nothing; an interrupted run leaves no process 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -122,3 +123,19 @@ def test_sigint_during_the_fault_phase_stops_everything_and_exits_non_zero(tmp_p
     assert not processes_with_marker(marker)
     verdicts = list(tmp_path.glob("gate=*/dt=*/run_id=*/verdict.json"))
     assert verdicts, "partial evidence must be written on interrupt"
+
+
+def test_infrastructure_faults_are_injected_reverted_and_survived(tmp_path: Path) -> None:
+    """A hung gateway, a Postgres outage, a Kafka broker down and a slow broker, each for 3 s: the good
+    build keeps every order (integrity, replay) and answers with retryable errors meanwhile."""
+    config = Path(__file__).with_name("gate_infra_faults.yaml")
+    r = run_gate(config, tmp_path / "ev")
+    assert r.exit_code == 0, r.output[-4000:]
+    run_dir = next((tmp_path / "ev").glob("gate=*/dt=*/run_id=*"))
+    events = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    for name in ("hang-gateway", "db-blip", "broker-down", "slow-broker"):
+        kinds = [e["event"] for e in events if e["fault_id"] == name]
+        assert kinds == ["injected", "ended"], (name, kinds)
+    assert r.checks["retryable"]["counts"]["unavailable_503_retry_after"] > 0
+    assert r.checks["integrity"]["counts"]["lost"] == 0
+    assert not processes_with_marker(r.marker)

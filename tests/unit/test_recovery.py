@@ -350,3 +350,21 @@ def test_bad_evidence_raises_config_error_naming_the_field(evidence, where):
     with pytest.raises(ConfigError) as e:
         rc.RecoveryEvidence.from_dict(evidence)
     assert e.value.where == where
+
+
+def test_errors_of_the_next_fault_are_not_charged_to_the_previous_one():
+    # f1 heals at 105; f2 (a database outage) is injected at 107.5, inside the window 105..110.
+    d = kill_and_heal(105.0)
+    d["faults"] += [fault(107.5, "injected", fault_id="f2", kind="db_blip")]
+    d["error_windows"] = [
+        *steady_windows(70.0, 100.0, failures=0),
+        {"start": 100.0, "end": 105.0, "requests": 100, "failures": 40},
+        {"start": 105.0, "end": 106.0, "requests": 20, "failures": 0},
+        {"start": 106.0, "end": 107.0, "requests": 20, "failures": 0},
+        {"start": 107.0, "end": 108.0, "requests": 20, "failures": 15},
+        *steady_windows(108.0, 130.0, failures=0),
+    ]
+    r = check(d)
+    f1 = next(f for f in r.details["faults"] if f["fault_id"] == "f1")
+    assert f1["error_ratio_after"] == 0.0
+    assert f1["requests_after"] == 40
