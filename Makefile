@@ -32,8 +32,12 @@ test: install lint
 test-fast: install
 	$(BIN)/pytest -q -m "not e2e and not slow"
 
+# GNU make exits 2 whenever a recipe fails, so the gate's own exit code (0 pass, 1 failed, 2 could not
+# run) is printed here; `.venv/bin/resgate run` returns it directly.
 demo: install
-	$(BIN)/resgate run
+	@$(BIN)/resgate run $(CONFIG); rc=$$?; \
+	case $$rc in 0) ;; 1) echo "resgate exit code 1: the gate FAILED" >&2 ;; \
+	*) echo "resgate exit code $$rc: the gate could not run" >&2 ;; esac; exit $$rc
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

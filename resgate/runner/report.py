@@ -30,9 +30,11 @@ def verdict_table(results: Iterable[CheckResult]) -> str:
     """A plain-text table: check, result, key counts, first example or error."""
     rows = []
     for r in results:
-        counts = ", ".join(
-            f"{k}={v}" for k, v in list(r.counts.items())[:6] if not isinstance(v, dict | list)
-        )
+        shown = r.counts
+        if r.valid is not True:  # a failing check leads with the anomalies it found
+            nonzero = {k: v for k, v in r.counts.items() if isinstance(v, int | float) and v}
+            shown = {**nonzero, **r.counts}
+        counts = _counts(shown, 6)
         note = r.error or (
             json.dumps(r.examples[0], default=str)[:100] if r.examples and r.valid is not True else ""
         )
