@@ -19,9 +19,9 @@ from lambdas.common.evidence_s3 import S3Evidence
 from lambdas.common.results import from_payload, jsonable
 from resgate.checks.compose import Verdict
 from resgate.checks.result import CheckResult
-from resgate.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
 from resgate.errors import ConfigError
 from resgate.evidence.junit import junit_xml
+from resgate.evidence.verdict import verdict_record as build_verdict_record
 from resgate.runner.report import report_markdown
 
 # Counts of these checks shown as the report's key figures (the local run takes them from Locust).
@@ -96,34 +96,14 @@ def collect_results(inputs: VerdictInputs) -> list[CheckResult]:
 def verdict_record(event: RunEvent, v: Verdict, inputs: VerdictInputs, *, now: float) -> dict[str, Any]:
     """``verdict.json``: ``{gate, run_id, dt, result: PASS|FAIL|ERROR, passed, exit_code, reason,
     failed_checks, unknown_checks, started_at, ended_at, guardrail_tripped}`` as a local run writes it."""
-    if inputs.error:
-        exit_code = EXIT_FAIL if v.failed else EXIT_CANNOT_RUN
-        result, reason = "ERROR", inputs.error
-    else:
-        exit_code = EXIT_PASS if v.passed else EXIT_FAIL
-        result = "PASS" if v.passed else "FAIL"
-        parts = []
-        if v.failed:
-            parts.append(f"failed: {', '.join(v.failed)}")
-        if v.unknown:
-            parts.append(f"unknown: {', '.join(v.unknown)}")
-        if not v.results:
-            parts.append("no check results were received")
-        reason = "; ".join(parts)
-    return {
-        "gate": event.gate,
-        "run_id": event.run_id,
-        "dt": event.run.date,
-        "result": result,
-        "passed": exit_code == EXIT_PASS,
-        "exit_code": exit_code,
-        "reason": reason,
-        "failed_checks": list(v.failed),
-        "unknown_checks": list(v.unknown),
-        "started_at": inputs.started_at,
-        "ended_at": now,
-        "guardrail_tripped": inputs.guardrail_tripped,
-    }
+    return build_verdict_record(
+        event.run,
+        v,
+        error=inputs.error,
+        started_at=inputs.started_at,
+        ended_at=now,
+        guardrail_tripped=inputs.guardrail_tripped,
+    )
 
 
 def key_figures(results: Sequence[CheckResult]) -> dict[str, Any]:

@@ -16,9 +16,9 @@ Per fault, measured from its ``injected`` event:
   observations say nothing about the target after injection does the fault timeline's own ``detected`` /
   ``recovered`` events stand in (``source: "fault_timeline"``);
 - **RTO met** — time to healthy ``<= rto_s`` (default :data:`resgate.constants.DEFAULT_RTO_SECONDS`);
-- **error ratio back** — the ledger error ratio (outcome ``fail`` or ``info``) in the windows starting within
-  ``after_window_s`` after recovery (and ending before the next injection) is at most the baseline ratio (windows
-  ending before the first injection) plus ``error_ratio_tolerance``.
+- **error ratio back** — the ledger error ratio (outcome ``fail`` or ``info``) in the windows starting
+  within ``after_window_s`` after recovery (and ending before the next injection) is at most the baseline
+  ratio (windows ending before the first injection) plus ``error_ratio_tolerance``.
 
 A fault whose target was still unhealthy when the observation ended is a failure ("never recovered"); a run
 in which nothing was injected is ``unknown``.

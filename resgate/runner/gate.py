@@ -22,10 +22,10 @@ import yaml
 from resgate.checks.compose import verdict as merge_verdict
 from resgate.checks.result import CheckResult
 from resgate.config.schema import GateConfig, check_blast_radius
-from resgate.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
 from resgate.errors import ConfigError, GateError
 from resgate.evidence.junit import junit_xml
 from resgate.evidence.layout import RunKey
+from resgate.evidence.verdict import verdict_record
 from resgate.evidence.writer import EvidenceWriter
 from resgate.runner import report as rpt
 from resgate.runner.assertions import AssertionInputs, run_assertions
@@ -206,35 +206,15 @@ class GateRun:
     def finish(self, *, error: str | None, interrupted: bool) -> RunOutcome:
         results = self.results
         v = merge_verdict(results, unknown_is_failure=self.cfg.unknown_is_failure) if results else None
-        any_failed = bool(v and v.failed)
-        if error or interrupted:
-            exit_code = EXIT_FAIL if any_failed else EXIT_CANNOT_RUN
-            result = "ERROR"
-            reason = error or "interrupted"
-        else:
-            assert v is not None
-            exit_code = EXIT_PASS if v.passed else EXIT_FAIL
-            result = "PASS" if v.passed else "FAIL"
-            parts = []
-            if v.failed:
-                parts.append(f"failed: {', '.join(v.failed)}")
-            if v.unknown:
-                parts.append(f"unknown: {', '.join(v.unknown)}")
-            reason = "; ".join(parts)
-        verdict = {
-            "gate": self.cfg.name,
-            "run_id": self.key.run_id,
-            "dt": self.key.date,
-            "result": result,
-            "passed": exit_code == EXIT_PASS,
-            "exit_code": exit_code,
-            "reason": reason,
-            "failed_checks": list(v.failed) if v else [],
-            "unknown_checks": list(v.unknown) if v else [],
-            "started_at": self.t_start,
-            "ended_at": time.time(),
-            "guardrail_tripped": self.guardrail_trip,
-        }
+        verdict = verdict_record(
+            self.key,
+            v,
+            error=(error or "interrupted") if (error or interrupted) else None,
+            started_at=self.t_start,
+            ended_at=time.time(),
+            guardrail_tripped=self.guardrail_trip,
+        )
+        exit_code = verdict["exit_code"]
         self._write_evidence(verdict)
         return RunOutcome(exit_code, verdict, results, self.writer.dir if self.writer else None)
 
