@@ -56,7 +56,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from paperbroker.book import SIDES, OrderBook, RestingOrder, parse_price
-from paperbroker.config import Settings, load_settings
+from paperbroker.config import Settings
 from paperbroker.events import (
     CANCEL_REQUESTED,
     ORDER_ACCEPTED,
@@ -68,11 +68,9 @@ from paperbroker.events import (
 )
 from paperbroker.service import (
     HealthState,
-    configure_logging,
     consumer_lag,
-    install_stop_handlers,
+    service_main,
     sleep_or_stop,
-    start_health_server,
 )
 
 log = logging.getLogger("paperbroker.matcher")
@@ -646,24 +644,9 @@ async def read_event_ids(
         await consumer.stop()
 
 
-async def main_async(settings: Settings) -> None:
-    """Run the matcher with its health server until SIGTERM/SIGINT."""
-    delay = settings.slow_start_s if settings.bug("slow_start") else 0.0
-    health = HealthState("matcher", ready_delay_s=delay)
-    health.details["bugs"] = sorted(settings.bugs)
-    server = await start_health_server(health, settings.port)
-    stop = asyncio.Event()
-    install_stop_handlers(stop)
-    try:
-        await Matcher(settings, health).run(stop)
-    finally:
-        server.close()
-
-
 def main() -> None:
     """Entry point of ``python -m paperbroker.matcher``."""
-    configure_logging("matcher")
-    asyncio.run(main_async(load_settings()))
+    service_main("matcher", Matcher)
 
 
 if __name__ == "__main__":

@@ -22,16 +22,14 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from paperbroker.config import Settings, load_settings
+from paperbroker.config import Settings
 from paperbroker.events import decode
 from paperbroker.projections import ApplyStats, ProjectionOptions, apply_batch_async, ensure_schema_async
 from paperbroker.service import (
     HealthState,
-    configure_logging,
     consumer_lag,
-    install_stop_handlers,
+    service_main,
     sleep_or_stop,
-    start_health_server,
 )
 
 log = logging.getLogger("paperbroker.projector")
@@ -135,24 +133,9 @@ class Projector:
             log.warning("offset commit failed (%s: %s); events will be redelivered", type(e).__name__, e)
 
 
-async def main_async(settings: Settings) -> None:
-    """Run the projector with its health server until SIGTERM/SIGINT."""
-    delay = settings.slow_start_s if settings.bug("slow_start") else 0.0
-    health = HealthState("projector", ready_delay_s=delay)
-    health.details["bugs"] = sorted(settings.bugs)
-    server = await start_health_server(health, settings.port)
-    stop = asyncio.Event()
-    install_stop_handlers(stop)
-    try:
-        await Projector(settings, health).run(stop)
-    finally:
-        server.close()
-
-
 def main() -> None:
     """Entry point of ``python -m paperbroker.projector``."""
-    configure_logging("projector")
-    asyncio.run(main_async(load_settings()))
+    service_main("projector", Projector)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +151,34 @@ def consumer_lag(consumer: Any) -> int | None:
         return total
     except Exception:  # no assignment yet, rebalancing, ...
         return None
+
+
+class Worker(Protocol):
+    """A long-running service body (the matcher, the projector): runs until ``stop`` is set."""
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def serve(name: str, settings: Any, make_worker: Callable[[Any, HealthState], Worker]) -> None:
+    """Run ``make_worker(settings, health)`` with its health server until SIGTERM/SIGINT.
+
+    Readiness is delayed by ``settings.slow_start_s`` when the ``slow_start`` seeded bug is on.
+    """
+    delay = settings.slow_start_s if settings.bug("slow_start") else 0.0
+    health = HealthState(name, ready_delay_s=delay)
+    health.details["bugs"] = sorted(settings.bugs)
+    server = await start_health_server(health, settings.port)
+    stop = asyncio.Event()
+    install_stop_handlers(stop)
+    try:
+        await make_worker(settings, health).run(stop)
+    finally:
+        server.close()
+
+
+def service_main(name: str, make_worker: Callable[[Any, HealthState], Worker]) -> None:
+    """Entry point of ``python -m paperbroker.<name>``: logging, settings from the environment, serve."""
+    from paperbroker.config import load_settings
+
+    configure_logging(name)
+    asyncio.run(serve(name, load_settings(), make_worker))
