@@ -1,0 +1,94 @@
+"""The fault runner injects on schedule, records the timeline, and reverts or skips faults on abort."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+
+from resgate.config.schema import Fault
+from resgate.local.postgres import EmbeddedPostgres
+from resgate.local.supervisor import ServiceSpec, Supervisor
+from resgate.runner.faults import FaultRunner
+
+pytestmark = pytest.mark.integration
+
+ECHO = [sys.executable, "-m", "resgate.testing.echo_service"]
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[SimpleNamespace]:
+    spec = ServiceSpec(
+        name="api", command=ECHO, replicas=2, health_url="http://127.0.0.1:{port}/ready", restart_delay_s=0.3
+    )
+    with Supervisor([spec], log_dir=tmp_path, health_interval_s=0.1) as sup, EmbeddedPostgres() as pg:
+        assert sup.wait_healthy(15)
+        yield SimpleNamespace(supervisor=sup, pg=pg, kafka=None, bootstrap="")
+
+
+def _events(runner: FaultRunner, fault_id: str) -> list[str]:
+    return [e["event"] for e in runner.timeline() if e["fault_id"] == fault_id]
+
+
+def _wait(cond, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_faults_are_injected_on_schedule_and_timed_ones_end(target: SimpleNamespace) -> None:
+    faults = [
+        Fault("kill", "stop_task", 0.2, "api", {"percent": 50.0}),
+        Fault("blip", "db_blip", 0.4, None, {"duration_s": 1.0}),
+    ]
+    runner = FaultRunner(target, faults)  # type: ignore[arg-type]
+    t0 = time.time()
+    runner.start(t0)
+    assert _wait(lambda: _events(runner, "blip") == ["injected", "ended"], 15)
+    kill = next(e for e in runner.timeline() if e["fault_id"] == "kill")
+    assert kill["event"] == "injected" and len(kill["detail"]["replicas"]) == 1
+    assert kill["ts"] - t0 >= 0.2
+    with psycopg.connect(target.pg.dsn, connect_timeout=3) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+
+
+def test_abort_skips_pending_faults_and_reverts_active_ones(target: SimpleNamespace) -> None:
+    faults = [
+        Fault("blip", "db_blip", 0.1, None, {"duration_s": 60.0}),
+        Fault("late-kill", "stop_task", 30.0, "api", {"percent": 100.0}),
+    ]
+    runner = FaultRunner(target, faults)  # type: ignore[arg-type]
+    runner.start(time.time())
+    assert _wait(lambda: _events(runner, "blip") == ["injected"], 10)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(target.pg.dsn, connect_timeout=2)
+    runner.abort("guardrail: error ratio 80% > 50%")
+    runner.join(5)
+    assert _events(runner, "blip") == ["injected", "aborted"]
+    skipped = [e for e in runner.timeline() if e["fault_id"] == "late-kill"]
+    assert [e["event"] for e in skipped] == ["skipped"]
+    assert "guardrail" in skipped[0]["detail"]["reason"]
+    # the outage was reverted at once, not after its 60 s
+    with psycopg.connect(target.pg.dsn, connect_timeout=3) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    assert all(r.state == "healthy" for r in target.supervisor.replicas())
+
+
+def test_a_failed_injection_is_recorded_not_raised(target: SimpleNamespace) -> None:
+    # No Kafka here: the broker fault cannot act and says so in the timeline.
+    runner = FaultRunner(
+        target, [Fault("down", "kafka_broker_down", 0.0, None, {"broker": 1, "duration_s": 1.0})]
+    )  # type: ignore[arg-type]
+    runner.start(time.time())
+    runner.join(5)
+    events = runner.timeline()
+    assert [e["event"] for e in events] == ["skipped"]
+    assert "external" in events[0]["detail"]["reason"] or "Kafka" in events[0]["detail"]["reason"]

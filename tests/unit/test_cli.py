@@ -1,0 +1,76 @@
+"""The `resgate` command's exit codes and outputs for validate, query, report and runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resgate.checks.result import CheckResult
+from resgate.cli import default_config_path, main
+from resgate.evidence.layout import RunKey
+from resgate.evidence.writer import EvidenceWriter
+
+
+def _run(root: Path, result: str) -> RunKey:
+    key = RunKey.new("pb")
+    w = EvidenceWriter(root, key)
+    w.write_jsonl("checks", [CheckResult("slo", result == "PASS", {"p95_ms": 7.0}).to_dict()])
+    w.write_text("verdicts", json.dumps({"run_id": key.run_id, "result": result}) + "\n")
+    w.write_text("report", f"# run {key.run_id}\n\n**Verdict: {result}**\n")
+    return key
+
+
+def test_validate_accepts_the_packaged_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(default_config_path())]) == 0
+    assert "ok: gate 'paperbroker'" in capsys.readouterr().out
+
+
+def test_validate_rejects_a_bad_config_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gate:\n  name: x\ntarget: {}\nload: {users: 0}\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "load.users" in capsys.readouterr().err
+
+
+def test_run_with_a_bad_config_exits_2_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("gate:\n  name: x\ntarget: {}\nfaults: [{kind: meteor, at_s: 9}]\n")
+    assert main(["run", str(bad), "--evidence-root", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert "faults[0].kind" in err and "nothing was started" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_query_report_and_runs_read_the_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run(tmp_path, "PASS")
+    failed = _run(tmp_path, "FAIL")
+    assert (
+        main(
+            [
+                "query",
+                "select result, count(*) as n from verdicts group by 1 order by 1",
+                "--root",
+                str(tmp_path),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out) == [{"result": "FAIL", "n": 1}, {"result": "PASS", "n": 1}]
+    assert main(["report", failed.run_id, "--root", str(tmp_path)]) == 1
+    assert "**Verdict: FAIL**" in capsys.readouterr().out
+    assert main(["report", "nope", "--root", str(tmp_path)]) == 2
+    assert main(["runs", "--root", str(tmp_path)]) == 0
+    assert failed.run_id in capsys.readouterr().out
+
+
+def test_a_bad_query_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run(tmp_path, "PASS")
+    assert main(["query", "select nope from verdicts", "--root", str(tmp_path)]) == 2
+    assert "query failed" in capsys.readouterr().err
