@@ -7,6 +7,7 @@ reverts the faults, stops every process and writes what evidence there is.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import tempfile
@@ -159,7 +160,8 @@ class GateRun:
                     watcher.observe(w)
         self.load_window = (load_start, time.time())
         self.load.finish()
-        self.faults.abort("load ended") if self.faults.pending() else None
+        if self.faults.pending():  # faults scheduled after the end of the load never run
+            self.faults.abort("load ended")
         self.faults.revert_all()
         self.faults.join(5)
         self.progress.line(f"load finished: {self.load.total_requests()} requests")
@@ -234,7 +236,7 @@ class GateRun:
             figures = self.load.figures()
         if self.quiesce is not None:
             figures["quiesce"] = f"settled={self.quiesce.settled} in {self.quiesce.waited_s:.1f}s"
-        w.write_text("verdicts", __import__("json").dumps(verdict, default=str) + "\n")
+        w.write_text("verdicts", json.dumps(verdict, default=str) + "\n")
         plot = None
         try:
             plot_path = rpt.latency_plot(w.path("ledger"), faults, w.path("plot"))

@@ -139,3 +139,25 @@ def test_infrastructure_faults_are_injected_reverted_and_survived(tmp_path: Path
     assert r.checks["retryable"]["counts"]["unavailable_503_retry_after"] > 0
     assert r.checks["integrity"]["counts"]["lost"] == 0
     assert not processes_with_marker(r.marker)
+
+
+def test_a_crossed_guardrail_aborts_the_remaining_faults(tmp_path: Path) -> None:
+    """A p95 bound of 1 ms is crossed at the first window: no fault may be injected after that, the
+    verdict records the trip, and the run still stops cleanly."""
+    text = SHORT_CONFIG.read_text()
+    text = text.replace("  max_p95_ms: 5000", "  max_p95_ms: 1").replace(
+        "  consecutive_windows: 3", "  consecutive_windows: 1"
+    )
+    config = tmp_path / "guarded.yaml"
+    config.write_text(text)
+    r = run_gate(config, tmp_path / "ev")
+    assert r.verdict is not None and r.verdict["guardrail_tripped"], r.output[-3000:]
+    assert "p95" in r.verdict["guardrail_tripped"]
+    run_dir = next((tmp_path / "ev").glob("gate=*/dt=*/run_id=*"))
+    events = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    assert events and all(e["event"] == "skipped" for e in events), events
+    assert all("guardrail" in e["detail"]["reason"] for e in events)
+    # nothing was injected, so recovery cannot be proven: the gate fails closed
+    assert r.exit_code == 1
+    assert r.checks["recovery"]["valid"] == "unknown"
+    assert not processes_with_marker(r.marker)
