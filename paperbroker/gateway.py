@@ -25,8 +25,9 @@ hash. No response is a bare 500: a catch-all middleware answers 503 + ``Retry-Af
 naming the error.
 
 Seeded bugs (``PAPERBROKER_BUGS``): ``no_idempotency`` skips the guard (every retry is a new order and a
-new event); ``ack_before_commit`` answers 201 from an in-memory write-behind buffer flushed every 500 ms
-(a SIGKILL loses acknowledged orders); ``slow_start`` keeps ``/ready`` at 503 for ``PB_SLOW_START_S``.
+new event); ``ack_before_commit`` answers 201 from an in-memory write-behind buffer and writes each order only
+about a second later (a SIGKILL loses every order acknowledged in the last second); ``slow_start``
+keeps ``/ready`` at 503 for ``PB_SLOW_START_S``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9.\-]{0,15}$")
 MAX_QTY = 1_000_000_000
 MAX_PRICE = Decimal("1000000000")
 PRICE_QUANTUM = Decimal("0.000001")
-WRITE_BEHIND_INTERVAL_S = 0.5
+WRITE_BEHIND_INTERVAL_S = 0.1
+WRITE_BEHIND_DELAY_S = 1.0  # every acknowledged order stays in memory this long
 RFQ_TTL_S = 10.0
 
 
@@ -538,6 +540,7 @@ class Gateway:
             if existing_row is not None:
                 return self._replay_response(existing_row, params["body_hash"], *ck)
             row = {**params, "status": "accepted", "created_at": dt.datetime.now(dt.UTC)}
+            row["_acked_at"] = time.monotonic()
             self._pending[ck] = row
             self._pending_by_id[row["order_id"]] = row
             return web.json_response(order_json(row), status=201)
@@ -547,15 +550,17 @@ class Gateway:
         while True:
             await asyncio.sleep(WRITE_BEHIND_INTERVAL_S)
             try:
-                await self._flush_pending()
+                await self._flush_pending(older_than_s=WRITE_BEHIND_DELAY_S)
             except Exception as e:
                 log.warning("write-behind flush failed (will retry): %s", e)
 
-    async def _flush_pending(self) -> None:
+    async def _flush_pending(self, older_than_s: float = 0.0) -> None:
+        """Write the pending orders acknowledged at least ``older_than_s`` ago (all of them with 0)."""
         async with self._flush_lock:
-            if not self._pending:
+            cutoff = time.monotonic() - older_than_s
+            batch = [r for r in self._pending.values() if r["_acked_at"] <= cutoff]
+            if not batch:
                 return
-            batch = list(self._pending.values())
             async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 await cur.executemany(INTAKE_SQL, batch)
             for row in batch:

@@ -409,12 +409,14 @@ def test_matcher_killed_while_waiting_for_acks_skips_on_restart_what_already_rea
     produce(kafka.bootstrap, topics.orders, history[2:])
     try:
         for broker in (1, 2, 3):
-            kafka.set_rtt(broker, 2500)  # the broker stores a produce request at once, acks 2.5 s later
+            kafka.set_rtt(broker, 8000)  # the broker stores a produce request at once, acks 8 s later
         matcher.proc.send_signal(signal.SIGCONT)
         wait_until(
             lambda: query(pg_dsn, "SELECT count(*) FROM matcher_outbox")[0][0] > 0, 20, "a pending outbox"
         )
-        time.sleep(0.5)
+        # Time for the producer to send its first batches (a busy 2-core CI machine needed more than
+        # 0.5 s), well before their acknowledgements could arrive.
+        time.sleep(3.0)
         matcher.kill()  # committed in Postgres, on the topic, never acknowledged
     finally:
         for broker in (1, 2, 3):
