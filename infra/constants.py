@@ -1,0 +1,105 @@
+"""Names and defaults of the AWS side, kept in one module: context keys, placeholders, tags, env vars.
+
+Everything the CDK app reads from ``-c key=value`` is named here (``CTX_*``), with the placeholder used
+when a value is given neither by the gate config's ``target.aws`` section nor by the context. A stack
+synthesised with placeholders is fine for review and tests; ``app.py`` warns about each one, because it
+cannot be deployed usefully.
+"""
+
+from __future__ import annotations
+
+from lambdas.common import settings as lambda_settings
+
+# ------------------------------------------------------------------------------------------ context keys
+CTX_GATE_CONFIG = "gate_config"
+CTX_STACK_NAME = "stack_name"
+CTX_ACCOUNT = "account"
+CTX_REGION = "region"
+CTX_TARGET_CLUSTER = "target_cluster"
+CTX_TARGET_SERVICES = "target_services"  # JSON object or "name=ecs-service,name2=ecs-service2"
+CTX_TARGET_TAGS = "target_tags"  # JSON object or "key=value,key2=value2"
+CTX_TARGET_URL = "target_url"
+CTX_TARGET_LOAD_BALANCER = "target_load_balancer"  # the ALB's CloudWatch dimension: app/<name>/<id>
+CTX_VPC_ID = "vpc_id"
+CTX_SUBNET_IDS = "subnet_ids"  # JSON list or comma-separated
+CTX_AVAILABILITY_ZONES = "availability_zones"  # one per subnet; only needed for an honest VPC import
+CTX_DB_SECRET_ARN = "db_secret_arn"
+CTX_KAFKA_BOOTSTRAP = "kafka_bootstrap"
+CTX_LOADGEN_IMAGE = "loadgen_image"  # an image URI: use it instead of building loadgen/Dockerfile
+CTX_NOTIFY_EMAIL = "notify_email"
+CTX_NIGHTLY_SCHEDULE = "nightly_schedule"  # an EventBridge cron() expression
+CTX_SKIP_BUNDLING = "resgate:skip_bundling"
+
+DEFAULT_GATE_CONFIG = "resgate/configs/paperbroker.yaml"
+DEFAULT_NIGHTLY_SCHEDULE = "cron(0 3 * * ? *)"
+
+# ------------------------------------------------------------------------------------------ placeholders
+# Syntactically valid, obviously fake values: the stack synthesises, cdk-nag and the tests run, and a
+# reader sees at once what has to be supplied before a deploy. Never a real account.
+PLACEHOLDER_VPC_ID = "vpc-00000000000000000"
+PLACEHOLDER_SUBNET_IDS = ("subnet-0000000000000000a", "subnet-0000000000000000b")
+PLACEHOLDER_AZS = ("placeholder-az-a", "placeholder-az-b")
+PLACEHOLDER_TARGET_URL = "http://gateway.placeholder.internal:8080"
+PLACEHOLDER_LOAD_BALANCER = "app/placeholder-alb/0000000000000000"
+PLACEHOLDER_KAFKA_BOOTSTRAP = "b-1.placeholder.kafka.invalid:9094"
+PLACEHOLDER_SECRET_NAME = "resgate/{gate}/database"  # completed to an ARN in the stack's own account
+
+# ------------------------------------------------------------------------------------------ evidence
+EVIDENCE_PREFIX = lambda_settings.DEFAULT_EVIDENCE_PREFIX  # s3://<bucket>/evidence/gate=../dt=../run_id=../
+ATHENA_RESULTS_PREFIX = "athena-results"
+GLUE_DATABASE_SUFFIX = "_evidence"  # database name: resgate_<gate>_evidence (underscores only)
+
+# ------------------------------------------------------------------------------------------ tags
+TAG_GATE = "resgate:gate"
+TAG_COMPONENT = "resgate:component"
+# Tags of a started FIS experiment (no ':' so that state machine JSONPaths can address them).
+EXPERIMENT_TAG_RUN_ID = "ResGateRunId"
+EXPERIMENT_TAG_GATE = "ResGateGate"
+# ECS managed tags FIS selects a service's tasks by (the services need enableECSManagedTags).
+ECS_TAG_CLUSTER = "aws:ecs:clusterName"
+ECS_TAG_SERVICE = "aws:ecs:serviceName"
+
+# ------------------------------------------------------------------------------------------ Lambdas
+CHECK_FUNCTIONS = ("slo", "recovery", "retryable", "integrity", "replay")
+VERDICT_FUNCTION = "verdict"
+FUNCTION_NAMES = (*CHECK_FUNCTIONS, VERDICT_FUNCTION)
+NEEDS_DATABASE = ("integrity", "replay")  # in the VPC, with the DB secret and the Kafka bootstrap
+LAMBDA_PYTHON = "3.12"
+# Wheels for the Python 3.12 runtime (Amazon Linux 2023, glibc 2.34): manylinux2014 first, and
+# manylinux_2_28 for packages that no longer publish manylinux2014 wheels (scipy >= 1.17).
+LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+# Third-party requirements per function (boto3 is in the runtime). The project's own packages (resgate,
+# lambdas) are copied in; the pins follow constraints.txt.
+LAMBDA_BASE_REQUIREMENTS = ("aws-lambda-powertools[tracer]==3.37.0", "PyYAML==6.0.3")
+LAMBDA_EXTRA_REQUIREMENTS = {
+    "slo": ("scipy==1.17.1", "numpy==2.4.6"),  # regression mode's Mann-Whitney U test (~165 MB of the asset)
+    "integrity": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
+    "replay": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
+}
+LAMBDA_SOURCE_PACKAGES = ("resgate", "lambdas")
+ENV_EVIDENCE_BUCKET = lambda_settings.ENV_EVIDENCE_BUCKET
+ENV_EVIDENCE_PREFIX = lambda_settings.ENV_EVIDENCE_PREFIX
+ENV_DB_SECRET_ARN = lambda_settings.ENV_DB_SECRET_ARN
+ENV_KAFKA_BOOTSTRAP = lambda_settings.ENV_KAFKA_BOOTSTRAP
+ENV_UNKNOWN_IS_FAILURE = lambda_settings.ENV_UNKNOWN_IS_FAILURE
+ENV_POWERTOOLS_SERVICE_NAME = lambda_settings.ENV_POWERTOOLS_SERVICE_NAME
+ENV_POWERTOOLS_METRICS_NAMESPACE = lambda_settings.ENV_POWERTOOLS_METRICS_NAMESPACE
+METRICS_NAMESPACE = lambda_settings.METRICS_NAMESPACE
+
+# ------------------------------------------------------------------------------------------ load generator
+LOADGEN_CONTAINER = "loadgen"
+LOADGEN_DOCKERFILE = "loadgen/Dockerfile"
+LOADGEN_NODE = "fargate-0"
+LOADGEN_STOP_TIMEOUT_S = 5  # RESGATE_STOP_TIMEOUT_S; the container's stopTimeout is this + 25 s
+
+# ------------------------------------------------------------------------------------------ state machine
+# Default poll interval and bounds of every polling loop: each loop gives up (and cleans up) after
+# max polls, whatever poll_s the execution input sets.
+DEFAULT_POLL_S = 15
+MAX_POLLS_TASK_START = 40  # about 10 minutes at the default poll interval
+MAX_POLLS_EXPERIMENT = 40
+MAX_POLLS_LOAD_END = 60  # after the expected end of the load
+STATE_MACHINE_TIMEOUT_S = 4 * 3600
+FIS_ACTIVE_STATUSES = ("pending", "initiating", "running", "stopping")
+FIS_TEMPLATE_DIR = "fis_templates"
+FIS_STOP_TASK_TEMPLATE = "stop_task.json"

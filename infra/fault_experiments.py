@@ -1,0 +1,236 @@
+"""The gate's faults on AWS: one FIS experiment template per ``stop_task`` fault of the gate config.
+
+Each template is ``fis_templates/stop_task.json`` (the FIS API's ``CreateExperimentTemplate`` shape, so it
+also works with ``aws fis create-experiment-template --cli-input-json`` once filled in) with its
+``{{PLACEHOLDERS}}`` filled by :func:`render_template`: action ``aws:ecs:stop-task`` on the tasks that carry
+the config's target tags *and* the ECS managed tags of the fault's service (``aws:ecs:clusterName``,
+``aws:ecs:serviceName``: the target services need ``enableECSManagedTags`` and ``propagateTags``), selected
+with ``PERCENT(<percent>)``, stopped by the guardrail alarms.
+
+Fault kinds without an AWS counterpart here (``hang``, ``db_blip``, ``kafka_*``, ``duplicate_delivery``)
+are listed in ``skipped`` and reported by the stack as a synth warning; they run in the local gate only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_fis as fis
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra import constants as c
+from resgate.config.schema import Fault
+from resgate.errors import ConfigError
+
+_PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+
+
+def render_template(template: Any, values: Mapping[str, Any], *, source: str = "template") -> Any:
+    """Fill ``{{NAME}}`` placeholders in a parsed JSON template.
+
+    A string that is exactly one placeholder becomes the value itself (an object, a list, a token);
+    placeholders inside longer strings are replaced by ``str(value)``. Raises :class:`ConfigError` for a
+    placeholder without a value and for a value that no placeholder uses (template and code drifted).
+    """
+    used: set[str] = set()
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: fill(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fill(v) for v in node]
+        if isinstance(node, str):
+            whole = _PLACEHOLDER.fullmatch(node)
+            names = _PLACEHOLDER.findall(node)
+            for n in names:
+                if n not in values:
+                    raise ConfigError(f"no value for placeholder {{{{{n}}}}}", where=source)
+                used.add(n)
+            if whole:
+                return copy.deepcopy(values[whole.group(1)])
+            return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), node)
+        return node
+
+    out = fill(template)
+    unused = set(values) - used
+    if unused:
+        raise ConfigError(f"values given for placeholders the template lacks: {sorted(unused)}", where=source)
+    return out
+
+
+def state_key(name: str) -> str:
+    """A fault name as a JSONPath-safe key of the state's data (``kill-gateway`` → ``kill_gateway``)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """One ``stop_task`` fault as deployed: ``key`` is its JSONPath-safe name, ``service`` the ECS service."""
+
+    fault: Fault
+    key: str
+    service: str
+    percent: int
+    template: fis.CfnExperimentTemplate
+    rendered: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.fault.name
+
+    @property
+    def at_s(self) -> float:
+        return self.fault.at_s
+
+
+def _cfn_props(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The rendered API-shaped template as ``CfnExperimentTemplate`` keyword arguments."""
+    props: dict[str, Any] = {
+        "description": d["description"],
+        "role_arn": d["roleArn"],
+        "targets": {
+            name: fis.CfnExperimentTemplate.ExperimentTemplateTargetProperty(
+                resource_type=t["resourceType"],
+                selection_mode=t["selectionMode"],
+                resource_tags=t.get("resourceTags"),
+                resource_arns=t.get("resourceArns"),
+                parameters=t.get("parameters"),
+                filters=[
+                    fis.CfnExperimentTemplate.ExperimentTemplateTargetFilterProperty(
+                        path=f["path"], values=f["values"]
+                    )
+                    for f in t.get("filters", [])
+                ]
+                or None,
+            )
+            for name, t in d["targets"].items()
+        },
+        "actions": {
+            name: fis.CfnExperimentTemplate.ExperimentTemplateActionProperty(
+                action_id=a["actionId"],
+                description=a.get("description"),
+                parameters=a.get("parameters") or None,
+                targets=a.get("targets"),
+                start_after=a.get("startAfter"),
+            )
+            for name, a in d["actions"].items()
+        },
+        "stop_conditions": [
+            fis.CfnExperimentTemplate.ExperimentTemplateStopConditionProperty(
+                source=s["source"], value=s.get("value")
+            )
+            for s in d["stopConditions"]
+        ],
+        "tags": d.get("tags") or {},
+    }
+    opts = d.get("experimentOptions")
+    if opts:
+        props["experiment_options"] = fis.CfnExperimentTemplate.ExperimentTemplateExperimentOptionsProperty(
+            account_targeting=opts.get("accountTargeting"),
+            empty_target_resolution_mode=opts.get("emptyTargetResolutionMode"),
+        )
+    return props
+
+
+class FaultExperiments(Construct):
+    """The FIS role and one experiment template per ``stop_task`` fault, in ``at_s`` order.
+
+    Attributes: ``role`` (assumed by FIS; the stack grants it what the actions need), ``experiments``
+    (list of :class:`ExperimentSpec`), ``templates`` ({fault name: CfnExperimentTemplate}), ``skipped``
+    (faults with no AWS implementation), ``target_cluster``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        gate: str,
+        template_dir: Path,
+        faults: Sequence[Fault],
+        target_cluster: str,
+        ecs_services: Mapping[str, str],
+        target_tags: Mapping[str, str],
+        stop_condition_alarms: Sequence[cw.IAlarm],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.target_cluster = target_cluster
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal(
+                "fis.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            ),
+            description=f"ResilienceGate {gate}: FIS experiments against cluster {target_cluster}",
+        )
+        path = template_dir / c.FIS_STOP_TASK_TEMPLATE
+        try:
+            template = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read the FIS template: {e}", where=str(path)) from e
+        stop_conditions = [
+            {"source": "aws:cloudwatch:alarm", "value": a.alarm_arn} for a in stop_condition_alarms
+        ]
+        self.experiments: list[ExperimentSpec] = []
+        self.templates: dict[str, fis.CfnExperimentTemplate] = {}
+        self.skipped: list[Fault] = []
+        keys: set[str] = set()
+        for fault in sorted(faults, key=lambda f: f.at_s):
+            if fault.kind != "stop_task":
+                self.skipped.append(fault)
+                continue
+            service = ecs_services.get(fault.target or "", fault.target or "")
+            if not service:
+                raise ConfigError("a stop_task fault needs a target service", where=f"faults.{fault.name}")
+            percent = round(float(fault.params.get("percent", 50)))
+            if not 1 <= percent <= 100:
+                raise ConfigError(
+                    f"FIS selects PERCENT(1..100) of the tasks, got {fault.params.get('percent')!r}",
+                    where=f"faults.{fault.name}.percent",
+                )
+            key = state_key(fault.name)
+            if key in keys:
+                raise ConfigError(f"two faults map to the same key {key!r}", where=f"faults.{fault.name}")
+            keys.add(key)
+            rendered = render_template(
+                template,
+                {
+                    "DESCRIPTION": f"ResilienceGate {gate}: {fault.name} stops {percent}% of {service} tasks",
+                    "ROLE_ARN": self.role.role_arn,
+                    "RESOURCE_TAGS": {
+                        **dict(target_tags),
+                        c.ECS_TAG_CLUSTER: target_cluster,
+                        c.ECS_TAG_SERVICE: service,
+                    },
+                    "PERCENT": percent,
+                    "STOP_CONDITIONS": stop_conditions,
+                    "TAGS": {"Name": f"resgate-{gate}-{fault.name}", c.TAG_GATE: gate},
+                },
+                source=str(path),
+            )
+            cfn = fis.CfnExperimentTemplate(self, f"Template-{key}", **_cfn_props(rendered))
+            self.templates[fault.name] = cfn
+            self.experiments.append(
+                ExperimentSpec(
+                    fault=fault, key=key, service=service, percent=percent, template=cfn, rendered=rendered
+                )
+            )
+
+    def template_arn(self, spec: ExperimentSpec) -> str:
+        """``arn:…:fis:<region>:<account>:experiment-template/<id>`` of one experiment's template."""
+        return Stack.of(self).format_arn(
+            service="fis", resource="experiment-template", resource_name=spec.template.ref
+        )
+
+    def template_arns(self) -> list[str]:
+        return [self.template_arn(s) for s in self.experiments]

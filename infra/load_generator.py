@@ -1,0 +1,112 @@
+"""The load generator on AWS: Locust (``loadgen/``) as a one-off Fargate task in its own ECS cluster.
+
+The image is ``loadgen/Dockerfile`` built as a CDK Docker image asset (``ContainerImage.from_asset``): synth
+only stages the build context (``loadgen/`` and the Dockerfile, nothing else of the repository) and needs
+no Docker; ``cdk deploy`` builds and pushes it, so the deploying machine needs a Docker engine. Where it
+has none, build and push the image elsewhere and pass ``-c loadgen_image=<uri>``: the task then uses that
+image (``ContainerImage.from_registry``) and nothing is built.
+
+The state machine starts the task with ``ecs:runTask`` and sets ``RESGATE_EVIDENCE_S3_URI`` per run; the
+rest of the environment (target, users, duration) comes from the gate config's ``load`` section. A
+cluster of its own keeps the load task out of reach of the target's FIS experiments.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+import loadgen
+from infra import constants as c
+from resgate.config.schema import Load
+
+# The build context is the repository root (the Dockerfile copies loadgen/...); stage only what it uses.
+DOCKER_CONTEXT_EXCLUDE = ("*", "!loadgen", "!loadgen/**", "loadgen/__pycache__")
+
+
+class LoadGenerator(Construct):
+    """Cluster, Fargate task definition and security group of the Locust load task.
+
+    Attributes: ``cluster``, ``task_definition``, ``container`` (its ``container_name`` is what container
+    overrides name), ``security_group``, ``log_group``, ``subnets`` (where the task runs), ``image_from``
+    (``"asset"`` or ``"registry"``), ``expected_duration_s`` (load duration + stop timeout).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        root: Path,
+        gate: str,
+        vpc: ec2.IVpc,
+        subnets: list[ec2.ISubnet],
+        load: Load,
+        target_url: str,
+        image_uri: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.subnets = subnets
+        self.cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            container_insights_v2=ecs.ContainerInsights.ENABLED,
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "Tasks",
+            vpc=vpc,
+            description=f"ResilienceGate {gate}: the Locust load task (egress only)",
+            allow_all_outbound=True,
+        )
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "Task",
+            cpu=1024,
+            memory_limit_mib=2048,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        if image_uri:
+            image = ecs.ContainerImage.from_registry(image_uri)
+            self.image_from = "registry"
+        else:
+            image = ecs.ContainerImage.from_asset(
+                str(root),
+                file=c.LOADGEN_DOCKERFILE,
+                exclude=list(DOCKER_CONTEXT_EXCLUDE),
+                ignore_mode=IgnoreMode.DOCKER,
+            )
+            self.image_from = "asset"
+        env = {
+            loadgen.ENV_TARGET_HOST: target_url,
+            loadgen.ENV_USERS: str(load.users),
+            loadgen.ENV_SPAWN_RATE: f"{load.spawn_rate:g}",
+            loadgen.ENV_DURATION_S: f"{load.duration_s:g}",
+            loadgen.ENV_STOP_TIMEOUT_S: str(c.LOADGEN_STOP_TIMEOUT_S),
+            loadgen.ENV_LOAD_NODE: c.LOADGEN_NODE,
+            **load.env,
+        }
+        self.container = self.task_definition.add_container(
+            c.LOADGEN_CONTAINER,
+            container_name=c.LOADGEN_CONTAINER,
+            image=image,
+            essential=True,
+            environment=env,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="loadgen", log_group=self.log_group),
+            # The entrypoint stops Locust on SIGTERM and still uploads the ledger (see loadgen/Dockerfile).
+            stop_timeout=Duration.seconds(c.LOADGEN_STOP_TIMEOUT_S + 25),
+        )
+        self.expected_duration_s = math.ceil(load.duration_s) + c.LOADGEN_STOP_TIMEOUT_S

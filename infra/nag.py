@@ -1,0 +1,111 @@
+"""cdk-nag (AwsSolutions) acknowledgements of the gate stack, each with its reason, in one place.
+
+cdk-nag 3 reports IAM wildcards and AWS managed policies per finding (``AwsSolutions-IAM5[Resource::…]``,
+``AwsSolutions-IAM4[Policy::…]``) and acknowledges only exact finding ids, which embed CloudFormation
+logical ids. :func:`acknowledge_iam_findings` therefore computes every finding of every IAM policy and role
+the way the rule does and acknowledges those that match a reviewed :class:`FindingRule` (a pattern and a
+reason). A finding that matches no rule stays a violation, so a new wildcard fails the synth (and
+``tests/infra``) until someone reviews it here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import aws_iam as iam
+from constructs import IConstruct
+
+
+@dataclass(frozen=True)
+class FindingRule:
+    """Acknowledge findings of ``rule`` whose finding text matches ``pattern`` (a full match)."""
+
+    rule: str
+    pattern: str
+    reason: str
+
+    def matches(self, rule: str, finding: str) -> bool:
+        return rule == self.rule and re.fullmatch(self.pattern, finding) is not None
+
+
+def flatten(node: Any) -> str:
+    """cdk-nag's ``flattenCfnReference``: a resolved CloudFormation value as a flat string."""
+    if node is None:
+        return ""
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if isinstance(node, dict):
+        if "Fn::Join" in node:
+            delimiter, items = node["Fn::Join"]
+            return delimiter.join(flatten(i) for i in items)
+        if "Fn::Sub" in node:
+            return flatten(node["Fn::Sub"])
+        if "Fn::GetAtt" in node:
+            resource, attribute = node["Fn::GetAtt"]
+            return f"<{flatten(resource)}.{flatten(attribute)}>"
+        if "Fn::ImportValue" in node:
+            return flatten(node["Fn::ImportValue"])
+        if "Ref" in node:
+            return f"<{flatten(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))
+
+
+def _as_list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def wildcard_findings(document: dict[str, Any]) -> list[str]:
+    """IAM5 findings of a resolved policy document: ``Action::…`` and ``Resource::…`` with a ``*``."""
+    out: list[str] = []
+    for st in document.get("Statement", []):
+        if st.get("Effect") != "Allow":
+            continue
+        out += [f"Action::{a}" for a in _as_list(st.get("Action")) if isinstance(a, str) and "*" in a]
+        out += [f"Resource::{r}" for r in map(flatten, _as_list(st.get("Resource"))) if "*" in r]
+    return list(dict.fromkeys(out))
+
+
+def _iam_nodes(root: IConstruct) -> Iterator[tuple[IConstruct, list[tuple[str, str]]]]:
+    """Each CfnPolicy / CfnRole under ``root`` with its ``(rule, finding)`` pairs."""
+    for node in root.node.find_all():
+        stack = Stack.of(node)
+        found: list[tuple[str, str]] = []
+        if isinstance(node, iam.CfnPolicy):
+            found += [
+                ("AwsSolutions-IAM5", f) for f in wildcard_findings(stack.resolve(node.policy_document))
+            ]
+        elif isinstance(node, iam.CfnRole):
+            for policy in stack.resolve(node.policies) or []:
+                found += [
+                    ("AwsSolutions-IAM5", f) for f in wildcard_findings(policy.get("PolicyDocument", {}))
+                ]
+            for arn in stack.resolve(node.managed_policy_arns) or []:
+                flat = flatten(arn)
+                if ":iam::aws:" in flat:
+                    found.append(("AwsSolutions-IAM4", f"Policy::{flat}"))
+        if found:
+            yield node, found
+
+
+def acknowledge_iam_findings(root: IConstruct, rules: Iterable[FindingRule]) -> list[str]:
+    """Acknowledge every IAM4/IAM5 finding under ``root`` that a rule covers; return the ones none covers."""
+    rules = list(rules)
+    left: list[str] = []
+    for node, findings in _iam_nodes(root):
+        for rule_id, finding in findings:
+            match = next((r for r in rules if r.matches(rule_id, finding)), None)
+            if match is None:
+                left.append(f"{node.node.path}: {rule_id}[{finding}]")
+                continue
+            Validations.of(node).acknowledge(Acknowledgment(id=f"{rule_id}[{finding}]", reason=match.reason))
+    return left
+
+
+def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
+    """Acknowledge one (non-finding) rule on ``scope`` and everything under it."""
+    Validations.of(scope).acknowledge(Acknowledgment(id=rule_id, reason=reason))

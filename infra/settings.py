@@ -1,0 +1,256 @@
+"""What the CDK app deploys for one gate: the gate config plus the deployment values from the CDK context.
+
+This is the one place that reads the environment of a deployment (``-c key=value`` or ``cdk.json``'s
+``context``): :meth:`DeploymentSettings.from_context` resolves every value as *context, then the gate
+config's* ``target.aws`` *section, then a placeholder* (see :mod:`infra.constants`), and validates it
+before any construct exists. Invalid values raise :class:`resgate.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra import constants as c
+from resgate.config.schema import GateConfig, check_blast_radius, load_config
+from resgate.errors import ConfigError
+
+_SUBNET_RE = re.compile(r"^subnet-[0-9a-z]+$")
+_VPC_RE = re.compile(r"^vpc-[0-9a-z]+$")
+_ECS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_CRON_RE = re.compile(r"^(cron|rate)\(.+\)$")
+
+
+def _as_map(value: Any, key: str) -> dict[str, str]:
+    """A context map given as a JSON object or ``k=v,k2=v2``."""
+    if isinstance(value, Mapping):
+        items = dict(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"is not a JSON object: {e}", where=f"context.{key}") from None
+        else:
+            items = {}
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                k, sep, v = part.partition("=")
+                if not sep or not k.strip():
+                    raise ConfigError(f"must be key=value pairs, got {part!r}", where=f"context.{key}")
+                items[k.strip()] = v.strip()
+    else:
+        raise ConfigError(f"must be a map, got {value!r}", where=f"context.{key}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in items.items()):
+        raise ConfigError(f"must map strings to strings, got {items!r}", where=f"context.{key}")
+    return items
+
+
+def _as_list(value: Any, key: str) -> list[str]:
+    """A context list given as a JSON list or ``a,b,c``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"is not a JSON list: {e}", where=f"context.{key}") from None
+        else:
+            value = [p.strip() for p in text.split(",") if p.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"must be a list of strings, got {value!r}", where=f"context.{key}")
+    return value
+
+
+def _as_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise ConfigError(f"must be true or false, got {value!r}", where=f"context.{key}")
+
+
+def stack_name_for(gate: str) -> str:
+    """The default CloudFormation stack name of a gate: ``ResGate-<gate>`` with ``_`` as ``-``."""
+    return "ResGate-" + gate.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """Everything one gate stack needs; ``placeholders`` lists the context keys left at a placeholder."""
+
+    config: GateConfig
+    config_path: Path
+    config_text: str
+    stack_name: str
+    account: str | None
+    region: str | None
+    target_cluster: str
+    target_services: dict[str, str]
+    target_tags: dict[str, str]
+    target_url: str
+    target_load_balancer: str
+    vpc_id: str
+    subnet_ids: list[str]
+    availability_zones: list[str]
+    db_secret_arn: str | None
+    kafka_bootstrap: str
+    loadgen_image: str | None
+    notify_email: str | None
+    nightly_schedule: str
+    skip_bundling: bool
+    placeholders: list[str] = field(default_factory=list)
+
+    @property
+    def gate(self) -> str:
+        return self.config.name
+
+    def ecs_service(self, service: str) -> str:
+        """The ECS service name of a gate-config service name."""
+        return self.target_services.get(service, service)
+
+    @classmethod
+    def from_context(
+        cls, get: Callable[[str], Any], *, root: Path, env: Mapping[str, str] | None = None
+    ) -> DeploymentSettings:
+        """Resolve and validate the settings; ``get(key)`` returns a context value or ``None``.
+
+        ``root`` is the repository root (relative config paths are resolved against it); ``env`` supplies
+        ``CDK_DEFAULT_ACCOUNT`` / ``CDK_DEFAULT_REGION`` when the context names no account or region.
+        """
+        env = env or {}
+        placeholders: list[str] = []
+
+        def ctx(key: str) -> Any:
+            v = get(key)
+            return None if v is None or (isinstance(v, str) and not v.strip()) else v
+
+        path = Path(ctx(c.CTX_GATE_CONFIG) or c.DEFAULT_GATE_CONFIG)
+        if not path.is_absolute():
+            path = root / path
+        if not path.is_file():
+            raise ConfigError(f"no gate config at {path}", where=f"context.{c.CTX_GATE_CONFIG}")
+        cfg = load_config(path)
+        check_blast_radius(cfg)
+        aws = cfg.target.aws
+
+        account = ctx(c.CTX_ACCOUNT) or env.get("CDK_DEFAULT_ACCOUNT") or None
+        if account is not None and not _ACCOUNT_RE.match(str(account)):
+            raise ConfigError(f"must be a 12-digit account id, got {account!r}", where="context.account")
+        region = ctx(c.CTX_REGION) or (aws.region if aws else None) or env.get("CDK_DEFAULT_REGION") or None
+
+        cluster = ctx(c.CTX_TARGET_CLUSTER) or (aws.cluster if aws else None)
+        if cluster is None:
+            cluster = cfg.name
+            placeholders.append(c.CTX_TARGET_CLUSTER)
+        if not _ECS_NAME_RE.match(cluster):
+            raise ConfigError(f"is not an ECS cluster name: {cluster!r}", where="context.target_cluster")
+
+        services = {s.name: s.name for s in cfg.target.services}
+        if aws:
+            services.update(aws.services)
+        if ctx(c.CTX_TARGET_SERVICES) is not None:
+            services.update(_as_map(ctx(c.CTX_TARGET_SERVICES), c.CTX_TARGET_SERVICES))
+        elif not aws or not aws.services:
+            placeholders.append(c.CTX_TARGET_SERVICES)
+        for name, svc in services.items():
+            if not _ECS_NAME_RE.match(svc):
+                raise ConfigError(
+                    f"{name}: is not an ECS service name: {svc!r}", where="context.target_services"
+                )
+
+        if ctx(c.CTX_TARGET_TAGS) is not None:
+            tags = _as_map(ctx(c.CTX_TARGET_TAGS), c.CTX_TARGET_TAGS)
+        elif aws and aws.target_tags:
+            tags = dict(aws.target_tags)
+        else:
+            tags = dict(cfg.target.tags)
+        if not tags:
+            raise ConfigError(
+                "FIS selects the target's tasks by tag: give target.aws.target_tags, target.tags or "
+                "-c target_tags=key=value",
+                where="context.target_tags",
+            )
+
+        def value(key: str, placeholder: str) -> str:
+            v = ctx(key)
+            if v is None:
+                placeholders.append(key)
+                return placeholder
+            return str(v)
+
+        target_url = value(c.CTX_TARGET_URL, cfg.load.host or c.PLACEHOLDER_TARGET_URL)
+        if not target_url.startswith(("http://", "https://")):
+            raise ConfigError(f"must be an http(s) URL, got {target_url!r}", where="context.target_url")
+        load_balancer = value(c.CTX_TARGET_LOAD_BALANCER, c.PLACEHOLDER_LOAD_BALANCER)
+        if not load_balancer.startswith("app/") or load_balancer.count("/") != 2:
+            raise ConfigError(
+                f"must be an ALB's CloudWatch dimension app/<name>/<id>, got {load_balancer!r}",
+                where="context.target_load_balancer",
+            )
+        vpc_id = value(c.CTX_VPC_ID, c.PLACEHOLDER_VPC_ID)
+        if not _VPC_RE.match(vpc_id):
+            raise ConfigError(f"is not a VPC id: {vpc_id!r}", where="context.vpc_id")
+        if ctx(c.CTX_SUBNET_IDS) is None:
+            placeholders.append(c.CTX_SUBNET_IDS)
+            subnets = list(c.PLACEHOLDER_SUBNET_IDS)
+        else:
+            subnets = _as_list(ctx(c.CTX_SUBNET_IDS), c.CTX_SUBNET_IDS)
+        bad = [s for s in subnets if not _SUBNET_RE.match(s)]
+        if bad or not subnets:
+            raise ConfigError(f"must be subnet ids, got {subnets!r}", where="context.subnet_ids")
+        if ctx(c.CTX_AVAILABILITY_ZONES) is None:
+            azs = [c.PLACEHOLDER_AZS[i % len(c.PLACEHOLDER_AZS)] + str(i) for i in range(len(subnets))]
+        else:
+            azs = _as_list(ctx(c.CTX_AVAILABILITY_ZONES), c.CTX_AVAILABILITY_ZONES)
+            if len(azs) != len(subnets):
+                raise ConfigError(
+                    f"needs one zone per subnet ({len(subnets)}), got {azs!r}",
+                    where="context.availability_zones",
+                )
+
+        secret = ctx(c.CTX_DB_SECRET_ARN)
+        if secret is None:
+            placeholders.append(c.CTX_DB_SECRET_ARN)
+        elif not _SECRET_ARN_RE.match(secret):
+            raise ConfigError(
+                f"is not a Secrets Manager secret ARN: {secret!r}", where="context.db_secret_arn"
+            )
+        kafka = value(c.CTX_KAFKA_BOOTSTRAP, c.PLACEHOLDER_KAFKA_BOOTSTRAP)
+
+        schedule = str(ctx(c.CTX_NIGHTLY_SCHEDULE) or c.DEFAULT_NIGHTLY_SCHEDULE)
+        if not _CRON_RE.match(schedule):
+            raise ConfigError(
+                f"must be cron(...) or rate(...), got {schedule!r}", where="context.nightly_schedule"
+            )
+        skip = ctx(c.CTX_SKIP_BUNDLING)
+
+        return cls(
+            config=cfg,
+            config_path=path,
+            config_text=path.read_text(encoding="utf-8"),
+            stack_name=str(ctx(c.CTX_STACK_NAME) or stack_name_for(cfg.name)),
+            account=str(account) if account else None,
+            region=str(region) if region else None,
+            target_cluster=cluster,
+            target_services=services,
+            target_tags=tags,
+            target_url=target_url,
+            target_load_balancer=load_balancer,
+            vpc_id=vpc_id,
+            subnet_ids=subnets,
+            availability_zones=azs,
+            db_secret_arn=secret,
+            kafka_bootstrap=kafka,
+            loadgen_image=ctx(c.CTX_LOADGEN_IMAGE),
+            notify_email=ctx(c.CTX_NOTIFY_EMAIL),
+            nightly_schedule=schedule,
+            skip_bundling=_as_bool(skip, c.CTX_SKIP_BUNDLING) if skip is not None else False,
+            placeholders=placeholders,
+        )

@@ -1,0 +1,162 @@
+"""Run a state machine definition in moto with mocked task responses (a shim for moto 5.2.5 internals).
+
+moto 5.2.5 executes ASL (``mock_aws(config={"stepfunctions": {"execute_state_machine": True}})``) and
+carries Step Functions Local's *mocked responses* (``Return`` / ``Throw`` per state), but does not wire
+them: no mock config is ever loaded. This shim hands a :class:`MockedRun` to the execution worker of the
+execution with a given name, and answers each task state from it:
+
+- responses are indexed by the number of times *this state* was called in the run (Step Functions
+  Local indexes by retry count, which resets whenever a polling loop re-enters the state, so a
+  Wait → Get → Choice loop would never end); past the last response the last one repeats;
+- ``$$.Execution.StartTime`` is an ISO-8601 string, as on AWS (moto passes a datetime);
+- ``calls`` records every mocked call (state names, in order) so a test can assert that cleanup ran.
+
+Every task state of the definition must be mocked (an unmocked ``aws-sdk:*`` task would call moto's
+own services with unconverted parameters). Written for moto 5.2.5: :data:`MOTO_VERSION`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import moto
+from moto.stepfunctions.parser.asl.eval.environment import Environment
+from moto.stepfunctions.parser.backend.execution import Execution
+from moto.stepfunctions.parser.mocking.mock_config import MockedResponseReturn, MockedResponseThrow
+
+MOTO_VERSION = "5.2.5"
+
+
+@dataclass(frozen=True)
+class Return:
+    """The task's result (for ``lambda:invoke`` the whole invoke response: ``{"Payload": ...}``)."""
+
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Throw:
+    """The task fails with ``error`` / ``cause``."""
+
+    error: str
+    cause: str = ""
+
+
+Response = Return | Throw
+
+
+class _StateResponses:
+    """What moto's ``is_mocked_mode`` looks for: presence of the state name in ``state_mocked_responses``."""
+
+    def __init__(self, responses: Sequence[Response]) -> None:
+        self.mocked_responses = list(responses)
+
+
+@dataclass
+class MockedRun:
+    """The mocked responses of one execution and the calls made (state names, in order)."""
+
+    name: str
+    responses: Mapping[str, Sequence[Response]]
+    calls: list[str] = field(default_factory=list)
+    _counts: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # The attributes moto reads from a MockTestCase.
+    @property
+    def state_machine_name(self) -> str:
+        return "gate"
+
+    @property
+    def test_case_name(self) -> str:
+        return self.name
+
+    @property
+    def state_mocked_responses(self) -> dict[str, _StateResponses]:
+        return {s: _StateResponses(r) for s, r in self.responses.items()}
+
+    def next_response(self, state: str) -> MockedResponseReturn | MockedResponseThrow:
+        with self._lock:
+            n = self._counts.get(state, 0)
+            self._counts[state] = n + 1
+            self.calls.append(state)
+        options = self.responses[state]
+        r = options[min(n, len(options) - 1)]
+        if isinstance(r, Throw):
+            return MockedResponseThrow(0, 0, error=r.error, cause=r.cause)
+        return MockedResponseReturn(0, 0, payload=json.loads(json.dumps(r.payload)))
+
+    def count(self, state: str) -> int:
+        return self.calls.count(state)
+
+
+class SfnMockShim:
+    """Registry of mocked runs by execution name, active while :func:`mocked_responses` is entered."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, MockedRun] = {}
+
+    def register(self, execution_name: str, responses: Mapping[str, Sequence[Response]]) -> MockedRun:
+        run = MockedRun(name=execution_name, responses=dict(responses))
+        self.runs[execution_name] = run
+        return run
+
+
+@contextlib.contextmanager
+def mocked_responses() -> Iterator[SfnMockShim]:
+    """Patch moto so that executions named in the shim's registry answer their tasks from it."""
+    if moto.__version__ != MOTO_VERSION:  # pragma: no cover - guards the internals this relies on
+        raise RuntimeError(f"sfn_mock was written for moto {MOTO_VERSION}, found {moto.__version__}")
+    shim = SfnMockShim()
+    original_worker = Execution._get_start_execution_worker
+    original_response = Environment.get_current_mocked_response
+
+    def worker(self: Execution) -> Any:
+        w = original_worker(self)
+        details = w._evaluation_details.execution_details
+        if isinstance(details.start_time, datetime.datetime):
+            # AWS hands $$.Execution.StartTime to the definition as an ISO-8601 string; moto as a datetime.
+            details.start_time = (
+                details.start_time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            )
+        run = shim.runs.get(self.name)
+        if run is not None:
+            w._mock_test_case = run
+        return w
+
+    def current_response(self: Environment) -> Any:
+        if isinstance(self.mock_test_case, MockedRun):
+            return self.mock_test_case.next_response(self.next_state_name)
+        return original_response(self)
+
+    with (
+        mock.patch.object(Execution, "_get_start_execution_worker", worker),
+        mock.patch.object(Environment, "get_current_mocked_response", current_response),
+    ):
+        yield shim
+
+
+def wait_for_end(client: Any, execution_arn: str, *, timeout_s: float = 20.0) -> dict[str, Any]:
+    """Poll ``describe_execution`` until the execution is no longer RUNNING (bounded); return it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        d = client.describe_execution(executionArn=execution_arn)
+        if d["status"] != "RUNNING":
+            return d
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {execution_arn} still RUNNING after {timeout_s} s")
+        time.sleep(0.02)
+
+
+def entered_states(client: Any, execution_arn: str) -> list[str]:
+    """The names of the states the execution entered, in order (from its history)."""
+    events = client.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]

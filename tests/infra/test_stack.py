@@ -1,0 +1,259 @@
+"""The synthesised gate stack of the default gate config: resources, their properties and IAM scoping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from resgate.config.schema import load_config
+from resgate.evidence.layout import TABLES
+
+pytestmark = pytest.mark.infra
+
+CONFIG = load_config("resgate/configs/paperbroker.yaml")
+STOP_TASK_FAULTS = [f for f in CONFIG.faults if f.kind == "stop_task"]
+
+
+def _statements(synth) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for res in synth.template_json["Resources"].values():
+        if res["Type"] == "AWS::IAM::Policy":
+            out += res["Properties"]["PolicyDocument"]["Statement"]
+        elif res["Type"] == "AWS::IAM::Role":
+            for p in res["Properties"].get("Policies", []):
+                out += p["PolicyDocument"]["Statement"]
+    return out
+
+
+def _as_list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def _grants(statements: list[dict[str, Any]], action_prefix: str) -> list[dict[str, Any]]:
+    return [s for s in statements if any(str(a).startswith(action_prefix) for a in _as_list(s["Action"]))]
+
+
+def test_there_are_six_assertion_functions_on_python_3_12(synth):
+    synth.template.resource_count_is("AWS::Lambda::Function", 6)
+    functions = synth.resources("AWS::Lambda::Function").values()
+    assert {f["Properties"]["Runtime"] for f in functions} == {"python3.12"}
+    assert sorted(f["Properties"]["Handler"] for f in functions) == sorted(
+        f"lambdas.{n}.handler.handler"
+        for n in ("slo", "recovery", "retryable", "integrity", "replay", "verdict")
+    )
+
+
+def test_every_function_has_powertools_settings_tracing_and_the_evidence_bucket(synth):
+    synth.template.all_resources_properties(
+        "AWS::Lambda::Function",
+        {
+            "TracingConfig": {"Mode": "Active"},
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "EVIDENCE_BUCKET": Match.any_value(),
+                        "EVIDENCE_PREFIX": "evidence",
+                        "POWERTOOLS_SERVICE_NAME": Match.string_like_regexp("^resgate-"),
+                        "POWERTOOLS_METRICS_NAMESPACE": "ResilienceGate",
+                    }
+                )
+            },
+        },
+    )
+
+
+def test_only_integrity_and_replay_run_in_the_vpc_with_the_database_settings(synth):
+    in_vpc = [
+        f["Properties"]
+        for f in synth.resources("AWS::Lambda::Function").values()
+        if "VpcConfig" in f["Properties"]
+    ]
+    assert sorted(p["Handler"] for p in in_vpc) == [
+        "lambdas.integrity.handler.handler",
+        "lambdas.replay.handler.handler",
+    ]
+    for p in in_vpc:
+        assert {"DB_SECRET_ARN", "KAFKA_BOOTSTRAP"} <= set(p["Environment"]["Variables"])
+
+
+def test_the_state_machine_is_a_logged_traced_standard_workflow(synth):
+    synth.template.resource_count_is("AWS::StepFunctions::StateMachine", 1)
+    synth.template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "StateMachineType": "STANDARD",
+            "TracingConfiguration": {"Enabled": True},
+            "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+        },
+    )
+
+
+def test_each_stop_task_fault_is_an_fis_template_on_tasks_selected_by_the_config_tags(synth):
+    templates = list(synth.resources("AWS::FIS::ExperimentTemplate").values())
+    assert len(templates) == len(STOP_TASK_FAULTS) == 3
+    by_service = {
+        t["Properties"]["Targets"]["Tasks"]["ResourceTags"]["aws:ecs:serviceName"]: t for t in templates
+    }
+    for fault in STOP_TASK_FAULTS:
+        props = by_service[fault.target]["Properties"]
+        target = props["Targets"]["Tasks"]
+        assert target["ResourceType"] == "aws:ecs:task"
+        # No target.aws section in the default config: the tags are target.tags.
+        assert {"env": "dev", "app": "paperbroker"}.items() <= target["ResourceTags"].items()
+        assert target["SelectionMode"] == f"PERCENT({round(fault.params['percent'])})"
+        assert props["Actions"]["StopTasks"]["ActionId"] == "aws:ecs:stop-task"
+        assert props["Actions"]["StopTasks"]["Targets"] == {"Tasks": "Tasks"}
+
+
+def test_every_fis_template_is_stopped_by_both_guardrail_alarms(synth):
+    alarms = set(synth.resources("AWS::CloudWatch::Alarm"))
+    assert len(alarms) == 2
+    for t in synth.resources("AWS::FIS::ExperimentTemplate").values():
+        conditions = t["Properties"]["StopConditions"]
+        assert {c["Source"] for c in conditions} == {"aws:cloudwatch:alarm"}
+        assert {c["Value"]["Fn::GetAtt"][0] for c in conditions} == alarms
+
+
+def test_guardrail_alarms_use_the_configured_bounds(synth):
+    g = CONFIG.guardrails
+    thresholds = sorted(
+        a["Properties"]["Threshold"] for a in synth.resources("AWS::CloudWatch::Alarm").values()
+    )
+    assert thresholds == sorted([g.max_error_ratio, g.max_p95_ms / 1000])
+    synth.template.all_resources_properties(
+        "AWS::CloudWatch::Alarm",
+        {"EvaluationPeriods": g.consecutive_windows, "TreatMissingData": "notBreaching"},
+    )
+
+
+def test_no_ecs_or_s3_permission_is_granted_on_every_resource(synth):
+    for st in _grants(_statements(synth), "ecs:") + _grants(_statements(synth), "s3:"):
+        assert "*" not in _as_list(st["Resource"]), st
+
+
+def test_ecs_stop_task_is_conditioned_on_one_cluster(synth):
+    stops = [s for s in _statements(synth) if "ecs:StopTask" in _as_list(s["Action"])]
+    assert len(stops) == 2  # FIS on the target cluster, the state machine's cleanup on the load cluster
+    for st in stops:
+        assert "ecs:cluster" in st["Condition"]["ArnEquals"]
+
+
+def test_s3_object_access_is_limited_to_the_gate_prefix(synth):
+    for st in _grants(_statements(synth), "s3:"):
+        if st["Action"] == "s3:ListBucket":
+            assert st["Condition"]["StringLike"]["s3:prefix"] == ["evidence/gate=paperbroker/*"]
+        else:
+            for r in _as_list(st["Resource"]):
+                assert r["Fn::Join"][1][-1] == "/evidence/gate=paperbroker/*", st
+
+
+def test_fis_start_experiment_is_granted_on_the_templates_and_tagged_experiments_only(synth):
+    starts = [s for s in _statements(synth) if "fis:StartExperiment" in _as_list(s["Action"])]
+    on_templates = [s for s in starts if "Condition" not in s]
+    assert len(on_templates) == 1 and len(_as_list(on_templates[0]["Resource"])) == 3
+    tagged = [s for s in starts if "Condition" in s]
+    assert tagged and all(
+        s["Condition"]["StringEquals"] == {"aws:RequestTag/ResGateGate": "paperbroker"} for s in tagged
+    )
+
+
+def test_secret_access_is_get_secret_value_on_the_database_secret_only(synth):
+    grants = _grants(_statements(synth), "secretsmanager:")
+    assert len(grants) == 2  # integrity and replay
+    for st in grants:
+        assert st["Action"] == "secretsmanager:GetSecretValue"
+        assert st["Resource"]["Fn::Join"][1][-1].endswith(":secret:resgate/paperbroker/database-??????")
+
+
+def test_glue_tables_are_partitioned_by_gate_dt_run_id(synth):
+    tables = synth.resources("AWS::Glue::Table")
+    assert sorted(t["Properties"]["TableInput"]["Name"] for t in tables.values()) == sorted(TABLES)
+    for t in tables.values():
+        assert [k["Name"] for k in t["Properties"]["TableInput"]["PartitionKeys"]] == ["gate", "dt", "run_id"]
+
+
+def test_athena_workgroup_keeps_encrypted_results_in_the_bucket_and_has_named_queries(synth):
+    synth.template.has_resource_properties(
+        "AWS::Athena::WorkGroup",
+        {
+            "WorkGroupConfiguration": Match.object_like(
+                {
+                    "EnforceWorkGroupConfiguration": True,
+                    "ResultConfiguration": {
+                        "EncryptionConfiguration": {"EncryptionOption": "SSE_S3"},
+                        "OutputLocation": Match.any_value(),
+                    },
+                }
+            )
+        },
+    )
+    queries = synth.resources("AWS::Athena::NamedQuery")
+    assert len(queries) == 4 + len(TABLES)
+    for q in queries.values():
+        sql = q["Properties"]["QueryString"]
+        assert "resgate_paperbroker_evidence" in sql
+        assert sql.startswith("MSCK REPAIR TABLE") or '"$path" LIKE' in sql
+
+
+def test_the_nightly_rule_starts_the_state_machine_on_a_cron_schedule(synth):
+    synth.template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": Match.string_like_regexp(r"^cron\("),
+            "State": "ENABLED",
+            "Targets": [Match.object_like({"Arn": {"Ref": Match.string_like_regexp("StateMachine")}})],
+        },
+    )
+
+
+def test_the_evidence_bucket_is_encrypted_private_versioned_and_ssl_only(synth):
+    buckets = synth.resources("AWS::S3::Bucket")
+    assert len(buckets) == 2  # evidence + its access logs
+    for b in buckets.values():
+        p = b["Properties"]
+        assert p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert p["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+    evidence = [b for b in buckets.values() if "LoggingConfiguration" in b["Properties"]]
+    assert len(evidence) == 1 and evidence[0]["Properties"]["VersioningConfiguration"] == {
+        "Status": "Enabled"
+    }
+    for policy in synth.resources("AWS::S3::BucketPolicy").values():
+        denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+
+
+def test_the_load_task_runs_the_loadgen_image_with_the_config_load_settings(synth):
+    (task,) = synth.resources("AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert env["RESGATE_USERS"] == str(CONFIG.load.users)
+    assert env["RESGATE_DURATION_S"] == f"{CONFIG.load.duration_s:g}"
+    assert task["Properties"]["RequiresCompatibilities"] == ["FARGATE"]
+    assert synth.stack.load.image_from == "asset"
+    assets = (synth.outdir / f"{synth.stack.artifact_id}.assets.json").read_text()
+    assert "loadgen/Dockerfile" in assets
+
+
+def test_the_notification_topic_is_encrypted_and_ssl_only(synth):
+    synth.template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    synth.template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                )
+            }
+        },
+    )
