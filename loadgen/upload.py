@@ -2,21 +2,23 @@
 
 On Fargate the load task's files live only in the container, so the entrypoint (``python -m loadgen.run``)
 calls :func:`upload_results` when ``RESGATE_EVIDENCE_S3_URI`` names the run's evidence prefix
-(``s3://<bucket>/<root>/gate=<name>/dt=<date>/run_id=<id>/``). Each load node (a standalone task, or each
-of several tasks) writes its own objects, named by ``RESGATE_LOAD_NODE`` or the host name, so parallel
-tasks never overwrite each other:
+(``s3://<bucket>/<root>/gate=<name>/dt=<date>/run_id=<id>/``). The objects carry the names of a local run
+folder (:data:`resgate.evidence.layout.TABLES`), which is where the assertion Lambdas and the Athena
+tables look for them:
 
-- ``ledger/part-<node>.jsonl`` — the merged client ledger of this node (the ``ledger`` table)
-- ``load_stats/part-<node>.json`` — Locust's ``--json`` output (the ``load_stats`` table)
-- ``load_live/part-<node>.jsonl`` — the per-second live lines of every process of this node
-- ``load_log/<node>.log`` — Locust's log
+- ``ledger.jsonl`` — the merged client ledger (the ``ledger`` table)
+- ``load_stats.jsonl`` — Locust's ``--json`` entries, one a line (the ``load_stats`` table)
+- ``load_live.jsonl`` — the per-second live lines of every Locust process
+- ``load.log`` — Locust's log
 
-The folder names are the defaults of :data:`DEFAULT_LAYOUT`; the evidence writer may pass another
-layout. boto3 is imported only when uploading.
+The gate runs one load task per run. A caller that runs several passes a ``layout`` with ``{node}`` in
+the names (for example ``ledger/part-{node}.jsonl``) so that the tasks never overwrite each other.
+boto3 is imported only when uploading.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -27,12 +29,13 @@ from urllib.parse import urlparse
 import loadgen
 from loadgen import ConfigError, GateError
 from loadgen.ledger import LIVE_PREFIX, iter_lines
+from loadgen.stats import load_locust_json
 
 DEFAULT_LAYOUT: Mapping[str, str] = {
-    "ledger": "ledger/part-{node}.jsonl",
-    "stats": "load_stats/part-{node}.json",
-    "live": "load_live/part-{node}.jsonl",
-    "log": "load_log/{node}.log",
+    "ledger": "ledger.jsonl",
+    "stats": "load_stats.jsonl",
+    "live": "load_live.jsonl",
+    "log": "load.log",
 }
 _CONTENT_TYPES = {".jsonl": "application/x-ndjson", ".json": "application/json", ".log": "text/plain"}
 
@@ -78,9 +81,14 @@ def upload_results(
     live_path = ledger_dir / f"{LIVE_PREFIX}.jsonl"
     with open(live_path, "w", encoding="utf-8", newline="\n") as f:
         f.writelines(iter_lines(ledger_dir, prefix=LIVE_PREFIX))
+    stats_path = Path(result.stats_path)
+    stats_lines = ledger_dir / "load_stats.jsonl"
+    if stats_path.is_file():
+        with open(stats_lines, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in load_locust_json(stats_path))
     files = {
         "ledger": Path(result.ledger_path),
-        "stats": Path(result.stats_path),
+        "stats": stats_lines,
         "live": live_path,
         "log": Path(result.log_path),
     }

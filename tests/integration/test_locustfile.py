@@ -247,6 +247,7 @@ def test_results_upload_under_the_run_prefix(
     boto3 = pytest.importorskip("boto3")
     moto = pytest.importorskip("moto")
     from loadgen.upload import upload_results
+    from resgate.evidence.layout import TABLES
 
     for k, v in {
         "AWS_ACCESS_KEY_ID": "x",
@@ -259,16 +260,25 @@ def test_results_upload_under_the_run_prefix(
         s3.create_bucket(Bucket="evidence")
         prefix = "root/gate=g/dt=2026-01-01/run_id=r1/"
         keys = upload_results(faulty_run.result, f"s3://evidence/{prefix}", node="task-1", s3_client=s3)
+        # the names of a local run folder: what the assertion Lambdas and the Athena tables read
         assert keys == [
-            f"{prefix}ledger/part-task-1.jsonl",
-            f"{prefix}load_stats/part-task-1.json",
-            f"{prefix}load_live/part-task-1.jsonl",
-            f"{prefix}load_log/task-1.log",
+            f"{prefix}{TABLES['ledger']}",
+            f"{prefix}{TABLES['load_stats']}",
+            f"{prefix}load_live.jsonl",
+            f"{prefix}load.log",
         ]
         body = s3.get_object(Bucket="evidence", Key=keys[0])["Body"].read().decode()
         assert len(body.splitlines()) == faulty_run.result.total_requests
-        stats = json.loads(s3.get_object(Bucket="evidence", Key=keys[1])["Body"].read())
+        lines = s3.get_object(Bucket="evidence", Key=keys[1])["Body"].read().decode().splitlines()
+        stats = [json.loads(line) for line in lines]
         assert sum(e["num_requests"] for e in stats) == faulty_run.result.total_requests
+        # the SLO Lambda's reader takes these objects as they are
+        from lambdas.common.evidence_s3 import S3Evidence
+        from resgate.evidence.layout import RunKey
+
+        store = S3Evidence("evidence", "root", RunKey(gate="g", date="2026-01-01", run_id="r1"), client=s3)
+        assert sum(e["num_requests"] for e in store.read_jsonl("load_stats")) == len(body.splitlines())
+        assert sum(1 for _ in store.ledger()) == faulty_run.result.total_requests
 
 
 def test_stop_ends_a_multi_process_run_cleanly_and_leaves_no_process_behind(tmp_path: Path) -> None:
