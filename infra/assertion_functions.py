@@ -1,4 +1,6 @@
-"""The six assertion Lambdas (slo, recovery, retryable, integrity, replay, verdict) and how they are built.
+"""The gate's Lambdas and how they are built: the six assertion Lambdas (slo, recovery, retryable,
+integrity, replay, verdict), the timeline step (FIS and ECS state → ``faults.jsonl``/``health.jsonl``)
+and the cleanup after an aborted or timed-out execution (stops the run's load task and experiments).
 
 Each function's asset holds the project's own packages (``resgate``, ``lambdas``) and its third-party
 requirements (:data:`infra.constants.LAMBDA_BASE_REQUIREMENTS` plus the function's extras), installed by
@@ -45,6 +47,8 @@ SIZING: dict[str, tuple[int, int, int]] = {
     "integrity": (2048, 900, 2048),
     "replay": (2048, 900, 2048),
     "verdict": (512, 120, 512),
+    "timeline": (512, 120, 512),
+    "cleanup": (256, 120, 512),
 }
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
@@ -156,12 +160,13 @@ def lambda_code(*, root: Path, name: str, skip_bundling: bool) -> lambda_.Code:
 
 
 class AssertionFunctions(Construct):
-    """One Lambda per check plus the verdict, each with its own role, log group and Powertools settings.
+    """One Lambda per check plus the verdict, the timeline step and the abort cleanup, each with its own
+    role, log group and Powertools settings; the stack grants each role what its function reads and writes.
 
     Attributes: ``functions`` ({name: Function}, in :data:`infra.constants.FUNCTION_NAMES` order),
-    ``check_functions`` (the five checks), ``verdict_function``, ``roles`` ({name: Role}),
-    ``log_groups`` ({name: LogGroup}), ``database_security_group`` (the integrity/replay functions'
-    security group: allow it into the database and MSK security groups).
+    ``check_functions`` (the five checks), ``verdict_function``, ``timeline_function``, ``cleanup_function``,
+    ``roles`` ({name: Role}), ``log_groups`` ({name: LogGroup}), ``database_security_group`` (the
+    integrity/replay functions' security group: allow it into the database and MSK security groups).
     """
 
     def __init__(
@@ -211,11 +216,12 @@ class AssertionFunctions(Construct):
                 retention=logs.RetentionDays.THREE_MONTHS,
                 removal_policy=RemovalPolicy.DESTROY,
             )
+            what = "step" if name in c.INFRA_FUNCTIONS else "assertion"
             role = iam.Role(
                 self,
                 f"{name.title()}Role",
                 assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                description=f"ResilienceGate {gate}: the {name} assertion Lambda",
+                description=f"ResilienceGate {gate}: the {name} {what} Lambda",
             )
             # Instead of AWSLambdaBasicExecutionRole (any log group): only this function's own group.
             role.add_to_policy(
@@ -226,7 +232,7 @@ class AssertionFunctions(Construct):
             fn = lambda_.Function(
                 self,
                 f"{name.title()}Function",
-                description=f"ResilienceGate {gate}: {name} assertion",
+                description=f"ResilienceGate {gate}: {name} {what}",
                 runtime=lambda_.Runtime.PYTHON_3_12,
                 architecture=lambda_.Architecture.X86_64,
                 handler=f"lambdas.{name}.handler.handler",
@@ -253,3 +259,11 @@ class AssertionFunctions(Construct):
     @property
     def verdict_function(self) -> lambda_.Function:
         return self.functions[c.VERDICT_FUNCTION]
+
+    @property
+    def timeline_function(self) -> lambda_.Function:
+        return self.functions[c.TIMELINE_FUNCTION]
+
+    @property
+    def cleanup_function(self) -> lambda_.Function:
+        return self.functions[c.CLEANUP_FUNCTION]

@@ -53,7 +53,7 @@ GLUE_DATABASE_SUFFIX = "_evidence"  # database name: resgate_<gate>_evidence (un
 TAG_GATE = "resgate:gate"
 TAG_COMPONENT = "resgate:component"
 # Tags of a started FIS experiment (no ':' so that state machine JSONPaths can address them).
-EXPERIMENT_TAG_RUN_ID = "ResGateRunId"
+EXPERIMENT_TAG_RUN_ID = lambda_settings.RUN_ID_TAG  # also on the load task; the cleanup Lambda reads it
 EXPERIMENT_TAG_GATE = "ResGateGate"
 # ECS managed tags FIS selects a service's tasks by (the services need enableECSManagedTags).
 ECS_TAG_CLUSTER = "aws:ecs:clusterName"
@@ -62,7 +62,14 @@ ECS_TAG_SERVICE = "aws:ecs:serviceName"
 # ------------------------------------------------------------------------------------------ Lambdas
 CHECK_FUNCTIONS = ("slo", "recovery", "retryable", "integrity", "replay")
 VERDICT_FUNCTION = "verdict"
-FUNCTION_NAMES = (*CHECK_FUNCTIONS, VERDICT_FUNCTION)
+# Steps that read the infrastructure instead of judging evidence: the timeline writes faults.jsonl and
+# health.jsonl from FIS and ECS before the checks. They only put evidence, never read it.
+# The cleanup stops a run's load task and faults when its execution was aborted or timed out (an
+# EventBridge rule on the execution's status; the state machine's own cleanup branch cannot run then).
+TIMELINE_FUNCTION = "timeline"
+CLEANUP_FUNCTION = "cleanup"
+INFRA_FUNCTIONS = (TIMELINE_FUNCTION, CLEANUP_FUNCTION)
+FUNCTION_NAMES = (*CHECK_FUNCTIONS, VERDICT_FUNCTION, *INFRA_FUNCTIONS)
 NEEDS_DATABASE = ("integrity", "replay")  # in the VPC, with the DB secret and the Kafka bootstrap
 LAMBDA_PYTHON = "3.12"
 # Wheels for the Python 3.12 runtime (Amazon Linux 2023, glibc 2.34): manylinux2014 first, and
@@ -82,12 +89,15 @@ ENV_EVIDENCE_PREFIX = lambda_settings.ENV_EVIDENCE_PREFIX
 ENV_DB_SECRET_ARN = lambda_settings.ENV_DB_SECRET_ARN
 ENV_KAFKA_BOOTSTRAP = lambda_settings.ENV_KAFKA_BOOTSTRAP
 ENV_UNKNOWN_IS_FAILURE = lambda_settings.ENV_UNKNOWN_IS_FAILURE
+ENV_LOAD_CLUSTER = lambda_settings.ENV_LOAD_CLUSTER
+ENV_EXPERIMENT_TEMPLATE_IDS = lambda_settings.ENV_EXPERIMENT_TEMPLATE_IDS
 ENV_POWERTOOLS_SERVICE_NAME = lambda_settings.ENV_POWERTOOLS_SERVICE_NAME
 ENV_POWERTOOLS_METRICS_NAMESPACE = lambda_settings.ENV_POWERTOOLS_METRICS_NAMESPACE
 METRICS_NAMESPACE = lambda_settings.METRICS_NAMESPACE
 
 # ------------------------------------------------------------------------------------------ load generator
 LOADGEN_CONTAINER = "loadgen"
+LOADGEN_STARTED_BY = lambda_settings.LOAD_STARTED_BY
 LOADGEN_DOCKERFILE = "loadgen/Dockerfile"
 LOADGEN_NODE = "fargate-0"
 LOADGEN_STOP_TIMEOUT_S = 5  # RESGATE_STOP_TIMEOUT_S; the container's stopTimeout is this + 25 s
@@ -101,5 +111,8 @@ MAX_POLLS_EXPERIMENT = 40
 MAX_POLLS_LOAD_END = 60  # after the expected end of the load
 STATE_MACHINE_TIMEOUT_S = 4 * 3600
 FIS_ACTIVE_STATUSES = ("pending", "initiating", "running", "stopping")
+# Step Functions execution statuses after which the cleanup Lambda runs. ABORTED and TIMED_OUT skip the
+# state machine's cleanup branch; FAILED is harmless (every stop ignores "already stopped").
+CLEANUP_ON_STATUSES = ("ABORTED", "TIMED_OUT", "FAILED")
 FIS_TEMPLATE_DIR = "fis_templates"
 FIS_STOP_TASK_TEMPLATE = "stop_task.json"

@@ -5,13 +5,18 @@ prefix → start the Locust task (``ecs:runTask`` without ``.sync``, then poll u
 wait → for each ``stop_task`` fault in ``at_s`` order: wait, ``fis:startExperiment``, poll until it ends
 (an experiment *stopped* by its stop conditions is a tripped guardrail: the remaining faults are skipped,
 as locally) → wait for the load to end (poll until the task STOPPED, exit code 0) → quiesce wait →
+timeline Lambda (writes ``faults.jsonl`` from the FIS experiments and ``health.jsonl`` from the target
+services' ECS tasks, the recovery check's evidence; its ``observed_until`` goes to the recovery check) →
 Parallel of the check Lambdas (each branch catches its own error as ``{name, Error, Cause}``, which the
 verdict counts as unknown) → verdict Lambda → Choice on ``passed``: Succeed, or SNS notice + Fail.
 
 Every error (a task that throws, a loop that runs out of polls, a load task that died, a failed
 experiment) goes to the **cleanup** branch: stop the load task and every experiment started so far (each
 stop ignores "already stopped"), record an ERROR verdict, notify, Fail with the original error. Nothing in
-the run escapes that branch except input validation, which fails before anything is started.
+the run escapes that branch except input validation, which fails before anything is started. A
+StopExecution (ABORTED) or the state machine's timeout (TIMED_OUT) ends the execution without any Catch:
+for those, :mod:`infra.abort_cleanup`'s EventBridge rule invokes the cleanup Lambda, which stops the load
+task (tagged with the run id) and the gate's running experiments.
 
 Execution input (every field optional)::
 
@@ -86,6 +91,7 @@ class GateStateMachine(Construct):
         evidence_bucket_name: str,
         check_functions: Mapping[str, lambda_.IFunction],
         verdict_function: lambda_.IFunction,
+        timeline_function: lambda_.IFunction,
         load_cluster_arn: str,
         load_task_definition_arn: str,
         load_container_name: str,
@@ -304,7 +310,7 @@ class GateStateMachine(Construct):
                 "TaskDefinition": load_task_definition_arn,
                 "LaunchType": "FARGATE",
                 "Count": 1,
-                "StartedBy": "resgate",
+                "StartedBy": c.LOADGEN_STARTED_BY,
                 "Tags": [{"Key": c.EXPERIMENT_TAG_RUN_ID, "Value.$": "$.run.run_id"}],
                 "NetworkConfiguration": {
                     "AwsvpcConfiguration": {
@@ -509,6 +515,37 @@ class GateStateMachine(Construct):
             quiesce,
         ).otherwise(load_failed)
 
+        # ------------------------------------------------------------------------------ timeline
+        timeline = tasks.LambdaInvoke(
+            self,
+            "Write timeline",
+            lambda_function=timeline_function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    **self._run_fields(),
+                    "cluster": target_cluster,
+                    # Fault targets are the gate config's service names; health rows use the same names.
+                    "services": {s.fault.target: s.service for s in experiments},
+                    "faults": {
+                        s.key: {"name": s.name, "kind": s.fault.kind, "target": s.fault.target}
+                        for s in experiments
+                    },
+                    "experiments.$": "$.experiments",
+                    "started_at.$": "$$.Execution.StartTime",
+                    "ended_at.$": "$$.State.EnteredTime",
+                }
+            ),
+            result_selector={
+                "observed_until.$": "$.Payload.observed_until",
+                "fault_events.$": "$.Payload.fault_events",
+                "health_events.$": "$.Payload.health_events",
+            },
+            result_path="$.timeline",
+        )
+        # GateError = FIS, ECS or S3 failed: worth one more try before the run is given up (cleanup).
+        timeline.add_retry(errors=["GateError"], interval=Duration.seconds(5), max_attempts=2, backoff_rate=2)
+        on_error(timeline)
+
         # ------------------------------------------------------------------------------ assertions
         assertions = sfn.Parallel(self, "Assertions", result_path="$.results")
         for name in self.check_names:
@@ -556,7 +593,7 @@ class GateStateMachine(Construct):
             result_path=sfn.JsonPath.DISCARD,
         )
         notify_failed.add_catch(gate_failed, errors=["States.ALL"], result_path="$.notify_error")
-        quiesce.next(assertions).next(verdict).next(passed)
+        quiesce.next(timeline).next(assertions).next(verdict).next(passed)
         passed.when(
             sfn.Condition.boolean_equals("$.verdict.passed", True),
             sfn.Succeed(self, "Gate passed", output_path="$.verdict"),
@@ -597,6 +634,8 @@ class GateStateMachine(Construct):
         payload["config" if name in c.NEEDS_DATABASE else "thresholds"] = section
         if name == "slo":
             payload["duration_s"] = load_duration_s
+        if name == "recovery":
+            payload["observed_until.$"] = "$.timeline.observed_until"
         invoke = tasks.LambdaInvoke(
             self,
             f"Check {name}",

@@ -1,6 +1,7 @@
 """The assertion Lambdas: thin Powertools handlers that run resgate's checkers on AWS evidence.
 
-On AWS a Step Functions state machine calls one Lambda per check (``slo``, ``recovery``, ``retryable``,
+On AWS a Step Functions state machine calls ``timeline`` once the load has ended (it writes the recovery
+check's evidence, see below), then one Lambda per check (``slo``, ``recovery``, ``retryable``,
 ``integrity``, ``replay``) in a Parallel state, then ``verdict``. Each handler parses its event, loads its
 evidence from S3 (and, for integrity/replay, Postgres and Kafka) through :mod:`lambdas.common`, calls the
 same ``resgate.checks.<name>.check`` the local runner calls and returns ``CheckResult.to_dict()`` as the
@@ -30,8 +31,9 @@ Check-specific fields:
   "start": <epoch s | ISO-8601>, "end": <epoch s | ISO-8601>, "endpoint"?: "alb"}`` (ALB metrics, see
   :mod:`lambdas.common.cloudwatch`); optional ``"duration_s"`` (the load phase's length, for throughput).
 - **recovery**: ``faults.jsonl`` + ``health.jsonl`` (+ ``ledger.jsonl`` for error-ratio windows). On AWS
-  the state machine writes FIS experiment state and ECS task-health observations there in that format.
-  Optional ``"observed_until"`` (epoch seconds): the end of the health observation.
+  the ``timeline`` step writes them, in the local runner's formats, from the FIS experiments' state and
+  the target services' ECS tasks (see below). Optional ``"observed_until"`` (epoch seconds): the end of the
+  health observation (the state machine passes the timeline's).
 - **retryable**: ``ledger.jsonl``.
 - **integrity** / **replay**: ``"config"`` (their ``checks.<name>`` section; ``"thresholds"`` is accepted
   too), ``"db_secret_arn"`` (else env ``DB_SECRET_ARN``: a Secrets Manager secret with the RDS JSON
@@ -51,6 +53,22 @@ Every check Lambda logs with the run id as correlation id and emits EMF metrics 
 ``CheckUnknown`` (0/1), every numeric count of the result under its own name (``p95_ms``, ``lost``,
 ``not_allowed``, ``max_time_to_healthy_s``…, unit from the suffix), and ``CheckErrored`` = 1 when the
 handler raised. The verdict emits ``GatePassed`` (0/1), ``ChecksFailed`` and ``ChecksUnknown``.
+
+Event of the timeline Lambda (``lambdas.timeline``): the run fields above plus ``"cluster"`` (the target's
+ECS cluster), ``"services"`` ({gate config service name: ECS service name}), ``"faults"`` ({fault key:
+{name, kind, target}}), ``"experiments"`` ({fault key: {id}}, the state machine's ``$.experiments``: the
+experiments started in this run), ``"started_at"`` / ``"ended_at"`` (epoch seconds or ISO-8601: the run
+window). It writes ``faults.jsonl`` (``{ts, fault_id, kind, target, event, detail, experiment_id,
+status}``: injected / ended / aborted from ``fis:GetExperiment``) and ``health.jsonl`` (``{ts, service,
+replica, event, detail, ecs_service, task_arn}``: started / healthy / stopped / retired per ECS task, the
+replica being the task id; how "healthy" is approximated is in :mod:`lambdas.timeline.health`) and returns
+``{faults_uri, health_uri, fault_events, health_events, observed_until, active_faults, not_started}``. An
+invalid event is a ConfigError, any AWS failure a GateError (the run is cleaned up and fails).
+
+The cleanup Lambda (``lambdas.cleanup``) is not called by the state machine: an EventBridge rule invokes it
+with the *Step Functions Execution Status Change* event of an execution that ended ABORTED, TIMED_OUT (the
+state machine's own cleanup branch cannot run then) or FAILED. It stops the run's load task and the gate's
+running FIS experiments of that run; see :mod:`lambdas.cleanup.stops`.
 
 Event of the verdict Lambda: the run fields above plus ``"results": [<check output>, ...]`` (the Parallel
 state's output; a branch output may also be a Lambda invoke response ``{"Payload": {...}}`` or a Catch

@@ -15,6 +15,9 @@ ENV_DB_SECRET_ARN = "DB_SECRET_ARN"
 ENV_DB_SSLMODE = "DB_SSLMODE"
 ENV_KAFKA_BOOTSTRAP = "KAFKA_BOOTSTRAP"
 ENV_UNKNOWN_IS_FAILURE = "UNKNOWN_IS_FAILURE"
+# The cleanup Lambda's: the load generator's ECS cluster, the gate's FIS experiment template ids (a,b,c).
+ENV_LOAD_CLUSTER = "LOAD_CLUSTER"
+ENV_EXPERIMENT_TEMPLATE_IDS = "EXPERIMENT_TEMPLATE_IDS"
 # Read by Powertools itself.
 ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -30,6 +33,11 @@ EVENT_THRESHOLDS = "thresholds"
 EVENT_CONFIG = "config"
 EVENT_DB_SECRET_ARN = "db_secret_arn"
 EVENT_KAFKA_BOOTSTRAP = "kafka_bootstrap"
+
+# What the state machine marks a run's load task and FIS experiments with (no ':' so that state machine
+# JSONPaths can address the tag): the cleanup after an abort finds them by it.
+RUN_ID_TAG = "ResGateRunId"
+LOAD_STARTED_BY = "resgate"  # ecs:RunTask's startedBy of the load task
 
 METRICS_NAMESPACE = "ResilienceGate"
 CORRELATION_ID_PATH = EVENT_RUN_ID

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -35,14 +36,71 @@ def _grants(statements: list[dict[str, Any]], action_prefix: str) -> list[dict[s
     return [s for s in statements if any(str(a).startswith(action_prefix) for a in _as_list(s["Action"]))]
 
 
-def test_there_are_six_assertion_functions_on_python_3_12(synth):
-    synth.template.resource_count_is("AWS::Lambda::Function", 6)
+FUNCTIONS = ("slo", "recovery", "retryable", "integrity", "replay", "verdict", "timeline", "cleanup")
+
+
+def _role_statements(synth, function: str) -> list[dict[str, Any]]:
+    """The statements of the IAM policies attached to the role of ``lambdas.<function>``."""
+    (fn,) = [
+        f
+        for f in synth.resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == f"lambdas.{function}.handler.handler"
+    ]
+    role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    out: list[dict[str, Any]] = []
+    for p in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role} in p["Properties"]["Roles"]:
+            out += p["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_there_are_the_assertion_functions_the_timeline_and_the_cleanup_on_python_3_12(synth):
+    synth.template.resource_count_is("AWS::Lambda::Function", len(FUNCTIONS))
     functions = synth.resources("AWS::Lambda::Function").values()
     assert {f["Properties"]["Runtime"] for f in functions} == {"python3.12"}
     assert sorted(f["Properties"]["Handler"] for f in functions) == sorted(
-        f"lambdas.{n}.handler.handler"
-        for n in ("slo", "recovery", "retryable", "integrity", "replay", "verdict")
+        f"lambdas.{n}.handler.handler" for n in FUNCTIONS
     )
+
+
+def test_the_timeline_role_reads_fis_and_ecs_of_the_target_only_and_only_puts_evidence(synth):
+    by_action = _by_action(_role_statements(synth, "timeline"))
+    allowed = {
+        "ecs:DescribeServices",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "fis:GetExperiment",
+        "s3:PutObject",
+    }
+    infra_only = {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+    assert set(by_action) - infra_only == allowed
+    for action in ("ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks"):
+        (st,) = by_action[action]
+        assert "ecs:cluster" in st["Condition"]["ArnEquals"], st
+        assert "*" not in _as_list(st["Resource"])
+    (services,) = by_action["ecs:DescribeServices"]
+    assert len(_as_list(services["Resource"])) == 3  # the three stop_task targets
+    (fis,) = by_action["fis:GetExperiment"]
+    assert fis["Condition"] == {"StringEquals": {"aws:ResourceTag/ResGateGate": "paperbroker"}}
+    (put,) = by_action["s3:PutObject"]
+    assert put["Action"] == "s3:PutObject"
+    assert put["Resource"]["Fn::Join"][1][-1] == "/evidence/gate=paperbroker/*"
+
+
+def test_the_state_machine_may_invoke_the_timeline(synth):
+    timeline = [
+        k
+        for k, f in synth.resources("AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == "lambdas.timeline.handler.handler"
+    ]
+    invokes = [s for s in _statements(synth) if "lambda:InvokeFunction" in _as_list(s["Action"])]
+    resources = json.dumps([s["Resource"] for s in invokes])
+    assert timeline and timeline[0] in resources
 
 
 def test_every_function_has_powertools_settings_tracing_and_the_evidence_bucket(synth):
@@ -135,7 +193,8 @@ def test_no_ecs_or_s3_permission_is_granted_on_every_resource(synth):
 
 def test_ecs_stop_task_is_conditioned_on_one_cluster(synth):
     stops = [s for s in _statements(synth) if "ecs:StopTask" in _as_list(s["Action"])]
-    assert len(stops) == 2  # FIS on the target cluster, the state machine's cleanup on the load cluster
+    # FIS on the target cluster; the state machine's cleanup branch and the abort cleanup on the load cluster
+    assert len(stops) == 3
     for st in stops:
         assert "ecs:cluster" in st["Condition"]["ArnEquals"]
 
@@ -257,3 +316,67 @@ def test_the_notification_topic_is_encrypted_and_ssl_only(synth):
             }
         },
     )
+
+
+def _by_action(statements: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for st in statements:
+        for a in _as_list(st["Action"]):
+            out.setdefault(a, []).append(st)
+    return out
+
+
+def test_an_aborted_timed_out_or_failed_execution_invokes_the_cleanup_lambda(synth):
+    machine = next(iter(synth.resources("AWS::StepFunctions::StateMachine")))
+    (cleanup,) = [
+        k
+        for k, f in synth.resources("AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == "lambdas.cleanup.handler.handler"
+    ]
+    rules = [
+        r["Properties"]
+        for r in synth.resources("AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"]
+    ]
+    (rule,) = rules
+    assert rule["EventPattern"] == {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"stateMachineArn": [{"Ref": machine}], "status": ["ABORTED", "TIMED_OUT", "FAILED"]},
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [cleanup, "Arn"]}
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    synth.template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {"FunctionName": {"Fn::GetAtt": [cleanup, "Arn"]}, "Principal": "events.amazonaws.com"},
+    )
+    env = synth.resources("AWS::Lambda::Function")[cleanup]["Properties"]["Environment"]["Variables"]
+    assert "LoadGenerator" in env["LOAD_CLUSTER"]["Ref"]  # the load cluster's name
+    template_ids = json.dumps(env["EXPERIMENT_TEMPLATE_IDS"])
+    for template in synth.resources("AWS::FIS::ExperimentTemplate"):
+        assert template in template_ids
+
+
+def test_the_cleanup_role_stops_only_load_tasks_and_this_gates_experiments(synth):
+    by_action = _by_action(_role_statements(synth, "cleanup"))
+    infra_only = {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+    assert set(by_action) - infra_only == {
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+        "ecs:StopTask",
+        "fis:ListExperiments",
+        "fis:StopExperiment",
+    }
+    for action in ("ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask"):
+        (st,) = by_action[action]
+        assert st["Condition"]["ArnEquals"]["ecs:cluster"]["Fn::GetAtt"][1] == "Arn"
+        assert "LoadGenerator" in st["Condition"]["ArnEquals"]["ecs:cluster"]["Fn::GetAtt"][0]
+    (stop,) = by_action["fis:StopExperiment"]
+    assert stop["Condition"] == {"StringEquals": {"aws:ResourceTag/ResGateGate": "paperbroker"}}
+    assert not any(a.startswith("s3:") for a in by_action)

@@ -78,6 +78,19 @@ def happy_path(**overrides: Sequence[Response]) -> dict[str, Sequence[Response]]
         ],
         "Describe load task": [task_status("PROVISIONING"), task_status("RUNNING")],
         "Describe finished load task": [task_status("RUNNING"), task_status("STOPPED", exit_code=0)],
+        "Write timeline": [
+            lambda_result(
+                {
+                    "faults_uri": "s3://evidence/faults.jsonl",
+                    "health_uri": "s3://evidence/health.jsonl",
+                    "fault_events": 6,
+                    "health_events": 12,
+                    "observed_until": 1767269400.0,
+                    "active_faults": [],
+                    "not_started": [],
+                }
+            )
+        ],
         "Verdict": [verdict(True)],
         "Notify failed": [Return({"MessageId": "m1"})],
         "Stop load task": [Return({})],
@@ -105,17 +118,18 @@ class Execution:
     history: list[dict[str, Any]]
 
     def parameters(self, state: str) -> dict[str, Any]:
-        """The parameters the task state ``state`` was scheduled with (its first call)."""
-        entered_index = None
-        for i, e in enumerate(self.history):
+        """The parameters the task state ``state`` was scheduled with (its first call). The branches of
+        a Parallel interleave in the history, so the task is found by its link to the state's entry."""
+        entered_id = None
+        for e in self.history:
             d = e.get("stateEnteredEventDetails")
             if d and d["name"] == state:
-                entered_index = i
+                entered_id = e["id"]
                 break
-        assert entered_index is not None, f"{state} was never entered"
-        for e in self.history[entered_index:]:
+        assert entered_id is not None, f"{state} was never entered"
+        for e in self.history:
             d = e.get("taskScheduledEventDetails")
-            if d:
+            if d and e.get("previousEventId") == entered_id:
                 return json.loads(d["parameters"])
         raise AssertionError(f"{state} scheduled no task")
 
@@ -294,3 +308,41 @@ def test_a_missing_target_service_stops_the_run_before_the_load(run_gate):
     ex = run_gate("run-no-target", happy_path(**{"Describe target services": [missing]}))
     assert ex.status == "FAILED" and ex.cause.startswith("TargetNotFound")
     assert "Start load task" not in ex.calls and "Stop load task" not in ex.calls
+
+
+def test_the_timeline_is_written_after_the_load_and_before_the_checks(run_gate):
+    ex = run_gate("run-timeline", happy_path())
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    first_check = min(ex.calls.index(f"Check {n}") for n in CHECKS)
+    assert ex.calls.index("Describe finished load task") < ex.calls.index("Write timeline") < first_check
+    payload = ex.parameters("Write timeline")["Payload"]
+    assert payload["run_id"] == "run-timeline" and payload["gate"] == "paperbroker"
+    assert payload["cluster"] == "paperbroker"  # the placeholder target cluster: the gate name
+    assert payload["services"] == {"gateway": "gateway", "projector": "projector", "matcher": "matcher"}
+    assert payload["faults"]["kill_gateway"] == {
+        "name": "kill-gateway",
+        "kind": "stop_task",
+        "target": "gateway",
+    }
+    assert payload["experiments"]["kill_gateway"]["id"] == "EXP-kill-gateway"
+    assert set(payload["experiments"]) == {"kill_gateway", "kill_projector", "kill_matcher"}
+    assert payload["started_at"].startswith(payload["dt"]) and payload["ended_at"] >= payload["started_at"]
+    recovery = ex.parameters("Check recovery")["Payload"]
+    assert recovery["observed_until"] == 1767269400.0
+
+
+def test_a_timeline_that_fails_enters_cleanup_and_no_check_runs(run_gate):
+    ex = run_gate(
+        "run-timeline-error",
+        happy_path(**{"Write timeline": [Throw("ConfigError", "event.cluster: must be an ECS name")]}),
+    )
+    assert ex.status == "FAILED" and ex.cause.startswith("ConfigError")
+    assert not any(call.startswith("Check ") for call in ex.calls)
+    assert ex.calls[-2:] == ["Record error verdict", "Notify error"]
+
+
+def test_the_load_task_carries_what_the_abort_cleanup_finds_it_by(definition):
+    # From the definition: moto's ecs:runTask integration drops StartedBy and Tags from the history.
+    params = json.loads(definition)["States"]["Start load task"]["Parameters"]
+    assert params["StartedBy"] == "resgate"
+    assert params["Tags"] == [{"Key": "ResGateRunId", "Value.$": "$.run.run_id"}]

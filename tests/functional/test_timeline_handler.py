@@ -1,0 +1,370 @@
+"""The timeline Lambda turns FIS experiments and ECS tasks into the recovery check's evidence.
+
+S3 is moto; FIS and ECS are boto3 clients stubbed with botocore's Stubber (moto has no realistic task
+timestamps or service events), so every response has the real API shape. The written ``faults.jsonl`` and
+``health.jsonl`` are then judged by the real recovery Lambda and checker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+import lambdas.timeline.handler as timeline
+from lambdas.recovery.handler import handler as recovery_handler
+from lambdas.timeline.health import ServiceView, TaskSpan, describe_tasks, health_rows
+from resgate.checks import recovery
+from resgate.errors import ConfigError, GateError
+from tests.functional.support import REGION, load_event
+
+T0 = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC).timestamp()  # the event fixture's started_at
+CLUSTER = "pb-cluster"
+SERVICE = "pb-gateway"
+EXPERIMENT = "EXP1a2b3c4d5e6f7"
+FIS_REASON = f"Task stopped by FIS experiment {EXPERIMENT}"
+NO_ERROR_RATIO = {"rto_s": 30, "error_ratio_tolerance": None}
+
+
+def at(s: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(T0 + s, dt.UTC)
+
+
+def task_arn(tid: str) -> str:
+    return f"arn:aws:ecs:{REGION}:123456789012:task/{CLUSTER}/{tid}"
+
+
+def task(
+    tid: str,
+    started: float | None,
+    *,
+    stopping: float | None = None,
+    stopped: float | None = None,
+    reason: str | None = None,
+    health: str = "HEALTHY",
+) -> dict[str, Any]:
+    """A DescribeTasks task; ``started``/``stopping``/``stopped`` are seconds after T0."""
+    t: dict[str, Any] = {
+        "taskArn": task_arn(tid),
+        "clusterArn": f"arn:aws:ecs:{REGION}:123456789012:cluster/{CLUSTER}",
+        "group": f"service:{SERVICE}",
+        "createdAt": at((started if started is not None else 0) - 5),
+        "lastStatus": "STOPPED" if stopped is not None else "RUNNING",
+        "desiredStatus": "STOPPED" if stopping is not None else "RUNNING",
+        "healthStatus": health,
+        "containers": [{"name": "gateway", "healthStatus": health}],
+    }
+    if started is not None:
+        t["startedAt"] = at(started)
+    if stopping is not None:
+        t["stoppingAt"] = at(stopping)
+        t["stopCode"] = "UserInitiated"
+        t["stoppedReason"] = reason or FIS_REASON
+    if stopped is not None:
+        t["stoppedAt"] = at(stopped)
+    return t
+
+
+def service(steady: Sequence[float], *, desired: int = 2) -> dict[str, Any]:
+    """A DescribeServices service behind a load balancer, steady-state events at ``steady`` (s after T0)."""
+    events = [{"id": "e0", "createdAt": at(-900), "message": f"(service {SERVICE}) has started 2 tasks."}]
+    events += [
+        {"id": f"s{i}", "createdAt": at(s), "message": f"(service {SERVICE}) has reached a steady state."}
+        for i, s in enumerate(steady)
+    ]
+    return {
+        "serviceName": SERVICE,
+        "serviceArn": f"arn:aws:ecs:{REGION}:123456789012:service/{CLUSTER}/{SERVICE}",
+        "desiredCount": desired,
+        "runningCount": desired,
+        "loadBalancers": [{"targetGroupArn": "arn:aws:elasticloadbalancing:tg", "containerName": "gateway"}],
+        "events": sorted(events, key=lambda e: e["createdAt"], reverse=True),  # ECS: newest first
+    }
+
+
+def experiment(status: str = "completed", reason: str = "Experiment completed.") -> dict[str, Any]:
+    return {
+        "id": EXPERIMENT,
+        "experimentTemplateId": "EXT1a2b3c4d5e6f7",
+        "state": {"status": status, "reason": reason},
+        "actions": {
+            "StopTasks": {
+                "actionId": "aws:ecs:stop-task",
+                "state": {"status": "completed", "reason": "Action was completed."},
+                "startTime": at(100),
+                "endTime": at(101),
+            }
+        },
+        "creationTime": at(98),
+        "startTime": at(99),
+        "endTime": at(102),
+    }
+
+
+@dataclass
+class StubbedAws:
+    ecs: Any
+    fis: Any
+    ecs_stub: Stubber
+    fis_stub: Stubber
+
+    def fleet(
+        self,
+        tasks: Sequence[dict[str, Any]],
+        svc: dict[str, Any],
+        *,
+        experiments: Sequence[dict[str, Any]] = (),
+        running_pages: int = 1,
+    ) -> None:
+        """Queue the responses of one handler call, in the order it makes its calls."""
+        for e in experiments:
+            self.fis_stub.add_response("get_experiment", {"experiment": e}, {"id": e["id"]})
+        self.ecs_stub.add_response(
+            "describe_services",
+            {"services": [svc], "failures": []},
+            {"cluster": CLUSTER, "services": [SERVICE]},
+        )
+        running = [t["taskArn"] for t in tasks if t["desiredStatus"] == "RUNNING"]
+        stopped = [t["taskArn"] for t in tasks if t["desiredStatus"] == "STOPPED"]
+        size = max(1, -(-len(running) // running_pages))
+        for i in range(running_pages):
+            params = {"cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "RUNNING"}
+            if i:
+                params["nextToken"] = f"page-{i}"
+            page: dict[str, Any] = {"taskArns": running[i * size : (i + 1) * size]}
+            if i + 1 < running_pages:
+                page["nextToken"] = f"page-{i + 1}"
+            self.ecs_stub.add_response("list_tasks", page, params)
+        self.ecs_stub.add_response(
+            "list_tasks",
+            {"taskArns": stopped},
+            {"cluster": CLUSTER, "serviceName": SERVICE, "desiredStatus": "STOPPED"},
+        )
+        if running or stopped:
+            self.ecs_stub.add_response(
+                "describe_tasks",
+                {"tasks": list(tasks), "failures": []},
+                {"cluster": CLUSTER, "tasks": running + stopped},
+            )
+
+
+@pytest.fixture
+def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubbedAws]:
+    ecs = boto3.client("ecs", region_name=REGION)
+    fis = boto3.client("fis", region_name=REGION)
+    aws = StubbedAws(ecs=ecs, fis=fis, ecs_stub=Stubber(ecs), fis_stub=Stubber(fis))
+    monkeypatch.setattr(timeline, "client", {"ecs": ecs, "fis": fis}.__getitem__)
+    with aws.ecs_stub, aws.fis_stub:
+        yield aws
+        aws.ecs_stub.assert_no_pending_responses()
+        aws.fis_stub.assert_no_pending_responses()
+
+
+def jsonl(evidence: Any, name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in evidence.get(name).splitlines() if line.strip()]
+
+
+# Two healthy tasks a and b since before the run; FIS stops b at +101 (it drains until +131).
+BEFORE = [task("aaaa1111", -300), task("bbbb2222", -300, stopping=101, stopped=131)]
+
+
+def run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady, *, status="completed"):
+    stubbed.fleet(tasks, service(steady), experiments=[experiment(status)])
+    out = timeline.handler(load_event("timeline"), lambda_context)
+    event = load_event("recovery", thresholds=NO_ERROR_RATIO, observed_until=out["observed_until"])
+    return out, recovery_handler(event, lambda_context)
+
+
+def test_a_replacement_healthy_20_s_after_the_fis_stop_meets_the_rto(evidence, lambda_context, stubbed):
+    tasks = [*BEFORE, task("cccc3333", 110)]
+    out, result = run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady=[-290, 120])
+
+    assert out["fault_events"] == 2 and out["not_started"] == ["kill-matcher"] and out["active_faults"] == []
+    assert result["valid"] is True, result
+    (fault,) = result["details"]["faults"]
+    assert fault["fault_id"] == "kill-gateway" and fault["service"] == "gateway"
+    assert fault["time_to_detect_s"] == pytest.approx(1.0)  # b left the service at +101
+    assert fault["time_to_healthy_s"] == pytest.approx(20.0)  # c healthy at the steady state of +120
+    assert result["counts"]["rto_met"] == 1 and result["counts"]["max_time_to_healthy_s"] == pytest.approx(
+        20.0
+    )
+
+
+def test_the_written_timelines_are_in_the_checkers_formats_and_stamped_with_the_run(
+    evidence, lambda_context, stubbed
+):
+    tasks = [*BEFORE, task("cccc3333", 110)]
+    run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady=[-290, 120])
+
+    faults = jsonl(evidence, "faults.jsonl")
+    assert [(f["event"], f["ts"]) for f in faults] == [("injected", T0 + 100), ("ended", T0 + 102)]
+    for f in faults:
+        assert f["run_id"] == "20260101T120000Z-a1b2c3" and f["gate"] == "paperbroker"
+        assert (f["fault_id"], f["kind"], f["target"], f["experiment_id"]) == (
+            "kill-gateway",
+            "stop_task",
+            "gateway",
+            EXPERIMENT,
+        )
+        recovery.FaultEvent.from_dict(f)
+    health = jsonl(evidence, "health.jsonl")
+    for h in health:
+        recovery.HealthObservation.from_dict(h)
+    events = [(h["replica"], h["event"], h["ts"] - T0) for h in health]
+    assert events == [
+        ("aaaa1111", "started", -300),
+        ("bbbb2222", "started", -300),
+        ("aaaa1111", "healthy", -290),
+        ("bbbb2222", "healthy", -290),
+        ("bbbb2222", "stopped", 101),
+        ("cccc3333", "started", 110),
+        ("cccc3333", "healthy", 120),
+        ("bbbb2222", "retired", 120),
+    ]
+    stopped = next(h for h in health if h["event"] == "stopped")
+    assert stopped["detail"] == FIS_REASON and stopped["stop_code"] == "UserInitiated"
+    assert stopped["task_arn"] == task_arn("bbbb2222") and stopped["ecs_service"] == SERVICE
+
+
+def test_a_replacement_healthy_45_s_after_the_stop_misses_a_30_s_rto(evidence, lambda_context, stubbed):
+    tasks = [*BEFORE, task("cccc3333", 110)]
+    _, result = run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady=[-290, 145])
+
+    assert result["valid"] is False
+    assert result["counts"]["rto_missed"] == 1
+    (fault,) = result["details"]["faults"]
+    assert fault["time_to_healthy_s"] == pytest.approx(45.0)
+
+
+def test_a_replacement_that_never_becomes_healthy_is_never_recovered(evidence, lambda_context, stubbed):
+    tasks = [
+        *BEFORE,
+        # c keeps failing its health check; d failed the load balancer's check and was stopped by ECS.
+        task("cccc3333", 110, health="UNHEALTHY"),
+        task("dddd4444", 112, stopping=170, reason="Task failed ELB health checks", health="UNHEALTHY"),
+    ]
+    out, result = run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady=[-290])
+
+    assert result["valid"] is False
+    assert result["counts"]["never_recovered"] == 1 and result["counts"]["recovered"] == 0
+    (example,) = [e for e in result["examples"] if e["kind"] == "never_recovered"]
+    assert example["observed_until"] == out["observed_until"] == T0 + 600
+    health = jsonl(evidence, "health.jsonl")
+    retired = [h["replica"] for h in health if h["event"] == "retired"]
+    assert retired == ["dddd4444"]  # stopped before it was ever healthy; b is still waiting for a replacement
+
+
+def test_an_experiment_stopped_by_its_stop_condition_is_recorded_as_aborted_with_the_reason(
+    evidence, lambda_context, stubbed
+):
+    tasks = [*BEFORE, task("cccc3333", 110)]
+    reason = "Experiment stopped by stop condition arn:aws:cloudwatch:alarm:error-ratio"
+    stubbed.fleet(tasks, service([-290, 120]), experiments=[experiment("stopped", reason)])
+
+    timeline.handler(load_event("timeline"), lambda_context)
+
+    faults = jsonl(evidence, "faults.jsonl")
+    assert [f["event"] for f in faults] == ["injected", "aborted"]
+    assert faults[1]["detail"] == f"stopped: {reason}" and faults[1]["status"] == "stopped"
+    result = recovery_handler(load_event("recovery", thresholds=NO_ERROR_RATIO), lambda_context)
+    assert result["counts"]["aborted"] == 1 and result["counts"]["rto_met"] == 1
+
+
+def test_only_tasks_that_overlap_the_run_are_written_and_every_page_is_read(
+    evidence, lambda_context, stubbed
+):
+    old = task("0ld00000", -3000, stopping=-2000, stopped=-1990, reason="Scaling activity")
+    tasks = [*BEFORE, task("cccc3333", 110), task("eeee5555", -300), old]
+    stubbed.fleet(tasks, service([-290, 120], desired=3), experiments=[experiment()], running_pages=2)
+
+    timeline.handler(load_event("timeline"), lambda_context)
+
+    replicas = {h["replica"] for h in jsonl(evidence, "health.jsonl")}
+    assert replicas == {"aaaa1111", "bbbb2222", "cccc3333", "eeee5555"}
+
+
+def test_describe_tasks_asks_for_at_most_100_tasks_a_call(stubbed):
+    arns = [task_arn(f"t{i:04d}") for i in range(150)]
+    for part in (arns[:100], arns[100:]):
+        stubbed.ecs_stub.add_response(
+            "describe_tasks", {"tasks": [], "failures": []}, {"cluster": CLUSTER, "tasks": part}
+        )
+
+    tasks, failures = describe_tasks(stubbed.ecs, CLUSTER, arns)
+
+    assert tasks == [] and failures == []
+
+
+def test_a_service_without_a_health_check_is_healthy_once_started():
+    svc = ServiceView(
+        name="matcher",
+        ecs_name="pb-matcher",
+        desired_count=1,
+        health_checked=False,
+        steady_states=(),
+        history_from=None,
+    )
+    old = TaskSpan.from_task(task("aaaa1111", -300, stopping=101, stopped=131, health="UNKNOWN"))
+    new = TaskSpan.from_task(task("cccc3333", 104, health="UNKNOWN"))
+
+    rows = health_rows(svc, [old, new], start=T0, end=T0 + 600)
+
+    assert [(r["replica"], r["event"], r["ts"] - T0) for r in rows] == [
+        ("aaaa1111", "started", -300),
+        ("aaaa1111", "healthy", -300),
+        ("aaaa1111", "stopped", 101),
+        ("cccc3333", "started", 104),
+        ("cccc3333", "healthy", 104),
+        ("aaaa1111", "retired", 104),
+    ]
+
+
+def test_an_fis_error_is_a_gate_error_and_nothing_is_written(evidence, lambda_context, stubbed):
+    stubbed.fis_stub.add_client_error("get_experiment", "AccessDeniedException", "not authorized")
+
+    with pytest.raises(GateError, match="could not get FIS experiment"):
+        timeline.handler(load_event("timeline"), lambda_context)
+    assert evidence.files() == []
+
+
+def test_a_service_ecs_does_not_know_is_a_gate_error(evidence, lambda_context, stubbed):
+    stubbed.fis_stub.add_response("get_experiment", {"experiment": experiment()}, {"id": EXPERIMENT})
+    stubbed.ecs_stub.add_response(
+        "describe_services",
+        {"services": [], "failures": [{"arn": SERVICE, "reason": "MISSING"}]},
+        {"cluster": CLUSTER, "services": [SERVICE]},
+    )
+
+    with pytest.raises(GateError, match="does not know services"):
+        timeline.handler(load_event("timeline"), lambda_context)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "where"),
+    [
+        ({"cluster": None}, "event.cluster"),
+        ({"services": ["pb-gateway"]}, "event.services"),
+        (
+            {"faults": {"kill_gateway": {"name": "kill-gateway", "target": "matcher"}}},
+            "event.faults.kill_gateway.target",
+        ),
+        ({"experiments": {"kill_other": {"id": "EXP1"}}}, "event.experiments.kill_other"),
+        ({"experiments": {"kill_gateway": {"id": "not an id"}}}, "event.experiments.kill_gateway.id"),
+        ({"ended_at": "2026-01-01T11:00:00Z"}, "event.ended_at"),
+        ({"started_at": "yesterday"}, "event.started_at"),
+        ({"dt": "2026-13-01"}, "event.dt"),
+    ],
+)
+def test_an_invalid_event_is_a_config_error_naming_the_field_before_any_call(
+    evidence, lambda_context, stubbed, overrides, where
+):
+    with pytest.raises(ConfigError) as err:
+        timeline.handler(load_event("timeline", **overrides), lambda_context)
+    assert err.value.where == where
+    assert evidence.files() == []
