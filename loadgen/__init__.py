@@ -42,10 +42,14 @@ ENV_WAIT_MAX_S = "RESGATE_WAIT_MAX_S"
 ENV_LOAD_NODE = "RESGATE_LOAD_NODE"
 """Prefix that makes client ids unique across processes and tasks (default: 6 random hex digits)."""
 ENV_LEDGER_FLUSH_RECORDS = "RESGATE_LEDGER_FLUSH_RECORDS"
+"""Buffered ledger records that trigger a write (default 2000; the buffer is also written every second)."""
 ENV_RESEND_RATIO = "RESGATE_RESEND_RATIO"
 """Fraction of accepted orders the client sends once more with the same key and body (a response the
 client never saw, e.g. a FIX resend after a reconnect); default 0.02, 0 turns it off."""
-"""Buffered ledger records that trigger a write (default 2000; the buffer is also written every second)."""
+ENV_CONN_MAX_AGE_S = "RESGATE_CONN_MAX_AGE_S"
+"""A trader opens a new connection before its next request once its connection is this old (default 2 s;
+0 keeps one connection for the whole run). A load balancer that works per connection, like the local
+gate's, then keeps spreading the traffic over every healthy replica, including one that was replaced."""
 
 # --- read by the container entrypoint (``python -m loadgen.run``) ---------------------------------------
 ENV_TARGET_HOST = "RESGATE_TARGET_HOST"

@@ -128,6 +128,7 @@ class LoadConfig:
     node: str
     flush_every: int
     resend_ratio: float
+    conn_max_age_s: float
 
     @classmethod
     def from_env(cls) -> LoadConfig:
@@ -177,6 +178,7 @@ class LoadConfig:
             node=os.environ.get(loadgen.ENV_LOAD_NODE, "").strip() or secrets.token_hex(3),
             flush_every=_env_int(loadgen.ENV_LEDGER_FLUSH_RECORDS, 2000),
             resend_ratio=min(1.0, _env_float(loadgen.ENV_RESEND_RATIO, 0.02)),
+            conn_max_age_s=_env_float(loadgen.ENV_CONN_MAX_AGE_S, 2.0),
         )
 
 
@@ -307,6 +309,7 @@ class TraderUser(FastHttpUser):
         self.open_orders: deque[str] = deque(maxlen=50)
         self.known_orders: deque[str] = deque(maxlen=100)
         self.rfq_ids: deque[str] = deque(maxlen=20)
+        self.conn_opened = time.monotonic()
 
     # -------------------------------------------------------------- tasks
 
@@ -444,6 +447,16 @@ class TraderUser(FastHttpUser):
             if not self._pause(delay):
                 return result
 
+    def _recycle_connection(self) -> None:
+        """Close this trader's connection once it is ``conn_max_age_s`` old; the next request opens a new
+        one (between requests, so no request is ever cut off by it)."""
+        if CONFIG.conn_max_age_s <= 0:
+            return
+        now = time.monotonic()
+        if now - self.conn_opened >= CONFIG.conn_max_age_s:
+            self.client.client.close()
+            self.conn_opened = now
+
     def _attempt(
         self,
         op: str,
@@ -457,6 +470,7 @@ class TraderUser(FastHttpUser):
         fields: dict[str, Any],
     ) -> Attempt:
         """One request: report it to Locust (success iff 2xx) and write its ledger line."""
+        self._recycle_connection()
         start = time.time()
         t0 = time.perf_counter()
         resp = None

@@ -160,6 +160,7 @@ class Balancer:
         self._thread: threading.Thread | None = None
         self.port: int | None = None
         self._stats = {"connections": 0, "no_backend": 0, "connect_failures": 0, "backend_errors": 0}
+        self._per_backend: dict[Backend, int] = {}
 
     # ---- public API
 
@@ -239,6 +240,10 @@ class Balancer:
         """Counters: connections, no_backend (clients reset: no backend), connect_failures, active."""
         return dict(self._stats, active=len(self._pipes))
 
+    def connections_per_backend(self) -> dict[Backend, int]:
+        """How many client connections were piped to each backend (connections are pinned to one)."""
+        return dict(self._per_backend)
+
     # ---- internals (event loop thread)
 
     def _new_client(self) -> _Side:
@@ -278,6 +283,7 @@ class Balancer:
                     side.transport.close()
                 return
             pipe.backend = side
+            self._per_backend[(host, port)] = self._per_backend.get((host, port), 0) + 1
             side.peer = pipe.client
             pipe.client.peer = side
             pipe.client.transport.resume_reading()

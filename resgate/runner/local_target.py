@@ -148,4 +148,17 @@ class LocalTarget:
 
     def close(self) -> None:
         """Stop everything that was started, in reverse order."""
+        if self.balancer is not None and self.supervisor is not None:
+            self.say(f"balancer: {self.balancer_summary()}")
         self._stack.close()
+
+    def balancer_summary(self) -> str:
+        """Client connections per replica behind the balancer, e.g. ``gateway-0=12 gateway-1=11``."""
+        assert self.balancer is not None and self.supervisor is not None
+        names = {r.port: r.replica_id for r in self.supervisor.replicas() if r.port is not None}
+        per = self.balancer.connections_per_backend()
+        parts = [f"{names.get(port, f'{host}:{port}')}={n}" for (host, port), n in sorted(per.items())]
+        stats = self.balancer.stats()
+        return f"{stats['connections']} connections ({' '.join(parts) or 'none piped'})" + (
+            f", {stats['no_backend']} reset for want of a healthy backend" if stats["no_backend"] else ""
+        )

@@ -52,8 +52,11 @@ def test_requests_through_the_balancer_reach_both_replicas(sup: Supervisor) -> N
     with Balancer(0, lambda: sup.healthy_endpoints("echo")) as bal:
         assert bal.port
         seen = [_get(bal.port) for _ in range(6)]
+        per_backend = bal.connections_per_backend()
     assert set(seen) == {"echo-0", "echo-1"}
     assert seen[0] != seen[1]  # round robin, not random
+    ports = {("127.0.0.1", _info(sup, r).port): r for r in ("echo-0", "echo-1")}
+    assert {ports[b]: n for b, n in per_backend.items()} == {"echo-0": 3, "echo-1": 3}
 
 
 def test_requests_keep_succeeding_when_a_replica_is_killed(tmp_path: Path) -> None:
