@@ -2,9 +2,12 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+DEPS_SUM := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+# `make demo` needs only the runtime packages; `make test` adds the dev extra (CDK, moto, pytest, ruff).
+STAMP_RUN := $(VENV)/.installed-run-$(DEPS_SUM)
+STAMP_DEV := $(VENV)/.installed-dev-$(DEPS_SUM)
 
-.PHONY: all install system-deps lint test test-fast demo bench clean
+.PHONY: all install install-run system-deps lint test test-fast demo bench clean
 
 all: test
 
@@ -12,11 +15,17 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
-	touch $(STAMP)
+$(STAMP_RUN): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e .
+	touch $(STAMP_RUN)
 
-install: system-deps $(STAMP)
+$(STAMP_DEV): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $(STAMP_RUN) $(STAMP_DEV)
+
+install-run: system-deps $(STAMP_RUN)
+
+install: system-deps $(STAMP_DEV)
 
 # The embedded Postgres needs the server binaries; install them when missing (root on CI machines).
 system-deps:
@@ -34,7 +43,7 @@ test-fast: install
 
 # GNU make exits 2 whenever a recipe fails, so the gate's own exit code (0 pass, 1 failed, 2 could not
 # run) is printed here; `.venv/bin/resgate run` returns it directly.
-demo: install
+demo: install-run
 	@$(BIN)/resgate run $(CONFIG); rc=$$?; \
 	case $$rc in 0) ;; 1) echo "resgate exit code 1: the gate FAILED" >&2 ;; \
 	*) echo "resgate exit code $$rc: the gate could not run" >&2 ;; esac; exit $$rc

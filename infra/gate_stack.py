@@ -243,6 +243,33 @@ class GateStack(Stack):
     def _cluster_arn(self, cluster_name: str) -> str:
         return self._ecs_arn("cluster", cluster_name)
 
+    def _task_statements(
+        self, cluster_name: str, cluster_arn: str, task_actions: list[str]
+    ) -> list[iam.PolicyStatement]:
+        """``task_actions`` on the cluster's tasks and ``ecs:ListTasks`` (authorised on container
+        instances), both conditioned on ``ecs:cluster``."""
+        on_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
+        return [
+            iam.PolicyStatement(
+                actions=task_actions,
+                resources=[self._ecs_arn("task", f"{cluster_name}/*")],
+                conditions=on_cluster,
+            ),
+            iam.PolicyStatement(
+                actions=["ecs:ListTasks"],
+                resources=[self._ecs_arn("container-instance", f"{cluster_name}/*")],
+                conditions=on_cluster,
+            ),
+        ]
+
+    def _gate_experiments(self, actions: list[str]) -> iam.PolicyStatement:
+        """``actions`` on FIS experiments tagged with this gate."""
+        return iam.PolicyStatement(
+            actions=actions,
+            resources=[self.format_arn(service="fis", resource="experiment", resource_name="*")],
+            conditions={"StringEquals": {f"aws:ResourceTag/{c.EXPERIMENT_TAG_GATE}": self.gate}},
+        )
+
     def _grant_functions(self, secret_arn: str) -> None:
         for name, role in self.functions.roles.items():
             if name in c.INFRA_FUNCTIONS:
@@ -272,79 +299,35 @@ class GateStack(Stack):
                     conditions=on_cluster,
                 )
             )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecs:ListTasks"],
-                resources=[self._ecs_arn("container-instance", f"{target_cluster}/*")],
-                conditions=on_cluster,
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecs:DescribeTasks"],
-                resources=[self._ecs_arn("task", f"{target_cluster}/*")],
-                conditions=on_cluster,
-            )
-        )
+        for st in self._task_statements(
+            target_cluster, self._cluster_arn(target_cluster), ["ecs:DescribeTasks"]
+        ):
+            role.add_to_policy(st)
         if self.faults.experiments:
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["fis:GetExperiment"],
-                    resources=[self.format_arn(service="fis", resource="experiment", resource_name="*")],
-                    conditions={"StringEquals": {f"aws:ResourceTag/{c.EXPERIMENT_TAG_GATE}": self.gate}},
-                )
-            )
+            role.add_to_policy(self._gate_experiments(["fis:GetExperiment"]))
 
     def _grant_cleanup(self) -> None:
         """The abort cleanup: find and stop the load cluster's tasks, stop the gate's experiments."""
         role = self.functions.roles[c.CLEANUP_FUNCTION]
         load_cluster = self.load.cluster
-        on_load_cluster = {"ArnEquals": {"ecs:cluster": load_cluster.cluster_arn}}
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecs:ListTasks"],
-                resources=[self._ecs_arn("container-instance", f"{load_cluster.cluster_name}/*")],
-                conditions=on_load_cluster,
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecs:DescribeTasks", "ecs:StopTask"],
-                resources=[self._ecs_arn("task", f"{load_cluster.cluster_name}/*")],
-                conditions=on_load_cluster,
-            )
-        )
+        for st in self._task_statements(
+            load_cluster.cluster_name, load_cluster.cluster_arn, ["ecs:DescribeTasks", "ecs:StopTask"]
+        ):
+            role.add_to_policy(st)
         if self.faults.experiments:
             # ListExperiments has no resource-level permission; it only lists (filtered by template id).
             role.add_to_policy(iam.PolicyStatement(actions=["fis:ListExperiments"], resources=["*"]))
-            role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["fis:StopExperiment"],
-                    resources=[self.format_arn(service="fis", resource="experiment", resource_name="*")],
-                    conditions={"StringEquals": {f"aws:ResourceTag/{c.EXPERIMENT_TAG_GATE}": self.gate}},
-                )
-            )
+            role.add_to_policy(self._gate_experiments(["fis:StopExperiment"]))
 
     def _grant_load_task(self) -> None:
         self.load.task_definition.add_to_task_role_policy(self.evidence.put_statement())
 
     def _grant_fis(self, target_cluster: str) -> None:
-        on_cluster = {"ArnEquals": {"ecs:cluster": self._cluster_arn(target_cluster)}}
         role = self.faults.role
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecs:StopTask", "ecs:DescribeTasks"],
-                resources=[self._ecs_arn("task", f"{target_cluster}/*")],
-                conditions=on_cluster,
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ecs:ListTasks"],
-                resources=[self._ecs_arn("container-instance", f"{target_cluster}/*")],
-                conditions=on_cluster,
-            )
-        )
+        for st in self._task_statements(
+            target_cluster, self._cluster_arn(target_cluster), ["ecs:StopTask", "ecs:DescribeTasks"]
+        ):
+            role.add_to_policy(st)
         role.add_to_policy(iam.PolicyStatement(actions=["tag:GetResources"], resources=["*"]))
 
     def _grant_state_machine(self, target_cluster: str, target_services: list[str]) -> None:
@@ -401,13 +384,7 @@ class GateStack(Stack):
                     conditions={"StringEquals": gate_tag},
                 )
             )
-            sm.add_to_role_policy(
-                iam.PolicyStatement(
-                    actions=["fis:GetExperiment", "fis:StopExperiment"],
-                    resources=[experiments],
-                    conditions={"StringEquals": {f"aws:ResourceTag/{c.EXPERIMENT_TAG_GATE}": self.gate}},
-                )
-            )
+            sm.add_to_role_policy(self._gate_experiments(["fis:GetExperiment", "fis:StopExperiment"]))
         sm.add_to_role_policy(self.evidence.put_statement())
 
     # ------------------------------------------------------------------------------------------ outputs

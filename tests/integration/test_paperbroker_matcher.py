@@ -398,15 +398,23 @@ def test_matcher_killed_while_waiting_for_acks_skips_on_restart_what_already_rea
     if not getattr(kafka, "controllable", False):
         pytest.skip("needs the embedded Kafka's latency fault")
     prefix, topics = make_topics(kafka)
-    warmup = [accepted("w1", "sell", 1, "100", "AAA"), accepted("w2", "buy", 1, "100", "AAA")]
+    # One warm-up trade per symbol: the matcher's producer then has a connection to the leader of every
+    # partition the history's trades go to. A first connection would wait for the latency set below
+    # (its handshake is a request too), and nothing would reach the topic before the kill.
+    warmup = [
+        accepted("w1", "sell", 1, "100", "AAA"),
+        accepted("w2", "buy", 1, "100", "AAA"),
+        accepted("w3", "sell", 1, "100", "BBB"),
+        accepted("w4", "buy", 1, "100", "BBB"),
+    ]
     history = warmup + random_orders(3000, seed=5, symbols=("AAA", "BBB"))
     matcher = services("matcher", service_env(pg_dsn, kafka.bootstrap, prefix))
     matcher.wait_ready()
     produce(kafka.bootstrap, topics.orders, warmup)  # the matcher's producer now knows the topic
-    wait_until(lambda: matcher_done(pg_dsn, topics.orders, 2), 30, "warm-up trade")
+    wait_until(lambda: matcher_done(pg_dsn, topics.orders, len(warmup)), 30, "warm-up trades")
     assert matcher.proc is not None
     matcher.proc.send_signal(signal.SIGSTOP)
-    produce(kafka.bootstrap, topics.orders, history[2:])
+    produce(kafka.bootstrap, topics.orders, history[len(warmup) :])
     try:
         for broker in (1, 2, 3):
             kafka.set_rtt(broker, 8000)  # the broker stores a produce request at once, acks 8 s later
