@@ -153,9 +153,18 @@ class LocalTarget:
         self._stack.close()
 
     def balancer_summary(self) -> str:
-        """Client connections per replica behind the balancer, e.g. ``gateway-0=12 gateway-1=11``."""
+        """Client connections per replica behind the balancer, e.g. ``gateway-0=12 gateway-1=11
+        gateway-1#2=9`` (``#2``: the replica's first replacement)."""
         assert self.balancer is not None and self.supervisor is not None
-        names = {r.port: r.replica_id for r in self.supervisor.replicas() if r.port is not None}
+        # Each start of a replica listens on a new port: name them gateway-1, gateway-1#2 (its first
+        # replacement), ... from the supervisor's started/restarted events.
+        names: dict[int, str] = {}
+        starts: dict[str, int] = {}
+        for e in self.supervisor.timeline():
+            port = e["detail"].get("port")
+            if e["event"] in ("started", "restarted") and isinstance(port, int):
+                n = starts[e["replica"]] = starts.get(e["replica"], 0) + 1
+                names[port] = e["replica"] if n == 1 else f"{e['replica']}#{n}"
         per = self.balancer.connections_per_backend()
         parts = [f"{names.get(port, f'{host}:{port}')}={n}" for (host, port), n in sorted(per.items())]
         stats = self.balancer.stats()
