@@ -554,11 +554,16 @@ class Gateway:
             except Exception as e:
                 log.warning("write-behind flush failed (will retry): %s", e)
 
-    async def _flush_pending(self, older_than_s: float = 0.0) -> None:
-        """Write the pending orders acknowledged at least ``older_than_s`` ago (all of them with 0)."""
+    async def _flush_pending(self, older_than_s: float = 0.0, order_id: str | None = None) -> None:
+        """Write the pending orders acknowledged at least ``older_than_s`` ago (all of them with 0), or
+        only ``order_id`` (a cancel needs its order durable; the others keep waiting)."""
         async with self._flush_lock:
             cutoff = time.monotonic() - older_than_s
-            batch = [r for r in self._pending.values() if r["_acked_at"] <= cutoff]
+            batch = [
+                r
+                for r in self._pending.values()
+                if r["_acked_at"] <= cutoff and (order_id is None or r["order_id"] == order_id)
+            ]
             if not batch:
                 return
             async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -588,7 +593,7 @@ class Gateway:
         order_id = parse_uuid(request.match_info["order_id"], "order_id")
         self._require_dependencies()
         if str(order_id) in self._pending_by_id:
-            await self._flush_pending()
+            await self._flush_pending(order_id=str(order_id))
         try:
             async with self.pool.connection() as conn, conn.transaction():
                 cur = await conn.execute(GET_ORDER_SQL + " FOR UPDATE", (order_id,))
