@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.cleanup.inputs import AbortedRun, GateResources
 from lambdas.cleanup.stops import CleanupReport, stop_experiments, stop_load
 from lambdas.common import settings
+from lambdas.common.aws import client
 from lambdas.common.results import errors_logged
 from resgate.errors import GateError
 
@@ -28,11 +28,6 @@ NAME = "cleanup"
 logger = Logger()
 metrics = Metrics(namespace=settings.METRICS_NAMESPACE)
 tracer = Tracer()
-
-
-def client(service: str) -> Any:
-    """The boto3 client of ``service`` (one place, so tests can hand in stubbed clients)."""
-    return boto3.client(service)
 
 
 @metrics.log_metrics

@@ -11,11 +11,18 @@ import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from resgate.errors import ConfigError, GateError
 
 T = TypeVar("T")
+
+
+def client(service: str) -> Any:
+    """The boto3 client of ``service``. Handlers call it through their own module name, so tests can
+    hand in stubbed clients with ``monkeypatch.setattr(handler, "client", ...)``."""
+    return boto3.client(service)
 
 
 def error_code(e: BaseException) -> str:

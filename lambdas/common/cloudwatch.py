@@ -34,6 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambdas.common.aws import event_time
 from lambdas.common.evidence_s3 import EvidenceMissing
 from resgate.checks.slo import SloEvidence
 from resgate.errors import ConfigError, GateError
@@ -44,17 +45,7 @@ SAMPLE_PERIOD_S = 60
 
 
 def _time(v: Any, where: str) -> dt.datetime:
-    if isinstance(v, bool) or v is None:
-        raise ConfigError(f"must be epoch seconds or an ISO-8601 time, got {v!r}", where=where)
-    if isinstance(v, (int, float)):
-        return dt.datetime.fromtimestamp(float(v), dt.UTC)
-    if isinstance(v, str):
-        try:
-            t = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"must be epoch seconds or an ISO-8601 time, got {v!r}", where=where) from None
-        return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-    raise ConfigError(f"must be epoch seconds or an ISO-8601 time, got {v!r}", where=where)
+    return dt.datetime.fromtimestamp(event_time(v, where), dt.UTC)
 
 
 def _name(d: Mapping[str, Any], key: str, where: str, *, required: bool) -> str | None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common import settings
+from lambdas.common.aws import client
 from lambdas.common.event import RunEvent
 from lambdas.common.evidence_s3 import S3Evidence
 from lambdas.common.results import errors_logged
@@ -34,11 +34,6 @@ NAME = "timeline"
 logger = Logger()
 metrics = Metrics(namespace=settings.METRICS_NAMESPACE)
 tracer = Tracer()
-
-
-def client(service: str) -> Any:
-    """The boto3 client of ``service`` (one place, so tests can hand in stubbed clients)."""
-    return boto3.client(service)
 
 
 @metrics.log_metrics
