@@ -20,7 +20,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra.gate_stack import GateStack
 from infra.settings import DeploymentSettings
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent
 

@@ -36,7 +36,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra import constants as c
-from resgate.errors import GateError
+from resgate.contract.errors import GateError
 
 # Per function: (memory MB, timeout s, ephemeral storage MB). integrity/replay COPY the ledger into
 # Postgres and rebuild read models from the topics; the others read small files.

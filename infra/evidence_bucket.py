@@ -1,9 +1,9 @@
 """The evidence store on AWS: the S3 bucket, its Glue tables (Hive partitions gate/dt/run_id) and Athena.
 
 Runs write ``s3://<bucket>/evidence/gate=<name>/dt=<YYYY-MM-DD>/run_id=<id>/<file>``: the same keys as a
-local run folder (:mod:`resgate.evidence.layout`), so the SQL of ``resgate query`` runs in Athena too.
+local run folder (:mod:`resgate.contract.layout`), so the SQL of ``resgate query`` runs in Athena too.
 
-Every table of :data:`resgate.evidence.layout.TABLES` is one file *inside* the run folder, and Athena reads
+Every table of :data:`resgate.contract.layout.TABLES` is one file *inside* the run folder, and Athena reads
 every object under a partition's folder: a Glue table is therefore located at the evidence root, its
 SerDe skips lines that are not JSON (``ignore.malformed.json``), and each query names its file with
 ``"$path" LIKE '%/<file>'`` — the named queries here do. New runs become partitions with the
@@ -21,7 +21,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import constants as c
-from resgate.evidence.layout import TABLES
+from resgate.contract.layout import TABLES
 
 PARTITION_KEYS = ("gate", "dt", "run_id")
 

@@ -29,7 +29,7 @@ from constructs import Construct
 
 from infra import constants as c
 from resgate.config.schema import Fault
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 

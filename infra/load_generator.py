@@ -1,10 +1,11 @@
 """The load generator on AWS: Locust (``loadgen/``) as a one-off Fargate task in its own ECS cluster.
 
 The image is ``loadgen/Dockerfile`` built as a CDK Docker image asset (``ContainerImage.from_asset``): synth
-only stages the build context (``loadgen/`` and the Dockerfile, nothing else of the repository) and needs
-no Docker; ``cdk deploy`` builds and pushes it, so the deploying machine needs a Docker engine. Where it
-has none, build and push the image elsewhere and pass ``-c loadgen_image=<uri>``: the task then uses that
-image (``ContainerImage.from_registry``) and nothing is built.
+only stages the build context (``loadgen/``, the leaf package ``resgate/contract/`` and the Dockerfile,
+nothing else of the repository) and needs no Docker; ``cdk deploy`` builds and pushes it, so the deploying
+machine needs a Docker engine. Where it has none, build and push the image elsewhere and pass
+``-c loadgen_image=<uri>``: the task then uses that image (``ContainerImage.from_registry``) and nothing is
+built.
 
 The state machine starts the task with ``ecs:runTask`` and sets ``RESGATE_EVIDENCE_S3_URI`` per run; the
 rest of the environment (target, users, duration) comes from the gate config's ``load`` section. A
@@ -22,12 +23,21 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-import loadgen
 from infra import constants as c
 from resgate.config.schema import Load
+from resgate.contract import env as env_names
 
 # The build context is the repository root (the Dockerfile copies loadgen/...); stage only what it uses.
-DOCKER_CONTEXT_EXCLUDE = ("*", "!loadgen", "!loadgen/**", "loadgen/__pycache__")
+DOCKER_CONTEXT_EXCLUDE = (
+    "*",
+    "!loadgen",
+    "!loadgen/**",
+    "!resgate",
+    "!resgate/__init__.py",
+    "!resgate/contract",
+    "!resgate/contract/**",
+    "**/__pycache__",
+)
 
 
 class LoadGenerator(Construct):
@@ -91,12 +101,12 @@ class LoadGenerator(Construct):
             )
             self.image_from = "asset"
         env = {
-            loadgen.ENV_TARGET_HOST: target_url,
-            loadgen.ENV_USERS: str(load.users),
-            loadgen.ENV_SPAWN_RATE: f"{load.spawn_rate:g}",
-            loadgen.ENV_DURATION_S: f"{load.duration_s:g}",
-            loadgen.ENV_STOP_TIMEOUT_S: str(c.LOADGEN_STOP_TIMEOUT_S),
-            loadgen.ENV_LOAD_NODE: c.LOADGEN_NODE,
+            env_names.ENV_TARGET_HOST: target_url,
+            env_names.ENV_USERS: str(load.users),
+            env_names.ENV_SPAWN_RATE: f"{load.spawn_rate:g}",
+            env_names.ENV_DURATION_S: f"{load.duration_s:g}",
+            env_names.ENV_STOP_TIMEOUT_S: str(c.LOADGEN_STOP_TIMEOUT_S),
+            env_names.ENV_LOAD_NODE: c.LOADGEN_NODE,
             **load.env,
         }
         self.container = self.task_definition.add_container(

@@ -3,7 +3,7 @@
 This is the one place that reads the environment of a deployment (``-c key=value`` or ``cdk.json``'s
 ``context``): :meth:`DeploymentSettings.from_context` resolves every value as *context, then the gate
 config's* ``target.aws`` *section, then a placeholder* (see :mod:`infra.constants`), and validates it
-before any construct exists. Invalid values raise :class:`resgate.errors.ConfigError` naming the key.
+before any construct exists. Invalid values raise :class:`resgate.contract.errors.ConfigError` naming the key.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from infra import constants as c
 from resgate.config.schema import GateConfig, check_blast_radius, load_config
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-z]+$")
 _VPC_RE = re.compile(r"^vpc-[0-9a-z]+$")

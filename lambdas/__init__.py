@@ -20,7 +20,7 @@ Event of a check Lambda (one JSON object; fixtures in ``tests/functional/events/
     }
 
 The evidence of run ``r`` lives under ``s3://<bucket>/<prefix>/gate=<gate>/dt=<dt>/run_id=<run_id>/``
-with the file names of :data:`resgate.evidence.layout.TABLES` / ``FILES`` (``ledger.jsonl``,
+with the file names of :data:`resgate.contract.layout.TABLES` / ``FILES`` (``ledger.jsonl``,
 ``load_stats.jsonl``, ``faults.jsonl``, ``health.jsonl``, ...), the same layout as a local run.
 
 Check-specific fields:
@@ -44,8 +44,8 @@ Check-specific fields:
 Output of a check Lambda: ``{name, valid: true | false | "unknown", counts, examples, error?, details?}``.
 A check that cannot decide (missing or malformed evidence, no data) returns ``valid: "unknown"`` with the
 reason in ``error``: it fails closed in the verdict. Invalid events or thresholds raise
-:class:`resgate.errors.ConfigError`; infrastructure failures (S3, Secrets Manager, database, Kafka) are
-logged and raised as :class:`resgate.errors.GateError`, so the state machine can retry them and its Catch
+``ConfigError``; infrastructure failures (S3, Secrets Manager, database, Kafka) are
+logged and raised as ``GateError``, so the state machine can retry them and its Catch
 turns them into an unknown result.
 
 Every check Lambda logs with the run id as correlation id and emits EMF metrics in the namespace

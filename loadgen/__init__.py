@@ -6,76 +6,15 @@ client-side retries, cancels, RFQs, reads) and writes one ledger line per reques
 ``--json`` output and the per-second live files; ``loadgen.run`` starts a headless Locust subprocess and
 stops it without leaving a process behind; ``loadgen.upload`` ships the results to S3 on Fargate.
 
-The package depends only on the standard library, Locust and (for upload) boto3, so the Fargate image
-can hold it without the rest of ResilienceGate. The environment variable names below are the ones the
-locustfile and the container entrypoint read (they mirror ``resgate.constants``' ``ENV_*`` style but
-live here so the image does not need ``resgate``).
+The package depends only on the standard library, Locust, (for upload) boto3 and the leaf package
+``resgate.contract`` (errors, the environment variable names it reads, the ledger vocabulary), so the
+Fargate image holds it with ``resgate/contract`` and nothing else of ResilienceGate.
 """
 
 from __future__ import annotations
 
-# --- read by the locustfile (every Locust process) -----------------------------------------------------
-ENV_LEDGER_DIR = "RESGATE_LEDGER_DIR"
-"""Directory for ``ledger-<pid>.jsonl`` and ``live-<pid>.jsonl`` (created when missing)."""
-ENV_SYMBOLS = "RESGATE_SYMBOLS"
-"""Comma-separated symbols to trade (default ``AAPL,MSFT,GOOG,AMZN``)."""
-ENV_REF_PRICES = "RESGATE_REF_PRICES"
-"""Reference prices, ``SYM=price,...``; symbols not listed use a built-in default (100 when unknown)."""
-ENV_PRICE_BAND_PCT = "RESGATE_PRICE_BAND_PCT"
-"""Limit prices are drawn uniformly within +-this percent of the reference (default 1.0)."""
-ENV_MAX_QTY = "RESGATE_MAX_QTY"
-"""Order and RFQ quantities are drawn from 1..this (default 100)."""
-ENV_CONNECT_TIMEOUT_S = "RESGATE_CONNECT_TIMEOUT_S"
-"""TCP connect timeout in seconds (default 2.0)."""
-ENV_NETWORK_TIMEOUT_S = "RESGATE_NETWORK_TIMEOUT_S"
-"""Timeout for a whole response in seconds (default 3.0)."""
-ENV_MAX_ATTEMPTS = "RESGATE_MAX_ATTEMPTS"
-"""Attempts per client request, the first one included (default 4; 1 disables retries)."""
-ENV_RETRY_AFTER_CAP_S = "RESGATE_RETRY_AFTER_CAP_S"
-"""Longest pause before a retry, whatever Retry-After says (default 2.0)."""
-ENV_BACKOFF_BASE_S = "RESGATE_BACKOFF_BASE_S"
-"""Backoff without Retry-After: ``base * 2**(attempt-1)`` with full jitter, capped (default 0.1)."""
-ENV_WAIT_MIN_S = "RESGATE_WAIT_MIN_S"
-"""Think time between a user's tasks, lower bound in seconds (default 0.1)."""
-ENV_WAIT_MAX_S = "RESGATE_WAIT_MAX_S"
-"""Think time between a user's tasks, upper bound in seconds (default 0.5)."""
-ENV_LOAD_NODE = "RESGATE_LOAD_NODE"
-"""Prefix that makes client ids unique across processes and tasks (default: 6 random hex digits)."""
-ENV_LEDGER_FLUSH_RECORDS = "RESGATE_LEDGER_FLUSH_RECORDS"
-"""Buffered ledger records that trigger a write (default 2000; the buffer is also written every second)."""
-ENV_RESEND_RATIO = "RESGATE_RESEND_RATIO"
-"""Fraction of accepted orders the client sends once more with the same key and body (a response the
-client never saw, e.g. a FIX resend after a reconnect); default 0.02, 0 turns it off."""
-ENV_CONN_MAX_AGE_S = "RESGATE_CONN_MAX_AGE_S"
-"""A trader opens a new connection before its next request once its connection is this old (default 2 s;
-0 keeps one connection for the whole run). A load balancer that works per connection, like the local
-gate's, then keeps spreading the traffic over every healthy replica, including one that was replaced."""
-
-# --- read by the container entrypoint (``python -m loadgen.run``) ---------------------------------------
-ENV_TARGET_HOST = "RESGATE_TARGET_HOST"
-"""Base URL of the system under load (``LOCUST_HOST`` is accepted too)."""
-ENV_USERS = "RESGATE_USERS"
-ENV_SPAWN_RATE = "RESGATE_SPAWN_RATE"
-ENV_DURATION_S = "RESGATE_DURATION_S"
-ENV_STOP_TIMEOUT_S = "RESGATE_STOP_TIMEOUT_S"
-ENV_EVIDENCE_S3_URI = "RESGATE_EVIDENCE_S3_URI"
-"""``s3://bucket/prefix/`` of the run's evidence; when set, the entrypoint uploads ledger and stats there."""
+from resgate.contract.errors import ConfigError, GateError
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOG", "AMZN")
-
-try:  # the gate's error types when ResilienceGate is installed; equivalent stand-ins in the Fargate image
-    from resgate.errors import ConfigError, GateError
-except ImportError:  # pragma: no cover - exercised only in the slim image
-
-    class ConfigError(ValueError):  # type: ignore[no-redef]
-        """Invalid configuration or input (stand-in for ``resgate.errors.ConfigError``)."""
-
-        def __init__(self, message: str, *, where: str | None = None) -> None:
-            self.where = where
-            super().__init__(f"{where}: {message}" if where else message)
-
-    class GateError(RuntimeError):  # type: ignore[no-redef]
-        """A run-time failure (stand-in for ``resgate.errors.GateError``)."""
-
 
 __all__ = ["DEFAULT_SYMBOLS", "ConfigError", "GateError"]

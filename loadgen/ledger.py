@@ -10,7 +10,7 @@ The module also holds the ledger's classification rules, shared by the locustfil
 :func:`outcome_for` (``ok`` = 2xx; ``fail`` = the request certainly did not take effect: 4xx, 503,
 connection refused; ``info`` = indeterminate: timeout, reset, other 5xx), :func:`transport_status` (the
 ``status`` word for a request that got no HTTP response), :func:`is_retryable` and
-:func:`parse_retry_after`. Standard library only.
+:func:`parse_retry_after`. Standard library and ``resgate.contract`` only.
 """
 
 from __future__ import annotations
@@ -26,14 +26,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from resgate.contract.ledger import RETRYABLE_HTTP, TRANSPORT_STATUSES
+
 LEDGER_PREFIX = "ledger"
 LIVE_PREFIX = "live"
 MERGED_NAME = "ledger.jsonl"
 
-OPS = frozenset({"submit_order", "cancel_order", "rfq", "get_order", "get_rfq"})
-TRANSPORT_STATUSES = frozenset({"timeout", "conn_refused", "conn_reset", "conn_error"})
-RETRYABLE_HTTP = frozenset({429, 502, 503, 504})
-"""HTTP statuses a client retries (same idempotency key and body); transport errors are retried too."""
 
 _SORT_IN_MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
 

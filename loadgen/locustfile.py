@@ -71,6 +71,8 @@ from loadgen.ledger import (
     transport_status,
 )
 from loadgen.stats import LiveWindow
+from resgate.contract import env
+from resgate.contract.errors import ConfigError
 
 log = logging.getLogger("resgate.loadgen")
 
@@ -90,9 +92,9 @@ def _env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     try:
         v = float(raw)
     except ValueError:
-        raise loadgen.ConfigError(f"must be a number, got {raw!r}", where=name) from None
+        raise ConfigError(f"must be a number, got {raw!r}", where=name) from None
     if not v >= minimum or v == float("inf"):
-        raise loadgen.ConfigError(f"must be a finite number >= {minimum:g}, got {raw!r}", where=name)
+        raise ConfigError(f"must be a finite number >= {minimum:g}, got {raw!r}", where=name)
     return v
 
 
@@ -103,9 +105,9 @@ def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     try:
         v = int(raw)
     except ValueError:
-        raise loadgen.ConfigError(f"must be an integer, got {raw!r}", where=name) from None
+        raise ConfigError(f"must be an integer, got {raw!r}", where=name) from None
     if v < minimum:
-        raise loadgen.ConfigError(f"must be >= {minimum}, got {raw!r}", where=name)
+        raise ConfigError(f"must be >= {minimum}, got {raw!r}", where=name)
     return v
 
 
@@ -133,13 +135,13 @@ class LoadConfig:
     @classmethod
     def from_env(cls) -> LoadConfig:
         """Read and validate the ``RESGATE_*`` variables; raises ``ConfigError`` naming the variable."""
-        raw_dir = os.environ.get(loadgen.ENV_LEDGER_DIR, "").strip()
+        raw_dir = os.environ.get(env.ENV_LEDGER_DIR, "").strip()
         ledger_dir = Path(raw_dir) if raw_dir else Path(tempfile.gettempdir()) / "resgate-load"
         symbols = tuple(
-            s.strip().upper() for s in os.environ.get(loadgen.ENV_SYMBOLS, "").split(",") if s.strip()
+            s.strip().upper() for s in os.environ.get(env.ENV_SYMBOLS, "").split(",") if s.strip()
         ) or tuple(loadgen.DEFAULT_SYMBOLS)
         refs = {s: Decimal(DEFAULT_REF_PRICES.get(s, "100.00")) for s in symbols}
-        for item in os.environ.get(loadgen.ENV_REF_PRICES, "").split(","):
+        for item in os.environ.get(env.ENV_REF_PRICES, "").split(","):
             if not item.strip():
                 continue
             sym, sep, price = item.partition("=")
@@ -149,36 +151,32 @@ class LoadConfig:
             except ArithmeticError:
                 ok = False
             if not ok:
-                raise loadgen.ConfigError(
-                    f"expected SYMBOL=price (> 0), got {item!r}", where=loadgen.ENV_REF_PRICES
-                )
+                raise ConfigError(f"expected SYMBOL=price (> 0), got {item!r}", where=env.ENV_REF_PRICES)
             refs[sym.strip().upper()] = value
-        wait_min = _env_float(loadgen.ENV_WAIT_MIN_S, 0.1)
-        wait_max = _env_float(loadgen.ENV_WAIT_MAX_S, max(0.5, wait_min))
+        wait_min = _env_float(env.ENV_WAIT_MIN_S, 0.1)
+        wait_max = _env_float(env.ENV_WAIT_MAX_S, max(0.5, wait_min))
         if wait_max < wait_min:
-            raise loadgen.ConfigError(
-                f"must be >= {loadgen.ENV_WAIT_MIN_S} ({wait_min:g})", where=loadgen.ENV_WAIT_MAX_S
-            )
-        band = _env_float(loadgen.ENV_PRICE_BAND_PCT, 1.0)
+            raise ConfigError(f"must be >= {env.ENV_WAIT_MIN_S} ({wait_min:g})", where=env.ENV_WAIT_MAX_S)
+        band = _env_float(env.ENV_PRICE_BAND_PCT, 1.0)
         if band >= 50:
-            raise loadgen.ConfigError("must be < 50 (percent)", where=loadgen.ENV_PRICE_BAND_PCT)
+            raise ConfigError("must be < 50 (percent)", where=env.ENV_PRICE_BAND_PCT)
         return cls(
             ledger_dir=ledger_dir,
             symbols=symbols,
             ref_prices=refs,
             price_band_pct=band,
-            max_qty=_env_int(loadgen.ENV_MAX_QTY, 100),
-            connect_timeout_s=_env_float(loadgen.ENV_CONNECT_TIMEOUT_S, 2.0, minimum=0.01),
-            network_timeout_s=_env_float(loadgen.ENV_NETWORK_TIMEOUT_S, 3.0, minimum=0.01),
-            max_attempts=_env_int(loadgen.ENV_MAX_ATTEMPTS, 4),
-            retry_after_cap_s=_env_float(loadgen.ENV_RETRY_AFTER_CAP_S, 2.0),
-            backoff_base_s=_env_float(loadgen.ENV_BACKOFF_BASE_S, 0.1),
+            max_qty=_env_int(env.ENV_MAX_QTY, 100),
+            connect_timeout_s=_env_float(env.ENV_CONNECT_TIMEOUT_S, 2.0, minimum=0.01),
+            network_timeout_s=_env_float(env.ENV_NETWORK_TIMEOUT_S, 3.0, minimum=0.01),
+            max_attempts=_env_int(env.ENV_MAX_ATTEMPTS, 4),
+            retry_after_cap_s=_env_float(env.ENV_RETRY_AFTER_CAP_S, 2.0),
+            backoff_base_s=_env_float(env.ENV_BACKOFF_BASE_S, 0.1),
             wait_min_s=wait_min,
             wait_max_s=wait_max,
-            node=os.environ.get(loadgen.ENV_LOAD_NODE, "").strip() or secrets.token_hex(3),
-            flush_every=_env_int(loadgen.ENV_LEDGER_FLUSH_RECORDS, 2000),
-            resend_ratio=min(1.0, _env_float(loadgen.ENV_RESEND_RATIO, 0.02)),
-            conn_max_age_s=_env_float(loadgen.ENV_CONN_MAX_AGE_S, 2.0),
+            node=os.environ.get(env.ENV_LOAD_NODE, "").strip() or secrets.token_hex(3),
+            flush_every=_env_int(env.ENV_LEDGER_FLUSH_RECORDS, 2000),
+            resend_ratio=min(1.0, _env_float(env.ENV_RESEND_RATIO, 0.02)),
+            conn_max_age_s=_env_float(env.ENV_CONN_MAX_AGE_S, 2.0),
         )
 
 

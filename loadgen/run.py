@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import loadgen
-from loadgen import ConfigError, GateError
 from loadgen.ledger import count_records, merge_ledgers
 from loadgen.stats import load_locust_json, summarize
+from resgate.contract import env
+from resgate.contract.errors import ConfigError, GateError
 
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -261,7 +261,7 @@ def run_locust(
         {
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(pythonpath),
-            loadgen.ENV_LEDGER_DIR: str(ledger.resolve()),
+            env.ENV_LEDGER_DIR: str(ledger.resolve()),
         }
     )
     run_env.update(env or {})
@@ -314,15 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     del argv
     try:
-        host = (
-            os.environ.get(loadgen.ENV_TARGET_HOST, "").strip() or os.environ.get("LOCUST_HOST", "").strip()
-        )
-        users = _env_number(loadgen.ENV_USERS, 10, int)
-        spawn_rate = _env_number(loadgen.ENV_SPAWN_RATE, float(users))
-        duration = _env_number(loadgen.ENV_DURATION_S, None)
-        stop_timeout = _env_number(loadgen.ENV_STOP_TIMEOUT_S, 5, int)
-        ledger_dir = Path(os.environ.get(loadgen.ENV_LEDGER_DIR, "").strip() or "/tmp/resgate-load")
-        s3_uri = os.environ.get(loadgen.ENV_EVIDENCE_S3_URI, "").strip()
+        host = os.environ.get(env.ENV_TARGET_HOST, "").strip() or os.environ.get("LOCUST_HOST", "").strip()
+        users = _env_number(env.ENV_USERS, 10, int)
+        spawn_rate = _env_number(env.ENV_SPAWN_RATE, float(users))
+        duration = _env_number(env.ENV_DURATION_S, None)
+        stop_timeout = _env_number(env.ENV_STOP_TIMEOUT_S, 5, int)
+        ledger_dir = Path(os.environ.get(env.ENV_LEDGER_DIR, "").strip() or "/tmp/resgate-load")
+        s3_uri = os.environ.get(env.ENV_EVIDENCE_S3_URI, "").strip()
         run = run_locust(
             host,
             users=users,

@@ -37,8 +37,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from loadgen import ConfigError
 from loadgen.ledger import LIVE_PREFIX, iter_lines
+from resgate.contract.errors import ConfigError
 
 ENTRY_COUNT_KEYS = ("num_requests", "num_none_requests", "num_failures", "total_content_length")
 ENTRY_TIME_KEYS = ("total_response_time", "max_response_time")

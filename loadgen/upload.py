@@ -3,7 +3,7 @@
 On Fargate the load task's files live only in the container, so the entrypoint (``python -m loadgen.run``)
 calls :func:`upload_results` when ``RESGATE_EVIDENCE_S3_URI`` names the run's evidence prefix
 (``s3://<bucket>/<root>/gate=<name>/dt=<date>/run_id=<id>/``). The objects carry the names of a local run
-folder (:data:`resgate.evidence.layout.TABLES`), which is where the assertion Lambdas and the Athena
+folder (:data:`resgate.contract.layout.TABLES`), which is where the assertion Lambdas and the Athena
 tables look for them:
 
 - ``ledger.jsonl`` — the merged client ledger (the ``ledger`` table)
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import loadgen
-from loadgen import ConfigError, GateError
 from loadgen.ledger import LIVE_PREFIX, iter_lines
 from loadgen.stats import load_locust_json
+from resgate.contract import env
+from resgate.contract.errors import ConfigError, GateError
 
 DEFAULT_LAYOUT: Mapping[str, str] = {
     "ledger": "ledger.jsonl",
@@ -44,7 +44,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``; the prefix is empty or ends with ``/``."""
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
-        raise ConfigError(f"must be s3://bucket/prefix/, got {uri!r}", where=loadgen.ENV_EVIDENCE_S3_URI)
+        raise ConfigError(f"must be s3://bucket/prefix/, got {uri!r}", where=env.ENV_EVIDENCE_S3_URI)
     prefix = parsed.path.lstrip("/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
@@ -53,7 +53,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 def node_name() -> str:
     """This load node's name: ``RESGATE_LOAD_NODE``, else the host name (a Fargate task's is unique)."""
-    name = os.environ.get(loadgen.ENV_LOAD_NODE, "").strip() or socket.gethostname() or "node"
+    name = os.environ.get(env.ENV_LOAD_NODE, "").strip() or socket.gethostname() or "node"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 ENV_BUGS = "PAPERBROKER_BUGS"
 

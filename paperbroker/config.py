@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 from paperbroker.bugs import ENV_BUGS, parse_bugs
 from paperbroker.events import TOPIC_EXECUTIONS, TOPIC_ORDERS
-from resgate.constants import ENV_KAFKA_BOOTSTRAP, ENV_PG_DSN
-from resgate.errors import ConfigError
+from resgate.contract.env import ENV_KAFKA_BOOTSTRAP, ENV_PG_DSN
+from resgate.contract.errors import ConfigError
 
 ENV_DSN = "PB_DSN"
 ENV_KAFKA = "PB_KAFKA_BOOTSTRAP"

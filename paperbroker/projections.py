@@ -39,14 +39,16 @@ import psycopg
 from psycopg import sql
 
 from paperbroker.events import ORDER_ACCEPTED, ORDER_CANCELLED, ORDER_RESTED, TRADE_EXECUTED, decode
-from resgate.constants import ENV_KAFKA_BOOTSTRAP
-from resgate.errors import ConfigError, GateError
+from resgate.contract.env import (
+    ENV_KAFKA_BOOTSTRAP,
+    ENV_REPLAY_DSN,
+    ENV_REPLAY_END_OFFSETS,
+    ENV_REPLAY_SCHEMA,
+)
+from resgate.contract.errors import ConfigError, GateError
 
 log = logging.getLogger("paperbroker.projections")
 
-ENV_REPLAY_DSN = "RESGATE_REPLAY_DSN"
-ENV_REPLAY_SCHEMA = "RESGATE_REPLAY_SCHEMA"
-ENV_REPLAY_END_OFFSETS = "RESGATE_REPLAY_END_OFFSETS"
 
 SCHEMA_LOCK_KEY = 0x5042_5052  # "PBPR": serialises concurrent DDL of the read models
 

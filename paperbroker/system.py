@@ -28,7 +28,7 @@ from paperbroker import db
 from paperbroker.bugs import ENV_BUGS, parse_bugs
 from paperbroker.config import ENV_DSN, ENV_KAFKA, ENV_TOPIC_PREFIX, topic_names
 from paperbroker.events import DEFAULT_PARTITIONS
-from resgate.errors import GateError
+from resgate.contract.errors import GateError
 from resgate.local.supervisor import ServiceSpec
 
 log = logging.getLogger("paperbroker.system")

@@ -11,8 +11,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from resgate.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
-from resgate.errors import ConfigError, GateError
+from resgate.contract.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
+from resgate.contract.errors import ConfigError, GateError
 
 DEFAULT_CONFIG = "paperbroker.yaml"
 
@@ -85,7 +85,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from resgate.evidence.layout import find_run, list_runs
+    from resgate.contract.layout import find_run, list_runs
 
     if args.run_id in ("latest", "last"):
         runs = list_runs(args.root)
@@ -105,7 +105,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from resgate.evidence.layout import list_runs
+    from resgate.contract.layout import list_runs
 
     for run in list_runs(args.root):
         verdict = run / "verdict.json"

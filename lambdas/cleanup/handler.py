@@ -5,7 +5,7 @@ or TIMED_OUT, which skip the state machine's own cleanup branch, and FAILED (har
 already stopped everything, and stopping again is a no-op). See :mod:`lambdas.cleanup.inputs` for the
 event and :mod:`lambdas.cleanup.stops` for what is stopped. Returns ``{run_id, status, stopped_tasks,
 stopped_experiments, already_stopped, other_runs, failures}``; when any stop failed it raises a
-:class:`resgate.errors.GateError` after trying all of them (EventBridge's asynchronous invocation retries).
+``GateError`` after trying all of them (EventBridge's asynchronous invocation retries).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from lambdas.cleanup.stops import CleanupReport, stop_experiments, stop_load
 from lambdas.common import settings
 from lambdas.common.aws import client
 from lambdas.common.results import errors_logged
-from resgate.errors import GateError
+from resgate.contract.errors import GateError
 
 NAME = "cleanup"
 

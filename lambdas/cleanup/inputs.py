@@ -4,7 +4,7 @@ The event is EventBridge's *Step Functions Execution Status Change* (``source: a
 ``detail`` is read: ``name`` (the execution name = the run id), ``status`` (ABORTED, TIMED_OUT or FAILED)
 and ``executionArn``. The load cluster and the gate's experiment template ids come from the environment
 (``LOAD_CLUSTER``, ``EXPERIMENT_TEMPLATE_IDS`` comma-separated), set by the stack. Invalid values raise
-:class:`resgate.errors.ConfigError` naming the field before any AWS call.
+:class:`resgate.contract.errors.ConfigError` naming the field before any AWS call.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.common import settings
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 STATUSES = ("ABORTED", "TIMED_OUT", "FAILED")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")

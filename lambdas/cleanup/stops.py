@@ -11,7 +11,7 @@
 
 Stopping something that has already stopped is not an error (ECS accepts it; FIS refuses it with one of
 :data:`ALREADY_STOPPED_CODES`, recorded as ``already_stopped``). Every other failure is collected and the
-caller raises one :class:`resgate.errors.GateError` after every stop was attempted.
+caller raises one :class:`resgate.contract.errors.GateError` after every stop was attempted.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.common import settings
 from lambdas.common.aws import call, chunks, error_code, pages
-from resgate.errors import GateError
+from resgate.contract.env import ENV_EVIDENCE_S3_URI
+from resgate.contract.errors import GateError
 
 ACTIVE_EXPERIMENT_STATUSES = ("pending", "initiating", "running")
 ALREADY_STOPPED_CODES = frozenset({"ValidationException", "ResourceNotFoundException", "ConflictException"})
-EVIDENCE_URI_ENV = "RESGATE_EVIDENCE_S3_URI"
 DESCRIBE_TASKS_MAX = 100
 
 
@@ -63,7 +63,7 @@ def is_runs_task(task: Mapping[str, Any], run_id: str) -> bool:
         return tags[settings.RUN_ID_TAG] == run_id
     for c in (task.get("overrides") or {}).get("containerOverrides") or []:
         for env in c.get("environment") or []:
-            if env.get("name") == EVIDENCE_URI_ENV and str(env.get("value", "")).endswith(
+            if env.get("name") == ENV_EVIDENCE_S3_URI and str(env.get("value", "")).endswith(
                 f"/run_id={run_id}/"
             ):
                 return True

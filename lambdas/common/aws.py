@@ -1,6 +1,6 @@
 """Calls to AWS APIs from the handlers that act on infrastructure (timeline, cleanup): one error policy.
 
-Every failure of an AWS call (``ClientError``, ``BotoCoreError``) becomes a :class:`resgate.errors.GateError`
+Every failure of an AWS call (``ClientError``, ``BotoCoreError``) becomes a ``GateError``
 naming what was being done, with the original exception chained, so the state machine's Retry/Catch can
 handle it and nothing is silently skipped. Timestamps from the APIs (``datetime``) become epoch seconds.
 """
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 
 T = TypeVar("T")
 

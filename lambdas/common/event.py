@@ -1,7 +1,7 @@
 """The run event every assertion Lambda receives: which run, where its evidence is, which thresholds apply.
 
 :meth:`RunEvent.from_event` validates the common fields before anything is read, raising
-:class:`resgate.errors.ConfigError` naming the field (``event.dt``); the rest of the event stays available
+``ConfigError`` naming the field (``event.dt``); the rest of the event stays available
 as ``raw`` for the check-specific fields.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.common import settings
-from resgate.errors import ConfigError
-from resgate.evidence.layout import RunKey
+from resgate.contract.errors import ConfigError
+from resgate.contract.layout import RunKey
 
 # The same rule as gate names in the gate config; run ids are what resgate and Step Functions generate.
 _GATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

@@ -3,7 +3,7 @@
 :class:`S3Evidence` reads JSON-lines tables as streams (``iter_lines`` on the object body, so a large
 ledger is never held whole in memory), writes the verdict's files, and turns "no such key" into
 :class:`EvidenceMissing` so that a check can report ``unknown`` instead of judging nothing. Every other S3
-failure is a :class:`resgate.errors.GateError` with the cause attached.
+failure is a :class:`resgate.contract.errors.GateError` with the cause attached.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
 from resgate.checks.ledger import LedgerRecord, iter_ledger
-from resgate.errors import ConfigError, GateError
-from resgate.evidence.layout import FILES, TABLES, RunKey
+from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.layout import FILES, TABLES, RunKey
 
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 

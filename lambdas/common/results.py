@@ -4,7 +4,7 @@
   that is missing or malformed — into ``valid: "unknown"`` with the reason (fail closed); anything else
   propagates.
 - :func:`errors_logged` is the handlers' outer guard: it logs the exception with its traceback and
-  re-raises, wrapping run-time failures in :class:`resgate.errors.GateError` (``raise … from e``).
+  re-raises, wrapping run-time failures in :class:`resgate.contract.errors.GateError` (``raise … from e``).
 - :func:`to_payload` makes a result JSON-safe and small enough for a state payload; :func:`from_payload`
   reads a branch output back (including a Catch's ``{Error, Cause}``).
 - :func:`publish` logs the result, adds the metrics and tracing annotations, and returns the payload.
@@ -25,7 +25,7 @@ from lambdas.common import settings
 from lambdas.common.event import RunEvent
 from lambdas.common.evidence_s3 import EvidenceMissing, S3Evidence
 from resgate.checks.result import UNKNOWN, CheckResult
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 
 # ------------------------------------------------------------------------------------------ error policy
 

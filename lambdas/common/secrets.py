@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 
 
 def db_secret_arn(event: RunEvent) -> str:

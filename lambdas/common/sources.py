@@ -18,7 +18,7 @@ from lambdas.common.event import RunEvent
 from lambdas.common.evidence_s3 import EvidenceMissing, LedgerView, S3Evidence
 from resgate.checks import recovery, retryable, slo
 from resgate.checks.result import CheckResult
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 SLO_SOURCES = ("s3", "cloudwatch")
 

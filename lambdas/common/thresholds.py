@@ -14,7 +14,7 @@ import yaml
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
 from lambdas.common.evidence_s3 import EvidenceMissing, S3Evidence
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 
 def check_section(

@@ -19,7 +19,7 @@ from lambdas.common.evidence_s3 import S3Evidence
 from lambdas.common.results import from_payload, jsonable
 from resgate.checks.compose import Verdict
 from resgate.checks.result import CheckResult
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from resgate.evidence.junit import junit_xml
 from resgate.evidence.verdict import verdict_record as build_verdict_record
 from resgate.runner.report import report_markdown

@@ -21,7 +21,7 @@ from lambdas.common.secrets import db_secret_arn, dsn_from_secret, kafka_bootstr
 from lambdas.common.sources import not_quiesced
 from lambdas.common.thresholds import check_section
 from resgate.checks import integrity
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 NAME = "integrity"
 

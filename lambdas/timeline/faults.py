@@ -60,7 +60,7 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
 
 def fault_rows(fis: Any, faults: Sequence[FaultRef], *, now: float) -> tuple[list[dict[str, Any]], list[str]]:
     """``(rows, still_active)``: every started fault's rows (time order) and the faults whose experiment has
-    not ended yet. Any FIS failure raises :class:`resgate.errors.GateError`."""
+    not ended yet. Any FIS failure raises :class:`resgate.contract.errors.GateError`."""
     rows: list[dict[str, Any]] = []
     active: list[str] = []
     for fault in faults:

@@ -7,8 +7,8 @@ fields of :mod:`lambdas` plus :class:`lambdas.timeline.inputs.TimelineInputs`; t
 ``{faults_uri, health_uri, fault_events, health_events, observed_until, active_faults, not_started}`` goes
 to ``$.timeline`` (``observed_until`` is handed to the recovery check).
 
-An invalid event raises :class:`resgate.errors.ConfigError`; any AWS failure a
-:class:`resgate.errors.GateError` (the state machine retries it, then cleans up and fails the run).
+An invalid event raises :class:`resgate.contract.errors.ConfigError`; any AWS failure a
+:class:`resgate.contract.errors.GateError` (the state machine retries it, then cleans up and fails the run).
 """
 
 from __future__ import annotations

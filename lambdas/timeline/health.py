@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.common.aws import call, chunks, epoch, pages
-from resgate.errors import GateError
+from resgate.contract.errors import GateError
 
 STEADY_STATE_TEXT = "has reached a steady state"
 LIST_STATUSES = ("RUNNING", "STOPPED")

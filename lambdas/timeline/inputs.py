@@ -15,7 +15,7 @@
 :func:`infra.fault_experiments.state_key`); an experiment entry may carry more (the state machine keeps
 the last polled ``state`` there), only ``id`` is read. A fault without an experiment was not started
 (a guardrail tripped before it). Everything is validated before any AWS call: a bad field raises
-:class:`resgate.errors.ConfigError` naming it.
+:class:`resgate.contract.errors.ConfigError` naming it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from lambdas.common.aws import event_time
 from lambdas.common.event import RunEvent
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 DEFAULT_FAULT_KIND = "stop_task"
 # ECS cluster and service names (or ARNs); FIS experiment ids.

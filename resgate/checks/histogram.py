@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 Histogram = dict[float, int]
 """A latency histogram: bucket value in milliseconds -> number of samples in that bucket."""

@@ -61,8 +61,9 @@ from resgate.checks.sqlutil import (
     table_label,
     unique_name,
 )
-from resgate.constants import DEFAULT_EXAMPLES_CAP
-from resgate.errors import ConfigError, GateError
+from resgate.contract.constants import DEFAULT_EXAMPLES_CAP
+from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.ledger import OUTCOMES
 
 KINDS: tuple[str, ...] = (
     "lost",
@@ -81,7 +82,6 @@ KINDS: tuple[str, ...] = (
 )
 ALLOWED_BY_DEFAULT: frozenset[str] = frozenset({"recovered"})
 DEFAULT_PROHIBITED: frozenset[str] = frozenset(KINDS) - ALLOWED_BY_DEFAULT
-OUTCOMES: frozenset[str] = frozenset({"ok", "fail", "info"})
 
 
 # --- configuration ----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The load generator writes one record per request it made (``ts, op, client_id, idempotency_key, order_id?,
 status, outcome, latency_ms`` and optional detail fields); :class:`LedgerRecord` is its typed, validated
 form and :func:`iter_ledger` streams records from a file or from lines already in memory (the assertion
-Lambdas read the same lines from S3). A malformed line is a :class:`~resgate.errors.ConfigError` naming
+Lambdas read the same lines from S3). A malformed line is a ``ConfigError`` naming
 ``file:line:field``, never a silently skipped request.
 """
 
@@ -14,37 +14,12 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
+from resgate.contract.ledger import FIELDS, OUTCOMES, TRANSPORT_STATUSES, Outcome
 
-Outcome = Literal["ok", "fail", "info"]
-OUTCOMES: frozenset[str] = frozenset({"ok", "fail", "info"})
-"""ok = did what was asked; fail = clearly did not; info = indeterminate (timeout, reset, 5xx)."""
-
-TRANSPORT_STATUSES: frozenset[str] = frozenset({"timeout", "conn_refused", "conn_reset", "conn_error"})
-"""``status`` values for requests that got no HTTP response."""
-
-_KNOWN_FIELDS = frozenset(
-    {
-        "ts",
-        "op",
-        "client_id",
-        "idempotency_key",
-        "order_id",
-        "status",
-        "outcome",
-        "latency_ms",
-        "retry_after",
-        "error",
-        "attempt",
-        "name",
-        "symbol",
-        "side",
-        "qty",
-        "price",
-    }
-)
+_KNOWN_FIELDS = FIELDS
 
 
 def _bad(where: str, fld: str, msg: str) -> ConfigError:

@@ -15,7 +15,7 @@ Per fault, measured from its ``injected`` event:
   observation; replicas whose last event is in :data:`RETIRED_EVENTS` no longer count. Only when the health
   observations say nothing about the target after injection does the fault timeline's own ``detected`` /
   ``recovered`` events stand in (``source: "fault_timeline"``);
-- **RTO met** — time to healthy ``<= rto_s`` (default :data:`resgate.constants.DEFAULT_RTO_SECONDS`);
+- **RTO met** — time to healthy ``<= rto_s`` (default :data:`resgate.contract.constants.DEFAULT_RTO_SECONDS`);
 - **error ratio back** — the ledger error ratio (outcome ``fail`` or ``info``) in the windows starting
   within ``after_window_s`` after recovery (and ending before the next injection) is at most the baseline
   ratio (windows ending before the first injection) plus ``error_ratio_tolerance``.
@@ -33,8 +33,8 @@ from typing import Any
 
 from resgate.checks.ledger import LedgerRecord
 from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector, Validity
-from resgate.constants import DEFAULT_RTO_SECONDS
-from resgate.errors import ConfigError
+from resgate.contract.constants import DEFAULT_RTO_SECONDS
+from resgate.contract.errors import ConfigError
 
 NAME = "recovery"
 DEFAULT_WINDOW_S = 5.0

@@ -47,13 +47,16 @@ from resgate.checks.sqlutil import (
     table_label,
     unique_name,
 )
-from resgate.constants import DEFAULT_EXAMPLES_CAP, ENV_KAFKA_BOOTSTRAP
-from resgate.errors import ConfigError, GateError
+from resgate.contract.constants import DEFAULT_EXAMPLES_CAP
+from resgate.contract.env import (
+    ENV_KAFKA_BOOTSTRAP,
+    ENV_REPLAY_DSN,
+    ENV_REPLAY_END_OFFSETS,
+    ENV_REPLAY_SCHEMA,
+)
+from resgate.contract.errors import ConfigError, GateError
 
 # The environment contract of a rebuild command (paperbroker.projections uses the same names).
-ENV_REPLAY_DSN = "RESGATE_REPLAY_DSN"
-ENV_REPLAY_SCHEMA = "RESGATE_REPLAY_SCHEMA"
-ENV_REPLAY_END_OFFSETS = "RESGATE_REPLAY_END_OFFSETS"
 
 _CALLABLE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _OUTPUT_TAIL = 2000

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from resgate.constants import DEFAULT_EXAMPLES_CAP
+from resgate.contract.constants import DEFAULT_EXAMPLES_CAP
 
 UNKNOWN: Literal["unknown"] = "unknown"
 Validity = bool | Literal["unknown"]

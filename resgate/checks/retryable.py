@@ -34,7 +34,7 @@ from typing import Any
 
 from resgate.checks.ledger import LedgerRecord, iter_ledger
 from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 NAME = "retryable"
 

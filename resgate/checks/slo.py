@@ -28,7 +28,7 @@ from typing import Any
 from resgate.checks import histogram as h
 from resgate.checks.ledger import LedgerRecord
 from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector, Validity
-from resgate.errors import ConfigError, DependencyMissing
+from resgate.contract.errors import ConfigError, DependencyMissing
 
 NAME = "slo"
 DEFAULT_WINDOW_S = 5.0

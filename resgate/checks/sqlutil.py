@@ -3,7 +3,7 @@
 The integrity and replay checkers never hold a history in Python memory: rows go to Postgres through
 COPY in bounded chunks (:class:`CopyBuffer`), and set operations run there. Table and column names come
 from the gate config, so everything that names a database object goes through :func:`parse_table_name` /
-:func:`check_identifier` (validation, raising :class:`~resgate.errors.ConfigError`) and ``psycopg.sql``
+:func:`check_identifier` (validation, raising ``ConfigError``) and ``psycopg.sql``
 (quoting). :func:`consume_until` reads a topic from its earliest offsets up to given end offsets in
 bounded batches, for loaders and for rebuild callables alike.
 """
@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 
 _MAX_IDENT_BYTES = 63  # NAMEDATALEN - 1: longer names are silently truncated by Postgres
 _SCHEMA_PREFIX_RE = re.compile(r"^[a-z_][a-z0-9_]*$")

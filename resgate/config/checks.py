@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from resgate.config.yamlpos import Located
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 # check name -> (module, parser attribute). Each parser is ``from_dict(d, where=...)``.
 PARSERS: dict[str, tuple[str, str]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from resgate.config.yamlpos import Located
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 _MISSING = object()
 

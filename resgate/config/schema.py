@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from resgate.config.fields import Section
+from resgate.config.placeholders import check_placeholders
 from resgate.config.yamlpos import Located, load_yaml_with_lines, read_yaml_file
-from resgate.errors import ConfigError
-from resgate.runner.placeholders import check_placeholders
+from resgate.contract.errors import ConfigError
 
 FAULT_KINDS = ("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery")
 CHECK_NAMES = ("slo", "recovery", "retryable", "integrity", "replay")

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 
 class Located:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resgate.errors import ConfigError
-from resgate.evidence.layout import TABLES
+from resgate.contract.errors import ConfigError
+from resgate.contract.layout import TABLES
 
 
 def connect(root: str | Path) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from resgate.checks.compose import Verdict
-from resgate.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
-from resgate.evidence.layout import RunKey
+from resgate.contract.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
+from resgate.contract.layout import RunKey
 
 
 def verdict_record(

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from resgate.evidence.layout import FILES, TABLES, RunKey
+from resgate.contract.layout import FILES, TABLES, RunKey
 
 
 class EvidenceWriter:

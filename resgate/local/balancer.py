@@ -18,7 +18,7 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 
 Backend = tuple[str, int]
 

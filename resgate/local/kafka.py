@@ -24,8 +24,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from resgate.constants import ENV_KAFKA_BOOTSTRAP
-from resgate.errors import ConfigError, DependencyMissing, GateError
+from resgate.contract.env import ENV_KAFKA_BOOTSTRAP
+from resgate.contract.errors import ConfigError, DependencyMissing, GateError
 
 # Kafka protocol API keys, for injected request errors.
 API_KEYS = {

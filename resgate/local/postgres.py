@@ -22,8 +22,8 @@ from pathlib import Path
 
 import psycopg
 
-from resgate.constants import ENV_PG_BIN, ENV_PG_DSN
-from resgate.errors import DependencyMissing, GateError
+from resgate.contract.env import ENV_PG_BIN, ENV_PG_DSN
+from resgate.contract.errors import DependencyMissing, GateError
 from resgate.local.ports import free_port
 
 _INSTALL_HINT = (

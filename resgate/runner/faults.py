@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from resgate.config.schema import Fault
-from resgate.errors import GateError
+from resgate.contract.errors import GateError
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.redelivery import redeliver
 

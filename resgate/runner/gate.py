@@ -23,9 +23,9 @@ import yaml
 from resgate.checks.compose import verdict as merge_verdict
 from resgate.checks.result import CheckResult
 from resgate.config.schema import GateConfig, check_blast_radius
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.layout import RunKey
 from resgate.evidence.junit import junit_xml
-from resgate.evidence.layout import RunKey
 from resgate.evidence.verdict import verdict_record
 from resgate.evidence.writer import EvidenceWriter
 from resgate.runner import report as rpt

@@ -10,7 +10,7 @@ from typing import Any
 from loadgen.run import LocustResult, LocustRun, run_locust
 from loadgen.stats import read_live, summarize
 from resgate.config.schema import GateConfig
-from resgate.errors import ConfigError, DependencyMissing
+from resgate.contract.errors import ConfigError, DependencyMissing
 from resgate.runner.guardrails import Window
 
 

@@ -15,13 +15,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from resgate.config.placeholders import fill
 from resgate.config.schema import GateConfig
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 from resgate.local.balancer import Balancer
 from resgate.local.kafka import EmbeddedKafka, ExternalKafka, kafka_from_env
 from resgate.local.postgres import EmbeddedPostgres, ExternalPostgres, create_database, postgres_from_env
 from resgate.local.supervisor import ServiceSpec, Supervisor
-from resgate.runner.placeholders import fill
 
 
 def resolve_callable(ref: str, where: str) -> Callable[..., Any]:

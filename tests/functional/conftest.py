@@ -31,7 +31,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 from moto import mock_aws  # noqa: E402  (after the fake credentials, on purpose)
 
-from resgate.evidence.layout import RunKey  # noqa: E402
+from resgate.contract.layout import RunKey  # noqa: E402
 from tests.functional.support import BUCKET, REGION, Evidence, FakeLambdaContext, load_event, nearest_rank  # noqa: E402
 
 

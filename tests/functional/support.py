@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from resgate.evidence.layout import RunKey
+from resgate.contract.layout import RunKey
 
 EVENTS = Path(__file__).resolve().parent / "events"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -16,7 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 import lambdas.cleanup.handler as cleanup
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 from tests.functional.support import REGION, load_event
 
 RUN = "20260101T120000Z-a1b2c3"

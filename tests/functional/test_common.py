@@ -18,7 +18,7 @@ from lambdas.common.verdict import VerdictInputs
 from lambdas.retryable.handler import handler as retryable_handler
 from resgate.checks import integrity, recovery, replay, retryable, slo
 from resgate.checks.result import UNKNOWN, CheckResult
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 from tests.functional.support import REGION, emitted, load_event
 
 

@@ -15,7 +15,7 @@ import pytest
 from lambdas.integrity.handler import handler
 from resgate.checks import integrity
 from resgate.checks.result import UNKNOWN
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from tests.functional.support import load_event, produce_json, put_db_secret
 
 pytestmark = pytest.mark.integration

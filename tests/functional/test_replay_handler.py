@@ -16,7 +16,7 @@ import pytest
 from lambdas.replay.handler import handler
 from resgate.checks import replay
 from resgate.checks.result import UNKNOWN
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from tests.functional import _replay_projection as projection
 from tests.functional.support import load_event, produce_json, put_db_secret
 

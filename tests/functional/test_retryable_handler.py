@@ -11,7 +11,7 @@ from lambdas.retryable.handler import handler
 from resgate.checks import retryable
 from resgate.checks.ledger import load_ledger
 from resgate.checks.result import UNKNOWN
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from tests.functional.support import FIXTURES, as_payload, emitted, load_event
 
 LEDGER = (FIXTURES / "ledger_small.jsonl").read_text()

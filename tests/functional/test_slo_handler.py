@@ -12,7 +12,7 @@ from lambdas.slo import handler as slo_handler
 from lambdas.slo.handler import handler
 from resgate.checks import slo
 from resgate.checks.result import UNKNOWN
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from tests.functional.support import FIXTURES, REGION, as_payload, emitted, load_event
 
 LOCUST_STATS = json.loads((FIXTURES / "locust_stats.json").read_text())

@@ -21,7 +21,7 @@ import lambdas.timeline.handler as timeline
 from lambdas.recovery.handler import handler as recovery_handler
 from lambdas.timeline.health import ServiceView, TaskSpan, describe_tasks, health_rows
 from resgate.checks import recovery
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 from tests.functional.support import REGION, load_event
 
 T0 = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC).timestamp()  # the event fixture's started_at

@@ -11,7 +11,7 @@ from infra.fault_experiments import render_template, state_key
 from infra.gate_state_machine import default_waits
 from infra.settings import DeploymentSettings
 from resgate.config.schema import load_config
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 pytestmark = pytest.mark.infra
 

@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from resgate.config.schema import load_config
-from resgate.evidence.layout import TABLES
+from resgate.contract.layout import TABLES
 
 pytestmark = pytest.mark.infra
 

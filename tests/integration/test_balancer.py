@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from resgate.local.balancer import Balancer
 from resgate.local.supervisor import ReplicaInfo, ServiceSpec, Supervisor
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from resgate.local.kafka import EmbeddedKafka, topic_bounds, truncated_partitions
 
 pytestmark = pytest.mark.integration

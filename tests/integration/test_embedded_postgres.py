@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from resgate.errors import DependencyMissing
+from resgate.contract.errors import DependencyMissing
 from resgate.local import postgres as pgmod
 from resgate.local.postgres import EmbeddedPostgres
 

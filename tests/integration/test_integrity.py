@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from resgate.checks.integrity import IntegrityConfig, check, measure
 from resgate.checks.result import UNKNOWN, CheckResult
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 pytestmark = pytest.mark.integration
 

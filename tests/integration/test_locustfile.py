@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from loadgen import ConfigError
-from loadgen.ledger import OPS, count_records, iter_records
+from loadgen.ledger import count_records, iter_records
 from loadgen.run import LocustRun, run_locust
 from loadgen.stats import read_live
+from resgate.contract.ledger import OPS
 from tests.integration._fake_broker_api import FakeBrokerAPI
 
 pytestmark = pytest.mark.integration
@@ -247,7 +248,7 @@ def test_results_upload_under_the_run_prefix(
     boto3 = pytest.importorskip("boto3")
     moto = pytest.importorskip("moto")
     from loadgen.upload import upload_results
-    from resgate.evidence.layout import TABLES
+    from resgate.contract.layout import TABLES
 
     for k, v in {
         "AWS_ACCESS_KEY_ID": "x",
@@ -274,7 +275,7 @@ def test_results_upload_under_the_run_prefix(
         assert sum(e["num_requests"] for e in stats) == faulty_run.result.total_requests
         # the SLO Lambda's reader takes these objects as they are
         from lambdas.common.evidence_s3 import S3Evidence
-        from resgate.evidence.layout import RunKey
+        from resgate.contract.layout import RunKey
 
         store = S3Evidence("evidence", "root", RunKey(gate="g", date="2026-01-01", run_id="r1"), client=s3)
         assert sum(e["num_requests"] for e in store.read_jsonl("load_stats")) == len(body.splitlines())

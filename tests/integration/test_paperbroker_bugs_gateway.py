@@ -27,7 +27,7 @@ from paperbroker.config import DEFAULT_SLOW_START_S, load_settings, topic_names
 from paperbroker.events import ORDER_ACCEPTED
 from paperbroker.relay import read_topic_events
 from paperbroker.system import GatewayProcess, init_system
-from resgate.constants import DEFAULT_RTO_SECONDS
+from resgate.contract.constants import DEFAULT_RTO_SECONDS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from resgate.checks.replay import ReplayConfig, ReplayFindings, check, measure
 from resgate.checks.result import UNKNOWN
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from resgate.local.kafka import topic_bounds
 from tests.integration import _projection_fixture as fixture
 

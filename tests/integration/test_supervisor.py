@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 from resgate.local.supervisor import HEALTHY, UNHEALTHY, ReplicaInfo, ServiceSpec, Supervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

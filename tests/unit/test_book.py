@@ -211,7 +211,7 @@ def test_projection_plan_applies_each_event_once_per_projector_and_drops_repeats
 
 def test_rebuild_refuses_bad_arguments_before_touching_anything():
     from paperbroker.projections import rebuild
-    from resgate.errors import ConfigError
+    from resgate.contract.errors import ConfigError
 
     good = {"pb.orders": {0: 3}}
     for schema in ("public", "Bad-Name", "x; drop table y", ""):

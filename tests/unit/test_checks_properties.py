@@ -14,7 +14,7 @@ from resgate.checks import slo
 from resgate.checks.compose import run_checks, verdict
 from resgate.checks.ledger import LedgerRecord
 from resgate.checks.result import UNKNOWN, CheckResult, merge_validity
-from resgate.constants import DEFAULT_RTO_SECONDS
+from resgate.contract.constants import DEFAULT_RTO_SECONDS
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -9,7 +9,7 @@ import pytest
 
 from resgate.checks.result import CheckResult
 from resgate.cli import default_config_path, main
-from resgate.evidence.layout import RunKey
+from resgate.contract.layout import RunKey
 from resgate.evidence.writer import EvidenceWriter
 
 

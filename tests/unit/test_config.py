@@ -8,7 +8,7 @@ import pytest
 
 from resgate.cli import default_config_path
 from resgate.config import check_blast_radius, load_config, load_config_text
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 BASE = textwrap.dedent(
     """\

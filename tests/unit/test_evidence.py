@@ -9,9 +9,9 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from resgate.checks.result import UNKNOWN, CheckResult
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
+from resgate.contract.layout import RunKey, find_run, list_runs
 from resgate.evidence.junit import junit_xml
-from resgate.evidence.layout import RunKey, find_run, list_runs
 from resgate.evidence.query import run_query
 from resgate.evidence.writer import EvidenceWriter
 

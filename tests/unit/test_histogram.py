@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from resgate.checks import histogram as h
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -18,7 +18,7 @@ from resgate.checks.integrity import (
     check,
 )
 from resgate.checks.result import UNKNOWN
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 
 def _clean(**overrides: KindFinding) -> IntegrityFindings:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from resgate.checks.ledger import LedgerRecord, iter_ledger, load_ledger
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

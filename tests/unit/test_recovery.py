@@ -9,8 +9,8 @@ import pytest
 
 from resgate.checks import recovery as rc
 from resgate.checks.result import UNKNOWN
-from resgate.constants import DEFAULT_RTO_SECONDS
-from resgate.errors import ConfigError
+from resgate.contract.constants import DEFAULT_RTO_SECONDS
+from resgate.contract.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -9,7 +9,7 @@ import pytest
 from resgate.checks import retryable as rt
 from resgate.checks.ledger import LedgerRecord, load_ledger
 from resgate.checks.result import UNKNOWN
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

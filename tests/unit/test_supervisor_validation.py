@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from resgate.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, GateError
 from resgate.local import supervisor as supmod
 from resgate.local.supervisor import ServiceSpec, Supervisor, _count_for
 

@@ -1,11 +1,6 @@
-"""Names of environment variables and other constants, kept in one place."""
+"""Exit codes and defaults shared by the gate, its checkers and the Lambdas."""
 
 from __future__ import annotations
-
-ENV_PG_DSN = "RESGATE_PG_DSN"
-ENV_KAFKA_BOOTSTRAP = "RESGATE_KAFKA_BOOTSTRAP"
-ENV_PG_BIN = "RESGATE_PG_BIN"
-ENV_EVIDENCE_ROOT = "RESGATE_EVIDENCE_ROOT"
 
 EXIT_PASS = 0
 EXIT_FAIL = 1

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from resgate.errors import ConfigError
+from resgate.contract.errors import ConfigError
 
 _PATTERN = re.compile(r"\$\{([^}]+)\}")
 KNOWN = ("python", "pg.dsn", "kafka.bootstrap", "run_id")
