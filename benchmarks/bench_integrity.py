@@ -7,7 +7,7 @@ some indeterminate attempts, a few reads) and the matching orders table (paperbr
 - the floors, each a raw COPY of the ledger rows into an unindexed unlogged table:
   ``copy_rows`` — every line parsed and COPYed as typed columns (the ledger rows as rows; the primary
   floor), ``copy_text`` — the file's lines as text, ``copy_jsonb`` — the lines as jsonb;
-- ``integrity`` — :func:`resgate.checks.integrity.measure` + :func:`check` on the ledger file, which must
+- ``integrity`` — :func:`resgate.checks.integrity.gather` + :func:`check` on the ledger file, which must
   find exactly the three injected anomalies.
 
 Reports integrity / floor ratios (target <= 1.5 against ``copy_rows``) and the peak RSS of this process
@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from resgate.checks.integrity import IntegrityConfig, check, measure
+from resgate.checks.integrity import IntegrityConfig, check, gather
 from resgate.checks.sqlutil import CopyBuffer, copy_text
 from resgate.local.postgres import EmbeddedPostgres, create_database
 
@@ -194,7 +194,7 @@ CONFIG = {
 def run_integrity(dsn: str, ledger: Path) -> tuple[float, dict[str, Any], dict[str, Any]]:
     config = IntegrityConfig.from_dict(CONFIG)
     t = time.perf_counter()
-    findings = measure(dsn, config, str(ledger))
+    findings = gather(dsn, config, str(ledger))
     result = check(findings, config)
     return time.perf_counter() - t, result.to_dict(), findings.stats
 

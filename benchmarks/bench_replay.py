@@ -6,7 +6,7 @@ Starts its own embedded Postgres and Kafka, publishes ``--events`` trade events 
 
 - the floor: ``consume`` — every partition read from offset 0 to its end, records not parsed — plus
   ``copy`` — the read model's rows, already formatted, COPYed into a table with the same DDL;
-- ``replay`` — :func:`resgate.checks.replay.measure` + :func:`check` with the blotter projection below as
+- ``replay`` — :func:`resgate.checks.replay.gather` + :func:`check` with the blotter projection below as
   the rebuild callable, run in a child process so that its peak RSS is its own.
 
 Reports replay / floor (target <= 1.5) with the phases of the replay, and the child's peak RSS (its
@@ -35,7 +35,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from resgate.checks.replay import ReplayConfig, check, measure
+from resgate.checks.replay import ReplayConfig, check, gather
 from resgate.checks.sqlutil import CopyBuffer, consume_until, copy_text
 from resgate.local.kafka import EmbeddedKafka, topic_bounds
 from resgate.local.postgres import EmbeddedPostgres, create_database
@@ -196,7 +196,7 @@ def child(dsn: str, bootstrap: str) -> int:
     config = ReplayConfig.from_dict(CONFIG)
     rss0 = hwm_mb()
     t = time.perf_counter()
-    findings = measure(dsn, config, bootstrap=bootstrap)
+    findings = gather(dsn, config, bootstrap=bootstrap)
     result = check(findings, config)
     elapsed = time.perf_counter() - t
     m = findings.models[0]

@@ -1,42 +1,41 @@
-"""The gate's Lambdas and how they are built: the six assertion Lambdas (slo, recovery, retryable,
-integrity, replay, verdict), the timeline step (FIS and ECS state → ``faults.jsonl``/``health.jsonl``)
-and the cleanup after an aborted or timed-out execution (stops the run's load task and experiments).
+"""The gate's Lambdas as one construct: the six assertion Lambdas (slo, recovery, retryable, integrity,
+replay, verdict), the timeline step (FIS and ECS state → ``faults.jsonl``/``health.jsonl``) and the cleanup
+after an aborted or timed-out execution (stops the run's load task and experiments).
 
-Each function's asset holds the project's own packages (``resgate``, ``lambdas``) and its third-party
-requirements (:data:`infra.constants.LAMBDA_BASE_REQUIREMENTS` plus the function's extras), installed by
-:class:`PipLocalBundling`: ``pip install --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64
---only-binary=:all: --python-version 3.12 --implementation cp --no-compile --target <asset>`` on this
-machine, so synth needs no Docker (the bundling options' Docker image is never used while local bundling
-succeeds). Functions with the same requirements share one asset (a custom asset hash of the sources and
-the requirement list). manylinux_2_28 wheels run on the 3.12 runtime (Amazon Linux 2023, glibc 2.34).
+Each function has its own role, log group and Powertools settings, and the construct grants each role
+what its function reads and writes, on the resources it is given (assets: :mod:`infra.lambda_bundling`):
 
-``-c resgate:skip_bundling=true`` (the infra tests) uses the sources only, without the pip install, so no
-network is needed; such a stack synthesises and validates but its functions would not import.
+- the checks and the verdict: get/put under ``evidence/gate=<name>/`` only, ``ListBucket`` only for that
+  prefix; slo: ``cloudwatch:GetMetricStatistics`` (its ALB source); integrity/replay:
+  ``secretsmanager:GetSecretValue`` on the one database secret;
+- the timeline: put under the gate's prefix, ``fis:GetExperiment`` only on experiments tagged with this
+  gate, ``ecs:DescribeServices`` on the target services, ``ecs:ListTasks`` / ``ecs:DescribeTasks``
+  conditioned on ``ecs:cluster`` = the target cluster;
+- the cleanup: ``ecs:ListTasks`` / ``ecs:DescribeTasks`` / ``ecs:StopTask`` conditioned on the load
+  cluster, ``fis:ListExperiments`` (no resource-level permission) and ``fis:StopExperiment`` only on
+  experiments tagged with this gate.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
-import hashlib
-import shutil
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-import jsii
-from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, RemovalPolicy, Size
+from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra import constants as c
-from resgate.contract.errors import GateError
+from infra import policies
+from infra.evidence_bucket import EvidenceStore
+from infra.fault_experiments import ExperimentSpec
+from infra.lambda_bundling import lambda_code
+from infra.nag import acknowledge
 
 # Per function: (memory MB, timeout s, ephemeral storage MB). integrity/replay COPY the ledger into
 # Postgres and rebuild read models from the topics; the others read small files.
@@ -50,118 +49,15 @@ SIZING: dict[str, tuple[int, int, int]] = {
     "timeline": (512, 120, 512),
     "cleanup": (256, 120, 512),
 }
-_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
-
-
-def requirements_for(name: str) -> tuple[str, ...]:
-    """The pip requirement specifiers of function ``name``."""
-    return (*c.LAMBDA_BASE_REQUIREMENTS, *c.LAMBDA_EXTRA_REQUIREMENTS.get(name, ()))
-
-
-def copy_sources(root: Path, out: Path, packages: Iterable[str] = c.LAMBDA_SOURCE_PACKAGES) -> None:
-    """Copy the project's own packages from ``root`` into ``out`` (no caches)."""
-    for pkg in packages:
-        shutil.copytree(root / pkg, out / pkg, ignore=_IGNORE, dirs_exist_ok=True)
-
-
-@functools.cache
-def source_fingerprint(root: Path, packages: tuple[str, ...] = c.LAMBDA_SOURCE_PACKAGES) -> str:
-    """SHA-256 over the relative paths and contents of the packages' files (caches excluded)."""
-    h = hashlib.sha256()
-    for pkg in packages:
-        for f in sorted((root / pkg).rglob("*")):
-            if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
-                h.update(str(f.relative_to(root)).encode())
-                h.update(b"\0")
-                h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-@jsii.implements(ILocalBundling)
-class PipLocalBundling:
-    """Builds a Lambda asset on this machine: copy the sources, then pip-install wheels for the runtime.
-
-    ``try_bundle`` returns True on success and raises :class:`GateError` with pip's output otherwise (a
-    silent False would make CDK fall back to Docker, which is not there).
-    """
-
-    def __init__(self, *, root: Path, requirements: Sequence[str], pip: Sequence[str] | None = None) -> None:
-        self.root = root
-        self.requirements = tuple(requirements)
-        self.pip = tuple(pip) if pip else (sys.executable, "-m", "pip")
-
-    def command(self, target: str) -> list[str]:
-        """The pip command line that installs the requirements into ``target``."""
-        return [
-            *self.pip,
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            *(arg for platform in c.LAMBDA_PLATFORMS for arg in ("--platform", platform)),
-            "--only-binary=:all:",
-            "--python-version",
-            c.LAMBDA_PYTHON,
-            "--implementation",
-            "cp",
-            "--no-compile",
-            "--target",
-            target,
-            *self.requirements,
-        ]
-
-    def try_bundle(self, output_dir: str, *args: Any, **kwargs: Any) -> bool:
-        out = Path(output_dir)
-        copy_sources(self.root, out)
-        if self.requirements:
-            proc = subprocess.run(self.command(str(out)), capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise GateError(
-                    f"pip could not install the Lambda requirements {list(self.requirements)}:\n"
-                    f"{proc.stdout}\n{proc.stderr}"
-                )
-        return True
-
-
-class _SourceOnly:
-    """A temp folder with only the project's own packages (the skip-bundling asset), removed at exit."""
-
-    _dirs: dict[Path, Path] = {}
-
-    @classmethod
-    def folder(cls, root: Path) -> Path:
-        if root not in cls._dirs:
-            tmp = Path(tempfile.mkdtemp(prefix="resgate-lambda-src-"))
-            atexit.register(shutil.rmtree, tmp, True)
-            copy_sources(root, tmp)
-            cls._dirs[root] = tmp
-        return cls._dirs[root]
-
-
-def lambda_code(*, root: Path, name: str, skip_bundling: bool) -> lambda_.Code:
-    """The asset of function ``name``: bundled with its requirements, or the sources only."""
-    if skip_bundling:
-        return lambda_.Code.from_asset(str(_SourceOnly.folder(root)))
-    requirements = requirements_for(name)
-    h = hashlib.sha256()
-    for part in (source_fingerprint(root), *c.LAMBDA_PLATFORMS, c.LAMBDA_PYTHON, *sorted(requirements)):
-        h.update(part.encode())
-        h.update(b"\0")
-    return lambda_.Code.from_asset(
-        str(root),
-        asset_hash=h.hexdigest(),
-        asset_hash_type=AssetHashType.CUSTOM,
-        bundling=BundlingOptions(
-            # Required by the API, used only if local bundling were to decline (it raises instead).
-            image=DockerImage.from_registry(f"public.ecr.aws/sam/build-python{c.LAMBDA_PYTHON}"),
-            local=PipLocalBundling(root=root, requirements=requirements),
-        ),
-    )
+_FULL_SECRET_ARN = re.compile(r"-[A-Za-z0-9]{6}$")
 
 
 class AssertionFunctions(Construct):
     """One Lambda per check plus the verdict, the timeline step and the abort cleanup, each with its own
-    role, log group and Powertools settings; the stack grants each role what its function reads and writes.
+    role, log group and Powertools settings, and each role granted what its function needs (see the module):
+    ``evidence`` is the store the functions read and write, ``db_secret_arn`` the database secret,
+    ``target_cluster``/``target_services`` what the timeline reads, ``load_cluster`` and ``experiments``
+    what the cleanup stops (their ids go into its environment).
 
     Attributes: ``functions`` ({name: Function}, in :data:`infra.constants.FUNCTION_NAMES` order),
     ``check_functions`` (the five checks), ``verdict_function``, ``timeline_function``, ``cleanup_function``,
@@ -176,15 +72,20 @@ class AssertionFunctions(Construct):
         *,
         root: Path,
         gate: str,
-        evidence_bucket_name: str,
+        evidence: EvidenceStore,
         vpc: ec2.IVpc,
         subnets: Sequence[ec2.ISubnet],
         db_secret_arn: str,
         kafka_bootstrap: str,
         unknown_is_failure: bool,
         skip_bundling: bool,
+        target_cluster: str,
+        target_services: Sequence[str],
+        load_cluster: ecs.ICluster,
+        experiments: Sequence[ExperimentSpec],
     ) -> None:
         super().__init__(scope, construct_id)
+        self.gate = gate
         self.database_security_group = ec2.SecurityGroup(
             self,
             "DatabaseClients",
@@ -198,7 +99,7 @@ class AssertionFunctions(Construct):
         for name in c.FUNCTION_NAMES:
             memory, timeout, storage = SIZING[name]
             env: dict[str, str] = {
-                c.ENV_EVIDENCE_BUCKET: evidence_bucket_name,
+                c.ENV_EVIDENCE_BUCKET: evidence.bucket.bucket_name,
                 c.ENV_EVIDENCE_PREFIX: c.EVIDENCE_PREFIX,
                 c.ENV_POWERTOOLS_SERVICE_NAME: f"resgate-{name}",
                 c.ENV_POWERTOOLS_METRICS_NAMESPACE: c.METRICS_NAMESPACE,
@@ -210,6 +111,9 @@ class AssertionFunctions(Construct):
             if in_vpc:
                 env[c.ENV_DB_SECRET_ARN] = db_secret_arn
                 env[c.ENV_KAFKA_BOOTSTRAP] = kafka_bootstrap
+            if name == c.CLEANUP_FUNCTION:
+                env[c.ENV_LOAD_CLUSTER] = load_cluster.cluster_name
+                env[c.ENV_EXPERIMENT_TEMPLATE_IDS] = ",".join(s.template.ref for s in experiments)
             log_group = logs.LogGroup(
                 self,
                 f"{name.title()}Logs",
@@ -251,6 +155,80 @@ class AssertionFunctions(Construct):
             self.functions[name] = fn
             self.roles[name] = role
             self.log_groups[name] = log_group
+            acknowledge(
+                fn,
+                "AwsSolutions-L1",
+                "The checkers and their wheels (manylinux2014, cp312) are built and tested for Python 3.12.",
+            )
+        self._grant_checks(evidence, db_secret_arn)
+        self._grant_timeline(evidence, target_cluster, target_services, has_experiments=bool(experiments))
+        self._grant_cleanup(load_cluster, has_experiments=bool(experiments))
+
+    def _grant_checks(self, evidence: EvidenceStore, db_secret_arn: str) -> None:
+        """The checks and the verdict: read and write the gate's evidence; slo, integrity, replay: more."""
+        for name, role in self.roles.items():
+            if name in c.INFRA_FUNCTIONS:
+                continue  # put-only, granted with the rest of what they need
+            policies.add_statements(role, evidence.evidence_statements(write=True))
+        # The slo check can read the ALB's figures instead of Locust's (event "source": "cloudwatch").
+        self.roles["slo"].add_to_policy(
+            iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
+        )
+        secret = db_secret_arn if _FULL_SECRET_ARN.search(db_secret_arn) else f"{db_secret_arn}-??????"
+        for name in c.NEEDS_DATABASE:
+            self.roles[name].add_to_policy(
+                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret])
+            )
+
+    def _grant_timeline(
+        self,
+        evidence: EvidenceStore,
+        target_cluster: str,
+        target_services: Sequence[str],
+        *,
+        has_experiments: bool,
+    ) -> None:
+        """The timeline step: read the run's experiments and the target services' tasks, put evidence."""
+        role = self.roles[c.TIMELINE_FUNCTION]
+        role.add_to_policy(evidence.put_statement())
+        if target_services:
+            role.add_to_policy(
+                policies.describe_services_statement(
+                    self, cluster_name=target_cluster, services=target_services
+                )
+            )
+        policies.add_statements(
+            role,
+            policies.cluster_task_statements(
+                self,
+                cluster_name=target_cluster,
+                cluster=policies.cluster_arn(self, target_cluster),
+                task_actions=["ecs:DescribeTasks"],
+            ),
+        )
+        if has_experiments:
+            role.add_to_policy(
+                policies.gate_experiments_statement(self, gate=self.gate, actions=["fis:GetExperiment"])
+            )
+
+    def _grant_cleanup(self, load_cluster: ecs.ICluster, *, has_experiments: bool) -> None:
+        """The abort cleanup: find and stop the load cluster's tasks, stop the gate's experiments."""
+        role = self.roles[c.CLEANUP_FUNCTION]
+        policies.add_statements(
+            role,
+            policies.cluster_task_statements(
+                self,
+                cluster_name=load_cluster.cluster_name,
+                cluster=load_cluster.cluster_arn,
+                task_actions=["ecs:DescribeTasks", "ecs:StopTask"],
+            ),
+        )
+        if has_experiments:
+            # ListExperiments has no resource-level permission; it only lists (filtered by template id).
+            role.add_to_policy(iam.PolicyStatement(actions=["fis:ListExperiments"], resources=["*"]))
+            role.add_to_policy(
+                policies.gate_experiments_statement(self, gate=self.gate, actions=["fis:StopExperiment"])
+            )
 
     @property
     def check_functions(self) -> Mapping[str, lambda_.Function]:

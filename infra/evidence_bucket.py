@@ -21,6 +21,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import constants as c
+from infra.nag import acknowledge
 from resgate.contract.layout import TABLES
 
 PARTITION_KEYS = ("gate", "dt", "run_id")
@@ -148,6 +149,11 @@ class EvidenceStore(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.access_log_bucket,
+            "AwsSolutions-S1",
+            "This is the server access log bucket of the evidence bucket; logging it again would recurse.",
         )
         self.bucket = s3.Bucket(
             self,

@@ -8,7 +8,11 @@ the config's target tags *and* the ECS managed tags of the fault's service (``aw
 with ``PERCENT(<percent>)``, stopped by the guardrail alarms.
 
 Fault kinds without an AWS counterpart here (``hang``, ``db_blip``, ``kafka_*``, ``duplicate_delivery``)
-are listed in ``skipped`` and reported by the stack as a synth warning; they run in the local gate only.
+are listed in ``skipped`` and reported as a synth warning; they run in the local gate only.
+
+The FIS role may stop and describe tasks of the target cluster only (``ecs:StopTask`` /
+``ecs:DescribeTasks`` on its tasks, conditioned on ``ecs:cluster``), and resolve targets by tag
+(``tag:GetResources``, which has no resource-level permission).
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import Annotations, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_fis as fis
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra import constants as c
+from infra import policies
 from resgate.config.schema import Fault
 from resgate.contract.errors import ConfigError
 
@@ -91,6 +96,13 @@ class ExperimentSpec:
     def at_s(self) -> float:
         return self.fault.at_s
 
+    @property
+    def template_arn(self) -> str:
+        """``arn:…:fis:<region>:<account>:experiment-template/<id>`` of the experiment's template."""
+        return Stack.of(self.template).format_arn(
+            service="fis", resource="experiment-template", resource_name=self.template.ref
+        )
+
 
 def _cfn_props(d: Mapping[str, Any]) -> dict[str, Any]:
     """The rendered API-shaped template as ``CfnExperimentTemplate`` keyword arguments."""
@@ -144,7 +156,7 @@ def _cfn_props(d: Mapping[str, Any]) -> dict[str, Any]:
 class FaultExperiments(Construct):
     """The FIS role and one experiment template per ``stop_task`` fault, in ``at_s`` order.
 
-    Attributes: ``role`` (assumed by FIS; the stack grants it what the actions need), ``experiments``
+    Attributes: ``role`` (assumed by FIS, granted what the actions need), ``experiments``
     (list of :class:`ExperimentSpec`), ``templates`` ({fault name: CfnExperimentTemplate}), ``skipped``
     (faults with no AWS implementation), ``target_cluster``.
     """
@@ -173,6 +185,16 @@ class FaultExperiments(Construct):
             ),
             description=f"ResilienceGate {gate}: FIS experiments against cluster {target_cluster}",
         )
+        policies.add_statements(
+            self.role,
+            policies.cluster_task_statements(
+                self,
+                cluster_name=target_cluster,
+                cluster=policies.cluster_arn(self, target_cluster),
+                task_actions=["ecs:StopTask", "ecs:DescribeTasks"],
+            ),
+        )
+        self.role.add_to_policy(iam.PolicyStatement(actions=["tag:GetResources"], resources=["*"]))
         path = template_dir / c.FIS_STOP_TASK_TEMPLATE
         try:
             template = json.loads(path.read_text(encoding="utf-8"))
@@ -188,6 +210,10 @@ class FaultExperiments(Construct):
         for fault in sorted(faults, key=lambda f: f.at_s):
             if fault.kind != "stop_task":
                 self.skipped.append(fault)
+                Annotations.of(self).add_warning_v2(
+                    f"resgate:fault-skipped:{fault.name}",
+                    f"fault {fault.name} ({fault.kind}) has no AWS implementation yet: it runs locally only",
+                )
                 continue
             service = ecs_services.get(fault.target or "", fault.target or "")
             if not service:
@@ -226,11 +252,6 @@ class FaultExperiments(Construct):
                 )
             )
 
-    def template_arn(self, spec: ExperimentSpec) -> str:
-        """``arn:…:fis:<region>:<account>:experiment-template/<id>`` of one experiment's template."""
-        return Stack.of(self).format_arn(
-            service="fis", resource="experiment-template", resource_name=spec.template.ref
-        )
-
     def template_arns(self) -> list[str]:
-        return [self.template_arn(s) for s in self.experiments]
+        """The template ARNs of every experiment, in ``at_s`` order."""
+        return [s.template_arn for s in self.experiments]

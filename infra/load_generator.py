@@ -9,7 +9,8 @@ built.
 
 The state machine starts the task with ``ecs:runTask`` and sets ``RESGATE_EVIDENCE_S3_URI`` per run; the
 rest of the environment (target, users, duration) comes from the gate config's ``load`` section. A
-cluster of its own keeps the load task out of reach of the target's FIS experiments.
+cluster of its own keeps the load task out of reach of the target's FIS experiments. The task may put
+objects under the gate's evidence prefix only (the ledger and the load stats).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra import constants as c
+from infra.evidence_bucket import EvidenceStore
+from infra.nag import acknowledge
 from resgate.config.schema import Load
 from resgate.contract import env as env_names
 
@@ -45,7 +48,8 @@ class LoadGenerator(Construct):
 
     Attributes: ``cluster``, ``task_definition``, ``container`` (its ``container_name`` is what container
     overrides name), ``security_group``, ``log_group``, ``subnets`` (where the task runs), ``image_from``
-    (``"asset"`` or ``"registry"``), ``expected_duration_s`` (load duration + stop timeout).
+    (``"asset"`` or ``"registry"``), ``expected_duration_s`` (load duration + stop timeout). The task
+    role may put objects under ``evidence``'s gate prefix.
     """
 
     def __init__(
@@ -60,6 +64,7 @@ class LoadGenerator(Construct):
         load: Load,
         target_url: str,
         image_uri: str | None,
+        evidence: EvidenceStore,
     ) -> None:
         super().__init__(scope, construct_id)
         self.subnets = subnets
@@ -120,3 +125,9 @@ class LoadGenerator(Construct):
             stop_timeout=Duration.seconds(c.LOADGEN_STOP_TIMEOUT_S + 25),
         )
         self.expected_duration_s = math.ceil(load.duration_s) + c.LOADGEN_STOP_TIMEOUT_S
+        self.task_definition.add_to_task_role_policy(evidence.put_statement())
+        acknowledge(
+            self.task_definition,
+            "AwsSolutions-ECS2",
+            "The load settings (target URL, users, duration) are not secrets; they are the gate config's.",
+        )

@@ -2,10 +2,12 @@
 
 On AWS a Step Functions state machine calls ``timeline`` once the load has ended (it writes the recovery
 check's evidence, see below), then one Lambda per check (``slo``, ``recovery``, ``retryable``,
-``integrity``, ``replay``) in a Parallel state, then ``verdict``. Each handler parses its event, loads its
-evidence from S3 (and, for integrity/replay, Postgres and Kafka) through :mod:`lambdas.common`, calls the
-same ``resgate.checks.<name>.check`` the local runner calls and returns ``CheckResult.to_dict()`` as the
-state's output. The entry point of every function is ``lambdas.<name>.handler.handler``.
+``integrity``, ``replay``) in a Parallel state, then ``verdict``. Each check handler is built by
+:func:`lambdas.common.handler.check_handler`: it parses its event, then calls
+:func:`resgate.evidence.sources.run_check` — the function the local runner calls — on the run's S3 store
+(and, for integrity/replay, Postgres and Kafka), and returns ``CheckResult.to_dict()`` as the state's
+output. The entry point of every function is
+``lambdas.<name>.handler.handler``.
 
 Event of a check Lambda (one JSON object; fixtures in ``tests/functional/events/``)::
 

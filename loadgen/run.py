@@ -28,7 +28,7 @@ from typing import Any
 
 from loadgen.ledger import count_records, merge_ledgers
 from loadgen.stats import load_locust_json, summarize
-from resgate.contract import env
+from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
 
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -261,7 +261,7 @@ def run_locust(
         {
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(pythonpath),
-            env.ENV_LEDGER_DIR: str(ledger.resolve()),
+            env_names.ENV_LEDGER_DIR: str(ledger.resolve()),
         }
     )
     run_env.update(env or {})
@@ -314,13 +314,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     del argv
     try:
-        host = os.environ.get(env.ENV_TARGET_HOST, "").strip() or os.environ.get("LOCUST_HOST", "").strip()
-        users = _env_number(env.ENV_USERS, 10, int)
-        spawn_rate = _env_number(env.ENV_SPAWN_RATE, float(users))
-        duration = _env_number(env.ENV_DURATION_S, None)
-        stop_timeout = _env_number(env.ENV_STOP_TIMEOUT_S, 5, int)
-        ledger_dir = Path(os.environ.get(env.ENV_LEDGER_DIR, "").strip() or "/tmp/resgate-load")
-        s3_uri = os.environ.get(env.ENV_EVIDENCE_S3_URI, "").strip()
+        host = (
+            os.environ.get(env_names.ENV_TARGET_HOST, "").strip() or os.environ.get("LOCUST_HOST", "").strip()
+        )
+        users = _env_number(env_names.ENV_USERS, 10, int)
+        spawn_rate = _env_number(env_names.ENV_SPAWN_RATE, float(users))
+        duration = _env_number(env_names.ENV_DURATION_S, None)
+        stop_timeout = _env_number(env_names.ENV_STOP_TIMEOUT_S, 5, int)
+        ledger_dir = Path(os.environ.get(env_names.ENV_LEDGER_DIR, "").strip() or "/tmp/resgate-load")
+        s3_uri = os.environ.get(env_names.ENV_EVIDENCE_S3_URI, "").strip()
         run = run_locust(
             host,
             users=users,

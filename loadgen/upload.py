@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from loadgen.ledger import LIVE_PREFIX, iter_lines
 from loadgen.stats import load_locust_json
-from resgate.contract import env
+from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
 
 DEFAULT_LAYOUT: Mapping[str, str] = {
@@ -44,7 +44,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     """Split ``s3://bucket/prefix`` into ``(bucket, prefix)``; the prefix is empty or ends with ``/``."""
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
-        raise ConfigError(f"must be s3://bucket/prefix/, got {uri!r}", where=env.ENV_EVIDENCE_S3_URI)
+        raise ConfigError(f"must be s3://bucket/prefix/, got {uri!r}", where=env_names.ENV_EVIDENCE_S3_URI)
     prefix = parsed.path.lstrip("/")
     if prefix and not prefix.endswith("/"):
         prefix += "/"
@@ -53,7 +53,7 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 def node_name() -> str:
     """This load node's name: ``RESGATE_LOAD_NODE``, else the host name (a Fargate task's is unique)."""
-    name = os.environ.get(env.ENV_LOAD_NODE, "").strip() or socket.gethostname() or "node"
+    name = os.environ.get(env_names.ENV_LOAD_NODE, "").strip() or socket.gethostname() or "node"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 

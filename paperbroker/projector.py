@@ -24,7 +24,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from paperbroker.config import Settings
 from paperbroker.events import decode
-from paperbroker.projections import ApplyStats, ProjectionOptions, apply_batch_async, ensure_schema_async
+from paperbroker.projection_apply import apply_batch_async
+from paperbroker.projection_plan import ApplyStats, ProjectionOptions
+from paperbroker.read_models import ensure_schema_async
 from paperbroker.service import (
     HealthState,
     consumer_lag,

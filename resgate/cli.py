@@ -31,9 +31,9 @@ def _load(path: str | None) -> tuple[object, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from resgate.evidence.report import verdict_table
     from resgate.runner.gate import run_gate
     from resgate.runner.progress import Progress
-    from resgate.runner.report import verdict_table
 
     try:
         cfg, text = _load(args.config)

@@ -12,48 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from lambdas.cleanup.inputs import AbortedRun, GateResources
-from lambdas.cleanup.stops import CleanupReport, stop_experiments, stop_load
-from lambdas.common import settings
+from lambdas.cleanup.stops import clean_up
 from lambdas.common.aws import client
-from lambdas.common.results import errors_logged
-from resgate.contract.errors import GateError
+from lambdas.common.handler import Tools, lambda_handler
 
 NAME = "cleanup"
 
-logger = Logger()
-metrics = Metrics(namespace=settings.METRICS_NAMESPACE)
-tracer = Tracer()
+
+def _cleanup(event: dict[str, Any], tools: Tools) -> dict[str, Any]:
+    run, resources = AbortedRun.from_event(event), GateResources.from_env()
+    return clean_up(run, resources, tools, ecs=client("ecs"), fis=client("fis"))
 
 
-@metrics.log_metrics
-@tracer.capture_lambda_handler
-@logger.inject_lambda_context(correlation_id_path="detail.name")
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Stop the aborted run's load task and experiments; return what was done."""
-    with errors_logged(logger, NAME, metrics):
-        run = AbortedRun.from_event(event)
-        resources = GateResources.from_env()
-        report = CleanupReport()
-        reason = f"ResilienceGate: execution {run.run_id} {run.status}, cleaning up"
-        stop_load(client("ecs"), resources.load_cluster, run.run_id, reason, report)
-        stop_experiments(client("fis"), resources.template_ids, run.run_id, report)
-        out = {"run_id": run.run_id, "status": run.status, **report.as_dict()}
-        metrics.add_metric(name="CleanupStoppedTasks", unit=MetricUnit.Count, value=len(report.stopped_tasks))
-        metrics.add_metric(
-            name="CleanupStoppedExperiments", unit=MetricUnit.Count, value=len(report.stopped_experiments)
-        )
-        tracer.put_annotation(key="run_id", value=run.run_id)
-        if report.other_runs:
-            logger.warning(
-                "active experiments of another run left alone", extra={"experiments": report.other_runs}
-            )
-        if report.failures:
-            logger.error("cleanup incomplete", extra=out)
-            raise GateError(f"cleanup of {run.run_id} incomplete: {'; '.join(report.failures)}")
-        logger.info("cleanup done", extra=out)
-        return out
+handler = lambda_handler(NAME, _cleanup, correlation_id_path="detail.name")

@@ -20,8 +20,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambdas.cleanup.inputs import AbortedRun, GateResources
 from lambdas.common import settings
 from lambdas.common.aws import call, chunks, error_code, pages
 from resgate.contract.env import ENV_EVIDENCE_S3_URI
@@ -144,3 +146,29 @@ def stop_experiments(fis: Any, template_ids: Sequence[str], run_id: str, report:
                     report.failures.append(f"could not stop FIS experiment {e['id']}: {err}")
             else:
                 report.stopped_experiments.append(e["id"])
+
+
+def clean_up(run: AbortedRun, resources: GateResources, tools: Any, *, ecs: Any, fis: Any) -> dict[str, Any]:
+    """Stop the aborted run's load task and its FIS experiments; return ``{run_id, status, stopped_tasks,
+    stopped_experiments, already_stopped, other_runs, failures}``. Raises GateError after trying every stop
+    when any of them failed."""
+    report = CleanupReport()
+    reason = f"ResilienceGate: execution {run.run_id} {run.status}, cleaning up"
+    stop_load(ecs, resources.load_cluster, run.run_id, reason, report)
+    stop_experiments(fis, resources.template_ids, run.run_id, report)
+    out = {"run_id": run.run_id, "status": run.status, **report.as_dict()}
+    metrics = tools.metrics
+    metrics.add_metric(name="CleanupStoppedTasks", unit=MetricUnit.Count, value=len(report.stopped_tasks))
+    metrics.add_metric(
+        name="CleanupStoppedExperiments", unit=MetricUnit.Count, value=len(report.stopped_experiments)
+    )
+    tools.tracer.put_annotation(key="run_id", value=run.run_id)
+    if report.other_runs:
+        tools.logger.warning(
+            "active experiments of another run left alone", extra={"experiments": report.other_runs}
+        )
+    if report.failures:
+        tools.logger.error("cleanup incomplete", extra=out)
+        raise GateError(f"cleanup of {run.run_id} incomplete: {'; '.join(report.failures)}")
+    tools.logger.info("cleanup done", extra=out)
+    return out

@@ -35,9 +35,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.common.aws import event_time
-from lambdas.common.evidence_s3 import EvidenceMissing
 from resgate.checks.slo import SloEvidence
-from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, EvidenceMissing, GateError
 
 NAMESPACE = "AWS/ApplicationELB"
 PERCENTILES = (("p50", 50), ("p95", 95), ("p99", 99), ("p100", 100))

@@ -16,6 +16,7 @@ from typing import Any
 from lambdas.common import settings
 from resgate.contract.errors import ConfigError
 from resgate.contract.layout import RunKey
+from resgate.evidence.s3 import S3Store
 
 # The same rule as gate names in the gate config; run ids are what resgate and Step Functions generate.
 _GATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -71,6 +72,10 @@ class RunEvent:
             prefix=prefix.strip("/"),
             raw=event,
         )
+
+    def store(self, *, client: Any = None) -> S3Store:
+        """The run's files: the S3 store under the event's bucket and prefix."""
+        return S3Store(self.bucket, self.prefix, self.run, client=client)
 
     @property
     def run_id(self) -> str:

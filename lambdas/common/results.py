@@ -1,8 +1,5 @@
 """CheckResult ↔ Step Functions payload, the handlers' error policy, and what every handler logs and emits.
 
-- :func:`decide` runs a checker call and turns the two ways a check can be *unable to decide* — evidence
-  that is missing or malformed — into ``valid: "unknown"`` with the reason (fail closed); anything else
-  propagates.
 - :func:`errors_logged` is the handlers' outer guard: it logs the exception with its traceback and
   re-raises, wrapping run-time failures in :class:`resgate.contract.errors.GateError` (``raise … from e``).
 - :func:`to_payload` makes a result JSON-safe and small enough for a state payload; :func:`from_payload`
@@ -14,46 +11,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
-from lambdas.common.evidence_s3 import EvidenceMissing, S3Evidence
 from resgate.checks.result import UNKNOWN, CheckResult
 from resgate.contract.errors import ConfigError, GateError
+from resgate.evidence.store import RunStore, jsonable
 
 # ------------------------------------------------------------------------------------------ error policy
-
-
-def decide(
-    name: str, call: Callable[[], CheckResult], logger: Logger, *, malformed_is_unknown: bool = True
-) -> CheckResult:
-    """``call()``, or ``CheckResult.unknown(name, reason)`` when its evidence is missing or malformed.
-
-    Call this only after the event and the thresholds are parsed: any :class:`ConfigError` raised inside
-    ``call`` is then about the evidence (a bad ledger line, a Locust stats entry that does not add up).
-    With ``malformed_is_unknown=False`` (checkers that judge malformed input themselves and raise
-    ConfigError only for configuration) a ConfigError propagates.
-    """
-    try:
-        return call()
-    except EvidenceMissing as e:
-        logger.warning(
-            "evidence is missing; the check cannot decide", extra={"check": name, "reason": str(e)}
-        )
-        return CheckResult.unknown(name, str(e))
-    except ConfigError as e:
-        if not malformed_is_unknown:
-            raise
-        logger.warning(
-            "evidence is malformed; the check cannot decide", extra={"check": name, "reason": str(e)}
-        )
-        return CheckResult.unknown(name, f"malformed evidence: {e}")
 
 
 @contextmanager
@@ -80,21 +51,6 @@ def errors_logged(logger: Logger, name: str, metrics: Metrics | None = None) -> 
 # ------------------------------------------------------------------------------------------ payloads
 
 
-def jsonable(obj: Any) -> Any:
-    """A copy of ``obj`` that ``json.dumps`` accepts and Step Functions can carry: string keys, lists for
-    tuples/sets, non-finite floats as strings (``"nan"``), other objects as ``str``."""
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
-        return [jsonable(v) for v in items]
-    return str(obj)
-
-
 def _size(payload: Mapping[str, Any]) -> int:
     return len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
 
@@ -102,7 +58,7 @@ def _size(payload: Mapping[str, Any]) -> int:
 def to_payload(
     result: CheckResult,
     *,
-    store: S3Evidence | None = None,
+    store: RunStore | None = None,
     limit_bytes: int = settings.PAYLOAD_LIMIT_BYTES,
 ) -> dict[str, Any]:
     """``result.to_dict()`` made JSON-safe; when larger than ``limit_bytes`` the full result is written to
@@ -113,7 +69,7 @@ def to_payload(
         return payload
     full_uri = None
     if store is not None:
-        full_uri = store.put_text(
+        full_uri = store.write_text(
             settings.FULL_RESULT_FILE.format(name=result.name), json.dumps(payload, separators=(",", ":"))
         )
     details = {"truncated": True, "full_result": full_uri, "examples_total": len(payload["examples"])}
@@ -192,16 +148,10 @@ def add_result_metrics(metrics: Metrics, result: CheckResult, event: RunEvent) -
         metrics.add_metric(name=str(key), unit=metric_unit(str(key)), value=value)
 
 
-def publish(
-    result: CheckResult,
-    *,
-    event: RunEvent,
-    store: S3Evidence | None,
-    logger: Logger,
-    metrics: Metrics,
-    tracer: Tracer,
-) -> dict[str, Any]:
-    """Log the result, emit its metrics, annotate the trace; return the Step Functions payload."""
+def publish(result: CheckResult, *, event: RunEvent, store: RunStore | None, tools: Any) -> dict[str, Any]:
+    """Log the result, emit its metrics, annotate the trace; return the Step Functions payload.
+    ``tools`` is the function's :class:`lambdas.common.handler.Tools`."""
+    logger, metrics, tracer = tools.logger, tools.metrics, tools.tracer
     tracer.put_annotation(key="run_id", value=event.run_id)
     tracer.put_annotation(key="check", value=result.name)
     tracer.put_annotation(key="valid", value=str(result.valid))

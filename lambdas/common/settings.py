@@ -33,6 +33,8 @@ EVENT_THRESHOLDS = "thresholds"
 EVENT_CONFIG = "config"
 EVENT_DB_SECRET_ARN = "db_secret_arn"
 EVENT_KAFKA_BOOTSTRAP = "kafka_bootstrap"
+# Where integrity and replay take their section from: the event's "config", or "thresholds" as for the rest.
+CONFIG_KEYS = (EVENT_CONFIG, EVENT_THRESHOLDS)
 
 # What the state machine marks a run's load task and FIS experiments with (no ':' so that state machine
 # JSONPaths can address the tag): the cleanup after an abort finds them by it.

@@ -1,37 +1,68 @@
-"""Each S3/CloudWatch-backed check's evidence, built from the run's files the way the local runner builds it
-from its in-memory run (``resgate.runner.assertions``), so both hand the checker the same evidence.
+"""The assertion Lambdas' sources, read from the run event: what :class:`resgate.evidence.sources.Sources`
+holds on AWS (the target's database from a Secrets Manager secret, the MSK brokers, the quiesce outcome,
+the load's length), and the SLO's CloudWatch source, which only AWS has.
 
-A required file that is absent raises :class:`~lambdas.common.evidence_s3.EvidenceMissing`; the handler
-turns that into ``unknown``. Optional files (the ledger for SLO regression windows and recovery error
-windows) are used when present, as locally.
+Every field is validated before anything is read, raising ConfigError naming ``event.<field>``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger
 
 from lambdas.common.cloudwatch import CloudWatchReader, CloudWatchSource
 from lambdas.common.event import RunEvent
-from lambdas.common.evidence_s3 import EvidenceMissing, LedgerView, S3Evidence
-from resgate.checks import recovery, retryable, slo
-from resgate.checks.result import CheckResult
+from lambdas.common.secrets import db_secret_arn, dsn_from_secret, kafka_bootstrap, redacted
 from resgate.contract.errors import ConfigError
+from resgate.evidence.sources import Settled, Sources
 
 SLO_SOURCES = ("s3", "cloudwatch")
 
 
-def _optional_ledger(store: S3Evidence) -> LedgerView | list[Any]:
-    # The local runner passes an empty ledger when none was written; do the same.
-    try:
-        return store.ledger()
-    except EvidenceMissing:
-        return []
+def event_sources(event: RunEvent, thresholds: Any = None, logger: Logger | None = None) -> Sources:
+    """The run's id and the event's ``duration_s`` (the load phase's length), ``observed_until`` (the end of
+    health observation) and ``quiesce`` (``{"settled": false, "reason": …}``)."""
+    q = event.mapping("quiesce")
+    return Sources(
+        run_id=event.run_id,
+        settled=Settled.from_dict(q, where="event.quiesce") if q is not None else None,
+        duration_s=event.number("duration_s", positive=True),
+        observed_until=event.number("observed_until"),
+    )
 
 
-# ------------------------------------------------------------------------------------------ slo
+def database_sources(
+    event: RunEvent, thresholds: Any, logger: Logger | None = None, *, topics_required: bool | None = None
+) -> Sources:
+    """:func:`event_sources` plus the target database (``db_secret_arn``) and brokers (``kafka_bootstrap``).
+
+    The brokers are required when the check reads topics: always with ``topics_required``, else when the
+    thresholds name ``topics`` (integrity). The secret is read only when the system settled: unsettled
+    state is never compared.
+    """
+    bootstrap = kafka_bootstrap(event)
+    if topics_required is None:
+        topics_required = bool(thresholds.topics)
+    if topics_required and not bootstrap:
+        raise ConfigError("is required to read the topics", where="event.kafka_bootstrap")
+    base = event_sources(event)
+    if base.settled is not None and not base.settled.settled:
+        return base
+    dsn = dsn_from_secret(db_secret_arn(event))
+    if logger is not None:
+        logger.info("sources", extra={"dsn": redacted(dsn), "bootstrap": bootstrap})
+    return Sources(
+        run_id=base.run_id,
+        dsn=dsn,
+        bootstrap=bootstrap,
+        settled=base.settled,
+        duration_s=base.duration_s,
+        observed_until=base.observed_until,
+    )
 
 
 @dataclass(frozen=True)
@@ -40,86 +71,37 @@ class SloSource:
 
     kind: str = "s3"
     cloudwatch: CloudWatchSource | None = None
-    duration_s: float | None = None
 
     @classmethod
     def from_event(cls, event: RunEvent) -> SloSource:
-        """Validate ``source``, ``cloudwatch`` and ``duration_s`` of the event (before anything is read)."""
+        """Validate ``source`` and ``cloudwatch`` of the event (before anything is read)."""
         kind = event.get("source") or "s3"
         if kind not in SLO_SOURCES:
             raise ConfigError(f"must be one of {list(SLO_SOURCES)}, got {kind!r}", where="event.source")
         cw = CloudWatchSource.from_dict(event.get("cloudwatch")) if kind == "cloudwatch" else None
         if kind != "cloudwatch" and event.get("cloudwatch") is not None:
             raise ConfigError("is only read when source is 'cloudwatch'", where="event.cloudwatch")
-        return cls(kind=kind, cloudwatch=cw, duration_s=event.number("duration_s", positive=True))
+        return cls(kind=kind, cloudwatch=cw)
 
 
-def slo_evidence(
-    source: SloSource,
-    store: S3Evidence,
-    thresholds: slo.SloThresholds,
-    *,
-    cloudwatch_client: Any = None,
-    logger: Any = None,
-) -> slo.SloEvidence:
-    """The run's :class:`resgate.checks.slo.SloEvidence`.
-
-    From S3: ``load_stats.jsonl`` (one Locust stats entry a line) with ``duration_s`` from the event (else
-    derived from the stats); the ledger is read only in regression mode, the one place its per-window p95
-    samples are used. From CloudWatch: see :mod:`lambdas.common.cloudwatch`.
-    """
-    if source.kind == "cloudwatch":
-        assert source.cloudwatch is not None
-        reader = CloudWatchReader(cloudwatch_client or boto3.client("cloudwatch"), logger)
-        return reader.evidence(source.cloudwatch, with_samples=thresholds.regression is not None)
-    stats = store.read_jsonl("load_stats")
-    if not stats:
-        raise EvidenceMissing(
-            f"the load produced no statistics ({store.uri('load_stats')} is empty)",
-            uri=store.uri("load_stats"),
-        )
-    records = _optional_ledger(store) if thresholds.regression is not None else None
-    return slo.evidence_from_run(stats, duration_s=source.duration_s, records=records)
+def replay_sources(event: RunEvent, thresholds: Any, logger: Logger | None = None) -> Sources:
+    """:func:`database_sources` for replay, which always reads its read models' topics."""
+    return database_sources(event, thresholds, logger, topics_required=True)
 
 
-# ------------------------------------------------------------------------------------------ recovery
-
-
-def recovery_evidence(store: S3Evidence, *, observed_until: float | None = None) -> recovery.RecoveryEvidence:
-    """The run's :class:`resgate.checks.recovery.RecoveryEvidence` from ``faults.jsonl`` (fault timeline
-    events only), ``health.jsonl`` (service observations only) and, when present, the ledger's error-ratio
-    windows. Both timelines are required (an empty file is fine: it says nothing happened)."""
-    faults = [e for e in store.read_jsonl("faults") if e.get("event") in recovery.FAULT_EVENTS]
-    health = [e for e in store.read_jsonl("health") if "service" in e]
-    return recovery.evidence_from_run(
-        faults, health, records=_optional_ledger(store), observed_until=observed_until
-    )
-
-
-# ------------------------------------------------------------------------------------------ retryable
-
-
-def retryable_evidence(store: S3Evidence) -> retryable.RetryableEvidence:
-    """The run's :class:`resgate.checks.retryable.RetryableEvidence`: the ledger, streamed from S3."""
-    # A re-iterable stream instead of a tuple, so a large ledger is never held whole in memory.
-    return retryable.RetryableEvidence(records=store.ledger())  # type: ignore[arg-type]
-
-
-# ------------------------------------------------------------------------------------------ integrity, replay
-
-
-def not_quiesced(event: RunEvent, name: str) -> CheckResult | None:
-    """``unknown`` when the event's ``quiesce`` says the system did not settle (``{"settled": false,
-    "reason": …}``), as the local runner does: state compared before it settles proves nothing."""
-    q = event.mapping("quiesce")
-    if q is None:
+def slo_gather(
+    event: RunEvent, thresholds: Any, logger: Logger | None = None, *, client: Any = None
+) -> Callable[[], Any] | None:
+    """With ``"source": "cloudwatch"``, a callable that reads the SLO evidence from the ALB's metrics (see
+    :mod:`lambdas.common.cloudwatch`); else None (Locust's ``load_stats.jsonl``, as locally)."""
+    source = SloSource.from_event(event)
+    if source.kind != "cloudwatch":
         return None
-    settled = q.get("settled")
-    if not isinstance(settled, bool):
-        raise ConfigError(f"must be true or false, got {settled!r}", where="event.quiesce.settled")
-    if settled:
-        return None
-    return CheckResult.unknown(
-        name,
-        f"the system did not quiesce, so state cannot be compared: {q.get('reason') or 'no reason given'}",
-    )
+    cw = source.cloudwatch
+    assert cw is not None
+
+    def gather() -> Any:
+        reader = CloudWatchReader(client or boto3.client("cloudwatch"), logger)
+        return reader.evidence(cw, with_samples=thresholds.regression is not None)
+
+    return gather

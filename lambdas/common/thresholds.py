@@ -13,13 +13,13 @@ import yaml
 
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
-from lambdas.common.evidence_s3 import EvidenceMissing, S3Evidence
-from resgate.contract.errors import ConfigError
+from resgate.contract.errors import ConfigError, EvidenceMissing
+from resgate.evidence.store import RunStore
 
 
 def check_section(
     event: RunEvent,
-    store: S3Evidence,
+    store: RunStore,
     name: str,
     *,
     keys: Sequence[str] = (settings.EVENT_THRESHOLDS,),

@@ -1,43 +1,26 @@
 """The verdict step on AWS: read the check results of the Parallel state, merge them, write the evidence.
 
 The merge is :func:`resgate.checks.compose.verdict` (false > unknown > true; unknown fails unless told
-otherwise; no results never pass), the report is :func:`resgate.runner.report.report_markdown` and the
-JUnit file :func:`resgate.evidence.junit.junit_xml` — the same functions a local run uses — and
-``verdict.json`` has the keys of the local runner's verdict (``resgate.runner.gate``).
+otherwise; no results never pass), and the run's closing files are written by
+:func:`resgate.evidence.run_files.write_run_files` — the same functions a local run uses.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
-from lambdas.common.evidence_s3 import S3Evidence
-from lambdas.common.results import from_payload, jsonable
-from resgate.checks.compose import Verdict
+from lambdas.common.results import from_payload
+from resgate.checks.compose import verdict
 from resgate.checks.result import CheckResult
 from resgate.contract.errors import ConfigError
-from resgate.evidence.junit import junit_xml
-from resgate.evidence.verdict import verdict_record as build_verdict_record
-from resgate.runner.report import report_markdown
-
-# Counts of these checks shown as the report's key figures (the local run takes them from Locust).
-_FIGURES = {
-    "slo": (
-        "requests",
-        "failures",
-        "error_ratio",
-        "throughput_rps",
-        "p50_ms",
-        "p95_ms",
-        "p99_ms",
-        "duration_s",
-    ),
-    "recovery": ("faults", "max_time_to_healthy_s"),
-}
+from resgate.evidence.run_files import write_run_files
+from resgate.evidence.verdict import verdict_record
 
 
 @dataclass(frozen=True)
@@ -93,63 +76,37 @@ def collect_results(inputs: VerdictInputs) -> list[CheckResult]:
     return results
 
 
-def verdict_record(event: RunEvent, v: Verdict, inputs: VerdictInputs, *, now: float) -> dict[str, Any]:
-    """``verdict.json``: ``{gate, run_id, dt, result: PASS|FAIL|ERROR, passed, exit_code, reason,
-    failed_checks, unknown_checks, started_at, ended_at, guardrail_tripped}`` as a local run writes it."""
-    return build_verdict_record(
-        event.run,
+def close_run(run: RunEvent, tools: Any, *, now: float) -> dict[str, Any]:
+    """Merge the results with :func:`resgate.checks.compose.verdict`, write the run's closing files with
+    :func:`resgate.evidence.run_files.write_run_files` (``verdict.json`` last), emit ``GatePassed``,
+    ``ChecksFailed``, ``ChecksUnknown``; return ``{passed, result, reason, failed_checks, unknown_checks,
+    evidence_uri}``."""
+    inputs = VerdictInputs.from_event(run)
+    store = run.store()
+    results = collect_results(inputs)
+    v = verdict(results, unknown_is_failure=inputs.unknown_is_failure)
+    record = verdict_record(
+        run.run,
         v,
         error=inputs.error,
         started_at=inputs.started_at,
         ended_at=now,
         guardrail_tripped=inputs.guardrail_tripped,
     )
-
-
-def key_figures(results: Sequence[CheckResult]) -> dict[str, Any]:
-    """The report's key figures, ``<check>.<count>``, from the SLO and recovery results' counts."""
-    out: dict[str, Any] = {}
-    for r in results:
-        for key in _FIGURES.get(r.name, ()):
-            if r.counts.get(key) is not None:
-                out[f"{r.name}.{key}"] = r.counts[key]
-    return out
-
-
-def write_evidence(
-    store: S3Evidence,
-    event: RunEvent,
-    results: list[CheckResult],
-    record: dict[str, Any],
-    inputs: VerdictInputs,
-) -> dict[str, str]:
-    """Write ``checks.jsonl``, ``report.md``, ``junit.xml`` and, last, ``verdict.json`` (one line) to the run
-    prefix; return ``{file logical name: uri}``. ``faults.jsonl``, when present, is listed in the report."""
-    faults = store.read_jsonl("faults") if store.exists("faults") else []
-    duration = max(0.0, record["ended_at"] - inputs.started_at) if inputs.started_at is not None else 0.0
-    uris = {"checks": store.put_jsonl("checks", (jsonable(r.to_dict()) for r in results))}
-    uris["report"] = store.put_text(
-        "report",
-        report_markdown(
-            gate=event.gate,
-            run_id=event.run_id,
-            verdict=record,
-            results=results,
-            figures=key_figures(results),
-            faults=[f for f in faults if "fault_id" in f and "event" in f and "kind" in f],
-            plot=None,
-        ),
+    duration = max(0.0, now - inputs.started_at) if inputs.started_at is not None else 0.0
+    write_run_files(
+        store,
+        results=results,
+        record=record,
+        unknown_is_failure=inputs.unknown_is_failure,
+        duration_s=duration,
     )
-    uris["junit"] = store.put_text(
-        "junit",
-        junit_xml(
-            event.gate,
-            event.run_id,
-            results,
-            unknown_is_failure=inputs.unknown_is_failure,
-            duration_s=duration,
-        ),
-    )
-    # Written last: a verdict.json in the prefix means the rest of the run's evidence is there too.
-    uris["verdicts"] = store.put_text("verdicts", json.dumps(jsonable(record), separators=(",", ":")) + "\n")
-    return uris
+    tools.metrics.add_dimension(name="gate", value=run.gate)
+    tools.metrics.add_metric(name="GatePassed", unit=MetricUnit.Count, value=int(record["passed"]))
+    tools.metrics.add_metric(name="ChecksFailed", unit=MetricUnit.Count, value=len(v.failed))
+    tools.metrics.add_metric(name="ChecksUnknown", unit=MetricUnit.Count, value=len(v.unknown))
+    tools.tracer.put_annotation(key="run_id", value=run.run_id)
+    tools.tracer.put_annotation(key="result", value=record["result"])
+    tools.logger.info(f"verdict: {record['result']}", extra={"verdict": record})
+    keys = ("passed", "result", "reason", "failed_checks", "unknown_checks")
+    return {**{k: record[k] for k in keys}, "evidence_uri": store.uri()}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from resgate.contract.constants import DEFAULT_EXAMPLES_CAP
 
@@ -12,6 +12,7 @@ UNKNOWN: Literal["unknown"] = "unknown"
 Validity = bool | Literal["unknown"]
 
 _RANK = {False: 0, UNKNOWN: 1, True: 2}
+_T = TypeVar("_T")
 
 
 def merge_validity(values: Iterable[Validity]) -> Validity:
@@ -90,3 +91,39 @@ class ExampleCollector:
         self.total += 1
         if len(self.examples) < self.cap:
             self.examples.append(example)
+
+
+def judge(
+    anomalies: Iterable[Mapping[str, Any]], *, failing: Collection[str], undecided: Collection[str] = ()
+) -> Validity:
+    """The one verdict rule of every checker over its anomalies (dicts with a ``kind``).
+
+    Returns False if any anomaly's kind is in ``failing``, else "unknown" if any is in ``undecided``, else
+    True. Kinds in neither set are only reported.
+    """
+    kinds = {a["kind"] for a in anomalies}
+    if kinds & set(failing):
+        return False
+    if kinds & set(undecided):
+        return UNKNOWN
+    return True
+
+
+def interleave(groups: Iterable[Iterable[_T]], cap: int) -> list[_T]:
+    """Take examples round-robin from ``groups`` (the first of each, then the second, ...) up to ``cap``.
+
+    Returns a list of at most ``cap`` items, so a capped report shows every group that has examples
+    before it shows a second example of any.
+    """
+    out: list[_T] = []
+    iterators = [iter(g) for g in groups]
+    while iterators and len(out) < cap:
+        alive = []
+        for it in iterators:
+            for item in it:
+                if len(out) < cap:
+                    out.append(item)
+                alive.append(it)
+                break
+        iterators = alive
+    return out

@@ -139,6 +139,9 @@ class RetryableThresholds:
         )
 
 
+Thresholds = RetryableThresholds
+
+
 @dataclass(frozen=True)
 class RetryableEvidence:
     """The client ledger's records."""
@@ -187,7 +190,7 @@ def _example(record: LedgerRecord, cls_name: str, reason: str) -> dict[str, Any]
     return ex
 
 
-def measure(records: Iterable[LedgerRecord], thresholds: RetryableThresholds) -> dict[str, Any]:
+def tally_failures(records: Iterable[LedgerRecord], thresholds: RetryableThresholds) -> dict[str, Any]:
     """Classify the failures: ``{requests, failed, by_class: {class: n}, rejected_by_class: {class: n},
     rejected: [(record, class, reason)]}`` (``rejected`` holds every not-acceptable failure, uncapped)."""
     requests = failed = 0
@@ -224,7 +227,7 @@ def check(evidence: RetryableEvidence, thresholds: RetryableThresholds) -> Check
     ts, op, client_id, idempotency_key, status, outcome, order_id?, name?, error?}``); ``details =
     {not_allowed_by_class, allowed_classes}``.
     """
-    m = measure(evidence.records, thresholds)
+    m = tally_failures(evidence.records, thresholds)
     collectors = {c: ExampleCollector(EXAMPLES_PER_CLASS) for c in CLASSES}
     for record, c, reason in m["rejected"]:
         collectors[c].add(_example(record, c, reason))

@@ -1,11 +1,10 @@
-"""Shared helpers for the data-heavy checkers: identifiers, work schemas, COPY streaming and topic ranges.
+"""Shared database helpers for the data-heavy checkers: work schemas, COPY streaming and topic ranges.
 
 The integrity and replay checkers never hold a history in Python memory: rows go to Postgres through
-COPY in bounded chunks (:class:`CopyBuffer`), and set operations run there. Table and column names come
-from the gate config, so everything that names a database object goes through :func:`parse_table_name` /
-:func:`check_identifier` (validation, raising ``ConfigError``) and ``psycopg.sql``
-(quoting). :func:`consume_until` reads a topic from its earliest offsets up to given end offsets in
-bounded batches, for loaders and for rebuild callables alike.
+COPY in bounded chunks (:class:`CopyBuffer`), and set operations run there. Names of database objects are
+validated by :mod:`resgate.checks.identifiers` and quoted here with ``psycopg.sql``. :func:`consume_until`
+reads a topic from its earliest offsets up to given end offsets in bounded batches, for loaders and for
+rebuild callables alike.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,79 +19,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from resgate.contract.errors import ConfigError, GateError
-
-_MAX_IDENT_BYTES = 63  # NAMEDATALEN - 1: longer names are silently truncated by Postgres
-_SCHEMA_PREFIX_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-TableName = tuple[str, ...]
-"""A table name as ``(table,)`` or ``(schema, table)``."""
-
-EndOffsets = dict[str, dict[int, int]]
-"""``{topic: {partition: end_offset}}``: read each partition up to (excluding) its end offset."""
-
-
-def check_identifier(name: Any, where: str) -> str:
-    """Return ``name`` if it is usable as one SQL identifier (any text, quoted later); else ConfigError."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"must be a non-empty string, got {name!r}", where=where)
-    if "\x00" in name:
-        raise ConfigError("must not contain NUL", where=where)
-    if len(name.encode()) > _MAX_IDENT_BYTES:
-        raise ConfigError(f"longer than {_MAX_IDENT_BYTES} bytes: {name!r}", where=where)
-    return name
-
-
-def check_identifiers(names: Any, where: str, *, allow_empty: bool = False) -> tuple[str, ...]:
-    """Validate a list of identifiers (no duplicates); return them as a tuple."""
-    if isinstance(names, str) or not isinstance(names, Sequence):
-        raise ConfigError(f"must be a list of names, got {names!r}", where=where)
-    out = tuple(check_identifier(n, f"{where}[{i}]") for i, n in enumerate(names))
-    if not out and not allow_empty:
-        raise ConfigError("must not be empty", where=where)
-    dup = sorted({n for n in out if out.count(n) > 1})
-    if dup:
-        raise ConfigError(f"names listed more than once: {dup}", where=where)
-    return out
-
-
-def parse_table_name(value: Any, where: str) -> TableName:
-    """Parse ``"table"``, ``"schema.table"`` or ``[schema, table]`` into a validated tuple."""
-    if isinstance(value, str):
-        parts: Sequence[Any] = value.split(".")
-    elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
-        parts = list(value)
-    else:
-        raise ConfigError(f"must be 'table' or 'schema.table', got {value!r}", where=where)
-    if not 1 <= len(parts) <= 2:
-        raise ConfigError(f"must be 'table' or 'schema.table', got {value!r}", where=where)
-    return tuple(check_identifier(p, where) for p in parts)
+from resgate.checks.identifiers import TableName
+from resgate.contract.errors import GateError
 
 
 def table_ident(name: TableName) -> sql.Identifier:
     """The quoted (possibly schema-qualified) identifier of a table."""
     return sql.Identifier(*name)
-
-
-def table_label(name: TableName) -> str:
-    """A readable ``schema.table`` label for messages and examples."""
-    return ".".join(name)
-
-
-def unique_name(prefix: str, *, where: str = "schema_prefix", tag: str | None = None) -> str:
-    """A fresh lower-case identifier ``<prefix>[_<tag>]_<12 hex>`` (fits Postgres' 63-byte limit).
-
-    ``tag`` (e.g. the run id) is reduced to ``[a-z0-9_]`` and shortened so the name says which run made it.
-    """
-    if not _SCHEMA_PREFIX_RE.match(prefix) or len(prefix) > 30:
-        raise ConfigError(
-            f"must be a lower-case identifier of at most 30 characters, got {prefix!r}", where=where
-        )
-    middle = ""
-    if tag:
-        cleaned = re.sub(r"[^a-z0-9_]+", "_", tag.lower()).strip("_")[:18]
-        middle = f"_{cleaned}" if cleaned else ""
-    return f"{prefix}{middle}_{uuid.uuid4().hex[:12]}"
 
 
 def create_schema(conn: psycopg.Connection[Any], name: str) -> None:
@@ -118,74 +50,6 @@ def table_columns(conn: psycopg.Connection[Any], table: TableName) -> list[str] 
         [row[0]],
     ).fetchall()
     return [r[0] for r in rows]
-
-
-# --- config sections ---------------------------------------------------------------------------------
-
-
-class Section:
-    """One config mapping: typed getters that raise ConfigError naming the field; unknown keys refused."""
-
-    def __init__(self, d: Any, where: str, known: Iterable[str]) -> None:
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"must be a mapping, got {type(d).__name__}", where=where)
-        unknown = sorted(set(map(str, d)) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown keys {unknown}; known: {sorted(known)}", where=where)
-        self.d = d
-        self.where = where
-
-    def at(self, key: str) -> str:
-        return f"{self.where}.{key}"
-
-    def ident(self, key: str, default: str | None, *, optional: bool = False) -> str | None:
-        if key not in self.d:
-            if default is None and not optional:
-                raise ConfigError("is required", where=self.at(key))
-            return default
-        v = self.d[key]
-        if v is None and optional:
-            return None
-        return check_identifier(v, self.at(key))
-
-    def text(self, key: str, default: str | None, *, optional: bool = False) -> str | None:
-        if key not in self.d:
-            if default is None and not optional:
-                raise ConfigError("is required", where=self.at(key))
-            return default
-        v = self.d[key]
-        if v is None and optional:
-            return None
-        if not isinstance(v, str) or not v:
-            raise ConfigError(f"must be a non-empty string, got {v!r}", where=self.at(key))
-        return v
-
-    def number(self, key: str, default: float, *, minimum: float) -> float:
-        v = self.d.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < minimum:
-            raise ConfigError(f"must be a number >= {minimum:g}, got {v!r}", where=self.at(key))
-        return float(v)
-
-    def integer(self, key: str, default: int, *, minimum: int) -> int:
-        v = self.d.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ConfigError(f"must be an integer >= {minimum}, got {v!r}", where=self.at(key))
-        return v
-
-    def flag(self, key: str, default: bool) -> bool:
-        v = self.d.get(key, default)
-        if not isinstance(v, bool):
-            raise ConfigError(f"must be true or false, got {v!r}", where=self.at(key))
-        return v
-
-    def texts(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        v = self.d.get(key, default)
-        if isinstance(v, str) or not isinstance(v, Sequence) or not v:
-            raise ConfigError(f"must be a non-empty list of strings, got {v!r}", where=self.at(key))
-        for i, x in enumerate(v):
-            if not isinstance(x, str) or not x:
-                raise ConfigError(f"must be a non-empty string, got {x!r}", where=f"{self.at(key)}[{i}]")
-        return tuple(v)
 
 
 # --- COPY in text format, formatted by hand ----------------------------------------------------------

@@ -20,3 +20,12 @@ class GateError(RuntimeError):
 
 class DependencyMissing(GateError):
     """A required external program or service is not available; the message says how to get it."""
+
+
+class EvidenceMissing(GateError):
+    """A piece of evidence a check needs is not there (a run file, or data a source did not return); the
+    check reports ``unknown`` with this message instead of judging nothing."""
+
+    def __init__(self, message: str, *, uri: str | None = None) -> None:
+        self.uri = uri
+        super().__init__(message)

@@ -7,7 +7,6 @@ reverts the faults, stops every process and writes what evidence there is.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import tempfile
@@ -25,11 +24,12 @@ from resgate.checks.result import CheckResult
 from resgate.config.schema import GateConfig, check_blast_radius
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.layout import RunKey
-from resgate.evidence.junit import junit_xml
+from resgate.evidence.report import latency_plot
+from resgate.evidence.run_files import write_run_files
+from resgate.evidence.sources import Settled, Sources
+from resgate.evidence.store import FolderStore, write_jsonl
 from resgate.evidence.verdict import verdict_record
-from resgate.evidence.writer import EvidenceWriter
-from resgate.runner import report as rpt
-from resgate.runner.assertions import AssertionInputs, run_assertions
+from resgate.runner.assertions import run_assertions
 from resgate.runner.faults import FaultRunner
 from resgate.runner.guardrails import GuardrailWatcher
 from resgate.runner.load import LoadRun, preflight_load, start_load
@@ -72,7 +72,7 @@ class GateRun:
         self.root = evidence_root or cfg.evidence.root
         self.progress = progress or Progress()
         self.config_text = config_text
-        self.writer: EvidenceWriter | None = None
+        self.store: FolderStore | None = None
         self.target: LocalTarget | None = None
         self.load: LoadRun | None = None
         self.faults: FaultRunner | None = None
@@ -126,7 +126,7 @@ class GateRun:
             self.progress.event(ev)
 
     def run_load_and_faults(self) -> None:
-        assert self.target is not None and self.writer is not None
+        assert self.target is not None and self.store is not None
         cfg = self.cfg
         self.progress.set_phase(
             "load",
@@ -187,22 +187,20 @@ class GateRun:
         self.progress.line(f"settled={q.settled} after {q.waited_s:.1f}s {q.reason}".rstrip())
 
     def run_assertions(self) -> None:
-        assert self.target is not None and self.load is not None
+        assert self.target is not None and self.load is not None and self.store is not None
         self.progress.set_phase("assertions", ", ".join(self.cfg.enabled_checks()))
         self._stop_sampling.set()
-        inputs = AssertionInputs(
-            cfg=self.cfg,
+        self._write_run_data()
+        start, end = self.load_window or (self.t_start, time.time())
+        q = self.quiesce
+        sources = Sources(
+            run_id=self.key.run_id,
             dsn=self.target.dsn,
             bootstrap=self.target.bootstrap,
-            ledger=self._evidence_ledger(),
-            locust_stats=self.load.stats(),
-            load_window=self.load_window or (self.t_start, time.time()),
-            fault_events=self.faults.timeline() if self.faults else [],
-            health_events=list(self.health_events),
-            quiesce=self.quiesce,
-            run_id=self.key.run_id,
+            settled=Settled(q.settled, q.reason) if q is not None else None,
+            duration_s=end - start,
         )
-        self.results = run_assertions(inputs, say=self.progress.line)
+        self.results = run_assertions(self.cfg, self.store, sources, say=self.progress.line)
 
     # -- evidence and verdict ---------------------------------------------------------------------
     def finish(self, *, error: str | None, interrupted: bool) -> RunOutcome:
@@ -218,71 +216,61 @@ class GateRun:
         )
         exit_code = verdict["exit_code"]
         self._write_evidence(verdict)
-        return RunOutcome(exit_code, verdict, results, self.writer.dir if self.writer else None)
+        return RunOutcome(exit_code, verdict, results, self.store.dir if self.store else None)
+
+    def _write_run_data(self) -> None:
+        """The run's own data, as the assertions read it: fault timeline, health, load stats, ledger."""
+        s = self.store
+        if s is None:
+            return
+        write_jsonl(s, "faults", self.faults.timeline() if self.faults else [])
+        write_jsonl(s, "health", list(self.health_events))
+        if self.load is not None:
+            write_jsonl(s, "load_stats", self.load.stats() or [])
+            self._evidence_ledger()
 
     def _write_evidence(self, verdict: dict[str, Any]) -> None:
-        w = self.writer
-        if w is None:
+        s = self.store
+        if s is None:
             return
-        faults = self.faults.timeline() if self.faults else []
-        w.write_jsonl("faults", faults)
-        w.write_jsonl("health", self.health_events)
-        w.write_jsonl("checks", [r.to_dict() for r in self.results])
-        figures: dict[str, Any] = {}
-        if self.load is not None:
-            self._evidence_ledger()
-            stats = self.load.stats() or []
-            w.write_jsonl("load_stats", stats)
-            figures = self.load.figures()
+        self._write_run_data()
+        figures: dict[str, Any] = self.load.figures() if self.load is not None else {}
         if self.quiesce is not None:
             figures["quiesce"] = f"settled={self.quiesce.settled} in {self.quiesce.waited_s:.1f}s"
-        w.write_text("verdicts", json.dumps(verdict, default=str) + "\n")
         plot = None
         try:
-            plot_path = rpt.latency_plot(w.path("ledger"), faults, w.path("plot"))
+            faults = self.faults.timeline() if self.faults else []
+            plot_path = latency_plot(s.path("ledger"), faults, s.path("plot"))
             plot = plot_path.name if plot_path else None
         except Exception as e:  # a plot is nice to have; the evidence must still be written
             figures["plot_error"] = str(e)
-        w.write_text(
-            "report",
-            rpt.report_markdown(
-                gate=self.cfg.name,
-                run_id=self.key.run_id,
-                verdict=verdict,
-                results=self.results,
-                figures=figures,
-                faults=faults,
-                plot=plot,
-            ),
-        )
-        w.write_text(
-            "junit",
-            junit_xml(
-                self.cfg.name,
-                self.key.run_id,
-                self.results,
-                unknown_is_failure=self.cfg.unknown_is_failure,
-                duration_s=time.time() - self.t_start,
-            ),
+        write_run_files(
+            s,
+            results=self.results,
+            record=verdict,
+            figures=figures,
+            plot=plot,
+            unknown_is_failure=self.cfg.unknown_is_failure,
+            duration_s=time.time() - self.t_start,
         )
 
     def _evidence_ledger(self) -> Path | None:
         """Copy the merged ledger into the evidence folder once; checks read that copy, so the examples'
         ``file:line`` references point into the evidence."""
-        if self.writer is None or self.load is None:
+        if self.store is None or self.load is None:
             return None
-        dest = self.writer.path("ledger")
+        dest = self.store.path("ledger")
         if not dest.exists():
             src = self.load.ledger_path()
             if src is None or not src.exists():
                 return None
-            self.writer.copy_in("ledger", src)
+            shutil.copyfile(src, dest)
         return dest
 
     def _keep_logs(self) -> None:
         """Service logs and Locust's log go into the evidence (``logs/``); temp folders are removed."""
-        if self.writer is not None:
-            logs = self.writer.dir / "logs"
+        if self.store is not None:
+            logs = self.store.dir / "logs"
             for src in (self.target.log_dir if self.target else None, getattr(self, "load_dir", None)):
                 if src is None or not Path(src).exists():
                     continue
@@ -316,10 +304,8 @@ class GateRun:
         interrupted = False
         try:
             self.preflight()
-            self.writer = EvidenceWriter(self.root, self.key)
-            self.writer.write_text(
-                "config", self.config_text or yaml.safe_dump(self.cfg.raw, sort_keys=False)
-            )
+            self.store = FolderStore(self.root, self.key)
+            self.store.write_text("config", self.config_text or yaml.safe_dump(self.cfg.raw, sort_keys=False))
             self.start_target()
             self.run_load_and_faults()
             self.run_quiesce()

@@ -10,24 +10,24 @@ import pytest
 
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
-from lambdas.common.evidence_s3 import EvidenceMissing, S3Evidence
-from lambdas.common.results import from_payload, jsonable, to_payload
+from lambdas.common.results import from_payload, to_payload
 from lambdas.common.secrets import dsn_from_secret, redacted
 from lambdas.common.sources import SloSource
 from lambdas.common.verdict import VerdictInputs
 from lambdas.retryable.handler import handler as retryable_handler
 from resgate.checks import integrity, recovery, replay, retryable, slo
 from resgate.checks.result import UNKNOWN, CheckResult
-from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, EvidenceMissing, GateError
+from resgate.evidence.store import jsonable, ledger
 from tests.functional.support import REGION, emitted, load_event
 
 
 def test_the_run_event_resolves_the_evidence_prefix_like_the_local_layout(evidence):
     run = RunEvent.from_event(load_event("retryable", evidence_prefix="/evidence/"))
-    store = S3Evidence.for_run(run)
+    store = run.store()
 
-    assert store.key("ledger") == f"evidence/{evidence.key.prefix}/ledger.jsonl"
-    assert store.key("verdicts") == f"evidence/{evidence.key.prefix}/verdict.json"
+    assert store.object_key("ledger") == f"evidence/{evidence.key.prefix}/ledger.jsonl"
+    assert store.object_key("verdicts") == f"evidence/{evidence.key.prefix}/verdict.json"
     assert (
         store.uri() == f"s3://{evidence.bucket}/evidence/gate=paperbroker/dt=2026-01-01/run_id={run.run_id}/"
     )
@@ -45,12 +45,12 @@ def test_the_run_event_takes_bucket_and_prefix_from_the_environment(monkeypatch)
 
 
 def test_a_missing_evidence_file_raises_evidence_missing_before_the_first_line_is_read(evidence):
-    store = S3Evidence.for_run(RunEvent.from_event(load_event("retryable")))
+    store = RunEvent.from_event(load_event("retryable")).store()
 
     with pytest.raises(EvidenceMissing, match=r"ledger\.jsonl is missing"):
         store.lines("ledger")
     with pytest.raises(EvidenceMissing):
-        store.ledger()
+        ledger(store)
 
 
 def test_the_ledger_view_streams_afresh_on_every_pass(evidence):
@@ -58,7 +58,7 @@ def test_the_ledger_view_streams_afresh_on_every_pass(evidence):
         "ledger.jsonl",
         '{"ts": 1, "op": "get_order", "client_id": "c", "status": 200, "outcome": "ok", "latency_ms": 1}\n',
     )
-    view = S3Evidence.for_run(RunEvent.from_event(load_event("retryable"))).ledger()
+    view = ledger(RunEvent.from_event(load_event("retryable")).store())
 
     assert len(list(view)) == 1 and len(list(view)) == 1
 
@@ -73,7 +73,7 @@ def test_a_handler_raises_gate_error_when_the_bucket_cannot_be_read(lambda_conte
 
 
 def test_a_payload_too_large_for_step_functions_is_trimmed_and_the_full_result_kept_in_s3(evidence):
-    store = S3Evidence.for_run(RunEvent.from_event(load_event("retryable")))
+    store = RunEvent.from_event(load_event("retryable")).store()
     big = CheckResult(
         name="integrity",
         valid=False,

@@ -79,7 +79,7 @@ def test_retryable_handler_reports_unknown_when_the_ledger_is_missing(evidence, 
     assert out["valid"] == UNKNOWN
     assert (
         out["error"]
-        == f"evidence file s3://{evidence.bucket}/{evidence.object_key('ledger.jsonl')} is missing"
+        == f"no client ledger was written (s3://{evidence.bucket}/{evidence.object_key('ledger.jsonl')})"
     )
 
 

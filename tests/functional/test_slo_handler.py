@@ -37,7 +37,7 @@ def test_slo_handler_returns_the_checkers_passing_result_for_locust_stats_in_s3(
     assert metrics and metrics[0]["CheckValid"] == [1.0] and metrics[0]["check"] == "slo"
     assert metrics[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "ResilienceGate"
     assert metrics[0]["p95_ms"] == [out["counts"]["p95_ms"]]
-    assert slo_handler.logger.get_correlation_id() == event["run_id"]
+    assert slo_handler.handler.tools.logger.get_correlation_id() == event["run_id"]
 
 
 def test_slo_handler_returns_the_checkers_failing_result_when_p95_is_above_the_limit(

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from resgate.checks.integrity import IntegrityConfig, check, measure
+from resgate.checks.integrity import IntegrityConfig, check, gather
 from resgate.checks.result import UNKNOWN, CheckResult
 from resgate.contract.errors import ConfigError
 
@@ -167,7 +167,7 @@ def _run(
     section["trade_events"]["topic"] = exec_topic
     section.update(overrides)
     config = IntegrityConfig.from_dict(section)
-    findings = measure(dsn, config, str(ledger), bootstrap=bootstrap)
+    findings = gather(dsn, config, str(ledger), bootstrap=bootstrap)
     # the work schema is gone afterwards
     with psycopg.connect(dsn) as c:
         left = c.execute(
@@ -332,10 +332,10 @@ def test_a_missing_table_or_column_is_a_config_error_before_anything_runs(pg_dsn
         c.execute("CREATE TABLE orders (order_id text, client_id text, idempotency_key text)")
     lines = [json.dumps(_submit("a", "x", "ok", 200, "1", ts=1.0))]
     with pytest.raises(ConfigError) as e:
-        measure(pg_dsn, IntegrityConfig.from_dict({"orders": {"table": "nope"}}), lines)
+        gather(pg_dsn, IntegrityConfig.from_dict({"orders": {"table": "nope"}}), lines)
     assert e.value.where == "integrity.orders.table"
     with pytest.raises(ConfigError) as e:
-        measure(pg_dsn, IntegrityConfig.from_dict({"orders": {"table": "orders"}}), lines)  # qty is missing
+        gather(pg_dsn, IntegrityConfig.from_dict({"orders": {"table": "orders"}}), lines)  # qty is missing
     assert e.value.where == "integrity.orders.qty"
     with psycopg.connect(pg_dsn) as c:
         left = c.execute(
@@ -439,7 +439,7 @@ def test_the_ledger_can_come_from_lines_in_memory(pg_dsn: str) -> None:
         json.dumps(r).encode()
         for r in [_submit("a", "x", "ok", 200, "1", ts=1.0), _submit("a", "y", "ok", 200, None, ts=2.0)]
     )
-    result = check(measure(pg_dsn, config, lines))
+    result = check(gather(pg_dsn, config, lines))
     assert result.valid is False
     assert [(e["kind"], e["idempotency_key"]) for e in result.examples] == [("lost", "y")]
 
@@ -606,7 +606,7 @@ def test_a_random_clean_history_is_valid_and_one_injected_anomaly_is_found_and_n
     config = IntegrityConfig.from_dict(
         {"orders": {"table": f"{schema}.orders"}, "trades": {"table": f"{schema}.rm_trades"}}
     )
-    result = check(measure(pg_dsn, config, [json.dumps(r) for r in h["ledger"]].__iter__()), config)
+    result = check(gather(pg_dsn, config, [json.dumps(r) for r in h["ledger"]].__iter__()), config)
     if kind in (None, "recovered"):
         assert result.valid is True, result.to_dict()
         assert result.counts["recovered"] == (1 if kind else 0)

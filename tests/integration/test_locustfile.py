@@ -274,12 +274,13 @@ def test_results_upload_under_the_run_prefix(
         stats = [json.loads(line) for line in lines]
         assert sum(e["num_requests"] for e in stats) == faulty_run.result.total_requests
         # the SLO Lambda's reader takes these objects as they are
-        from lambdas.common.evidence_s3 import S3Evidence
         from resgate.contract.layout import RunKey
+        from resgate.evidence.s3 import S3Store
+        from resgate.evidence.store import ledger, read_jsonl
 
-        store = S3Evidence("evidence", "root", RunKey(gate="g", date="2026-01-01", run_id="r1"), client=s3)
-        assert sum(e["num_requests"] for e in store.read_jsonl("load_stats")) == len(body.splitlines())
-        assert sum(1 for _ in store.ledger()) == faulty_run.result.total_requests
+        store = S3Store("evidence", "root", RunKey(gate="g", date="2026-01-01", run_id="r1"), client=s3)
+        assert sum(e["num_requests"] for e in read_jsonl(store, "load_stats")) == len(body.splitlines())
+        assert sum(1 for _ in ledger(store)) == faulty_run.result.total_requests
 
 
 def test_stop_ends_a_multi_process_run_cleanly_and_leaves_no_process_behind(tmp_path: Path) -> None:

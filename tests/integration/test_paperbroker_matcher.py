@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from paperbroker.config import Topics, topic_names
 from paperbroker.events import new_event
-from paperbroker.matcher import MatchingEngine
+from paperbroker.matching import MatchingEngine
 from resgate.local.ports import free_port
 
 pytestmark = pytest.mark.integration

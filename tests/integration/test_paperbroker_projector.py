@@ -13,8 +13,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from paperbroker.matcher import MatchingEngine
-from paperbroker.projections import AUX_TABLES, READ_MODELS, compare_schemas, dedupe_keys, rebuild
+from paperbroker.matching import MatchingEngine
+from paperbroker.projection_plan import dedupe_keys
+from paperbroker.projections import rebuild
+from paperbroker.read_models import AUX_TABLES, READ_MODELS, compare_schemas
 from tests.integration import test_paperbroker_matcher as pb_matcher_tests
 from tests.integration.test_paperbroker_matcher import (
     ROOT,

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from resgate.checks.replay import ReplayConfig, ReplayFindings, check, measure
+from resgate.checks.replay import ReplayConfig, ReplayFindings, check, gather
 from resgate.checks.result import UNKNOWN
 from resgate.contract.errors import ConfigError
 from resgate.local.kafka import topic_bounds
@@ -103,7 +103,7 @@ def test_a_correct_projection_replays_to_the_same_table(
     pg_dsn: str, kafka_bootstrap: str, world: str
 ) -> None:
     config = _config(world, {"callable": f"{FIXTURE}:rebuild_correct"})
-    findings = measure(pg_dsn, config, bootstrap=kafka_bootstrap, run_id="run-1")
+    findings = gather(pg_dsn, config, bootstrap=kafka_bootstrap, run_id="run-1")
     result = check(findings, config)
     assert result.valid is True, result.to_dict()
     assert result.counts == {
@@ -125,7 +125,7 @@ def test_a_projection_that_drops_a_row_class_mismatches_and_names_the_keys(
     pg_dsn: str, kafka_bootstrap: str, world: str
 ) -> None:
     config = _config(world, {"callable": f"{FIXTURE}:rebuild_drops_eur"})
-    result = check(measure(pg_dsn, config, bootstrap=kafka_bootstrap))
+    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap))
     assert result.valid is False
     assert result.counts["differing_rows"] == 3
     assert result.details["balances"]["diff_counts"] == {"missing_in_rebuilt": 3}
@@ -140,7 +140,7 @@ def test_a_projection_that_drops_a_field_mismatches_and_names_the_field(
     pg_dsn: str, kafka_bootstrap: str, world: str
 ) -> None:
     config = _config(world, {"callable": f"{FIXTURE}:rebuild_drops_currency"}, examples_cap=5)
-    result = check(measure(pg_dsn, config, bootstrap=kafka_bootstrap), config)
+    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap), config)
     assert result.valid is False
     assert result.details["balances"]["diff_counts"] == {"different": 12}
     assert len(result.examples) == 5
@@ -162,12 +162,12 @@ def test_an_excluded_column_is_not_compared(pg_dsn: str, kafka_bootstrap: str, w
             ]
         }
     )
-    assert check(measure(pg_dsn, config, bootstrap=kafka_bootstrap)).valid is True
+    assert check(gather(pg_dsn, config, bootstrap=kafka_bootstrap)).valid is True
 
 
 def test_a_rebuild_command_that_matches_is_valid(pg_dsn: str, kafka_bootstrap: str, world: str) -> None:
     config = _config(world, {"command": [sys.executable, FIXTURE_PATH, "correct"], "timeout_s": 60})
-    result = check(measure(pg_dsn, config, bootstrap=kafka_bootstrap))
+    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap))
     assert result.valid is True, result.to_dict()
 
 
@@ -181,7 +181,7 @@ def test_a_truncated_topic_gives_unknown(
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         fixture.create_table(conn, "public")
     config = _config(topic, {"callable": f"{FIXTURE}:rebuild_correct"})
-    findings = measure(pg_dsn, config, bootstrap=kafka_bootstrap)
+    findings = gather(pg_dsn, config, bootstrap=kafka_bootstrap)
     result = check(findings)
     assert result.valid == UNKNOWN
     assert "retention truncated the log" in (result.error or "")
@@ -194,7 +194,7 @@ def test_a_failing_rebuild_command_gives_unknown_with_its_error(
     pg_dsn: str, kafka_bootstrap: str, world: str
 ) -> None:
     config = _config(world, {"command": [sys.executable, FIXTURE_PATH, "fail"]})
-    result = check(measure(pg_dsn, config, bootstrap=kafka_bootstrap))
+    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap))
     assert result.valid == UNKNOWN
     assert "exited with 3" in (result.error or "")
     assert "cannot parse event at offset 7" in (result.error or "")
@@ -205,7 +205,7 @@ def test_a_rebuild_command_that_hangs_is_stopped_and_gives_unknown(
     pg_dsn: str, kafka_bootstrap: str, world: str
 ) -> None:
     config = _config(world, {"command": [sys.executable, FIXTURE_PATH, "hang"], "timeout_s": 2})
-    result = check(measure(pg_dsn, config, bootstrap=kafka_bootstrap))
+    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap))
     assert result.valid == UNKNOWN
     assert "did not finish within 2s" in (result.error or "")
 
@@ -214,14 +214,14 @@ def test_a_rebuild_callable_that_raises_gives_unknown_with_its_error(
     pg_dsn: str, kafka_bootstrap: str, world: str
 ) -> None:
     config = _config(world, {"callable": f"{FIXTURE}:rebuild_raises"})
-    result = check(measure(pg_dsn, config, bootstrap=kafka_bootstrap))
+    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap))
     assert result.valid == UNKNOWN
     assert "projection exploded on event 42" in (result.error or "")
 
 
 def test_kept_shadow_schema_stays_for_debugging(pg_dsn: str, kafka_bootstrap: str, world: str) -> None:
     config = _config(world, {"callable": f"{FIXTURE}:rebuild_drops_eur"}, keep_shadow=True)
-    findings = measure(pg_dsn, config, bootstrap=kafka_bootstrap)
+    findings = gather(pg_dsn, config, bootstrap=kafka_bootstrap)
     schema = findings.models[0].shadow_schema
     with psycopg.connect(pg_dsn) as c:
         row = c.execute(f'SELECT count(*) FROM "{schema}".balances').fetchone()
@@ -232,7 +232,7 @@ def test_kept_shadow_schema_stays_for_debugging(pg_dsn: str, kafka_bootstrap: st
 
 def test_config_errors_are_raised_before_anything_runs(pg_dsn: str, kafka_bootstrap: str, world: str) -> None:
     with pytest.raises(ConfigError) as e:
-        measure(pg_dsn, _config(world, {"callable": "no_such_module:fn"}), bootstrap=kafka_bootstrap)
+        gather(pg_dsn, _config(world, {"callable": "no_such_module:fn"}), bootstrap=kafka_bootstrap)
     assert e.value.where == "replay.read_models[0].rebuild.callable"
     bad_key = ReplayConfig.from_dict(
         {
@@ -247,7 +247,7 @@ def test_config_errors_are_raised_before_anything_runs(pg_dsn: str, kafka_bootst
         }
     )
     with pytest.raises(ConfigError, match="nope"):
-        measure(pg_dsn, bad_key, bootstrap=kafka_bootstrap)
+        gather(pg_dsn, bad_key, bootstrap=kafka_bootstrap)
     assert _shadow_schemas(pg_dsn) == 0
     with pytest.raises(ConfigError) as e:
         ReplayConfig.from_dict({"read_models": [{"table": "t", "key_columns": ["k"], "topics": ["x"]}]})
@@ -357,7 +357,7 @@ def test_paperbroker_read_models_replay_to_the_live_tables(
             ],
         }
     )
-    findings = measure(pg_dsn, config, bootstrap=kafka_bootstrap)
+    findings = gather(pg_dsn, config, bootstrap=kafka_bootstrap)
     result = check(findings)
     assert result.valid is True, result.to_dict()
     assert result.counts["matching"] == len(projections.READ_MODELS)
@@ -366,7 +366,7 @@ def test_paperbroker_read_models_replay_to_the_live_tables(
     # A live row that drifted from the log is found and named.
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("UPDATE live.rm_trades SET qty = qty + 1 WHERE trade_id = 't2'")
-    result = check(measure(pg_dsn, config, bootstrap=kafka_bootstrap))
+    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap))
     assert result.valid is False
     assert result.details["rm_trades"]["status"] == "mismatch"
     (ex,) = [e for e in result.examples if e["read_model"] == "rm_trades"]

@@ -10,8 +10,8 @@ import pytest
 
 from paperbroker.book import BUY, SELL, OrderBook, RestingOrder, parse_price
 from paperbroker.events import new_event
-from paperbroker.matcher import MatchingEngine
-from paperbroker.projections import ProjectionOptions, build_plan, dedupe_keys
+from paperbroker.matching import MatchingEngine
+from paperbroker.projection_plan import ProjectionOptions, build_plan, dedupe_keys
 
 D = Decimal
 

@@ -10,13 +10,13 @@ import pytest
 from resgate.checks.result import CheckResult
 from resgate.cli import default_config_path, main
 from resgate.contract.layout import RunKey
-from resgate.evidence.writer import EvidenceWriter
+from resgate.evidence.store import FolderStore, write_jsonl
 
 
 def _run(root: Path, result: str) -> RunKey:
     key = RunKey.new("pb")
-    w = EvidenceWriter(root, key)
-    w.write_jsonl("checks", [CheckResult("slo", result == "PASS", {"p95_ms": 7.0}).to_dict()])
+    w = FolderStore(root, key)
+    write_jsonl(w, "checks", [CheckResult("slo", result == "PASS", {"p95_ms": 7.0}).to_dict()])
     w.write_text("verdicts", json.dumps({"run_id": key.run_id, "result": result}) + "\n")
     w.write_text("report", f"# run {key.run_id}\n\n**Verdict: {result}**\n")
     return key

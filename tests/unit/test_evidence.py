@@ -13,21 +13,22 @@ from resgate.contract.errors import ConfigError
 from resgate.contract.layout import RunKey, find_run, list_runs
 from resgate.evidence.junit import junit_xml
 from resgate.evidence.query import run_query
-from resgate.evidence.writer import EvidenceWriter
+from resgate.evidence.store import FolderStore, write_jsonl
 
 
 def _write_run(root: Path, gate: str, passed: bool) -> RunKey:
     key = RunKey.new(gate)
-    w = EvidenceWriter(root, key)
-    w.write_jsonl(
+    w = FolderStore(root, key)
+    write_jsonl(
+        w,
         "checks",
         [
             CheckResult("integrity", passed, {"lost": 0 if passed else 2}).to_dict(),
             CheckResult("slo", True, {"p95_ms": 12.0}).to_dict(),
         ],
     )
-    w.write_jsonl(
-        "ledger", [{"ts": 1.0, "op": "submit_order", "outcome": "ok", "latency_ms": 3.0}], stamp=False
+    write_jsonl(
+        w, "ledger", [{"ts": 1.0, "op": "submit_order", "outcome": "ok", "latency_ms": 3.0}], stamp=False
     )
     w.write_text(
         "verdicts",

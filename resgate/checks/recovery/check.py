@@ -1,55 +1,31 @@
-"""The recovery check: after each injected fault, did the target become healthy again within the RTO, and
-did the client error ratio return to its pre-fault level?
+"""The recovery judge: per injected fault, time to detection and to healthy, RTO, and the error ratio after.
 
-Evidence is the fault timeline (``{ts, fault_id, kind, target, event}`` with ``event`` one of injected,
-detected, recovered, aborted, ended), health observations of services (either ``{ts, service, healthy}``
-probes or the local supervisor's ``{ts, service, replica, event}`` timeline) and, optionally, error-ratio
-windows derived from the client ledger (:func:`error_ratio_windows`).
-
-Per fault, measured from its ``injected`` event:
-
-- **time to detection** — the first observation of the target service at or after injection that signals a
-  failure (``healthy: false``, or an event in :data:`UNHEALTHY_EVENTS` such as unhealthy/exited/killed);
-- **time to healthy** — the first moment after that detection (or after injection, when nothing was
-  detected) at which every known replica of the target service is healthy. A replica's state is its last
-  observation; replicas whose last event is in :data:`RETIRED_EVENTS` no longer count. Only when the health
-  observations say nothing about the target after injection does the fault timeline's own ``detected`` /
-  ``recovered`` events stand in (``source: "fault_timeline"``);
-- **RTO met** — time to healthy ``<= rto_s`` (default :data:`resgate.contract.constants.DEFAULT_RTO_SECONDS`);
-- **error ratio back** — the ledger error ratio (outcome ``fail`` or ``info``) in the windows starting
-  within ``after_window_s`` after recovery (and ending before the next injection) is at most the baseline
-  ratio (windows ending before the first injection) plus ``error_ratio_tolerance``.
-
-A fault whose target was still unhealthy when the observation ended is a failure ("never recovered"); a run
-in which nothing was injected is ``unknown``.
+Pure functions of :class:`~resgate.checks.recovery.evidence.RecoveryEvidence` and
+:class:`RecoveryThresholds`: :func:`fault_figures` computes each fault's figures, :func:`detect` lists
+the anomalies, :func:`check` gathers them and lets :func:`resgate.checks.result.judge` decide.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resgate.checks.ledger import LedgerRecord
-from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector, Validity
+from resgate.checks.recovery.evidence import (
+    ErrorWindow,
+    FaultEvent,
+    HealthObservation,
+    RecoveryEvidence,
+    as_object,
+    number_field,
+)
+from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector, judge
 from resgate.contract.constants import DEFAULT_RTO_SECONDS
 from resgate.contract.errors import ConfigError
 
 NAME = "recovery"
-DEFAULT_WINDOW_S = 5.0
 DEFAULT_AFTER_WINDOW_S = 10.0
 DEFAULT_ERROR_RATIO_TOLERANCE = 0.01
-
-FAULT_EVENTS = frozenset({"injected", "detected", "recovered", "aborted", "ended"})
-HEALTHY_EVENTS = frozenset({"healthy"})
-UNHEALTHY_EVENTS = frozenset(
-    {"unhealthy", "exited", "killed", "crashed", "stopped", "paused", "hung", "down", "failed", "timeout"}
-)
-"""Supervisor events that signal a failure (and so count as detection). Other non-healthy events, such as
-``started`` or ``restarting``, leave the replica not yet healthy without counting as a detection."""
-RETIRED_EVENTS = frozenset({"removed", "retired", "deregistered"})
-"""Events after which a replica is no longer part of the service (it was replaced, e.g. an ECS task)."""
 
 FAILING_KINDS = frozenset({"rto_missed", "never_recovered", "error_ratio_not_back"})
 UNDECIDED_KINDS = frozenset({"no_data"})
@@ -57,247 +33,6 @@ UNDECIDED_KINDS = frozenset({"no_data"})
 # group after the session timeout). Its RTO is still judged; the error-ratio part cannot be, and saying
 # "unknown" for the whole check would punish a fault placed late in the schedule, so it is only reported.
 INFO_KINDS = frozenset({"not_detected", "aborted", "error_ratio_unmeasured"})
-
-
-# --------------------------------------------------------------------------------------------- evidence
-
-
-def _num(
-    d: Mapping[str, Any], key: str, where: str, *, required: bool = True, minimum: float | None = None
-) -> Any:
-    v = d.get(key)
-    if v is None:
-        if required:
-            raise ConfigError("is required", where=f"{where}.{key}")
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"must be a finite number, got {v!r}", where=f"{where}.{key}")
-    if minimum is not None and v < minimum:
-        raise ConfigError(f"must be >= {minimum:g}, got {v!r}", where=f"{where}.{key}")
-    return float(v)
-
-
-def _str(d: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
-    v = d.get(key)
-    if v is None:
-        if required:
-            raise ConfigError("is required", where=f"{where}.{key}")
-        return None
-    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "":
-        raise ConfigError(f"must be a non-empty string, got {v!r}", where=f"{where}.{key}")
-    return str(v)
-
-
-def _obj(d: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"must be an object, got {type(d).__name__}", where=where)
-    return d
-
-
-def _list(v: Any, where: str) -> Sequence[Any]:
-    if isinstance(v, (str, bytes, Mapping)) or not isinstance(v, Sequence):
-        raise ConfigError("must be a list", where=where)
-    return v
-
-
-@dataclass(frozen=True)
-class FaultEvent:
-    """One line of the fault timeline."""
-
-    ts: float
-    fault_id: str
-    kind: str
-    target: str
-    event: str
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, where: str = "evidence.recovery.faults[0]") -> FaultEvent:
-        """Validate ``{ts, fault_id, kind, target, event}``; ``event`` must be in :data:`FAULT_EVENTS`."""
-        d = _obj(d, where)
-        event = d.get("event")
-        if event not in FAULT_EVENTS:
-            raise ConfigError(f"must be one of {sorted(FAULT_EVENTS)}, got {event!r}", where=f"{where}.event")
-        return cls(
-            ts=_num(d, "ts", where),
-            fault_id=_str(d, "fault_id", where),  # type: ignore[arg-type]
-            kind=_str(d, "kind", where),  # type: ignore[arg-type]
-            target=_str(d, "target", where),  # type: ignore[arg-type]
-            event=event,
-        )
-
-
-@dataclass(frozen=True)
-class HealthObservation:
-    """One health observation of a service replica (``replica`` is ``None`` for service-level probes).
-
-    ``healthy`` is the replica's state after this observation; ``event`` is the supervisor's event name
-    when the observation came from its timeline.
-    """
-
-    ts: float
-    service: str
-    healthy: bool
-    replica: str | None = None
-    event: str | None = None
-
-    @property
-    def signals_failure(self) -> bool:
-        """True when this observation is evidence that the replica failed (counts as detection)."""
-        return not self.healthy and (self.event is None or self.event in UNHEALTHY_EVENTS)
-
-    @property
-    def retired(self) -> bool:
-        """True when the replica left the service with this observation."""
-        return self.event in RETIRED_EVENTS
-
-    @classmethod
-    def from_dict(
-        cls, d: Mapping[str, Any], *, where: str = "evidence.recovery.health[0]"
-    ) -> HealthObservation:
-        """Validate a probe ``{ts, service, healthy, replica?}`` or a supervisor line ``{ts, service, replica,
-        event}`` (healthy iff ``event`` is in :data:`HEALTHY_EVENTS`)."""
-        d = _obj(d, where)
-        ts = _num(d, "ts", where)
-        service = _str(d, "service", where)
-        replica = _str(d, "replica", where, required=False)
-        event = _str(d, "event", where, required=False)
-        healthy = d.get("healthy")
-        if healthy is None:
-            if event is None:
-                raise ConfigError("needs either 'healthy' (bool) or 'event'", where=where)
-            healthy = event in HEALTHY_EVENTS
-        elif not isinstance(healthy, bool):
-            raise ConfigError(f"must be true or false, got {healthy!r}", where=f"{where}.healthy")
-        return cls(ts=ts, service=service, healthy=healthy, replica=replica, event=event)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class ErrorWindow:
-    """Client requests and failures (outcome fail or info) in ``[start, end)``."""
-
-    start: float
-    end: float
-    requests: int
-    failures: int
-
-    @classmethod
-    def from_dict(
-        cls, d: Mapping[str, Any], *, where: str = "evidence.recovery.error_windows[0]"
-    ) -> ErrorWindow:
-        """Validate ``{start, end, requests, failures}``."""
-        d = _obj(d, where)
-        start, end = _num(d, "start", where), _num(d, "end", where)
-        if end <= start:
-            raise ConfigError(f"end ({end}) must be after start ({start})", where=f"{where}.end")
-        counts = {}
-        for key in ("requests", "failures"):
-            v = d.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"must be an integer >= 0, got {v!r}", where=f"{where}.{key}")
-            counts[key] = v
-        if counts["failures"] > counts["requests"]:
-            raise ConfigError("failures exceed requests", where=f"{where}.failures")
-        return cls(start=start, end=end, **counts)
-
-
-def error_ratio_windows(
-    records: Iterable[LedgerRecord | Mapping[str, Any]], window_s: float = DEFAULT_WINDOW_S
-) -> list[ErrorWindow]:
-    """Cut ledger records into fixed windows aligned on the earliest ``ts``.
-
-    Returns one :class:`ErrorWindow` per non-empty window, in time order; a failure is outcome fail or info.
-    """
-    if not (window_s > 0):
-        raise ValueError(f"window_s must be > 0, got {window_s!r}")
-    points: list[tuple[float, bool]] = []
-    for r in records:
-        if isinstance(r, Mapping):
-            points.append((float(r["ts"]), r["outcome"] != "ok"))
-        else:
-            points.append((r.ts, r.failed))
-    if not points:
-        return []
-    t0 = min(ts for ts, _ in points)
-    acc: dict[int, list[int]] = {}
-    for ts, failed in points:
-        slot = acc.setdefault(int((ts - t0) // window_s), [0, 0])
-        slot[0] += 1
-        slot[1] += failed
-    return [
-        ErrorWindow(start=t0 + i * window_s, end=t0 + (i + 1) * window_s, requests=n, failures=f)
-        for i, (n, f) in sorted(acc.items())
-    ]
-
-
-@dataclass(frozen=True)
-class RecoveryEvidence:
-    """What the recovery check judges.
-
-    ``faults``: the fault timeline; ``health``: health observations; ``error_windows``: ledger error-ratio
-    windows (``None`` = not collected); ``observed_until``: end of observation (``None`` = the latest ``ts``
-    in the evidence); ``baseline_error_ratio``: pre-fault error ratio (``None`` = from the windows that end
-    before the first injection).
-    """
-
-    faults: tuple[FaultEvent, ...]
-    health: tuple[HealthObservation, ...]
-    error_windows: tuple[ErrorWindow, ...] | None = None
-    observed_until: float | None = None
-    baseline_error_ratio: float | None = None
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, where: str = "evidence.recovery") -> RecoveryEvidence:
-        """Build from ``{faults, health, error_windows?, observed_until?, baseline_error_ratio?}``."""
-        d = _obj(d, where)
-        unknown = set(d) - {"faults", "health", "error_windows", "observed_until", "baseline_error_ratio"}
-        if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
-        faults = tuple(
-            FaultEvent.from_dict(e, where=f"{where}.faults[{i}]")
-            for i, e in enumerate(_list(d.get("faults") or [], f"{where}.faults"))
-        )
-        health = tuple(
-            HealthObservation.from_dict(e, where=f"{where}.health[{i}]")
-            for i, e in enumerate(_list(d.get("health") or [], f"{where}.health"))
-        )
-        windows = None
-        if d.get("error_windows") is not None:
-            windows = tuple(
-                ErrorWindow.from_dict(e, where=f"{where}.error_windows[{i}]")
-                for i, e in enumerate(_list(d["error_windows"], f"{where}.error_windows"))
-            )
-        baseline = _num(d, "baseline_error_ratio", where, required=False, minimum=0)
-        if baseline is not None and baseline > 1:
-            raise ConfigError(f"must be <= 1, got {baseline}", where=f"{where}.baseline_error_ratio")
-        return cls(
-            faults=faults,
-            health=health,
-            error_windows=windows,
-            observed_until=_num(d, "observed_until", where, required=False),
-            baseline_error_ratio=baseline,
-        )
-
-
-def evidence_from_run(
-    faults: Iterable[Mapping[str, Any]],
-    health: Iterable[Mapping[str, Any]],
-    *,
-    records: Iterable[LedgerRecord | Mapping[str, Any]] | None = None,
-    window_s: float = DEFAULT_WINDOW_S,
-    observed_until: float | None = None,
-) -> RecoveryEvidence:
-    """Build :class:`RecoveryEvidence` from timeline dicts and, optionally, ledger records (error windows)."""
-    ev = RecoveryEvidence.from_dict(
-        {"faults": list(faults), "health": list(health), "observed_until": observed_until}
-    )
-    if records is None:
-        return ev
-    return RecoveryEvidence(
-        faults=ev.faults,
-        health=ev.health,
-        error_windows=tuple(error_ratio_windows(records, window_s)),
-        observed_until=ev.observed_until,
-    )
 
 
 # --------------------------------------------------------------------------------------------- thresholds
@@ -319,17 +54,17 @@ class RecoveryThresholds:
     ) -> RecoveryThresholds:
         """Validate ``{rto_s?, error_ratio_tolerance?, after_window_s?}`` (missing keys take the defaults;
         ``error_ratio_tolerance: null`` switches the error-ratio part off)."""
-        d = _obj(d or {}, where)
+        d = as_object(d or {}, where)
         unknown = set(d) - {"rto_s", "error_ratio_tolerance", "after_window_s"}
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
-        rto = _num(d, "rto_s", where, required=False, minimum=0)
+        rto = number_field(d, "rto_s", where, required=False, minimum=0)
         if rto is not None and rto <= 0:
             raise ConfigError(f"must be > 0, got {rto}", where=f"{where}.rto_s")
-        tol = _num(d, "error_ratio_tolerance", where, required=False, minimum=0)
+        tol = number_field(d, "error_ratio_tolerance", where, required=False, minimum=0)
         if tol is not None and tol > 1:
             raise ConfigError(f"must be <= 1, got {tol}", where=f"{where}.error_ratio_tolerance")
-        after = _num(d, "after_window_s", where, required=False, minimum=0)
+        after = number_field(d, "after_window_s", where, required=False, minimum=0)
         if after is not None and after <= 0:
             raise ConfigError(f"must be > 0, got {after}", where=f"{where}.after_window_s")
         return cls(
@@ -339,7 +74,7 @@ class RecoveryThresholds:
         )
 
 
-# --------------------------------------------------------------------------------------------- measure
+# --------------------------------------------------------------------------------------------- figures
 
 
 @dataclass(frozen=True)
@@ -395,7 +130,7 @@ def _all_healthy(state: Mapping[str | None, HealthObservation]) -> bool:
     return bool(live) and all(o.healthy for o in live)
 
 
-def measure_fault(fault: FaultTimeline, observations: Sequence[HealthObservation]) -> dict[str, Any]:
+def fault_recovery(fault: FaultTimeline, observations: Sequence[HealthObservation]) -> dict[str, Any]:
     """Detection and recovery of one injected fault from its target's health observations (sorted by ts).
 
     Returns ``{detected_ts, recovered_ts, source, observed_after}``: ``source`` is ``"health"`` or
@@ -441,7 +176,7 @@ def _ratio(windows: Iterable[ErrorWindow]) -> tuple[float | None, int]:
     return (f / n if n else None), n
 
 
-def measure(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> dict[str, Any]:
+def fault_figures(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> dict[str, Any]:
     """Per-fault figures: ``{faults: [ {fault_id, kind, target, injected_ts, ended_ts, aborted, detected_ts,
     time_to_detect_s, recovered_ts, time_to_healthy_s, source, observed_after, error_ratio_after,
     requests_after}], not_injected: [fault_id], observed_until, baseline_error_ratio, baseline_requests}``.
@@ -462,7 +197,7 @@ def measure(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> dict[
     out_faults = []
     for f in injected:
         svc = target_service(f.target, services)
-        m = measure_fault(f, [o for o in health if o.service == svc])
+        m = fault_recovery(f, [o for o in health if o.service == svc])
         assert f.injected_ts is not None
         row: dict[str, Any] = {
             "fault_id": f.fault_id,
@@ -501,7 +236,7 @@ def measure(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> dict[
     }
 
 
-# --------------------------------------------------------------------------------------------- detect / judge
+# --------------------------------------------------------------------------------------------- detect
 
 
 def _ex(row: Mapping[str, Any], kind: str, **more: Any) -> dict[str, Any]:
@@ -515,17 +250,15 @@ def _ex(row: Mapping[str, Any], kind: str, **more: Any) -> dict[str, Any]:
     }
 
 
-def detect(
-    measurement: Mapping[str, Any], evidence: RecoveryEvidence, thresholds: RecoveryThresholds
-) -> list:
+def detect(figures: Mapping[str, Any], evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> list:
     """Anomalies as dicts ``{kind, fault_id?, fault_kind?, target?, injected_ts?, ...figures, reason?}`` with
     ``kind`` in :data:`FAILING_KINDS`, :data:`UNDECIDED_KINDS` or :data:`INFO_KINDS` (reported only)."""
     out: list[dict[str, Any]] = []
-    rows = measurement["faults"]
+    rows = figures["faults"]
     if not rows:
         return [{"kind": "no_data", "reason": "nothing was injected"}]
     judge_errors = thresholds.error_ratio_tolerance is not None
-    baseline = measurement["baseline_error_ratio"]
+    baseline = figures["baseline_error_ratio"]
     if judge_errors and evidence.error_windows is None:
         out.append({"kind": "no_data", "reason": "no error-ratio windows in the evidence"})
     elif judge_errors and baseline is None:
@@ -545,8 +278,8 @@ def detect(
                     _ex(
                         row,
                         "never_recovered",
-                        observed_until=measurement["observed_until"],
-                        unhealthy_for_at_least_s=measurement["observed_until"] - row["injected_ts"],
+                        observed_until=figures["observed_until"],
+                        unhealthy_for_at_least_s=figures["observed_until"] - row["injected_ts"],
                         rto_s=thresholds.rto_s,
                     )
                 )
@@ -586,16 +319,6 @@ def detect(
     return out
 
 
-def judge(anomalies: Iterable[Mapping[str, Any]]) -> Validity:
-    """False if any anomaly is in :data:`FAILING_KINDS`, else "unknown" if any is undecided, else True."""
-    kinds = {a["kind"] for a in anomalies}
-    if kinds & FAILING_KINDS:
-        return False
-    if kinds & UNDECIDED_KINDS:
-        return UNKNOWN
-    return True
-
-
 def check(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> CheckResult:
     """Judge every injected fault's recovery.
 
@@ -604,7 +327,7 @@ def check(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> CheckRe
     max_time_to_healthy_s, anomalies}``, capped anomaly ``examples`` (see :func:`detect`) and
     ``details = {rto_s, baseline_error_ratio, faults: [per-fault figures]}``.
     """
-    m = measure(evidence, thresholds)
+    m = fault_figures(evidence, thresholds)
     anomalies = detect(m, evidence, thresholds)
     rows = m["faults"]
     by_kind: dict[str, int] = {}
@@ -631,7 +354,7 @@ def check(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> CheckRe
     ):
         ex.add(a)
     counts["anomalies"] = ex.total
-    valid = judge(anomalies)
+    valid = judge(anomalies, failing=FAILING_KINDS, undecided=UNDECIDED_KINDS)
     error = None
     if valid == UNKNOWN:
         reasons = sorted({a["reason"] for a in anomalies if a["kind"] in UNDECIDED_KINDS})

@@ -1,0 +1,163 @@
+"""The cleanup branch: every error of a run ends here, after the load and the faults are stopped.
+
+Entered with ``$.error = {Error, Cause}`` (a Catch, or a :meth:`CleanupBranch.fail` for errors a Choice
+detects): stop the load task if it was started, stop every experiment started so far (each stop ignores
+"already stopped"), record an ERROR verdict, notify, and fail with ``GateRunFailed`` and a cause that names
+the original error. Recording and notifying are best effort: their own errors do not hide the original.
+As locally, cleanup runs on every exit path; a StopExecution or a timeout skips the state machine's
+Catches, which is why :mod:`infra.abort_cleanup` exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+
+from infra.fault_experiments import ExperimentSpec
+from infra.state_machine.steps import Steps, run_fields
+
+CatchingState = sfn.CustomState | sfn.TaskStateBase | sfn.Parallel
+
+
+class CleanupBranch:
+    """Builds the branch; ``entry`` is its first state (``Cleanup``). Phases route errors here with
+    :meth:`catch` (a state's every error) and :meth:`fail` (an error a Choice detects)."""
+
+    def __init__(
+        self,
+        *,
+        steps: Steps,
+        gate: str,
+        topic: sns.ITopic,
+        verdict_function: lambda_.IFunction,
+        check_names: Sequence[str],
+        unknown_is_failure: bool,
+        load_cluster_arn: str,
+        experiments: Sequence[ExperimentSpec],
+    ) -> None:
+        self._steps = steps
+        self.entry = steps.pass_(
+            "Cleanup", comment="Every error path: stop the load and the faults, then fail"
+        )
+        record = self._record_and_report(
+            steps,
+            gate=gate,
+            topic=topic,
+            verdict_function=verdict_function,
+            check_names=check_names,
+            unknown_is_failure=unknown_is_failure,
+        )
+        stop_experiments = self._stop_experiments(steps, experiments, then=record)
+        self.entry.next(self._stop_load(steps, gate, load_cluster_arn, then=stop_experiments))
+
+    def catch(self, state: CatchingState) -> None:
+        """Route every error of ``state`` into the branch, as ``$.error``."""
+        state.add_catch(self.entry, errors=["States.ALL"], result_path="$.error")
+
+    def fail(self, name: str, error: str, cause: str) -> sfn.Pass:
+        """A Pass that sets ``$.error`` = ``{Error: error, Cause: cause}`` and enters the branch."""
+        p = self._steps.pass_(
+            name, result=sfn.Result.from_object({"Error": error, "Cause": cause}), result_path="$.error"
+        )
+        p.next(self.entry)
+        return p
+
+    @staticmethod
+    def _record_and_report(
+        steps: Steps,
+        *,
+        gate: str,
+        topic: sns.ITopic,
+        verdict_function: lambda_.IFunction,
+        check_names: Sequence[str],
+        unknown_is_failure: bool,
+    ) -> sfn.IChainable:
+        """Record error verdict → Notify error → Describe failure → Gate run failed; returns the first."""
+        # One error name for every failed run; the cause names the original error (a Fail's ErrorPath may
+        # not resolve to a States.* name).
+        run_failed = steps.fail("Gate run failed", error="GateRunFailed", cause_path="$.failure.cause")
+        describe_failure = steps.pass_(
+            "Describe failure",
+            parameters={"cause.$": "States.Format('{}: {}', $.error.Error, $.error.Cause)"},
+            result_path="$.failure",
+        )
+        describe_failure.next(run_failed)
+        notify_error = tasks.SnsPublish(
+            steps.scope,
+            "Notify error",
+            topic=topic,
+            subject=f"ResilienceGate {gate}: the gate could not run"[:100],
+            message=sfn.TaskInput.from_object(
+                {"gate": gate, "run_id.$": "$.run.run_id", "result": "ERROR", "error.$": "$.error"}
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        notify_error.add_catch(describe_failure, errors=["States.ALL"], result_path="$.notify_error")
+        notify_error.next(describe_failure)
+        record_error = tasks.LambdaInvoke(
+            steps.scope,
+            "Record error verdict",
+            lambda_function=verdict_function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    **run_fields(),
+                    "results": [],
+                    "checks": list(check_names),
+                    "unknown_is_failure": unknown_is_failure,
+                    "guardrail_tripped.$": "$.guardrail_tripped",
+                    "error.$": "$.error",
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+            retry_on_service_exceptions=False,
+        )
+        record_error.add_catch(notify_error, errors=["States.ALL"], result_path="$.record_error")
+        record_error.next(notify_error)
+        return record_error
+
+    @staticmethod
+    def _stop_experiments(
+        steps: Steps, experiments: Sequence[ExperimentSpec], *, then: sfn.IChainable
+    ) -> sfn.IChainable:
+        """Per experiment, in order: started? → stop it (a refusal is fine); returns the first state."""
+        next_stop = then
+        for spec in reversed(list(experiments)):
+            stop = steps.sdk(
+                f"Stop experiment {spec.name}",
+                "fis",
+                "stopExperiment",
+                {"Id.$": f"$.experiments.{spec.key}.id"},
+                ResultPath="$.last_call",
+            )
+            # Stopping an experiment that already ended is refused: that is fine here.
+            stop.add_catch(next_stop, errors=["States.ALL"], result_path=f"$.cleanup_errors.{spec.key}")
+            stop.next(next_stop)
+            started = steps.choice(f"Experiment {spec.name} started?")
+            started.when(sfn.Condition.is_present(f"$.experiments.{spec.key}.id"), stop)
+            started.otherwise(next_stop)
+            next_stop = started
+        return next_stop
+
+    @staticmethod
+    def _stop_load(steps: Steps, gate: str, load_cluster_arn: str, *, then: sfn.IChainable) -> sfn.Choice:
+        """Load task started? → Stop load task (an error is recorded, not raised) → ``then``."""
+        stop_load = steps.sdk(
+            "Stop load task",
+            "ecs",
+            "stopTask",
+            {
+                "Cluster": load_cluster_arn,
+                "Task.$": "$.load.task.TaskArn",
+                "Reason": f"ResilienceGate {gate}: run failed, cleaning up",
+            },
+            ResultPath="$.last_call",
+        )
+        stop_load.add_catch(then, errors=["States.ALL"], result_path="$.cleanup_errors.load")
+        stop_load.next(then)
+        load_started = steps.choice("Load task started?")
+        load_started.when(sfn.Condition.is_present("$.load.task.TaskArn"), stop_load).otherwise(then)
+        return load_started

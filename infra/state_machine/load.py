@@ -1,0 +1,173 @@
+"""Phase 3, the load (Locust on Fargate), in two parts around the faults.
+
+:func:`build_load_start`: ``ecs:runTask`` without ``.sync`` (it returns once the task is created; the
+task carries ``startedBy`` and the run-id tag the abort cleanup finds it by), then poll until it is
+RUNNING (bounded: ``MAX_POLLS_TASK_START``) → the baseline wait. Its exit is the baseline.
+
+:func:`build_load_end`: wait for what is left of the load → poll until the task is STOPPED (bounded by
+the load's expected duration) → its container exited with 0 → the quiesce wait (phase 5). A task that
+stops early, never starts, is lost, or exits with an error enters the cleanup branch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from aws_cdk import Aws
+from aws_cdk import aws_stepfunctions as sfn
+
+from infra import constants as c
+from infra.state_machine.cleanup import CleanupBranch
+from infra.state_machine.steps import Phase, Steps
+
+# The load task's status as :func:`_describe_load` leaves it.
+STATUS_PATH = "$.load_status.task.LastStatus"
+
+
+def build_load_start(
+    *,
+    steps: Steps,
+    cleanup: CleanupBranch,
+    cluster_arn: str,
+    task_definition_arn: str,
+    container_name: str,
+    subnet_ids: Sequence[str],
+    security_group_id: str,
+) -> Phase:
+    """Returns the phase: entry ``Start load task``, exit ``Baseline``."""
+    # The optimized ecs:runTask integration without .sync: it returns once the task is created.
+    start_load = steps.task(
+        "Start load task",
+        f"arn:{Aws.PARTITION}:states:::ecs:runTask",
+        {
+            "Cluster": cluster_arn,
+            "TaskDefinition": task_definition_arn,
+            "LaunchType": "FARGATE",
+            "Count": 1,
+            "StartedBy": c.LOADGEN_STARTED_BY,
+            "Tags": [{"Key": c.EXPERIMENT_TAG_RUN_ID, "Value.$": "$.run.run_id"}],
+            "NetworkConfiguration": {
+                "AwsvpcConfiguration": {
+                    "Subnets": list(subnet_ids),
+                    "SecurityGroups": [security_group_id],
+                    "AssignPublicIp": "DISABLED",
+                }
+            },
+            "Overrides": {
+                "ContainerOverrides": [
+                    {
+                        "Name": container_name,
+                        "Environment": [
+                            {"Name": "RESGATE_EVIDENCE_S3_URI", "Value.$": "$.locations.evidence_uri"}
+                        ],
+                    }
+                ]
+            },
+        },
+        ResultSelector={"tasks.$": "$.Tasks"},
+        ResultPath="$.load_start",
+    )
+    cleanup.catch(start_load)
+    # moto's JSONPath returns a list for a path that indexes in the middle ($.a[0].b); AWS a scalar.
+    # Paths here end at the index ($.a[0]) or have none, which both evaluate alike.
+    remember_load = steps.pass_(
+        "Remember load task", parameters={"task.$": "$.load_start.tasks[0]"}, result_path="$.load"
+    )
+    load_created = steps.choice("Load task created?")
+    start_load.next(load_created)
+    load_created.when(sfn.Condition.is_present("$.load_start.tasks[0]"), remember_load).otherwise(
+        cleanup.fail(
+            "Load task not created", "LoadTaskNotCreated", "ecs:RunTask returned no task (see Failures)"
+        )
+    )
+
+    reset_start = steps.reset_polls("Reset load start polls")
+    wait_running = steps.wait("Wait for load task", "$.waits.poll_s")
+    describe_start, picked_start = _describe_load(steps, cleanup, "Describe load task", cluster_arn)
+    running = steps.choice("Load running?")
+    count_start = steps.count_polls("Count load start polls")
+    baseline = steps.wait("Baseline", "$.waits.baseline_s")
+    remember_load.next(reset_start).next(wait_running).next(describe_start)
+    picked_start.next(running)
+    running.when(sfn.Condition.string_equals(STATUS_PATH, "RUNNING"), baseline)
+    running.when(
+        sfn.Condition.string_equals(STATUS_PATH, "STOPPED"),
+        cleanup.fail("Load task stopped early", "LoadTaskStopped", "the load task stopped before the faults"),
+    )
+    running.when(
+        sfn.Condition.number_greater_than_equals("$.loop.n", c.MAX_POLLS_TASK_START),
+        cleanup.fail(
+            "Load task start timed out", "LoadTaskStartTimeout", "the load task did not reach RUNNING"
+        ),
+    )
+    running.otherwise(count_start)
+    count_start.next(wait_running)
+    return Phase(entry=start_load, exits=(baseline,))
+
+
+def build_load_end(*, steps: Steps, cleanup: CleanupBranch, cluster_arn: str, duration_s: int) -> Phase:
+    """Returns the phase: entry ``Wait for load end`` (the faults continue there, also after a tripped
+    guardrail), exit ``Quiesce``. ``duration_s`` (load + stop timeout) bounds the polls."""
+    max_polls = c.MAX_POLLS_LOAD_END + math.ceil(duration_s / c.DEFAULT_POLL_S)
+    load_end_wait = steps.wait("Wait for load end", "$.waits.load_rest_s")
+    reset_end = steps.reset_polls("Reset load end polls")
+    describe_end, picked_end = _describe_load(steps, cleanup, "Describe finished load task", cluster_arn)
+    stopped = steps.choice("Load finished?")
+    has_container = steps.choice("Load container reported?")
+    count_end = steps.count_polls("Count load end polls")
+    wait_end = steps.wait("Wait for load to finish", "$.waits.poll_s")
+    exit_ok = steps.choice("Load exit code 0?")
+    quiesce = steps.wait("Quiesce", "$.waits.quiesce_s")
+    load_end_wait.next(reset_end).next(describe_end)
+    picked_end.next(stopped)
+    stopped.when(sfn.Condition.string_equals(STATUS_PATH, "STOPPED"), has_container)
+    stopped.when(
+        sfn.Condition.number_greater_than_equals("$.loop.n", max_polls),
+        cleanup.fail("Load did not stop", "LoadTaskStopTimeout", "the load task ran past its expected end"),
+    )
+    stopped.otherwise(count_end)
+    count_end.next(wait_end).next(describe_end)
+    load_failed = cleanup.fail(
+        "Load failed", "LoadFailed", "the load task exited with an error (see its log)"
+    )
+    pick_container = steps.pass_(
+        "Pick load container",
+        parameters={"container.$": "$.load_status.task.Containers[0]"},
+        result_path="$.load_exit",
+    )
+    has_container.when(
+        sfn.Condition.is_present("$.load_status.task.Containers[0]"), pick_container
+    ).otherwise(load_failed)
+    exit_code = "$.load_exit.container.ExitCode"
+    pick_container.next(exit_ok)
+    exit_ok.when(
+        sfn.Condition.and_(sfn.Condition.is_present(exit_code), sfn.Condition.number_equals(exit_code, 0)),
+        quiesce,
+    ).otherwise(load_failed)
+    return Phase(entry=load_end_wait, exits=(quiesce,))
+
+
+def _describe_load(
+    steps: Steps, cleanup: CleanupBranch, name: str, cluster_arn: str
+) -> tuple[sfn.CustomState, sfn.Pass]:
+    """DescribeTasks of the load task → ``$.load_status.task`` (a missing task enters cleanup); returns
+    ``(the DescribeTasks state, the Pass that picked the task)``."""
+    d = steps.sdk(
+        name,
+        "ecs",
+        "describeTasks",
+        {"Cluster": cluster_arn, "Tasks.$": "States.Array($.load.task.TaskArn)"},
+        ResultSelector={"tasks.$": "$.Tasks"},
+        ResultPath="$.load_status",
+    )
+    cleanup.catch(d)
+    found = steps.choice(f"{name}: found?")
+    pick = steps.pass_(
+        f"{name}: pick", parameters={"task.$": "$.load_status.tasks[0]"}, result_path="$.load_status"
+    )
+    found.when(sfn.Condition.is_present("$.load_status.tasks[0]"), pick).otherwise(
+        cleanup.fail(f"{name}: lost", "LoadTaskLost", "ecs:DescribeTasks does not know the load task")
+    )
+    d.next(found)
+    return d, pick

@@ -1,0 +1,80 @@
+"""Phase 7, verdict: the verdict Lambda merges the results (false > unknown > true), writes
+``verdict.json`` and the report under the run's prefix, and the run ends on its ``passed``.
+
+Passed → ``Gate passed`` (Succeed with the verdict as output, so a pipeline stage goes on). Failed → an
+SNS notice (best effort) → ``Gate failed`` (error ``GateFailed``, cause the verdict's reason). An error of
+the verdict Lambda itself enters the cleanup branch. The load and the faults have ended by now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+
+from infra.state_machine.cleanup import CleanupBranch
+from infra.state_machine.steps import Phase, Steps, run_fields
+
+
+def build_verdict(
+    *,
+    steps: Steps,
+    cleanup: CleanupBranch,
+    gate: str,
+    verdict_function: lambda_.IFunction,
+    check_names: Sequence[str],
+    unknown_is_failure: bool,
+    topic: sns.ITopic,
+) -> Phase:
+    """Returns the phase: entry ``Verdict``, no exits (it ends the run either way)."""
+    verdict = tasks.LambdaInvoke(
+        steps.scope,
+        "Verdict",
+        lambda_function=verdict_function,
+        payload=sfn.TaskInput.from_object(
+            {
+                **run_fields(),
+                "results.$": "$.results",
+                "checks": list(check_names),
+                "unknown_is_failure": unknown_is_failure,
+                "guardrail_tripped.$": "$.guardrail_tripped",
+            }
+        ),
+        result_selector={
+            "passed.$": "$.Payload.passed",
+            "result.$": "$.Payload.result",
+            "reason.$": "$.Payload.reason",
+            "failed_checks.$": "$.Payload.failed_checks",
+            "unknown_checks.$": "$.Payload.unknown_checks",
+            "evidence_uri.$": "$.Payload.evidence_uri",
+        },
+        result_path="$.verdict",
+    )
+    cleanup.catch(verdict)
+    passed = steps.choice("Passed?")
+    gate_failed = steps.fail("Gate failed", error="GateFailed", cause_path="$.verdict.reason")
+    notify_failed = tasks.SnsPublish(
+        steps.scope,
+        "Notify failed",
+        topic=topic,
+        subject=f"ResilienceGate {gate}: FAILED"[:100],
+        message=sfn.TaskInput.from_object(
+            {
+                "gate": gate,
+                "run_id.$": "$.run.run_id",
+                "verdict.$": "$.verdict",
+                "guardrail_tripped.$": "$.guardrail_tripped",
+            }
+        ),
+        result_path=sfn.JsonPath.DISCARD,
+    )
+    notify_failed.add_catch(gate_failed, errors=["States.ALL"], result_path="$.notify_error")
+    verdict.next(passed)
+    passed.when(
+        sfn.Condition.boolean_equals("$.verdict.passed", True),
+        sfn.Succeed(steps.scope, "Gate passed", output_path="$.verdict"),
+    ).otherwise(notify_failed.next(gate_failed))
+    return Phase(entry=verdict)

@@ -1,0 +1,48 @@
+"""The timeline step's work: read the run's FIS experiments and the target services' ECS tasks, write
+``faults.jsonl`` and ``health.jsonl`` to the run's store in the local runner's formats."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambdas.common.event import RunEvent
+from lambdas.timeline.faults import fault_rows
+from lambdas.timeline.health import service_health
+from lambdas.timeline.inputs import TimelineInputs
+from resgate.evidence.store import write_jsonl
+
+
+def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str, Any]:
+    """Write the two timelines; return ``{faults_uri, health_uri, fault_events, health_events,
+    observed_until, active_faults, not_started}``."""
+    inputs = TimelineInputs.from_event(run)
+    store = run.store()
+    faults, active = fault_rows(fis, inputs.faults, now=time.time())
+    if active:
+        tools.logger.warning("experiments have not ended yet", extra={"faults": active})
+    health, failures = service_health(
+        ecs, inputs.cluster, inputs.services, start=inputs.started_at, end=inputs.ended_at
+    )
+    if failures:
+        tools.logger.warning("ECS could not describe some listed tasks", extra={"failures": failures[:10]})
+    uris = {
+        "faults_uri": write_jsonl(store, "faults", faults),
+        "health_uri": write_jsonl(store, "health", health),
+    }
+    tools.metrics.add_dimension(name="gate", value=run.gate)
+    tools.metrics.add_metric(name="TimelineFaultEvents", unit=MetricUnit.Count, value=len(faults))
+    tools.metrics.add_metric(name="TimelineHealthEvents", unit=MetricUnit.Count, value=len(health))
+    tools.tracer.put_annotation(key="run_id", value=run.run_id)
+    out = {
+        **uris,
+        "fault_events": len(faults),
+        "health_events": len(health),
+        "observed_until": inputs.ended_at,
+        "active_faults": active,
+        "not_started": list(inputs.not_started),
+    }
+    tools.logger.info("timeline written", extra=out)
+    return out

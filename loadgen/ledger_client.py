@@ -1,0 +1,273 @@
+"""One Locust user's HTTP requests: retries with the same key and body, every attempt in the ledger.
+
+:class:`LedgerClient` wraps a ``FastHttpUser``'s client. A request that times out, loses its connection
+or gets 429/502/503/504 is retried (at most ``max_attempts`` attempts, pausing for ``Retry-After`` or an
+exponential backoff, capped) with the **same** ``Idempotency-Key`` and the **same** body bytes: that is
+what exercises the target's idempotency. Every attempt is one Locust request (``catch_response``: a 2xx
+is a success, anything else a failure) and one line of the client ledger (fields: ``ts`` attempt start,
+``op``, ``client_id``, ``idempotency_key``, ``order_id``, ``status``, ``outcome``, ``latency_ms`` as
+Locust measured it, ``attempt``, ``symbol``, ``side``, ``qty``, ``price`` (a number), ``retry_after``,
+``error``, and ``rfq_id`` for RFQs). Once the load is stopping no request or retry starts; an attempt cut
+off by the stop is recorded too, as ``conn_error``/``info``, so the ledger and Locust's counts always
+agree.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+from gevent import GreenletExit
+from locust import FastHttpUser
+from locust.exception import StopUser
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
+from locust.user.task import LOCUST_STATE_STOPPING
+
+from loadgen.ledger import LedgerWriter, is_retryable, outcome_for, parse_retry_after, transport_status
+from loadgen.load_config import LoadConfig
+
+ERROR_SNIPPET = 200
+
+
+@dataclass
+class Attempt:
+    """What one request attempt came to (also what was written to the ledger)."""
+
+    status: int | str
+    outcome: str
+    data: Any = None
+    retry_after: float | None = None
+
+
+def _header(resp: Any, name: str) -> str | None:
+    headers = getattr(resp, "headers", None)
+    if not headers:
+        return None
+    value = headers.get(name)
+    if isinstance(value, list):
+        return value[-1] if value else None
+    return value
+
+
+def _snippet(content: bytes | None) -> str:
+    if not content:
+        return ""
+    return content[:ERROR_SNIPPET].decode("utf-8", errors="replace")
+
+
+def classify(resp: Any) -> tuple[Attempt, str | None]:
+    """The attempt's status, outcome, decoded body and Retry-After, and an error text for failures."""
+    code = int(resp.status_code or 0)
+    exc = resp.request_meta.get("exception")
+    if code == 0:
+        status: int | str = transport_status(getattr(resp, "error", None) or exc)
+        err = getattr(resp, "error", None) or exc
+        return Attempt(status, outcome_for(status)), f"{type(err).__name__}: {err}"[:ERROR_SNIPPET]
+    if exc is not None and getattr(exc, "response", None) is None and 200 <= code < 300:
+        # headers said 2xx but the body never arrived whole: whether it was applied is unknown
+        return Attempt("conn_reset", "info"), f"HTTP {code} with a broken body: {exc}"[:ERROR_SNIPPET]
+    content = resp.content
+    retry_after = parse_retry_after(_header(resp, "Retry-After"), now=time.time())
+    outcome = outcome_for(code)
+    data: Any = None
+    error: str | None = None
+    if outcome == "ok":
+        try:
+            data = json.loads(content) if content else None
+        except ValueError:
+            error = f"unparseable body: {_snippet(content)}"
+    else:
+        error = f"HTTP {code}: {_snippet(content)}"
+    return Attempt(code, outcome, data, retry_after), error
+
+
+class LedgerClient:
+    """One user's requests, with retries; every attempt is reported to Locust and written to the ledger."""
+
+    def __init__(
+        self, user: FastHttpUser, *, client_id: str, config: LoadConfig, ledger: LedgerWriter
+    ) -> None:
+        self.user = user
+        self.client_id = client_id
+        self.config = config
+        self.ledger = ledger
+        self.conn_opened = time.monotonic()
+
+    def stopping(self) -> bool:
+        """True once this user or the whole load is stopping."""
+        runner = self.user.environment.runner
+        return self.user._state == LOCUST_STATE_STOPPING or (
+            runner is not None and runner.state in (STATE_STOPPING, STATE_CLEANUP, STATE_STOPPED)
+        )
+
+    def pause(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` in short steps; False (at once) when the load is stopping."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.stopping():
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            gevent.sleep(min(0.1, left))
+
+    def call(
+        self,
+        op: str,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        key: str | None = None,
+        order_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Attempt:
+        """Make a client request with retries; every attempt is recorded. Returns the last attempt.
+
+        Once the load is stopping no new request is started (``StopUser`` ends this user); an attempt
+        already in flight is finished and recorded, and no retry follows it.
+        """
+        if self.stopping():
+            raise StopUser()
+        # serialised once: every attempt sends the very same bytes under the same key
+        payload = json.dumps(body, separators=(",", ":")) if body is not None else None
+        headers = {"Accept": "application/json"}
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        fields: dict[str, Any] = dict(extra or {})
+        if body is not None:
+            for f in ("symbol", "side", "qty"):
+                if f in body:
+                    fields[f] = body[f]
+            if "price" in body:
+                fields["price"] = float(body["price"])
+        attempt = 0
+        while True:
+            attempt += 1
+            result = self._attempt(op, method, path, payload, headers, key, order_id, attempt, fields)
+            if result.outcome == "ok" and isinstance(result.data, dict) and result.data.get("order_id"):
+                order_id = str(result.data["order_id"])
+            if not is_retryable(result.status) or attempt >= self.config.max_attempts:
+                return result
+            if result.retry_after is not None:
+                delay = min(result.retry_after, self.config.retry_after_cap_s)
+            else:
+                delay = random.uniform(
+                    0, min(self.config.backoff_base_s * 2 ** (attempt - 1), self.config.retry_after_cap_s)
+                )
+            if not self.pause(delay):
+                return result
+
+    def _recycle_connection(self) -> None:
+        """Close this trader's connection once it is ``conn_max_age_s`` old; the next request opens a new
+        one (between requests, so no request is ever cut off by it)."""
+        if self.config.conn_max_age_s <= 0:
+            return
+        now = time.monotonic()
+        if now - self.conn_opened >= self.config.conn_max_age_s:
+            self.user.client.client.close()
+            self.conn_opened = now
+
+    def _attempt(
+        self,
+        op: str,
+        method: str,
+        path: str,
+        payload: str | None,
+        headers: dict[str, str],
+        key: str | None,
+        order_id: str | None,
+        attempt: int,
+        fields: dict[str, Any],
+    ) -> Attempt:
+        """One request: report it to Locust (success iff 2xx) and write its ledger line."""
+        self._recycle_connection()
+        start = time.time()
+        t0 = time.perf_counter()
+        resp = None
+        try:
+            with self.user.client.request(
+                method, path, data=payload, headers=headers, name=op, catch_response=True
+            ) as resp:
+                try:
+                    result, error = classify(resp)
+                except Exception as e:  # never lose the record of an attempt that was made
+                    result, error = (
+                        Attempt("conn_error", "info"),
+                        f"unclassified response: {e!r}"[:ERROR_SNIPPET],
+                    )
+                if result.outcome == "ok":
+                    resp.success()
+                else:
+                    resp.failure(f"{result.status}: {error}" if error else str(result.status))
+                latency_ms = float(resp.request_meta.get("response_time") or 0.0)
+                start = float(resp.request_meta.get("start_time") or start)
+        except (GreenletExit, Exception) as e:
+            if resp is not None:  # already reported by the with-block; nothing was lost
+                raise
+            # The attempt never came back: the load stopped (GreenletExit) or the client broke. The request
+            # may have reached the server, so it is recorded as indeterminate, in the ledger and in Locust.
+            latency_ms = (time.perf_counter() - t0) * 1000
+            killed = isinstance(e, GreenletExit)
+            error = (
+                "load stopped mid-request"
+                if killed
+                else f"client error: {type(e).__name__}: {e}"[:ERROR_SNIPPET]
+            )
+            result = Attempt("conn_error", "info")
+            self.user.environment.events.request.fire(
+                request_type=method,
+                name=op,
+                response_time=latency_ms,
+                response_length=0,
+                response=None,
+                context={},
+                exception=RuntimeError(error),
+                start_time=start,
+                url=path,
+            )
+            self._record(op, start, key, order_id, result, latency_ms, attempt, fields, error)
+            if killed:
+                raise
+            return result
+        data = result.data
+        if isinstance(data, dict) and data.get("order_id") and op == "submit_order":
+            order_id = str(data["order_id"])
+        if op == "rfq" and isinstance(data, dict) and data.get("rfq_id"):
+            fields = {**fields, "rfq_id": str(data["rfq_id"])}
+        self._record(op, start, key, order_id, result, latency_ms, attempt, fields, error)
+        return result
+
+    def _record(
+        self,
+        op: str,
+        ts: float,
+        key: str | None,
+        order_id: str | None,
+        result: Attempt,
+        latency_ms: float,
+        attempt: int,
+        fields: dict[str, Any],
+        error: str | None,
+    ) -> None:
+        rec: dict[str, Any] = {
+            "ts": round(ts, 6),
+            "op": op,
+            "client_id": self.client_id,
+            "idempotency_key": key,
+            "order_id": order_id,
+            "status": result.status,
+            "outcome": result.outcome,
+            "latency_ms": round(latency_ms, 3),
+            "attempt": attempt,
+            "retry_after": result.retry_after,
+            "error": error,
+        }
+        rec.update(fields)
+        self.ledger.write(rec)

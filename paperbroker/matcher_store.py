@@ -1,0 +1,225 @@
+"""The matcher's state in Postgres: the book snapshot, sequence numbers, consumed offsets and its outbox.
+
+The tables (``matcher_meta`` arrival counter, ``matcher_symbols`` next ``seq`` per symbol,
+``matcher_resting`` one row per resting order, ``matcher_seen_orders``, ``matcher_offsets`` next offset
+of each consumed orders partition, ``matcher_outbox`` events to publish, ``matcher_published`` next
+offset reached on each executions partition) and every statement on them. :func:`save_batch` writes one
+batch's changes and outputs in the caller's transaction, so the book, the offsets and the outputs move
+together; :func:`load_engine` rebuilds the :class:`~paperbroker.matching.MatchingEngine` from the
+snapshot; :func:`mark_sent` deletes published outbox rows together with the offsets they reached.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import psycopg
+
+from paperbroker.book import RestingOrder
+from paperbroker.events import encode
+from paperbroker.matching import BatchOutcome, MatchingEngine
+
+#: Advisory lock keys: schema creation (transaction-level) and the single active matcher (session-level).
+SCHEMA_LOCK_KEY = 0x5042_4D53  # "PBMS"
+ACTIVE_LOCK_KEY = 0x5042_4D41  # "PBMA"
+
+MATCHER_DDL = """
+CREATE TABLE IF NOT EXISTS matcher_meta (
+    id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+    next_arrival bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS matcher_symbols (
+    symbol text PRIMARY KEY,
+    next_seq bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS matcher_resting (
+    arrival bigint PRIMARY KEY,
+    order_id text NOT NULL,
+    client_id text NOT NULL,
+    symbol text NOT NULL,
+    side text NOT NULL,
+    price text NOT NULL,
+    qty bigint NOT NULL,
+    remaining bigint NOT NULL
+);
+CREATE TABLE IF NOT EXISTS matcher_offsets (
+    topic text NOT NULL,
+    partition int NOT NULL,
+    next_offset bigint NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS matcher_seen_orders (
+    order_id text PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS matcher_outbox (
+    id bigserial PRIMARY KEY,
+    event_id text NOT NULL,
+    key text NOT NULL,
+    payload bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS matcher_published (
+    topic text NOT NULL,
+    partition int NOT NULL,
+    next_offset bigint NOT NULL,
+    PRIMARY KEY (topic, partition)
+);
+"""
+
+
+def ensure_schema(conn: psycopg.Connection) -> None:
+    """Create the matcher's tables if missing (idempotent, safe to run concurrently); commits."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        conn.execute(MATCHER_DDL)
+    if not conn.autocommit:
+        conn.commit()
+
+
+async def ensure_schema_async(conn: psycopg.AsyncConnection) -> None:
+    """Async :func:`ensure_schema`."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        await conn.execute(MATCHER_DDL)
+    if not conn.autocommit:
+        await conn.commit()
+
+
+async def load_engine(conn: psycopg.AsyncConnection, *, dedupe_orders: bool) -> MatchingEngine:
+    """Rebuild a :class:`MatchingEngine` from the snapshot tables."""
+    engine = MatchingEngine(dedupe_orders=dedupe_orders)
+    cur = await conn.execute("SELECT next_arrival FROM matcher_meta WHERE id = 1")
+    row = await cur.fetchone()
+    engine.next_arrival = int(row[0]) if row else 1
+    cur = await conn.execute("SELECT symbol, next_seq FROM matcher_symbols")
+    engine.next_seq = {s: int(n) for s, n in await cur.fetchall()}
+    cur = await conn.execute(
+        "SELECT arrival, order_id, client_id, symbol, side, price, qty, remaining FROM matcher_resting"
+        " ORDER BY arrival"
+    )
+    async for arrival, oid, cid, sym, side, price, qty, rem in cur:
+        engine.book(sym).restore(RestingOrder(oid, cid, sym, side, Decimal(price), qty, rem, arrival))
+    return engine
+
+
+async def save_batch(
+    conn: psycopg.AsyncConnection,
+    engine: MatchingEngine,
+    out: BatchOutcome,
+    offsets: dict[tuple[str, int], int],
+) -> list[tuple[int, str, str, bytes]]:
+    """Write one batch's state and outbox (caller holds the transaction); returns the outbox rows."""
+    cur = conn.cursor()
+    if out.new_order_ids:
+        await cur.execute(
+            "INSERT INTO matcher_seen_orders (order_id) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+            (out.new_order_ids,),
+        )
+    live = [o for o in out.changed.values() if o.live and o.remaining > 0]
+    gone = [a for a, o in out.changed.items() if not (o.live and o.remaining > 0)]
+    if live:
+        await cur.execute(
+            "INSERT INTO matcher_resting (arrival, order_id, client_id, symbol, side, price, qty, remaining)"
+            " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::bigint[], %s::bigint[])"
+            " ON CONFLICT (arrival) DO UPDATE SET remaining = EXCLUDED.remaining",
+            (
+                [o.arrival for o in live],
+                [o.order_id for o in live],
+                [o.client_id for o in live],
+                [o.symbol for o in live],
+                [o.side for o in live],
+                [str(o.price) for o in live],
+                [o.qty for o in live],
+                [o.remaining for o in live],
+            ),
+        )
+    if gone:
+        await cur.execute("DELETE FROM matcher_resting WHERE arrival = ANY(%s::bigint[])", (gone,))
+    if out.seq_symbols:
+        syms = sorted(out.seq_symbols)
+        await cur.execute(
+            "INSERT INTO matcher_symbols (symbol, next_seq) SELECT * FROM unnest(%s::text[], %s::bigint[])"
+            " ON CONFLICT (symbol) DO UPDATE SET next_seq = EXCLUDED.next_seq",
+            (syms, [engine.next_seq[s] for s in syms]),
+        )
+    await cur.execute(
+        "INSERT INTO matcher_meta (id, next_arrival) VALUES (1, %s)"
+        " ON CONFLICT (id) DO UPDATE SET next_arrival = EXCLUDED.next_arrival",
+        (engine.next_arrival,),
+    )
+    if offsets:
+        keys = sorted(offsets)
+        await cur.execute(
+            "INSERT INTO matcher_offsets (topic, partition, next_offset)"
+            " SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[])"
+            " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+            ([k[0] for k in keys], [k[1] for k in keys], [offsets[k] for k in keys]),
+        )
+    rows: list[tuple[int, str, str, bytes]] = []
+    if out.outputs:
+        eids = [e["event_id"] for e in out.outputs]
+        keys_ = [e["symbol"] for e in out.outputs]
+        payloads = [encode(e) for e in out.outputs]
+        await cur.execute(
+            "INSERT INTO matcher_outbox (event_id, key, payload)"
+            " SELECT e, k, p FROM unnest(%s::text[], %s::text[], %s::bytea[])"
+            " WITH ORDINALITY AS u(e, k, p, n)"
+            " ORDER BY n RETURNING id, event_id",
+            (eids, keys_, payloads),
+        )
+        ids = {eid: i for i, eid in await cur.fetchall()}
+        rows = [(ids[e], e, k, p) for e, k, p in zip(eids, keys_, payloads, strict=True)]
+    return rows
+
+
+async def try_active_lock(conn: psycopg.AsyncConnection) -> bool:
+    """Take the session-level lock of the single active matcher; False when another session holds it."""
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (ACTIVE_LOCK_KEY,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def consumed_offsets(conn: psycopg.AsyncConnection, topic: str) -> dict[int, int]:
+    """The stored next offset of each consumed partition of ``topic``: ``{partition: offset}``."""
+    cur = await conn.execute("SELECT partition, next_offset FROM matcher_offsets WHERE topic = %s", (topic,))
+    return {int(p): int(o) for p, o in await cur.fetchall()}
+
+
+async def seen_orders(conn: psycopg.AsyncConnection, order_ids: list[str]) -> set[str]:
+    """Those of ``order_ids`` the matcher has already processed."""
+    cur = await conn.execute(
+        "SELECT order_id FROM matcher_seen_orders WHERE order_id = ANY(%s::text[])", (order_ids,)
+    )
+    return {r[0] for r in await cur.fetchall()}
+
+
+async def outbox_rows(conn: psycopg.AsyncConnection) -> list[tuple[int, str, str, bytes]]:
+    """Every outbox row in id order: ``[(id, event_id, key, payload)]``."""
+    cur = await conn.execute("SELECT id, event_id, key, payload FROM matcher_outbox ORDER BY id")
+    return [(int(i), e, k, bytes(p)) for i, e, k, p in await cur.fetchall()]
+
+
+async def published_offsets(conn: psycopg.AsyncConnection, topic: str) -> dict[int, int]:
+    """The next offset reached on each partition of the executions ``topic``: ``{partition: offset}``."""
+    cur = await conn.execute(
+        "SELECT partition, next_offset FROM matcher_published WHERE topic = %s", (topic,)
+    )
+    return {int(p): int(o) for p, o in await cur.fetchall()}
+
+
+async def mark_sent(
+    conn: psycopg.AsyncConnection, topic: str, ids: list[int], reached: dict[int, int]
+) -> None:
+    """Delete the published outbox rows ``ids`` and raise the offsets reached on ``topic``, in one
+    transaction."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM matcher_outbox WHERE id = ANY(%s::bigint[])", (ids,))
+        if reached:
+            parts = sorted(reached)
+            await conn.execute(
+                "INSERT INTO matcher_published (topic, partition, next_offset)"
+                " SELECT %s, p, o FROM unnest(%s::int[], %s::bigint[]) AS u(p, o)"
+                " ON CONFLICT (topic, partition) DO UPDATE"
+                " SET next_offset = GREATEST(matcher_published.next_offset, EXCLUDED.next_offset)",
+                (topic, parts, [reached[p] for p in parts]),
+            )

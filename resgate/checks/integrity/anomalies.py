@@ -1,0 +1,415 @@
+"""The integrity anomalies, one detector per family, each a set operation in SQL over the work schema.
+
+Each detector's docstring defines its anomaly with a small example and the detector returns its
+:class:`~resgate.checks.integrity.plan.Cases` (a total and the first few examples); reading one anomaly
+means reading one function. :func:`table_anomalies`, :func:`ledger_anomalies` and :func:`trade_anomalies`
+only run the detectors that the configured sources allow, record their cases in the
+:class:`~resgate.checks.integrity.check.IntegrityFindings`, and say why the others were not checked.
+Validity is decided elsewhere, by :func:`resgate.checks.integrity.check`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from resgate.checks.identifiers import table_label
+from resgate.checks.integrity.check import IntegrityFindings
+from resgate.checks.integrity.plan import Cases, OrderSource, Plan, TradeSource, counted, fetch, order_refs
+from resgate.checks.sqlutil import table_ident
+
+Conn = psycopg.Connection[Any]
+
+
+def _record(findings: IntegrityFindings, kind: str, label: str, cases: Cases, cap: int) -> None:
+    findings.kind(kind).add(cases.total, ({"source": label, **e} for e in cases.examples), cap)
+
+
+# --- orders ------------------------------------------------------------------------------------------
+
+
+def duplicated(conn: Conn, plan: Plan) -> Cases:
+    """More than one orders row for one (client, idempotency key): the idempotency guard let a retry in.
+
+    Example: the ledger holds one submit ``(c0, k2)`` acknowledged as order 2; the orders table holds
+    orders 2 and 1000, both under ``(c0, k2)``. Case: ``{client_id, idempotency_key, rows, order_ids}``.
+    """
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT c AS client_id, k AS idempotency_key, n AS rows, ids AS order_ids, "
+                "count(*) OVER () AS _total FROM ("
+                "  SELECT c, k, count(*) AS n, (array_agg(oid ORDER BY oid))[1:5] AS ids FROM {o} o"
+                "  WHERE (c, k) IN (SELECT c, k FROM {o} x WHERE k IS NOT NULL"
+                "                   GROUP BY c, k HAVING count(*) > 1)"
+                "  GROUP BY c, k) d ORDER BY c, k LIMIT {cap}"
+            ).format(o=plan.orders(), cap=sql.Literal(plan.cap)),
+        )
+    )
+
+
+def duplicated_in_topic(conn: Conn, plan: Plan) -> Cases:
+    """More than one distinct accepted order id for one (client, idempotency key) in the accepted events.
+
+    Example: ``OrderAccepted(order 7, c1, k4)`` at partition 0 offset 3 and ``OrderAccepted(order 9, c1,
+    k4)`` at 1:8. A redelivery of the same order id is not a case. Case: ``{client_id, idempotency_key,
+    order_ids_count, order_ids, positions}`` (positions ``"partition:offset"`` of each order's first event).
+    """
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT c AS client_id, k AS idempotency_key, n AS order_ids_count, ids AS order_ids, "
+                "positions, count(*) OVER () AS _total FROM ("
+                "  SELECT c, k, count(*) AS n, (array_agg(oid ORDER BY pos))[1:5] AS ids,"
+                "         (array_agg(pos ORDER BY pos))[1:5] AS positions FROM ("
+                "    SELECT c, k, oid, min(p || ':' || off) AS pos FROM {a} a GROUP BY c, k, oid) x"
+                "  GROUP BY c, k HAVING count(*) > 1) d ORDER BY c, k LIMIT {cap}"
+            ).format(a=plan.accepted(), cap=sql.Literal(plan.cap)),
+        )
+    )
+
+
+def lost(conn: Conn, plan: Plan, src: OrderSource) -> Cases:
+    """A submit the ledger shows acknowledged ok whose (client, idempotency key) has no order in ``src``.
+
+    Example: the client was told ``201 Created`` for ``(c1, k3)``, yet no orders row (``lost``) or no
+    accepted event (``lost_in_topic``) carries ``(c1, k3)``. An anti-join, with a parallel hash on the
+    order side. Case: ``{client_id, idempotency_key, order_id, attempts, ts, ledger_at: "file:line"}``.
+    """
+    cases = counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT client_id, ikey AS idempotency_key, order_id, attempts, first_ts AS ts, "
+                "at AS ledger_at, count(*) OVER () AS _total FROM ("
+                "  SELECT l.client_id, l.ikey, min(l.order_id) AS order_id, count(*) AS attempts,"
+                "         min(l.ts) AS first_ts, min(ARRAY[l.src, l.line]) AS at"
+                "  FROM {L} l WHERE l.outcome = 'ok'"
+                "    AND NOT EXISTS (SELECT 1 FROM {src} o WHERE o.c = l.client_id AND o.k = l.ikey)"
+                "  GROUP BY l.client_id, l.ikey) x ORDER BY first_ts, client_id, ikey LIMIT {cap}"
+            ).format(L=plan.w("ledger"), src=src.rows, cap=sql.Literal(plan.cap)),
+        )
+    )
+    for e in cases.examples:
+        src_index, line = e.pop("ledger_at")
+        e["ledger_at"] = f"{plan.ledger_labels[src_index]}:{line}"
+    return cases
+
+
+def unacknowledged(conn: Conn, plan: Plan, src: OrderSource) -> tuple[sql.Identifier, sql.Identifier]:
+    """Work tables ``(unacked, seen)`` for :func:`phantoms` and :func:`recovered`.
+
+    ``unacked``: the orders in ``src`` with no ok attempt in the ledger (an anti-join; usually few rows).
+    ``seen``: one ledger scan for just those keys, with their attempts and outcomes.
+    """
+    L = plan.w("ledger")
+    unacked, seen = plan.w(f"unacked_{src.tag}"), plan.w(f"seen_{src.tag}")
+    extra = sql.SQL(", p, off") if src.is_topic else sql.SQL("")
+    conn.execute(
+        sql.SQL(
+            "CREATE UNLOGGED TABLE {u} AS SELECT oid, c, k{extra} FROM {src} o WHERE NOT EXISTS "
+            "(SELECT 1 FROM {L} l WHERE l.outcome = 'ok' AND l.client_id = o.c AND l.ikey = o.k)"
+        ).format(u=unacked, src=src.rows, L=L, extra=extra)
+    )
+    conn.execute(
+        sql.SQL(
+            "CREATE UNLOGGED TABLE {s} AS SELECT l.client_id AS c, l.ikey AS k, count(*) AS attempts, "
+            "(array_agg(DISTINCT l.outcome || ':' || coalesce(l.status, '')))[1:5] AS statuses "
+            "FROM {L} l WHERE (l.client_id, l.ikey) IN (SELECT c, k FROM {u}) GROUP BY 1, 2"
+        ).format(s=seen, L=L, u=unacked)
+    )
+    return unacked, seen
+
+
+def phantoms(
+    conn: Conn, plan: Plan, src: OrderSource, unacked: sql.Identifier, seen: sql.Identifier
+) -> Cases:
+    """An order (or accepted event) whose (client, idempotency key) no client ever submitted.
+
+    Example: order 42 under ``(c9, k0)`` while the ledger has no submit at all for ``(c9, k0)``.
+    Case: ``{client_id, idempotency_key, order_id}`` (plus ``partition, offset`` for a topic).
+    """
+    pos = sql.SQL(", u.p AS partition, u.off AS offset") if src.is_topic else sql.SQL("")
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT u.c AS client_id, u.k AS idempotency_key, u.oid AS order_id{pos}, "
+                "count(*) OVER () AS _total FROM {u} u "
+                "WHERE NOT EXISTS (SELECT 1 FROM {s} s WHERE s.c = u.c AND s.k = u.k) "
+                "ORDER BY u.c, u.k, u.oid LIMIT {cap}"
+            ).format(u=unacked, s=seen, cap=sql.Literal(plan.cap), pos=pos),
+        )
+    )
+
+
+def recovered(conn: Conn, plan: Plan, unacked: sql.Identifier, seen: sql.Identifier) -> Cases:
+    """A key with only failed or indeterminate attempts whose order landed anyway (allowed by default).
+
+    Example: ``(c0, k5)`` timed out twice (outcome ``info``) and was never acknowledged, but order 5 exists.
+    Case: ``{client_id, idempotency_key, order_id, attempts, statuses: ["outcome:status", ...]}``.
+    """
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT u.c AS client_id, u.k AS idempotency_key, min(u.oid) AS order_id, "
+                "min(s.attempts) AS attempts, min(s.statuses) AS statuses, count(*) OVER () AS _total "
+                "FROM {u} u JOIN {s} s ON s.c = u.c AND s.k = u.k "
+                "GROUP BY u.c, u.k ORDER BY u.c, u.k LIMIT {cap}"
+            ).format(u=unacked, s=seen, cap=sql.Literal(plan.cap)),
+        )
+    )
+
+
+# --- trades ------------------------------------------------------------------------------------------
+
+
+def duplicate_trades(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
+    """One trade id under more than one identity: two table rows, or two events with different event ids.
+
+    Example: trade ``t7`` as event ``e1`` at 0:10 and again as event ``e2`` at 1:4. Redeliveries of one
+    event id (or, without event ids, of one offset) are not cases. Case: ``{trade_id, copies,
+    positions}`` (no positions for table rows).
+    """
+    cases = counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT trade_id, copies, positions, count(*) OVER () AS _total FROM ("
+                "  SELECT trade_id, count(*) AS copies,"
+                "         (array_agg(pos ORDER BY pos))[1:5] AS positions FROM ("
+                "    SELECT trade_id, ident, min(p || ':' || off) AS pos FROM {rows} r"
+                "    GROUP BY trade_id, ident) x"
+                "  GROUP BY trade_id HAVING count(*) > 1) d ORDER BY trade_id LIMIT {cap}"
+            ).format(rows=t.rows, cap=sql.Literal(plan.cap)),
+        )
+    )
+    if not t.is_topic:
+        for e in cases.examples:
+            e.pop("positions", None)  # table rows have no offsets
+    return cases
+
+
+def one_row_per_trade(conn: Conn, plan: Plan, t: TradeSource) -> TradeSource:
+    """``t`` with one row per trade id (its first position), so copies do not count twice below."""
+    repeats = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {rows} r GROUP BY trade_id HAVING count(*) > 1)").format(
+            rows=t.rows
+        )
+    ).fetchone()
+    if not (repeats and repeats[0]):
+        return t
+    dedup = plan.w(f"trades_{t.tag}")
+    conn.execute(
+        sql.SQL(
+            "CREATE UNLOGGED TABLE {d} AS SELECT DISTINCT ON (trade_id) * FROM {rows} r "
+            "ORDER BY trade_id, p NULLS FIRST, off NULLS FIRST"
+        ).format(d=dedup, rows=t.rows)
+    )
+    conn.execute(sql.SQL("ANALYZE {}").format(dedup))
+    return replace(t, rows=dedup)
+
+
+def orphan_trades(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
+    """A trade referencing an order id that is not a known order.
+
+    Example: trade ``t3`` buys for order 17, but neither the orders table nor the accepted events know
+    order 17. Case: ``{trade_id, order_id, partition?, offset?}``.
+    """
+    assert t.known is not None
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT d.trade_id, r.oid AS order_id, d.p AS partition, d.off AS offset, "
+                "count(*) OVER () AS _total FROM {t} d {refs} "
+                "WHERE r.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {k} k WHERE k.oid = r.oid) "
+                "ORDER BY d.trade_id, r.oid LIMIT {cap}"
+            ).format(t=t.rows, refs=order_refs(t.n_orders), k=t.known, cap=sql.Literal(plan.cap)),
+        )
+    )
+
+
+def double_fills(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
+    """The quantity traded against an order (over distinct trade ids) exceeds the order's quantity.
+
+    Example: order 5 for qty 10 filled by ``t1`` (qty 10) and ``t2`` (qty 10): filled 20 > 10.
+    Case: ``{order_id, order_qty, filled_qty, trades, trade_ids}``.
+    """
+    assert t.order_qty is not None
+    refs = order_refs(t.n_orders)
+    cases = counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT f.oid AS order_id, q.qty AS order_qty, f.filled AS filled_qty, f.trades, "
+                "count(*) OVER () AS _total FROM ("
+                "  SELECT r.oid, sum(d.qty) AS filled, count(*) AS trades FROM {t} d {refs}"
+                "  WHERE r.oid IS NOT NULL GROUP BY r.oid) f "
+                "JOIN {q} q ON q.oid = f.oid WHERE f.filled > q.qty ORDER BY f.oid LIMIT {cap}"
+            ).format(t=t.rows, refs=refs, q=t.order_qty, cap=sql.Literal(plan.cap)),
+        )
+    )
+    if cases.examples:
+        ids = fetch(
+            conn,
+            sql.SQL(
+                "SELECT r.oid, (array_agg(d.trade_id ORDER BY d.trade_id))[1:10] AS ids "
+                "FROM {t} d {refs} WHERE r.oid = ANY(%s) GROUP BY r.oid"
+            ).format(t=t.rows, refs=refs),
+            [[e["order_id"] for e in cases.examples]],
+        )
+        by_oid = {r["oid"]: r["ids"] for r in ids}
+        for e in cases.examples:
+            e["trade_ids"] = by_oid.get(e["order_id"], [])
+    return cases
+
+
+def seq_duplicates(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
+    """Two distinct trades of one symbol with the same sequence number (per symbol, seqs are 1..n).
+
+    Example: ``AAPL`` trades ``t4`` and ``t9`` both carry seq 4. Case: ``{symbol, seq, trades,
+    trade_ids: [min, max]}``.
+    """
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT symbol, seq, n AS trades, ids AS trade_ids, count(*) OVER () AS _total FROM ("
+                "  SELECT symbol, seq, count(*) AS n, ARRAY[min(trade_id), max(trade_id)] AS ids FROM {t} d"
+                "  WHERE seq IS NOT NULL GROUP BY symbol, seq HAVING count(*) > 1) x"
+                " ORDER BY symbol, seq LIMIT {cap}"
+            ).format(t=t.rows, cap=sql.Literal(plan.cap)),
+        )
+    )
+
+
+def seq_gaps(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
+    """A hole in a symbol's trade sequence numbers (per symbol, seqs are exactly 1..n).
+
+    Example: ``AAPL`` seqs 1, 2, 5: after 2 comes 5, 2 missing. A first seq above 1 is a gap too, except
+    on a truncated topic, whose first retained seq is no evidence. Case: ``{symbol, after_seq, next_seq,
+    missing}``.
+    """
+    # Consecutive distinct seqs of one symbol that differ by more than 1 (or a first seq above 1).
+    first_gap = sql.SQL("") if t.truncated else sql.SQL(" OR (prev IS NULL AND seq > 1)")
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT symbol, coalesce(prev, 0) AS after_seq, seq AS next_seq, "
+                "seq - coalesce(prev, 0) - 1 AS missing, "
+                "count(*) OVER () AS _total FROM ("
+                "  SELECT symbol, seq, lag(seq) OVER (PARTITION BY symbol ORDER BY seq) AS prev FROM ("
+                "    SELECT DISTINCT symbol, seq FROM {t} d WHERE seq IS NOT NULL) s) g "
+                "WHERE (prev IS NOT NULL AND seq - prev > 1){first} ORDER BY symbol, seq LIMIT {cap}"
+            ).format(t=t.rows, first=first_gap, cap=sql.Literal(plan.cap)),
+        )
+    )
+
+
+def seq_reorders(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
+    """In the trades topic, within a partition, a symbol's seq does not strictly increase with the offset.
+
+    Example: partition 0 holds ``AAPL`` seq 3 at offset 10 and seq 2 at offset 11. Case: ``{symbol,
+    partition, offset, seq, previous_offset, previous_seq, trade_id}``.
+    """
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT symbol, p AS partition, off AS offset, seq, prev_off AS previous_offset, "
+                "prev_seq AS previous_seq, trade_id, count(*) OVER () AS _total FROM ("
+                "  SELECT symbol, p, off, seq, trade_id,"
+                "         lag(seq) OVER w AS prev_seq, lag(off) OVER w AS prev_off FROM {t} d"
+                "  WHERE seq IS NOT NULL WINDOW w AS (PARTITION BY p, symbol ORDER BY off)) x "
+                "WHERE seq <= prev_seq ORDER BY p, off LIMIT {cap}"
+            ).format(t=t.rows, cap=sql.Literal(plan.cap)),
+        )
+    )
+
+
+# --- gathering the cases -----------------------------------------------------------------------------
+
+
+def table_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings) -> None:
+    """The kinds that read only the system's tables: duplicates in the orders table, the trades table."""
+    config = plan.c
+    if config.orders:
+        label = f"table:{table_label(config.orders.table)}"
+        _record(findings, "duplicated", label, duplicated(conn, plan), plan.cap)
+        n = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(table_ident(config.orders.table))
+        ).fetchone()
+        findings.stats["orders_rows"] = int(n[0]) if n else 0
+    else:
+        findings.skip("duplicated", "no orders table configured")
+        findings.skip("phantom", "no orders table configured")
+        findings.skip("lost", "no orders table configured")
+    if config.trades:
+        trade_anomalies(conn, plan, findings, plan.table_trades())
+
+
+def ledger_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings) -> None:
+    """Kinds joining the ledger or the accepted events: lost, phantom, recovered, duplicated_in_topic."""
+    config = plan.c
+    sources = plan.order_sources()
+    # Recovered orders are counted against one complete source of landed orders: the table, else the topic.
+    landed = next((s for s in sources if s.complete), None)
+    if config.accepted_events and not plan.accepted_complete():
+        findings.skip("lost_in_topic", f"topic {config.accepted_events.topic} was truncated by retention")
+    for src in sources:
+        if src.complete:
+            _record(findings, src.lost_kind, src.label, lost(conn, plan, src), plan.cap)
+        unacked, seen = unacknowledged(conn, plan, src)
+        _record(findings, src.phantom_kind, src.label, phantoms(conn, plan, src, unacked, seen), plan.cap)
+        if src is landed:
+            _record(findings, "recovered", src.label, recovered(conn, plan, unacked, seen), plan.cap)
+    if landed is None:
+        findings.skip("recovered", "no complete source of landed orders (orders table or untruncated topic)")
+
+    if config.accepted_events:
+        a = config.accepted_events
+        _record(
+            findings, "duplicated_in_topic", f"topic:{a.topic}", duplicated_in_topic(conn, plan), plan.cap
+        )
+        redelivered = conn.execute(
+            sql.SQL("SELECT count(*) - count(DISTINCT coalesce(eid, p || ':' || off)) FROM {}").format(
+                plan.w("accepted")
+            )
+        ).fetchone()
+        findings.stats[f"redelivered_events[{a.topic}]"] = int(redelivered[0]) if redelivered else 0
+    else:
+        for k in ("lost_in_topic", "duplicated_in_topic", "phantom_in_topic"):
+            findings.skip(k, "no accepted-events topic configured")
+
+
+def trade_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings, t: TradeSource) -> None:
+    """The trade-side kinds for one source of trades (the trades table, or the loaded trade events)."""
+    cap = plan.cap
+    _record(findings, "duplicate_trade", t.label, duplicate_trades(conn, plan, t), cap)
+    t = one_row_per_trade(conn, plan, t)
+    if t.known is not None:
+        _record(findings, "orphan_trade", t.label, orphan_trades(conn, plan, t), cap)
+    else:
+        findings.skip("orphan_trade", "no complete source of known orders")
+    if t.has_qty and t.order_qty is not None:
+        _record(findings, "double_fill", t.label, double_fills(conn, plan, t), cap)
+    else:
+        findings.skip("double_fill", "no trade quantity or no order quantity configured")
+    if not t.has_seq:
+        for k in ("seq_gap", "seq_duplicate", "seq_reorder"):
+            findings.skip(k, "no symbol/seq configured for the trades")
+        return
+    _record(findings, "seq_duplicate", t.label, seq_duplicates(conn, plan, t), cap)
+    _record(findings, "seq_gap", t.label, seq_gaps(conn, plan, t), cap)
+    if t.is_topic:
+        _record(findings, "seq_reorder", t.label, seq_reorders(conn, plan, t), cap)
+    elif plan.c.trade_events is None:
+        findings.skip("seq_reorder", "needs a trades topic (offset order)")

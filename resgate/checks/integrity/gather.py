@@ -1,0 +1,291 @@
+"""Gathering the integrity evidence: load the ledger and the topics into a per-run work schema, then detect.
+
+:func:`gather` checks the configured tables exist, records the topics' end offsets (a topic that no
+longer starts at offset 0 was truncated by retention: its history is incomplete), creates a uniquely named
+work schema in the target database, and fills it concurrently: the ledger (:func:`load.load_ledger`), the
+topics (:func:`load.load_topic`), and meanwhile the detectors that read only the system's own tables.
+Then the detectors that join the ledger and topics run. The work schema is dropped afterwards unless
+``keep_work_schema``. It returns :class:`IntegrityFindings`; judging them is :func:`check.check`'s job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from resgate.checks.identifiers import TableName, table_label, unique_name
+from resgate.checks.integrity.anomalies import ledger_anomalies, table_anomalies, trade_anomalies
+from resgate.checks.integrity.check import IntegrityFindings
+from resgate.checks.integrity.config import KINDS, IntegrityConfig
+from resgate.checks.integrity.load import (
+    ACCEPTED_COLUMNS,
+    LedgerInput,
+    LedgerLoad,
+    TopicLoad,
+    accepted_row,
+    ledger_sources,
+    load_ledger,
+    load_topic,
+    trade_columns,
+    trade_row,
+)
+from resgate.checks.integrity.plan import Plan
+from resgate.checks.sqlutil import create_schema, drop_schema, table_columns
+from resgate.contract.errors import ConfigError
+
+
+def gather(
+    dsn: str,
+    config: IntegrityConfig,
+    ledger: LedgerInput,
+    *,
+    bootstrap: str | None = None,
+    run_id: str | None = None,
+) -> IntegrityFindings:
+    """Load the ledger and topics into a work schema and detect every anomaly kind in SQL.
+
+    ``ledger`` is a JSON-lines file path, a list of paths, or an iterable of lines / dicts / LedgerRecords.
+    ``bootstrap`` is required when topics are configured; ``run_id`` goes into the work schema's name.
+    Returns :class:`IntegrityFindings`. Raises ConfigError before any side effect when the input is
+    invalid (including a configured table or column that does not exist), GateError when a source fails.
+    """
+    from resgate.local.kafka import topic_bounds, truncated_partitions
+
+    if config.topics and not bootstrap:
+        raise ConfigError("topics are configured but no Kafka bootstrap was given", where="integrity")
+    ledger_labels = [label for label, _items, _f in ledger_sources(ledger)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _check_tables(conn, config)
+    findings = IntegrityFindings()
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    bounds: dict[str, dict[int, tuple[int, int]]] = {}
+    truncated: set[str] = set()
+    if config.topics:
+        assert bootstrap is not None
+        bounds = topic_bounds(bootstrap, config.topics)
+        for topic, p, earliest in truncated_partitions(bounds):
+            truncated.add(topic)
+            findings.incomplete.append(
+                f"topic {topic} partition {p} starts at offset {earliest}, not 0: retention dropped its "
+                "oldest events, so the topic's history cannot be checked in full"
+            )
+        findings.stats["topic_end_offsets"] = {
+            t: {p: e for p, (_b, e) in parts.items()} for t, parts in bounds.items()
+        }
+    timings["bounds_s"] = time.perf_counter() - t_start
+
+    schema = unique_name(config.work_schema_prefix, tag=run_id)
+    plan = Plan(config, schema, ledger_labels=ledger_labels, truncated=truncated)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        create_schema(conn, schema)
+    findings.stats["work_schema"] = schema
+    try:
+        _gather_in(dsn, bootstrap, plan, ledger, bounds, findings, timings)
+    finally:
+        if not config.keep_work_schema:
+            t = time.perf_counter()
+            drop_schema(dsn, schema)
+            timings["drop_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t_start
+    findings.stats["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    for kind in KINDS:
+        findings.skip(kind, "its sources are not configured")
+    return findings
+
+
+def _check_tables(conn: psycopg.Connection[Any], config: IntegrityConfig) -> None:
+    """The configured tables and columns exist (ConfigError naming the field otherwise)."""
+    specs: list[tuple[str, TableName, dict[str, str | None]]] = []
+    if config.orders:
+        o = config.orders
+        fields = {
+            "order_id": o.order_id,
+            "client_id": o.client_id,
+            "idempotency_key": o.idempotency_key,
+            "qty": o.qty,
+        }
+        specs.append(("integrity.orders", o.table, fields))
+    if config.trades:
+        t = config.trades
+        fields = {"trade_id": t.trade_id, "symbol": t.symbol, "seq": t.seq, "qty": t.qty}
+        fields.update({f"order_ids[{i}]": c for i, c in enumerate(t.order_ids)})
+        specs.append(("integrity.trades", t.table, fields))
+    for where, table, fields in specs:
+        cols = table_columns(conn, table)
+        if cols is None:
+            raise ConfigError(f"table {table_label(table)} does not exist", where=f"{where}.table")
+        for name, col in fields.items():
+            if col is not None and col not in cols:
+                raise ConfigError(
+                    f"column {col!r} is not in {table_label(table)} (it has {cols})", where=f"{where}.{name}"
+                )
+
+
+def _connect(dsn: str, work_mem: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute(sql.SQL("SET work_mem = {}").format(sql.Literal(work_mem)))
+    return conn
+
+
+def _gather_in(
+    dsn: str,
+    bootstrap: str | None,
+    plan: Plan,
+    ledger: LedgerInput,
+    bounds: dict[str, dict[int, tuple[int, int]]],
+    findings: IntegrityFindings,
+    timings: dict[str, float],
+) -> None:
+    config = plan.c
+    cap = config.examples_cap
+    with _connect(dsn, config.work_mem) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE UNLOGGED TABLE {} (src int, line bigint, ts float8, client_id text, ikey text, "
+                "outcome text, status text, order_id text)"
+            ).format(plan.w("ledger"))
+        )
+        if config.accepted_events:
+            conn.execute(
+                sql.SQL(
+                    "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, order_id text, client_id text, "
+                    "ikey text, qty numeric)"
+                ).format(plan.w("accepted"))
+            )
+        if config.trade_events:
+            n = len(config.trade_events.order_ids)
+            cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"o{i}")) for i in range(n))
+            conn.execute(
+                sql.SQL(
+                    "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, trade_id text, symbol text, "
+                    "seq bigint, qty numeric, {})"
+                ).format(plan.w("trade_events"), cols)
+            )
+
+    # Phase 1, concurrently: the ledger load (Python-bound), the topic loads (Kafka), and the checks that
+    # read only the system's own tables (Postgres-bound).
+    def ledger_phase() -> LedgerLoad:
+        t = time.perf_counter()
+        with _connect(dsn, config.work_mem) as c:
+            out = load_ledger(c, plan.w("ledger"), ledger, config.submit_ops, cap)
+            c.execute(sql.SQL("ANALYZE {}").format(plan.w("ledger")))
+        timings["ledger_load_s"] = time.perf_counter() - t
+        return out
+
+    def topics_phase() -> list[TopicLoad]:
+        t = time.perf_counter()
+        out = asyncio.run(_load_topics(dsn, bootstrap, config, plan, bounds, cap))
+        with _connect(dsn, config.work_mem) as c:
+            for name in ("accepted", "trade_events"):
+                if (name == "accepted" and config.accepted_events) or (
+                    name == "trade_events" and config.trade_events
+                ):
+                    c.execute(sql.SQL("ANALYZE {}").format(plan.w(name)))
+        timings["topics_load_s"] = time.perf_counter() - t
+        return out
+
+    def tables_phase() -> None:
+        t = time.perf_counter()
+        with _connect(dsn, config.work_mem) as c:
+            table_anomalies(c, plan, findings)
+        timings["table_checks_s"] = time.perf_counter() - t
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        f_ledger = pool.submit(ledger_phase)
+        f_topics = pool.submit(topics_phase) if config.topics else None
+        f_tables = pool.submit(tables_phase)
+        led = f_ledger.result()
+        topic_loads = f_topics.result() if f_topics else []
+        f_tables.result()
+
+    findings.stats.update(
+        ledger_records=led.lines,
+        ledger_submits=led.submits,
+        ledger_acked=led.acked,
+        ledger_other_ops=led.other_ops,
+        ledger_submits_without_key=led.without_key,
+    )
+    if led.invalid:
+        findings.incomplete.append(
+            f"{led.invalid} ledger record(s) could not be read, e.g. "
+            + "; ".join(f"{e['where']}: {e['reason']}" for e in led.invalid_examples[:3])
+        )
+    if led.acked_without_key_count:
+        findings.incomplete.append(
+            f"{led.acked_without_key_count} acknowledged submit(s) carry no idempotency key and cannot be "
+            f"matched, e.g. {led.acked_without_key[0]['where']}"
+        )
+    if led.submits == 0:
+        findings.incomplete.append("the ledger holds no submit records: nothing was proven")
+    for tl in topic_loads:
+        findings.stats[f"events[{tl.topic}]"] = tl.events
+        if tl.malformed:
+            findings.incomplete.append(
+                f"{tl.malformed} event(s) in topic {tl.topic} could not be read, e.g. "
+                + "; ".join(
+                    f"partition {e['partition']} offset {e['offset']}: {e['reason']}"
+                    for e in tl.malformed_examples[:3]
+                )
+            )
+
+    # Phase 2: everything that joins the ledger or the topics.
+    t = time.perf_counter()
+    with _connect(dsn, config.work_mem) as conn:
+        ledger_anomalies(conn, plan, findings)
+        if config.trade_events:
+            trade_anomalies(conn, plan, findings, plan.topic_trades())
+    timings["ledger_checks_s"] = time.perf_counter() - t
+
+
+async def _load_topics(
+    dsn: str,
+    bootstrap: str | None,
+    config: IntegrityConfig,
+    plan: Plan,
+    bounds: dict[str, dict[int, tuple[int, int]]],
+    cap: int,
+) -> list[TopicLoad]:
+    assert bootstrap is not None
+    jobs = []
+    if config.accepted_events:
+        a = config.accepted_events
+        jobs.append(
+            load_topic(
+                dsn,
+                bootstrap,
+                plan.w("accepted"),
+                ACCEPTED_COLUMNS,
+                a.topic,
+                a.type_field,
+                a.type_value,
+                bounds[a.topic],
+                accepted_row(a),
+                timeout_s=config.consume_timeout_s,
+                cap=cap,
+            )
+        )
+    if config.trade_events:
+        te = config.trade_events
+        jobs.append(
+            load_topic(
+                dsn,
+                bootstrap,
+                plan.w("trade_events"),
+                trade_columns(len(te.order_ids)),
+                te.topic,
+                te.type_field,
+                te.type_value,
+                bounds[te.topic],
+                trade_row(te),
+                timeout_s=config.consume_timeout_s,
+                cap=cap,
+            )
+        )
+    return list(await asyncio.gather(*jobs))

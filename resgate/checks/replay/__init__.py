@@ -1,0 +1,44 @@
+"""Replay checker: rebuild each read model from its topics into a shadow schema and compare with the live one.
+
+For every configured read model (:class:`ReadModelSpec`) :func:`gather` records the topics' end offsets
+and refuses to go on when a topic no longer starts at offset 0 (retention truncated the log, so a rebuild
+could not be complete: "unknown" with that reason). Otherwise it creates a uniquely named shadow schema,
+runs the configured rebuild into it — a Python callable ``fn(conn, schema, end_offsets, *, bootstrap)``
+or a command that gets the same through environment variables — and compares the live and rebuilt
+tables by row count and an order-independent checksum computed in SQL. On a mismatch it localises the
+difference by key-hash buckets and lists capped example keys with their live and rebuilt values.
+:func:`check` is the pure judge over :class:`ReplayFindings`.
+
+Modules: :mod:`.config` (the config), :mod:`.check` (the findings and the pure judge) and :mod:`.gather`
+(the rebuild and the fingerprint/bucket SQL).
+"""
+
+from __future__ import annotations
+
+from resgate.checks.replay.check import NAME, ModelFindings, ReplayFindings, check
+from resgate.checks.replay.config import (
+    ReadModelSpec,
+    RebuildFn,
+    RebuildSpec,
+    ReplayConfig,
+    ReplayThresholds,
+)
+from resgate.checks.replay.gather import gather
+
+Thresholds = ReplayConfig
+"""The parser of the ``checks.replay`` section: read models and thresholds both (``check`` takes either)."""
+
+
+__all__ = [
+    "NAME",
+    "ModelFindings",
+    "ReadModelSpec",
+    "RebuildFn",
+    "RebuildSpec",
+    "ReplayConfig",
+    "ReplayFindings",
+    "ReplayThresholds",
+    "Thresholds",
+    "check",
+    "gather",
+]

@@ -1,0 +1,81 @@
+"""The SLO check: latency percentiles, error ratio and throughput under load; regression against a baseline.
+
+Figures come from Locust's per-endpoint stats (``locust --json``: a list of ``{name, method, num_requests,
+num_failures, num_none_requests, response_times: {"<ms>": count}, start_time, last_request_timestamp, …}``).
+Percentiles of the whole run are read from the merged histogram of all endpoints (nearest rank, see
+:mod:`resgate.checks.histogram`); the error ratio is ``sum(num_failures) / sum(num_requests)`` (Locust counts
+a failed request in both); throughput is ``sum(num_requests) / duration_s``.
+
+Regression mode compares the run with a stored golden baseline. A regression is reported only when both
+hold: the run's p95 or p99 is more than ``max_ratio`` times the baseline's, **and** a one-sided
+Mann-Whitney U test (``scipy.stats.mannwhitneyu(current, baseline, alternative="greater")``) on per-window
+samples gives ``p < alpha``. The per-window samples are built by :func:`window_p95`: the ledger records are
+cut into fixed windows of ``window_s`` seconds (default 5 s) aligned on the first record's ``ts``
+(window ``i`` holds ``t0 + i*window_s <= ts < t0 + (i+1)*window_s``), and each non-empty window yields the
+nearest-rank p95 of its records' ``latency_ms`` (all outcomes, as Locust's histograms include failures).
+With fewer than ``min_windows`` (default 3) windows on either side the regression part is ``unknown``: a run
+that short is no evidence either way. Note that with 3 windows a side the smallest possible one-sided
+p-value is 0.05, so a significant result at ``alpha=0.05`` needs at least 4 windows a side.
+
+Modules: :mod:`.evidence` (Locust stats and ledger windows), :mod:`.thresholds` (limits and regression
+mode) and :mod:`.check` (figures, anomalies and the verdict). This package re-exports their public names.
+"""
+
+from __future__ import annotations
+
+from resgate.checks.slo.check import (
+    FAILING_KINDS,
+    NAME,
+    UNDECIDED_KINDS,
+    Figures,
+    SloMeasurement,
+    check,
+    compare_with_baseline,
+    detect,
+    mann_whitney_greater,
+    run_duration,
+    run_figures,
+)
+from resgate.checks.slo.evidence import (
+    DEFAULT_WINDOW_S,
+    EndpointStats,
+    SloEvidence,
+    evidence_from_run,
+    window_p95,
+)
+from resgate.checks.slo.thresholds import (
+    DEFAULT_ALPHA,
+    DEFAULT_MAX_RATIO,
+    DEFAULT_MIN_WINDOWS,
+    LIMIT_KEYS,
+    RegressionThresholds,
+    SloThresholds,
+)
+
+Thresholds = SloThresholds
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_MAX_RATIO",
+    "DEFAULT_MIN_WINDOWS",
+    "DEFAULT_WINDOW_S",
+    "FAILING_KINDS",
+    "LIMIT_KEYS",
+    "NAME",
+    "UNDECIDED_KINDS",
+    "EndpointStats",
+    "Figures",
+    "RegressionThresholds",
+    "SloEvidence",
+    "SloMeasurement",
+    "SloThresholds",
+    "Thresholds",
+    "check",
+    "compare_with_baseline",
+    "detect",
+    "evidence_from_run",
+    "mann_whitney_greater",
+    "run_duration",
+    "run_figures",
+    "window_p95",
+]

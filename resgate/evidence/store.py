@@ -1,0 +1,189 @@
+"""The run store: one run's files, read and written through one protocol whether they sit in a local run
+folder (:class:`FolderStore`) or under an S3 prefix (:class:`resgate.evidence.s3.S3Store`).
+
+Names are the logical names of :data:`resgate.contract.layout.TABLES` / ``FILES`` (``"ledger"``,
+``"verdicts"``…) or plain file names. Reading a file that is not there raises
+:class:`~resgate.contract.errors.EvidenceMissing`, so a check reports ``unknown`` instead of judging
+nothing. JSON lines are encoded by one function (:func:`jsonl_text`) for both stores, so the same inputs
+give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from resgate.checks.ledger import LedgerRecord, iter_ledger
+from resgate.contract.errors import ConfigError, EvidenceMissing
+from resgate.contract.layout import FILES, TABLES, RunKey
+
+
+def file_name(name: str) -> str:
+    """The file name of a table (``TABLES``) or file (``FILES``) by its logical name, or ``name`` itself."""
+    return TABLES.get(name) or FILES.get(name) or name
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """One run's files. ``key`` names the run; every method takes a logical name or a file name."""
+
+    key: RunKey
+
+    def uri(self, name: str | None = None) -> str:
+        """Where the run (or one of its files) is: a folder path or ``s3://bucket/…/``."""
+        ...
+
+    def exists(self, name: str) -> bool:
+        """True when the file is present."""
+        ...
+
+    def lines(self, name: str) -> Iterator[bytes | str]:
+        """The file's lines, streamed; raises EvidenceMissing now if the file is absent."""
+        ...
+
+    def read_text(self, name: str) -> str:
+        """The whole file as text; raises EvidenceMissing if absent."""
+        ...
+
+    def write_text(self, name: str, text: str) -> str:
+        """Write (replace) the file; return its URI."""
+        ...
+
+    def local_path(self, name: str) -> Path | None:
+        """The file's path on this machine when the store is a folder (for tools that read files by path),
+        else None."""
+        ...
+
+
+def jsonl_text(rows: Iterable[Mapping[str, Any]], key: RunKey | None = None) -> str:
+    """Rows as JSON lines (compact, one object a line); with ``key`` each row starts with ``run_id`` and
+    ``gate`` so the same SQL joins every table."""
+    out = []
+    for row in rows:
+        if key is not None:
+            row = {"run_id": key.run_id, "gate": key.gate, **row}
+        out.append(json.dumps(row, default=str, separators=(",", ":")) + "\n")
+    return "".join(out)
+
+
+def write_jsonl(store: RunStore, name: str, rows: Iterable[Mapping[str, Any]], *, stamp: bool = True) -> str:
+    """Write rows as a JSON-lines table (see :func:`jsonl_text`); return its URI."""
+    return store.write_text(name, jsonl_text(rows, store.key if stamp else None))
+
+
+def iter_json_objects(lines: Iterable[bytes | str], *, source: str) -> Iterator[dict[str, Any]]:
+    """Decode JSON lines (blank lines skipped); a line that is not a JSON object raises ConfigError
+    ``<source>:<line>``."""
+    for lineno, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            line = line.decode("utf-8", errors="replace")
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(
+                f"not a JSON line: {e.msg} at column {e.colno}", where=f"{source}:{lineno}"
+            ) from e
+        if not isinstance(obj, dict):
+            raise ConfigError(f"must be a JSON object, got {type(obj).__name__}", where=f"{source}:{lineno}")
+        yield obj
+
+
+def read_jsonl(store: RunStore, name: str) -> list[dict[str, Any]]:
+    """Every JSON object of a (small) JSON-lines table; a bad line raises ConfigError naming
+    ``<uri>:<line>``; an absent file raises EvidenceMissing."""
+    return list(iter_json_objects(store.lines(name), source=store.uri(name)))
+
+
+class LedgerView:
+    """The run's ledger as an iterable of :class:`LedgerRecord` that reads the store afresh on every
+    iteration: checkers may pass over it more than once, and a tuple would hold a million records."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+
+    def __iter__(self) -> Iterator[LedgerRecord]:
+        return iter_ledger(self.store.lines("ledger"), source=self.store.uri("ledger"))
+
+
+def ledger(store: RunStore, *, required: bool = True) -> LedgerView | list[LedgerRecord]:
+    """The run's ledger as a re-iterable stream; without a ledger, EvidenceMissing when ``required``, else an
+    empty list (the checks that only refine their figures with it do without)."""
+    if store.exists("ledger"):
+        return LedgerView(store)
+    if required:
+        raise EvidenceMissing(
+            f"no client ledger was written ({store.uri('ledger')})", uri=store.uri("ledger")
+        )
+    return []
+
+
+class FolderStore:
+    """A run folder ``<root>/gate=…/dt=…/run_id=…/`` on this machine (the local twin of the S3 prefix)."""
+
+    def __init__(self, root: str | Path, key: RunKey, *, create: bool = True) -> None:
+        self.key = key
+        self.dir = key.path(root)
+        if create:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        """The path of a file by its logical or plain name."""
+        return self.dir / file_name(name)
+
+    def local_path(self, name: str) -> Path | None:
+        return self.path(name)
+
+    def uri(self, name: str | None = None) -> str:
+        return str(self.path(name)) if name else f"{self.dir}{os.sep}"
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def lines(self, name: str) -> Iterator[bytes | str]:
+        p = self.path(name)
+        try:
+            f = p.open("rb")
+        except FileNotFoundError:
+            raise EvidenceMissing(f"evidence file {p} is missing", uri=str(p)) from None
+        return _closing(f)
+
+    def read_text(self, name: str) -> str:
+        p = self.path(name)
+        try:
+            return p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise EvidenceMissing(f"evidence file {p} is missing", uri=str(p)) from None
+
+    def write_text(self, name: str, text: str) -> str:
+        """Write through a temporary file and rename, so a reader never sees half a file."""
+        p = self.path(name)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(p)
+        return str(p)
+
+
+def _closing(f: Any) -> Iterator[bytes]:
+    with f:
+        yield from f
+
+
+def jsonable(obj: Any) -> Any:
+    """A copy of ``obj`` that ``json.dumps`` accepts and Step Functions can carry: string keys, lists for
+    tuples/sets, non-finite floats as strings (``"nan"``), other objects as ``str``."""
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = sorted(obj, key=str) if isinstance(obj, (set, frozenset)) else obj
+        return [jsonable(v) for v in items]
+    return str(obj)
