@@ -36,10 +36,11 @@ from typing import Any
 
 import psycopg
 
-from paperbroker.system import init_system, system_specs
+from paperbroker.system import init_system, system_services
 from resgate.local.kafka import EmbeddedKafka
 from resgate.local.postgres import EmbeddedPostgres, create_database
 from resgate.local.supervisor import Supervisor
+from resgate.runner.local_target import parse_services, service_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "paperbroker.json"
@@ -279,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     with EmbeddedPostgres() as pg, EmbeddedKafka() as kafka:
         dsn = create_database(pg.dsn, "paperbroker_bench")
         init = init_system(dsn, kafka.bootstrap, "bench", kafka=kafka)
-        specs = system_specs(dsn=dsn, bootstrap=kafka.bootstrap, topic_prefix="bench")
+        services = system_services(dsn=dsn, bootstrap=kafka.bootstrap, topic_prefix="bench")
+        specs = service_specs(parse_services(services), tags={"app": "paperbroker"})
         if args.gateway_only:
             specs = [s for s in specs if s.name == "gateway"]
         with Supervisor(specs, log_dir=workdir / "logs") as sup:

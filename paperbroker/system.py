@@ -1,7 +1,9 @@
-"""The whole paperbroker system in the local supervisor's terms, and its one-time initialisation.
+"""The whole paperbroker system described as plain data for a supervisor, and its one-time initialisation.
 
-:func:`system_specs` returns the :class:`resgate.local.supervisor.ServiceSpec` list the local gate starts
-(defaults: 2 gateway replicas, 1 matcher, 1 projector; each polled on ``/ready``).
+:func:`system_services` describes the services as the gate config's ``target.local.services`` entries
+(plain dicts: defaults 2 gateway replicas, 1 matcher, 1 projector; each polled on ``/ready``); the gate
+validates them and turns them into its supervisor's specs. Paperbroker is the system under test, so it
+imports nothing of the gate but the leaf package ``resgate.contract``.
 :func:`init_system` creates what the services expect to exist before they start: the gateway tables, the
 matcher's and projectors' tables (when those modules provide ``ensure_schema(conn)``) and the two topics.
 :class:`GatewayProcess` runs one gateway replica as a bare subprocess, for tests that SIGKILL it.
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,12 +32,11 @@ from paperbroker.bugs import ENV_BUGS, parse_bugs
 from paperbroker.config import ENV_DSN, ENV_KAFKA, ENV_TOPIC_PREFIX, topic_names
 from paperbroker.events import DEFAULT_PARTITIONS
 from resgate.contract.errors import GateError
-from resgate.local.supervisor import ServiceSpec
 
 log = logging.getLogger("paperbroker.system")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-HEALTH_URL = "http://127.0.0.1:{port}/ready"
+HEALTH_PATH = "/ready"
 SERVICES = ("gateway", "matcher", "projector")
 
 
@@ -45,7 +47,7 @@ def service_env(*, dsn: str, bootstrap: str, bugs: str = "", topic_prefix: str =
     return env
 
 
-def system_specs(
+def system_services(
     *,
     dsn: str,
     bootstrap: str,
@@ -54,11 +56,13 @@ def system_specs(
     topic_prefix: str = "",
     python: str = sys.executable,
     extra_env: dict[str, str] | None = None,
-) -> list[ServiceSpec]:
-    """Return ``[gateway, matcher, projector]`` ServiceSpecs (``gateway_replicas`` gateways, 1 of each other).
+) -> list[dict[str, Any]]:
+    """Return ``[gateway, matcher, projector]`` as gate-config service entries (``gateway_replicas``
+    gateways, 1 of each other; the gateway is the one exposed to the load).
 
-    Every replica gets the shared settings in its environment (the supervisor adds ``PORT``), and is
-    healthy when ``GET /ready`` answers 2xx. ``extra_env`` (e.g. ``PB_SLOW_START_S``) goes to all of them.
+    Each is ``{name, command, replicas, env, health_path, restart_delay_s, start_timeout_s, expose}``:
+    every replica gets the shared settings in its environment (the supervisor adds ``PORT``) and is healthy
+    when ``GET /ready`` answers 2xx. ``extra_env`` (e.g. ``PB_SLOW_START_S``) goes to all of them.
     """
     env = {
         **service_env(dsn=dsn, bootstrap=bootstrap, bugs=bugs, topic_prefix=topic_prefix),
@@ -66,18 +70,25 @@ def system_specs(
     }
     replicas = {"gateway": gateway_replicas, "matcher": 1, "projector": 1}
     return [
-        ServiceSpec(
-            name=name,
-            command=[python, "-m", f"paperbroker.{name}"],
-            replicas=replicas[name],
-            env=dict(env),
-            health_url=HEALTH_URL,
-            restart_delay_s=1.0,
-            tags={"app": "paperbroker", "service": name},
-            cwd=str(PROJECT_ROOT),
-        )
+        {
+            "name": name,
+            "command": [python, "-m", f"paperbroker.{name}"],
+            "replicas": replicas[name],
+            "env": dict(env),
+            "health_path": HEALTH_PATH,
+            "restart_delay_s": 1.0,
+            "start_timeout_s": 60.0,
+            "expose": name == "gateway",
+        }
         for name in SERVICES
     ]
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def _optional_schema(module: str) -> Any:
@@ -179,9 +190,7 @@ class GatewayProcess:
         python: str = sys.executable,
         log_path: str | None = None,
     ) -> None:
-        from resgate.local.ports import free_port
-
-        self.port = free_port()
+        self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,

@@ -10,18 +10,20 @@ import importlib
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from resgate.config.placeholders import fill
-from resgate.config.schema import GateConfig
+from resgate.config.schema import GateConfig, LocalService, parse_config
+from resgate.config.yamlpos import Located
 from resgate.contract.errors import ConfigError, GateError
 from resgate.local.balancer import Balancer
 from resgate.local.kafka import EmbeddedKafka, ExternalKafka, kafka_from_env
 from resgate.local.postgres import EmbeddedPostgres, ExternalPostgres, create_database, postgres_from_env
-from resgate.local.supervisor import ServiceSpec, Supervisor
+from resgate.local.spec import ServiceSpec
+from resgate.local.supervisor import Supervisor
 
 
 def resolve_callable(ref: str, where: str) -> Callable[..., Any]:
@@ -34,6 +36,42 @@ def resolve_callable(ref: str, where: str) -> Callable[..., Any]:
     if not callable(fn):
         raise ConfigError(f"{ref!r} is not callable", where=where)
     return fn
+
+
+def parse_services(services: Sequence[Mapping[str, Any]], source: str = "<services>") -> list[LocalService]:
+    """Validate services given as plain data in the gate config's ``target.local.services`` shape.
+
+    A system under test describes its services this way (e.g. ``paperbroker.system.system_services``)
+    without importing the gate; the gate config's own parser checks them, so the rules are the config's.
+    Returns the parsed services; a ConfigError names ``target.local.services[i].<field>``.
+    """
+    data = {"gate": {"name": "services"}, "target": {"local": {"services": [dict(s) for s in services]}}}
+    return parse_config(data, Located(source, {})).target.services
+
+
+def service_specs(
+    services: Sequence[LocalService],
+    *,
+    values: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> list[ServiceSpec]:
+    """The supervisor's ServiceSpecs for the config's local services: ``${...}`` placeholders in commands and
+    environments filled from ``values``, health polled on ``http://127.0.0.1:{port}<health_path>``, each
+    tagged ``{"service": name, **tags}``. Returns them in the order given."""
+    vals = dict(values or {})
+    return [
+        ServiceSpec(
+            name=s.name,
+            command=[fill(part, vals) for part in s.command],
+            replicas=s.replicas,
+            env={k: fill(v, vals) for k, v in s.env.items()},
+            health_url=f"http://127.0.0.1:{{port}}{s.health_path}",
+            restart_delay_s=s.restart_delay_s,
+            start_timeout_s=s.start_timeout_s,
+            tags={"service": s.name, **(tags or {})},
+        )
+        for s in services
+    ]
 
 
 class LocalTarget:
@@ -112,20 +150,7 @@ class LocalTarget:
             if not self.host:
                 raise ConfigError("no local services and no load.host: nothing to test", where="target.local")
             return
-        vals = self.values()
-        specs = [
-            ServiceSpec(
-                name=s.name,
-                command=[fill(part, vals) for part in s.command],
-                replicas=s.replicas,
-                env={k: fill(v, vals) for k, v in s.env.items()},
-                health_url=f"http://127.0.0.1:{{port}}{s.health_path}",
-                restart_delay_s=s.restart_delay_s,
-                start_timeout_s=s.start_timeout_s,
-                tags={"service": s.name, **self.cfg.target.tags},
-            )
-            for s in services
-        ]
+        specs = service_specs(services, values=self.values(), tags=self.cfg.target.tags)
         self.supervisor = Supervisor(specs, log_dir=self.log_dir, on_event=self.on_event)
         self._stack.callback(self.supervisor.shutdown)
         self.say(f"starting {sum(s.replicas for s in services)} replicas of {len(services)} services")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import sys
 import time
 import urllib.error
@@ -15,7 +14,10 @@ import pytest
 
 from resgate.contract.errors import ConfigError
 from resgate.local.balancer import Balancer
-from resgate.local.supervisor import ReplicaInfo, ServiceSpec, Supervisor
+from resgate.local.ports import free_port
+from resgate.local.replica import ReplicaInfo
+from resgate.local.spec import ServiceSpec
+from resgate.local.supervisor import Supervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -33,9 +35,7 @@ def _info(sup: Supervisor, replica_id: str) -> ReplicaInfo:
 
 
 def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again: nothing listens there
+    return free_port()  # free and reserved for this process: nothing listens there
 
 
 @pytest.fixture

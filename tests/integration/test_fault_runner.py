@@ -13,7 +13,8 @@ import pytest
 
 from resgate.config.schema import Fault
 from resgate.local.postgres import EmbeddedPostgres
-from resgate.local.supervisor import ServiceSpec, Supervisor
+from resgate.local.spec import ServiceSpec
+from resgate.local.supervisor import Supervisor
 from resgate.runner.faults import FaultRunner
 
 pytestmark = pytest.mark.integration
@@ -92,3 +93,29 @@ def test_a_failed_injection_is_recorded_not_raised(target: SimpleNamespace) -> N
     events = runner.timeline()
     assert [e["event"] for e in events] == ["skipped"]
     assert "external" in events[0]["detail"]["reason"] or "Kafka" in events[0]["detail"]["reason"]
+
+
+def test_an_unknown_or_invalid_fault_is_recorded_as_an_error_and_touches_no_process(
+    target: SimpleNamespace,
+) -> None:
+    # The gate config rejects these up front; the runner must still not act on them if one slips through.
+    sup = target.supervisor
+    pids = [r.pid for r in sup.replicas()]
+    before = len(sup.timeline())
+    faults = [
+        Fault("explode", "explode", 0.0, "api", {"percent": 50.0}),
+        Fault("too-many", "stop_task", 0.0, "api", {"percent": 100.5}),
+        Fault("negative", "hang", 0.0, "api", {"percent": 50.0, "duration_s": -0.1}),
+        Fault("typo", "stop_task", 0.0, "ap1", {"percent": 50.0}),
+    ]
+    runner = FaultRunner(target, faults)  # type: ignore[arg-type]
+    runner.start(time.time())
+    runner.join(5)
+    events = runner.timeline()
+    assert [(e["fault_id"], e["event"]) for e in events] == [(f.name, "error") for f in faults]
+    assert "no local implementation" in events[0]["detail"]["error"]
+    assert all("ConfigError" in e["detail"]["error"] for e in events[1:])
+    time.sleep(0.3)
+    assert [r.pid for r in sup.replicas()] == pids
+    assert len(sup.timeline()) == before
+    assert all(r.state == "healthy" and not r.hung for r in sup.replicas())

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from resgate.contract.errors import ConfigError
-from resgate.local.supervisor import HEALTHY, UNHEALTHY, ReplicaInfo, ServiceSpec, Supervisor
+from resgate.local.replica import HEALTHY, UNHEALTHY, ReplicaInfo
+from resgate.local.spec import ServiceSpec
+from resgate.local.supervisor import Supervisor
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -136,21 +138,20 @@ def test_faults_select_replicas_by_tags_and_percentage(tmp_path: Path) -> None:
         assert {r.pid for r in sup.replicas("db")} == db_pids
         assert [r.state for r in sup.replicas(tags={"tier": "db"})] == [HEALTHY, HEALTHY]
         assert sup.stop_replicas("db", 0) == []
-        assert len(sup.inject("stop_task", service="db", percent=1)) == 1
+        assert len(sup.stop_replicas("db", 1)) == 1  # at least one replica as soon as percent > 0
 
 
 def test_bad_faults_on_a_running_supervisor_change_nothing(echo_sup: Supervisor) -> None:
     pids = [r.pid for r in echo_sup.replicas()]
     before = len(echo_sup.timeline())
-    bad: list[tuple[str, dict[str, object], str]] = [
-        ("explode", {"service": "echo", "percent": 50}, "fault"),
-        ("stop_task", {"service": "echo", "percent": 100.5}, "percent"),
-        ("hang", {"service": "echo", "percent": 50, "duration_s": -0.1}, "duration_s"),
-        ("stop_task", {"service": "ech0", "percent": 50}, "service"),
+    bad: list[tuple[Callable[[], object], str]] = [
+        (lambda: echo_sup.stop_replicas("echo", 100.5), "percent"),
+        (lambda: echo_sup.hang("echo", 50, -0.1), "duration_s"),
+        (lambda: echo_sup.stop_replicas("ech0", 50), "service"),
     ]
-    for fault, params, where in bad:
+    for fault, where in bad:
         with pytest.raises(ConfigError) as exc:
-            echo_sup.inject(fault, **params)
+            fault()
         assert exc.value.where == where
     time.sleep(0.3)
     assert [r.pid for r in echo_sup.replicas()] == pids

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import os
+import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from resgate.contract.errors import ConfigError, GateError
-from resgate.local import supervisor as supmod
-from resgate.local.supervisor import ServiceSpec, Supervisor, _count_for
+from resgate.local.spec import ServiceSpec
+from resgate.local.supervisor import Supervisor, _count_for
+from resgate.runner.local_target import parse_services, service_specs
 
 ECHO = [sys.executable, "-m", "resgate.testing.echo_service"]
 
@@ -20,9 +26,9 @@ def no_side_effects(monkeypatch: pytest.MonkeyPatch) -> None:
     def _forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"side effect attempted: {args!r}")
 
-    monkeypatch.setattr(supmod.subprocess, "Popen", _forbidden)
-    monkeypatch.setattr(supmod.os, "killpg", _forbidden)
-    monkeypatch.setattr(supmod.os, "kill", _forbidden)
+    monkeypatch.setattr(subprocess, "Popen", _forbidden)
+    monkeypatch.setattr(os, "killpg", _forbidden)
+    monkeypatch.setattr(os, "kill", _forbidden)
 
 
 def _where(exc: pytest.ExceptionInfo[ConfigError]) -> str:
@@ -105,29 +111,29 @@ def test_duplicate_service_names_are_rejected(no_side_effects: None) -> None:
     assert _where(exc) == "health_interval_s"
 
 
+# Unknown fault kinds and unknown or missing fault parameters are the gate config's to reject (see
+# tests/unit/test_config.py); these are the supervisor's own checks of its primitive process faults.
+_BAD_FAULTS: list[tuple[str, Callable[[Supervisor], object], str]] = [
+    ("percent above 100", lambda s: s.stop_replicas("echo", 150), "percent"),
+    ("negative percent", lambda s: s.stop_replicas("echo", -1), "percent"),
+    ("percent as a string", lambda s: s.stop_replicas("echo", "50"), "percent"),  # type: ignore[arg-type]
+    ("unknown service", lambda s: s.stop_replicas("nope", 50), "service"),
+    ("no service and no tags", lambda s: s.stop_replicas(None, 50), "service"),
+    ("tags that match nothing", lambda s: s.stop_replicas("echo", 50, tags={"tier": "db"}), "tags"),
+    ("negative hang duration", lambda s: s.hang("echo", 50, -1), "duration_s"),
+    ("hang percent above 100", lambda s: s.hang("echo", 101, 1), "percent"),
+]
+
+
 @pytest.mark.parametrize(
-    ("fault", "params", "where"),
-    [
-        ("explode", {"service": "echo", "percent": 50}, "fault"),
-        ("stop_task", {"service": "echo", "percent": 150}, "percent"),
-        ("stop_task", {"service": "echo", "percent": -1}, "percent"),
-        ("stop_task", {"service": "echo", "percent": "50"}, "percent"),
-        ("stop_task", {"service": "echo"}, "percent"),
-        ("stop_task", {"service": "nope", "percent": 50}, "service"),
-        ("stop_task", {"percent": 50}, "service"),
-        ("stop_task", {"service": "echo", "percent": 50, "tags": {"tier": "db"}}, "tags"),
-        ("stop_task", {"service": "echo", "percent": 50, "duration_s": 1}, "duration_s"),
-        ("hang", {"service": "echo", "percent": 50, "duration_s": -1}, "duration_s"),
-        ("hang", {"service": "echo", "percent": 50}, "duration_s"),
-        ("hang", {"service": "echo", "percent": 101, "duration_s": 1}, "percent"),
-    ],
+    ("fault", "where"), [(f, w) for _, f, w in _BAD_FAULTS], ids=[name for name, _, _ in _BAD_FAULTS]
 )
 def test_bad_fault_parameters_are_config_errors_before_anything_happens(
-    no_side_effects: None, fault: str, params: dict[str, object], where: str
+    no_side_effects: None, fault: Callable[[Supervisor], object], where: str
 ) -> None:
     sup = Supervisor([ServiceSpec(name="echo", command=ECHO, replicas=2, tags={"tier": "web"})])
     with pytest.raises(ConfigError) as exc:
-        sup.inject(fault, **params)
+        fault(sup)
     assert _where(exc) == where
     assert sup.timeline() == []
     assert [(r.replica_id, r.pid, r.state) for r in sup.replicas()] == [
@@ -139,7 +145,9 @@ def test_bad_fault_parameters_are_config_errors_before_anything_happens(
 def test_valid_fault_on_a_supervisor_that_was_not_started_is_a_gate_error(no_side_effects: None) -> None:
     sup = Supervisor([ServiceSpec(name="echo", command=ECHO)])
     with pytest.raises(GateError, match="not started"):
-        sup.inject("stop_task", service="echo", percent=50)
+        sup.stop_replicas("echo", 50)
+    with pytest.raises(GateError, match="not started"):
+        sup.hang("echo", 50, 1)
 
 
 @pytest.mark.parametrize(
@@ -148,3 +156,35 @@ def test_valid_fault_on_a_supervisor_that_was_not_started_is_a_gate_error(no_sid
 )
 def test_fault_count_is_ceil_of_percent_and_at_least_one(percent: float, n: int, expected: int) -> None:
     assert _count_for(percent, n) == expected
+
+
+def test_paperbroker_described_as_plain_data_becomes_specs_through_the_gate_config_parser(
+    no_side_effects: None,
+) -> None:
+    from paperbroker.system import system_services
+
+    described = system_services(dsn="postgresql://pb@127.0.0.1:1/pb", bootstrap="127.0.0.1:1", bugs="")
+    specs = service_specs(parse_services(described), tags={"app": "paperbroker"})
+    assert [(s.name, s.replicas) for s in specs] == [("gateway", 2), ("matcher", 1), ("projector", 1)]
+    assert all(s.health_url == "http://127.0.0.1:{port}/ready" for s in specs)
+    assert specs[0].tags == {"service": "gateway", "app": "paperbroker"}
+    assert specs[0].env["PB_DSN"] == "postgresql://pb@127.0.0.1:1/pb"
+    with pytest.raises(ConfigError) as exc:
+        parse_services([{**described[0], "replica": 2}])
+    assert _where(exc).startswith("target.local.services[0].replica")
+
+
+def test_paperbroker_imports_nothing_of_the_gate_but_the_contract_package() -> None:
+    root = Path(__file__).resolve().parents[2] / "paperbroker"
+    gate_imports = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            gate_imports += [
+                f"{path.name}: {n}"
+                for n in names
+                if n.split(".")[0] == "resgate" and not n.startswith("resgate.contract")
+            ]
+    assert gate_imports == []
