@@ -36,8 +36,9 @@ import psycopg
 from psycopg import sql
 
 from resgate.checks.replay import ReplayConfig, check, gather
-from resgate.checks.sqlutil import CopyBuffer, consume_until, copy_text
-from resgate.local.kafka import EmbeddedKafka, topic_bounds
+from resgate.checks.sqlutil import CopyBuffer, copy_text
+from resgate.checks.topics import consume_until, topic_bounds
+from resgate.local.kafka import EmbeddedKafka
 from resgate.local.postgres import EmbeddedPostgres, create_database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_replay.json"

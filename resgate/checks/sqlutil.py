@@ -1,26 +1,21 @@
-"""Shared database helpers for the data-heavy checkers: work schemas, COPY streaming and topic ranges.
+"""Shared database helpers for the data-heavy checkers: work schemas and COPY streaming.
 
 The integrity and replay checkers never hold a history in Python memory: rows go to Postgres through
 COPY in bounded chunks (:class:`CopyBuffer`), and set operations run there. Names of database objects are
-validated by :mod:`resgate.checks.identifiers` and quoted here with ``psycopg.sql``. :func:`consume_until`
-reads a topic from its earliest offsets up to given end offsets in bounded batches, for loaders and for
-rebuild callables alike.
+validated by :mod:`resgate.checks.identifiers` and quoted here with ``psycopg.sql``.
+Topics are read by :mod:`resgate.checks.topics`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from resgate.checks.identifiers import TableName
-from resgate.contract.errors import GateError
 
 
 def table_ident(name: TableName) -> sql.Identifier:
@@ -131,94 +126,3 @@ def copy_rows(
                 cp.write(buf.take())
         cp.write(buf.take())
     return buf.rows
-
-
-# --- Reading a topic up to end offsets -------------------------------------------------------------
-
-
-@dataclass
-class TopicRead:
-    """Counters :func:`consume_until` fills in when given one: messages and value bytes yielded."""
-
-    messages: int = 0
-    bytes: int = 0
-
-
-async def consume_until(
-    bootstrap: str,
-    ranges: Mapping[str, Mapping[int, tuple[int, int]]],
-    *,
-    timeout_s: float = 300.0,
-    max_records: int = 5000,
-    max_partition_fetch_bytes: int = 1 << 20,
-    read: TopicRead | None = None,
-) -> AsyncIterator[list[Any]]:
-    """Yield batches of aiokafka ``ConsumerRecord`` s, each partition read from ``begin`` to ``end``.
-
-    ``ranges`` is ``{topic: {partition: (begin, end)}}`` (``end`` excluded; from :func:`topic_bounds`,
-    typically begin = earliest offset). Records at or beyond ``end`` are not yielded. Memory is bounded by
-    the fetch sizes (about partitions x ``max_partition_fetch_bytes`` of prefetched records), not by the
-    size of the log; keep producer batches below ``max_partition_fetch_bytes``. Raises
-    :class:`GateError` when the range cannot be read within ``timeout_s`` (the message says which
-    partitions stopped where).
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    targets: dict[Any, int] = {}
-    starts: dict[Any, int] = {}
-    for topic, parts in ranges.items():
-        for p, (begin, end) in parts.items():
-            if end > begin:
-                tp = TopicPartition(topic, int(p))
-                targets[tp] = int(end)
-                starts[tp] = int(begin)
-    if not targets:
-        return
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        group_id=None,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=max_partition_fetch_bytes,
-        fetch_max_bytes=max(8 << 20, max_partition_fetch_bytes),
-    )
-    await consumer.start()
-    try:
-        consumer.assign(list(targets))
-        for tp, begin in starts.items():
-            consumer.seek(tp, begin)
-        remaining = set(targets)
-        deadline = time.monotonic() + timeout_s
-        while remaining:
-            if time.monotonic() > deadline:
-                progress = []
-                for tp in sorted(remaining, key=lambda t: (t.topic, t.partition)):
-                    progress.append(
-                        f"{tp.topic}[{tp.partition}] at {await consumer.position(tp)}/{targets[tp]}"
-                    )
-                raise GateError(f"could not read the topics within {timeout_s:.0f}s: {', '.join(progress)}")
-            batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=max_records)
-            out: list[Any] = []
-            for tp, msgs in batch.items():
-                end = targets[tp]
-                if not msgs:
-                    continue
-                if msgs[-1].offset < end - 1:
-                    out.extend(msgs)
-                    continue
-                out.extend(m for m in msgs if m.offset < end)
-                remaining.discard(tp)
-                consumer.pause(tp)
-            for tp in [tp for tp in remaining if not batch.get(tp)]:
-                # position() also covers offsets that hold no record (compaction, transaction markers)
-                if await consumer.position(tp) >= targets[tp]:
-                    remaining.discard(tp)
-                    consumer.pause(tp)
-            if out:
-                if read is not None:
-                    read.messages += len(out)
-                    read.bytes += sum(len(m.value) for m in out if m.value is not None)
-                yield out
-            await asyncio.sleep(0)
-    finally:
-        await consumer.stop()

@@ -7,7 +7,7 @@ round-trip latency, injected request errors.
 
 **Retention:** each mock partition keeps at most 5 MiB (and 100k message sets) and silently drops the
 oldest data beyond that. Use enough partitions for the volume, and detect a truncated log with
-:func:`topic_bounds` / :func:`truncated_partitions` (earliest offset > 0).
+:func:`resgate.checks.topics.topic_bounds` / ``truncated_partitions`` (earliest offset > 0).
 
 When ``RESGATE_KAFKA_BOOTSTRAP`` is set, :func:`kafka_from_env` returns that broker and starts nothing.
 """
@@ -242,49 +242,3 @@ def kafka_from_env(*, brokers: int = 3, default_partitions: int = 6) -> Embedded
     if bootstrap:
         return ExternalKafka(bootstrap, default_partitions)
     return EmbeddedKafka(brokers=brokers, default_partitions=default_partitions)
-
-
-async def topic_bounds_async(bootstrap: str, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
-    """Return ``{topic: {partition: (earliest_offset, end_offset)}}`` for each topic."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps: list[TopicPartition] = []
-        for t in topics:
-            parts = await _partitions_for(consumer, t)
-            if not parts:
-                raise GateError(f"topic {t!r} does not exist on {bootstrap}")
-            tps += [TopicPartition(t, p) for p in sorted(parts)]
-        begin = await consumer.beginning_offsets(tps)
-        end = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    out: dict[str, dict[int, tuple[int, int]]] = {}
-    for tp in tps:
-        out.setdefault(tp.topic, {})[tp.partition] = (begin[tp], end[tp])
-    return out
-
-
-async def _partitions_for(consumer: Any, topic: str, timeout_s: float = 10.0) -> set[int]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return set(parts)
-        if loop.time() > deadline:
-            return set()
-        await consumer._client.force_metadata_update()  # metadata is fetched lazily
-        await asyncio.sleep(0.1)
-
-
-def topic_bounds(bootstrap: str, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
-    """Synchronous :func:`topic_bounds_async`."""
-    return asyncio.run(topic_bounds_async(bootstrap, topics))
-
-
-def truncated_partitions(bounds: dict[str, dict[int, tuple[int, int]]]) -> list[tuple[str, int, int]]:
-    """Partitions whose earliest offset is above 0 (retention dropped history): ``[(topic, p, earliest)]``."""
-    return [(t, p, b) for t, parts in bounds.items() for p, (b, _e) in sorted(parts.items()) if b > 0]

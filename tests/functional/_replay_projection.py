@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from resgate.checks.sqlutil import consume_until
+from resgate.checks.topics import consume_until
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS {} (order_id text PRIMARY KEY, client_id text NOT NULL, qty bigint NOT NULL)"

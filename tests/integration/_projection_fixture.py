@@ -25,7 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from resgate.checks.sqlutil import CopyBuffer, consume_until
+from resgate.checks.sqlutil import CopyBuffer
+from resgate.checks.topics import consume_until
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS {t} (account text PRIMARY KEY, currency text, balance numeric NOT NULL, "

@@ -13,8 +13,9 @@ from collections.abc import Callable
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from resgate.checks.topics import topic_bounds, truncated_partitions
 from resgate.contract.errors import ConfigError
-from resgate.local.kafka import EmbeddedKafka, topic_bounds, truncated_partitions
+from resgate.local.kafka import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 

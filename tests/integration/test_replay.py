@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 
 from resgate.checks.replay import ReplayConfig, ReplayFindings, check, gather
 from resgate.checks.result import UNKNOWN
+from resgate.checks.topics import topic_bounds
 from resgate.contract.errors import ConfigError
-from resgate.local.kafka import topic_bounds
 from tests.integration import _projection_fixture as fixture
 
 pytestmark = pytest.mark.integration

@@ -54,7 +54,7 @@ def gather(
     Returns :class:`IntegrityFindings`. Raises ConfigError before any side effect when the input is
     invalid (including a configured table or column that does not exist), GateError when a source fails.
     """
-    from resgate.local.kafka import topic_bounds, truncated_partitions
+    from resgate.checks.topics import topic_bounds, truncated_partitions
 
     if config.topics and not bootstrap:
         raise ConfigError("topics are configured but no Kafka bootstrap was given", where="integrity")

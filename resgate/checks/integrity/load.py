@@ -19,7 +19,8 @@ import psycopg
 from psycopg import sql
 
 from resgate.checks.integrity.config import AcceptedEvents, TradeEvents
-from resgate.checks.sqlutil import CopyBuffer, consume_until, copy_statement, copy_text
+from resgate.checks.sqlutil import CopyBuffer, copy_statement, copy_text
+from resgate.checks.topics import consume_until
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.ledger import OUTCOMES
 

@@ -273,7 +273,7 @@ def gather(dsn: str, config: ReplayConfig, *, bootstrap: str, run_id: str | None
     the reason in ``unavailable``. Raises ConfigError, before creating anything, when a rebuild callable
     cannot be imported or a live table or column does not exist.
     """
-    from resgate.local.kafka import topic_bounds, truncated_partitions
+    from resgate.checks.topics import topic_bounds, truncated_partitions
 
     if not bootstrap:
         raise ConfigError("a Kafka bootstrap is required", where="replay")
