@@ -7,7 +7,8 @@ what its function reads and writes, on the resources it is given (assets: :mod:`
 
 - the checks and the verdict: get/put under ``evidence/gate=<name>/`` only, ``ListBucket`` only for that
   prefix; slo: ``cloudwatch:GetMetricStatistics`` (its ALB source); integrity/replay:
-  ``secretsmanager:GetSecretValue`` on the one database secret;
+  ``secretsmanager:GetSecretValue`` on the one database secret, and the ENI actions Lambda needs to attach
+  them to the VPC (CDK adds ``AWSLambdaVPCAccessExecutionRole`` only to roles it creates itself);
 - the timeline: put under the gate's prefix, ``fis:GetExperiment`` only on experiments tagged with this
   gate, ``ecs:DescribeServices`` on the target services, ``ecs:ListTasks`` / ``ecs:DescribeTasks``
   conditioned on ``ecs:cluster`` = the target cluster;
@@ -133,6 +134,9 @@ class AssertionFunctions(Construct):
                     actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
                 )
             )
+            if in_vpc:
+                # Before the function: CDK makes it depend on the role's policy, which CreateFunction checks.
+                role.add_to_policy(policies.lambda_vpc_statement())
             fn = lambda_.Function(
                 self,
                 f"{name.title()}Function",

@@ -10,9 +10,11 @@ with ``PERCENT(<percent>)``, stopped by the guardrail alarms.
 Fault kinds without an AWS counterpart here (``hang``, ``db_blip``, ``kafka_*``, ``duplicate_delivery``)
 are listed in ``skipped`` and reported as a synth warning; they run in the local gate only.
 
-The FIS role may stop and describe tasks of the target cluster only (``ecs:StopTask`` /
-``ecs:DescribeTasks`` on its tasks, conditioned on ``ecs:cluster``), and resolve targets by tag
-(``tag:GetResources``, which has no resource-level permission).
+The FIS role may describe tasks of the target cluster only (``ecs:DescribeTasks``, conditioned on
+``ecs:cluster``), stop only those of its tasks that carry the gate's target tags (``ecs:StopTask``
+conditioned on ``ecs:cluster`` *and* ``aws:ResourceTag/<key>`` for every target tag: the same tags the
+templates select tasks by), and resolve targets by tag (``tag:GetResources``, which has no resource-level
+permission).
 """
 
 from __future__ import annotations
@@ -185,14 +187,18 @@ class FaultExperiments(Construct):
             ),
             description=f"ResilienceGate {gate}: FIS experiments against cluster {target_cluster}",
         )
+        cluster = policies.cluster_arn(self, target_cluster)
         policies.add_statements(
             self.role,
             policies.cluster_task_statements(
-                self,
-                cluster_name=target_cluster,
-                cluster=policies.cluster_arn(self, target_cluster),
-                task_actions=["ecs:StopTask", "ecs:DescribeTasks"],
+                self, cluster_name=target_cluster, cluster=cluster, task_actions=["ecs:DescribeTasks"]
             ),
+        )
+        # FIS stops the tasks it selected by these tags; the role may stop no other task of the cluster.
+        self.role.add_to_policy(
+            policies.tagged_tasks_statement(
+                self, cluster_name=target_cluster, cluster=cluster, tags=target_tags, actions=["ecs:StopTask"]
+            )
         )
         self.role.add_to_policy(iam.PolicyStatement(actions=["tag:GetResources"], resources=["*"]))
         path = template_dir / c.FIS_STOP_TASK_TEMPLATE

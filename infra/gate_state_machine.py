@@ -11,7 +11,7 @@ Lambdas → verdict Lambda → Succeed, or SNS notice + Fail.
 Every error (a task that throws, a loop that runs out of polls, a load task that died, a failed
 experiment) goes to the **cleanup** branch (:mod:`infra.state_machine.cleanup`): stop the load task and
 every experiment started so far, record an ERROR verdict, notify, Fail with the original error. Nothing in
-the run escapes that branch except input validation, which fails before anything is started. A
+the run escapes that branch (an invalid input enters it too, before anything is started). A
 StopExecution (ABORTED) or the state machine's timeout (TIMED_OUT) ends the execution without any Catch:
 for those, :mod:`infra.abort_cleanup`'s EventBridge rule invokes the cleanup Lambda, which stops the load
 task (tagged with the run id) and the gate's running experiments.
@@ -184,7 +184,8 @@ class GateStateMachine(Construct):
         acknowledge(
             self.state_machine,
             "CloudFormation-Validate::E1029",
-            "The gate config is copied verbatim into each run's evidence; its ${...} are the local runner's "
+            "A gate config too long for States.Base64Decode is copied as plain text into each run's "
+            "evidence (state_machine.preflight.config_body); its ${...} are the local runner's "
             "placeholders, data for CloudFormation, not Fn::Sub variables.",
         )
 

@@ -147,16 +147,13 @@ IAM_FINDING_RULES = (
         r"Resource::\*",
         "Services without resource-level permissions: X-Ray trace upload, CloudWatch Logs log delivery of "
         "the state machine, tag:GetResources (FIS resolves targets by tag), cloudwatch:GetMetricStatistics "
-        "(the slo check's ALB source), fis:ListExperiments (the abort cleanup, filtered by template id).",
+        "(the slo check's ALB source), fis:ListExperiments (the abort cleanup, filtered by template id), "
+        "and the ENI actions Lambda needs in the roles of the two functions in the VPC "
+        "(DescribeNetworkInterfaces has no resource-level permission; the ENIs do not exist beforehand).",
     ),
     FindingRule(
         "AwsSolutions-IAM5",
         r"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:[^*]+-\?\?\?\?\?\?",
         "A secret given by name matches its ARN only with the 6-character suffix Secrets Manager appends.",
-    ),
-    FindingRule(
-        "AwsSolutions-IAM4",
-        r"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
-        "Added by CDK for the two functions in the VPC: ENI management, which has no resource-level scoping.",
     ),
 )

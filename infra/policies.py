@@ -8,7 +8,7 @@ Each shape is written once here; the construct that owns the role calls it with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
@@ -49,6 +49,42 @@ def cluster_task_statements(
             conditions=on_cluster(cluster),
         ),
     ]
+
+
+def tagged_tasks_statement(
+    scope: IConstruct, *, cluster_name: str, cluster: str, tags: Mapping[str, str], actions: Sequence[str]
+) -> iam.PolicyStatement:
+    """``actions`` on the cluster's tasks that carry every tag of ``tags`` (``aws:ResourceTag/<key>``),
+    conditioned on ``ecs:cluster`` = ``cluster`` too: a task of the cluster that is not the gate's target
+    (another team's service, the gate's own load) cannot be touched."""
+    if not tags:
+        raise ValueError("a tag-scoped statement needs at least one tag")
+    return iam.PolicyStatement(
+        actions=list(actions),
+        resources=[ecs_arn(scope, "task", f"{cluster_name}/*")],
+        conditions={
+            **on_cluster(cluster),
+            "StringEquals": {f"aws:ResourceTag/{k}": v for k, v in tags.items()},
+        },
+    )
+
+
+def lambda_vpc_statement() -> iam.PolicyStatement:
+    """What Lambda needs in a function's own role to attach it to a VPC (the five ENI actions of
+    ``AWSLambdaVPCAccessExecutionRole``, without its log permissions on every log group). CDK adds that
+    managed policy only to roles it creates; CreateFunction checks these actions. ``Resource: *``:
+    DescribeNetworkInterfaces has no resource-level permission, and the ENIs do not exist before Lambda
+    creates them."""
+    return iam.PolicyStatement(
+        actions=[
+            "ec2:CreateNetworkInterface",
+            "ec2:DescribeNetworkInterfaces",
+            "ec2:DeleteNetworkInterface",
+            "ec2:AssignPrivateIpAddresses",
+            "ec2:UnassignPrivateIpAddresses",
+        ],
+        resources=["*"],
+    )
 
 
 def describe_services_statement(

@@ -15,7 +15,6 @@ from typing import Any
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 
 from infra import constants as c
 from infra.fault_experiments import ExperimentSpec
@@ -37,25 +36,21 @@ def build_assertions(
     load_duration_s: int,
 ) -> Phase:
     """Returns the phase: entry ``Write timeline``, exit the ``Assertions`` Parallel (``$.results``)."""
-    timeline = tasks.LambdaInvoke(
-        steps.scope,
+    timeline = steps.lambda_invoke(
         "Write timeline",
-        lambda_function=timeline_function,
-        payload=sfn.TaskInput.from_object(
-            {
-                **run_fields(),
-                "cluster": target_cluster,
-                # Fault targets are the gate config's service names; health rows use the same names.
-                "services": {s.fault.target: s.service for s in experiments},
-                "faults": {
-                    s.key: {"name": s.name, "kind": s.fault.kind, "target": s.fault.target}
-                    for s in experiments
-                },
-                "experiments.$": "$.experiments",
-                "started_at.$": "$$.Execution.StartTime",
-                "ended_at.$": "$$.State.EnteredTime",
-            }
-        ),
+        timeline_function,
+        {
+            **run_fields(),
+            "cluster": target_cluster,
+            # Fault targets are the gate config's service names; health rows use the same names.
+            "services": {s.fault.target: s.service for s in experiments},
+            "faults": {
+                s.key: {"name": s.name, "kind": s.fault.kind, "target": s.fault.target} for s in experiments
+            },
+            "experiments.$": "$.experiments",
+            "started_at.$": "$$.Execution.StartTime",
+            "ended_at.$": "$$.State.EnteredTime",
+        },
         result_selector={
             "observed_until.$": "$.Payload.observed_until",
             "fault_events.$": "$.Payload.fault_events",
@@ -91,12 +86,8 @@ def _check_branch(
     steps: Steps, name: str, fn: lambda_.IFunction, config: GateConfig, load_duration_s: int
 ) -> sfn.IChainable:
     """One Parallel branch: invoke the check; any error becomes ``{name, Error, Cause}``."""
-    invoke = tasks.LambdaInvoke(
-        steps.scope,
-        f"Check {name}",
-        lambda_function=fn,
-        payload=sfn.TaskInput.from_object(check_payload(name, config, load_duration_s)),
-        output_path="$.Payload",
+    invoke = steps.lambda_invoke(
+        f"Check {name}", fn, check_payload(name, config, load_duration_s), output_path="$.Payload"
     )
     # GateError = an infrastructure failure (S3, database, Kafka): worth one more try.
     invoke.add_retry(errors=["GateError"], interval=Duration.seconds(5), max_attempts=2, backoff_rate=2)

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 
 from infra.fault_experiments import ExperimentSpec
 from infra.state_machine.steps import Steps, run_fields
@@ -86,34 +85,26 @@ class CleanupBranch:
             result_path="$.failure",
         )
         describe_failure.next(run_failed)
-        notify_error = tasks.SnsPublish(
-            steps.scope,
+        notify_error = steps.sns_publish(
             "Notify error",
-            topic=topic,
-            subject=f"ResilienceGate {gate}: the gate could not run"[:100],
-            message=sfn.TaskInput.from_object(
-                {"gate": gate, "run_id.$": "$.run.run_id", "result": "ERROR", "error.$": "$.error"}
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            topic,
+            {"gate": gate, "run_id.$": "$.run.run_id", "result": "ERROR", "error.$": "$.error"},
+            subject=f"ResilienceGate {gate}: the gate could not run",
         )
         notify_error.add_catch(describe_failure, errors=["States.ALL"], result_path="$.notify_error")
         notify_error.next(describe_failure)
-        record_error = tasks.LambdaInvoke(
-            steps.scope,
+        record_error = steps.lambda_invoke(
             "Record error verdict",
-            lambda_function=verdict_function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    **run_fields(),
-                    "results": [],
-                    "checks": list(check_names),
-                    "unknown_is_failure": unknown_is_failure,
-                    "guardrail_tripped.$": "$.guardrail_tripped",
-                    "error.$": "$.error",
-                }
-            ),
+            verdict_function,
+            {
+                **run_fields(),
+                "results": [],
+                "checks": list(check_names),
+                "unknown_is_failure": unknown_is_failure,
+                "guardrail_tripped.$": "$.guardrail_tripped",
+                "error.$": "$.error",
+            },
             result_path=sfn.JsonPath.DISCARD,
-            retry_on_service_exceptions=False,
         )
         record_error.add_catch(notify_error, errors=["States.ALL"], result_path="$.record_error")
         record_error.next(notify_error)

@@ -1,14 +1,16 @@
 """Phase 1, validate and preflight: the execution input, the run's evidence location, the target.
 
 Init (run id = the execution name, ``dt`` = its start date, the default waits) → merge the input's
-``waits`` → locate the run's evidence prefix → validate every wait (a bad input fails with
-``InvalidInput`` before anything is started, the one error that bypasses the cleanup branch) → the
-target's ECS services exist (``ecs:describeServices``; a missing one is ``TargetNotFound``) → copy the gate
+``waits`` → locate the run's evidence prefix → validate every wait: a whole number of seconds, 0 to a
+year (a bad input enters the cleanup branch as ``InvalidInput`` before anything is started, so it gets an
+ERROR verdict and a notice like any other failed run) → the target's ECS services exist
+(``ecs:describeServices``; a missing one is ``TargetNotFound``) → copy the gate
 config to the run's evidence prefix. The phase's exit is that copy.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Mapping, Sequence
 
@@ -21,6 +23,9 @@ from infra.state_machine.steps import Phase, Steps
 from resgate.config.schema import GateConfig
 
 WAIT_KEYS = ("baseline_s", "poll_s", "quiesce_s", "load_rest_s")
+# A standard execution lasts at most a year; the bound also keeps States.MathAdd within its int32 domain.
+MAX_WAIT_S = 365 * 24 * 3600
+BASE64_DECODE_MAX_CHARS = 10_000  # the input limit of States.Base64Decode
 
 
 def default_waits(
@@ -42,6 +47,18 @@ def default_waits(
     return waits
 
 
+def config_body(config_text: str) -> dict[str, str]:
+    """The ``Body`` of the gate config's copy: the text itself, or, when it holds ``${…}`` (the local
+    runner's placeholders), ``States.Base64Decode`` of it. CloudFormation substitutes ``${…}`` only inside
+    ``Fn::Sub``, but cfn-lint reads them in the definition's ``Fn::Join`` as misplaced variables (E1029),
+    and so would a reviewer; encoded, the template carries no such text. The intrinsic takes at most
+    10,000 characters; a config too long for that stays plain text."""
+    encoded = base64.b64encode(config_text.encode("utf-8")).decode("ascii")
+    if "${" in config_text and len(encoded) <= BASE64_DECODE_MAX_CHARS:
+        return {"Body.$": f"States.Base64Decode('{encoded}')"}
+    return {"Body": config_text}
+
+
 def run_prefix(gate: str) -> str:
     """The run's evidence prefix with two ``{}`` for ``States.Format``: the date and the run id."""
     return f"{c.EVIDENCE_PREFIX}/gate={gate}/dt={{}}/run_id={{}}/"
@@ -60,7 +77,7 @@ def build_preflight(
 ) -> Phase:
     """Returns the phase: entry ``Init``, exit ``Write gate config``."""
     init, locate = _read_input(steps, gate=gate, waits=waits, evidence_bucket_name=evidence_bucket_name)
-    validate = _validate_waits(steps, wait_keys=list(waits))
+    validate, valid_waits = _validate_waits(steps, cleanup, wait_keys=list(waits))
     locate.next(validate)
     describe_target = steps.sdk(
         "Describe target services",
@@ -79,7 +96,7 @@ def build_preflight(
         {
             "Bucket": evidence_bucket_name,
             "Key.$": "$.locations.config_key",
-            "Body": config_text,
+            **config_body(config_text),
             "ContentType": "application/yaml",
         },
         ResultPath="$.last_call",
@@ -92,7 +109,7 @@ def build_preflight(
             f"a service of {', '.join(target_services)} is missing from ECS cluster {target_cluster}",
         )
     )
-    validate.otherwise(describe_target)
+    valid_waits.next(describe_target)
     describe_target.next(target_ok)
     return Phase(entry=init, exits=(write_config,))
 
@@ -143,23 +160,45 @@ def _read_input(
     return init, locate
 
 
-def _validate_waits(steps: Steps, *, wait_keys: Sequence[str]) -> sfn.Choice:
-    """``Validate input``: any wait that is not a number >= 0 → ``Invalid input``; its default branch is
-    left to the caller."""
-    valid = sfn.Condition.and_(
+def _validate_waits(
+    steps: Steps, cleanup: CleanupBranch, *, wait_keys: Sequence[str]
+) -> tuple[sfn.Choice, sfn.Pass]:
+    """``Validate input`` → ``Round waits`` → ``Whole seconds?`` → ``Use whole seconds``; any wait that is
+    not a whole number of seconds in 0..:data:`MAX_WAIT_S` enters the cleanup branch as ``InvalidInput``.
+    Returns ``(the first state, the last one)``; the last one's next state is left to the caller.
+
+    A Wait's ``SecondsPath`` must be a non-negative integer: 2.5 fails the Wait with ``States.Runtime``,
+    which no Catch handles (no ERROR verdict, no notice). ASL has no integer test, so the check is a round
+    trip: ``States.MathAdd(x, 0)`` rounds a non-integer to the nearest integer (documented for MathAdd's
+    arguments), and ``x`` is whole exactly when it equals that result. MathAdd is only reached once every
+    wait is known to be a number in range (a string would make it fail with States.Runtime too), and the
+    rounded copy replaces the waits, so a Wait never sees ``2.0`` either.
+    """
+    cause = (
+        f"every waits.* must be a whole number of seconds, 0 to {MAX_WAIT_S} (keys: {', '.join(wait_keys)})"
+    )
+    invalid_input = cleanup.fail("Invalid input", "InvalidInput", cause)
+    numbers = sfn.Condition.and_(
         *(
             sfn.Condition.and_(
                 sfn.Condition.is_numeric(f"$.waits.{k}"),
                 sfn.Condition.number_greater_than_equals(f"$.waits.{k}", 0),
+                sfn.Condition.number_less_than_equals(f"$.waits.{k}", MAX_WAIT_S),
             )
             for k in wait_keys
         )
     )
-    invalid_input = steps.fail(
-        "Invalid input",
-        error="InvalidInput",
-        cause=f"every waits.* must be a number >= 0 (keys: {', '.join(wait_keys)})",
+    rounded = steps.pass_(
+        "Round waits",
+        parameters={f"{k}.$": f"States.MathAdd($.waits.{k}, 0)" for k in wait_keys},
+        result_path="$.whole_waits",
     )
+    whole = sfn.Condition.and_(
+        *(sfn.Condition.number_equals_json_path(f"$.waits.{k}", f"$.whole_waits.{k}") for k in wait_keys)
+    )
+    use_whole = steps.pass_("Use whole seconds", input_path="$.whole_waits", result_path="$.waits")
+    is_whole = steps.choice("Whole seconds?")
+    is_whole.when(whole, use_whole).otherwise(invalid_input)
     validate = steps.choice("Validate input")
-    validate.when(sfn.Condition.not_(valid), invalid_input)
-    return validate
+    validate.when(numbers, rounded.next(is_whole)).otherwise(invalid_input)
+    return validate, use_whole

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
-from aws_cdk import aws_stepfunctions_tasks as tasks
 
 from infra.state_machine.cleanup import CleanupBranch
 from infra.state_machine.steps import Phase, Steps, run_fields
@@ -30,19 +29,16 @@ def build_verdict(
     topic: sns.ITopic,
 ) -> Phase:
     """Returns the phase: entry ``Verdict``, no exits (it ends the run either way)."""
-    verdict = tasks.LambdaInvoke(
-        steps.scope,
+    verdict = steps.lambda_invoke(
         "Verdict",
-        lambda_function=verdict_function,
-        payload=sfn.TaskInput.from_object(
-            {
-                **run_fields(),
-                "results.$": "$.results",
-                "checks": list(check_names),
-                "unknown_is_failure": unknown_is_failure,
-                "guardrail_tripped.$": "$.guardrail_tripped",
-            }
-        ),
+        verdict_function,
+        {
+            **run_fields(),
+            "results.$": "$.results",
+            "checks": list(check_names),
+            "unknown_is_failure": unknown_is_failure,
+            "guardrail_tripped.$": "$.guardrail_tripped",
+        },
         result_selector={
             "passed.$": "$.Payload.passed",
             "result.$": "$.Payload.result",
@@ -56,20 +52,16 @@ def build_verdict(
     cleanup.catch(verdict)
     passed = steps.choice("Passed?")
     gate_failed = steps.fail("Gate failed", error="GateFailed", cause_path="$.verdict.reason")
-    notify_failed = tasks.SnsPublish(
-        steps.scope,
+    notify_failed = steps.sns_publish(
         "Notify failed",
-        topic=topic,
-        subject=f"ResilienceGate {gate}: FAILED"[:100],
-        message=sfn.TaskInput.from_object(
-            {
-                "gate": gate,
-                "run_id.$": "$.run.run_id",
-                "verdict.$": "$.verdict",
-                "guardrail_tripped.$": "$.guardrail_tripped",
-            }
-        ),
-        result_path=sfn.JsonPath.DISCARD,
+        topic,
+        {
+            "gate": gate,
+            "run_id.$": "$.run.run_id",
+            "verdict.$": "$.verdict",
+            "guardrail_tripped.$": "$.guardrail_tripped",
+        },
+        subject=f"ResilienceGate {gate}: FAILED",
     )
     notify_failed.add_catch(gate_failed, errors=["States.ALL"], result_path="$.notify_error")
     verdict.next(passed)

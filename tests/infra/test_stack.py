@@ -199,6 +199,22 @@ def test_ecs_stop_task_is_conditioned_on_one_cluster(synth):
         assert "ecs:cluster" in st["Condition"]["ArnEquals"]
 
 
+def test_fis_may_stop_only_the_target_cluster_tasks_that_carry_the_gate_target_tags(synth):
+    target_tags = dict(CONFIG.target.tags)  # the default config has no target.aws.target_tags
+    assert target_tags
+    stops = [s for s in _statements(synth) if "ecs:StopTask" in _as_list(s["Action"])]
+    on_target = [s for s in stops if ":cluster/paperbroker" in json.dumps(s["Condition"]["ArnEquals"])]
+    assert on_target, "no ecs:StopTask on the target cluster (the FIS role)"
+    for st in on_target:
+        assert "ecs:cluster" in st["Condition"]["ArnEquals"]
+        assert st["Condition"].get("StringEquals") == {
+            f"aws:ResourceTag/{k}": v for k, v in target_tags.items()
+        }
+    # ... and the experiment templates select tasks by the same tags.
+    for t in synth.resources("AWS::FIS::ExperimentTemplate").values():
+        assert target_tags.items() <= t["Properties"]["Targets"]["Tasks"]["ResourceTags"].items()
+
+
 def test_s3_object_access_is_limited_to_the_gate_prefix(synth):
     for st in _grants(_statements(synth), "s3:"):
         if st["Action"] == "s3:ListBucket":

@@ -297,10 +297,46 @@ def test_polling_a_load_task_that_never_starts_is_bounded(run_gate):
     assert "Stop load task" in ex.calls and "Start kill-gateway" not in ex.calls
 
 
-def test_invalid_waits_fail_before_anything_is_started(run_gate, zero_waits):
+def test_a_negative_wait_is_an_error_verdict_before_anything_is_started(run_gate, zero_waits):
     ex = run_gate("run-invalid", happy_path(), execution_input={"waits": {**zero_waits, "poll_s": -1}})
-    assert ex.status == "FAILED" and ex.error == "InvalidInput"
-    assert ex.calls == []
+    assert ex.status == "FAILED" and ex.error == "GateRunFailed" and ex.cause.startswith("InvalidInput")
+    assert ex.calls == ["Record error verdict", "Notify error"]
+
+
+def test_a_fractional_wait_is_an_error_verdict_not_a_runtime_failure(run_gate, zero_waits):
+    # On AWS a Wait with SecondsPath 2.5 fails with States.Runtime, which no Catch handles.
+    ex = run_gate(
+        "run-fractional", happy_path(), execution_input={"waits": {**zero_waits, "baseline_s": 2.5}}
+    )
+    assert ex.status == "FAILED" and ex.error == "GateRunFailed", (ex.error, ex.cause)
+    assert ex.cause.startswith("InvalidInput")
+    assert "Cleanup" in ex.entered and ex.calls == ["Record error verdict", "Notify error"]
+    assert ex.parameters("Record error verdict")["Payload"]["error"]["Error"] == "InvalidInput"
+
+
+def test_whole_waits_given_as_floats_are_used_as_integers(run_gate, zero_waits):
+    ex = run_gate("run-float-waits", happy_path(), execution_input={"waits": {**zero_waits, "poll_s": 0.0}})
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+
+
+def test_throttled_sdk_and_lambda_calls_are_retried_and_the_run_reaches_its_verdict(run_gate):
+    # One throttling error in an SDK task and one in a Lambda task (the shim answers each call of a state
+    # in turn); each Retry waits at most 1 s (IntervalSeconds 1, full jitter) before the second call.
+    responses = happy_path()
+    ex = run_gate(
+        "run-throttled",
+        {
+            **responses,
+            "Describe target services": [
+                Throw("Ecs.ThrottlingException", "Rate exceeded"),
+                *responses["Describe target services"],
+            ],
+            "Verdict": [Throw("Lambda.TooManyRequestsException", "Rate exceeded"), *responses["Verdict"]],
+        },
+    )
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    assert ex.calls.count("Describe target services") == 2
+    assert ex.calls[-2:] == ["Verdict", "Verdict"]
 
 
 def test_a_missing_target_service_stops_the_run_before_the_load(run_gate):
