@@ -1,8 +1,10 @@
 """The gate's load generator: a Locust locustfile, its client ledger and live stats, and a runner.
 
-``loadgen.locustfile`` drives an order gateway with realistic traders (orders with idempotency keys and
-client-side retries, cancels, RFQs, reads) and writes one ledger line per request attempt;
-``loadgen.ledger`` writes and merges those per-process ledger files; ``loadgen.stats`` parses Locust's
+``loadgen.ledger_plugin`` is the Locust plugin that records every request of any locustfile in the client
+ledger (the gate loads it beside the locustfile through ``loadgen/resgate_ledger_hook.py``), with a small
+API for tasks to add domain fields; ``loadgen.locustfile`` drives an order gateway with realistic traders
+(orders with idempotency keys and client-side retries, cancels, RFQs, reads) through that API;
+``loadgen.ledger`` writes and merges the per-process ledger files; ``loadgen.stats`` parses Locust's
 ``--json`` output and the per-second live files; ``loadgen.run`` starts a headless Locust subprocess and
 stops it without leaving a process behind; ``loadgen.upload`` ships the results to S3 on Fargate.
 

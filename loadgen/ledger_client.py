@@ -4,7 +4,8 @@
 or gets 429/502/503/504 is retried (at most ``max_attempts`` attempts, pausing for ``Retry-After`` or an
 exponential backoff, capped) with the **same** ``Idempotency-Key`` and the **same** body bytes: that is
 what exercises the target's idempotency. Every attempt is one Locust request (``catch_response``: a 2xx
-is a success, anything else a failure) and one line of the client ledger (fields: ``ts`` attempt start,
+is a success, anything else a failure) and one line of the client ledger, written by
+:mod:`loadgen.ledger_plugin` with the fields this client adds (``ts`` attempt start,
 ``op``, ``client_id``, ``idempotency_key``, ``order_id``, ``status``, ``outcome``, ``latency_ms`` as
 Locust measured it, ``attempt``, ``symbol``, ``side``, ``qty``, ``price`` (a number), ``retry_after``,
 ``error``, and ``rfq_id`` for RFQs). Once the load is stopping no request or retry starts; an attempt cut
@@ -27,7 +28,8 @@ from locust.exception import StopUser
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 from locust.user.task import LOCUST_STATE_STOPPING
 
-from loadgen.ledger import LedgerWriter, is_retryable, outcome_for, parse_retry_after, transport_status
+from loadgen.ledger import is_retryable
+from loadgen.ledger_plugin import classify_request, ledger_fields
 from loadgen.load_config import LoadConfig
 
 ERROR_SNIPPET = 200
@@ -43,58 +45,30 @@ class Attempt:
     retry_after: float | None = None
 
 
-def _header(resp: Any, name: str) -> str | None:
-    headers = getattr(resp, "headers", None)
-    if not headers:
-        return None
-    value = headers.get(name)
-    if isinstance(value, list):
-        return value[-1] if value else None
-    return value
-
-
-def _snippet(content: bytes | None) -> str:
-    if not content:
-        return ""
-    return content[:ERROR_SNIPPET].decode("utf-8", errors="replace")
-
-
 def classify(resp: Any) -> tuple[Attempt, str | None]:
-    """The attempt's status, outcome, decoded body and Retry-After, and an error text for failures."""
-    code = int(resp.status_code or 0)
-    exc = resp.request_meta.get("exception")
-    if code == 0:
-        status: int | str = transport_status(getattr(resp, "error", None) or exc)
-        err = getattr(resp, "error", None) or exc
-        return Attempt(status, outcome_for(status)), f"{type(err).__name__}: {err}"[:ERROR_SNIPPET]
-    if exc is not None and getattr(exc, "response", None) is None and 200 <= code < 300:
-        # headers said 2xx but the body never arrived whole: whether it was applied is unknown
-        return Attempt("conn_reset", "info"), f"HTTP {code} with a broken body: {exc}"[:ERROR_SNIPPET]
-    content = resp.content
-    retry_after = parse_retry_after(_header(resp, "Retry-After"), now=time.time())
-    outcome = outcome_for(code)
+    """The attempt's status, outcome, decoded body and Retry-After, and an error text for failures.
+
+    The status, outcome and Retry-After are :func:`loadgen.ledger_plugin.classify_request`'s (judged on the
+    exception the request itself raised, before the with-block marks it); a 2xx body is decoded as JSON.
+    """
+    status, outcome, retry_after, error = classify_request(resp, resp.request_meta.get("exception"))
     data: Any = None
-    error: str | None = None
     if outcome == "ok":
+        content = resp.content
         try:
             data = json.loads(content) if content else None
         except ValueError:
-            error = f"unparseable body: {_snippet(content)}"
-    else:
-        error = f"HTTP {code}: {_snippet(content)}"
-    return Attempt(code, outcome, data, retry_after), error
+            error = f"unparseable body: {content[:ERROR_SNIPPET].decode('utf-8', errors='replace')}"
+    return Attempt(status, outcome, data, retry_after), error
 
 
 class LedgerClient:
     """One user's requests, with retries; every attempt is reported to Locust and written to the ledger."""
 
-    def __init__(
-        self, user: FastHttpUser, *, client_id: str, config: LoadConfig, ledger: LedgerWriter
-    ) -> None:
+    def __init__(self, user: FastHttpUser, *, client_id: str, config: LoadConfig) -> None:
         self.user = user
         self.client_id = client_id
         self.config = config
-        self.ledger = ledger
         self.conn_opened = time.monotonic()
 
     def stopping(self) -> bool:
@@ -186,8 +160,23 @@ class LedgerClient:
         attempt: int,
         fields: dict[str, Any],
     ) -> Attempt:
-        """One request: report it to Locust (success iff 2xx) and write its ledger line."""
+        """One request: report it to Locust (success iff 2xx); the plugin writes its ledger line with the
+        fields set here (:func:`loadgen.ledger_plugin.ledger_fields`)."""
         self._recycle_connection()
+        with ledger_fields(
+            client_id=self.client_id, idempotency_key=key, order_id=order_id, attempt=attempt, **fields
+        ) as record:
+            return self._send(op, method, path, payload, headers, record)
+
+    def _send(
+        self,
+        op: str,
+        method: str,
+        path: str,
+        payload: str | None,
+        headers: dict[str, str],
+        record: dict[str, Any],
+    ) -> Attempt:
         start = time.time()
         t0 = time.perf_counter()
         resp = None
@@ -202,18 +191,24 @@ class LedgerClient:
                         Attempt("conn_error", "info"),
                         f"unclassified response: {e!r}"[:ERROR_SNIPPET],
                     )
+                # our classification, not the failure() we are about to report, goes into the ledger
+                record.update(
+                    status=result.status, outcome=result.outcome, retry_after=result.retry_after, error=error
+                )
+                data = result.data
+                if isinstance(data, dict) and data.get("order_id") and op == "submit_order":
+                    record["order_id"] = str(data["order_id"])
+                if op == "rfq" and isinstance(data, dict) and data.get("rfq_id"):
+                    record["rfq_id"] = str(data["rfq_id"])
                 if result.outcome == "ok":
                     resp.success()
                 else:
                     resp.failure(f"{result.status}: {error}" if error else str(result.status))
-                latency_ms = float(resp.request_meta.get("response_time") or 0.0)
-                start = float(resp.request_meta.get("start_time") or start)
         except (GreenletExit, Exception) as e:
             if resp is not None:  # already reported by the with-block; nothing was lost
                 raise
             # The attempt never came back: the load stopped (GreenletExit) or the client broke. The request
             # may have reached the server, so it is recorded as indeterminate, in the ledger and in Locust.
-            latency_ms = (time.perf_counter() - t0) * 1000
             killed = isinstance(e, GreenletExit)
             error = (
                 "load stopped mid-request"
@@ -221,10 +216,11 @@ class LedgerClient:
                 else f"client error: {type(e).__name__}: {e}"[:ERROR_SNIPPET]
             )
             result = Attempt("conn_error", "info")
+            record.update(status=result.status, outcome=result.outcome, retry_after=None, error=error)
             self.user.environment.events.request.fire(
                 request_type=method,
                 name=op,
-                response_time=latency_ms,
+                response_time=(time.perf_counter() - t0) * 1000,
                 response_length=0,
                 response=None,
                 context={},
@@ -232,42 +228,7 @@ class LedgerClient:
                 start_time=start,
                 url=path,
             )
-            self._record(op, start, key, order_id, result, latency_ms, attempt, fields, error)
             if killed:
                 raise
             return result
-        data = result.data
-        if isinstance(data, dict) and data.get("order_id") and op == "submit_order":
-            order_id = str(data["order_id"])
-        if op == "rfq" and isinstance(data, dict) and data.get("rfq_id"):
-            fields = {**fields, "rfq_id": str(data["rfq_id"])}
-        self._record(op, start, key, order_id, result, latency_ms, attempt, fields, error)
         return result
-
-    def _record(
-        self,
-        op: str,
-        ts: float,
-        key: str | None,
-        order_id: str | None,
-        result: Attempt,
-        latency_ms: float,
-        attempt: int,
-        fields: dict[str, Any],
-        error: str | None,
-    ) -> None:
-        rec: dict[str, Any] = {
-            "ts": round(ts, 6),
-            "op": op,
-            "client_id": self.client_id,
-            "idempotency_key": key,
-            "order_id": order_id,
-            "status": result.status,
-            "outcome": result.outcome,
-            "latency_ms": round(latency_ms, 3),
-            "attempt": attempt,
-            "retry_after": result.retry_after,
-            "error": error,
-        }
-        rec.update(fields)
-        self.ledger.write(rec)

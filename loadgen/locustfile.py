@@ -4,30 +4,24 @@
 set of symbols at prices within a band around a reference, so buys and sells cross and trades happen;
 it also cancels its own open orders, asks for RFQs and reads orders and RFQs back. Every order carries a
 fresh ``Idempotency-Key``; its requests go through :class:`loadgen.ledger_client.LedgerClient`, which
-retries with the same key and bytes and writes one ledger line per attempt to
-``$RESGATE_LEDGER_DIR/ledger-<pid>.jsonl``. This file also holds the per-process state and hooks: the
-settings (:mod:`loadgen.load_config`, read once at import), the ledger and ``live-<pid>.jsonl`` writers
-(see :mod:`loadgen.stats`; written once a second) and the flushes on ``test_stop``, ``quitting``,
-``quit`` and interpreter exit. The target is Locust's ``--host`` (or ``LOCUST_HOST``).
+retries with the same key and bytes and gives each attempt its ledger fields through the ledger plugin's
+API (:mod:`loadgen.ledger_plugin`, which writes ``$RESGATE_LEDGER_DIR/ledger-<pid>.jsonl`` and the live
+files, and flushes them). The settings are the plugin's (:mod:`loadgen.load_config`, read once at
+import). The target is Locust's ``--host`` (or ``LOCUST_HOST``).
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
 import random
 import secrets
 import sys
-import time
 from collections import deque
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
 
-import gevent
-from locust import FastHttpUser, between, events, task
-from locust.runners import MasterRunner
+from locust import FastHttpUser, between, task
 
 try:
     import loadgen
@@ -40,97 +34,14 @@ if loadgen is None or getattr(loadgen, "__file__", None) is None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import loadgen
 
-from loadgen.ledger import LEDGER_PREFIX, LIVE_PREFIX, LedgerWriter
 from loadgen.ledger_client import LedgerClient
-from loadgen.load_config import LoadConfig
-from loadgen.stats import LiveWindow
+from loadgen.ledger_plugin import CONFIG
 
 log = logging.getLogger("resgate.loadgen")
 
 CLOSED_ORDER_STATES = frozenset({"filled", "cancelled", "canceled", "rejected"})
 _CENT = Decimal("0.01")
-
-CONFIG = LoadConfig.from_env()
-LEDGER = LedgerWriter(CONFIG.ledger_dir, prefix=LEDGER_PREFIX, flush_every=CONFIG.flush_every)
-LIVE_FILE = LedgerWriter(CONFIG.ledger_dir, prefix=LIVE_PREFIX, flush_every=1_000_000)
-LIVE = LiveWindow()
 _USER_NUMBERS = itertools.count(1)
-
-
-# --------------------------------------------------------------------------------------------- process hooks
-
-
-class _Ticker:
-    """Once a second: write the finished live windows and the buffered ledger lines of this process."""
-
-    def __init__(self) -> None:
-        self.greenlet: gevent.Greenlet | None = None
-
-    def start(self) -> None:
-        if self.greenlet is None or self.greenlet.dead:
-            LIVE.start(time.time())
-            self.greenlet = gevent.spawn(self._run)
-
-    def _run(self) -> None:
-        while True:
-            gevent.sleep(1.0 - (time.time() % 1.0) + 0.01)  # just after each second boundary
-            try:
-                write_live(final=False)
-                LEDGER.flush()
-            except Exception:
-                log.exception("writing the ledger / live stats failed")
-
-    def stop(self) -> None:
-        if self.greenlet is not None:
-            self.greenlet.kill(block=False)
-            self.greenlet = None
-
-
-TICKER = _Ticker()
-
-
-def write_live(*, final: bool) -> None:
-    """Append this process's finished live windows (all of them when ``final``) to its live file."""
-    LIVE_FILE.write_many(LIVE.drain(time.time(), final=final))
-    LIVE_FILE.flush()
-
-
-def flush_all(**_kw: Any) -> None:
-    """Write everything this process has buffered (idempotent; safe to call from any event)."""
-    try:
-        LEDGER.flush()
-        LIVE_FILE.flush()
-    except Exception:
-        log.exception("flushing the ledger failed")
-
-
-@events.request.add_listener
-def _on_request(response_time: float = 0.0, exception: BaseException | None = None, **_kw: Any) -> None:
-    if TICKER.greenlet is None:
-        TICKER.start()
-    LIVE.add(time.time(), response_time, exception is not None)
-
-
-@events.test_start.add_listener
-def _on_test_start(environment: Any, **_kw: Any) -> None:
-    if not isinstance(environment.runner, MasterRunner):  # a master makes no requests of its own
-        CONFIG.ledger_dir.mkdir(parents=True, exist_ok=True)
-        TICKER.start()
-
-
-@events.test_stop.add_listener
-def _on_test_stop(**_kw: Any) -> None:
-    TICKER.stop()
-    try:
-        write_live(final=True)
-    except Exception:
-        log.exception("writing live stats failed")
-    flush_all()
-
-
-events.quitting.add_listener(flush_all)
-events.quit.add_listener(flush_all)
-atexit.register(flush_all)
 
 
 # --------------------------------------------------------------------------------------------- the user
@@ -151,7 +62,7 @@ class TraderUser(FastHttpUser):
         self.open_orders: deque[str] = deque(maxlen=50)
         self.known_orders: deque[str] = deque(maxlen=100)
         self.rfq_ids: deque[str] = deque(maxlen=20)
-        self.api = LedgerClient(self, client_id=self.client_id, config=CONFIG, ledger=LEDGER)
+        self.api = LedgerClient(self, client_id=self.client_id, config=CONFIG)
 
     # -------------------------------------------------------------- tasks
 

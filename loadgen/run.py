@@ -1,7 +1,8 @@
 """Run the locustfile headless as a subprocess, and stop it without leaving a process behind.
 
-:func:`run_locust` starts ``python -m locust -f loadgen/locustfile.py --headless --host H -u U -r R
--t Ts --stop-timeout S --json --exit-code-on-error 0 --only-summary`` in its own session (process group)
+:func:`run_locust` starts ``python -m locust -f loadgen/resgate_ledger_hook.py,<locustfile> --headless
+--host H -u U -r R -t Ts --stop-timeout S --json --exit-code-on-error 0 --only-summary`` (the hook loads
+:mod:`loadgen.ledger_plugin`, so any locustfile gets a client ledger) in its own session (process group)
 with ``RESGATE_LEDGER_DIR`` set, stdout (the final ``--json`` stats) captured to
 ``<ledger_dir>/locust-stats.json`` and stderr (Locust's log) to ``<ledger_dir>/locust.log``. The returned
 :class:`LocustRun` is used by the gate runner and the benchmarks: :meth:`LocustRun.wait` for the natural
@@ -32,6 +33,8 @@ from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
 
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+LEDGER_HOOK = Path(__file__).with_name("resgate_ledger_hook.py")
+"""Passed to Locust before every locustfile: installs :mod:`loadgen.ledger_plugin` (the client ledger)."""
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 STATS_NAME = "locust-stats.json"
 LOG_NAME = "locust.log"
@@ -249,6 +252,8 @@ def run_locust(
     lf = Path(locustfile) if locustfile is not None else DEFAULT_LOCUSTFILE
     if not lf.is_file():
         raise ConfigError(f"locustfile not found: {lf}", where="load.locustfile")
+    if "," in str(lf.resolve()) or lf.suffix != ".py":
+        raise ConfigError(f"must be a .py file with no comma in its path, got {lf}", where="load.locustfile")
     ledger = Path(ledger_dir)
     ledger.mkdir(parents=True, exist_ok=True)
     for pattern in ("ledger-*.jsonl", "live-*.jsonl"):
@@ -270,7 +275,7 @@ def run_locust(
         "-m",
         "locust",
         "-f",
-        str(lf.resolve()),
+        f"{LEDGER_HOOK},{lf.resolve()}",  # Locust takes several files; the ledger plugin comes first
         "--headless",
         "--host",
         host,

@@ -1,4 +1,8 @@
-"""The load phase of a local run: Locust (loadgen) as a subprocess, its live windows, its final figures."""
+"""The load phase of a local run: Locust (loadgen) as a subprocess, its live windows, its final figures.
+
+Whatever the locustfile, ``loadgen.run.run_locust`` loads the ledger plugin (``loadgen.ledger_plugin``)
+beside it, so the user's plain locustfile gets a client ledger and live windows with no change to it.
+"""
 
 from __future__ import annotations
 
@@ -29,8 +33,15 @@ def preflight_load(cfg: GateConfig) -> None:
     # find_spec, not import: importing locust would monkey-patch this process with gevent.
     if importlib.util.find_spec("locust") is None:
         raise DependencyMissing("Locust is not installed (pip install locust)")
-    if not _locustfile(cfg).exists():
+    path = _locustfile(cfg)
+    if not path.exists():
         raise ConfigError(f"locustfile {cfg.load.locustfile!r} does not exist", where="load.locustfile")
+    if path.suffix != ".py" or "," in str(path.resolve()):
+        # Locust's -f takes a comma-separated list: the ledger plugin's file, then this one
+        raise ConfigError(
+            f"locustfile {cfg.load.locustfile!r} must be a .py file with no comma in its path",
+            where="load.locustfile",
+        )
 
 
 class LoadRun:

@@ -1,0 +1,325 @@
+"""The client ledger for any locustfile: a Locust plugin that records every request, and a tiny API for
+the domain fields a task knows.
+
+Importing this module (the gate does it through ``loadgen/resgate_ledger_hook.py``, which it passes to
+Locust beside the user's locustfile: ``locust -f resgate_ledger_hook.py,locustfile.py``) adds one
+listener to Locust's ``events.request``: every request any user makes, through ``self.client`` or a
+manual ``events.request.fire``, becomes exactly one line of this process's
+``$RESGATE_LEDGER_DIR/ledger-<pid>.jsonl`` (:class:`loadgen.ledger.LedgerWriter`), with ``ts`` (start),
+``op`` (Locust's request name), ``method``, ``client_id`` (one per Locust user unless the task says
+otherwise), ``idempotency_key``, ``order_id``, ``status`` (the HTTP status, or a transport status word
+when no response came back), ``outcome`` (:func:`loadgen.ledger.outcome_for`), ``latency_ms`` (Locust's),
+``retry_after`` and ``error``. The module also owns the per-process live windows (``live-<pid>.jsonl``,
+:mod:`loadgen.stats`) and the flushes: once a second, on ``test_stop``, ``quitting``, ``quit`` and at
+interpreter exit. It is the only writer of ledger lines, so nothing is ever recorded twice.
+
+A task adds what only it knows (client id, idempotency key, order id, the order's fields, ``attempt``;
+any JSON-able field, and even ``status``/``outcome``/``error`` to override the classification) to the
+records of the requests it makes inside a :func:`ledger_fields` block::
+
+    from loadgen.ledger_plugin import annotate, ledger_fields
+
+    @task
+    def order(self):
+        key = str(uuid.uuid4())
+        with ledger_fields(client_id=self.name, idempotency_key=key, symbol="AAPL", qty=5):
+            r = self.client.post("/orders", json=body, headers={"Idempotency-Key": key})
+            if r.status_code == 200:
+                annotate(order_id=r.json()["id"])
+
+Records made inside a block are held and written when the block ends, with the block's fields as they
+are then, so a field learnt from the response still reaches the record of the request that returned it.
+Blocks nest (inner fields win) and belong to the greenlet (Locust user) that opened them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import gevent
+from locust import events
+from locust.exception import CatchResponseError
+from locust.runners import MasterRunner
+
+from loadgen.ledger import (
+    LEDGER_PREFIX,
+    LIVE_PREFIX,
+    LedgerWriter,
+    outcome_for,
+    parse_retry_after,
+    transport_status,
+)
+from loadgen.load_config import LoadConfig
+from loadgen.stats import LiveWindow
+
+log = logging.getLogger("resgate.loadgen")
+
+ERROR_SNIPPET = 200
+
+CONFIG = LoadConfig.from_env()
+LEDGER = LedgerWriter(CONFIG.ledger_dir, prefix=LEDGER_PREFIX, flush_every=CONFIG.flush_every)
+LIVE_FILE = LedgerWriter(CONFIG.ledger_dir, prefix=LIVE_PREFIX, flush_every=1_000_000)
+LIVE = LiveWindow()
+
+_INSTALLED_MARK = "_resgate_ledger_plugin"
+_CLIENT_NUMBERS = itertools.count(1)
+_CLIENT_IDS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_SCOPES: weakref.WeakKeyDictionary[Any, list[_Scope]] = weakref.WeakKeyDictionary()
+
+
+# --------------------------------------------------------------------------------------------- classification
+
+
+def _header(response: Any, name: str) -> str | None:
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    value = headers.get(name)
+    if isinstance(value, list):
+        return value[-1] if value else None
+    return value
+
+
+def _snippet(response: Any) -> str:
+    try:
+        content = response.content
+    except Exception:  # a body that never arrived whole
+        return ""
+    if not content:
+        return ""
+    if isinstance(content, str):
+        return content[:ERROR_SNIPPET]
+    return bytes(content[:ERROR_SNIPPET]).decode("utf-8", errors="replace")
+
+
+def classify_request(
+    response: Any, exception: BaseException | None, *, now: float | None = None
+) -> tuple[int | str, str, float | None, str | None]:
+    """What a finished request came to: ``(status, outcome, retry_after, error)``.
+
+    No HTTP status (``status_code`` 0 or no response): the transport status of the exception
+    (:func:`loadgen.ledger.transport_status`). A 2xx whose body broke off (an exception other than a
+    ``catch_response`` failure): ``conn_reset``/``info``, since whether it took effect is unknown. A 2xx
+    the task itself marked failed: ``info``. Otherwise the status's outcome (:func:`outcome_for`), the
+    parsed ``Retry-After`` and, for a non-2xx, ``"HTTP <code>: <start of the body>"``.
+    """
+    code = int(getattr(response, "status_code", 0) or 0) if response is not None else 0
+    if code == 0:
+        err = getattr(response, "error", None) or exception
+        status: int | str = transport_status(err)
+        return status, outcome_for(status), None, f"{type(err).__name__}: {err}"[:ERROR_SNIPPET]
+    if 200 <= code < 300 and exception is not None:
+        if not isinstance(exception, CatchResponseError):
+            return "conn_reset", "info", None, f"HTTP {code} with a broken body: {exception}"[:ERROR_SNIPPET]
+        return code, "info", None, f"HTTP {code} marked failed: {exception}"[:ERROR_SNIPPET]
+    retry_after = parse_retry_after(_header(response, "Retry-After"), now=time.time() if now is None else now)
+    outcome = outcome_for(code)
+    error = None if outcome == "ok" else f"HTTP {code}: {_snippet(response)}"[:ERROR_SNIPPET]
+    return code, outcome, retry_after, error
+
+
+# --------------------------------------------------------------------------------------------- the task API
+
+
+class _Scope:
+    __slots__ = ("fields", "held")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self.held: list[dict[str, Any]] = []
+
+
+def _stack(create: bool) -> list[_Scope] | None:
+    current = gevent.getcurrent()
+    stack = _SCOPES.get(current)
+    if stack is None and create:
+        stack = _SCOPES[current] = []
+    return stack
+
+
+@contextmanager
+def ledger_fields(**fields: Any) -> Iterator[dict[str, Any]]:
+    """Add ``fields`` to the ledger record of every request this user makes inside the block.
+
+    Yields the (mutable) field dict; :func:`annotate` or item assignment add to it. Records are written
+    when the block ends (also when it ends by an exception, ``GreenletExit`` included), each with the
+    fields of every enclosing block, inner ones winning, over what the plugin measured.
+    """
+    stack = _stack(create=True)
+    assert stack is not None
+    scope = _Scope(dict(fields))
+    stack.append(scope)
+    try:
+        yield scope.fields
+    finally:
+        stack.pop()
+        if scope.held:
+            merged: dict[str, Any] = {}
+            for outer in stack:
+                merged.update(outer.fields)
+            merged.update(scope.fields)
+            for rec in scope.held:
+                _write({**rec, **merged})
+
+
+def annotate(**fields: Any) -> None:
+    """Add ``fields`` to the innermost open :func:`ledger_fields` block of this user.
+
+    Raises ``LookupError`` when no block is open (a record outside a block is written at once, so there
+    is nothing left to annotate).
+    """
+    stack = _stack(create=False)
+    if not stack:
+        raise LookupError("annotate() needs an open ledger_fields() block around the request")
+    stack[-1].fields.update(fields)
+
+
+def default_client_id() -> str:
+    """This Locust user's client id, ``u<node>-<n>``: one per greenlet, stable for its lifetime."""
+    current = gevent.getcurrent()
+    cid = _CLIENT_IDS.get(current)
+    if cid is None:
+        cid = _CLIENT_IDS[current] = f"u{CONFIG.node}-{next(_CLIENT_NUMBERS)}"
+    return cid
+
+
+# --------------------------------------------------------------------------------------------- recording
+
+
+def _write(record: Mapping[str, Any]) -> None:
+    rec = dict(record)
+    if not rec.get("client_id"):
+        rec["client_id"] = default_client_id()
+    try:
+        LEDGER.write(rec)
+    except Exception:  # never break the user's task over the ledger; the flush logs disk errors
+        log.exception("writing a ledger record failed")
+
+
+def on_request(
+    request_type: str = "",
+    name: str = "",
+    response_time: float | None = None,
+    response_length: int = 0,
+    response: Any = None,
+    context: Mapping[str, Any] | None = None,
+    exception: BaseException | None = None,
+    start_time: float | None = None,
+    url: str | None = None,
+    **_kw: Any,
+) -> None:
+    """Locust ``events.request`` listener: one ledger record (held by an open block, else written)."""
+    now = time.time()
+    latency_ms = float(response_time or 0.0)
+    if TICKER.greenlet is None:
+        TICKER.start()
+    LIVE.add(now, latency_ms, exception is not None)
+    try:
+        status, outcome, retry_after, error = classify_request(response, exception, now=now)
+    except Exception as e:  # never lose the record of a request that was made
+        status, outcome, retry_after, error = "conn_error", "info", None, f"unclassified: {e!r}"
+    ts = float(start_time) if start_time else now - latency_ms / 1000
+    record: dict[str, Any] = {
+        "ts": round(ts, 6),
+        "op": name or url or request_type,
+        "method": request_type,
+        "client_id": None,
+        "idempotency_key": None,
+        "order_id": None,
+        "status": status,
+        "outcome": outcome,
+        "latency_ms": round(latency_ms, 3),
+        "retry_after": retry_after,
+        "error": error,
+    }
+    stack = _stack(create=False)
+    if stack:
+        stack[-1].held.append(record)
+    else:
+        _write(record)
+
+
+# --------------------------------------------------------------------------------------------- process hooks
+
+
+class _Ticker:
+    """Once a second: write the finished live windows and the buffered ledger lines of this process."""
+
+    def __init__(self) -> None:
+        self.greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        if self.greenlet is None or self.greenlet.dead:
+            LIVE.start(time.time())
+            self.greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(1.0 - (time.time() % 1.0) + 0.01)  # just after each second boundary
+            try:
+                write_live(final=False)
+                LEDGER.flush()
+            except Exception:
+                log.exception("writing the ledger / live stats failed")
+
+    def stop(self) -> None:
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)
+            self.greenlet = None
+
+
+TICKER = _Ticker()
+
+
+def write_live(*, final: bool) -> None:
+    """Append this process's finished live windows (all of them when ``final``) to its live file."""
+    LIVE_FILE.write_many(LIVE.drain(time.time(), final=final))
+    LIVE_FILE.flush()
+
+
+def flush_all(**_kw: Any) -> None:
+    """Write everything this process has buffered (idempotent; safe to call from any event)."""
+    try:
+        LEDGER.flush()
+        LIVE_FILE.flush()
+    except Exception:
+        log.exception("flushing the ledger failed")
+
+
+def _on_test_start(environment: Any, **_kw: Any) -> None:
+    if not isinstance(environment.runner, MasterRunner):  # a master makes no requests of its own
+        CONFIG.ledger_dir.mkdir(parents=True, exist_ok=True)
+        TICKER.start()
+
+
+def _on_test_stop(**_kw: Any) -> None:
+    TICKER.stop()
+    try:
+        write_live(final=True)
+    except Exception:
+        log.exception("writing live stats failed")
+    flush_all()
+
+
+def install() -> bool:
+    """Add the listeners to Locust's global events, once per process; True when this call added them."""
+    if getattr(events, _INSTALLED_MARK, False):
+        return False
+    setattr(events, _INSTALLED_MARK, True)
+    events.request.add_listener(on_request)
+    events.test_start.add_listener(_on_test_start)
+    events.test_stop.add_listener(_on_test_stop)
+    events.quitting.add_listener(flush_all)
+    events.quit.add_listener(flush_all)
+    atexit.register(flush_all)
+    return True
+
+
+install()
