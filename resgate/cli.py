@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from resgate.contract.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
-from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.errors import ConfigError, ConfigErrors, GateError
 
 DEFAULT_CONFIG = "paperbroker.yaml"
 
@@ -30,6 +30,13 @@ def _load(path: str | None) -> tuple[object, str]:
     return cfg, p.read_text()
 
 
+def _config_errors(e: ConfigError) -> str:
+    """Every error of an invalid config, one a line."""
+    errors = e.errors if isinstance(e, ConfigErrors) else [e]
+    head = f"resgate: invalid gate config ({len(errors)} error{'s' if len(errors) != 1 else ''}):"
+    return "\n".join([head, *(f"  {err}" for err in errors)])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from resgate.evidence.report import verdict_table
     from resgate.runner.gate import run_gate
@@ -38,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         cfg, text = _load(args.config)
     except ConfigError as e:
-        print(f"resgate: invalid gate config: {e}", file=sys.stderr)
+        print(_config_errors(e), file=sys.stderr)
         print("nothing was started.", file=sys.stderr)
         return EXIT_CANNOT_RUN
     outcome = run_gate(
@@ -63,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         cfg, _ = _load(args.config)
     except ConfigError as e:
-        print(f"resgate: invalid gate config: {e}", file=sys.stderr)
+        print(_config_errors(e), file=sys.stderr)
         return EXIT_CANNOT_RUN
     print(f"ok: gate {cfg.name!r} ({len(cfg.faults)} faults, checks: {', '.join(cfg.enabled_checks())})")  # type: ignore[attr-defined]
     return EXIT_PASS

@@ -8,18 +8,20 @@ is raised before anything is started or injected. Check thresholds are validated
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from resgate.config.fields import Section
 from resgate.config.placeholders import check_placeholders
 from resgate.config.yamlpos import Located, load_yaml_with_lines, read_yaml_file
-from resgate.contract.errors import ConfigError
+from resgate.contract.errors import ConfigError, ConfigErrors
 
 FAULT_KINDS = ("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery")
 CHECK_NAMES = ("slo", "recovery", "retryable", "integrity", "replay")
 PRODUCTION_TAG_VALUES = ("prod", "production", "live")
+T = TypeVar("T")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -136,6 +138,30 @@ class GateConfig:
         return [n for n in CHECK_NAMES if self.checks.get(n, {}).get("enabled", True)]
 
 
+class _Errors:
+    """Collects the ConfigErrors of independent parts of a config, so one pass reports all of them."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def attempt(self, fn: Callable[..., T], *args: Any) -> T | None:
+        """``fn(*args)``, or None after recording its ConfigError."""
+        try:
+            return fn(*args)
+        except ConfigErrors as e:
+            self.errors.extend(e.errors)
+        except ConfigError as e:
+            self.errors.append(e)
+        return None
+
+    def raise_any(self) -> None:
+        """Raise the one error as it is, several as :class:`ConfigErrors`; nothing when there are none."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
 def _name(sec: Section, key: str, default: Any = None) -> str:
     v = sec.str(key) if default is None else sec.str(key, default)
     if not _NAME_RE.match(v):
@@ -174,11 +200,14 @@ def _parse_target(sec: Section) -> Target:
     environment = sec.str("environment", "local")
     tags = sec.str_map("tags", {})
     local = sec.section("local")
-    services: list[Target] = []
     raw_services = local.list("services", [])
-    services = [
-        _parse_service(Section(s, f"{local.p('services')}[{i}]", sec.loc)) for i, s in enumerate(raw_services)
+    errs = _Errors()
+    parsed = [
+        errs.attempt(lambda i=i, s=s: _parse_service(Section(s, f"{local.p('services')}[{i}]", sec.loc)))
+        for i, s in enumerate(raw_services)
     ]
+    errs.raise_any()
+    services = [s for s in parsed if s is not None]
     names = [s.name for s in services]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
@@ -266,80 +295,71 @@ def _parse_fault(sec: Section, index: int, target: Target, load: Load, infra: In
 
 
 def _parse_checks(sec: Section) -> dict[str, dict[str, Any]]:
+    errs = _Errors()
     out: dict[str, dict[str, Any]] = {}
     for name in CHECK_NAMES:
-        if not sec.has(name):
-            out[name] = {"enabled": True}
-            continue
-        raw = sec.raw(name)
-        if raw is False:
-            out[name] = {"enabled": False}
-            continue
-        if not isinstance(raw, dict):
-            raise sec.error(name, f"must be a mapping or false, got {raw!r}")
-        body = dict(raw)
-        enabled = body.pop("enabled", True)
-        if not isinstance(enabled, bool):
-            raise ConfigError("must be true or false", where=sec.loc.where(f"{sec.p(name)}.enabled"))
-        if enabled:  # a disabled check may keep an incomplete section
-            from resgate.config.checks import validate_check_section
-
-            validate_check_section(name, body, sec.p(name), sec.loc)
-        out[name] = {"enabled": enabled, **body}
+        errs.attempt(_parse_check, sec, name, out)
+    errs.raise_any()
     sec.done()
     return out
 
 
+def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]]) -> None:
+    if not sec.has(name):
+        out[name] = {"enabled": True}
+        return
+    raw = sec.raw(name)
+    if raw is False:
+        out[name] = {"enabled": False}
+        return
+    if not isinstance(raw, dict):
+        raise sec.error(name, f"must be a mapping or false, got {raw!r}")
+    body = dict(raw)
+    enabled = body.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError("must be true or false", where=sec.loc.where(f"{sec.p(name)}.enabled"))
+    if enabled:  # a disabled check may keep an incomplete section
+        from resgate.config.checks import validate_check_section
+
+        validate_check_section(name, body, sec.p(name), sec.loc)
+    out[name] = {"enabled": enabled, **body}
+
+
 def parse_config(data: Any, loc: Located) -> GateConfig:
-    """Validate parsed YAML and return a :class:`GateConfig`; raise ConfigError naming field and line."""
+    """Validate parsed YAML and return a :class:`GateConfig`.
+
+    Independent parts (the gate, the target and each service, infra, the load, each fault, guardrails,
+    quiesce, each check, evidence) are validated one after another and every error is collected: one error
+    is raised as a ConfigError naming field and line, several as :class:`ConfigErrors` listing each. A
+    fault is validated only when what it depends on (target, load, infra) is valid.
+    """
     root = Section(data, "", loc)
-    gate = root.section("gate", required=True)
-    name = _name(gate, "name")
-    description = gate.str("description", "")
-    allow_production = gate.bool("allow_production", False)
-    unknown_is_failure = gate.bool("unknown_is_failure", True)
-    gate.done()
-    target = _parse_target(root.section("target", required=True))
-    infra_s = root.section("infra")
-    infra = Infra(
-        kafka_brokers=infra_s.num("kafka_brokers", 3, min=1, max=9, integer=True),
-        kafka_partitions=infra_s.num("kafka_partitions", 6, min=1, max=256, integer=True),
-    )
-    infra_s.done()
-    load = _parse_load(root.section("load"))
-    faults_raw = root.list("faults", [])
-    faults = [
-        _parse_fault(Section(f, f"faults[{i}]", loc), i, target, load, infra)
-        for i, f in enumerate(faults_raw)
-    ]
-    names = [f.name for f in faults]
-    if len(set(names)) != len(names):
-        raise root.error("faults", f"fault names must be unique: {names}")
-    g = root.section("guardrails")
-    guardrails = Guardrails(
-        max_error_ratio=float(g.num("max_error_ratio", 0.5, min=0, max=1)),
-        max_p95_ms=float(g.num("max_p95_ms", 5000.0, min=1)),
-        window_s=float(g.num("window_s", 5.0, min=1)),
-        consecutive_windows=g.num("consecutive_windows", 2, min=1, integer=True),
-    )
-    g.done()
-    q = root.section("quiesce")
-    groups = []
-    for i, item in enumerate(q.list("consumer_groups", [])):
-        cg = Section(item, f"quiesce.consumer_groups[{i}]", loc)
-        groups.append(ConsumerGroup(group=cg.str("group"), topics=cg.str_list("topics")))
-        cg.done()
-    quiesce = Quiesce(
-        timeout_s=float(q.num("timeout_s", 60.0, min=1)),
-        consumer_groups=groups,
-        drained_queries=q.str_list("drained_queries", []),
-    )
-    q.done()
-    checks = _parse_checks(root.section("checks"))
-    ev = root.section("evidence")
-    evidence = Evidence(root=ev.str("root", "evidence"))
-    ev.done()
-    root.done()
+    errs = _Errors()
+    gate = errs.attempt(_parse_gate, root)
+    target = errs.attempt(lambda: _parse_target(root.section("target", required=True)))
+    infra = errs.attempt(_parse_infra, root.section("infra"))
+    load = errs.attempt(_parse_load, root.section("load"))
+    faults: list[Fault] = []
+    faults_raw = errs.attempt(root.list, "faults", []) or []
+    if target is not None and load is not None and infra is not None:
+        for i, f in enumerate(faults_raw):
+            fault = errs.attempt(
+                lambda i=i, f=f: _parse_fault(Section(f, f"faults[{i}]", loc), i, target, load, infra)
+            )
+            if fault is not None:
+                faults.append(fault)
+        names = [f.name for f in faults]
+        if len(set(names)) != len(names):
+            errs.errors.append(root.error("faults", f"fault names must be unique: {names}"))
+    guardrails = errs.attempt(_parse_guardrails, root.section("guardrails"))
+    quiesce = errs.attempt(_parse_quiesce, root.section("quiesce"), loc)
+    checks = errs.attempt(_parse_checks, root.section("checks"))
+    evidence = errs.attempt(_parse_evidence, root.section("evidence"))
+    errs.attempt(root.done)
+    errs.raise_any()
+    assert gate is not None and target is not None and infra is not None and load is not None
+    assert guardrails is not None and quiesce is not None and checks is not None and evidence is not None
+    name, description, allow_production, unknown_is_failure = gate
     return GateConfig(
         name=name,
         description=description,
@@ -356,6 +376,57 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         source=loc.source,
         raw=data,
     )
+
+
+def _parse_gate(root: Section) -> tuple[str, str, bool, bool]:
+    gate = root.section("gate", required=True)
+    name = _name(gate, "name")
+    description = gate.str("description", "")
+    allow_production = gate.bool("allow_production", False)
+    unknown_is_failure = gate.bool("unknown_is_failure", True)
+    gate.done()
+    return name, description, allow_production, unknown_is_failure
+
+
+def _parse_infra(sec: Section) -> Infra:
+    infra = Infra(
+        kafka_brokers=sec.num("kafka_brokers", 3, min=1, max=9, integer=True),
+        kafka_partitions=sec.num("kafka_partitions", 6, min=1, max=256, integer=True),
+    )
+    sec.done()
+    return infra
+
+
+def _parse_guardrails(g: Section) -> Guardrails:
+    guardrails = Guardrails(
+        max_error_ratio=float(g.num("max_error_ratio", 0.5, min=0, max=1)),
+        max_p95_ms=float(g.num("max_p95_ms", 5000.0, min=1)),
+        window_s=float(g.num("window_s", 5.0, min=1)),
+        consecutive_windows=g.num("consecutive_windows", 2, min=1, integer=True),
+    )
+    g.done()
+    return guardrails
+
+
+def _parse_quiesce(q: Section, loc: Located) -> Quiesce:
+    groups = []
+    for i, item in enumerate(q.list("consumer_groups", [])):
+        cg = Section(item, f"quiesce.consumer_groups[{i}]", loc)
+        groups.append(ConsumerGroup(group=cg.str("group"), topics=cg.str_list("topics")))
+        cg.done()
+    quiesce = Quiesce(
+        timeout_s=float(q.num("timeout_s", 60.0, min=1)),
+        consumer_groups=groups,
+        drained_queries=q.str_list("drained_queries", []),
+    )
+    q.done()
+    return quiesce
+
+
+def _parse_evidence(ev: Section) -> Evidence:
+    evidence = Evidence(root=ev.str("root", "evidence"))
+    ev.done()
+    return evidence
 
 
 def load_config(path: str | Path) -> GateConfig:

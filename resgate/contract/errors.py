@@ -29,3 +29,12 @@ class EvidenceMissing(GateError):
     def __init__(self, message: str, *, uri: str | None = None) -> None:
         self.uri = uri
         super().__init__(message)
+
+
+class ConfigErrors(ConfigError):
+    """Several independent errors found in one config: ``errors`` lists each, in file order."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = list(errors)
+        lines = "\n".join(f"  - {e}" for e in self.errors)
+        super().__init__(f"{len(self.errors)} errors:\n{lines}")

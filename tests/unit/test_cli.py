@@ -74,3 +74,46 @@ def test_a_bad_query_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     _run(tmp_path, "PASS")
     assert main(["query", "select nope from verdicts", "--root", str(tmp_path)]) == 2
     assert "query failed" in capsys.readouterr().err
+
+
+THREE_ERRORS = """\
+gate:
+  name: Bad Name
+target:
+  local:
+    services:
+      - {name: web, command: [python3, app.py], replicas: 0, expose: true}
+load: {users: 10, duration_s: 20, baseline_s: 5}
+faults:
+  - {name: kill-web, kind: stop_task, target: web, at_s: 8}
+checks:
+  slo: {p95_ms: -5}
+"""
+
+
+def test_validate_names_every_error_of_a_file_with_three_not_only_the_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "gate.yaml"
+    bad.write_text(THREE_ERRORS)
+
+    assert main(["validate", str(bad)]) == 2
+
+    err = capsys.readouterr().err
+    assert "(3 errors)" in err
+    assert f"gate.name ({bad}:2)" in err
+    assert f"target.local.services[0].replicas ({bad}:6)" in err
+    assert "checks.slo.p95_ms" in err and f"({bad}:11)" in err
+
+
+def test_one_error_is_reported_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "gate.yaml"
+    bad.write_text(
+        THREE_ERRORS.replace("Bad Name", "ok").replace("replicas: 0", "replicas: 2").replace("-5", "50")
+    )
+    bad.write_text(bad.read_text().replace("at_s: 8", "at_s: 80"))
+
+    assert main(["validate", str(bad)]) == 2
+
+    err = capsys.readouterr().err
+    assert "(1 error)" in err and f"faults[0].at_s ({bad}:9)" in err

@@ -8,7 +8,7 @@ import pytest
 
 from resgate.cli import default_config_path
 from resgate.config import check_blast_radius, load_config, load_config_text
-from resgate.contract.errors import ConfigError
+from resgate.contract.errors import ConfigError, ConfigErrors
 
 BASE = textwrap.dedent(
     """\
@@ -131,3 +131,28 @@ def test_bad_slo_thresholds_are_reported_with_the_config_line() -> None:
         load_config_text(_with("checks:\n  slo:\n    p95_ms: -5\n"), "gate.yaml")
     assert "checks.slo" in str(err.value)
     assert "gate.yaml:" in str(err.value)
+
+
+def test_errors_in_two_faults_and_the_guardrails_are_all_reported_in_file_order() -> None:
+    text = BASE + (
+        "  - {kind: hang, target: nowhere, at_s: 12, duration_s: 1}\n"
+        "  - {kind: db_blip, at_s: 40, duration_s: 1}\n"
+        "guardrails: {max_error_ratio: 2}\n"
+    )
+    with pytest.raises(ConfigErrors) as e:
+        load_config_text(text, "gate.yaml")
+
+    wheres = [err.where for err in e.value.errors]
+    assert wheres == [
+        "faults[1].target (gate.yaml:19)",
+        "faults[2].at_s (gate.yaml:20)",
+        "guardrails.max_error_ratio (gate.yaml:21)",
+    ]
+
+
+def test_faults_are_not_judged_against_a_load_section_that_is_itself_invalid() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config_text(BASE.replace("duration_s: 30", "duration_s: -1"), "gate.yaml")
+
+    assert not isinstance(e.value, ConfigErrors)
+    assert e.value.where == "load.duration_s (gate.yaml:12)"
