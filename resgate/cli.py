@@ -10,9 +10,13 @@ import json
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from resgate.contract.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
 from resgate.contract.errors import ConfigError, ConfigErrors, GateError
+
+if TYPE_CHECKING:
+    from resgate.scaffold import InitOptions
 
 DEFAULT_CONFIG = "paperbroker.yaml"
 
@@ -121,6 +125,64 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _ask(question: str, default: str = "") -> str:
+    answer = input(f"{question}{f' [{default}]' if default else ''}: ").strip()
+    return answer or default
+
+
+def _init_options(args: argparse.Namespace) -> InitOptions:
+    from resgate.scaffold import InitOptions, parse_service
+
+    services = [parse_service(s) for s in args.service]
+    name, database = args.name, args.database
+    if not services:
+        if not sys.stdin.isatty():
+            raise ConfigError("give at least one service (NAME=COMMAND)", where="--service")
+        name = name or _ask("gate name (lowercase letters, digits, - and _)", "myservice")
+        svc = _ask("the service to put under load: its name", "web")
+        command = _ask(f"the command that starts {svc} (it listens on $PORT)", "${python} app.py")
+        services = [(svc, command)]
+        database = database or _ask("does it use a Postgres database? (y/n)", "n").lower().startswith("y")
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}", where="--env")
+        env[key] = value
+    return InitOptions(
+        name=name or "myservice",
+        services=tuple(services),
+        expose=args.expose,
+        replicas=args.replicas,
+        health_path=args.health_path,
+        database=database,
+        locustfile=args.locustfile,
+        users=args.users,
+        duration_s=args.duration,
+        p95_ms=args.p95_ms,
+        env=env,
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from resgate.scaffold import scaffold
+
+    out = Path(args.out)
+    try:
+        cfg = scaffold(_init_options(args), out, force=args.force, write_locustfile=args.write_locustfile)
+    except ConfigError as e:
+        print(_config_errors(e), file=sys.stderr)
+        print("nothing was written.", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    print(out.read_text(), end="")
+    services = ", ".join(s.name for s in cfg.target.services)
+    print(f"\nwrote {out}: gate {cfg.name!r}, services {services}, {len(cfg.faults)} faults")
+    if args.write_locustfile:
+        print(f"wrote {out.parent / args.locustfile}: a starter locustfile")
+    print(f"next: resgate run {out}")
+    return EXIT_PASS
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="resgate", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -145,6 +207,36 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_id")
     rep.add_argument("--root", default="evidence")
     rep.set_defaults(fn=cmd_report)
+    i = sub.add_parser(
+        "init", help="write a first gate config for your own services (asks when no --service)"
+    )
+    i.add_argument("name", nargs="?", help="the gate's name (lowercase letters, digits, - and _)")
+    i.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="a service and the command that starts it on $PORT (repeatable; the first is exposed)",
+    )
+    i.add_argument("--expose", help="the service that receives the load (default: the first)")
+    i.add_argument("--replicas", type=int, default=2, help="replicas per service (default 2)")
+    i.add_argument("--health-path", default="/ready", help="each replica's health path (default /ready)")
+    i.add_argument(
+        "--database",
+        action="store_true",
+        help="the services use the embedded Postgres (DATABASE_URL); adds a database outage fault",
+    )
+    i.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="environment of every service"
+    )
+    i.add_argument("--locustfile", default="locustfile.py", help="your locustfile (default locustfile.py)")
+    i.add_argument("--write-locustfile", action="store_true", help="also write a starter locustfile")
+    i.add_argument("--users", type=int, default=10)
+    i.add_argument("--duration", type=int, default=30, help="load duration in seconds (default 30)")
+    i.add_argument("--p95-ms", type=int, default=500, help="the SLO's p95 limit in ms (default 500)")
+    i.add_argument("--out", default="gate.yaml", help="where to write the config (default gate.yaml)")
+    i.add_argument("--force", action="store_true", help="replace existing files")
+    i.set_defaults(fn=cmd_init)
     ls = sub.add_parser("runs", help="list past runs")
     ls.add_argument("--root", default="evidence")
     ls.set_defaults(fn=cmd_runs)

@@ -1,6 +1,6 @@
-"""A tiny HTTP service that is not paperbroker, for the end-to-end tests of gating "your own system".
+"""The tutorial's service (docs/TUTORIAL.md): a tiny HTTP service that is not paperbroker.
 
-Items in Postgres (``APP_DSN``): ``GET /items`` counts them, ``POST /items`` adds one (``201`` with its
+Items in Postgres (``DATABASE_URL``): ``GET /items`` counts them, ``POST /items`` adds one (``201`` with its
 id), ``GET /ready`` says whether it can reach the database (the supervisor's health check, so an outage
 shows in the service's health). While the database is down the good service answers ``503`` with
 ``Retry-After: 1``; with ``APP_BUG=500_when_db_down`` it answers a bare ``500`` instead, the bug the
@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg
 
-DSN = os.environ["APP_DSN"]
+DSN = os.environ["DATABASE_URL"]
 BUG = os.environ.get("APP_BUG", "").strip()
 SCHEMA = "create table if not exists items (id bigserial primary key, name text not null)"
 
