@@ -86,6 +86,7 @@ class LedgerRecord:
     side: str | None = None
     qty: float | None = None
     price: float | None = None
+    method: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -150,6 +151,7 @@ class LedgerRecord:
             side=_text(d, "side", where, required=False),
             qty=_number(d, "qty", where, required=False),
             price=_number(d, "price", where, required=False),
+            method=_text(d, "method", where, required=False),
             extra={k: v for k, v in d.items() if k not in _KNOWN_FIELDS},
         )
 
@@ -164,7 +166,18 @@ class LedgerRecord:
             "outcome": self.outcome,
             "latency_ms": self.latency_ms,
         }
-        for key in ("order_id", "retry_after", "error", "attempt", "name", "symbol", "side", "qty", "price"):
+        for key in (
+            "order_id",
+            "retry_after",
+            "error",
+            "attempt",
+            "name",
+            "symbol",
+            "side",
+            "qty",
+            "price",
+            "method",
+        ):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value

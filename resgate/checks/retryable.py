@@ -20,8 +20,9 @@ class                               ledger ``status``
 Which classes are acceptable is data (:class:`RetryableThresholds`). By default: 409, 429, 503 with
 Retry-After and connection refused are always acceptable. A timeout or a connection reset is
 *indeterminate* — the server may have applied the request — so it is acceptable only when a retry is safe:
-the request carried an idempotency key, or its operation is a read (``safe_ops``, default ``get_order``,
-``get_rfq``). 4xx client errors are acceptable only when configured; 5xx other than 503 and ``other`` never
+the request carried an idempotency key, its operation is a read (``safe_ops``, default ``get_order``,
+``get_rfq``), or its HTTP method is safe to repeat (``safe_methods``, default GET, HEAD, OPTIONS: RFC 9110
+§9.2.1). 4xx client errors are acceptable only when configured; 5xx other than 503 and ``other`` never
 are by default. Note that the ledger's ``outcome`` (see ``loadgen.ledger.outcome_for``) does not decide the
 class: a 503 is ``fail`` and a 500 is ``info``, and both are judged here by status.
 """
@@ -62,6 +63,7 @@ DEFAULT_ALLOWED = frozenset(
 )
 DEFAULT_NEEDS_IDEMPOTENCY_KEY = frozenset({"timeout", "conn_reset"})
 DEFAULT_SAFE_OPS = frozenset({"get_order", "get_rfq"})
+DEFAULT_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 EXAMPLES_PER_CLASS = 5
 ERROR_SNIPPET_CHARS = 200
 
@@ -108,22 +110,24 @@ def _names(v: Any, where: str, *, valid: Iterable[str] | None = None) -> frozens
 @dataclass(frozen=True)
 class RetryableThresholds:
     """``allowed``: acceptable failure classes; ``needs_idempotency_key``: allowed classes that are acceptable
-    only for requests with an idempotency key or a ``safe_ops`` operation."""
+    only for requests with an idempotency key, a ``safe_ops`` operation or a ``safe_methods`` method."""
 
     allowed: frozenset[str] = DEFAULT_ALLOWED
     needs_idempotency_key: frozenset[str] = DEFAULT_NEEDS_IDEMPOTENCY_KEY
     safe_ops: frozenset[str] = DEFAULT_SAFE_OPS
+    safe_methods: frozenset[str] = DEFAULT_SAFE_METHODS
 
     @classmethod
     def from_dict(
         cls, d: Mapping[str, Any] | None, *, where: str = "thresholds.retryable"
     ) -> RetryableThresholds:
-        """Validate ``{allowed?: [class], needs_idempotency_key?: [class], safe_ops?: [op]}``; missing keys
-        take the defaults; class names must be in :data:`CLASSES`."""
+        """Validate ``{allowed?: [class], needs_idempotency_key?: [class], safe_ops?: [op],
+        safe_methods?: [method]}``; missing keys take the defaults; class names must be in :data:`CLASSES`;
+        methods are compared in upper case."""
         d = d or {}
         if not isinstance(d, Mapping):
             raise ConfigError("must be an object", where=where)
-        unknown = set(d) - {"allowed", "needs_idempotency_key", "safe_ops"}
+        unknown = set(d) - {"allowed", "needs_idempotency_key", "safe_ops", "safe_methods"}
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
         return cls(
@@ -136,6 +140,11 @@ class RetryableThresholds:
                 else DEFAULT_NEEDS_IDEMPOTENCY_KEY
             ),
             safe_ops=_names(d["safe_ops"], f"{where}.safe_ops") if "safe_ops" in d else DEFAULT_SAFE_OPS,
+            safe_methods=(
+                frozenset(m.upper() for m in _names(d["safe_methods"], f"{where}.safe_methods"))
+                if "safe_methods" in d
+                else DEFAULT_SAFE_METHODS
+            ),
         )
 
 
@@ -164,6 +173,7 @@ def rejection_reason(record: LedgerRecord, cls_name: str, thresholds: RetryableT
         cls_name in thresholds.needs_idempotency_key
         and record.idempotency_key is None
         and record.op not in thresholds.safe_ops
+        and (record.method or "").upper() not in thresholds.safe_methods
     ):
         return f"{cls_name} is indeterminate and the {record.op} request carried no idempotency key"
     return None

@@ -33,6 +33,7 @@ FIELDS: frozenset[str] = frozenset(
         "status",
         "outcome",
         "latency_ms",
+        "method",
         "retry_after",
         "error",
         "attempt",

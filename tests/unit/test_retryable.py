@@ -14,7 +14,17 @@ from resgate.contract.errors import ConfigError
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
-def rec(status=201, outcome=None, *, key="k-1", op="submit_order", retry_after=None, error=None, ts=1.0):
+def rec(
+    status=201,
+    outcome=None,
+    *,
+    key="k-1",
+    op="submit_order",
+    retry_after=None,
+    error=None,
+    ts=1.0,
+    method=None,
+):
     if outcome is None:
         outcome = "ok" if isinstance(status, int) and status < 400 else "info"
     d = {
@@ -28,6 +38,8 @@ def rec(status=201, outcome=None, *, key="k-1", op="submit_order", retry_after=N
         "retry_after": retry_after,
         "error": error,
     }
+    if method is not None:
+        d["method"] = method
     return LedgerRecord.from_dict(d)
 
 
@@ -133,6 +145,42 @@ def test_safe_ops_are_configurable():
     assert check(records, safe_ops=["get_order", "rfq"]).valid is True
 
 
+@pytest.mark.parametrize("status", ["timeout", "conn_reset"])
+@pytest.mark.parametrize(
+    ("method", "valid"),
+    [
+        ("GET", True),
+        ("get", True),
+        ("HEAD", True),
+        ("OPTIONS", True),
+        ("POST", False),
+        ("PUT", False),
+        ("DELETE", False),
+        (None, False),
+    ],
+)
+def test_an_indeterminate_failure_of_a_safe_http_method_is_retryable_without_a_key(status, method, valid):
+    # a plain locustfile's ledger: op is the URL path, no idempotency key, only the method says it is a read
+    r = check([rec(status, key=None, op="/items", method=method)])
+    assert r.valid is valid, r.examples
+
+
+def test_safe_methods_are_configurable_and_compared_in_upper_case():
+    records = [rec("timeout", key=None, op="/items", method="PUT")]
+    assert check(records).valid is False
+    assert check(records, safe_methods=["get", "put"]).valid is True
+    assert check([rec("timeout", key=None, op="/items", method="GET")], safe_methods=[]).valid is False
+
+
+def test_a_safe_method_does_not_excuse_a_class_that_is_never_allowed():
+    assert check([rec(500, key=None, op="/items", method="GET")]).valid is False
+
+
+def test_the_method_is_read_from_the_ledger_and_written_back():
+    r = rec("timeout", key=None, method="GET")
+    assert r.method == "GET" and r.to_dict()["method"] == "GET" and "method" not in r.extra
+
+
 def test_no_failures_at_all_is_valid():
     r = check([rec(201), rec(200, op="get_order", key=None)])
     assert r.valid is True and r.counts["requests"] == 2 and r.counts["failed"] == 0
@@ -178,6 +226,8 @@ def test_evidence_from_dict_reads_ledger_records():
         ({"allowed": "throttled_429"}, "thresholds.retryable.allowed"),
         ({"needs_idempotency_key": ["nope"]}, "thresholds.retryable.needs_idempotency_key[0]"),
         ({"safe_ops": [""]}, "thresholds.retryable.safe_ops[0]"),
+        ({"safe_methods": "GET"}, "thresholds.retryable.safe_methods"),
+        ({"safe_methods": [""]}, "thresholds.retryable.safe_methods[0]"),
         ({"allow": []}, "thresholds.retryable"),
     ],
 )
