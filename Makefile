@@ -7,7 +7,7 @@ DEPS_SUM := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 STAMP_RUN := $(VENV)/.installed-run-$(DEPS_SUM)
 STAMP_DEV := $(VENV)/.installed-dev-$(DEPS_SUM)
 
-.PHONY: all install install-run system-deps lint test test-fast demo bench clean
+.PHONY: all install install-run system-deps lint test test-fast demo rehearse bench clean
 
 all: test
 
@@ -47,6 +47,11 @@ demo: install-run
 	@$(BIN)/resgate run $(CONFIG); rc=$$?; \
 	case $$rc in 0) ;; 1) echo "resgate exit code 1: the gate FAILED" >&2 ;; \
 	*) echo "resgate exit code $$rc: the gate could not run" >&2 ;; esac; exit $$rc
+
+# The synthesized state machine executed here, each integration bound to a local twin
+# (tests/rehearsal): the good build and PAPERBROKER_BUGS scenarios, each compared with `resgate run`.
+rehearse: install
+	$(BIN)/pytest -q -m rehearsal tests/rehearsal
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

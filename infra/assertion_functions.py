@@ -8,13 +8,23 @@ what its function reads and writes, on the resources it is given (assets: :mod:`
 - the checks and the verdict: get/put under ``evidence/gate=<name>/`` only, ``ListBucket`` only for that
   prefix; slo: ``cloudwatch:GetMetricStatistics`` (its ALB source); integrity/replay:
   ``secretsmanager:GetSecretValue`` on the one database secret, and the ENI actions Lambda needs to attach
-  them to the VPC (CDK adds ``AWSLambdaVPCAccessExecutionRole`` only to roles it creates itself);
+  them to the VPC (CDK adds ``AWSLambdaVPCAccessExecutionRole`` only to roles it creates itself); with MSK
+  IAM auth, ``kafka-cluster:Connect`` on the one cluster and ``DescribeTopic``/``ReadData`` on the topics
+  the checks read (their consumers join no group, so no group permission);
+- replay, when a rebuild names an ``ecs_task``: ``ecs:RunTask`` on those task definitions only
+  (conditioned on their cluster), ``iam:PassRole`` on their task and execution roles only (to ECS tasks),
+  ``ecs:DescribeTasks`` on the tasks of that cluster, ``ecs:TagResource`` at RunTask and ``ecs:StopTask``
+  (a rebuild past its timeout) only on tasks carrying the replay tag it puts on them;
 - the timeline: put under the gate's prefix, ``fis:GetExperiment`` only on experiments tagged with this
   gate, ``ecs:DescribeServices`` on the target services, ``ecs:ListTasks`` / ``ecs:DescribeTasks``
   conditioned on ``ecs:cluster`` = the target cluster;
 - the cleanup: ``ecs:ListTasks`` / ``ecs:DescribeTasks`` / ``ecs:StopTask`` conditioned on the load
   cluster, ``fis:ListExperiments`` (no resource-level permission) and ``fis:StopExperiment`` only on
-  experiments tagged with this gate.
+  experiments tagged with this gate; ``dynamodb:DeleteItem`` on the target's lock item only (it releases
+  the lock of an aborted run); get/put under the gate's prefix (an aborted run's ERROR verdict and report,
+  which lists the run's ``faults.jsonl``) and ``sns:Publish`` on the gate's topic (its notice);
+- with ``ops_items``, the verdict and the cleanup only: ``ssm:CreateOpsItem`` on OpsItems tagged with the
+  gate (:func:`infra.policies.ops_items_statement`).
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra import constants as c
@@ -37,6 +48,10 @@ from infra.evidence_bucket import EvidenceStore
 from infra.fault_experiments import ExperimentSpec
 from infra.lambda_bundling import lambda_code
 from infra.nag import acknowledge
+from infra.run_lock import RunLock
+from lambdas.common import settings as lambda_settings
+from resgate.checks.replay import EcsTaskSpec
+from resgate.config.kafka import KafkaSettings, cluster_parts
 
 # Per function: (memory MB, timeout s, ephemeral storage MB). integrity/replay COPY the ledger into
 # Postgres and rebuild read models from the topics; the others read small files.
@@ -58,12 +73,19 @@ class AssertionFunctions(Construct):
     role, log group and Powertools settings, and each role granted what its function needs (see the module):
     ``evidence`` is the store the functions read and write, ``db_secret_arn`` the database secret,
     ``target_cluster``/``target_services`` what the timeline reads, ``load_cluster`` and ``experiments``
-    what the cleanup stops (their ids go into its environment).
+    what the cleanup stops (their ids go into its environment), ``lock`` and ``topic`` the lock it
+    releases and the topic it notifies after an aborted run; ``ops_items`` turns on the OpsItems of the
+    verdict and the cleanup.
 
     Attributes: ``functions`` ({name: Function}, in :data:`infra.constants.FUNCTION_NAMES` order),
     ``check_functions`` (the five checks), ``verdict_function``, ``timeline_function``, ``cleanup_function``,
     ``roles`` ({name: Role}), ``log_groups`` ({name: LogGroup}), ``database_security_group`` (the
-    integrity/replay functions' security group: allow it into the database and MSK security groups).
+    integrity/replay functions' security group, and replay's rebuild tasks': allow it into the database
+    and into MSK on ``kafka_port``, 9092/9094/9098 as ``kafka`` says).
+
+    ``kafka`` is how the functions reach the brokers (its settings go into their environment),
+    ``kafka_topics`` the topics they read; ``replay_tasks`` the ECS tasks replay runs its rebuilds in (in
+    ``subnets`` and the database security group, on ``target_cluster`` unless a task names its cluster).
     """
 
     def __init__(
@@ -84,9 +106,17 @@ class AssertionFunctions(Construct):
         target_services: Sequence[str],
         load_cluster: ecs.ICluster,
         experiments: Sequence[ExperimentSpec],
+        lock: RunLock,
+        topic: sns.ITopic,
+        ops_items: bool = False,
+        kafka: KafkaSettings | None = None,
+        kafka_topics: Sequence[str] = (),
+        replay_tasks: Sequence[EcsTaskSpec] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.gate = gate
+        kafka = kafka or KafkaSettings()
+        self.kafka_port = kafka.broker_port
         self.database_security_group = ec2.SecurityGroup(
             self,
             "DatabaseClients",
@@ -112,9 +142,22 @@ class AssertionFunctions(Construct):
             if in_vpc:
                 env[c.ENV_DB_SECRET_ARN] = db_secret_arn
                 env[c.ENV_KAFKA_BOOTSTRAP] = kafka_bootstrap
+                env.update(kafka.to_env(lambda_settings.KAFKA_ENV))
+            if name == "replay" and replay_tasks:
+                env[lambda_settings.ENV_REPLAY_CLUSTER] = target_cluster
+                env[lambda_settings.ENV_REPLAY_SUBNETS] = ",".join(s.subnet_id for s in subnets)
+                env[lambda_settings.ENV_REPLAY_SECURITY_GROUPS] = (
+                    self.database_security_group.security_group_id
+                )
             if name == c.CLEANUP_FUNCTION:
                 env[c.ENV_LOAD_CLUSTER] = load_cluster.cluster_name
                 env[c.ENV_EXPERIMENT_TEMPLATE_IDS] = ",".join(s.template.ref for s in experiments)
+                env[c.ENV_GATE_NAME] = gate
+                env[c.ENV_NOTIFY_TOPIC_ARN] = topic.topic_arn
+                env[c.ENV_LOCK_TABLE] = lock.table_name
+                env[c.ENV_LOCK_KEY] = lock.key
+            if ops_items and name in c.OPS_ITEM_FUNCTIONS:
+                env[c.ENV_OPS_ITEMS] = "true"
             log_group = logs.LogGroup(
                 self,
                 f"{name.title()}Logs",
@@ -165,8 +208,13 @@ class AssertionFunctions(Construct):
                 "The checkers and their wheels (manylinux2014, cp312) are built and tested for Python 3.12.",
             )
         self._grant_checks(evidence, db_secret_arn)
+        if kafka.iam:
+            self._grant_msk_iam(kafka, kafka_topics)
+        if replay_tasks:
+            self._grant_replay_tasks(replay_tasks, target_cluster)
         self._grant_timeline(evidence, target_cluster, target_services, has_experiments=bool(experiments))
         self._grant_cleanup(load_cluster, has_experiments=bool(experiments))
+        self._grant_trace(evidence, lock, topic, ops_items=ops_items)
 
     def _grant_checks(self, evidence: EvidenceStore, db_secret_arn: str) -> None:
         """The checks and the verdict: read and write the gate's evidence; slo, integrity, replay: more."""
@@ -182,6 +230,65 @@ class AssertionFunctions(Construct):
         for name in c.NEEDS_DATABASE:
             self.roles[name].add_to_policy(
                 iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret])
+            )
+
+    def _grant_msk_iam(self, kafka: KafkaSettings, topics: Sequence[str]) -> None:
+        """integrity and replay: connect to the one MSK cluster, describe and read the topics they read."""
+        assert kafka.cluster_arn is not None  # infra.settings.check_kafka_on_aws
+        region, account, name, uuid = cluster_parts(kafka.cluster_arn)
+        partition = kafka.cluster_arn.split(":")[1]
+        topic_arns = [f"arn:{partition}:kafka:{region}:{account}:topic/{name}/{uuid}/{t}" for t in topics]
+        for fn in c.NEEDS_DATABASE:
+            role = self.roles[fn]
+            role.add_to_policy(
+                iam.PolicyStatement(actions=["kafka-cluster:Connect"], resources=[kafka.cluster_arn])
+            )
+            if topic_arns:
+                role.add_to_policy(
+                    iam.PolicyStatement(
+                        actions=["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                        resources=topic_arns,
+                    )
+                )
+
+    def _grant_replay_tasks(self, tasks: Sequence[EcsTaskSpec], target_cluster: str) -> None:
+        """replay: run the named task definitions on their cluster, pass their roles, watch and stop them."""
+        role = self.roles["replay"]
+        by_cluster: dict[str, list[str]] = {}
+        roles: list[str] = []
+        for t in tasks:
+            by_cluster.setdefault(t.cluster or target_cluster, []).append(_task_definition_arn(self, t))
+            roles += [r for r in (t.task_role_arn, t.execution_role_arn) if r and r not in roles]
+        for cluster, definitions in by_cluster.items():
+            name = cluster.rsplit("/", 1)[-1]
+            arn = cluster if cluster.startswith("arn:") else policies.cluster_arn(self, cluster)
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["ecs:RunTask"], resources=definitions, conditions=policies.on_cluster(arn)
+                )
+            )
+            tasks_arn = policies.ecs_arn(self, "task", f"{name}/*")
+            key, value = lambda_settings.REPLAY_TASK_TAG
+            for actions, extra in (
+                (["ecs:DescribeTasks"], {}),
+                # tagged at RunTask, and only tasks so tagged may be stopped (never the target's own)
+                (["ecs:TagResource"], {"StringEquals": {"ecs:CreateAction": "RunTask"}}),
+                (["ecs:StopTask"], {"StringEquals": {f"aws:ResourceTag/{key}": value}}),
+            ):
+                role.add_to_policy(
+                    iam.PolicyStatement(
+                        actions=actions,
+                        resources=[tasks_arn],
+                        conditions={**policies.on_cluster(arn), **extra},
+                    )
+                )
+        if roles:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["iam:PassRole"],
+                    resources=roles,
+                    conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                )
             )
 
     def _grant_timeline(
@@ -234,6 +341,17 @@ class AssertionFunctions(Construct):
                 policies.gate_experiments_statement(self, gate=self.gate, actions=["fis:StopExperiment"])
             )
 
+    def _grant_trace(self, evidence: EvidenceStore, lock: RunLock, topic: sns.ITopic, *, ops_items: bool) -> None:
+        """The cleanup releases an aborted run's lock, writes its ERROR verdict and notifies; with
+        ``ops_items``, the verdict and the cleanup open OpsItems tagged with the gate."""
+        role = self.roles[c.CLEANUP_FUNCTION]
+        role.add_to_policy(lock.release_statement())
+        policies.add_statements(role, evidence.evidence_statements(write=True))
+        topic.grant_publish(role)
+        if ops_items:
+            for name in c.OPS_ITEM_FUNCTIONS:
+                self.roles[name].add_to_policy(policies.ops_items_statement(self, gate=self.gate))
+
     @property
     def check_functions(self) -> Mapping[str, lambda_.Function]:
         return {n: self.functions[n] for n in c.CHECK_FUNCTIONS}
@@ -249,3 +367,12 @@ class AssertionFunctions(Construct):
     @property
     def cleanup_function(self) -> lambda_.Function:
         return self.functions[c.CLEANUP_FUNCTION]
+
+
+def _task_definition_arn(scope: Construct, task: EcsTaskSpec) -> str:
+    """The ARN ``ecs:RunTask`` authorises: the given revision, or every revision of a family (RunTask with
+    a family runs its latest revision)."""
+    td = task.task_definition
+    if td.startswith("arn:"):
+        return td if ":" in td.rsplit("/", 1)[-1] else f"{td}:*"
+    return policies.ecs_arn(scope, "task-definition", td if ":" in td else f"{td}:*")

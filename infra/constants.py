@@ -9,6 +9,7 @@ cannot be deployed usefully.
 from __future__ import annotations
 
 from lambdas.common import settings as lambda_settings
+from loadgen import live_metrics
 
 # ------------------------------------------------------------------------------------------ context keys
 CTX_GATE_CONFIG = "gate_config"
@@ -29,6 +30,7 @@ CTX_LOADGEN_IMAGE = "loadgen_image"  # an image URI: use it instead of building 
 CTX_NOTIFY_EMAIL = "notify_email"
 CTX_NIGHTLY_SCHEDULE = "nightly_schedule"  # an EventBridge cron() expression
 CTX_SKIP_BUNDLING = "resgate:skip_bundling"
+CTX_OPS_ITEMS = "ops_items"  # true: a FAIL or ERROR run opens an OpsCenter OpsItem (default false)
 
 DEFAULT_GATE_CONFIG = "resgate/configs/paperbroker.yaml"
 DEFAULT_NIGHTLY_SCHEDULE = "cron(0 3 * * ? *)"
@@ -91,6 +93,14 @@ ENV_KAFKA_BOOTSTRAP = lambda_settings.ENV_KAFKA_BOOTSTRAP
 ENV_UNKNOWN_IS_FAILURE = lambda_settings.ENV_UNKNOWN_IS_FAILURE
 ENV_LOAD_CLUSTER = lambda_settings.ENV_LOAD_CLUSTER
 ENV_EXPERIMENT_TEMPLATE_IDS = lambda_settings.ENV_EXPERIMENT_TEMPLATE_IDS
+ENV_GATE_NAME = lambda_settings.ENV_GATE_NAME
+ENV_NOTIFY_TOPIC_ARN = lambda_settings.ENV_NOTIFY_TOPIC_ARN
+ENV_LOCK_TABLE = lambda_settings.ENV_LOCK_TABLE
+ENV_LOCK_KEY = lambda_settings.ENV_LOCK_KEY
+ENV_OPS_ITEMS = lambda_settings.ENV_OPS_ITEMS
+OPS_ITEM_TAG_GATE = lambda_settings.OPS_ITEM_TAG_GATE
+# The functions that open an OpsItem for a failed or errored run (when ops_items is on).
+OPS_ITEM_FUNCTIONS = (VERDICT_FUNCTION, CLEANUP_FUNCTION)
 ENV_POWERTOOLS_SERVICE_NAME = lambda_settings.ENV_POWERTOOLS_SERVICE_NAME
 ENV_POWERTOOLS_METRICS_NAMESPACE = lambda_settings.ENV_POWERTOOLS_METRICS_NAMESPACE
 METRICS_NAMESPACE = lambda_settings.METRICS_NAMESPACE
@@ -101,16 +111,39 @@ LOADGEN_STARTED_BY = lambda_settings.LOAD_STARTED_BY
 LOADGEN_DOCKERFILE = "loadgen/Dockerfile"
 LOADGEN_NODE = "fargate-0"
 LOADGEN_STOP_TIMEOUT_S = 5  # RESGATE_STOP_TIMEOUT_S; the container's stopTimeout is this + 25 s
+# The load task's own guardrail metrics (loadgen/live_metrics.py publishes them; the alarms read them).
+LOAD_METRICS_NAMESPACE = live_metrics.NAMESPACE
+LOAD_METRIC_ERROR_RATIO = live_metrics.METRIC_ERROR_RATIO
+LOAD_METRIC_P95 = live_metrics.METRIC_P95
+LOAD_METRICS_DIMENSION = live_metrics.DIMENSION_GATE
+LOAD_METRICS_PERIOD_S = live_metrics.DEFAULT_PERIOD_S
+
+# ------------------------------------------------------------------------------------------ guardrails
+# CloudWatch alarm periods for high-resolution metrics: 10, 20 or 30 s, else a multiple of 60.
+HIGH_RESOLUTION_PERIODS_S = (10, 20, 30)
+# FIS's aws:fis:wait takes one minute to 12 hours: the observation window after each fault is kept within.
+OBSERVATION_WINDOW_MIN_S = 60
+OBSERVATION_WINDOW_MAX_S = 12 * 3600
 
 # ------------------------------------------------------------------------------------------ state machine
 # Default poll interval and bounds of every polling loop: each loop gives up (and cleans up) after
 # max polls, whatever poll_s the execution input sets.
 DEFAULT_POLL_S = 15
 MAX_POLLS_TASK_START = 40  # about 10 minutes at the default poll interval
-MAX_POLLS_EXPERIMENT = 40
+# The experiment watch is bounded by time, not by a fixed count (state_machine.faults): it may last as long
+# as an experiment (its aws:fis:wait actions) plus this margin for FIS's initiating and its stop-task
+# action (tens of seconds each) and for polls slowed by retried throttling (at most about 45 s a call).
+EXPERIMENT_WATCH_MARGIN_S = 180
 MAX_POLLS_LOAD_END = 60  # after the expected end of the load
 STATE_MACHINE_TIMEOUT_S = 4 * 3600
+# The run lock (infra.run_lock): how long a second run waits for the target by default (waits.lock_wait_s),
+# and the lease: longer than any execution can last, so a live run never loses its lock, plus the time
+# the abort cleanup takes to release it; a lost release heals when the lease ends.
+DEFAULT_LOCK_WAIT_S = 600
+LOCK_LEASE_S = STATE_MACHINE_TIMEOUT_S + 15 * 60
 FIS_ACTIVE_STATUSES = ("pending", "initiating", "running", "stopping")
+# The execution input's waits that are offsets from the load's start, not delays (see state_machine.schedule).
+FAULT_OFFSET_PREFIX = "at_"
 # Step Functions execution statuses after which the cleanup Lambda runs. ABORTED and TIMED_OUT skip the
 # state machine's cleanup branch; FAILED is harmless (every stop ignores "already stopped").
 CLEANUP_ON_STATUSES = ("ABORTED", "TIMED_OUT", "FAILED")

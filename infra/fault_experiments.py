@@ -5,7 +5,11 @@ also works with ``aws fis create-experiment-template --cli-input-json`` once fil
 ``{{PLACEHOLDERS}}`` filled by :func:`render_template`: action ``aws:ecs:stop-task`` on the tasks that carry
 the config's target tags *and* the ECS managed tags of the fault's service (``aws:ecs:clusterName``,
 ``aws:ecs:serviceName``: the target services need ``enableECSManagedTags`` and ``propagateTags``), selected
-with ``PERCENT(<percent>)``, stopped by the guardrail alarms.
+with ``PERCENT(<percent>)``, then ``aws:fis:wait`` for the observation window (``ObserveRecovery``,
+``startAfter`` the stop): FIS watches an experiment's stop conditions, the guardrail alarms, only while
+the experiment runs, and a stop-task action ends in seconds, so without the wait no alarm could ever stop
+an experiment. A breach while the service recovers now stops the experiment (status *stopped*), which
+the state machine reads as a tripped guardrail.
 
 Fault kinds without an AWS counterpart here (``hang``, ``db_blip``, ``kafka_*``, ``duplicate_delivery``)
 are listed in ``skipped`` and reported as a synth warning; they run in the local gate only.
@@ -35,6 +39,7 @@ from constructs import Construct
 
 from infra import constants as c
 from infra import policies
+from infra.guardrail_alarms import GuardrailAlarms
 from resgate.config.schema import Fault
 from resgate.contract.errors import ConfigError
 
@@ -72,6 +77,28 @@ def render_template(template: Any, values: Mapping[str, Any], *, source: str = "
     if unused:
         raise ConfigError(f"values given for placeholders the template lacks: {sorted(unused)}", where=source)
     return out
+
+
+def iso_duration(seconds: int) -> str:
+    """``seconds`` as an ISO-8601 duration the way FIS writes them: ``PT1M``, ``PT1M30S``, ``PT2H``."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+        raise ConfigError(
+            f"must be a whole number of seconds >= 1, got {seconds!r}", where="observation window"
+        )
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return "PT" + "".join(f"{v}{u}" for v, u in ((h, "H"), (m, "M"), (s, "S")) if v)
+
+
+def _observation_window(given: int | None, alarms: Sequence[cw.IAlarm]) -> int:
+    """The observation window: ``given``, else the one the stop conditions' :class:`GuardrailAlarms` chose
+    from the gate config, else the shortest ``aws:fis:wait``."""
+    if given is not None:
+        return given
+    owners = {a.node.scope for a in alarms if isinstance(a.node.scope, GuardrailAlarms)}
+    if len(owners) == 1:
+        return owners.pop().observation_window_s
+    return c.OBSERVATION_WINDOW_MIN_S
 
 
 def state_key(name: str) -> str:
@@ -160,7 +187,8 @@ class FaultExperiments(Construct):
 
     Attributes: ``role`` (assumed by FIS, granted what the actions need), ``experiments``
     (list of :class:`ExperimentSpec`), ``templates`` ({fault name: CfnExperimentTemplate}), ``skipped``
-    (faults with no AWS implementation), ``target_cluster``.
+    (faults with no AWS implementation), ``target_cluster``, ``observation_window_s`` (the ``aws:fis:wait``
+    after each fault; default: :attr:`GuardrailAlarms.observation_window_s` of the stop conditions).
     """
 
     def __init__(
@@ -175,8 +203,10 @@ class FaultExperiments(Construct):
         ecs_services: Mapping[str, str],
         target_tags: Mapping[str, str],
         stop_condition_alarms: Sequence[cw.IAlarm],
+        observation_window_s: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.observation_window_s = _observation_window(observation_window_s, stop_condition_alarms)
         self.target_cluster = target_cluster
         self.role = iam.Role(
             self,
@@ -246,6 +276,7 @@ class FaultExperiments(Construct):
                     },
                     "PERCENT": percent,
                     "STOP_CONDITIONS": stop_conditions,
+                    "OBSERVATION_WINDOW": iso_duration(self.observation_window_s),
                     "TAGS": {"Name": f"resgate-{gate}-{fault.name}", c.TAG_GATE: gate},
                 },
                 source=str(path),

@@ -3,7 +3,8 @@
 Each construct creates its own resources and grants its own principals what they need on the resources
 it is given, so the stack only decides what goes where: the evidence store to the functions, the load
 task and the state machine; the load cluster and the experiments to the cleanup Lambda and the state
-machine; the target cluster and services to the timeline Lambda, FIS and the state machine. IAM is least
+machine; the target cluster and services to the timeline Lambda, FIS and the state machine; the run
+lock and the notification topic to the state machine and the cleanup Lambda. IAM is least
 privilege, and every wildcard is bounded by a prefix, a cluster or a tag (see each construct's module).
 
 Once every grant is made, the stack acknowledges the IAM findings that a reviewed rule of
@@ -31,6 +32,7 @@ from infra.gate_state_machine import GateStateMachine
 from infra.guardrail_alarms import GuardrailAlarms
 from infra.load_generator import LoadGenerator
 from infra.nag import IAM_FINDING_RULES, acknowledge_iam_findings
+from infra.run_lock import RunLock
 from infra.settings import DeploymentSettings
 from infra.triggers import NightlyTrigger
 
@@ -39,7 +41,7 @@ __all__ = ["IAM_FINDING_RULES", "GateStack"]
 
 class GateStack(Stack):
     """One gate on AWS. Attributes: the constructs (``evidence``, ``functions``, ``alarms``, ``faults``,
-    ``load``, ``topic``, ``gate_machine``, ``nightly``, ``abort_cleanup``), ``state_machine`` and
+    ``load``, ``topic``, ``lock``, ``gate_machine``, ``nightly``, ``abort_cleanup``), ``state_machine`` and
     ``unreviewed_findings`` (IAM findings no acknowledgement rule covers: cdk-nag reports them)."""
 
     def __init__(
@@ -113,6 +115,19 @@ class GateStack(Stack):
             image_uri=settings.loadgen_image,
             evidence=self.evidence,
         )
+        # Before the functions and the state machine: the cleanup notifies and releases the lock too.
+        self.topic = sns.Topic(
+            self,
+            "Notifications",
+            display_name=f"ResilienceGate {gate}",
+            master_key=kms.Alias.from_alias_name(self, "SnsManagedKey", "alias/aws/sns"),
+            enforce_ssl=True,
+        )
+        if settings.notify_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(settings.notify_email))
+        self.lock = RunLock(
+            self, "RunLock", gate=gate, target_cluster=settings.target_cluster, lease_s=c.LOCK_LEASE_S
+        )
         self.functions = AssertionFunctions(
             self,
             "Assertions",
@@ -129,16 +144,13 @@ class GateStack(Stack):
             target_services=target_services,
             load_cluster=self.load.cluster,
             experiments=self.faults.experiments,
+            lock=self.lock,
+            topic=self.topic,
+            ops_items=settings.ops_items,
+            kafka=settings.kafka,
+            kafka_topics=settings.kafka_topics,
+            replay_tasks=settings.replay_tasks,
         )
-        self.topic = sns.Topic(
-            self,
-            "Notifications",
-            display_name=f"ResilienceGate {gate}",
-            master_key=kms.Alias.from_alias_name(self, "SnsManagedKey", "alias/aws/sns"),
-            enforce_ssl=True,
-        )
-        if settings.notify_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(settings.notify_email))
         self.gate_machine = GateStateMachine(
             self,
             "Gate",
@@ -153,6 +165,7 @@ class GateStack(Stack):
             target_services=target_services,
             experiments=self.faults.experiments,
             topic=self.topic,
+            lock=self.lock,
         )
         self.state_machine = self.gate_machine.state_machine
         self.nightly = NightlyTrigger(
@@ -179,6 +192,7 @@ class GateStack(Stack):
             "AthenaWorkGroup": self.evidence.workgroup.name,
             "NotificationTopic": self.topic.topic_arn,
             "LoadCluster": self.load.cluster.cluster_name,
+            "LockTable": self.lock.table_name,
             "DatabaseClientsSecurityGroup": self.functions.database_security_group.security_group_id,
         }
         for key, value in values.items():

@@ -1,28 +1,33 @@
 """The gate run on AWS: a Step Functions state machine that walks the same phases as ``resgate run``.
 
 The phases are built in :mod:`infra.state_machine`, one module each, and chained here in run order:
-validate and preflight (the target's ECS services exist; the gate config is copied to the run's evidence
-prefix) → start the Locust task and wait through the baseline → the ``stop_task`` faults in ``at_s``
-order, each an FIS experiment polled until it ends (one *stopped* by its stop conditions is a tripped
-guardrail: the remaining faults are skipped, as locally) → wait for the load to end (task STOPPED, exit
-code 0) → quiesce wait → timeline Lambda (``faults.jsonl``, ``health.jsonl``) → Parallel of the check
-Lambdas → verdict Lambda → Succeed, or SNS notice + Fail.
+validate and preflight (the target's lock is taken, :mod:`infra.state_machine.lock`: one run per target at
+a time; the target's ECS services exist; the gate config is copied to the run's evidence prefix) → start the Locust task and, once it runs, schedule the faults from its start time
+(:mod:`infra.state_machine.schedule`) and wait through the baseline → the ``stop_task`` faults in ``at_s``
+order, each an FIS experiment started at its scheduled time (one found *stopped* by its stop conditions
+is a tripped guardrail: the remaining faults are skipped, as locally; faults scheduled after the end of
+the load are skipped), then every experiment polled until it ends → wait for the load to end (task
+STOPPED, exit code 0) → quiesce wait → timeline Lambda (``faults.jsonl``, ``health.jsonl``) → Parallel
+of the check Lambdas → verdict Lambda → release the lock → Succeed, or SNS notice + Fail.
 
 Every error (a task that throws, a loop that runs out of polls, a load task that died, a failed
 experiment) goes to the **cleanup** branch (:mod:`infra.state_machine.cleanup`): stop the load task and
-every experiment started so far, record an ERROR verdict, notify, Fail with the original error. Nothing in
+every experiment started so far, release the lock, record an ERROR verdict, notify, Fail with the
+original error. Nothing in
 the run escapes that branch (an invalid input enters it too, before anything is started). A
 StopExecution (ABORTED) or the state machine's timeout (TIMED_OUT) ends the execution without any Catch:
 for those, :mod:`infra.abort_cleanup`'s EventBridge rule invokes the cleanup Lambda, which stops the load
-task (tagged with the run id) and the gate's running experiments.
+task (tagged with the run id) and the gate's running experiments, releases the lock, and writes the
+run's ERROR verdict and notifies.
 
 Execution input (every field optional)::
 
-    {"waits": {"baseline_s": 5, "poll_s": 15, "quiesce_s": 75, "load_rest_s": 15,
-               "before_<fault key>": <s>, ...}}
+    {"waits": {"baseline_s": 5, "poll_s": 15, "quiesce_s": 75, "load_s": 45, "lock_wait_s": 600,
+               "at_<fault key>": <s>, ...}}
 
-Defaults come from the gate config (``before_<key>`` is the delay since the previous fault; the fault key
-is its name with non-alphanumerics as ``_``); tests pass 0 everywhere. The run id is the execution name
+Defaults come from the gate config. ``poll_s`` and ``quiesce_s`` are delays; ``baseline_s``, ``load_s``
+and ``at_<key>`` are offsets from the load task's start (the fault key is its name with non-alphanumerics
+as ``_``); tests pass 0 everywhere, or a start time in the past. The run id is the execution name
 and ``dt`` the execution's start date, so the evidence lands in
 ``s3://<bucket>/evidence/gate=<gate>/dt=<date>/run_id=<execution name>/``.
 
@@ -32,7 +37,8 @@ definition in the load cluster (with ``ecs:TagResource`` on creation and ``iam:P
 to ECS), ``ecs:StopTask`` / ``ecs:DescribeTasks`` conditioned on the load cluster,
 ``fis:StartExperiment`` on the gate's templates (and on experiments only with the gate's request tag),
 ``fis:GetExperiment`` / ``fis:StopExperiment`` only on experiments tagged with this gate, put under the
-gate's evidence prefix. The Lambda and SNS tasks use the typed integrations, whose generated policies
+gate's evidence prefix, ``dynamodb:PutItem``/``GetItem``/``DeleteItem`` on the target's lock item only
+(:class:`infra.run_lock.RunLock`). The Lambda and SNS tasks use the typed integrations, whose generated policies
 are already scoped to the functions and the topic.
 """
 
@@ -54,10 +60,12 @@ from infra.evidence_bucket import EvidenceStore
 from infra.fault_experiments import ExperimentSpec
 from infra.load_generator import LoadGenerator
 from infra.nag import acknowledge
+from infra.run_lock import RunLock
 from infra.state_machine.assertions import build_assertions
 from infra.state_machine.cleanup import CleanupBranch
 from infra.state_machine.faults import build_faults
 from infra.state_machine.load import build_load_end, build_load_start
+from infra.state_machine.lock import LockSpec
 from infra.state_machine.preflight import WAIT_KEYS, build_preflight, default_waits
 from infra.state_machine.steps import Steps, chain
 from infra.state_machine.verdict import build_verdict
@@ -89,6 +97,7 @@ class GateStateMachine(Construct):
         target_services: Sequence[str],
         experiments: Sequence[ExperimentSpec],
         topic: sns.ITopic,
+        lock: RunLock,
     ) -> None:
         super().__init__(scope, construct_id)
         gate = config.name
@@ -97,6 +106,7 @@ class GateStateMachine(Construct):
         self.experiment_keys = {s.name: s.key for s in experiments}
         self.default_waits = default_waits(config, experiments, poll_s=c.DEFAULT_POLL_S)
         load_cluster_arn = load.cluster.cluster_arn
+        lock_spec = LockSpec(table_name=lock.table_name, key=lock.key, lease_s=lock.lease_s)
 
         steps = Steps(self)
         # Built first because every phase routes its errors into it.
@@ -109,6 +119,7 @@ class GateStateMachine(Construct):
             unknown_is_failure=config.unknown_is_failure,
             load_cluster_arn=load_cluster_arn,
             experiments=experiments,
+            lock=lock_spec,
         )
         definition = chain(
             build_preflight(
@@ -120,6 +131,7 @@ class GateStateMachine(Construct):
                 config_text=config_text,
                 target_cluster=target_cluster,
                 target_services=target_services,
+                lock=lock_spec,
             ),
             build_load_start(
                 steps=steps,
@@ -129,6 +141,7 @@ class GateStateMachine(Construct):
                 container_name=load.container.container_name,
                 subnet_ids=[s.subnet_id for s in load.subnets],
                 security_group_id=load.security_group.security_group_id,
+                fault_keys=[s.key for s in experiments],
             ),
             build_faults(steps=steps, cleanup=cleanup, gate=gate, experiments=experiments),
             build_load_end(
@@ -156,6 +169,7 @@ class GateStateMachine(Construct):
                 check_names=self.check_names,
                 unknown_is_failure=config.unknown_is_failure,
                 topic=topic,
+                lock=lock_spec,
             ),
         )
 
@@ -174,6 +188,8 @@ class GateStateMachine(Construct):
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
         )
+        # The lock's states are optimized DynamoDB tasks written as ASL: no generated policy.
+        self.state_machine.add_to_role_policy(lock.acquire_statement())
         self._grant(
             evidence=evidence,
             load=load,

@@ -1,7 +1,8 @@
 """How the gate's Lambda assets are built: the project's own packages plus each function's wheels.
 
 Each function's asset holds the project's own packages (``resgate``, ``lambdas``) and its third-party
-requirements (:data:`infra.constants.LAMBDA_BASE_REQUIREMENTS` plus the function's extras), installed by
+requirements (:data:`infra.constants.LAMBDA_BASE_REQUIREMENTS` plus the function's extras, plus
+:data:`KAFKA_REQUIREMENTS` for the functions that read topics), installed by
 :class:`PipLocalBundling`: ``pip install --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64
 --only-binary=:all: --python-version 3.12 --implementation cp --no-compile --target <asset>`` on this
 machine, so synth needs no Docker (the bundling options' Docker image is never used while local bundling
@@ -33,11 +34,15 @@ from infra import constants as c
 from resgate.contract.errors import GateError
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+# The functions that read topics (NEEDS_DATABASE) sign MSK IAM tokens with AWS's signer when the gate's
+# kafka section says AWS_MSK_IAM (imported only then); the pin follows constraints.txt.
+KAFKA_REQUIREMENTS = ("aws-msk-iam-sasl-signer-python==1.0.2",)
 
 
 def requirements_for(name: str) -> tuple[str, ...]:
     """The pip requirement specifiers of function ``name``."""
-    return (*c.LAMBDA_BASE_REQUIREMENTS, *c.LAMBDA_EXTRA_REQUIREMENTS.get(name, ()))
+    kafka = KAFKA_REQUIREMENTS if name in c.NEEDS_DATABASE else ()
+    return (*c.LAMBDA_BASE_REQUIREMENTS, *c.LAMBDA_EXTRA_REQUIREMENTS.get(name, ()), *kafka)
 
 
 def copy_sources(root: Path, out: Path, packages: Iterable[str] = c.LAMBDA_SOURCE_PACKAGES) -> None:

@@ -10,7 +10,9 @@ built.
 The state machine starts the task with ``ecs:runTask`` and sets ``RESGATE_EVIDENCE_S3_URI`` per run; the
 rest of the environment (target, users, duration) comes from the gate config's ``load`` section. A
 cluster of its own keeps the load task out of reach of the target's FIS experiments. The task may put
-objects under the gate's evidence prefix only (the ledger and the load stats).
+objects under the gate's evidence prefix only (the ledger and the load stats), and publish metrics in
+the load's namespace only (``cloudwatch:PutMetricData`` conditioned on ``cloudwatch:namespace``): its
+error ratio and p95 every 10 s, which the guardrail alarms read (:mod:`loadgen.live_metrics`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from aws_cdk import Duration, IgnoreMode, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -112,6 +115,10 @@ class LoadGenerator(Construct):
             env_names.ENV_DURATION_S: f"{load.duration_s:g}",
             env_names.ENV_STOP_TIMEOUT_S: str(c.LOADGEN_STOP_TIMEOUT_S),
             env_names.ENV_LOAD_NODE: c.LOADGEN_NODE,
+            # The guardrail alarms' metrics (loadgen/live_metrics.py): publishing is on for this task only.
+            env_names.ENV_METRICS_NAMESPACE: c.LOAD_METRICS_NAMESPACE,
+            env_names.ENV_METRICS_GATE: gate,
+            env_names.ENV_METRICS_PERIOD_S: str(c.LOAD_METRICS_PERIOD_S),
             **load.env,
         }
         self.container = self.task_definition.add_container(
@@ -126,6 +133,14 @@ class LoadGenerator(Construct):
         )
         self.expected_duration_s = math.ceil(load.duration_s) + c.LOADGEN_STOP_TIMEOUT_S
         self.task_definition.add_to_task_role_policy(evidence.put_statement())
+        # PutMetricData has no resource-level permission; the namespace condition is its only scope.
+        self.task_definition.add_to_task_role_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": c.LOAD_METRICS_NAMESPACE}},
+            )
+        )
         acknowledge(
             self.task_definition,
             "AwsSolutions-ECS2",

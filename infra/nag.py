@@ -134,8 +134,21 @@ IAM_FINDING_RULES = (
     ),
     FindingRule(
         "AwsSolutions-IAM5",
+        r"Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task-definition/[A-Za-z0-9_-]+:\*",
+        "Replay's rebuild task is named by its family: RunTask runs the latest revision, which is only known "
+        "at run time; conditioned on ecs:cluster = the one cluster.",
+    ),
+    FindingRule(
+        "AwsSolutions-IAM5",
         r"Resource::arn:<AWS::Partition>:fis:<AWS::Region>:<AWS::AccountId>:experiment/\*",
         "Experiment ids are only known at run time; conditioned on the gate's tag on the experiment.",
+    ),
+    FindingRule(
+        "AwsSolutions-IAM5",
+        r"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:opsitem/\*",
+        "An OpsItem's id exists only once it is created; the verdict and cleanup Lambdas may create (and tag "
+        "at creation) only OpsItems whose request tags are exactly the gate's tag (aws:RequestTag, "
+        "aws:TagKeys), as AWS's managed AIOpsConsoleAdminPolicy scopes the same two actions.",
     ),
     FindingRule(
         "AwsSolutions-IAM5",
@@ -147,7 +160,9 @@ IAM_FINDING_RULES = (
         r"Resource::\*",
         "Services without resource-level permissions: X-Ray trace upload, CloudWatch Logs log delivery of "
         "the state machine, tag:GetResources (FIS resolves targets by tag), cloudwatch:GetMetricStatistics "
-        "(the slo check's ALB source), fis:ListExperiments (the abort cleanup, filtered by template id), "
+        "(the slo check's ALB source), cloudwatch:PutMetricData (the load task's guardrail metrics, "
+        "conditioned on the cloudwatch:namespace key), fis:ListExperiments (the abort cleanup, filtered by "
+        "template id), "
         "and the ENI actions Lambda needs in the roles of the two functions in the VPC "
         "(DescribeNetworkInterfaces has no resource-level permission; the ENIs do not exist beforehand).",
     ),

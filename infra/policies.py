@@ -118,3 +118,18 @@ def add_statements(role: iam.IRole, statements: Sequence[iam.PolicyStatement]) -
     """Add each statement to ``role``'s default policy, in order."""
     for st in statements:
         role.add_to_principal_policy(st)
+
+
+def ops_items_statement(scope: IConstruct, *, gate: str) -> iam.PolicyStatement:
+    """``ssm:CreateOpsItem`` (and ``ssm:AddTagsToResource``, which tagging at creation needs) on OpsItems
+    that carry the gate's tag and no other (``aws:RequestTag`` / ``aws:TagKeys``): an OpsItem's id only
+    exists once it is created, so its ARN is ``opsitem/*``. The shape of AWS's own managed policy
+    ``AIOpsConsoleAdminPolicy`` (statement ``SSMOpsItemAccess``)."""
+    return iam.PolicyStatement(
+        actions=["ssm:CreateOpsItem", "ssm:AddTagsToResource"],
+        resources=[Stack.of(scope).format_arn(service="ssm", resource="opsitem", resource_name="*")],
+        conditions={
+            "StringEquals": {f"aws:RequestTag/{c.OPS_ITEM_TAG_GATE}": gate},
+            "ForAllValues:StringEquals": {"aws:TagKeys": [c.OPS_ITEM_TAG_GATE]},
+        },
+    )

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from infra import constants as c
+from resgate.checks.replay import EcsTaskSpec
+from resgate.config.kafka import BROKER_PORTS, KafkaSettings
 from resgate.config.schema import GateConfig, check_blast_radius, load_config
 from resgate.contract.errors import ConfigError
 
@@ -106,6 +108,10 @@ class DeploymentSettings:
     nightly_schedule: str
     skip_bundling: bool
     placeholders: list[str] = field(default_factory=list)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    kafka_topics: tuple[str, ...] = ()
+    replay_tasks: tuple[EcsTaskSpec, ...] = ()
+    ops_items: bool = False
 
     @property
     def gate(self) -> str:
@@ -223,6 +229,8 @@ class DeploymentSettings:
                 f"is not a Secrets Manager secret ARN: {secret!r}", where="context.db_secret_arn"
             )
         kafka = value(c.CTX_KAFKA_BOOTSTRAP, c.PLACEHOLDER_KAFKA_BOOTSTRAP)
+        check_kafka_on_aws(cfg.kafka, kafka)
+        replay_tasks = replay_tasks_on_aws(cfg)
 
         schedule = str(ctx(c.CTX_NIGHTLY_SCHEDULE) or c.DEFAULT_NIGHTLY_SCHEDULE)
         if not _CRON_RE.match(schedule):
@@ -230,6 +238,7 @@ class DeploymentSettings:
                 f"must be cron(...) or rate(...), got {schedule!r}", where="context.nightly_schedule"
             )
         skip = ctx(c.CTX_SKIP_BUNDLING)
+        ops_items = ctx(c.CTX_OPS_ITEMS)
 
         return cls(
             config=cfg,
@@ -253,4 +262,96 @@ class DeploymentSettings:
             nightly_schedule=schedule,
             skip_bundling=_as_bool(skip, c.CTX_SKIP_BUNDLING) if skip is not None else False,
             placeholders=placeholders,
+            kafka=cfg.kafka,
+            kafka_topics=topics_read(cfg),
+            replay_tasks=replay_tasks,
+            ops_items=_as_bool(ops_items, c.CTX_OPS_ITEMS) if ops_items is not None else False,
         )
+
+
+# The replay Lambda's timeout (infra.assertion_functions.SIZING) less the time it needs around the rebuild
+# (the topics' bounds, the live checksums, the comparison): an ECS rebuild must end before this.
+REPLAY_LAMBDA_TIMEOUT_S = 900
+REPLAY_COMPARE_MARGIN_S = 120
+
+
+def _check_section(cfg: GateConfig, name: str) -> Any | None:
+    """The parsed ``checks.<name>`` section, or None when the check is disabled."""
+    from resgate.evidence.sources import thresholds_for
+
+    body = cfg.checks.get(name, {})
+    if not body.get("enabled", True):
+        return None
+    return thresholds_for(name, body, f"checks.{name}")
+
+
+def topics_read(cfg: GateConfig) -> tuple[str, ...]:
+    """The topics the integrity and replay Lambdas read (what their MSK IAM permissions name)."""
+    out: list[str] = []
+    integrity = _check_section(cfg, "integrity")
+    if integrity is not None:
+        out += integrity.topics
+    replay = _check_section(cfg, "replay")
+    if replay is not None:
+        out += [t for m in replay.read_models for t in m.topics]
+    return tuple(dict.fromkeys(out))
+
+
+def check_kafka_on_aws(kafka: KafkaSettings, bootstrap: str) -> None:
+    """The ``kafka`` section as a deployment needs it: MSK IAM names the cluster (its ARN scopes the
+    Lambdas' ``kafka-cluster:*`` permissions), and MSK brokers (``*.amazonaws.com``) are addressed on the
+    protocol's port (9092 plaintext, 9094 TLS, 9098 IAM). ConfigError naming the field otherwise."""
+    if kafka.iam and kafka.cluster_arn is None:
+        raise ConfigError(
+            "is required with sasl_mechanism AWS_MSK_IAM: the Lambdas' kafka-cluster permissions name it",
+            where="kafka.cluster_arn",
+        )
+    for broker in filter(None, (b.strip() for b in bootstrap.split(","))):
+        host, _, port = broker.rpartition(":")
+        if host.endswith(".amazonaws.com") and port != str(kafka.broker_port):
+            others = {str(p): proto for proto, p in BROKER_PORTS.items()}
+            raise ConfigError(
+                f"MSK serves {kafka.security_protocol} on port {kafka.broker_port}, but {broker} is the "
+                f"{others.get(port, 'unknown')} port: set kafka.security_protocol or the bootstrap to match",
+                where="context.kafka_bootstrap",
+            )
+
+
+def replay_tasks_on_aws(cfg: GateConfig) -> tuple[EcsTaskSpec, ...]:
+    """The ECS tasks the replay Lambda runs (distinct, in config order). On AWS a rebuild runs the target's
+    code in the target's image: every read model's rebuild needs an ``ecs_task`` unless its callable is
+    importable from the Lambda's bundle (only the packages in ``LAMBDA_SOURCE_PACKAGES``); a command would
+    run inside the Lambda, which has none of the target's code. Raises ConfigError naming the read model,
+    and when a task's ``timeout_s`` leaves the Lambda no time to compare."""
+    replay = _check_section(cfg, "replay")
+    if replay is None:
+        return ()
+    tasks: list[EcsTaskSpec] = []
+    limit = REPLAY_LAMBDA_TIMEOUT_S - REPLAY_COMPARE_MARGIN_S
+    for i, m in enumerate(replay.read_models):
+        where = f"checks.replay.read_models[{i}].rebuild"
+        spec = m.rebuild
+        if spec.ecs_task is not None:
+            if spec.timeout_s > limit:
+                raise ConfigError(
+                    f"must be at most {limit}s on AWS: the replay Lambda runs for {REPLAY_LAMBDA_TIMEOUT_S}s "
+                    f"and needs {REPLAY_COMPARE_MARGIN_S}s to compare, got {spec.timeout_s:g}",
+                    where=f"{where}.timeout_s",
+                )
+            if spec.ecs_task not in tasks:
+                tasks.append(spec.ecs_task)
+            continue
+        if (
+            spec.callable is not None
+            and spec.callable.split(".")[0].split(":")[0] in c.LAMBDA_SOURCE_PACKAGES
+        ):
+            continue
+        what = f"the callable {spec.callable}" if spec.callable else f"the command {list(spec.command or ())}"
+        bundled = list(c.LAMBDA_SOURCE_PACKAGES)
+        raise ConfigError(
+            f"{what} cannot run in the replay Lambda (its bundle holds only {bundled}): "
+            "on AWS the rebuild runs the target's own code in its own image; add ecs_task: {task_definition, "
+            "container, command?} naming the task definition (the callable stays the local rebuild)",
+            where=where,
+        )
+    return tuple(tasks)

@@ -11,7 +11,8 @@ and flushes the ledgers; SIGKILL to the whole process group after a grace period
 :class:`LocustResult` with the parsed stats, the exit code and the merged ledger.
 
 ``python -m loadgen.run`` is the container entrypoint: the same run configured from the environment,
-followed by an upload to S3 when ``RESGATE_EVIDENCE_S3_URI`` is set.
+publishing the guardrail metrics while it runs when ``RESGATE_METRICS_NAMESPACE`` is set
+(:mod:`loadgen.live_metrics`), followed by an upload to S3 when ``RESGATE_EVIDENCE_S3_URI`` is set.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadgen import live_metrics
 from loadgen.ledger import count_records, merge_ledgers
 from loadgen.stats import load_locust_json, summarize
 from resgate.contract import env as env_names
@@ -314,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Reads ``RESGATE_TARGET_HOST`` (or ``LOCUST_HOST``), ``RESGATE_USERS`` (10), ``RESGATE_SPAWN_RATE``
     (users/s, default = users), ``RESGATE_DURATION_S`` (required), ``RESGATE_STOP_TIMEOUT_S`` (5),
-    ``RESGATE_LEDGER_DIR`` (``/tmp/resgate-load``) and ``RESGATE_EVIDENCE_S3_URI``. SIGTERM (ECS stopping
+    ``RESGATE_LEDGER_DIR`` (``/tmp/resgate-load``), ``RESGATE_EVIDENCE_S3_URI`` and the
+    ``RESGATE_METRICS_*`` of :mod:`loadgen.live_metrics`. SIGTERM (ECS stopping
     the task) stops the run cleanly and still uploads. Exit codes: 0 done, 2 could not run.
     """
     del argv
@@ -328,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_timeout = _env_number(env_names.ENV_STOP_TIMEOUT_S, 5, int)
         ledger_dir = Path(os.environ.get(env_names.ENV_LEDGER_DIR, "").strip() or "/tmp/resgate-load")
         s3_uri = os.environ.get(env_names.ENV_EVIDENCE_S3_URI, "").strip()
+        publisher = live_metrics.publisher_from_env(ledger_dir)  # None unless RESGATE_METRICS_NAMESPACE
         run = run_locust(
             host,
             users=users,
@@ -344,10 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _on_term)
+    if publisher is not None:
+        publisher.start()
     try:
         result = run.wait(timeout=math.ceil(duration) + stop_timeout + 60)
     except (KeyboardInterrupt, GateError):
         result = run.stop()
+    finally:
+        if publisher is not None:
+            publisher.stop()
     print(
         f"loadgen: {result.total_requests} requests, {result.total_failures} failures, "
         f"{result.ledger_records} ledger records, exit code {result.exit_code}",

@@ -13,6 +13,14 @@ names it:
 - ``matcher_double_fill``: a redelivered order can fill twice (integrity: double fills).
 - ``projection_drift``: a projector silently drops a field or a row class → a rebuild no longer matches
   (replay).
+
+Two only the network finds (a process fault or a Postgres restart fails fast and never shows them):
+
+- ``no_db_deadline``: the gateway waits on the database with no deadline → behind a partition that
+  swallows bytes its requests hang, and the pooled connections stuck in them never come back (slo,
+  recovery: the error ratio does not return).
+- ``no_connect_timeout``: the gateway's pool connects with no timeout → connections opened during a
+  partition hang for libpq's default (130 s) and starve the pool long after the path is back (recovery).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ KNOWN_BUGS = frozenset(
         "slow_start",
         "matcher_double_fill",
         "projection_drift",
+        "no_db_deadline",
+        "no_connect_timeout",
     }
 )
 

@@ -70,20 +70,29 @@ def wait_for_db(dsn: str, timeout_s: float = 30.0) -> None:
 
 
 def make_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, timeout_s: float = 2.0
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    timeout_s: float = 2.0,
+    connect_timeout_s: int | None = CONNECT_TIMEOUT_S,
 ) -> AsyncConnectionPool:
     """Build (not open) an AsyncConnectionPool for the gateway; its connections are in autocommit mode.
 
     ``timeout_s`` bounds how long a request waits for a connection, so a database outage turns into a
     quick 503 rather than a hung request. Open it with ``await pool.open(wait=False)``.
+    ``connect_timeout_s=None`` leaves libpq's default (the seeded bug ``no_connect_timeout``).
     """
+    kwargs: dict[str, object] = {"autocommit": True}
+    if connect_timeout_s is not None:
+        kwargs["connect_timeout"] = connect_timeout_s
     return AsyncConnectionPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout_s,
         open=False,
-        kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+        kwargs=kwargs,
         # give up a failed (re)connection quickly: the pool then shrinks and grows again on demand, so
         # recovery after a Postgres restart is not delayed by a long exponential backoff
         reconnect_timeout=2.0,

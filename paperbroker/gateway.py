@@ -66,7 +66,13 @@ class Gateway:
         self.settings = settings
         self.started_at = time.monotonic()
         self.topic_orders = settings.topic_orders
-        self.pool = db.make_pool(settings.dsn, min_size=2, max_size=8, timeout_s=1.5)
+        self.pool = db.make_pool(
+            settings.dsn,
+            min_size=2,
+            max_size=8,
+            timeout_s=1.5,
+            connect_timeout_s=None if settings.bug("no_connect_timeout") else db.CONNECT_TIMEOUT_S,
+        )
         self.relay = OutboxRelay(settings.dsn, settings.kafka_bootstrap, name=settings.replica)
         self.db_ok = False
         self.db_error = "not checked yet"
@@ -235,11 +241,23 @@ APP_KEY = web.AppKey("gateway", Gateway)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# A request that waits longer on its dependencies answers 503 + Retry-After: behind a partition that
+# swallows bytes a call never fails on its own. (Cancelling a query may take psycopg a few more seconds.)
+REQUEST_DEADLINE_S = 3.0
+DEADLINE_KEY = web.AppKey("request_deadline_s", object)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error becomes JSON; anything unexpected is a 503 + Retry-After that names the exception."""
+    deadline = request.app.get(DEADLINE_KEY)
     try:
-        return await handler(request)
+        if deadline is None:  # seeded bug no_db_deadline: wait on the database as long as it takes
+            return await handler(request)
+        async with asyncio.timeout(deadline):
+            return await handler(request)
+    except TimeoutError:
+        return unavailable("database", f"no answer within the {deadline}s request deadline").response()
     except ApiError as e:
         return e.response()
     except web.HTTPException as e:
@@ -272,6 +290,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def build_app(settings: Settings) -> web.Application:
     """The aiohttp application of one gateway replica (started/stopped with the app)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
+    app[DEADLINE_KEY] = None if settings.bug("no_db_deadline") else REQUEST_DEADLINE_S
     gw = Gateway(settings)
     app[APP_KEY] = gw
 

@@ -2,7 +2,9 @@
 
 Entered with ``$.error = {Error, Cause}`` (a Catch, or a :meth:`CleanupBranch.fail` for errors a Choice
 detects): stop the load task if it was started, stop every experiment started so far (each stop ignores
-"already stopped"), record an ERROR verdict, notify, and fail with ``GateRunFailed`` and a cause that names
+"already stopped"; only what *this* run started is named, so a run that gave up on a busy target stops
+nothing of the holder's), release the target's lock if this run holds it
+(:func:`infra.state_machine.lock.release_state`), record an ERROR verdict, notify, and fail with ``GateRunFailed`` and a cause that names
 the original error. Recording and notifying are best effort: their own errors do not hide the original.
 As locally, cleanup runs on every exit path; a StopExecution or a timeout skips the state machine's
 Catches, which is why :mod:`infra.abort_cleanup` exists.
@@ -17,7 +19,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 
 from infra.fault_experiments import ExperimentSpec
-from infra.state_machine.steps import Steps, run_fields
+from infra.state_machine.lock import LockSpec, release_state
+from infra.state_machine.steps import Steps, run_fields, verdict_fields
 
 CatchingState = sfn.CustomState | sfn.TaskStateBase | sfn.Parallel
 
@@ -37,6 +40,7 @@ class CleanupBranch:
         unknown_is_failure: bool,
         load_cluster_arn: str,
         experiments: Sequence[ExperimentSpec],
+        lock: LockSpec,
     ) -> None:
         self._steps = steps
         self.entry = steps.pass_(
@@ -50,7 +54,10 @@ class CleanupBranch:
             check_names=check_names,
             unknown_is_failure=unknown_is_failure,
         )
-        stop_experiments = self._stop_experiments(steps, experiments, then=record)
+        release = release_state(steps, "Release lock after error", lock)
+        release.add_catch(record, errors=["States.ALL"], result_path="$.lock_release_error")
+        release.next(record)
+        stop_experiments = self._stop_experiments(steps, experiments, then=release)
         self.entry.next(self._stop_load(steps, gate, load_cluster_arn, then=stop_experiments))
 
     def catch(self, state: CatchingState) -> None:
@@ -97,7 +104,7 @@ class CleanupBranch:
             "Record error verdict",
             verdict_function,
             {
-                **run_fields(),
+                **verdict_fields(),
                 "results": [],
                 "checks": list(check_names),
                 "unknown_is_failure": unknown_is_failure,

@@ -2,9 +2,11 @@
 
 :func:`build_load_start`: ``ecs:runTask`` without ``.sync`` (it returns once the task is created; the
 task carries ``startedBy`` and the run-id tag the abort cleanup finds it by), then poll until it is
-RUNNING (bounded: ``MAX_POLLS_TASK_START``) → the baseline wait. Its exit is the baseline.
+RUNNING (bounded: ``MAX_POLLS_TASK_START``) → ``Schedule faults`` (:mod:`infra.state_machine.schedule`:
+the baseline's end, every fault's time and the load's end, from the task's ``StartedAt``) → the baseline,
+a wait until its end. Its exit is the baseline.
 
-:func:`build_load_end`: wait for what is left of the load → poll until the task is STOPPED (bounded by
+:func:`build_load_end`: wait until the load's scheduled end → poll until the task is STOPPED (bounded by
 the load's expected duration) → its container exited with 0 → the quiesce wait (phase 5). A task that
 stops early, never starts, is lost, or exits with an error enters the cleanup branch.
 """
@@ -19,6 +21,7 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from infra import constants as c
 from infra.state_machine.cleanup import CleanupBranch
+from infra.state_machine.schedule import build_schedule
 from infra.state_machine.steps import Phase, Steps
 
 # The load task's status as :func:`_describe_load` leaves it.
@@ -34,8 +37,10 @@ def build_load_start(
     container_name: str,
     subnet_ids: Sequence[str],
     security_group_id: str,
+    fault_keys: Sequence[str] = (),
 ) -> Phase:
-    """Returns the phase: entry ``Start load task``, exit ``Baseline``."""
+    """Returns the phase: entry ``Start load task``, exit ``Baseline``; ``fault_keys`` are the faults
+    ``Schedule faults`` gives a time (in ``at_s`` order)."""
     # The optimized ecs:runTask integration without .sync: it returns once the task is created.
     start_load = steps.task(
         "Start load task",
@@ -87,10 +92,12 @@ def build_load_start(
     describe_start, picked_start = _describe_load(steps, cleanup, "Describe load task", cluster_arn)
     running = steps.choice("Load running?")
     count_start = steps.count_polls("Count load start polls")
-    baseline = steps.wait("Baseline", "$.waits.baseline_s")
+    schedule = build_schedule(steps, fault_keys)
+    baseline = steps.wait_until("Baseline", "$.schedule.baseline_end")
+    schedule.next(baseline)
     remember_load.next(reset_start).next(wait_running).next(describe_start)
     picked_start.next(running)
-    running.when(sfn.Condition.string_equals(STATUS_PATH, "RUNNING"), baseline)
+    running.when(sfn.Condition.string_equals(STATUS_PATH, "RUNNING"), schedule)
     running.when(
         sfn.Condition.string_equals(STATUS_PATH, "STOPPED"),
         cleanup.fail("Load task stopped early", "LoadTaskStopped", "the load task stopped before the faults"),
@@ -110,7 +117,7 @@ def build_load_end(*, steps: Steps, cleanup: CleanupBranch, cluster_arn: str, du
     """Returns the phase: entry ``Wait for load end`` (the faults continue there, also after a tripped
     guardrail), exit ``Quiesce``. ``duration_s`` (load + stop timeout) bounds the polls."""
     max_polls = c.MAX_POLLS_LOAD_END + math.ceil(duration_s / c.DEFAULT_POLL_S)
-    load_end_wait = steps.wait("Wait for load end", "$.waits.load_rest_s")
+    load_end_wait = steps.wait_until("Wait for load end", "$.schedule.load_end")
     reset_end = steps.reset_polls("Reset load end polls")
     describe_end, picked_end = _describe_load(steps, cleanup, "Describe finished load task", cluster_arn)
     stopped = steps.choice("Load finished?")

@@ -3,7 +3,9 @@
 Init (run id = the execution name, ``dt`` = its start date, the default waits) → merge the input's
 ``waits`` → locate the run's evidence prefix → validate every wait: a whole number of seconds, 0 to a
 year (a bad input enters the cleanup branch as ``InvalidInput`` before anything is started, so it gets an
-ERROR verdict and a notice like any other failed run) → the target's ECS services exist
+ERROR verdict and a notice like any other failed run) → take the target's lock, waiting at most
+``waits.lock_wait_s`` for another run to release it, else ``TargetBusy`` naming the holder
+(:mod:`infra.state_machine.lock`) → the target's ECS services exist
 (``ecs:describeServices``; a missing one is ``TargetNotFound``) → copy the gate
 config to the run's evidence prefix. The phase's exit is that copy.
 """
@@ -19,31 +21,37 @@ from aws_cdk import aws_stepfunctions as sfn
 from infra import constants as c
 from infra.fault_experiments import ExperimentSpec
 from infra.state_machine.cleanup import CleanupBranch
+from infra.state_machine.lock import LockSpec, build_acquire
+from infra.state_machine.schedule import offset_key
 from infra.state_machine.steps import Phase, Steps
 from resgate.config.schema import GateConfig
 
-WAIT_KEYS = ("baseline_s", "poll_s", "quiesce_s", "load_rest_s")
+WAIT_KEYS = ("baseline_s", "poll_s", "quiesce_s", "load_s", "lock_wait_s")
 # A standard execution lasts at most a year; the bound also keeps States.MathAdd within its int32 domain.
 MAX_WAIT_S = 365 * 24 * 3600
 BASE64_DECODE_MAX_CHARS = 10_000  # the input limit of States.Base64Decode
 
 
 def default_waits(
-    config: GateConfig, experiments: Sequence[ExperimentSpec], *, poll_s: int
+    config: GateConfig,
+    experiments: Sequence[ExperimentSpec],
+    *,
+    poll_s: int,
+    lock_wait_s: int = c.DEFAULT_LOCK_WAIT_S,
 ) -> dict[str, int]:
-    """The ``waits`` defaults from the gate config: baseline, poll interval, quiesce, the delay before
-    each experiment (since the previous one, or since the end of the baseline) and what is left of the
-    load after the last fault."""
+    """The ``waits`` defaults from the gate config, in whole seconds: the poll interval and the quiesce
+    wait (delays), and the offsets from the load's start (:mod:`infra.state_machine.schedule`): the end of
+    the baseline, each fault's ``at_<key>`` (its ``at_s``, rounded up) and the end of the load; and how
+    long a run waits for another run's lock on the target (``lock_wait_s``)."""
     waits = {
         "baseline_s": math.ceil(config.load.baseline_s),
         "poll_s": poll_s,
         "quiesce_s": math.ceil(config.quiesce.timeout_s),
+        "load_s": math.ceil(config.load.duration_s),
+        "lock_wait_s": lock_wait_s,
     }
-    previous = config.load.baseline_s
     for spec in experiments:
-        waits[f"before_{spec.key}"] = max(0, math.ceil(spec.at_s - previous))
-        previous = spec.at_s
-    waits["load_rest_s"] = max(0, math.ceil(config.load.duration_s - previous))
+        waits[offset_key(spec.key)] = max(0, math.ceil(spec.at_s))
     return waits
 
 
@@ -74,6 +82,7 @@ def build_preflight(
     config_text: str,
     target_cluster: str,
     target_services: Sequence[str],
+    lock: LockSpec,
 ) -> Phase:
     """Returns the phase: entry ``Init``, exit ``Write gate config``."""
     init, locate = _read_input(steps, gate=gate, waits=waits, evidence_bucket_name=evidence_bucket_name)
@@ -109,7 +118,9 @@ def build_preflight(
             f"a service of {', '.join(target_services)} is missing from ECS cluster {target_cluster}",
         )
     )
-    valid_waits.next(describe_target)
+    take_lock, lock_taken = build_acquire(steps, cleanup, lock)
+    valid_waits.next(take_lock)
+    lock_taken.next(describe_target)
     describe_target.next(target_ok)
     return Phase(entry=init, exits=(write_config,))
 

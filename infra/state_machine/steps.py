@@ -56,6 +56,13 @@ LAMBDA_TRANSIENT = (
     "Lambda.SdkClientException",
     "Lambda.ClientExecutionTimeoutException",
 )
+# The optimized DynamoDB integration (the run lock) names errors ``DynamoDB.<error code>``.
+DYNAMODB_TRANSIENT = (
+    "DynamoDB.ThrottlingException",
+    "DynamoDB.ProvisionedThroughputExceededException",
+    "DynamoDB.RequestLimitExceeded",
+    "DynamoDB.InternalServerError",
+)
 # The optimized sns:publish integration; a notice is best effort (caught), so any task failure is retried.
 SNS_TRANSIENT = ("States.TaskFailed",)
 
@@ -90,6 +97,8 @@ def transient_errors(resource: str) -> list[str]:
         return sdk_service_errors(m.group(1))
     if resource.endswith(":states:::ecs:runTask"):
         return list(ECS_RUN_TASK_TRANSIENT)
+    if re.search(r":states:::dynamodb:[A-Za-z]+$", resource):
+        return list(DYNAMODB_TRANSIENT)
     raise ValueError(f"no transient errors known for the task resource {resource!r}")
 
 
@@ -109,6 +118,11 @@ def add_transient_retry(state: sfn.TaskStateBase, errors: Sequence[str]) -> None
 def run_fields() -> dict[str, str]:
     """The run event's common fields (see :mod:`lambdas`); bucket and prefix come from the env."""
     return {"run_id.$": "$.run.run_id", "gate.$": "$.run.gate", "dt.$": "$.run.dt"}
+
+
+def verdict_fields() -> dict[str, str]:
+    """:func:`run_fields` and the execution's ARN, which the verdict Lambda links from an OpsItem."""
+    return {**run_fields(), "execution_arn.$": "$$.Execution.Id"}
 
 
 def continue_to(state: sfn.INextable | sfn.Choice, target: sfn.IChainable) -> None:
@@ -155,6 +169,10 @@ class Steps:
     def wait(self, name: str, seconds_path: str) -> sfn.Wait:
         """A Wait whose seconds come from the execution's data (tests pass 0)."""
         return sfn.Wait(self.scope, name, time=sfn.WaitTime.seconds_path(seconds_path))
+
+    def wait_until(self, name: str, timestamp_path: str) -> sfn.Wait:
+        """A Wait until the ISO-8601 timestamp at ``timestamp_path`` (a time already past does not wait)."""
+        return sfn.Wait(self.scope, name, time=sfn.WaitTime.timestamp_path(timestamp_path))
 
     def fail(self, name: str, **kw: Any) -> sfn.Fail:
         return sfn.Fail(self.scope, name, **kw)

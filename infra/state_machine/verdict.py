@@ -1,9 +1,11 @@
 """Phase 7, verdict: the verdict Lambda merges the results (false > unknown > true), writes
 ``verdict.json`` and the report under the run's prefix, and the run ends on its ``passed``.
 
-Passed → ``Gate passed`` (Succeed with the verdict as output, so a pipeline stage goes on). Failed → an
-SNS notice (best effort) → ``Gate failed`` (error ``GateFailed``, cause the verdict's reason). An error of
-the verdict Lambda itself enters the cleanup branch. The load and the faults have ended by now.
+Then the target's lock is released (only if this run holds it; a failed release is ignored, as the
+lease bounds it). Passed → ``Gate passed`` (Succeed with the verdict as output, so a pipeline stage goes
+on). Failed → an SNS notice (best effort) → ``Gate failed`` (error ``GateFailed``, cause the verdict's
+reason). An error of the verdict Lambda itself enters the cleanup branch, which releases the lock too.
+The load and the faults have ended by now.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 
 from infra.state_machine.cleanup import CleanupBranch
-from infra.state_machine.steps import Phase, Steps, run_fields
+from infra.state_machine.lock import LockSpec, release_state
+from infra.state_machine.steps import Phase, Steps, verdict_fields
 
 
 def build_verdict(
@@ -27,13 +30,14 @@ def build_verdict(
     check_names: Sequence[str],
     unknown_is_failure: bool,
     topic: sns.ITopic,
+    lock: LockSpec,
 ) -> Phase:
     """Returns the phase: entry ``Verdict``, no exits (it ends the run either way)."""
     verdict = steps.lambda_invoke(
         "Verdict",
         verdict_function,
         {
-            **run_fields(),
+            **verdict_fields(),
             "results.$": "$.results",
             "checks": list(check_names),
             "unknown_is_failure": unknown_is_failure,
@@ -64,7 +68,10 @@ def build_verdict(
         subject=f"ResilienceGate {gate}: FAILED",
     )
     notify_failed.add_catch(gate_failed, errors=["States.ALL"], result_path="$.notify_error")
-    verdict.next(passed)
+    # The verdict is written: the target is free for the next run, whichever way this one ends.
+    release = release_state(steps, "Release lock", lock)
+    release.add_catch(passed, errors=["States.ALL"], result_path="$.lock_release_error")
+    verdict.next(release.next(passed))
     passed.when(
         sfn.Condition.boolean_equals("$.verdict.passed", True),
         sfn.Succeed(steps.scope, "Gate passed", output_path="$.verdict"),

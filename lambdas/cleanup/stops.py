@@ -1,4 +1,4 @@
-"""Stop what a run left running: its load task (ECS) and its FIS experiments.
+"""Stop what a run left running: its load task (ECS) and its FIS experiments; then :mod:`.trace`.
 
 - **Load**: the RUNNING tasks of the load cluster started by the state machine (``startedBy`` =
   :data:`lambdas.common.settings.LOAD_STARTED_BY`), described with their tags; a task is the run's when its
@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.cleanup.inputs import AbortedRun, GateResources
+from lambdas.cleanup.trace import leave_trace
 from lambdas.common import settings
 from lambdas.common.aws import call, chunks, error_code, pages
 from resgate.contract.env import ENV_EVIDENCE_S3_URI
@@ -148,15 +149,20 @@ def stop_experiments(fis: Any, template_ids: Sequence[str], run_id: str, report:
                 report.stopped_experiments.append(e["id"])
 
 
-def clean_up(run: AbortedRun, resources: GateResources, tools: Any, *, ecs: Any, fis: Any) -> dict[str, Any]:
-    """Stop the aborted run's load task and its FIS experiments; return ``{run_id, status, stopped_tasks,
-    stopped_experiments, already_stopped, other_runs, failures}``. Raises GateError after trying every stop
-    when any of them failed."""
+def clean_up(
+    run: AbortedRun, resources: GateResources, tools: Any, *, ecs: Any, fis: Any, dynamodb: Any, sns: Any
+) -> dict[str, Any]:
+    """Stop the aborted run's load task and its FIS experiments, then release the target's lock and leave
+    the run's trace (:func:`lambdas.cleanup.trace.leave_trace`); return ``{run_id, status, stopped_tasks,
+    stopped_experiments, already_stopped, other_runs, failures, lock, verdict, notified}``. Raises GateError
+    after trying every step when any of them failed."""
     report = CleanupReport()
     reason = f"ResilienceGate: execution {run.run_id} {run.status}, cleaning up"
     stop_load(ecs, resources.load_cluster, run.run_id, reason, report)
     stop_experiments(fis, resources.template_ids, run.run_id, report)
-    out = {"run_id": run.run_id, "status": run.status, **report.as_dict()}
+    traced, failures = leave_trace(run, resources, tools, dynamodb=dynamodb, sns=sns)
+    report.failures += failures
+    out = {"run_id": run.run_id, "status": run.status, **report.as_dict(), **traced}
     metrics = tools.metrics
     metrics.add_metric(name="CleanupStoppedTasks", unit=MetricUnit.Count, value=len(report.stopped_tasks))
     metrics.add_metric(

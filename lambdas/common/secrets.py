@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import boto3
-import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.common import settings
@@ -44,6 +43,8 @@ def kafka_bootstrap(event: RunEvent) -> str | None:
 
 def dsn_from_secret_value(secret: Mapping[str, Any], *, where: str = "secret") -> str:
     """A libpq DSN from an RDS-style secret mapping; raises ConfigError naming a missing or bad field."""
+    import psycopg  # only the database checks' bundles have it; the others import this module
+
     for key in ("host", "username", "password"):
         if not isinstance(secret.get(key), str) or not secret[key]:
             raise ConfigError("is required (a non-empty string)", where=f"{where}.{key}")
@@ -93,6 +94,8 @@ def dsn_from_secret(arn: str, *, client: Any = None) -> str:
 
 def redacted(dsn: str) -> str:
     """The DSN without its password, for logs."""
+    import psycopg  # only the database checks' bundles have it; the others import this module
+
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     if "password" in info:
         info["password"] = "***"

@@ -14,10 +14,44 @@ ENV_EVIDENCE_PREFIX = "EVIDENCE_PREFIX"
 ENV_DB_SECRET_ARN = "DB_SECRET_ARN"
 ENV_DB_SSLMODE = "DB_SSLMODE"
 ENV_KAFKA_BOOTSTRAP = "KAFKA_BOOTSTRAP"
+# How the integrity/replay Lambdas reach the brokers (resgate.config.kafka; absent: PLAINTEXT).
+ENV_KAFKA_SECURITY_PROTOCOL = "KAFKA_SECURITY_PROTOCOL"
+ENV_KAFKA_SASL_MECHANISM = "KAFKA_SASL_MECHANISM"
+ENV_KAFKA_REGION = "KAFKA_REGION"
+ENV_KAFKA_CA_FILE = "KAFKA_CA_FILE"
+KAFKA_ENV = {
+    "security_protocol": ENV_KAFKA_SECURITY_PROTOCOL,
+    "sasl_mechanism": ENV_KAFKA_SASL_MECHANISM,
+    "region": ENV_KAFKA_REGION,
+    "ca_file": ENV_KAFKA_CA_FILE,
+}
+# Where the replay Lambda runs a rebuild's ECS task (the target's image): the default cluster, and the
+# subnets and security groups of its awsvpc network (comma-separated).
+ENV_REPLAY_CLUSTER = "REPLAY_CLUSTER"
+ENV_REPLAY_SUBNETS = "REPLAY_SUBNETS"
+ENV_REPLAY_SECURITY_GROUPS = "REPLAY_SECURITY_GROUPS"
+# The tag the replay Lambda puts on the rebuild tasks it starts: the only tasks its role may stop.
+REPLAY_TASK_TAG = ("ResGateReplay", "rebuild")
+# Set by the Lambda runtime: the default region of MSK IAM tokens.
+ENV_AWS_REGION = "AWS_REGION"
 ENV_UNKNOWN_IS_FAILURE = "UNKNOWN_IS_FAILURE"
 # The cleanup Lambda's: the load generator's ECS cluster, the gate's FIS experiment template ids (a,b,c).
 ENV_LOAD_CLUSTER = "LOAD_CLUSTER"
 ENV_EXPERIMENT_TEMPLATE_IDS = "EXPERIMENT_TEMPLATE_IDS"
+# ...and, to leave a trace of an aborted or timed-out run and release its target's lock: the gate's name,
+# the notification topic, the lock table and the target's item key (infra.run_lock).
+ENV_GATE_NAME = "GATE_NAME"
+ENV_NOTIFY_TOPIC_ARN = "NOTIFY_TOPIC_ARN"
+ENV_LOCK_TABLE = "LOCK_TABLE"
+ENV_LOCK_KEY = "LOCK_KEY"
+# The verdict and cleanup Lambdas open an OpsCenter OpsItem for a FAIL or ERROR run when "true"
+# (lambdas.common.opsitem; the CDK context flag ops_items). The OpsItem carries the gate's tag.
+ENV_OPS_ITEMS = "OPS_ITEMS"
+# The lock table's attributes (infra.run_lock): the target's key, the holder's run id, the lease's end.
+LOCK_KEY_ATTRIBUTE = "target"
+LOCK_HOLDER_ATTRIBUTE = "run_id"
+LOCK_EXPIRES_ATTRIBUTE = "expires_at"
+OPS_ITEM_TAG_GATE = "ResGateGate"
 # Read by Powertools itself.
 ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -33,6 +67,7 @@ EVENT_THRESHOLDS = "thresholds"
 EVENT_CONFIG = "config"
 EVENT_DB_SECRET_ARN = "db_secret_arn"
 EVENT_KAFKA_BOOTSTRAP = "kafka_bootstrap"
+EVENT_KAFKA = "kafka"  # {security_protocol?, sasl_mechanism?, region?, ca_file?}
 # Where integrity and replay take their section from: the event's "config", or "thresholds" as for the rest.
 CONFIG_KEYS = (EVENT_CONFIG, EVENT_THRESHOLDS)
 

@@ -1,22 +1,26 @@
 """The assertion Lambdas' sources, read from the run event: what :class:`resgate.evidence.sources.Sources`
-holds on AWS (the target's database from a Secrets Manager secret, the MSK brokers, the quiesce outcome,
-the load's length), and the SLO's CloudWatch source, which only AWS has.
+holds on AWS (the target's database from a Secrets Manager secret, the MSK brokers and how to reach
+them: TLS, MSK IAM; the quiesce outcome, the load's length, replay's ECS rebuild runner), and the SLO's
+CloudWatch source, which only AWS has.
 
 Every field is validated before anything is read, raising ConfigError naming ``event.<field>``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
 
+from lambdas.common import settings
 from lambdas.common.cloudwatch import CloudWatchReader, CloudWatchSource
 from lambdas.common.event import RunEvent
 from lambdas.common.secrets import db_secret_arn, dsn_from_secret, kafka_bootstrap, redacted
+from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError
 from resgate.evidence.sources import Settled, Sources
 
@@ -35,6 +39,19 @@ def event_sources(event: RunEvent, thresholds: Any = None, logger: Logger | None
     )
 
 
+def kafka_settings(event: RunEvent) -> KafkaSettings:
+    """How to reach the brokers: per field the event's ``kafka`` object, else the environment
+    (``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``, ``KAFKA_REGION``, ``KAFKA_CA_FILE``), else
+    PLAINTEXT; IAM tokens default to the Lambda's own region. ConfigError names the field or variable."""
+    return KafkaSettings.resolve(
+        event.get(settings.EVENT_KAFKA),
+        os.environ,
+        settings.KAFKA_ENV,
+        where=f"event.{settings.EVENT_KAFKA}",
+        default_region=os.environ.get(settings.ENV_AWS_REGION),
+    )
+
+
 def database_sources(
     event: RunEvent, thresholds: Any, logger: Logger | None = None, *, topics_required: bool | None = None
 ) -> Sources:
@@ -45,6 +62,7 @@ def database_sources(
     state is never compared.
     """
     bootstrap = kafka_bootstrap(event)
+    kafka = kafka_settings(event)
     if topics_required is None:
         topics_required = bool(thresholds.topics)
     if topics_required and not bootstrap:
@@ -54,7 +72,7 @@ def database_sources(
         return base
     dsn = dsn_from_secret(db_secret_arn(event))
     if logger is not None:
-        logger.info("sources", extra={"dsn": redacted(dsn), "bootstrap": bootstrap})
+        logger.info("sources", extra={"dsn": redacted(dsn), "bootstrap": bootstrap, "kafka": kafka.to_dict()})
     return Sources(
         run_id=base.run_id,
         dsn=dsn,
@@ -62,6 +80,7 @@ def database_sources(
         settled=base.settled,
         duration_s=base.duration_s,
         observed_until=base.observed_until,
+        kafka=kafka,
     )
 
 
@@ -84,9 +103,19 @@ class SloSource:
         return cls(kind=kind, cloudwatch=cw)
 
 
-def replay_sources(event: RunEvent, thresholds: Any, logger: Logger | None = None) -> Sources:
-    """:func:`database_sources` for replay, which always reads its read models' topics."""
-    return database_sources(event, thresholds, logger, topics_required=True)
+def replay_sources(
+    event: RunEvent, thresholds: Any, logger: Logger | None = None, *, ecs_client: Any = None
+) -> Sources:
+    """:func:`database_sources` for replay, which always reads its read models' topics, plus the ECS
+    runner (:class:`~lambdas.common.ecs_rebuild.EcsRebuildRunner`, from the environment the stack sets)
+    when a read model's rebuild names an ``ecs_task``: the target's own code runs in its own image."""
+    base = database_sources(event, thresholds, logger, topics_required=True)
+    if not any(m.rebuild.ecs_task is not None for m in thresholds.read_models):
+        return base
+    from lambdas.common.ecs_rebuild import EcsRebuildRunner  # replay's bundle only (psycopg)
+
+    runner = EcsRebuildRunner.from_env(ecs_client if ecs_client is not None else boto3.client("ecs"))
+    return replace(base, rebuild_runner=runner)
 
 
 def slo_gather(

@@ -15,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
+from lambdas.common.opsitem import open_ops_item
 from lambdas.common.results import from_payload
 from resgate.checks.compose import verdict
 from resgate.checks.result import CheckResult
@@ -33,11 +34,12 @@ class VerdictInputs:
     started_at: float | None
     guardrail_tripped: str | None
     error: str | None
+    execution_arn: str | None
 
     @classmethod
     def from_event(cls, event: RunEvent) -> VerdictInputs:
         """Validate ``results``, ``checks``, ``unknown_is_failure``, ``started_at``, ``guardrail_tripped``,
-        ``error``."""
+        ``error``, ``execution_arn`` (the state machine's ``$$.Execution.Id``: the OpsItem links it)."""
         results = event.get("results")
         if results is None:
             results = []
@@ -54,6 +56,9 @@ class VerdictInputs:
             if v is not None and not isinstance(v, str):
                 v = json.dumps(v, default=str)
             texts[key] = v or None
+        arn = event.get("execution_arn")
+        if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:")):
+            raise ConfigError(f"must be an execution ARN, got {arn!r}", where="event.execution_arn")
         return cls(
             results=tuple(results),
             expected=tuple(expected),
@@ -63,6 +68,7 @@ class VerdictInputs:
             started_at=event.number("started_at"),
             guardrail_tripped=texts["guardrail_tripped"],
             error=texts["error"],
+            execution_arn=arn,
         )
 
 
@@ -79,7 +85,8 @@ def collect_results(inputs: VerdictInputs) -> list[CheckResult]:
 def close_run(run: RunEvent, tools: Any, *, now: float) -> dict[str, Any]:
     """Merge the results with :func:`resgate.checks.compose.verdict`, write the run's closing files with
     :func:`resgate.evidence.run_files.write_run_files` (``verdict.json`` last), emit ``GatePassed``,
-    ``ChecksFailed``, ``ChecksUnknown``; return ``{passed, result, reason, failed_checks, unknown_checks,
+    ``ChecksFailed``, ``ChecksUnknown``, open the OpsItem of a FAIL or ERROR run when configured
+    (:func:`lambdas.common.opsitem.open_ops_item`); return ``{passed, result, reason, failed_checks, unknown_checks,
     evidence_uri}``."""
     inputs = VerdictInputs.from_event(run)
     store = run.store()
@@ -108,5 +115,12 @@ def close_run(run: RunEvent, tools: Any, *, now: float) -> dict[str, Any]:
     tools.tracer.put_annotation(key="run_id", value=run.run_id)
     tools.tracer.put_annotation(key="result", value=record["result"])
     tools.logger.info(f"verdict: {record['result']}", extra={"verdict": record})
+    open_ops_item(
+        record,
+        tools,
+        bucket=run.bucket,
+        run_prefix=f"{run.prefix}/{run.run.prefix}".strip("/"),
+        execution_arn=inputs.execution_arn,
+    )
     keys = ("passed", "result", "reason", "failed_checks", "unknown_checks")
     return {**{k: record[k] for k in keys}, "evidence_uri": store.uri()}

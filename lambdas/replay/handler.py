@@ -1,6 +1,8 @@
 """Lambda handler of the replay assertion: rebuild each read model from its topics and compare with the live.
 
-Sources: the target database (``db_secret_arn``) and the read models' topics (``kafka_bootstrap``). The
+Sources: the target database (``db_secret_arn``) and the read models' topics (``kafka_bootstrap``, reached
+as the ``kafka`` settings say). A rebuild that names an ``ecs_task`` runs the target's own code in its own
+image as an ECS task (:mod:`lambdas.common.ecs_rebuild`); the Lambda waits for it and compares. The
 event's ``config`` is the ``checks.replay`` section; ``quiesce: {"settled": false}`` makes the result
 unknown, as locally; a topic truncated by retention or a failed rebuild is judged unknown by the checker.
 """

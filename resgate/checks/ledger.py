@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resgate.contract.errors import ConfigError
-from resgate.contract.ledger import FIELDS, OUTCOMES, TRANSPORT_STATUSES, Outcome
+from resgate.contract.ledger import (
+    FIELDS,
+    OPTIONAL_FIELDS,
+    OUTCOMES,
+    REQUIRED_FIELDS,
+    TRANSPORT_STATUSES,
+    Outcome,
+)
 
 _KNOWN_FIELDS = FIELDS
 
@@ -157,27 +164,8 @@ class LedgerRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready record: required fields always, optional ones only when set, then ``extra``."""
-        out: dict[str, Any] = {
-            "ts": self.ts,
-            "op": self.op,
-            "client_id": self.client_id,
-            "idempotency_key": self.idempotency_key,
-            "status": self.status,
-            "outcome": self.outcome,
-            "latency_ms": self.latency_ms,
-        }
-        for key in (
-            "order_id",
-            "retry_after",
-            "error",
-            "attempt",
-            "name",
-            "symbol",
-            "side",
-            "qty",
-            "price",
-            "method",
-        ):
+        out: dict[str, Any] = {key: getattr(self, key) for key in REQUIRED_FIELDS}
+        for key in OPTIONAL_FIELDS:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value

@@ -1,24 +1,88 @@
 """The checkers' reads of the target's topics: partition bounds, retention truncation, and a bounded
-read of every partition up to given end offsets. Every Kafka client of the checkers is made here, so the
-brokers' connection settings live in one place.
+read of every partition up to given end offsets. Every Kafka client of the gate takes its connection
+arguments from :func:`client_kwargs` here, so the brokers' security settings (PLAINTEXT, TLS, MSK IAM;
+:class:`resgate.config.kafka.KafkaSettings`) apply the same way to every client, locally and on AWS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import GateError
 
+PLAINTEXT = KafkaSettings()
+# A signed MSK token is valid for 15 minutes; a new one is signed this long before it expires.
+_TOKEN_REFRESH_MARGIN_S = 60.0
 
-async def topic_bounds_async(bootstrap: str, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
+
+def client_kwargs(settings: KafkaSettings | None = None) -> dict[str, Any]:
+    """The aiokafka client arguments (consumer, producer, admin) for the brokers' security settings.
+
+    PLAINTEXT: ``{"security_protocol": "PLAINTEXT"}``; SSL adds ``ssl_context`` (verifying the brokers
+    against ``ca_file``, else the system trust store); SASL_SSL with ``AWS_MSK_IAM`` adds
+    ``sasl_mechanism="OAUTHBEARER"`` and ``sasl_oauth_token_provider`` (:func:`msk_iam_token_provider`).
+    aiokafka and the signer are imported only when TLS or IAM is configured.
+    """
+    s = settings or PLAINTEXT
+    out: dict[str, Any] = {"security_protocol": s.security_protocol}
+    if s.tls:
+        from aiokafka.helpers import create_ssl_context
+
+        out["ssl_context"] = create_ssl_context(cafile=s.ca_file)
+    if s.iam:
+        assert s.region is not None  # validated by KafkaSettings
+        out["sasl_mechanism"] = "OAUTHBEARER"
+        out["sasl_oauth_token_provider"] = msk_iam_token_provider(s.region)
+    return out
+
+
+def msk_iam_token_provider(region: str) -> Any:
+    """An aiokafka token provider whose ``await token()`` is an MSK IAM auth token for ``region``: a
+    base64url presigned ``kafka-cluster:Connect`` URL signed by AWS's signer
+    (``MSKAuthTokenProvider.generate_auth_token``) with the default credential chain, reused until a
+    minute before it expires. A signing failure (no credentials) raises GateError."""
+    return _token_provider_class()(region)
+
+
+@functools.cache
+def _token_provider_class() -> type:
+    from aiokafka.abc import AbstractTokenProvider
+    from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+
+    class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+        def __init__(self, region: str) -> None:
+            self.region = region
+            self._token: str | None = None
+            self._expires_at = 0.0
+
+        async def token(self) -> str:
+            if self._token is None or time.time() >= self._expires_at - _TOKEN_REFRESH_MARGIN_S:
+                loop = asyncio.get_running_loop()
+                try:  # the signer reads credentials (possibly from the network): not on the event loop
+                    token, expiry_ms = await loop.run_in_executor(
+                        None, MSKAuthTokenProvider.generate_auth_token, self.region
+                    )
+                except Exception as e:
+                    raise GateError(f"could not sign an MSK IAM token for {self.region}: {e}") from e
+                self._token, self._expires_at = token, float(expiry_ms) / 1000.0
+            return self._token
+
+    return MskIamTokenProvider
+
+
+async def topic_bounds_async(
+    bootstrap: str, topics: list[str], kafka: KafkaSettings | None = None
+) -> dict[str, dict[int, tuple[int, int]]]:
     """Return ``{topic: {partition: (earliest_offset, end_offset)}}`` for each topic."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs(kafka))
     await consumer.start()
     try:
         tps: list[TopicPartition] = []
@@ -50,9 +114,11 @@ async def _partitions_for(consumer: Any, topic: str, timeout_s: float = 10.0) ->
         await asyncio.sleep(0.1)
 
 
-def topic_bounds(bootstrap: str, topics: list[str]) -> dict[str, dict[int, tuple[int, int]]]:
+def topic_bounds(
+    bootstrap: str, topics: list[str], kafka: KafkaSettings | None = None
+) -> dict[str, dict[int, tuple[int, int]]]:
     """Synchronous :func:`topic_bounds_async`."""
-    return asyncio.run(topic_bounds_async(bootstrap, topics))
+    return asyncio.run(topic_bounds_async(bootstrap, topics, kafka))
 
 
 def truncated_partitions(bounds: dict[str, dict[int, tuple[int, int]]]) -> list[tuple[str, int, int]]:
@@ -76,6 +142,7 @@ async def consume_until(
     max_records: int = 5000,
     max_partition_fetch_bytes: int = 1 << 20,
     read: TopicRead | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> AsyncIterator[list[Any]]:
     """Yield batches of aiokafka ``ConsumerRecord`` s, each partition read from ``begin`` to ``end``.
 
@@ -105,6 +172,7 @@ async def consume_until(
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=max_partition_fetch_bytes,
         fetch_max_bytes=max(8 << 20, max_partition_fetch_bytes),
+        **client_kwargs(kafka),
     )
     await consumer.start()
     try:

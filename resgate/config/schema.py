@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from resgate.config.fields import Section
+from resgate.config.kafka import KafkaSettings
 from resgate.config.placeholders import check_placeholders
 from resgate.config.yamlpos import Located, load_yaml_with_lines, read_yaml_file
 from resgate.contract.errors import ConfigError, ConfigErrors
 
-FAULT_KINDS = ("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery")
+# Network faults act on a path between a service and a dependency (or its clients); see resgate.local.toxics.
+NETWORK_FAULT_KINDS = ("network_partition", "network_latency", "packet_loss", "bandwidth", "connection_reset")
+NETWORK_DEPENDENCIES = ("postgres", "kafka", "clients")
+FAULT_KINDS = (
+    *("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery"),
+    *NETWORK_FAULT_KINDS,
+    *("rate_limit_spike", "zone_loss"),
+)
 CHECK_NAMES = ("slo", "recovery", "retryable", "integrity", "replay")
 PRODUCTION_TAG_VALUES = ("prod", "production", "live")
 T = TypeVar("T")
@@ -37,6 +45,8 @@ class LocalService:
     restart_delay_s: float = 1.0
     start_timeout_s: float = 90.0
     expose: bool = False
+    zones: list[str] = field(default_factory=list)
+    """Zone labels; replicas are spread over them round-robin (``zone_loss`` stops one zone)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,8 @@ class GateConfig:
     evidence: Evidence
     source: str
     raw: dict[str, Any]
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    """How the gate's clients connect to the target's brokers (``kafka:``; default PLAINTEXT)."""
 
     def enabled_checks(self) -> list[str]:
         return [n for n in CHECK_NAMES if self.checks.get(n, {}).get("enabled", True)]
@@ -191,9 +203,17 @@ def _parse_service(sec: Section) -> LocalService:
         restart_delay_s=float(sec.num("restart_delay_s", 1.0, min=0)),
         start_timeout_s=float(sec.num("start_timeout_s", 90.0, min=1)),
         expose=sec.bool("expose", False),
+        zones=_zones(sec),
     )
     sec.done()
     return svc
+
+
+def _zones(sec: Section) -> list[str]:
+    zones = sec.str_list("zones", [])
+    if any(not _NAME_RE.match(z) for z in zones) or len(set(zones)) != len(zones):
+        raise sec.error("zones", f"must be distinct names matching {_NAME_RE.pattern}, got {zones!r}")
+    return zones
 
 
 def _parse_target(sec: Section) -> Target:
@@ -274,6 +294,10 @@ def _parse_fault(sec: Section, index: int, target: Target, load: Load, infra: In
     if at_s >= load.duration_s:
         raise sec.error("at_s", f"must be before the end of the load (load.duration_s = {load.duration_s})")
     params: dict[str, Any] = {}
+    if kind in NETWORK_FAULT_KINDS or kind in ("rate_limit_spike", "zone_loss"):
+        tgt = _parse_network_fault(sec, kind, target, params)
+        sec.done()
+        return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
     tgt = _fault_target(sec, target, kind in ("stop_task", "hang"))
     if kind in ("stop_task", "hang"):
         params["percent"] = float(sec.num("percent", 50.0, min=0, max=100))
@@ -292,6 +316,52 @@ def _parse_fault(sec: Section, index: int, target: Target, load: Load, infra: In
         params["max_events"] = sec.num("max_events", 500, min=1, integer=True)
     sec.done()
     return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
+
+
+def _parse_network_fault(sec: Section, kind: str, target: Target, params: dict[str, Any]) -> str | None:
+    """Fill ``params`` for a network, edge or zone fault; returns the service its recovery is judged by."""
+    exposed = next((s.name for s in target.services if s.expose), None)
+    if kind == "zone_loss":
+        params["zone"] = sec.str("zone")
+        tgt = _fault_target(sec, target, False) if sec.has("target") else None
+        zoned = [s for s in target.services if params["zone"] in s.zones and (tgt is None or s.name == tgt)]
+        if target.services and not zoned:
+            raise sec.error("zone", f"no service has zone {params['zone']!r} (set zones: [...] on a service)")
+        params["services"] = [s.name for s in zoned]
+        return tgt or exposed or (zoned[0].name if zoned else None)
+    if kind == "rate_limit_spike":
+        if target.services and exposed is None:
+            raise sec.error("kind", "a rate-limit spike needs an exposed service (the edge answers the 429s)")
+        params["percent"] = float(sec.num("percent", 50.0, min=1, max=100))
+        params["duration_s"] = float(sec.num("duration_s", min=0.1))
+        params["retry_after_s"] = sec.num("retry_after_s", 1, min=1, max=60, integer=True)
+        return exposed
+    between = sec.str_list("between", [exposed or "", "clients"])
+    if len(between) != 2 or between[1] not in NETWORK_DEPENDENCIES:
+        raise sec.error("between", f"must be [service, one of {list(NETWORK_DEPENDENCIES)}], got {between!r}")
+    service, dependency = between
+    if target.services and target.service(service) is None:
+        raise sec.error(
+            "between", f"no service named {service!r}; services: {[s.name for s in target.services]}"
+        )
+    if dependency == "clients" and target.services and service != exposed:
+        raise sec.error("between", f"only the exposed service ({exposed!r}) has clients on this machine")
+    params["service"], params["dependency"] = service, dependency
+    params["direction"] = sec.str("direction", "both", choices=("both", "upstream", "downstream"))
+    if kind == "connection_reset":
+        params["duration_s"] = float(sec.num("duration_s", 0.0, min=0))
+        return service
+    params["duration_s"] = float(sec.num("duration_s", min=0.1))
+    if kind == "network_partition":
+        params["mode"] = sec.str("mode", "hang", choices=("hang", "refuse"))
+    elif kind == "network_latency":
+        params["delay_ms"] = float(sec.num("delay_ms", min=100, max=5000))
+        params["jitter_ms"] = float(sec.num("jitter_ms", 0.0, min=0, max=params["delay_ms"]))
+    elif kind == "packet_loss":
+        params["percent"] = float(sec.num("percent", min=5, max=50))
+    elif kind == "bandwidth":
+        params["kbps"] = float(sec.num("kbps", min=1, max=10_000_000))
+    return service
 
 
 def _parse_checks(sec: Section) -> dict[str, dict[str, Any]]:
@@ -338,6 +408,11 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     gate = errs.attempt(_parse_gate, root)
     target = errs.attempt(lambda: _parse_target(root.section("target", required=True)))
     infra = errs.attempt(_parse_infra, root.section("infra"))
+    kafka = errs.attempt(
+        lambda: KafkaSettings.from_section(
+            root.section("kafka"), default_region=target.aws.region if target and target.aws else None
+        )
+    )
     load = errs.attempt(_parse_load, root.section("load"))
     faults: list[Fault] = []
     faults_raw = errs.attempt(root.list, "faults", []) or []
@@ -375,6 +450,7 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         evidence=evidence,
         source=loc.source,
         raw=data,
+        kafka=kafka or KafkaSettings(),
     )
 
 

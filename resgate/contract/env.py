@@ -66,3 +66,21 @@ ENV_DURATION_S = "RESGATE_DURATION_S"
 ENV_STOP_TIMEOUT_S = "RESGATE_STOP_TIMEOUT_S"
 ENV_EVIDENCE_S3_URI = "RESGATE_EVIDENCE_S3_URI"
 """``s3://bucket/prefix/`` of the run's evidence; when set, the entrypoint uploads ledger and stats there."""
+
+# --- set by the replay check for the rebuild too: how to connect to the brokers (resgate.config.kafka) -
+ENV_KAFKA_SECURITY_PROTOCOL = "RESGATE_KAFKA_SECURITY_PROTOCOL"
+"""``PLAINTEXT``, ``SSL`` or ``SASL_SSL``; absent means PLAINTEXT."""
+ENV_KAFKA_SASL_MECHANISM = "RESGATE_KAFKA_SASL_MECHANISM"
+"""``AWS_MSK_IAM`` (SASL/OAUTHBEARER with AWS's MSK signer) when the protocol is ``SASL_SSL``."""
+ENV_KAFKA_REGION = "RESGATE_KAFKA_REGION"
+"""The AWS region MSK IAM tokens are signed for."""
+ENV_KAFKA_CA_FILE = "RESGATE_KAFKA_CA_FILE"
+"""A PEM file of the CAs the brokers' certificates are verified against (default: the system's)."""
+
+# --- read by the load task's metrics publisher (``loadgen.live_metrics``; set by the CDK app on Fargate) ---
+ENV_METRICS_NAMESPACE = "RESGATE_METRICS_NAMESPACE"
+"""CloudWatch namespace the load task publishes its error ratio and p95 to; unset: nothing is published."""
+ENV_METRICS_GATE = "RESGATE_METRICS_GATE"
+"""The gate's name, the ``Gate`` dimension of the load metrics."""
+ENV_METRICS_PERIOD_S = "RESGATE_METRICS_PERIOD_S"
+"""Seconds per published datapoint: 10, 20, 30 or a multiple of 60 (default 10)."""

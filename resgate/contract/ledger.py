@@ -23,25 +23,30 @@ TRANSPORT_STATUSES: frozenset[str] = frozenset({"timeout", "conn_refused", "conn
 RETRYABLE_HTTP: frozenset[int] = frozenset({429, 502, 503, 504})
 """HTTP statuses a client retries (same idempotency key and body); transport errors are retried too."""
 
-FIELDS: frozenset[str] = frozenset(
-    {
-        "ts",
-        "op",
-        "client_id",
-        "idempotency_key",
-        "order_id",
-        "status",
-        "outcome",
-        "latency_ms",
-        "method",
-        "retry_after",
-        "error",
-        "attempt",
-        "name",
-        "symbol",
-        "side",
-        "qty",
-        "price",
-    }
+REQUIRED_FIELDS: tuple[str, ...] = (
+    "ts",
+    "op",
+    "client_id",
+    "idempotency_key",
+    "status",
+    "outcome",
+    "latency_ms",
 )
+"""Fields every record has (``idempotency_key`` may be null)."""
+
+OPTIONAL_FIELDS: tuple[str, ...] = (
+    "order_id",
+    "retry_after",
+    "error",
+    "attempt",
+    "name",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "method",
+)
+"""Fields a record carries when they apply, in the order they are written."""
+
+FIELDS: frozenset[str] = frozenset((*REQUIRED_FIELDS, *OPTIONAL_FIELDS))
 """Every field a ledger record may carry; others are kept as extra detail."""

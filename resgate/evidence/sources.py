@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from resgate.checks.result import CheckResult
 from resgate.config.checks import parse_check_section
+from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError, EvidenceMissing
 from resgate.evidence.store import RunStore, ledger, read_jsonl
 
@@ -50,7 +51,11 @@ class Settled:
 class Sources:
     """Where a run's evidence lives besides its files: the target's database and brokers (integrity,
     replay), whether the system settled, and the figures the conductor knows (the load phase's length, the
-    end of health observation)."""
+    end of health observation).
+
+    ``kafka`` is how every client reaches the brokers (default PLAINTEXT, the embedded ones; TLS or MSK IAM
+    from the gate config's ``kafka:`` section); ``rebuild_runner`` runs replay rebuilds that name an
+    ``ecs_task`` (the replay Lambda's ECS runner; None locally: see ``resgate.checks.replay.rebuild``)."""
 
     run_id: str
     dsn: str | None = None
@@ -58,6 +63,8 @@ class Sources:
     settled: Settled | None = None
     duration_s: float | None = None
     observed_until: float | None = None
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    rebuild_runner: Callable[[Any], None] | None = None
 
 
 def checker(name: str) -> Any:
@@ -123,9 +130,18 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
         bootstrap = sources.bootstrap
         if thresholds.topics and not bootstrap:
             raise ConfigError("topics are configured: give the Kafka bootstrap", where="sources.bootstrap")
-        return mod.gather(dsn, thresholds, source, bootstrap=bootstrap, run_id=sources.run_id)
+        return mod.gather(
+            dsn, thresholds, source, bootstrap=bootstrap, run_id=sources.run_id, kafka=sources.kafka
+        )
     bootstrap = _require(sources.bootstrap, "replay the topics")
-    return mod.gather(dsn, thresholds, bootstrap=bootstrap, run_id=sources.run_id)
+    return mod.gather(
+        dsn,
+        thresholds,
+        bootstrap=bootstrap,
+        run_id=sources.run_id,
+        kafka=sources.kafka,
+        runner=sources.rebuild_runner,
+    )
 
 
 def run_check(

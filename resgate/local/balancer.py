@@ -7,6 +7,12 @@ times out) and pipes bytes both ways with transport-level flow control, TCP_NODE
 When no backend can be reached the client connection is reset (RST): a clear, retryable failure, as an
 ALB with no healthy target answers 503. A backend that dies mid-connection resets the client too.
 Connections are pinned to one backend for their lifetime (keep-alive requests all go there).
+
+The same proxy carries the path's network faults: every byte goes through a
+:class:`~resgate.local.toxics.Link` per direction that applies ``self.toxics`` (latency, loss, blackhole,
+...; a straight write when none is on), ``toxics.refusing`` resets new connections on accept, and
+``rate_limit`` makes the edge answer ``429`` + ``Retry-After`` itself for a share of HTTP requests
+(:mod:`resgate.local.httpgate`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from resgate.contract.errors import ConfigError, GateError
+from resgate.local.httpgate import HttpGate, RateLimit
+from resgate.local.toxics import Link, Toxics
 
 Backend = tuple[str, int]
 
@@ -42,12 +50,13 @@ def _reset(transport: asyncio.BaseTransport) -> None:
 
 
 class _Side(asyncio.Protocol):
-    """One end of a proxied connection; forwards what it receives to ``peer``'s transport."""
+    """One end of a proxied connection; forwards what it receives to its peer through ``link``."""
 
     def __init__(self, pipe: _Pipe) -> None:
         self.pipe = pipe
         self.transport: asyncio.Transport | None = None
         self.peer: _Side | None = None
+        self.link: Link | None = None  # set once both ends are connected
         self.eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -55,21 +64,23 @@ class _Side(asyncio.Protocol):
         _nodelay(transport)
 
     def data_received(self, data: bytes) -> None:
-        peer = self.peer
-        if peer is not None and peer.transport is not None:
-            peer.transport.write(data)
+        if self.link is not None:
+            self.link.send(data)
 
     def eof_received(self) -> bool:
         self.eof = True
         peer = self.peer
-        if peer is None or peer.transport is None or peer.eof:
+        if peer is None or peer.transport is None or self.link is None:
             self.pipe.close()
             return False
-        if peer.transport.can_write_eof():
-            peer.transport.write_eof()  # half-close, keep reading the other direction
+        if peer.eof:
+            self.link.close()  # both halves ended: close once the queued bytes are out (and a slow close)
             return True
-        self.pipe.close()
-        return False
+        if peer.transport.can_write_eof():
+            self.link.eof()  # half-close, keep reading the other direction
+            return True
+        self.link.close()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -86,14 +97,35 @@ class _Side(asyncio.Protocol):
 
 
 class _ClientSide(_Side):
-    """The accepted connection: reads nothing until a backend is connected, then pipes straight through."""
+    """The accepted connection: reads nothing until a backend is connected, then pipes through the link
+    (and, during a rate-limit spike, through the HTTP gate that answers 429 itself)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        transport.pause_reading()  # type: ignore[attr-defined]
         balancer = self.pipe.balancer
+        if balancer.toxics.refusing:  # a "refuse" partition: the connection is reset as it arrives
+            balancer._stats["refused"] += 1
+            _reset(transport)
+            return
+        transport.pause_reading()  # type: ignore[attr-defined]
         assert balancer._loop is not None
         self.pipe.task = balancer._loop.create_task(balancer._connect_backend(self.pipe))
+
+    def data_received(self, data: bytes) -> None:
+        limiter = self.pipe.balancer.rate_limit
+        if limiter is None and self.pipe.http is None:
+            super().data_received(data)
+            return
+        if self.pipe.http is None:
+            self.pipe.http = HttpGate()
+        forward, reply = self.pipe.http.feed(data, limiter)
+        if forward and self.link is not None:
+            self.link.send(forward)
+        if reply and self.peer is not None and self.peer.link is not None:
+            self.pipe.balancer._stats["rate_limited"] += reply.count(b"HTTP/1.1 429")
+            self.peer.link.send(reply)
+        if limiter is None and self.pipe.http.idle():
+            self.pipe.http = None
 
 
 class _Pipe:
@@ -105,16 +137,46 @@ class _Pipe:
         self.backend: _Side | None = None
         self.closed = False
         self.task: asyncio.Task[None] | None = None  # the backend connect; referenced so it is not GC'd
+        self.http: HttpGate | None = None
+
+    def wire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Connect the two ends through one link per direction (upstream: client → backend)."""
+        assert self.backend is not None
+        toxics = self.balancer.toxics
+        ends = ((self.client, self.backend, "upstream"), (self.backend, self.client, "downstream"))
+        for src, dst, direction in ends:
+            src.peer = dst
+            src.link = Link(
+                loop,
+                toxics,
+                direction,
+                write=lambda data, d=dst: d.transport.write(data) if d.transport is not None else None,
+                write_eof=lambda d=dst: self._write_eof(d),
+                close_peer=self.close,
+                pause_source=lambda s=src: s.transport.pause_reading() if s.transport is not None else None,
+                resume_source=lambda s=src: s.transport.resume_reading() if s.transport is not None else None,
+            )
+
+    def _write_eof(self, side: _Side) -> None:
+        if side.transport is not None and side.transport.can_write_eof():
+            side.transport.write_eof()
+        else:
+            self.close()
 
     def lost(self, side: _Side, exc: Exception | None) -> None:
         other = self.backend if side is self.client else self.client
         if other is not None and other.transport is not None:
             if exc is not None and side is not self.client:
+                if side.link is not None:
+                    side.link.cancel()
                 _reset(other.transport)  # the backend died: the client must see a reset, not a clean end
+            elif side.link is not None:
+                side.link.close()  # after the bytes still queued (and a slow close)
             else:
                 other.transport.close()
-        self.closed = True
-        self.balancer._pipes.discard(self)
+        if other is None or other.transport is None:
+            self.closed = True
+            self.balancer._pipes.discard(self)
 
     def close(self) -> None:
         for side in (self.client, self.backend):
@@ -123,8 +185,11 @@ class _Pipe:
 
     def abort(self) -> None:
         for side in (self.client, self.backend):
-            if side is not None and side.transport is not None:
-                _reset(side.transport)
+            if side is not None:
+                if side.link is not None:
+                    side.link.cancel()
+                if side.transport is not None:
+                    _reset(side.transport)
 
 
 class Balancer:
@@ -141,6 +206,7 @@ class Balancer:
         host: str = "127.0.0.1",
         connect_timeout_s: float = 1.0,
         name: str = "balancer",
+        toxics: Toxics | None = None,
     ) -> None:
         if backends is None or not callable(backends):
             raise ConfigError("must be a callable returning [(host, port), ...]", where="backends")
@@ -159,8 +225,20 @@ class Balancer:
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
-        self._stats = {"connections": 0, "no_backend": 0, "connect_failures": 0, "backend_errors": 0}
+        self._stats = {
+            "connections": 0,
+            "no_backend": 0,
+            "connect_failures": 0,
+            "backend_errors": 0,
+            "refused": 0,
+            "rate_limited": 0,
+        }
         self._per_backend: dict[Backend, int] = {}
+        # The network faults of the path through this proxy (see resgate.local.toxics), and the edge's
+        # rate-limit spike; both off unless a fault sets them.
+        self.toxics = toxics if toxics is not None else Toxics(name)
+        self.toxics.on_reset(self.reset_connections)
+        self.rate_limit: RateLimit | None = None
 
     # ---- public API
 
@@ -237,8 +315,27 @@ class Balancer:
         self._thread = None
 
     def stats(self) -> dict[str, int]:
-        """Counters: connections, no_backend (clients reset: no backend), connect_failures, active."""
+        """Counters: connections, no_backend (clients reset: no backend), connect_failures, refused,
+        rate_limited (429s answered by the proxy itself), active."""
         return dict(self._stats, active=len(self._pipes))
+
+    def reset_connections(self) -> int:
+        """RST every proxied connection now (from any thread); returns how many were open."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return 0
+
+        async def _reset_all() -> int:
+            pipes = list(self._pipes)
+            for pipe in pipes:
+                pipe.abort()
+            return len(pipes)
+
+        with contextlib.suppress(RuntimeError):
+            fut = asyncio.run_coroutine_threadsafe(_reset_all(), loop)
+            with contextlib.suppress(Exception):
+                return int(fut.result(timeout=5))
+        return 0
 
     def connections_per_backend(self) -> dict[Backend, int]:
         """How many client connections were piped to each backend (connections are pinned to one)."""
@@ -284,8 +381,7 @@ class Balancer:
                 return
             pipe.backend = side
             self._per_backend[(host, port)] = self._per_backend.get((host, port), 0) + 1
-            side.peer = pipe.client
-            pipe.client.peer = side
+            pipe.wire(loop)
             pipe.client.transport.resume_reading()
             return
         self._stats["no_backend"] += 1

@@ -66,6 +66,7 @@ class ServiceSpec:
     tags: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
     start_timeout_s: float = 60.0
+    zones: list[str] = field(default_factory=list)  # replica i runs in zones[i % len(zones)]
 
     def __post_init__(self) -> None:
         self.validate()
@@ -111,6 +112,12 @@ class ServiceSpec:
                 f"must be a number > 0, got {self.start_timeout_s!r}", where=f"{p}start_timeout_s"
             )
         check_str_map(self.tags, f"{p}tags")
+        if not isinstance(self.zones, list | tuple) or not all(isinstance(z, str) and z for z in self.zones):
+            raise ConfigError(f"must be a list of zone names, got {self.zones!r}", where=f"{p}zones")
+
+    def zone_of(self, index: int) -> str | None:
+        """The zone of replica ``index`` (round-robin over ``zones``), None without zones."""
+        return self.zones[index % len(self.zones)] if self.zones else None
 
     def _validate_health_url(self, where: str) -> None:
         url = self.health_url

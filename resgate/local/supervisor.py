@@ -294,6 +294,30 @@ class Supervisor:
                 signal_group(r.proc.pid, signal.SIGKILL)
             return [r.id for r in victims]
 
+    def stop_zone(self, zone: str, services: list[str] | None = None) -> list[str]:
+        """SIGKILL every replica in ``zone`` (of ``services``, all when None): the local zone loss.
+
+        Replicas carry their service's zone round-robin (``ServiceSpec.zones``); the monitor restarts
+        them after ``restart_delay_s``, as after ``stop_replicas``. Returns the ids of the replicas killed.
+        """
+        with self._lock:
+            self._require_running()
+            victims = [
+                r
+                for r in self._replicas
+                if (services is None or r.spec.name in services)
+                and r.spec.zone_of(r.index) == zone
+                and r.proc is not None
+                and not exited(r.proc)
+            ]
+            for r in victims:
+                assert r.proc is not None
+                self._event(
+                    r, "killed", {"pid": r.proc.pid, "signal": "SIGKILL", "fault": "zone_loss", "zone": zone}
+                )
+                signal_group(r.proc.pid, signal.SIGKILL)
+            return [r.id for r in victims]
+
     def hang(
         self,
         service: str | None,

@@ -3,6 +3,16 @@
 Local fault kinds and what they stand for on AWS: ``stop_task`` (SIGKILL a percentage of a service's
 replicas: FIS ``aws:ecs:stop-task``), ``hang`` (SIGSTOP for a duration), ``db_blip`` (Postgres down for
 N seconds), ``kafka_broker_down``, ``kafka_latency``, ``duplicate_delivery`` (re-publish events).
+
+Network faults act on a path ``between: [service, postgres | kafka | clients]`` through the userspace
+proxies of :mod:`resgate.local.toxics` (FIS ``aws:ecs:task-network-*``): ``network_partition`` (mode
+``hang``: bytes are swallowed and connections stay open; ``refuse``: open connections are reset and new
+ones refused), ``network_latency``, ``packet_loss`` (TCP retransmission stalls), ``bandwidth``,
+``connection_reset``; ``rate_limit_spike`` (the edge answers 429 + Retry-After itself) and ``zone_loss``
+(SIGKILL every replica in one zone). Kafka paths are not proxied (clients follow the advertised broker
+addresses): a partition takes every broker down (``refuse``) or sets a round trip as long as the partition
+(``hang``), latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on Kafka are
+skipped with the reason recorded.
 Every fault with a duration is reverted on every exit path (``revert_all``).
 """
 
@@ -13,8 +23,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from resgate.config.schema import Fault
+from resgate.config.schema import NETWORK_FAULT_KINDS, Fault
 from resgate.contract.errors import GateError
+from resgate.local.httpgate import RateLimit
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.redelivery import redeliver
 
@@ -165,8 +176,90 @@ class FaultRunner:
                 k.set_rtt(broker, p["rtt_ms"])
                 self._record(fault, "injected", broker=broker, rtt_ms=p["rtt_ms"], duration_s=p["duration_s"])
                 self._after(fault, p["duration_s"], lambda: k.set_rtt(broker, 0))
+        elif fault.kind in NETWORK_FAULT_KINDS:
+            self._network(fault)
+        elif fault.kind == "rate_limit_spike":
+            balancer = self.target.balancer
+            if balancer is None:
+                raise GateError("a rate-limit spike needs the local balancer in front of the exposed service")
+            balancer.rate_limit = RateLimit(p["percent"], p["retry_after_s"])
+            self._record(fault, "injected", percent=p["percent"], duration_s=p["duration_s"])
+            self._after(fault, p["duration_s"], lambda: setattr(balancer, "rate_limit", None))
+        elif fault.kind == "zone_loss":
+            if sup is None:
+                raise GateError("zone loss needs local services")
+            killed = sup.stop_zone(p["zone"], p["services"] or None)
+            self._record(fault, "injected", zone=p["zone"], replicas=killed)
         elif fault.kind == "duplicate_delivery":
             result = redeliver(self.target.bootstrap, p["topics"], p["fraction"], p["max_events"])
             self._record(fault, "injected", **result)
         else:  # the schema rejects unknown kinds; this guards against a schema/runner mismatch
             raise GateError(f"fault kind {fault.kind!r} has no local implementation")
+
+    def _network(self, fault: Fault) -> None:
+        p = fault.params
+        if p["dependency"] == "kafka":
+            self._kafka_network(fault)
+            return
+        tox = self.target.path(p["service"], p["dependency"])
+        if tox is None:
+            raise GateError(f"no proxied path between {p['service']} and {p['dependency']}")
+        name, direction, kind = fault.name, p["direction"], fault.kind
+        detail: dict[str, Any] = {"between": [p["service"], p["dependency"]], "direction": direction}
+        if kind == "network_partition":
+            detail["mode"] = p["mode"]
+            if p["mode"] == "hang":
+                tox.add(name, direction, blackhole=True)
+            else:
+                tox.refuse(name)
+                tox.reset()
+        elif kind == "network_latency":
+            tox.add(name, direction, latency_ms=p["delay_ms"], jitter_ms=p["jitter_ms"])
+            detail.update(delay_ms=p["delay_ms"], jitter_ms=p["jitter_ms"])
+        elif kind == "packet_loss":
+            tox.add(name, direction, loss_percent=p["percent"])
+            detail["percent"] = p["percent"]
+        elif kind == "bandwidth":
+            tox.add(name, direction, bandwidth_kbps=p["kbps"])
+            detail["kbps"] = p["kbps"]
+        elif kind == "connection_reset":
+            if p["duration_s"]:
+                tox.refuse(name)
+            tox.reset()
+        self._record(fault, "injected", duration_s=p["duration_s"], **detail)
+        if p["duration_s"]:
+            self._after(fault, p["duration_s"], lambda: tox.remove(name))
+
+    def _kafka_network(self, fault: Fault) -> None:
+        """Kafka paths use the embedded broker's controls on every broker (see the module docstring)."""
+        p, k = fault.params, self.target.kafka
+        if k is None or not k.controllable:
+            self._record(fault, "skipped", reason="Kafka is external (RESGATE_KAFKA_BOOTSTRAP)")
+            return
+        brokers = list(range(1, int(getattr(k, "brokers", 1)) + 1))
+        between = [p["service"], "kafka"]
+        if fault.kind == "network_partition" and p["mode"] == "refuse":
+            for b in brokers:
+                k.set_broker_down(b)
+            self._record(fault, "injected", between=between, mode="refuse", brokers=brokers, **_dur(p))
+            self._after(fault, p["duration_s"], lambda: _each(brokers, k.set_broker_up))
+        elif fault.kind in ("network_partition", "network_latency"):
+            hang = fault.kind == "network_partition"
+            rtt = int(p["duration_s"] * 1000) if hang else int(p["delay_ms"])
+            for b in brokers:
+                k.set_rtt(b, rtt)
+            self._record(fault, "injected", between=between, rtt_ms=rtt, brokers=brokers, **_dur(p))
+            self._after(fault, p["duration_s"], lambda: _each(brokers, lambda b: k.set_rtt(b, 0)))
+        else:
+            self._record(
+                fault, "skipped", reason=f"{fault.kind} on the Kafka path: no proxy in front of the brokers"
+            )
+
+
+def _each(brokers: list[int], fn: Callable[[int], None]) -> None:
+    for b in brokers:
+        fn(b)
+
+
+def _dur(p: dict[str, Any]) -> dict[str, Any]:
+    return {"duration_s": p["duration_s"]}

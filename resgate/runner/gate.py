@@ -182,6 +182,7 @@ class GateRun:
             self.cfg.quiesce.timeout_s,
             drained_queries=self.cfg.quiesce.drained_queries,
             dsn=self.target.dsn,
+            kafka=self.cfg.kafka,
         )
         q = self.quiesce
         self.progress.line(f"settled={q.settled} after {q.waited_s:.1f}s {q.reason}".rstrip())
@@ -199,6 +200,7 @@ class GateRun:
             bootstrap=self.target.bootstrap,
             settled=Settled(q.settled, q.reason) if q is not None else None,
             duration_s=end - start,
+            kafka=self.cfg.kafka,
         )
         self.results = run_assertions(self.cfg, self.store, sources, say=self.progress.line)
 

@@ -2,6 +2,11 @@
 
 It is the local stand-in for what the CDK stack points at on AWS (RDS, MSK, an ECS service behind an ALB).
 ``LocalTarget`` is a context manager: whatever was started is stopped on every exit path.
+
+Network paths (``paths``): the balancer carries ``(exposed, "clients")``; a service that a network fault
+names with ``postgres`` gets its own :class:`~resgate.local.faultproxy.FaultProxy` and ``${pg.dsn}``
+pointing at it. Kafka is not proxied: its clients connect to every broker address the cluster advertises,
+so Kafka network faults use the embedded broker's own controls (see ``resgate.runner.faults``).
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from resgate.config.schema import GateConfig, LocalService, parse_config
 from resgate.config.yamlpos import Located
 from resgate.contract.errors import ConfigError, GateError
 from resgate.local.balancer import Balancer
+from resgate.local.faultproxy import FaultProxy, dsn_address, proxied_dsn
 from resgate.local.kafka import EmbeddedKafka, ExternalKafka, kafka_from_env
 from resgate.local.postgres import EmbeddedPostgres, ExternalPostgres, create_database, postgres_from_env
 from resgate.local.spec import ServiceSpec
 from resgate.local.supervisor import Supervisor
+from resgate.local.toxics import Toxics
 
 
 def resolve_callable(ref: str, where: str) -> Callable[..., Any]:
@@ -69,6 +76,7 @@ def service_specs(
             restart_delay_s=s.restart_delay_s,
             start_timeout_s=s.start_timeout_s,
             tags={"service": s.name, **(tags or {})},
+            zones=list(s.zones),
         )
         for s in services
     ]
@@ -103,6 +111,7 @@ class LocalTarget:
         self.dsn = ""
         self.bootstrap = ""
         self.host = cfg.load.host or ""
+        self.paths: dict[tuple[str, str], Toxics] = {}  # (service, dependency) -> the toxics of that path
 
     def __enter__(self) -> LocalTarget:
         return self
@@ -150,7 +159,11 @@ class LocalTarget:
             if not self.host:
                 raise ConfigError("no local services and no load.host: nothing to test", where="target.local")
             return
-        specs = service_specs(services, values=self.values(), tags=self.cfg.target.tags)
+        specs = [
+            spec
+            for s in services
+            for spec in service_specs([s], values=self._service_values(s.name), tags=self.cfg.target.tags)
+        ]
         self.supervisor = Supervisor(specs, log_dir=self.log_dir, on_event=self.on_event)
         self._stack.callback(self.supervisor.shutdown)
         self.say(f"starting {sum(s.replicas for s in services)} replicas of {len(services)} services")
@@ -164,12 +177,35 @@ class LocalTarget:
             port = self.balancer.start()
             self._stack.callback(self.balancer.stop)
             self.host = f"http://127.0.0.1:{port}"
+            self.paths[(exposed.name, "clients")] = self.balancer.toxics
         limit = timeout_s or max(s.start_timeout_s for s in services)
         if not self.supervisor.wait_healthy(limit):
             states = ", ".join(f"{r.replica_id}={r.state}" for r in self.supervisor.replicas())
             raise GateError(
                 f"services did not become healthy within {limit:.0f}s ({states}); logs in {self.log_dir}"
             )
+
+    def _service_values(self, service: str) -> dict[str, str]:
+        """Placeholder values for one service: ``${pg.dsn}`` goes through a fault proxy when a network
+        fault names the path ``[service, postgres]``."""
+        vals = self.values()
+        wanted = {
+            f.params.get("service")
+            for f in self.cfg.faults
+            if f.params.get("dependency") == "postgres" and f.params.get("service")
+        }
+        if service in wanted and self.dsn:
+            proxy = FaultProxy(dsn_address(self.dsn), name=f"{service}-postgres")
+            proxy.start()
+            self._stack.callback(proxy.stop)
+            self.paths[(service, "postgres")] = proxy.toxics
+            vals["pg.dsn"] = proxied_dsn(self.dsn, proxy.address)
+        return vals
+
+    def path(self, service: str, dependency: str) -> Toxics | None:
+        """The toxics of the path ``service → dependency`` (``clients`` → service for "clients"); None
+        when the path is not proxied (Kafka, or a service no network fault named)."""
+        return self.paths.get((service, dependency))
 
     def close(self) -> None:
         """Stop everything that was started, in reverse order."""

@@ -11,6 +11,8 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from resgate.checks.topics import client_kwargs
+from resgate.config.kafka import KafkaSettings
 from resgate.config.schema import ConsumerGroup
 from resgate.local.supervisor import Supervisor
 
@@ -35,7 +37,9 @@ class QuiesceResult:
         }
 
 
-async def consumer_lag(bootstrap: str, groups: list[ConsumerGroup]) -> dict[str, int]:
+async def consumer_lag(
+    bootstrap: str, groups: list[ConsumerGroup], kafka: KafkaSettings | None = None
+) -> dict[str, int]:
     """Total lag per group: sum over its topics' partitions of (end offset - committed offset).
 
     Committed offsets are read with a consumer of the group that never joins it (OffsetFetch only), which
@@ -43,7 +47,9 @@ async def consumer_lag(bootstrap: str, groups: list[ConsumerGroup]) -> dict[str,
     """
     out: dict[str, int] = {}
     for g in groups:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=g.group, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=g.group, enable_auto_commit=False, **client_kwargs(kafka)
+        )
         await consumer.start()
         try:
             await consumer._client.force_metadata_update()
@@ -79,8 +85,11 @@ def wait_quiet(
     dsn: str = "",
     poll_s: float = 0.5,
     tick: Callable[[str], None] | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> QuiesceResult:
-    """Poll health, pending rows and lag until all are fine twice in a row, or until ``timeout_s``."""
+    """Poll health, pending rows and lag until all are fine twice in a row, or until ``timeout_s``.
+
+    ``kafka`` is how to connect to the brokers (default PLAINTEXT, the embedded ones)."""
     start = time.monotonic()
     streak = 0
     healthy = False
@@ -89,7 +98,7 @@ def wait_quiet(
     while True:
         healthy = supervisor.wait_healthy(0.01) if supervisor is not None else True
         try:
-            lag = asyncio.run(consumer_lag(bootstrap, groups)) if groups else {}
+            lag = asyncio.run(consumer_lag(bootstrap, groups, kafka)) if groups else {}
             if drained_queries:
                 lag["pending_rows"] = pending_rows(dsn, drained_queries)
             lag_ok = all(v == 0 for v in lag.values())

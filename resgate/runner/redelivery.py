@@ -12,11 +12,20 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from resgate.checks.topics import client_kwargs
+from resgate.config.kafka import KafkaSettings
 
-async def _redeliver(bootstrap: str, topics: list[str], fraction: float, max_events: int) -> dict[str, Any]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+async def _redeliver(
+    bootstrap: str, topics: list[str], fraction: float, max_events: int, kafka: KafkaSettings | None
+) -> dict[str, Any]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client_kwargs(kafka))
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, max_batch_size=64 * 1024
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        max_batch_size=64 * 1024,
+        **client_kwargs(kafka),
     )
     await consumer.start()
     await producer.start()
@@ -64,9 +73,16 @@ async def _redeliver(bootstrap: str, topics: list[str], fraction: float, max_eve
     return {"republished": sum(per_topic.values()), "per_topic": per_topic}
 
 
-def redeliver(bootstrap: str, topics: list[str], fraction: float, max_events: int) -> dict[str, Any]:
+def redeliver(
+    bootstrap: str,
+    topics: list[str],
+    fraction: float,
+    max_events: int,
+    kafka: KafkaSettings | None = None,
+) -> dict[str, Any]:
     """Re-publish up to ``max_events`` (``fraction`` of what the topics hold) of the most recent events.
 
-    Returns ``{"republished": n, "per_topic": {topic: n}}``.
+    ``kafka`` is how to connect to the brokers (default PLAINTEXT). Returns
+    ``{"republished": n, "per_topic": {topic: n}}``.
     """
-    return asyncio.run(_redeliver(bootstrap, topics, fraction, max_events))
+    return asyncio.run(_redeliver(bootstrap, topics, fraction, max_events, kafka))

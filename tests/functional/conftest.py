@@ -32,7 +32,15 @@ os.environ.pop("AWS_PROFILE", None)
 from moto import mock_aws  # noqa: E402  (after the fake credentials, on purpose)
 
 from resgate.contract.layout import RunKey  # noqa: E402
-from tests.functional.support import BUCKET, REGION, Evidence, FakeLambdaContext, load_event, nearest_rank  # noqa: E402
+from tests.functional.support import (  # noqa: E402
+    BUCKET,
+    REGION,
+    Evidence,
+    FakeLambdaContext,
+    OpsCenter,
+    load_event,
+    nearest_rank,
+)
 
 
 @pytest.fixture
@@ -45,7 +53,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fake credentials (again, per test, in case anything changed them) and moto for every AWS call."""
     for k, v in _FAKE_ENV.items():
         monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "EVIDENCE_BUCKET", "EVIDENCE_PREFIX", "DB_SECRET_ARN", "KAFKA_BOOTSTRAP"):
+    for k in ("AWS_PROFILE", "EVIDENCE_BUCKET", "EVIDENCE_PREFIX", "DB_SECRET_ARN", "KAFKA_BOOTSTRAP", "OPS_ITEMS"):
         monkeypatch.delenv(k, raising=False)
     with mock_aws():
         yield
@@ -76,3 +84,24 @@ def cloudwatch_percentiles(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[fl
 
     monkeypatch.setattr(models.Statistics, "extended_statistics", property(extended), raising=False)
     return nearest_rank
+
+
+@pytest.fixture
+def opscenter(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpsCenter]:
+    """OpsItems turned on (``OPS_ITEMS=true``) and answered by a stubbed SSM client (:class:`OpsCenter`);
+    every expected ``create_ops_item`` must have been made."""
+    import lambdas.common.opsitem as opsitem
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("OPS_ITEMS", "true")
+    ssm = boto3.client("ssm", region_name=REGION)
+    created: list[dict[str, Any]] = []
+    ssm.meta.events.register(
+        "provide-client-params.ssm.CreateOpsItem", lambda params, **_: created.append(dict(params))
+    )
+    stubber = Stubber(ssm)
+    real = opsitem.client
+    monkeypatch.setattr(opsitem, "client", lambda name: ssm if name == "ssm" else real(name))
+    with stubber:
+        yield OpsCenter(ssm=ssm, stubber=stubber, created=created)
+        stubber.assert_no_pending_responses()

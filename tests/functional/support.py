@@ -128,3 +128,18 @@ async def produce_json(bootstrap: str, topic: str, events: list[tuple[int, dict[
         await producer.flush()
     finally:
         await producer.stop()
+
+
+@dataclass
+class OpsCenter:
+    """A stubbed SSM client standing in for OpsCenter (moto 5.2.5 has no ``CreateOpsItem``): botocore's
+    Stubber answers each ``create_ops_item`` after the client validated the request against the service
+    model; ``created`` holds each request's parameters."""
+
+    ssm: Any
+    stubber: Any
+    created: list[dict[str, Any]]
+
+    def expect(self, count: int = 1) -> None:
+        for i in range(count):
+            self.stubber.add_response("create_ops_item", {"OpsItemId": f"oi-00000000000{i}"})

@@ -1,12 +1,16 @@
-"""The abort cleanup stops the aborted run's load task and FIS experiments, and only those.
+"""The abort cleanup stops the aborted run's load task and FIS experiments, and only those; it releases the
+run's lock on its target and leaves the run's trace (an ERROR verdict, the notice, the OpsItem).
 
-ECS and FIS are boto3 clients stubbed with botocore's Stubber (real request and response shapes); the
-event is EventBridge's Step Functions execution status change.
+ECS and FIS are boto3 clients stubbed with botocore's Stubber (real request and response shapes); S3, SNS
+(read through a subscribed SQS queue) and DynamoDB (the lock table) are moto's; OpsCenter is a stubbed SSM
+client (moto 5.2.5 has no CreateOpsItem). The event is EventBridge's Step Functions execution status
+change.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +21,15 @@ from botocore.stub import Stubber
 
 import lambdas.cleanup.handler as cleanup
 from resgate.contract.errors import ConfigError, GateError
-from tests.functional.support import REGION, load_event
+from tests.functional.support import BUCKET, REGION, load_event
 
 RUN = "20260101T120000Z-a1b2c3"
 CLUSTER = "resgate-paperbroker-load"
 REASON = f"ResilienceGate: execution {RUN} ABORTED, cleaning up"
 NOW = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+LOCK_TABLE = "resgate-lock"
+LOCK_KEY = "paperbroker-cluster/paperbroker"
+EXECUTION = f"arn:aws:states:us-east-1:123456789012:execution:Gate:{RUN}"
 
 
 def task_arn(tid: str) -> str:
@@ -55,6 +62,32 @@ def summary(eid: str, template: str, status: str, run_id: str | None) -> dict[st
 class Stubbed:
     ecs: Stubber
     fis: Stubber
+    dynamodb: Any
+    sqs: Any
+    queue_url: str
+    s3: Any
+
+    def hold_lock(self, run_id: str) -> None:
+        self.dynamodb.put_item(
+            TableName=LOCK_TABLE,
+            Item={"target": {"S": LOCK_KEY}, "run_id": {"S": run_id}, "expires_at": {"N": "1767283200"}},
+        )
+
+    def lock_holder(self) -> str | None:
+        item = self.dynamodb.get_item(TableName=LOCK_TABLE, Key={"target": {"S": LOCK_KEY}}).get("Item")
+        return item["run_id"]["S"] if item else None
+
+    def notices(self) -> list[dict[str, Any]]:
+        msgs = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"]) for m in msgs]
+
+    def verdict(self, dt: str = "2026-01-01") -> dict[str, Any]:
+        key = f"evidence/gate=paperbroker/dt={dt}/run_id={RUN}/verdict.json"
+        return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+    def run_files(self) -> list[str]:
+        out = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"evidence/gate=paperbroker/dt=2026-01-01/run_id={RUN}/")
+        return sorted(o["Key"].rsplit("/", 1)[1] for o in out.get("Contents", []))
 
     def load(self, tasks: list[dict[str, Any]]) -> None:
         arns = [t["taskArn"] for t in tasks]
@@ -94,13 +127,37 @@ class Stubbed:
 
 
 @pytest.fixture
-def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubbed]:
-    monkeypatch.setenv("LOAD_CLUSTER", CLUSTER)
-    monkeypatch.setenv("EXPERIMENT_TEMPLATE_IDS", "EXTaaaa,EXTbbbb")
+def stubbed(monkeypatch: pytest.MonkeyPatch, evidence: Any) -> Iterator[Stubbed]:
+    sns = boto3.client("sns", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    topic = sns.create_topic(Name="notifications")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="notices")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    dynamodb.create_table(
+        TableName=LOCK_TABLE,
+        KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for k, v in {
+        "LOAD_CLUSTER": CLUSTER,
+        "EXPERIMENT_TEMPLATE_IDS": "EXTaaaa,EXTbbbb",
+        "GATE_NAME": "paperbroker",
+        "NOTIFY_TOPIC_ARN": topic,
+        "LOCK_TABLE": LOCK_TABLE,
+        "LOCK_KEY": LOCK_KEY,
+        "EVIDENCE_BUCKET": BUCKET,
+    }.items():
+        monkeypatch.setenv(k, v)
     ecs = boto3.client("ecs", region_name=REGION)
     fis = boto3.client("fis", region_name=REGION)
-    s = Stubbed(ecs=Stubber(ecs), fis=Stubber(fis))
-    monkeypatch.setattr(cleanup, "client", {"ecs": ecs, "fis": fis}.__getitem__)
+    s = Stubbed(
+        ecs=Stubber(ecs), fis=Stubber(fis), dynamodb=dynamodb, sqs=sqs, queue_url=queue_url, s3=evidence.s3
+    )
+    clients = {"ecs": ecs, "fis": fis, "sns": sns, "dynamodb": dynamodb}
+    monkeypatch.setattr(cleanup, "client", clients.__getitem__)
     with s.ecs, s.fis:
         yield s
         s.ecs.assert_no_pending_responses()
@@ -137,6 +194,9 @@ def test_an_aborted_run_stops_its_own_load_task_and_active_experiments_only(stub
         "already_stopped": ["EXPuntagged"],
         "other_runs": ["EXPother"],
         "failures": [],
+        "lock": "not held",
+        "verdict": "ERROR",
+        "notified": True,
     }
 
 
@@ -213,3 +273,83 @@ def test_missing_or_invalid_settings_are_a_config_error_naming_the_variable(
     with pytest.raises(ConfigError) as err:
         cleanup.handler(load_event("cleanup"), lambda_context)
     assert err.value.where == env
+
+
+def _nothing_running(stubbed: Stubbed) -> None:
+    stubbed.load([])
+    stubbed.experiments("EXTaaaa", [])
+    stubbed.experiments("EXTbbbb", [])
+
+
+def test_an_aborted_run_leaves_an_error_verdict_a_notice_and_an_ops_item_and_frees_its_target(
+    stubbed, lambda_context, opscenter
+):
+    _nothing_running(stubbed)
+    stubbed.hold_lock(RUN)
+    opscenter.expect(1)
+
+    out = cleanup.handler(load_event("cleanup"), lambda_context)
+
+    assert (out["lock"], out["verdict"], out["notified"], out["failures"]) == ("released", "ERROR", True, [])
+    assert stubbed.lock_holder() is None
+    assert stubbed.run_files() == ["checks.jsonl", "junit.xml", "report.md", "verdict.json"]
+    record = stubbed.verdict()
+    assert (record["result"], record["reason"], record["exit_code"]) == ("ERROR", "execution ABORTED", 2)
+    assert (record["gate"], record["run_id"], record["dt"]) == ("paperbroker", RUN, "2026-01-01")
+    assert record["started_at"] == 1767268800.0 and record["ended_at"] == 1767269100.0
+    (notice,) = stubbed.notices()
+    assert notice["result"] == "ERROR" and notice["run_id"] == RUN and notice["gate"] == "paperbroker"
+    assert notice["error"] == {"Error": "ExecutionAborted", "Cause": "execution ABORTED"}
+    assert notice["execution_arn"] == EXECUTION
+    prefix = f"evidence/gate=paperbroker/dt=2026-01-01/run_id={RUN}"
+    assert notice["evidence_uri"] == f"s3://{BUCKET}/{prefix}/"
+    (item,) = opscenter.created
+    data = {k: v["Value"] for k, v in item["OperationalData"].items()}
+    assert data["report"] == f"s3://{BUCKET}/{prefix}/report.md"
+    assert data["report_console_url"].startswith(f"https://us-east-1.console.aws.amazon.com/s3/object/{BUCKET}?")
+    assert f"prefix={prefix}/report.md" in data["report_console_url"]
+    assert data["evidence_prefix"] == f"s3://{BUCKET}/{prefix}/"
+    assert data["execution_arn"] == EXECUTION and data["execution_console_url"].endswith(EXECUTION)
+    assert json.loads(data["/aws/dedup"]) == {"dedupString": f"resgate:paperbroker:{RUN}"}
+    assert json.loads(data["/aws/resources"]) == [{"arn": EXECUTION}]
+    assert item["Title"] == f"ResilienceGate paperbroker: ERROR run {RUN}"
+    assert item["Tags"] == [{"Key": "ResGateGate", "Value": "paperbroker"}]
+    assert "execution ABORTED" in item["Description"] and data["report"] in item["Description"]
+
+
+def test_a_timed_out_run_leaves_its_trace_too_without_an_ops_item_unless_configured(stubbed, lambda_context):
+    _nothing_running(stubbed)
+    event = load_event("cleanup")
+    event["detail"]["status"] = "TIMED_OUT"
+
+    out = cleanup.handler(event, lambda_context)  # OPS_ITEMS is not set: no SSM call at all
+
+    assert out["verdict"] == "ERROR" and stubbed.verdict()["reason"] == "execution TIMED_OUT"
+    (notice,) = stubbed.notices()
+    assert notice["error"]["Error"] == "ExecutionTimedOut"
+
+
+def test_a_failed_execution_only_releases_its_own_lock_its_branch_left_the_trace(stubbed, lambda_context):
+    _nothing_running(stubbed)
+    stubbed.hold_lock("the-holder")  # this run gave up as "target busy": the lock is another run's
+    event = load_event("cleanup")
+    event["detail"]["status"] = "FAILED"
+
+    out = cleanup.handler(event, lambda_context)
+
+    assert (out["lock"], out["verdict"], out["notified"]) == ("not held", None, False)
+    assert stubbed.lock_holder() == "the-holder"
+    assert stubbed.run_files() == [] and stubbed.notices() == []
+
+
+def test_an_event_without_its_start_date_still_stops_and_notifies_then_fails_loudly(stubbed, lambda_context):
+    _nothing_running(stubbed)
+    stubbed.hold_lock(RUN)
+    event = load_event("cleanup")
+    del event["detail"]["startDate"]
+
+    with pytest.raises(GateError, match="no startDate: the run's evidence prefix is unknown"):
+        cleanup.handler(event, lambda_context)
+    assert stubbed.lock_holder() is None
+    (notice,) = stubbed.notices()
+    assert notice["evidence_uri"] is None

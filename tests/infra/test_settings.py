@@ -113,7 +113,7 @@ def test_a_production_target_is_refused_before_any_construct_exists(tmp_path):
         settings({c.CTX_GATE_CONFIG: str(path)})
 
 
-def test_default_waits_space_the_faults_as_the_config_schedules_them():
+def test_default_waits_give_each_fault_its_offset_from_the_load_start_as_configured():
     cfg = load_config(DEFAULT)
 
     class Spec:
@@ -122,15 +122,15 @@ def test_default_waits_space_the_faults_as_the_config_schedules_them():
 
     specs = [Spec(f.name, f.at_s) for f in cfg.faults if f.kind == "stop_task"]
     waits = default_waits(cfg, specs, poll_s=15)  # type: ignore[arg-type]
-    # baseline 5 s; faults at 10, 25, 30 s; load 45 s
+    # baseline 5 s; faults at 10, 25, 30 s; load 45 s: offsets from the load's start, not gaps
     assert waits == {
         "baseline_s": 5,
         "poll_s": 15,
         "quiesce_s": 75,
-        "before_kill_gateway": 5,
-        "before_kill_projector": 15,
-        "before_kill_matcher": 5,
-        "load_rest_s": 15,
+        "load_s": 45,
+        "at_kill_gateway": 10,
+        "at_kill_projector": 25,
+        "at_kill_matcher": 30,
     }
 
 
@@ -151,7 +151,16 @@ def test_the_stop_task_template_file_has_exactly_the_placeholders_the_stack_fill
 
     template = json.loads((ROOT / c.FIS_TEMPLATE_DIR / c.FIS_STOP_TASK_TEMPLATE).read_text())
     values = {
-        k: k for k in ("DESCRIPTION", "ROLE_ARN", "RESOURCE_TAGS", "PERCENT", "STOP_CONDITIONS", "TAGS")
+        k: k
+        for k in (
+            "DESCRIPTION",
+            "ROLE_ARN",
+            "RESOURCE_TAGS",
+            "PERCENT",
+            "STOP_CONDITIONS",
+            "TAGS",
+            "OBSERVATION_WINDOW",
+        )
     }
     out = render_template(template, values)
     assert out["actions"]["StopTasks"]["actionId"] == "aws:ecs:stop-task"

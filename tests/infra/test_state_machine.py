@@ -99,6 +99,7 @@ def happy_path(**overrides: Sequence[Response]) -> dict[str, Sequence[Response]]
     }
     for f in FAULTS:
         responses[f"Start {f}"] = [Return({"Experiment": {"Id": f"EXP-{f}"}})]
+        responses[f"Recheck {f}"] = experiment_status("running")  # before the next fault starts
         responses[f"Get {f}"] = experiment_status("running", "completed")
         responses[f"Stop experiment {f}"] = [Return({})]
     for name in CHECKS:
@@ -257,13 +258,26 @@ def test_cleanup_goes_on_when_stopping_an_experiment_that_already_ended_is_refus
 
 
 def test_a_tripped_guardrail_skips_the_remaining_faults_and_the_verdict_is_told(run_gate):
-    ex = run_gate(
-        "run-guardrail", happy_path(**{"Get kill-gateway": experiment_status("running", "stopped")})
-    )
+    # The alarms stopped kill-gateway's experiment (during its observation window) before kill-projector's
+    # time: the state machine sees it stopped just before it would start kill-projector.
+    ex = run_gate("run-guardrail", happy_path(**{"Recheck kill-gateway": experiment_status("stopped")}))
+    assert "Start kill-gateway" in ex.calls
     assert "Start kill-projector" not in ex.calls and "Start kill-matcher" not in ex.calls
     assert ex.status == "SUCCEEDED"  # the verdict mock passes; the verdict Lambda decides
     tripped = ex.parameters("Verdict")["Payload"]["guardrail_tripped"]
     assert tripped["fault"] == "kill-gateway" and tripped["experiment_state"]["Status"] == "stopped"
+    assert not any(call.startswith("Get kill") for call in ex.calls)  # the rest need no watching
+
+
+def test_a_guardrail_tripped_after_the_last_fault_is_seen_while_watching_the_experiments(run_gate):
+    ex = run_gate(
+        "run-guardrail-late", happy_path(**{"Get kill-projector": experiment_status("running", "stopped")})
+    )
+    assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
+    assert [call for call in ex.calls if call.startswith("Start kill")] == [f"Start {f}" for f in FAULTS]
+    tripped = ex.parameters("Verdict")["Payload"]["guardrail_tripped"]
+    assert tripped["fault"] == "kill-projector" and tripped["experiment_state"]["Status"] == "stopped"
+    assert "Get kill-matcher" not in ex.calls
 
 
 def test_a_check_that_throws_reaches_the_verdict_as_name_error_and_cause(run_gate):

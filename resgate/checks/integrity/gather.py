@@ -36,6 +36,7 @@ from resgate.checks.integrity.load import (
 )
 from resgate.checks.integrity.plan import Plan
 from resgate.checks.sqlutil import create_schema, drop_schema, table_columns
+from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError
 
 
@@ -46,11 +47,13 @@ def gather(
     *,
     bootstrap: str | None = None,
     run_id: str | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> IntegrityFindings:
     """Load the ledger and topics into a work schema and detect every anomaly kind in SQL.
 
     ``ledger`` is a JSON-lines file path, a list of paths, or an iterable of lines / dicts / LedgerRecords.
-    ``bootstrap`` is required when topics are configured; ``run_id`` goes into the work schema's name.
+    ``bootstrap`` is required when topics are configured (reached with ``kafka``, default PLAINTEXT);
+    ``run_id`` goes into the work schema's name.
     Returns :class:`IntegrityFindings`. Raises ConfigError before any side effect when the input is
     invalid (including a configured table or column that does not exist), GateError when a source fails.
     """
@@ -69,7 +72,7 @@ def gather(
     truncated: set[str] = set()
     if config.topics:
         assert bootstrap is not None
-        bounds = topic_bounds(bootstrap, config.topics)
+        bounds = topic_bounds(bootstrap, config.topics, kafka)
         for topic, p, earliest in truncated_partitions(bounds):
             truncated.add(topic)
             findings.incomplete.append(
@@ -87,7 +90,7 @@ def gather(
         create_schema(conn, schema)
     findings.stats["work_schema"] = schema
     try:
-        _gather_in(dsn, bootstrap, plan, ledger, bounds, findings, timings)
+        _gather_in(dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
     finally:
         if not config.keep_work_schema:
             t = time.perf_counter()
@@ -142,6 +145,7 @@ def _gather_in(
     bounds: dict[str, dict[int, tuple[int, int]]],
     findings: IntegrityFindings,
     timings: dict[str, float],
+    kafka: KafkaSettings | None = None,
 ) -> None:
     config = plan.c
     cap = config.examples_cap
@@ -181,7 +185,7 @@ def _gather_in(
 
     def topics_phase() -> list[TopicLoad]:
         t = time.perf_counter()
-        out = asyncio.run(_load_topics(dsn, bootstrap, config, plan, bounds, cap))
+        out = asyncio.run(_load_topics(dsn, bootstrap, config, plan, bounds, cap, kafka))
         with _connect(dsn, config.work_mem) as c:
             for name in ("accepted", "trade_events"):
                 if (name == "accepted" and config.accepted_events) or (
@@ -251,6 +255,7 @@ async def _load_topics(
     plan: Plan,
     bounds: dict[str, dict[int, tuple[int, int]]],
     cap: int,
+    kafka: KafkaSettings | None = None,
 ) -> list[TopicLoad]:
     assert bootstrap is not None
     jobs = []
@@ -269,6 +274,7 @@ async def _load_topics(
                 accepted_row(a),
                 timeout_s=config.consume_timeout_s,
                 cap=cap,
+                kafka=kafka,
             )
         )
     if config.trade_events:
@@ -286,6 +292,7 @@ async def _load_topics(
                 trade_row(te),
                 timeout_s=config.consume_timeout_s,
                 cap=cap,
+                kafka=kafka,
             )
         )
     return list(await asyncio.gather(*jobs))

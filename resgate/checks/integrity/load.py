@@ -21,6 +21,7 @@ from psycopg import sql
 from resgate.checks.integrity.config import AcceptedEvents, TradeEvents
 from resgate.checks.sqlutil import CopyBuffer, copy_statement, copy_text
 from resgate.checks.topics import consume_until
+from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.ledger import OUTCOMES
 
@@ -318,6 +319,7 @@ async def load_topic(
     *,
     timeout_s: float,
     cap: int,
+    kafka: KafkaSettings | None = None,
 ) -> TopicLoad:
     """Stream one topic's matching events into ``table`` (``p, off, ...``) with COPY."""
     stats = TopicLoad(topic)
@@ -326,7 +328,7 @@ async def load_topic(
     buf = CopyBuffer()
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
     async with conn, conn.cursor() as cur, cur.copy(copy_statement(table, columns)) as cp:
-        async for batch in consume_until(bootstrap, {topic: ranges}, timeout_s=timeout_s):
+        async for batch in consume_until(bootstrap, {topic: ranges}, timeout_s=timeout_s, kafka=kafka):
             for m in batch:
                 stats.events += 1
                 try:  # decode first: json.loads(bytes) sniffs the encoding and is about 2x slower

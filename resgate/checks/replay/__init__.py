@@ -3,8 +3,9 @@
 For every configured read model (:class:`ReadModelSpec`) :func:`gather` records the topics' end offsets
 and refuses to go on when a topic no longer starts at offset 0 (retention truncated the log, so a rebuild
 could not be complete: "unknown" with that reason). Otherwise it creates a uniquely named shadow schema,
-runs the configured rebuild into it — a Python callable ``fn(conn, schema, end_offsets, *, bootstrap)``
-or a command that gets the same through environment variables — and compares the live and rebuilt
+runs the configured rebuild into it — a Python callable ``fn(conn, schema, end_offsets, *, bootstrap)``,
+a command that gets the same through environment variables, or an ECS task of the target's own image
+(on AWS; :mod:`.rebuild`) — and compares the live and rebuilt
 tables by row count and an order-independent checksum computed in SQL. On a mismatch it localises the
 difference by key-hash buckets and lists capped example keys with their live and rebuilt values.
 :func:`check` is the pure judge over :class:`ReplayFindings`.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from resgate.checks.replay.check import NAME, ModelFindings, ReplayFindings, check
 from resgate.checks.replay.config import (
+    EcsTaskSpec,
     ReadModelSpec,
     RebuildFn,
     RebuildSpec,
@@ -24,6 +26,7 @@ from resgate.checks.replay.config import (
     ReplayThresholds,
 )
 from resgate.checks.replay.gather import gather
+from resgate.checks.replay.rebuild import RebuildJob, RebuildRunner, run_container_locally
 
 Thresholds = ReplayConfig
 """The parser of the ``checks.replay`` section: read models and thresholds both (``check`` takes either)."""
@@ -31,9 +34,12 @@ Thresholds = ReplayConfig
 
 __all__ = [
     "NAME",
+    "EcsTaskSpec",
     "ModelFindings",
     "ReadModelSpec",
     "RebuildFn",
+    "RebuildJob",
+    "RebuildRunner",
     "RebuildSpec",
     "ReplayConfig",
     "ReplayFindings",
@@ -41,4 +47,5 @@ __all__ = [
     "Thresholds",
     "check",
     "gather",
+    "run_container_locally",
 ]

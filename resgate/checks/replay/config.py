@@ -1,7 +1,8 @@
 """The replay checker's configuration: the read models, how each is rebuilt, and the example cap.
 
-Validated up front (``ConfigError`` naming the field) by each class's ``from_dict``. A rebuild is either a
-Python callable ``"module:function"`` or a command; :meth:`RebuildSpec.resolve` imports the callable.
+Validated up front (``ConfigError`` naming the field) by each class's ``from_dict``. A rebuild is a Python
+callable ``"module:function"`` or a command (run locally), and/or an ECS task of the target's own image
+(:class:`EcsTaskSpec`, run on AWS); :meth:`RebuildSpec.resolve` imports the callable.
 """
 
 from __future__ import annotations
@@ -18,20 +19,105 @@ from resgate.contract.constants import DEFAULT_EXAMPLES_CAP
 from resgate.contract.errors import ConfigError
 
 _CALLABLE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_ECS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_TASK_DEF_RE = re.compile(
+    r"^(arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:task-definition/)?[A-Za-z0-9_-]{1,255}(:\d+)?$"
+)
+_CLUSTER_ARN_RE = re.compile(r"^arn:aws[a-z-]*:ecs:[a-z0-9-]+:\d{12}:cluster/[A-Za-z0-9_-]{1,255}$")
+_ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+LAUNCH_TYPES = ("FARGATE", "EC2")
 
 RebuildFn = Callable[..., Any]
 """``fn(conn, schema, end_offsets, *, bootstrap)``: build the read model tables inside ``schema``."""
 
 
 @dataclass(frozen=True)
+class EcsTaskSpec:
+    """A rebuild run as an ECS task of the target's own image (on AWS: ``ecs:RunTask``).
+
+    ``task_definition`` is a family, ``family:revision`` or a task definition ARN; ``container`` the
+    container that gets the replay environment (and ``command``, when given, as its command override);
+    ``cluster`` defaults to the target's cluster. Locally, with no ECS, ``command`` runs as a subprocess:
+    it is what the image runs. ``task_role_arn``/``execution_role_arn`` are the roles of the task definition,
+    the only ones the replay Lambda may pass.
+    """
+
+    task_definition: str
+    container: str
+    cluster: str | None = None
+    command: tuple[str, ...] | None = None
+    launch_type: str = "FARGATE"
+    task_role_arn: str | None = None
+    execution_role_arn: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "replay.rebuild.ecs_task") -> EcsTaskSpec:
+        s = Section.closed(
+            d,
+            where,
+            (
+                "task_definition",
+                "container",
+                "cluster",
+                "command",
+                "launch_type",
+                "task_role_arn",
+                "execution_role_arn",
+            ),
+        )
+        task_def = s.text("task_definition", None)
+        if not _TASK_DEF_RE.match(task_def or ""):
+            raise ConfigError(
+                f"must be a task definition family[:revision] or ARN, got {task_def!r}",
+                where=s.p("task_definition"),
+            )
+        container = s.text("container", None)
+        if not _ECS_NAME_RE.match(container or ""):
+            raise ConfigError(f"must be a container name, got {container!r}", where=s.p("container"))
+        cluster = s.text("cluster", None, optional=True)
+        if cluster is not None and not (_ECS_NAME_RE.match(cluster) or _CLUSTER_ARN_RE.match(cluster)):
+            raise ConfigError(f"must be an ECS cluster name or ARN, got {cluster!r}", where=s.p("cluster"))
+        command = _command(s.data["command"], s.p("command")) if s.data.get("command") is not None else None
+        launch_type = s.text("launch_type", "FARGATE")
+        if launch_type not in LAUNCH_TYPES:
+            raise ConfigError(
+                f"must be one of {list(LAUNCH_TYPES)}, got {launch_type!r}", where=s.p("launch_type")
+            )
+        roles = {}
+        for key in ("task_role_arn", "execution_role_arn"):
+            roles[key] = s.text(key, None, optional=True)
+            if roles[key] is not None and not _ROLE_ARN_RE.match(roles[key]):
+                raise ConfigError(f"must be an IAM role ARN, got {roles[key]!r}", where=s.p(key))
+        return cls(
+            task_definition=task_def,  # type: ignore[arg-type]
+            container=container,  # type: ignore[arg-type]
+            cluster=cluster,
+            command=command,
+            launch_type=launch_type,  # type: ignore[arg-type]
+            **roles,
+        )
+
+
+def _command(raw: Any, where: str) -> tuple[str, ...]:
+    if isinstance(raw, str) or not isinstance(raw, Sequence) or not raw:
+        raise ConfigError(f"must be a non-empty list of arguments, got {raw!r}", where=where)
+    if not all(isinstance(a, str) and a for a in raw):
+        raise ConfigError("every argument must be a non-empty string", where=where)
+    return tuple(raw)
+
+
+@dataclass(frozen=True)
 class RebuildSpec:
-    """How to rebuild read models: exactly one of ``callable`` (``"module:function"``) or ``command``.
+    """How to rebuild read models: a ``callable`` (``"module:function"``) or a ``command`` (not both), and/or
+    an ``ecs_task`` (:class:`EcsTaskSpec`, the target's own image).
 
     A callable is called as ``fn(conn, schema, end_offsets, *, bootstrap)`` with a psycopg connection to
     the target database (committed afterwards) and ``end_offsets`` = ``{topic: {partition: end}}``. A
-    command runs with ``RESGATE_REPLAY_DSN``, ``RESGATE_REPLAY_SCHEMA``, ``RESGATE_REPLAY_END_OFFSETS``
-    (JSON) and ``RESGATE_KAFKA_BOOTSTRAP`` added to the environment (plus ``env``), in ``cwd``; a non-zero
-    exit is a failed rebuild. Either is stopped after ``timeout_s``.
+    command (and an ECS task) runs with ``RESGATE_REPLAY_DSN``, ``RESGATE_REPLAY_SCHEMA``,
+    ``RESGATE_REPLAY_END_OFFSETS`` (JSON), ``RESGATE_KAFKA_BOOTSTRAP`` and the ``RESGATE_KAFKA_*`` security
+    settings added to the environment (plus ``env``), in ``cwd``; a non-zero exit is a failed rebuild.
+    Either is stopped after ``timeout_s``. Where an ECS runner is given (the replay Lambda), ``ecs_task`` is
+    what runs; elsewhere the callable or command does, else ``ecs_task.command`` as a local subprocess.
     """
 
     callable: str | None = None
@@ -39,14 +125,17 @@ class RebuildSpec:
     timeout_s: float = 600.0
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
+    ecs_task: EcsTaskSpec | None = None
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "replay.rebuild") -> RebuildSpec:
-        s = Section.closed(d, where, ("callable", "command", "timeout_s", "env", "cwd"))
+        s = Section.closed(d, where, ("callable", "command", "ecs_task", "timeout_s", "env", "cwd"))
         has_callable, has_command = s.data.get("callable") is not None, s.data.get("command") is not None
-        if has_callable == has_command:
+        has_task = s.data.get("ecs_task") is not None
+        if (has_callable and has_command) or not (has_callable or has_command or has_task):
             raise ConfigError(
-                "give exactly one of callable ('module:function') or command ([...])", where=where
+                "give callable ('module:function') or command ([...]), not both, and/or ecs_task ({...})",
+                where=where,
             )
         fn = None
         cmd = None
@@ -56,13 +145,9 @@ class RebuildSpec:
                 raise ConfigError(
                     f"must look like 'package.module:function', got {fn!r}", where=s.p("callable")
                 )
-        else:
-            raw = s.data["command"]
-            if isinstance(raw, str) or not isinstance(raw, Sequence) or not raw:
-                raise ConfigError(f"must be a non-empty list of arguments, got {raw!r}", where=s.p("command"))
-            if not all(isinstance(a, str) and a for a in raw):
-                raise ConfigError("every argument must be a non-empty string", where=s.p("command"))
-            cmd = tuple(raw)
+        elif has_command:
+            cmd = _command(s.data["command"], s.p("command"))
+        task = EcsTaskSpec.from_dict(s.data["ecs_task"], s.p("ecs_task")) if has_task else None
         env = s.data.get("env") or {}
         if not isinstance(env, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
@@ -75,7 +160,13 @@ class RebuildSpec:
             timeout_s=s.number("timeout_s", 600.0, minimum=1),
             env=tuple(sorted(env.items())),
             cwd=cwd,
+            ecs_task=task,
         )
+
+    @property
+    def local(self) -> bool:
+        """True when it has a local kind (a callable or a command) besides or instead of an ECS task."""
+        return self.callable is not None or self.command is not None
 
     def resolve(self, where: str = "replay.rebuild.callable") -> RebuildFn | None:
         """Import the callable (None for a command); ConfigError when it cannot be imported."""

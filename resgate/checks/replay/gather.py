@@ -14,16 +14,10 @@ memory; the shadow schema is dropped afterwards unless ``keep_shadow``.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -32,19 +26,10 @@ from psycopg import sql
 from resgate.checks.identifiers import EndOffsets, table_label, unique_name
 from resgate.checks.replay.check import ModelFindings, ReplayFindings
 from resgate.checks.replay.config import ReadModelSpec, RebuildFn, RebuildSpec, ReplayConfig
+from resgate.checks.replay.rebuild import RebuildJob, RebuildRunner, run_rebuild
 from resgate.checks.sqlutil import create_schema, drop_schema, table_columns
-from resgate.contract.env import (
-    ENV_KAFKA_BOOTSTRAP,
-    ENV_REPLAY_DSN,
-    ENV_REPLAY_END_OFFSETS,
-    ENV_REPLAY_SCHEMA,
-)
+from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError, GateError
-
-# The environment contract of a rebuild command (paperbroker.projections uses the same names) is the
-# ENV_REPLAY_* names above; a failed command's error ends with this much of its stderr.
-_OUTPUT_TAIL = 2000
-
 
 # --- SQL --------------------------------------------------------------------------------------------
 
@@ -155,85 +140,6 @@ def _rows_by_key(
     return {kt: v for kt, v in conn.execute(q, [wanted]).fetchall()}
 
 
-# --- rebuild ----------------------------------------------------------------------------------------
-
-
-def _run_callable(
-    fn: RebuildFn, dsn: str, schema: str, ends: EndOffsets, bootstrap: str, timeout_s: float
-) -> None:
-    """Call ``fn`` in a worker thread with its own connection; GateError on failure or timeout."""
-    conn = psycopg.connect(dsn)
-    box: dict[str, BaseException] = {}
-
-    def work() -> None:
-        try:
-            fn(conn, schema, ends, bootstrap=bootstrap)
-            if not conn.closed:
-                conn.commit()
-        except BaseException as e:
-            box["error"] = e
-
-    t = threading.Thread(target=work, name="resgate-replay-rebuild", daemon=True)
-    t.start()
-    t.join(timeout_s)
-    try:
-        if t.is_alive():
-            conn.cancel()  # aborts its running statement; the thread ends at its next database call
-            t.join(10)
-            raise GateError(f"the rebuild did not finish within {timeout_s:.0f}s")
-        if "error" in box:
-            e = box["error"]
-            raise GateError(f"the rebuild failed: {type(e).__name__}: {e}") from e
-    finally:
-        conn.close()
-
-
-def _run_command(
-    spec: RebuildSpec, dsn: str, schema: str, ends: EndOffsets, bootstrap: str, timeout_s: float
-) -> None:
-    """Run the rebuild command with the replay environment; GateError on a non-zero exit or timeout."""
-    assert spec.command is not None
-    env = dict(os.environ)
-    env.update(
-        {
-            ENV_REPLAY_DSN: dsn,
-            ENV_REPLAY_SCHEMA: schema,
-            ENV_REPLAY_END_OFFSETS: json.dumps(
-                {t: {str(p): o for p, o in ps.items()} for t, ps in ends.items()}
-            ),
-            ENV_KAFKA_BOOTSTRAP: bootstrap,
-        }
-    )
-    env.update(dict(spec.env))
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            proc = subprocess.Popen(
-                list(spec.command), env=env, cwd=spec.cwd, stdout=out, stderr=err, start_new_session=True
-            )
-        except OSError as e:
-            raise GateError(f"the rebuild command {list(spec.command)} could not start: {e}") from e
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            # the command runs in its own session: stop it and anything it started
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(10)
-            raise GateError(
-                f"the rebuild command {list(spec.command)} did not finish within {timeout_s:.0f}s"
-            ) from None
-        if rc != 0:
-            err.seek(0, os.SEEK_END)
-            size = err.tell()
-            err.seek(max(0, size - _OUTPUT_TAIL))
-            tail = err.read().decode("utf-8", errors="replace").strip()
-            raise GateError(
-                f"the rebuild command {list(spec.command)} exited with {rc}: {tail or '(no output)'}"
-            )
-
-
 # --- gather -----------------------------------------------------------------------------------------
 
 
@@ -265,20 +171,35 @@ def _live_model(conn: psycopg.Connection[Any], m: ReadModelSpec, where: str) -> 
     return _Live(columns=cols, compared=compared, ident=sql.Identifier(*m.table))
 
 
-def gather(dsn: str, config: ReplayConfig, *, bootstrap: str, run_id: str | None = None) -> ReplayFindings:
+def gather(
+    dsn: str,
+    config: ReplayConfig,
+    *,
+    bootstrap: str,
+    run_id: str | None = None,
+    kafka: KafkaSettings | None = None,
+    runner: RebuildRunner | None = None,
+) -> ReplayFindings:
     """Rebuild every configured read model into a shadow schema and compare it with the live table.
+
+    ``kafka`` is how to reach the brokers (default PLAINTEXT); ``runner`` runs the rebuilds that name an
+    ``ecs_task`` (on AWS: the ECS runner; without one a spec's callable or command runs, else the task's
+    command as a local subprocess; see :func:`resgate.checks.replay.rebuild.run_rebuild`).
 
     Returns :class:`ReplayFindings` (one :class:`ModelFindings` per read model, in config order). A model
     that cannot be compared (truncated topic, failed or timed-out rebuild, rebuilt table missing) carries
     the reason in ``unavailable``. Raises ConfigError, before creating anything, when a rebuild callable
-    cannot be imported or a live table or column does not exist.
+    that will run cannot be imported or a live table or column does not exist.
     """
     from resgate.checks.topics import topic_bounds, truncated_partitions
 
     if not bootstrap:
         raise ConfigError("a Kafka bootstrap is required", where="replay")
+    kafka = kafka or KafkaSettings()
     fns = {
-        i: m.rebuild.resolve(f"replay.read_models[{i}].rebuild.callable")
+        i: None
+        if m.rebuild.ecs_task is not None and (runner is not None or not m.rebuild.local)
+        else m.rebuild.resolve(f"replay.read_models[{i}].rebuild.callable")
         for i, m in enumerate(config.read_models)
     }
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -298,7 +219,7 @@ def gather(dsn: str, config: ReplayConfig, *, bootstrap: str, run_id: str | None
     for (spec, topics), members in groups.items():
         t0 = time.perf_counter()
         try:
-            bounds = topic_bounds(bootstrap, list(topics))
+            bounds = topic_bounds(bootstrap, list(topics), kafka)
         except GateError as e:
             for i in members:
                 results[i].unavailable = f"cannot read the topics' offsets: {e}"
@@ -318,23 +239,24 @@ def gather(dsn: str, config: ReplayConfig, *, bootstrap: str, run_id: str | None
                     f"retention truncated the log ({what}): a rebuild from the topics cannot be complete"
                 )
             continue
-        _replay_group(dsn, bootstrap, config, spec, fns[members[0]], ends, members, lives, results, run_id)
+        job = RebuildJob(spec, dsn, "", ends, bootstrap, kafka)
+        _replay_group(job, config, fns[members[0]], runner, members, lives, results, run_id)
     return ReplayFindings(models=[results[i] for i in range(len(config.read_models))])
 
 
 def _replay_group(
-    dsn: str,
-    bootstrap: str,
+    job: RebuildJob,
     config: ReplayConfig,
-    spec: RebuildSpec,
     fn: RebuildFn | None,
-    ends: EndOffsets,
+    runner: RebuildRunner | None,
     members: list[int],
     lives: dict[int, _Live],
     results: dict[int, ModelFindings],
     run_id: str | None,
 ) -> None:
+    dsn = job.dsn
     schema = unique_name(config.schema_prefix, tag=run_id)
+    job = replace(job, schema=schema)
     with psycopg.connect(dsn, autocommit=True) as conn:
         create_schema(conn, schema)
     for i in members:
@@ -354,10 +276,7 @@ def _replay_group(
             t = time.perf_counter()
             failure: str | None = None
             try:
-                if fn is not None:
-                    _run_callable(fn, dsn, schema, ends, bootstrap, spec.timeout_s)
-                else:
-                    _run_command(spec, dsn, schema, ends, bootstrap, spec.timeout_s)
+                run_rebuild(job, fn, runner)
             except GateError as e:
                 failure = str(e)
             rebuild_s = round(time.perf_counter() - t, 4)

@@ -9,9 +9,15 @@ execution with a given name, and answers each task state from it:
   Local indexes by retry count, which resets whenever a polling loop re-enters the state, so a
   Wait → Get → Choice loop would never end); past the last response the last one repeats;
 - ``$$.Execution.StartTime`` is an ISO-8601 string, as on AWS (moto passes a datetime);
-- ``calls`` records every mocked call (state names, in order) so a test can assert that cleanup ran.
+- ``calls`` records every mocked call (state names, in order) so a test can assert that cleanup ran;
+- JSONata expressions (a state with ``"QueryLanguage": "JSONata"``, e.g. the fault schedule) are evaluated
+  by ``jsonata-python``, a port of the jsonata-java that LocalStack uses: moto 5.2.5 ships that engine's
+  JVM bridge stubbed out (``_eval_jsonata`` is None);
+- the DynamoDB tables the definition's optimized ``dynamodb:*`` tasks name (the run lock) exist in moto
+  when an execution starts, as the stack creates them: those tasks are not mocked but run against moto's
+  DynamoDB, so the lock really holds between executions (:func:`create_dynamodb_tables`).
 
-Every task state of the definition must be mocked (an unmocked ``aws-sdk:*`` task would call moto's
+Every other task state of the definition must be mocked (an unmocked ``aws-sdk:*`` task would call moto's
 own services with unconverted parameters). Written for moto 5.2.5: :data:`MOTO_VERSION`.
 """
 
@@ -27,7 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import boto3
+import jsonata
 import moto
+import moto.stepfunctions.parser.asl.jsonata.jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.mocking.mock_config import MockedResponseReturn, MockedResponseThrow
@@ -110,6 +119,17 @@ class SfnMockShim:
         return run
 
 
+def iso_start_time(worker: Any) -> Any:
+    """An execution worker whose ``$$.Execution.StartTime`` is an ISO-8601 string, as on AWS (moto hands
+    the definition a datetime); returns ``worker``."""
+    details = worker._evaluation_details.execution_details
+    if isinstance(details.start_time, datetime.datetime):
+        details.start_time = (
+            details.start_time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        )
+    return worker
+
+
 @contextlib.contextmanager
 def mocked_responses() -> Iterator[SfnMockShim]:
     """Patch moto so that executions named in the shim's registry answer their tasks from it."""
@@ -120,13 +140,8 @@ def mocked_responses() -> Iterator[SfnMockShim]:
     original_response = Environment.get_current_mocked_response
 
     def worker(self: Execution) -> Any:
-        w = original_worker(self)
-        details = w._evaluation_details.execution_details
-        if isinstance(details.start_time, datetime.datetime):
-            # AWS hands $$.Execution.StartTime to the definition as an ISO-8601 string; moto as a datetime.
-            details.start_time = (
-                details.start_time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-            )
+        create_dynamodb_tables(self.state_machine.definition, region=self.region_name)
+        w = iso_start_time(original_worker(self))
         run = shim.runs.get(self.name)
         if run is not None:
             w._mock_test_case = run
@@ -140,8 +155,50 @@ def mocked_responses() -> Iterator[SfnMockShim]:
     with (
         mock.patch.object(Execution, "_get_start_execution_worker", worker),
         mock.patch.object(Environment, "get_current_mocked_response", current_response),
+        mock.patch.object(moto_jsonata, "_eval_jsonata", eval_jsonata),
     ):
         yield shim
+
+
+def dynamodb_table_names(definition: str | Mapping[str, Any]) -> set[str]:
+    """The ``TableName`` of every optimized ``dynamodb:*`` task in a definition (nested states included)."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            resource = node.get("Resource")
+            if isinstance(resource, str) and ":states:::dynamodb:" in resource:
+                name = (node.get("Parameters") or {}).get("TableName")
+                if isinstance(name, str):
+                    found.add(name)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(json.loads(definition) if isinstance(definition, str) else definition)
+    return found
+
+
+def create_dynamodb_tables(definition: str | Mapping[str, Any], *, region: str) -> None:
+    """Create (in moto, once) each table the definition names, keyed as :mod:`infra.run_lock` keys it."""
+    from lambdas.common.settings import LOCK_KEY_ATTRIBUTE
+
+    client = boto3.client("dynamodb", region_name=region)
+    existing = set(client.list_tables()["TableNames"])
+    for name in dynamodb_table_names(definition) - existing:
+        client.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": LOCK_KEY_ATTRIBUTE, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": LOCK_KEY_ATTRIBUTE, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+
+
+def eval_jsonata(expression: str) -> Any:
+    """Evaluate a JSONata expression as moto composes it (its bindings declared inline); plain JSON out."""
+    return json.loads(json.dumps(jsonata.Jsonata(expression).evaluate(None)))
 
 
 def wait_for_end(client: Any, execution_arn: str, *, timeout_s: float = 20.0) -> dict[str, Any]:

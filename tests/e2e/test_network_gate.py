@@ -1,0 +1,91 @@
+"""The network gate end to end: the good build passes a short network gate (in `make test`); the full
+network gate and the network-only seeded bugs run behind the ``network`` marker; Ctrl-C reverts the
+proxies' faults and leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import processes_with_marker, run_gate
+
+ROOT = Path(__file__).resolve().parents[2]
+SHORT_NETWORK = Path(__file__).with_name("gate_network_short.yaml")
+NETWORK = ROOT / "resgate" / "configs" / "network.yaml"
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+# The long runs (minutes each) stay out of `make test`: RESGATE_NETWORK=1 pytest -m network tests/e2e
+network = pytest.mark.skipif(
+    os.environ.get("RESGATE_NETWORK") != "1", reason="the full network gate: set RESGATE_NETWORK=1"
+)
+
+# network-only bug -> the check that must fail on the network gate (both pass the default gate)
+NETWORK_DETECTION = {
+    "no_db_deadline": "recovery",
+    "no_connect_timeout": "recovery",
+}
+
+
+@pytest.mark.network
+@network
+def test_the_good_build_passes_a_short_network_gate(tmp_path: Path) -> None:
+    r = run_gate(SHORT_NETWORK, tmp_path / "ev")
+    assert r.exit_code == 0, r.output[-4000:]
+    run = next((tmp_path / "ev").glob("gate=*/dt=*/run_id=*"))
+    events = [json.loads(line) for line in (run / "faults.jsonl").read_text().splitlines()]
+    for kind in ("network_partition", "network_latency", "rate_limit_spike"):
+        assert {e["event"] for e in events if e["kind"] == kind} >= {"injected", "ended"}, kind
+    rows = {f["fault_id"]: f for f in r.checks["recovery"]["details"]["faults"]}
+    assert rows["partition-db-3s"]["time_to_healthy_s"] <= 30, rows
+    assert not processes_with_marker(r.marker)
+
+
+@pytest.mark.network
+@network
+def test_the_good_build_passes_the_network_gate(tmp_path: Path) -> None:
+    r = run_gate(NETWORK, tmp_path / "ev")
+    assert r.exit_code == 0, r.output[-4000:]
+    rows = {f["fault_id"]: f for f in r.checks["recovery"]["details"]["faults"]}
+    for name in ("partition-db-3s", "partition-db-10s", "partition-db-30s"):
+        assert rows[name]["recovered_ts"] is not None, rows[name]
+
+
+@pytest.mark.network
+@network
+@pytest.mark.parametrize("bug", sorted(NETWORK_DETECTION))
+def test_each_network_bug_fails_the_network_gate_on_the_check_that_names_it(bug: str, tmp_path: Path) -> None:
+    r = run_gate(NETWORK, tmp_path / "ev", env={"PAPERBROKER_BUGS": bug})
+    assert r.exit_code == 1, r.output[-4000:]
+    assert NETWORK_DETECTION[bug] in r.verdict["failed_checks"], (r.verdict, r.checks)  # type: ignore[index]
+
+
+@pytest.mark.network
+@network
+def test_ctrl_c_during_a_partition_reverts_it_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "RESGATE_TEST_MARKER": marker}
+    cmd = [sys.executable, "-m", "resgate.cli", "run", str(SHORT_NETWORK), "--evidence-root", str(tmp_path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    out = ""
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        out += line
+        if "partition-db-3s (network_partition) injected" in line or not line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out += proc.communicate(timeout=120)[0]
+    assert "injected" in out, out[-3000:]
+    faults = next(tmp_path.glob("gate=*/dt=*/run_id=*")) / "faults.jsonl"
+    events = [json.loads(line) for line in faults.read_text().splitlines()]
+    assert any(e["fault_id"] == "partition-db-3s" and e["event"] in ("aborted", "ended") for e in events)
+    assert not processes_with_marker(f"RESGATE_TEST_MARKER={marker}")

@@ -1,0 +1,1 @@
+"""Support code of the rehearsal: twins, the interpreter binding, the assembly."""

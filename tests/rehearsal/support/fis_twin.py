@@ -1,0 +1,298 @@
+"""The FIS twin: experiments from the template's experiment templates, acting on the local replicas through
+the gate's fault runner, with FIS's statuses and stop conditions read from local alarm twins.
+
+``StartExperiment`` reads the template (``Targets``: the ECS service by ``aws:ecs:serviceName`` and the
+share by ``SelectionMode: PERCENT(n)``; ``Actions``: ``aws:ecs:stop-task`` and ``aws:fis:wait``) and runs
+it in a thread: ``initiating``, then ``running`` while each action runs (a stop-task is one
+:class:`resgate.runner.faults.FaultRunner` fault of kind ``stop_task``, injected at once), ``completed``.
+While it is ``initiating``/``running`` the stop conditions are evaluated every ``ALARM_TICK_S``: an alarm
+twin in ALARM stops it (``stopped``, reason naming the alarm) and the fault runner reverts what it can;
+``StopExperiment`` does the same on request. ``aws:fis:wait`` holds for its duration times
+``wait_scale`` (a short rehearsal scales it like the state machine's waits). An action that fails, or
+a target with no tasks
+(``EmptyTargetResolutionMode: fail``), makes it ``failed``.
+
+An alarm twin evaluates a guardrail alarm of the template on the load's live files (what
+``resgate/runner/guardrails.py`` watches locally): the last ``EvaluationPeriods`` periods of ``Period``
+seconds, ALARM when ``DatapointsToAlarm`` of them breach; a period without requests does not breach.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadgen.stats import read_live
+from resgate.config.schema import Fault
+from resgate.runner.faults import FaultRunner
+from resgate.runner.guardrails import Window
+from resgate.runner.local_target import LocalTarget
+from tests.rehearsal.support.assembly import Assembly
+
+ALARM_TICK_S = 1.0
+ACTION_TIMEOUT_S = 30.0
+_DURATION = re.compile(r"^PT(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
+
+
+class FisError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class AlarmTwin:
+    """One CloudWatch alarm of the template, evaluated on the live windows of the load."""
+
+    name: str
+    latency: bool  # p95 (else the error ratio)
+    seconds: bool  # the latency metric is in seconds (ALB TargetResponseTime), else ms
+    threshold: float
+    period_s: float
+    periods: int
+    datapoints: int
+
+    @classmethod
+    def from_resource(cls, name: str, props: Mapping[str, Any]) -> AlarmTwin:
+        text = str(props).lower()
+        metric = str(props.get("MetricName", ""))
+        stats = [m.get("MetricStat", {}) for m in props.get("Metrics", [])]
+        period = props.get("Period") or next((s.get("Period") for s in stats if s.get("Period")), 60)
+        return cls(
+            name=name,
+            latency="p95" in text or "responsetime" in text or "latency" in text,
+            seconds=metric == "TargetResponseTime",
+            threshold=float(props["Threshold"]),
+            period_s=float(period),
+            periods=int(props.get("EvaluationPeriods", 1)),
+            datapoints=int(props.get("DatapointsToAlarm", props.get("EvaluationPeriods", 1))),
+        )
+
+    def value(self, w: Window) -> float | None:
+        if not w.requests:
+            return None
+        if self.latency:
+            return None if w.p95_ms is None else (w.p95_ms / 1000 if self.seconds else w.p95_ms)
+        return w.error_ratio
+
+    def in_alarm(self, live_dirs: list[Path], now: float) -> str | None:
+        """Why the alarm is in ALARM now, or None (OK / INSUFFICIENT_DATA)."""
+        points = [
+            p for d in live_dirs for p in read_live(d, since_ts=int(now - self.period_s * self.periods))
+        ]
+        breaching = []
+        for k in range(self.periods):
+            end = now - k * self.period_s
+            ps = [p for p in points if end - self.period_s <= p["ts"] < end]
+            p95s = [p["p95_ms"] for p in ps if p["p95_ms"] is not None]
+            w = Window(
+                ts=end,
+                requests=sum(p["requests"] for p in ps),
+                failures=sum(p["failures"] for p in ps),
+                p95_ms=max(p95s) if p95s else None,
+            )
+            v = self.value(w)
+            if v is not None and v > self.threshold:
+                breaching.append(v)
+        if len(breaching) >= self.datapoints:
+            return f"{self.name}: {len(breaching)} of {self.periods} periods above {self.threshold:g}"
+        return None
+
+
+@dataclass
+class Experiment:
+    id: str
+    template_id: str
+    tags: dict[str, str]
+    status: str = "initiating"
+    reason: str = "Experiment is initiating."
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+    actions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    runner: FaultRunner | None = None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "experimentTemplateId": self.template_id,
+            "state": {"status": self.status, "reason": self.reason},
+            "startTime": self.started,
+            "actions": {k: dict(v) for k, v in self.actions.items()},
+            "tags": dict(self.tags),
+        }
+        if self.ended is not None:
+            out["endTime"] = self.ended
+        return out
+
+
+class FisTwin:
+    """FIS for the template's experiment templates (see the module docstring). ``services`` maps an ECS
+    service name to the local service; ``live_dirs`` gives the running load's ledger folders."""
+
+    def __init__(
+        self,
+        assembly: Assembly,
+        *,
+        target: Callable[[], LocalTarget | None],
+        live_dirs: Callable[[], list[Path]],
+        services: Mapping[str, str] | None = None,
+        wait_scale: float = 1.0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.assembly = assembly
+        self.wait_scale = wait_scale  # an aws:fis:wait of d seconds holds d * wait_scale here
+        self.target = target
+        self.live_dirs = live_dirs
+        self.services = dict(services or {})
+        self.log = log
+        self.experiments: dict[str, Experiment] = {}
+        self._threads: list[threading.Thread] = []
+        self.alarms = {
+            lid: AlarmTwin.from_resource(lid, r["Properties"])
+            for lid, r in assembly.of_type("AWS::CloudWatch::Alarm").items()
+        }
+
+    def start_experiment(self, **p: Any) -> dict[str, Any]:
+        tid = p["experimentTemplateId"]
+        res = self.assembly.resources.get(tid)
+        if res is None or res["Type"] != "AWS::FIS::ExperimentTemplate":
+            raise FisError("ResourceNotFoundException", f"Experiment template not found: {tid}")
+        exp = Experiment(
+            id=f"EXP{uuid.uuid4().hex[:14].upper()}", template_id=tid, tags=dict(p.get("tags") or {})
+        )
+        self.experiments[exp.id] = exp
+        t = threading.Thread(
+            target=self._run, args=(exp, res["Properties"]), name=f"fis-{exp.id}", daemon=True
+        )
+        self._threads.append(t)
+        t.start()
+        return {"experiment": exp.describe()}
+
+    def get_experiment(self, **p: Any) -> dict[str, Any]:
+        exp = self.experiments.get(p["id"])
+        if exp is None:
+            raise FisError("ResourceNotFoundException", f"Experiment not found: {p['id']}")
+        return {"experiment": exp.describe()}
+
+    def stop_experiment(self, **p: Any) -> dict[str, Any]:
+        exp = self.experiments.get(p["id"])
+        if exp is None:
+            raise FisError("ResourceNotFoundException", f"Experiment not found: {p['id']}")
+        if exp.status in ("initiating", "running"):
+            exp.status, exp.reason = "stopping", "Experiment is stopping."
+            exp.stop.set()
+        return {"experiment": exp.describe()}
+
+    def close(self) -> None:
+        """Stop every experiment that still runs and wait for their threads (bounded)."""
+        for exp in self.experiments.values():
+            exp.stop.set()
+        for t in self._threads:
+            t.join(ACTION_TIMEOUT_S)
+
+    # ---------------------------------------------------------------- one experiment
+    def _stop_condition(self, props: Mapping[str, Any]) -> str | None:
+        for sc in props.get("StopConditions", []):
+            if sc.get("Source") != "aws:cloudwatch:alarm":
+                continue
+            alarm = self.alarms.get(str(self.assembly.render(sc["Value"])).rsplit(":", 1)[-1])
+            why = alarm.in_alarm(self.live_dirs(), time.time()) if alarm else None
+            if why:
+                return why
+        return None
+
+    def _hold(self, exp: Experiment, props: Mapping[str, Any], seconds: float) -> str | None:
+        """Watch the stop conditions for ``seconds``; the reason to stop, or None."""
+        deadline = time.time() + seconds
+        while True:
+            why = self._stop_condition(props)
+            if why:
+                return f"Experiment stopped by stop condition ({why})."
+            if exp.stop.is_set():
+                return "Experiment stopped by user."
+            left = deadline - time.time()
+            if left <= 0:
+                return None
+            exp.stop.wait(min(ALARM_TICK_S, left))
+
+    def _end(self, exp: Experiment, status: str, reason: str) -> None:
+        if exp.runner is not None:
+            exp.runner.abort(reason)
+            exp.runner.join(5)
+        for a in exp.actions.values():
+            if a["state"]["status"] in ("pending", "running"):
+                a["state"] = {"status": "cancelled" if status != "failed" else "failed", "reason": reason}
+                a.setdefault("endTime", time.time())
+        exp.status, exp.reason, exp.ended = status, reason, time.time()
+        self.log(f"fis: {exp.id} ({exp.template_id}) {status}: {reason}")
+
+    def _run(self, exp: Experiment, props: Mapping[str, Any]) -> None:
+        actions = props.get("Actions", {})
+        for name, a in actions.items():
+            exp.actions[name] = {"actionId": a["ActionId"], "state": {"status": "pending", "reason": ""}}
+        why = self._hold(exp, props, 0.5)  # FIS checks the stop conditions before it starts
+        if why:
+            return self._end(exp, "stopped", why)
+        exp.status, exp.reason = "running", "Experiment is running."
+        for name, a in actions.items():
+            rec = exp.actions[name]
+            rec.update(state={"status": "running", "reason": ""}, startTime=time.time())
+            try:
+                if a["ActionId"] == "aws:ecs:stop-task":
+                    self._stop_tasks(exp, name, props["Targets"][a["Targets"]["Tasks"]])
+                elif a["ActionId"] == "aws:fis:wait":
+                    why = self._hold(
+                        exp,
+                        props,
+                        _seconds(a.get("Parameters", {}).get("duration", "PT0S")) * self.wait_scale,
+                    )
+                    if why:
+                        return self._end(exp, "stopped", why)
+                else:
+                    raise FisError("ValidationException", f"action {a['ActionId']} has no twin")
+            except Exception as e:
+                return self._end(exp, "failed", f"Action {name} failed: {e}")
+            rec.update(state={"status": "completed", "reason": ""}, endTime=time.time())
+            why = self._hold(exp, props, 0)
+            if why:
+                return self._end(exp, "stopped", why)
+        exp.status, exp.reason, exp.ended = "completed", "Experiment completed.", time.time()
+        self.log(f"fis: {exp.id} ({exp.template_id}) completed")
+
+    def _stop_tasks(self, exp: Experiment, action: str, target: Mapping[str, Any]) -> None:
+        ecs_service = target["ResourceTags"]["aws:ecs:serviceName"]
+        m = re.fullmatch(r"PERCENT\((\d+)\)", target.get("SelectionMode", "ALL"))
+        percent = float(m.group(1)) if m else 100.0
+        local = self.target()
+        if local is None or local.supervisor is None:
+            raise FisError("ResourceNotFoundException", "no target tasks")
+        fault = Fault(
+            name=exp.id,
+            kind="stop_task",
+            at_s=0,
+            target=self.services.get(ecs_service, ecs_service),
+            params={"percent": percent},
+        )
+        exp.runner = FaultRunner(local, [fault])
+        exp.runner.start(time.time())
+        exp.runner.join(ACTION_TIMEOUT_S)
+        events = [e for e in exp.runner.timeline() if e["fault_id"] == exp.id]
+        done = next((e for e in events if e["event"] in ("injected", "error", "skipped")), None)
+        if done is None or done["event"] != "injected":
+            raise FisError("InvalidTargets", str(done["detail"]) if done else "no result")
+        if not done["detail"].get("replicas"):
+            raise FisError("InvalidTargets", f"Target resolution returned empty set for {ecs_service}")
+
+
+def _seconds(iso: str) -> float:
+    m = _DURATION.match(iso)
+    if not m:
+        raise FisError("ValidationException", f"duration {iso!r} is not PTnMnS")
+    return int(m.group(1) or 0) * 60 + float(m.group(2) or 0)

@@ -1,0 +1,250 @@
+"""How the twins are bound to the ASL interpreter (moto 5.2.5's) and to the Lambdas' own AWS clients.
+
+moto's interpreter reaches every service integration through one function, ``boto_client_for(region,
+service, credentials)``, imported by name into each integration module (``lambda:invoke``,
+``ecs:runTask``, ``sns:publish``, ``aws-sdk:*``). :func:`twins_bound` replaces it in those modules with a
+registry lookup: a service with a twin gets the twin, any other fails the task state
+(``NoTwin``). On AWS, Step Functions converts an ``aws-sdk:`` task's PascalCase parameters to the API's
+member names and its response back to PascalCase; :class:`SdkCasing` does that with botocore's model, so a
+twin speaks the API's own names and both callers (the interpreter, and a Lambda's boto3 through
+:class:`TwinEndpoint`) reach the same method. Twin errors become botocore ``ClientError``s.
+
+:class:`TwinEndpoint` serves the ECS (JSON 1.1) and FIS (REST-JSON) twins over HTTP on 127.0.0.1 for the
+Lambda subprocesses (``AWS_ENDPOINT_URL_ECS`` / ``AWS_ENDPOINT_URL_FIS``).
+
+Error names: Step Functions names an ``aws-sdk:`` task's error ``<Service>.<ErrorCode>`` with the service in
+PascalCase (``Ecs.ThrottlingException``, what the definition's Retry lists); moto 5.2.5 keeps the lower-case
+service name for all but two services, so :func:`twins_bound` capitalises it. ``throttle_once`` makes
+the first call of every ``aws-sdk:`` task state fail with ``ThrottlingException`` (a modelled botocore
+error, as boto3 raises it), so each one is retried once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from unittest import mock
+
+import botocore.session
+import moto.stepfunctions.parser.asl.jsonata.jsonata as moto_jsonata
+from botocore.exceptions import ClientError
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
+    state_task_service_dynamodb,
+    state_task_service_ecs,
+    state_task_service_sns,
+)
+from moto.stepfunctions.parser.backend.execution import Execution
+
+from tests.infra.support.sfn_mock import eval_jsonata, iso_start_time
+
+_AwsSdkTask = state_task_service_aws_sdk.StateTaskServiceAwsSdk
+_MODULES = (
+    lambda_eval_utils,
+    state_task_service_aws_sdk,
+    state_task_service_dynamodb,
+    state_task_service_ecs,
+    state_task_service_sns,
+)
+# Twins that take and return the API's own member names (PascalCase already): called as they are.
+_PASCAL_APIS = ("s3", "sns", "dynamodb")
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+class NoTwin(Exception):
+    """A task called a service this rehearsal has no twin for."""
+
+
+class ThrottlingException(ClientError):
+    """What boto3 raises for a throttled call (a modelled error: its class is named after the code)."""
+
+    def __init__(self, op: str) -> None:
+        meta = {"HTTPStatusCode": 400, "RequestId": "rehearsal"}
+        error = {"Code": "ThrottlingException", "Message": "Rate exceeded (injected by the rehearsal)"}
+        super().__init__({"Error": error, "ResponseMetadata": meta}, op)
+
+
+def _client_error(code: str, message: str, op: str) -> ClientError:
+    meta = {"HTTPStatusCode": 400, "RequestId": "rehearsal"}
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta}, op)
+
+
+def _convert(value: Any, shape: Any, *, to_api: bool) -> Any:
+    """Rename structure members: PascalCase → the API's names (``to_api``) or the API's → PascalCase."""
+    if shape is None:
+        return value
+    if shape.type_name == "structure" and isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if to_api:
+                name = next((m for m in shape.members if m.lower() == k.lower()), k)
+            else:
+                name = k[:1].upper() + k[1:]
+            member = shape.members.get(name if to_api else k)
+            out[name] = _convert(v, member, to_api=to_api)
+        return out
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_convert(v, shape.member, to_api=to_api) for v in value]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: _convert(v, shape.value, to_api=to_api) for k, v in value.items()}
+    if shape.type_name == "timestamp" and isinstance(value, (int, float)) and not to_api:
+        return datetime.datetime.fromtimestamp(value, datetime.UTC).isoformat()
+    return value
+
+
+class SdkCasing:
+    """A twin as the interpreter calls it: ``client.describe_tasks(**params)``. PascalCase parameters (an
+    ``aws-sdk:`` task) are converted to the API's names (an optimized integration's come converted by
+    moto), and the response to PascalCase, as Step Functions returns it."""
+
+    def __init__(self, service: str, twin: Any) -> None:
+        self.service = service
+        self.twin = twin
+        self.model = botocore.session.get_session().get_service_model(service)
+
+    def __getattr__(self, op: str) -> Any:
+        method = getattr(self.twin, op)
+        api_name = "".join(p.title() for p in op.split("_"))
+        operation = self.model.operation_model(api_name)
+
+        def call(**params: Any) -> Any:
+            if self.service in _PASCAL_APIS:
+                return method(**params)
+            if any(k[:1].isupper() for k in params):
+                params = _convert(params, operation.input_shape, to_api=True)
+            try:
+                out = method(**params)
+            except Exception as e:
+                code = getattr(e, "code", type(e).__name__)
+                raise _client_error(code, str(e), api_name) from e
+            # Step Functions hands the state PascalCase (aws-sdk and optimized integrations alike).
+            return _convert(out, operation.output_shape, to_api=False)
+
+        return call
+
+
+@contextlib.contextmanager
+def twins_bound(twins: Mapping[str, Any], *, throttle_once: bool = False) -> Iterator[list[str]]:
+    """Within the block, the interpreter's integrations call ``twins[service]`` (see the module); yields
+    the names of the ``aws-sdk:`` task states that were throttled (``throttle_once``), in order."""
+    throttled: list[str] = []
+    original_task = _AwsSdkTask._eval_service_task
+
+    def sdk_task(self: Any, env: Any, *args: Any, **kw: Any) -> Any:
+        state = env.next_state_name if hasattr(env, "next_state_name") else None
+        state = state or getattr(self, "_rehearsal_state", None) or repr(self)
+        if throttle_once and state not in throttled:
+            throttled.append(state)
+            raise ThrottlingException(self._get_boto_service_action())
+        return original_task(self, env, *args, **kw)
+
+    def error_service_name(service_name: str) -> str:
+        known = {"dynamodb": "DynamoDb", "sfn": "Sfn"}
+        return known.get(service_name.lower(), service_name[:1].upper() + service_name[1:])
+
+    def client_for(region: str = "", service: str = "", state_credentials: Any = None, **_: Any) -> Any:
+        if service not in twins:
+            raise NoTwin(f"no twin for the {service} service in this rehearsal")
+        twin = twins[service]
+        return twin if service == "lambda" else SdkCasing(service, twin)
+
+    original_worker = Execution._get_start_execution_worker
+
+    def worker(self: Execution) -> Any:
+        return iso_start_time(original_worker(self))
+
+    with contextlib.ExitStack() as stack:
+        for module in _MODULES:
+            stack.enter_context(mock.patch.object(module, "boto_client_for", client_for))
+        stack.enter_context(mock.patch.object(Execution, "_get_start_execution_worker", worker))
+        # moto ships JSONata's JVM bridge stubbed out; the infra tests' pure-Python engine stands in.
+        stack.enter_context(mock.patch.object(moto_jsonata, "_eval_jsonata", eval_jsonata))
+        stack.enter_context(mock.patch.object(_AwsSdkTask, "_eval_service_task", sdk_task))
+        stack.enter_context(
+            mock.patch.object(_AwsSdkTask, "_normalise_service_error_name", staticmethod(error_service_name))
+        )
+        yield throttled
+
+
+class TwinEndpoint:
+    """HTTP on 127.0.0.1 for the Lambdas' boto3: ECS (``X-Amz-Target`` JSON 1.1) and FIS (REST-JSON
+    ``/experiments``), answered by the same twins. Use as a context manager; ``url`` once entered."""
+
+    def __init__(self, ecs: Any, fis: Any) -> None:
+        self.ecs, self.fis = ecs, fis
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: Any, ctype: str) -> None:
+                data = json.dumps(body, default=str).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _body(self) -> dict[str, Any]:
+                n = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(n) or b"{}") if n else {}
+
+            def _do(self, method: str) -> None:
+                target = self.headers.get("X-Amz-Target")
+                ctype = "application/x-amz-json-1.1" if target else "application/json"
+                try:
+                    if target:
+                        op = _CAMEL.sub("_", target.split(".", 1)[1]).lower()
+                        out = getattr(outer.ecs, op)(**self._body())
+                    else:
+                        out = outer._fis(method, self.path, self._body())
+                    self._reply(200, out, ctype)
+                except Exception as e:
+                    code = getattr(e, "code", type(e).__name__)
+                    self.send_response(400)
+                    self.send_header("x-amzn-ErrorType", code)
+                    data = json.dumps({"__type": code, "message": str(e)}).encode()
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._do("GET")
+
+            def do_POST(self) -> None:
+                self._do("POST")
+
+            def do_DELETE(self) -> None:
+                self._do("DELETE")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, name="twin-endpoint", daemon=True)
+
+    def _fis(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        parts = path.split("?", 1)[0].strip("/").split("/")
+        if parts[0] == "experiments" and len(parts) == 2:
+            op = {"GET": self.fis.get_experiment, "DELETE": self.fis.stop_experiment}[method]
+            return op(id=parts[1])
+        if parts == ["experiments"] and method == "GET":
+            return {"experiments": [e.describe() for e in self.fis.experiments.values()]}
+        raise NoTwin(f"no FIS twin for {method} {path}")
+
+    def __enter__(self) -> TwinEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5)
