@@ -368,3 +368,95 @@ def test_errors_of_the_next_fault_are_not_charged_to_the_previous_one():
     f1 = next(f for f in r.details["faults"] if f["fault_id"] == "f1")
     assert f1["error_ratio_after"] == 0.0
     assert f1["requests_after"] == 40
+
+
+# --- held faults (a partition, an outage, a hang): judged from the moment they were lifted ---------------
+
+
+def held(ts, fault_id="p1", kind="network_partition", duration_s=30.0):
+    return {**fault(ts, "injected", fault_id, kind), "detail": {"duration_s": duration_s}}
+
+
+def partition(healthy_at, *, duration_s=30.0, ended=None, more_faults=()):
+    """The gateway cut off at 100 for ``duration_s`` (lifted at ``ended``, default on schedule), unhealthy
+    from 101, healthy again at ``healthy_at``."""
+    lifted = 100.0 + duration_s if ended is None else ended
+    return {
+        "faults": [
+            held(100.0, duration_s=duration_s),
+            fault(lifted, "ended", "p1", "network_partition"),
+            *more_faults,
+        ],
+        "health": [sup(90.0, "healthy"), sup(101.0, "unhealthy"), sup(healthy_at, "healthy")],
+    }
+
+
+def test_a_30s_partition_is_judged_from_its_end_so_a_quick_recovery_meets_the_rto():
+    r = check(partition(134.0), error_ratio_tolerance=None)
+    assert r.valid is True, r.examples
+    f = r.details["faults"][0]
+    assert f["lifted_ts"] == pytest.approx(130.0) and f["time_to_healthy_s"] == pytest.approx(4.0)
+    assert f["time_to_detect_s"] == pytest.approx(1.0)
+
+
+def test_a_held_fault_recovering_exactly_at_the_rto_after_its_end_passes_and_just_after_fails():
+    assert check(partition(160.0), error_ratio_tolerance=None).valid is True
+    r = check(partition(160.001), error_ratio_tolerance=None)
+    assert r.valid is False and r.examples[0]["kind"] == "rto_missed"
+    assert r.examples[0]["time_to_healthy_s"] == pytest.approx(30.001)
+
+
+def test_a_held_fault_is_judged_from_its_ended_event_when_it_was_lifted_early():
+    r = check(partition(134.0, ended=110.0), rto_s=20)
+    assert r.valid is False and r.details["faults"][0]["time_to_healthy_s"] == pytest.approx(24.0)
+
+
+def test_a_held_fault_without_an_ended_event_is_judged_from_its_scheduled_end():
+    d = partition(134.0)
+    d["faults"] = [held(100.0, duration_s=30.0)]
+    f = check(d).details["faults"][0]
+    assert f["lifted_ts"] == pytest.approx(130.0) and f["time_to_healthy_s"] == pytest.approx(4.0)
+
+
+def test_a_service_healthy_when_the_fault_is_lifted_recovered_at_that_moment():
+    r = check(partition(120.0), error_ratio_tolerance=None)  # it healed while the partition still held (it does not need the path)
+    assert r.valid is True and r.details["faults"][0]["time_to_healthy_s"] == 0.0
+
+
+def test_an_instantaneous_fault_is_still_judged_from_its_injection_even_with_a_duration_elsewhere():
+    d = kill_and_heal(105.0, windows=False)
+    d["faults"][0]["detail"] = {"replicas": ["gateway-0"]}  # no duration: a kill
+    f = check(d).details["faults"][0]
+    assert f["lifted_ts"] is None and f["time_to_healthy_s"] == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("duration", [0, -1, "30", None, True, float("inf")])
+def test_only_a_positive_finite_duration_makes_a_fault_held(duration):
+    ev = rc.FaultEvent.from_dict({**fault(100.0, "injected"), "detail": {"duration_s": duration}})
+    assert ev.held_s is None
+    assert rc.FaultEvent.from_dict({**fault(100.0, "ended"), "detail": {"duration_s": 3}}).held_s is None
+
+
+def test_the_error_ratio_after_a_held_fault_is_measured_after_it_was_lifted():
+    d = partition(134.0)
+    d["error_windows"] = [
+        *steady_windows(70.0, 100.0),
+        *steady_windows(100.0, 130.0, failures=60),  # the partition itself: clients fail
+        *steady_windows(134.0, 160.0, failures=1),
+    ]
+    r = check(d, error_ratio_tolerance=0.05)
+    assert r.valid is True, r.examples
+    assert r.details["faults"][0]["error_ratio_after"] == pytest.approx(0.01)
+
+
+def test_a_fault_that_nothing_detected_does_not_take_the_next_faults_failure_as_its_own():
+    d = {
+        "faults": [
+            fault(100.0, "injected", "quiet"),
+            fault(120.0, "injected", "loud"),
+        ],
+        "health": [sup(90.0, "healthy"), sup(110.0, "healthy"), sup(121.0, "killed"), sup(126.0, "healthy")],
+    }
+    quiet, loud = check(d).details["faults"]
+    assert quiet["detected_ts"] is None and quiet["time_to_healthy_s"] == pytest.approx(10.0)
+    assert loud["detected_ts"] == pytest.approx(121.0) and loud["time_to_healthy_s"] == pytest.approx(6.0)

@@ -6,12 +6,17 @@ detected, recovered, aborted, ended), health observations of services (either ``
 probes or the local supervisor's ``{ts, service, replica, event}`` timeline) and, optionally, error-ratio
 windows derived from the client ledger (:func:`error_ratio_windows`).
 
-Per fault, measured from its ``injected`` event:
+Per fault, measured from its ``injected`` event — or, for a fault *held* for a while (its injected event
+carries ``detail.duration_s``: a hang, a database or broker outage, a partition, added latency…), from the
+moment it was lifted (its ``ended``/``aborted`` event, else its scheduled end), since nothing recovers from
+a partition while it lasts:
 
-- **time to detection** — the first observation of the target service at or after injection that signals a
-  failure (``healthy: false``, or an event in :data:`UNHEALTHY_EVENTS` such as unhealthy/exited/killed);
+- **time to detection** — the first observation of the target service at or after injection, and before
+  the next fault's injection, that signals a failure (``healthy: false``, or an event in
+  :data:`UNHEALTHY_EVENTS` such as unhealthy/exited/killed);
 - **time to healthy** — the first moment after that detection (or after injection, when nothing was
-  detected) at which every known replica of the target service is healthy. A replica's state is its last
+  detected) at which every known replica of the target service is healthy; for a held fault, a target
+  healthy at the moment the fault is lifted recovered then (0 s). A replica's state is its last
   observation; replicas whose last event is in :data:`RETIRED_EVENTS` no longer count. Only when the health
   observations say nothing about the target after injection does the fault timeline's own ``detected`` /
   ``recovered`` events stand in (``source: "fault_timeline"``);

@@ -89,6 +89,16 @@ class FaultTimeline:
     recovered_ts: float | None
     aborted_ts: float | None
     ended_ts: float | None
+    held_s: float | None = None
+
+    @property
+    def lifted_ts(self) -> float | None:
+        """When a held fault stopped acting: its ``ended`` or ``aborted`` event, else its scheduled end
+        (injection + ``held_s``); None for an instantaneous fault, which is judged from its injection."""
+        if self.held_s is None or self.injected_ts is None:
+            return None
+        ends = [t for t in (self.ended_ts, self.aborted_ts) if t is not None and t >= self.injected_ts]
+        return min(ends) if ends else self.injected_ts + self.held_s
 
 
 def fault_timelines(events: Iterable[FaultEvent]) -> list[FaultTimeline]:
@@ -98,6 +108,7 @@ def fault_timelines(events: Iterable[FaultEvent]) -> list[FaultTimeline]:
         f = by_id.setdefault(e.fault_id, {"fault_id": e.fault_id, "kind": e.kind, "target": e.target})
         if e.event == "injected":
             f["kind"], f["target"] = e.kind, e.target
+            f.setdefault("held_s", e.held_s)
         f.setdefault(f"{e.event}_ts", e.ts)
     out = [
         FaultTimeline(
@@ -109,6 +120,7 @@ def fault_timelines(events: Iterable[FaultEvent]) -> list[FaultTimeline]:
             recovered_ts=f.get("recovered_ts"),
             aborted_ts=f.get("aborted_ts"),
             ended_ts=f.get("ended_ts"),
+            held_s=f.get("held_s"),
         )
         for f in by_id.values()
     ]
@@ -130,8 +142,16 @@ def _all_healthy(state: Mapping[str | None, HealthObservation]) -> bool:
     return bool(live) and all(o.healthy for o in live)
 
 
-def fault_recovery(fault: FaultTimeline, observations: Sequence[HealthObservation]) -> dict[str, Any]:
+def fault_recovery(
+    fault: FaultTimeline, observations: Sequence[HealthObservation], *, until_ts: float | None = None
+) -> dict[str, Any]:
     """Detection and recovery of one injected fault from its target's health observations (sorted by ts).
+
+    Detection is the first failure signal at or after injection and before ``until_ts`` (the next fault's
+    injection: a later fault's failure is not this one's). Recovery is the first moment after detection at
+    which every live replica is healthy; for a held fault it is judged once the fault was lifted
+    (:attr:`FaultTimeline.lifted_ts`): healthy at that moment (after a failure seen while it acted, or none)
+    means recovered then, since nothing can recover from a partition while it lasts.
 
     Returns ``{detected_ts, recovered_ts, source, observed_after}``: ``source`` is ``"health"`` or
     ``"fault_timeline"``; ``observed_after`` is False when no observation of the target follows injection.
@@ -152,20 +172,43 @@ def fault_recovery(fault: FaultTimeline, observations: Sequence[HealthObservatio
             "source": "fault_timeline",
             "observed_after": False,
         }
-    detection = next((i for i, o in enumerate(after) if o.signals_failure), None)
+    detection = next(
+        (i for i, o in enumerate(after) if o.signals_failure and (until_ts is None or o.ts < until_ts)), None
+    )
+    detected_ts = None if detection is None else after[detection].ts
+    lifted = fault.lifted_ts
     recovered = None
-    for i, o in enumerate(after):
-        state[o.replica] = o
-        # Before the failure is seen, "all healthy" only means the fault has not landed yet.
-        if (detection is None or i >= detection) and _all_healthy(state):
-            recovered = o.ts
-            break
+    if lifted is not None and (detected_ts is None or detected_ts <= lifted):
+        seen = 0
+        for o in after:
+            if o.ts > lifted:
+                break
+            state[o.replica] = o
+            seen += 1
+        recovered = lifted if _all_healthy(state) else _first_all_healthy(state, after[seen:])
+    else:
+        for i, o in enumerate(after):
+            state[o.replica] = o
+            # Before the failure is seen, "all healthy" only means the fault has not landed yet.
+            if (detection is None or i >= detection) and _all_healthy(state):
+                recovered = o.ts
+                break
     return {
-        "detected_ts": None if detection is None else after[detection].ts,
+        "detected_ts": detected_ts,
         "recovered_ts": recovered,
         "source": "health",
         "observed_after": True,
     }
+
+
+def _first_all_healthy(
+    state: dict[str | None, HealthObservation], later: Sequence[HealthObservation]
+) -> float | None:
+    for o in later:
+        state[o.replica] = o
+        if _all_healthy(state):
+            return o.ts
+    return None
 
 
 def _ratio(windows: Iterable[ErrorWindow]) -> tuple[float | None, int]:
@@ -197,8 +240,10 @@ def fault_figures(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) ->
     out_faults = []
     for f in injected:
         svc = target_service(f.target, services)
-        m = fault_recovery(f, [o for o in health if o.service == svc])
         assert f.injected_ts is not None
+        nxt = [g.injected_ts for g in injected if g.injected_ts is not None and g.injected_ts > f.injected_ts]
+        m = fault_recovery(f, [o for o in health if o.service == svc], until_ts=min(nxt, default=None))
+        clock = f.lifted_ts if f.lifted_ts is not None else f.injected_ts
         row: dict[str, Any] = {
             "fault_id": f.fault_id,
             "kind": f.kind,
@@ -206,10 +251,12 @@ def fault_figures(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) ->
             "service": svc,
             "injected_ts": f.injected_ts,
             "ended_ts": f.ended_ts,
+            "lifted_ts": f.lifted_ts,
             "aborted": f.aborted_ts is not None,
             **m,
             "time_to_detect_s": None if m["detected_ts"] is None else m["detected_ts"] - f.injected_ts,
-            "time_to_healthy_s": None if m["recovered_ts"] is None else m["recovered_ts"] - f.injected_ts,
+            # from the injection of an instantaneous fault, from the lifting of a held one
+            "time_to_healthy_s": None if m["recovered_ts"] is None else max(0.0, m["recovered_ts"] - clock),
             "error_ratio_after": None,
             "requests_after": None,
         }

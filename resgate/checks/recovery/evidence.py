@@ -75,20 +75,34 @@ class FaultEvent:
     kind: str
     target: str
     event: str
+    held_s: float | None = None
+    """For an ``injected`` event of a fault held for a while (a hang, a database outage, a partition…), how
+    long it was to be held: ``detail.duration_s``; None for an instantaneous fault (a kill)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "evidence.recovery.faults[0]") -> FaultEvent:
-        """Validate ``{ts, fault_id, kind, target, event}``; ``event`` must be in :data:`FAULT_EVENTS`."""
+        """Validate ``{ts, fault_id, kind, target, event, detail?}``; ``event`` must be in
+        :data:`FAULT_EVENTS`; a positive ``detail.duration_s`` of an ``injected`` event is ``held_s``."""
         d = as_object(d, where)
         event = d.get("event")
         if event not in FAULT_EVENTS:
             raise ConfigError(f"must be one of {sorted(FAULT_EVENTS)}, got {event!r}", where=f"{where}.event")
+        detail = d.get("detail")
+        held = detail.get("duration_s") if event == "injected" and isinstance(detail, Mapping) else None
+        if (
+            isinstance(held, bool)
+            or not isinstance(held, (int, float))
+            or not math.isfinite(held)
+            or held <= 0
+        ):
+            held = None
         return cls(
             ts=number_field(d, "ts", where),
             fault_id=_str(d, "fault_id", where),  # type: ignore[arg-type]
             kind=_str(d, "kind", where),  # type: ignore[arg-type]
             target=_str(d, "target", where),  # type: ignore[arg-type]
             event=event,
+            held_s=None if held is None else float(held),
         )
 
 
