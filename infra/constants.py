@@ -110,6 +110,7 @@ LOADGEN_CONTAINER = "loadgen"
 LOADGEN_STARTED_BY = lambda_settings.LOAD_STARTED_BY
 LOADGEN_DOCKERFILE = "loadgen/Dockerfile"
 LOADGEN_NODE = "fargate-0"
+DEFAULT_LOCUSTFILE = "loadgen/locustfile.py"  # the bundled paperbroker locustfile (load.locustfile default)
 LOADGEN_STOP_TIMEOUT_S = 5  # RESGATE_STOP_TIMEOUT_S; the container's stopTimeout is this + 25 s
 # The load task's own guardrail metrics (loadgen/live_metrics.py publishes them; the alarms read them).
 LOAD_METRICS_NAMESPACE = live_metrics.NAMESPACE

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -32,6 +32,7 @@ from infra.evidence_bucket import EvidenceStore
 from infra.nag import acknowledge
 from resgate.config.schema import Load
 from resgate.contract import env as env_names
+from resgate.contract.errors import ConfigError
 
 # The build context is the repository root (the Dockerfile copies loadgen/...); stage only what it uses.
 DOCKER_CONTEXT_EXCLUDE = (
@@ -44,6 +45,28 @@ DOCKER_CONTEXT_EXCLUDE = (
     "!resgate/contract/**",
     "**/__pycache__",
 )
+
+
+def locustfile_source(value: str, *, own_image: bool) -> tuple[str | None, tuple[str, str] | None]:
+    """Where the Fargate task takes ``load.locustfile`` from: ``(RESGATE_LOCUSTFILE or None, (bucket, key)
+    to grant or None)``. The bundled paperbroker locustfile needs nothing; ``s3://bucket/key.py`` is
+    downloaded by the task; an absolute path is taken from the user's own image (``-c loadgen_image``).
+    Anything else cannot be in the built image: ConfigError naming ``load.locustfile``."""
+    if value in (c.DEFAULT_LOCUSTFILE, f"/app/{c.DEFAULT_LOCUSTFILE}"):
+        return None, None
+    if value.startswith("s3://"):
+        bucket, _, key = value[len("s3://") :].partition("/")
+        if not bucket or not key.endswith(".py"):
+            raise ConfigError(f"must be s3://bucket/key.py, got {value!r}", where="load.locustfile")
+        return value, (bucket, key)
+    if own_image and value.startswith("/"):
+        return value, None
+    raise ConfigError(
+        f"{value!r} is not in the load image on AWS: give s3://bucket/key.py (the task downloads it), or "
+        "build your own image from loadgen/Dockerfile with your locustfile in it, pass "
+        "-c loadgen_image=<uri> and an absolute path in that image",
+        where="load.locustfile",
+    )
 
 
 class LoadGenerator(Construct):
@@ -121,6 +144,9 @@ class LoadGenerator(Construct):
             env_names.ENV_METRICS_PERIOD_S: str(c.LOAD_METRICS_PERIOD_S),
             **load.env,
         }
+        locustfile, s3_object = locustfile_source(load.locustfile, own_image=bool(image_uri))
+        if locustfile is not None:
+            env[env_names.ENV_LOCUSTFILE] = locustfile
         self.container = self.task_definition.add_container(
             c.LOADGEN_CONTAINER,
             container_name=c.LOADGEN_CONTAINER,
@@ -133,6 +159,13 @@ class LoadGenerator(Construct):
         )
         self.expected_duration_s = math.ceil(load.duration_s) + c.LOADGEN_STOP_TIMEOUT_S
         self.task_definition.add_to_task_role_policy(evidence.put_statement())
+        if s3_object is not None:  # the user's locustfile: that one object, read-only
+            self.task_definition.add_to_task_role_policy(
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:{Stack.of(self).partition}:s3:::{s3_object[0]}/{s3_object[1]}"],
+                )
+            )
         # PutMetricData has no resource-level permission; the namespace condition is its only scope.
         self.task_definition.add_to_task_role_policy(
             iam.PolicyStatement(

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from loadgen import live_metrics
 from loadgen.ledger import count_records, merge_ledgers
@@ -311,12 +312,42 @@ def _env_number(name: str, default: float | None, cast: type = float) -> Any:
         raise ConfigError(f"must be a number, got {raw!r}", where=name) from None
 
 
+def resolve_locustfile(value: str, workdir: Path, *, client: Any = None) -> Path | None:
+    """The locustfile named by ``RESGATE_LOCUSTFILE``: None (the bundled one) when empty, an ``s3://`` URI
+    downloaded into ``workdir`` (its file name kept), else a path in the image, which must exist. Raises
+    ConfigError naming the variable, GateError when the download fails."""
+    value = value.strip()
+    if not value:
+        return None
+    if not value.startswith("s3://"):
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"no such file in the image: {value}", where=env_names.ENV_LOCUSTFILE)
+        return path
+    parsed = urlparse(value)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    name = key.rsplit("/", 1)[-1]
+    if not bucket or not name.endswith(".py"):
+        raise ConfigError(f"must name a .py object, got {value!r}", where=env_names.ENV_LOCUSTFILE)
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    dest = workdir / name
+    try:
+        (client or boto3.client("s3")).download_file(bucket, key, str(dest))
+    except (BotoCoreError, ClientError) as e:
+        raise GateError(f"could not download the locustfile {value}: {e}") from e
+    return dest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Container entrypoint: run Locust from the environment, then upload the results when asked.
 
     Reads ``RESGATE_TARGET_HOST`` (or ``LOCUST_HOST``), ``RESGATE_USERS`` (10), ``RESGATE_SPAWN_RATE``
     (users/s, default = users), ``RESGATE_DURATION_S`` (required), ``RESGATE_STOP_TIMEOUT_S`` (5),
-    ``RESGATE_LEDGER_DIR`` (``/tmp/resgate-load``), ``RESGATE_EVIDENCE_S3_URI`` and the
+    ``RESGATE_LEDGER_DIR`` (``/tmp/resgate-load``), ``RESGATE_LOCUSTFILE`` (:func:`resolve_locustfile`),
+    ``RESGATE_EVIDENCE_S3_URI`` and the
     ``RESGATE_METRICS_*`` of :mod:`loadgen.live_metrics`. SIGTERM (ECS stopping
     the task) stops the run cleanly and still uploads. Exit codes: 0 done, 2 could not run.
     """
@@ -331,9 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_timeout = _env_number(env_names.ENV_STOP_TIMEOUT_S, 5, int)
         ledger_dir = Path(os.environ.get(env_names.ENV_LEDGER_DIR, "").strip() or "/tmp/resgate-load")
         s3_uri = os.environ.get(env_names.ENV_EVIDENCE_S3_URI, "").strip()
+        locustfile = resolve_locustfile(os.environ.get(env_names.ENV_LOCUSTFILE, ""), ledger_dir.parent)
         publisher = live_metrics.publisher_from_env(ledger_dir)  # None unless RESGATE_METRICS_NAMESPACE
         run = run_locust(
             host,
+            locustfile=locustfile,
             users=users,
             spawn_rate=spawn_rate,
             duration_s=duration,

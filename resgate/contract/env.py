@@ -64,6 +64,9 @@ ENV_USERS = "RESGATE_USERS"
 ENV_SPAWN_RATE = "RESGATE_SPAWN_RATE"
 ENV_DURATION_S = "RESGATE_DURATION_S"
 ENV_STOP_TIMEOUT_S = "RESGATE_STOP_TIMEOUT_S"
+ENV_LOCUSTFILE = "RESGATE_LOCUSTFILE"
+"""The locustfile the container runs: a path in the image, or ``s3://bucket/key.py`` (downloaded first);
+default the bundled paperbroker locustfile. The gate's ledger plugin is loaded beside it either way."""
 ENV_EVIDENCE_S3_URI = "RESGATE_EVIDENCE_S3_URI"
 """``s3://bucket/prefix/`` of the run's evidence; when set, the entrypoint uploads ledger and stats there."""
 
