@@ -4,8 +4,10 @@ A StopExecution or the state machine's timeout ends the execution at once: no Ca
 machine's cleanup branch cannot stop the Locust task or the FIS experiments. Step Functions reports every
 execution status change to EventBridge (``aws.states``, *Step Functions Execution Status Change*); this
 rule sends those of the gate's state machine with status ABORTED, TIMED_OUT or FAILED to the cleanup Lambda
-(:mod:`lambdas.cleanup`), which stops the run's load task and experiments. FAILED is included because it
-costs nothing: the branch has already stopped everything and every stop ignores "already stopped".
+(:mod:`lambdas.cleanup`), which stops the run's load task and experiments, releases the run's lock on its
+target and, for ABORTED and TIMED_OUT, writes the run's ERROR verdict and sends the failure notice (and
+the OpsItem, when configured). FAILED is included because it costs nothing: the branch has already
+stopped everything, every stop ignores "already stopped", and the release is conditioned on the holder.
 """
 
 from __future__ import annotations

@@ -341,7 +341,9 @@ class AssertionFunctions(Construct):
                 policies.gate_experiments_statement(self, gate=self.gate, actions=["fis:StopExperiment"])
             )
 
-    def _grant_trace(self, evidence: EvidenceStore, lock: RunLock, topic: sns.ITopic, *, ops_items: bool) -> None:
+    def _grant_trace(
+        self, evidence: EvidenceStore, lock: RunLock, topic: sns.ITopic, *, ops_items: bool
+    ) -> None:
         """The cleanup releases an aborted run's lock, writes its ERROR verdict and notifies; with
         ``ops_items``, the verdict and the cleanup open OpsItems tagged with the gate."""
         role = self.roles[c.CLEANUP_FUNCTION]

@@ -1,8 +1,9 @@
 """The gate run on AWS: a Step Functions state machine that walks the same phases as ``resgate run``.
 
 The phases are built in :mod:`infra.state_machine`, one module each, and chained here in run order:
-validate and preflight (the target's lock is taken, :mod:`infra.state_machine.lock`: one run per target at
-a time; the target's ECS services exist; the gate config is copied to the run's evidence prefix) → start the Locust task and, once it runs, schedule the faults from its start time
+validate and preflight (the target's lock is taken, :mod:`infra.state_machine.lock`: one run per target
+at a time; the target's ECS services exist; the gate config is copied to the run's evidence prefix) →
+start the Locust task and, once it runs, schedule the faults from its start time
 (:mod:`infra.state_machine.schedule`) and wait through the baseline → the ``stop_task`` faults in ``at_s``
 order, each an FIS experiment started at its scheduled time (one found *stopped* by its stop conditions
 is a tripped guardrail: the remaining faults are skipped, as locally; faults scheduled after the end of
@@ -38,8 +39,8 @@ to ECS), ``ecs:StopTask`` / ``ecs:DescribeTasks`` conditioned on the load cluste
 ``fis:StartExperiment`` on the gate's templates (and on experiments only with the gate's request tag),
 ``fis:GetExperiment`` / ``fis:StopExperiment`` only on experiments tagged with this gate, put under the
 gate's evidence prefix, ``dynamodb:PutItem``/``GetItem``/``DeleteItem`` on the target's lock item only
-(:class:`infra.run_lock.RunLock`). The Lambda and SNS tasks use the typed integrations, whose generated policies
-are already scoped to the functions and the topic.
+(:class:`infra.run_lock.RunLock`). The Lambda and SNS tasks use the typed integrations, whose generated
+policies are already scoped to the functions and the topic.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ Entered with ``$.error = {Error, Cause}`` (a Catch, or a :meth:`CleanupBranch.fa
 detects): stop the load task if it was started, stop every experiment started so far (each stop ignores
 "already stopped"; only what *this* run started is named, so a run that gave up on a busy target stops
 nothing of the holder's), release the target's lock if this run holds it
-(:func:`infra.state_machine.lock.release_state`), record an ERROR verdict, notify, and fail with ``GateRunFailed`` and a cause that names
-the original error. Recording and notifying are best effort: their own errors do not hide the original.
-As locally, cleanup runs on every exit path; a StopExecution or a timeout skips the state machine's
-Catches, which is why :mod:`infra.abort_cleanup` exists.
+(:func:`infra.state_machine.lock.release_state`), record an ERROR verdict, notify, and fail with
+``GateRunFailed`` and a cause that names the original error. Recording and notifying are best effort:
+their own errors do not hide the original. As locally, cleanup runs on every exit path; a StopExecution
+or a timeout skips the state machine's Catches, which is why :mod:`infra.abort_cleanup` exists.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from infra.fault_experiments import ExperimentSpec
 from infra.state_machine.lock import LockSpec, release_state
-from infra.state_machine.steps import Steps, run_fields, verdict_fields
+from infra.state_machine.steps import Steps, verdict_fields
 
 CatchingState = sfn.CustomState | sfn.TaskStateBase | sfn.Parallel
 

@@ -74,7 +74,9 @@ def lease_expression(lease_s: int) -> str:
     )
 
 
-def build_acquire(steps: Steps, cleanup: CleanupBranch, lock: LockSpec) -> tuple[sfn.IChainable, sfn.INextable]:
+def build_acquire(
+    steps: Steps, cleanup: CleanupBranch, lock: LockSpec
+) -> tuple[sfn.IChainable, sfn.INextable]:
     """The acquisition states; returns ``(Lock lease, Acquire lock)``: the caller continues from the
     second once the lock is held."""
     lease = sfn.Pass.jsonata(steps.scope, "Lock lease", outputs=lease_expression(lock.lease_s))
@@ -126,7 +128,9 @@ def build_acquire(steps: Steps, cleanup: CleanupBranch, lock: LockSpec) -> tuple
     )
     busy.next(cleanup.entry)
     holder_known = steps.choice("Holder known?")
-    holder_known.when(sfn.Condition.is_present(f"{LOCK_PATH}.holder.Item.{LOCK_HOLDER_ATTRIBUTE}.S"), busy).otherwise(lease)
+    holder_known.when(
+        sfn.Condition.is_present(f"{LOCK_PATH}.holder.Item.{LOCK_HOLDER_ATTRIBUTE}.S"), busy
+    ).otherwise(lease)
     read_holder.next(holder_known)
     wait = steps.wait("Wait for lock", "$.waits.poll_s")
     wait.next(lease)

@@ -5,9 +5,8 @@ Init (run id = the execution name, ``dt`` = its start date, the default waits) �
 year (a bad input enters the cleanup branch as ``InvalidInput`` before anything is started, so it gets an
 ERROR verdict and a notice like any other failed run) → take the target's lock, waiting at most
 ``waits.lock_wait_s`` for another run to release it, else ``TargetBusy`` naming the holder
-(:mod:`infra.state_machine.lock`) → the target's ECS services exist
-(``ecs:describeServices``; a missing one is ``TargetNotFound``) → copy the gate
-config to the run's evidence prefix. The phase's exit is that copy.
+(:mod:`infra.state_machine.lock`) → the target's ECS services exist (``ecs:describeServices``; a missing
+one is ``TargetNotFound``) → copy the gate config to the run's evidence prefix. The phase's exit is that copy.
 """
 
 from __future__ import annotations

@@ -124,7 +124,9 @@ def open_ops_item(
     try:
         ops_item_id = client("ssm").create_ops_item(**request)["OpsItemId"]
     except (ClientError, BotoCoreError) as e:
-        tools.logger.exception("could not open the OpsItem", extra={"run_id": record.get("run_id"), "error": str(e)})
+        tools.logger.exception(
+            "could not open the OpsItem", extra={"run_id": record.get("run_id"), "error": str(e)}
+        )
         tools.metrics.add_metric(name="OpsItemFailed", unit=MetricUnit.Count, value=1)
         return None
     tools.logger.info("OpsItem opened", extra={"ops_item_id": ops_item_id, "run_id": record.get("run_id")})

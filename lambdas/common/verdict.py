@@ -86,8 +86,8 @@ def close_run(run: RunEvent, tools: Any, *, now: float) -> dict[str, Any]:
     """Merge the results with :func:`resgate.checks.compose.verdict`, write the run's closing files with
     :func:`resgate.evidence.run_files.write_run_files` (``verdict.json`` last), emit ``GatePassed``,
     ``ChecksFailed``, ``ChecksUnknown``, open the OpsItem of a FAIL or ERROR run when configured
-    (:func:`lambdas.common.opsitem.open_ops_item`); return ``{passed, result, reason, failed_checks, unknown_checks,
-    evidence_uri}``."""
+    (:func:`lambdas.common.opsitem.open_ops_item`); return ``{passed, result, reason, failed_checks,
+    unknown_checks, evidence_uri}``."""
     inputs = VerdictInputs.from_event(run)
     store = run.store()
     results = collect_results(inputs)

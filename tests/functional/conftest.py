@@ -53,7 +53,14 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fake credentials (again, per test, in case anything changed them) and moto for every AWS call."""
     for k, v in _FAKE_ENV.items():
         monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "EVIDENCE_BUCKET", "EVIDENCE_PREFIX", "DB_SECRET_ARN", "KAFKA_BOOTSTRAP", "OPS_ITEMS"):
+    for k in (
+        "AWS_PROFILE",
+        "EVIDENCE_BUCKET",
+        "EVIDENCE_PREFIX",
+        "DB_SECRET_ARN",
+        "KAFKA_BOOTSTRAP",
+        "OPS_ITEMS",
+    ):
         monkeypatch.delenv(k, raising=False)
     with mock_aws():
         yield
@@ -90,8 +97,9 @@ def cloudwatch_percentiles(monkeypatch: pytest.MonkeyPatch) -> Callable[[list[fl
 def opscenter(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpsCenter]:
     """OpsItems turned on (``OPS_ITEMS=true``) and answered by a stubbed SSM client (:class:`OpsCenter`);
     every expected ``create_ops_item`` must have been made."""
-    import lambdas.common.opsitem as opsitem
     from botocore.stub import Stubber
+
+    import lambdas.common.opsitem as opsitem
 
     monkeypatch.setenv("OPS_ITEMS", "true")
     ssm = boto3.client("ssm", region_name=REGION)

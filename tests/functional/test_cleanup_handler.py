@@ -86,7 +86,9 @@ class Stubbed:
         return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
     def run_files(self) -> list[str]:
-        out = self.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"evidence/gate=paperbroker/dt=2026-01-01/run_id={RUN}/")
+        out = self.s3.list_objects_v2(
+            Bucket=BUCKET, Prefix=f"evidence/gate=paperbroker/dt=2026-01-01/run_id={RUN}/"
+        )
         return sorted(o["Key"].rsplit("/", 1)[1] for o in out.get("Contents", []))
 
     def load(self, tasks: list[dict[str, Any]]) -> None:
@@ -133,8 +135,12 @@ def stubbed(monkeypatch: pytest.MonkeyPatch, evidence: Any) -> Iterator[Stubbed]
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     topic = sns.create_topic(Name="notifications")["TopicArn"]
     queue_url = sqs.create_queue(QueueName="notices")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
     dynamodb.create_table(
         TableName=LOCK_TABLE,
         KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
@@ -306,7 +312,9 @@ def test_an_aborted_run_leaves_an_error_verdict_a_notice_and_an_ops_item_and_fre
     (item,) = opscenter.created
     data = {k: v["Value"] for k, v in item["OperationalData"].items()}
     assert data["report"] == f"s3://{BUCKET}/{prefix}/report.md"
-    assert data["report_console_url"].startswith(f"https://us-east-1.console.aws.amazon.com/s3/object/{BUCKET}?")
+    assert data["report_console_url"].startswith(
+        f"https://us-east-1.console.aws.amazon.com/s3/object/{BUCKET}?"
+    )
     assert f"prefix={prefix}/report.md" in data["report_console_url"]
     assert data["evidence_prefix"] == f"s3://{BUCKET}/{prefix}/"
     assert data["execution_arn"] == EXECUTION and data["execution_console_url"].endswith(EXECUTION)

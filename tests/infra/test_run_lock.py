@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from infra import constants as c
-from tests.infra.support.cfn import ACCOUNT, REGION
+from tests.infra.support.cfn import ACCOUNT, REGION, render
 from tests.infra.support.sfn_mock import (
     Response,
     Throw,
@@ -25,13 +25,7 @@ from tests.infra.support.sfn_mock import (
     mocked_responses,
     wait_for_end,
 )
-from tests.infra.test_state_machine import (  # noqa: F401  (definition, zero_waits: fixtures)
-    Execution,
-    definition,
-    happy_path,
-    verdict,
-    zero_waits,
-)
+from tests.infra.test_state_machine import Execution, happy_path, verdict
 
 pytestmark = pytest.mark.infra
 
@@ -87,7 +81,14 @@ class Gate:
 
 
 @pytest.fixture(scope="module")
-def gate(synth, definition: str, zero_waits: dict[str, int]) -> Iterator[Gate]:
+def definition(synth) -> str:
+    (machine,) = synth.resources("AWS::StepFunctions::StateMachine").values()
+    return render(machine["Properties"]["DefinitionString"], synth.template_json["Resources"])
+
+
+@pytest.fixture(scope="module")
+def gate(synth, definition: str) -> Iterator[Gate]:
+    zero_waits = {k: 0 for k in synth.stack.gate_machine.default_waits}
     (table,) = synth.resources("AWS::DynamoDB::Table")
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), mocked_responses() as shim:
         sfn = boto3.client("stepfunctions", region_name=REGION)
@@ -119,7 +120,9 @@ def test_a_second_run_waits_for_a_busy_target_then_fails_naming_the_holder_who_i
     holder = gate.finish("holder", holder_arn)
 
     assert busy.status == "FAILED" and busy.error == "GateRunFailed"
-    assert busy.cause.startswith(f"TargetBusy: target busy: {KEY} is held by run holder (execution {holder_arn})")
+    assert busy.cause.startswith(
+        f"TargetBusy: target busy: {KEY} is held by run holder (execution {holder_arn})"
+    )
     assert f"since {held['since']}; waited 1 s" in busy.cause
     assert busy.entered.count("Acquire lock") >= 2 and "Wait for lock" in busy.entered
     # Nothing of the holder's is stopped: the busy run started nothing, so its cleanup names nothing.
@@ -199,7 +202,10 @@ def test_the_lock_table_and_who_may_touch_it(synth):
                 grants.setdefault(role, []).extend(actions)
                 assert st["Condition"] == {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [KEY]}}
                 assert "Fn::GetAtt" in st["Resource"]
-    by_kind = {("StateMachine" if "StateMachine" in r else "Cleanup" if "Cleanup" in r else r): a for r, a in grants.items()}
+    by_kind = {
+        ("StateMachine" if "StateMachine" in r else "Cleanup" if "Cleanup" in r else r): a
+        for r, a in grants.items()
+    }
     assert by_kind == {
         "StateMachine": ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem"],
         "Cleanup": ["dynamodb:DeleteItem"],

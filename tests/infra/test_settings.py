@@ -128,6 +128,7 @@ def test_default_waits_give_each_fault_its_offset_from_the_load_start_as_configu
         "poll_s": 15,
         "quiesce_s": 75,
         "load_s": 45,
+        "lock_wait_s": 600,
         "at_kill_gateway": 10,
         "at_kill_projector": 25,
         "at_kill_matcher": 30,

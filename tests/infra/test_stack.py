@@ -381,7 +381,7 @@ def test_an_aborted_timed_out_or_failed_execution_invokes_the_cleanup_lambda(syn
         assert template in template_ids
 
 
-def test_the_cleanup_role_stops_only_load_tasks_and_this_gates_experiments(synth):
+def test_the_cleanup_role_stops_only_load_tasks_and_this_gates_experiments_and_leaves_a_trace(synth):
     by_action = _by_action(_role_statements(synth, "cleanup"))
     infra_only = {
         "logs:CreateLogStream",
@@ -395,6 +395,13 @@ def test_the_cleanup_role_stops_only_load_tasks_and_this_gates_experiments(synth
         "ecs:StopTask",
         "fis:ListExperiments",
         "fis:StopExperiment",
+        # an aborted run's trace (see test_traces_on_aws.py, test_run_lock.py): its verdict files, its
+        # notice, its lock
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "sns:Publish",
+        "dynamodb:DeleteItem",
     }
     for action in ("ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask"):
         (st,) = by_action[action]
@@ -402,4 +409,5 @@ def test_the_cleanup_role_stops_only_load_tasks_and_this_gates_experiments(synth
         assert "LoadGenerator" in st["Condition"]["ArnEquals"]["ecs:cluster"]["Fn::GetAtt"][0]
     (stop,) = by_action["fis:StopExperiment"]
     assert stop["Condition"] == {"StringEquals": {"aws:ResourceTag/ResGateGate": "paperbroker"}}
-    assert not any(a.startswith("s3:") for a in by_action)
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert all("/evidence/gate=paperbroker/*" in json.dumps(st["Resource"]) for st in by_action[action])

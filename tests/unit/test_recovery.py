@@ -419,7 +419,9 @@ def test_a_held_fault_without_an_ended_event_is_judged_from_its_scheduled_end():
 
 
 def test_a_service_healthy_when_the_fault_is_lifted_recovered_at_that_moment():
-    r = check(partition(120.0), error_ratio_tolerance=None)  # it healed while the partition still held (it does not need the path)
+    r = check(
+        partition(120.0), error_ratio_tolerance=None
+    )  # it healed while the partition still held (it does not need the path)
     assert r.valid is True and r.details["faults"][0]["time_to_healthy_s"] == 0.0
 
 
