@@ -49,7 +49,9 @@ demo: install-run
 	*) echo "resgate exit code $$rc: the gate could not run" >&2 ;; esac; exit $$rc
 
 # The synthesized state machine executed here, each integration bound to a local twin
-# (tests/rehearsal): the good build and PAPERBROKER_BUGS scenarios, each compared with `resgate run`.
+# (tests/rehearsal): the good build and two PAPERBROKER_BUGS scenarios, each compared with `resgate run`;
+# a guardrail breach; throttled SDK tasks; a default pipeline run timed phase by phase (about 12 min in all;
+# not in `make test`: the good build alone takes about 140 s from a cold cache).
 rehearse: install
 	$(BIN)/pytest -q -m rehearsal tests/rehearsal
 

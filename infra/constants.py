@@ -150,3 +150,11 @@ FAULT_OFFSET_PREFIX = "at_"
 CLEANUP_ON_STATUSES = ("ABORTED", "TIMED_OUT", "FAILED")
 FIS_TEMPLATE_DIR = "fis_templates"
 FIS_STOP_TASK_TEMPLATE = "stop_task.json"
+
+# Profiles (resgate.config.profiles): the nightly rule names this one when the gate config has it.
+NIGHTLY_PROFILE = "nightly"
+PIPELINE_PROFILE = "pipeline"  # the CodeBuild pipeline project's (infra/pipeline_action.py), when present
+# The run dashboard (infra/run_dashboard.py) and the FIS experiment reports (infra/fault_experiments.py).
+LOAD_METRIC_REQUESTS = live_metrics.METRIC_REQUESTS
+CHECK_METRICS = ("CheckValid", "CheckFailed", "CheckUnknown")  # lambdas/common/results.py, dimension check
+FIS_REPORTS_PREFIX = "fis-reports"  # s3://<evidence bucket>/fis-reports/gate=<gate>/<experiment id>/...

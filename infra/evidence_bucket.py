@@ -1,14 +1,19 @@
-"""The evidence store on AWS: the S3 bucket, its Glue tables (Hive partitions gate/dt/run_id) and Athena.
+"""The evidence store on AWS: the S3 bucket, one Glue table per evidence table (projected partitions), Athena.
 
-Runs write ``s3://<bucket>/evidence/gate=<name>/dt=<YYYY-MM-DD>/run_id=<id>/<file>``: the same keys as a
-local run folder (:mod:`resgate.contract.layout`), so the SQL of ``resgate query`` runs in Athena too.
+Runs write under ``s3://<bucket>/evidence/`` with the keys of a local evidence root
+(:mod:`resgate.contract.layout`), so the SQL of ``resgate query`` runs in Athena too:
+``gate=<name>/<table>/dt=<YYYY-MM-DD>/run_id=<id>/<file>`` for the tables, the run's other files in
+``gate=<name>/dt=<YYYY-MM-DD>/run_id=<id>/``.
 
-Every table of :data:`resgate.contract.layout.TABLES` is one file *inside* the run folder, and Athena reads
-every object under a partition's folder: a Glue table is therefore located at the evidence root, its
-SerDe skips lines that are not JSON (``ignore.malformed.json``), and each query names its file with
-``"$path" LIKE '%/<file>'`` — the named queries here do. New runs become partitions with the
-``<table>: load partitions`` named queries (``MSCK REPAIR TABLE``), e.g. after each nightly run.
+Athena reads every object under a table's location, subfolders included, so each table is located at its own
+folder ``evidence/gate=<name>/<table>/`` and holds only its own files. Partitions are *projected*, never
+registered: ``gate`` is an ``enum`` of this stack's gate and ``dt`` a ``date`` from :data:`PROJECTION_START`
+to ``NOW``; ``storage.location.template`` names the day's folder, whose ``run_id=<id>/`` subfolders Athena
+reads. So a run is queryable as soon as its files are written (no ``MSCK REPAIR``, no crawler), and
+``run_id`` is a column of every row (``write_jsonl`` and the load task stamp it), so a query spans runs.
 Nested JSON values (``counts``, ``detail``, histograms) are ``string`` columns: use ``json_extract``.
+The named queries use unqualified table names (the query's database is the stack's) and sort by time
+(``started_at``, ``ts``); ``tests/infra`` runs them in DuckDB over a run's evidence.
 """
 
 from __future__ import annotations
@@ -22,103 +27,45 @@ from constructs import Construct
 
 from infra import constants as c
 from infra.nag import acknowledge
-from resgate.contract.layout import TABLES
+from resgate.contract.layout import COLUMNS, TABLES, table_folder
 
-PARTITION_KEYS = ("gate", "dt", "run_id")
+# Projected partitions; run_id is a data column (a projected run_id would be "injected": one run per query).
+PARTITION_KEYS = ("gate", "dt")
+# The first day dt is projected from (no run is older); the last is NOW.
+PROJECTION_START = "2024-01-01"
 
-# Data columns per table (the partition columns gate/dt/run_id are not repeated: Hive refuses that).
-COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "ledger": (
-        ("ts", "double"),
-        ("op", "string"),
-        ("client_id", "string"),
-        ("idempotency_key", "string"),
-        ("order_id", "string"),
-        ("status", "string"),  # an HTTP status or a transport word (timeout, conn_reset, ...)
-        ("outcome", "string"),
-        ("latency_ms", "double"),
-        ("attempt", "int"),
-        ("name", "string"),
-        ("symbol", "string"),
-        ("side", "string"),
-        ("qty", "double"),
-        ("price", "double"),
-        ("retry_after", "double"),
-        ("error", "string"),
-    ),
-    "checks": (
-        ("name", "string"),
-        ("valid", "string"),  # true | false | unknown
-        ("counts", "string"),
-        ("examples", "string"),
-        ("error", "string"),
-        ("details", "string"),
-    ),
-    "faults": (
-        ("ts", "double"),
-        ("fault_id", "string"),
-        ("kind", "string"),
-        ("target", "string"),
-        ("event", "string"),
-        ("detail", "string"),
-    ),
-    "health": (
-        ("ts", "double"),
-        ("service", "string"),
-        ("replica", "string"),
-        ("event", "string"),
-        ("detail", "string"),
-    ),
-    "verdicts": (
-        ("result", "string"),
-        ("passed", "boolean"),
-        ("exit_code", "int"),
-        ("reason", "string"),
-        ("failed_checks", "array<string>"),
-        ("unknown_checks", "array<string>"),
-        ("started_at", "double"),
-        ("ended_at", "double"),
-        ("guardrail_tripped", "string"),
-    ),
-    "load_stats": (
-        ("name", "string"),
-        ("method", "string"),
-        ("num_requests", "bigint"),
-        ("num_none_requests", "bigint"),
-        ("num_failures", "bigint"),
-        ("total_response_time", "double"),
-        ("max_response_time", "double"),
-        ("min_response_time", "double"),
-        ("total_content_length", "bigint"),
-        ("start_time", "double"),
-        ("last_request_timestamp", "double"),
-        ("response_times", "string"),
-        ("num_reqs_per_sec", "string"),
-        ("num_fail_per_sec", "string"),
-    ),
-}
-
-# name -> (description, SQL with {db} and the tables' files); each query names its file by "$path".
+# name -> (description, SQL). Unqualified table names: Athena runs a named query in its database, DuckDB
+# (`resgate query`) has the same tables; times are epoch seconds, shown with from_unixtime.
 NAMED_QUERIES: dict[str, tuple[str, str]] = {
     "latest-verdicts": (
-        "The 50 latest verdicts of this gate",
-        "SELECT gate, dt, run_id, result, reason, failed_checks, unknown_checks FROM {db}.verdicts "
-        "WHERE \"$path\" LIKE '%/{verdicts}' ORDER BY run_id DESC LIMIT 50",
+        "The 50 latest verdicts of this gate, newest first",
+        "SELECT from_unixtime(started_at) AS started, run_id, result, reason, failed_checks, unknown_checks "
+        "FROM verdicts ORDER BY started_at DESC, run_id DESC LIMIT 50",
+    ),
+    "latest-check-results": (
+        "Every check result of the 20 latest runs, newest run first",
+        "SELECT from_unixtime(v.started_at) AS started, c.run_id, c.name, c.valid, c.error "
+        "FROM checks c JOIN (SELECT run_id, started_at FROM verdicts ORDER BY started_at DESC LIMIT 20) v "
+        "ON c.run_id = v.run_id ORDER BY v.started_at DESC, c.name",
     ),
     "check-results": (
-        "Every check result per run (set the run_id)",
-        "SELECT run_id, name, valid, counts, error FROM {db}.checks "
-        "WHERE \"$path\" LIKE '%/{checks}' AND run_id = 'RUN_ID' ORDER BY name",
+        "Every check result of one run (set the run_id)",
+        "SELECT run_id, name, valid, counts, error FROM checks WHERE run_id = 'RUN_ID' ORDER BY name",
     ),
     "ledger-outcomes": (
         "Requests per status and outcome of one run (set the run_id)",
-        "SELECT status, outcome, count(*) AS requests FROM {db}.ledger "
-        "WHERE \"$path\" LIKE '%/{ledger}' AND run_id = 'RUN_ID' GROUP BY status, outcome ORDER BY 3 DESC",
+        "SELECT status, outcome, count(*) AS requests FROM ledger WHERE run_id = 'RUN_ID' "
+        "GROUP BY status, outcome ORDER BY requests DESC, status, outcome",
     ),
     "fault-timeline": (
-        "The fault timeline of one run (set the run_id)",
-        "SELECT from_unixtime(ts) AS at, fault_id, kind, target, event, detail FROM {db}.faults "
-        "WHERE \"$path\" LIKE '%/{faults}' AND run_id = 'RUN_ID' ORDER BY ts",
+        "The fault timeline of one run, in time order (set the run_id)",
+        "SELECT from_unixtime(ts) AS at, fault_id, kind, target, event FROM faults "
+        "WHERE run_id = 'RUN_ID' ORDER BY ts, fault_id",
+    ),
+    "recent-faults": (
+        "The 100 latest fault events of every run, newest first",
+        "SELECT from_unixtime(ts) AS at, run_id, fault_id, kind, target, event FROM faults "
+        "ORDER BY ts DESC, fault_id LIMIT 100",
     ),
 }
 
@@ -178,10 +125,9 @@ class EvidenceStore(Construct):
             catalog_id=account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
                 name=self.database_name,
-                description=f"ResilienceGate evidence of gate {gate}: one partition per run (gate/dt/run_id)",
+                description=f"ResilienceGate evidence of gate {gate}: one table per file, projected gate/dt",
             ),
         )
-        location = f"s3://{self.bucket.bucket_name}/{c.EVIDENCE_PREFIX}/"
         self.tables: dict[str, glue.CfnTable] = {}
         for table, file_name in TABLES.items():
             t = glue.CfnTable(
@@ -189,25 +135,7 @@ class EvidenceStore(Construct):
                 f"Table{table.title().replace('_', '')}",
                 catalog_id=account,
                 database_name=self.database_name,
-                table_input=glue.CfnTable.TableInputProperty(
-                    name=table,
-                    description=f"{file_name} of every run (filter with \"$path\" LIKE '%/{file_name}')",
-                    table_type="EXTERNAL_TABLE",
-                    parameters={"classification": "json", "resgate.file": file_name},
-                    partition_keys=[
-                        glue.CfnTable.ColumnProperty(name=k, type="string") for k in PARTITION_KEYS
-                    ],
-                    storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                        location=location,
-                        input_format="org.apache.hadoop.mapred.TextInputFormat",
-                        output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-                        serde_info=glue.CfnTable.SerdeInfoProperty(
-                            serialization_library="org.openx.data.jsonserde.JsonSerDe",
-                            parameters={"ignore.malformed.json": "true", "case.insensitive": "true"},
-                        ),
-                        columns=[glue.CfnTable.ColumnProperty(name=n, type=ty) for n, ty in COLUMNS[table]],
-                    ),
-                ),
+                table_input=self._table_input(table, file_name),
             )
             t.add_resource_dependency(self.database)
             self.tables[table] = t
@@ -231,16 +159,49 @@ class EvidenceStore(Construct):
                 ),
             ),
         )
-        files = {t: f for t, f in TABLES.items()}
         self.named_queries: dict[str, athena.CfnNamedQuery] = {}
         for name, (description, sql) in NAMED_QUERIES.items():
-            self._named_query(name, description, sql.format(db=self.database_name, **files))
-        for table in TABLES:
-            self._named_query(
-                f"load-partitions-{table.replace('_', '-')}",
-                f"Register new runs as partitions of {table}",
-                f"MSCK REPAIR TABLE {self.database_name}.{table}",
-            )
+            self._named_query(name, description, sql)
+
+    def table_location(self, table: str) -> str:
+        """``s3://<bucket>/evidence/gate=<name>/<table>/``: the table's own folder."""
+        return f"s3://{self.bucket.bucket_name}/{c.EVIDENCE_PREFIX}/{table_folder(self.gate, table)}"
+
+    def _table_input(self, table: str, file_name: str) -> glue.CfnTable.TableInputProperty:
+        """A JSON-lines table at its own folder with gate/dt projected (see the module docstring)."""
+        template = f"s3://{self.bucket.bucket_name}/{c.EVIDENCE_PREFIX}/gate=${{gate}}/{table}/dt=${{dt}}/"
+        return glue.CfnTable.TableInputProperty(
+            name=table,
+            description=f"{file_name} of every run (a run is a folder run_id=<id>/ under its day)",
+            table_type="EXTERNAL_TABLE",
+            parameters={
+                "classification": "json",
+                "resgate.file": file_name,
+                "projection.enabled": "true",
+                "projection.gate.type": "enum",
+                "projection.gate.values": self.gate,
+                "projection.dt.type": "date",
+                "projection.dt.format": "yyyy-MM-dd",
+                "projection.dt.range": f"{PROJECTION_START},NOW",
+                "projection.dt.interval": "1",
+                "projection.dt.interval.unit": "DAYS",
+                "storage.location.template": template,
+            },
+            partition_keys=[glue.CfnTable.ColumnProperty(name=k, type="string") for k in PARTITION_KEYS],
+            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                location=self.table_location(table),
+                input_format="org.apache.hadoop.mapred.TextInputFormat",
+                output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+                serde_info=glue.CfnTable.SerdeInfoProperty(
+                    serialization_library="org.openx.data.jsonserde.JsonSerDe",
+                    parameters={"ignore.malformed.json": "true", "case.insensitive": "true"},
+                ),
+                columns=[
+                    glue.CfnTable.ColumnProperty(name=n, type=ty)
+                    for n, ty in (("run_id", "string"), *COLUMNS[table])
+                ],
+            ),
+        )
 
     def _named_query(self, name: str, description: str, sql: str) -> None:
         q = athena.CfnNamedQuery(

@@ -19,6 +19,12 @@ The FIS role may describe tasks of the target cluster only (``ecs:DescribeTasks`
 conditioned on ``ecs:cluster`` *and* ``aws:ResourceTag/<key>`` for every target tag: the same tags the
 templates select tasks by), and resolve targets by tag (``tag:GetResources``, which has no resource-level
 permission).
+
+Every template carries an experiment report configuration: FIS writes each experiment's report (PDF)
+to the evidence bucket under ``fis-reports/gate=<gate>/`` with the graphs of the gate's dashboard
+(:mod:`infra.run_dashboard`) around the experiment. For that the role may put and get objects under that
+prefix only, read that one dashboard (``cloudwatch:GetDashboard``) and render its graphs
+(``cloudwatch:GetMetricWidgetImage``, which has no resource-level permission).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from aws_cdk import Annotations, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_fis as fis
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import constants as c
@@ -173,6 +180,30 @@ def _cfn_props(d: Mapping[str, Any]) -> dict[str, Any]:
         ],
         "tags": d.get("tags") or {},
     }
+    report = d.get("experimentReportConfiguration")
+    if report:
+        tpl = fis.CfnExperimentTemplate
+        s3_out = report["outputs"]["s3Configuration"]
+        dashboards = report.get("dataSources", {}).get("cloudWatchDashboards", [])
+        props["experiment_report_configuration"] = (
+            tpl.ExperimentTemplateExperimentReportConfigurationProperty(
+                outputs=tpl.OutputsProperty(
+                    experiment_report_s3_configuration=tpl.ExperimentReportS3ConfigurationProperty(
+                        bucket_name=s3_out["bucketName"], prefix=s3_out.get("prefix")
+                    )
+                ),
+                data_sources=tpl.DataSourcesProperty(
+                    cloud_watch_dashboards=[
+                        tpl.CloudWatchDashboardProperty(dashboard_identifier=x["dashboardIdentifier"])
+                        for x in dashboards
+                    ]
+                )
+                if dashboards
+                else None,
+                pre_experiment_duration=report.get("preExperimentDuration"),
+                post_experiment_duration=report.get("postExperimentDuration"),
+            )
+        )
     opts = d.get("experimentOptions")
     if opts:
         props["experiment_options"] = fis.CfnExperimentTemplate.ExperimentTemplateExperimentOptionsProperty(
@@ -185,7 +216,8 @@ def _cfn_props(d: Mapping[str, Any]) -> dict[str, Any]:
 class FaultExperiments(Construct):
     """The FIS role and one experiment template per ``stop_task`` fault, in ``at_s`` order.
 
-    Attributes: ``role`` (assumed by FIS, granted what the actions need), ``experiments``
+    Attributes: ``role`` (assumed by FIS, granted what the actions need), ``report_bucket`` and
+    ``report_prefix`` (where FIS writes the experiment reports), ``experiments``
     (list of :class:`ExperimentSpec`), ``templates`` ({fault name: CfnExperimentTemplate}), ``skipped``
     (faults with no AWS implementation), ``target_cluster``, ``observation_window_s`` (the ``aws:fis:wait``
     after each fault; default: :attr:`GuardrailAlarms.observation_window_s` of the stop conditions).
@@ -203,6 +235,8 @@ class FaultExperiments(Construct):
         ecs_services: Mapping[str, str],
         target_tags: Mapping[str, str],
         stop_condition_alarms: Sequence[cw.IAlarm],
+        report_bucket: s3.IBucket,
+        report_dashboard_arn: str,
         observation_window_s: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -231,6 +265,22 @@ class FaultExperiments(Construct):
             )
         )
         self.role.add_to_policy(iam.PolicyStatement(actions=["tag:GetResources"], resources=["*"]))
+        # The experiment reports: written under the gate's report prefix only, with the dashboard's graphs.
+        self.report_prefix = f"{c.FIS_REPORTS_PREFIX}/gate={gate}"
+        self.report_bucket = report_bucket
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=[report_bucket.arn_for_objects(f"{self.report_prefix}/*")],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudwatch:GetDashboard"], resources=[report_dashboard_arn])
+        )
+        # GetMetricWidgetImage renders a graph from its definition: it has no resource-level permission.
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudwatch:GetMetricWidgetImage"], resources=["*"])
+        )
         path = template_dir / c.FIS_STOP_TASK_TEMPLATE
         try:
             template = json.loads(path.read_text(encoding="utf-8"))
@@ -278,6 +328,9 @@ class FaultExperiments(Construct):
                     "STOP_CONDITIONS": stop_conditions,
                     "OBSERVATION_WINDOW": iso_duration(self.observation_window_s),
                     "TAGS": {"Name": f"resgate-{gate}-{fault.name}", c.TAG_GATE: gate},
+                    "REPORT_BUCKET": report_bucket.bucket_name,
+                    "REPORT_PREFIX": self.report_prefix,
+                    "REPORT_DASHBOARD": report_dashboard_arn,
                 },
                 source=str(path),
             )

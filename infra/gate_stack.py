@@ -32,6 +32,8 @@ from infra.gate_state_machine import GateStateMachine
 from infra.guardrail_alarms import GuardrailAlarms
 from infra.load_generator import LoadGenerator
 from infra.nag import IAM_FINDING_RULES, acknowledge_iam_findings
+from infra.pipeline_action import PipelineGateProject
+from infra.run_dashboard import RunDashboard, dashboard_arn
 from infra.run_lock import RunLock
 from infra.settings import DeploymentSettings
 from infra.triggers import NightlyTrigger
@@ -41,8 +43,10 @@ __all__ = ["IAM_FINDING_RULES", "GateStack"]
 
 class GateStack(Stack):
     """One gate on AWS. Attributes: the constructs (``evidence``, ``functions``, ``alarms``, ``faults``,
-    ``load``, ``topic``, ``lock``, ``gate_machine``, ``nightly``, ``abort_cleanup``), ``state_machine`` and
-    ``unreviewed_findings`` (IAM findings no acknowledgement rule covers: cdk-nag reports them)."""
+    ``load``, ``topic``, ``lock``, ``gate_machine``, ``dashboard``, ``nightly``, ``pipeline_project``,
+    ``abort_cleanup``),
+    ``state_machine`` and ``unreviewed_findings`` (IAM findings no acknowledgement rule covers: cdk-nag
+    reports them)."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, settings: DeploymentSettings, root: Path
@@ -97,6 +101,8 @@ class GateStack(Stack):
             ecs_services=settings.target_services,
             target_tags=settings.target_tags,
             stop_condition_alarms=self.alarms.alarms,
+            report_bucket=self.evidence.bucket,
+            report_dashboard_arn=dashboard_arn(self, gate),
         )
         # The services the preflight and the timeline look at: the faults' targets, else every service.
         target_services = sorted(
@@ -168,8 +174,30 @@ class GateStack(Stack):
             lock=self.lock,
         )
         self.state_machine = self.gate_machine.state_machine
+        self.dashboard = RunDashboard(
+            self,
+            "Dashboard",
+            gate=gate,
+            guardrails=cfg.guardrails,
+            alarms=self.alarms,
+            target_cluster=settings.target_cluster,
+            target_services=target_services,
+        )
         self.nightly = NightlyTrigger(
-            self, "Nightly", gate=gate, state_machine=self.state_machine, schedule=settings.nightly_schedule
+            self,
+            "Nightly",
+            gate=gate,
+            state_machine=self.state_machine,
+            schedule=settings.nightly_schedule,
+            profile=c.NIGHTLY_PROFILE if c.NIGHTLY_PROFILE in cfg.profiles else None,
+        )
+        self.pipeline_project = PipelineGateProject(
+            self,
+            "Pipeline",
+            gate=gate,
+            state_machine=self.state_machine,
+            evidence=self.evidence,
+            profile=c.PIPELINE_PROFILE if c.PIPELINE_PROFILE in cfg.profiles else None,
         )
         self.abort_cleanup = AbortCleanup(
             self,
@@ -190,9 +218,13 @@ class GateStack(Stack):
             "EvidenceBucket": self.evidence.bucket.bucket_name,
             "GlueDatabase": self.evidence.database_name,
             "AthenaWorkGroup": self.evidence.workgroup.name,
+            "GateName": self.evidence.gate,
+            "EvidencePrefix": c.EVIDENCE_PREFIX,
             "NotificationTopic": self.topic.topic_arn,
             "LoadCluster": self.load.cluster.cluster_name,
             "LockTable": self.lock.table_name,
+            "DashboardName": self.dashboard.name,
+            "PipelineProject": self.pipeline_project.project.project_name,
             "DatabaseClientsSecurityGroup": self.functions.database_security_group.security_group_id,
         }
         for key, value in values.items():

@@ -23,13 +23,15 @@ run's ERROR verdict and notifies.
 
 Execution input (every field optional)::
 
-    {"waits": {"baseline_s": 5, "poll_s": 15, "quiesce_s": 75, "load_s": 45, "lock_wait_s": 600,
+    {"profile": "nightly",
+     "waits": {"baseline_s": 5, "poll_s": 15, "quiesce_s": 75, "load_s": 45, "lock_wait_s": 600,
                "at_<fault key>": <s>, ...}}
 
-Defaults come from the gate config. ``poll_s`` and ``quiesce_s`` are delays; ``baseline_s``, ``load_s``
-and ``at_<key>`` are offsets from the load task's start (the fault key is its name with non-alphanumerics
-as ``_``); tests pass 0 everywhere, or a start time in the past. The run id is the execution name
-and ``dt`` the execution's start date, so the evidence lands in
+Defaults come from the gate config and the profile (:mod:`infra.state_machine.profiles`: its load duration
+and fault times; no profile: the config's own load and faults). ``poll_s`` and ``quiesce_s`` are delays;
+``baseline_s``, ``load_s`` and ``at_<key>`` are offsets from the load task's start (the fault key is its
+name with non-alphanumerics as ``_``); tests pass 0 everywhere, or a start time in the past. The run id is
+the execution name and ``dt`` the execution's start date, so the evidence lands in
 ``s3://<bucket>/evidence/gate=<gate>/dt=<date>/run_id=<execution name>/``.
 
 The construct grants its own role what the SDK tasks need (they are ``CustomState`` tasks, with no
@@ -61,6 +63,7 @@ from infra.evidence_bucket import EvidenceStore
 from infra.fault_experiments import ExperimentSpec
 from infra.load_generator import LoadGenerator
 from infra.nag import acknowledge
+from infra.run_dashboard import run_url_format
 from infra.run_lock import RunLock
 from infra.state_machine.assertions import build_assertions
 from infra.state_machine.cleanup import CleanupBranch
@@ -68,6 +71,7 @@ from infra.state_machine.faults import build_faults
 from infra.state_machine.load import build_load_end, build_load_start
 from infra.state_machine.lock import LockSpec
 from infra.state_machine.preflight import WAIT_KEYS, build_preflight, default_waits
+from infra.state_machine.profiles import build_profile_choice
 from infra.state_machine.steps import Steps, chain
 from infra.state_machine.verdict import build_verdict
 from resgate.config.schema import GateConfig
@@ -79,7 +83,8 @@ class GateStateMachine(Construct):
     """The gate's state machine, its log group and its grants.
 
     Attributes: ``state_machine``, ``log_group``, ``default_waits``, ``check_names`` (the enabled
-    checks, the Parallel's branches), ``experiment_keys`` ({fault name: state key}).
+    checks, the Parallel's branches), ``experiment_keys`` ({fault name: state key}), ``profiles`` (the
+    names the execution input's ``profile`` may take).
     """
 
     def __init__(
@@ -121,7 +126,12 @@ class GateStateMachine(Construct):
             load_cluster_arn=load_cluster_arn,
             experiments=experiments,
             lock=lock_spec,
+            dashboard_url_format=run_url_format(gate),
         )
+        profile = build_profile_choice(
+            steps, cleanup, config, experiments, wait_keys=list(self.default_waits)
+        )
+        self.profiles = sorted(config.profiles)
         definition = chain(
             build_preflight(
                 steps=steps,
@@ -133,6 +143,7 @@ class GateStateMachine(Construct):
                 target_cluster=target_cluster,
                 target_services=target_services,
                 lock=lock_spec,
+                profile=profile,
             ),
             build_load_start(
                 steps=steps,
@@ -142,7 +153,7 @@ class GateStateMachine(Construct):
                 container_name=load.container.container_name,
                 subnet_ids=[s.subnet_id for s in load.subnets],
                 security_group_id=load.security_group.security_group_id,
-                fault_keys=[s.key for s in experiments],
+                experiments=experiments,
             ),
             build_faults(steps=steps, cleanup=cleanup, gate=gate, experiments=experiments),
             build_load_end(
@@ -171,6 +182,7 @@ class GateStateMachine(Construct):
                 unknown_is_failure=config.unknown_is_failure,
                 topic=topic,
                 lock=lock_spec,
+                dashboard_url_format=run_url_format(gate),
             ),
         )
 

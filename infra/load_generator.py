@@ -7,8 +7,10 @@ machine needs a Docker engine. Where it has none, build and push the image elsew
 ``-c loadgen_image=<uri>``: the task then uses that image (``ContainerImage.from_registry``) and nothing is
 built.
 
-The state machine starts the task with ``ecs:runTask`` and sets ``RESGATE_EVIDENCE_S3_URI`` per run; the
-rest of the environment (target, users, duration) comes from the gate config's ``load`` section. A
+The state machine starts the task with ``ecs:runTask`` and sets ``RESGATE_EVIDENCE_S3_URI`` per run, and
+the run's profile's users, spawn rate and duration (container environment overrides); the rest of the
+environment (target, and those three for a reader of the task definition) comes from the gate config's
+``load`` section. A
 cluster of its own keeps the load task out of reach of the target's FIS experiments. The task may put
 objects under the gate's evidence prefix only (the ledger and the load stats), and publish metrics in
 the load's namespace only (``cloudwatch:PutMetricData`` conditioned on ``cloudwatch:namespace``): its

@@ -1,7 +1,9 @@
 """What starts a gate run on AWS: a nightly EventBridge rule, and a CodePipeline stage.
 
 :class:`NightlyTrigger` starts the state machine on a schedule (``-c nightly_schedule=cron(...)``, default
-03:00 UTC) with an empty input, so every wait comes from the gate config.
+03:00 UTC). Its input names the ``nightly`` profile when the gate config has one (``{"profile":
+"nightly"}``: the profile's heavier load and its faults, :mod:`infra.state_machine.profiles`), else it is
+empty: the config's own load and faults.
 
 :class:`PipelineGateStage` is the promotion gate: it adds a stage to an existing pipeline with one
 ``StepFunctionInvokeAction``. CodePipeline waits for the execution; the state machine succeeds only when
@@ -25,7 +27,8 @@ from constructs import Construct
 
 
 class NightlyTrigger(Construct):
-    """Attributes: ``rule`` (the EventBridge rule whose target is the state machine)."""
+    """Attributes: ``rule`` (the EventBridge rule whose target is the state machine), ``input`` (the
+    execution input it passes: ``{"profile": profile}``, or ``{}`` without one)."""
 
     def __init__(
         self,
@@ -35,8 +38,10 @@ class NightlyTrigger(Construct):
         gate: str,
         state_machine: sfn.IStateMachine,
         schedule: str,
+        profile: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.input: dict[str, Any] = {"profile": profile} if profile else {}
         self.rule = events.Rule(
             self,
             "Rule",
@@ -45,7 +50,7 @@ class NightlyTrigger(Construct):
         )
         self.rule.add_target(
             targets.SfnStateMachine(
-                state_machine, input=events.RuleTargetInput.from_object({}), retry_attempts=2
+                state_machine, input=events.RuleTargetInput.from_object(self.input), retry_attempts=2
             )
         )
 

@@ -2,14 +2,19 @@
 
 On Fargate the load task's files live only in the container, so the entrypoint (``python -m loadgen.run``)
 calls :func:`upload_results` when ``RESGATE_EVIDENCE_S3_URI`` names the run's evidence prefix
-(``s3://<bucket>/<root>/gate=<name>/dt=<date>/run_id=<id>/``). The objects carry the names of a local run
-folder (:data:`resgate.contract.layout.TABLES`), which is where the assertion Lambdas and the Athena
+(``s3://<bucket>/<root>/gate=<name>/dt=<date>/run_id=<id>/``). The objects get the keys of a local evidence
+root (:meth:`resgate.contract.layout.RunKey.relative`), which is where the assertion Lambdas and the Athena
 tables look for them:
 
-- ``ledger.jsonl`` — the merged client ledger (the ``ledger`` table)
-- ``load_stats.jsonl`` — Locust's ``--json`` entries, one a line (the ``load_stats`` table)
-- ``load_live.jsonl`` — the per-second live lines of every Locust process
-- ``load.log`` — Locust's log
+- ``ledger.jsonl`` — the merged client ledger, in the ``ledger`` table's folder
+  (``<root>/gate=<name>/ledger/dt=<date>/run_id=<id>/``)
+- ``load_stats.jsonl`` — Locust's ``--json`` entries, one a line, in the ``load_stats`` table's folder
+- ``load_live.jsonl`` — the per-second live lines of every Locust process (the run's folder)
+- ``load.log`` — Locust's log (the run's folder)
+
+The rows of the two tables are stamped with ``run_id`` and ``gate``
+(:func:`resgate.contract.layout.stamp_line`), as the gate's own tables are: in Athena ``run_id`` is a column,
+not a partition.
 
 The gate runs one load task per run. A caller that runs several passes a ``layout`` with ``{node}`` in
 the names (for example ``ledger/part-{node}.jsonl``) so that the tasks never overwrite each other.
@@ -30,6 +35,7 @@ from loadgen.ledger import LIVE_PREFIX, iter_lines
 from loadgen.stats import load_locust_json
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.layout import RunKey, stamp_line
 
 DEFAULT_LAYOUT: Mapping[str, str] = {
     "ledger": "ledger.jsonl",
@@ -49,6 +55,29 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     return parsed.netloc, prefix
+
+
+def object_key(prefix: str, name: str) -> str:
+    """The key of a load file ``name`` for the evidence prefix ``prefix``: in the layout of a local evidence
+    root when ``prefix`` is a run's folder (tables in their own folders), else ``prefix + name``."""
+    try:
+        root, key = RunKey.parse(prefix)
+    except ValueError:
+        return prefix + name
+    return "/".join(p for p in (root, key.relative(name)) if p)
+
+
+def _stamped_copy(path: Path, prefix: str) -> Path:
+    """``path`` with every line stamped with the run's ``run_id`` and ``gate`` (a sibling ``*.stamped`` file),
+    or ``path`` itself when ``prefix`` is not a run's folder."""
+    try:
+        _, key = RunKey.parse(prefix)
+    except ValueError:
+        return path
+    out = path.with_name(path.name + ".stamped")
+    with open(path, "rb") as src, open(out, "wb") as dst:
+        dst.writelines(stamp_line(line, key) for line in src)
+    return out
 
 
 def node_name() -> str:
@@ -96,7 +125,9 @@ def upload_results(
     for kind, path in files.items():
         if not path.is_file():
             continue
-        key = prefix + layout[kind].format(node=node)
+        key = object_key(prefix, layout[kind].format(node=node))
+        if kind in ("ledger", "stats"):
+            path = _stamped_copy(path, prefix)
         extra = {"ContentType": _CONTENT_TYPES.get(path.suffix, "application/octet-stream")}
         try:
             s3_client.upload_file(str(path), bucket, key, ExtraArgs=extra)

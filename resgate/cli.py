@@ -16,6 +16,7 @@ from resgate.contract.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
 from resgate.contract.errors import ConfigError, ConfigErrors, GateError
 
 if TYPE_CHECKING:
+    from resgate.evidence.store import FolderStore
     from resgate.scaffold import InitOptions
 
 DEFAULT_CONFIG = "paperbroker.yaml"
@@ -48,6 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         cfg, text = _load(args.config)
+        cfg = cfg.with_profile(args.profile)  # type: ignore[attr-defined]
     except ConfigError as e:
         print(_config_errors(e), file=sys.stderr)
         print("nothing was started.", file=sys.stderr)
@@ -106,21 +108,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     if run is None:
         print(f"resgate: no run {args.run_id!r} under {args.root}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    report = run / "report.md"
-    print(report.read_text() if report.exists() else f"(no report.md in {run})")
-    verdict = run / "verdict.json"
-    if verdict.exists():
-        v = json.loads(verdict.read_text())
+    store = _run_store(args.root, run)
+    print(store.read_text("report") if store.exists("report") else f"(no report.md in {run})")
+    if store.exists("verdicts"):
+        v = json.loads(store.read_text("verdicts"))
         return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL}.get(v.get("result"), EXIT_CANNOT_RUN)
     return EXIT_CANNOT_RUN
+
+
+def _run_store(root: str, run: Path) -> FolderStore:
+    """The store of a run folder found under ``root`` (its verdict is in the ``verdicts`` table's folder)."""
+    from resgate.contract.layout import RunKey
+    from resgate.evidence.store import FolderStore
+
+    return FolderStore(root, RunKey.parse(run.relative_to(root))[1], create=False)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from resgate.contract.layout import list_runs
 
     for run in list_runs(args.root):
-        verdict = run / "verdict.json"
-        result = json.loads(verdict.read_text()).get("result", "?") if verdict.exists() else "?"
+        store = _run_store(args.root, run)
+        verdict = json.loads(store.read_text("verdicts")) if store.exists("verdicts") else {}
+        result = verdict.get("result", "?")
         print(f"{run.name.removeprefix('run_id='):<28} {result:<7} {run}")
     return EXIT_PASS
 
@@ -183,6 +193,41 @@ def cmd_init(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_aws(args: argparse.Namespace) -> int:
+    from resgate import aws_cli
+
+    clients = aws_cli.Clients.create(region=args.region, aws_profile=args.aws_profile)
+    outputs = aws_cli.stack_outputs(clients.cloudformation, args.stack)
+    if args.aws_command == "start":
+        extra = json.loads(args.input) if args.input else None
+        return aws_cli.start(
+            clients, outputs, out=sys.stdout, profile=args.profile, wait=args.wait, extra_input=extra
+        )
+    if args.aws_command == "report":
+        return aws_cli.report(clients, outputs, args.run_id, out=sys.stdout)
+    return aws_cli.query(clients, outputs, args.sql, out=sys.stdout, as_json=args.json)
+
+
+def add_aws_parser(sub: argparse._SubParsersAction) -> None:
+    """``resgate aws start|report|query --stack NAME``: the gate on a stack (:mod:`resgate.aws_cli`)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", required=True, help="the gate stack (ResGate-<gate>)")
+    common.add_argument("--region", help="AWS region (default: the AWS configuration's)")
+    common.add_argument("--aws-profile", help="AWS named profile for credentials")
+    aws = sub.add_parser("aws", help="run, report and query the gate on a deployed stack")
+    aws_sub = aws.add_subparsers(dest="aws_command", required=True)
+    st = aws_sub.add_parser("start", parents=[common], help="start a gate execution (--wait: follow it)")
+    st.add_argument("--profile", help="the gate config's load/fault profile (e.g. nightly)")
+    st.add_argument("--wait", action="store_true", help="print the phases; exit 0/1/2 with the verdict")
+    st.add_argument("--input", help='more execution input, JSON (e.g. \'{"waits": {"lock_wait_s": 900}}\')')
+    rep = aws_sub.add_parser("report", parents=[common], help="print a run's report.md (RUN_ID or 'latest')")
+    rep.add_argument("run_id")
+    q = aws_sub.add_parser("query", parents=[common], help="SQL over the evidence with Athena")
+    q.add_argument("sql")
+    q.add_argument("--json", action="store_true")
+    aws.set_defaults(fn=cmd_aws)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="resgate", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -190,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("config", nargs="?", help="gate config YAML (default: paperbroker)")
     r.add_argument("--evidence-root", help="where to write evidence (default: the config's evidence.root)")
     r.add_argument("--quiet", action="store_true", help="print only the verdict")
+    r.add_argument("--profile", help="a named load/fault profile of the config (profiles:), e.g. nightly")
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("validate", help="validate a gate config and exit")
     v.add_argument("config", nargs="?")
@@ -237,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", default="gate.yaml", help="where to write the config (default gate.yaml)")
     i.add_argument("--force", action="store_true", help="replace existing files")
     i.set_defaults(fn=cmd_init)
+    add_aws_parser(sub)
     ls = sub.add_parser("runs", help="list past runs")
     ls.add_argument("--root", default="evidence")
     ls.set_defaults(fn=cmd_runs)

@@ -71,12 +71,14 @@ def build_assertions(
 
 def check_payload(name: str, config: GateConfig, load_duration_s: int) -> dict[str, Any]:
     """The check's event: the run's fields and its config section (``config`` for the database checks,
-    ``thresholds`` for the others); slo gets the load's duration, recovery the timeline's end."""
+    ``thresholds`` for the others); slo gets the run's load duration (its profile's,
+    ``$.profile.waits.load_s``; ``load_duration_s`` is the config's own), recovery the timeline's end."""
     section = {k: v for k, v in config.checks.get(name, {}).items() if k != "enabled"}
     payload: dict[str, Any] = {**run_fields()}
     payload["config" if name in c.NEEDS_DATABASE else "thresholds"] = section
     if name == "slo":
-        payload["duration_s"] = load_duration_s
+        # The run's profile's load duration (the config's own without a profile).
+        payload["duration_s.$"] = "$.profile.waits.load_s"
     if name == "recovery":
         payload["observed_until.$"] = "$.timeline.observed_until"
     return payload

@@ -20,7 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from infra.fault_experiments import ExperimentSpec
 from infra.state_machine.lock import LockSpec, release_state
-from infra.state_machine.steps import Steps, verdict_fields
+from infra.state_machine.steps import Steps, dashboard_link, verdict_fields
 
 CatchingState = sfn.CustomState | sfn.TaskStateBase | sfn.Parallel
 
@@ -41,8 +41,10 @@ class CleanupBranch:
         load_cluster_arn: str,
         experiments: Sequence[ExperimentSpec],
         lock: LockSpec,
+        dashboard_url_format: str | None = None,
     ) -> None:
         self._steps = steps
+        self._dashboard = dashboard_url_format
         self.entry = steps.pass_(
             "Cleanup", comment="Every error path: stop the load and the faults, then fail"
         )
@@ -53,6 +55,7 @@ class CleanupBranch:
             verdict_function=verdict_function,
             check_names=check_names,
             unknown_is_failure=unknown_is_failure,
+            dashboard_url_format=dashboard_url_format,
         )
         release = release_state(steps, "Release lock after error", lock)
         release.add_catch(record, errors=["States.ALL"], result_path="$.lock_release_error")
@@ -81,8 +84,11 @@ class CleanupBranch:
         verdict_function: lambda_.IFunction,
         check_names: Sequence[str],
         unknown_is_failure: bool,
+        dashboard_url_format: str | None,
     ) -> sfn.IChainable:
-        """Record error verdict → Notify error → Describe failure → Gate run failed; returns the first."""
+        """Record error verdict → Notify error (with the dashboard's URL on the run's window) → Describe
+        failure → Gate run failed; returns the first."""
+        dashboard = {"dashboard.$": dashboard_link(dashboard_url_format)} if dashboard_url_format else {}
         # One error name for every failed run; the cause names the original error (a Fail's ErrorPath may
         # not resolve to a States.* name).
         run_failed = steps.fail("Gate run failed", error="GateRunFailed", cause_path="$.failure.cause")
@@ -95,7 +101,7 @@ class CleanupBranch:
         notify_error = steps.sns_publish(
             "Notify error",
             topic,
-            {"gate": gate, "run_id.$": "$.run.run_id", "result": "ERROR", "error.$": "$.error"},
+            {"gate": gate, "run_id.$": "$.run.run_id", "result": "ERROR", "error.$": "$.error", **dashboard},
             subject=f"ResilienceGate {gate}: the gate could not run",
         )
         notify_error.add_catch(describe_failure, errors=["States.ALL"], result_path="$.notify_error")

@@ -1,9 +1,11 @@
 """Phase 3, the load (Locust on Fargate), in two parts around the faults.
 
 :func:`build_load_start`: ``ecs:runTask`` without ``.sync`` (it returns once the task is created; the
-task carries ``startedBy`` and the run-id tag the abort cleanup finds it by), then poll until it is
+task carries ``startedBy`` and the run-id tag the abort cleanup finds it by, and the run profile's users,
+spawn rate and duration as container environment overrides), then poll until it is
 RUNNING (bounded: ``MAX_POLLS_TASK_START``) → ``Schedule faults`` (:mod:`infra.state_machine.schedule`:
-the baseline's end, every fault's time and the load's end, from the task's ``StartedAt``) → the baseline,
+the baseline's end, every fault's time and the load's end, from the task's ``StartedAt``) → ``Select
+profile faults`` (the faults the run's profile leaves out are moved past the load's end) → the baseline,
 a wait until its end. Its exit is the baseline.
 
 :func:`build_load_end`: wait until the load's scheduled end → poll until the task is STOPPED (bounded by
@@ -20,12 +22,25 @@ from aws_cdk import Aws
 from aws_cdk import aws_stepfunctions as sfn
 
 from infra import constants as c
+from infra.fault_experiments import ExperimentSpec
 from infra.state_machine.cleanup import CleanupBranch
+from infra.state_machine.profiles import PROFILE_PATH, build_fault_selection
 from infra.state_machine.schedule import build_schedule
 from infra.state_machine.steps import Phase, Steps
+from resgate.contract import env as env_names
 
 # The load task's status as :func:`_describe_load` leaves it.
 STATUS_PATH = "$.load_status.task.LastStatus"
+
+
+def profile_environment() -> list[dict[str, str]]:
+    """The load container's environment overrides from the run's profile (``$.profile.load``, see
+    :mod:`infra.state_machine.profiles`): users, spawn rate and duration replace the task definition's."""
+    return [
+        {"Name": env_names.ENV_USERS, "Value.$": f"{PROFILE_PATH}.load.users"},
+        {"Name": env_names.ENV_SPAWN_RATE, "Value.$": f"{PROFILE_PATH}.load.spawn_rate"},
+        {"Name": env_names.ENV_DURATION_S, "Value.$": f"{PROFILE_PATH}.load.duration_s"},
+    ]
 
 
 def build_load_start(
@@ -37,10 +52,12 @@ def build_load_start(
     container_name: str,
     subnet_ids: Sequence[str],
     security_group_id: str,
-    fault_keys: Sequence[str] = (),
+    experiments: Sequence[ExperimentSpec] = (),
 ) -> Phase:
-    """Returns the phase: entry ``Start load task``, exit ``Baseline``; ``fault_keys`` are the faults
-    ``Schedule faults`` gives a time (in ``at_s`` order)."""
+    """Returns the phase: entry ``Start load task``, exit ``Baseline``; ``experiments`` are the faults
+    ``Schedule faults`` gives a time (in ``at_s`` order) and ``Select profile faults`` keeps or skips.
+    The task's users, spawn rate and duration are the run's profile's (:func:`profile_environment`)."""
+    fault_keys = [s.key for s in experiments]
     # The optimized ecs:runTask integration without .sync: it returns once the task is created.
     start_load = steps.task(
         "Start load task",
@@ -64,7 +81,8 @@ def build_load_start(
                     {
                         "Name": container_name,
                         "Environment": [
-                            {"Name": "RESGATE_EVIDENCE_S3_URI", "Value.$": "$.locations.evidence_uri"}
+                            {"Name": env_names.ENV_EVIDENCE_S3_URI, "Value.$": "$.locations.evidence_uri"},
+                            *profile_environment(),
                         ],
                     }
                 ]
@@ -94,7 +112,8 @@ def build_load_start(
     count_start = steps.count_polls("Count load start polls")
     schedule = build_schedule(steps, fault_keys)
     baseline = steps.wait_until("Baseline", "$.schedule.baseline_end")
-    schedule.next(baseline)
+    select = build_fault_selection(steps, experiments)
+    (schedule.next(select) if select is not None else schedule).next(baseline)
     remember_load.next(reset_start).next(wait_running).next(describe_start)
     picked_start.next(running)
     running.when(sfn.Condition.string_equals(STATUS_PATH, "RUNNING"), schedule)

@@ -1,6 +1,8 @@
 """Phase 1, validate and preflight: the execution input, the run's evidence location, the target.
 
-Init (run id = the execution name, ``dt`` = its start date, the default waits) → merge the input's
+Init (run id = the execution name, ``dt`` = its start date, the default waits) → the profile the input
+names, whose load duration and fault times become the waits' defaults (:mod:`infra.state_machine.profiles`;
+an unknown one is ``InvalidInput`` naming the known ones) → merge the input's
 ``waits`` → locate the run's evidence prefix → validate every wait: a whole number of seconds, 0 to a
 year (a bad input enters the cleanup branch as ``InvalidInput`` before anything is started, so it gets an
 ERROR verdict and a notice like any other failed run) → take the target's lock, waiting at most
@@ -82,9 +84,13 @@ def build_preflight(
     target_cluster: str,
     target_services: Sequence[str],
     lock: LockSpec,
+    profile: tuple[sfn.Choice, sfn.Pass] | None = None,
 ) -> Phase:
-    """Returns the phase: entry ``Init``, exit ``Write gate config``."""
-    init, locate = _read_input(steps, gate=gate, waits=waits, evidence_bucket_name=evidence_bucket_name)
+    """Returns the phase: entry ``Init``, exit ``Write gate config``. ``profile`` (the first and last
+    state of :func:`infra.state_machine.profiles.build_profile_choice`) runs right after ``Init``."""
+    init, locate = _read_input(
+        steps, gate=gate, waits=waits, evidence_bucket_name=evidence_bucket_name, profile=profile
+    )
     validate, valid_waits = _validate_waits(steps, cleanup, wait_keys=list(waits))
     locate.next(validate)
     describe_target = steps.sdk(
@@ -125,9 +131,15 @@ def build_preflight(
 
 
 def _read_input(
-    steps: Steps, *, gate: str, waits: Mapping[str, int], evidence_bucket_name: str
+    steps: Steps,
+    *,
+    gate: str,
+    waits: Mapping[str, int],
+    evidence_bucket_name: str,
+    profile: tuple[sfn.Choice, sfn.Pass] | None,
 ) -> tuple[sfn.Pass, sfn.Pass]:
-    """Init → (Waits given? → Merge waits) → Locate evidence; returns ``(Init, Locate evidence)``."""
+    """Init → (the profile's states) → (Waits given? → Merge waits) → Locate evidence; returns ``(Init,
+    Locate evidence)``. The profile sets the waits' defaults before the input's own ``waits`` merge."""
     init = steps.pass_(
         "Init",
         parameters={
@@ -152,6 +164,7 @@ def _read_input(
             "load.$": "$.load",
             "experiments.$": "$.experiments",
             "guardrail_tripped.$": "$.guardrail_tripped",
+            **({"profile.$": "$.profile"} if profile is not None else {}),
         },
     )
     prefix = run_prefix(gate)
@@ -166,7 +179,11 @@ def _read_input(
     )
     has_waits = steps.choice("Waits given?")
     has_waits.when(sfn.Condition.is_present("$.input.waits"), merge_waits.next(locate)).otherwise(locate)
-    init.next(has_waits)
+    if profile is None:
+        init.next(has_waits)
+    else:
+        init.next(profile[0])
+        profile[1].next(has_waits)
     return init, locate
 
 

@@ -125,6 +125,12 @@ def verdict_fields() -> dict[str, str]:
     return {**run_fields(), "execution_arn.$": "$$.Execution.Id"}
 
 
+def dashboard_link(url_format: str) -> str:
+    """``States.Format`` of the dashboard's URL (:func:`infra.run_dashboard.run_url_format`) on the run's
+    window: from the execution's start to the moment the state is entered."""
+    return f"States.Format('{url_format}', $$.Execution.StartTime, $$.State.EnteredTime)"
+
+
 def continue_to(state: sfn.INextable | sfn.Choice, target: sfn.IChainable) -> None:
     """Make ``target`` the next state of ``state`` (a Choice's default branch)."""
     if isinstance(state, sfn.Choice):

@@ -18,7 +18,7 @@ from aws_cdk import aws_stepfunctions as sfn
 
 from infra.state_machine.cleanup import CleanupBranch
 from infra.state_machine.lock import LockSpec, release_state
-from infra.state_machine.steps import Phase, Steps, verdict_fields
+from infra.state_machine.steps import Phase, Steps, dashboard_link, verdict_fields
 
 
 def build_verdict(
@@ -31,8 +31,12 @@ def build_verdict(
     unknown_is_failure: bool,
     topic: sns.ITopic,
     lock: LockSpec,
+    dashboard_url_format: str | None = None,
 ) -> Phase:
-    """Returns the phase: entry ``Verdict``, no exits (it ends the run either way)."""
+    """Returns the phase: entry ``Verdict``, no exits (it ends the run either way). With
+    ``dashboard_url_format`` (:func:`infra.run_dashboard.run_url_format`), ``Link dashboard`` adds the
+    dashboard's URL on the run's window to the verdict (``$.verdict.dashboard``): the notification and
+    the execution's output carry it."""
     verdict = steps.lambda_invoke(
         "Verdict",
         verdict_function,
@@ -71,7 +75,15 @@ def build_verdict(
     # The verdict is written: the target is free for the next run, whichever way this one ends.
     release = release_state(steps, "Release lock", lock)
     release.add_catch(passed, errors=["States.ALL"], result_path="$.lock_release_error")
-    verdict.next(release.next(passed))
+    if dashboard_url_format is None:
+        verdict.next(release.next(passed))
+    else:
+        link = steps.pass_(
+            "Link dashboard",
+            parameters={"url.$": dashboard_link(dashboard_url_format)},
+            result_path="$.verdict.dashboard",
+        )
+        verdict.next(link).next(release.next(passed))
     passed.when(
         sfn.Condition.boolean_equals("$.verdict.passed", True),
         sfn.Succeed(steps.scope, "Gate passed", output_path="$.verdict"),

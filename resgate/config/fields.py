@@ -6,13 +6,14 @@ and the checkers' own sections (:meth:`Section.closed`: no file lines, unknown k
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from resgate.config.yamlpos import Located
-from resgate.contract.errors import ConfigError
+from resgate.contract.errors import ConfigError, ConfigErrors
 
 _MISSING = object()
+T = TypeVar("T")
 
 
 class Section:
@@ -203,3 +204,27 @@ class Section:
                     f"must be a non-empty string, got {x!r}", where=self.where(f"{self.p(key)}[{i}]")
                 )
         return tuple(v)
+
+
+class Errors:
+    """Collects the ConfigErrors of independent parts of a config, so one pass reports all of them."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def attempt(self, fn: Callable[..., T], *args: Any) -> T | None:
+        """``fn(*args)``, or None after recording its ConfigError."""
+        try:
+            return fn(*args)
+        except ConfigErrors as e:
+            self.errors.extend(e.errors)
+        except ConfigError as e:
+            self.errors.append(e)
+        return None
+
+    def raise_any(self) -> None:
+        """Raise the one error as it is, several as :class:`ConfigErrors`; nothing when there are none."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)

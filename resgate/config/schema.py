@@ -7,171 +7,59 @@ is raised before anything is started or injected. Check thresholds are validated
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from resgate.config.fields import Section
+from resgate.config.faults import fault_target, parse_fault
+from resgate.config.fields import Errors, Section
 from resgate.config.kafka import KafkaSettings
+from resgate.config.model import (
+    _NAME_RE,
+    CHECK_NAMES,
+    FAULT_KINDS,
+    NETWORK_DEPENDENCIES,
+    NETWORK_FAULT_KINDS,
+    PRODUCTION_TAG_VALUES,
+    AwsTarget,
+    ConsumerGroup,
+    Evidence,
+    Fault,
+    GateConfig,
+    Guardrails,
+    Infra,
+    Load,
+    LocalService,
+    Profile,
+    Quiesce,
+    Target,
+)
 from resgate.config.placeholders import check_placeholders
 from resgate.config.yamlpos import Located, load_yaml_with_lines, read_yaml_file
-from resgate.contract.errors import ConfigError, ConfigErrors
+from resgate.contract.errors import ConfigError
 
-# Network faults act on a path between a service and a dependency (or its clients); see resgate.local.toxics.
-NETWORK_FAULT_KINDS = ("network_partition", "network_latency", "packet_loss", "bandwidth", "connection_reset")
-NETWORK_DEPENDENCIES = ("postgres", "kafka", "clients")
-FAULT_KINDS = (
-    *("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery"),
-    *NETWORK_FAULT_KINDS,
-    *("rate_limit_spike", "zone_loss"),
-)
-CHECK_NAMES = ("slo", "recovery", "retryable", "integrity", "replay")
-PRODUCTION_TAG_VALUES = ("prod", "production", "live")
-T = TypeVar("T")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-
-
-@dataclass(frozen=True)
-class LocalService:
-    """One service the local supervisor runs (the local counterpart of an ECS service)."""
-
-    name: str
-    command: list[str]
-    replicas: int = 1
-    env: dict[str, str] = field(default_factory=dict)
-    health_path: str = "/ready"
-    restart_delay_s: float = 1.0
-    start_timeout_s: float = 90.0
-    expose: bool = False
-    zones: list[str] = field(default_factory=list)
-    """Zone labels; replicas are spread over them round-robin (``zone_loss`` stops one zone)."""
-
-
-@dataclass(frozen=True)
-class AwsTarget:
-    """The AWS counterpart: ECS cluster/service names and the tags FIS selects tasks by."""
-
-    cluster: str
-    services: dict[str, str]
-    region: str | None = None
-    target_tags: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Target:
-    environment: str
-    tags: dict[str, str]
-    services: list[LocalService]
-    setup: str | None
-    aws: AwsTarget | None
-
-    def service(self, name: str) -> LocalService | None:
-        return next((s for s in self.services if s.name == name), None)
-
-
-@dataclass(frozen=True)
-class Load:
-    users: int = 20
-    spawn_rate: float = 10.0
-    duration_s: float = 60.0
-    baseline_s: float = 5.0
-    locustfile: str = "loadgen/locustfile.py"
-    host: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Fault:
-    """One scheduled fault; ``params`` hold the kind-specific, already validated parameters."""
-
-    name: str
-    kind: str
-    at_s: float
-    target: str | None
-    params: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Guardrails:
-    max_error_ratio: float = 0.5
-    max_p95_ms: float = 5000.0
-    window_s: float = 5.0
-    consecutive_windows: int = 2
-
-
-@dataclass(frozen=True)
-class ConsumerGroup:
-    group: str
-    topics: list[str]
-
-
-@dataclass(frozen=True)
-class Quiesce:
-    timeout_s: float = 60.0
-    consumer_groups: list[ConsumerGroup] = field(default_factory=list)
-    drained_queries: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Infra:
-    """Sizing of the embedded Kafka (unused when RESGATE_KAFKA_BOOTSTRAP names a real broker)."""
-
-    kafka_brokers: int = 3
-    kafka_partitions: int = 6
-
-
-@dataclass(frozen=True)
-class Evidence:
-    root: str = "evidence"
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    name: str
-    description: str
-    allow_production: bool
-    unknown_is_failure: bool
-    target: Target
-    load: Load
-    faults: list[Fault]
-    guardrails: Guardrails
-    quiesce: Quiesce
-    infra: Infra
-    checks: dict[str, dict[str, Any]]
-    evidence: Evidence
-    source: str
-    raw: dict[str, Any]
-    kafka: KafkaSettings = field(default_factory=KafkaSettings)
-    """How the gate's clients connect to the target's brokers (``kafka:``; default PLAINTEXT)."""
-
-    def enabled_checks(self) -> list[str]:
-        return [n for n in CHECK_NAMES if self.checks.get(n, {}).get("enabled", True)]
-
-
-class _Errors:
-    """Collects the ConfigErrors of independent parts of a config, so one pass reports all of them."""
-
-    def __init__(self) -> None:
-        self.errors: list[ConfigError] = []
-
-    def attempt(self, fn: Callable[..., T], *args: Any) -> T | None:
-        """``fn(*args)``, or None after recording its ConfigError."""
-        try:
-            return fn(*args)
-        except ConfigErrors as e:
-            self.errors.extend(e.errors)
-        except ConfigError as e:
-            self.errors.append(e)
-        return None
-
-    def raise_any(self) -> None:
-        """Raise the one error as it is, several as :class:`ConfigErrors`; nothing when there are none."""
-        if len(self.errors) == 1:
-            raise self.errors[0]
-        if self.errors:
-            raise ConfigErrors(self.errors)
+__all__ = [
+    "CHECK_NAMES",
+    "FAULT_KINDS",
+    "NETWORK_DEPENDENCIES",
+    "NETWORK_FAULT_KINDS",
+    "AwsTarget",
+    "ConsumerGroup",
+    "Evidence",
+    "Fault",
+    "GateConfig",
+    "Guardrails",
+    "Infra",
+    "Load",
+    "LocalService",
+    "Profile",
+    "Quiesce",
+    "Target",
+    "check_blast_radius",
+    "fault_target",
+    "load_config",
+    "load_config_text",
+    "parse_config",
+]
 
 
 def _name(sec: Section, key: str, default: Any = None) -> str:
@@ -221,7 +109,7 @@ def _parse_target(sec: Section) -> Target:
     tags = sec.str_map("tags", {})
     local = sec.section("local")
     raw_services = local.list("services", [])
-    errs = _Errors()
+    errs = Errors()
     parsed = [
         errs.attempt(lambda i=i, s=s: _parse_service(Section(s, f"{local.p('services')}[{i}]", sec.loc)))
         for i, s in enumerate(raw_services)
@@ -269,103 +157,8 @@ def _parse_load(sec: Section) -> Load:
     return load
 
 
-def _fault_target(sec: Section, target: Target, required: bool) -> str | None:
-    """The service a fault acts on (process faults) or whose recovery it is judged by (the others,
-    defaulting to the exposed service)."""
-    if not required and not sec.has("target"):
-        exposed = next((s.name for s in target.services if s.expose), None)
-        return exposed or (target.services[0].name if target.services else None)
-    name = sec.str("target")
-    if target.services and target.service(name) is None:
-        raise sec.error("target", f"no service named {name!r}; services: {[s.name for s in target.services]}")
-    return name
-
-
-def _parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Infra) -> Fault:
-    kind = sec.str("kind")
-    if kind not in FAULT_KINDS:
-        raise sec.error("kind", f"unknown fault kind {kind!r}; known: {list(FAULT_KINDS)}")
-    name = sec.str("name", f"{kind}-{index + 1}")
-    at_s = float(sec.num("at_s", min=0))
-    if at_s < load.baseline_s:
-        raise sec.error(
-            "at_s", f"must be at or after the baseline window (load.baseline_s = {load.baseline_s})"
-        )
-    if at_s >= load.duration_s:
-        raise sec.error("at_s", f"must be before the end of the load (load.duration_s = {load.duration_s})")
-    params: dict[str, Any] = {}
-    if kind in NETWORK_FAULT_KINDS or kind in ("rate_limit_spike", "zone_loss"):
-        tgt = _parse_network_fault(sec, kind, target, params)
-        sec.done()
-        return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
-    tgt = _fault_target(sec, target, kind in ("stop_task", "hang"))
-    if kind in ("stop_task", "hang"):
-        params["percent"] = float(sec.num("percent", 50.0, min=0, max=100))
-    if kind in ("hang", "db_blip", "kafka_broker_down", "kafka_latency"):
-        params["duration_s"] = float(sec.num("duration_s", min=0))
-    if kind in ("kafka_broker_down", "kafka_latency"):
-        params["broker"] = sec.num("broker", 1, min=1, max=infra.kafka_brokers, integer=True)
-    if kind == "kafka_latency":
-        params["rtt_ms"] = sec.num("rtt_ms", min=0, max=60_000, integer=True)
-    if kind == "duplicate_delivery":
-        topics = sec.str_list("topics")
-        if not topics:
-            raise sec.error("topics", "must name at least one topic")
-        params["topics"] = topics
-        params["fraction"] = float(sec.num("fraction", 0.05, min=0, max=1))
-        params["max_events"] = sec.num("max_events", 500, min=1, integer=True)
-    sec.done()
-    return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
-
-
-def _parse_network_fault(sec: Section, kind: str, target: Target, params: dict[str, Any]) -> str | None:
-    """Fill ``params`` for a network, edge or zone fault; returns the service its recovery is judged by."""
-    exposed = next((s.name for s in target.services if s.expose), None)
-    if kind == "zone_loss":
-        params["zone"] = sec.str("zone")
-        tgt = _fault_target(sec, target, False) if sec.has("target") else None
-        zoned = [s for s in target.services if params["zone"] in s.zones and (tgt is None or s.name == tgt)]
-        if target.services and not zoned:
-            raise sec.error("zone", f"no service has zone {params['zone']!r} (set zones: [...] on a service)")
-        params["services"] = [s.name for s in zoned]
-        return tgt or exposed or (zoned[0].name if zoned else None)
-    if kind == "rate_limit_spike":
-        if target.services and exposed is None:
-            raise sec.error("kind", "a rate-limit spike needs an exposed service (the edge answers the 429s)")
-        params["percent"] = float(sec.num("percent", 50.0, min=1, max=100))
-        params["duration_s"] = float(sec.num("duration_s", min=0.1))
-        params["retry_after_s"] = sec.num("retry_after_s", 1, min=1, max=60, integer=True)
-        return exposed
-    between = sec.str_list("between", [exposed or "", "clients"])
-    if len(between) != 2 or between[1] not in NETWORK_DEPENDENCIES:
-        raise sec.error("between", f"must be [service, one of {list(NETWORK_DEPENDENCIES)}], got {between!r}")
-    service, dependency = between
-    if target.services and target.service(service) is None:
-        raise sec.error(
-            "between", f"no service named {service!r}; services: {[s.name for s in target.services]}"
-        )
-    if dependency == "clients" and target.services and service != exposed:
-        raise sec.error("between", f"only the exposed service ({exposed!r}) has clients on this machine")
-    params["service"], params["dependency"] = service, dependency
-    params["direction"] = sec.str("direction", "both", choices=("both", "upstream", "downstream"))
-    if kind == "connection_reset":
-        params["duration_s"] = float(sec.num("duration_s", 0.0, min=0))
-        return service
-    params["duration_s"] = float(sec.num("duration_s", min=0.1))
-    if kind == "network_partition":
-        params["mode"] = sec.str("mode", "hang", choices=("hang", "refuse"))
-    elif kind == "network_latency":
-        params["delay_ms"] = float(sec.num("delay_ms", min=100, max=5000))
-        params["jitter_ms"] = float(sec.num("jitter_ms", 0.0, min=0, max=params["delay_ms"]))
-    elif kind == "packet_loss":
-        params["percent"] = float(sec.num("percent", min=5, max=50))
-    elif kind == "bandwidth":
-        params["kbps"] = float(sec.num("kbps", min=1, max=10_000_000))
-    return service
-
-
 def _parse_checks(sec: Section) -> dict[str, dict[str, Any]]:
-    errs = _Errors()
+    errs = Errors()
     out: dict[str, dict[str, Any]] = {}
     for name in CHECK_NAMES:
         errs.attempt(_parse_check, sec, name, out)
@@ -404,7 +197,7 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     fault is validated only when what it depends on (target, load, infra) is valid.
     """
     root = Section(data, "", loc)
-    errs = _Errors()
+    errs = Errors()
     gate = errs.attempt(_parse_gate, root)
     target = errs.attempt(lambda: _parse_target(root.section("target", required=True)))
     infra = errs.attempt(_parse_infra, root.section("infra"))
@@ -419,13 +212,14 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     if target is not None and load is not None and infra is not None:
         for i, f in enumerate(faults_raw):
             fault = errs.attempt(
-                lambda i=i, f=f: _parse_fault(Section(f, f"faults[{i}]", loc), i, target, load, infra)
+                lambda i=i, f=f: parse_fault(Section(f, f"faults[{i}]", loc), i, target, load, infra)
             )
             if fault is not None:
                 faults.append(fault)
         names = [f.name for f in faults]
         if len(set(names)) != len(names):
             errs.errors.append(root.error("faults", f"fault names must be unique: {names}"))
+    profiles = _parse_profiles(root, loc, errs, target, load, infra, faults, faults_raw)
     guardrails = errs.attempt(_parse_guardrails, root.section("guardrails"))
     quiesce = errs.attempt(_parse_quiesce, root.section("quiesce"), loc)
     checks = errs.attempt(_parse_checks, root.section("checks"))
@@ -451,7 +245,38 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         source=loc.source,
         raw=data,
         kafka=kafka or KafkaSettings(),
+        profiles=profiles,
     )
+
+
+def _parse_profiles(
+    root: Section,
+    loc: Located,
+    errs: Errors,
+    target: Target | None,
+    load: Load | None,
+    infra: Infra | None,
+    faults: list[Fault],
+    faults_raw: list[Any],
+) -> dict[str, Profile]:
+    """Every profile, validated as a whole config (:mod:`resgate.config.profiles`); errors go to ``errs``.
+    Profiles are checked only once what they derive from (target, load, infra, every fault) is valid."""
+    from resgate.config.profiles import parse_profiles
+
+    if target is None or load is None or infra is None or len(faults) != len(faults_raw):
+        errs.attempt(root.raw, "profiles", None)
+        return {}
+    parsed = parse_profiles(
+        root,
+        loc,
+        base_load=dict(root.raw("load", {})),
+        base_faults=[(f.name, dict(raw)) for f, raw in zip(faults, faults_raw, strict=True)],
+        parse_load=_parse_load,
+        parse_fault=lambda sec, i, pload: parse_fault(sec, i, target, pload, infra),
+        name_re=_NAME_RE,
+        attempt=errs.attempt,
+    )
+    return {n: Profile(name=n, load=pl, faults=pf) for n, (pl, pf) in parsed.items()}
 
 
 def _parse_gate(root: Section) -> tuple[str, str, bool, bool]:

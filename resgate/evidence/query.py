@@ -1,7 +1,11 @@
 """`resgate query`: SQL over local evidence with DuckDB, with the same table names as the Athena tables.
 
-Each table is a view over ``<root>/gate=*/dt=*/run_id=*/<file>`` with Hive partitioning, so the partition
-columns ``gate``, ``dt`` and ``run_id`` exist exactly as in the Glue tables.
+Each table is a view over its own folder, ``<root>/gate=*/<table>/dt=*/run_id=*/<file>``
+(:func:`resgate.contract.layout.table_glob`), with Hive partitioning: ``gate`` and ``dt`` are the Glue
+tables' projected partitions, ``run_id`` a column of every row (from the path when a row lacks it); a
+column of the Glue schema (:data:`resgate.contract.layout.COLUMNS`) that no file has yet is NULL. Athena's
+``from_unixtime`` exists here too (a macro), so the named queries of ``infra/evidence_bucket.py`` run
+unchanged in both.
 """
 
 from __future__ import annotations
@@ -10,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from resgate.contract.errors import ConfigError
-from resgate.contract.layout import TABLES
+from resgate.contract.layout import COLUMNS, TABLES, table_glob
+
+# Presto/Trino functions the Athena named queries use, defined for DuckDB.
+# from_unixtime: a UTC timestamp (without a zone, which would need pytz in the Python client).
+ATHENA_MACROS = ("CREATE MACRO from_unixtime(x) AS make_timestamp(CAST(round(x * 1000000) AS BIGINT))",)
 
 
 def connect(root: str | Path) -> Any:
@@ -18,18 +26,38 @@ def connect(root: str | Path) -> Any:
     import duckdb
 
     con = duckdb.connect()
+    for macro in ATHENA_MACROS:
+        con.execute(macro)
     root = Path(root)
     for table, filename in TABLES.items():
-        files = list(root.glob(f"gate=*/dt=*/run_id=*/{filename}"))
-        if not files:
+        if next(root.glob(table_glob(table)), None) is None:
             continue
-        pattern = str(root / "gate=*" / "dt=*" / "run_id=*" / filename).replace("'", "''")
+        pattern = str(root / table_glob(table)).replace("'", "''")
         fmt = "newline_delimited" if filename.endswith(".jsonl") else "auto"
+        raw = f"_files_{table}"
         con.execute(
-            f"CREATE VIEW {table} AS SELECT * FROM read_json_auto('{pattern}', format='{fmt}', "
+            f"CREATE VIEW {raw} AS SELECT * FROM read_json_auto('{pattern}', format='{fmt}', "
             "hive_partitioning=true, hive_types_autocast=false, union_by_name=true, sample_size=-1)"
         )
+        present = {row[0] for row in con.execute(f"DESCRIBE {raw}").fetchall()}
+        missing = [
+            f"CAST(NULL AS {_DUCKDB_TYPES.get(ty, 'VARCHAR')}) AS {name}"
+            for name, ty in (("run_id", "string"), *COLUMNS[table])
+            if name not in present
+        ]
+        con.execute(f"CREATE VIEW {table} AS SELECT {', '.join(['*', *missing])} FROM {raw}")
     return con
+
+
+# Hive types of the Glue columns -> DuckDB types, for the columns no file of a table has yet.
+_DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "double": "DOUBLE",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "boolean": "BOOLEAN",
+    "array<string>": "VARCHAR[]",
+}
 
 
 def run_query(root: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:

@@ -1,5 +1,5 @@
-"""The run store under an S3 prefix: the same files as a local run folder, under
-``s3://<bucket>/<prefix>/gate=…/dt=…/run_id=…/`` (see :mod:`resgate.evidence.store` for the protocol).
+"""The run store under an S3 prefix: the same keys as a local evidence root, under ``s3://<bucket>/<prefix>/``
+in the layout of :mod:`resgate.contract.layout` (see :mod:`resgate.evidence.store` for the protocol).
 
 Files are streamed line by line (``iter_lines`` on the object body, so a large ledger is never held whole in
 memory); "no such key" becomes :class:`~resgate.contract.errors.EvidenceMissing`; every other S3 failure
@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from resgate.contract.errors import EvidenceMissing, GateError
 from resgate.contract.layout import RunKey
-from resgate.evidence.store import file_name
+from resgate.evidence.store import file_name, relative_key
 
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # botocore's default 1 KiB chunks make a million-line ledger a million small reads.
@@ -33,22 +33,24 @@ CONTENT_TYPES = {
 
 
 class S3Store:
-    """One run's files in ``bucket`` under ``<prefix>/<run prefix>/``."""
+    """One run's files in ``bucket`` under the evidence root ``prefix``: ``root`` is the run's folder
+    ``<prefix>/gate=…/dt=…/run_id=…``; each table's file is in the table's folder (same keys as on disk)."""
 
     def __init__(self, bucket: str, prefix: str, key: RunKey, *, client: Any = None) -> None:
         self.bucket = bucket
-        self.root = "/".join(p for p in (prefix.strip("/"), key.prefix) if p)
+        self.prefix = prefix.strip("/")
+        self.root = "/".join(p for p in (self.prefix, key.prefix) if p)
         self.key = key
         self.s3 = client if client is not None else boto3.client("s3")
 
     # -- names --------------------------------------------------------------------------------------
     def object_key(self, name: str) -> str:
         """The S3 key of a logical table/file name (``"ledger"``) or a plain file name."""
-        return f"{self.root}/{file_name(name)}"
+        return "/".join(p for p in (self.prefix, relative_key(self.key, name)) if p)
 
     def uri(self, name: str | None = None) -> str:
-        """``s3://bucket/<run prefix>/`` or the URI of one file."""
-        return f"s3://{self.bucket}/{self.root}/" + (file_name(name) if name else "")
+        """``s3://bucket/<run folder>/`` or the URI of one file."""
+        return f"s3://{self.bucket}/" + (self.object_key(name) if name else f"{self.root}/")
 
     # -- reading ------------------------------------------------------------------------------------
     def _failed(self, action: str, name: str, e: Exception) -> Exception:

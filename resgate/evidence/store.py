@@ -123,18 +123,27 @@ def ledger(store: RunStore, *, required: bool = True) -> LedgerView | list[Ledge
     return []
 
 
+def relative_key(key: RunKey, name: str) -> str:
+    """The key of a run's file (logical or plain name) relative to the evidence root, the same on disk and
+    in S3 (:meth:`resgate.contract.layout.RunKey.relative`): tables under ``gate=…/<table>/dt=…/run_id=…/``,
+    other files in the run's folder ``gate=…/dt=…/run_id=…/``."""
+    return key.relative(file_name(name))
+
+
 class FolderStore:
-    """A run folder ``<root>/gate=…/dt=…/run_id=…/`` on this machine (the local twin of the S3 prefix)."""
+    """A run's files under an evidence root on this machine (the local twin of the S3 prefix): ``dir`` is the
+    run's folder ``<root>/gate=…/dt=…/run_id=…/``; each table's file is in the table's folder."""
 
     def __init__(self, root: str | Path, key: RunKey, *, create: bool = True) -> None:
         self.key = key
+        self.root = Path(root)
         self.dir = key.path(root)
         if create:
             self.dir.mkdir(parents=True, exist_ok=True)
 
     def path(self, name: str) -> Path:
         """The path of a file by its logical or plain name."""
-        return self.dir / file_name(name)
+        return self.root / relative_key(self.key, name)
 
     def local_path(self, name: str) -> Path | None:
         return self.path(name)
@@ -163,6 +172,7 @@ class FolderStore:
     def write_text(self, name: str, text: str) -> str:
         """Write through a temporary file and rename, so a reader never sees half a file."""
         p = self.path(name)
+        p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(p)

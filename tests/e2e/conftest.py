@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from resgate.contract.layout import RunKey, table_glob
+
 SHORT_CONFIG = Path(__file__).with_name("gate_short.yaml")
 
 
@@ -56,14 +58,21 @@ def run_gate(
         text=True,
         timeout=timeout,
     )
-    verdicts = sorted(evidence.glob("gate=*/dt=*/run_id=*/verdict.json"))
+    verdicts = sorted(evidence.glob(table_glob("verdicts")))
     verdict = json.loads(verdicts[-1].read_text()) if verdicts else None
     checks: dict[str, dict[str, Any]] = {}
     if verdicts:
-        for line in (verdicts[-1].parent / "checks.jsonl").read_text().splitlines():
+        checks_file = evidence.joinpath(*_run_of(verdicts[-1], evidence).relative("checks.jsonl").split("/"))
+        for line in checks_file.read_text().splitlines():
             row = json.loads(line)
             checks[row["name"]] = row
     return GateRunResult(proc.returncode, proc.stdout + proc.stderr, verdict, checks, marker)
+
+
+def _run_of(table_file: Path, root: Path) -> RunKey:
+    """The run of a file in a table's folder (``gate=…/<table>/dt=…/run_id=…/<file>``)."""
+    gate, _table, day, run = table_file.relative_to(root).parts[:4]
+    return RunKey.parse(f"{gate}/{day}/{run}")[1]
 
 
 @pytest.fixture

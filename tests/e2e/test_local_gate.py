@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from resgate.contract.layout import file_of_run, table_glob
 from tests.e2e.conftest import SHORT_CONFIG, processes_with_marker, run_gate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -35,7 +36,7 @@ def test_the_good_build_passes_with_faults_under_load(tmp_path: Path) -> None:
     assert r.verdict is not None and r.verdict["result"] == "PASS"
     assert set(r.checks) == {"slo", "recovery", "retryable", "integrity", "replay"}
     assert all(c["valid"] is True for c in r.checks.values()), r.checks
-    faults = (next((tmp_path / "ev").glob("gate=*/dt=*/run_id=*")) / "faults.jsonl").read_text()
+    faults = next((tmp_path / "ev").glob(table_glob("faults"))).read_text()
     assert '"kind":"stop_task"' in faults and '"event":"injected"' in faults
     assert r.checks["recovery"]["counts"]["faults"] >= 1
     assert not processes_with_marker(r.marker)
@@ -121,7 +122,7 @@ def test_sigint_during_the_fault_phase_stops_everything_and_exits_non_zero(tmp_p
     assert "interrupted" in out
     time.sleep(1)
     assert not processes_with_marker(marker)
-    verdicts = list(tmp_path.glob("gate=*/dt=*/run_id=*/verdict.json"))
+    verdicts = list(tmp_path.glob(table_glob("verdicts")))
     assert verdicts, "partial evidence must be written on interrupt"
 
 
@@ -132,7 +133,7 @@ def test_infrastructure_faults_are_injected_reverted_and_survived(tmp_path: Path
     r = run_gate(config, tmp_path / "ev")
     assert r.exit_code == 0, r.output[-4000:]
     run_dir = next((tmp_path / "ev").glob("gate=*/dt=*/run_id=*"))
-    events = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in file_of_run(run_dir, "faults.jsonl").read_text().splitlines()]
     for name in ("hang-gateway", "db-blip", "broker-down", "slow-broker"):
         kinds = [e["event"] for e in events if e["fault_id"] == name]
         assert kinds == ["injected", "ended"], (name, kinds)
@@ -154,7 +155,7 @@ def test_a_crossed_guardrail_aborts_the_remaining_faults(tmp_path: Path) -> None
     assert r.verdict is not None and r.verdict["guardrail_tripped"], r.output[-3000:]
     assert "p95" in r.verdict["guardrail_tripped"]
     run_dir = next((tmp_path / "ev").glob("gate=*/dt=*/run_id=*"))
-    events = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in file_of_run(run_dir, "faults.jsonl").read_text().splitlines()]
     assert events and all(e["event"] == "skipped" for e in events), events
     assert all("guardrail" in e["detail"]["reason"] for e in events)
     # nothing was injected, so recovery cannot be proven: the gate fails closed

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from resgate.contract.layout import file_of_run, table_glob
 from tests.e2e.conftest import processes_with_marker, run_gate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def test_the_good_build_passes_a_short_network_gate(tmp_path: Path) -> None:
     r = run_gate(SHORT_NETWORK, tmp_path / "ev")
     assert r.exit_code == 0, r.output[-4000:]
     run = next((tmp_path / "ev").glob("gate=*/dt=*/run_id=*"))
-    events = [json.loads(line) for line in (run / "faults.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in file_of_run(run, "faults.jsonl").read_text().splitlines()]
     for kind in ("network_partition", "network_latency", "rate_limit_spike"):
         assert {e["event"] for e in events if e["kind"] == kind} >= {"injected", "ended"}, kind
     rows = {f["fault_id"]: f for f in r.checks["recovery"]["details"]["faults"]}
@@ -85,7 +86,7 @@ def test_ctrl_c_during_a_partition_reverts_it_and_leaves_nothing_behind(tmp_path
     proc.send_signal(signal.SIGINT)
     out += proc.communicate(timeout=120)[0]
     assert "injected" in out, out[-3000:]
-    faults = next(tmp_path.glob("gate=*/dt=*/run_id=*")) / "faults.jsonl"
+    faults = next(tmp_path.glob(table_glob("faults")))
     events = [json.loads(line) for line in faults.read_text().splitlines()]
     assert any(e["fault_id"] == "partition-db-3s" and e["event"] in ("aborted", "ended") for e in events)
     assert not processes_with_marker(f"RESGATE_TEST_MARKER={marker}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from resgate.contract.layout import table_glob
 from tests.e2e.conftest import processes_with_marker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -65,14 +66,16 @@ def test_the_tutorial_runs_as_written_from_init_to_pass_to_a_failure_on_retryabl
         )
         assert proc.returncode == expected, (argv, env, proc.stdout[-3000:], proc.stderr[-3000:])
 
-    runs = sorted((work / "evidence").glob("gate=*/dt=*/run_id=*/verdict.json"))
+    runs = sorted((work / "evidence").glob(table_glob("verdicts")), key=lambda p: p.parent.name)
     assert len(runs) == 2
     good, bad = (json.loads(p.read_text()) for p in runs)
-    checks = {
-        row["name"]: row
-        for row in map(json.loads, (runs[1].parent / "checks.jsonl").read_text().splitlines())
-    }
+    checks = {row["name"]: row for row in map(json.loads, _checks_of(runs[1]).read_text().splitlines())}
     assert good["result"] == "PASS"
     assert bad["result"] == "FAIL" and bad["failed_checks"] == ["retryable"], (bad, checks)
     assert checks["retryable"]["counts"]["server_error_5xx"] > 0
     assert not processes_with_marker(marker)
+
+
+def _checks_of(verdict: Path) -> Path:
+    """The checks.jsonl of the run whose verdict.json this is (the table folders differ only by name)."""
+    return Path(str(verdict).replace("/verdicts/", "/checks/")).with_name("checks.jsonl")

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from resgate.contract.layout import RunKey
+from resgate.evidence.store import relative_key
 
 EVENTS = Path(__file__).resolve().parent / "events"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -49,7 +50,8 @@ class Evidence:
     prefix: str = "evidence"
 
     def object_key(self, file: str) -> str:
-        return f"{self.prefix}/{self.key.prefix}/{file}"
+        """The key of a run's file in the evidence layout (tables in their own folders)."""
+        return f"{self.prefix}/{relative_key(self.key, file)}"
 
     def put(self, file: str, body: str | bytes) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=self.object_key(file), Body=body)
@@ -67,8 +69,10 @@ class Evidence:
         return self.s3.get_object(Bucket=self.bucket, Key=self.object_key(file))["Body"].read().decode()
 
     def files(self) -> list[str]:
-        out = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}/{self.key.prefix}/")
-        return sorted(o["Key"].rsplit("/", 1)[1] for o in out.get("Contents", []))
+        """The names of the run's files, wherever the layout puts them (run folder, table folders)."""
+        out = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.prefix}/gate={self.key.gate}/")
+        mine = f"/dt={self.key.date}/run_id={self.key.run_id}/"
+        return sorted(o["Key"].rsplit("/", 1)[1] for o in out.get("Contents", []) if mine in o["Key"])
 
 
 def nearest_rank(values: list[float], p: float) -> float:

@@ -82,14 +82,14 @@ class Stubbed:
         return [json.loads(m["Body"]) for m in msgs]
 
     def verdict(self, dt: str = "2026-01-01") -> dict[str, Any]:
-        key = f"evidence/gate=paperbroker/dt={dt}/run_id={RUN}/verdict.json"
+        key = f"evidence/gate=paperbroker/verdicts/dt={dt}/run_id={RUN}/verdict.json"
         return json.loads(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
     def run_files(self) -> list[str]:
-        out = self.s3.list_objects_v2(
-            Bucket=BUCKET, Prefix=f"evidence/gate=paperbroker/dt=2026-01-01/run_id={RUN}/"
-        )
-        return sorted(o["Key"].rsplit("/", 1)[1] for o in out.get("Contents", []))
+        """The run's files, in its folder and in the tables' folders."""
+        out = self.s3.list_objects_v2(Bucket=BUCKET, Prefix="evidence/gate=paperbroker/")
+        mine = f"/dt=2026-01-01/run_id={RUN}/"
+        return sorted(o["Key"].rsplit("/", 1)[1] for o in out.get("Contents", []) if mine in o["Key"])
 
     def load(self, tasks: list[dict[str, Any]]) -> None:
         arns = [t["taskArn"] for t in tasks]

@@ -26,8 +26,10 @@ def test_the_run_event_resolves_the_evidence_prefix_like_the_local_layout(eviden
     run = RunEvent.from_event(load_event("retryable", evidence_prefix="/evidence/"))
     store = run.store()
 
-    assert store.object_key("ledger") == f"evidence/{evidence.key.prefix}/ledger.jsonl"
-    assert store.object_key("verdicts") == f"evidence/{evidence.key.prefix}/verdict.json"
+    run_folder = f"dt=2026-01-01/run_id={run.run_id}"
+    assert store.object_key("ledger") == f"evidence/gate=paperbroker/ledger/{run_folder}/ledger.jsonl"
+    assert store.object_key("verdicts") == f"evidence/gate=paperbroker/verdicts/{run_folder}/verdict.json"
+    assert store.object_key("report") == f"evidence/{evidence.key.prefix}/report.md"
     assert (
         store.uri() == f"s3://{evidence.bucket}/evidence/gate=paperbroker/dt=2026-01-01/run_id={run.run_id}/"
     )

@@ -183,7 +183,9 @@ def test_the_lock_is_taken_after_the_waits_are_valid_and_before_the_target_is_de
     put = states["Acquire lock"]["Parameters"]
     assert put["ConditionExpression"] == "attribute_not_exists(#key) OR #expires < :now OR #holder = :me"
     assert put["Item"]["target"] == {"S": KEY}
-    assert states["Verdict"]["Next"] == "Release lock"
+    assert (
+        states["Verdict"]["Next"] == "Link dashboard" and states["Link dashboard"]["Next"] == "Release lock"
+    )
     assert states["Release lock"]["Parameters"]["ConditionExpression"] == "#holder = :me"
 
 

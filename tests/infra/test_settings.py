@@ -161,6 +161,9 @@ def test_the_stop_task_template_file_has_exactly_the_placeholders_the_stack_fill
             "STOP_CONDITIONS",
             "TAGS",
             "OBSERVATION_WINDOW",
+            "REPORT_BUCKET",
+            "REPORT_PREFIX",
+            "REPORT_DASHBOARD",
         )
     }
     out = render_template(template, values)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from infra.evidence_bucket import NAMED_QUERIES
 from resgate.config.schema import load_config
 from resgate.contract.layout import TABLES
 
@@ -228,7 +229,11 @@ def test_s3_object_access_is_limited_to_the_gate_prefix(synth):
             assert st["Condition"]["StringLike"]["s3:prefix"] == ["evidence/gate=paperbroker/*"]
         else:
             for r in _as_list(st["Resource"]):
-                assert r["Fn::Join"][1][-1] == "/evidence/gate=paperbroker/*", st
+                # The FIS role writes the experiment reports under their own prefix (test_reports_on_aws).
+                assert r["Fn::Join"][1][-1] in (
+                    "/evidence/gate=paperbroker/*",
+                    "/fis-reports/gate=paperbroker/*",
+                ), st
 
 
 def test_fis_start_experiment_is_granted_on_the_templates_and_tagged_experiments_only(synth):
@@ -249,11 +254,26 @@ def test_secret_access_is_get_secret_value_on_the_database_secret_only(synth):
         assert st["Resource"]["Fn::Join"][1][-1].endswith(":secret:resgate/paperbroker/database-??????")
 
 
-def test_glue_tables_are_partitioned_by_gate_dt_run_id(synth):
+def test_each_glue_table_has_its_own_location_and_projects_gate_and_dt(synth):
     tables = synth.resources("AWS::Glue::Table")
     assert sorted(t["Properties"]["TableInput"]["Name"] for t in tables.values()) == sorted(TABLES)
+    locations = set()
     for t in tables.values():
-        assert [k["Name"] for k in t["Properties"]["TableInput"]["PartitionKeys"]] == ["gate", "dt", "run_id"]
+        ti = t["Properties"]["TableInput"]
+        name, params = ti["Name"], ti["Parameters"]
+        assert [k["Name"] for k in ti["PartitionKeys"]] == ["gate", "dt"]
+        assert ti["StorageDescriptor"]["Columns"][0] == {"Name": "run_id", "Type": "string"}
+        location = json.dumps(ti["StorageDescriptor"]["Location"])
+        assert location.endswith(f'/evidence/gate=paperbroker/{name}/"]]}}')
+        locations.add(location)
+        assert params["projection.enabled"] == "true"
+        assert (params["projection.gate.type"], params["projection.gate.values"]) == ("enum", "paperbroker")
+        assert params["projection.dt.type"] == "date"
+        assert params["projection.dt.format"] == "yyyy-MM-dd"
+        assert params["projection.dt.range"].endswith(",NOW")
+        template = json.dumps(params["storage.location.template"])
+        assert template.endswith(f'/evidence/gate=${{gate}}/{name}/dt=${{dt}}/"]]}}')
+    assert len(locations) == len(TABLES)
 
 
 def test_athena_workgroup_keeps_encrypted_results_in_the_bucket_and_has_named_queries(synth):
@@ -272,11 +292,11 @@ def test_athena_workgroup_keeps_encrypted_results_in_the_bucket_and_has_named_qu
         },
     )
     queries = synth.resources("AWS::Athena::NamedQuery")
-    assert len(queries) == 4 + len(TABLES)
+    assert len(queries) == len(NAMED_QUERIES)
     for q in queries.values():
-        sql = q["Properties"]["QueryString"]
-        assert "resgate_paperbroker_evidence" in sql
-        assert sql.startswith("MSCK REPAIR TABLE") or '"$path" LIKE' in sql
+        p = q["Properties"]
+        assert p["Database"] == "resgate_paperbroker_evidence"
+        assert "$path" not in p["QueryString"] and "MSCK" not in p["QueryString"]
 
 
 def test_the_nightly_rule_starts_the_state_machine_on_a_cron_schedule(synth):

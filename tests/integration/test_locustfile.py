@@ -261,10 +261,10 @@ def test_results_upload_under_the_run_prefix(
         s3.create_bucket(Bucket="evidence")
         prefix = "root/gate=g/dt=2026-01-01/run_id=r1/"
         keys = upload_results(faulty_run.result, f"s3://evidence/{prefix}", node="task-1", s3_client=s3)
-        # the names of a local run folder: what the assertion Lambdas and the Athena tables read
+        # the keys of a local evidence root: what the assertion Lambdas and the Athena tables read
         assert keys == [
-            f"{prefix}{TABLES['ledger']}",
-            f"{prefix}{TABLES['load_stats']}",
+            f"root/gate=g/ledger/dt=2026-01-01/run_id=r1/{TABLES['ledger']}",
+            f"root/gate=g/load_stats/dt=2026-01-01/run_id=r1/{TABLES['load_stats']}",
             f"{prefix}load_live.jsonl",
             f"{prefix}load.log",
         ]
@@ -272,6 +272,8 @@ def test_results_upload_under_the_run_prefix(
         assert len(body.splitlines()) == faulty_run.result.total_requests
         lines = s3.get_object(Bucket="evidence", Key=keys[1])["Body"].read().decode().splitlines()
         stats = [json.loads(line) for line in lines]
+        assert {(e["run_id"], e["gate"]) for e in stats} == {("r1", "g")}
+        assert json.loads(body.splitlines()[0])["run_id"] == "r1"
         assert sum(e["num_requests"] for e in stats) == faulty_run.result.total_requests
         # the SLO Lambda's reader takes these objects as they are
         from resgate.contract.layout import RunKey

@@ -117,3 +117,11 @@ def test_one_error_is_reported_alone(tmp_path: Path, capsys: pytest.CaptureFixtu
 
     err = capsys.readouterr().err
     assert "(1 error)" in err and f"faults[0].at_s ({bad}:9)" in err
+
+
+def test_run_with_an_unknown_profile_exits_2_naming_the_known_ones_and_starts_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", str(default_config_path()), "--profile", "weekly"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown profile 'weekly'" in err and "nightly" in err and "nothing was started" in err

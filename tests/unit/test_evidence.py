@@ -10,7 +10,7 @@ import pytest
 
 from resgate.checks.result import UNKNOWN, CheckResult
 from resgate.contract.errors import ConfigError
-from resgate.contract.layout import RunKey, find_run, list_runs
+from resgate.contract.layout import RunKey, find_run, list_runs, stamp_line
 from resgate.evidence.junit import junit_xml
 from resgate.evidence.query import run_query
 from resgate.evidence.store import FolderStore, write_jsonl
@@ -37,12 +37,31 @@ def _write_run(root: Path, gate: str, passed: bool) -> RunKey:
     return key
 
 
-def test_run_folders_follow_the_hive_layout(tmp_path: Path) -> None:
+def test_each_table_has_its_own_folder_and_the_run_folder_holds_the_other_files(tmp_path: Path) -> None:
     key = _write_run(tmp_path, "pb", True)
+    FolderStore(tmp_path, key).write_text("report", "# report\n")
     run_dir = tmp_path / f"gate=pb/dt={key.date}/run_id={key.run_id}"
-    assert (run_dir / "checks.jsonl").exists()
+    assert (tmp_path / f"gate=pb/checks/dt={key.date}/run_id={key.run_id}/checks.jsonl").exists()
+    assert (tmp_path / f"gate=pb/verdicts/dt={key.date}/run_id={key.run_id}/verdict.json").exists()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["report.md"]
     assert find_run(tmp_path, key.run_id) == run_dir
     assert list_runs(tmp_path) == [run_dir]
+    assert RunKey.parse(run_dir) == (str(tmp_path), key)
+
+
+def test_a_run_folder_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="expected dt="):
+        RunKey.parse("evidence/gate=pb/ledger/run_id=x")
+
+
+def test_stamping_a_copied_line_puts_run_id_and_gate_first_once() -> None:
+    key = RunKey(gate="pb", date="2025-01-02", run_id="r1")
+    stamped = stamp_line(b'{"ts": 1.0, "op": "x"}\n', key)
+    assert json.loads(stamped) == {"run_id": "r1", "gate": "pb", "ts": 1.0, "op": "x"}
+    assert stamped.endswith(b"\n")
+    assert stamp_line(stamped, key) == stamped
+    assert json.loads(stamp_line(b"{}\n", key)) == {"run_id": "r1", "gate": "pb"}
+    assert stamp_line(b"\n", key) == b"\n"
 
 
 def test_query_joins_checks_and_verdicts_with_partition_columns(tmp_path: Path) -> None:

@@ -224,6 +224,19 @@ def fis_template_errors(template: dict[str, Any]) -> list[str]:
     problems: list[str] = []
     for tid, r in resources.items():
         if r["Type"] == "AWS::FIS::ExperimentTemplate":
-            props = {"ClientToken": "token", **render(r["Properties"], resources)}
+            props = {"ClientToken": "token", **_api_names(render(r["Properties"], resources))}
             problems += validate_input("fis", "CreateExperimentTemplate", props, where=tid)
     return problems
+
+
+# CloudFormation names a few FIS members differently from the API (the rest differ only in case).
+_CFN_TO_API = {"ExperimentReportS3Configuration": "s3Configuration"}
+
+
+def _api_names(node: Any) -> Any:
+    """``node`` with CloudFormation's member names that are not the API's renamed (:data:`_CFN_TO_API`)."""
+    if isinstance(node, dict):
+        return {_CFN_TO_API.get(k, k): _api_names(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_api_names(v) for v in node]
+    return node

@@ -1,0 +1,112 @@
+"""Parsing of the gate config's ``faults[]`` entries: each kind's fields, validated against the target's
+services, the load's window and the embedded infrastructure, naming the field and line on error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resgate.config.fields import Section
+from resgate.config.model import (
+    FAULT_KINDS,
+    NETWORK_DEPENDENCIES,
+    NETWORK_FAULT_KINDS,
+    Fault,
+    Infra,
+    Load,
+    Target,
+)
+
+
+def fault_target(sec: Section, target: Target, required: bool) -> str | None:
+    """The service a fault acts on (process faults) or whose recovery it is judged by (the others,
+    defaulting to the exposed service)."""
+    if not required and not sec.has("target"):
+        exposed = next((s.name for s in target.services if s.expose), None)
+        return exposed or (target.services[0].name if target.services else None)
+    name = sec.str("target")
+    if target.services and target.service(name) is None:
+        raise sec.error("target", f"no service named {name!r}; services: {[s.name for s in target.services]}")
+    return name
+
+
+def parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Infra) -> Fault:
+    kind = sec.str("kind")
+    if kind not in FAULT_KINDS:
+        raise sec.error("kind", f"unknown fault kind {kind!r}; known: {list(FAULT_KINDS)}")
+    name = sec.str("name", f"{kind}-{index + 1}")
+    at_s = float(sec.num("at_s", min=0))
+    if at_s < load.baseline_s:
+        raise sec.error(
+            "at_s", f"must be at or after the baseline window (load.baseline_s = {load.baseline_s})"
+        )
+    if at_s >= load.duration_s:
+        raise sec.error("at_s", f"must be before the end of the load (load.duration_s = {load.duration_s})")
+    params: dict[str, Any] = {}
+    if kind in NETWORK_FAULT_KINDS or kind in ("rate_limit_spike", "zone_loss"):
+        tgt = _parse_network_fault(sec, kind, target, params)
+        sec.done()
+        return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
+    tgt = fault_target(sec, target, kind in ("stop_task", "hang"))
+    if kind in ("stop_task", "hang"):
+        params["percent"] = float(sec.num("percent", 50.0, min=0, max=100))
+    if kind in ("hang", "db_blip", "kafka_broker_down", "kafka_latency"):
+        params["duration_s"] = float(sec.num("duration_s", min=0))
+    if kind in ("kafka_broker_down", "kafka_latency"):
+        params["broker"] = sec.num("broker", 1, min=1, max=infra.kafka_brokers, integer=True)
+    if kind == "kafka_latency":
+        params["rtt_ms"] = sec.num("rtt_ms", min=0, max=60_000, integer=True)
+    if kind == "duplicate_delivery":
+        topics = sec.str_list("topics")
+        if not topics:
+            raise sec.error("topics", "must name at least one topic")
+        params["topics"] = topics
+        params["fraction"] = float(sec.num("fraction", 0.05, min=0, max=1))
+        params["max_events"] = sec.num("max_events", 500, min=1, integer=True)
+    sec.done()
+    return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
+
+
+def _parse_network_fault(sec: Section, kind: str, target: Target, params: dict[str, Any]) -> str | None:
+    """Fill ``params`` for a network, edge or zone fault; returns the service its recovery is judged by."""
+    exposed = next((s.name for s in target.services if s.expose), None)
+    if kind == "zone_loss":
+        params["zone"] = sec.str("zone")
+        tgt = fault_target(sec, target, False) if sec.has("target") else None
+        zoned = [s for s in target.services if params["zone"] in s.zones and (tgt is None or s.name == tgt)]
+        if target.services and not zoned:
+            raise sec.error("zone", f"no service has zone {params['zone']!r} (set zones: [...] on a service)")
+        params["services"] = [s.name for s in zoned]
+        return tgt or exposed or (zoned[0].name if zoned else None)
+    if kind == "rate_limit_spike":
+        if target.services and exposed is None:
+            raise sec.error("kind", "a rate-limit spike needs an exposed service (the edge answers the 429s)")
+        params["percent"] = float(sec.num("percent", 50.0, min=1, max=100))
+        params["duration_s"] = float(sec.num("duration_s", min=0.1))
+        params["retry_after_s"] = sec.num("retry_after_s", 1, min=1, max=60, integer=True)
+        return exposed
+    between = sec.str_list("between", [exposed or "", "clients"])
+    if len(between) != 2 or between[1] not in NETWORK_DEPENDENCIES:
+        raise sec.error("between", f"must be [service, one of {list(NETWORK_DEPENDENCIES)}], got {between!r}")
+    service, dependency = between
+    if target.services and target.service(service) is None:
+        raise sec.error(
+            "between", f"no service named {service!r}; services: {[s.name for s in target.services]}"
+        )
+    if dependency == "clients" and target.services and service != exposed:
+        raise sec.error("between", f"only the exposed service ({exposed!r}) has clients on this machine")
+    params["service"], params["dependency"] = service, dependency
+    params["direction"] = sec.str("direction", "both", choices=("both", "upstream", "downstream"))
+    if kind == "connection_reset":
+        params["duration_s"] = float(sec.num("duration_s", 0.0, min=0))
+        return service
+    params["duration_s"] = float(sec.num("duration_s", min=0.1))
+    if kind == "network_partition":
+        params["mode"] = sec.str("mode", "hang", choices=("hang", "refuse"))
+    elif kind == "network_latency":
+        params["delay_ms"] = float(sec.num("delay_ms", min=100, max=5000))
+        params["jitter_ms"] = float(sec.num("jitter_ms", 0.0, min=0, max=params["delay_ms"]))
+    elif kind == "packet_loss":
+        params["percent"] = float(sec.num("percent", min=5, max=50))
+    elif kind == "bandwidth":
+        params["kbps"] = float(sec.num("kbps", min=1, max=10_000_000))
+    return service
