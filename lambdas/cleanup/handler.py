@@ -1,14 +1,6 @@
-"""Lambda handler of the abort cleanup: stop a run's load task and FIS experiments, release its target's
-lock and leave its trace (an ERROR verdict, the notice, the OpsItem when configured).
-
-An EventBridge rule invokes it when an execution of the gate's state machine ends ABORTED (StopExecution)
-or TIMED_OUT, which skip the state machine's own cleanup branch, and FAILED (harmless: the branch has
-already stopped everything, and stopping again is a no-op). See :mod:`lambdas.cleanup.inputs` for the
-event, :mod:`lambdas.cleanup.stops` for what is stopped and :mod:`lambdas.cleanup.trace` for the lock and
-the trace. Returns ``{run_id, status, stopped_tasks, stopped_experiments, already_stopped, other_runs,
-failures, lock, verdict, notified}``; when any step failed it raises a ``GateError`` after trying all of
-them (EventBridge's asynchronous invocation retries).
-"""
+"""Lambda handler of the abort cleanup, invoked by EventBridge when an execution ends ABORTED, TIMED_OUT or
+FAILED: :func:`lambdas.cleanup.stops.clean_up` stops the run's load and experiments, releases its lock and
+leaves its trace."""
 
 from __future__ import annotations
 

@@ -1,5 +1,12 @@
 """The timeline step's work: read the run's FIS experiments and the target services' ECS tasks, write
-``faults.jsonl`` and ``health.jsonl`` to the run's store in the local runner's formats."""
+``faults.jsonl`` and ``health.jsonl`` to the run's store in the local runner's formats.
+
+The state machine calls it after the load and the quiesce wait, before the checks: the recovery check reads
+these two files. Faults come from :mod:`lambdas.timeline.faults`, health from :mod:`lambdas.timeline.health`.
+The event is the run fields of :mod:`lambdas` plus :class:`lambdas.timeline.inputs.TimelineInputs`; the
+output goes to ``$.timeline`` (``observed_until`` is handed to the recovery check). An invalid event raises
+ConfigError; any AWS failure a GateError (the state machine retries it, then cleans up and fails the run).
+"""
 
 from __future__ import annotations
 

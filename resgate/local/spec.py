@@ -162,3 +162,27 @@ class ServiceSpec:
             setattr(spec, f.name, value)
         spec.validate(where)
         return spec
+
+
+# --- fault parameters of the supervisor's primitives ---------------------------------------------------
+
+
+def check_percent(percent: object) -> float:
+    """A fault's ``percent`` of replicas, 0..100; ConfigError naming ``percent`` otherwise."""
+    if not is_number(percent) or not 0 <= percent <= 100:  # type: ignore[operator]
+        raise ConfigError(f"must be a number from 0 to 100, got {percent!r}", where="percent")
+    return float(percent)  # type: ignore[arg-type]
+
+
+def check_duration(duration_s: object) -> float:
+    """A fault's ``duration_s`` >= 0; ConfigError naming ``duration_s`` otherwise."""
+    if not is_number(duration_s) or duration_s < 0:  # type: ignore[operator]
+        raise ConfigError(f"must be a number of seconds >= 0, got {duration_s!r}", where="duration_s")
+    return float(duration_s)  # type: ignore[arg-type]
+
+
+def count_for(percent: float, n: int) -> int:
+    """ceil(percent% of n), at least 1 when percent > 0."""
+    if percent <= 0 or n <= 0:
+        return 0
+    return max(1, min(n, math.ceil(round(percent * n / 100.0, 9))))

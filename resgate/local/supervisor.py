@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import math
 import random
 import shutil
 import signal
@@ -43,34 +42,18 @@ from resgate.local.process import (
     terminate_groups,
 )
 from resgate.local.replica import HEALTHY, STARTING, STOPPED, UNHEALTHY, Replica, ReplicaInfo
-from resgate.local.spec import ServiceSpec, check_str_map, is_number
+from resgate.local.spec import (
+    ServiceSpec,
+    check_duration,
+    check_percent,
+    check_str_map,
+    count_for,
+    is_number,
+)
 
 EVENTS = ("started", "healthy", "unhealthy", "exited", "restarted", "killed", "hung", "resumed")
 
 _MONITOR_TICK_S = 0.05
-
-# --------------------------------------------------------------------------------------------------------
-# fault parameters
-
-
-def _check_percent(percent: object) -> float:
-    if not is_number(percent) or not 0 <= percent <= 100:  # type: ignore[operator]
-        raise ConfigError(f"must be a number from 0 to 100, got {percent!r}", where="percent")
-    return float(percent)  # type: ignore[arg-type]
-
-
-def _check_duration(duration_s: object) -> float:
-    if not is_number(duration_s) or duration_s < 0:  # type: ignore[operator]
-        raise ConfigError(f"must be a number of seconds >= 0, got {duration_s!r}", where="duration_s")
-    return float(duration_s)  # type: ignore[arg-type]
-
-
-def _count_for(percent: float, n: int) -> int:
-    """ceil(percent% of n), at least 1 when percent > 0."""
-    if percent <= 0 or n <= 0:
-        return 0
-    return max(1, min(n, math.ceil(round(percent * n / 100.0, 9))))
-
 
 # --------------------------------------------------------------------------------------------------------
 # the supervisor
@@ -283,7 +266,7 @@ class Supervisor:
         The local ``aws:ecs:stop-task``; the monitor restarts them after ``restart_delay_s``.
         Returns the ids of the replicas killed.
         """
-        pct = _check_percent(percent)
+        pct = check_percent(percent)
         with self._lock:
             targets = self._match(service, tags, require=True)
             self._require_running()
@@ -330,8 +313,8 @@ class Supervisor:
 
         Replicas already hung are not chosen again. Returns the ids of the replicas hung.
         """
-        pct = _check_percent(percent)
-        duration = _check_duration(duration_s)
+        pct = check_percent(percent)
+        duration = check_duration(duration_s)
         with self._lock:
             targets = self._match(service, tags, require=True)
             self._require_running()
@@ -380,7 +363,7 @@ class Supervisor:
             raise GateError("supervisor is shutting down")
 
     def _pick(self, targets: list[Replica], pct: float, n_total: int | None = None) -> list[Replica]:
-        count = _count_for(pct, len(targets) if n_total is None else n_total)
+        count = count_for(pct, len(targets) if n_total is None else n_total)
         alive = [r for r in targets if r.proc is not None and not exited(r.proc)]
         chosen = self._rng.sample(alive, min(count, len(alive)))
         return sorted(chosen, key=lambda r: (r.spec.name, r.index))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from resgate.contract.errors import ConfigError, GateError
-from resgate.local.spec import ServiceSpec
-from resgate.local.supervisor import Supervisor, _count_for
+from resgate.local.spec import ServiceSpec, count_for
+from resgate.local.supervisor import Supervisor
 from resgate.runner.local_target import parse_services, service_specs
 
 ECHO = [sys.executable, "-m", "resgate.testing.echo_service"]
@@ -155,7 +155,7 @@ def test_valid_fault_on_a_supervisor_that_was_not_started_is_a_gate_error(no_sid
     [(0, 4, 0), (1, 4, 1), (25, 4, 1), (26, 4, 2), (30, 10, 3), (50, 3, 2), (100, 3, 3), (0.1, 1, 1)],
 )
 def test_fault_count_is_ceil_of_percent_and_at_least_one(percent: float, n: int, expected: int) -> None:
-    assert _count_for(percent, n) == expected
+    assert count_for(percent, n) == expected
 
 
 def test_paperbroker_described_as_plain_data_becomes_specs_through_the_gate_config_parser(
