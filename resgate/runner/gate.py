@@ -266,6 +266,7 @@ class GateRun:
             src = self.load.ledger_path()
             if src is None or not src.exists():
                 return None
+            dest.parent.mkdir(parents=True, exist_ok=True)  # the ledger table's folder of this run
             shutil.copyfile(src, dest)
         return dest
 

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -129,6 +130,7 @@ def synthesize(config_path: Path, *, log: Any = print) -> Assembly:
     outdir = cache_root() / f"assembly-{key}"
     if not (outdir / "manifest.json").exists():
         log(f"synthesizing the gate stack with bundling into {outdir}")
+        t0 = time.monotonic()
         tmp = outdir.with_name(outdir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
@@ -144,12 +146,32 @@ def synthesize(config_path: Path, *, log: Any = print) -> Assembly:
         if proc.returncode != 0:
             raise RuntimeError(f"synth failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         tmp.rename(outdir)
+        log(f"synthesized in {time.monotonic() - t0:.1f} s")
+    os.utime(outdir)  # the most recently used assemblies are the ones prune() keeps
+    prune(log=log)
     manifest = json.loads((outdir / "manifest.json").read_text())
     (stack,) = [a for a in manifest["artifacts"].values() if a["type"] == "aws:cloudformation:stack"]
     (assets,) = [a for a in manifest["artifacts"].values() if a["type"] == "cdk:asset-manifest"]
     template = json.loads((outdir / stack["properties"]["templateFile"]).read_text())
     files = json.loads((outdir / assets["properties"]["file"]).read_text())["files"]
     return Assembly(outdir, template, files)
+
+
+KEEP_ASSEMBLIES = 3  # the default config's, the guardrail variant's and one older tree's
+
+
+def prune(*, keep: int = KEEP_ASSEMBLIES, log: Any = print) -> None:
+    """Delete all but the ``keep`` most recently used assemblies (each about 300 MB: every source change
+    is a new one) and the host bundles of assets no kept assembly holds."""
+    root = cache_root()
+    assemblies = sorted(root.glob("assembly-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in assemblies[keep:]:
+        log(f"pruning {old.name}")
+        shutil.rmtree(old, ignore_errors=True)
+    kept_assets = {a.name for d in assemblies[:keep] for a in d.glob("asset.*")}
+    for bundle in (root / "host-assets").glob("asset.*"):
+        if bundle.name.split("-py", 1)[0] not in kept_assets:
+            shutil.rmtree(bundle, ignore_errors=True)
 
 
 def _has_foreign_wheels(asset: Path) -> bool:
@@ -190,6 +212,7 @@ def runnable_asset(fn: Function, *, log: Any = print) -> Path:
     out = cache_root() / "host-assets" / f"{fn.asset.name}-py{version}{'-' + tag if tag else ''}"
     if not (out / ".complete").exists():
         log(f"bundling {fn.asset.name} ({fn.name}) for Python {version}" + (f" + {extra}" if extra else ""))
+        t0 = time.monotonic()
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         proc = subprocess.run(
@@ -206,4 +229,5 @@ def runnable_asset(fn: Function, *, log: Any = print) -> Path:
                 f"bundling {fn.asset.name} for Python {version} failed:\n{proc.stderr[-3000:]}"
             )
         (out / ".complete").write_text(version)
+        log(f"bundled {fn.asset.name} in {time.monotonic() - t0:.1f} s")
     return out

@@ -6,6 +6,7 @@ paperbroker.yaml``), shortened, without what the AWS stack cannot do yet.
 - ``redeliver-events`` (``duplicate_delivery``) is dropped: it has no AWS implementation (the stack
   warns at synth and the state machine has no state for it), so the two conductors would not run the
   same faults;
+- the named ``profiles`` are dropped (they name the full config's faults; a rehearsal runs none);
 - every check is enabled, ``replay`` included: locally its rebuild is the config's callable, in the
   rehearsal the replay Lambda runs the config's ``ecs_task`` (``paperbroker-projector``, the target's own
   task definition, which the ECS twin runs as ``python -m paperbroker.projections rebuild``).
@@ -21,17 +22,45 @@ from tests.rehearsal.support.assembly import ROOT, cache_root
 
 LOAD_S = 20
 FAULT_AT_S = {"kill-gateway": 5, "kill-projector": 10, "kill-matcher": 13}
+# The guardrail scenario: every gateway replica stopped at 3 s and kept unready (``slow_start`` with
+# ``PB_SLOW_START_S``), so the load's error ratio stays near 1; guardrails that trip on one 10-s period
+# (the alarm twins' period, the load's publishing period); the next faults late enough that the trip
+# comes first.
+GUARDRAIL_LOAD_S = 25
+GUARDRAIL_FAULT_AT_S = {"kill-gateway": 3, "kill-projector": 15, "kill-matcher": 18}
 
 
-def rehearsal_config() -> Path:
-    """Write the shared config (see the module) into the rehearsal cache; return its path. The text is
-    the same on every call, so the synthesized assembly is reused."""
+def _variant(data: dict, variant: str) -> None:
+    if variant == "default":
+        return
+    if variant == "pipeline":  # the default config as it is (its load, faults, quiesce)
+        data.update(yaml.safe_load((ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text()))
+        data["evidence"]["root"] = str(cache_root() / "evidence")
+        return
+    if variant != "guardrail":
+        raise ValueError(f"no rehearsal config variant {variant!r}")
+    data["load"]["duration_s"] = GUARDRAIL_LOAD_S
+    for f in data["faults"]:
+        f["at_s"] = GUARDRAIL_FAULT_AT_S[f["name"]]
+        if f["name"] == "kill-gateway":
+            f["percent"] = 100
+    data["guardrails"].update(window_s=2, consecutive_windows=2)
+
+
+def rehearsal_config(variant: str = "default") -> Path:
+    """Write the shared config (see the module; ``variant="guardrail"`` for the guardrail scenario,
+    ``"pipeline"`` for the default config unchanged, to time a default run) into
+    the rehearsal cache; return its path. The text is the same on every call, so the synthesized assembly
+    is reused."""
     data = yaml.safe_load((ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text())
     data["load"].update(duration_s=LOAD_S, baseline_s=3)
     data["faults"] = [dict(f, at_s=FAULT_AT_S[f["name"]]) for f in data["faults"] if f["name"] in FAULT_AT_S]
     data["quiesce"]["timeout_s"] = 30
+    data.pop("profiles", None)  # named load/fault profiles refer to the full config's faults
     data["evidence"]["root"] = str(cache_root() / "evidence")
-    path = cache_root() / "rehearsal-paperbroker.yaml"
+    _variant(data, variant)
+    suffix = "" if variant == "default" else f"-{variant}"
+    path = cache_root() / f"rehearsal-paperbroker{suffix}.yaml"
     text = "# The rehearsal's gate config: see tests/rehearsal/support/configs.py\n" + yaml.safe_dump(
         data, sort_keys=False
     )

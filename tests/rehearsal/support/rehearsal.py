@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class Rehearsal:
     lambdas: list[tuple[str, float, str | None]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
     throttled: list[str] = field(default_factory=list)
+    sdk_states: set[str] = field(default_factory=set)
     experiments: list[dict[str, Any]] = field(default_factory=list)
     entered: list[str] = field(default_factory=list)
 
@@ -191,6 +193,11 @@ def rehearse(
             server.start()
             moto_url = "http://{}:{}".format(*server.get_host_and_port())
             aws = {"endpoint_url": moto_url, "region_name": REGION}
+            # moto's backends are per process, not per server: start from empty ones (an earlier
+            # rehearsal in this process left its bucket, secret, tables and state machine).
+            urllib.request.urlopen(
+                urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
+            )
             target = LocalTarget(cfg, run_id, say=lambda s: log(f"target: {s}"), log_dir=workdir / "logs")
             target.start_infra()
             target.setup()
@@ -242,6 +249,7 @@ def rehearse(
                     result = _execute(assembly, run_id, waits, aws, timeout_s, log)
             result.lambdas, result.notifications = lam.invocations, sns.messages
             result.throttled = list(throttled)
+            result.sdk_states = sdk_task_states(json.loads(assembly.definition))
             result.experiments = _experiments(assembly, ecs, fis)
             result.checks, result.verdict = _evidence(boto3.client("s3", **aws), bucket, run_id)
             result.duration_s = time.time() - t0
@@ -259,6 +267,17 @@ def rehearse(
                 except Exception as e:
                     log(f"cleanup step failed: {e}")
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sdk_task_states(definition: Mapping[str, Any]) -> set[str]:
+    """The names of every ``aws-sdk:`` Task state of ``definition``, in Parallel branches too."""
+    out = set()
+    for name, st in definition.get("States", {}).items():
+        if st.get("Type") == "Task" and ":states:::aws-sdk:" in str(st.get("Resource", "")):
+            out.add(name)
+        for branch in st.get("Branches", []):
+            out |= sdk_task_states(branch)
+    return out
 
 
 def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, Any]]:
