@@ -130,7 +130,8 @@ OBSERVATION_WINDOW_MAX_S = 12 * 3600
 # Default poll interval and bounds of every polling loop: each loop gives up (and cleans up) after
 # max polls, whatever poll_s the execution input sets.
 DEFAULT_POLL_S = 15
-MAX_POLLS_TASK_START = 40  # about 10 minutes at the default poll interval
+START_POLL_S = 2  # the load task's start is polled this often (the fault schedule counts from it)
+MAX_POLLS_TASK_START = 300  # about 10 minutes at START_POLL_S
 # The experiment watch is bounded by time, not by a fixed count (state_machine.faults): it may last as long
 # as an experiment (its aws:fis:wait actions) plus this margin for FIS's initiating and its stop-task
 # action (tens of seconds each) and for polls slowed by retried throttling (at most about 45 s a call).

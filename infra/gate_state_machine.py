@@ -24,15 +24,16 @@ run's ERROR verdict and notifies.
 Execution input (every field optional)::
 
     {"profile": "nightly",
-     "waits": {"baseline_s": 5, "poll_s": 15, "quiesce_s": 75, "load_s": 45, "lock_wait_s": 600,
-               "at_<fault key>": <s>, ...}}
+     "waits": {"baseline_s": 5, "poll_s": 15, "start_poll_s": 2, "quiesce_s": 75, "load_s": 45,
+               "lock_wait_s": 600, "at_<fault key>": <s>, ...}}
 
 Defaults come from the gate config and the profile (:mod:`infra.state_machine.profiles`: its load duration
-and fault times; no profile: the config's own load and faults). ``poll_s`` and ``quiesce_s`` are delays;
-``baseline_s``, ``load_s`` and ``at_<key>`` are offsets from the load task's start (the fault key is its
-name with non-alphanumerics as ``_``); tests pass 0 everywhere, or a start time in the past. The run id is
-the execution name and ``dt`` the execution's start date, so the evidence lands in
-``s3://<bucket>/evidence/gate=<gate>/dt=<date>/run_id=<execution name>/``.
+and fault times; no profile: the config's own load and faults). ``poll_s``, ``start_poll_s`` (the load
+task's start) and ``quiesce_s`` are delays; ``baseline_s``, ``load_s`` and ``at_<key>`` are offsets from
+the load task's start (the fault key is its name with non-alphanumerics as ``_``); tests pass 0
+everywhere, or a start time in the past. The run id is the execution name and ``dt`` the execution's start
+date, so the run's files land in ``s3://<bucket>/evidence/gate=<gate>/dt=<date>/run_id=<execution name>/``
+(its tables' rows under ``gate=<gate>/<table>/dt=<date>/run_id=<execution name>/``).
 
 The construct grants its own role what the SDK tasks need (they are ``CustomState`` tasks, with no
 generated policy): ``ecs:DescribeServices`` on the target services, ``ecs:RunTask`` of the load task

@@ -106,7 +106,7 @@ def build_load_start(
     )
 
     reset_start = steps.reset_polls("Reset load start polls")
-    wait_running = steps.wait("Wait for load task", "$.waits.poll_s")
+    wait_running = steps.wait("Wait for load task", "$.waits.start_poll_s")
     describe_start, picked_start = _describe_load(steps, cleanup, "Describe load task", cluster_arn)
     running = steps.choice("Load running?")
     count_start = steps.count_polls("Count load start polls")

@@ -27,7 +27,7 @@ from infra.state_machine.schedule import offset_key
 from infra.state_machine.steps import Phase, Steps
 from resgate.config.schema import GateConfig
 
-WAIT_KEYS = ("baseline_s", "poll_s", "quiesce_s", "load_s", "lock_wait_s")
+WAIT_KEYS = ("baseline_s", "poll_s", "start_poll_s", "quiesce_s", "load_s", "lock_wait_s")
 # A standard execution lasts at most a year; the bound also keeps States.MathAdd within its int32 domain.
 MAX_WAIT_S = 365 * 24 * 3600
 BASE64_DECODE_MAX_CHARS = 10_000  # the input limit of States.Base64Decode
@@ -47,6 +47,9 @@ def default_waits(
     waits = {
         "baseline_s": math.ceil(config.load.baseline_s),
         "poll_s": poll_s,
+        # The load task's start is polled often: the fault schedule counts from it, so a fault due before
+        # the first poll would fire that much late.
+        "start_poll_s": min(poll_s, c.START_POLL_S),
         "quiesce_s": math.ceil(config.quiesce.timeout_s),
         "load_s": math.ceil(config.load.duration_s),
         "lock_wait_s": lock_wait_s,

@@ -37,7 +37,13 @@ def started_task(status: str, started_at: str | None = STARTED_AT) -> Return:
 
 def config_waits(synth, **overrides: int) -> dict[str, int]:
     """The gate config's defaults, with no delay between polls and no quiesce (they really sleep)."""
-    return {**synth.stack.gate_machine.default_waits, "poll_s": 0, "quiesce_s": 0, **overrides}
+    return {
+        **synth.stack.gate_machine.default_waits,
+        "poll_s": 0,
+        "start_poll_s": 0,
+        "quiesce_s": 0,
+        **overrides,
+    }
 
 
 def entered(ex, name: str) -> list[dict[str, Any]]:
@@ -109,3 +115,16 @@ def test_the_load_start_is_the_state_entry_when_the_task_reports_no_start_time(r
     schedule = state["schedule"]
     assert schedule["load_start"].startswith(state["run"]["dt"]) and schedule["load_start"].endswith("Z")
     assert set(schedule["faults"].values()) == {schedule["load_start"]}  # zero offsets in this run
+
+
+def test_the_load_start_is_polled_every_2_s_so_an_early_fault_is_not_late_by_a_whole_poll(synth):
+    # The schedule counts from the task's StartedAt, but a fault already due when the start is first seen
+    # fires only then: at the 15 s poll interval, kill-gateway (at_s 10) would fire 5 s late.
+    from infra import constants as c
+    from tests.infra.support.validators import definition_of
+
+    states = definition_of(synth.template_json)["States"]
+    assert states["Wait for load task"]["SecondsPath"] == "$.waits.start_poll_s"
+    waits = synth.stack.gate_machine.default_waits
+    assert waits["start_poll_s"] == c.START_POLL_S == 2 and waits["poll_s"] == 15
+    assert c.START_POLL_S * c.MAX_POLLS_TASK_START >= 600  # a Fargate start may take minutes (image pull)

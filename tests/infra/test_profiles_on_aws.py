@@ -36,7 +36,7 @@ def run_profile(run_gate, synth, name: str, execution_input: dict) -> sm.Executi
         }
     )
     responses["Describe finished load task"] = [sm.task_status("STOPPED", exit_code=0)]
-    waits = {"poll_s": 0, "quiesce_s": 0}
+    waits = {"poll_s": 0, "start_poll_s": 0, "quiesce_s": 0}
     return run_gate(name, responses, execution_input={**execution_input, "waits": waits})
 
 

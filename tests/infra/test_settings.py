@@ -126,6 +126,7 @@ def test_default_waits_give_each_fault_its_offset_from_the_load_start_as_configu
     assert waits == {
         "baseline_s": 5,
         "poll_s": 15,
+        "start_poll_s": 2,
         "quiesce_s": 75,
         "load_s": 45,
         "lock_wait_s": 600,
