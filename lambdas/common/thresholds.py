@@ -1,6 +1,6 @@
 """Where a check's thresholds come from: the event's own section, else the run's gate config in S3.
 
-The section is the check's ``checks.<name>`` body of the gate config (``enabled`` dropped), handed to the
+The section is the check's ``checks.<name>`` body of the gate config, handed (``enabled`` dropped) to the
 checker's own ``from_dict`` by the handler, exactly as the local runner does, so the same rules apply.
 """
 
@@ -36,7 +36,7 @@ def check_section(
     if given:
         body = event.mapping(given[0])
         assert body is not None
-        return _without_enabled(body), f"event.{given[0]}"
+        return dict(body), f"event.{given[0]}"
     try:
         text = store.read_text("config")
     except EvidenceMissing as e:
@@ -53,8 +53,4 @@ def check_section(
     section = (checks or {}).get(name) if isinstance(checks or {}, Mapping) else None
     if section is not None and not isinstance(section, Mapping):
         raise ConfigError("must be an object", where=f"{store.uri('config')}: checks.{name}")
-    return _without_enabled(section or {}), f"checks.{name}"
-
-
-def _without_enabled(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k != "enabled"}
+    return dict(section or {}), f"checks.{name}"
