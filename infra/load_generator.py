@@ -32,6 +32,7 @@ from constructs import Construct
 from infra import constants as c
 from infra.evidence_bucket import EvidenceStore
 from infra.nag import acknowledge
+from loadgen.upload import parse_s3_locustfile
 from resgate.config.schema import Load
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError
@@ -57,10 +58,7 @@ def locustfile_source(value: str, *, own_image: bool) -> tuple[str | None, tuple
     if value in (c.DEFAULT_LOCUSTFILE, f"/app/{c.DEFAULT_LOCUSTFILE}"):
         return None, None
     if value.startswith("s3://"):
-        bucket, _, key = value[len("s3://") :].partition("/")
-        if not bucket or not key.endswith(".py"):
-            raise ConfigError(f"must be s3://bucket/key.py, got {value!r}", where="load.locustfile")
-        return value, (bucket, key)
+        return value, parse_s3_locustfile(value, where="load.locustfile")
     if own_image and value.startswith("/"):
         return value, None
     raise ConfigError(

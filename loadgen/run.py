@@ -27,7 +27,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from loadgen import live_metrics
 from loadgen.ledger import count_records, merge_ledgers
@@ -324,11 +323,10 @@ def resolve_locustfile(value: str, workdir: Path, *, client: Any = None) -> Path
         if not path.is_file():
             raise ConfigError(f"no such file in the image: {value}", where=env_names.ENV_LOCUSTFILE)
         return path
-    parsed = urlparse(value)
-    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    from loadgen.upload import parse_s3_locustfile
+
+    bucket, key = parse_s3_locustfile(value, where=env_names.ENV_LOCUSTFILE)
     name = key.rsplit("/", 1)[-1]
-    if not bucket or not name.endswith(".py"):
-        raise ConfigError(f"must name a .py object, got {value!r}", where=env_names.ENV_LOCUSTFILE)
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 

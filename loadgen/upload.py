@@ -80,6 +80,17 @@ def _stamped_copy(path: Path, prefix: str) -> Path:
     return out
 
 
+def parse_s3_locustfile(uri: str, *, where: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key.py`` into ``(bucket, key)``; ConfigError naming ``where`` unless it names a
+    ``.py`` object. The load task downloads it (:func:`loadgen.run.resolve_locustfile`); the CDK app grants
+    the task that one object."""
+    parsed = urlparse(uri)
+    bucket, key = parsed.netloc, parsed.path.lstrip("/")
+    if parsed.scheme != "s3" or not bucket or not key.rsplit("/", 1)[-1].endswith(".py"):
+        raise ConfigError(f"must be s3://bucket/key.py, got {uri!r}", where=where)
+    return bucket, key
+
+
 def node_name() -> str:
     """This load node's name: ``RESGATE_LOAD_NODE``, else the host name (a Fargate task's is unique)."""
     name = os.environ.get(env_names.ENV_LOAD_NODE, "").strip() or socket.gethostname() or "node"
