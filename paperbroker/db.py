@@ -1,15 +1,29 @@
-"""Postgres helpers for the paperbroker gateway: the schema, connections and the async pool.
+"""Postgres helpers for the paperbroker gateway: the schema, connections, the async pool and deadlines.
 
 The gateway schema (``gateway_schema.sql``: ``orders``, ``order_idempotency``, ``outbox``, ``rfqs``) is
 idempotent and applied under a transaction-level advisory lock, so several replicas (and
 ``paperbroker.system.init_system``) may apply it at the same time. The async pool is built to survive a
 Postgres restart: broken connections are discarded when returned, and :func:`make_pool` opens without
 waiting so a gateway can start while the database is still down.
+
+**Deadlines** (:func:`bounded`): a partition that swallows bytes never fails a call on its own, and
+neither TCP keepalives nor ``tcp_user_timeout`` notice it when something on the path acknowledges the
+bytes (a proxy, a hung server). Cancelling the waiting coroutine is no way out either: psycopg then asks
+the server to cancel the query over a new connection and waits for the answer (up to 10 s in psycopg 3.3,
+both through the same partition). So at a deadline :func:`sever` shuts the socket down instead
+(``shutdown``, asking nothing of the server): the call waiting on it fails at once with
+:class:`DeadlineExceeded`, the connection is closed, and the caller reconnects. Every connection also
+carries keepalives and ``tcp_user_timeout`` (:data:`TCP_OPTIONS`) for the partitions the kernel can see.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import socket
 import time
+from collections.abc import AsyncIterator
 from importlib import resources
 
 import psycopg
@@ -17,6 +31,59 @@ from psycopg_pool import AsyncConnectionPool
 
 SCHEMA_LOCK_KEY = 0x5042_4757  # "PBGW": serialises concurrent schema creation
 CONNECT_TIMEOUT_S = 3
+# Kernel-level detection of a dead peer (unacknowledged data, silent keepalives): libpq parameters.
+TCP_OPTIONS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms
+}
+
+
+class DeadlineExceeded(psycopg.OperationalError):
+    """The database did not answer within a deadline; the connection was severed and is unusable."""
+
+
+def sever(conn: psycopg.AsyncConnection | psycopg.Connection) -> None:
+    """Shut ``conn``'s socket down both ways, now, without a word to the server: a call waiting on it
+    fails at once (``OperationalError``) and the connection is broken. No-op on a closed connection."""
+    if conn.closed:
+        return
+    with contextlib.suppress(psycopg.Error, OSError, ValueError):
+        fd = conn.pgconn.socket
+        with socket.socket(fileno=os.dup(fd)) as s:
+            s.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.asynccontextmanager
+async def bounded(
+    conn: psycopg.AsyncConnection, seconds: float | None, what: str = "database call"
+) -> AsyncIterator[None]:
+    """Bound the database work in the block to ``seconds``: when it runs out, :func:`sever` ``conn`` and
+    raise :class:`DeadlineExceeded` (naming ``what``) from the failure that caused. ``None``: no deadline.
+    """
+    if seconds is None:
+        yield
+        return
+    fired = False
+
+    def fire() -> None:
+        nonlocal fired
+        fired = True
+        sever(conn)
+
+    handle = asyncio.get_running_loop().call_later(seconds, fire)
+    try:
+        yield
+    except psycopg.Error as e:
+        if fired:
+            raise DeadlineExceeded(f"{what}: no answer within {seconds:g}s, connection closed") from e
+        raise
+    finally:
+        handle.cancel()
+    if fired:  # the block finished without touching the severed connection again
+        raise DeadlineExceeded(f"{what}: no answer within {seconds:g}s, connection closed")
 
 
 def gateway_schema_sql() -> str:
@@ -43,14 +110,15 @@ async def ensure_gateway_schema_async(conn: psycopg.AsyncConnection) -> None:
 
 
 def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection:
-    """Open a synchronous connection with a short connect timeout."""
-    return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+    """Open a synchronous connection with a short connect timeout and :data:`TCP_OPTIONS`."""
+    return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S, **TCP_OPTIONS)
 
 
-async def connect_async(dsn: str, *, autocommit: bool = False) -> psycopg.AsyncConnection:
-    """Open an async connection with a short connect timeout."""
+async def connect_async(dsn: str, *, autocommit: bool = False, **params: object) -> psycopg.AsyncConnection:
+    """Open an async connection with a short connect timeout, :data:`TCP_OPTIONS` and ``params`` (more
+    libpq parameters, e.g. ``options``)."""
     return await psycopg.AsyncConnection.connect(
-        dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S
+        dsn, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S, **{**TCP_OPTIONS, **params}
     )
 
 
@@ -83,7 +151,7 @@ def make_pool(
     quick 503 rather than a hung request. Open it with ``await pool.open(wait=False)``.
     ``connect_timeout_s=None`` leaves libpq's default (the seeded bug ``no_connect_timeout``).
     """
-    kwargs: dict[str, object] = {"autocommit": True}
+    kwargs: dict[str, object] = {"autocommit": True, **TCP_OPTIONS}
     if connect_timeout_s is not None:
         kwargs["connect_timeout"] = connect_timeout_s
     return AsyncConnectionPool(

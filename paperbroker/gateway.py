@@ -57,6 +57,10 @@ from paperbroker.relay import OutboxRelay
 
 log = logging.getLogger("paperbroker.gateway")
 
+# The health probe's deadlines (paperbroker.db.bounded: the connection is severed when they run out)
+PROBE_DEADLINE_S = 1.0
+SCHEMA_DEADLINE_S = 10.0
+
 
 # ---------------------------------------------------------------------------------------- gateway
 class Gateway:
@@ -146,9 +150,11 @@ class Gateway:
                 self._health_conn = await asyncio.wait_for(
                     db.connect_async(self.settings.dsn, autocommit=True), 3
                 )
-            await asyncio.wait_for(self._health_conn.execute("SELECT 1"), 1.0)
+            async with db.bounded(self._health_conn, PROBE_DEADLINE_S, "health probe"):
+                await self._health_conn.execute("SELECT 1")
             if not self.schema_ready:
-                await db.ensure_gateway_schema_async(self._health_conn)
+                async with db.bounded(self._health_conn, SCHEMA_DEADLINE_S, "schema"):
+                    await db.ensure_gateway_schema_async(self._health_conn)
                 self.schema_ready = True
             return True, ""
         except Exception as e:

@@ -18,6 +18,13 @@ It runs as a background task inside every gateway replica. Guarantees:
   even if two relays briefly overlap (e.g. after a network blip of the lock connection).
 - **Small batches.** At most ``batch_rows`` rows per claim and the producer's ``max_batch_size`` stays at
   16 KiB, far below a consumer's default ``max_partition_fetch_bytes`` (1 MiB; see NOTES on the mock).
+- **Deadlines.** Every database step (taking the lock, one claim-send-mark cycle) must finish within
+  ``db_deadline_s`` (:func:`paperbroker.db.bounded`): behind a partition that swallows bytes a query never
+  fails on its own, and a relay stuck in one would hold the lock and leave the outbox undrained for good.
+  At the deadline the connection is severed (its transaction rolls back, its rows stay unsent) and the
+  relay reconnects: it is relaying again within about a second of the path coming back. The session also
+  asks the server to drop it when idle in a transaction (:data:`SESSION_OPTIONS`), so a relay cut off
+  mid-claim cannot keep its row locks for long.
 - **Latency.** Idle polling every ``poll_interval_s`` (20 ms); :meth:`OutboxRelay.wake` lets the local
   gateway cut the wait short after it wrote an outbox row, but claims stay at least ``min_gap_s`` (10 ms)
   apart so that under load rows are published in batches, not one claim transaction per order.
@@ -48,6 +55,8 @@ WHERE sent_at IS NULL AND id <> ALL(%s::bigint[]) ORDER BY id LIMIT %s FOR UPDAT
 """
 MARK_SQL = "UPDATE outbox SET sent_at = clock_timestamp(), attempts = attempts + 1 WHERE id = ANY(%s)"
 BUMP_SQL = "UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY(%s)"
+# server side: a relay session cut off inside a claim transaction ends (and unlocks) after this long
+SESSION_OPTIONS = "-c idle_in_transaction_session_timeout=10s"
 
 
 def make_producer(bootstrap: str, *, client_id: str = "paperbroker-relay") -> AIOKafkaProducer:
@@ -93,6 +102,7 @@ class OutboxRelay:
         max_inflight: int = 5000,
         broker_check_interval_s: float = 1.0,
         broker_grace_s: float = 3.0,
+        db_deadline_s: float | None = 5.0,
     ) -> None:
         self.dsn = dsn
         self.bootstrap = bootstrap
@@ -103,6 +113,7 @@ class OutboxRelay:
         self.send_timeout_s = send_timeout_s
         self.ack_wait_s = ack_wait_s
         self.max_inflight = max_inflight
+        self.db_deadline_s = db_deadline_s
         self._inflight: dict[int, tuple[asyncio.Future[Any], float]] = {}
         self.broker_check_interval_s = broker_check_interval_s
         self.broker_grace_s = broker_grace_s
@@ -177,10 +188,11 @@ class OutboxRelay:
         while not self._stopping:
             conn: psycopg.AsyncConnection | None = None
             try:
-                conn = await db.connect_async(self.dsn, autocommit=True)
+                conn = await db.connect_async(self.dsn, autocommit=True, options=SESSION_OPTIONS)
                 while not self._stopping:
-                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK_KEY,))
-                    row = await cur.fetchone()
+                    async with db.bounded(conn, self.db_deadline_s, "relay lock"):
+                        cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK_KEY,))
+                        row = await cur.fetchone()
                     if row and row[0]:
                         break
                     self.stats.leader = False
@@ -188,7 +200,8 @@ class OutboxRelay:
                 self.stats.leader = True
                 log.info("%s: relay is active", self.name)
                 while not self._stopping:
-                    n = await self._relay_once(conn)
+                    async with db.bounded(conn, self.db_deadline_s, "relay cycle"):
+                        n = await self._relay_once(conn)
                     if n >= self.batch_rows:
                         continue  # more waiting: go on at once
                     # coalesce: at most one claim per min_gap_s, so a busy gateway's wake-ups make
