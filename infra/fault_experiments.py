@@ -1,24 +1,32 @@
-"""The gate's faults on AWS: one FIS experiment template per ``stop_task`` fault of the gate config.
+"""The gate's faults on AWS: one FIS experiment template per fault of the gate config that FIS can run.
 
-Each template is ``fis_templates/stop_task.json`` (the FIS API's ``CreateExperimentTemplate`` shape, so it
-also works with ``aws fis create-experiment-template --cli-input-json`` once filled in) with its
-``{{PLACEHOLDERS}}`` filled by :func:`render_template`: action ``aws:ecs:stop-task`` on the tasks that carry
-the config's target tags *and* the ECS managed tags of the fault's service (``aws:ecs:clusterName``,
-``aws:ecs:serviceName``: the target services need ``enableECSManagedTags`` and ``propagateTags``), selected
-with ``PERCENT(<percent>)``, then ``aws:fis:wait`` for the observation window (``ObserveRecovery``,
-``startAfter`` the stop): FIS watches an experiment's stop conditions, the guardrail alarms, only while
-the experiment runs, and a stop-task action ends in seconds, so without the wait no alarm could ever stop
-an experiment. A breach while the service recovers now stops the experiment (status *stopped*), which
-the state machine reads as a tripped guardrail.
+How each kind maps to an FIS action, and which are skipped, is :mod:`infra.network_faults`. Each template
+is a file of ``fis_templates/`` (``stop_task.json``, ``task_network_blackhole_port.json``,
+``task_network_latency.json``, ``task_network_packet_loss.json``, ``zone_loss.json``; the FIS API's
+``CreateExperimentTemplate`` shape, so each also works with ``aws fis create-experiment-template
+--cli-input-json`` once filled in) with its ``{{PLACEHOLDERS}}`` filled by :func:`render_template`: the
+fault's action on the tasks that carry the config's target tags *and* the ECS managed tags of the target
+cluster and the fault's service (``aws:ecs:clusterName``, ``aws:ecs:serviceName``: the target services
+need ``enableECSManagedTags`` and ``propagateTags``), then ``aws:fis:wait`` for the observation window
+(``ObserveRecovery``, ``startAfter`` the fault): FIS watches an experiment's stop conditions, the guardrail
+alarms, only while the experiment runs, and a stop-task action ends in seconds, so without the wait no
+alarm could ever stop an experiment. A breach while the service recovers now stops the experiment (status
+*stopped*), which the state machine reads as a tripped guardrail. Every template has those stop conditions.
 
-Fault kinds without an AWS counterpart here (``hang``, ``db_blip``, ``kafka_*``, ``duplicate_delivery``)
-are listed in ``skipped`` and reported as a synth warning; they run in the local gate only.
+Fault kinds without an AWS counterpart are listed in ``skipped`` (with ``skip_reasons``) and reported as a
+synth warning; they run in the local gate only. A network fault FIS would run differently than configured
+(``mode: refuse``) is a ConfigError, and so is a schedule in which two network faults would hold at once
+(FIS runs the network actions one at a time; the config's faults and every profile's are checked).
 
 The FIS role may describe tasks of the target cluster only (``ecs:DescribeTasks``, conditioned on
 ``ecs:cluster``), stop only those of its tasks that carry the gate's target tags (``ecs:StopTask``
 conditioned on ``ecs:cluster`` *and* ``aws:ResourceTag/<key>`` for every target tag: the same tags the
 templates select tasks by), and resolve targets by tag (``tag:GetResources``, which has no resource-level
-permission).
+permission). With network faults it may also send FIS's own SSM documents (``AWSFIS-*``) to the SSM managed
+instances whose ``ECS_TASK_ARN`` tag is a task of the target cluster (the target's SSM agent sidecars
+register them so), and list and cancel commands (no resource-level permission); and the construct adds
+the preflight Lambda (:mod:`lambdas.preflight.handler`) the state machine runs before such a run, which
+describes the network faults' services and their task definitions and names what they lack.
 
 Every template carries an experiment report configuration: FIS writes each experiment's report (PDF)
 to the evidence bucket under ``fis-reports/gate=<gate>/`` with the graphs of the gate's dashboard
@@ -37,16 +45,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_fis as fis
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import constants as c
 from infra import policies
 from infra.guardrail_alarms import GuardrailAlarms
+from infra.nag import acknowledge
+from infra.network_faults import (
+    FIS_SSM_DOCUMENT_PREFIX,
+    NETWORK_ACTIONS,
+    SSM_TAG_ECS_TASK_ARN,
+    Skipped,
+    check_network_schedule,
+    plan_fault,
+)
 from resgate.config.schema import Fault
 from resgate.contract.errors import ConfigError
 
@@ -86,6 +105,14 @@ def render_template(template: Any, values: Mapping[str, Any], *, source: str = "
     return out
 
 
+def _read_template(path: Path) -> Any:
+    """A template file of ``fis_templates/``, parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read the FIS template: {e}", where=str(path)) from e
+
+
 def iso_duration(seconds: int) -> str:
     """``seconds`` as an ISO-8601 duration the way FIS writes them: ``PT1M``, ``PT1M30S``, ``PT2H``."""
     if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
@@ -115,7 +142,7 @@ def state_key(name: str) -> str:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """One ``stop_task`` fault as deployed: ``key`` is its JSONPath-safe name, ``service`` the ECS service."""
+    """One fault as deployed: ``key`` is its JSONPath-safe name, ``service`` the ECS service."""
 
     fault: Fault
     key: str
@@ -214,13 +241,18 @@ def _cfn_props(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class FaultExperiments(Construct):
-    """The FIS role and one experiment template per ``stop_task`` fault, in ``at_s`` order.
+    """The FIS role and one experiment template per fault FIS can run, in ``at_s`` order.
 
     Attributes: ``role`` (assumed by FIS, granted what the actions need), ``report_bucket`` and
     ``report_prefix`` (where FIS writes the experiment reports), ``experiments``
     (list of :class:`ExperimentSpec`), ``templates`` ({fault name: CfnExperimentTemplate}), ``skipped``
-    (faults with no AWS implementation), ``target_cluster``, ``observation_window_s`` (the ``aws:fis:wait``
-    after each fault; default: :attr:`GuardrailAlarms.observation_window_s` of the stop conditions).
+    (faults with no AWS implementation) and ``skip_reasons`` ({fault name: why}), ``target_cluster``,
+    ``observation_window_s`` (the ``aws:fis:wait`` after each fault; default:
+    :attr:`GuardrailAlarms.observation_window_s` of the stop conditions), ``network_services`` (the ECS
+    services of the network faults) and ``preflight_function`` (the Lambda that checks their task
+    definitions; None without network faults). ``profile_faults`` ({profile: its faults}) are checked
+    against FIS's one-network-action-at-a-time rule too; ``preflight_code_dir`` defaults to
+    ``lambdas/preflight`` next to ``template_dir``.
     """
 
     def __init__(
@@ -238,6 +270,8 @@ class FaultExperiments(Construct):
         report_bucket: s3.IBucket,
         report_dashboard_arn: str,
         observation_window_s: int | None = None,
+        profile_faults: Mapping[str, Sequence[Fault]] | None = None,
+        preflight_code_dir: Path | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.observation_window_s = _observation_window(observation_window_s, stop_condition_alarms)
@@ -281,56 +315,52 @@ class FaultExperiments(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(actions=["cloudwatch:GetMetricWidgetImage"], resources=["*"])
         )
-        path = template_dir / c.FIS_STOP_TASK_TEMPLATE
-        try:
-            template = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"cannot read the FIS template: {e}", where=str(path)) from e
         stop_conditions = [
             {"source": "aws:cloudwatch:alarm", "value": a.alarm_arn} for a in stop_condition_alarms
         ]
         self.experiments: list[ExperimentSpec] = []
         self.templates: dict[str, fis.CfnExperimentTemplate] = {}
         self.skipped: list[Fault] = []
+        self.skip_reasons: dict[str, str] = {}
+        files: dict[str, Any] = {}
         keys: set[str] = set()
+        region = Stack.of(self).region
         for fault in sorted(faults, key=lambda f: f.at_s):
-            if fault.kind != "stop_task":
+            plan = plan_fault(fault, ecs_services=ecs_services, region=region, service_tag=c.ECS_TAG_SERVICE)
+            if isinstance(plan, Skipped):
                 self.skipped.append(fault)
+                self.skip_reasons[fault.name] = plan.reason
                 Annotations.of(self).add_warning_v2(
                     f"resgate:fault-skipped:{fault.name}",
-                    f"fault {fault.name} ({fault.kind}) has no AWS implementation yet: it runs locally only",
+                    f"fault {fault.name} ({fault.kind}) does not run on AWS: {plan.reason}",
                 )
                 continue
-            service = ecs_services.get(fault.target or "", fault.target or "")
-            if not service:
-                raise ConfigError("a stop_task fault needs a target service", where=f"faults.{fault.name}")
-            percent = round(float(fault.params.get("percent", 50)))
-            if not 1 <= percent <= 100:
-                raise ConfigError(
-                    f"FIS selects PERCENT(1..100) of the tasks, got {fault.params.get('percent')!r}",
-                    where=f"faults.{fault.name}.percent",
-                )
+            for i, warning in enumerate(plan.warnings):
+                Annotations.of(self).add_warning_v2(f"resgate:fault-scope:{fault.name}:{i}", warning)
             key = state_key(fault.name)
             if key in keys:
                 raise ConfigError(f"two faults map to the same key {key!r}", where=f"faults.{fault.name}")
             keys.add(key)
+            path = template_dir / plan.template_file
+            if path not in files:
+                files[path] = _read_template(path)
             rendered = render_template(
-                template,
+                files[path],
                 {
-                    "DESCRIPTION": f"ResilienceGate {gate}: {fault.name} stops {percent}% of {service} tasks",
+                    "DESCRIPTION": f"ResilienceGate {gate}: {plan.description}",
                     "ROLE_ARN": self.role.role_arn,
                     "RESOURCE_TAGS": {
                         **dict(target_tags),
                         c.ECS_TAG_CLUSTER: target_cluster,
-                        c.ECS_TAG_SERVICE: service,
+                        **plan.service_tags,
                     },
-                    "PERCENT": percent,
                     "STOP_CONDITIONS": stop_conditions,
                     "OBSERVATION_WINDOW": iso_duration(self.observation_window_s),
                     "TAGS": {"Name": f"resgate-{gate}-{fault.name}", c.TAG_GATE: gate},
                     "REPORT_BUCKET": report_bucket.bucket_name,
                     "REPORT_PREFIX": self.report_prefix,
                     "REPORT_DASHBOARD": report_dashboard_arn,
+                    **plan.values,
                 },
                 source=str(path),
             )
@@ -338,9 +368,111 @@ class FaultExperiments(Construct):
             self.templates[fault.name] = cfn
             self.experiments.append(
                 ExperimentSpec(
-                    fault=fault, key=key, service=service, percent=percent, template=cfn, rendered=rendered
+                    fault=fault,
+                    key=key,
+                    service=plan.service,
+                    percent=plan.percent,
+                    template=cfn,
+                    rendered=rendered,
                 )
             )
+        # FIS runs the network actions one at a time: every schedule the gate may run is checked.
+        check_network_schedule([s.fault for s in self.experiments])
+        for name, profile in (profile_faults or {}).items():
+            names = {s.name for s in self.experiments}
+            check_network_schedule([f for f in profile if f.name in names], where=f"profiles.{name}.faults")
+        self.network_services = sorted(
+            {s.service for s in self.experiments if s.fault.kind in NETWORK_ACTIONS}
+        )
+        self.preflight_function: lambda_.Function | None = None
+        if self.network_services:
+            self._grant_network_actions(target_cluster)
+            self.preflight_function = self._preflight_function(
+                gate=gate,
+                code_dir=preflight_code_dir or template_dir.parent / "lambdas" / "preflight",
+                target_cluster=target_cluster,
+            )
+
+    def _grant_network_actions(self, target_cluster: str) -> None:
+        """What FIS needs for the ECS task network actions: send FIS's own SSM documents (``AWSFIS-*``,
+        AWS-owned) to the managed instances that the target's SSM agent sidecars registered, only those whose
+        ``ECS_TASK_ARN`` tag (set by FIS's registration script) is a task of the target cluster; follow and
+        cancel those commands (``ssm:ListCommands``/``CancelCommand``: no resource-level permission)."""
+        stack = Stack.of(self)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ssm:SendCommand"],
+                resources=[stack.format_arn(service="ssm", resource="managed-instance", resource_name="*")],
+                conditions={
+                    "StringLike": {
+                        f"ssm:resourceTag/{SSM_TAG_ECS_TASK_ARN}": policies.ecs_arn(
+                            self, "task", f"{target_cluster}/*"
+                        )
+                    }
+                },
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ssm:SendCommand"],
+                resources=[
+                    stack.format_arn(
+                        service="ssm",
+                        account="",
+                        resource="document",
+                        resource_name=f"{FIS_SSM_DOCUMENT_PREFIX}*",
+                    )
+                ],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["ssm:ListCommands", "ssm:CancelCommand"], resources=["*"])
+        )
+
+    def _preflight_function(self, *, gate: str, code_dir: Path, target_cluster: str) -> lambda_.Function:
+        """The preflight Lambda (:mod:`lambdas.preflight.handler`): describes the network faults' services
+        and their task definitions. Its own role: its log group, ``ecs:DescribeServices`` on those services
+        (conditioned on the cluster), ``ecs:DescribeTaskDefinition`` (no resource-level permission)."""
+        log_group = logs.LogGroup(
+            self,
+            "PreflightLogs",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            "PreflightRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"ResilienceGate {gate}: the fault-injection preflight Lambda",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+            )
+        )
+        role.add_to_policy(
+            policies.describe_services_statement(
+                self, cluster_name=target_cluster, services=self.network_services
+            )
+        )
+        role.add_to_policy(iam.PolicyStatement(actions=["ecs:DescribeTaskDefinition"], resources=["*"]))
+        fn = lambda_.Function(
+            self,
+            "PreflightFunction",
+            description=f"ResilienceGate {gate}: are the target's tasks set up for FIS's network actions?",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.X86_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(code_dir), exclude=["__pycache__", "*.pyc"]),
+            memory_size=256,
+            timeout=Duration.seconds(60),
+            tracing=lambda_.Tracing.ACTIVE,
+            role=role,
+            log_group=log_group,
+        )
+        acknowledge(fn, "AwsSolutions-L1", "The preflight's code is written and tested for Python 3.12.")
+        self.preflight_role = role
+        return fn
 
     def template_arns(self) -> list[str]:
         """The template ARNs of every experiment, in ``at_s`` order."""

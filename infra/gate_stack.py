@@ -103,6 +103,7 @@ class GateStack(Stack):
             stop_condition_alarms=self.alarms.alarms,
             report_bucket=self.evidence.bucket,
             report_dashboard_arn=dashboard_arn(self, gate),
+            profile_faults={n: p.faults for n, p in cfg.profiles.items()},
         )
         # The services the preflight and the timeline look at: the faults' targets, else every service.
         target_services = sorted(
@@ -172,6 +173,8 @@ class GateStack(Stack):
             experiments=self.faults.experiments,
             topic=self.topic,
             lock=self.lock,
+            preflight_function=self.faults.preflight_function,
+            network_services=self.faults.network_services,
         )
         self.state_machine = self.gate_machine.state_machine
         self.dashboard = RunDashboard(

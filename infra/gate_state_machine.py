@@ -105,6 +105,8 @@ class GateStateMachine(Construct):
         experiments: Sequence[ExperimentSpec],
         topic: sns.ITopic,
         lock: RunLock,
+        preflight_function: lambda_.IFunction | None = None,
+        network_services: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         gate = config.name
@@ -145,6 +147,8 @@ class GateStateMachine(Construct):
                 target_services=target_services,
                 lock=lock_spec,
                 profile=profile,
+                preflight_function=preflight_function,
+                network_services=network_services,
             ),
             build_load_start(
                 steps=steps,

@@ -182,8 +182,23 @@ IAM_FINDING_RULES = (
         "conditioned on the cloudwatch:namespace key), fis:ListExperiments (the abort cleanup, filtered by "
         "template id), "
         "cloudwatch:GetMetricWidgetImage (FIS renders the dashboard's graphs into its experiment reports), "
+        "ssm:ListCommands and ssm:CancelCommand (FIS follows and cancels the SSM commands of its ECS task "
+        "network actions), ecs:DescribeTaskDefinition (the fault-injection preflight reads the target "
+        "services' task definitions), "
         "and the ENI actions Lambda needs in the roles of the two functions in the VPC "
         "(DescribeNetworkInterfaces has no resource-level permission; the ENIs do not exist beforehand).",
+    ),
+    FindingRule(
+        "AwsSolutions-IAM5",
+        r"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:managed-instance/\*",
+        "FIS sends its ECS task network actions to the SSM managed instances the target's SSM agent sidecars "
+        "register at task start (ids known at run time); conditioned on their ECS_TASK_ARN tag being a task "
+        "of the target cluster (infra.fault_experiments).",
+    ),
+    FindingRule(
+        "AwsSolutions-IAM5",
+        r"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>::document/AWSFIS-\*",
+        "FIS's own AWS-owned SSM documents (AWSFIS-*), the ones its ECS task network actions run.",
     ),
     FindingRule(
         "AwsSolutions-IAM5",

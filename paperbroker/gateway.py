@@ -23,7 +23,9 @@ No response is a bare 500: a catch-all middleware answers 503 + ``Retry-After`` 
 the error. Seeded bugs (``PAPERBROKER_BUGS``): ``no_idempotency`` skips the guard (every retry is a new
 order and a new event); ``ack_before_commit`` answers 201 from an in-memory write-behind buffer and writes
 each order only about a second later (a SIGKILL loses every order acknowledged in the last second);
-``slow_start`` keeps ``/ready`` at 503 for ``PB_SLOW_START_S``.
+``slow_start`` keeps ``/ready`` at 503 for ``PB_SLOW_START_S``; ``no_db_deadline`` waits on the database
+as long as it takes (the good build severs a connection after :data:`REQUEST_DEADLINE_S` and answers 503);
+``no_connect_timeout`` opens the pool's connections with no connect timeout.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ from paperbroker.relay import OutboxRelay
 
 log = logging.getLogger("paperbroker.gateway")
 
-# The health probe's deadlines (paperbroker.db.bounded: the connection is severed when they run out)
+# Deadlines on the database (paperbroker.db.bounded: the connection is severed when one runs out). A
+# request that waits longer on its connection answers 503 + Retry-After: behind a partition that swallows
+# bytes a call never fails on its own. The seeded bug no_db_deadline waits as long as it takes.
+REQUEST_DEADLINE_S = 3.0
 PROBE_DEADLINE_S = 1.0
 SCHEMA_DEADLINE_S = 10.0
 
@@ -95,6 +100,7 @@ class Gateway:
             no_idempotency=self.no_idempotency,
             ack_before_commit=self.ack_before_commit,
             db_failed=self.db_failed,
+            db_deadline_s=None if settings.bug("no_db_deadline") else REQUEST_DEADLINE_S,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -247,23 +253,11 @@ APP_KEY = web.AppKey("gateway", Gateway)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-# A request that waits longer on its dependencies answers 503 + Retry-After: behind a partition that
-# swallows bytes a call never fails on its own. (Cancelling a query may take psycopg a few more seconds.)
-REQUEST_DEADLINE_S = 3.0
-DEADLINE_KEY = web.AppKey("request_deadline_s", object)
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error becomes JSON; anything unexpected is a 503 + Retry-After that names the exception."""
-    deadline = request.app.get(DEADLINE_KEY)
     try:
-        if deadline is None:  # seeded bug no_db_deadline: wait on the database as long as it takes
-            return await handler(request)
-        async with asyncio.timeout(deadline):
-            return await handler(request)
-    except TimeoutError:
-        return unavailable("database", f"no answer within the {deadline}s request deadline").response()
+        return await handler(request)
     except ApiError as e:
         return e.response()
     except web.HTTPException as e:
@@ -296,7 +290,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 def build_app(settings: Settings) -> web.Application:
     """The aiohttp application of one gateway replica (started/stopped with the app)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
-    app[DEADLINE_KEY] = None if settings.bug("no_db_deadline") else REQUEST_DEADLINE_S
     gw = Gateway(settings)
     app[APP_KEY] = gw
 

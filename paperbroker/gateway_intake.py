@@ -10,7 +10,9 @@ a fixed rule and stored under its optional key. The seeded bugs ``no_idempotency
 without the guard) and ``ack_before_commit`` (an in-memory write-behind buffer, each order written about a
 second after it was acknowledged) live here too. :class:`OrderIntake` answers ``(status, JSON body)`` or
 raises :class:`~paperbroker.gateway_api.ApiError`; a database failure goes through the replica's
-``db_failed`` so its health loop re-probes.
+``db_failed`` so its health loop re-probes. Every use of a pooled connection is bounded by
+``db_deadline_s`` (:func:`paperbroker.db.bounded`: at the deadline the connection is severed, the request
+answers 503 and the pool replaces the connection); the seeded bug ``no_db_deadline`` passes ``None``.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import logging
 import time
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from paperbroker import db
 from paperbroker.events import CANCEL_REQUESTED, ORDER_ACCEPTED, encode, new_event
 from paperbroker.gateway_api import ApiError, body_hash, order_json, rfq_json, unavailable
 from paperbroker.relay import OutboxRelay
@@ -121,8 +125,10 @@ class OrderIntake:
         no_idempotency: bool,
         ack_before_commit: bool,
         db_failed: Callable[[BaseException], ApiError],
+        db_deadline_s: float | None = None,
     ) -> None:
         self.pool = pool
+        self.db_deadline_s = db_deadline_s
         self.relay = relay
         self.topic_orders = topic_orders
         self.no_idempotency = no_idempotency
@@ -132,6 +138,12 @@ class OrderIntake:
         self._pending: dict[tuple[str, str], dict[str, Any]] = {}
         self._pending_by_id: dict[str, dict[str, Any]] = {}
         self._flush_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection whose use in the block is bounded by ``db_deadline_s``."""
+        async with self.pool.connection() as conn, db.bounded(conn, self.db_deadline_s, "request"):
+            yield conn
 
     # -- orders --------------------------------------------------------------------------------------
     async def create_order(self, fields: dict[str, Any], key: str) -> tuple[int, dict[str, Any]]:
@@ -153,7 +165,7 @@ class OrderIntake:
             return await self._create_order_write_behind(params)
         sql = INTAKE_NO_GUARD_SQL if self.no_idempotency else INTAKE_SQL
         try:
-            async with self.pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(sql, params)
                 created = await cur.fetchone()
                 if created is None:
@@ -189,7 +201,7 @@ class OrderIntake:
         pending = self._pending.get(ck)
         if pending is None:
             try:
-                async with self.pool.connection() as conn:
+                async with self._connection() as conn:
                     cur = await conn.execute(EXISTING_SQL, ck)
                     existing = await cur.fetchone()
                     existing_row = _row(cur.description, existing) if existing else None
@@ -238,7 +250,7 @@ class OrderIntake:
         if pending is not None:
             return order_json(pending)
         try:
-            async with self.pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(GET_ORDER_SQL, (order_id,))
                 row = await cur.fetchone()
                 desc = cur.description
@@ -254,7 +266,7 @@ class OrderIntake:
         if str(order_id) in self._pending_by_id:
             await self.flush_pending(order_id=str(order_id))
         try:
-            async with self.pool.connection() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 cur = await conn.execute(GET_ORDER_SQL + " FOR UPDATE", (order_id,))
                 found = await cur.fetchone()
                 if found is None:
@@ -298,7 +310,7 @@ class OrderIntake:
         ref, bid, ask = quote(fields["symbol"], fields["qty"])
         rfq_id = uuid.uuid4()
         try:
-            async with self.pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(
                     f"INSERT INTO rfqs (rfq_id, client_id, idempotency_key, body_hash, symbol, side, qty,"
                     f" reference_price, bid, ask, expires_at)"
@@ -333,7 +345,7 @@ class OrderIntake:
     async def get_rfq(self, rfq_id: uuid.UUID) -> dict[str, Any]:
         """The RFQ's JSON; ApiError 404 when there is no such RFQ."""
         try:
-            async with self.pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(f"SELECT {RFQ_COLS} FROM rfqs WHERE rfq_id = %s", (rfq_id,))
                 found = await cur.fetchone()
                 desc = cur.description

@@ -8,7 +8,9 @@ year (a bad input enters the cleanup branch as ``InvalidInput`` before anything 
 ERROR verdict and a notice like any other failed run) → take the target's lock, waiting at most
 ``waits.lock_wait_s`` for another run to release it, else ``TargetBusy`` naming the holder
 (:mod:`infra.state_machine.lock`) → the target's ECS services exist (``ecs:describeServices``; a missing
-one is ``TargetNotFound``) → copy the gate config to the run's evidence prefix. The phase's exit is that copy.
+one is ``TargetNotFound``) → with network faults, the preflight Lambda checks that their services' task
+definitions are set up for FIS's ECS task network actions (a gap is ``FaultInjectionNotReady`` naming what
+to add) → copy the gate config to the run's evidence prefix. The phase's exit is that copy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import math
 from collections.abc import Mapping, Sequence
 
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 
 from infra import constants as c
@@ -31,6 +34,7 @@ WAIT_KEYS = ("baseline_s", "poll_s", "start_poll_s", "quiesce_s", "load_s", "loc
 # A standard execution lasts at most a year; the bound also keeps States.MathAdd within its int32 domain.
 MAX_WAIT_S = 365 * 24 * 3600
 BASE64_DECODE_MAX_CHARS = 10_000  # the input limit of States.Base64Decode
+FAULT_INJECTION_NOT_READY = "FaultInjectionNotReady"
 
 
 def default_waits(
@@ -88,9 +92,13 @@ def build_preflight(
     target_services: Sequence[str],
     lock: LockSpec,
     profile: tuple[sfn.Choice, sfn.Pass] | None = None,
+    preflight_function: lambda_.IFunction | None = None,
+    network_services: Sequence[str] = (),
 ) -> Phase:
     """Returns the phase: entry ``Init``, exit ``Write gate config``. ``profile`` (the first and last
-    state of :func:`infra.state_machine.profiles.build_profile_choice`) runs right after ``Init``."""
+    state of :func:`infra.state_machine.profiles.build_profile_choice`) runs right after ``Init``;
+    ``preflight_function`` (:class:`infra.fault_experiments.FaultExperiments`'s, with network faults)
+    checks ``network_services`` once the target is found (:func:`_fault_injection_check`)."""
     init, locate = _read_input(
         steps, gate=gate, waits=waits, evidence_bucket_name=evidence_bucket_name, profile=profile
     )
@@ -119,7 +127,17 @@ def build_preflight(
         ResultPath="$.last_call",
     )
     cleanup.catch(write_config)
-    target_ok.when(sfn.Condition.number_equals("$.preflight.missing", 0), write_config).otherwise(
+    after_target: sfn.IChainable = write_config
+    if preflight_function is not None and network_services:
+        after_target = _fault_injection_check(
+            steps,
+            cleanup,
+            function=preflight_function,
+            target_cluster=target_cluster,
+            services=network_services,
+            then=write_config,
+        )
+    target_ok.when(sfn.Condition.number_equals("$.preflight.missing", 0), after_target).otherwise(
         cleanup.fail(
             "Target not found",
             "TargetNotFound",
@@ -131,6 +149,40 @@ def build_preflight(
     lock_taken.next(describe_target)
     describe_target.next(target_ok)
     return Phase(entry=init, exits=(write_config,))
+
+
+def _fault_injection_check(
+    steps: Steps,
+    cleanup: CleanupBranch,
+    *,
+    function: lambda_.IFunction,
+    target_cluster: str,
+    services: Sequence[str],
+    then: sfn.IChainable,
+) -> sfn.IChainable:
+    """``Check fault injection`` (the preflight Lambda, :mod:`lambdas.preflight.handler`: the services'
+    task definitions have ``enableFaultInjection``, ``pidMode: task``, the SSM agent sidecar with its
+    managed instance role, a task role, and ECS Exec off) → ``Fault injection ready?`` → ``then``, or
+    ``Fault injection not set up``: the cleanup branch with ``FaultInjectionNotReady`` and the Lambda's
+    message, which names per service what to add. A failing Lambda enters the cleanup branch too."""
+    check = steps.lambda_invoke(
+        "Check fault injection",
+        function,
+        {"cluster": target_cluster, "services": list(services)},
+        result_selector={"ready.$": "$.Payload.ready", "message.$": "$.Payload.message"},
+        result_path="$.fault_injection",
+    )
+    cleanup.catch(check)
+    not_ready = steps.pass_(
+        "Fault injection not set up",
+        parameters={"Error": FAULT_INJECTION_NOT_READY, "Cause.$": "$.fault_injection.message"},
+        result_path="$.error",
+    )
+    not_ready.next(cleanup.entry)
+    ready = steps.choice("Fault injection ready?")
+    ready.when(sfn.Condition.boolean_equals("$.fault_injection.ready", True), then).otherwise(not_ready)
+    check.next(ready)
+    return check
 
 
 def _read_input(

@@ -102,6 +102,8 @@ def _parse_network_fault(sec: Section, kind: str, target: Target, params: dict[s
     params["duration_s"] = float(sec.num("duration_s", min=0.1))
     if kind == "network_partition":
         params["mode"] = sec.str("mode", "hang", choices=("hang", "refuse"))
+        if sec.has("port"):  # on AWS: the port FIS's blackhole drops (infra.network_faults)
+            params["port"] = sec.num("port", min=1, max=65535, integer=True)
     elif kind == "network_latency":
         params["delay_ms"] = float(sec.num("delay_ms", min=100, max=5000))
         params["jitter_ms"] = float(sec.num("jitter_ms", 0.0, min=0, max=params["delay_ms"]))
@@ -109,4 +111,18 @@ def _parse_network_fault(sec: Section, kind: str, target: Target, params: dict[s
         params["percent"] = float(sec.num("percent", min=5, max=50))
     elif kind == "bandwidth":
         params["kbps"] = float(sec.num("kbps", min=1, max=10_000_000))
+    if kind in ("network_latency", "packet_loss") and sec.has("sources"):
+        params["sources"] = _aws_sources(sec)
     return service
+
+
+def _aws_sources(sec: Section) -> list[str]:
+    """``sources``: on AWS, the addresses FIS limits latency or loss to (IPv4 addresses, CIDR blocks,
+    domain names, ``DYNAMODB`` or ``S3``); the local fault proxies ignore it."""
+    sources = sec.str_list("sources")
+    bad = [s for s in sources if not s or "," in s or " " in s]
+    if not sources or bad:
+        raise sec.error(
+            "sources", f"must be a non-empty list of addresses without ',' or spaces, got {sources!r}"
+        )
+    return sources

@@ -9,14 +9,20 @@ without asking the server anything, and the outbox relay must drain again once t
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 
 from paperbroker import db
 from paperbroker.relay import OutboxRelay
+from paperbroker.system import GatewayProcess, init_system
 from resgate.local.faultproxy import FaultProxy, dsn_address, proxied_dsn
 from resgate.local.toxics import Toxics
 
@@ -135,3 +141,51 @@ def test_the_relay_drains_the_outbox_again_after_a_hang_partition(
 
     drained_after_heal_s = asyncio.run(scenario())
     assert drained_after_heal_s < 10, drained_after_heal_s
+
+
+def _post_order(url: str, key: str, timeout_s: float) -> int:
+    """POST one order; its HTTP status, or 0 when no answer came within ``timeout_s``."""
+    body = {"client_id": "c-deadline", "symbol": "AAPL", "side": "buy", "qty": 1, "price": "100.00"}
+    req = urllib.request.Request(
+        f"{url}/orders",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Idempotency-Key": key},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except OSError:
+        return 0
+
+
+def test_a_gateway_behind_a_hang_partition_answers_503_within_its_deadline_and_takes_orders_after_it(
+    pg_dsn: str, hang_path: tuple[str, Toxics], kafka: Any
+) -> None:
+    dsn, toxics = hang_path
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    init_system(pg_dsn, kafka.bootstrap, prefix, kafka=kafka)
+    with GatewayProcess(dsn=dsn, bootstrap=kafka.bootstrap, topic_prefix=prefix) as gw:
+        assert _post_order(gw.url, "k-before", 10) == 201
+        toxics.add("hang", blackhole=True)
+        t0 = time.monotonic()
+        during = [_post_order(gw.url, f"k-during-{i}", 10) for i in range(3)]
+        took = time.monotonic() - t0
+        assert during == [503, 503, 503], during
+        assert took < 3 * 5.0, took  # pool wait (1.5 s) + the request deadline (3 s) at most, each
+        toxics.remove("hang")
+        deadline = time.monotonic() + 15
+        status = 0
+        while time.monotonic() < deadline and status != 201:
+            status = _post_order(gw.url, "k-after", 5)
+            time.sleep(0.2)
+        assert status == 201, f"no order taken within 15 s of the heal (last status {status})"
+        with psycopg.connect(pg_dsn, autocommit=True) as c:
+            for _ in range(100):  # the relay publishes again: the outbox drains
+                row = c.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()
+                if row is not None and row[0] == 0:
+                    break
+                time.sleep(0.1)
+            assert row is not None and row[0] == 0, f"{row} outbox rows unsent 10 s after the heal"

@@ -1,0 +1,235 @@
+"""Network faults on AWS (issue 11, item 4): the same kinds as the local gate, from the same config, as FIS
+experiment templates. One stack of a network gate config is synthesized for the module (with cdk-nag) and
+everything is read from its CloudFormation template: each network fault is an ``aws:ecs:task-network-*``
+template (the zone loss an AZ-filtered ``aws:ecs:stop-task``) that botocore's ``CreateExperimentTemplate``
+validation accepts and that has the guardrail alarms as stop conditions; kinds FIS cannot run are skipped
+and reported; the FIS role reaches only the target cluster's SSM managed instances; and the preflight
+checks the target's task definitions before anything starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+import app as cdk_app
+from infra import constants as c
+from infra.network_faults import NETWORK_ACTIONS
+from tests.infra.support.validators import (
+    cfn_lint_findings,
+    definition_of,
+    fis_template_errors,
+    tasks_without_throttling_retry,
+)
+
+pytestmark = pytest.mark.infra
+
+CONFIG = """
+gate: {name: pb-net}
+target:
+  environment: dev
+  tags: {app: paperbroker}
+  local:
+    services:
+      - {name: gateway, command: [python3], expose: true, replicas: 2, zones: [a, b]}
+      - {name: matcher, command: [python3], zones: [a, b]}
+  aws:
+    cluster: pb-cluster
+    services: {gateway: pb-gateway, matcher: pb-matcher}
+    target_tags: {app: paperbroker}
+load: {users: 5, duration_s: 200, baseline_s: 5}
+faults:
+  - {name: cut-db, kind: network_partition, between: [gateway, postgres], duration_s: 10, at_s: 6}
+  - {name: slow-clients, kind: network_latency, between: [gateway, clients], delay_ms: 300, jitter_ms: 50,
+     duration_s: 10, at_s: 25}
+  - {name: lossy-kafka, kind: packet_loss, between: [matcher, kafka], percent: 10, duration_s: 10, at_s: 45,
+     sources: [b-1.msk.example.internal, b-2.msk.example.internal]}
+  - {name: kill-matcher, kind: stop_task, target: matcher, percent: 50, at_s: 50}
+  - {name: thin-pipe, kind: bandwidth, between: [gateway, clients], kbps: 64, duration_s: 5, at_s: 70}
+  - {name: resets, kind: connection_reset, between: [gateway, clients], at_s: 80}
+  - {name: throttle, kind: rate_limit_spike, percent: 30, duration_s: 5, at_s: 90}
+  - {name: lose-a, kind: zone_loss, zone: a, at_s: 100}
+checks: {integrity: false, replay: false}
+profiles:
+  nightly:
+    load: {duration_s: 200}
+    faults: [cut-db, slow-clients]
+"""
+NETWORK = {"cut-db": "network_partition", "slow-clients": "network_latency", "lossy-kafka": "packet_loss"}
+SKIPPED = ("thin-pipe", "resets", "throttle")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The network gate's stack, synthesized once for the module: stack, template, validation report."""
+    tmp = tmp_path_factory.mktemp("net")
+    path = Path(tmp) / "gate.yaml"
+    path.write_text(CONFIG)
+    app = cdk.App(
+        outdir=str(tmp / "cdk.out"),
+        context={
+            c.CTX_SKIP_BUNDLING: "true",
+            c.CTX_GATE_CONFIG: str(path),
+        },
+    )
+    stack = cdk_app.build(app)
+    error = None
+    try:
+        app.synth()
+    except RuntimeError as e:  # cdk-nag violations fail the synth; the report says which
+        error = str(e)
+    out = tmp / "cdk.out"
+    template = json.loads((out / f"{stack.artifact_id}.template.json").read_text())
+    report_path = out / "validation-report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    return {"stack": stack, "template": template, "report": report, "error": error}
+
+
+def _templates(net: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{fault name: the FIS template's Properties}, by the template's Name tag."""
+    out = {}
+    for r in net["template"]["Resources"].values():
+        if r["Type"] == "AWS::FIS::ExperimentTemplate":
+            name = r["Properties"]["Tags"]["Name"].removeprefix("resgate-pb-net-")
+            out[name] = r["Properties"]
+    return out
+
+
+def _fault_action(props: dict[str, Any]) -> dict[str, Any]:
+    (action,) = [a for a in props["Actions"].values() if a["ActionId"] != "aws:fis:wait"]
+    return action
+
+
+def _statements(net: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for r in net["template"]["Resources"].values():
+        if r["Type"] == "AWS::IAM::Policy":
+            out += r["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_each_network_fault_is_a_template_of_its_fis_network_action(net):
+    templates = _templates(net)
+    assert set(templates) == {*NETWORK, "kill-matcher", "lose-a"}
+    for name, kind in NETWORK.items():
+        props = templates[name]
+        action = _fault_action(props)
+        assert action["ActionId"] == NETWORK_ACTIONS[kind]
+        assert action["Parameters"]["useEcsFaultInjectionEndpoints"] == "true"
+        assert action["Parameters"]["duration"] == "PT10S"
+        (target,) = props["Targets"].values()
+        assert target["ResourceType"] == "aws:ecs:task" and target["SelectionMode"] == "ALL"
+        service = "pb-matcher" if name == "lossy-kafka" else "pb-gateway"
+        assert target["ResourceTags"] == {
+            "app": "paperbroker",
+            c.ECS_TAG_CLUSTER: "pb-cluster",
+            c.ECS_TAG_SERVICE: service,
+        }
+        wait = props["Actions"]["ObserveRecovery"]
+        assert wait["ActionId"] == "aws:fis:wait" and wait["StartAfter"] == [
+            k for k, a in props["Actions"].items() if a is action
+        ]
+
+
+def test_the_network_actions_carry_the_configs_parameters(net):
+    templates = _templates(net)
+    cut = _fault_action(templates["cut-db"])["Parameters"]
+    assert (cut["port"], cut["protocol"], cut["trafficType"]) == ("5432", "tcp", "egress")
+    slow = _fault_action(templates["slow-clients"])["Parameters"]
+    assert (slow["delayMilliseconds"], slow["jitterMilliseconds"], slow["sources"]) == (
+        "300",
+        "50",
+        "0.0.0.0/0",
+    )
+    lossy = _fault_action(templates["lossy-kafka"])["Parameters"]
+    assert lossy["lossPercent"] == "10"
+    assert lossy["sources"] == "b-1.msk.example.internal,b-2.msk.example.internal"
+
+
+def test_every_fis_template_passes_botocores_validation_and_has_stop_conditions(net):
+    assert fis_template_errors(net["template"]) == []
+    alarms = {k for k, r in net["template"]["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms
+    for name, props in _templates(net).items():
+        conditions = props["StopConditions"]
+        assert {s["Source"] for s in conditions} == {"aws:cloudwatch:alarm"}, name
+        assert {s["Value"]["Fn::GetAtt"][0] for s in conditions} == alarms, name
+
+
+def test_zone_loss_stops_every_target_task_in_one_availability_zone(net):
+    props = _templates(net)["lose-a"]
+    assert _fault_action(props)["ActionId"] == "aws:ecs:stop-task"
+    (target,) = props["Targets"].values()
+    assert target["SelectionMode"] == "ALL"
+    region_a = {"Fn::Join": ["", [{"Ref": "AWS::Region"}, "a"]]}
+    assert target["Filters"] == [{"Path": "availabilityZone", "Values": [region_a]}]
+    assert target["ResourceTags"] == {"app": "paperbroker", c.ECS_TAG_CLUSTER: "pb-cluster"}
+
+
+def test_kinds_without_an_fis_action_are_skipped_and_reported_at_synth(net):
+    stack = net["stack"]
+    assert [f.name for f in stack.faults.skipped] == list(SKIPPED)
+    warnings = [str(m.data) for m in stack.faults.node.metadata if m.type == "aws:cdk:warning"]
+    for name in SKIPPED:
+        assert [w for w in warnings if w.startswith(f"fault {name} (") and "does not run on AWS" in w], name
+
+
+def test_the_fis_role_sends_fis_documents_only_to_the_target_clusters_managed_instances(net):
+    sends = [s for s in _statements(net) if s["Action"] == "ssm:SendCommand"]
+    assert len(sends) == 2
+    to_instances = next(s for s in sends if "Condition" in s)
+    assert "managed-instance/*" in json.dumps(to_instances["Resource"])
+    (tag_condition,) = to_instances["Condition"]["StringLike"].items()
+    assert tag_condition[0] == "ssm:resourceTag/ECS_TASK_ARN"
+    assert "task/pb-cluster/*" in json.dumps(tag_condition[1])
+    documents = next(s for s in sends if "Condition" not in s)
+    assert json.dumps(documents["Resource"]).endswith(':document/AWSFIS-*"]]}')
+    follow = [s for s in _statements(net) if s["Action"] == ["ssm:ListCommands", "ssm:CancelCommand"]]
+    assert len(follow) == 1
+
+
+def test_the_stack_passes_cdk_nag_with_only_reviewed_findings(net):
+    assert net["error"] is None, net["error"]
+    assert net["stack"].unreviewed_findings == []
+
+
+def test_preflight_checks_fault_injection_on_the_network_services_before_the_run_starts(net):
+    states = definition_of(net["template"])["States"]
+    check = states["Check fault injection"]
+    assert check["Next"] == "Fault injection ready?"
+    payload = check["Parameters"]["Payload"]
+    assert payload == {"cluster": "pb-cluster", "services": ["pb-gateway", "pb-matcher"]}
+    assert states["Target found?"]["Choices"][0]["Next"] == "Check fault injection"
+    ready = states["Fault injection ready?"]
+    assert ready["Choices"][0]["Next"] == "Write gate config"
+    not_ready = states[ready["Default"]]
+    assert not_ready["Parameters"]["Error"] == "FaultInjectionNotReady"
+    assert not_ready["Next"] == "Cleanup"
+    assert [c["Next"] for c in check["Catch"]] == ["Cleanup"]
+
+
+def test_the_preflight_lambda_may_describe_only_the_network_services_and_task_definitions(net):
+    stack = net["stack"]
+    role = stack.resolve(stack.faults.preflight_role.node.default_child.logical_id)
+    mine = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for r in net["template"]["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy" and r["Properties"]["Roles"] == [{"Ref": role}]
+    ]
+    (statements,) = mine
+    actions = {json.dumps(s["Action"]): s for s in statements}
+    described = actions['"ecs:DescribeServices"']["Resource"]
+    assert [json.dumps(r).split("service/")[1][:30] for r in described] == [
+        'pb-cluster/pb-gateway"]]}',
+        'pb-cluster/pb-matcher"]]}',
+    ]
+    assert actions['"ecs:DescribeTaskDefinition"']["Resource"] == "*"
+
+
+def test_the_network_stack_passes_cfn_lint_and_every_task_retries_throttling(net):
+    errors = [f for f in cfn_lint_findings(net["template"]) if f[0].startswith("E")]
+    assert errors == []
+    assert tasks_without_throttling_retry(definition_of(net["template"])) == []
