@@ -37,11 +37,16 @@ READY_TD: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def ecs():
-    client = boto3.client(
+@pytest.fixture(scope="module")
+def ecs_client():
+    return boto3.client(
         "ecs", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
     )
+
+
+@pytest.fixture
+def ecs(ecs_client):
+    client = ecs_client
     with Stubber(client) as stub:
         yield client, stub
         stub.assert_no_pending_responses()
