@@ -9,15 +9,20 @@ checks the target's task definitions before anything starts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+import boto3
 import pytest
+from moto import mock_aws
 
 import app as cdk_app
 from infra import constants as c
 from infra.network_faults import NETWORK_ACTIONS
+from tests.infra.support.cfn import ACCOUNT, REGION, render
+from tests.infra.support.sfn_mock import Return, Throw, mocked_responses, wait_for_end
 from tests.infra.support.validators import (
     definition_of,
     fis_template_errors,
@@ -231,3 +236,96 @@ def test_the_preflight_lambda_may_describe_only_the_network_services_and_task_de
 def test_every_task_of_the_network_stacks_definition_retries_throttling(net):
     # cfn-lint is left to test_validators (the default stack): the same constructs, 10 s more here.
     assert tasks_without_throttling_retry(definition_of(net["template"])) == []
+
+
+@pytest.fixture(scope="module")
+def run(net: dict[str, Any]) -> Iterator[Any]:
+    """``run(name, responses) -> {status, error, cause, calls, scheduled}``: the network stack's definition
+    executed in moto (support/sfn_mock.py, one state machine for the module), tasks answered by
+    ``responses``; ``scheduled`` holds each task's parameters."""
+    resources = net["template"]["Resources"]
+    (machine,) = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    definition = render(machine["Properties"]["DefinitionString"], resources)
+    waits = {k: 0 for k in net["stack"].gate_machine.default_waits}
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), mocked_responses() as shim:
+        client = boto3.client("stepfunctions", region_name=REGION)
+        arn = client.create_state_machine(
+            name="gate", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/gate"
+        )["stateMachineArn"]
+
+        def execute(name: str, responses: dict[str, list[Any]]) -> dict[str, Any]:
+            mocked = shim.register(name, responses)
+            body = json.dumps({"waits": waits})
+            started = client.start_execution(stateMachineArn=arn, name=name, input=body)
+            d = wait_for_end(client, started["executionArn"])
+            history = client.get_execution_history(executionArn=started["executionArn"], maxResults=1000)
+            events = history["events"]
+            entered = {
+                e["id"]: e["stateEnteredEventDetails"]["name"]
+                for e in events
+                if "stateEnteredEventDetails" in e
+            }
+            scheduled = {
+                entered[e["previousEventId"]]: json.loads(e["taskScheduledEventDetails"]["parameters"])
+                for e in events
+                if "taskScheduledEventDetails" in e and e.get("previousEventId") in entered
+            }
+            return {
+                "status": d["status"],
+                "error": d.get("error"),
+                "cause": d.get("cause"),
+                "calls": mocked.calls,
+                "scheduled": scheduled,
+            }
+
+        yield execute
+
+
+def _lambda(payload: Any) -> Return:
+    return Return({"StatusCode": 200, "Payload": payload})
+
+
+def _preflight_responses(check: Return) -> dict[str, list[Any]]:
+    error_verdict = {
+        "passed": False,
+        "result": "ERROR",
+        "reason": "error",
+        "failed_checks": [],
+        "unknown_checks": [],
+        "evidence_uri": "s3://evidence/",
+    }
+    return {
+        "Describe target services": [Return({"Services": [{}, {}], "Failures": []})],
+        "Check fault injection": [check],
+        "Write gate config": [Return({})],
+        "Start load task": [Throw("Ecs.ServerException", "stop here")],
+        "Record error verdict": [_lambda(error_verdict)],
+        "Notify error": [Return({"MessageId": "m"})],
+    }
+
+
+def test_a_target_without_fis_task_setup_ends_the_run_before_anything_starts_naming_what_to_add(run):
+    message = (
+        "the network faults need FIS's ECS task setup on cluster pb-cluster; pb-gateway: add pidMode: task"
+    )
+    ex = run(
+        "net-not-ready",
+        _preflight_responses(
+            _lambda({"ready": False, "missing": {"pb-gateway": ["pidMode: task"]}, "message": message})
+        ),
+    )
+    assert ex["status"] == "FAILED" and ex["error"] == "GateRunFailed"
+    assert "FaultInjectionNotReady" in ex["cause"] and "pidMode: task" in ex["cause"]
+    assert "Write gate config" not in ex["calls"] and "Start load task" not in ex["calls"]
+    recorded = ex["scheduled"]["Record error verdict"]["Payload"]["error"]
+    assert recorded == {"Error": "FaultInjectionNotReady", "Cause": message}
+
+
+def test_a_target_with_fis_task_setup_goes_on_to_the_run(run):
+    ready = _lambda({"ready": True, "missing": {}, "message": "fault injection is set up on every service"})
+    ex = run("net-ready", _preflight_responses(ready))
+    assert ex["calls"][:3] == ["Describe target services", "Check fault injection", "Write gate config"]
+    assert ex["scheduled"]["Check fault injection"]["Payload"] == {
+        "cluster": "pb-cluster",
+        "services": ["pb-gateway", "pb-matcher"],
+    }
