@@ -41,6 +41,9 @@ TCP_OPTIONS: dict[str, int] = {
 }
 
 
+CHECK_DEADLINE_S = 1.0  # a pooled connection's health check (BoundedPool)
+
+
 class DeadlineExceeded(psycopg.OperationalError):
     """The database did not answer within a deadline; the connection was severed and is unusable."""
 
@@ -137,6 +140,16 @@ def wait_for_db(dsn: str, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"database not reachable within {timeout_s}s: {last}")
 
 
+class BoundedPool(AsyncConnectionPool):
+    """An AsyncConnectionPool whose :meth:`check` gives each idle connection :data:`CHECK_DEADLINE_S` to
+    answer (:func:`bounded`): behind a partition the check discards it instead of hanging."""
+
+    @staticmethod
+    async def check_connection(conn: psycopg.AsyncConnection) -> None:
+        async with bounded(conn, CHECK_DEADLINE_S, "pool check"):
+            await AsyncConnectionPool.check_connection(conn)
+
+
 def make_pool(
     dsn: str,
     *,
@@ -154,7 +167,7 @@ def make_pool(
     kwargs: dict[str, object] = {"autocommit": True, **TCP_OPTIONS}
     if connect_timeout_s is not None:
         kwargs["connect_timeout"] = connect_timeout_s
-    return AsyncConnectionPool(
+    return BoundedPool(
         dsn,
         min_size=min_size,
         max_size=max_size,

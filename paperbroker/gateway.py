@@ -89,6 +89,7 @@ class Gateway:
         self._health_wake = asyncio.Event()
         self._health_conn: psycopg.AsyncConnection | None = None
         self._pool_suspect = False  # a request saw a database error: check the pooled connections
+        self._pool_check: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.no_idempotency = settings.bug("no_idempotency")
         self.ack_before_commit = settings.bug("ack_before_commit")
@@ -114,9 +115,10 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop background tasks, the relay and the pool."""
-        for t in self._tasks:
+        tasks = [*self._tasks, *([self._pool_check] if self._pool_check else [])]
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         if self.ack_before_commit:
@@ -140,21 +142,27 @@ class Gateway:
             if ok != self.db_ok:
                 log.info("%s: database %s %s", self.settings.replica, "up" if ok else "down", err)
             self.db_ok, self.db_error = ok, err
-            if not ok or self._pool_suspect:
-                # discard connections that died with the server so recovery does not cost failed requests
+            if (not ok or self._pool_suspect) and (self._pool_check is None or self._pool_check.done()):
+                # discard connections that died with the server so recovery does not cost failed requests;
+                # in the background (each connection's check is bounded), so probing goes on meanwhile
                 self._pool_suspect = False
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.pool.check(), 2)
+                self._pool_check = asyncio.create_task(self._check_pool(), name="pool-check")
             self._health_wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._health_wake.wait(), 0.25)
+
+    async def _check_pool(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pool.check()
 
     async def _probe_db(self) -> tuple[bool, str]:
         """``SELECT 1`` on a dedicated connection (not the pool: a busy pool is not a database outage)."""
         try:
             if self._health_conn is None or self._health_conn.closed:
+                # a connection attempt begun inside a partition cannot finish after it heals (its bytes
+                # are gone): give it the probe's deadline, so no stale "down" is reported after the heal
                 self._health_conn = await asyncio.wait_for(
-                    db.connect_async(self.settings.dsn, autocommit=True), 3
+                    db.connect_async(self.settings.dsn, autocommit=True), PROBE_DEADLINE_S
                 )
             async with db.bounded(self._health_conn, PROBE_DEADLINE_S, "health probe"):
                 await self._health_conn.execute("SELECT 1")
