@@ -21,6 +21,7 @@ from moto import mock_aws
 import app as cdk_app
 from infra import constants as c
 from infra.network_faults import NETWORK_ACTIONS
+from resgate.contract.errors import ConfigError
 from tests.infra.support.cfn import ACCOUNT, REGION, render
 from tests.infra.support.sfn_mock import Return, Throw, mocked_responses, wait_for_end
 from tests.infra.support.validators import (
@@ -329,3 +330,49 @@ def test_a_target_with_fis_task_setup_goes_on_to_the_run(run):
         "cluster": "pb-cluster",
         "services": ["pb-gateway", "pb-matcher"],
     }
+
+
+def _experiments(config_text: str) -> None:
+    """Build the gate's FaultExperiments for ``config_text`` in a bare stack (no synth)."""
+    from aws_cdk import aws_s3 as s3
+
+    from infra.fault_experiments import FaultExperiments
+    from resgate.config.schema import load_config_text
+
+    cfg = load_config_text(config_text, "gate.yaml")
+    stack = cdk.Stack(cdk.App(), "Bare")
+    FaultExperiments(
+        stack,
+        "Faults",
+        gate=cfg.name,
+        template_dir=Path(cdk_app.ROOT) / c.FIS_TEMPLATE_DIR,
+        faults=cfg.faults,
+        target_cluster="pb-cluster",
+        ecs_services={"gateway": "pb-gateway", "matcher": "pb-matcher"},
+        target_tags={"app": "paperbroker"},
+        stop_condition_alarms=[],
+        report_bucket=s3.Bucket(stack, "Reports"),
+        report_dashboard_arn="arn:aws:cloudwatch::123456789012:dashboard/d",
+        observation_window_s=60,
+        profile_faults={n: p.faults for n, p in cfg.profiles.items()},
+    )
+
+
+def test_a_profile_that_moves_network_faults_into_each_other_is_refused_at_synth():
+    overlapping = CONFIG.replace(
+        "faults: [cut-db, slow-clients]", "faults: [cut-db, {name: slow-clients, at_s: 12}]"
+    )
+    with pytest.raises(ConfigError) as e:
+        _experiments(overlapping)
+    assert e.value.where == "profiles.nightly.faults.slow-clients.at_s"
+    assert "cut-db" in str(e.value) and "slow-clients" in str(e.value)
+
+
+def test_a_refusing_partition_is_refused_at_synth_naming_its_mode():
+    refusing = CONFIG.replace(
+        "between: [gateway, postgres], duration_s: 10",
+        "between: [gateway, postgres], mode: refuse, duration_s: 10",
+    )
+    with pytest.raises(ConfigError) as e:
+        _experiments(refusing)
+    assert e.value.where == "faults.cut-db.mode"
