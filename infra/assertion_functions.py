@@ -64,6 +64,7 @@ SIZING: dict[str, tuple[int, int, int]] = {
     "verdict": (512, 120, 512),
     "timeline": (512, 120, 512),
     "cleanup": (256, 120, 512),
+    "quiesce": (512, 900, 512),  # waits up to lambdas.quiesce.settle.MAX_WAIT_S
 }
 _FULL_SECRET_ARN = re.compile(r"-[A-Za-z0-9]{6}$")
 
@@ -112,6 +113,7 @@ class AssertionFunctions(Construct):
         kafka: KafkaSettings | None = None,
         kafka_topics: Sequence[str] = (),
         replay_tasks: Sequence[EcsTaskSpec] = (),
+        quiesce_groups: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.gate = gate
@@ -138,7 +140,7 @@ class AssertionFunctions(Construct):
             }
             if name == c.VERDICT_FUNCTION:
                 env[c.ENV_UNKNOWN_IS_FAILURE] = "true" if unknown_is_failure else "false"
-            in_vpc = name in c.NEEDS_DATABASE
+            in_vpc = name in c.IN_VPC
             if in_vpc:
                 env[c.ENV_DB_SECRET_ARN] = db_secret_arn
                 env[c.ENV_KAFKA_BOOTSTRAP] = kafka_bootstrap
@@ -213,6 +215,7 @@ class AssertionFunctions(Construct):
         if replay_tasks:
             self._grant_replay_tasks(replay_tasks, target_cluster)
         self._grant_timeline(evidence, target_cluster, target_services, has_experiments=bool(experiments))
+        self._grant_quiesce(target_cluster, target_services, kafka, groups=quiesce_groups)
         self._grant_cleanup(load_cluster, has_experiments=bool(experiments))
         self._grant_trace(evidence, lock, topic, ops_items=ops_items)
 
@@ -227,7 +230,7 @@ class AssertionFunctions(Construct):
             iam.PolicyStatement(actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
         )
         secret = db_secret_arn if _FULL_SECRET_ARN.search(db_secret_arn) else f"{db_secret_arn}-??????"
-        for name in c.NEEDS_DATABASE:
+        for name in c.IN_VPC:
             self.roles[name].add_to_policy(
                 iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret])
             )
@@ -238,7 +241,7 @@ class AssertionFunctions(Construct):
         region, account, name, uuid = cluster_parts(kafka.cluster_arn)
         partition = kafka.cluster_arn.split(":")[1]
         topic_arns = [f"arn:{partition}:kafka:{region}:{account}:topic/{name}/{uuid}/{t}" for t in topics]
-        for fn in c.NEEDS_DATABASE:
+        for fn in c.IN_VPC:
             role = self.roles[fn]
             role.add_to_policy(
                 iam.PolicyStatement(actions=["kafka-cluster:Connect"], resources=[kafka.cluster_arn])
@@ -322,6 +325,44 @@ class AssertionFunctions(Construct):
                 policies.gate_experiments_statement(self, gate=self.gate, actions=["fis:GetExperiment"])
             )
 
+    def _grant_quiesce(
+        self,
+        target_cluster: str,
+        target_services: Sequence[str],
+        kafka: KafkaSettings,
+        *,
+        groups: Sequence[str],
+    ) -> None:
+        """The quiesce step: the target services' tasks (its health probe) and, with MSK IAM, the
+        committed offsets of the quiesce consumer groups (its lag probe)."""
+        role = self.roles[c.QUIESCE_FUNCTION]
+        if target_services:
+            role.add_to_policy(
+                policies.describe_services_statement(
+                    self, cluster_name=target_cluster, services=target_services
+                )
+            )
+        policies.add_statements(
+            role,
+            policies.cluster_task_statements(
+                self,
+                cluster_name=target_cluster,
+                cluster=policies.cluster_arn(self, target_cluster),
+                task_actions=["ecs:DescribeTasks"],
+            ),
+        )
+        if kafka.iam and groups and kafka.cluster_arn:
+            region, account, name, uuid = cluster_parts(kafka.cluster_arn)
+            partition = kafka.cluster_arn.split(":")[1]
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["kafka-cluster:DescribeGroup"],
+                    resources=[
+                        f"arn:{partition}:kafka:{region}:{account}:group/{name}/{uuid}/{g}" for g in groups
+                    ],
+                )
+            )
+
     def _grant_cleanup(self, load_cluster: ecs.ICluster, *, has_experiments: bool) -> None:
         """The abort cleanup: find and stop the load cluster's tasks, stop the gate's experiments."""
         role = self.roles[c.CLEANUP_FUNCTION]
@@ -365,6 +406,10 @@ class AssertionFunctions(Construct):
     @property
     def timeline_function(self) -> lambda_.Function:
         return self.functions[c.TIMELINE_FUNCTION]
+
+    @property
+    def quiesce_function(self) -> lambda_.Function:
+        return self.functions[c.QUIESCE_FUNCTION]
 
     @property
     def cleanup_function(self) -> lambda_.Function:

@@ -68,11 +68,16 @@ VERDICT_FUNCTION = "verdict"
 # health.jsonl from FIS and ECS before the checks. They only put evidence, never read it.
 # The cleanup stops a run's load task and faults when its execution was aborted or timed out (an
 # EventBridge rule on the execution's status; the state machine's own cleanup branch cannot run then).
+# The quiesce step waits (bounded) until the target is healthy and its data drained: the function
+# `resgate run`'s quiesce calls (resgate.evidence.quiesce), with ECS as the health probe.
 TIMELINE_FUNCTION = "timeline"
 CLEANUP_FUNCTION = "cleanup"
-INFRA_FUNCTIONS = (TIMELINE_FUNCTION, CLEANUP_FUNCTION)
+QUIESCE_FUNCTION = "quiesce"
+INFRA_FUNCTIONS = (TIMELINE_FUNCTION, CLEANUP_FUNCTION, QUIESCE_FUNCTION)
 FUNCTION_NAMES = (*CHECK_FUNCTIONS, VERDICT_FUNCTION, *INFRA_FUNCTIONS)
-NEEDS_DATABASE = ("integrity", "replay")  # in the VPC, with the DB secret and the Kafka bootstrap
+NEEDS_DATABASE = ("integrity", "replay")  # the checks that read the database and the topics
+# In the VPC, with the DB secret and the Kafka bootstrap: the database checks and the quiesce step.
+IN_VPC = (*NEEDS_DATABASE, QUIESCE_FUNCTION)
 LAMBDA_PYTHON = "3.12"
 # Wheels for the Python 3.12 runtime (Amazon Linux 2023, glibc 2.34): manylinux2014 first, and
 # manylinux_2_28 for packages that no longer publish manylinux2014 wheels (scipy >= 1.17).
@@ -84,6 +89,7 @@ LAMBDA_EXTRA_REQUIREMENTS = {
     "slo": ("scipy==1.17.1", "numpy==2.4.6"),  # regression mode's Mann-Whitney U test (~165 MB of the asset)
     "integrity": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
     "replay": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
+    "quiesce": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
 }
 LAMBDA_SOURCE_PACKAGES = ("resgate", "lambdas")
 ENV_EVIDENCE_BUCKET = lambda_settings.ENV_EVIDENCE_BUCKET

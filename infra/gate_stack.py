@@ -157,6 +157,7 @@ class GateStack(Stack):
             kafka=settings.kafka,
             kafka_topics=settings.kafka_topics,
             replay_tasks=settings.replay_tasks,
+            quiesce_groups=[g.group for g in cfg.quiesce.consumer_groups],
         )
         self.gate_machine = GateStateMachine(
             self,
@@ -167,6 +168,7 @@ class GateStack(Stack):
             check_functions=self.functions.check_functions,
             verdict_function=self.functions.verdict_function,
             timeline_function=self.functions.timeline_function,
+            quiesce_function=self.functions.quiesce_function,
             load=self.load,
             target_cluster=settings.target_cluster,
             target_services=target_services,

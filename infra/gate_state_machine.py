@@ -8,8 +8,9 @@ start the Locust task and, once it runs, schedule the faults from its start time
 order, each an FIS experiment started at its scheduled time (one found *stopped* by its stop conditions
 is a tripped guardrail: the remaining faults are skipped, as locally; faults scheduled after the end of
 the load are skipped), then every experiment polled until it ends → wait for the load to end (task
-STOPPED, exit code 0) → quiesce wait → timeline Lambda (``faults.jsonl``, ``health.jsonl``) → Parallel
-of the check Lambdas → verdict Lambda → release the lock → Succeed, or SNS notice + Fail.
+STOPPED, exit code 0) → quiesce (the quiesce Lambda: the same wait as ``resgate run``'s) → timeline
+Lambda (``faults.jsonl``, ``health.jsonl``) → Parallel of the check Lambdas → verdict Lambda → release
+the lock → Succeed, or SNS notice + Fail.
 
 Every error (a task that throws, a loop that runs out of polls, a load task that died, a failed
 experiment) goes to the **cleanup** branch (:mod:`infra.state_machine.cleanup`): stop the load task and
@@ -99,6 +100,7 @@ class GateStateMachine(Construct):
         check_functions: Mapping[str, lambda_.IFunction],
         verdict_function: lambda_.IFunction,
         timeline_function: lambda_.IFunction,
+        quiesce_function: lambda_.IFunction,
         load: LoadGenerator,
         target_cluster: str,
         target_services: Sequence[str],
@@ -166,6 +168,10 @@ class GateStateMachine(Construct):
                 cleanup=cleanup,
                 cluster_arn=load_cluster_arn,
                 duration_s=load.expected_duration_s,
+                quiesce_function=quiesce_function,
+                quiesce=config.quiesce,
+                target_cluster=target_cluster,
+                target_services=target_services,
             ),
             build_assertions(
                 steps=steps,

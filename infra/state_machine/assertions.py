@@ -81,6 +81,9 @@ def check_payload(name: str, config: GateConfig, load_duration_s: int) -> dict[s
         payload["duration_s.$"] = "$.profile.waits.load_s"
     if name == "recovery":
         payload["observed_until.$"] = "$.timeline.observed_until"
+    if name in c.NEEDS_DATABASE:
+        # The quiesce step's outcome: state compared before the data drained is unknown, as locally.
+        payload["quiesce"] = {"settled.$": "$.quiesce.settled", "reason.$": "$.quiesce.reason"}
     return payload
 
 

@@ -23,8 +23,10 @@ count: it starts once the last fault is started (or skipped), and every experime
 own length (its ``aws:fis:wait`` actions, the observation window of at least a minute) plus FIS's
 latencies (``EXPERIMENT_WATCH_MARGIN_S``). ``Watch experiments`` (JSONata: ASL paths cannot divide)
 turns that time into a number of polls for the execution's ``poll_s``, ``$.watch.max_polls``, each poll
-counted as at least one second (a Wait of ``poll_s`` precedes every poll), and the watch fails with
-``FaultTimeout`` once ``$.loop.n`` reaches it. A fixed 40 polls gave up after 40 s at ``poll_s: 1``,
+counted as at least one second (a Wait of ``poll_s`` precedes every poll but each experiment's first,
+which is made at once: an experiment that has already ended costs no wait; those first polls take at
+most one ``poll_s`` per experiment off the margin), and the watch fails with ``FaultTimeout`` once
+``$.loop.n`` reaches it. A fixed 40 polls gave up after 40 s at ``poll_s: 1``,
 before the observation window had ended.
 Every exit of the phase (the end of the watch, a tripped guardrail) continues to the end of the load.
 Each experiment's id is kept in ``$.experiments.<key>.id``, which the cleanup branch stops.
@@ -173,8 +175,10 @@ def _watch(
         count = steps.count_polls(f"Count {spec.name} polls")
         status = f"$.experiments.{k}.state.status"
         tripped = _tripped(steps, f"Guardrail tripped in {spec.name}", spec)
-        started.when(sfn.Condition.is_present(f"$.experiments.{k}.id"), wait)
-        wait.next(get).next(ended)
+        # The first poll at once (an experiment may have ended already), the next ones after poll_s.
+        started.when(sfn.Condition.is_present(f"$.experiments.{k}.id"), get)
+        get.next(ended)
+        wait.next(get)
         ended.when(sfn.Condition.string_equals(status, "stopped"), tripped)
         ended.when(
             sfn.Condition.or_(

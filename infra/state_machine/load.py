@@ -9,7 +9,8 @@ profile faults`` (the faults the run's profile leaves out are moved past the loa
 a wait until its end. Its exit is the baseline.
 
 :func:`build_load_end`: wait until the load's scheduled end → poll until the task is STOPPED (bounded by
-the load's expected duration) → its container exited with 0 → the quiesce wait (phase 5). A task that
+the load's expected duration) → its container exited with 0 → ``Quiesce`` (phase 5, the quiesce Lambda:
+the wait of ``resgate run``, until the target is healthy and its data drained). A task that
 stops early, never starts, is lost, or exits with an error enters the cleanup branch.
 """
 
@@ -18,15 +19,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from aws_cdk import Aws
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 
 from infra import constants as c
 from infra.fault_experiments import ExperimentSpec
 from infra.state_machine.cleanup import CleanupBranch
 from infra.state_machine.profiles import PROFILE_PATH, build_fault_selection
 from infra.state_machine.schedule import build_schedule
-from infra.state_machine.steps import Phase, Steps
+from infra.state_machine.steps import Phase, Steps, run_fields
+from resgate.config.model import Quiesce
 from resgate.contract import env as env_names
 
 # The load task's status as :func:`_describe_load` leaves it.
@@ -132,9 +136,21 @@ def build_load_start(
     return Phase(entry=start_load, exits=(baseline,))
 
 
-def build_load_end(*, steps: Steps, cleanup: CleanupBranch, cluster_arn: str, duration_s: int) -> Phase:
+def build_load_end(
+    *,
+    steps: Steps,
+    cleanup: CleanupBranch,
+    cluster_arn: str,
+    duration_s: int,
+    quiesce_function: lambda_.IFunction,
+    quiesce: Quiesce,
+    target_cluster: str,
+    target_services: Sequence[str],
+) -> Phase:
     """Returns the phase: entry ``Wait for load end`` (the faults continue there, also after a tripped
-    guardrail), exit ``Quiesce``. ``duration_s`` (load + stop timeout) bounds the polls."""
+    guardrail), exit ``Quiesce``. ``duration_s`` (load + stop timeout) bounds the polls. ``Quiesce``
+    invokes ``quiesce_function`` (:mod:`lambdas.quiesce`) with the config's ``quiesce`` section and the
+    target's services, bounded by ``$.waits.quiesce_s``; its result goes to ``$.quiesce``."""
     max_polls = c.MAX_POLLS_LOAD_END + math.ceil(duration_s / c.DEFAULT_POLL_S)
     load_end_wait = steps.wait_until("Wait for load end", "$.schedule.load_end")
     reset_end = steps.reset_polls("Reset load end polls")
@@ -144,7 +160,14 @@ def build_load_end(*, steps: Steps, cleanup: CleanupBranch, cluster_arn: str, du
     count_end = steps.count_polls("Count load end polls")
     wait_end = steps.wait("Wait for load to finish", "$.waits.poll_s")
     exit_ok = steps.choice("Load exit code 0?")
-    quiesce = steps.wait("Quiesce", "$.waits.quiesce_s")
+    quiesce_state = build_quiesce(
+        steps,
+        cleanup,
+        quiesce_function,
+        quiesce=quiesce,
+        target_cluster=target_cluster,
+        target_services=target_services,
+    )
     load_end_wait.next(reset_end).next(describe_end)
     picked_end.next(stopped)
     stopped.when(sfn.Condition.string_equals(STATUS_PATH, "STOPPED"), has_container)
@@ -169,9 +192,49 @@ def build_load_end(*, steps: Steps, cleanup: CleanupBranch, cluster_arn: str, du
     pick_container.next(exit_ok)
     exit_ok.when(
         sfn.Condition.and_(sfn.Condition.is_present(exit_code), sfn.Condition.number_equals(exit_code, 0)),
-        quiesce,
+        quiesce_state,
     ).otherwise(load_failed)
-    return Phase(entry=load_end_wait, exits=(quiesce,))
+    return Phase(entry=load_end_wait, exits=(quiesce_state,))
+
+
+def build_quiesce(
+    steps: Steps,
+    cleanup: CleanupBranch,
+    function: lambda_.IFunction,
+    *,
+    quiesce: Quiesce,
+    target_cluster: str,
+    target_services: Sequence[str],
+) -> tasks.LambdaInvoke:
+    """``Quiesce``: the quiesce Lambda waits until every target service is healthy and the consumer
+    groups and ``drained_queries`` are drained, at most ``$.waits.quiesce_s`` (the function ``resgate
+    run``'s quiesce calls: :func:`resgate.evidence.quiesce.wait_quiet`); ``$.quiesce`` is its result,
+    which integrity and replay receive (unsettled: unknown, as locally). A failure enters cleanup."""
+    state = steps.lambda_invoke(
+        "Quiesce",
+        function,
+        {
+            **run_fields(),
+            "cluster": target_cluster,
+            "services": {s: s for s in target_services},
+            "consumer_groups": [
+                {"group": g.group, "topics": list(g.topics)} for g in quiesce.consumer_groups
+            ],
+            "drained_queries": list(quiesce.drained_queries),
+            "timeout_s.$": "$.waits.quiesce_s",
+        },
+        result_selector={
+            "settled.$": "$.Payload.settled",
+            "healthy.$": "$.Payload.healthy",
+            "waited_s.$": "$.Payload.waited_s",
+            "reason.$": "$.Payload.reason",
+        },
+        result_path="$.quiesce",
+    )
+    # GateError = ECS, Secrets Manager or the database failed: worth one more try.
+    state.add_retry(errors=["GateError"], interval=Duration.seconds(5), max_attempts=2, backoff_rate=2)
+    cleanup.catch(state)
+    return state
 
 
 def _describe_load(

@@ -102,9 +102,15 @@ def test_msk_iam_lets_integrity_and_replay_connect_to_the_one_cluster_and_read_t
             statements += res["Properties"]["PolicyDocument"]["Statement"]
     connect = [s for s in statements if s["Action"] == "kafka-cluster:Connect"]
     read = [s for s in statements if s["Action"] == ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]]
-    assert len(connect) == 2 and all(s["Resource"] == CLUSTER_ARN for s in connect)
+    # integrity, replay and the quiesce step (the consumer groups' lag)
+    assert len(connect) == 3 and all(s["Resource"] == CLUSTER_ARN for s in connect)
     topic = CLUSTER_ARN.replace(":cluster/", ":topic/")
-    assert len(read) == 2
+    assert len(read) == 3
+    groups = [s for s in statements if s["Action"] == "kafka-cluster:DescribeGroup"]
+    group = CLUSTER_ARN.replace(":cluster/", ":group/")
+    assert [sorted(s["Resource"]) for s in groups] == [
+        [f"{group}/paperbroker-matcher", f"{group}/paperbroker-projector"]
+    ]
     assert all(sorted(s["Resource"]) == [f"{topic}/pb.executions", f"{topic}/pb.orders"] for s in read)
     assert stack.functions.kafka_port == 9098
     env = next(

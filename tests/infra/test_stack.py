@@ -37,7 +37,17 @@ def _grants(statements: list[dict[str, Any]], action_prefix: str) -> list[dict[s
     return [s for s in statements if any(str(a).startswith(action_prefix) for a in _as_list(s["Action"]))]
 
 
-FUNCTIONS = ("slo", "recovery", "retryable", "integrity", "replay", "verdict", "timeline", "cleanup")
+FUNCTIONS = (
+    "slo",
+    "recovery",
+    "retryable",
+    "integrity",
+    "replay",
+    "verdict",
+    "timeline",
+    "cleanup",
+    "quiesce",
+)
 
 
 def _role_statements(synth, function: str) -> list[dict[str, Any]]:
@@ -123,7 +133,7 @@ def test_every_function_has_powertools_settings_tracing_and_the_evidence_bucket(
     )
 
 
-def test_only_integrity_and_replay_run_in_the_vpc_with_the_database_settings(synth):
+def test_only_integrity_replay_and_quiesce_run_in_the_vpc_with_the_database_settings(synth):
     in_vpc = [
         f["Properties"]
         for f in synth.resources("AWS::Lambda::Function").values()
@@ -131,6 +141,7 @@ def test_only_integrity_and_replay_run_in_the_vpc_with_the_database_settings(syn
     ]
     assert sorted(p["Handler"] for p in in_vpc) == [
         "lambdas.integrity.handler.handler",
+        "lambdas.quiesce.handler.handler",
         "lambdas.replay.handler.handler",
     ]
     for p in in_vpc:
@@ -248,7 +259,7 @@ def test_fis_start_experiment_is_granted_on_the_templates_and_tagged_experiments
 
 def test_secret_access_is_get_secret_value_on_the_database_secret_only(synth):
     grants = _grants(_statements(synth), "secretsmanager:")
-    assert len(grants) == 2  # integrity and replay
+    assert len(grants) == 3  # integrity, replay and the quiesce step (drained_queries)
     for st in grants:
         assert st["Action"] == "secretsmanager:GetSecretValue"
         assert st["Resource"]["Fn::Join"][1][-1].endswith(":secret:resgate/paperbroker/database-??????")

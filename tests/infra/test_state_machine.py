@@ -78,6 +78,9 @@ def happy_path(**overrides: Sequence[Response]) -> dict[str, Sequence[Response]]
         ],
         "Describe load task": [task_status("PROVISIONING"), task_status("RUNNING")],
         "Describe finished load task": [task_status("RUNNING"), task_status("STOPPED", exit_code=0)],
+        "Quiesce": [
+            lambda_result({"settled": True, "healthy": True, "waited_s": 1.0, "lag": {}, "reason": ""})
+        ],
         "Write timeline": [
             lambda_result(
                 {
