@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from resgate.contract.layout import file_of_run, table_glob
-from tests.e2e.conftest import processes_with_marker, run_gate
+from tests.e2e.conftest import SHORT_CONFIG, processes_with_marker, run_gate
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT_NETWORK = Path(__file__).with_name("gate_network_short.yaml")
@@ -28,11 +28,13 @@ network = pytest.mark.skipif(
     os.environ.get("RESGATE_NETWORK") != "1", reason="the full network gate: set RESGATE_NETWORK=1"
 )
 
-# network-only bug -> the check that must fail on the network gate (both pass the default gate)
+# network-only bug -> the check that must fail on the network gate (both pass the default gate); the
+# default gate's matrix of the other bugs is tests/e2e/test_local_gate.py's DETECTION_MATRIX
 NETWORK_DETECTION = {
     "no_db_deadline": "recovery",
     "no_connect_timeout": "recovery",
 }
+RTO_S = 30  # every partition (3, 10, 30 s) is healthy again within this long of its heal
 
 
 @pytest.mark.network
@@ -54,9 +56,15 @@ def test_the_good_build_passes_a_short_network_gate(tmp_path: Path) -> None:
 def test_the_good_build_passes_the_network_gate(tmp_path: Path) -> None:
     r = run_gate(NETWORK, tmp_path / "ev")
     assert r.exit_code == 0, r.output[-4000:]
-    rows = {f["fault_id"]: f for f in r.checks["recovery"]["details"]["faults"]}
+    recovery = r.checks["recovery"]
+    assert recovery["details"]["rto_s"] == RTO_S
+    rows = {f["fault_id"]: f for f in recovery["details"]["faults"]}
     for name in ("partition-db-3s", "partition-db-10s", "partition-db-30s"):
-        assert rows[name]["recovered_ts"] is not None, rows[name]
+        row = rows[name]
+        assert row["recovered_ts"] is not None, row
+        assert row["time_to_detect_s"] is not None and row["time_to_detect_s"] <= RTO_S, row
+        assert row["time_to_healthy_s"] <= RTO_S, row  # timed from the heal (lifted_ts)
+        assert row["lifted_ts"] == pytest.approx(row["injected_ts"] + float(name.split("-")[-1][:-1]), abs=1)
 
 
 @pytest.mark.network
@@ -66,6 +74,14 @@ def test_each_network_bug_fails_the_network_gate_on_the_check_that_names_it(bug:
     r = run_gate(NETWORK, tmp_path / "ev", env={"PAPERBROKER_BUGS": bug})
     assert r.exit_code == 1, r.output[-4000:]
     assert NETWORK_DETECTION[bug] in r.verdict["failed_checks"], (r.verdict, r.checks)  # type: ignore[index]
+
+
+@pytest.mark.network
+@network
+@pytest.mark.parametrize("bug", sorted(NETWORK_DETECTION))
+def test_each_network_bug_passes_the_default_gate(bug: str, tmp_path: Path) -> None:
+    r = run_gate(SHORT_CONFIG, tmp_path / "ev", env={"PAPERBROKER_BUGS": bug})
+    assert r.exit_code == 0, (r.verdict, r.output[-4000:])
 
 
 @pytest.mark.network
