@@ -52,6 +52,7 @@ class FaultRunner:
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
         self._reverts: dict[str, Callable[[], None]] = {}
+        self._revert_lock = threading.Lock()  # orders abort() against a fault registering its revert
         self._timers: list[threading.Timer] = []
         self.aborted_reason: str | None = None
 
@@ -96,10 +97,11 @@ class FaultRunner:
 
     def abort(self, reason: str) -> None:
         """Stop injecting: pending faults are skipped and active ones reverted now."""
-        if self._abort.is_set():
-            return
-        self.aborted_reason = reason
-        self._abort.set()
+        with self._revert_lock:  # a fault injected from here on is reverted by _after itself
+            if self._abort.is_set():
+                return
+            self.aborted_reason = reason
+            self._abort.set()
         for fault in self.faults:
             if fault.name in self._reverts:
                 self._record(fault, "aborted", reason=reason)
@@ -115,7 +117,14 @@ class FaultRunner:
             self._thread.join(timeout)
 
     def _after(self, fault: Fault, seconds: float, revert: Callable[[], None]) -> None:
-        self._reverts[fault.name] = revert
+        with self._revert_lock:
+            aborted = self._abort.is_set()
+            if not aborted:
+                self._reverts[fault.name] = revert
+        if aborted:  # the abort came while this fault was being injected: lift it now, like the others
+            revert()
+            self._record(fault, "aborted", reason=self.aborted_reason or "aborted")
+            return
 
         def fire() -> None:
             fn = self._reverts.pop(fault.name, None)

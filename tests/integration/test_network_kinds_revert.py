@@ -1,11 +1,14 @@
 """Every network, edge and zone fault kind is reverted when the gate stops early: on Ctrl-C (a real gate in a
 subprocess gets SIGINT while all the faults are on) and on an error inside the gate (an exception in the
 gate's load loop while they are on). Both runs are the gate's own :meth:`GateRun.run` on echo service
-replicas behind the balancer, with embedded Postgres behind the service's fault proxy and Locust as the load.
+replicas behind the balancer, with the session's Postgres behind the service's fault proxy and Locust as
+the load.
 
 The gate reverts faults in ``cleanup`` before it stops the target, so the paths can be probed in between:
 :class:`ProbedGateRun` probes them just before the target is closed (the effect must be gone) and the test
 then checks that no process of the run is left behind.
+
+A third test holds an injection open while the gate aborts: that fault must be lifted as well.
 
 Run as a script (``python -m tests.integration.test_network_kinds_revert CONFIG EVIDENCE PROBE_JSON``) it
 is the gate of the Ctrl-C test.
@@ -20,10 +23,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -34,6 +39,8 @@ from resgate.config.schema import load_config_text
 from resgate.contract.constants import EXIT_CANNOT_RUN
 from resgate.contract.env import ENV_PG_DSN
 from resgate.contract.layout import table_glob
+from resgate.local.toxics import Toxics
+from resgate.runner.faults import FaultRunner
 from resgate.runner.gate import GateRun
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.progress import Progress
@@ -297,6 +304,34 @@ def test_ctrl_c_while_every_kind_is_on_reverts_them_all_and_leaves_no_process(
     assert {e["fault_id"] for e in faults if e["event"] == "aborted"} == set(HELD), faults  # the evidence
     assert port is not None and _refused(port)
     assert not _processes_with(f"RESGATE_TEST_MARKER={marker}")
+
+
+class _SlowPath(Toxics):
+    """A path whose injection blocks until released: the window in which an abort can arrive."""
+
+    def __init__(self) -> None:
+        super().__init__("slow")
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def add(self, name: str, direction: str = "both", **values: Any) -> None:
+        self.entered.set()
+        assert self.release.wait(5)
+        super().add(name, direction, **values)
+
+
+def test_a_fault_still_being_injected_when_the_gate_aborts_is_reverted_too() -> None:
+    """A guardrail trip (or Ctrl-C) can land while the runner is injecting a fault: that fault must not stay
+    on for its whole duration after the abort reverted the others."""
+    fault = next(f for f in load_config_text(CONFIG, "network-revert.yaml").faults if f.name == "latency")
+    path = _SlowPath()
+    runner = FaultRunner(SimpleNamespace(supervisor=None, path=lambda s, d: path), [fault])  # type: ignore[arg-type]
+    runner.start(time.time())
+    assert path.entered.wait(5)
+    runner.abort("guardrail: test")  # the injection is under way
+    path.release.set()
+    runner.join(5)
+    assert path.active() == [], runner.timeline()
+    assert [e["event"] for e in runner.timeline()] == ["injected", "aborted"]
 
 
 def _main(config: str, evidence_root: str, probe_out: str) -> int:
