@@ -34,7 +34,24 @@ class FindingRule:
     reason: str
 
     def matches(self, rule: str, finding: str) -> bool:
-        return rule == self.rule and re.fullmatch(self.pattern, finding) is not None
+        return rule == self.rule and re.fullmatch(concrete_env(self.pattern), finding) is not None
+
+
+# A stack synthesized with a concrete account and region (``-c account=… -c region=…``, as for a deploy)
+# has literal values where an environment-agnostic one has the pseudo-parameter tokens: the patterns are
+# written with the tokens and match either.
+_PSEUDO = {
+    "<AWS::Partition>": r"(?:<AWS::Partition>|aws(?:-cn|-us-gov|-iso|-iso-b)?)",
+    "<AWS::Region>": r"(?:<AWS::Region>|[a-z]{2}(?:-[a-z]+)+-\d+)",
+    "<AWS::AccountId>": r"(?:<AWS::AccountId>|\d{12})",
+}
+
+
+def concrete_env(pattern: str) -> str:
+    """``pattern`` with each pseudo-parameter token also matching its concrete value."""
+    for token, either in _PSEUDO.items():
+        pattern = pattern.replace(token, either)
+    return pattern
 
 
 def flatten(node: Any) -> str:
