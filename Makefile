@@ -35,8 +35,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two xdist workers: the end-to-end gate runs (wall-clock bound) on one, the CPU-bound rest on the other
+# (tests/conftest.py groups them).
 test: install lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 test-fast: install
 	$(BIN)/pytest -q -m "not e2e and not slow"
@@ -50,8 +52,9 @@ demo: install-run
 
 # The synthesized state machine executed here, each integration bound to a local twin
 # (tests/rehearsal): the good build and two PAPERBROKER_BUGS scenarios, each compared with `resgate run`;
-# a guardrail breach; throttled SDK tasks; a default pipeline run timed phase by phase (about 12 min in all;
-# not in `make test`: the good build alone takes about 140 s from a cold cache).
+# a guardrail breach; throttled SDK tasks; a default pipeline run timed phase by phase; the nightly and
+# pipeline profiles and a busy target, started by `resgate aws start`; an aborted and a timed-out run
+# (EventBridge → the cleanup Lambda). `make test` runs only the short good build (the smoke profile).
 rehearse: install
 	$(BIN)/pytest -q -m rehearsal tests/rehearsal
 

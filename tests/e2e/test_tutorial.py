@@ -64,7 +64,8 @@ def test_the_tutorial_runs_as_written_from_init_to_pass_to_a_failure_on_retryabl
             text=True,
             timeout=300,
         )
-        assert proc.returncode == expected, (argv, env, proc.stdout[-3000:], proc.stderr[-3000:])
+        if proc.returncode != expected:  # pytest.fail keeps the whole output (an assert's is cut short)
+            pytest.fail(f"{argv} {env} exited {proc.returncode}, not {expected}:\n{proc.stdout}\n{proc.stderr}")
 
     runs = sorted((work / "evidence").glob(table_glob("verdicts")), key=lambda p: p.parent.name)
     assert len(runs) == 2
