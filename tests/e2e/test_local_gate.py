@@ -28,6 +28,8 @@ DETECTION_MATRIX = {
     "projection_drift": ("replay", None),
     "slow_start": ("recovery", "rto_missed"),
 }
+# slow_start's replicas become ready this long after each start, past the RTO of its run.
+SLOW_START_S, SLOW_START_RTO_S = 15, 10
 
 
 def test_the_good_build_passes_with_faults_under_load(tmp_path: Path) -> None:
@@ -45,8 +47,15 @@ def test_the_good_build_passes_with_faults_under_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bug", sorted(DETECTION_MATRIX))
 def test_each_seeded_bug_fails_the_gate_with_the_check_that_names_it(bug: str, tmp_path: Path) -> None:
     check, counter = DETECTION_MATRIX[bug]
-    env = {"PAPERBROKER_BUGS": bug, "PB_SLOW_START_S": "35"}
-    r = run_gate(SHORT_CONFIG, tmp_path / "ev", env=env)
+    env = {"PAPERBROKER_BUGS": bug, "PB_SLOW_START_S": str(SLOW_START_S)}
+    config = SHORT_CONFIG
+    if bug == "slow_start":
+        # Every start is slow, the first one too: a 10 s RTO and a 15 s start keep the run short.
+        text = SHORT_CONFIG.read_text()
+        assert "rto_s: 30" in text
+        config = tmp_path / "gate_rto_10s.yaml"
+        config.write_text(text.replace("rto_s: 30", f"rto_s: {SLOW_START_RTO_S}"))
+    r = run_gate(config, tmp_path / "ev", env=env)
     assert r.exit_code == 1, r.output[-4000:]
     assert r.verdict is not None and r.verdict["result"] == "FAIL"
     assert check in r.verdict["failed_checks"], (r.verdict, r.checks.get(check))
