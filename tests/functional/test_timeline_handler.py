@@ -19,7 +19,9 @@ from botocore.stub import Stubber
 
 import lambdas.timeline.handler as timeline
 from lambdas.recovery.handler import handler as recovery_handler
+from lambdas.timeline.faults import experiment_rows
 from lambdas.timeline.health import ServiceView, TaskSpan, describe_tasks, health_rows
+from lambdas.timeline.inputs import FaultRef
 from resgate.checks import recovery
 from resgate.contract.errors import ConfigError, GateError
 from tests.functional.support import REGION, load_event
@@ -368,3 +370,50 @@ def test_an_invalid_event_is_a_config_error_naming_the_field_before_any_call(
         timeline.handler(load_event("timeline", **overrides), lambda_context)
     assert err.value.where == where
     assert evidence.files() == []
+
+
+def network_experiment(*, action_end: float | None) -> dict[str, Any]:
+    """A latency experiment: the network action from +100 (to ``action_end``), then the observation
+    window's ``aws:fis:wait`` until +190."""
+    latency: dict[str, Any] = {
+        "actionId": "aws:ecs:task-network-latency",
+        "state": {"status": "completed" if action_end else "running", "reason": ""},
+        "startTime": at(100),
+    }
+    if action_end is not None:
+        latency["endTime"] = at(action_end)
+    e = experiment()
+    e["actions"] = {
+        "Latency": latency,
+        "Observe": {
+            "actionId": "aws:fis:wait",
+            "state": {"status": "completed", "reason": ""},
+            "startTime": at(action_end or 100),
+            "endTime": at(190),
+        },
+    }
+    e["endTime"] = at(190)
+    return e
+
+
+def test_a_network_action_is_held_from_its_start_to_its_end_and_recovery_counts_from_its_end():
+    ref = FaultRef(
+        key="latency", name="latency", kind="network_latency", target="gateway", experiment_id=EXPERIMENT
+    )
+    rows = experiment_rows(ref, network_experiment(action_end=130), now=T0 + 300)
+    injected, ended = rows
+    assert injected["ts"] == pytest.approx(T0 + 100) and injected["event"] == "injected"
+    assert injected["detail"] == {"experiment": EXPERIMENT, "duration_s": pytest.approx(30.0)}
+    assert ended["event"] == "ended" and ended["ts"] == pytest.approx(T0 + 190)
+    (event,) = [recovery.FaultEvent.from_dict(r) for r in rows if r["event"] == "injected"]
+    assert event.held_s == pytest.approx(30.0)  # lifted at +130, not at the window's end (+190)
+
+
+def test_a_stop_task_or_a_network_action_still_running_is_not_held():
+    ref = FaultRef(
+        key="latency", name="latency", kind="network_latency", target="gateway", experiment_id=EXPERIMENT
+    )
+    running = experiment_rows(ref, network_experiment(action_end=None), now=T0 + 300)
+    assert running[0]["detail"] == f"FIS experiment {EXPERIMENT}"
+    kill = experiment_rows(ref, experiment(), now=T0 + 300)
+    assert kill[0]["detail"] == f"FIS experiment {EXPERIMENT}"
