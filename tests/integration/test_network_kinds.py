@@ -25,7 +25,8 @@ from resgate.contract.env import ENV_PG_DSN
 from resgate.runner.faults import FaultRunner
 from resgate.runner.local_target import LocalTarget
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+# One worker under `make test` (-n 2 --dist loadgroup): the module's tests share one target.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90), pytest.mark.xdist_group("network_kinds")]
 
 CONFIG = """
 gate: {name: network-kinds}
