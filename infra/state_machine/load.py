@@ -1,8 +1,9 @@
 """Phase 3, the load (Locust on Fargate), in two parts around the faults.
 
-:func:`build_load_start`: ``ecs:runTask`` without ``.sync`` (it returns once the task is created; the
-task carries ``startedBy`` and the run-id tag the abort cleanup finds it by, and the run profile's users,
-spawn rate and duration as container environment overrides), then poll until it is
+:func:`build_load_start`: ``ecs:RunTask`` (the AWS SDK integration, which takes every RunTask parameter;
+it returns once the task is created; the task carries ``startedBy`` and the run-id tag the abort cleanup
+finds it by, and the run profile's users, spawn rate and duration as container environment overrides),
+then poll until it is
 RUNNING (bounded: ``MAX_POLLS_TASK_START``) → ``Schedule faults`` (:mod:`infra.state_machine.schedule`:
 the baseline's end, every fault's time and the load's end, from the task's ``StartedAt``) → ``Select
 profile faults`` (the faults the run's profile leaves out are moved past the load's end) → the baseline,
@@ -19,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -62,10 +63,14 @@ def build_load_start(
     ``Schedule faults`` gives a time (in ``at_s`` order) and ``Select profile faults`` keeps or skips.
     The task's users, spawn rate and duration are the run's profile's (:func:`profile_environment`)."""
     fault_keys = [s.key for s in experiments]
-    # The optimized ecs:runTask integration without .sync: it returns once the task is created.
-    start_load = steps.task(
+    # ecs:RunTask through the AWS SDK integration: it returns once the task is created. Not the optimized
+    # ecs:runTask integration, which takes only some of RunTask's parameters (no StartedBy, Tags or
+    # Count; the rehearsal's interpreter drops them as Step Functions does), so the abort cleanup could
+    # not find the task by its startedBy and run-id tag.
+    start_load = steps.sdk(
         "Start load task",
-        f"arn:{Aws.PARTITION}:states:::ecs:runTask",
+        "ecs",
+        "runTask",
         {
             "Cluster": cluster_arn,
             "TaskDefinition": task_definition_arn,

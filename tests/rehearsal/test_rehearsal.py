@@ -7,16 +7,30 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.rehearsal.support.assembly import cache_root
-from tests.rehearsal.support.configs import FAULT_AT_S, LOAD_S, rehearsal_config
+from tests.rehearsal.support.configs import (
+    FAULT_AT_S,
+    LOAD_S,
+    NIGHTLY_LOAD,
+    SMOKE_FAULT_AT_S,
+    SMOKE_LOAD,
+    USERS,
+    rehearsal_config,
+)
 from tests.rehearsal.support.rehearsal import Rehearsal, outcome, rehearse
 
-# Short real waits: poll every second, quiesce 5 s (the local runner waits until settled instead).
-WAITS = {"poll_s": 1, "quiesce_s": 5}
+# A rehearsal takes minutes on a busy machine (two in some scenarios); the short one keeps the suite's.
+pytestmark = pytest.mark.timeout(1200)
+
+# Short real waits: poll every second. Quiesce is the config's (at most quiesce.timeout_s, until the target
+# is healthy and drained), as with ``resgate run``: both conductors call the same wait.
+WAITS = {"poll_s": 1}
 
 
 def local_run(config: Path, root: Path, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -58,6 +72,29 @@ def rehearsed(
 def assert_verdict(r: Rehearsal) -> dict[str, object]:
     assert r.verdict is not None, f"no verdict.json in the S3 twin ({r.status}: {r.error} {r.cause})"
     return r.verdict
+
+
+@pytest.mark.timeout(300)
+def test_a_short_rehearsal_of_the_good_build_passes(pg_server: Any, kafka: Any) -> None:
+    # make test's rehearsal: the default rehearsal config's assembly (and host bundles) under its
+    # ``smoke`` profile (an 8-s load, one fault), the target on the session's Postgres and Kafka.
+    t0 = time.monotonic()
+    r = rehearse(
+        rehearsal_config(),
+        waits=WAITS,
+        timeout_s=SMOKE_LOAD["duration_s"] + 150,
+        fis_wait_scale=0.05,
+        profile="smoke",
+        infra=(pg_server, kafka),
+    )
+    print(r.summary(), f"\n  test took {time.monotonic() - t0:.1f} s")
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
+    assert r.status == "SUCCEEDED"
+    assert r.checks == dict.fromkeys(("slo", "recovery", "retryable", "integrity", "replay"), "pass")
+    fired = r.fault_offsets()
+    assert set(fired) == set(SMOKE_FAULT_AT_S), r.summary()
+    assert abs(fired["kill-gateway"] - SMOKE_FAULT_AT_S["kill-gateway"]) <= 3, fired
+    assert r.load_env["RESGATE_DURATION_S"] == str(SMOKE_LOAD["duration_s"]), r.load_env
 
 
 @pytest.mark.rehearsal
@@ -121,3 +158,87 @@ def test_a_default_pipeline_run_passes_in_real_time_and_its_phases_are_timed() -
     print(r.summary())
     assert assert_verdict(r)["result"] == "PASS", r.summary()
     assert r.status == "SUCCEEDED"
+
+
+def _cli_phases(output: str) -> list[str]:
+    """The phases ``resgate aws start --wait`` printed, in order (``[  12s] load   Start load task``)."""
+    return [line.split("]", 1)[1].split()[0] for line in output.splitlines() if line.startswith("[")]
+
+
+@pytest.mark.rehearsal
+def test_the_nightly_profile_runs_a_heavier_load_than_the_pipeline_one_started_by_resgate_aws_start() -> None:
+    # The verdicts themselves may be FAIL on a loaded machine (slo's p95): what is compared is the load,
+    # and that `resgate aws start` prints the phases and exits with the verdict's code.
+    runs = {p: rehearsed(cli=True, profile=p) for p in ("pipeline", "nightly")}
+    for profile, r in runs.items():
+        verdict = assert_verdict(r)
+        assert verdict["result"] in ("PASS", "FAIL") and "Cleanup" not in r.entered, (profile, r.summary())
+        assert r.cli_exit == verdict["exit_code"] == (0 if verdict["result"] == "PASS" else 1), r.cli_output
+        assert f"(profile {profile})" in r.cli_output, r.cli_output
+        assert f"VERDICT: {verdict['result']}" in r.cli_output, r.cli_output
+        phases = _cli_phases(r.cli_output)
+        assert phases == ["preflight", "load", "faults", "quiesce", "assertions", "verdict"], r.cli_output
+    pipeline, nightly = runs["pipeline"], runs["nightly"]
+    # What the ECS twin was asked to run (the container overrides) and what the load actually ran.
+    assert pipeline.load_env["RESGATE_USERS"] == str(USERS)
+    assert nightly.load_env["RESGATE_USERS"] == str(NIGHTLY_LOAD["users"])
+    assert nightly.load_env["RESGATE_SPAWN_RATE"] == str(NIGHTLY_LOAD["spawn_rate"])
+    assert nightly.load["clients"] > pipeline.load["clients"], (nightly.load, pipeline.load)
+    assert nightly.load["requests"] > pipeline.load["requests"], (nightly.load, pipeline.load)
+
+
+@pytest.mark.rehearsal
+def test_a_second_run_on_the_same_target_waits_then_fails_target_busy_naming_the_holder() -> None:
+    # The second execution starts while the first holds the target's lock (its baseline); it waits
+    # lock_wait_s, then ends in the cleanup branch: an ERROR verdict, the error notice and, with
+    # ops_items, an OpsItem. The first run is not disturbed. Both are started by `resgate aws start`.
+    busy = {"waits": {"poll_s": 1, "lock_wait_s": 3}}
+    r = rehearsed(cli=True, second_input=busy, context={"ops_items": "true"})
+    second = r.second
+    assert second is not None
+    print(second.summary())
+    # The first run reaches its own verdict (FAIL only if the machine is too loaded for slo's p95).
+    first = assert_verdict(r)
+    assert first["result"] in ("PASS", "FAIL") and "Cleanup" not in r.entered, r.summary()
+    assert r.cli_exit == first["exit_code"], r.cli_output
+    assert second.status == "FAILED" and second.error == "GateRunFailed", (second.error, second.cause)
+    assert "target busy" in (second.cause or "") and f"held by run {r.run_id}" in (second.cause or "")
+    assert second.entered.count("Wait for lock") >= 2, second.entered
+    assert second.verdict is not None and second.verdict["result"] == "ERROR", second.verdict
+    assert "target busy" in second.verdict["error"] and r.run_id in second.verdict["error"]
+    assert second.cli_exit == 2, second.cli_output
+    assert "Start load task" not in second.entered
+    notices = [n for n in r.notifications if second.run_id in json.dumps(n)]
+    assert notices, r.notifications
+    (item,) = [i for i in r.ops_items if i["OperationalData"]["run_id"]["Value"] == second.run_id]
+    assert item["Title"] == f"ResilienceGate paperbroker: ERROR run {second.run_id}", item
+    assert item["Tags"] == [{"Key": "ResGateGate", "Value": "paperbroker"}]
+    assert item["OperationalData"]["report"]["Value"].endswith(f"/run_id={second.run_id}/report.md")
+    # The first run's own OpsItem only if it failed.
+    mine = [i for i in r.ops_items if i["OperationalData"]["run_id"]["Value"] == r.run_id]
+    assert len(mine) == (first["result"] == "FAIL"), mine
+
+
+@pytest.mark.rehearsal
+@pytest.mark.parametrize(
+    ("ending", "kw"), [("ABORTED", {"abort_when": "Baseline"}), ("TIMED_OUT", {"machine_timeout_s": 12})]
+)
+def test_an_aborted_or_timed_out_run_leaves_an_error_verdict_a_notice_and_an_ops_item(
+    ending: str, kw: dict[str, Any]
+) -> None:
+    # No Catch runs on these endings: the stack's EventBridge rule delivers the status change to the
+    # cleanup Lambda, which stops the load, releases the lock and leaves the run's trace.
+    r = rehearsed(context={"ops_items": "true"}, **kw)
+    assert r.status == ending, r.summary()
+    assert r.cleanup is not None and r.cleanup["error"] is None, r.cleanup
+    out = r.cleanup["payload"]
+    assert out["status"] == ending and out["run_id"] == r.run_id, out
+    assert out["stopped_tasks"], out  # the load task was still running
+    assert assert_verdict(r)["result"] == "ERROR"
+    assert r.verdict["error"] == f"execution {ending}", r.verdict
+    assert r.verdict["exit_code"] == 2
+    (notice,) = [n for n in r.notifications if n.get("via") == "lambda"]
+    assert r.run_id in notice["Message"] and ending in notice["Message"], notice
+    (item,) = r.ops_items
+    assert item["OperationalData"]["run_id"]["Value"] == r.run_id
+    assert item["Title"] == f"ResilienceGate paperbroker: ERROR run {r.run_id}", item

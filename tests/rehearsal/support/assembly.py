@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[3]
 # What the stack is built from: a change to any of these is a new assembly.
 _SOURCES = ("app.py", "infra", "lambdas", "resgate", "loadgen", "fis_templates")
 _SYNTH = """
-import sys, aws_cdk as cdk, app
+import json, sys, aws_cdk as cdk, app
 from infra import constants as c
-a = cdk.App(outdir=sys.argv[1], context={c.CTX_GATE_CONFIG: sys.argv[2]})
+a = cdk.App(outdir=sys.argv[1], context={**json.loads(sys.argv[3]), c.CTX_GATE_CONFIG: sys.argv[2]})
 app.build(a)
 a.synth()
 """
@@ -122,11 +123,12 @@ class Assembly:
         return out
 
 
-def synthesize(config_path: Path, *, log: Any = print) -> Assembly:
-    """The assembly of the gate stack for ``config_path`` (placeholders for every deployment value),
-    synthesized with bundling into the cache unless an identical one is there. Raises RuntimeError with
-    the synth's output when it fails."""
-    key = _tree_hash(config_path.read_text())
+def synthesize(config_path: Path, *, context: Mapping[str, str] | None = None, log: Any = print) -> Assembly:
+    """The assembly of the gate stack for ``config_path`` (placeholders for every deployment value; other
+    context values, e.g. ``{"ops_items": "true"}``, from ``context``), synthesized with bundling into the
+    cache unless an identical one is there. Raises RuntimeError with the synth's output when it fails."""
+    context_json = json.dumps(dict(context or {}), sort_keys=True)
+    key = _tree_hash(config_path.read_text() + (context_json if context else ""))
     outdir = cache_root() / f"assembly-{key}"
     if not (outdir / "manifest.json").exists():
         log(f"synthesizing the gate stack with bundling into {outdir}")
@@ -135,7 +137,7 @@ def synthesize(config_path: Path, *, log: Any = print) -> Assembly:
         shutil.rmtree(tmp, ignore_errors=True)
         env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
         proc = subprocess.run(
-            [sys.executable, "-c", _SYNTH, str(tmp), str(config_path)],
+            [sys.executable, "-c", _SYNTH, str(tmp), str(config_path), context_json],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -157,7 +159,8 @@ def synthesize(config_path: Path, *, log: Any = print) -> Assembly:
     return Assembly(outdir, template, files)
 
 
-KEEP_ASSEMBLIES = 3  # the default config's, the guardrail variant's and one older tree's
+# The default config's, its ops_items variant's, the guardrail and pipeline variants' and one older tree's.
+KEEP_ASSEMBLIES = 5
 
 
 def prune(*, keep: int = KEEP_ASSEMBLIES, log: Any = print) -> None:

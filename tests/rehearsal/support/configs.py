@@ -6,7 +6,10 @@ paperbroker.yaml``), shortened, without what the AWS stack cannot do yet.
 - ``redeliver-events`` (``duplicate_delivery``) is dropped: it has no AWS implementation (the stack
   warns at synth and the state machine has no state for it), so the two conductors would not run the
   same faults;
-- the named ``profiles`` are dropped (they name the full config's faults; a rehearsal runs none);
+- the named ``profiles`` are the rehearsal's own (:data:`PROFILES`; the full config's name its faults at
+  its times): ``pipeline`` is the config's own load and faults, ``nightly`` a heavier load
+  (:data:`NIGHTLY_LOAD`), ``smoke`` the short good build ``make test`` runs (:data:`SMOKE_LOAD`, one
+  fault); ``resgate run`` without ``--profile`` runs none of them;
 - every check is enabled, ``replay`` included: locally its rebuild is the config's callable, in the
   rehearsal the replay Lambda runs the config's ``ecs_task`` (``paperbroker-projector``, the target's own
   task definition, which the ECS twin runs as ``python -m paperbroker.projections rebuild``).
@@ -21,6 +24,21 @@ import yaml
 from tests.rehearsal.support.assembly import ROOT, cache_root
 
 LOAD_S = 20
+USERS = 20  # the default config's users and spawn rate
+# The rehearsal's profiles: the pipeline's is the config's own load; the nightly one heavier; the smoke
+# one a very short load with one fault (make test).
+NIGHTLY_LOAD = {"users": 40, "spawn_rate": 40, "duration_s": LOAD_S}
+# As many users as the config's (its slo asks for 20 requests/s), for 10 s.
+SMOKE_LOAD = {"users": USERS, "spawn_rate": USERS, "duration_s": 10}
+SMOKE_FAULT_AT_S = {"kill-gateway": 4}
+PROFILES = {
+    "pipeline": {},
+    "nightly": {"load": NIGHTLY_LOAD},
+    "smoke": {
+        "load": SMOKE_LOAD,
+        "faults": [{"name": n, "at_s": at} for n, at in SMOKE_FAULT_AT_S.items()],
+    },
+}
 FAULT_AT_S = {"kill-gateway": 5, "kill-projector": 10, "kill-matcher": 13}
 # The guardrail scenario: every gateway replica stopped at 3 s and kept unready (``slow_start`` with
 # ``PB_SLOW_START_S``), so the load's error ratio stays near 1; guardrails that trip on one 10-s period
@@ -39,6 +57,7 @@ def _variant(data: dict, variant: str) -> None:
         return
     if variant != "guardrail":
         raise ValueError(f"no rehearsal config variant {variant!r}")
+    data.pop("profiles")
     data["load"]["duration_s"] = GUARDRAIL_LOAD_S
     for f in data["faults"]:
         f["at_s"] = GUARDRAIL_FAULT_AT_S[f["name"]]
@@ -56,7 +75,7 @@ def rehearsal_config(variant: str = "default") -> Path:
     data["load"].update(duration_s=LOAD_S, baseline_s=3)
     data["faults"] = [dict(f, at_s=FAULT_AT_S[f["name"]]) for f in data["faults"] if f["name"] in FAULT_AT_S]
     data["quiesce"]["timeout_s"] = 30
-    data.pop("profiles", None)  # named load/fault profiles refer to the full config's faults
+    data["profiles"] = PROFILES
     data["evidence"]["root"] = str(cache_root() / "evidence")
     _variant(data, variant)
     suffix = "" if variant == "default" else f"-{variant}"

@@ -107,6 +107,9 @@ class LoadTask:
     stopping: float | None = None
     reason: str = ""
     log: Path | None = None
+    started_by: str | None = None
+    tags: list[dict[str, str]] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def status(self) -> str:
         if self.proc is None:
@@ -128,7 +131,10 @@ class LoadTask:
             "launchType": "FARGATE",
             "createdAt": self.created,
             "containers": [container],
+            "overrides": self.overrides,
         }
+        if self.started_by:
+            task["startedBy"] = self.started_by
         if self.started:
             task["startedAt"] = self.started
         if status == "STOPPED":
@@ -189,7 +195,14 @@ class EcsTwin:
         env = {k: self.deploy.get(v, v) for k, v in env.items()}
         cluster = p["cluster"]
         arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{cluster.rsplit('/', 1)[-1]}/{uuid.uuid4().hex}"
-        task = LoadTask(arn=arn, cluster_arn=cluster, env=env)
+        task = LoadTask(
+            arn=arn,
+            cluster_arn=cluster,
+            env=env,
+            started_by=p.get("startedBy"),
+            tags=list(p.get("tags") or []),
+            overrides=dict(p.get("overrides") or {}),
+        )
         with self._lock:
             self.tasks[arn] = task
         threading.Timer(
@@ -288,7 +301,8 @@ class EcsTwin:
 
     def describe_tasks(self, **p: Any) -> dict[str, Any]:
         # This twin's own tasks (the load, the target's own task definitions), then the target's replicas.
-        known = {arn: t.describe() for arn, t in self.tasks.items()}
+        with_tags = "TAGS" in (p.get("include") or [])
+        known = {arn: t.describe() | ({"tags": t.tags} if with_tags else {}) for arn, t in self.tasks.items()}
         if self._is_target(p["cluster"]):
             known |= {t["taskArn"]: _public(t) for t in self._target_tasks()}
         arns = p.get("tasks") or []
@@ -339,6 +353,16 @@ class EcsTwin:
 
     def list_tasks(self, **p: Any) -> dict[str, Any]:
         service, status = p.get("serviceName"), p.get("desiredStatus", "RUNNING")
+        if not self._is_target(p.get("cluster") or "default"):
+            # This twin's own tasks (the load cluster's), by startedBy and desired status.
+            arns = [
+                arn
+                for arn, t in self.tasks.items()
+                if t.cluster_arn.rsplit("/", 1)[-1] == str(p.get("cluster")).rsplit("/", 1)[-1]
+                and (p.get("startedBy") is None or t.started_by == p.get("startedBy"))
+                and t.describe()["desiredStatus"] == status
+            ]
+            return {"taskArns": arns}
         arns = [
             t["taskArn"]
             for t in self._target_tasks()

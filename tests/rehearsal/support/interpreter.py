@@ -10,7 +10,8 @@ twin speaks the API's own names and both callers (the interpreter, and a Lambda'
 :class:`TwinEndpoint`) reach the same method. Twin errors become botocore ``ClientError``s.
 
 :class:`TwinEndpoint` serves the ECS (JSON 1.1) and FIS (REST-JSON) twins over HTTP on 127.0.0.1 for the
-Lambda subprocesses (``AWS_ENDPOINT_URL_ECS`` / ``AWS_ENDPOINT_URL_FIS``).
+Lambda subprocesses (``AWS_ENDPOINT_URL_ECS`` / ``AWS_ENDPOINT_URL_FIS``; the SSM twin, OpsCenter's
+``CreateOpsItem``, at ``AWS_ENDPOINT_URL_SSM``).
 
 Error names: Step Functions names an ``aws-sdk:`` task's error ``<Service>.<ErrorCode>`` with the service in
 PascalCase (``Ecs.ThrottlingException``, what the definition's Retry lists); moto 5.2.5 keeps the lower-case
@@ -26,6 +27,7 @@ import datetime
 import json
 import re
 import threading
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +36,7 @@ from unittest import mock
 import botocore.session
 import moto.stepfunctions.parser.asl.jsonata.jsonata as moto_jsonata
 from botocore.exceptions import ClientError
+from botocore.validate import ParamValidator
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
@@ -60,6 +63,29 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 
 class NoTwin(Exception):
     """A task called a service this rehearsal has no twin for."""
+
+
+def request_errors(service: str, operation: str, params: Mapping[str, Any]) -> str:
+    """botocore's ``ParamValidator`` report of ``params`` against the operation's input shape (the API's
+    member names); empty when valid. A twin refuses what AWS would refuse."""
+    model = botocore.session.get_session().get_service_model(service).operation_model(operation)
+    report = ParamValidator().validate(dict(params), model.input_shape)
+    return report.generate_report() if report.has_errors() else ""
+
+
+class SsmTwin:
+    """OpsCenter: ``CreateOpsItem`` validated against botocore's model and recorded (``ops_items``)."""
+
+    def __init__(self) -> None:
+        self.ops_items: list[dict[str, Any]] = []
+
+    def create_ops_item(self, **p: Any) -> dict[str, Any]:
+        errors = request_errors("ssm", "CreateOpsItem", p)
+        if errors:
+            raise _client_error("ValidationException", errors, "CreateOpsItem")
+        op_id = f"oi-{len(self.ops_items) + 1:012x}"
+        self.ops_items.append({"OpsItemId": op_id, **p})
+        return {"OpsItemId": op_id, "OpsItemArn": f"arn:aws:ssm:us-east-1:123456789012:opsitem/{op_id}"}
 
 
 class ThrottlingException(ClientError):
@@ -174,11 +200,12 @@ def twins_bound(twins: Mapping[str, Any], *, throttle_once: bool = False) -> Ite
 
 
 class TwinEndpoint:
-    """HTTP on 127.0.0.1 for the Lambdas' boto3: ECS (``X-Amz-Target`` JSON 1.1) and FIS (REST-JSON
-    ``/experiments``), answered by the same twins. Use as a context manager; ``url`` once entered."""
+    """HTTP on 127.0.0.1 for the Lambdas' boto3: ECS and SSM (``X-Amz-Target`` JSON 1.1) and FIS
+    (REST-JSON ``/experiments``), answered by the same twins. Use as a context manager; ``url`` once
+    entered."""
 
-    def __init__(self, ecs: Any, fis: Any) -> None:
-        self.ecs, self.fis = ecs, fis
+    def __init__(self, ecs: Any, fis: Any, ssm: Any = None) -> None:
+        self.ecs, self.fis, self.ssm = ecs, fis, ssm
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -202,8 +229,12 @@ class TwinEndpoint:
                 ctype = "application/x-amz-json-1.1" if target else "application/json"
                 try:
                     if target:
-                        op = _CAMEL.sub("_", target.split(".", 1)[1]).lower()
-                        out = getattr(outer.ecs, op)(**self._body())
+                        service, _, action = target.partition(".")
+                        op = _CAMEL.sub("_", action).lower()
+                        twin = outer.ssm if service == "AmazonSSM" else outer.ecs
+                        if twin is None:
+                            raise NoTwin(f"no twin for {target}")
+                        out = getattr(twin, op)(**self._body())
                     else:
                         out = outer._fis(method, self.path, self._body())
                     self._reply(200, out, ctype)
@@ -232,12 +263,20 @@ class TwinEndpoint:
         self._thread = threading.Thread(target=self.server.serve_forever, name="twin-endpoint", daemon=True)
 
     def _fis(self, method: str, path: str, body: dict[str, Any]) -> Any:
-        parts = path.split("?", 1)[0].strip("/").split("/")
+        base, _, query = path.partition("?")
+        parts = base.strip("/").split("/")
+        wanted = urllib.parse.parse_qs(query).get("experimentTemplateId")
         if parts[0] == "experiments" and len(parts) == 2:
             op = {"GET": self.fis.get_experiment, "DELETE": self.fis.stop_experiment}[method]
             return op(id=parts[1])
         if parts == ["experiments"] and method == "GET":
-            return {"experiments": [e.describe() for e in self.fis.experiments.values()]}
+            return {
+                "experiments": [
+                    e.describe()
+                    for e in self.fis.experiments.values()
+                    if not wanted or e.template_id in wanted
+                ]
+            }
         raise NoTwin(f"no FIS twin for {method} {path}")
 
     def __enter__(self) -> TwinEndpoint:

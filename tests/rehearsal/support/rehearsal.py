@@ -14,15 +14,19 @@ Every process and server is stopped on every exit path; every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import io
 import json
 import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,13 +38,15 @@ from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
 from infra import constants as c
+from resgate import aws_cli
 from resgate.checks.replay.config import ReplayConfig
 from resgate.config.schema import load_config
+from resgate.runner import local_target
 from resgate.runner.local_target import LocalTarget
 from tests.rehearsal.support.assembly import synthesize
 from tests.rehearsal.support.ecs_twin import ACCOUNT, REGION, EcsTwin, UserTaskDefinition
 from tests.rehearsal.support.fis_twin import FisTwin
-from tests.rehearsal.support.interpreter import TwinEndpoint, twins_bound
+from tests.rehearsal.support.interpreter import SsmTwin, TwinEndpoint, twins_bound
 from tests.rehearsal.support.lambda_twin import LambdaTwin
 
 FAKE_AWS = {
@@ -90,6 +96,14 @@ class Rehearsal:
     sdk_states: set[str] = field(default_factory=set)
     experiments: list[dict[str, Any]] = field(default_factory=list)
     entered: list[str] = field(default_factory=list)
+    load_env: dict[str, str] = field(default_factory=dict)
+    load: dict[str, float] = field(default_factory=dict)
+    check_records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cli_output: str = ""
+    cli_exit: int | None = None
+    second: Rehearsal | None = None
+    cleanup: dict[str, Any] | None = None
+    ops_items: list[dict[str, Any]] = field(default_factory=list)
 
     def fault_offsets(self) -> dict[str, float]:
         """``{fault: seconds from the load task's start to its stop-task action}`` (the twins' records)."""
@@ -104,12 +118,26 @@ class Rehearsal:
             v = self.verdict
             lines.append(f"  verdict: {v.get('result')} {v.get('reason') or ''}".rstrip())
         lines.append("  checks: " + ", ".join(f"{k}={v}" for k, v in self.checks.items()))
+        for name, rec in self.check_records.items():
+            if outcome(rec) != "pass":
+                counts = {k: v for k, v in (rec.get("counts") or {}).items() if v}
+                kinds = sorted({str(e.get("kind")) for e in rec.get("examples") or [] if isinstance(e, dict)})
+                lines.append(f"  {name}: {rec.get('error') or ''} {counts} {kinds}".rstrip())
+        if self.load:
+            lines.append("  load run: " + ", ".join(f"{k}={v:g}" for k, v in self.load.items()))
         lines.append(
             "  lambdas: " + ", ".join(f"{n} {t:.1f}s{' ' + e if e else ''}" for n, t, e in self.lambdas)
         )
         for e in self.experiments:
             fired = "-" if e["fired_s"] is None else f"{e['fired_s']:.1f} s"
             lines.append(f"  fault {e['fault']}: fired at {fired} of the load, {e['status']}: {e['reason']}")
+        if self.cli_output:
+            lines.append(f"  resgate aws start (exit {self.cli_exit}):")
+            lines += [f"    {line}" for line in self.cli_output.splitlines()]
+        if self.cleanup is not None:
+            lines.append(f"  cleanup Lambda (EventBridge): {json.dumps(self.cleanup, default=str)[:600]}")
+        if self.ops_items:
+            lines.append(f"  OpsItems: {[i.get('Title') for i in self.ops_items]}")
         if self.throttled:
             lines.append(f"  throttled once: {len(self.throttled)} aws-sdk task states")
         return "\n".join(lines)
@@ -168,15 +196,35 @@ def rehearse(
     timeout_s: float = 600,
     fis_wait_scale: float = 0.1,
     throttle_once: bool = False,
+    profile: str | None = None,
+    infra: tuple[Any, Any] | None = None,
+    cli: bool = False,
+    second_input: Mapping[str, Any] | None = None,
+    second_when: str = "Baseline",
+    abort_when: str | None = None,
+    machine_timeout_s: int | None = None,
+    context: Mapping[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> Rehearsal:
     """Rehearse the gate stack of ``config_path`` once (see the module); ``waits`` is the execution's
     ``waits`` input (e.g. ``{"poll_s": 1, "quiesce_s": 5}``). ``fis_wait_scale`` scales the experiments'
     ``aws:fis:wait`` actions (the observation window, at least a minute on AWS) to keep a rehearsal
     short; ``throttle_once`` fails the first call of every ``aws-sdk:`` task state with a
-    ThrottlingException (:func:`.interpreter.twins_bound`). Raises only when a twin cannot start."""
+    ThrottlingException (:func:`.interpreter.twins_bound`); ``profile`` is the execution input's
+    ``profile``; ``infra`` is ``(postgres server, kafka)`` already running (the test session's
+    ``pg_server`` and ``kafka`` fixtures) for the target to use instead of starting its own.
+
+    ``cli``: the execution is started and followed by ``resgate aws start --wait`` (:func:`resgate.aws_cli.
+    start`, its clients on the twins), whose output and exit code are kept. ``second_input``: once the
+    first execution enters ``second_when``, a second execution of the same state machine starts with that
+    input (the same way), and its outcome is ``second``. ``abort_when``: once the execution enters that
+    state, it is stopped (``StopExecution``: ABORTED). ``machine_timeout_s`` replaces the state machine's
+    ``TimeoutSeconds`` (TIMED_OUT). Every ending the stack's EventBridge rule matches is delivered to its
+    target, the cleanup Lambda, as the rule's event (:func:`_deliver_status_change`); the first
+    execution's result is ``cleanup``. ``context`` is synth context (``{"ops_items": "true"}``). Raises
+    only when a twin cannot start."""
     cfg = load_config(config_path)
-    assembly = synthesize(config_path, log=log)
+    assembly = synthesize(config_path, context=context, log=log)
     run_id = f"rehearsal-{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="resgate-rehearsal-"))
     server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
@@ -199,7 +247,8 @@ def rehearse(
                 urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=10
             )
             target = LocalTarget(cfg, run_id, say=lambda s: log(f"target: {s}"), log_dir=workdir / "logs")
-            target.start_infra()
+            with _shared_infra(infra):
+                target.start_infra()
             target.setup()
             target.start_services()
             # The evidence bucket, as the functions are told it.
@@ -233,8 +282,14 @@ def rehearse(
                 assembly, target=lambda: target, live_dirs=ecs.live_dirs, wait_scale=fis_wait_scale, log=log
             )
             sns = SnsTwin()
-            with TwinEndpoint(ecs, fis) as endpoint:
-                on_twins |= {"AWS_ENDPOINT_URL_ECS": endpoint.url, "AWS_ENDPOINT_URL_FIS": endpoint.url}
+            ssm = SsmTwin()
+            queue = _subscribe_topics(assembly, aws)
+            with TwinEndpoint(ecs, fis, ssm) as endpoint:
+                on_twins |= {
+                    "AWS_ENDPOINT_URL_ECS": endpoint.url,
+                    "AWS_ENDPOINT_URL_FIS": endpoint.url,
+                    "AWS_ENDPOINT_URL_SSM": endpoint.url,
+                }
                 lam = LambdaTwin(assembly, deploy=deploy, endpoint_env=on_twins, log=log)
                 lam.prepare()
                 twins = {
@@ -245,13 +300,36 @@ def rehearse(
                     "s3": boto3.client("s3", **aws),
                     "dynamodb": boto3.client("dynamodb", **aws),
                 }
+                run = _Run(
+                    assembly=assembly,
+                    aws=aws,
+                    bucket=bucket,
+                    gate=cfg.name,
+                    lam=lam,
+                    cli=cli,
+                    log=log,
+                    machine_timeout_s=machine_timeout_s,
+                )
                 with twins_bound(twins, throttle_once=throttle_once) as throttled:
-                    result = _execute(assembly, run_id, waits, aws, timeout_s, log)
-            result.lambdas, result.notifications = lam.invocations, sns.messages
+                    execution_input: dict[str, Any] = {"waits": dict(waits)}
+                    if profile is not None:
+                        execution_input["profile"] = profile
+                    result = run.execute(
+                        run_id,
+                        execution_input,
+                        timeout_s,
+                        second_input=second_input,
+                        second_when=second_when,
+                        abort_when=abort_when,
+                    )
+            lambda_notices = _received(queue, aws)
+            result.lambdas, result.notifications = lam.invocations, sns.messages + lambda_notices
+            result.ops_items = ssm.ops_items
             result.throttled = list(throttled)
             result.sdk_states = sdk_task_states(json.loads(assembly.definition))
             result.experiments = _experiments(assembly, ecs, fis)
-            result.checks, result.verdict = _evidence(boto3.client("s3", **aws), bucket, run_id)
+            load = next((t for t in ecs.tasks.values() if t.container == "loadgen"), None)
+            result.load_env = dict(load.env) if load is not None else {}
             result.duration_s = time.time() - t0
             return result
         finally:
@@ -318,48 +396,283 @@ def _create_tables(assembly: Any, dynamodb: Any) -> None:
         )
 
 
-def _execute(
-    assembly: Any, run_id: str, waits: Mapping[str, int], aws: dict[str, str], timeout_s: float, log: Any
-) -> Rehearsal:
-    sfn = boto3.client("stepfunctions", **aws)
-    arn = sfn.create_state_machine(
-        name="gate", definition=assembly.definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/gate"
-    )["stateMachineArn"]
-    started = time.time()
-    ex = sfn.start_execution(stateMachineArn=arn, name=run_id, input=json.dumps({"waits": dict(waits)}))
-    log(f"execution {run_id} started")
-    deadline = started + timeout_s
-    seen = 0
+@contextlib.contextmanager
+def _shared_infra(infra: tuple[Any, Any] | None) -> Iterator[None]:
+    """Within the block, the local target attaches to ``infra`` (a running Postgres server and Kafka,
+    which it neither starts nor stops) instead of starting its own; nothing changes without it."""
+    if infra is None:
+        yield
+        return
+    pg, kafka = infra
+    with (
+        mock.patch.object(local_target, "postgres_from_env", lambda: contextlib.nullcontext(pg)),
+        mock.patch.object(local_target, "kafka_from_env", lambda **_: contextlib.nullcontext(kafka)),
+    ):
+        yield
+
+
+@dataclass
+class _Run:
+    """Executions of the rehearsed state machine (see :func:`rehearse`): started directly or by
+    ``resgate aws start``, followed to their end, their endings delivered to the EventBridge rule."""
+
+    assembly: Any
+    aws: dict[str, str]
+    bucket: str
+    gate: str
+    lam: LambdaTwin
+    cli: bool
+    log: Any
+    machine_timeout_s: int | None = None
+    machine_arn: str = ""
+
+    def create(self) -> str:
+        """The state machine, named as the template's logical id so that its ARN is the one the
+        definition, the rule's pattern and the functions' environment name (support/cfn.py)."""
+        (lid,) = self.assembly.of_type("AWS::StepFunctions::StateMachine")
+        definition = self.assembly.definition
+        if self.machine_timeout_s is not None:
+            d = json.loads(definition)
+            d["TimeoutSeconds"] = self.machine_timeout_s
+            definition = json.dumps(d)
+        sfn = boto3.client("stepfunctions", **self.aws)
+        self.machine_arn = sfn.create_state_machine(
+            name=lid, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/gate"
+        )["stateMachineArn"]
+        return self.machine_arn
+
+    def start(self, run_id: str, execution_input: Mapping[str, Any]) -> tuple[str, _Cli | None]:
+        """Start an execution named ``run_id``; returns its ARN and, with ``cli``, the CLI's thread."""
+        sfn = boto3.client("stepfunctions", **self.aws)
+        arn = self.machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        if not self.cli:
+            sfn.start_execution(
+                stateMachineArn=self.machine_arn, name=run_id, input=json.dumps(execution_input)
+            )
+            return arn, None
+        cli = _Cli(self, run_id, execution_input)
+        cli.thread.start()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                sfn.describe_execution(executionArn=arn)
+                return arn, cli
+            except sfn.exceptions.ExecutionDoesNotExist:
+                time.sleep(0.2)
+        raise RuntimeError(f"resgate aws start did not start {run_id}: {cli.out.getvalue()}")
+
+    def execute(
+        self,
+        run_id: str,
+        execution_input: Mapping[str, Any],
+        timeout_s: float,
+        *,
+        second_input: Mapping[str, Any] | None = None,
+        second_when: str = "Baseline",
+        abort_when: str | None = None,
+    ) -> Rehearsal:
+        sfn = boto3.client("stepfunctions", **self.aws)
+        self.create()
+        started = time.time()
+        arn, cli = self.start(run_id, execution_input)
+        self.log(f"execution {run_id} started")
+        second: tuple[str, str, _Cli | None] | None = None
+        deadline = started + timeout_s
+        seen, aborted = 0, False
+        while True:
+            d = sfn.describe_execution(executionArn=arn)
+            events = _history(sfn, arn)
+            entered = [
+                e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
+            ]
+            for e in events[seen:]:
+                if "stateEnteredEventDetails" in e:
+                    self.log(f"  {time.time() - started:6.1f} s  {e['stateEnteredEventDetails']['name']}")
+            seen = len(events)
+            if second_input is not None and second is None and second_when in entered:
+                second_id = f"{run_id}-2"
+                second = (second_id, *self.start(second_id, second_input))
+                self.log(f"second execution {second_id} started")
+            if abort_when is not None and not aborted and abort_when in entered and d["status"] == "RUNNING":
+                sfn.stop_execution(
+                    executionArn=arn, error="Rehearsal.Abort", cause="aborted by the rehearsal"
+                )
+                aborted = True
+                self.log(f"execution {run_id} stopped (StopExecution)")
+            if d["status"] != "RUNNING":
+                break
+            if time.time() > deadline:
+                sfn.stop_execution(executionArn=arn, cause="rehearsal timeout")
+                d = {**d, "status": "TIMED_OUT (rehearsal)"}
+                break
+            time.sleep(0.5)
+        result = self.outcome(run_id, d, events, started, cli)
+        if second is not None:
+            second_id, second_arn, second_cli = second
+            while sfn.describe_execution(executionArn=second_arn)["status"] == "RUNNING":
+                if time.time() > deadline + 120:
+                    sfn.stop_execution(executionArn=second_arn, cause="rehearsal timeout")
+                time.sleep(0.5)
+            d2 = sfn.describe_execution(executionArn=second_arn)
+            result.second = self.outcome(second_id, d2, _history(sfn, second_arn), started, second_cli)
+        return result
+
+    def outcome(
+        self,
+        run_id: str,
+        d: Mapping[str, Any],
+        events: list[dict[str, Any]],
+        started: float,
+        cli: _Cli | None,
+    ) -> Rehearsal:
+        """The execution's :class:`Rehearsal`: status, phases, the rule's cleanup, its evidence."""
+        phases = []
+        for e in events:
+            name = e.get("stateEnteredEventDetails", {}).get("name")
+            if name and (name in PHASES or name.startswith("Start ")):
+                phases.append((name, e["timestamp"].timestamp() - started))
+        r = Rehearsal(
+            entered=[
+                e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
+            ],
+            run_id=run_id,
+            status=d["status"],
+            error=d.get("error"),
+            cause=d.get("cause"),
+            verdict=None,
+            checks={},
+            phases=phases,
+            duration_s=0.0,
+        )
+        if cli is not None:
+            cli.thread.join(30)
+            r.cli_output, r.cli_exit = cli.out.getvalue(), cli.exit_code
+        if d["status"] in ("ABORTED", "TIMED_OUT", "FAILED"):
+            r.cleanup = _deliver_status_change(self.assembly, self.lam, dict(d), self.log)
+        r.check_records, r.verdict, r.load = _evidence(boto3.client("s3", **self.aws), self.bucket, run_id)
+        r.checks = {name: outcome(rec) for name, rec in r.check_records.items()}
+        return r
+
+
+class _Cli:
+    """``resgate aws start --wait`` of one execution in a thread (its clients on the twins)."""
+
+    def __init__(self, run: _Run, run_id: str, execution_input: Mapping[str, Any]) -> None:
+        self.out = io.StringIO()
+        self.exit_code: int | None = None
+        body = dict(execution_input)
+        profile = body.pop("profile", None)
+        clients = aws_cli.Clients(
+            stepfunctions=boto3.client("stepfunctions", **run.aws), s3=boto3.client("s3", **run.aws)
+        )
+        outputs = aws_cli.StackOutputs(
+            state_machine_arn=run.machine_arn,
+            bucket=run.bucket,
+            database=f"resgate_{run.gate}_evidence",
+            workgroup=f"resgate-{run.gate}",
+            gate=run.gate,
+        )
+
+        def main() -> None:
+            try:
+                self.exit_code = aws_cli.start(
+                    clients,
+                    outputs,
+                    out=self.out,
+                    profile=profile,
+                    wait=True,
+                    extra_input=body,
+                    run_id=run_id,
+                    poll_s=0.5,
+                )
+            except Exception as e:  # the test asserts the exit code; keep why there is none
+                print(f"resgate aws start raised {type(e).__name__}: {e}", file=self.out)
+
+        self.thread = threading.Thread(target=main, name=f"cli-{run_id}", daemon=True)
+
+
+def _matches(pattern: Any, value: Any) -> bool:
+    """EventBridge's matching of an event (part) against a pattern of literal-value lists and objects."""
+    if isinstance(pattern, Mapping):
+        return isinstance(value, Mapping) and all(_matches(p, value.get(k)) for k, p in pattern.items())
+    return value in pattern
+
+
+def _deliver_status_change(
+    assembly: Any, lam: LambdaTwin, execution: dict[str, Any], log: Any
+) -> dict[str, Any] | None:
+    """EventBridge: the execution's *Step Functions Execution Status Change* event (its documented
+    shape) to each rule of the template whose pattern matches it, invoking the rule's Lambda targets
+    through the Lambda twin; returns the last target's answer (``{"payload", "error"}``), None when no
+    rule matched."""
+    ms = lambda t: int(t.timestamp() * 1000) if t is not None else None  # noqa: E731
+    detail = {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution["name"],
+        "status": execution["status"],
+        "startDate": ms(execution.get("startDate")),
+        "stopDate": ms(execution.get("stopDate")),
+        "input": execution.get("input"),
+        "output": execution.get("output"),
+        "error": execution.get("error"),
+        "cause": execution.get("cause"),
+    }
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Step Functions Execution Status Change",
+        "source": "aws.states",
+        "account": ACCOUNT,
+        "time": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [execution["executionArn"]],
+        "detail": detail,
+    }
+    out = None
+    for lid, rule in assembly.of_type("AWS::Events::Rule").items():
+        props = assembly.render(rule["Properties"])
+        pattern = props.get("EventPattern")
+        if not pattern or not _matches(pattern, event):
+            continue
+        for target in props.get("Targets", []):
+            function = str(target["Arn"]).rsplit(":", 1)[-1]
+            if function not in assembly.functions:
+                continue
+            log(f"eventbridge: {lid} → {function} ({execution['status']} {execution['name']})")
+            resp = lam.invoke(FunctionName=function, Payload=json.dumps(event))
+            out = {"payload": json.loads(resp["Payload"].read()), "error": resp.get("FunctionError")}
+    return out
+
+
+def _subscribe_topics(assembly: Any, aws: dict[str, str]) -> str:
+    """Every SNS topic of the template on moto's server (named as the functions are told it), each
+    subscribed by one SQS queue, whose URL is returned: what the Lambdas publish lands there."""
+    sns, sqs = boto3.client("sns", **aws), boto3.client("sqs", **aws)
+    queue = sqs.create_queue(QueueName="rehearsal-notices")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    for lid in assembly.of_type("AWS::SNS::Topic"):
+        topic = sns.create_topic(Name=lid)["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    return queue
+
+
+def _received(queue: str, aws: dict[str, str]) -> list[dict[str, Any]]:
+    """The messages the Lambdas published (``{TopicArn, Subject, Message}``), from the queue."""
+    sqs = boto3.client("sqs", **aws)
+    out = []
     while True:
-        d = sfn.describe_execution(executionArn=ex["executionArn"])
-        events = _history(sfn, ex["executionArn"])
-        for e in events[seen:]:
-            if "stateEnteredEventDetails" in e:
-                log(f"  {time.time() - started:6.1f} s  {e['stateEnteredEventDetails']['name']}")
-        seen = len(events)
-        if d["status"] != "RUNNING":
-            break
-        if time.time() > deadline:
-            sfn.stop_execution(executionArn=ex["executionArn"], cause="rehearsal timeout")
-            d = {**d, "status": "TIMED_OUT (rehearsal)"}
-            break
-        time.sleep(0.5)
-    phases = []
-    for e in events:
-        name = e.get("stateEnteredEventDetails", {}).get("name")
-        if name and (name in PHASES or name.startswith("Start ")):
-            phases.append((name, e["timestamp"].timestamp() - started))
-    return Rehearsal(
-        entered=[e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e],
-        run_id=run_id,
-        status=d["status"],
-        error=d.get("error"),
-        cause=d.get("cause"),
-        verdict=None,
-        checks={},
-        phases=phases,
-        duration_s=0.0,
-    )
+        msgs = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
+        if not msgs:
+            return out
+        for m in msgs:
+            body = json.loads(m["Body"])
+            out.append({k: body.get(k) for k in ("TopicArn", "Subject", "Message")} | {"via": "lambda"})
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
 
 
 def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
@@ -375,7 +688,12 @@ def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:
             return events
 
 
-def _evidence(s3: Any, bucket: str, run_id: str) -> tuple[dict[str, str], dict[str, Any] | None]:
+def _evidence(
+    s3: Any, bucket: str, run_id: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, dict[str, float]]:
+    """``({check: its checks.jsonl record}, verdict.json or None, the load actually run)``: the load from
+    the run's ledger, as the load task uploaded it: ``{clients: distinct client ids (Locust users),
+    requests, span_s}``."""
     keys = [
         o["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
@@ -388,6 +706,13 @@ def _evidence(s3: Any, bucket: str, run_id: str) -> tuple[dict[str, str], dict[s
         return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode() if key else None
 
     checks_text = read("checks.jsonl") or ""
-    checks = {r["name"]: outcome(r) for r in map(json.loads, filter(None, checks_text.splitlines()))}
+    checks = {r["name"]: r for r in map(json.loads, filter(None, checks_text.splitlines()))}
     verdict = read("verdict.json")
-    return checks, json.loads(verdict) if verdict else None
+    records = [json.loads(line) for line in (read("ledger.jsonl") or "").splitlines() if line.strip()]
+    ts = [float(r["ts"]) for r in records if isinstance(r.get("ts"), (int, float))]
+    load = {
+        "clients": len({r.get("client_id") for r in records}),
+        "requests": len(records),
+        "span_s": max(ts) - min(ts) if ts else 0.0,
+    }
+    return checks, json.loads(verdict) if verdict else None, load
