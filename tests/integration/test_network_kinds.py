@@ -1,8 +1,9 @@
 """Each network, edge and zone fault kind through the gate's own path: a gate config's ``faults[]`` entry,
 parsed by the config, injected by the :class:`~resgate.runner.faults.FaultRunner` on a real
 :class:`~resgate.runner.local_target.LocalTarget` (echo service replicas under the supervisor, the balancer
-in front, embedded Postgres behind a service's fault proxy). Each test shows the fault's effect on the path
-while it is on and its absence once the runner has reverted it.
+in front, the session's Postgres behind a service's fault proxy, embedded Kafka whose brokers carry the
+Kafka path's faults). Each test shows the fault's effect on the path while it is on and its absence once
+the runner has reverted it.
 
 One target serves the whole module (started once, about 1 s); faults last 1-2.5 s.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import Producer
 
 from resgate.config.schema import Fault, GateConfig, load_config_text
 from resgate.contract.env import ENV_PG_DSN
@@ -57,6 +59,10 @@ faults:
   - {name: reset-once, kind: connection_reset, between: [web, clients], at_s: 0}
   - {name: spike, kind: rate_limit_spike, percent: 50, retry_after_s: 2, duration_s: 1.5, at_s: 0}
   - {name: zone-a, kind: zone_loss, zone: a, at_s: 0}
+  - {name: partition-kafka, kind: network_partition, between: [web, kafka], mode: refuse, duration_s: 1.0,
+     at_s: 0}
+  - {name: latency-kafka, kind: network_latency, between: [web, kafka], delay_ms: 200, duration_s: 1.5,
+     at_s: 0}
 """
 
 
@@ -358,3 +364,47 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         return True
+
+
+@pytest.fixture
+def producer(target: LocalTarget) -> Iterator[Producer]:
+    """A Kafka producer on the target's brokers (the Kafka path is the brokers' own: not proxied)."""
+    if target.kafka is None or not target.kafka.controllable:
+        pytest.skip("Kafka is external (RESGATE_KAFKA_BOOTSTRAP): its network faults are skipped")
+    p = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 0, "log_level": 0})
+    _produce_s(p, timeout_s=10)  # metadata and the connection to partition 0's leader
+    yield p
+    p.flush(5)
+
+
+def _produce_s(p: Producer, timeout_s: float = 5) -> float:
+    """Seconds to produce one event and have it acknowledged: one round trip to partition 0's leader once
+    connected (a new connection costs a few round trips more, each delayed by a latency fault)."""
+    t0 = time.perf_counter()
+    p.produce("network-kinds", b"x", partition=0)
+    assert p.flush(timeout_s) == 0
+    return time.perf_counter() - t0
+
+
+def test_a_partition_of_the_kafka_path_holds_produced_events_for_its_duration_then_they_are_delivered(
+    cfg: GateConfig, target: LocalTarget, producer: Producer
+) -> None:
+    fault = _fault(cfg, "partition-kafka")
+    runner, injected = _inject(target, fault)
+    producer.produce("network-kinds", b"during the partition", partition=0)
+    assert producer.flush(max(0.1, injected + fault.params["duration_s"] - 0.2 - time.time())) == 1
+    _ended(runner, fault.name)
+    assert producer.flush(10) == 0  # delivered once the brokers are back (after the client's reconnect)
+    assert _produce_s(producer) < 0.1
+
+
+def test_latency_on_the_kafka_path_delays_each_produce_by_delay_ms_until_it_ends(
+    cfg: GateConfig, target: LocalTarget, producer: Producer
+) -> None:
+    fault = _fault(cfg, "latency-kafka")
+    delay_s = fault.params["delay_ms"] / 1000
+    runner, _ = _inject(target, fault)
+    slow = statistics.median(_produce_s(producer) for _ in range(3))
+    assert delay_s - 0.01 <= slow <= delay_s + 0.15, slow  # the brokers' round trip (jitter is ignored)
+    _ended(runner, fault.name)
+    assert statistics.median(_produce_s(producer) for _ in range(3)) < 0.05
