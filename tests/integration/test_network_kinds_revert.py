@@ -33,11 +33,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import Producer
 
 import resgate.runner.gate as gate_module
 from resgate.config.schema import load_config_text
 from resgate.contract.constants import EXIT_CANNOT_RUN
-from resgate.contract.env import ENV_PG_DSN
+from resgate.contract.env import ENV_KAFKA_BOOTSTRAP, ENV_PG_DSN
 from resgate.contract.layout import table_glob
 from resgate.local.toxics import Toxics
 from resgate.runner.faults import FaultRunner
@@ -69,6 +70,10 @@ faults:
   - {{name: partition-db, kind: network_partition, between: [web, postgres], mode: refuse, duration_s: 60,
      at_s: 0}}
   - {{name: partition-hang, kind: network_partition, mode: hang, duration_s: 60, at_s: 0}}
+  - {{name: partition-kafka, kind: network_partition, between: [web, kafka], mode: refuse, duration_s: 60,
+     at_s: 0}}
+  - {{name: latency-kafka, kind: network_latency, between: [web, kafka], delay_ms: 1000, duration_s: 60,
+     at_s: 0}}
   - {{name: latency, kind: network_latency, delay_ms: 500, duration_s: 60, at_s: 0}}
   - {{name: loss, kind: packet_loss, percent: 30, duration_s: 60, at_s: 0}}
   - {{name: bandwidth, kind: bandwidth, kbps: 50, duration_s: 60, at_s: 0}}
@@ -83,7 +88,17 @@ checks:
   integrity: {{enabled: false}}
   replay: {{enabled: false}}
 """
-HELD = ["partition-db", "partition-hang", "latency", "loss", "bandwidth", "reset", "spike"]
+HELD = [
+    "partition-db",
+    "partition-hang",
+    "partition-kafka",
+    "latency-kafka",
+    "latency",
+    "loss",
+    "bandwidth",
+    "reset",
+    "spike",
+]
 ALL = [*HELD, "zone-a"]
 # The zone's replica (web-0) is SIGKILLed; until the supervisor has reaped it the balancer may still pick
 # its port and a connection accepted by the dying process is reset: that is the zone loss itself, which has
@@ -118,9 +133,10 @@ def _attempt(fn: Callable[[], Any]) -> Any:
         return f"{type(e).__name__}: {e}"
 
 
-def probe(target: LocalTarget) -> dict[str, Any]:
+def probe(target: LocalTarget, kafka_wait_s: float = 3.0) -> dict[str, Any]:
     """What the paths do now: a GET (status, seconds), a 100 kB upload (kbit/s) through the balancer, a
-    connection to Postgres through the service's proxy, and which toxics / rate limit are set."""
+    connection to Postgres through the service's proxy, one event produced to Kafka by a new client
+    (seconds), and which toxics / rate limit are set."""
 
     def get() -> list[Any]:
         conn = http.client.HTTPConnection(*_address(target), timeout=1.5)
@@ -151,11 +167,19 @@ def probe(target: LocalTarget) -> dict[str, Any]:
         with psycopg.connect(dsn, connect_timeout=1.5) as conn:
             return conn.execute("select 1").fetchone() == (1,)
 
+    def kafka() -> float:
+        producer = Producer({"bootstrap.servers": target.bootstrap, "linger.ms": 0, "log_level": 0})
+        t0 = time.perf_counter()
+        producer.produce("network-revert", b"x")
+        assert producer.flush(kafka_wait_s) == 0, f"not delivered in {kafka_wait_s} s"
+        return time.perf_counter() - t0
+
     assert target.balancer is not None
     return {
         "get": _attempt(get),
         "upload_kbps": _attempt(upload),
         "db": _attempt(db),
+        "kafka_s": _attempt(kafka),
         "toxics": {f"{s}->{d}": tox.active() for (s, d), tox in target.paths.items()},
         "rate_limit": target.balancer.rate_limit is not None,
         "balancer": target.balancer.stats(),
@@ -196,6 +220,8 @@ def _assert_reverted(probes: dict[str, Any]) -> None:
     assert status == 200 and seconds < 0.5, at_close  # no partition, reset, 429 or 2 x 500 ms latency
     assert at_close["upload_kbps"] > 2000, at_close  # no 50 kbit/s cap, no 30 % loss
     assert at_close["db"] is True, at_close  # the service's database path is open again
+    assert isinstance(at_close["kafka_s"], float), at_close
+    assert at_close["kafka_s"] < 1.0, at_close  # brokers up, no 1 s round trips (a new client needs several)
     assert at_close["toxics"] == {"web->clients": [], "web->postgres": []}, at_close
     assert at_close["rate_limit"] is False
     events = {(e["fault_id"], e["event"]) for e in at_close["timeline"]}
@@ -224,6 +250,7 @@ def test_a_gate_error_while_every_kind_is_on_reverts_them_all_before_the_target_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_server: Any
 ) -> None:
     monkeypatch.setenv(ENV_PG_DSN, pg_server.dsn)  # the session's Postgres: a database of the run's own
+    monkeypatch.delenv(ENV_KAFKA_BOOTSTRAP, raising=False)  # embedded Kafka: its brokers carry the faults
     marker = uuid.uuid4().hex
     monkeypatch.setenv("RESGATE_TEST_MARKER", marker)  # inherited by the replicas, Postgres and Locust
     cfg = load_config_text(CONFIG, "network-revert.yaml")
@@ -242,7 +269,7 @@ def test_a_gate_error_while_every_kind_is_on_reverts_them_all_before_the_target_
             )
             if done >= set(ALL) and reaped:
                 assert gate.target is not None
-                gate.probes["during"] = probe(gate.target)
+                gate.probes["during"] = probe(gate.target, kafka_wait_s=0.5)
                 raise RuntimeError("a bug in the gate's load loop")
             return running()
 
@@ -255,7 +282,7 @@ def test_a_gate_error_while_every_kind_is_on_reverts_them_all_before_the_target_
     assert outcome.exit_code == EXIT_CANNOT_RUN
     assert "RuntimeError: a bug in the gate's load loop" in outcome.verdict["reason"], outcome.verdict
     during = gate.probes["during"]
-    assert isinstance(during["get"], str) and isinstance(during["db"], str), during  # both paths cut
+    assert all(isinstance(during[k], str) for k in ("get", "db", "kafka_s")), during  # the paths are cut
     assert during["rate_limit"] is True and len(during["toxics"]["web->clients"]) == 5, during
     _assert_reverted(gate.probes)
     assert gate.target is not None and gate.target.balancer is not None
@@ -271,6 +298,7 @@ def test_ctrl_c_while_every_kind_is_on_reverts_them_all_and_leaves_no_process(
     probe_out = tmp_path / "probe.json"
     marker = uuid.uuid4().hex
     env = {**os.environ, "RESGATE_TEST_MARKER": marker, "PYTHONPATH": str(ROOT), ENV_PG_DSN: pg_server.dsn}
+    env.pop(ENV_KAFKA_BOOTSTRAP, None)  # embedded Kafka: its brokers carry the faults
     cmd = [sys.executable, "-m", "tests.integration.test_network_kinds_revert", str(config), str(tmp_path)]
     proc = subprocess.Popen(
         [*cmd, str(probe_out)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
