@@ -31,6 +31,7 @@ def group_of(path: Path) -> str | None:
     return package if package in GROUPS else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks into the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = group_of(Path(str(item.path)))
