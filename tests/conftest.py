@@ -37,3 +37,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = group_of(Path(str(item.path)))
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(autouse=True)
+def _grouped_on_one_worker(request: pytest.FixtureRequest) -> None:
+    """Under ``--dist loadgroup``, a grouped test's node id carries its group (xdist's own mechanism);
+    if an upgrade of pytest or xdist ever drops it again, the groups would be silently ignored and the
+    e2e gate runs would overlap: fail loudly instead."""
+    if request.config.getoption("dist", "no") != "loadgroup":
+        return
+    group = group_of(Path(str(request.node.path)))
+    if group is not None:
+        assert request.node.nodeid.endswith(f"@{group}"), (
+            f"{request.node.nodeid}: xdist ignored the group {group!r} (see tests/conftest.py)"
+        )
