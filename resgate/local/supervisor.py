@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -334,6 +334,13 @@ class Supervisor:
                 timer.start()
             return [r.id for r in victims]
 
+    def resume(self, replica_ids: Sequence[str]) -> list[str]:
+        """SIGCONT now those of ``replica_ids`` that are still hung (a hang lifted early: an abort, a gate
+        error); their timer then finds nothing to do. Returns the ids resumed."""
+        wanted = set(replica_ids)
+        with self._lock:
+            return self._continue([(r, r.hung_pid) for r in self._replicas if r.id in wanted and r.hung_pid])
+
     # ---- internals (callers hold self._lock unless noted)
 
     def _match(self, service: str | None, tags: Mapping[str, str] | None, *, require: bool) -> list[Replica]:
@@ -500,13 +507,20 @@ class Supervisor:
     def _resume(self, hung: list[tuple[Replica, int]]) -> None:
         with self._lock:
             self._timers = {t for t in self._timers if t.is_alive() and t is not threading.current_thread()}
-            if self._closing:
-                return  # shutdown sends SIGCONT itself
-            for r, pid in hung:
-                if r.proc is not None and r.proc.pid == pid and r.hung_pid == pid:
-                    signal_group(pid, signal.SIGCONT)
-                    r.hung_pid = None
-                    self._event(r, "resumed", {"pid": pid, "signal": "SIGCONT"})
+            self._continue(hung)
+
+    def _continue(self, hung: Iterable[tuple[Replica, int | None]]) -> list[str]:
+        """SIGCONT each replica still hung by that very pid; the ids resumed."""
+        if self._closing:
+            return []  # shutdown sends SIGCONT itself
+        resumed: list[str] = []
+        for r, pid in hung:
+            if pid is not None and r.proc is not None and r.proc.pid == pid and r.hung_pid == pid:
+                signal_group(pid, signal.SIGCONT)
+                r.hung_pid = None
+                self._event(r, "resumed", {"pid": pid, "signal": "SIGCONT"})
+                resumed.append(r.id)
+        return resumed
 
 
 if __name__ == "__main__":  # `python -m resgate.local.supervisor` keeps working; the CLI has its own module

@@ -161,8 +161,9 @@ class FaultRunner:
             else:
                 hung = sup.hang(fault.target, p["percent"], p["duration_s"])
                 self._record(fault, "injected", replicas=hung, duration_s=p["duration_s"])
-                # The supervisor resumes them itself (also on shutdown); the timer only records the end.
-                self._after(fault, p["duration_s"], lambda: None)
+                # The supervisor resumes them after the duration itself (and on shutdown); lifted early (an
+                # abort, a gate error), they are resumed at once.
+                self._after(fault, p["duration_s"], lambda: sup.resume(hung))
         elif fault.kind == "db_blip":
             pg = self.target.pg
             if pg is None or not pg.controllable:

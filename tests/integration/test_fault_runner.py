@@ -83,6 +83,25 @@ def test_abort_skips_pending_faults_and_reverts_active_ones(target: SimpleNamesp
     assert all(r.state == "healthy" for r in target.supervisor.replicas())
 
 
+def _process_state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_an_abort_during_a_hang_resumes_the_hung_replica_at_once(target: SimpleNamespace) -> None:
+    runner = FaultRunner(target, [Fault("freeze", "hang", 0.0, "api", {"percent": 50.0, "duration_s": 60.0})])  # type: ignore[arg-type]
+    runner.start(time.time())
+    assert _wait(lambda: _events(runner, "freeze") == ["injected"], 10)
+    (hung_id,) = next(e for e in runner.timeline() if e["event"] == "injected")["detail"]["replicas"]
+    pid = next(r.pid for r in target.supervisor.replicas() if r.replica_id == hung_id)
+    assert _wait(lambda: _process_state(pid) == "T", 5)  # stopped by SIGSTOP
+    runner.abort("guardrail: p95 9000 ms > 5000 ms")
+    runner.join(5)
+    assert _events(runner, "freeze") == ["injected", "aborted"]
+    # resumed now, not after its 60 s: running or sleeping again, and healthy
+    assert _wait(lambda: _process_state(pid) in ("R", "S"), 5), _process_state(pid)
+    assert _wait(lambda: all(r.state == "healthy" for r in target.supervisor.replicas()), 10)
+
+
 def test_a_failed_injection_is_recorded_not_raised(target: SimpleNamespace) -> None:
     # No Kafka here: the broker fault cannot act and says so in the timeline.
     runner = FaultRunner(
