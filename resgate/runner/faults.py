@@ -224,7 +224,9 @@ class FaultRunner:
                 tox.refuse(name)
                 tox.reset()
         elif kind == "network_latency":
-            tox.add(name, direction, latency_ms=p["delay_ms"], jitter_ms=p["jitter_ms"])
+            # delay_ms is what the round trip gains (as FIS delays a task's egress once): `both` splits it
+            share = 2 if direction == "both" else 1
+            tox.add(name, direction, latency_ms=p["delay_ms"] / share, jitter_ms=p["jitter_ms"] / share)
             detail.update(delay_ms=p["delay_ms"], jitter_ms=p["jitter_ms"])
         elif kind == "packet_loss":
             tox.add(name, direction, loss_percent=p["percent"])

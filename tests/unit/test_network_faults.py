@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +13,7 @@ from resgate.config.schema import load_config_text
 from resgate.contract.errors import ConfigError, ConfigErrors
 from resgate.local.httpgate import HttpGate, RateLimit
 from resgate.local.toxics import LossModel, Toxics
+from resgate.runner.faults import FaultRunner
 
 _BASE = """
 gate: {name: net}
@@ -129,3 +132,39 @@ def test_the_http_gate_answers_429_for_rejected_requests_and_forwards_the_rest_w
     assert fwd == req and reply == b""
     assert gate.idle()
     assert HttpGate().feed(req, None) == (req, b"")
+
+
+@pytest.mark.parametrize(
+    ("direction", "per_direction"),
+    [
+        ("both", {"upstream": 75.0, "downstream": 75.0}),
+        ("downstream", {"upstream": 0.0, "downstream": 150.0}),
+    ],
+)
+def test_latency_adds_delay_ms_to_the_round_trip_whatever_its_direction(
+    direction: str, per_direction: dict[str, float]
+) -> None:
+    """FIS delays a task's egress once; locally ``both`` splits ``delay_ms`` (and the jitter) evenly between
+    the two directions, so a request and its answer are ``delay_ms`` later in all, not twice that."""
+    fault = _fault(
+        "{name: lat, kind: network_latency, between: [gateway, clients], direction: "
+        + direction
+        + ", delay_ms: 150, jitter_ms: 40, duration_s: 30, at_s: 5}"
+    )
+    tox = Toxics()
+    target = SimpleNamespace(path=lambda service, dependency: tox, supervisor=None)
+    runner = FaultRunner(target, [fault])  # type: ignore[arg-type]
+    runner.start(time.time() - 5)  # the fault is due now
+    try:
+        deadline = time.monotonic() + 5
+        while not tox.active() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        got = {d: (t.latency_ms if t else 0.0) for d, t in tox.effective.items()}
+        assert got == per_direction
+        jitter = {d: (t.jitter_ms if t else 0.0) for d, t in tox.effective.items()}
+        assert sum(jitter.values()) == 40
+    finally:
+        runner.abort("test over")
+        runner.revert_all()
+        runner.join(5)
+    assert tox.active() == []
