@@ -16,11 +16,11 @@ names it:
 
 Two only the network finds (a process fault or a Postgres restart fails fast and never shows them):
 
-- ``no_db_deadline``: the gateway waits on the database with no deadline → behind a partition that
-  swallows bytes its requests hang, and the pooled connections stuck in them never come back (slo,
-  recovery: the error ratio does not return).
+- ``no_db_deadline``: the gateway's requests wait on the database with no deadline → behind a partition
+  that swallows bytes they hang, and the pooled connections stuck in them never come back (recovery:
+  the error ratio after the 30 s partition stays at 1.0).
 - ``no_connect_timeout``: the gateway's pool connects with no timeout → connections opened during a
-  partition hang for libpq's default (130 s) and starve the pool long after the path is back (recovery).
+  partition never finish and starve the pool long after the path is back (recovery, as above).
 """
 
 from __future__ import annotations
