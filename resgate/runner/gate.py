@@ -37,6 +37,10 @@ from resgate.runner.local_target import LocalTarget
 from resgate.runner.progress import Progress
 from resgate.runner.quiesce import QuiesceResult, wait_quiet
 
+# The fault clock starts at the load's first request; a load that makes none this long after its start is
+# a gate error (fail closed), not a run without faults.
+FIRST_REQUEST_TIMEOUT_S = 30.0
+
 
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived during the run."""
@@ -135,7 +139,13 @@ class GateRun:
         )
         self.load_dir = Path(tempfile.mkdtemp(prefix="resgate-load-"))
         self.load = start_load(cfg, self.target.host, self.load_dir)
-        load_start = time.time()
+        load_start = self.load.first_request(FIRST_REQUEST_TIMEOUT_S)
+        if load_start is None:
+            if self.load.running():
+                raise GateError(
+                    f"the load made no request within {FIRST_REQUEST_TIMEOUT_S:.0f} s of its start"
+                )
+            load_start = time.time()  # Locust ended at once: finish() below reports why
         self.faults = FaultRunner(self.target, cfg.faults, on_event=self.progress.event)
         self.faults.start(load_start)
         watcher = GuardrailWatcher(cfg.guardrails, self._trip)

@@ -67,6 +67,17 @@ class LoadRun:
         p95s = [p["p95_ms"] for p in points if p["p95_ms"] is not None]
         return Window(ts=end, requests=req, failures=fail, p95_ms=max(p95s) if p95s else None)
 
+    def first_request(self, timeout_s: float) -> float | None:
+        """Wait (at most ``timeout_s``) for the load's first reported request; the time it was seen, or None
+        when Locust ended or the time ran out first. Locust's users start a moment after its process (seconds
+        on a busy machine): the fault schedule and the baseline count from here."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.running():
+            if any(p["requests"] for p in read_live(self.ledger_dir)):
+                return time.time()
+            time.sleep(0.1)
+        return None
+
     def total_requests(self) -> int:
         if self.result is not None:
             return self.result.total_requests

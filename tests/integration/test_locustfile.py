@@ -22,6 +22,7 @@ from loadgen.ledger import count_records, iter_records
 from loadgen.run import LocustRun, run_locust
 from loadgen.stats import read_live
 from resgate.contract.ledger import OPS
+from resgate.runner.load import LoadRun
 from tests.integration._fake_broker_api import FakeBrokerAPI
 
 pytestmark = pytest.mark.integration
@@ -361,3 +362,19 @@ def test_a_resent_accepted_order_gets_the_original_order_back(faulty_run: Simple
             a for a in faulty_run.by_key[r["idempotency_key"]] if not a.get("resend") and a["outcome"] == "ok"
         ]
         assert originals and originals[-1]["order_id"] == r["order_id"]
+
+
+def test_the_gate_counts_the_load_from_its_first_request_not_from_the_process_start(tmp_path: Path) -> None:
+    """Locust's users start a moment after its process (seconds on a busy machine); the fault schedule and
+    the baseline count from the first request the live stats report."""
+    with FakeBrokerAPI() as api:
+        spawned = time.time()
+        run = run_locust(api.url, users=2, spawn_rate=2, duration_s=3, ledger_dir=tmp_path, env=LOAD_ENV)
+        try:
+            first_seen = LoadRun(run, tmp_path, 3).first_request(30)
+            result = run.wait(timeout=60)
+        finally:
+            run.stop()
+    first_ts = min(r["ts"] for r in iter_records(result.ledger_path))
+    assert first_seen is not None
+    assert spawned < first_ts <= first_seen <= first_ts + 3, (spawned, first_ts, first_seen)
