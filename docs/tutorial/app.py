@@ -1,11 +1,11 @@
 """The tutorial's service (docs/TUTORIAL.md): a tiny HTTP service that is not paperbroker.
 
 Items in Postgres (``DATABASE_URL``): ``GET /items`` counts them, ``POST /items`` adds one (``201`` with its
-id), ``GET /ready`` says whether it can reach the database (the supervisor's health check, so an outage
-shows in the service's health). While the database is down the good service answers ``503`` with
-``Retry-After: 1``; with ``APP_BUG=500_when_db_down`` it answers a bare ``500`` instead, the bug the
-gate's retryable check must catch. Standard library and psycopg only; the supervisor gives the port in
-``PORT``.
+id; the same ``Idempotency-Key`` again gives the same item, ``200``), ``GET /ready`` says whether it can
+reach the database (the supervisor's health check, so an outage shows in the service's health). While the
+database is down the good service answers ``503`` with ``Retry-After: 1``; with
+``APP_BUG=500_when_db_down`` it answers a bare ``500`` instead, the bug the gate's retryable check must
+catch. Standard library and psycopg only; the supervisor gives the port in ``PORT``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import psycopg
 
 DSN = os.environ["DATABASE_URL"]
 BUG = os.environ.get("APP_BUG", "").strip()
-SCHEMA = "create table if not exists items (id bigserial primary key, name text not null)"
+SCHEMA = (
+    "create table if not exists items"
+    " (id bigserial primary key, name text not null, idempotency_key text unique)"
+)
 
 
 def db() -> psycopg.Connection:
@@ -78,15 +81,22 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != "/items":
             self._send(404, {"error": "not found"})
             return
+        key = self.headers.get("Idempotency-Key")
         try:
             with db() as conn:
-                (item_id,) = conn.execute(
-                    "insert into items (name) values (%s) returning id", (str(body.get("name", "")),)
+                row = conn.execute(
+                    "insert into items (name, idempotency_key) values (%s, %s)"
+                    " on conflict (idempotency_key) do nothing returning id",
+                    (str(body.get("name", "")), key),
                 ).fetchone()
+                if row is None:  # the same key again: the item it created, not a second one
+                    row = conn.execute("select id from items where idempotency_key = %s", (key,)).fetchone()
+                    self._send(200, {"id": row[0]})
+                    return
         except psycopg.OperationalError:
             self._db_down()
             return
-        self._send(201, {"id": item_id})
+        self._send(201, {"id": row[0]})
 
 
 class Server(ThreadingHTTPServer):

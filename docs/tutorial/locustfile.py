@@ -1,6 +1,10 @@
-"""The user's own, plain locustfile: a couple of tasks, nothing about ledgers or the gate."""
+"""The user's own locustfile: two tasks; the write carries an idempotency key and tells the gate about it."""
+
+import uuid
 
 from locust import FastHttpUser, between, task
+
+from loadgen.ledger_plugin import ledger_fields
 
 
 class WebUser(FastHttpUser):
@@ -12,4 +16,8 @@ class WebUser(FastHttpUser):
 
     @task
     def add_item(self):
-        self.client.post("/items", json={"name": "widget"})
+        # A write cut by a killed replica may or may not have been applied: with a key the client can
+        # send it again safely, and the ledger records the key so the gate can tell.
+        key = str(uuid.uuid4())
+        with ledger_fields(idempotency_key=key):
+            self.client.post("/items", json={"name": "widget"}, headers={"Idempotency-Key": key})

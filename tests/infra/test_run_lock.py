@@ -107,8 +107,9 @@ def free_target(gate: Gate) -> Iterator[None]:
 
 
 def test_a_second_run_waits_for_a_busy_target_then_fails_naming_the_holder_who_is_left_alone(gate):
-    # The holder sits in its baseline (3 s) with the lock taken and its load task started.
-    holder_arn = gate.start("holder", happy_path(), baseline_s=3)
+    # The holder sits in its baseline with the lock taken and its load task started: 8 s, so that the
+    # second run's attempts (a second or two, more on a loaded machine) all fall inside it.
+    holder_arn = gate.start("holder", happy_path(), baseline_s=8)
     deadline = time.monotonic() + 10
     while gate.holder() is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -117,10 +117,15 @@ def test_rehearsal_fails_a_seeded_bug_on_its_check_with_the_verdicts_of_resgate_
     bug: str, check: str, tmp_path: Path
 ) -> None:
     bugs = {"PAPERBROKER_BUGS": bug}
-    r = rehearsed(bugs)
+    r = rehearsed(bugs, context={"ops_items": "true"})
     assert assert_verdict(r)["result"] == "FAIL", r.summary()
     assert r.checks.get(check) == "fail", r.summary()
     assert r.checks == local_run(rehearsal_config(), tmp_path / "evidence", bugs)
+    # A failed run opens an OpsItem (the SSM twin validates CreateOpsItem against botocore's model).
+    (item,) = r.ops_items
+    assert item["Title"] == f"ResilienceGate paperbroker: FAIL run {r.run_id}", item
+    assert item["OperationalData"]["run_id"]["Value"] == r.run_id
+    assert item["OperationalData"]["report"]["Value"].endswith(f"/run_id={r.run_id}/report.md")
 
 
 @pytest.mark.rehearsal
