@@ -65,7 +65,9 @@ def test_the_tutorial_runs_as_written_from_init_to_pass_to_a_failure_on_retryabl
             timeout=300,
         )
         if proc.returncode != expected:  # pytest.fail keeps the whole output (an assert's is cut short)
-            pytest.fail(f"{argv} {env} exited {proc.returncode}, not {expected}:\n{proc.stdout}\n{proc.stderr}")
+            pytest.fail(
+                f"{argv} {env} exited {proc.returncode}, not {expected}:\n{proc.stdout}\n{proc.stderr}"
+            )
 
     runs = sorted((work / "evidence").glob(table_glob("verdicts")), key=lambda p: p.parent.name)
     assert len(runs) == 2
