@@ -62,10 +62,6 @@ NO_FIS_ACTION = {
 # The dependency ports a blackhole drops by default (the fault's ``port`` overrides): Postgres, MSK over TLS.
 DEPENDENCY_PORTS = {"postgres": 5432, "kafka": 9094}
 NETWORK_ACTION_GAP_S = 5.0
-# A network fault's hold counts towards its experiment's length, which the state machine's experiment
-# watch bounds by the observation window plus a margin (infra.constants.EXPERIMENT_WATCH_MARGIN_S, 180 s);
-# a hold longer than this would outlast the watch.
-MAX_NETWORK_HOLD_S = 120.0
 ALL_TRAFFIC = "0.0.0.0/0"
 # FIS's registration script (the SSM agent sidecar) tags each task's managed instance with its task ARN;
 # the network actions send FIS's own, AWS-owned SSM documents, named with this prefix.
@@ -190,12 +186,6 @@ def plan_fault(
 def _plan_network(fault: Fault, service: str, service_tag: str) -> AwsFault:
     p = fault.params
     hold = float(p["duration_s"])
-    if hold > MAX_NETWORK_HOLD_S:
-        raise ConfigError(
-            f"a network fault holds at most {MAX_NETWORK_HOLD_S:g} s on AWS (the state machine watches an "
-            f"experiment for its observation window plus a margin), got {hold:g}",
-            where=_where(fault, "duration_s"),
-        )
     values: dict[str, Any] = {"DURATION": hold_duration(hold, where=_where(fault, "duration_s"))}
     dependency = p["dependency"]
     warnings: list[str] = []

@@ -49,14 +49,21 @@ Exit = sfn.INextable | sfn.Choice
 _ISO_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
 
 
+# Actions that hold for their ``duration`` parameter: the observation window's wait and the ECS task
+# network actions (the wait starts after the network action, so their durations add up).
+HELD_ACTIONS = ("aws:fis:wait", "aws:ecs:task-network-")
+
+
 def experiment_wait_s(spec: ExperimentSpec) -> int:
-    """How long ``spec``'s experiment waits in all (the sum of its ``aws:fis:wait`` durations), seconds."""
+    """How long ``spec``'s experiment holds in all (the sum of the ``duration`` of its ``aws:fis:wait`` and
+    network actions), seconds."""
     total = 0
     for action in spec.rendered.get("actions", {}).values():
-        if action.get("actionId") == "aws:fis:wait":
+        if str(action.get("actionId", "")).startswith(HELD_ACTIONS):
             m = _ISO_DURATION.match(str(action.get("parameters", {}).get("duration", "")))
             if m is None:
-                raise ValueError(f"{spec.name}: aws:fis:wait duration {action.get('parameters')!r}")
+                params = action.get("parameters")
+                raise ValueError(f"{spec.name}: {action.get('actionId')} duration {params!r}")
             h, mi, se = (int(g or 0) for g in m.groups())
             total += h * 3600 + mi * 60 + se
     return total

@@ -21,6 +21,7 @@ from moto import mock_aws
 import app as cdk_app
 from infra import constants as c
 from infra.network_faults import NETWORK_ACTIONS
+from infra.state_machine.faults import experiment_wait_s, watch_seconds
 from resgate.contract.errors import ConfigError
 from tests.infra.support.cfn import ACCOUNT, REGION, render
 from tests.infra.support.sfn_mock import Return, Throw, mocked_responses, wait_for_end
@@ -376,3 +377,13 @@ def test_a_refusing_partition_is_refused_at_synth_naming_its_mode():
     with pytest.raises(ConfigError) as e:
         _experiments(refusing)
     assert e.value.where == "faults.cut-db.mode"
+
+
+def test_the_experiment_watch_lasts_a_network_faults_hold_and_its_observation_window(net):
+    """A 10-s partition, then the one-minute observation window: the watch budget covers both, so a long
+    partition is not cut off as a fault timeout while it still holds."""
+    specs = {s.name: s for s in net["stack"].faults.experiments}
+    window = net["stack"].faults.observation_window_s
+    assert experiment_wait_s(specs["cut-db"]) == 10 + window
+    assert experiment_wait_s(specs["kill-matcher"]) == window  # stop-task holds nothing
+    assert watch_seconds(list(specs.values())) == 10 + window + c.EXPERIMENT_WATCH_MARGIN_S
