@@ -46,6 +46,8 @@ def build_verdict(
             "checks": list(check_names),
             "unknown_is_failure": unknown_is_failure,
             "guardrail_tripped.$": "$.guardrail_tripped",
+            # report.md links the dashboard on the run's window (to the moment the verdict is taken)
+            **({"dashboard.$": dashboard_link(dashboard_url_format)} if dashboard_url_format else {}),
         },
         result_selector={
             "passed.$": "$.Payload.passed",

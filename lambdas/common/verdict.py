@@ -35,11 +35,13 @@ class VerdictInputs:
     guardrail_tripped: str | None
     error: str | None
     execution_arn: str | None
+    dashboard: str | None = None
 
     @classmethod
     def from_event(cls, event: RunEvent) -> VerdictInputs:
         """Validate ``results``, ``checks``, ``unknown_is_failure``, ``started_at``, ``guardrail_tripped``,
-        ``error``, ``execution_arn`` (the state machine's ``$$.Execution.Id``: the OpsItem links it)."""
+        ``error``, ``execution_arn`` (the state machine's ``$$.Execution.Id``: the OpsItem links it),
+        ``dashboard`` (the run's dashboard URL: report.md links it)."""
         results = event.get("results")
         if results is None:
             results = []
@@ -59,7 +61,11 @@ class VerdictInputs:
         arn = event.get("execution_arn")
         if arn is not None and not (isinstance(arn, str) and arn.startswith("arn:")):
             raise ConfigError(f"must be an execution ARN, got {arn!r}", where="event.execution_arn")
+        dashboard = event.get("dashboard")
+        if dashboard is not None and not (isinstance(dashboard, str) and dashboard.startswith("https://")):
+            raise ConfigError(f"must be an https URL, got {dashboard!r}", where="event.dashboard")
         return cls(
+            dashboard=dashboard,
             results=tuple(results),
             expected=tuple(expected),
             unknown_is_failure=event.flag(
@@ -107,6 +113,7 @@ def close_run(run: RunEvent, tools: Any, *, now: float) -> dict[str, Any]:
         record=record,
         unknown_is_failure=inputs.unknown_is_failure,
         duration_s=duration,
+        links={"dashboard": inputs.dashboard} if inputs.dashboard else None,
     )
     tools.metrics.add_dimension(name="gate", value=run.gate)
     tools.metrics.add_metric(name="GatePassed", unit=MetricUnit.Count, value=int(record["passed"]))

@@ -110,12 +110,16 @@ def report_markdown(
     figures: dict[str, Any],
     faults: list[dict[str, Any]],
     plot: str | None,
+    links: dict[str, str] | None = None,
 ) -> str:
-    """Return the report.md text: verdict, key figures, faults with recovery, each check with examples."""
+    """Return the report.md text: verdict, links (e.g. ``{"dashboard": url}`` on AWS), key figures, faults
+    with recovery, each check with examples."""
     out = [f"# ResilienceGate run `{run_id}` — gate `{gate}`", ""]
     out.append(
         f"**Verdict: {verdict['result']}**" + (f" — {verdict['reason']}" if verdict.get("reason") else "")
     )
+    if links:
+        out += [""] + [f"- {name}: <{url}>" for name, url in links.items()]
     out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
     for k, v in figures.items():
         out.append(f"| {k} | {v} |")

@@ -60,10 +60,12 @@ def write_run_files(
     plot: str | None = None,
     unknown_is_failure: bool = True,
     duration_s: float = 0.0,
+    links: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Write ``checks.jsonl``, ``report.md``, ``junit.xml`` and, last, ``verdict.json`` (``record``, see
     :func:`resgate.evidence.verdict.verdict_record`); return ``{logical name: uri}``. The report lists the
-    run's ``faults.jsonl`` and shows ``figures`` (default: :func:`key_figures` of the results)."""
+    run's ``faults.jsonl`` and shows ``figures`` (default: :func:`key_figures` of the results) and
+    ``links`` (on AWS, the run's dashboard)."""
     key = store.key
     uris = {"checks": write_jsonl(store, "checks", (jsonable(r.to_dict()) for r in results))}
     report = report_markdown(
@@ -74,6 +76,7 @@ def write_run_files(
         figures=dict(figures) if figures is not None else key_figures(results),
         faults=report_faults(store),
         plot=plot,
+        links=dict(links) if links else None,
     )
     uris["report"] = store.write_text("report", report)
     junit = junit_xml(

@@ -153,3 +153,17 @@ def test_verdict_handler_reports_error_when_the_run_could_not_finish(evidence, l
     assert out["passed"] is False and out["result"] == "ERROR" and out["reason"] == "FIS experiment failed"
     assert json.loads(evidence.get("verdict.json"))["exit_code"] == 2
     assert "`kill-gateway` (stop_task, target `gateway`): injected" in evidence.get("report.md")
+
+
+def test_the_report_links_the_runs_dashboard_when_the_event_gives_it(evidence, lambda_context):
+    url = (
+        "https://console.aws.amazon.com/cloudwatch/home#dashboards/dashboard/ResilienceGate-pb?start=a&end=b"
+    )
+    handler(load_event("verdict", dashboard=url), lambda_context)
+    assert f"- dashboard: <{url}>" in evidence.get("report.md")
+
+
+def test_a_dashboard_that_is_not_an_https_url_is_refused_before_anything_is_written(evidence, lambda_context):
+    with pytest.raises(Exception, match=r"event\.dashboard"):
+        handler(load_event("verdict", dashboard="javascript:alert(1)"), lambda_context)
+    assert evidence.files() == []

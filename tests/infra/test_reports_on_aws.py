@@ -50,6 +50,9 @@ def test_the_notification_and_the_output_link_the_dashboard_on_the_runs_window(r
     assert f"#dashboards/dashboard/ResilienceGate-{GATE}?start=" in url and "&end=" in url
     start = url.split("start=")[1].split("&")[0]
     assert start.endswith("Z") and start[:4].isdigit()
+    # the verdict Lambda gets it too, for report.md: the window up to the verdict
+    linked = passed.parameters("Verdict")["Payload"]["dashboard"]
+    assert f"#dashboards/dashboard/ResilienceGate-{GATE}?start={start}&end=" in linked
     failed = run_gate("dash-fail", sm.happy_path(Verdict=[sm.verdict(False, "failed: integrity")]))
     notice = failed.parameters("Notify failed")["Message"]
     assert "#dashboards/dashboard/" in notice["verdict"]["dashboard"]["url"]
