@@ -305,6 +305,16 @@ class AssertionFunctions(Construct):
         """The timeline step: read the run's experiments and the target services' tasks, put evidence."""
         role = self.roles[c.TIMELINE_FUNCTION]
         role.add_to_policy(evidence.put_statement())
+        self._grant_target_tasks_read(role, target_cluster, target_services)
+        if has_experiments:
+            role.add_to_policy(
+                policies.gate_experiments_statement(self, gate=self.gate, actions=["fis:GetExperiment"])
+            )
+
+    def _grant_target_tasks_read(
+        self, role: iam.IRole, target_cluster: str, target_services: Sequence[str]
+    ) -> None:
+        """Read the target services and their tasks (the timeline's and the quiesce step's ECS health)."""
         if target_services:
             role.add_to_policy(
                 policies.describe_services_statement(
@@ -320,10 +330,6 @@ class AssertionFunctions(Construct):
                 task_actions=["ecs:DescribeTasks"],
             ),
         )
-        if has_experiments:
-            role.add_to_policy(
-                policies.gate_experiments_statement(self, gate=self.gate, actions=["fis:GetExperiment"])
-            )
 
     def _grant_quiesce(
         self,
@@ -336,21 +342,7 @@ class AssertionFunctions(Construct):
         """The quiesce step: the target services' tasks (its health probe) and, with MSK IAM, the
         committed offsets of the quiesce consumer groups (its lag probe)."""
         role = self.roles[c.QUIESCE_FUNCTION]
-        if target_services:
-            role.add_to_policy(
-                policies.describe_services_statement(
-                    self, cluster_name=target_cluster, services=target_services
-                )
-            )
-        policies.add_statements(
-            role,
-            policies.cluster_task_statements(
-                self,
-                cluster_name=target_cluster,
-                cluster=policies.cluster_arn(self, target_cluster),
-                task_actions=["ecs:DescribeTasks"],
-            ),
-        )
+        self._grant_target_tasks_read(role, target_cluster, target_services)
         if kafka.iam and groups and kafka.cluster_arn:
             region, account, name, uuid = cluster_parts(kafka.cluster_arn)
             partition = kafka.cluster_arn.split(":")[1]
