@@ -73,8 +73,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from resgate.config.runnable import check_runnable
+
     try:
         cfg, _ = _load(args.config)
+        check_runnable(cfg)  # type: ignore[arg-type]
     except ConfigError as e:
         print(_config_errors(e), file=sys.stderr)
         return EXIT_CANNOT_RUN
@@ -150,7 +153,10 @@ def _init_options(args: argparse.Namespace) -> InitOptions:
             raise ConfigError("give at least one service (NAME=COMMAND)", where="--service")
         name = name or _ask("gate name (lowercase letters, digits, - and _)", "myservice")
         svc = _ask("the service to put under load: its name", "web")
-        command = _ask(f"the command that starts {svc} (it listens on $PORT)", "${python} app.py")
+        command = _ask(
+            f"the command that starts {svc} (write ${{port}} for the port it must listen on)",
+            "${python} app.py --port ${port}",
+        )
         services = [(svc, command)]
         database = database or _ask("does it use a Postgres database? (y/n)", "n").lower().startswith("y")
     env = {}
@@ -237,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print only the verdict")
     r.add_argument("--profile", help="a named load/fault profile of the config (profiles:), e.g. nightly")
     r.set_defaults(fn=cmd_run)
-    v = sub.add_parser("validate", help="validate a gate config and exit")
+    v = sub.add_parser(
+        "validate",
+        help="validate a gate config and check what `run` needs here (programs, locustfile); then exit",
+    )
     v.add_argument("config", nargs="?")
     v.set_defaults(fn=cmd_validate)
     q = sub.add_parser(
@@ -254,7 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--root", default="evidence")
     rep.set_defaults(fn=cmd_report)
     i = sub.add_parser(
-        "init", help="write a first gate config for your own services (asks when no --service)"
+        "init",
+        help="write a first gate config for your own services (asks when no --service)",
+        description="Write a first gate config for your own services. A service's command is run without a "
+        "shell: write ${port} where the replica's port goes (each replica gets its own; it is also in the "
+        "replica's PORT environment variable), ${python} for this Python, ${env:NAME} for an environment "
+        "variable of the gate, $$ for a literal $. A shell-style $PORT is refused.",
+        epilog="example: resgate init shop --service 'web=gunicorn -w 1 -b 127.0.0.1:${port} app:app' "
+        "--health-path / --write-locustfile",
     )
     i.add_argument("name", nargs="?", help="the gate's name (lowercase letters, digits, - and _)")
     i.add_argument(
@@ -262,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=COMMAND",
-        help="a service and the command that starts it on $PORT (repeatable; the first is exposed)",
+        help="a service and the command that starts it listening on ${port} (repeatable; the first is "
+        "exposed)",
     )
     i.add_argument("--expose", help="the service that receives the load (default: the first)")
     i.add_argument("--replicas", type=int, default=2, help="replicas per service (default 2)")

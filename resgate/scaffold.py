@@ -118,6 +118,7 @@ def config_text(opts: InitOptions) -> str:
     header = (
         f"# Gate config for {opts.name}, written by `resgate init`. Reference: the README's configuration\n"
         "# reference. integrity and replay need your orders/trades tables and topics: see the README.\n"
+        "# Commands run without a shell: ${port} is each replica's own port (also in its PORT variable).\n"
     )
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
 

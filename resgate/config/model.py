@@ -8,11 +8,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from resgate.config.kafka import KafkaSettings
+from resgate.config.yamlpos import Located
 from resgate.contract.errors import ConfigError
 
 # Network faults act on a path between a service and a dependency (or its clients); see resgate.local.toxics.
 NETWORK_FAULT_KINDS = ("network_partition", "network_latency", "packet_loss", "bandwidth", "connection_reset")
 NETWORK_DEPENDENCIES = ("postgres", "kafka", "clients")
+BALANCER_MODES = ("http", "tcp")
 FAULT_KINDS = (
     *("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery"),
     *NETWORK_FAULT_KINDS,
@@ -37,6 +39,11 @@ class LocalService:
     expose: bool = False
     zones: list[str] = field(default_factory=list)
     """Zone labels; replicas are spread over them round-robin (``zone_loss`` stops one zone)."""
+    balancer: str = "http"
+    """In front of the exposed service: ``http`` (an ALB: routes each request to a healthy replica) or
+    ``tcp`` (an NLB or direct clients: each connection is piped to one replica)."""
+    path: str = ""
+    """Where the service is in the config (``target.local.services[0]``), for later error messages."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,12 @@ class GateConfig:
     """How the gate's clients connect to the target's brokers (``kafka:``; default PLAINTEXT)."""
     profiles: dict[str, Profile] = field(default_factory=dict)
     """Named load/fault profiles (``profiles:``); none chosen means this config's own load and faults."""
+    loc: Located | None = field(default=None, compare=False, repr=False)
+    """The file lines of the config's keys (errors found after parsing name them too)."""
+
+    def where(self, path: str) -> str:
+        """``path (file:line)`` for a field of this config (the bare path when lines are unknown)."""
+        return self.loc.where(path) if self.loc is not None else path
 
     def enabled_checks(self) -> list[str]:
         return [n for n in CHECK_NAMES if self.checks.get(n, {}).get("enabled", True)]

@@ -1,7 +1,12 @@
 """``${...}`` placeholders in service commands and environments, filled in when the target starts.
 
-Known: ``${python}`` (this interpreter), ``${pg.dsn}``, ``${kafka.bootstrap}``, ``${run_id}``,
-``${env:NAME}`` (an environment variable of the gate process, empty when unset).
+Known: ``${python}`` (this interpreter), ``${port}`` (the replica's own port, filled by the supervisor
+for each replica as it starts; the same number is in the replica's ``PORT`` environment variable),
+``${pg.dsn}``, ``${kafka.bootstrap}``, ``${run_id}``, ``${env:NAME}`` (an environment variable of the gate
+process, empty when unset). ``$$`` is a literal ``$``.
+
+Service commands are argument lists run without a shell, so a shell-style ``$PORT`` or ``$HOME`` would reach
+the program as those very characters: :func:`check_placeholders` refuses it and says what to write instead.
 """
 
 from __future__ import annotations
@@ -12,24 +17,50 @@ from collections.abc import Mapping
 
 from resgate.contract.errors import ConfigError
 
-_PATTERN = re.compile(r"\$\{([^}]+)\}")
-KNOWN = ("python", "pg.dsn", "kafka.bootstrap", "run_id")
+_PATTERN = re.compile(r"\$\$|\$\{([^}]*)\}")
+_SHELL_VAR = re.compile(r"\$\$|\$\{[^}]*\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+KNOWN = ("python", "port", "pg.dsn", "kafka.bootstrap", "run_id")
+PORT = "${port}"
 
 
 def check_placeholders(value: str, where: str) -> None:
-    """Raise ConfigError for an unknown placeholder in ``value`` (used while validating a config)."""
-    for name in _PATTERN.findall(value):
+    """Raise ConfigError for an unknown placeholder in ``value``, or a ``$NAME`` no shell will expand (used
+    while validating a config)."""
+    for m in _SHELL_VAR.finditer(value):
+        name = m.group(1)
+        if name is None:
+            continue
+        fix = (
+            "${port} for the replica's port (it is also in the replica's PORT environment variable)"
+            if name == "PORT"
+            else f"${{env:{name}}} for the gate's environment variable {name}"
+        )
+        raise ConfigError(
+            f"${name} would reach the program as those very characters: service commands run without a "
+            f"shell. Write {fix}, or $$ for a literal $",
+            where=where,
+        )
+    for m in _PATTERN.finditer(value):
+        name = m.group(1)
+        if name is None:
+            continue
         if name not in KNOWN and not name.startswith("env:"):
+            hint = " (the replica's port is ${port})" if name.lower() == "port" else ""
             raise ConfigError(
-                f"unknown placeholder ${{{name}}}; known: {list(KNOWN)} and ${{env:NAME}}", where=where
+                f"unknown placeholder ${{{name}}}{hint}; known: "
+                f"{', '.join('${' + k + '}' for k in KNOWN)} and ${{env:NAME}}",
+                where=where,
             )
 
 
-def fill(value: str, values: Mapping[str, str]) -> str:
-    """Replace every placeholder in ``value`` from ``values`` (and ``env:`` from os.environ)."""
+def fill(value: str, values: Mapping[str, str], *, keep: tuple[str, ...] = ()) -> str:
+    """Replace every placeholder in ``value`` from ``values`` (and ``env:`` from os.environ); those named in
+    ``keep`` (``port``: filled per replica by the supervisor) stay as they are, and so does ``$$``."""
 
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
+        if name is None or name in keep:
+            return m.group(0)
         if name.startswith("env:"):
             return os.environ.get(name[4:], "")
         if name not in values:
@@ -37,3 +68,8 @@ def fill(value: str, values: Mapping[str, str]) -> str:
         return values[name]
 
     return _PATTERN.sub(sub, value)
+
+
+def fill_port(value: str, port: int) -> str:
+    """``value`` with ``${port}`` replaced by ``port`` and ``$$`` by ``$`` (the last step before a spawn)."""
+    return _PATTERN.sub(lambda m: str(port) if m.group(1) == "port" else m.group(0).replace("$$", "$"), value)

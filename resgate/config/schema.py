@@ -15,6 +15,7 @@ from resgate.config.fields import Errors, Section
 from resgate.config.kafka import KafkaSettings
 from resgate.config.model import (
     _NAME_RE,
+    BALANCER_MODES,
     CHECK_NAMES,
     FAULT_KINDS,
     NETWORK_DEPENDENCIES,
@@ -92,6 +93,8 @@ def _parse_service(sec: Section) -> LocalService:
         start_timeout_s=float(sec.num("start_timeout_s", 90.0, min=1)),
         expose=sec.bool("expose", False),
         zones=_zones(sec),
+        balancer=sec.str("balancer", "http", choices=BALANCER_MODES),
+        path=sec.path,
     )
     sec.done()
     return svc
@@ -246,6 +249,7 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         raw=data,
         kafka=kafka or KafkaSettings(),
         profiles=profiles,
+        loc=loc,
     )
 
 

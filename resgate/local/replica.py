@@ -61,6 +61,13 @@ class Replica:
         self.restart_at: float | None = None
         self.hung_pid: int | None = None
         self.probe_target: tuple[str, int, str] | None = None
+        # start-up: a replica that never became healthy and keeps exiting (or answers its health check
+        # with a 4xx) fails the start at once instead of being restarted until the start timeout
+        self.ever_healthy = False
+        self.early_exits = 0
+        self.last_probe: str | None = None
+        self.client_errors_since: float | None = None
+        self.start_failure: str | None = None
 
     def info(self) -> ReplicaInfo:
         """A frozen snapshot of this replica."""

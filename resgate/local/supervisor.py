@@ -2,7 +2,8 @@
 
 This is the local stand-in for an ECS service in the chaos gate. Each replica is a child process in its own
 process group (session) on a free 127.0.0.1 port (env ``PORT``, ``REPLICA_ID``, ``REPLICA_INDEX``,
-``SERVICE_NAME``), with stdout/stderr in a log file. A background thread polls each replica's health URL
+``SERVICE_NAME``; ``${port}`` in its command and environment values is that port, ``$$`` a ``$``), with
+stdout/stderr in a log file. A background thread polls each replica's health URL
 (2xx = healthy) and a monitor thread restarts a replica ``restart_delay_s`` after it exits, as ECS starts a
 replacement task. The primitive process faults the gate's fault runner (:mod:`resgate.runner.faults`)
 schedules are ``stop_replicas`` (SIGKILL to the group, the local ``aws:ecs:stop-task``) and ``hang``
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from resgate.config.placeholders import fill_port
 from resgate.contract.errors import ConfigError, GateError
 from resgate.local.ports import free_port, release_port
 from resgate.local.process import (
@@ -51,9 +53,28 @@ from resgate.local.spec import (
     is_number,
 )
 
-EVENTS = ("started", "healthy", "unhealthy", "exited", "restarted", "killed", "hung", "resumed")
+EVENTS = (
+    *("started", "healthy", "unhealthy", "exited", "restarted", "killed", "hung", "resumed"),
+    "start_failed",
+)
 
 _MONITOR_TICK_S = 0.05
+LOG_TAIL_LINES = 15
+HEALTH_4XX_FAIL_S = 2.0  # a health check answering 4xx this long before the first healthy answer is wrong
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> list[str]:
+    """The last ``lines`` lines of a log file (at most ``max_bytes`` read from its end); [] if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [ln.rstrip() for ln in text.splitlines()[-lines:]]
+
 
 # --------------------------------------------------------------------------------------------------------
 # the supervisor
@@ -76,6 +97,7 @@ class Supervisor:
         stop_timeout_s: float = 3.0,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         seed: int | None = None,
+        start_failures: int = 3,
     ) -> None:
         specs = list(specs)
         if not specs:
@@ -104,6 +126,9 @@ class Supervisor:
                 f"must be an integer >= 1, got {unhealthy_threshold!r}", where="unhealthy_threshold"
             )
 
+        if not isinstance(start_failures, int) or isinstance(start_failures, bool) or start_failures < 1:
+            raise ConfigError(f"must be an integer >= 1, got {start_failures!r}", where="start_failures")
+        self._start_failures = start_failures
         self._specs = {s.name: s for s in specs}
         self._own_log_dir = log_dir is None
         self._log_dir_arg = Path(log_dir) if log_dir is not None else None
@@ -225,7 +250,8 @@ class Supervisor:
             ]
 
     def wait_healthy(self, timeout_s: float, service: str | None = None) -> bool:
-        """Block until every replica (of ``service``, or of all services) is healthy; False on timeout."""
+        """Block until every replica (of ``service``, or of all services) is healthy; False on timeout, and
+        at once when a replica failed its start (see :meth:`start_failures`)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             targets = self._match(service, None, require=False)
@@ -233,10 +259,40 @@ class Supervisor:
                 if self._started and not self._closing and all(r.state == HEALTHY for r in targets):
                     return True
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closing:
+                if remaining <= 0 or self._closing or any(r.start_failure for r in targets):
                     return False
                 self._cond.wait(min(remaining, 0.25))
                 targets = self._match(service, None, require=False)
+
+    def start_failures(self) -> list[dict[str, Any]]:
+        """Replicas that failed their start: ``[{service, replica, reason, last_probe, log, log_tail}]``.
+
+        A replica fails its start when it exits ``start_failures`` times in a row before it was ever
+        healthy (a crash at start, a port in use), or when its health check answers 4xx for
+        ``HEALTH_4XX_FAIL_S`` (a wrong health path); it is then no longer restarted.
+        """
+        with self._lock:
+            failed = [r for r in self._replicas if r.start_failure]
+            return [
+                {
+                    "service": r.spec.name,
+                    "replica": r.id,
+                    "reason": r.start_failure,
+                    "last_probe": r.last_probe,
+                    "log": str(r.log_path),
+                    "log_tail": log_tail(r.log_path),
+                }
+                for r in failed
+            ]
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each replica's state, restarts and its health check's last answer: ``[{replica, state, restarts,
+        last_probe}]``."""
+        with self._lock:
+            return [
+                {"replica": r.id, "state": r.state, "restarts": r.restarts, "last_probe": r.last_probe}
+                for r in self._replicas
+            ]
 
     def timeline(self) -> list[dict[str, Any]]:
         """A copy of the events so far: [{ts, service, replica, event, detail}, ...] in order."""
@@ -394,7 +450,7 @@ class Supervisor:
         spec = r.spec
         port = free_port()
         env = {
-            **spec.env,
+            **{k: fill_port(v, port) for k, v in spec.env.items()},
             "PORT": str(port),
             "REPLICA_ID": r.id,
             "REPLICA_INDEX": str(r.index),
@@ -402,7 +458,8 @@ class Supervisor:
         }
         banner = f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {r.id} port={port} ==="
         try:
-            proc = spawn_group(spec.command, env=env, cwd=spec.cwd, log_path=r.log_path, banner=banner)
+            command = [fill_port(arg, port) for arg in spec.command]
+            proc = spawn_group(command, env=env, cwd=spec.cwd, log_path=r.log_path, banner=banner)
         except BaseException:
             release_port(port)
             raise
@@ -425,7 +482,14 @@ class Supervisor:
         if spec.health_url is None:
             self._event(r, "healthy", {"pid": proc.pid, "reason": "running (no health_url)"})
 
-    def _reap(self, r: Replica, *, reason: str | None) -> None:
+    def _fail_start(self, r: Replica, reason: str) -> None:
+        """Give up on a replica's start: no more restarts, waiters wake up (caller holds the lock)."""
+        r.start_failure = reason
+        r.restart_at = None
+        self._event(r, "start_failed", {"reason": reason, "last_probe": r.last_probe})
+        self._cond.notify_all()
+
+    def _reap(self, r: Replica, *, reason: str | None) -> int | None:
         proc = r.proc
         assert proc is not None
         pid = proc.pid
@@ -442,6 +506,7 @@ class Supervisor:
             detail["reason"] = reason
         self._set_state(r, STOPPED)
         self._event(r, "exited", detail)
+        return rc
 
     def _run_monitor(self) -> None:
         try:
@@ -462,7 +527,16 @@ class Supervisor:
                     for r in self._replicas:
                         if r.proc is not None:
                             if exited(r.proc):
-                                self._reap(r, reason=None)
+                                rc = self._reap(r, reason=None)
+                                if not r.ever_healthy:
+                                    r.early_exits += 1
+                                    if r.early_exits >= self._start_failures:
+                                        self._fail_start(
+                                            r,
+                                            f"exited {r.early_exits} times in a row before it was ever "
+                                            f"healthy (last exit code {rc})",
+                                        )
+                                        continue
                                 r.restart_at = time.monotonic() + r.spec.restart_delay_s
                         elif r.restart_at is not None and now >= r.restart_at:
                             try:
@@ -489,13 +563,30 @@ class Supervisor:
             with self._lock:
                 if self._closing or r.generation != gen or r.proc is None:
                     continue
+                r.last_probe = f"GET http://{host}:{port}{path} -> {why}"
                 if ok:
                     r.fails = 0
+                    r.ever_healthy = True
+                    r.early_exits = 0
+                    r.client_errors_since = None
                     if r.state != HEALTHY:
                         self._set_state(r, HEALTHY)
                         self._event(r, "healthy", {"pid": r.proc.pid, "reason": why})
                     continue
                 r.fails += 1
+                if not r.ever_healthy and _client_error(why):
+                    now = time.monotonic()
+                    if r.client_errors_since is None:
+                        r.client_errors_since = now
+                    elif now - r.client_errors_since >= HEALTH_4XX_FAIL_S and not r.start_failure:
+                        self._fail_start(
+                            r,
+                            f"its health check answered {why} for {now - r.client_errors_since:.1f}s "
+                            "(is health_path right?)",
+                        )
+                        continue
+                else:
+                    r.client_errors_since = None
                 if r.state == HEALTHY and r.fails >= self._threshold:
                     self._set_state(r, UNHEALTHY)
                     self._event(r, "unhealthy", {"pid": r.proc.pid, "reason": why, "failures": r.fails})
@@ -521,6 +612,13 @@ class Supervisor:
                 self._event(r, "resumed", {"pid": pid, "signal": "SIGCONT"})
                 resumed.append(r.id)
         return resumed
+
+
+def _client_error(why: str) -> bool:
+    """True for a probe answer ``HTTP 4xx`` that says the path is wrong (not 408 or 429: try again)."""
+    if not why.startswith("HTTP 4"):
+        return False
+    return why not in ("HTTP 408", "HTTP 425", "HTTP 429")
 
 
 if __name__ == "__main__":  # `python -m resgate.local.supervisor` keeps working; the CLI has its own module

@@ -21,6 +21,7 @@ import yaml
 
 from resgate.checks.compose import verdict as merge_verdict
 from resgate.checks.result import CheckResult
+from resgate.config.runnable import check_runnable
 from resgate.config.schema import GateConfig, check_blast_radius
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.layout import RunKey
@@ -93,12 +94,17 @@ class GateRun:
     def preflight(self) -> None:
         self.progress.set_phase("preflight", f"gate {self.cfg.name}, run {self.key.run_id}")
         check_blast_radius(self.cfg)
+        check_runnable(self.cfg)
         preflight_load(self.cfg)
 
     def start_target(self) -> None:
         self.progress.set_phase("target")
         self.target = LocalTarget(
-            self.cfg, self.key.run_id, on_event=self._on_supervisor_event, say=self.progress.line
+            self.cfg,
+            self.key.run_id,
+            on_event=self._on_supervisor_event,
+            say=self.progress.line,
+            kept_logs=self.store.dir / "logs" if self.store is not None else None,
         )
         self.target.start_infra()
         self.target.setup()

@@ -13,19 +13,14 @@ from typing import Any
 
 from loadgen.run import LocustResult, LocustRun, run_locust
 from loadgen.stats import read_live, summarize
+from resgate.config.runnable import resolve_locustfile
 from resgate.config.schema import GateConfig
 from resgate.contract.errors import ConfigError, DependencyMissing
 from resgate.runner.guardrails import Window
 
 
 def _locustfile(cfg: GateConfig) -> Path:
-    p = Path(cfg.load.locustfile)
-    if not p.is_absolute() and not p.exists():
-        # Relative to the repository (the packaged default config names loadgen/locustfile.py).
-        import loadgen
-
-        p = Path(loadgen.__file__).resolve().parent.parent / cfg.load.locustfile
-    return p
+    return resolve_locustfile(cfg)
 
 
 def preflight_load(cfg: GateConfig) -> None:
@@ -34,13 +29,11 @@ def preflight_load(cfg: GateConfig) -> None:
     if importlib.util.find_spec("locust") is None:
         raise DependencyMissing("Locust is not installed (pip install locust)")
     path = _locustfile(cfg)
-    if not path.exists():
-        raise ConfigError(f"locustfile {cfg.load.locustfile!r} does not exist", where="load.locustfile")
     if path.suffix != ".py" or "," in str(path.resolve()):
         # Locust's -f takes a comma-separated list: the ledger plugin's file, then this one
         raise ConfigError(
             f"locustfile {cfg.load.locustfile!r} must be a .py file with no comma in its path",
-            where="load.locustfile",
+            where=cfg.where("load.locustfile"),
         )
 
 

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from resgate.config.placeholders import fill
+from resgate.config.runnable import config_dir
 from resgate.config.schema import GateConfig, LocalService, parse_config
 from resgate.config.yamlpos import Located
 from resgate.contract.errors import ConfigError, GateError
 from resgate.local.balancer import Balancer
 from resgate.local.faultproxy import FaultProxy, dsn_address, proxied_dsn
+from resgate.local.http_balancer import HttpBalancer
 from resgate.local.kafka import EmbeddedKafka, ExternalKafka, kafka_from_env
 from resgate.local.postgres import EmbeddedPostgres, ExternalPostgres, create_database, postgres_from_env
 from resgate.local.spec import ServiceSpec
@@ -61,25 +63,60 @@ def service_specs(
     *,
     values: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
+    cwd: str | None = None,
 ) -> list[ServiceSpec]:
     """The supervisor's ServiceSpecs for the config's local services: ``${...}`` placeholders in commands and
-    environments filled from ``values``, health polled on ``http://127.0.0.1:{port}<health_path>``, each
-    tagged ``{"service": name, **tags}``. Returns them in the order given."""
+    environments filled from ``values`` (``${port}`` is left for the supervisor to fill per replica),
+    health polled on ``http://127.0.0.1:{port}<health_path>``, run in ``cwd`` (the config file's folder),
+    each tagged ``{"service": name, **tags}``. Returns them in the order given."""
     vals = dict(values or {})
     return [
         ServiceSpec(
             name=s.name,
-            command=[fill(part, vals) for part in s.command],
+            command=[fill(part, vals, keep=("port",)) for part in s.command],
             replicas=s.replicas,
-            env={k: fill(v, vals) for k, v in s.env.items()},
+            env={k: fill(v, vals, keep=("port",)) for k, v in s.env.items()},
             health_url=f"http://127.0.0.1:{{port}}{s.health_path}",
             restart_delay_s=s.restart_delay_s,
             start_timeout_s=s.start_timeout_s,
             tags={"service": s.name, **(tags or {})},
             zones=list(s.zones),
+            cwd=cwd,
         )
         for s in services
     ]
+
+
+_PG_FAULTS = frozenset({"db_blip"})
+_KAFKA_FAULTS = frozenset({"kafka_broker_down", "kafka_latency", "duplicate_delivery"})
+
+
+def _mentions(cfg: GateConfig, placeholder: str) -> bool:
+    return any(placeholder in part for s in cfg.target.services for part in (*s.command, *s.env.values()))
+
+
+def needs_postgres(cfg: GateConfig) -> bool:
+    """Whether the run needs a Postgres: a service uses ``${pg.dsn}``, or the setup hook, the integrity or
+    replay check, a drained query or a database fault does."""
+    return bool(
+        _mentions(cfg, "${pg.dsn}")
+        or cfg.target.setup
+        or {"integrity", "replay"} & set(cfg.enabled_checks())
+        or cfg.quiesce.drained_queries
+        or any(f.kind in _PG_FAULTS or f.params.get("dependency") == "postgres" for f in cfg.faults)
+    )
+
+
+def needs_kafka(cfg: GateConfig) -> bool:
+    """Whether the run needs Kafka: a service uses ``${kafka.bootstrap}``, or the setup hook, the integrity
+    or replay check, a consumer group to drain or a Kafka fault does."""
+    return bool(
+        _mentions(cfg, "${kafka.bootstrap}")
+        or cfg.target.setup
+        or {"integrity", "replay"} & set(cfg.enabled_checks())
+        or cfg.quiesce.consumer_groups
+        or any(f.kind in _KAFKA_FAULTS or f.params.get("dependency") == "kafka" for f in cfg.faults)
+    )
 
 
 class LocalTarget:
@@ -97,17 +134,21 @@ class LocalTarget:
         on_event: Callable[[dict[str, Any]], None] | None = None,
         log_dir: Path | None = None,
         say: Callable[[str], None] = print,
+        kept_logs: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_id = run_id
         self.on_event = on_event
         self.say = say
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="resgate-logs-"))
+        # where the run keeps the service logs once it ends (the evidence's logs/ folder): error messages
+        # name that path, since log_dir is a temporary folder removed at the end of the run
+        self.kept_logs = kept_logs or self.log_dir
         self._stack = ExitStack()
         self.pg: EmbeddedPostgres | ExternalPostgres | None = None
         self.kafka: EmbeddedKafka | ExternalKafka | None = None
         self.supervisor: Supervisor | None = None
-        self.balancer: Balancer | None = None
+        self.balancer: Balancer | None = None  # an HttpBalancer (balancer: http) or the TCP one
         self.dsn = ""
         self.bootstrap = ""
         self.host = cfg.load.host or ""
@@ -120,11 +161,15 @@ class LocalTarget:
         self.close()
 
     def start_infra(self) -> None:
-        """Start Postgres and Kafka (or attach to RESGATE_PG_DSN / RESGATE_KAFKA_BOOTSTRAP)."""
-        self.say("starting Postgres")
-        self.pg = self._stack.enter_context(postgres_from_env())
-        # A database per run keeps runs apart even on a shared server.
-        self.dsn = create_database(self.pg.dsn, f"resgate_{uuid.uuid4().hex[:10]}")
+        """Start Postgres and Kafka (or attach to RESGATE_PG_DSN / RESGATE_KAFKA_BOOTSTRAP), each only when
+        the run needs it (:func:`needs_postgres`, :func:`needs_kafka`)."""
+        if needs_postgres(self.cfg):
+            self.say("starting Postgres")
+            self.pg = self._stack.enter_context(postgres_from_env())
+            # A database per run keeps runs apart even on a shared server.
+            self.dsn = create_database(self.pg.dsn, f"resgate_{uuid.uuid4().hex[:10]}")
+        if not needs_kafka(self.cfg):
+            return
         self.say("starting Kafka")
         self.kafka = self._stack.enter_context(
             kafka_from_env(
@@ -159,10 +204,13 @@ class LocalTarget:
             if not self.host:
                 raise ConfigError("no local services and no load.host: nothing to test", where="target.local")
             return
+        cwd = str(config_dir(self.cfg))
         specs = [
             spec
             for s in services
-            for spec in service_specs([s], values=self._service_values(s.name), tags=self.cfg.target.tags)
+            for spec in service_specs(
+                [s], values=self._service_values(s.name), tags=self.cfg.target.tags, cwd=cwd
+            )
         ]
         self.supervisor = Supervisor(specs, log_dir=self.log_dir, on_event=self.on_event)
         self._stack.callback(self.supervisor.shutdown)
@@ -171,19 +219,40 @@ class LocalTarget:
         exposed = next((s for s in services if s.expose), None)
         if exposed is not None and not self.cfg.load.host:
             sup = self.supervisor
-            self.balancer = Balancer(
-                0, backends=lambda: sup.healthy_endpoints(exposed.name), name=exposed.name
-            )
+            kind = HttpBalancer if exposed.balancer == "http" else Balancer
+            self.balancer = kind(0, backends=lambda: sup.healthy_endpoints(exposed.name), name=exposed.name)
             port = self.balancer.start()
             self._stack.callback(self.balancer.stop)
             self.host = f"http://127.0.0.1:{port}"
             self.paths[(exposed.name, "clients")] = self.balancer.toxics
         limit = timeout_s or max(s.start_timeout_s for s in services)
         if not self.supervisor.wait_healthy(limit):
-            states = ", ".join(f"{r.replica_id}={r.state}" for r in self.supervisor.replicas())
-            raise GateError(
-                f"services did not become healthy within {limit:.0f}s ({states}); logs in {self.log_dir}"
-            )
+            raise GateError(self._start_error(limit))
+
+    def _start_error(self, limit: float) -> str:
+        """Why the services did not start: each failed replica with its health check's last answer, the
+        last lines of its log and where the log is kept."""
+        assert self.supervisor is not None
+        failed = self.supervisor.start_failures()
+        if failed:
+            parts = [f"{len(failed)} replica(s) failed to start:"]
+            for f in failed:
+                tail = "\n".join(f"      | {line}" for line in f["log_tail"]) or "      | (empty log)"
+                parts.append(
+                    f"  {f['service']} replica {f['replica']}: {f['reason']}\n"
+                    f"    last health check: {f['last_probe'] or 'none answered yet'}\n"
+                    f"    log: {self.kept_logs / Path(f['log']).name} (last lines below)\n{tail}"
+                )
+            return "\n".join(parts)
+        lines = [f"services did not become healthy within {limit:.0f}s:"]
+        for r in self.supervisor.status():
+            if r["state"] != "healthy":
+                log = self.kept_logs / f"{r['replica']}.log"
+                lines.append(
+                    f"  {r['replica']}: {r['state']}, {r['restarts']} restarts, last health check: "
+                    f"{r['last_probe'] or 'none answered yet'}; log: {log}"
+                )
+        return "\n".join(lines)
 
     def _service_values(self, service: str) -> dict[str, str]:
         """Placeholder values for one service: ``${pg.dsn}`` goes through a fault proxy when a network
@@ -214,8 +283,8 @@ class LocalTarget:
         self._stack.close()
 
     def balancer_summary(self) -> str:
-        """Client connections per replica behind the balancer, e.g. ``gateway-0=12 gateway-1=11
-        gateway-1#2=9`` (``#2``: the replica's first replacement)."""
+        """Requests (``balancer: http``) or client connections (``tcp``) per replica behind the balancer,
+        e.g. ``gateway-0=12 gateway-1=11 gateway-1#2=9`` (``#2``: the replica's first replacement)."""
         assert self.balancer is not None and self.supervisor is not None
         # Each start of a replica listens on a new port: name them gateway-1, gateway-1#2 (its first
         # replacement), ... from the supervisor's started/restarted events.
@@ -229,6 +298,12 @@ class LocalTarget:
         per = self.balancer.connections_per_backend()
         parts = [f"{names.get(port, f'{host}:{port}')}={n}" for (host, port), n in sorted(per.items())]
         stats = self.balancer.stats()
+        if isinstance(self.balancer, HttpBalancer):
+            answered = ", ".join(f"{stats[f'http_{c}']} x {c}" for c in (502, 503, 504) if stats[f"http_{c}"])
+            routed = " ".join(parts) or "none routed"
+            return f"{stats['requests']} requests on {stats['connections']} client connections ({routed})" + (
+                f", answered itself: {answered}" if answered else ""
+            )
         return f"{stats['connections']} connections ({' '.join(parts) or 'none piped'})" + (
             f", {stats['no_backend']} reset for want of a healthy backend" if stats["no_backend"] else ""
         )

@@ -14,16 +14,26 @@ from resgate.scaffold import InitOptions, parse_service, scaffold
 
 def test_init_writes_a_config_that_validates_with_the_services_faults_and_http_checks(tmp_path: Path) -> None:
     out = tmp_path / "gate.yaml"
-    opts = InitOptions(name="shop", services=(("api", "${python} api.py --port $PORT"), ("worker", "w")))
+    opts = InitOptions(name="shop", services=(("api", "${python} api.py --port ${port}"), ("worker", "w")))
 
     cfg = scaffold(opts, out)
 
     assert load_config(out).name == "shop" and cfg.name == "shop"
     api, worker = cfg.target.services
-    assert api.command == ["${python}", "api.py", "--port", "$PORT"] and api.expose and not worker.expose
+    assert api.command == ["${python}", "api.py", "--port", "${port}"] and api.expose and not worker.expose
     assert (api.replicas, api.health_path) == (2, "/ready")
     assert [(f.kind, f.target, f.at_s) for f in cfg.faults] == [("stop_task", "api", 10.0)]
     assert cfg.enabled_checks() == ["slo", "recovery", "retryable"]
+
+
+def test_init_refuses_a_shell_style_port_and_says_to_write_the_placeholder(tmp_path: Path) -> None:
+    out = tmp_path / "gate.yaml"
+    opts = InitOptions(name="shop", services=(("api", "gunicorn -b 127.0.0.1:$PORT app:app"),))
+
+    with pytest.raises(ConfigError, match=r"without a shell. Write \$\{port\}") as e:
+        scaffold(opts, out)
+
+    assert "services[0].command[2]" in str(e.value) and not out.exists()
 
 
 def test_with_a_database_every_service_gets_the_embedded_postgres_and_an_outage_is_added(
