@@ -1,7 +1,8 @@
 """Benchmark of paperbroker's order intake: accepted orders/s, latency of ``POST /orders`` and projection lag.
 
 Starts an embedded Postgres and Kafka, the whole paperbroker system under the local supervisor (2 gateway
-replicas behind ``resgate.local.balancer.Balancer``, 1 matcher, 1 projector), and drives ``POST /orders``
+replicas behind the local balancer, ``--balancer http`` (the ALB, default) or ``tcp``, 1 matcher,
+1 projector), and drives ``POST /orders``
 with Locust headless (``FastHttpUser``, paced with ``constant_throughput``) for ``--duration`` seconds.
 Meanwhile a probe thread submits a crossing buy/sell pair every ``--probe-interval`` seconds and measures
 the time from the aggressor's acceptance (the 201) to its trade appearing in the trade blotter
@@ -265,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--direct", action="store_true", help="Locust against both gateways directly, without the balancer"
     )
+    ap.add_argument(
+        "--balancer",
+        choices=("http", "tcp"),
+        default="http",
+        help="the local balancer's mode (http: the ALB, default; tcp: the byte proxy)",
+    )
     ap.add_argument("--no-probe", action="store_true", help="skip the projection-lag probe")
     ap.add_argument(
         "--gateway-only",
@@ -290,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             try:
                 from resgate.local.balancer import Balancer
+                from resgate.local.http_balancer import HttpBalancer
+
+                if args.balancer == "http":
+                    Balancer = HttpBalancer  # type: ignore[misc]
             except ImportError:  # no balancer: Locust spreads its users over the gateways directly
                 Balancer, args.direct = None, True  # type: ignore[assignment,misc]
             gateways = sup.healthy_endpoints("gateway")
@@ -355,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         "setup": {
             "gateways": 2,
             "services": [s.name for s in specs],
-            "balancer": None if args.direct else "resgate.local.balancer.Balancer",
+            "balancer": None if args.direct else args.balancer,
             "users": args.users,
             "target_rate_per_s": args.rate,
             "duration_s": args.duration,

@@ -11,15 +11,19 @@ When no target can take a request it answers as an ALB does (AWS: "Troubleshoot 
 Balancers", HTTP 502/503/504):
 
 * **503 Service Unavailable** — the target group has no healthy target;
-* **502 Bad Gateway** — every target refused the connection, or the target closed the connection (TCP RST
-  or FIN) while the balancer had an outstanding request, or sent a malformed response;
+* **502 Bad Gateway** — every target refused the connection, or the target sent a malformed response;
 * **504 Gateway Timeout** — the connection to the target could not be made within ``connect_timeout_s``,
   or the target did not start its response within ``response_timeout_s`` (the ALB's idle timeout, 60 s
   by default).
 
-These answers carry ``Server: awselb/2.0`` and a short HTML body, as the ALB's do. One local difference:
+These answers carry ``Server: awselb/2.0`` and a short HTML body, as the ALB's do. Two local differences:
 a refused *connect* (the request was never sent) is tried on the next healthy replica before a 502 is
-answered, because a killed replica stays in the healthy set for up to a health-check interval.
+answered, because a killed replica stays in the healthy set for up to a health-check interval; and when
+a target dies with a request outstanding (a ``stop_task`` fault's SIGKILL) the client's connection is
+reset where an ALB would answer 502. Both say "the request may or may not have been applied"; the
+ledger and the retryable check count a reset as that (indeterminate: fine for a request with an
+idempotency key) but a 502 as a server error, and ECS's own stop-task drains a target before it stops
+it, so on AWS the case is rare. Other clients' connections are not touched either way.
 A request with ``Upgrade`` (WebSocket) becomes a byte tunnel once the replica answers 101.
 
 The client side carries the path's network faults (:mod:`resgate.local.toxics`) exactly as the TCP
@@ -250,7 +254,7 @@ class _Upstream(asyncio.Protocol):
         self.client = None
         self.close()
         if client is not None:
-            client.upstream_failed(self, sent_any=self.sent_any)
+            client.upstream_failed(self, reset=self.sent_any)
 
     def eof_received(self) -> bool:
         return False  # close; connection_lost tells the client
@@ -265,8 +269,9 @@ class _Upstream(asyncio.Protocol):
             client.end_tunnel()
         elif self.until_close and self.head is not None and exc is None:
             client.response_done(None, must_close=True)
-        else:
-            client.upstream_failed(self, sent_any=self.sent_any)
+        else:  # the target died (or closed) with the request outstanding: see the module docstring
+            self.balancer._stats["targets_lost"] += 1
+            client.upstream_failed(self, reset=True)
 
     def pause(self) -> None:
         if self.transport is not None:
@@ -508,11 +513,15 @@ class _Client(asyncio.Protocol):
         self.must_close = self.must_close or must_close
         self._finish()
 
-    def upstream_failed(self, up: _Upstream, *, sent_any: bool) -> None:
+    def upstream_failed(self, up: _Upstream, *, reset: bool) -> None:
+        """The target's answer is lost: reset the client (``reset``, e.g. part of the response is out
+        already) or answer 502."""
         self.upstream = None
         self._cancel_timer()
         self.balancer._stats["backend_errors"] += 1
-        if sent_any:  # part of the response is out: only a reset tells the client it is cut
+        if reset:
+            if self.down is not None:
+                self.down.cancel()
             if self.transport is not None:
                 _reset(self.transport)
             return
@@ -620,7 +629,9 @@ class HttpBalancer(Balancer):
         self._response_timeout = float(response_timeout_s)
         self._idle: dict[Backend, list[_Upstream]] = {}
         self._upstreams: set[_Upstream] = set()
-        self._stats.update(requests=0, timeouts=0, http_502=0, http_503=0, http_504=0, http_400=0, http_413=0)
+        self._stats.update(
+            requests=0, timeouts=0, targets_lost=0, http_502=0, http_503=0, http_504=0, http_400=0, http_413=0
+        )
 
     def stop(self) -> None:
         """Stop listening, reset every client connection, close the backend pool and end the thread."""
@@ -641,7 +652,8 @@ class HttpBalancer(Balancer):
 
     def stats(self) -> dict[str, int]:
         """Counters: connections (clients), requests, no_backend (503s), connect_failures, backend_errors,
-        timeouts, http_502/503/504 (answered by the balancer), refused, rate_limited, active clients."""
+        targets_lost (clients reset: the target died with their request), timeouts, http_502/503/504
+        (answered by the balancer), refused, rate_limited, active clients."""
         return dict(self._stats, active=len(self._pipes))
 
     def connections_per_backend(self) -> dict[Backend, int]:

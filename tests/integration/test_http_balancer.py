@@ -1,10 +1,13 @@
 """The local ALB (``balancer: http``): requests routed one by one, ALB error answers, no pinned backends.
 
-The 502/503/504 answers follow AWS's list of their causes: "Troubleshoot your Application Load Balancers"
-(https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-troubleshooting.html):
-503 when the target group has no registered healthy target, 502 when the target closes the connection
-(RST or FIN) with a request outstanding or its connection is refused, 504 when the target does not answer
-within the idle timeout or the connection cannot be established in time.
+The 502/503/504 answers follow AWS's list of their causes, "Troubleshoot your Application Load Balancers",
+section "The load balancer generates an HTTP error"
+(https://docs.aws.amazon.com/elasticloadbalancing/latest/application/load-balancer-troubleshooting.html)
+and "How do I troubleshoot Application Load Balancer HTTP 502 errors?" (AWS Knowledge Center): 503 when
+the target group has no healthy target, 502 when the connection to the target is refused (RST on
+connect) or its response is malformed, 504 when the target does not answer within the idle timeout or
+the connection cannot be established in time. A target that dies with the request outstanding resets the
+client here (an ALB answers 502; see resgate.local.http_balancer for why).
 """
 
 from __future__ import annotations
@@ -141,7 +144,7 @@ def test_a_refused_target_is_skipped_for_the_next_healthy_one(sup: Supervisor) -
         assert [_request(bal.port).status for _ in range(4)] == [200] * 4
 
 
-def test_a_target_that_closes_with_the_request_outstanding_gives_502() -> None:
+def test_a_target_that_dies_with_the_request_outstanding_resets_only_that_client() -> None:
     server = socket.create_server(("127.0.0.1", 0))
 
     def _accept_read_close() -> None:
@@ -154,8 +157,29 @@ def test_a_target_that_closes_with_the_request_outstanding_gives_502() -> None:
     try:
         with HttpBalancer(0, lambda: [("127.0.0.1", port)]) as bal:
             assert bal.port
-            assert _request(bal.port).status == 502
-            assert bal.stats()["backend_errors"] == 1
+            with pytest.raises(ConnectionError):
+                _request(bal.port)
+            assert bal.stats()["targets_lost"] == 1
+    finally:
+        server.close()
+
+
+def test_a_malformed_response_gives_502() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def _accept_answer_garbage() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=_accept_answer_garbage, daemon=True).start()
+    port = server.getsockname()[1]
+    try:
+        with HttpBalancer(0, lambda: [("127.0.0.1", port)]) as bal:
+            assert bal.port
+            resp = _request(bal.port)
+            assert resp.status == 502 and resp.getheader("Server") == "awselb/2.0"
     finally:
         server.close()
 
