@@ -75,17 +75,29 @@ def run_query(root: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ..
     return cols, cur.fetchall()
 
 
+def _text(v: Any) -> str:
+    """A value as table text; a struct (dict) as ``key=value, ...`` without its null fields: DuckDB gives
+    every row of a JSON column the union of all rows' keys, so a check's ``counts`` would otherwise be
+    padded with the other checks' keys as nulls."""
+    if v is None:
+        return ""
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_text(x)}" for k, x in v.items() if x is not None)
+    return str(v)
+
+
 def format_table(cols: list[str], rows: list[tuple[Any, ...]], max_width: int = 60) -> str:
-    """Render rows as a plain-text table."""
+    """Render rows as a plain-text table; every column but the last is cut at ``max_width`` characters."""
 
-    def cell(v: Any) -> str:
-        s = "" if v is None else str(v)
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+    def cell(v: Any, last: bool) -> str:
+        s = _text(v)
+        return s if last or len(s) <= max_width else s[: max_width - 1] + "…"
 
-    body = [[cell(v) for v in r] for r in rows]
+    body = [[cell(v, i == len(r) - 1) for i, v in enumerate(r)] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(cols)]
-    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
+    widths[-1] = min(widths[-1], max_width)  # the last column runs on; its rule stops at max_width
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()
     sep = "  ".join("-" * w for w in widths)
-    out = [line, sep] + ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
+    out = [line, sep] + ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in body]
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(out)

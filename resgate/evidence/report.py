@@ -26,6 +26,33 @@ def _mark(v: Any) -> str:
     return {True: "PASS", False: "FAIL"}.get(v, "UNKNOWN") if v != UNKNOWN else "UNKNOWN"
 
 
+def example_note(example: Any, width: int = 100) -> str:
+    """One example as a console line: its ``reason`` (or ``message``) in full, then the other fields as
+    JSON, cut at a field boundary (``…``) when longer than ``width``, never in the middle of a value."""
+    if not isinstance(example, dict):
+        text = json.dumps(example, default=str)
+        return text if len(text) <= width else text[: width - 1] + "…"
+    reason = example.get("reason") or example.get("message")
+    rest = {k: v for k, v in example.items() if k not in ("reason", "message")}
+    parts: list[str] = []
+    used = 0
+    for k, v in rest.items():
+        part = f"{json.dumps(k)}: {json.dumps(v, default=str)}"
+        if parts and used + len(part) > width:
+            parts.append("…")
+            break
+        parts.append(part)
+        used += len(part) + 2
+    fields = "{" + ", ".join(parts) + "}" if parts else ""
+    return f"{reason} {fields}".strip() if reason else fields
+
+
+def _fault_role(kind: str) -> str:
+    """How a fault's ``target`` reads in the report: the service it acts on (process faults) or the one
+    its recovery is judged on (the rest: a redelivery, a database outage do not act on that service)."""
+    return "target" if kind in ("stop_task", "hang") else "recovery judged on"
+
+
 def verdict_table(results: Iterable[CheckResult]) -> str:
     """A plain-text table: check, result, key counts, first example or error."""
     rows = []
@@ -35,9 +62,7 @@ def verdict_table(results: Iterable[CheckResult]) -> str:
             nonzero = {k: v for k, v in r.counts.items() if isinstance(v, int | float) and v}
             shown = {**nonzero, **r.counts}
         counts = _counts(shown, 6)
-        note = r.error or (
-            json.dumps(r.examples[0], default=str)[:100] if r.examples and r.valid is not True else ""
-        )
+        note = r.error or (example_note(r.examples[0]) if r.examples and r.valid is not True else "")
         rows.append((r.name, _mark(r.valid), counts, note))
     w0 = max([5] + [len(r[0]) for r in rows])
     lines = [f"{'check':<{w0}}  result   figures", f"{'-' * w0}  -------  -------"]
@@ -133,7 +158,8 @@ def report_markdown(
     for ev in faults:
         detail = json.dumps(ev.get("detail") or {}, default=str)
         out.append(
-            f"- `{ev['fault_id']}` ({ev['kind']}, target `{ev.get('target') or '-'}`): {ev['event']} {detail}"
+            f"- `{ev['fault_id']}` ({ev['kind']}, {_fault_role(ev['kind'])} `{ev.get('target') or '-'}`): "
+            f"{ev['event']} {detail}"
         )
     if plot:
         out += ["", f"![latency over the run]({plot})"]
