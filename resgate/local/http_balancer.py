@@ -10,21 +10,25 @@ only the requests it had in flight, and a client's next request goes to a health
 When no target can take a request it answers as an ALB does (AWS: "Troubleshoot your Application Load
 Balancers", HTTP 502/503/504):
 
-* **503 Service Unavailable** — the target group has no healthy target;
+* **503 Service Unavailable** — the target group has no target at all (``registered`` returns none). With
+  targets that are all unhealthy an ALB *fails open* and routes to all of them; so does this one when
+  given ``registered`` (every running replica), so a database outage that fails every replica's health
+  check still reaches the service and its own answers (a 503 with Retry-After, or a bare 500);
 * **502 Bad Gateway** — every target refused the connection, or the target sent a malformed response;
-* **504 Gateway Timeout** — the connection to the target could not be made within ``connect_timeout_s``,
-  or the target did not start its response within ``response_timeout_s`` (the ALB's idle timeout, 60 s
-  by default).
+* **504 Gateway Timeout** — the connection to the target could not be made within ``connect_timeout_s``
+  (10 s, as the ALB's), or the target did not start its response within ``response_timeout_s`` (the
+  ALB's idle timeout, 60 s by default).
 
 These answers carry ``Server: awselb/2.0`` and a short HTML body, as the ALB's do. Two local differences:
 a refused *connect* (the request was never sent) is tried on the next healthy replica before a 502 is
 answered, because a killed replica stays in the healthy set for up to a health-check interval; and when
 a target dies with a request outstanding (a ``stop_task`` fault's SIGKILL) the client's connection is
-reset where an ALB would answer 502. Both say "the request may or may not have been applied"; the
-ledger and the retryable check count a reset as that (indeterminate: fine for a request with an
-idempotency key) but a 502 as a server error, and ECS's own stop-task drains a target before it stops
-it, so on AWS the case is rare. Other clients' connections are not touched either way.
-A request with ``Upgrade`` (WebSocket) becomes a byte tunnel once the replica answers 101.
+reset where an ALB would answer 502. A reset and that 502 mean the same ("the request may or may not
+have been applied"), but the ledger and the retryable check count only a reset as indeterminate (fine
+for a request with an idempotency key) and a 502 as a server error; and ECS's own stop-task deregisters
+and drains a target before it stops it, so on AWS the case is rare. Other clients' connections are
+not touched either way. A request with ``Upgrade`` (WebSocket) becomes a byte tunnel once the replica
+answers 101.
 
 The client side carries the path's network faults (:mod:`resgate.local.toxics`) exactly as the TCP
 balancer does: one :class:`~resgate.local.toxics.Link` per direction between the client's socket and the
@@ -140,6 +144,20 @@ class _Head:
         self.close = b"close" in conn or (self.version == b"HTTP/1.0" and b"keep-alive" not in conn)
 
 
+def _keep_alive(head: bytes) -> bytes:
+    """A response head as HTTP/1.1 without its ``Connection`` / ``Keep-Alive`` headers: a target that
+    closes its connection after each response (HTTP/1.0, ``Connection: close``) does not end the client's
+    keep-alive connection to the balancer, as it does not behind an ALB."""
+    lines = head[:-4].split(b"\r\n")
+    first = lines[0]
+    if first.startswith(b"HTTP/1.0"):
+        first = b"HTTP/1.1" + first[8:]
+    kept = [
+        ln for ln in lines[1:] if ln.split(b":", 1)[0].strip().lower() not in (b"connection", b"keep-alive")
+    ]
+    return b"\r\n".join([first, *kept]) + b"\r\n\r\n"
+
+
 class _Upstream(asyncio.Protocol):
     """A keep-alive connection to one replica; carries one request at a time and parses its response."""
 
@@ -198,10 +216,11 @@ class _Upstream(asyncio.Protocol):
                     self._bad_response()
                     return
                 self.sent_any = True
-                client.deliver(raw)
                 if 100 <= status < 200 and status != 101:
+                    client.deliver(raw)
                     continue  # an interim response (100 Continue): the real one follows
                 if status == 101:
+                    client.deliver(raw)
                     self.tunnel = True
                     client.start_tunnel(self)
                     if data:
@@ -216,6 +235,9 @@ class _Upstream(asyncio.Protocol):
                     self.remaining = head.length
                 else:
                     self.until_close = True
+                if not self.until_close and (head.close or head.version != b"HTTP/1.1"):
+                    raw = _keep_alive(raw)  # the client's connection is the balancer's, not the target's
+                client.deliver(raw)
                 if not self.until_close and self.chunks is None and self.remaining == 0:
                     self._done(data)
                     return
@@ -247,7 +269,7 @@ class _Upstream(asyncio.Protocol):
         if not reusable:
             self.close()
         if client is not None:
-            client.response_done(self if reusable else None, must_close=head is not None and head.close)
+            client.response_done(self if reusable else None, must_close=False)
 
     def _bad_response(self) -> None:
         client = self.client
@@ -453,7 +475,7 @@ class _Client(asyncio.Protocol):
 
     async def _dispatch(self, request: bytes, head_only: bool, upgrade: bool) -> None:
         b = self.balancer
-        candidates = b._candidates()
+        candidates = b._targets()
         if not candidates:
             b._stats["no_backend"] += 1
             self._answer(503)
@@ -616,21 +638,33 @@ class HttpBalancer(Balancer):
         backends: Callable[[], Sequence[Backend]] | None = None,
         *,
         host: str = "127.0.0.1",
-        connect_timeout_s: float = 1.0,
+        connect_timeout_s: float = 10.0,
         response_timeout_s: float = 60.0,
         name: str = "balancer",
         toxics: Toxics | None = None,
+        registered: Callable[[], Sequence[Backend]] | None = None,
     ) -> None:
         super().__init__(
             listen_port, backends, host=host, connect_timeout_s=connect_timeout_s, name=name, toxics=toxics
         )
+        if registered is not None and not callable(registered):
+            raise ConfigError("must be a callable returning [(host, port), ...]", where="registered")
+        self._registered = registered
         if not isinstance(response_timeout_s, int | float) or response_timeout_s <= 0:
             raise ConfigError(f"must be a number > 0, got {response_timeout_s!r}", where="response_timeout_s")
         self._response_timeout = float(response_timeout_s)
         self._idle: dict[Backend, list[_Upstream]] = {}
         self._upstreams: set[_Upstream] = set()
         self._stats.update(
-            requests=0, timeouts=0, targets_lost=0, http_502=0, http_503=0, http_504=0, http_400=0, http_413=0
+            requests=0,
+            timeouts=0,
+            targets_lost=0,
+            failed_open=0,
+            http_502=0,
+            http_503=0,
+            http_504=0,
+            http_400=0,
+            http_413=0,
         )
 
     def stop(self) -> None:
@@ -652,7 +686,8 @@ class HttpBalancer(Balancer):
 
     def stats(self) -> dict[str, int]:
         """Counters: connections (clients), requests, no_backend (503s), connect_failures, backend_errors,
-        targets_lost (clients reset: the target died with their request), timeouts, http_502/503/504
+        targets_lost (clients reset: the target died with their request), failed_open (requests routed
+        with no healthy target), timeouts, http_502/503/504
         (answered by the balancer), refused, rate_limited, active clients."""
         return dict(self._stats, active=len(self._pipes))
 
@@ -661,6 +696,24 @@ class HttpBalancer(Balancer):
         return dict(self._per_backend)
 
     # ---- internals (event loop thread)
+
+    def _targets(self) -> list[Backend]:
+        """The healthy targets in round-robin order; when none is healthy, every registered one (an ALB
+        fails open: with all targets unhealthy it routes to all of them)."""
+        healthy = self._candidates()
+        if healthy or self._registered is None:
+            return healthy
+        try:
+            every = list(self._registered())
+        except Exception:
+            self._stats["backend_errors"] += 1
+            return []
+        if every:
+            self._stats["failed_open"] += 1
+            start = self._rr % len(every)
+            self._rr += 1
+            return every[start:] + every[:start]
+        return []
 
     def _new_client(self) -> _Client:  # type: ignore[override]
         client = _Client(self)

@@ -249,6 +249,16 @@ class Supervisor:
                 if r.state == HEALTHY and r.proc is not None and r.port is not None
             ]
 
+    def running_endpoints(self, service: str) -> list[tuple[str, int]]:
+        """[("127.0.0.1", port), ...] of the replicas of ``service`` that have a process, healthy or not (the
+        targets an ALB still has registered; it routes to them when none is healthy)."""
+        with self._lock:
+            return [
+                ("127.0.0.1", r.port)
+                for r in self._match(service, None, require=False)
+                if r.proc is not None and r.port is not None and not exited(r.proc)
+            ]
+
     def wait_healthy(self, timeout_s: float, service: str | None = None) -> bool:
         """Block until every replica (of ``service``, or of all services) is healthy; False on timeout, and
         at once when a replica failed its start (see :meth:`start_failures`)."""

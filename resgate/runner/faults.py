@@ -55,10 +55,14 @@ class FaultRunner:
         self._revert_lock = threading.Lock()  # orders abort() against a fault registering its revert
         self._timers: list[threading.Timer] = []
         self.aborted_reason: str | None = None
+        self._injecting: float | None = None  # when the fault being injected began (see _record)
 
     def _record(self, fault: Fault, event: str, **detail: Any) -> None:
+        # An injection is stamped with the moment it began, not when the call returned: stopping Postgres
+        # takes a few hundred ms, and errors in between belong to this fault, not to the one before it.
+        began = self._injecting if event == "injected" else None
         ev = {
-            "ts": time.time(),
+            "ts": began if began is not None else time.time(),
             "fault_id": fault.name,
             "kind": fault.kind,
             "target": fault.target or "",
@@ -85,10 +89,13 @@ class FaultRunner:
                 break
             if self._abort.is_set():
                 break
+            self._injecting = time.time()
             try:
                 self._inject(fault)
             except Exception as e:  # a failed injection is evidence, not a crash of the gate
                 self._record(fault, "error", error=f"{type(e).__name__}: {e}")
+            finally:
+                self._injecting = None
         if self._abort.is_set():
             done = {e["fault_id"] for e in self.timeline()}
             for fault in self.faults:

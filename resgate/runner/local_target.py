@@ -219,8 +219,17 @@ class LocalTarget:
         exposed = next((s for s in services if s.expose), None)
         if exposed is not None and not self.cfg.load.host:
             sup = self.supervisor
-            kind = HttpBalancer if exposed.balancer == "http" else Balancer
-            self.balancer = kind(0, backends=lambda: sup.healthy_endpoints(exposed.name), name=exposed.name)
+            if exposed.balancer == "http":
+                self.balancer = HttpBalancer(
+                    0,
+                    backends=lambda: sup.healthy_endpoints(exposed.name),
+                    registered=lambda: sup.running_endpoints(exposed.name),
+                    name=exposed.name,
+                )
+            else:
+                self.balancer = Balancer(
+                    0, backends=lambda: sup.healthy_endpoints(exposed.name), name=exposed.name
+                )
             port = self.balancer.start()
             self._stack.callback(self.balancer.stop)
             self.host = f"http://127.0.0.1:{port}"

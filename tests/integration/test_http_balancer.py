@@ -129,6 +129,42 @@ def test_without_a_healthy_target_the_balancer_answers_503_like_an_alb() -> None
     assert elapsed < 1.0
 
 
+def test_with_every_target_unhealthy_the_balancer_fails_open_to_the_registered_ones(sup: Supervisor) -> None:
+    """An ALB routes to all targets when none is healthy (so the service's own answer, e.g. a 503 with
+    Retry-After during a database outage, reaches the client); 503 only with no target at all."""
+    running = sup.healthy_endpoints("echo")
+    with HttpBalancer(0, lambda: [], registered=lambda: running) as bal:
+        assert bal.port
+        resp = _request(bal.port)
+        assert resp.status == 200 and bal.stats()["failed_open"] == 1
+
+
+def test_a_target_that_closes_after_each_response_keeps_the_clients_connection_alive() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def _http10() -> None:
+        for _ in range(3):
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            conn.close()
+
+    threading.Thread(target=_http10, daemon=True).start()
+    port = server.getsockname()[1]
+    try:
+        with HttpBalancer(0, lambda: [("127.0.0.1", port)]) as bal:
+            assert bal.port
+            conn = http.client.HTTPConnection("127.0.0.1", bal.port, timeout=5)
+            for _ in range(3):
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                assert (resp.status, resp.read(), resp.getheader("Connection")) == (200, b"ok", None)
+            conn.close()
+            assert bal.stats()["connections"] == 1 and bal.stats()["requests"] == 3
+    finally:
+        server.close()
+
+
 def test_when_every_target_refuses_the_connection_the_balancer_answers_502() -> None:
     dead = free_port()  # reserved for this process, nothing listens there
     with HttpBalancer(0, lambda: [("127.0.0.1", dead)]) as bal:
