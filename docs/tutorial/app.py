@@ -105,7 +105,7 @@ def create_schema() -> None:
     try:
         with db() as conn:
             conn.execute(SCHEMA)
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
         pass  # the other replica created it at the same moment
 
 
