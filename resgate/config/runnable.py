@@ -2,14 +2,16 @@
 
 Parsing (:mod:`resgate.config.schema`) proves a config well formed; :func:`check_runnable` proves it can
 run here: each service's program exists (on the PATH, or at the path given, relative paths taken from
-the config file's folder, where the services run), and the locustfile exists (relative to the config
-file's folder; the packaged configs' ``loadgen/...`` also from the installed ``loadgen`` package). Every
-error names the service or field and the config file's line, and they are all reported at once.
+the config file's folder, where the services run), no service is given a fixed port (``--port 8000``:
+every replica gets its own, ``${port}``), and the locustfile exists (relative to the config file's
+folder; the packaged configs' ``loadgen/...`` also from the installed ``loadgen`` package). Every error
+names the service or field and the config file's line, and they are all reported at once.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -69,6 +71,27 @@ def _executable(service: LocalService, cwd: Path) -> str | None:
     return shutil.which(cmd0, path=env_path)
 
 
+_PORT_FLAGS = ("--port", "-p", "--bind", "-b", "--listen", "--http", "--host-port")
+_FIXED_PORT = re.compile(r"^(?:[\w.\-\[\]]*:)?(\d{2,5})$")
+
+
+def fixed_port(command: list[str]) -> tuple[int, int] | None:
+    """``(index, port)`` of a literal port given to a port flag (``--port 8000``, ``-b 0.0.0.0:8000``,
+    ``--bind=127.0.0.1:8000``), None when there is none."""
+    for i, arg in enumerate(command):
+        flag, eq, value = arg.partition("=")
+        if eq and flag in _PORT_FLAGS:
+            candidate, at = value, i
+        elif arg in _PORT_FLAGS and i + 1 < len(command):
+            candidate, at = command[i + 1], i + 1
+        else:
+            continue
+        m = _FIXED_PORT.match(candidate)
+        if m:
+            return at, int(m.group(1))
+    return None
+
+
 def check_runnable(cfg: GateConfig) -> None:
     """Raise ConfigError (one) or ConfigErrors (several) for whatever would stop `resgate run` here."""
     errs = Errors()
@@ -85,6 +108,16 @@ def check_runnable(cfg: GateConfig) -> None:
                 ConfigError(
                     f"service {s.name!r}: executable {cmd0!r} not found{hint}",
                     where=cfg.where(f"{s.path}.command[0]"),
+                )
+            )
+        fixed = fixed_port(s.command)
+        if fixed is not None:
+            at, port = fixed
+            errs.errors.append(
+                ConfigError(
+                    f"service {s.name!r} is given the fixed port {port}: each replica gets its own port, and "
+                    f"its health check and the balancer use that one. Write ${{port}} instead of {port}",
+                    where=cfg.where(f"{s.path}.command[{at}]"),
                 )
             )
     errs.attempt(resolve_locustfile, cfg)

@@ -10,7 +10,7 @@ import pytest
 
 from resgate.cli import main
 from resgate.config import load_config
-from resgate.config.runnable import check_runnable, resolve_locustfile
+from resgate.config.runnable import check_runnable, fixed_port, resolve_locustfile
 from resgate.contract.errors import ConfigError, ConfigErrors
 
 CONFIG = """\
@@ -113,3 +113,27 @@ def test_an_unknown_balancer_mode_is_refused_with_the_known_ones(tmp_path: Path)
         load_config(config)
 
     assert e.value.where.startswith("target.local.services[0].balancer")
+
+
+@pytest.mark.parametrize(
+    ("args", "index"),
+    [(["--port", "8000"], 2), (["-b", "0.0.0.0:8000"], 2), (["--bind=127.0.0.1:8000"], 1)],
+)
+def test_a_fixed_port_is_refused_with_the_placeholder_as_the_fix(args: list[str], index: int) -> None:
+    assert fixed_port(["gunicorn", *args, "app:app"]) == (index, 8000)
+
+
+def test_the_port_placeholder_and_other_numbers_are_not_a_fixed_port() -> None:
+    assert fixed_port(["gunicorn", "-b", "127.0.0.1:${port}", "--workers", "4", "app:app"]) is None
+
+
+def test_validate_names_the_service_and_line_of_a_fixed_port(tmp_path: Path) -> None:
+    config = _write(tmp_path)
+    config.write_text(config.read_text().replace('"127.0.0.1:${port}"', '"127.0.0.1:8000"'))
+    (tmp_path / "locustfile.py").write_text("")
+
+    with pytest.raises(ConfigError) as e:
+        check_runnable(load_config(config))
+
+    assert e.value.where == f"target.local.services[0].command[2] ({config}:6)"
+    assert "service 'web' is given the fixed port 8000" in str(e.value) and "Write ${port}" in str(e.value)
