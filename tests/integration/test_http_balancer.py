@@ -271,6 +271,41 @@ def test_with_the_tcp_balancer_a_stalled_client_pins_the_single_threaded_backend
             stalled.close()
 
 
+def _served_after_a_5s_partition(bal: Balancer) -> bool:
+    """A client's request is swallowed by a 5 s hang partition of the client path (the client keeps
+    waiting); once it heals, is another client served within a second?"""
+    assert bal.port
+    cut = socket.create_connection(("127.0.0.1", bal.port), timeout=10)
+    try:
+        bal.toxics.add("partition", "upstream", blackhole=True)
+        cut.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(5.0)
+        bal.toxics.remove("partition")
+        try:
+            return _request(bal.port, "/", timeout_s=1.0).status == 200
+        except TimeoutError:
+            return False
+    finally:
+        cut.close()
+
+
+def test_after_a_5s_client_side_partition_the_http_balancer_serves_at_once(
+    single_threaded: tuple[str, int],
+) -> None:
+    """The swallowed request never reached the HTTP balancer whole, so no backend worker waits for it."""
+    with HttpBalancer(0, lambda: [single_threaded]) as bal:
+        assert _served_after_a_5s_partition(bal)
+
+
+def test_after_a_5s_client_side_partition_the_tcp_balancer_leaves_the_worker_pinned(
+    single_threaded: tuple[str, int],
+) -> None:
+    """``balancer: tcp`` piped the cut client's connection to the only worker when it connected; the
+    worker still waits for that request after the partition heals (until the client gives up)."""
+    with Balancer(0, lambda: [single_threaded]) as bal:
+        assert not _served_after_a_5s_partition(bal)
+
+
 def test_a_hang_partition_on_the_client_side_swallows_requests_without_touching_the_replicas(
     sup: Supervisor,
 ) -> None:
