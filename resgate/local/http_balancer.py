@@ -1,8 +1,9 @@
 """The local Application Load Balancer: an HTTP/1.1 proxy that routes requests, not connections.
 
 :class:`HttpBalancer` is the default balancer in front of a local HTTP service (``balancer: http``). Like an
-ALB it keeps each client's keep-alive connection to itself, reads each request whole (head and body)
-before it chooses a target, sends it to the next healthy replica (round robin) over a pooled keep-alive
+ALB it keeps each client's keep-alive connection to itself, reads each request whole (head and body;
+it answers ``Expect: 100-continue`` itself) before it chooses a target, adds ``X-Forwarded-For``,
+``-Proto`` and ``-Port``, sends it to the next healthy replica (round robin) over a pooled keep-alive
 connection, and hands the response back. So a client that stalls in the middle of a request, or a
 network fault between a client and the service, never holds a replica's worker; a killed replica costs
 only the requests it had in flight, and a client's next request goes to a healthy replica.
@@ -116,32 +117,37 @@ class _ChunkedEnd:
 class _Head:
     """What the balancer needs from a request or response head."""
 
-    __slots__ = ("chunked", "close", "first", "length", "upgrade", "version")
+    __slots__ = ("chunked", "close", "expect_continue", "first", "length", "upgrade", "version")
 
     def __init__(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        self.first = lines[0]
+        # One lower-cased copy and a find per header of interest: about 5x cheaper than splitting every
+        # line, and this runs twice per request.
+        low = head.lower()
+        eol = head.find(b"\r\n")
+        self.first = head[:eol] if eol >= 0 else head
+        value = _header(low, b"\r\ncontent-length:")
         self.length: int | None = None
-        self.chunked = False
-        self.upgrade = False
-        conn = b""
-        for line in lines[1:]:
-            if not line:
-                continue
-            key, _, value = line.partition(b":")
-            key = key.strip().lower()
-            if key == b"content-length":
-                self.length = int(value.strip())
-                if self.length < 0:
-                    raise ValueError("negative Content-Length")
-            elif key == b"transfer-encoding":
-                self.chunked = b"chunked" in value.lower()
-            elif key == b"connection":
-                conn = value.strip().lower()
-            elif key == b"upgrade":
-                self.upgrade = True
+        if value is not None:
+            self.length = int(value)
+            if self.length < 0:
+                raise ValueError("negative Content-Length")
+        value = _header(low, b"\r\ntransfer-encoding:")
+        self.chunked = value is not None and b"chunked" in value
+        self.upgrade = b"\r\nupgrade:" in low
+        value = _header(low, b"\r\nexpect:")
+        self.expect_continue = value == b"100-continue"
+        conn = _header(low, b"\r\nconnection:") or b""
         self.version = b"HTTP/1.0" if b"HTTP/1.0" in self.first else b"HTTP/1.1"
         self.close = b"close" in conn or (self.version == b"HTTP/1.0" and b"keep-alive" not in conn)
+
+
+def _header(low: bytes, key: bytes) -> bytes | None:
+    """The stripped value of the first header ``key`` (``b"\\r\\nname:"``) in a lower-cased head."""
+    at = low.find(key)
+    if at < 0:
+        return None
+    start = at + len(key)
+    return low[start : low.find(b"\r\n", start)].strip()
 
 
 def _keep_alive(head: bytes) -> bytes:
@@ -217,8 +223,9 @@ class _Upstream(asyncio.Protocol):
                     return
                 self.sent_any = True
                 if 100 <= status < 200 and status != 101:
-                    client.deliver(raw)
-                    continue  # an interim response (100 Continue): the real one follows
+                    if status != 100:  # 100 Continue was the balancer's to send (it reads bodies itself)
+                        client.deliver(raw)
+                    continue  # an interim response: the real one follows
                 if status == 101:
                     client.deliver(raw)
                     self.tunnel = True
@@ -327,6 +334,8 @@ class _Client(asyncio.Protocol):
         self.body_end = 0
         self.chunks: _ChunkedEnd | None = None
         self.chunk_pos = 0
+        self.head_len = 0
+        self.forwarded = b""
         self.busy = False
         self.ended = False  # the client sent its EOF
         self.closing = False
@@ -349,6 +358,10 @@ class _Client(asyncio.Protocol):
         assert self.loop is not None
         t = self.transport
         assert t is not None
+        peer = transport.get_extra_info("peername") or ("127.0.0.1", 0)
+        self.forwarded = (
+            f"X-Forwarded-For: {peer[0]}\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: {b.port}\r\n"
+        ).encode()
         self.up = Link(
             self.loop,
             b.toxics,
@@ -430,7 +443,7 @@ class _Client(asyncio.Protocol):
             except ValueError:
                 self._answer(400, close=True)
                 return
-            self.body_end = end + 4
+            self.body_end = self.head_len = end + 4
             if self.head.chunked:
                 self.chunks = _ChunkedEnd()
                 self.chunk_pos = self.body_end
@@ -439,6 +452,8 @@ class _Client(asyncio.Protocol):
                     self._answer(413, close=True)
                     return
                 self.body_end += self.head.length
+            if self.head.expect_continue and len(buf) < self.body_end + (1 if self.head.chunked else 0):
+                self.deliver(b"HTTP/1.1 100 Continue\r\n\r\n")  # the balancer reads the body itself
         if self.chunks is not None:
             try:
                 self.chunk_pos = self.chunks.feed(buf, self.chunk_pos)
@@ -469,17 +484,30 @@ class _Client(asyncio.Protocol):
             b._stats["rate_limited"] += 1
             self._send_and_finish(limiter.reply())
             return
-        assert self.loop is not None
         head_only = head.first.startswith(b"HEAD ")
-        self.task = self.loop.create_task(self._dispatch(request, head_only, head.upgrade))
-
-    async def _dispatch(self, request: bytes, head_only: bool, upgrade: bool) -> None:
-        b = self.balancer
+        # As an ALB does: X-Forwarded-For/-Proto/-Port, added before the blank line that ends the head.
+        request = request[: self.head_len - 2] + self.forwarded + request[self.head_len - 2 :]
         candidates = b._targets()
         if not candidates:
             b._stats["no_backend"] += 1
             self._answer(503)
             return
+        idle = b._idle_connection(candidates[0])
+        if idle is not None:  # the usual case, with no task: a pooled connection to the next target
+            self._send(idle, candidates[0], request, head_only)
+            return
+        assert self.loop is not None
+        self.task = self.loop.create_task(self._dispatch(candidates, request, head_only))
+
+    def _send(self, up: _Upstream, backend: Backend, request: bytes, head_only: bool) -> None:
+        b = self.balancer
+        b._per_backend[backend] = b._per_backend.get(backend, 0) + 1
+        self.upstream = up
+        self._arm_timer()
+        up.send(self, request, head_only=head_only)
+
+    async def _dispatch(self, candidates: list[Backend], request: bytes, head_only: bool) -> None:
+        b = self.balancer
         timed_out = False
         for backend in candidates:
             try:
@@ -494,10 +522,7 @@ class _Client(asyncio.Protocol):
             if self.transport is None:  # the client left while we connected
                 b._release(up)
                 return
-            b._per_backend[backend] = b._per_backend.get(backend, 0) + 1
-            self.upstream = up
-            self._arm_timer()
-            up.send(self, request, head_only=head_only)
+            self._send(up, backend, request, head_only)
             return
         self._answer(504 if timed_out else 502)
 
@@ -721,13 +746,20 @@ class HttpBalancer(Balancer):
         self._stats["connections"] += 1
         return client
 
-    async def _connection(self, backend: Backend) -> _Upstream:
-        """An idle pooled connection to ``backend``, or a new one (OSError / TimeoutError when it fails)."""
+    def _idle_connection(self, backend: Backend) -> _Upstream | None:
+        """An idle pooled connection to ``backend``, if there is one still open."""
         idle = self._idle.get(backend)
         while idle:
             up = idle.pop()
             if up.transport is not None and not up.transport.is_closing():
                 return up
+        return None
+
+    async def _connection(self, backend: Backend) -> _Upstream:
+        """An idle pooled connection to ``backend``, or a new one (OSError / TimeoutError when it fails)."""
+        up = self._idle_connection(backend)
+        if up is not None:
+            return up
         loop = self._loop
         assert loop is not None
         up = _Upstream(self, backend)

@@ -348,3 +348,34 @@ def test_a_websocket_upgrade_becomes_a_tunnel_to_one_replica() -> None:
             c.close()
     finally:
         server.close()
+
+
+def test_the_target_gets_x_forwarded_headers_and_a_continue_is_answered_by_the_balancer() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+
+    def _capture() -> None:
+        conn, _ = server.accept()
+        buf = b""
+        while not buf.endswith(b"hello"):
+            buf += conn.recv(4096)
+        seen.append(buf)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=_capture, daemon=True).start()
+    port = server.getsockname()[1]
+    try:
+        with HttpBalancer(0, lambda: [("127.0.0.1", port)]) as bal:
+            assert bal.port
+            c = socket.create_connection(("127.0.0.1", bal.port), timeout=5)
+            c.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            assert c.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            c.sendall(b"hello")
+            assert c.recv(4096).startswith(b"HTTP/1.1 200 OK")
+            c.close()
+    finally:
+        server.close()
+    head = seen[0].split(b"\r\n\r\n")[0].split(b"\r\n")
+    assert b"X-Forwarded-For: 127.0.0.1" in head and b"X-Forwarded-Proto: http" in head
+    assert f"X-Forwarded-Port: {bal.port}".encode() in head
