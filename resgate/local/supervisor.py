@@ -261,7 +261,7 @@ class Supervisor:
 
     def wait_healthy(self, timeout_s: float, service: str | None = None) -> bool:
         """Block until every replica (of ``service``, or of all services) is healthy; False on timeout, and
-        at once when a replica failed its start (see :meth:`start_failures`)."""
+        at once when a replica failed its start (see :meth:`failed_starts`)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             targets = self._match(service, None, require=False)
@@ -274,7 +274,7 @@ class Supervisor:
                 self._cond.wait(min(remaining, 0.25))
                 targets = self._match(service, None, require=False)
 
-    def start_failures(self) -> list[dict[str, Any]]:
+    def failed_starts(self) -> list[dict[str, Any]]:
         """Replicas that failed their start: ``[{service, replica, reason, last_probe, log, log_tail}]``.
 
         A replica fails its start when it exits ``start_failures`` times in a row before it was ever

@@ -242,7 +242,7 @@ class LocalTarget:
         """Why the services did not start: each failed replica with its health check's last answer, the
         last lines of its log and where the log is kept."""
         assert self.supervisor is not None
-        failed = self.supervisor.start_failures()
+        failed = self.supervisor.failed_starts()
         if failed:
             parts = [f"{len(failed)} replica(s) failed to start:"]
             for f in failed:

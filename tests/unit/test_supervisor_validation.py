@@ -109,6 +109,9 @@ def test_duplicate_service_names_are_rejected(no_side_effects: None) -> None:
     with pytest.raises(ConfigError) as exc:
         Supervisor([spec], health_interval_s=0)
     assert _where(exc) == "health_interval_s"
+    with pytest.raises(ConfigError) as exc:
+        Supervisor([spec], start_failures=0)
+    assert _where(exc) == "start_failures"
 
 
 # Unknown fault kinds and unknown or missing fault parameters are the gate config's to reject (see
