@@ -59,7 +59,7 @@ EVENTS = (
 )
 
 _MONITOR_TICK_S = 0.05
-LOG_TAIL_LINES = 15
+LOG_TAIL_LINES = 10
 HEALTH_4XX_FAIL_S = 2.0  # a health check answering 4xx this long before the first healthy answer is wrong
 
 

@@ -244,13 +244,13 @@ class LocalTarget:
         assert self.supervisor is not None
         failed = self.supervisor.failed_starts()
         if failed:
-            parts = [f"{len(failed)} replica(s) failed to start:"]
+            parts = []
             for f in failed:
-                tail = "\n".join(f"      | {line}" for line in f["log_tail"]) or "      | (empty log)"
+                tail = "\n".join(f"    | {line}" for line in f["log_tail"]) or "    | (empty log)"
                 parts.append(
-                    f"  {f['service']} replica {f['replica']}: {f['reason']}\n"
-                    f"    last health check: {f['last_probe'] or 'none answered yet'}\n"
-                    f"    log: {self.kept_logs / Path(f['log']).name} (last lines below)\n{tail}"
+                    f"service {f['service']}, replica {f['replica']} failed to start: {f['reason']}\n"
+                    f"  last health check: {f['last_probe'] or 'none answered yet'}\n"
+                    f"  log: {self.kept_logs / Path(f['log']).name}, last lines:\n{tail}"
                 )
             return "\n".join(parts)
         lines = [f"services did not become healthy within {limit:.0f}s:"]

@@ -67,9 +67,12 @@ def test_a_service_that_crashes_at_start_fails_the_start_at_once_with_its_log_li
     message, elapsed, target = _start(_config(tmp_path, cmd), tmp_path)
 
     assert elapsed < START_LIMIT_S, message
-    assert "web replica web-0: exited 3 times in a row before it was ever healthy" in message
+    assert (
+        "service web, replica web-0 failed to start: exited 3 times in a row before it was ever healthy"
+        in message
+    )
     assert "config error: MISSING_SETTING is not set" in message
-    assert f"log: {tmp_path / 'evidence-logs' / 'web-0.log'}" in message
+    assert f"log: {tmp_path / 'evidence-logs' / 'web-0.log'}, last lines:" in message
     assert target.pg is None and target.kafka is None  # HTTP-only, no integrity or replay: no infra
 
 
