@@ -98,10 +98,17 @@ def test_a_wrong_health_path_fails_the_start_with_the_probes_answer(tmp_path: Pa
 
 def test_a_stock_server_given_its_port_as_a_placeholder_starts_behind_the_balancer(tmp_path: Path) -> None:
     cmd = '["${python}", "-m", "http.server", "${port}", "--bind", "127.0.0.1"]'
-    cfg = load_config(_config(tmp_path, cmd))
+    config = _config(tmp_path, cmd)
+    config.write_text(
+        config.read_text().replace("expose: true", 'expose: true\n        env: {LISTEN: "127.0.0.1:${port}"}')
+    )
+    cfg = load_config(config)
     with LocalTarget(cfg, "run1", log_dir=tmp_path / "logs", say=str) as target:
         target.start_infra()
         target.start_services(timeout_s=20)
         assert target.supervisor is not None and len(target.supervisor.healthy_endpoints("web")) == 2
+        for r in target.supervisor.replicas("web"):  # ${port} in env is the replica's port too
+            environ = Path(f"/proc/{r.pid}/environ").read_bytes().split(b"\0")
+            assert f"LISTEN=127.0.0.1:{r.port}".encode() in environ and f"PORT={r.port}".encode() in environ
         with urllib.request.urlopen(f"{target.host}/gate.yaml", timeout=5) as resp:  # served from the
             assert b"gate: {name: web}" in resp.read()  # config file's folder, the services' cwd
