@@ -275,6 +275,8 @@ def cmd_aws(args: argparse.Namespace) -> int:
         )
     if args.aws_command == "report":
         return aws_cli.report(clients, outputs, args.run_id, out=sys.stdout)
+    if args.aws_command == "baseline-set":
+        return aws_cli.set_baseline(clients, outputs, args.run_id, out=sys.stdout)
     return aws_cli.query(clients, outputs, args.sql, out=sys.stdout, as_json=args.json)
 
 
@@ -292,6 +294,12 @@ def add_aws_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--input", help='more execution input, JSON (e.g. \'{"waits": {"lock_wait_s": 900}}\')')
     rep = aws_sub.add_parser("report", parents=[common], help="print a run's report.md (RUN_ID or 'latest')")
     rep.add_argument("run_id")
+    bl = aws_sub.add_parser(
+        "baseline-set",
+        parents=[common],
+        help="record a passing run (RUN_ID or 'latest') as the golden profile",
+    )
+    bl.add_argument("run_id")
     q = aws_sub.add_parser("query", parents=[common], help="SQL over the evidence with Athena")
     q.add_argument("sql")
     q.add_argument("--json", action="store_true")
