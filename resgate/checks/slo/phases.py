@@ -7,8 +7,9 @@ Phases (each a set of time intervals over the load, so every client request belo
   ``ended``/``aborted`` event, else its scheduled end). An instantaneous fault (a kill) has nothing to lift:
   it acts until its target is healthy again (the killed replica is back), at most ``rto_s``;
 - ``recovery:<fault>`` — from the lift until the target is healthy (health observations, as the recovery
-  check reads them) plus ``settle_s`` (the window in which the recovery check judges the error ratio back),
-  never longer than ``rto_s`` after the lift;
+  check reads them) plus ``settle_s`` (default 5 s: connections re-established, retries drained), never
+  longer than ``rto_s`` after the lift. Short enough that a gate with faults every few seconds keeps some
+  *steady* time between them;
 - ``steady`` — everything else after the first injection: what users live with between faults.
 
 Where windows overlap, ``during`` wins over ``recovery`` and a later fault over an earlier one.
@@ -43,7 +44,7 @@ from resgate.contract.constants import DEFAULT_RTO_SECONDS
 
 PHASES: tuple[str, ...] = ("baseline", "during", "recovery", "steady")
 """The phase kinds, in the order a run goes through them."""
-DEFAULT_SETTLE_S = 10.0
+DEFAULT_SETTLE_S = 5.0
 SAMPLE_WINDOW_S = 1.0
 MAX_SAMPLES = 3600
 _FAILED = frozenset({"fail", "info"})
