@@ -236,3 +236,25 @@ def test_the_packaged_network_gate_has_a_strict_steady_error_budget() -> None:
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "resgate" / "configs" / "network.yaml")
     assert cfg.checks["slo"]["phases"]["steady"]["max_error_ratio"] <= 0.35
+
+
+def test_the_per_segment_owner_lookup_gives_each_moment_the_phase_a_scan_of_every_window_gives() -> None:
+    from resgate.checks.slo.phases import _owner, _Owners
+
+    faults = [
+        *KILL,
+        {
+            "ts": 11.0,
+            "fault_id": "part",
+            "kind": "network_partition",
+            "target": "db",
+            "event": "injected",
+            "detail": {"duration_s": 4},
+        },
+        {"ts": 12.5, "fault_id": "part", "kind": "network_partition", "target": "db", "event": "aborted"},
+    ]
+    windows = phase_windows(faults, HEALTH, load_start=0.0, load_end=40.0)
+    lookup = _Owners(windows)
+    for i in range(-20, 900):
+        ts = i * 0.05
+        assert lookup(ts) == _owner(ts, windows), ts
