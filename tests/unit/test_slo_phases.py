@@ -258,3 +258,21 @@ def test_the_per_segment_owner_lookup_gives_each_moment_the_phase_a_scan_of_ever
     for i in range(-20, 900):
         ts = i * 0.05
         assert lookup(ts) == _owner(ts, windows), ts
+
+
+def test_a_steady_limit_on_a_run_with_no_steady_time_is_unknown_and_says_so() -> None:
+    faults = [
+        {
+            "ts": 1.0,
+            "fault_id": "long",
+            "kind": "hang",
+            "target": "gateway",
+            "event": "injected",
+            "detail": {"duration_s": 60},
+        }
+    ]
+    phases = run_phases(faults, HEALTH, _ledger(100))  # the fault outlasts the load
+    assert "steady" not in [p.key for p in phases]
+    r = check(_evidence(phases), SloThresholds.from_dict({"phases": {"steady": {"max_error_ratio": 0.35}}}))
+    assert r.valid == "unknown"
+    assert r.error == "steady: the run has no such phase"

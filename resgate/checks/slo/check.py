@@ -428,7 +428,7 @@ def check(evidence: SloEvidence, thresholds: SloThresholds) -> CheckResult:
         reasons = []
         for a in anomalies:
             if a["kind"] in UNDECIDED_KINDS:
-                where = a.get("endpoint") or a["scope"]
+                where = a.get("endpoint") or a.get("phase") or a["scope"]
                 reason = f"{where}: {a['reason']}"
                 if reason not in reasons:
                     reasons.append(reason)
