@@ -67,6 +67,11 @@ NAMED_QUERIES: dict[str, tuple[str, str]] = {
         "SELECT from_unixtime(ts) AS at, run_id, fault_id, kind, target, event FROM faults "
         "ORDER BY ts DESC, fault_id LIMIT 100",
     ),
+    "run-phases": (
+        "The SLO figures of each phase of one run (baseline, each fault's during and recovery, steady)",
+        "SELECT key, fault_kind, duration_s, requests, error_ratio, throughput_rps, p50_ms, p95_ms, p99_ms "
+        "FROM phases WHERE run_id = 'RUN_ID' ORDER BY start_ts, key",
+    ),
 }
 
 

@@ -21,6 +21,11 @@ Two only the network finds (a process fault or a Postgres restart fails fast and
   the error ratio after the 30 s partition stays at 1.0).
 - ``no_connect_timeout``: the gateway's pool connects with no timeout → connections opened during a
   partition never finish and starve the pool long after the path is back (recovery, as above).
+
+One only a golden profile finds (every absolute limit still passes):
+
+- ``slow_orders``: every order takes :data:`SLOW_ORDERS_S` (50 ms) longer (slo: a regression of the
+  steady and baseline phases against the gate's golden profile, ``resgate baseline set``).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 from resgate.contract.errors import ConfigError
 
 ENV_BUGS = "PAPERBROKER_BUGS"
+SLOW_ORDERS_S = 0.05
 
 KNOWN_BUGS = frozenset(
     {
@@ -41,6 +47,7 @@ KNOWN_BUGS = frozenset(
         "projection_drift",
         "no_db_deadline",
         "no_connect_timeout",
+        "slow_orders",
     }
 )
 

@@ -25,7 +25,8 @@ order and a new event); ``ack_before_commit`` answers 201 from an in-memory writ
 each order only about a second later (a SIGKILL loses every order acknowledged in the last second);
 ``slow_start`` keeps ``/ready`` at 503 for ``PB_SLOW_START_S``; ``no_db_deadline`` waits on the database
 as long as it takes (the good build severs a connection after :data:`REQUEST_DEADLINE_S` and answers 503);
-``no_connect_timeout`` opens the pool's connections with no connect timeout.
+``no_connect_timeout`` opens the pool's connections with no connect timeout; ``slow_orders`` answers every
+order 50 ms later (a latency regression only a golden profile catches).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from aiohttp import web
 from psycopg_pool import PoolTimeout
 
 from paperbroker import db
+from paperbroker.bugs import SLOW_ORDERS_S
 from paperbroker.config import Settings, load_settings
 from paperbroker.gateway_api import (
     MAX_BODY_BYTES,
@@ -231,6 +233,8 @@ class Gateway:
         assert key is not None
         fields = parse_order(await read_json(request))
         self._require_dependencies()
+        if "slow_orders" in self.settings.bugs:
+            await asyncio.sleep(SLOW_ORDERS_S)
         status, body = await self.intake.create_order(fields, key)
         return web.json_response(body, status=status)
 

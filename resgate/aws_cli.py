@@ -374,3 +374,21 @@ def query(clients: Clients, outputs: StackOutputs, sql: str, *, out: TextIO, as_
     else:
         print(format_table(cols, rows), file=out)
     return EXIT_PASS
+
+
+# ------------------------------------------------------------------------------------------- golden profile
+def set_baseline(clients: Clients, outputs: StackOutputs, run_id: str, *, out: TextIO) -> int:
+    """Record a passing run's phases (``RUN_ID`` or ``latest``) as the stack's gate's golden profile, under
+    the same S3 prefix as its runs (``<prefix>/gate=<name>/golden/profile.json``); the SLO Lambda compares
+    every later run with it. A failing or unfinished run is a ConfigError."""
+    from resgate.evidence.golden import profile_of_run, write_golden
+
+    key = find_run(clients.s3, outputs, run_id)
+    if key is None:
+        raise ConfigError(f"no run {run_id!r} of gate {outputs.gate} in s3://{outputs.bucket}", where="RUN")
+    store = S3Store(outputs.bucket, outputs.evidence_prefix, key, client=clients.s3)
+    profile = profile_of_run(store)
+    where = write_golden(store, profile)
+    n = len(profile.phases)
+    print(f"golden profile of gate {profile.gate}: run {profile.run_id} ({n} phases) -> {where}", file=out)
+    return EXIT_PASS

@@ -138,6 +138,76 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _find_run(root: str, run_id: str, gate: str | None = None) -> Path | None:
+    """A run folder by id, or the newest run (of ``gate`` when given) for ``latest``/``last``."""
+    from resgate.contract.layout import find_run, list_runs
+
+    if run_id in ("latest", "last"):
+        runs = [r for r in list_runs(root) if gate is None or r.parent.parent.name == f"gate={gate}"]
+        return runs[-1] if runs else None
+    return find_run(root, run_id)
+
+
+def cmd_baseline_set(args: argparse.Namespace) -> int:
+    """Record a passing run's phases as its gate's golden profile."""
+    from resgate.evidence.golden import profile_of_run, write_golden
+
+    run = _find_run(args.root, args.run_id, args.gate)
+    if run is None:
+        print(f"resgate: no run {args.run_id!r} under {args.root}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    store = _run_store(args.root, run)
+    profile = profile_of_run(store)
+    where = write_golden(store, profile)
+    n = len(profile.phases)
+    print(f"golden profile of gate {profile.gate}: run {profile.run_id} ({n} phases) -> {where}")
+    return EXIT_PASS
+
+
+def cmd_baseline_show(args: argparse.Namespace) -> int:
+    """Print a gate's golden profile (the only gate with one when --gate is not given)."""
+    from resgate.checks.slo.golden import GoldenProfile
+    from resgate.contract.layout import GOLDEN_PROFILE_FILE
+    from resgate.evidence.golden import golden_path
+    from resgate.evidence.report import phases_table
+
+    if args.gate:
+        paths = [golden_path(args.root, args.gate)]
+    else:
+        paths = sorted(Path(args.root).glob(f"gate=*/golden/{GOLDEN_PROFILE_FILE}"))
+        if len(paths) > 1:
+            gates = [p.parent.parent.name.removeprefix("gate=") for p in paths]
+            raise ConfigError(f"several gates have a golden profile {gates}: name one", where="--gate")
+    if not paths or not paths[0].is_file():
+        print(f"no golden profile under {args.root}: no baseline (runs are not judged against one)")
+        return EXIT_PASS
+    profile = GoldenProfile.from_dict(json.loads(paths[0].read_text()), where=str(paths[0]))
+    if args.json:
+        print(json.dumps(profile.to_dict(), indent=1))
+        return EXIT_PASS
+    print(f"golden profile of gate {profile.gate}: run {profile.run_id} ({paths[0]})")
+    print("\n".join(phases_table([p.to_row() for p in profile.phases])))
+    return EXIT_PASS
+
+
+def add_baseline_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``resgate baseline set RUN|latest`` and ``resgate baseline show``."""
+    b = sub.add_parser("baseline", help="the gate's golden profile: set it from a passing run, show it")
+    b_sub = b.add_subparsers(dest="baseline_command", required=True)
+    bs = b_sub.add_parser(
+        "set", help="record a passing run (RUN_ID or 'latest') as its gate's golden profile"
+    )
+    bs.add_argument("run_id")
+    bs.add_argument("--root", default="evidence")
+    bs.add_argument("--gate", help="with 'latest': the newest run of this gate")
+    bs.set_defaults(fn=cmd_baseline_set)
+    bw = b_sub.add_parser("show", help="print the golden profile")
+    bw.add_argument("--root", default="evidence")
+    bw.add_argument("--gate", help="the gate (needed when several gates have one)")
+    bw.add_argument("--json", action="store_true")
+    bw.set_defaults(fn=cmd_baseline_show)
+
+
 def _ask(question: str, default: str = "") -> str:
     answer = input(f"{question}{f' [{default}]' if default else ''}: ").strip()
     return answer or default
@@ -211,6 +281,8 @@ def cmd_aws(args: argparse.Namespace) -> int:
         )
     if args.aws_command == "report":
         return aws_cli.report(clients, outputs, args.run_id, out=sys.stdout)
+    if args.aws_command == "baseline-set":
+        return aws_cli.set_baseline(clients, outputs, args.run_id, out=sys.stdout)
     return aws_cli.query(clients, outputs, args.sql, out=sys.stdout, as_json=args.json)
 
 
@@ -228,6 +300,12 @@ def add_aws_parser(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--input", help='more execution input, JSON (e.g. \'{"waits": {"lock_wait_s": 900}}\')')
     rep = aws_sub.add_parser("report", parents=[common], help="print a run's report.md (RUN_ID or 'latest')")
     rep.add_argument("run_id")
+    bl = aws_sub.add_parser(
+        "baseline-set",
+        parents=[common],
+        help="record a passing run (RUN_ID or 'latest') as the golden profile",
+    )
+    bl.add_argument("run_id")
     q = aws_sub.add_parser("query", parents=[common], help="SQL over the evidence with Athena")
     q.add_argument("sql")
     q.add_argument("--json", action="store_true")
@@ -252,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser(
         "query",
         help="SQL over the evidence with DuckDB (tables: ledger, checks, faults, health, "
-        "verdicts, load_stats)",
+        "verdicts, load_stats, phases)",
     )
     q.add_argument("sql")
     q.add_argument("--root", default="evidence")
@@ -301,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--force", action="store_true", help="replace existing files")
     i.set_defaults(fn=cmd_init)
     add_aws_parser(sub)
+    add_baseline_parser(sub)
     ls = sub.add_parser("runs", help="list past runs")
     ls.add_argument("--root", default="evidence")
     ls.set_defaults(fn=cmd_runs)

@@ -226,6 +226,9 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     guardrails = errs.attempt(_parse_guardrails, root.section("guardrails"))
     quiesce = errs.attempt(_parse_quiesce, root.section("quiesce"), loc)
     checks = errs.attempt(_parse_checks, root.section("checks"))
+    if checks is not None and len(faults) == len(faults_raw):
+        fault_names = {f.name for f in faults} | {f.name for p in profiles.values() for f in p.faults}
+        errs.attempt(_check_phase_faults, checks, fault_names, loc)
     evidence = errs.attempt(_parse_evidence, root.section("evidence"))
     errs.attempt(root.done)
     errs.raise_any()
@@ -251,6 +254,24 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         profiles=profiles,
         loc=loc,
     )
+
+
+def _check_phase_faults(checks: dict[str, dict[str, Any]], fault_names: set[str], loc: Located) -> None:
+    """A ``checks.slo.phases.<during|recovery>.per_fault`` key must name a fault of the gate (or of one of
+    its profiles) or a fault kind: a typo would otherwise silently judge nothing."""
+    slo = checks.get("slo") or {}
+    if not slo.get("enabled", True):
+        return
+    from resgate.checks.slo import PhaseLimits
+
+    limits = PhaseLimits.from_dict(slo.get("phases"), where="checks.slo.phases")
+    for path, name in limits.fault_keys():
+        if name not in fault_names and name not in FAULT_KINDS:
+            raise ConfigError(
+                f"no fault or fault kind named {name!r}; faults: {sorted(fault_names)}, kinds: "
+                f"{list(FAULT_KINDS)}",
+                where=loc.where(f"checks.slo.phases.{path}"),
+            )
 
 
 def _parse_profiles(

@@ -28,6 +28,7 @@ TABLES: dict[str, str] = {
     "health": "health.jsonl",
     "verdicts": "verdict.json",
     "load_stats": "load_stats.jsonl",
+    "phases": "phases.jsonl",
 }
 # Data columns per table, Hive types, after ``run_id`` (the Glue tables' schema; DuckDB's views add the ones a
 # run's files lack as NULLs). The partition columns gate/dt are not repeated: Hive refuses that.
@@ -100,6 +101,23 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("num_reqs_per_sec", "string"),
         ("num_fail_per_sec", "string"),
     ),
+    "phases": (
+        ("phase", "string"),  # baseline | during | recovery | steady
+        ("key", "string"),  # the phase, or during:<fault> / recovery:<fault>
+        ("fault_id", "string"),
+        ("fault_kind", "string"),
+        ("start_ts", "double"),
+        ("end_ts", "double"),
+        ("duration_s", "double"),
+        ("requests", "bigint"),
+        ("failures", "bigint"),
+        ("error_ratio", "double"),
+        ("throughput_rps", "double"),
+        ("p50_ms", "double"),
+        ("p95_ms", "double"),
+        ("p99_ms", "double"),
+        ("samples", "array<double>"),  # per-second p95s, for the regression test
+    ),
 }
 
 TABLE_OF_FILE: dict[str, str] = {f: t for t, f in TABLES.items()}
@@ -167,6 +185,15 @@ class RunKey:
     def new(cls, gate: str, now: dt.datetime | None = None) -> RunKey:
         now = now or dt.datetime.now(dt.UTC)
         return cls(gate=gate, date=now.strftime("%Y-%m-%d"), run_id=new_run_id(now))
+
+
+GOLDEN_PROFILE_FILE = "profile.json"
+
+
+def golden_key(gate: str) -> str:
+    """The key of a gate's golden profile relative to the evidence root: ``gate=<name>/golden/profile.json``
+    (next to the gate's tables, outside every table's location so Athena never reads it as a row)."""
+    return f"gate={gate}/golden/{GOLDEN_PROFILE_FILE}"
 
 
 def table_folder(gate: str, table: str) -> str:

@@ -57,6 +57,7 @@ _DUCKDB_TYPES = {
     "bigint": "BIGINT",
     "boolean": "BOOLEAN",
     "array<string>": "VARCHAR[]",
+    "array<double>": "DOUBLE[]",
 }
 
 

@@ -126,6 +126,43 @@ def latency_plot(ledger: Path, faults: list[dict[str, Any]], out: Path, window_s
     return out
 
 
+def _cell(v: Any) -> str:
+    return "-" if v is None else _fmt(v)
+
+
+def phases_table(phases: list[dict[str, Any]], golden: dict[str, Any] | None = None) -> list[str]:
+    """The report's per-phase lines: a markdown table of each phase's figures (the ``phases`` table rows)
+    and, when the SLO check compared the run with a golden profile, which one and each judged phase's p95
+    ratio."""
+    out = [
+        "| phase | fault kind | seconds | requests | error ratio | throughput rps | p50 ms | p95 ms "
+        "| p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in phases:
+        out.append(
+            f"| {p['key']} | {p.get('fault_kind') or '-'} | {_cell(p.get('duration_s'))} | {p['requests']} "
+            f"| {_cell(p.get('error_ratio'))} | {_cell(p.get('throughput_rps'))} | {_cell(p.get('p50_ms'))} "
+            f"| {_cell(p.get('p95_ms'))} | {_cell(p.get('p99_ms'))} |"
+        )
+    if golden is not None:
+        out.append("")
+        if golden.get("status") == "no baseline":
+            out.append("Golden profile: none set (`resgate baseline set`): no baseline, not judged.")
+        else:
+            out.append(f"Golden profile: run `{golden.get('baseline_run_id')}`.")
+            for row in golden.get("phases") or ():
+                if not row.get("judged"):
+                    continue
+                p95 = row["deltas"]["p95_ms"]
+                mark = "REGRESSED" if row.get("regressed") else "ok"
+                out.append(
+                    f"- {row['key']}: p95 {_cell(p95['current'])} ms vs {_cell(p95['baseline'])} ms "
+                    f"(x{_cell(p95['ratio'])}, p={_cell(row.get('p_value'))}) {mark}"
+                )
+    return out
+
+
 def report_markdown(
     *,
     gate: str,
@@ -136,9 +173,11 @@ def report_markdown(
     faults: list[dict[str, Any]],
     plot: str | None,
     links: dict[str, str] | None = None,
+    phases: list[dict[str, Any]] | None = None,
 ) -> str:
     """Return the report.md text: verdict, links (e.g. ``{"dashboard": url}`` on AWS), key figures, faults
-    with recovery, each check with examples."""
+    with recovery, the figures per phase (``phases``: the ``phases`` table rows), each check with
+    examples."""
     out = [f"# ResilienceGate run `{run_id}` — gate `{gate}`", ""]
     out.append(
         f"**Verdict: {verdict['result']}**" + (f" — {verdict['reason']}" if verdict.get("reason") else "")
@@ -161,6 +200,10 @@ def report_markdown(
             f"- `{ev['fault_id']}` ({ev['kind']}, {_fault_role(ev['kind'])} `{ev.get('target') or '-'}`): "
             f"{ev['event']} {detail}"
         )
+    if phases:
+        slo = next((r for r in results if r.name == "slo" and isinstance(r.details, dict)), None)
+        golden = slo.details.get("golden") if slo is not None else None
+        out += ["", "## Phases", "", *phases_table(phases, golden if isinstance(golden, dict) else None)]
     if plot:
         out += ["", f"![latency over the run]({plot})"]
     for r in results:

@@ -1,6 +1,6 @@
 """The run's closing files, written alike by the local runner and the verdict Lambda: ``checks.jsonl``,
-``report.md``, ``junit.xml`` and, last, ``verdict.json`` — so a ``verdict.json`` in a run means the rest of
-its evidence is there too.
+``phases.jsonl``, ``report.md``, ``junit.xml`` and, last, ``verdict.json`` — so a ``verdict.json`` in a run
+means the rest of its evidence is there too.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from resgate.checks.result import CheckResult
 from resgate.evidence.junit import junit_xml
+from resgate.evidence.phases import phase_rows
 from resgate.evidence.report import report_markdown
 from resgate.evidence.store import RunStore, jsonable, read_jsonl, write_jsonl
 
@@ -62,12 +63,15 @@ def write_run_files(
     duration_s: float = 0.0,
     links: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Write ``checks.jsonl``, ``report.md``, ``junit.xml`` and, last, ``verdict.json`` (``record``, see
-    :func:`resgate.evidence.verdict.verdict_record`); return ``{logical name: uri}``. The report lists the
-    run's ``faults.jsonl`` and shows ``figures`` (default: :func:`key_figures` of the results) and
-    ``links`` (on AWS, the run's dashboard)."""
+    """Write ``checks.jsonl``, ``phases.jsonl`` (:func:`resgate.evidence.phases.phase_rows`), ``report.md``,
+    ``junit.xml`` and, last, ``verdict.json`` (``record``, see :func:`resgate.evidence.verdict.
+    verdict_record`); return ``{logical name: uri}``. The report lists the run's ``faults.jsonl``, its
+    phases and shows ``figures`` (default: :func:`key_figures` of the results) and ``links`` (on AWS, the
+    run's dashboard)."""
     key = store.key
     uris = {"checks": write_jsonl(store, "checks", (jsonable(r.to_dict()) for r in results))}
+    phases = phase_rows(store, results)
+    uris["phases"] = write_jsonl(store, "phases", (jsonable(p) for p in phases))
     report = report_markdown(
         gate=key.gate,
         run_id=key.run_id,
@@ -75,6 +79,7 @@ def write_run_files(
         results=list(results),
         figures=dict(figures) if figures is not None else key_figures(results),
         faults=report_faults(store),
+        phases=phases,
         plot=plot,
         links=dict(links) if links else None,
     )

@@ -10,6 +10,7 @@ into ``unknown`` with the reason, so a check never judges nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -96,7 +97,8 @@ def _require(value: str | None, what: str) -> str:
 def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) -> Any:
     """The evidence the checker ``name`` judges, from ``store`` and ``sources``.
 
-    - slo: ``load_stats.jsonl`` (required, non-empty) and, in regression mode, the ledger's windows.
+    - slo: ``load_stats.jsonl`` (required, non-empty), in regression mode the ledger's windows, the run's
+      phases (:func:`resgate.evidence.phases.phases_from_store`) and the gate's golden profile.
     - recovery: ``faults.jsonl`` and ``health.jsonl`` (required; empty means nothing happened) and, when
       present, the ledger's error-ratio windows.
     - retryable: the ledger (required).
@@ -108,8 +110,16 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
         stats = read_jsonl(store, "load_stats")
         if not stats:
             raise EvidenceMissing(f"the load produced no statistics ({store.uri('load_stats')} is empty)")
-        records = ledger(store, required=False) if thresholds.regression is not None else None
-        return mod.evidence_from_run(stats, duration_s=sources.duration_s, records=records)
+        from resgate.evidence.golden import read_golden
+        from resgate.evidence.phases import phases_from_store
+
+        inline = thresholds.regression is not None and thresholds.regression.baseline is not None
+        records = ledger(store, required=False) if inline else None
+        ev = mod.evidence_from_run(stats, duration_s=sources.duration_s, records=records)
+        phases = phases_from_store(store, rto_s=thresholds.phases.rto_s, settle_s=thresholds.phases.settle_s)
+        return dataclasses.replace(
+            ev, phases=None if phases is None else tuple(phases), golden=read_golden(store)
+        )
     if name == "recovery":
         faults = [e for e in read_jsonl(store, "faults") if e.get("event") in mod.FAULT_EVENTS]
         health = [e for e in read_jsonl(store, "health") if "service" in e]

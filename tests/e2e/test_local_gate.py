@@ -41,6 +41,14 @@ def test_the_good_build_passes_with_faults_under_load(tmp_path: Path) -> None:
     faults = next((tmp_path / "ev").glob(table_glob("faults"))).read_text()
     assert '"kind":"stop_task"' in faults and '"event":"injected"' in faults
     assert r.checks["recovery"]["counts"]["faults"] >= 1
+    # the run cut into phases by its fault timeline: every request in exactly one phase
+    phases = [
+        json.loads(x) for x in next((tmp_path / "ev").glob(table_glob("phases"))).read_text().splitlines()
+    ]
+    keys = [p["key"] for p in phases]
+    assert keys[0] == "baseline" and "during:kill-gateway" in keys, keys
+    assert sum(p["requests"] for p in phases) == r.checks["slo"]["counts"]["requests"]
+    assert r.checks["slo"]["counts"]["golden"] == "no baseline"
     assert not processes_with_marker(r.marker)
 
 

@@ -141,3 +141,40 @@ def test_the_results_prefix_is_the_workgroups():
 def test_an_empty_result_has_no_rows(aws):
     _, rows = athena_query(aws.athena, StackOutputs.from_outputs("s", OUTPUTS), "SELECT 1")
     assert rows == []
+
+
+def test_aws_baseline_set_records_a_passing_runs_phases_as_the_golden_profile_in_the_bucket(aws, capsys):
+    from resgate.evidence.golden import read_golden
+    from resgate.evidence.store import write_jsonl
+
+    key = RunKey(gate="paperbroker", date="2025-03-01", run_id="20250301T100000Z-cccccc")
+    store = S3Store("evidence-bucket", "evidence", key, client=aws.s3)
+    ledger = [
+        {
+            "ts": 1740823200.0 + i,
+            "op": "submit_order",
+            "client_id": "c",
+            "idempotency_key": f"k{i}",
+            "status": "201",
+            "outcome": "ok",
+            "latency_ms": 12.0,
+        }
+        for i in range(10)
+    ]
+    write_jsonl(store, "ledger", ledger)
+    record = {
+        "gate": key.gate,
+        "run_id": key.run_id,
+        "result": "PASS",
+        "passed": True,
+        "exit_code": 0,
+        "started_at": 1740823200.0,
+        "reason": "",
+    }
+    write_run_files(store, results=[CheckResult("slo", True)], record=record)
+    assert read_golden(store) is None
+    assert main(["aws", "baseline-set", "latest", "--stack", "ResGate-paperbroker"]) == 0
+    assert "s3://evidence-bucket/evidence/gate=paperbroker/golden/profile.json" in capsys.readouterr().out
+    golden = read_golden(store)
+    assert golden is not None and golden.run_id == key.run_id
+    assert [p.key for p in golden.phases] == ["steady"] and golden.phases[0].requests == 10

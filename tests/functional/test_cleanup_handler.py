@@ -298,7 +298,7 @@ def test_an_aborted_run_leaves_an_error_verdict_a_notice_and_an_ops_item_and_fre
 
     assert (out["lock"], out["verdict"], out["notified"], out["failures"]) == ("released", "ERROR", True, [])
     assert stubbed.lock_holder() is None
-    assert stubbed.run_files() == ["checks.jsonl", "junit.xml", "report.md", "verdict.json"]
+    assert stubbed.run_files() == ["checks.jsonl", "junit.xml", "phases.jsonl", "report.md", "verdict.json"]
     record = stubbed.verdict()
     assert (record["result"], record["reason"], record["exit_code"]) == ("ERROR", "execution ABORTED", 2)
     assert (record["gate"], record["run_id"], record["dt"]) == ("paperbroker", RUN, "2026-01-01")

@@ -89,7 +89,7 @@ def test_verdict_json_is_written_last_in_both_stores(tmp_path, evidence):
 
         store.write_text = recording  # type: ignore[method-assign]
         write_run_files(store, results=RESULTS, record=record)
-        assert order[-1] == "verdicts" and set(order) == {"checks", "report", "junit", "verdicts"}
+        assert order[-1] == "verdicts" and set(order) == {"checks", "phases", "report", "junit", "verdicts"}
 
 
 @pytest.mark.parametrize(("name", "body"), [("slo", {"p95_ms": 2000}), ("recovery", {}), ("retryable", {})])

@@ -25,7 +25,7 @@ def result(name, valid, **counts):
     return out
 
 
-def test_verdict_handler_passes_and_writes_the_four_files_when_every_check_passed(
+def test_verdict_handler_passes_and_writes_the_closing_files_when_every_check_passed(
     evidence, lambda_context, capsys
 ):
     event = load_event("verdict")
@@ -40,7 +40,8 @@ def test_verdict_handler_passes_and_writes_the_four_files_when_every_check_passe
         "unknown_checks": [],
         "evidence_uri": f"s3://{evidence.bucket}/{evidence.prefix}/{evidence.key.prefix}/",
     }
-    assert evidence.files() == ["checks.jsonl", "junit.xml", "report.md", "verdict.json"]
+    # phases.jsonl: the phases table, written on AWS by the same write_run_files as locally
+    assert evidence.files() == ["checks.jsonl", "junit.xml", "phases.jsonl", "report.md", "verdict.json"]
     raw = evidence.get("verdict.json")
     assert raw.endswith("\n") and raw.count("\n") == 1
     record = json.loads(raw)

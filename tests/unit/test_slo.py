@@ -214,7 +214,6 @@ def test_real_locust_json_output_is_accepted_as_evidence():
         ({"p95": 100}, "thresholds.slo"),
         ({"per_endpoint": {"rfq": {"p95_ms": -3}}}, "thresholds.slo.per_endpoint.rfq.p95_ms"),
         ({"per_endpoint": {"rfq": {"latency": 3}}}, "thresholds.slo.per_endpoint.rfq"),
-        ({"regression": {"max_ratio": 1.2}}, "thresholds.slo.regression.baseline"),
         ({"regression": {"baseline": [], "max_ratio": 0.5}}, "thresholds.slo.regression.max_ratio"),
         ({"regression": {"baseline": [], "alpha": 2}}, "thresholds.slo.regression.alpha"),
         ({"regression": {"baseline": [], "min_windows": 1}}, "thresholds.slo.regression.min_windows"),

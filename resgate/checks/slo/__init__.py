@@ -17,14 +17,21 @@ With fewer than ``min_windows`` (default 3) windows on either side the regressio
 that short is no evidence either way. Note that with 3 windows a side the smallest possible one-sided
 p-value is 0.05, so a significant result at ``alpha=0.05`` needs at least 4 windows a side.
 
+Per phase (:mod:`.phases`: baseline, each fault's during and recovery, steady, cut from the fault timeline),
+the same figures come from the ledger's merged per-second histograms and are judged against
+``phases:`` limits; each run's phases are also compared with the gate's golden profile (:mod:`.golden`,
+recorded by ``resgate baseline set``) when one is set, and "no baseline" is reported, not judged, when not.
+
 Modules: :mod:`.evidence` (Locust stats and ledger windows), :mod:`.thresholds` (limits and regression
-mode) and :mod:`.check` (figures, anomalies and the verdict). This package re-exports their public names.
+mode), :mod:`.phases`, :mod:`.golden` and :mod:`.check` (figures, anomalies and the verdict). This package
+re-exports their public names.
 """
 
 from __future__ import annotations
 
 from resgate.checks.slo.check import (
     FAILING_KINDS,
+    INFO_KINDS,
     NAME,
     UNDECIDED_KINDS,
     Figures,
@@ -43,11 +50,14 @@ from resgate.checks.slo.evidence import (
     evidence_from_run,
     window_p95,
 )
+from resgate.checks.slo.golden import GoldenProfile, compare_phases
+from resgate.checks.slo.phases import PHASES, PhaseFigures, PhaseWindow, phase_windows, run_phases
 from resgate.checks.slo.thresholds import (
     DEFAULT_ALPHA,
     DEFAULT_MAX_RATIO,
     DEFAULT_MIN_WINDOWS,
     LIMIT_KEYS,
+    PhaseLimits,
     RegressionThresholds,
     SloThresholds,
 )
@@ -60,22 +70,31 @@ __all__ = [
     "DEFAULT_MIN_WINDOWS",
     "DEFAULT_WINDOW_S",
     "FAILING_KINDS",
+    "INFO_KINDS",
     "LIMIT_KEYS",
     "NAME",
+    "PHASES",
     "UNDECIDED_KINDS",
     "EndpointStats",
     "Figures",
+    "GoldenProfile",
+    "PhaseFigures",
+    "PhaseLimits",
+    "PhaseWindow",
     "RegressionThresholds",
     "SloEvidence",
     "SloMeasurement",
     "SloThresholds",
     "Thresholds",
     "check",
+    "compare_phases",
     "compare_with_baseline",
     "detect",
     "evidence_from_run",
     "mann_whitney_greater",
+    "phase_windows",
     "run_duration",
     "run_figures",
+    "run_phases",
     "window_p95",
 ]

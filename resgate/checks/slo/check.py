@@ -16,6 +16,8 @@ from typing import Any
 from resgate.checks import histogram as h
 from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector, judge
 from resgate.checks.slo.evidence import EndpointStats, SloEvidence
+from resgate.checks.slo.golden import compare_phases
+from resgate.checks.slo.phases import PhaseFigures
 from resgate.checks.slo.thresholds import RegressionThresholds, SloThresholds
 from resgate.contract.errors import DependencyMissing
 
@@ -28,6 +30,8 @@ FAILING_KINDS = frozenset(
     {"latency_above_limit", "error_ratio_above_limit", "throughput_below_limit", "regression"}
 )
 UNDECIDED_KINDS = frozenset({"no_data", "regression_undecided"})
+# Reported only: a golden-profile comparison that could not judge never fails or undecides the check.
+INFO_KINDS = frozenset({"no_baseline", "phase_regression_not_judged"})
 
 
 # --------------------------------------------------------------------------------------------- figures
@@ -135,6 +139,7 @@ def compare_with_baseline(evidence: SloEvidence, regression: RegressionThreshold
     worse: [metric names beyond max_ratio], windows_current, windows_baseline, p_value, significant,
     reason}``; ``p_value``/``significant`` are ``None`` and ``reason`` says why when the test could not run.
     """
+    assert regression.baseline is not None, "an inline baseline is compared only when given"
     cur = _scope_figures(evidence.stats, None)
     base = _scope_figures(regression.baseline.stats, None)
     out: dict[str, Any] = {"max_ratio": regression.max_ratio, "alpha": regression.alpha}
@@ -186,10 +191,12 @@ def mann_whitney_greater(current: Sequence[float], baseline: Sequence[float]) ->
 
 
 def _limit_anomalies(
-    scope: str, endpoint: str | None, fig: Figures, limits: Mapping[str, float | None]
+    scope: str, endpoint: str | None, fig: Figures | PhaseFigures, limits: Mapping[str, float | None]
 ) -> list:
     out: list[dict[str, Any]] = []
-    base: dict[str, Any] = {"scope": scope} if endpoint is None else {"scope": scope, "endpoint": endpoint}
+    base: dict[str, Any] = {"scope": scope}
+    if endpoint is not None:
+        base["phase" if scope == "phase" else "endpoint"] = endpoint
     active = {k: v for k, v in limits.items() if v is not None}
     if not active:
         return out
@@ -240,11 +247,77 @@ def _limit_anomalies(
     return out
 
 
+def phase_anomalies(phases: Sequence[PhaseFigures] | None, thresholds: SloThresholds) -> list[dict[str, Any]]:
+    """Anomalies of each phase against its limits (:meth:`PhaseLimits.for_phase`): ``{kind, scope: "phase",
+    phase: <key>, metric?, value?, limit?}``; ``no_data`` when phase limits are set but the run has no
+    phases (no ledger) or a limited phase kind never occurred."""
+    pl = thresholds.phases
+    if not pl.judges_anything:
+        return []
+    if phases is None:
+        return [{"kind": "no_data", "scope": "phase", "reason": "phase limits need the client ledger"}]
+    out: list[dict[str, Any]] = []
+    for p in phases:
+        limits = pl.for_phase(p.phase, p.fault_id, p.fault_kind)
+        if p.requests == 0 and not any(v is not None for v in limits.values()):
+            continue
+        out += _limit_anomalies("phase", p.key, p, limits)
+    seen = {p.phase for p in phases}
+    for kind in ("baseline", "steady"):
+        if kind not in seen and any(v is not None for v in pl.limits.get(kind, {}).values()):
+            out.append(
+                {"kind": "no_data", "scope": "phase", "phase": kind, "reason": "the run has no such phase"}
+            )
+    return out
+
+
+def golden_anomalies(golden: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Anomalies of the comparison with the golden profile (:func:`compare_phases`): ``regression`` per
+    regressed phase (naming the phase, the figures and the baseline run), ``no_baseline`` and
+    ``phase_regression_not_judged`` (reported only)."""
+    if golden["status"] == "no baseline":
+        return [{"kind": "no_baseline", "scope": "golden", "reason": "no golden profile is set: not judged"}]
+    out: list[dict[str, Any]] = []
+    for row in golden["phases"]:
+        if row["regressed"]:
+            out.append(
+                {
+                    "kind": "regression",
+                    "scope": "phase",
+                    "phase": row["key"],
+                    "metrics": list(row["worse"]),
+                    **{f"{m}_ratio": row["deltas"][m]["ratio"] for m in row["worse"]},
+                    **{f"{m}_delta": row["deltas"][m]["delta"] for m in row["worse"]},
+                    "p_value": row["p_value"],
+                    "alpha": golden["alpha"],
+                    "max_ratio": golden["max_ratio"],
+                    "baseline_run_id": golden["baseline_run_id"],
+                }
+            )
+        elif row["judged"] and row["reason"] is not None:
+            out.append(
+                {
+                    "kind": "phase_regression_not_judged",
+                    "scope": "phase",
+                    "phase": row["key"],
+                    "reason": row["reason"],
+                }
+            )
+    return out
+
+
 def detect(
-    measurement: SloMeasurement, thresholds: SloThresholds, regression: Mapping[str, Any] | None = None
+    measurement: SloMeasurement,
+    thresholds: SloThresholds,
+    regression: Mapping[str, Any] | None = None,
+    *,
+    phases: Sequence[PhaseFigures] | None = None,
+    golden: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Anomalies of the run against the limits, as dicts ``{kind, scope, endpoint?, metric?, value?, limit?,
-    reason?}``; ``kind`` is one of :data:`FAILING_KINDS` or :data:`UNDECIDED_KINDS`."""
+    """Anomalies of the run against the limits, as dicts ``{kind, scope, endpoint?, phase?, metric?, value?,
+    limit?, reason?}``; ``kind`` is one of :data:`FAILING_KINDS`, :data:`UNDECIDED_KINDS` or
+    :data:`INFO_KINDS` (reported only). ``phases`` are the run's phases, ``golden`` the comparison with the
+    golden profile (:func:`resgate.checks.slo.golden.compare_phases`)."""
     out = _limit_anomalies("overall", None, measurement.overall, thresholds.overall_limits())
     for key, fig in measurement.endpoints.items():
         out += _limit_anomalies(
@@ -261,6 +334,9 @@ def detect(
                     "reason": "endpoint has limits but no requests",
                 }
             )
+    out += phase_anomalies(phases, thresholds)
+    if golden is not None:
+        out += golden_anomalies(golden)
     if regression is not None:
         if regression["worse"] and regression["significant"]:
             out.append(
@@ -296,10 +372,14 @@ def check(evidence: SloEvidence, thresholds: SloThresholds) -> CheckResult:
     there is nothing to judge (no requests, no limits configured) or the regression test could not run.
     """
     m = run_figures(evidence)
-    reg = (
-        compare_with_baseline(evidence, thresholds.regression) if thresholds.regression is not None else None
+    inline = thresholds.regression if thresholds.regression and thresholds.regression.baseline else None
+    reg = compare_with_baseline(evidence, inline) if inline is not None else None
+    golden = (
+        compare_phases(evidence.phases, evidence.golden, thresholds.regression)
+        if evidence.phases is not None
+        else None
     )
-    anomalies = detect(m, thresholds, reg)
+    anomalies = detect(m, thresholds, reg, phases=evidence.phases, golden=golden)
     counts: dict[str, Any] = {
         "requests": m.overall.requests,
         "failures": m.overall.failures,
@@ -321,6 +401,19 @@ def check(evidence: SloEvidence, thresholds: SloThresholds) -> CheckResult:
     if reg is not None:
         counts.update(p95_ratio=reg["p95_ratio"], p99_ratio=reg["p99_ratio"], p_value=reg["p_value"])
         details["regression"] = reg
+    if evidence.phases is not None:
+        counts["phases"] = len(evidence.phases)
+        details["phases"] = [p.to_row() for p in evidence.phases]
+        details["limits"]["phases"] = {
+            "limits": {k: dict(v) for k, v in thresholds.phases.limits.items()},
+            "per_fault": {
+                k: {n: dict(v) for n, v in by.items()} for k, by in thresholds.phases.per_fault.items()
+            },
+        }
+    if golden is not None:
+        counts["golden"] = golden["baseline_run_id"] or golden["status"]
+        counts["phases_regressed"] = sum(1 for r in golden["phases"] if r["regressed"])
+        details["golden"] = golden
     if m.overall.requests == 0:
         anomalies.append({"kind": "no_data", "scope": "overall", "reason": "no requests were recorded"})
     if not thresholds.judges_anything:
@@ -335,7 +428,7 @@ def check(evidence: SloEvidence, thresholds: SloThresholds) -> CheckResult:
         reasons = []
         for a in anomalies:
             if a["kind"] in UNDECIDED_KINDS:
-                where = a.get("endpoint") or a["scope"]
+                where = a.get("endpoint") or a.get("phase") or a["scope"]
                 reason = f"{where}: {a['reason']}"
                 if reason not in reasons:
                     reasons.append(reason)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resgate.checks import histogram as h
 from resgate.checks.ledger import LedgerRecord
 from resgate.contract.errors import ConfigError
+
+if TYPE_CHECKING:
+    from resgate.checks.slo.golden import GoldenProfile
+    from resgate.checks.slo.phases import PhaseFigures
 
 DEFAULT_WINDOW_S = 5.0
 
@@ -126,12 +130,16 @@ class SloEvidence:
 
     ``stats``: Locust endpoint stats; ``duration_s``: length of the load phase (``None`` = derive it from the
     stats' ``start_time``/``last_request_timestamp``); ``samples``: per-window p95 latencies in ms from
-    :func:`window_p95`, used only by regression mode.
+    :func:`window_p95`, used only by regression mode; ``phases``: the run's phases and their figures
+    (:func:`resgate.checks.slo.phases.run_phases`; ``None`` when the run has no ledger); ``golden``: the
+    gate's golden profile (``None``: no baseline was set).
     """
 
     stats: tuple[EndpointStats, ...]
     duration_s: float | None = None
     samples: tuple[float, ...] | None = None
+    phases: tuple[PhaseFigures, ...] | None = None
+    golden: GoldenProfile | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | Sequence[Any], *, where: str = "evidence.slo") -> SloEvidence:

@@ -1,4 +1,4 @@
-"""The SLO check's thresholds: limits for the whole run and per endpoint, and regression mode.
+"""The SLO check's thresholds: limits for the whole run, per endpoint and per phase, and regression mode.
 
 ``None`` means "not judged". Each class validates its config block in ``from_dict`` (``ConfigError``
 naming the key).
@@ -16,8 +16,13 @@ from resgate.contract.errors import ConfigError
 DEFAULT_MAX_RATIO = 1.2
 DEFAULT_ALPHA = 0.05
 DEFAULT_MIN_WINDOWS = 3
+DEFAULT_REGRESSION_PHASES: tuple[str, ...] = ("baseline", "steady")
 
 LIMIT_KEYS = ("p50_ms", "p95_ms", "p99_ms", "max_error_ratio", "min_throughput_rps")
+PHASE_KINDS: tuple[str, ...] = ("baseline", "during", "recovery", "steady")
+"""The phase kinds a ``phases:`` block may set limits for (see :mod:`resgate.checks.slo.phases`)."""
+FAULT_PHASES: tuple[str, ...] = ("during", "recovery")
+"""The phase kinds that exist once per fault and so take ``per_fault`` overrides."""
 
 
 def _limits(d: Mapping[str, Any], where: str, *, allowed: Iterable[str]) -> dict[str, float | None]:
@@ -39,24 +44,38 @@ class RegressionThresholds:
     """Regression mode: the golden ``baseline`` run, the tolerated p95/p99 ``max_ratio``, the test's
     ``alpha`` and the ``min_windows`` needed on each side."""
 
-    baseline: SloEvidence
+    baseline: SloEvidence | None = None
     max_ratio: float = DEFAULT_MAX_RATIO
     alpha: float = DEFAULT_ALPHA
     min_windows: int = DEFAULT_MIN_WINDOWS
+    phases: tuple[str, ...] = DEFAULT_REGRESSION_PHASES
+    """The phase kinds judged against the golden profile (the others' deltas are only reported)."""
 
     @classmethod
     def from_dict(
         cls, d: Mapping[str, Any], *, where: str = "thresholds.slo.regression"
     ) -> RegressionThresholds:
-        """Validate ``{baseline: {stats, duration_s?, samples}, max_ratio?, alpha?, min_windows?}``."""
+        """Validate ``{baseline?: {stats, duration_s?, samples}, max_ratio?, alpha?, min_windows?,
+        phases?: [phase kind]}``. Without ``baseline`` only the gate's golden profile (``resgate baseline
+        set``) is compared; ``phases`` (default baseline and steady) are the phase kinds it judges."""
         if not isinstance(d, Mapping):
             raise ConfigError("must be an object", where=where)
-        unknown = set(d) - {"baseline", "max_ratio", "alpha", "min_windows"}
+        unknown = set(d) - {"baseline", "max_ratio", "alpha", "min_windows", "phases"}
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
-        if d.get("baseline") is None:
-            raise ConfigError("is required in regression mode", where=f"{where}.baseline")
-        baseline = SloEvidence.from_dict(d["baseline"], where=f"{where}.baseline")
+        baseline = (
+            None
+            if d.get("baseline") is None
+            else SloEvidence.from_dict(d["baseline"], where=f"{where}.baseline")
+        )
+        phases = d.get("phases", list(DEFAULT_REGRESSION_PHASES))
+        if isinstance(phases, (str, bytes, Mapping)) or not isinstance(phases, Iterable):
+            raise ConfigError("must be a list of phase kinds", where=f"{where}.phases")
+        for i, ph in enumerate(phases):
+            if ph not in PHASE_KINDS:
+                raise ConfigError(
+                    f"unknown phase {ph!r}; known: {list(PHASE_KINDS)}", where=f"{where}.phases[{i}]"
+                )
         max_ratio = opt_float(d, "max_ratio", where, positive=True)
         if max_ratio is not None and max_ratio < 1.0:
             raise ConfigError(
@@ -71,6 +90,88 @@ class RegressionThresholds:
             max_ratio=DEFAULT_MAX_RATIO if max_ratio is None else max_ratio,
             alpha=DEFAULT_ALPHA if alpha is None else alpha,
             min_windows=min_windows,
+            phases=tuple(phases),
+        )
+
+
+@dataclass(frozen=True)
+class PhaseLimits:
+    """Limits per phase kind: ``limits[kind]`` for every phase of that kind, and for during/recovery
+    ``per_fault[kind][name or fault kind]`` overrides (a fault's name wins over its kind; ``null`` switches a
+    limit off). ``rto_s``/``settle_s`` bound the recovery windows (:func:`resgate.checks.slo.phases.
+    phase_windows`)."""
+
+    limits: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    per_fault: Mapping[str, Mapping[str, Mapping[str, float | None]]] = field(default_factory=dict)
+    rto_s: float | None = None
+    settle_s: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None, *, where: str = "thresholds.slo.phases") -> PhaseLimits:
+        """Validate ``{baseline?, steady?, during?, recovery?: {<limit>..., per_fault?: {<fault name or
+        kind>: {<limit>...}}}, rto_s?, settle_s?}``; an unknown phase is a ConfigError naming it. Whether a
+        ``per_fault`` key names a fault of the gate is checked where the faults are known (the config
+        schema)."""
+        d = d or {}
+        if not isinstance(d, Mapping):
+            raise ConfigError("must be an object of phase -> limits", where=where)
+        for key in d:
+            if key not in (*PHASE_KINDS, "rto_s", "settle_s"):
+                raise ConfigError(
+                    f"unknown phase {key!r}; known: {list(PHASE_KINDS)} (and rto_s, settle_s)",
+                    where=f"{where}.{key}",
+                )
+        limits: dict[str, dict[str, float | None]] = {}
+        per_fault: dict[str, dict[str, dict[str, float | None]]] = {}
+        for kind in PHASE_KINDS:
+            body = d.get(kind)
+            if body is None:
+                continue
+            w = f"{where}.{kind}"
+            if not isinstance(body, Mapping):
+                raise ConfigError("must be an object of limits", where=w)
+            allowed = {*LIMIT_KEYS, "per_fault"} if kind in FAULT_PHASES else set(LIMIT_KEYS)
+            bad = set(body) - allowed
+            if bad:
+                raise ConfigError(f"unknown keys {sorted(bad)}; known: {sorted(allowed)}", where=w)
+            limits[kind] = _limits(body, w, allowed=LIMIT_KEYS)
+            raw = body.get("per_fault")
+            raw = {} if raw is None else raw
+            if not isinstance(raw, Mapping):
+                raise ConfigError("must be an object of fault name or kind -> limits", where=f"{w}.per_fault")
+            for name, lim in raw.items():
+                wf = f"{w}.per_fault.{name}"
+                if not isinstance(lim, Mapping):
+                    raise ConfigError("must be an object of limits", where=wf)
+                bad = set(lim) - set(LIMIT_KEYS)
+                if bad:
+                    raise ConfigError(f"unknown keys {sorted(bad)}", where=wf)
+                per_fault.setdefault(kind, {})[str(name)] = _limits(lim, wf, allowed=LIMIT_KEYS)
+        return cls(
+            limits=limits,
+            per_fault=per_fault,
+            rto_s=opt_float(d, "rto_s", where, positive=True),
+            settle_s=opt_float(d, "settle_s", where),
+        )
+
+    def fault_keys(self) -> list[tuple[str, str]]:
+        """``(field path below phases, fault name or kind)`` of every ``per_fault`` override."""
+        return [(f"{k}.per_fault.{n}", n) for k, by in self.per_fault.items() for n in by]
+
+    def for_phase(self, phase: str, fault_id: str | None, fault_kind: str | None) -> dict[str, float | None]:
+        """The limits of one phase: its kind's, then the fault kind's, then the fault name's overrides."""
+        out = dict(self.limits.get(phase, {}))
+        by = self.per_fault.get(phase, {})
+        for key in (fault_kind, fault_id):
+            if key is not None and key in by:
+                out.update(by[key])
+        return out
+
+    @property
+    def judges_anything(self) -> bool:
+        """True when any phase limit is set."""
+        return any(v is not None for lim in self.limits.values() for v in lim.values()) or any(
+            v is not None for by in self.per_fault.values() for lim in by.values() for v in lim.values()
         )
 
 
@@ -81,7 +182,9 @@ class SloThresholds:
     Latency limits (``p50_ms``, ``p95_ms``, ``p99_ms``) and ``max_error_ratio`` apply to the whole run and to
     every endpoint; ``min_throughput_rps`` applies to the whole run only. ``per_endpoint`` maps an endpoint
     (``"name"`` or ``"METHOD name"``) to overrides of any of the five keys for that endpoint (``null``
-    switches a limit off there). ``regression`` enables regression mode.
+    switches a limit off there). ``phases`` holds limits per phase (:class:`PhaseLimits`). ``regression``
+    sets the regression test's options (and, with ``baseline``, an inline baseline of the whole run); a
+    golden profile recorded with ``resgate baseline set`` is compared whether or not it is given.
     """
 
     p50_ms: float | None = None
@@ -91,6 +194,7 @@ class SloThresholds:
     min_throughput_rps: float | None = None
     per_endpoint: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     regression: RegressionThresholds | None = None
+    phases: PhaseLimits = field(default_factory=PhaseLimits)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, *, where: str = "thresholds.slo") -> SloThresholds:
@@ -98,7 +202,7 @@ class SloThresholds:
         d = d or {}
         if not isinstance(d, Mapping):
             raise ConfigError("must be an object", where=where)
-        unknown = set(d) - {*LIMIT_KEYS, "per_endpoint", "regression"}
+        unknown = set(d) - {*LIMIT_KEYS, "per_endpoint", "regression", "phases"}
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
         top = _limits(d, where, allowed=LIMIT_KEYS)
@@ -121,6 +225,7 @@ class SloThresholds:
             regression=None
             if reg is None
             else RegressionThresholds.from_dict(reg, where=f"{where}.regression"),
+            phases=PhaseLimits.from_dict(d.get("phases"), where=f"{where}.phases"),
         )
 
     def overall_limits(self) -> dict[str, float | None]:
@@ -144,4 +249,5 @@ class SloThresholds:
             any(getattr(self, k) is not None for k in LIMIT_KEYS)
             or any(v is not None for lim in self.per_endpoint.values() for v in lim.values())
             or self.regression is not None
+            or self.phases.judges_anything
         )
