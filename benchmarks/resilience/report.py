@@ -77,10 +77,8 @@ class RunEvidence:
 
 def store_of(run_dir: Path) -> FolderStore:
     """The run store of a run folder ``<root>/gate=<g>/dt=<d>/run_id=<r>``."""
-    run_id = run_dir.name.split("=", 1)[1]
-    date = run_dir.parent.name.split("=", 1)[1]
-    gate = run_dir.parent.parent.name.split("=", 1)[1]
-    return FolderStore(run_dir.parent.parent.parent, RunKey(gate, date, run_id), create=False)
+    root, key = RunKey.parse(run_dir)
+    return FolderStore(root, key, create=False)
 
 
 def read_run(run: SuiteRun) -> RunEvidence | None:

@@ -12,7 +12,8 @@ from typing import Any
 from resgate.checks.result import CheckResult
 from resgate.evidence.junit import junit_xml
 from resgate.evidence.report import report_markdown
-from resgate.evidence.store import RunStore, jsonable, read_jsonl, write_jsonl
+from resgate.evidence.scorecard import Scorecard, build_scorecard, scorecard_markdown, with_score
+from resgate.evidence.store import RunStore, jsonable, ledger, read_jsonl, write_jsonl
 
 # Counts of these checks shown as the report's key figures when the conductor has no figures of its own.
 KEY_FIGURES = {
@@ -61,12 +62,18 @@ def write_run_files(
     unknown_is_failure: bool = True,
     duration_s: float = 0.0,
     links: Mapping[str, str] | None = None,
+    card: Scorecard | None = None,
 ) -> dict[str, str]:
     """Write ``checks.jsonl``, ``report.md``, ``junit.xml`` and, last, ``verdict.json`` (``record``, see
-    :func:`resgate.evidence.verdict.verdict_record`); return ``{logical name: uri}``. The report lists the
-    run's ``faults.jsonl`` and shows ``figures`` (default: :func:`key_figures` of the results) and
-    ``links`` (on AWS, the run's dashboard)."""
+    :func:`resgate.evidence.verdict.verdict_record`, with the run's resilience ``score`` and ``score_band``
+    added); return ``{logical name: uri}``. The report lists the run's ``faults.jsonl``, its scorecard, and
+    shows ``figures`` (default: :func:`key_figures` of the results) and ``links`` (on AWS, the run's
+    dashboard). ``card``: the run's scorecard when the caller built it already (default: built here from
+    the results and the store's ledger)."""
     key = store.key
+    if card is None:
+        card = build_scorecard(results, ledger(store, required=False), verdict=str(record.get("result")))
+    record = with_score(record, card)
     uris = {"checks": write_jsonl(store, "checks", (jsonable(r.to_dict()) for r in results))}
     report = report_markdown(
         gate=key.gate,
@@ -78,6 +85,7 @@ def write_run_files(
         plot=plot,
         links=dict(links) if links else None,
     )
+    report += "\n" + scorecard_markdown(card)
     uris["report"] = store.write_text("report", report)
     junit = junit_xml(
         key.gate, key.run_id, list(results), unknown_is_failure=unknown_is_failure, duration_s=duration_s

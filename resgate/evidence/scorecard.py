@@ -16,6 +16,7 @@ from typing import Any
 from resgate.checks.ledger import LedgerRecord
 from resgate.checks.result import CheckResult
 from resgate.contract.constants import DEFAULT_RTO_SECONDS
+from resgate.contract.errors import GateError
 from resgate.evidence.score import ANOMALY_KEYS, FaultFigures, Score, resilience_score
 
 DEFAULT_AFTER_WINDOW_S = 10.0
@@ -130,11 +131,16 @@ def build_scorecard(
     injections = [float(r["injected_ts"]) for r in rows if r.get("injected_ts") is not None]
     windows = fault_windows(rows, rto_s=rto_s, after_window_s=after_s)
     flat: list[Window | None] = [w for pair in windows for w in pair]
-    base_rps, rps = (
-        goodput(ledger, flat, min(injections, default=None))
-        if ledger is not None
-        else (None, [None] * len(flat))
-    )
+    base_rps: float | None = None
+    rps: list[float | None] = [None] * len(flat)
+    ledger_error = None
+    if ledger is not None:
+        try:
+            base_rps, rps = goodput(ledger, flat, min(injections, default=None))
+        except (GateError, ValueError, OSError) as e:
+            # A ledger the checks refuse is their finding (integrity fails on it); here the goodput is
+            # only left unmeasured, and the verdict is still written.
+            ledger_error = str(e)
     fault_rows, figures = [], []
     for i, r in enumerate(rows):
         during, after = _share(rps[2 * i], base_rps), _share(rps[2 * i + 1], base_rps)
@@ -189,11 +195,17 @@ def build_scorecard(
         "replay": None
         if replay is None
         else f"{replay.counts.get('matching', 0)}/{replay.counts.get('read_models', 0)}",
+        "ledger_error": ledger_error,
         "retryable_share": None
         if retry is None or not retry.counts.get("failed")
         else retry.counts.get("allowed", 0) / retry.counts["failed"],
     }
     return Scorecard(run=run, faults=fault_rows, score=score)
+
+
+def with_score(record: Mapping[str, Any], card: Scorecard) -> dict[str, Any]:
+    """A verdict record with the run's ``score`` (0-100 or None) and ``score_band`` added."""
+    return {**record, "score": card.score.value, "score_band": card.score.band}
 
 
 def _f(v: Any, fmt: str = "{:.1f}") -> str:
@@ -224,3 +236,32 @@ def render_scorecard(card: Scorecard) -> str:
         + (f" — {'; '.join(s.reasons)}" if s.reasons else "")
     )
     return "\n".join(lines)
+
+
+def scorecard_markdown(card: Scorecard) -> str:
+    """The report.md section: the per-fault table with the RTO beside each time, and the score."""
+    s = card.score
+    out = [
+        "## Scorecard",
+        "",
+        f"**Resilience score: {'not scored' if s.value is None else f'{s.value}/100'} ({s.band})**"
+        + (f" — {'; '.join(s.reasons)}" if s.reasons else ""),
+        "",
+    ]
+    if not card.faults:
+        return "\n".join([*out, "No fault was injected.", ""])
+    out += [
+        "Goodput is successful requests per second as a share of the baseline's: while the fault acted "
+        "(until healthy, or until lifted for a held fault) and in the window after it was healthy again.",
+        "",
+        "| fault | kind | detected after (s) | healthy after (s) | RTO (s) | goodput during | goodput after "
+        "| points |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in card.faults:
+        out.append(
+            f"| {r['fault_id']} | {r['kind']} | {_f(r['time_to_detect_s'])} | {_f(r['time_to_healthy_s'])} "
+            f"| {_f(r['rto_s'], '{:.0f}')} | {_f(r['goodput_during'], '{:.0%}')} "
+            f"| {_f(r['goodput_after'], '{:.0%}')} | {_f(r.get('points'))} |"
+        )
+    return "\n".join([*out, ""])

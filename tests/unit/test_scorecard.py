@@ -6,6 +6,7 @@ import pytest
 
 from resgate.checks.ledger import LedgerRecord
 from resgate.checks.result import CheckResult
+from resgate.contract.errors import ConfigError
 from resgate.evidence.scorecard import Window, build_scorecard, fault_windows, goodput, render_scorecard
 
 
@@ -91,3 +92,15 @@ def test_the_scorecard_names_integrity_anomalies_and_replay_parity() -> None:
     assert card.score.value == 0
     text = render_scorecard(card)
     assert "resilience score: 0/100 (Fail)" in text and "double_fill=3" in text
+
+
+def test_a_ledger_the_checks_refuse_leaves_goodput_unmeasured_and_says_why() -> None:
+    def broken():
+        yield LedgerRecord(1.0, "submit_order", "c1", None, 201, "ok", 5.0)
+        raise ConfigError("client_id: is required", where="ledger.jsonl:2")
+
+    rec = CheckResult("recovery", True, details={"rto_s": 30, "faults": [row("k", 5.0, 6.0)]})
+    card = build_scorecard([rec], broken(), verdict="FAIL")
+    assert card.faults[0]["goodput_during"] is None and card.faults[0]["goodput_after"] is None
+    assert "ledger.jsonl:2" in card.run["ledger_error"]
+    assert card.score.value == 100  # the RTO part alone; integrity judges the ledger itself
