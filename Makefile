@@ -7,7 +7,7 @@ DEPS_SUM := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 STAMP_RUN := $(VENV)/.installed-run-$(DEPS_SUM)
 STAMP_DEV := $(VENV)/.installed-dev-$(DEPS_SUM)
 
-.PHONY: all install install-run system-deps lint test test-fast demo rehearse bench clean
+.PHONY: all install install-run system-deps lint test test-fast demo rehearse bench resilience-report clean
 
 all: test
 
@@ -60,6 +60,11 @@ rehearse: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# The scenario suite and the detection matrix, each a full gate run (about 40 minutes on 2 cores), then
+# benchmarks/resilience-report.md regenerated from their evidence (benchmarks/resilience/run_suite.py).
+resilience-report: install-run
+	$(BIN)/python benchmarks/resilience/run_suite.py
 
 clean:
 	rm -rf $(VENV) evidence .pytest_cache .ruff_cache

@@ -62,6 +62,11 @@ NAMED_QUERIES: dict[str, tuple[str, str]] = {
         "SELECT from_unixtime(ts) AS at, fault_id, kind, target, event FROM faults "
         "WHERE run_id = 'RUN_ID' ORDER BY ts, fault_id",
     ),
+    "score-trend": (
+        "The resilience score and band of the 50 latest runs, newest first",
+        "SELECT from_unixtime(started_at) AS started, run_id, result, score, score_band FROM verdicts "
+        "ORDER BY started_at DESC, run_id DESC LIMIT 50",
+    ),
     "recent-faults": (
         "The 100 latest fault events of every run, newest first",
         "SELECT from_unixtime(ts) AS at, run_id, fault_id, kind, target, event FROM faults "

@@ -44,6 +44,7 @@ def _config_errors(e: ConfigError) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from resgate.evidence.report import verdict_table
+    from resgate.evidence.scorecard import render_scorecard
     from resgate.runner.gate import run_gate
     from resgate.runner.progress import Progress
 
@@ -63,6 +64,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print()
     if outcome.results:
         print(verdict_table(outcome.results))
+        print()
+    if outcome.scorecard is not None and outcome.scorecard.faults:
+        print(render_scorecard(outcome.scorecard))
         print()
     v = outcome.verdict
     print(f"VERDICT: {v['result']}" + (f" — {v['reason']}" if v.get("reason") else ""))

@@ -84,6 +84,8 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("started_at", "double"),
         ("ended_at", "double"),
         ("guardrail_tripped", "string"),
+        ("score", "int"),  # the resilience score, 0-100 (null: not scored); resgate/evidence/score.py
+        ("score_band", "string"),  # Pass | Marginal | Fail | Not scored
     ),
     "load_stats": (
         ("name", "string"),

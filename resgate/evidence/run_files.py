@@ -13,6 +13,7 @@ from resgate.checks.result import CheckResult
 from resgate.evidence.junit import junit_xml
 from resgate.evidence.phases import phase_rows
 from resgate.evidence.report import report_markdown
+from resgate.evidence.scorecard import Scorecard, build_scorecard, scorecard_markdown, with_score
 from resgate.evidence.store import RunStore, jsonable, read_jsonl, write_jsonl
 
 # Counts of these checks shown as the report's key figures when the conductor has no figures of its own.
@@ -62,15 +63,21 @@ def write_run_files(
     unknown_is_failure: bool = True,
     duration_s: float = 0.0,
     links: Mapping[str, str] | None = None,
+    card: Scorecard | None = None,
 ) -> dict[str, str]:
     """Write ``checks.jsonl``, ``phases.jsonl`` (:func:`resgate.evidence.phases.phase_rows`), ``report.md``,
     ``junit.xml`` and, last, ``verdict.json`` (``record``, see :func:`resgate.evidence.verdict.
-    verdict_record`); return ``{logical name: uri}``. The report lists the run's ``faults.jsonl``, its
-    phases and shows ``figures`` (default: :func:`key_figures` of the results) and ``links`` (on AWS, the
-    run's dashboard)."""
+    verdict_record`, with the run's resilience ``score`` and ``score_band`` added); return ``{logical name:
+    uri}``. The report lists the run's ``faults.jsonl``, its phases and its scorecard, and shows ``figures``
+    (default: :func:`key_figures` of the results) and ``links`` (on AWS, the run's dashboard). ``card``:
+    the run's scorecard when the caller built it already (default: built here from the results and the
+    phases)."""
     key = store.key
     uris = {"checks": write_jsonl(store, "checks", (jsonable(r.to_dict()) for r in results))}
     phases = phase_rows(store, results)
+    if card is None:
+        card = build_scorecard(results, phases, verdict=str(record.get("result")))
+    record = with_score(record, card)
     uris["phases"] = write_jsonl(store, "phases", (jsonable(p) for p in phases))
     report = report_markdown(
         gate=key.gate,
@@ -83,6 +90,7 @@ def write_run_files(
         plot=plot,
         links=dict(links) if links else None,
     )
+    report += "\n" + scorecard_markdown(card)
     uris["report"] = store.write_text("report", report)
     junit = junit_xml(
         key.gate, key.run_id, list(results), unknown_is_failure=unknown_is_failure, duration_s=duration_s

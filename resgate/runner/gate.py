@@ -25,8 +25,10 @@ from resgate.config.runnable import check_runnable
 from resgate.config.schema import GateConfig, check_blast_radius
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.layout import RunKey
+from resgate.evidence.phases import phase_rows
 from resgate.evidence.report import latency_plot
 from resgate.evidence.run_files import write_run_files
+from resgate.evidence.scorecard import Scorecard, build_scorecard, with_score
 from resgate.evidence.sources import Settled, Sources
 from resgate.evidence.store import FolderStore, write_jsonl
 from resgate.evidence.verdict import verdict_record
@@ -55,6 +57,7 @@ class RunOutcome:
     verdict: dict[str, Any]
     results: list[CheckResult] = field(default_factory=list)
     evidence_dir: Path | None = None
+    scorecard: Scorecard | None = None
 
 
 def _raise_interrupt(signum: int, _frame: object) -> None:
@@ -233,8 +236,10 @@ class GateRun:
             guardrail_tripped=self.guardrail_trip,
         )
         exit_code = verdict["exit_code"]
-        self._write_evidence(verdict)
-        return RunOutcome(exit_code, verdict, results, self.store.dir if self.store else None)
+        card = self._write_evidence(verdict)
+        if card is not None:
+            verdict = with_score(verdict, card)
+        return RunOutcome(exit_code, verdict, results, self.store.dir if self.store else None, card)
 
     def _write_run_data(self) -> None:
         """The run's own data, as the assertions read it: fault timeline, health, load stats, ledger."""
@@ -247,11 +252,12 @@ class GateRun:
             write_jsonl(s, "load_stats", self.load.stats() or [])
             self._evidence_ledger()
 
-    def _write_evidence(self, verdict: dict[str, Any]) -> None:
+    def _write_evidence(self, verdict: dict[str, Any]) -> Scorecard | None:
         s = self.store
         if s is None:
-            return
+            return None
         self._write_run_data()
+        card = build_scorecard(self.results, phase_rows(s, self.results), verdict=str(verdict.get("result")))
         figures: dict[str, Any] = self.load.figures() if self.load is not None else {}
         if self.quiesce is not None:
             figures["quiesce"] = f"settled={self.quiesce.settled} in {self.quiesce.waited_s:.1f}s"
@@ -270,7 +276,9 @@ class GateRun:
             plot=plot,
             unknown_is_failure=self.cfg.unknown_is_failure,
             duration_s=time.time() - self.t_start,
+            card=card,
         )
+        return card
 
     def _evidence_ledger(self) -> Path | None:
         """Copy the merged ledger into the evidence folder once; checks read that copy, so the examples'
