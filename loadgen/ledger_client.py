@@ -8,7 +8,8 @@ is a success, anything else a failure) and one line of the client ledger, writte
 :mod:`loadgen.ledger_plugin` with the fields this client adds (``ts`` attempt start,
 ``op``, ``client_id``, ``idempotency_key``, ``order_id``, ``status``, ``outcome``, ``latency_ms`` as
 Locust measured it, ``attempt``, ``symbol``, ``side``, ``qty``, ``price`` (a number), ``retry_after``,
-``error``, and ``rfq_id`` for RFQs). Once the load is stopping no request or retry starts; an attempt cut
+``error``, ``rfq_id`` for RFQs, and ``order_status``/``filled_qty`` when a read's or a cancel's answer
+carries them). Once the load is stopping no request or retry starts; an attempt cut
 off by the stop is recorded too, as ``conn_error``/``info``, so the ledger and Locust's counts always
 agree.
 """
@@ -33,6 +34,20 @@ from loadgen.ledger_plugin import classify_request, ledger_fields
 from loadgen.load_config import LoadConfig
 
 ERROR_SNIPPET = 200
+ORDER_STATE_OPS = frozenset({"get_order", "cancel_order"})
+"""Ops whose answer describes an order: its status and filled quantity go into the ledger record."""
+
+
+def order_state_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """``{order_status?, filled_qty?}`` from an order's JSON (what the integrity check's reads need)."""
+    out: dict[str, Any] = {}
+    status = data.get("status")
+    if isinstance(status, str) and status:
+        out["order_status"] = status
+    filled = data.get("filled_qty")
+    if isinstance(filled, (int, float)) and not isinstance(filled, bool):
+        out["filled_qty"] = filled
+    return out
 
 
 @dataclass
@@ -200,6 +215,8 @@ class LedgerClient:
                     record["order_id"] = str(data["order_id"])
                 if op == "rfq" and isinstance(data, dict) and data.get("rfq_id"):
                     record["rfq_id"] = str(data["rfq_id"])
+                if op in ORDER_STATE_OPS and isinstance(data, dict):
+                    record.update(order_state_fields(data))
                 if result.outcome == "ok":
                     resp.success()
                 else:

@@ -1,9 +1,11 @@
 """Streaming the integrity evidence into the work schema: the client ledger and the event topics, by COPY.
 
-The ledger loader is the checker's hot loop (one ``json.loads`` and one hand-formatted COPY line a record);
+The ledger loader hands the ledger's bytes to Postgres unparsed (a raw COPY, one text value a line) and
+lets Postgres parse the JSON and extract the fields with SQL, so it runs at about the speed of COPY itself;
 the topic loader reads each configured topic from its earliest offsets to the end offsets taken at the
-start. Neither holds a history in Python memory: rows leave in ~1 MiB COPY chunks. Each returns counters
-(records read, malformed ones with capped examples) for :func:`resgate.checks.integrity.gather`.
+start. Neither holds a history in Python memory: data leaves in ~1 MiB COPY chunks. Each returns counters
+(records read, malformed ones named ``file:line`` or by offset, with capped examples) for
+:func:`resgate.checks.integrity.gather`.
 """
 
 from __future__ import annotations
@@ -18,17 +20,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from resgate.checks.integrity.config import AcceptedEvents, TradeEvents
-from resgate.checks.sqlutil import CopyBuffer, copy_statement, copy_text
+from resgate.checks.integrity.config import AcceptedEvents, CancelEvents, IntegrityConfig, TradeEvents
+from resgate.checks.sqlutil import CopyBuffer, copy_statement
 from resgate.checks.topics import consume_until
 from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError, GateError
-from resgate.contract.ledger import OUTCOMES
 
 LedgerInput = Any
 """A ledger file path, a list of paths, or an iterable of lines (bytes/str), dicts or LedgerRecords."""
-
-LEDGER_COLUMNS = ("src", "line", "ts", "client_id", "ikey", "outcome", "status", "order_id")
 
 
 def ledger_sources(ledger: LedgerInput) -> list[tuple[str, Iterable[Any], bool]]:
@@ -62,123 +61,288 @@ class LedgerLoad:
     acked_without_key_count: int = 0
     invalid: int = 0
     invalid_examples: list[dict[str, Any]] = field(default_factory=list)
+    cancels: int = 0
+    reads: int = 0
+    submit_fields: int = 0
+    read_fields: int = 0
+    raw_fallback_sources: int = 0
+
+
+LEDGER_TABLE = (
+    "src int, line bigint, ts float8, client_id text, ikey text, outcome text, status text, order_id text, "
+    "symbol text, side text, qty numeric, price numeric"
+)
+"""The work ledger: one row per submit attempt that carries an idempotency key (what was sent, and told)."""
+
+LEDGER_OPS_TABLE = (
+    "src int, line bigint, ts float8, kind text, client_id text, order_id text, outcome text, status text, "
+    "order_status text, filled_qty numeric"
+)
+"""The work ledger's cancels (``kind = 'cancel'``) and order reads (``'read'``), with what a read saw."""
+
+# The COPY of raw ledger bytes: CSV with a delimiter and a quote that valid JSON text never holds raw
+# (JSON escapes every control character), so each line arrives whole as one text value, unparsed.
+_RAW_COPY = "COPY {} (txt) FROM STDIN (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02', NULL E'\\x03')"
+_CHUNK = 1 << 20
+
+
+def _number(field: str) -> str:
+    """SQL: the JSON value of ``field`` as numeric when it is a number (or a numeric string), else NULL."""
+    v = f"j->>'{field}'"
+    return (
+        f"(CASE WHEN jsonb_typeof(j->'{field}') = 'number' THEN ({v})::numeric "
+        f"WHEN jsonb_typeof(j->'{field}') = 'string' AND {v} ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' "
+        f"THEN ({v})::numeric END)"
+    )
+
+
+def _text(field: str) -> str:
+    """SQL: the JSON value of ``field`` as text (NULL for null, objects, arrays and the empty string)."""
+    return (
+        f"(CASE WHEN jsonb_typeof(j->'{field}') IN ('string', 'number', 'boolean') "
+        f"THEN nullif(j->>'{field}', '') END)"
+    )
 
 
 def load_ledger(
     conn: psycopg.Connection[Any],
-    table: sql.Composable,
+    schema: str,
     ledger: LedgerInput,
-    submit_ops: tuple[str, ...],
+    config: IntegrityConfig,
     cap: int,
 ) -> LedgerLoad:
-    """Stream the ledger's submit records into ``table`` with COPY; count what cannot be matched."""
+    """Load the ledger into the work tables ``ledger`` (submits) and ``ledger_ops`` (cancels and reads).
+
+    The ledger's bytes go to Postgres unparsed (a file in 1 MiB chunks, COPYed as one text value a line,
+    numbered in file order) and Postgres parses the JSON and extracts the fields in one statement, so no
+    record is parsed in Python and memory stays flat. A file Postgres cannot take as is (bytes that are not
+    UTF-8, a NUL, a control character a JSON line never holds raw) is read again in Python, line by line,
+    with undecodable bytes replaced. A line that is not a JSON object, or a submit with no client or no
+    valid outcome, is counted and named ``file:line`` in ``invalid_examples``; blank lines are skipped.
+    """
+    raw = sql.Identifier(schema, "ledger_raw")
+    conn.execute(
+        sql.SQL(
+            "CREATE UNLOGGED TABLE {} (src int NOT NULL DEFAULT 0, "
+            "line bigint GENERATED BY DEFAULT AS IDENTITY, txt text)"
+        ).format(raw)
+    )
     stats = LedgerLoad()
-    with conn.cursor() as cur, cur.copy(copy_statement(table, LEDGER_COLUMNS)) as cp:
-        for src, (label, items, is_file) in enumerate(ledger_sources(ledger)):
+    labels: list[str] = []
+    for src, (label, items, is_file) in enumerate(ledger_sources(ledger)):
+        labels.append(label)
+        if is_file:
             try:
-                if is_file:
-                    with open(label, encoding="utf-8", errors="replace") as fh:
-                        _load_ledger_source(cp.write, src, label, fh, frozenset(submit_ops), cap, stats)
-                else:
-                    _load_ledger_source(cp.write, src, label, items, frozenset(submit_ops), cap, stats)
+                if not _copy_file_raw(conn, raw, src, label):
+                    stats.raw_fallback_sources += 1
+                    with open(label, encoding="utf-8", errors="replace", newline="\n") as fh:
+                        _copy_lines(conn, raw, src, fh)
             except OSError as e:
                 raise GateError(f"cannot read the ledger {label}: {e}") from e
+        else:
+            _copy_lines(conn, raw, src, (_line_of(x) for x in items))
+    _extract(conn, schema, config, cap, labels, stats)
+    conn.execute(sql.SQL("DROP TABLE {}").format(raw))
     return stats
 
 
-def _load_ledger_source(
-    write: Callable[[str], Any],
-    src: int,
-    label: str,
-    items: Iterable[Any],
-    ops: frozenset[str],
+def _copy_file_raw(conn: psycopg.Connection[Any], raw: sql.Identifier, src: int, path: str) -> bool:
+    """COPY the file's lines into ``raw`` as they are; False (nothing kept) if Postgres could not take them.
+
+    Lines are numbered by the identity column, restarted at 1 for each file: COPY inserts in file order,
+    and the number of rows must equal the number of lines (else a line was split or merged).
+    """
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN src SET DEFAULT {}").format(raw, sql.Literal(src)))
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN line RESTART WITH 1").format(raw))
+    lines = 0
+    last = b"\n"
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            with open(path, "rb") as fh, cur.copy(sql.SQL(_RAW_COPY).format(raw)) as cp:
+                while chunk := fh.read(_CHUNK):
+                    if b"\x02" in chunk or b"\x03" in chunk or b"\r" in chunk:
+                        raise _NotRaw
+                    lines += chunk.count(b"\n")
+                    last = chunk[-1:]
+                    cp.write(chunk)
+            if last != b"\n":
+                lines += 1
+            if cur.rowcount != lines:
+                raise _NotRaw
+    except (_NotRaw, psycopg.errors.DataError, psycopg.errors.BadCopyFileFormat):
+        return False
+    conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN src SET DEFAULT 0").format(raw))
+    return True
+
+
+class _NotRaw(Exception):
+    """The file holds bytes the raw COPY cannot carry line for line."""
+
+
+def _line_of(item: Any) -> str | None:
+    """One in-memory ledger item as a line of JSON text (None for an item that is no record at all)."""
+    if type(item) is str:
+        return item
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item).decode("utf-8", errors="replace")
+    if isinstance(item, Mapping):
+        return json.dumps(dict(item), default=str)
+    if hasattr(item, "to_dict"):
+        return json.dumps(item.to_dict(), default=str)
+    return json.dumps(f"not a record: {type(item).__name__}")
+
+
+def _copy_lines(conn: psycopg.Connection[Any], raw: sql.Identifier, src: int, lines: Iterable[Any]) -> None:
+    """COPY ``lines`` (text) into ``raw`` with explicit numbers, escaped for COPY's text format."""
+    buf = CopyBuffer()
+    with conn.cursor() as cur, cur.copy(copy_statement(raw, ("src", "line", "txt"))) as cp:
+        for lineno, line in enumerate(lines, start=1):
+            text = line.rstrip("\r\n").replace("\x00", "\ufffd") if line is not None else None
+            if buf.add((src, lineno, text)):
+                cp.write(buf.take())
+        cp.write(buf.take())
+
+
+def _extract(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    config: IntegrityConfig,
     cap: int,
+    labels: list[str],
     stats: LedgerLoad,
 ) -> None:
-    # The hot loop of the integrity check: one json.loads and one hand-formatted COPY line per record,
-    # counters in locals, output flushed in ~1 MiB chunks. Keep it lean: it sets the checker's floor.
-    loads = json.loads
-    text = copy_text
-    parts: list[str] = []
-    size = 0
-    lines = submits = acked = other = without_key = 0
-    invalid = stats.invalid_examples
-
-    def bad(lineno: int, reason: str) -> None:
-        stats.invalid += 1
-        if len(invalid) < cap:
-            invalid.append({"where": f"{label}:{lineno}", "reason": reason})
-
-    for lineno, item in enumerate(items, start=1):
-        if type(item) is str:
-            try:
-                d = loads(item)
-            except ValueError as e:
-                if not item.strip():
-                    continue
-                bad(lineno, f"not JSON: {e}")
-                lines += 1
-                continue
-        elif isinstance(item, (bytes, bytearray)):
-            if not item.strip():
-                continue
-            try:
-                d = loads(item.decode("utf-8", errors="replace"))
-            except ValueError as e:
-                bad(lineno, f"not JSON: {e}")
-                lines += 1
-                continue
-        elif isinstance(item, Mapping):
-            d = item
-        elif hasattr(item, "to_dict"):
-            d = item.to_dict()
-        else:
-            bad(lineno, f"not a record: {type(item).__name__}")
-            lines += 1
-            continue
-        lines += 1
-        if type(d) is not dict and not isinstance(d, Mapping):
-            bad(lineno, "not a JSON object")
-            continue
-        if d.get("op") not in ops:
-            other += 1
-            continue
-        client = d.get("client_id")
-        outcome = d.get("outcome")
-        if client is None or client == "" or outcome not in OUTCOMES:
-            bad(lineno, "a submit record needs client_id and outcome ok|fail|info")
-            continue
-        submits += 1
-        key = d.get("idempotency_key")
-        if key is None or key == "":
-            without_key += 1
-            if outcome == "ok":
-                stats.acked_without_key_count += 1
-                if len(stats.acked_without_key) < cap:
-                    stats.acked_without_key.append({"where": f"{label}:{lineno}", "client_id": str(client)})
-            continue
-        if outcome == "ok":
-            acked += 1
-        ts = d.get("ts")
-        if type(ts) is not float and type(ts) is not int:
-            ts = None
-        line = (
-            f"{src}\t{lineno}\t{text(ts)}\t{text(client)}\t{text(key)}\t"
-            f"{outcome}\t{text(d.get('status'))}\t{text(d.get('order_id'))}\n"
+    """Parse the raw lines in Postgres into ``ledger`` and ``ledger_ops``, counting what cannot be used."""
+    w = lambda name: sql.Identifier(schema, name)  # noqa: E731
+    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(w("ledger"), sql.SQL(LEDGER_TABLE)))
+    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(w("ledger_ops"), sql.SQL(LEDGER_OPS_TABLE)))
+    try_jsonb = w("try_jsonb")
+    row: tuple[Any, ...] | None
+    try:
+        with conn.transaction():
+            row = conn.execute(_extract_sql(schema, config, sql.SQL("txt::jsonb"))).fetchone()
+    except psycopg.errors.DataError:
+        # Some line is not JSON: parse again, each line in its own subtransaction (slower, but only here).
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {}(t text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$ "
+                "BEGIN RETURN t::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $$"
+            ).format(try_jsonb)
         )
-        parts.append(line)
-        size += len(line)
-        if size >= 1 << 20:
-            write("".join(parts))
-            parts.clear()
-            size = 0
-    if parts:
-        write("".join(parts))
+        row = conn.execute(_extract_sql(schema, config, sql.SQL("{}(txt)").format(try_jsonb))).fetchone()
+    assert row is not None
+    (lines, not_json, not_object, bad_submit, submits, acked, without_key, acked_no_key, others, cancels,
+     reads, submit_fields, read_fields) = (int(x or 0) for x in row)  # fmt: skip
     stats.lines += lines
+    stats.invalid += not_json + not_object + bad_submit
     stats.submits += submits
     stats.acked += acked
-    stats.other_ops += other
     stats.without_key += without_key
+    stats.acked_without_key_count += acked_no_key
+    stats.other_ops += others
+    stats.cancels += cancels
+    stats.reads += reads
+    stats.submit_fields += submit_fields
+    stats.read_fields += read_fields
+    if stats.invalid or acked_no_key:
+        _examples(conn, schema, config, cap, labels, stats, not_json > 0)
+
+
+def _classified(schema: str, config: IntegrityConfig, parse: sql.Composable) -> sql.Composable:
+    """SQL rows ``(src, line, j, reason, submit, op)``: each non-blank raw line parsed and judged."""
+    ops = sql.Literal(list(config.submit_ops))
+    return sql.SQL(
+        "SELECT src, line, j, CASE WHEN j IS NULL THEN 'not JSON' "
+        "  WHEN jsonb_typeof(j) <> 'object' THEN 'not a JSON object' "
+        "  WHEN j->>'op' = ANY({ops}) AND ({client} IS NULL OR coalesce(j->>'outcome', '') "
+        "       NOT IN ('ok', 'fail', 'info')) "
+        "  THEN 'a submit record needs client_id and outcome ok|fail|info' END AS reason, "
+        "  jsonb_typeof(j) = 'object' AND j->>'op' = ANY({ops}) AS submit "
+        "FROM (SELECT src, line, {parse} AS j FROM {raw} WHERE txt IS NOT NULL AND txt !~ '^\\s*$') r"
+    ).format(
+        ops=ops, client=sql.SQL(_text("client_id")), parse=parse, raw=sql.Identifier(schema, "ledger_raw")
+    )
+
+
+def _extract_sql(schema: str, config: IntegrityConfig, parse: sql.Composable) -> sql.Composable:
+    w = lambda name: sql.Identifier(schema, name)  # noqa: E731
+    cancel_ops, read_ops = sql.Literal(list(config.cancel_ops)), sql.Literal(list(config.read_ops))
+    key = sql.SQL(_text("idempotency_key"))
+    ts = sql.SQL("(CASE WHEN jsonb_typeof(j->'ts') = 'number' THEN (j->>'ts')::float8 END)")
+    return sql.SQL(
+        "WITH p AS MATERIALIZED ({classified}), "
+        "s AS (INSERT INTO {ledger} SELECT src, line, {ts}, {client}, {key}, j->>'outcome', {status}, "
+        "  {order_id}, {symbol}, {side}, {qty}, {price} FROM p "
+        "  WHERE submit AND reason IS NULL AND {key} IS NOT NULL), "
+        "o AS (INSERT INTO {ops} SELECT src, line, {ts}, "
+        "  CASE WHEN j->>'op' = ANY({cancel_ops}) THEN 'cancel' ELSE 'read' END, {client}, {order_id}, "
+        "  j->>'outcome', {status}, {order_status}, {filled} FROM p "
+        "  WHERE reason IS NULL AND (j->>'op' = ANY({cancel_ops}) OR j->>'op' = ANY({read_ops}))) "
+        "SELECT count(*), count(*) FILTER (WHERE reason = 'not JSON'), "
+        "  count(*) FILTER (WHERE reason = 'not a JSON object'), "
+        "  count(*) FILTER (WHERE submit AND reason IS NOT NULL), "
+        "  count(*) FILTER (WHERE submit AND reason IS NULL), "
+        "  count(*) FILTER (WHERE submit AND reason IS NULL AND {key} IS NOT NULL AND j->>'outcome' = 'ok'), "
+        "  count(*) FILTER (WHERE submit AND reason IS NULL AND {key} IS NULL), "
+        "  count(*) FILTER (WHERE submit AND reason IS NULL AND {key} IS NULL AND j->>'outcome' = 'ok'), "
+        "  count(*) FILTER (WHERE reason IS NULL AND NOT submit), "
+        "  count(*) FILTER (WHERE reason IS NULL AND j->>'op' = ANY({cancel_ops})), "
+        "  count(*) FILTER (WHERE reason IS NULL AND j->>'op' = ANY({read_ops})), "
+        "  count(*) FILTER (WHERE submit AND reason IS NULL AND (j ? 'symbol' OR j ? 'side' OR j ? 'qty' "
+        "    OR j ? 'price')), "
+        "  count(*) FILTER (WHERE reason IS NULL AND j->>'op' = ANY({read_ops}) "
+        "    AND (j ? 'order_status' OR j ? 'filled_qty')) FROM p"
+    ).format(
+        classified=_classified(schema, config, parse),
+        ledger=w("ledger"),
+        ops=w("ledger_ops"),
+        ts=ts,
+        client=sql.SQL(_text("client_id")),
+        key=key,
+        status=sql.SQL(_text("status")),
+        order_id=sql.SQL(_text("order_id")),
+        symbol=sql.SQL(_text("symbol")),
+        side=sql.SQL(_text("side")),
+        qty=sql.SQL(_number("qty")),
+        price=sql.SQL(_number("price")),
+        order_status=sql.SQL(_text("order_status")),
+        filled=sql.SQL(_number("filled_qty")),
+        cancel_ops=cancel_ops,
+        read_ops=read_ops,
+    )
+
+
+def _examples(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    config: IntegrityConfig,
+    cap: int,
+    labels: list[str],
+    stats: LedgerLoad,
+    not_json: bool,
+) -> None:
+    """The first few unusable records, named ``file:line`` (a rare path: it parses the ledger again)."""
+    parse = (
+        sql.SQL("{}(txt)").format(sql.Identifier(schema, "try_jsonb")) if not_json else sql.SQL("txt::jsonb")
+    )
+    rows = conn.execute(
+        sql.SQL(
+            "(SELECT src, line, reason, NULL FROM ({c}) x WHERE reason IS NOT NULL "
+            " ORDER BY src, line LIMIT {cap})"
+            " UNION ALL (SELECT src, line, NULL, {client} FROM ({c}) x WHERE submit AND reason IS NULL "
+            "  AND {key} IS NULL AND j->>'outcome' = 'ok' ORDER BY src, line LIMIT {cap})"
+        ).format(
+            c=_classified(schema, config, parse),
+            cap=sql.Literal(cap),
+            client=sql.SQL(_text("client_id")),
+            key=sql.SQL(_text("idempotency_key")),
+        )
+    ).fetchall()
+    for src, line, reason, client in sorted(rows, key=lambda r: (r[0], r[1])):
+        where = f"{labels[src]}:{line}"
+        if reason is not None:
+            stats.invalid_examples.append({"where": where, "reason": reason})
+        else:
+            stats.acked_without_key.append({"where": where, "client_id": str(client)})
 
 
 # --- topics -----------------------------------------------------------------------------------------
@@ -262,7 +426,33 @@ def accepted_row(src: AcceptedEvents) -> Callable[[Mapping[str, Any]], tuple[Any
 
 
 def trade_columns(n_orders: int) -> tuple[str, ...]:
-    return ("p", "off", "eid", "trade_id", "symbol", "seq", "qty", *(f"o{i}" for i in range(n_orders)))
+    return (
+        "p",
+        "off",
+        "eid",
+        "trade_id",
+        "symbol",
+        "seq",
+        "qty",
+        "price",
+        *(f"o{i}" for i in range(n_orders)),
+    )
+
+
+CANCEL_COLUMNS = ("p", "off", "eid", "order_id")
+
+
+def cancel_row(src: CancelEvents) -> Callable[[Mapping[str, Any]], tuple[Any, ...] | str]:
+    eid = _getter(src.event_id) if src.event_id else None
+    oid = _getter(src.order_id)
+
+    def row(d: Mapping[str, Any]) -> tuple[Any, ...] | str:
+        o = _as_text(oid(d))
+        if o is None:
+            return f"missing {src.order_id}"
+        return (_as_text(eid(d)) if eid else None, o)
+
+    return row
 
 
 def trade_row(src: TradeEvents) -> Callable[[Mapping[str, Any]], tuple[Any, ...] | str]:
@@ -271,13 +461,14 @@ def trade_row(src: TradeEvents) -> Callable[[Mapping[str, Any]], tuple[Any, ...]
     sym = _getter(src.symbol) if src.symbol else None
     seq = _getter(src.seq) if src.seq else None
     qty = _getter(src.qty) if src.qty else None
+    price = _getter(src.price) if src.price else None
     oids = [_getter(f) for f in src.order_ids]
 
     def row(d: Mapping[str, Any]) -> tuple[Any, ...] | str:
         t = _as_text(tid(d))
         if t is None:
             return f"missing {src.trade_id}"
-        s = n = q = None
+        s = n = q = pr = None
         if seq is not None:
             raw = seq(d)
             n = _as_int(raw)
@@ -288,9 +479,14 @@ def trade_row(src: TradeEvents) -> Callable[[Mapping[str, Any]], tuple[Any, ...]
             q = _as_number(raw)
             if raw is not None and q is None:
                 return f"{src.qty} is not a number: {raw!r}"
+        if price is not None:
+            raw = price(d)
+            pr = _as_number(raw)
+            if raw is not None and pr is None:
+                return f"{src.price} is not a number: {raw!r}"
         if sym is not None:
             s = _as_text(sym(d))
-        return (_as_text(eid(d)) if eid else None, t, s, n, q, *(_as_text(g(d)) for g in oids))
+        return (_as_text(eid(d)) if eid else None, t, s, n, q, pr, *(_as_text(g(d)) for g in oids))
 
     return row
 
