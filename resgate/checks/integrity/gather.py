@@ -197,7 +197,6 @@ def _gather_in(
         t = time.perf_counter()
         with _connect(dsn, config.work_mem) as c:
             out = load_ledger(c, plan.schema, ledger, config, cap)
-            c.execute(sql.SQL("ANALYZE {}, {}").format(plan.w("ledger"), plan.w("ledger_ops")))
         timings["ledger_load_s"] = time.perf_counter() - t
         return out
 

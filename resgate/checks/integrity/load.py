@@ -68,17 +68,19 @@ class LedgerLoad:
     raw_fallback_sources: int = 0
 
 
-LEDGER_TABLE = (
-    "src int, line bigint, ts float8, client_id text, ikey text, outcome text, status text, order_id text, "
-    "symbol text, side text, qty numeric, price numeric"
+LEDGER_VIEW = (
+    "src, line, ts, client_id, ikey, outcome, status, order_id, symbol, side, qty, price",
+    "kind = 'submit' AND reason IS NULL AND ikey IS NOT NULL",
 )
-"""The work ledger: one row per submit attempt that carries an idempotency key (what was sent, and told)."""
+"""The work ledger ``ledger``: one row per submit attempt that carries an idempotency key (what was sent,
+and what the client was told); a view over ``ledger_all``."""
 
-LEDGER_OPS_TABLE = (
-    "src int, line bigint, ts float8, kind text, client_id text, order_id text, outcome text, status text, "
-    "order_status text, filled_qty numeric"
+LEDGER_OPS_VIEW = (
+    "src, line, ts, kind, client_id, order_id, outcome, status, order_status, filled_qty",
+    "kind IN ('cancel', 'read') AND reason IS NULL",
 )
-"""The work ledger's cancels (``kind = 'cancel'``) and order reads (``'read'``), with what a read saw."""
+"""The work ledger's ``ledger_ops``: cancels (``kind = 'cancel'``) and order reads (``'read'``), with
+what a read saw; a view over ``ledger_all``."""
 
 # The COPY of raw ledger bytes: CSV with a delimiter and a quote that valid JSON text never holds raw
 # (JSON escapes every control character), so each line arrives whole as one text value, unparsed.
@@ -86,22 +88,39 @@ _RAW_COPY = "COPY {} (txt) FROM STDIN (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\
 _CHUNK = 1 << 20
 
 
-def _number(field: str) -> str:
-    """SQL: the JSON value of ``field`` as numeric when it is a number (or a numeric string), else NULL."""
-    v = f"j->>'{field}'"
-    return (
-        f"(CASE WHEN jsonb_typeof(j->'{field}') = 'number' THEN ({v})::numeric "
-        f"WHEN jsonb_typeof(j->'{field}') = 'string' AND {v} ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' "
-        f"THEN ({v})::numeric END)"
-    )
+# The fields the work tables take from a ledger record, each extracted as text in one jsonb_to_record call
+# per line (one parse of the line; a field read with ->> per use would cost a lookup and a copy each).
+_RECORD_FIELDS = (
+    "ts",
+    "op",
+    "client_id",
+    "idempotency_key",
+    "outcome",
+    "status",
+    "order_id",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "order_status",
+    "filled_qty",
+)
+# A JSON number (or a numeric string) that float8 and numeric both accept; anything else is NULL.
+_NUMERIC = "'^\\s*-?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$'"
+
+
+def _number(field: str, cast: str, tolerant: bool) -> str:
+    """SQL: the extracted text of ``field`` as ``cast``: a plain cast in the fast form (a value that is no
+    number fails the statement, and the tolerant form runs instead), NULL unless it reads as a number in
+    the tolerant form."""
+    if not tolerant:
+        return f"nullif(r.{field}, '')::{cast}"
+    return f"(CASE WHEN r.{field} ~ {_NUMERIC} THEN r.{field}::{cast} END)"
 
 
 def _text(field: str) -> str:
-    """SQL: the JSON value of ``field`` as text (NULL for null, objects, arrays and the empty string)."""
-    return (
-        f"(CASE WHEN jsonb_typeof(j->'{field}') IN ('string', 'number', 'boolean') "
-        f"THEN nullif(j->>'{field}', '') END)"
-    )
+    """SQL: the extracted text of ``field`` (NULL for a missing field, JSON null or the empty string)."""
+    return f"nullif(r.{field}, '')"
 
 
 def load_ledger(
@@ -211,29 +230,54 @@ def _extract(
     labels: list[str],
     stats: LedgerLoad,
 ) -> None:
-    """Parse the raw lines in Postgres into ``ledger`` and ``ledger_ops``, counting what cannot be used."""
+    """Parse the raw lines in Postgres, once each, into ``ledger_all``; count what cannot be used.
+
+    ``ledger`` and ``ledger_ops`` are views over it, so every line is parsed once and written once more.
+    """
     w = lambda name: sql.Identifier(schema, name)  # noqa: E731
-    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(w("ledger"), sql.SQL(LEDGER_TABLE)))
-    conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(w("ledger_ops"), sql.SQL(LEDGER_OPS_TABLE)))
-    try_jsonb = w("try_jsonb")
-    row: tuple[Any, ...] | None
     try:
         with conn.transaction():
-            row = conn.execute(_extract_sql(schema, config, sql.SQL("txt::jsonb"))).fetchone()
+            conn.execute(_extract_sql(schema, config, False))
     except psycopg.errors.DataError:
-        # Some line is not JSON: parse again, each line in its own subtransaction (slower, but only here).
+        # Some line is not a JSON object (or a field is not what it should be): parse again, each line in
+        # its own subtransaction (slower, but only here), and name the lines that cannot be used.
         conn.execute(
             sql.SQL(
                 "CREATE FUNCTION {}(t text) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$ "
                 "BEGIN RETURN t::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $$"
-            ).format(try_jsonb)
+            ).format(w("try_jsonb"))
         )
-        row = conn.execute(_extract_sql(schema, config, sql.SQL("{}(txt)").format(try_jsonb))).fetchone()
+        conn.execute(_extract_sql(schema, config, True))
+    for name, (cols, where) in (("ledger", LEDGER_VIEW), ("ledger_ops", LEDGER_OPS_VIEW)):
+        conn.execute(
+            sql.SQL("CREATE VIEW {} AS SELECT {} FROM {} WHERE {}").format(
+                w(name), sql.SQL(cols), w("ledger_all"), sql.SQL(where)
+            )
+        )
+    conn.execute(sql.SQL("ANALYZE {}").format(w("ledger_all")))
+    row = conn.execute(
+        sql.SQL(
+            "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), "
+            "  count(*) FILTER (WHERE kind = 'submit' AND reason IS NULL), "
+            "  count(*) FILTER (WHERE kind = 'submit' AND reason IS NULL AND ikey IS NOT NULL "
+            "    AND outcome = 'ok'), "
+            "  count(*) FILTER (WHERE kind = 'submit' AND reason IS NULL AND ikey IS NULL), "
+            "  count(*) FILTER (WHERE kind = 'submit' AND reason IS NULL AND ikey IS NULL "
+            "    AND outcome = 'ok'), "
+            "  count(*) FILTER (WHERE reason IS NULL AND kind IS DISTINCT FROM 'submit'), "
+            "  count(*) FILTER (WHERE reason IS NULL AND kind = 'cancel'), "
+            "  count(*) FILTER (WHERE reason IS NULL AND kind = 'read'), "
+            "  count(*) FILTER (WHERE kind = 'submit' AND reason IS NULL "
+            "    AND num_nonnulls(symbol, side, qty, price) > 0), "
+            "  count(*) FILTER (WHERE reason IS NULL AND kind = 'read' "
+            "    AND num_nonnulls(order_status, filled_qty) > 0) FROM {}"
+        ).format(w("ledger_all"))
+    ).fetchone()
     assert row is not None
-    (lines, not_json, not_object, bad_submit, submits, acked, without_key, acked_no_key, others, cancels,
-     reads, submit_fields, read_fields) = (int(x or 0) for x in row)  # fmt: skip
+    (lines, invalid, submits, acked, without_key, acked_no_key, others, cancels, reads, submit_fields,
+     read_fields) = (int(x or 0) for x in row)  # fmt: skip
     stats.lines += lines
-    stats.invalid += not_json + not_object + bad_submit
+    stats.invalid += invalid
     stats.submits += submits
     stats.acked += acked
     stats.without_key += without_key
@@ -243,99 +287,84 @@ def _extract(
     stats.reads += reads
     stats.submit_fields += submit_fields
     stats.read_fields += read_fields
-    if stats.invalid or acked_no_key:
-        _examples(conn, schema, config, cap, labels, stats, not_json > 0)
+    if invalid or acked_no_key:
+        _examples(conn, schema, cap, labels, stats)
 
 
-def _classified(schema: str, config: IntegrityConfig, parse: sql.Composable) -> sql.Composable:
-    """SQL rows ``(src, line, j, reason, submit, op)``: each non-blank raw line parsed and judged."""
-    ops = sql.Literal(list(config.submit_ops))
+def _classified(schema: str, config: IntegrityConfig, tolerant: bool) -> sql.Composable:
+    """SQL rows ``(src, line, r.<field>..., reason, kind)``: each non-blank raw line parsed once.
+
+    ``reason`` says why a line cannot be used (NULL when it can); ``kind`` is ``'submit'``, ``'cancel'``,
+    ``'read'`` or NULL (another op). The fast form (``tolerant`` False) takes every line as a JSON object
+    and fails on the first that is not one; the tolerant form parses each line in a subtransaction
+    (``try_jsonb``) and names the lines that are not JSON objects.
+    """
+    fields = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f)) for f in _RECORD_FIELDS)
+    raw = sql.Identifier(schema, "ledger_raw")
+    blank = sql.SQL("txt IS NOT NULL AND txt !~ '^\\s*$'")
+    if tolerant:
+        rows = sql.SQL(
+            "SELECT x.src, x.line, r.*, x.j IS NOT NULL AS parsed, coalesce(x.is_object, false) AS is_object "
+            "FROM (SELECT src, line, j, jsonb_typeof(j) = 'object' AS is_object FROM ("
+            "        SELECT src, line, {try_jsonb}(txt) AS j FROM {raw} WHERE {blank} OFFSET 0) y) x"
+            "  LEFT JOIN LATERAL jsonb_to_record(CASE WHEN x.is_object THEN x.j END) AS r({fields}) ON true"
+        ).format(try_jsonb=sql.Identifier(schema, "try_jsonb"), raw=raw, blank=blank, fields=fields)
+    else:
+        # json, not jsonb: json_to_record reads the text once and builds nothing it does not return
+        rows = sql.SQL(
+            "SELECT x.src, x.line, r.*, true AS parsed, true AS is_object "
+            "FROM {raw} x, json_to_record(x.txt::json) AS r({fields}) WHERE {blank}"
+        ).format(raw=raw, blank=blank, fields=fields)
     return sql.SQL(
-        "SELECT src, line, j, CASE WHEN j IS NULL THEN 'not JSON' "
-        "  WHEN jsonb_typeof(j) <> 'object' THEN 'not a JSON object' "
-        "  WHEN j->>'op' = ANY({ops}) AND ({client} IS NULL OR coalesce(j->>'outcome', '') "
+        "SELECT r.*, CASE WHEN NOT r.parsed THEN 'not JSON' WHEN NOT r.is_object THEN 'not a JSON object' "
+        "  WHEN r.op = ANY({ops}) AND ({client} IS NULL OR coalesce(r.outcome, '') "
         "       NOT IN ('ok', 'fail', 'info')) "
         "  THEN 'a submit record needs client_id and outcome ok|fail|info' END AS reason, "
-        "  jsonb_typeof(j) = 'object' AND j->>'op' = ANY({ops}) AS submit "
-        "FROM (SELECT src, line, {parse} AS j FROM {raw} WHERE txt IS NOT NULL AND txt !~ '^\\s*$') r"
+        "  CASE WHEN r.op = ANY({ops}) THEN 'submit' WHEN r.op = ANY({cancel_ops}) THEN 'cancel' "
+        "    WHEN r.op = ANY({read_ops}) THEN 'read' END AS kind FROM ({rows}) r"
     ).format(
-        ops=ops, client=sql.SQL(_text("client_id")), parse=parse, raw=sql.Identifier(schema, "ledger_raw")
+        ops=sql.Literal(list(config.submit_ops)),
+        cancel_ops=sql.Literal(list(config.cancel_ops)),
+        read_ops=sql.Literal(list(config.read_ops)),
+        client=sql.SQL(_text("client_id")),
+        rows=rows,
     )
 
 
-def _extract_sql(schema: str, config: IntegrityConfig, parse: sql.Composable) -> sql.Composable:
-    w = lambda name: sql.Identifier(schema, name)  # noqa: E731
-    cancel_ops, read_ops = sql.Literal(list(config.cancel_ops)), sql.Literal(list(config.read_ops))
-    key = sql.SQL(_text("idempotency_key"))
-    ts = sql.SQL("(CASE WHEN jsonb_typeof(j->'ts') = 'number' THEN (j->>'ts')::float8 END)")
+def _extract_sql(schema: str, config: IntegrityConfig, tolerant: bool) -> sql.Composable:
+    """``CREATE TABLE ledger_all AS``: every non-blank line's fields, typed, with its ``reason``/``kind``."""
     return sql.SQL(
-        "WITH p AS MATERIALIZED ({classified}), "
-        "s AS (INSERT INTO {ledger} SELECT src, line, {ts}, {client}, {key}, j->>'outcome', {status}, "
-        "  {order_id}, {symbol}, {side}, {qty}, {price} FROM p "
-        "  WHERE submit AND reason IS NULL AND {key} IS NOT NULL), "
-        "o AS (INSERT INTO {ops} SELECT src, line, {ts}, "
-        "  CASE WHEN j->>'op' = ANY({cancel_ops}) THEN 'cancel' ELSE 'read' END, {client}, {order_id}, "
-        "  j->>'outcome', {status}, {order_status}, {filled} FROM p "
-        "  WHERE reason IS NULL AND (j->>'op' = ANY({cancel_ops}) OR j->>'op' = ANY({read_ops}))) "
-        "SELECT count(*), count(*) FILTER (WHERE reason = 'not JSON'), "
-        "  count(*) FILTER (WHERE reason = 'not a JSON object'), "
-        "  count(*) FILTER (WHERE submit AND reason IS NOT NULL), "
-        "  count(*) FILTER (WHERE submit AND reason IS NULL), "
-        "  count(*) FILTER (WHERE submit AND reason IS NULL AND {key} IS NOT NULL AND j->>'outcome' = 'ok'), "
-        "  count(*) FILTER (WHERE submit AND reason IS NULL AND {key} IS NULL), "
-        "  count(*) FILTER (WHERE submit AND reason IS NULL AND {key} IS NULL AND j->>'outcome' = 'ok'), "
-        "  count(*) FILTER (WHERE reason IS NULL AND NOT submit), "
-        "  count(*) FILTER (WHERE reason IS NULL AND j->>'op' = ANY({cancel_ops})), "
-        "  count(*) FILTER (WHERE reason IS NULL AND j->>'op' = ANY({read_ops})), "
-        "  count(*) FILTER (WHERE submit AND reason IS NULL AND (j ? 'symbol' OR j ? 'side' OR j ? 'qty' "
-        "    OR j ? 'price')), "
-        "  count(*) FILTER (WHERE reason IS NULL AND j->>'op' = ANY({read_ops}) "
-        "    AND (j ? 'order_status' OR j ? 'filled_qty')) FROM p"
+        "CREATE UNLOGGED TABLE {all} AS SELECT src, line, reason, kind, {ts} AS ts, "
+        "  {client} AS client_id, {key} AS ikey, r.outcome, {status} AS status, {order_id} AS order_id, "
+        "  {symbol} AS symbol, {side} AS side, {qty} AS qty, {price} AS price, "
+        "  {order_status} AS order_status, {filled} AS filled_qty FROM ({classified}) r"
     ).format(
-        classified=_classified(schema, config, parse),
-        ledger=w("ledger"),
-        ops=w("ledger_ops"),
-        ts=ts,
+        all=sql.Identifier(schema, "ledger_all"),
+        classified=_classified(schema, config, tolerant),
+        ts=sql.SQL(_number("ts", "float8", tolerant)),
         client=sql.SQL(_text("client_id")),
-        key=key,
+        key=sql.SQL(_text("idempotency_key")),
         status=sql.SQL(_text("status")),
         order_id=sql.SQL(_text("order_id")),
         symbol=sql.SQL(_text("symbol")),
         side=sql.SQL(_text("side")),
-        qty=sql.SQL(_number("qty")),
-        price=sql.SQL(_number("price")),
+        qty=sql.SQL(_number("qty", "numeric", tolerant)),
+        price=sql.SQL(_number("price", "numeric", tolerant)),
         order_status=sql.SQL(_text("order_status")),
-        filled=sql.SQL(_number("filled_qty")),
-        cancel_ops=cancel_ops,
-        read_ops=read_ops,
+        filled=sql.SQL(_number("filled_qty", "numeric", tolerant)),
     )
 
 
 def _examples(
-    conn: psycopg.Connection[Any],
-    schema: str,
-    config: IntegrityConfig,
-    cap: int,
-    labels: list[str],
-    stats: LedgerLoad,
-    not_json: bool,
+    conn: psycopg.Connection[Any], schema: str, cap: int, labels: list[str], stats: LedgerLoad
 ) -> None:
-    """The first few unusable records, named ``file:line`` (a rare path: it parses the ledger again)."""
-    parse = (
-        sql.SQL("{}(txt)").format(sql.Identifier(schema, "try_jsonb")) if not_json else sql.SQL("txt::jsonb")
-    )
+    """The first few unusable records, named ``file:line``."""
     rows = conn.execute(
         sql.SQL(
-            "(SELECT src, line, reason, NULL FROM ({c}) x WHERE reason IS NOT NULL "
-            " ORDER BY src, line LIMIT {cap})"
-            " UNION ALL (SELECT src, line, NULL, {client} FROM ({c}) x WHERE submit AND reason IS NULL "
-            "  AND {key} IS NULL AND j->>'outcome' = 'ok' ORDER BY src, line LIMIT {cap})"
-        ).format(
-            c=_classified(schema, config, parse),
-            cap=sql.Literal(cap),
-            client=sql.SQL(_text("client_id")),
-            key=sql.SQL(_text("idempotency_key")),
-        )
+            "(SELECT src, line, reason, NULL FROM {all} WHERE reason IS NOT NULL ORDER BY src, line "
+            " LIMIT {cap}) UNION ALL (SELECT src, line, NULL, client_id FROM {all} WHERE kind = 'submit' "
+            "  AND reason IS NULL AND ikey IS NULL AND outcome = 'ok' ORDER BY src, line LIMIT {cap})"
+        ).format(all=sql.Identifier(schema, "ledger_all"), cap=sql.Literal(cap))
     ).fetchall()
     for src, line, reason, client in sorted(rows, key=lambda r: (r[0], r[1])):
         where = f"{labels[src]}:{line}"
