@@ -197,6 +197,7 @@ def _gather_in(
         t = time.perf_counter()
         with _connect(dsn, config.work_mem) as c:
             out = load_ledger(c, plan.schema, ledger, config, cap)
+        timings.update(out.timings)
         timings["ledger_load_s"] = time.perf_counter() - t
         return out
 

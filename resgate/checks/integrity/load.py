@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,7 @@ class LedgerLoad:
     submit_fields: int = 0
     read_fields: int = 0
     raw_fallback_sources: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 LEDGER_VIEW = (
@@ -147,6 +149,7 @@ def load_ledger(
         ).format(raw)
     )
     stats = LedgerLoad()
+    t0 = time.perf_counter()
     labels: list[str] = []
     for src, (label, items, is_file) in enumerate(ledger_sources(ledger)):
         labels.append(label)
@@ -160,8 +163,11 @@ def load_ledger(
                 raise GateError(f"cannot read the ledger {label}: {e}") from e
         else:
             _copy_lines(conn, raw, src, (_line_of(x) for x in items))
+    t1 = time.perf_counter()
     _extract(conn, schema, config, cap, labels, stats)
+    t2 = time.perf_counter()
     conn.execute(sql.SQL("DROP TABLE {}").format(raw))
+    stats.timings = {"ledger_copy_s": t1 - t0, "ledger_parse_s": t2 - t1}
     return stats
 
 
