@@ -4,7 +4,8 @@
 or gets 429/502/503/504 is retried (at most ``max_attempts`` attempts, pausing for ``Retry-After`` or an
 exponential backoff, capped) with the **same** ``Idempotency-Key`` and the **same** body bytes: that is
 what exercises the target's idempotency. Every attempt is one Locust request (``catch_response``: a 2xx
-is a success, anything else a failure) and one line of the client ledger, written by
+is a success, anything else a failure), numbered in the ``X-Request-Attempt`` header, and one line of the
+client ledger, written by
 :mod:`loadgen.ledger_plugin` with the fields this client adds (``ts`` attempt start,
 ``op``, ``client_id``, ``idempotency_key``, ``order_id``, ``status``, ``outcome``, ``latency_ms`` as
 Locust measured it, ``attempt``, ``symbol``, ``side``, ``qty``, ``price`` (a number), ``retry_after``,
@@ -32,6 +33,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from loadgen.ledger import is_retryable
 from loadgen.ledger_plugin import classify_request, ledger_fields
 from loadgen.load_config import LoadConfig
+from resgate.contract.ledger import ATTEMPT_HEADER
 
 ERROR_SNIPPET = 200
 ORDER_STATE_OPS = frozenset({"get_order", "cancel_order"})
@@ -139,6 +141,7 @@ class LedgerClient:
         attempt = 0
         while True:
             attempt += 1
+            headers[ATTEMPT_HEADER] = str(attempt)
             result = self._attempt(op, method, path, payload, headers, key, order_id, attempt, fields)
             if result.outcome == "ok" and isinstance(result.data, dict) and result.data.get("order_id"):
                 order_id = str(result.data["order_id"])

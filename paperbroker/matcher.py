@@ -104,6 +104,7 @@ class Matcher:
         self.settings = settings
         self.health = health
         self.dedupe = not settings.bug("matcher_double_fill")
+        self.round_restored_prices = settings.bug("matcher_restore_rounds_price")
         prefix = settings.topic_prefix.strip().rstrip(".")
         self.group_id = f"{prefix}.paperbroker-matcher" if prefix else "paperbroker-matcher"
         self.stats = {"consumed": 0, "published": 0, "duplicates_ignored": 0, "batches": 0, "sessions": 0}
@@ -138,7 +139,9 @@ class Matcher:
                     break
                 if await sleep_or_stop(stop, 1.0):
                     return
-            engine = await load_engine(conn, dedupe_orders=self.dedupe)
+            engine = await load_engine(
+                conn, dedupe_orders=self.dedupe, round_prices=self.round_restored_prices
+            )
             producer = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap,
                 enable_idempotence=True,

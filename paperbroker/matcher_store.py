@@ -11,7 +11,7 @@ snapshot; :func:`mark_sent` deletes published outbox rows together with the offs
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 
@@ -84,8 +84,14 @@ async def ensure_schema_async(conn: psycopg.AsyncConnection) -> None:
         await conn.commit()
 
 
-async def load_engine(conn: psycopg.AsyncConnection, *, dedupe_orders: bool) -> MatchingEngine:
-    """Rebuild a :class:`MatchingEngine` from the snapshot tables."""
+async def load_engine(
+    conn: psycopg.AsyncConnection, *, dedupe_orders: bool, round_prices: bool = False
+) -> MatchingEngine:
+    """Rebuild a :class:`MatchingEngine` from the snapshot tables.
+
+    ``round_prices`` is the seeded bug ``matcher_restore_rounds_price``: each restored limit is rounded to
+    a whole unit, so a restarted matcher fills resting orders outside their limits.
+    """
     engine = MatchingEngine(dedupe_orders=dedupe_orders)
     cur = await conn.execute("SELECT next_arrival FROM matcher_meta WHERE id = 1")
     row = await cur.fetchone()
@@ -97,7 +103,10 @@ async def load_engine(conn: psycopg.AsyncConnection, *, dedupe_orders: bool) -> 
         " ORDER BY arrival"
     )
     async for arrival, oid, cid, sym, side, price, qty, rem in cur:
-        engine.book(sym).restore(RestingOrder(oid, cid, sym, side, Decimal(price), qty, rem, arrival))
+        limit = Decimal(price)
+        if round_prices:
+            limit = max(Decimal(1), limit.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        engine.book(sym).restore(RestingOrder(oid, cid, sym, side, limit, qty, rem, arrival))
     return engine
 
 

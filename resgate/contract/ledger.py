@@ -24,6 +24,10 @@ TRANSPORT_STATUSES: frozenset[str] = frozenset({"timeout", "conn_refused", "conn
 RETRYABLE_HTTP: frozenset[int] = frozenset({429, 502, 503, 504})
 """HTTP statuses a client retries (same idempotency key and body); transport errors are retried too."""
 
+ATTEMPT_HEADER = "X-Request-Attempt"
+"""The header in which the load generator numbers each attempt of a request (1, 2, ...), as AWS SDKs do
+with ``amz-sdk-request: attempt=N``; the ledger's ``attempt`` field holds the same number."""
+
 REQUIRED_FIELDS: tuple[str, ...] = (
     "ts",
     "op",
