@@ -243,6 +243,10 @@ def _extract(
     w = lambda name: sql.Identifier(schema, name)  # noqa: E731
     try:
         with conn.transaction():
+            # The parse is the load's CPU: let Postgres split it over parallel workers (its default costs
+            # rarely choose them for a CREATE TABLE AS over a function scan).
+            conn.execute("SET LOCAL parallel_setup_cost = 0")
+            conn.execute("SET LOCAL parallel_tuple_cost = 0")
             conn.execute(_extract_sql(schema, config, False))
     except psycopg.errors.DataError:
         # Some line is not a JSON object (or a field is not what it should be): parse again, each line in
