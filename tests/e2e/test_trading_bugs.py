@@ -1,6 +1,6 @@
 """The seeded bugs that break a trading invariant fail the gate on the integrity kind that names them.
 
-`make test` proves all three in ONE short gate run (the short config, its four faults, the three bugs on
+`make test` proves all four in ONE short gate run (the short config, its four faults, the four bugs on
 together): each bug needs only the fault that reaches its component, so they do not mask one another.
 The matrix, one targeted run per bug (one fault each), runs behind ``RESGATE_MATRIX=1`` (``make matrix``).
 The good build passing the same checks is tests/e2e/test_local_gate.py's good-build run.
@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 # bug -> (the check that must fail, its counter that must be > 0, the one fault that reaches the bug)
 TRADING_MATRIX = {
     "matcher_restore_rounds_price": ("integrity", "price_outside_limit", "kill-matcher"),
+    "matcher_snapshot_keeps_cancelled": ("integrity", "fill_after_cancel", "kill-matcher"),
     "gateway_retry_stale_copy": ("integrity", "order_mismatch", "kill-gateway"),
     "positions_double_count": ("integrity", "position_mismatch", "redeliver-events"),
 }

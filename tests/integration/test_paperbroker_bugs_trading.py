@@ -4,6 +4,8 @@
 - ``positions_double_count``: a redelivered trade moves a position once (off) vs twice (on).
 - ``matcher_restore_rounds_price``: a restarted matcher's book keeps each resting limit (off) vs rounds it
   to a whole unit (on).
+- ``matcher_snapshot_keeps_cancelled``: a restarted matcher's book holds no cancelled order (off) vs puts
+  it back (on).
 - ``gateway_retry_stale_copy``: a retry is stored with the fields it carried (off) vs from the replica's
   copy of the client's previous order (on).
 
@@ -79,6 +81,30 @@ def test_matcher_restore_rounds_price_rounds_each_restored_limit_to_a_whole_unit
         assert prices == {"b1": Decimal(101), "s1": Decimal(100)}
     else:
         assert prices == {"b1": Decimal("100.62"), "s1": Decimal("100.37")}
+
+
+@ON_OFF
+def test_matcher_snapshot_keeps_cancelled_puts_a_cancelled_order_back_after_a_restart(
+    pg_dsn: str, bug_on: bool
+) -> None:
+    accepted = {"event_id": "e1", "type": "OrderAccepted", "ts": 1.0, "order_id": "b1", "client_id": "c0",
+                "idempotency_key": "k1", "symbol": "AAPL", "side": "buy", "qty": 5,
+                "price": "100"}  # fmt: skip
+    cancel = {"event_id": "e2", "type": "CancelRequested", "ts": 2.0, "order_id": "b1", "client_id": "c0",
+              "symbol": "AAPL"}  # fmt: skip
+
+    async def restart_after_cancel() -> list[str]:
+        conn = await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True)
+        async with conn:
+            await matcher_store.ensure_schema_async(conn)
+            engine = await matcher_store.load_engine(conn, dedupe_orders=True)
+            for ev in (accepted, cancel):  # two batches: the order rests, then its cancel is applied
+                out = engine.apply_batch([ev], set(), 1.0)
+                await matcher_store.save_batch(conn, engine, out, {}, keep_cancelled=bug_on)
+            restarted = await matcher_store.load_engine(conn, dedupe_orders=True)
+        return [o.order_id for o in restarted.book("AAPL").resting_orders()]
+
+    assert asyncio.run(restart_after_cancel()) == (["b1"] if bug_on else [])
 
 
 @pytest.fixture
