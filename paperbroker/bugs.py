@@ -19,9 +19,9 @@ Four that break a trading invariant, each only under failure:
 - ``matcher_restore_rounds_price``: a restarted matcher rebuilds its book from the snapshot with each
   resting order's limit rounded to a whole unit → after a matcher restart, fills above a buy's limit or
   below a sell's (integrity: price_outside_limit).
-- ``matcher_snapshot_keeps_cancelled``: the matcher's snapshot keeps a cancelled order's row (only filled
-  orders are deleted) → after a matcher restart the cancelled order is back in the book and fills after
-  its confirmed cancel (integrity: fill_after_cancel).
+- ``matcher_snapshot_keeps_cancelled``: the matcher's snapshot saves a cancelled order like a resting one
+  (only filled orders are deleted) → after a matcher restart the cancelled order is back in the book and
+  fills after its confirmed cancel (integrity: fill_after_cancel).
 - ``gateway_retry_stale_copy``: a retried order (the client's ``X-Request-Attempt`` header is above 1) is
   rebuilt from the replica's cached copy of that client's previous order, keeping only the quantity → a
   retry after a failover is stored with another symbol, side or price than was sent (integrity:

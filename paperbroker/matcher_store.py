@@ -120,8 +120,8 @@ async def save_batch(
 ) -> list[tuple[int, str, str, bytes]]:
     """Write one batch's state and outbox (caller holds the transaction); returns the outbox rows.
 
-    ``keep_cancelled`` is the seeded bug ``matcher_snapshot_keeps_cancelled``: a cancelled order's snapshot
-    row is left behind (only filled orders are deleted), so a restarted matcher puts it back in the book.
+    ``keep_cancelled`` is the seeded bug ``matcher_snapshot_keeps_cancelled``: a cancelled order is saved
+    like a resting one (only filled orders are deleted), so a restarted matcher puts it back in the book.
     """
     cur = conn.cursor()
     if out.new_order_ids:
@@ -131,8 +131,9 @@ async def save_batch(
         )
     live = [o for o in out.changed.values() if o.live and o.remaining > 0]
     gone = [a for a, o in out.changed.items() if not (o.live and o.remaining > 0)]
-    if keep_cancelled:
-        gone = [a for a in gone if out.changed[a].remaining <= 0]
+    if keep_cancelled:  # the bug: an order with quantity left is saved as resting, cancelled or not
+        live = [o for o in out.changed.values() if o.remaining > 0]
+        gone = [a for a, o in out.changed.items() if o.remaining <= 0]
     if live:
         await cur.execute(
             "INSERT INTO matcher_resting (arrival, order_id, client_id, symbol, side, price, qty, remaining)"

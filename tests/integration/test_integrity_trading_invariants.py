@@ -406,3 +406,46 @@ def test_a_ledger_with_bytes_that_are_not_utf8_is_read_in_python_and_still_judge
     assert findings.stats["ledger_files_parsed_in_python"] == 1
     (ex,) = findings.kinds["order_mismatch"].examples
     assert ex["ledger_at"] == f"{ledger}:5"
+
+
+# --- on the accepted-events topic: every event the projector should have applied -------------------------
+
+
+@pytest.mark.parametrize("missing", [None, 2], ids=["all_seen", "one_unseen"])
+def test_an_accepted_event_the_projector_never_recorded_is_unseen(
+    pg_dsn: str, kafka_bootstrap: str, new_topic: Callable[..., str], tmp_path: Any, missing: int | None
+) -> None:
+    m = Market.clean()
+    events = [
+        _event(
+            "OrderAccepted",
+            order_id=o["order_id"],
+            client_id=o["client_id"],
+            idempotency_key=o["idempotency_key"],
+            qty=o["qty"],
+        )
+        for o in m.orders
+    ]
+    topic = new_topic(partitions=1)
+    asyncio.run(_produce(kafka_bootstrap, topic, events))
+    _load(m, pg_dsn)
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE processed_events (projector text, event_id text)")
+        # another projector's row for an event counts as seen: the event reached the projector
+        rows = [
+            ("orders" if i % 2 else "market", e["event_id"]) for i, e in enumerate(events) if i != missing
+        ]
+        c.cursor().executemany("INSERT INTO processed_events VALUES (%s, %s)", rows)
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text("".join(json.dumps(r) + "\n" for r in m.ledger), encoding="utf-8")
+    section = copy.deepcopy(CONFIG)
+    section["accepted_events"] = {"topic": topic, "type_value": "OrderAccepted"}
+    section["projected_events"] = {"table": "processed_events"}
+    config = IntegrityConfig.from_dict(section)
+    result = check(gather(pg_dsn, config, str(ledger), bootstrap=kafka_bootstrap), config.thresholds)
+    if missing is None:
+        assert result.valid is True, result.to_dict()
+        assert result.counts["unseen_by_projector"] == 0
+    else:
+        (ex,) = _only(result, "unseen_by_projector")
+        assert ex["event_id"] == events[missing]["event_id"] and ex["offset"] == missing

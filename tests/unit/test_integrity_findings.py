@@ -54,6 +54,13 @@ EXAMPLES = {
     "cancel_still_open": {"client_id": "c1", "order_id": "b", "status": "open"},
     "position_not_conserved": {"symbol": "AAPL", "net_qty": 5, "clients": 3},
     "position_mismatch": {"client_id": "c1", "symbol": "AAPL", "position": 16, "fills": 6},
+    "unseen_by_projector": {
+        "event_id": "e7",
+        "order_id": "a",
+        "client_id": "c1",
+        "partition": 1,
+        "offset": 30,
+    },
     "non_monotonic_read": {"client_id": "c1", "order_id": "a", "filled_qty": 9, "previous_max_filled": 10},
 }
 

@@ -45,6 +45,7 @@ The trading invariants (each checked only when the config names its sources; oth
 - ``position_mismatch`` — a client's position differs from the signed sum of its fills.
 - ``non_monotonic_read`` — a client reads its own order going backwards (filled quantity shrinking, or
   open again after a terminal status).
+- ``unseen_by_projector`` — an accepted event the projector never recorded as applied.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from resgate.checks.integrity.config import (
     OrdersTable,
     OrderStates,
     PositionsTable,
+    ProjectedEvents,
     TradeEvents,
     TradesTable,
 )
@@ -86,6 +88,7 @@ __all__ = [
     "OrderStates",
     "OrdersTable",
     "PositionsTable",
+    "ProjectedEvents",
     "Thresholds",
     "TradeEvents",
     "TradesTable",

@@ -37,6 +37,7 @@ KINDS: tuple[str, ...] = (
     "position_not_conserved",
     "position_mismatch",
     "non_monotonic_read",
+    "unseen_by_projector",
 )
 ALLOWED_BY_DEFAULT: frozenset[str] = frozenset({"recovered"})
 DEFAULT_PROHIBITED: frozenset[str] = frozenset(KINDS) - ALLOWED_BY_DEFAULT
@@ -255,6 +256,27 @@ class OrderStates:
 
 
 @dataclass(frozen=True)
+class ProjectedEvents:
+    """A table in which a projector records each event id it applied (its dedupe table).
+
+    An accepted event whose id is not in it was never seen by the projector (``unseen_by_projector``).
+    """
+
+    table: TableName
+    event_id: str = "event_id"
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "integrity.projected_events") -> ProjectedEvents:
+        s = Section.closed(d, where, ("table", "event_id"))
+        if "table" not in s.data:
+            raise ConfigError("is required", where=s.p("table"))
+        return cls(
+            table=parse_table_name(s.data["table"], s.p("table")),
+            event_id=ident(s, "event_id", "event_id"),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
 class PositionsTable:
     """A positions read model: one row per (client, symbol) with its net quantity (bought minus sold)."""
 
@@ -321,6 +343,7 @@ class IntegrityConfig:
     cancel_events: CancelEvents | None = None
     order_states: OrderStates | None = None
     positions: PositionsTable | None = None
+    projected_events: ProjectedEvents | None = None
     submit_ops: tuple[str, ...] = ("submit_order",)
     cancel_ops: tuple[str, ...] = ("cancel_order",)
     read_ops: tuple[str, ...] = ("get_order",)
@@ -370,6 +393,7 @@ class IntegrityConfig:
                 "cancel_events",
                 "order_states",
                 "positions",
+                "projected_events",
                 "submit_ops",
                 "cancel_ops",
                 "read_ops",
@@ -401,6 +425,7 @@ class IntegrityConfig:
                 cancel_events=sub("cancel_events", CancelEvents.from_dict),
                 order_states=sub("order_states", OrderStates.from_dict),
                 positions=sub("positions", PositionsTable.from_dict),
+                projected_events=sub("projected_events", ProjectedEvents.from_dict),
                 submit_ops=s.texts("submit_ops", ("submit_order",)),
                 cancel_ops=s.texts("cancel_ops", ("cancel_order",)),
                 read_ops=s.texts("read_ops", ("get_order",)),

@@ -134,6 +134,9 @@ def _check_tables(conn: psycopg.Connection[Any], config: IntegrityConfig) -> Non
     if config.order_states:
         st = config.order_states
         specs.append(("integrity.order_states", st.table, {"order_id": st.order_id, "status": st.status}))
+    if config.projected_events:
+        pe = config.projected_events
+        specs.append(("integrity.projected_events", pe.table, {"event_id": pe.event_id}))
     if config.positions:
         ps = config.positions
         fields = {"client_id": ps.client_id, "symbol": ps.symbol, "net_qty": ps.net_qty}

@@ -3,10 +3,11 @@
 Where :mod:`resgate.checks.integrity.anomalies` proves the order lifecycle's existence properties (nothing
 lost, duplicated or phantom), these prove what costs money when a trading system fails: a trade outside a
 side's limit, an order stored with other fields than the client sent, a fill after a confirmed cancel, a
-cancel acknowledged but the order still open, positions that do not conserve, and a client reading its own
-order going backwards. Each detector's docstring defines its anomaly with a small example and returns its
-:class:`~resgate.checks.integrity.plan.Cases`; :func:`record_trading` runs the detectors the configured
-sources allow and names the reason for each kind it could not check (never a pass).
+cancel acknowledged but the order still open, positions that do not conserve, a client reading its own
+order going backwards, and an accepted event the projector never saw. Each detector's docstring defines
+its anomaly with a small example and returns its :class:`~resgate.checks.integrity.plan.Cases`;
+:func:`record_trading` runs the detectors the configured sources allow and names the reason for each kind
+it could not check (never a pass).
 """
 
 from __future__ import annotations
@@ -275,6 +276,37 @@ def non_monotonic_read(conn: Conn, plan: Plan) -> Cases:
     return _name_ledger_lines(plan, cases)
 
 
+# --- the event log ------------------------------------------------------------------------------------
+
+
+def unseen_by_projector(conn: Conn, plan: Plan) -> Cases:
+    """An accepted event in the topic that the projector never recorded as applied (after the settle).
+
+    Example: ``OrderAccepted`` event ``e7`` (order 7) sits at partition 1 offset 30, but the projector's
+    processed-events table has no row for ``e7``: the order is missing from every read model it feeds.
+    Case: ``{event_id, order_id, client_id, partition, offset}``.
+    """
+    pe = plan.c.projected_events
+    assert pe is not None
+    return counted(
+        fetch(
+            conn,
+            sql.SQL(
+                "SELECT a.eid AS event_id, a.order_id, a.client_id, a.p AS partition, a.off AS offset, "
+                "count(*) OVER () AS _total FROM (SELECT DISTINCT ON (eid) * FROM {a} WHERE eid IS NOT NULL "
+                "  ORDER BY eid, p, off) a "
+                "WHERE NOT EXISTS (SELECT 1 FROM {t} s WHERE s.{e}::text = a.eid) "
+                "ORDER BY a.p, a.off LIMIT {cap}"
+            ).format(
+                a=plan.w("accepted"),
+                t=table_ident(pe.table),
+                e=sql.Identifier(pe.event_id),
+                cap=sql.Literal(plan.cap),
+            ),
+        )
+    )
+
+
 # --- gathering the cases -----------------------------------------------------------------------------
 
 
@@ -310,8 +342,8 @@ def record_trading(
     positions_trades: TradeSource | None,
     ledger_fields: dict[str, int],
 ) -> None:
-    """The kinds that join the ledger or the positions: order_mismatch, cancel_still_open,
-    non_monotonic_read, position_not_conserved, position_mismatch.
+    """The kinds that join the ledger, the event log or the positions: order_mismatch, cancel_still_open,
+    non_monotonic_read, unseen_by_projector, position_not_conserved, position_mismatch.
 
     ``positions_trades`` is the complete source of trades the positions are checked against (None when
     there is none); ``ledger_fields`` counts the ledger records carrying each field the kinds need.
@@ -342,6 +374,17 @@ def record_trading(
         )
     else:
         _record(findings, "non_monotonic_read", "ledger", non_monotonic_read(conn, plan), cap)
+
+    a = c.accepted_events
+    if c.projected_events is None:
+        findings.skip("unseen_by_projector", "no projected_events table configured")
+    elif a is None or a.event_id is None:
+        findings.skip("unseen_by_projector", "no accepted_events topic with an event_id configured")
+    elif not plan.accepted_complete():
+        findings.skip("unseen_by_projector", f"topic {a.topic} was truncated by retention")
+    else:
+        label = f"table:{table_label(c.projected_events.table)}"
+        _record(findings, "unseen_by_projector", label, unseen_by_projector(conn, plan), cap)
 
     if c.positions is None:
         for k in ("position_not_conserved", "position_mismatch"):
