@@ -167,7 +167,7 @@ def load_ledger(
     _extract(conn, schema, config, cap, labels, stats)
     t2 = time.perf_counter()
     conn.execute(sql.SQL("DROP TABLE {}").format(raw))
-    stats.timings = {"ledger_copy_s": t1 - t0, "ledger_parse_s": t2 - t1}
+    stats.timings.update(ledger_copy_s=t1 - t0, ledger_parse_s=t2 - t1)
     return stats
 
 
@@ -264,7 +264,9 @@ def _extract(
                 w(name), sql.SQL(cols), w("ledger_all"), sql.SQL(where)
             )
         )
+    t = time.perf_counter()
     conn.execute(sql.SQL("ANALYZE {}").format(w("ledger_all")))
+    stats.timings["ledger_analyze_s"] = time.perf_counter() - t
     row = conn.execute(
         sql.SQL(
             "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL), "
@@ -311,7 +313,8 @@ def _classified(schema: str, config: IntegrityConfig, tolerant: bool) -> sql.Com
     """
     fields = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f)) for f in _RECORD_FIELDS)
     raw = sql.Identifier(schema, "ledger_raw")
-    blank = sql.SQL("txt IS NOT NULL AND txt !~ '^\\s*$'")
+    # Blank lines are skipped; a line that starts with "{" (nearly all of them) skips the whitespace test.
+    blank = sql.SQL("txt IS NOT NULL AND (left(txt, 1) = '{' OR btrim(txt, E' \\t\\r\\n\\f\\v') <> '')")
     if tolerant:
         rows = sql.SQL(
             "SELECT x.src, x.line, r.*, x.j IS NOT NULL AS parsed, coalesce(x.is_object, false) AS is_object "
