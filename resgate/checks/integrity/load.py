@@ -265,7 +265,10 @@ def _extract(
             )
         )
     t = time.perf_counter()
-    conn.execute(sql.SQL("ANALYZE {}").format(w("ledger_all")))
+    # only the columns the detectors join and filter on (a full ANALYZE was a third of the parse's time)
+    conn.execute(
+        sql.SQL("ANALYZE {} (kind, reason, client_id, ikey, outcome, order_id)").format(w("ledger_all"))
+    )
     stats.timings["ledger_analyze_s"] = time.perf_counter() - t
     row = conn.execute(
         sql.SQL(
