@@ -7,7 +7,7 @@ DEPS_SUM := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 STAMP_RUN := $(VENV)/.installed-run-$(DEPS_SUM)
 STAMP_DEV := $(VENV)/.installed-dev-$(DEPS_SUM)
 
-.PHONY: all install install-run system-deps lint test test-fast demo rehearse bench resilience-report clean
+.PHONY: all install install-run system-deps lint test test-fast demo rehearse matrix bench resilience-report clean
 
 all: test
 
@@ -57,6 +57,10 @@ demo: install-run
 # (EventBridge → the cleanup Lambda). `make test` runs only the short good build (the smoke profile).
 rehearse: install
 	$(BIN)/pytest -q -m rehearsal tests/rehearsal
+
+# The trading bugs' detection matrix: one targeted gate run (one fault) per bug, about a minute each.
+matrix: install
+	RESGATE_MATRIX=1 $(BIN)/pytest -q -m e2e tests/e2e/test_trading_bugs.py
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

@@ -4,11 +4,13 @@
 or gets 429/502/503/504 is retried (at most ``max_attempts`` attempts, pausing for ``Retry-After`` or an
 exponential backoff, capped) with the **same** ``Idempotency-Key`` and the **same** body bytes: that is
 what exercises the target's idempotency. Every attempt is one Locust request (``catch_response``: a 2xx
-is a success, anything else a failure) and one line of the client ledger, written by
+is a success, anything else a failure), numbered in the ``X-Request-Attempt`` header, and one line of the
+client ledger, written by
 :mod:`loadgen.ledger_plugin` with the fields this client adds (``ts`` attempt start,
 ``op``, ``client_id``, ``idempotency_key``, ``order_id``, ``status``, ``outcome``, ``latency_ms`` as
 Locust measured it, ``attempt``, ``symbol``, ``side``, ``qty``, ``price`` (a number), ``retry_after``,
-``error``, and ``rfq_id`` for RFQs). Once the load is stopping no request or retry starts; an attempt cut
+``error``, ``rfq_id`` for RFQs, and ``order_status``/``filled_qty`` when a read's or a cancel's answer
+carries them). Once the load is stopping no request or retry starts; an attempt cut
 off by the stop is recorded too, as ``conn_error``/``info``, so the ledger and Locust's counts always
 agree.
 """
@@ -31,8 +33,23 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from loadgen.ledger import is_retryable
 from loadgen.ledger_plugin import classify_request, ledger_fields
 from loadgen.load_config import LoadConfig
+from resgate.contract.ledger import ATTEMPT_HEADER
 
 ERROR_SNIPPET = 200
+ORDER_STATE_OPS = frozenset({"get_order", "cancel_order"})
+"""Ops whose answer describes an order: its status and filled quantity go into the ledger record."""
+
+
+def order_state_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """``{order_status?, filled_qty?}`` from an order's JSON (what the integrity check's reads need)."""
+    out: dict[str, Any] = {}
+    status = data.get("status")
+    if isinstance(status, str) and status:
+        out["order_status"] = status
+    filled = data.get("filled_qty")
+    if isinstance(filled, (int, float)) and not isinstance(filled, bool):
+        out["filled_qty"] = filled
+    return out
 
 
 @dataclass
@@ -124,6 +141,7 @@ class LedgerClient:
         attempt = 0
         while True:
             attempt += 1
+            headers[ATTEMPT_HEADER] = str(attempt)
             result = self._attempt(op, method, path, payload, headers, key, order_id, attempt, fields)
             if result.outcome == "ok" and isinstance(result.data, dict) and result.data.get("order_id"):
                 order_id = str(result.data["order_id"])
@@ -200,6 +218,8 @@ class LedgerClient:
                     record["order_id"] = str(data["order_id"])
                 if op == "rfq" and isinstance(data, dict) and data.get("rfq_id"):
                     record["rfq_id"] = str(data["rfq_id"])
+                if op in ORDER_STATE_OPS and isinstance(data, dict):
+                    record.update(order_state_fields(data))
                 if result.outcome == "ok":
                     resp.success()
                 else:

@@ -58,6 +58,7 @@ from paperbroker.gateway_api import (
 )
 from paperbroker.gateway_intake import OrderIntake
 from paperbroker.relay import OutboxRelay
+from resgate.contract.ledger import ATTEMPT_HEADER
 
 log = logging.getLogger("paperbroker.gateway")
 
@@ -96,6 +97,9 @@ class Gateway:
         self.no_idempotency = settings.bug("no_idempotency")
         self.ack_before_commit = settings.bug("ack_before_commit")
         self.slow_start = settings.bug("slow_start")
+        self.retry_stale_copy = settings.bug("gateway_retry_stale_copy")
+        # gateway_retry_stale_copy: each client's last order as this replica parsed it
+        self._last_order: dict[str, dict[str, Any]] = {}
         self.intake = OrderIntake(
             self.pool,
             self.relay,
@@ -232,11 +236,24 @@ class Gateway:
         key = idempotency_key(request)
         assert key is not None
         fields = parse_order(await read_json(request))
+        if self.retry_stale_copy:
+            fields = self._stale_copy(fields, request.headers.get(ATTEMPT_HEADER))
         self._require_dependencies()
         if "slow_orders" in self.settings.bugs:
             await asyncio.sleep(SLOW_ORDERS_S)
         status, body = await self.intake.create_order(fields, key)
         return web.json_response(body, status=status)
+
+    def _stale_copy(self, fields: dict[str, Any], attempt: str | None) -> dict[str, Any]:
+        """The seeded bug gateway_retry_stale_copy: a retry is rebuilt from the replica's cached copy of the
+        client's last order (only the quantity comes from the body). Right when the first attempt reached
+        this replica (the copy is its own); stale when it went to a replica that has since failed."""
+        client = fields["client_id"]
+        cached = self._last_order.get(client)
+        self._last_order[client] = fields
+        if cached is None or attempt in (None, "", "1"):
+            return fields
+        return {**cached, "qty": fields["qty"]}
 
     async def get_order(self, request: web.Request) -> web.Response:
         order_id = parse_uuid(request.match_info["order_id"], "order_id")

@@ -104,6 +104,8 @@ class Matcher:
         self.settings = settings
         self.health = health
         self.dedupe = not settings.bug("matcher_double_fill")
+        self.round_restored_prices = settings.bug("matcher_restore_rounds_price")
+        self.keep_cancelled = settings.bug("matcher_snapshot_keeps_cancelled")
         prefix = settings.topic_prefix.strip().rstrip(".")
         self.group_id = f"{prefix}.paperbroker-matcher" if prefix else "paperbroker-matcher"
         self.stats = {"consumed": 0, "published": 0, "duplicates_ignored": 0, "batches": 0, "sessions": 0}
@@ -138,7 +140,9 @@ class Matcher:
                     break
                 if await sleep_or_stop(stop, 1.0):
                     return
-            engine = await load_engine(conn, dedupe_orders=self.dedupe)
+            engine = await load_engine(
+                conn, dedupe_orders=self.dedupe, round_prices=self.round_restored_prices
+            )
             producer = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap,
                 enable_idempotence=True,
@@ -214,7 +218,7 @@ class Matcher:
             if accepted:
                 seen = await seen_orders(conn, accepted)
             out = engine.apply_batch(events, seen, time.time())
-            rows = await save_batch(conn, engine, out, offsets)
+            rows = await save_batch(conn, engine, out, offsets, keep_cancelled=self.keep_cancelled)
         self.stats["consumed"] += len(events)
         self.stats["batches"] += 1
         self.stats["duplicates_ignored"] += out.duplicates if self.dedupe else 0

@@ -11,7 +11,7 @@ snapshot; :func:`mark_sent` deletes published outbox rows together with the offs
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import psycopg
 
@@ -84,8 +84,14 @@ async def ensure_schema_async(conn: psycopg.AsyncConnection) -> None:
         await conn.commit()
 
 
-async def load_engine(conn: psycopg.AsyncConnection, *, dedupe_orders: bool) -> MatchingEngine:
-    """Rebuild a :class:`MatchingEngine` from the snapshot tables."""
+async def load_engine(
+    conn: psycopg.AsyncConnection, *, dedupe_orders: bool, round_prices: bool = False
+) -> MatchingEngine:
+    """Rebuild a :class:`MatchingEngine` from the snapshot tables.
+
+    ``round_prices`` is the seeded bug ``matcher_restore_rounds_price``: each restored limit is rounded to
+    a whole unit, so a restarted matcher fills resting orders outside their limits.
+    """
     engine = MatchingEngine(dedupe_orders=dedupe_orders)
     cur = await conn.execute("SELECT next_arrival FROM matcher_meta WHERE id = 1")
     row = await cur.fetchone()
@@ -97,7 +103,10 @@ async def load_engine(conn: psycopg.AsyncConnection, *, dedupe_orders: bool) -> 
         " ORDER BY arrival"
     )
     async for arrival, oid, cid, sym, side, price, qty, rem in cur:
-        engine.book(sym).restore(RestingOrder(oid, cid, sym, side, Decimal(price), qty, rem, arrival))
+        limit = Decimal(price)
+        if round_prices:
+            limit = max(Decimal(1), limit.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        engine.book(sym).restore(RestingOrder(oid, cid, sym, side, limit, qty, rem, arrival))
     return engine
 
 
@@ -106,8 +115,14 @@ async def save_batch(
     engine: MatchingEngine,
     out: BatchOutcome,
     offsets: dict[tuple[str, int], int],
+    *,
+    keep_cancelled: bool = False,
 ) -> list[tuple[int, str, str, bytes]]:
-    """Write one batch's state and outbox (caller holds the transaction); returns the outbox rows."""
+    """Write one batch's state and outbox (caller holds the transaction); returns the outbox rows.
+
+    ``keep_cancelled`` is the seeded bug ``matcher_snapshot_keeps_cancelled``: a cancelled order is saved
+    like a resting one (only filled orders are deleted), so a restarted matcher puts it back in the book.
+    """
     cur = conn.cursor()
     if out.new_order_ids:
         await cur.execute(
@@ -116,6 +131,9 @@ async def save_batch(
         )
     live = [o for o in out.changed.values() if o.live and o.remaining > 0]
     gone = [a for a, o in out.changed.items() if not (o.live and o.remaining > 0)]
+    if keep_cancelled:  # the bug: an order with quantity left is saved as resting, cancelled or not
+        live = [o for o in out.changed.values() if o.remaining > 0]
+        gone = [a for a, o in out.changed.items() if o.remaining <= 0]
     if live:
         await cur.execute(
             "INSERT INTO matcher_resting (arrival, order_id, client_id, symbol, side, price, qty, remaining)"

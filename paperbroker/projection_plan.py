@@ -49,12 +49,17 @@ class ProjectionOptions:
 
     skip_dedupe: bool = False  # seeded bug projector_double_apply
     drop_cancel_status: bool = False  # seeded bug projection_drift
+    positions_double_count: bool = False  # seeded bug positions_double_count
 
     @classmethod
     def from_bugs(cls, bugs: Iterable[str]) -> ProjectionOptions:
         """Options for a set of active seeded bug names."""
         b = set(bugs)
-        return cls(skip_dedupe="projector_double_apply" in b, drop_cancel_status="projection_drift" in b)
+        return cls(
+            skip_dedupe="projector_double_apply" in b,
+            drop_cancel_status="projection_drift" in b,
+            positions_double_count="positions_double_count" in b,
+        )
 
 
 @dataclass
@@ -143,8 +148,8 @@ def build_plan(
     once: set[tuple[str, str]] = set()
 
     def take(proj: str, eid: str) -> bool:
-        if accept is None:
-            return True
+        if accept is None or (proj == "positions" and options.positions_double_count):
+            return True  # the seeded bugs: apply the event whether or not it was applied before
         key = (proj, eid)
         if key not in accept or key in once:
             return False

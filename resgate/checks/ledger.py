@@ -94,6 +94,8 @@ class LedgerRecord:
     qty: float | None = None
     price: float | None = None
     method: str | None = None
+    order_status: str | None = None
+    filled_qty: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -159,6 +161,8 @@ class LedgerRecord:
             qty=_number(d, "qty", where, required=False),
             price=_number(d, "price", where, required=False),
             method=_text(d, "method", where, required=False),
+            order_status=_text(d, "order_status", where, required=False),
+            filled_qty=_number(d, "filled_qty", where, required=False, minimum=0),
             extra={k: v for k, v in d.items() if k not in _KNOWN_FIELDS},
         )
 

@@ -203,7 +203,12 @@ def test_a_clean_history_is_valid(run_world: Callable[..., Any]) -> None:
     assert result.counts["ledger_submits"] == 8
     assert result.counts["orders_rows"] == 8
     assert all(findings["kinds"][k]["count"] == 0 for k in findings["kinds"])
-    assert findings["not_checked"] == {}
+    # the trading invariants need sources this world does not configure (tests in
+    # test_integrity_trading_invariants.py); every other kind was checked
+    trading = {"price_outside_limit", "order_mismatch", "fill_after_cancel", "cancel_still_open",
+               "position_not_conserved", "position_mismatch", "non_monotonic_read",
+               "unseen_by_projector"}  # fmt: skip
+    assert set(findings["not_checked"]) == trading
 
 
 def test_an_acknowledged_order_missing_from_the_table_is_lost(run_world: Callable[..., Any]) -> None:

@@ -136,6 +136,9 @@ def test_ledger_records_follow_the_contract(faulty_run: SimpleNamespace) -> None
     assert all(
         r["order_id"] for r in faulty_run.records if r["op"] == "submit_order" and r["outcome"] == "ok"
     )
+    # what a read saw, for the integrity check's non-monotonic reads
+    reads = [r for r in faulty_run.records if r["op"] == "get_order" and r["outcome"] == "ok"]
+    assert reads and all(r["order_status"] and isinstance(r["filled_qty"], int) for r in reads)
 
 
 def test_buys_and_sells_cross_on_every_symbol(faulty_run: SimpleNamespace) -> None:

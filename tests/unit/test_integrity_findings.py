@@ -42,6 +42,26 @@ EXAMPLES = {
     "seq_gap": {"symbol": "AAPL", "after_seq": 2, "next_seq": 4},
     "seq_duplicate": {"symbol": "AAPL", "seq": 3, "trade_ids": ["t3", "t4"]},
     "seq_reorder": {"symbol": "AAPL", "partition": 0, "offset": 7, "seq": 2, "previous_seq": 3},
+    "price_outside_limit": {
+        "trade_id": "t5",
+        "order_id": "a",
+        "side": "buy",
+        "limit_price": 100,
+        "trade_price": 100.01,
+    },
+    "order_mismatch": {"client_id": "c1", "idempotency_key": "k4", "fields": ["price"]},
+    "fill_after_cancel": {"trade_id": "t6", "order_id": "b", "cancel_offset": 4, "trade_offset": 5},
+    "cancel_still_open": {"client_id": "c1", "order_id": "b", "status": "open"},
+    "position_not_conserved": {"symbol": "AAPL", "net_qty": 5, "clients": 3},
+    "position_mismatch": {"client_id": "c1", "symbol": "AAPL", "position": 16, "fills": 6},
+    "unseen_by_projector": {
+        "event_id": "e7",
+        "order_id": "a",
+        "client_id": "c1",
+        "partition": 1,
+        "offset": 30,
+    },
+    "non_monotonic_read": {"client_id": "c1", "order_id": "a", "filled_qty": 9, "previous_max_filled": 10},
 }
 
 

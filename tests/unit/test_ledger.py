@@ -144,3 +144,10 @@ def test_a_line_that_is_not_an_object_is_rejected():
     with pytest.raises(ConfigError) as e:
         load_ledger(["[1, 2]"])
     assert e.value.where == "ledger:1"
+
+
+def test_a_reads_order_status_and_filled_quantity_round_trip_and_older_records_still_read():
+    r = LedgerRecord.from_dict(rec(op="get_order", order_id="o-1", order_status="filled", filled_qty=10))
+    assert (r.order_status, r.filled_qty) == ("filled", 10.0)
+    assert LedgerRecord.from_dict(r.to_dict()) == r
+    assert "order_status" not in LedgerRecord.from_dict(rec()).to_dict()

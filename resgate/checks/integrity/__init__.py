@@ -1,7 +1,8 @@
 """Integrity checker (Jepsen-style): the client ledger against the orders/trades tables and event topics.
 
 The ledger is the ground truth of what clients asked for and were told. :func:`gather` loads it into a
-per-run work schema in the target database with COPY, streams the configured topics (order-accepted
+per-run work schema in the target database with a raw COPY of its lines (Postgres parses the JSON),
+streams the configured topics (order-accepted
 events, trade events, with partition and offset) into the same schema from their earliest offsets to the
 end offsets taken at the start, and finds anomalies with SQL set operations (anti-joins, grouped
 aggregates, window functions) — never Python loops over rows, and never a history held in Python memory.
@@ -14,7 +15,8 @@ Nothing here knows paperbroker: tables, columns, topics, event types and JSON fi
 
 Modules: :mod:`.config` (the config), :mod:`.check` (the findings and the pure judge), :mod:`.gather`
 (the I/O), :mod:`.load` (COPY loaders of the ledger and topics), :mod:`.plan` (the SQL relations of one
-run) and :mod:`.anomalies` (one detector per anomaly family).
+run), :mod:`.anomalies` (one detector per anomaly family of the order lifecycle) and :mod:`.trading`
+(one detector per trading invariant).
 
 Anomaly kinds (:data:`KINDS`):
 
@@ -31,6 +33,19 @@ Anomaly kinds (:data:`KINDS`):
 - ``seq_gap`` / ``seq_duplicate`` — per symbol, trade sequence numbers must be exactly 1..n.
 - ``seq_reorder`` — in the trades topic, within a partition, a symbol's seq must strictly increase with
   the offset.
+
+The trading invariants (each checked only when the config names its sources; otherwise listed in
+``not_checked`` with the reason, never passed):
+
+- ``price_outside_limit`` — a trade above a buy order's limit or below a sell order's limit.
+- ``order_mismatch`` — an order stored with another symbol, side, qty or price than its client sent.
+- ``fill_after_cancel`` — a trade on an order after the order's cancel confirmation in the trades topic.
+- ``cancel_still_open`` — a cancel acknowledged ok whose order is still open after the system settled.
+- ``position_not_conserved`` — per symbol, the positions' net quantities do not sum to zero.
+- ``position_mismatch`` — a client's position differs from the signed sum of its fills.
+- ``non_monotonic_read`` — a client reads its own order going backwards (filled quantity shrinking, or
+  open again after a terminal status).
+- ``unseen_by_projector`` — an accepted event the projector never recorded as applied.
 """
 
 from __future__ import annotations
@@ -41,9 +56,13 @@ from resgate.checks.integrity.config import (
     DEFAULT_PROHIBITED,
     KINDS,
     AcceptedEvents,
+    CancelEvents,
     IntegrityConfig,
     IntegrityThresholds,
     OrdersTable,
+    OrderStates,
+    PositionsTable,
+    ProjectedEvents,
     TradeEvents,
     TradesTable,
 )
@@ -60,12 +79,16 @@ __all__ = [
     "KINDS",
     "NAME",
     "AcceptedEvents",
+    "CancelEvents",
     "IntegrityConfig",
     "IntegrityFindings",
     "IntegrityThresholds",
     "KindFinding",
     "LedgerInput",
+    "OrderStates",
     "OrdersTable",
+    "PositionsTable",
+    "ProjectedEvents",
     "Thresholds",
     "TradeEvents",
     "TradesTable",

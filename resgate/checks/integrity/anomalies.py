@@ -19,6 +19,7 @@ from psycopg import sql
 from resgate.checks.identifiers import table_label
 from resgate.checks.integrity.check import IntegrityFindings
 from resgate.checks.integrity.plan import Cases, OrderSource, Plan, TradeSource, counted, fetch, order_refs
+from resgate.checks.integrity.trading import trade_price_cases
 from resgate.checks.sqlutil import table_ident
 
 Conn = psycopg.Connection[Any]
@@ -208,7 +209,7 @@ def one_row_per_trade(conn: Conn, plan: Plan, t: TradeSource) -> TradeSource:
     dedup = plan.w(f"trades_{t.tag}")
     conn.execute(
         sql.SQL(
-            "CREATE UNLOGGED TABLE {d} AS SELECT DISTINCT ON (trade_id) * FROM {rows} r "
+            "CREATE UNLOGGED TABLE IF NOT EXISTS {d} AS SELECT DISTINCT ON (trade_id) * FROM {rows} r "
             "ORDER BY trade_id, p NULLS FIRST, off NULLS FIRST"
         ).format(d=dedup, rows=t.rows)
     )
@@ -390,11 +391,15 @@ def ledger_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings) -> Non
             findings.skip(k, "no accepted-events topic configured")
 
 
-def trade_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings, t: TradeSource) -> None:
-    """The trade-side kinds for one source of trades (the trades table, or the loaded trade events)."""
+def trade_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings, t: TradeSource) -> TradeSource:
+    """The trade-side kinds for one source of trades (the trades table, or the loaded trade events).
+
+    Returns the source with one row per trade id (what the positions are checked against).
+    """
     cap = plan.cap
     _record(findings, "duplicate_trade", t.label, duplicate_trades(conn, plan, t), cap)
     t = one_row_per_trade(conn, plan, t)
+    trade_price_cases(conn, plan, findings, t)
     if t.known is not None:
         _record(findings, "orphan_trade", t.label, orphan_trades(conn, plan, t), cap)
     else:
@@ -406,10 +411,11 @@ def trade_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings, t: Trad
     if not t.has_seq:
         for k in ("seq_gap", "seq_duplicate", "seq_reorder"):
             findings.skip(k, "no symbol/seq configured for the trades")
-        return
+        return t
     _record(findings, "seq_duplicate", t.label, seq_duplicates(conn, plan, t), cap)
     _record(findings, "seq_gap", t.label, seq_gaps(conn, plan, t), cap)
     if t.is_topic:
         _record(findings, "seq_reorder", t.label, seq_reorders(conn, plan, t), cap)
     elif plan.c.trade_events is None:
         findings.skip("seq_reorder", "needs a trades topic (offset order)")
+    return t

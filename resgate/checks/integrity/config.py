@@ -30,6 +30,14 @@ KINDS: tuple[str, ...] = (
     "seq_gap",
     "seq_duplicate",
     "seq_reorder",
+    "price_outside_limit",
+    "order_mismatch",
+    "fill_after_cancel",
+    "cancel_still_open",
+    "position_not_conserved",
+    "position_mismatch",
+    "non_monotonic_read",
+    "unseen_by_projector",
 )
 ALLOWED_BY_DEFAULT: frozenset[str] = frozenset({"recovered"})
 DEFAULT_PROHIBITED: frozenset[str] = frozenset(KINDS) - ALLOWED_BY_DEFAULT
@@ -40,6 +48,10 @@ class OrdersTable:
     """The system's orders table: one row per accepted order.
 
     ``qty`` may be None (then double fills are judged on the accepted events' quantity, if any).
+    ``symbol``, ``side`` and ``price`` (the limit) are None unless configured: the stored fields are
+    compared with what the client sent (``order_mismatch``), ``side``/``price`` bound the trades
+    (``price_outside_limit``) and ``side``/``symbol`` sign the fills (``position_mismatch``). ``buy_side``
+    and ``sell_side`` are the values of the side column.
     """
 
     table: TableName
@@ -47,18 +59,46 @@ class OrdersTable:
     client_id: str = "client_id"
     idempotency_key: str = "idempotency_key"
     qty: str | None = "qty"
+    symbol: str | None = None
+    side: str | None = None
+    price: str | None = None
+    buy_side: str = "buy"
+    sell_side: str = "sell"
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "integrity.orders") -> OrdersTable:
-        s = Section.closed(d, where, ("table", "order_id", "client_id", "idempotency_key", "qty"))
+        s = Section.closed(
+            d,
+            where,
+            (
+                "table",
+                "order_id",
+                "client_id",
+                "idempotency_key",
+                "qty",
+                "symbol",
+                "side",
+                "price",
+                "buy_side",
+                "sell_side",
+            ),
+        )
         if "table" not in s.data:
             raise ConfigError("is required", where=s.p("table"))
+        buy, sell = s.text("buy_side", "buy"), s.text("sell_side", "sell")
+        if buy == sell:
+            raise ConfigError(f"must differ from buy_side ({buy!r})", where=s.p("sell_side"))
         return cls(
             table=parse_table_name(s.data["table"], s.p("table")),
             order_id=ident(s, "order_id", "order_id"),  # type: ignore[arg-type]
             client_id=ident(s, "client_id", "client_id"),  # type: ignore[arg-type]
             idempotency_key=ident(s, "idempotency_key", "idempotency_key"),  # type: ignore[arg-type]
             qty=ident(s, "qty", "qty", optional=True),
+            symbol=ident(s, "symbol", None, optional=True),
+            side=ident(s, "side", None, optional=True),
+            price=ident(s, "price", None, optional=True),
+            buy_side=buy,  # type: ignore[arg-type]
+            sell_side=sell,  # type: ignore[arg-type]
         )
 
 
@@ -67,7 +107,8 @@ class TradesTable:
     """A table with one row per trade (a read model such as a trade blotter, or the matcher's own table).
 
     ``order_ids`` are the columns that reference orders (e.g. buy and sell side). ``symbol``/``seq`` may be
-    None to skip the sequence checks; ``qty`` None skips double fills.
+    None to skip the sequence checks; ``qty`` None skips double fills; ``price`` (None unless configured)
+    is the trade's price, checked against each order's limit.
     """
 
     table: TableName
@@ -76,10 +117,11 @@ class TradesTable:
     seq: str | None = "seq"
     qty: str | None = "qty"
     order_ids: tuple[str, ...] = ("buy_order_id", "sell_order_id")
+    price: str | None = None
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "integrity.trades") -> TradesTable:
-        s = Section.closed(d, where, ("table", "trade_id", "symbol", "seq", "qty", "order_ids"))
+        s = Section.closed(d, where, ("table", "trade_id", "symbol", "seq", "qty", "order_ids", "price"))
         if "table" not in s.data:
             raise ConfigError("is required", where=s.p("table"))
         return cls(
@@ -91,6 +133,7 @@ class TradesTable:
             order_ids=check_identifiers(
                 s.data.get("order_ids", ("buy_order_id", "sell_order_id")), s.p("order_ids")
             ),
+            price=ident(s, "price", None, optional=True),
         )
 
 
@@ -150,10 +193,11 @@ class TradeEvents:
     seq: str | None = "seq"
     qty: str | None = "qty"
     order_ids: tuple[str, ...] = ("buy_order_id", "sell_order_id")
+    price: str | None = None
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "integrity.trade_events") -> TradeEvents:
-        s = Section.closed(d, where, (*_EVENT_KEYS, "trade_id", "symbol", "seq", "qty", "order_ids"))
+        s = Section.closed(d, where, (*_EVENT_KEYS, "trade_id", "symbol", "seq", "qty", "order_ids", "price"))
         return cls(
             **_event_common(s),
             trade_id=s.text("trade_id", "trade_id"),  # type: ignore[arg-type]
@@ -161,6 +205,96 @@ class TradeEvents:
             seq=s.text("seq", "seq", optional=True),
             qty=s.text("qty", "qty", optional=True),
             order_ids=s.texts("order_ids", ("buy_order_id", "sell_order_id")),
+            price=s.text("price", None, optional=True),
+        )
+
+
+@dataclass(frozen=True)
+class CancelEvents:
+    """A topic of the system's cancel confirmations (e.g. ``OrderCancelled``), with the order id they name.
+
+    Fills after a confirmation are found by offset order, so this must be the trade events' topic (a
+    symbol keyed topic keeps an order's cancel and its trades in one partition).
+    """
+
+    topic: str
+    type_field: str | None = "type"
+    type_value: str | None = None
+    event_id: str | None = "event_id"
+    order_id: str = "order_id"
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "integrity.cancel_events") -> CancelEvents:
+        s = Section.closed(d, where, (*_EVENT_KEYS, "order_id"))
+        return cls(**_event_common(s), order_id=s.text("order_id", "order_id"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class OrderStates:
+    """A table holding each order's state after the system settled (e.g. an order blotter read model).
+
+    ``open_statuses`` are the values of ``status`` that mean the order can still trade: an order whose
+    cancel was acknowledged must not end in one of them (``cancel_still_open``).
+    """
+
+    table: TableName
+    order_id: str = "order_id"
+    status: str = "status"
+    open_statuses: tuple[str, ...] = ("open", "partially_filled")
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "integrity.order_states") -> OrderStates:
+        s = Section.closed(d, where, ("table", "order_id", "status", "open_statuses"))
+        if "table" not in s.data:
+            raise ConfigError("is required", where=s.p("table"))
+        return cls(
+            table=parse_table_name(s.data["table"], s.p("table")),
+            order_id=ident(s, "order_id", "order_id"),  # type: ignore[arg-type]
+            status=ident(s, "status", "status"),  # type: ignore[arg-type]
+            open_statuses=s.texts("open_statuses", ("open", "partially_filled")),
+        )
+
+
+@dataclass(frozen=True)
+class ProjectedEvents:
+    """A table in which a projector records each event id it applied (its dedupe table).
+
+    An accepted event whose id is not in it was never seen by the projector (``unseen_by_projector``).
+    """
+
+    table: TableName
+    event_id: str = "event_id"
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "integrity.projected_events") -> ProjectedEvents:
+        s = Section.closed(d, where, ("table", "event_id"))
+        if "table" not in s.data:
+            raise ConfigError("is required", where=s.p("table"))
+        return cls(
+            table=parse_table_name(s.data["table"], s.p("table")),
+            event_id=ident(s, "event_id", "event_id"),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class PositionsTable:
+    """A positions read model: one row per (client, symbol) with its net quantity (bought minus sold)."""
+
+    table: TableName
+    client_id: str = "client_id"
+    symbol: str = "symbol"
+    net_qty: str = "net_qty"
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "integrity.positions") -> PositionsTable:
+        s = Section.closed(d, where, ("table", "client_id", "symbol", "net_qty"))
+        if "table" not in s.data:
+            raise ConfigError("is required", where=s.p("table"))
+        return cls(
+            table=parse_table_name(s.data["table"], s.p("table")),
+            client_id=ident(s, "client_id", "client_id"),  # type: ignore[arg-type]
+            symbol=ident(s, "symbol", "symbol"),  # type: ignore[arg-type]
+            net_qty=ident(s, "net_qty", "net_qty"),  # type: ignore[arg-type]
         )
 
 
@@ -195,15 +329,25 @@ class IntegrityThresholds:
 class IntegrityConfig:
     """Where the integrity evidence lives. At least one of ``orders`` / ``accepted_events`` is required.
 
-    ``submit_ops`` are the ledger ``op`` values that submit an order. The work schema (unlogged tables,
-    named ``<work_schema_prefix>_<hex>``) is dropped afterwards unless ``keep_work_schema``.
+    ``submit_ops`` are the ledger ``op`` values that submit an order, ``cancel_ops`` those that cancel one
+    (the ledger record's ``order_id`` names it), ``read_ops`` those that read one back (``order_status``
+    and ``filled_qty`` in the record); ``terminal_statuses`` are the read statuses an order never leaves.
+    The work schema (unlogged tables, named ``<work_schema_prefix>_<hex>``) is dropped afterwards unless
+    ``keep_work_schema``.
     """
 
     orders: OrdersTable | None = None
     trades: TradesTable | None = None
     accepted_events: AcceptedEvents | None = None
     trade_events: TradeEvents | None = None
+    cancel_events: CancelEvents | None = None
+    order_states: OrderStates | None = None
+    positions: PositionsTable | None = None
+    projected_events: ProjectedEvents | None = None
     submit_ops: tuple[str, ...] = ("submit_order",)
+    cancel_ops: tuple[str, ...] = ("cancel_order",)
+    read_ops: tuple[str, ...] = ("get_order",)
+    terminal_statuses: tuple[str, ...] = ("filled", "cancelled")
     examples_cap: int = DEFAULT_EXAMPLES_CAP
     work_schema_prefix: str = "resgate_integrity"
     keep_work_schema: bool = False
@@ -217,12 +361,20 @@ class IntegrityConfig:
                 "configure orders (a table) and/or accepted_events (a topic)", where="integrity"
             )
         unique_name(self.work_schema_prefix, where="integrity.work_schema_prefix")
+        overlap = (set(self.submit_ops) & set(self.cancel_ops + self.read_ops)) | (
+            set(self.cancel_ops) & set(self.read_ops)
+        )
+        if overlap:
+            raise ConfigError(
+                f"an op is one of submit_ops, cancel_ops or read_ops, not several: {sorted(overlap)}",
+                where="integrity.cancel_ops",
+            )
 
     @property
     def topics(self) -> list[str]:
         """The configured topics, without repeats."""
         out: list[str] = []
-        for src in (self.accepted_events, self.trade_events):
+        for src in (self.accepted_events, self.trade_events, self.cancel_events):
             if src is not None and src.topic not in out:
                 out.append(src.topic)
         return out
@@ -238,7 +390,14 @@ class IntegrityConfig:
                 "trades",
                 "accepted_events",
                 "trade_events",
+                "cancel_events",
+                "order_states",
+                "positions",
+                "projected_events",
                 "submit_ops",
+                "cancel_ops",
+                "read_ops",
+                "terminal_statuses",
                 "examples_cap",
                 "work_schema_prefix",
                 "keep_work_schema",
@@ -263,7 +422,14 @@ class IntegrityConfig:
                 trades=sub("trades", TradesTable.from_dict),
                 accepted_events=sub("accepted_events", AcceptedEvents.from_dict),
                 trade_events=sub("trade_events", TradeEvents.from_dict),
+                cancel_events=sub("cancel_events", CancelEvents.from_dict),
+                order_states=sub("order_states", OrderStates.from_dict),
+                positions=sub("positions", PositionsTable.from_dict),
+                projected_events=sub("projected_events", ProjectedEvents.from_dict),
                 submit_ops=s.texts("submit_ops", ("submit_order",)),
+                cancel_ops=s.texts("cancel_ops", ("cancel_order",)),
+                read_ops=s.texts("read_ops", ("get_order",)),
+                terminal_statuses=s.texts("terminal_statuses", ("filled", "cancelled")),
                 examples_cap=s.integer("examples_cap", DEFAULT_EXAMPLES_CAP, minimum=0),
                 work_schema_prefix=s.text("work_schema_prefix", "resgate_integrity"),  # type: ignore[arg-type]
                 keep_work_schema=s.flag("keep_work_schema", False),

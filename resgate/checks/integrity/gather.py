@@ -19,22 +19,30 @@ import psycopg
 from psycopg import sql
 
 from resgate.checks.identifiers import TableName, table_label, unique_name
-from resgate.checks.integrity.anomalies import ledger_anomalies, table_anomalies, trade_anomalies
+from resgate.checks.integrity.anomalies import (
+    ledger_anomalies,
+    one_row_per_trade,
+    table_anomalies,
+    trade_anomalies,
+)
 from resgate.checks.integrity.check import IntegrityFindings
 from resgate.checks.integrity.config import KINDS, IntegrityConfig
 from resgate.checks.integrity.load import (
     ACCEPTED_COLUMNS,
+    CANCEL_COLUMNS,
     LedgerInput,
     LedgerLoad,
     TopicLoad,
     accepted_row,
+    cancel_row,
     ledger_sources,
     load_ledger,
     load_topic,
     trade_columns,
     trade_row,
 )
-from resgate.checks.integrity.plan import Plan
+from resgate.checks.integrity.plan import Plan, TradeSource
+from resgate.checks.integrity.trading import record_trading
 from resgate.checks.sqlutil import create_schema, drop_schema, table_columns
 from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError
@@ -113,13 +121,26 @@ def _check_tables(conn: psycopg.Connection[Any], config: IntegrityConfig) -> Non
             "client_id": o.client_id,
             "idempotency_key": o.idempotency_key,
             "qty": o.qty,
+            "symbol": o.symbol,
+            "side": o.side,
+            "price": o.price,
         }
         specs.append(("integrity.orders", o.table, fields))
     if config.trades:
         t = config.trades
-        fields = {"trade_id": t.trade_id, "symbol": t.symbol, "seq": t.seq, "qty": t.qty}
+        fields = {"trade_id": t.trade_id, "symbol": t.symbol, "seq": t.seq, "qty": t.qty, "price": t.price}
         fields.update({f"order_ids[{i}]": c for i, c in enumerate(t.order_ids)})
         specs.append(("integrity.trades", t.table, fields))
+    if config.order_states:
+        st = config.order_states
+        specs.append(("integrity.order_states", st.table, {"order_id": st.order_id, "status": st.status}))
+    if config.projected_events:
+        pe = config.projected_events
+        specs.append(("integrity.projected_events", pe.table, {"event_id": pe.event_id}))
+    if config.positions:
+        ps = config.positions
+        fields = {"client_id": ps.client_id, "symbol": ps.symbol, "net_qty": ps.net_qty}
+        specs.append(("integrity.positions", ps.table, fields))
     for where, table, fields in specs:
         cols = table_columns(conn, table)
         if cols is None:
@@ -150,12 +171,6 @@ def _gather_in(
     config = plan.c
     cap = config.examples_cap
     with _connect(dsn, config.work_mem) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE UNLOGGED TABLE {} (src int, line bigint, ts float8, client_id text, ikey text, "
-                "outcome text, status text, order_id text)"
-            ).format(plan.w("ledger"))
-        )
         if config.accepted_events:
             conn.execute(
                 sql.SQL(
@@ -169,8 +184,14 @@ def _gather_in(
             conn.execute(
                 sql.SQL(
                     "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, trade_id text, symbol text, "
-                    "seq bigint, qty numeric, {})"
+                    "seq bigint, qty numeric, price numeric, {})"
                 ).format(plan.w("trade_events"), cols)
+            )
+        if config.cancel_events:
+            conn.execute(
+                sql.SQL("CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, order_id text)").format(
+                    plan.w("cancels")
+                )
             )
 
     # Phase 1, concurrently: the ledger load (Python-bound), the topic loads (Kafka), and the checks that
@@ -178,8 +199,8 @@ def _gather_in(
     def ledger_phase() -> LedgerLoad:
         t = time.perf_counter()
         with _connect(dsn, config.work_mem) as c:
-            out = load_ledger(c, plan.w("ledger"), ledger, config.submit_ops, cap)
-            c.execute(sql.SQL("ANALYZE {}").format(plan.w("ledger")))
+            out = load_ledger(c, plan.schema, ledger, config, cap)
+        timings.update(out.timings)
         timings["ledger_load_s"] = time.perf_counter() - t
         return out
 
@@ -187,10 +208,12 @@ def _gather_in(
         t = time.perf_counter()
         out = asyncio.run(_load_topics(dsn, bootstrap, config, plan, bounds, cap, kafka))
         with _connect(dsn, config.work_mem) as c:
-            for name in ("accepted", "trade_events"):
-                if (name == "accepted" and config.accepted_events) or (
-                    name == "trade_events" and config.trade_events
-                ):
+            for name, src in (
+                ("accepted", config.accepted_events),
+                ("trade_events", config.trade_events),
+                ("cancels", config.cancel_events),
+            ):
+                if src is not None:
                     c.execute(sql.SQL("ANALYZE {}").format(plan.w(name)))
         timings["topics_load_s"] = time.perf_counter() - t
         return out
@@ -215,7 +238,11 @@ def _gather_in(
         ledger_acked=led.acked,
         ledger_other_ops=led.other_ops,
         ledger_submits_without_key=led.without_key,
+        ledger_cancels=led.cancels,
+        ledger_reads=led.reads,
     )
+    if led.raw_fallback_sources:
+        findings.stats["ledger_files_parsed_in_python"] = led.raw_fallback_sources
     if led.invalid:
         findings.incomplete.append(
             f"{led.invalid} ledger record(s) could not be read, e.g. "
@@ -243,8 +270,20 @@ def _gather_in(
     t = time.perf_counter()
     with _connect(dsn, config.work_mem) as conn:
         ledger_anomalies(conn, plan, findings)
+        positions_trades: TradeSource | None = None
         if config.trade_events:
-            trade_anomalies(conn, plan, findings, plan.topic_trades())
+            topic_trades = trade_anomalies(conn, plan, findings, plan.topic_trades())
+            if not topic_trades.truncated:
+                positions_trades = topic_trades
+        if positions_trades is None and config.trades:
+            positions_trades = one_row_per_trade(conn, plan, plan.table_trades())
+        record_trading(
+            conn,
+            plan,
+            findings,
+            positions_trades,
+            {"submit_fields": led.submit_fields, "cancels": led.cancels, "read_fields": led.read_fields},
+        )
     timings["ledger_checks_s"] = time.perf_counter() - t
 
 
@@ -290,6 +329,24 @@ async def _load_topics(
                 te.type_value,
                 bounds[te.topic],
                 trade_row(te),
+                timeout_s=config.consume_timeout_s,
+                cap=cap,
+                kafka=kafka,
+            )
+        )
+    if config.cancel_events:
+        ce = config.cancel_events
+        jobs.append(
+            load_topic(
+                dsn,
+                bootstrap,
+                plan.w("cancels"),
+                CANCEL_COLUMNS,
+                ce.topic,
+                ce.type_field,
+                ce.type_value,
+                bounds[ce.topic],
+                cancel_row(ce),
                 timeout_s=config.consume_timeout_s,
                 cap=cap,
                 kafka=kafka,

@@ -82,9 +82,9 @@ class OrderSource:
 class TradeSource:
     """One source of trades (the trades table or the loaded trade events) and what it is checked against.
 
-    ``rows`` is a relation ``(trade_id, symbol, seq, qty, o0 … o<n_orders-1>, p, off, ident)``: ``o<i>``
-    are the order ids a trade references, ``p``/``off`` its partition and offset (NULL for table rows),
-    ``ident`` what tells two copies of one trade apart (a row's ctid; an event id, else its position).
+    ``rows`` is a relation ``(trade_id, symbol, seq, qty, price, o0 … o<n_orders-1>, p, off, ident)``:
+    ``o<i>`` are the order ids a trade references, ``p``/``off`` its partition and offset (NULL for table
+    rows), ``ident`` what tells two copies of one trade apart (a row's ctid; an event id, else its position).
     ``known`` is a relation ``(oid, …)`` of known orders and ``order_qty`` one of ``(oid, qty)``; each is
     None when no complete source of it exists. ``truncated``: the topic lost its oldest events.
     """
@@ -98,6 +98,7 @@ class TradeSource:
     truncated: bool
     known: sql.Composable | None
     order_qty: sql.Composable | None
+    has_price: bool = False
 
     @property
     def tag(self) -> str:
@@ -141,6 +142,30 @@ class Plan:
             c=sql.Identifier(o.client_id),
             k=sql.Identifier(o.idempotency_key),
             qty=qty,
+            t=table_ident(o.table),
+        )
+
+    def order_fields(self) -> sql.Composable:
+        """``(oid, c, k, symbol, side, qty, price)`` from the orders table (NULL where not configured)."""
+        o = self.c.orders
+        assert o is not None
+
+        def col(name: str | None, cast: str) -> sql.Composable:
+            if name is None:
+                return sql.SQL("NULL::{}").format(sql.SQL(cast))
+            return sql.SQL("{}::{}").format(sql.Identifier(name), sql.SQL(cast))
+
+        return sql.SQL(
+            "(SELECT {oid} AS oid, {c} AS c, {k} AS k, {sym} AS symbol, {side} AS side, {qty} AS qty, "
+            "{price} AS price FROM {t})"
+        ).format(
+            oid=col(o.order_id, "text"),
+            c=col(o.client_id, "text"),
+            k=col(o.idempotency_key, "text"),
+            sym=col(o.symbol, "text"),
+            side=col(o.side, "text"),
+            qty=col(o.qty, "numeric"),
+            price=col(o.price, "numeric"),
             t=table_ident(o.table),
         )
 
@@ -207,13 +232,14 @@ class Plan:
             for i, c in enumerate(t.order_ids)
         )
         rows = sql.SQL(
-            "(SELECT {tid} AS trade_id, {sym} AS symbol, {seq} AS seq, {qty} AS qty, {oids}, "
-            "NULL::int AS p, NULL::bigint AS off, ctid::text AS ident FROM {t})"
+            "(SELECT {tid} AS trade_id, {sym} AS symbol, {seq} AS seq, {qty} AS qty, {price} AS price, "
+            "{oids}, NULL::int AS p, NULL::bigint AS off, ctid::text AS ident FROM {t})"
         ).format(
             tid=col(t.trade_id, "text"),
             sym=col(t.symbol, "text"),
             seq=col(t.seq, "bigint"),
             qty=col(t.qty, "numeric"),
+            price=col(t.price, "numeric"),
             oids=oids,
             t=table_ident(t.table),
         )
@@ -228,6 +254,7 @@ class Plan:
             truncated=False,
             known=known,
             order_qty=qty,
+            has_price=t.price is not None,
         )
 
     def topic_trades(self) -> TradeSource:
@@ -236,8 +263,8 @@ class Plan:
         assert t is not None
         oids = sql.SQL(", ").join(sql.Identifier(f"o{i}") for i in range(len(t.order_ids)))
         rows = sql.SQL(
-            "(SELECT trade_id, symbol, seq, qty, {oids}, p, off, coalesce(eid, p || ':' || off) AS ident "
-            "FROM {})"
+            "(SELECT trade_id, symbol, seq, qty, price, {oids}, p, off, "
+            "coalesce(eid, p || ':' || off) AS ident FROM {})"
         ).format(self.w("trade_events"), oids=oids)
         known, qty = self._known_orders(accepted=self.accepted_complete())
         return TradeSource(
@@ -250,6 +277,7 @@ class Plan:
             truncated=t.topic in self.truncated,
             known=known,
             order_qty=qty,
+            has_price=t.price is not None,
         )
 
 

@@ -1,0 +1,69 @@
+"""The seeded bugs that break a trading invariant fail the gate on the integrity kind that names them.
+
+`make test` proves all four in ONE short gate run (the short config, its four faults, the four bugs on
+together): each bug needs only the fault that reaches its component, so they do not mask one another.
+The matrix, one targeted run per bug (one fault each), runs behind ``RESGATE_MATRIX=1`` (``make matrix``).
+The good build passing the same checks is tests/e2e/test_local_gate.py's good-build run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import SHORT_CONFIG, processes_with_marker, run_gate
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+# bug -> (the check that must fail, its counter that must be > 0, the one fault that reaches the bug)
+TRADING_MATRIX = {
+    "matcher_restore_rounds_price": ("integrity", "price_outside_limit", "kill-matcher"),
+    "matcher_snapshot_keeps_cancelled": ("integrity", "fill_after_cancel", "kill-matcher"),
+    "gateway_retry_stale_copy": ("integrity", "order_mismatch", "kill-gateway"),
+    "positions_double_count": ("integrity", "position_mismatch", "redeliver-events"),
+}
+
+matrix = pytest.mark.skipif(
+    os.environ.get("RESGATE_MATRIX") != "1", reason="one gate run per bug: set RESGATE_MATRIX=1 (make matrix)"
+)
+
+
+def _assert_failed_on(r: Any, check: str, counter: str) -> None:
+    assert r.exit_code == 1, r.output[-4000:]
+    assert r.verdict is not None and r.verdict["result"] == "FAIL"
+    assert check in r.verdict["failed_checks"], (r.verdict, r.checks.get(check))
+    assert r.checks[check]["valid"] is False
+    assert r.checks[check]["counts"].get(counter, 0) > 0, (counter, r.checks[check])
+    assert counter in r.checks[check]["details"]["violations"]
+
+
+def test_the_trading_bugs_together_fail_the_gate_on_each_of_their_kinds(tmp_path: Path) -> None:
+    r = run_gate(SHORT_CONFIG, tmp_path / "ev", env={"PAPERBROKER_BUGS": ",".join(sorted(TRADING_MATRIX))})
+    for check, counter, _fault in TRADING_MATRIX.values():
+        _assert_failed_on(r, check, counter)
+    assert not processes_with_marker(r.marker)
+
+
+def _targeted_config(tmp_path: Path, fault: str) -> Path:
+    """The short config with only ``fault``, fired 8 s into a 20 s load."""
+    cfg = yaml.safe_load(SHORT_CONFIG.read_text())
+    cfg["faults"] = [dict(f, at_s=8) for f in cfg["faults"] if f["name"] == fault]
+    assert len(cfg["faults"]) == 1, fault
+    cfg["load"]["duration_s"] = 20
+    out = tmp_path / f"gate_{fault}.yaml"
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
+@matrix
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", sorted(TRADING_MATRIX))
+def test_each_trading_bug_alone_fails_a_gate_with_its_one_fault(bug: str, tmp_path: Path) -> None:
+    check, counter, fault = TRADING_MATRIX[bug]
+    r = run_gate(_targeted_config(tmp_path, fault), tmp_path / "ev", env={"PAPERBROKER_BUGS": bug})
+    _assert_failed_on(r, check, counter)
+    assert not processes_with_marker(r.marker)
