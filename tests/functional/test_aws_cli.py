@@ -118,8 +118,8 @@ def test_query_runs_in_the_stacks_workgroup_and_database_and_prints_a_table(aws)
     assert out.getvalue().splitlines() == [
         "run_id  result",
         "------  ------",
-        "r2      FAIL  ",
-        "r1      PASS  ",
+        "r2      FAIL",
+        "r1      PASS",
         "(2 rows)",
     ]
     (qid,) = aws.athena.list_query_executions(WorkGroup="resgate-paperbroker")["QueryExecutionIds"]
