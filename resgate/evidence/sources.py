@@ -25,7 +25,6 @@ CHECKS: tuple[str, ...] = ("slo", "recovery", "retryable", "integrity", "replay"
 """The checker modules, by their ``NAME``: ``resgate.checks.<name>``."""
 
 # Ledger error ratios in 1 s windows: faults a few seconds apart must not see each other's errors.
-RECOVERY_WINDOW_S = 1.0
 # Checks that count unreadable ledger lines themselves (-> unknown) and raise ConfigError only for config.
 _JUDGE_MALFORMED = frozenset({"integrity", "replay"})
 
@@ -53,7 +52,9 @@ class Sources:
     replay), whether the system settled, and the figures the conductor knows (the load phase's length, the
     end of health observation).
 
-    ``kafka`` is how every client reaches the brokers (default PLAINTEXT, the embedded ones; TLS or MSK IAM
+    ``load_duration_s`` is the load's configured run time (the load ended that long after its first request:
+    the recovery check does not read the silence after it as an outage). ``kafka`` is how every client
+    reaches the brokers (default PLAINTEXT, the embedded ones; TLS or MSK IAM
     from the gate config's ``kafka:`` section); ``rebuild_runner`` runs replay rebuilds that name an
     ``ecs_task`` (the replay Lambda's ECS runner; None locally: see ``resgate.checks.replay.rebuild``)."""
 
@@ -63,6 +64,7 @@ class Sources:
     settled: Settled | None = None
     duration_s: float | None = None
     observed_until: float | None = None
+    load_duration_s: float | None = None
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     rebuild_runner: Callable[[Any], None] | None = None
 
@@ -98,7 +100,8 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
 
     - slo: ``load_stats.jsonl`` (required, non-empty) and, in regression mode, the ledger's windows.
     - recovery: ``faults.jsonl`` and ``health.jsonl`` (required; empty means nothing happened) and, when
-      present, the ledger's error-ratio windows.
+      present, the ledger's requests, with the load's end from ``sources.load_duration_s`` (the load's
+      configured length; unknown when not given).
     - retryable: the ledger (required).
     - integrity: the ledger (required) against the database and topics; replay: the database and topics.
       Both raise EvidenceMissing when ``sources.settled`` says the system did not settle.
@@ -117,8 +120,8 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
             faults,
             health,
             records=ledger(store, required=False),
-            window_s=RECOVERY_WINDOW_S,
             observed_until=sources.observed_until,
+            load_duration_s=sources.load_duration_s,
         )
     if name == "retryable":
         return mod.RetryableEvidence(records=ledger(store))

@@ -34,7 +34,12 @@ class FaultRunner:
     """Injects scheduled faults at ``load_start + at_s``; ``abort()`` cancels what has not run yet.
 
     ``timeline()`` returns fault events ``{ts, fault_id, kind, target, event, detail}`` with event in
-    injected | ended | aborted | skipped | error.
+    injecting | injected | lifting | ended | aborted | skipped | error. ``injecting`` is stamped just
+    before the call that injects (nothing of the fault acted earlier) and ``injected`` once that call
+    returned (the fault is in effect: Postgres has stopped, the replica is dead); for a held fault,
+    ``lifting`` just before the call that lifts it and ``ended`` once it returned (an ``aborted`` fault
+    is lifted the same way, right after its ``aborted`` event). Recovery separates faults by their
+    ``injecting`` time: a database that is stopping already fails requests.
     """
 
     def __init__(
@@ -70,6 +75,18 @@ class FaultRunner:
         if self.on_event:
             self.on_event(ev)
 
+    def _begin(self, fault: Fault) -> None:
+        """The injection starts now (the next call acts on the target)."""
+        held = fault.params.get("duration_s")
+        self._record(fault, "injecting", **({"duration_s": held} if held else {}))
+
+    def _lift(self, fault: Fault, revert: Callable[[], None], done: str = "ended", **detail: Any) -> None:
+        """Lift a held fault: ``lifting``, the revert call, then ``done`` (``ended`` on schedule or at the
+        end of the load, ``aborted`` on an abort) once it returned: recovery counts from the lift's end."""
+        self._record(fault, "lifting")
+        revert()
+        self._record(fault, done, **detail)
+
     def timeline(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._events)
@@ -102,10 +119,7 @@ class FaultRunner:
                 return
             self.aborted_reason = reason
             self._abort.set()
-        for fault in self.faults:
-            if fault.name in self._reverts:
-                self._record(fault, "aborted", reason=reason)
-        self.revert_all()
+        self.revert_all(done="aborted", reason=reason)
 
     def pending(self) -> bool:
         """True while some scheduled fault has not been injected (or skipped) yet."""
@@ -122,31 +136,32 @@ class FaultRunner:
             if not aborted:
                 self._reverts[fault.name] = revert
         if aborted:  # the abort came while this fault was being injected: lift it now, like the others
-            revert()
-            self._record(fault, "aborted", reason=self.aborted_reason or "aborted")
+            self._lift(fault, revert, "aborted", reason=self.aborted_reason or "aborted")
             return
 
         def fire() -> None:
             fn = self._reverts.pop(fault.name, None)
             if fn is not None:
-                fn()
-                self._record(fault, "ended")
+                self._lift(fault, fn)
 
         t = threading.Timer(seconds, fire)
         t.daemon = True
         self._timers.append(t)
         t.start()
 
-    def revert_all(self) -> None:
-        """Undo every active fault now (resume hung processes, restart Postgres, brokers up, no latency)."""
+    def revert_all(self, *, done: str = "ended", **detail: Any) -> None:
+        """Undo every active fault now (resume hung processes, restart Postgres, brokers up, no latency);
+        each lift is recorded as ``lifting`` then ``done`` (``aborted`` when :meth:`abort` calls it)."""
         for t in self._timers:
             t.cancel()
-        for name, fn in list(self._reverts.items()):
-            self._reverts.pop(name, None)
+        for name in list(self._reverts):
+            fn = self._reverts.pop(name, None)
+            if fn is None:  # its timer lifted it meanwhile
+                continue
+            fault = next(f for f in self.faults if f.name == name)
             try:
-                fn()
+                self._lift(fault, fn, done, **detail)
             except Exception as e:
-                fault = next(f for f in self.faults if f.name == name)
                 self._record(fault, "error", error=f"revert failed: {e}")
 
     def _inject(self, fault: Fault) -> None:
@@ -155,6 +170,7 @@ class FaultRunner:
         if fault.kind in ("stop_task", "hang"):
             if sup is None:
                 raise GateError("process faults need local services")
+            self._begin(fault)
             if fault.kind == "stop_task":
                 killed = sup.stop_replicas(fault.target, p["percent"])
                 self._record(fault, "injected", replicas=killed)
@@ -169,6 +185,7 @@ class FaultRunner:
             if pg is None or not pg.controllable:
                 self._record(fault, "skipped", reason="Postgres is external (RESGATE_PG_DSN): cannot stop it")
                 return
+            self._begin(fault)
             pg.stop("immediate")
             self._record(fault, "injected", duration_s=p["duration_s"])
             self._after(fault, p["duration_s"], pg.start)
@@ -178,6 +195,7 @@ class FaultRunner:
                 self._record(fault, "skipped", reason="Kafka is external (RESGATE_KAFKA_BOOTSTRAP)")
                 return
             broker = p["broker"]
+            self._begin(fault)
             if fault.kind == "kafka_broker_down":
                 k.set_broker_down(broker)
                 self._record(fault, "injected", broker=broker, duration_s=p["duration_s"])
@@ -192,15 +210,18 @@ class FaultRunner:
             balancer = self.target.balancer
             if balancer is None:
                 raise GateError("a rate-limit spike needs the local balancer in front of the exposed service")
+            self._begin(fault)
             balancer.rate_limit = RateLimit(p["percent"], p["retry_after_s"])
             self._record(fault, "injected", percent=p["percent"], duration_s=p["duration_s"])
             self._after(fault, p["duration_s"], lambda: setattr(balancer, "rate_limit", None))
         elif fault.kind == "zone_loss":
             if sup is None:
                 raise GateError("zone loss needs local services")
+            self._begin(fault)
             killed = sup.stop_zone(p["zone"], p["services"] or None)
             self._record(fault, "injected", zone=p["zone"], replicas=killed)
         elif fault.kind == "duplicate_delivery":
+            self._begin(fault)
             result = redeliver(self.target.bootstrap, p["topics"], p["fraction"], p["max_events"])
             self._record(fault, "injected", **result)
         else:  # the schema rejects unknown kinds; this guards against a schema/runner mismatch
@@ -216,6 +237,7 @@ class FaultRunner:
             raise GateError(f"no proxied path between {p['service']} and {p['dependency']}")
         name, direction, kind = fault.name, p["direction"], fault.kind
         detail: dict[str, Any] = {"between": [p["service"], p["dependency"]], "direction": direction}
+        self._begin(fault)
         if kind == "network_partition":
             detail["mode"] = p["mode"]
             if p["mode"] == "hang":
@@ -251,12 +273,14 @@ class FaultRunner:
         brokers = list(range(1, int(getattr(k, "brokers", 1)) + 1))
         between = [p["service"], "kafka"]
         if fault.kind == "network_partition" and p["mode"] == "refuse":
+            self._begin(fault)
             for b in brokers:
                 k.set_broker_down(b)
             self._record(fault, "injected", between=between, mode="refuse", brokers=brokers, **_dur(p))
             self._after(fault, p["duration_s"], lambda: _each(brokers, k.set_broker_up))
         elif fault.kind in ("network_partition", "network_latency"):
             hang = fault.kind == "network_partition"
+            self._begin(fault)
             rtt = int(p["duration_s"] * 1000) if hang else int(p["delay_ms"])
             for b in brokers:
                 k.set_rtt(b, rtt)

@@ -210,6 +210,7 @@ class GateRun:
             bootstrap=self.target.bootstrap,
             settled=Settled(q.settled, q.reason) if q is not None else None,
             duration_s=end - start,
+            load_duration_s=self.cfg.load.duration_s,
             kafka=self.cfg.kafka,
         )
         self.results = run_assertions(self.cfg, self.store, sources, say=self.progress.line)

@@ -31,7 +31,7 @@ CLUSTER = "pb-cluster"
 SERVICE = "pb-gateway"
 EXPERIMENT = "EXP1a2b3c4d5e6f7"
 FIS_REASON = f"Task stopped by FIS experiment {EXPERIMENT}"
-NO_ERROR_RATIO = {"rto_s": 30, "error_ratio_tolerance": None}
+NO_ERROR_RATIO = {"rto_s": 30, "error_ratio_tolerance": None, "min_throughput_ratio": None}
 
 
 def at(s: float) -> dt.datetime:
