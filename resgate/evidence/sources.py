@@ -101,7 +101,7 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
     - slo: ``load_stats.jsonl`` (required, non-empty) and, in regression mode, the ledger's windows.
     - recovery: ``faults.jsonl`` and ``health.jsonl`` (required; empty means nothing happened) and, when
       present, the ledger's requests, with the load's end from ``sources.load_duration_s`` (the load's
-      configured length; unknown when not given).
+      configured length), else ``sources.duration_s``; unknown when neither is given.
     - retryable: the ledger (required).
     - integrity: the ledger (required) against the database and topics; replay: the database and topics.
       Both raise EvidenceMissing when ``sources.settled`` says the system did not settle.
@@ -121,7 +121,10 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
             health,
             records=ledger(store, required=False),
             observed_until=sources.observed_until,
-            load_duration_s=sources.load_duration_s,
+            # on AWS the event's duration_s is the configured load phase's length
+            load_duration_s=sources.load_duration_s
+            if sources.load_duration_s is not None
+            else sources.duration_s,
         )
     if name == "retryable":
         return mod.RetryableEvidence(records=ledger(store))

@@ -11,6 +11,7 @@ from resgate.checks import recovery as rc
 from resgate.checks.result import UNKNOWN
 from resgate.contract.constants import DEFAULT_RTO_SECONDS
 from resgate.contract.errors import ConfigError
+from resgate.evidence.report import recovery_table
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -647,3 +648,16 @@ def test_a_partition_followed_by_30_s_without_a_completed_request_has_not_recove
     assert failure["baseline_ok_per_s"] == pytest.approx(50.0)
     kill, _, latency = r.details["faults"]
     assert kill["ok_per_s_after"] == pytest.approx(50.0) and latency["ok_per_s_after"] == pytest.approx(50.0)
+
+
+def test_the_report_names_the_fault_whose_service_did_not_serve_again():
+    d = kill_and_heal(105.0)
+    d["requests"] = [q for q in d["requests"] if q["start"] < 105.0]
+    d["load_ended_ts"] = 200.0
+    lines = recovery_table([check(d)])
+    assert lines[1] == "### Recovery per fault (baseline 19.8 ok requests/s; RTO 30.0 s)"
+    (row,) = [line for line in lines if line.startswith("| `f1`")]
+    assert (
+        "| 0.0 |" in row and "10.0 s (cut by after_window_s)" in row and row.endswith("throughput_not_back |")
+    )
+    assert recovery_table([]) == []
