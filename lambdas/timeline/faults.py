@@ -14,6 +14,10 @@ experiment_id, status}`` (``fault_id`` is the fault's config name, as in a local
 - for a network action that has ended, ``lifting`` at its start plus its ``duration`` parameter (when
   given) and ``ended`` at its ``endTime`` (the fault lifted; the experiment goes on with its observation
   window, whose end is not the fault's), so recovery counts from the moment the fault was lifted;
+- ``effect`` (proof that the fault acted, as a local run records it) once the fault's action has ended:
+  ``observed: true`` when it ``completed``, ``false`` with its state's reason when it ``failed`` or was
+  ``cancelled`` (the templates resolve targets with ``emptyTargetResolutionMode: fail``, so an action that
+  found no task fails instead of completing on nothing);
 - ``ended`` at ``endTime`` when the experiment ``completed`` (for an instantaneous fault);
 - ``aborted`` at ``endTime`` (else now) when it was ``stopped`` (by a stop condition, i.e. a tripped
   guardrail, or by a user), ``failed`` or ``cancelled``, with ``state.reason`` as detail;
@@ -65,6 +69,9 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
         if started is not None and started <= injected:
             rows.append({"ts": started, **base, "event": "injecting", "detail": detail})
         rows.append({"ts": injected, **base, "event": "injected", "detail": detail})
+    effect = _effect_row(actions, now=now)
+    if effect is not None and injected is not None:
+        rows.append({**effect, **base, "event": "effect"})
     lifting, lifted = lift
     if lifting is not None:
         rows.append({"ts": lifting, **base, "event": "lifting", "detail": "the network action's duration"})
@@ -80,6 +87,32 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
             detail += f" ({error['code']})"
         rows.append({"ts": end if end is not None else now, **base, "event": "aborted", "detail": detail})
     return sorted(rows, key=lambda r: r["ts"])
+
+
+NOT_A_FAULT_ACTIONS = frozenset({"aws:fis:wait"})
+FAILED_ACTION_STATUSES = frozenset({"failed", "cancelled"})
+
+
+def _effect_row(actions: Sequence[dict[str, Any]], *, now: float) -> dict[str, Any] | None:
+    """``{ts, detail: {observed, evidence}}`` of the experiment's fault action once it ended, else None."""
+    for a in actions:
+        action_id = str(a.get("actionId") or "")
+        if not action_id or action_id in NOT_A_FAULT_ACTIONS:
+            continue
+        state = a.get("state") or {}
+        status = str(state.get("status") or "")
+        end = epoch(a.get("endTime"))
+        ts = end if end is not None else now
+        if status == "completed":
+            return {"ts": ts, "detail": {"observed": True, "evidence": f"FIS action {action_id} completed"}}
+        if status in FAILED_ACTION_STATUSES:
+            why = state.get("reason") or status
+            return {
+                "ts": ts,
+                "detail": {"observed": False, "evidence": f"FIS action {action_id} {status}: {why}"},
+            }
+        return None
+    return None
 
 
 def _held_action(actions: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

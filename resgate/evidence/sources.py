@@ -52,11 +52,11 @@ class Sources:
     replay), whether the system settled, and the figures the conductor knows (the load phase's length, the
     end of health observation).
 
-    ``load_duration_s`` is the load's configured run time (the load ended that long after its first request:
-    the recovery check does not read the silence after it as an outage). ``kafka`` is how every client
-    reaches the brokers (default PLAINTEXT, the embedded ones; TLS or MSK IAM
-    from the gate config's ``kafka:`` section); ``rebuild_runner`` runs replay rebuilds that name an
-    ``ecs_task`` (the replay Lambda's ECS runner; None locally: see ``resgate.checks.replay.rebuild``)."""
+    ``load_duration_s`` is the load's configured run time, the recovery check's estimate of the load's end
+    (first request + it) when the run has no live lines. ``kafka`` is how every client reaches the brokers
+    (default PLAINTEXT, the embedded ones; TLS or MSK IAM from the gate config's ``kafka:`` section);
+    ``rebuild_runner`` runs replay rebuilds that name an ``ecs_task`` (the replay Lambda's ECS runner;
+    None locally: see ``resgate.checks.replay.rebuild``)."""
 
     run_id: str
     dsn: str | None = None
@@ -100,8 +100,8 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
 
     - slo: ``load_stats.jsonl`` (required, non-empty) and, in regression mode, the ledger's windows.
     - recovery: ``faults.jsonl`` and ``health.jsonl`` (required; empty means nothing happened) and, when
-      present, the ledger's requests, with the load's end from ``sources.load_duration_s`` (the load's
-      configured length), else ``sources.duration_s``; unknown when neither is given.
+      present, the ledger's requests, with the load's end from the load's live lines (``load_live.jsonl``,
+      written by both conductors), else from ``sources.load_duration_s``; unknown when neither is there.
     - retryable: the ledger (required).
     - integrity: the ledger (required) against the database and topics; replay: the database and topics.
       Both raise EvidenceMissing when ``sources.settled`` says the system did not settle.
@@ -116,15 +116,14 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
     if name == "recovery":
         faults = [e for e in read_jsonl(store, "faults") if e.get("event") in mod.FAULT_EVENTS]
         health = [e for e in read_jsonl(store, "health") if "service" in e]
+        live = read_jsonl(store, "load_live") if store.exists("load_live") else []
         return mod.evidence_from_run(
             faults,
             health,
             records=ledger(store, required=False),
             observed_until=sources.observed_until,
-            # on AWS the event's duration_s is the configured load phase's length
-            load_duration_s=sources.load_duration_s
-            if sources.load_duration_s is not None
-            else sources.duration_s,
+            load_ended_ts=mod.load_end_from_live(live),
+            load_duration_s=sources.load_duration_s,
         )
     if name == "retryable":
         return mod.RetryableEvidence(records=ledger(store))

@@ -211,7 +211,6 @@ class GateRun:
             bootstrap=self.target.bootstrap,
             settled=Settled(q.settled, q.reason) if q is not None else None,
             duration_s=end - start,
-            load_duration_s=self.cfg.load.duration_s,
             kafka=self.cfg.kafka,
         )
         self.results = run_assertions(self.cfg, self.store, sources, say=self.progress.line)
@@ -241,6 +240,7 @@ class GateRun:
         write_jsonl(s, "health", list(self.health_events))
         if self.load is not None:
             write_jsonl(s, "load_stats", self.load.stats() or [])
+            write_jsonl(s, "load_live", self.load.live_lines())
             self._evidence_ledger()
 
     def _write_evidence(self, verdict: dict[str, Any]) -> None:

@@ -187,7 +187,7 @@ def test_a_replacement_healthy_20_s_after_the_fis_stop_meets_the_rto(evidence, l
     tasks = [*BEFORE, task("cccc3333", 110)]
     out, result = run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady=[-290, 120])
 
-    assert out["fault_events"] == 3 and out["not_started"] == ["kill-matcher"] and out["active_faults"] == []
+    assert out["fault_events"] == 4 and out["not_started"] == ["kill-matcher"] and out["active_faults"] == []
     assert result["valid"] is True, result
     (fault,) = result["details"]["faults"]
     assert fault["fault_id"] == "kill-gateway" and fault["service"] == "gateway"
@@ -205,12 +205,15 @@ def test_the_written_timelines_are_in_the_checkers_formats_and_stamped_with_the_
     run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady=[-290, 120])
 
     faults = jsonl(evidence, "faults.jsonl")
-    # the experiment started at +99, its stop-task action at +100 (in effect), it ended at +102
+    # the experiment started at +99, its stop-task action at +100 (in effect), completed at +101 (its
+    # effect: it stopped the task), the experiment ended at +102
     assert [(f["event"], f["ts"]) for f in faults] == [
         ("injecting", T0 + 99),
         ("injected", T0 + 100),
+        ("effect", T0 + 101),
         ("ended", T0 + 102),
     ]
+    assert faults[2]["detail"] == {"observed": True, "evidence": "FIS action aws:ecs:stop-task completed"}
     for f in faults:
         assert f["run_id"] == "20260101T120000Z-a1b2c3" and f["gate"] == "paperbroker"
         assert (f["fault_id"], f["kind"], f["target"], f["experiment_id"]) == (
@@ -277,8 +280,8 @@ def test_an_experiment_stopped_by_its_stop_condition_is_recorded_as_aborted_with
     timeline.handler(load_event("timeline"), lambda_context)
 
     faults = jsonl(evidence, "faults.jsonl")
-    assert [f["event"] for f in faults] == ["injecting", "injected", "aborted"]
-    assert faults[2]["detail"] == f"stopped: {reason}" and faults[1]["status"] == "stopped"
+    assert [f["event"] for f in faults] == ["injecting", "injected", "effect", "aborted"]
+    assert faults[3]["detail"] == f"stopped: {reason}" and faults[1]["status"] == "stopped"
     result = recovery_handler(load_event("recovery", thresholds=NO_ERROR_RATIO), lambda_context)
     assert result["counts"]["aborted"] == 1 and result["counts"]["rto_met"] == 1
 
@@ -412,6 +415,7 @@ def test_a_network_action_is_held_from_its_start_to_its_end_and_recovery_counts_
         ("injecting", pytest.approx(T0 + 99)),  # the experiment's start: what ends the previous fault
         ("injected", pytest.approx(T0 + 100)),  # the network action's start
         ("lifting", pytest.approx(T0 + 128)),  # its duration ran out: FIS starts lifting the fault
+        ("effect", pytest.approx(T0 + 130)),  # the action completed
         ("ended", pytest.approx(T0 + 130)),  # the action ended: lifted (the experiment observes until +190)
     ]
     assert rows[1]["detail"] == {"experiment": EXPERIMENT, "duration_s": pytest.approx(30.0)}
@@ -433,6 +437,31 @@ def test_a_network_action_still_running_is_held_for_its_duration_or_until_now_an
     assert unknown[1]["detail"] == {"experiment": EXPERIMENT, "duration_s": 150.0}
     kill = experiment_rows(ref, experiment(), now=T0 + 300)
     assert kill[1]["detail"] == f"FIS experiment {EXPERIMENT}"
+
+
+def test_an_fis_action_that_failed_records_no_effect_and_recovery_cannot_pass():
+    """An action that resolved no target fails (``emptyTargetResolutionMode: fail``): the fault acted on
+    nothing, so its recovery is not judged as a calm success (issue 22, proof of effect)."""
+    ref = FaultRef(
+        key="kill", name="kill-gateway", kind="stop_task", target="gateway", experiment_id=EXPERIMENT
+    )
+    e = experiment("failed", "Target resolution failed.")
+    e["actions"]["StopTasks"]["state"] = {
+        "status": "failed",
+        "reason": "Target resolution returned empty set.",
+    }
+    rows = experiment_rows(ref, e, now=T0 + 300)
+    (effect,) = [r for r in rows if r["event"] == "effect"]
+    assert effect["detail"] == {
+        "observed": False,
+        "evidence": "FIS action aws:ecs:stop-task failed: Target resolution returned empty set.",
+    }
+    health = [{"ts": T0 + t, "service": "gateway", "healthy": True} for t in (90, 110)]
+    r = recovery.check(
+        recovery.evidence_from_run(rows, health),
+        recovery.RecoveryThresholds(error_ratio_tolerance=None, min_throughput_ratio=None),
+    )
+    assert r.valid == "unknown" and "kill-gateway had no observed effect" in r.error
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,12 @@ Evidence is the fault timeline (``{ts, fault_id, kind, target, event}`` with ``e
 injected, detected, recovered, lifting, aborted, ended), health observations of services (either ``{ts,
 service, healthy}`` probes or the local supervisor's ``{ts, service, replica, event}`` timeline) and,
 optionally, the client ledger's requests (:func:`served_requests`: when each started and completed) with
-the load's end.
+the load's end (from the load's per-second live lines, which run from its start to its stop even where no
+request completed).
+
+A fault whose conductor observed that it had **no effect** (its ``effect`` event says ``observed: false``: a
+kill that found no live replica, a partition on a path no request took) is judged ``unknown``: a calm run
+proves nothing about recovery.
 
 Each fault has two moments at its start: its injection **started** (``injecting``; nothing of it acted
 before) and it was **in effect** (``injected``). Faults are ordered and separated by their start: a fault's
@@ -35,8 +40,9 @@ partition while it lasts:
   a window without data. Its error ratio (outcome ``fail`` or ``info``) is at most the baseline's plus
   ``error_ratio_tolerance``, else ``error_ratio_not_back``. A window cut so short (by the next fault, or
   because the load had ended) that the baseline rate expects fewer than :data:`MIN_EXPECTED_REQUESTS`
-  completions is ``serving_unmeasured`` (reported only); when the load's end is not known, the same
-  silence is undecided (``unknown``), since it may be the outage.
+  completions, or shorter than :data:`MIN_AFTER_WINDOW_S`, is ``serving_unmeasured`` (reported only);
+  when the load's end is not known, the same silence is undecided (``unknown``), since it may be the
+  outage.
 
 A fault whose target was still unhealthy when the observation ended is a failure ("never recovered"); a run
 in which nothing was injected, or with no completed request before the first fault (no load), is
@@ -54,6 +60,7 @@ from resgate.checks.recovery.check import (
     DEFAULT_MIN_THROUGHPUT_RATIO,
     FAILING_KINDS,
     INFO_KINDS,
+    MIN_AFTER_WINDOW_S,
     MIN_EXPECTED_REQUESTS,
     NAME,
     UNDECIDED_KINDS,
@@ -76,6 +83,7 @@ from resgate.checks.recovery.evidence import (
     RecoveryEvidence,
     Served,
     evidence_from_run,
+    load_end_from_live,
     served_requests,
 )
 
@@ -89,6 +97,7 @@ __all__ = [
     "FAULT_EVENTS",
     "HEALTHY_EVENTS",
     "INFO_KINDS",
+    "MIN_AFTER_WINDOW_S",
     "MIN_EXPECTED_REQUESTS",
     "NAME",
     "RETIRED_EVENTS",
@@ -107,6 +116,7 @@ __all__ = [
     "fault_figures",
     "fault_recovery",
     "fault_timelines",
+    "load_end_from_live",
     "served_requests",
     "target_service",
 ]

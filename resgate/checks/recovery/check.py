@@ -31,6 +31,9 @@ DEFAULT_MIN_THROUGHPUT_RATIO = 0.5
 MIN_EXPECTED_REQUESTS = 10
 """An after-window in which the baseline rate expects fewer completed ok requests than this is too short to
 judge (the next fault or the load's end cut it): a handful of requests cannot tell an outage from chance."""
+MIN_AFTER_WINDOW_S = 2.0
+"""Nor is an after-window shorter than this: the first moments after a recovery (a pool refilling, a cache
+warming) are not the service's steady state, and a fraction of a second of them would decide alone."""
 
 FAILING_KINDS = frozenset({"rto_missed", "never_recovered", "error_ratio_not_back", "throughput_not_back"})
 UNDECIDED_KINDS = frozenset({"no_data"})
@@ -114,6 +117,9 @@ class FaultTimeline:
     held_s: float | None = None
     injecting_ts: float | None = None
     lifting_ts: float | None = None
+    effect_observed: bool | None = None
+    """Whether the conductor saw the fault act (its ``effect`` events); None when it said nothing."""
+    effect_evidence: str | None = None
 
     @property
     def started_ts(self) -> float | None:
@@ -146,6 +152,10 @@ def fault_timelines(events: Iterable[FaultEvent]) -> list[FaultTimeline]:
             f["kind"], f["target"] = e.kind, e.target
             if e.held_s is not None:
                 f.setdefault("held_s", e.held_s)
+        if e.event == "effect":  # over the whole fault: one observation of its effect is enough
+            f["effect_observed"] = bool(f.get("effect_observed")) or bool(e.observed)
+            if e.observed or not f.get("effect_evidence"):
+                f["effect_evidence"] = e.evidence
         f.setdefault(f"{e.event}_ts", e.ts)
     out = [
         FaultTimeline(
@@ -160,6 +170,8 @@ def fault_timelines(events: Iterable[FaultEvent]) -> list[FaultTimeline]:
             held_s=f.get("held_s"),
             injecting_ts=f.get("injecting_ts"),
             lifting_ts=f.get("lifting_ts"),
+            effect_observed=f.get("effect_observed"),
+            effect_evidence=f.get("effect_evidence"),
         )
         for f in by_id.values()
     ]
@@ -373,6 +385,8 @@ def fault_figures(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) ->
             "ended_ts": f.ended_ts,
             "lifted_ts": f.lifted_ts,
             "aborted": f.aborted_ts is not None,
+            "effect_observed": f.effect_observed,
+            "effect": f.effect_evidence,
             **m,
             # a replica seen failing while the injection call ran was detected at once
             "time_to_detect_s": None if detected is None else max(0.0, detected - f.injected_ts),
@@ -424,11 +438,13 @@ def _serving(row: Mapping[str, Any], figures: Mapping[str, Any], th: RecoveryThr
     """Whether a recovered fault's service serves again in its after-window (see :func:`_after_window`):
     ``throughput_not_back`` when its completed ok requests per second stay below ``min_throughput_ratio``
     of the baseline's (no completed request at all included), ``error_ratio_not_back`` when its error ratio
-    stays above the baseline's plus the tolerance; ``serving_unmeasured`` when the window is too short for
-    the baseline rate to expect :data:`MIN_EXPECTED_REQUESTS`."""
+    stays above the baseline's plus the tolerance; ``serving_unmeasured`` when the window is shorter than
+    :data:`MIN_AFTER_WINDOW_S` or too short for the baseline rate to expect :data:`MIN_EXPECTED_REQUESTS`."""
     rate, baseline = figures["baseline_ok_per_s"], figures["baseline_error_ratio"]
     start, end = row["after_window"]
     expected = (rate or 0.0) * max(0.0, end - start)
+    if end - start < MIN_AFTER_WINDOW_S:
+        expected = 0.0  # too short to judge, whatever the rate
     if expected < MIN_EXPECTED_REQUESTS and figures["load_ended_ts"] is None:
         # Without the load's end, silence after recovery may be the load gone or the service gone.
         return [
@@ -500,6 +516,9 @@ def detect(figures: Mapping[str, Any], evidence: RecoveryEvidence, thresholds: R
     for row in rows:
         if row["aborted"]:
             out.append(_ex(row, "aborted"))
+        if row["effect_observed"] is False:  # a calm run is no proof of recovery
+            reason = f"fault {row['fault_id']} had no observed effect: {row['effect'] or 'nothing seen'}"
+            out.append(_ex(row, "no_data", reason=reason))
         if row["recovered_ts"] is None:
             if not row["observed_after"]:
                 out.append(

@@ -20,7 +20,9 @@ from typing import Any, NamedTuple
 from resgate.checks.ledger import LedgerRecord
 from resgate.contract.errors import ConfigError
 
-FAULT_EVENTS = frozenset({"injecting", "injected", "detected", "recovered", "lifting", "aborted", "ended"})
+FAULT_EVENTS = frozenset(
+    {"injecting", "injected", "effect", "detected", "recovered", "lifting", "aborted", "ended"}
+)
 HEALTHY_EVENTS = frozenset({"healthy"})
 UNHEALTHY_EVENTS = frozenset(
     {"unhealthy", "exited", "killed", "crashed", "stopped", "paused", "hung", "down", "failed", "timeout"}
@@ -81,12 +83,16 @@ class FaultEvent:
     held_s: float | None = None
     """For an ``injecting``/``injected`` event of a fault held for a while (a hang, a database outage, a
     partition…), how long it was to be held: ``detail.duration_s``; None for an instantaneous fault."""
+    observed: bool | None = None
+    """For an ``effect`` event: whether the fault was seen to act (``detail.observed``)."""
+    evidence: str | None = None
+    """For an ``effect`` event: what was seen, or why nothing was (``detail.evidence``)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "evidence.recovery.faults[0]") -> FaultEvent:
         """Validate ``{ts, fault_id, kind, target, event, detail?}``; ``event`` must be in
         :data:`FAULT_EVENTS`; a positive ``detail.duration_s`` of an ``injecting`` or ``injected`` event is
-        ``held_s``."""
+        ``held_s``; an ``effect`` event's ``detail`` is ``{observed: bool, evidence: str}``."""
         d = as_object(d, where)
         event = d.get("event")
         if event not in FAULT_EVENTS:
@@ -104,6 +110,15 @@ class FaultEvent:
             or held <= 0
         ):
             held = None
+        observed = evidence = None
+        if event == "effect":
+            detail = as_object(detail, f"{where}.detail")
+            observed = detail.get("observed")
+            if not isinstance(observed, bool):
+                raise ConfigError(
+                    f"must be true or false, got {observed!r}", where=f"{where}.detail.observed"
+                )
+            evidence = str(detail.get("evidence") or "")
         return cls(
             ts=number_field(d, "ts", where),
             fault_id=_str(d, "fault_id", where),  # type: ignore[arg-type]
@@ -111,6 +126,8 @@ class FaultEvent:
             target=_str(d, "target", where),  # type: ignore[arg-type]
             event=event,
             held_s=None if held is None else float(held),
+            observed=observed,
+            evidence=evidence,
         )
 
 
@@ -260,14 +277,16 @@ def evidence_from_run(
     *,
     records: Iterable[LedgerRecord | Mapping[str, Any]] | None = None,
     observed_until: float | None = None,
+    load_ended_ts: float | None = None,
     load_duration_s: float | None = None,
 ) -> RecoveryEvidence:
     """Build :class:`RecoveryEvidence` from timeline dicts and, optionally, the ledger's records.
 
-    ``load_duration_s`` is the load's configured length: the load ended that long after its first request
-    (Locust's run time counts from its start, and its first request comes at once), so a fault late in the
-    schedule whose after-window falls past the load's end is not judged on the silence that follows it.
-    Unknown (``None``), an after-window with no completed request is undecided rather than passed.
+    The load's end keeps a fault late in the schedule, whose after-window falls past it, from being judged on
+    the silence that follows the load: ``load_ended_ts`` (from the load's live lines,
+    :func:`load_end_from_live`), else the first request plus ``load_duration_s`` (an estimate: Locust's run
+    time starts a little before its first request, seconds on a busy machine). Unknown (both ``None``), an
+    after-window with no completed request is undecided rather than passed.
     """
     ev = RecoveryEvidence.from_dict(
         {"faults": list(faults), "health": list(health), "observed_until": observed_until}
@@ -276,10 +295,25 @@ def evidence_from_run(
         return ev
     served = served_requests(records)
     first = min((s.start for s in served), default=None)
+    if load_ended_ts is None and first is not None and load_duration_s is not None:
+        load_ended_ts = first + load_duration_s
     return RecoveryEvidence(
         faults=ev.faults,
         health=ev.health,
         requests=tuple(served),
         observed_until=ev.observed_until,
-        load_ended_ts=None if first is None or load_duration_s is None else first + load_duration_s,
+        load_ended_ts=load_ended_ts,
     )
+
+
+def load_end_from_live(lines: Iterable[Mapping[str, Any]]) -> float | None:
+    """When the load stopped, from its per-second live lines (``loadgen.stats``: every process writes one
+    line per second from its test's start to its stop, zero-filled, the last one for the second in which
+    it stopped): the start of the latest such second, a moment the load was still running. None without
+    lines."""
+    seconds = []
+    for line in lines:
+        ts = line.get("ts")
+        if isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts):
+            seconds.append(float(int(ts)))
+    return max(seconds, default=None)
