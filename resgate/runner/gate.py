@@ -240,7 +240,8 @@ class GateRun:
         write_jsonl(s, "health", list(self.health_events))
         if self.load is not None:
             write_jsonl(s, "load_stats", self.load.stats() or [])
-            write_jsonl(s, "load_live", self.load.live_lines())
+            if not s.exists("load_live"):  # written once: cleanup removes the load's folder afterwards
+                write_jsonl(s, "load_live", self.load.live_lines())
             self._evidence_ledger()
 
     def _write_evidence(self, verdict: dict[str, Any]) -> None:

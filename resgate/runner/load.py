@@ -104,7 +104,9 @@ class LoadRun:
         """Every Locust process's per-second live lines (``loadgen.stats``), as the Fargate load task uploads
         them (``load_live.jsonl``): from the test's start to its stop, zero-filled, so they say when the
         load ran even where no request completed."""
-        out = []
+        out: list[dict[str, Any]] = []
+        if not self.ledger_dir.is_dir():  # removed at cleanup
+            return out
         for line in iter_lines(self.ledger_dir, prefix=LIVE_PREFIX):
             try:
                 out.append(json.loads(line))
