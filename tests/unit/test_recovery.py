@@ -702,3 +702,15 @@ def test_a_fault_lifted_after_the_load_had_ended_is_not_judged_on_the_silence_af
     assert rc.check(estimated, rc.RecoveryThresholds()).valid is False
     # without the load's end the same silence could be an outage: undecided, never passed
     assert ev.load_ended_ts is None and rc.check(ev, rc.RecoveryThresholds()).valid == UNKNOWN
+
+
+def test_a_fault_that_recovers_after_the_next_one_started_has_an_empty_window_and_is_only_reported():
+    d = kill_and_heal(105.0)
+    d["faults"] += [fault(103.0, "injected", fault_id="f2", kind="db_blip", target="postgres")]
+    d["health"] += [{"ts": t, "service": "postgres", "healthy": True} for t in (90.0, 104.0)]
+    d["load_ended_ts"] = 300.0
+    r = check(d)
+    f1 = next(f for f in r.details["faults"] if f["fault_id"] == "f1")
+    assert f1["after_window"] == [105.0, 105.0] and f1["requests_after"] == 0
+    (ex,) = [e for e in r.examples if e["kind"] == "serving_unmeasured" and e["fault_id"] == "f1"]
+    assert "cut to 0.00 s by the start of the next fault (f2)" in ex["reason"]

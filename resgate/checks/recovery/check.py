@@ -327,6 +327,7 @@ def _after_window(
         end, cut_by = load_ended_ts, "the end of the load"
     elif load_ended_ts is None and done.last_end is not None and done.last_end < end:
         end, cut_by = done.last_end, "the last completed request (the load's end is unknown)"
+    end = max(end, recovered_ts)  # cut before it began (the next fault started first): an empty window
     ok, failed = done.between(recovered_ts, end)
     n, span = ok + failed, end - recovered_ts
     return {
