@@ -6,7 +6,11 @@ the load task publishes what the local guardrail watcher judges (``resgate.runne
 period (10 s, aligned to the clock) the error ratio and the p95 of the requests that completed in it,
 read from the Locust processes' live files (``loadgen.stats``: one line per process and second with its
 latency histogram). The p95 comes from the *merged* histograms of every process and second of the period,
-never from an average of per-second percentiles. Each period is sent once it has settled (every process
+never from an average of per-second percentiles. A period in which no request completed, after one in
+which some did, is a stall, not a quiet period: its ``LatencyP95`` is how long the requests in flight have
+waited at least (since the end of the last period with a completed request), so the latency alarm sees a
+stalled target as slow, as the local watcher does, instead of missing data. Each period is sent once it has
+settled (every process
 has written its lines), with ``PutMetricData`` and ``StorageResolution=1``, timestamped at its start, so a
 period's datapoint is the alarm's period of the same name.
 
@@ -87,14 +91,19 @@ def settled_at(start: int, period_s: int) -> int:
 
 
 def metric_data(
-    directory: str | os.PathLike[str], *, start: int, target: MetricsTarget
+    directory: str | os.PathLike[str],
+    *,
+    start: int,
+    target: MetricsTarget,
+    stalled_since: float | None = None,
 ) -> list[dict[str, Any]]:
     """The ``MetricData`` of the period ``[start, start + period_s)`` from the live files in ``directory``.
 
     Returns ``Requests`` (count, always), ``ErrorRatio`` (failures / requests, only when there were
-    requests: no traffic is no breach) and ``LatencyP95`` (ms, nearest rank over the merged histograms,
-    only when there were requests), each with the ``Gate`` dimension, timestamped at ``start``, with
-    ``StorageResolution`` 1.
+    requests) and ``LatencyP95`` (ms, nearest rank over the merged histograms when there were requests;
+    with none, the stall ``start + period_s - stalled_since`` when ``stalled_since`` is given: the end of
+    the last period in which a request completed), each with the ``Gate`` dimension, timestamped at
+    ``start``, with ``StorageResolution`` 1.
     """
     f = live_figures(
         directory, window_s=target.period_s, now=settled_at(start, target.period_s), settle_s=SETTLE_S
@@ -110,8 +119,11 @@ def metric_data(
         data.append(
             {"MetricName": METRIC_ERROR_RATIO, "Value": float(f["error_ratio"]), "Unit": "None", **common}
         )
-    if f["p95_ms"] is not None:
-        data.append({"MetricName": METRIC_P95, "Value": float(f["p95_ms"]), "Unit": "Milliseconds", **common})
+    p95 = f["p95_ms"]
+    if not f["requests"] and stalled_since is not None:
+        p95 = max(0.0, start + target.period_s - stalled_since) * 1000.0
+    if p95 is not None:
+        data.append({"MetricName": METRIC_P95, "Value": float(p95), "Unit": "Milliseconds", **common})
     return data
 
 
@@ -140,6 +152,8 @@ class MetricsPublisher:
         self.next_start = period_start(clock(), target.period_s)
         self.published: list[int] = []
         self.failures = 0
+        self.last_completed: float | None = None
+        """End of the last period in which a request completed (None before the load's first one)."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -158,7 +172,9 @@ class MetricsPublisher:
             import boto3  # only in the load image on AWS; locally nothing is published
 
             self.client = boto3.client("cloudwatch")
-        data = metric_data(self.directory, start=start, target=self.target)
+        data = metric_data(self.directory, start=start, target=self.target, stalled_since=self.last_completed)
+        if data[0]["Value"]:  # Requests
+            self.last_completed = start + self.target.period_s
         try:
             self.client.put_metric_data(Namespace=self.target.namespace, MetricData=data)
         except Exception as e:  # boto's errors vary by cause; a lost datapoint must not stop the load

@@ -3,19 +3,33 @@
 Per started fault, rows in the recovery checker's format ``{ts, fault_id, kind, target, event, detail,
 experiment_id, status}`` (``fault_id`` is the fault's config name, as in a local run):
 
+- ``injecting`` at the experiment's ``startTime`` (FIS resolves the targets, then runs the actions): the
+  moment that separates this fault from the previous one, as a local injection's start does;
 - ``injected`` at the earliest ``startTime`` of the experiment's actions (when ``aws:ecs:stop-task`` ran),
   else the experiment's ``startTime``; none when the experiment never started. A network action
   (``aws:ecs:task-network-*``) holds its fault for a while, as a local partition does: its row's detail is
-  ``{"experiment": id, "duration_s": endTime - startTime}`` once the action has ended, so recovery counts
-  from the moment the fault was lifted, not from the end of the observation window that follows it;
-- ``ended`` at ``endTime`` when the experiment ``completed``;
+  ``{"experiment": id, "duration_s": …}`` — the action's ``endTime - startTime`` once it has ended, else
+  its ``duration`` parameter (ISO 8601), else the time it has been running (it is held at least until
+  now: a running partition judged as an instantaneous fault would be judged while it still acts);
+- for a network action that has ended, ``lifting`` at its start plus its ``duration`` parameter (when
+  given) and ``ended`` at its ``endTime`` (the fault lifted; the experiment goes on with its observation
+  window, whose end is not the fault's), so recovery counts from the moment the fault was lifted;
+- ``effect`` (proof that the fault acted, as a local run records it) once the fault's action has ended:
+  ``observed: true`` when it ``completed``, ``false`` with its state's reason when it ``failed`` or was
+  ``cancelled`` (the templates resolve targets with ``emptyTargetResolutionMode: fail``, so an action that
+  found no task fails instead of completing on nothing);
+- ``ended`` at ``endTime`` when the experiment ``completed`` (for an instantaneous fault);
 - ``aborted`` at ``endTime`` (else now) when it was ``stopped`` (by a stop condition, i.e. a tripped
   guardrail, or by a user), ``failed`` or ``cancelled``, with ``state.reason`` as detail;
 - nothing more while it is still pending/initiating/running/stopping (logged by the handler).
+
+The shapes are GetExperiment's (``experiment.startTime``, ``actions.<name>.{actionId, parameters,
+startTime, endTime}``: https://docs.aws.amazon.com/fis/latest/APIReference/API_ExperimentAction.html).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,16 +55,30 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
     }
     actions = [a or {} for a in (experiment.get("actions") or {}).values()]
     action_starts = [t for a in actions if (t := epoch(a.get("startTime"))) is not None]
-    injected = min(action_starts) if action_starts else epoch(experiment.get("startTime"))
+    started = epoch(experiment.get("startTime"))
+    injected = min(action_starts) if action_starts else started
     rows: list[dict[str, Any]] = []
+    held = _held_action(actions)
+    lift: tuple[float | None, float | None] = (None, None)
     if injected is not None:
         detail: str | dict[str, Any] = f"FIS experiment {fault.experiment_id}"
-        held = held_seconds(actions)
         if held is not None:
-            detail = {"experiment": fault.experiment_id, "duration_s": held}
+            held_s, lift = held_window(held, now=now)
+            if held_s is not None:
+                detail = {"experiment": fault.experiment_id, "duration_s": held_s}
+        if started is not None and started <= injected:
+            rows.append({"ts": started, **base, "event": "injecting", "detail": detail})
         rows.append({"ts": injected, **base, "event": "injected", "detail": detail})
+    effect = _effect_row(actions, now=now)
+    if effect is not None and injected is not None:
+        rows.append({**effect, **base, "event": "effect"})
+    lifting, lifted = lift
+    if lifting is not None:
+        rows.append({"ts": lifting, **base, "event": "lifting", "detail": "the network action's duration"})
+    if lifted is not None:
+        rows.append({"ts": lifted, **base, "event": "ended", "detail": "the network action ended"})
     end = epoch(experiment.get("endTime"))
-    if status in ENDED_STATUSES:
+    if status in ENDED_STATUSES and lifted is None:
         rows.append({"ts": end if end is not None else now, **base, "event": "ended", "detail": reason})
     elif status in ABORTED_STATUSES:
         error = state.get("error") or {}
@@ -58,18 +86,68 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
         if error.get("code"):
             detail += f" ({error['code']})"
         rows.append({"ts": end if end is not None else now, **base, "event": "aborted", "detail": detail})
-    return rows
+    return sorted(rows, key=lambda r: r["ts"])
 
 
-def held_seconds(actions: Sequence[dict[str, Any]]) -> float | None:
-    """How long the experiment's network action held its fault (its ``endTime - startTime``); None when it
-    has none, or it has not ended."""
+NOT_A_FAULT_ACTIONS = frozenset({"aws:fis:wait"})
+FAILED_ACTION_STATUSES = frozenset({"failed", "cancelled"})
+
+
+def _effect_row(actions: Sequence[dict[str, Any]], *, now: float) -> dict[str, Any] | None:
+    """``{ts, detail: {observed, evidence}}`` of the experiment's fault action once it ended, else None."""
     for a in actions:
-        if str(a.get("actionId") or "").startswith(HELD_ACTION_PREFIX):
-            start, end = epoch(a.get("startTime")), epoch(a.get("endTime"))
-            if start is not None and end is not None and end > start:
-                return end - start
+        action_id = str(a.get("actionId") or "")
+        if not action_id or action_id in NOT_A_FAULT_ACTIONS:
+            continue
+        state = a.get("state") or {}
+        status = str(state.get("status") or "")
+        end = epoch(a.get("endTime"))
+        ts = end if end is not None else now
+        if status == "completed":
+            return {"ts": ts, "detail": {"observed": True, "evidence": f"FIS action {action_id} completed"}}
+        if status in FAILED_ACTION_STATUSES:
+            why = state.get("reason") or status
+            return {
+                "ts": ts,
+                "detail": {"observed": False, "evidence": f"FIS action {action_id} {status}: {why}"},
+            }
+        return None
     return None
+
+
+def _held_action(actions: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The experiment's network action (``aws:ecs:task-network-*``), which holds its fault for a while."""
+    return next((a for a in actions if str(a.get("actionId") or "").startswith(HELD_ACTION_PREFIX)), None)
+
+
+def held_window(
+    action: dict[str, Any], *, now: float
+) -> tuple[float | None, tuple[float | None, float | None]]:
+    """``(held_s, (lifting_ts, lifted_ts))`` of a network action: how long it held its fault (its
+    ``endTime - startTime``; still running: its ``duration`` parameter, else until ``now``), when its lift
+    started (start + ``duration``, when given and before its end) and when it ended (None while running).
+    ``held_s`` is None when the action never started."""
+    start, end = epoch(action.get("startTime")), epoch(action.get("endTime"))
+    if start is None:
+        return None, (None, None)
+    planned = iso_duration_s((action.get("parameters") or {}).get("duration"))
+    if end is not None and end > start:
+        lifting = start + planned if planned is not None and start + planned <= end else None
+        return end - start, (lifting, end)
+    return (planned if planned is not None else max(now - start, 0.0) or None), (None, None)
+
+
+_ISO_DURATION = re.compile(r"^PT(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?$")
+
+
+def iso_duration_s(v: Any) -> float | None:
+    """An FIS action's ``duration`` parameter (ISO 8601, ``PT30S``, ``PT5M``, ``PT1H30M``) in seconds;
+    None when absent or not of that form."""
+    m = _ISO_DURATION.match(v) if isinstance(v, str) else None
+    if m is None or not any(m.groups()):
+        return None
+    h, mi, sec = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + sec or None
 
 
 def fault_rows(fis: Any, faults: Sequence[FaultRef], *, now: float) -> tuple[list[dict[str, Any]], list[str]]:
@@ -85,7 +163,8 @@ def fault_rows(fis: Any, faults: Sequence[FaultRef], *, now: float) -> tuple[lis
         )
         experiment = out.get("experiment") or {}
         of_fault = experiment_rows(fault, experiment, now=now)
-        if not any(r["event"] in ("ended", "aborted") for r in of_fault):
+        status = str((experiment.get("state") or {}).get("status") or "unknown")
+        if status not in ENDED_STATUSES | ABORTED_STATUSES:
             active.append(fault.name)
         rows += of_fault
     rows.sort(key=lambda r: r["ts"])

@@ -129,6 +129,7 @@ FILES = {
     "junit": "junit.xml",
     "plot": "latency.png",
     "events": "events.jsonl",
+    "load_live": "load_live.jsonl",  # the load's per-second live lines (loadgen.upload writes it on AWS)
 }
 
 

@@ -163,6 +163,48 @@ def phases_table(phases: list[dict[str, Any]], golden: dict[str, Any] | None = N
     return out
 
 
+def _s(v: Any) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def recovery_table(results: list[CheckResult]) -> list[str]:
+    """Report lines: per fault, when it started and was in effect, detection, time to healthy and whether
+    it serves again (ok requests/s after recovery against the baseline's, error ratio), with the recovery
+    anomalies that name it (``throughput_not_back``, ``rto_missed``…); nothing without a recovery result."""
+    r = next((r for r in results if r.name == "recovery"), None)
+    details = (r.details or {}) if r is not None else {}
+    rows = details.get("faults") or []
+    if not rows:
+        return []
+    base = details.get("baseline_ok_per_s")
+    out = [
+        "",
+        f"### Recovery per fault (baseline {_s(base)} ok requests/s; RTO {details.get('rto_s')} s)",
+        "",
+        "| fault | injection started → in effect | detected (s) | healthy (s) | ok/s after | errors after "
+        "| window after recovery | anomalies |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    named: dict[str, list[str]] = {}
+    for ex in r.examples if r is not None else []:
+        if ex.get("fault_id"):
+            named.setdefault(ex["fault_id"], []).append(ex["kind"])
+    for f in rows:
+        start, effect = f.get("started_ts"), f.get("injected_ts")
+        lag = "-" if start is None or effect is None else f"+{effect - start:.3f} s"
+        ratio = f.get("error_ratio_after")
+        errors = "-" if ratio is None else f"{ratio:.1%}"
+        kinds = ", ".join(named.get(f["fault_id"], []))
+        window = f.get("after_window")
+        span = "-" if not window else f"{window[1] - window[0]:.1f} s (cut by {f.get('after_cut_by')})"
+        out.append(
+            f"| `{f['fault_id']}` ({f['kind']}) | {lag} | {_s(f.get('time_to_detect_s'))} "
+            f"| {_s(f.get('time_to_healthy_s'))} | {_s(f.get('ok_per_s_after'))} "
+            f"| {errors} | {span} | {kinds} |"
+        )
+    return out
+
+
 def report_markdown(
     *,
     gate: str,
@@ -204,6 +246,7 @@ def report_markdown(
         slo = next((r for r in results if r.name == "slo" and isinstance(r.details, dict)), None)
         golden = slo.details.get("golden") if slo is not None else None
         out += ["", "## Phases", "", *phases_table(phases, golden if isinstance(golden, dict) else None)]
+    out += recovery_table(results)
     if plot:
         out += ["", f"![latency over the run]({plot})"]
     for r in results:

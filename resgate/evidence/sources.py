@@ -26,7 +26,6 @@ CHECKS: tuple[str, ...] = ("slo", "recovery", "retryable", "integrity", "replay"
 """The checker modules, by their ``NAME``: ``resgate.checks.<name>``."""
 
 # Ledger error ratios in 1 s windows: faults a few seconds apart must not see each other's errors.
-RECOVERY_WINDOW_S = 1.0
 # Checks that count unreadable ledger lines themselves (-> unknown) and raise ConfigError only for config.
 _JUDGE_MALFORMED = frozenset({"integrity", "replay"})
 
@@ -54,9 +53,11 @@ class Sources:
     replay), whether the system settled, and the figures the conductor knows (the load phase's length, the
     end of health observation).
 
-    ``kafka`` is how every client reaches the brokers (default PLAINTEXT, the embedded ones; TLS or MSK IAM
-    from the gate config's ``kafka:`` section); ``rebuild_runner`` runs replay rebuilds that name an
-    ``ecs_task`` (the replay Lambda's ECS runner; None locally: see ``resgate.checks.replay.rebuild``)."""
+    ``load_duration_s`` is the load's configured run time, the recovery check's estimate of the load's end
+    (first request + it) when the run has no live lines. ``kafka`` is how every client reaches the brokers
+    (default PLAINTEXT, the embedded ones; TLS or MSK IAM from the gate config's ``kafka:`` section);
+    ``rebuild_runner`` runs replay rebuilds that name an ``ecs_task`` (the replay Lambda's ECS runner;
+    None locally: see ``resgate.checks.replay.rebuild``)."""
 
     run_id: str
     dsn: str | None = None
@@ -64,6 +65,7 @@ class Sources:
     settled: Settled | None = None
     duration_s: float | None = None
     observed_until: float | None = None
+    load_duration_s: float | None = None
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     rebuild_runner: Callable[[Any], None] | None = None
 
@@ -100,7 +102,8 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
     - slo: ``load_stats.jsonl`` (required, non-empty), in regression mode the ledger's windows, the run's
       phases (:func:`resgate.evidence.phases.phases_from_store`) and the gate's golden profile.
     - recovery: ``faults.jsonl`` and ``health.jsonl`` (required; empty means nothing happened) and, when
-      present, the ledger's error-ratio windows.
+      present, the ledger's requests, with the load's end from the load's live lines (``load_live.jsonl``,
+      written by both conductors), else from ``sources.load_duration_s``; unknown when neither is there.
     - retryable: the ledger (required).
     - integrity: the ledger (required) against the database and topics; replay: the database and topics.
       Both raise EvidenceMissing when ``sources.settled`` says the system did not settle.
@@ -123,12 +126,14 @@ def evidence_for(name: str, store: RunStore, thresholds: Any, sources: Sources) 
     if name == "recovery":
         faults = [e for e in read_jsonl(store, "faults") if e.get("event") in mod.FAULT_EVENTS]
         health = [e for e in read_jsonl(store, "health") if "service" in e]
+        live = read_jsonl(store, "load_live") if store.exists("load_live") else []
         return mod.evidence_from_run(
             faults,
             health,
             records=ledger(store, required=False),
-            window_s=RECOVERY_WINDOW_S,
             observed_until=sources.observed_until,
+            load_ended_ts=mod.load_end_from_live(live),
+            load_duration_s=sources.load_duration_s,
         )
     if name == "retryable":
         return mod.RetryableEvidence(records=ledger(store))

@@ -98,6 +98,8 @@ class Toxics:
     ``add(name, direction, **fields)`` / ``remove(name)``; ``refuse(name)`` refuses new connections;
     ``reset()`` resets every open connection (through the callbacks proxies register with
     :meth:`on_reset`). ``effective[direction]`` is the combined :class:`Toxic` or None.
+    ``affected_bytes`` counts the bytes that met an active toxic (delayed, throttled, swallowed): what the
+    fault runner reads as proof that a fault on this path acted on real traffic.
     """
 
     def __init__(self, name: str = "path", seed: int | None = None) -> None:
@@ -109,6 +111,7 @@ class Toxics:
         self._resetters: list[Callable[[], None]] = []
         self.effective: dict[str, Toxic | None] = dict.fromkeys(DIRECTIONS)
         self.refusing = False
+        self.affected_bytes = 0
 
     def add(self, name: str, direction: str = "both", **values: Any) -> None:
         """Activate toxic ``name`` on ``direction`` (upstream, downstream or both) with ``values``."""
@@ -156,10 +159,12 @@ class Toxics:
         """Register a proxy's 'reset all connections' callback (called by :meth:`reset`)."""
         self._resetters.append(fn)
 
-    def reset(self) -> None:
-        """RST every open connection on this path."""
+    def reset(self) -> int:
+        """RST every open connection on this path; returns how many there were (as the proxies say)."""
+        n = 0
         for fn in list(self._resetters):
-            fn()
+            n += int(fn() or 0)
+        return n
 
     def _recompute(self) -> None:
         self.effective = {d: combine([t for (dd, t) in self._toxics.values() if dd == d]) for d in DIRECTIONS}
@@ -241,6 +246,8 @@ class Link:
         if tox is None and not self._queue:
             self._write(data)
             return
+        if tox is not None:
+            self.toxics.affected_bytes += len(data)  # one loop thread per proxy writes it
         if tox is not None and tox.blackhole:
             self.swallowed += len(data)
             return

@@ -14,14 +14,25 @@ addresses): a partition takes every broker down (``refuse``) or sets a round tri
 (``hang``), latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on Kafka are
 skipped with the reason recorded.
 Every fault with a duration is reverted on every exit path (``revert_all``).
+
+**Proof of effect.** A fault that acted on nothing would leave a calm run that proves nothing, so each
+kind records what it saw of its own effect as an ``effect`` event ``{observed, evidence}``: a killed
+replica's process gone, a hung one stopped (``T``), Postgres refusing a connection, bytes through the
+path's proxy that met the toxic (delayed, throttled, swallowed) or connections it refused or reset while
+the fault held, answers the edge rate-limited, events republished. The recovery check judges a fault
+whose effect was not observed as unknown. Kafka kinds act through the mock cluster's controls and record
+no observation.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from resgate.config.schema import NETWORK_FAULT_KINDS, Fault
 from resgate.contract.errors import GateError
@@ -29,12 +40,38 @@ from resgate.local.httpgate import RateLimit
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.redelivery import redeliver
 
+EFFECT_WAIT_S = 2.0
+"""How long an injection waits to see its effect (a killed process gone, a hung one stopped)."""
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of ``pid`` from ``/proc`` (``R``, ``S``, ``T``, ``Z``…); None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def _until(cond: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if cond():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
 
 class FaultRunner:
     """Injects scheduled faults at ``load_start + at_s``; ``abort()`` cancels what has not run yet.
 
     ``timeline()`` returns fault events ``{ts, fault_id, kind, target, event, detail}`` with event in
-    injected | ended | aborted | skipped | error.
+    injecting | injected | lifting | ended | aborted | skipped | error. ``injecting`` is stamped just
+    before the call that injects (nothing of the fault acted earlier) and ``injected`` once that call
+    returned (the fault is in effect: Postgres has stopped, the replica is dead); for a held fault,
+    ``lifting`` just before the call that lifts it and ``ended`` once it returned (an ``aborted`` fault
+    is lifted the same way, right after its ``aborted`` event). Recovery separates faults by their
+    ``injecting`` time: a database that is stopping already fails requests.
     """
 
     def __init__(
@@ -54,15 +91,12 @@ class FaultRunner:
         self._reverts: dict[str, Callable[[], None]] = {}
         self._revert_lock = threading.Lock()  # orders abort() against a fault registering its revert
         self._timers: list[threading.Timer] = []
+        self._observers: dict[str, Callable[[], tuple[bool, str]]] = {}
         self.aborted_reason: str | None = None
-        self._injecting: float | None = None  # when the fault being injected began (see _record)
 
     def _record(self, fault: Fault, event: str, **detail: Any) -> None:
-        # An injection is stamped with the moment it began, not when the call returned: stopping Postgres
-        # takes a few hundred ms, and errors in between belong to this fault, not to the one before it.
-        began = self._injecting if event == "injected" else None
         ev = {
-            "ts": began if began is not None else time.time(),
+            "ts": time.time(),
             "fault_id": fault.name,
             "kind": fault.kind,
             "target": fault.target or "",
@@ -73,6 +107,51 @@ class FaultRunner:
             self._events.append(ev)
         if self.on_event:
             self.on_event(ev)
+
+    def _begin(self, fault: Fault) -> None:
+        """The injection starts now (the next call acts on the target)."""
+        held = fault.params.get("duration_s")
+        self._record(fault, "injecting", **({"duration_s": held} if held else {}))
+
+    def _effect(self, fault: Fault, observed: bool, evidence: str) -> None:
+        self._record(fault, "effect", observed=observed, evidence=evidence)
+
+    def _lift(self, fault: Fault, revert: Callable[[], None], done: str = "ended", **detail: Any) -> None:
+        """Lift a held fault: its effect over the hold (when observed by counting, as on a proxy),
+        ``lifting``, the revert call, then ``done`` (``ended`` on schedule or at the end of the load,
+        ``aborted`` on an abort) once it returned: recovery counts from the lift's end."""
+        observe = self._observers.pop(fault.name, None)
+        if observe is not None:
+            self._effect(fault, *observe())
+        self._record(fault, "lifting")
+        revert()
+        self._record(fault, done, **detail)
+
+    def _signalled(self, sup: Any, ids: Iterable[str], event: str) -> list[int]:
+        """The pids the supervisor recorded ``event`` (killed, hung) for, last per replica of ``ids``."""
+        wanted, pids = set(ids), {}
+        for e in sup.timeline():
+            if e.get("event") == event and e.get("replica") in wanted and "pid" in (e.get("detail") or {}):
+                pids[e["replica"]] = int(e["detail"]["pid"])
+        return list(pids.values())
+
+    def _gone(self, sup: Any, ids: list[str], event: str, nothing: str) -> tuple[bool, str]:
+        """Every replica in ``ids`` (signalled with ``event``) has exited within :data:`EFFECT_WAIT_S`."""
+        pids = self._signalled(sup, ids, event) if ids else []
+        if not pids:
+            return False, nothing
+        if _until(lambda: all(process_state(pid) in (None, "Z", "X") for pid in pids), EFFECT_WAIT_S):
+            return True, f"exited: {', '.join(ids)} (pids {', '.join(map(str, pids))})"
+        return False, f"still running {EFFECT_WAIT_S:g} s after SIGKILL: pids {pids}"
+
+    def _stopped(self, sup: Any, ids: list[str], nothing: str) -> tuple[bool, str]:
+        """Every replica in ``ids`` is stopped (state ``T``) within :data:`EFFECT_WAIT_S`."""
+        pids = self._signalled(sup, ids, "hung") if ids else []
+        if not pids:
+            return False, nothing
+        if _until(lambda: all(process_state(pid) == "T" for pid in pids), EFFECT_WAIT_S):
+            return True, f"stopped (SIGSTOP): {', '.join(ids)}"
+        return False, f"not stopped {EFFECT_WAIT_S:g} s after SIGSTOP: pids {pids}"
 
     def timeline(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -89,13 +168,10 @@ class FaultRunner:
                 break
             if self._abort.is_set():
                 break
-            self._injecting = time.time()
             try:
                 self._inject(fault)
             except Exception as e:  # a failed injection is evidence, not a crash of the gate
                 self._record(fault, "error", error=f"{type(e).__name__}: {e}")
-            finally:
-                self._injecting = None
         if self._abort.is_set():
             done = {e["fault_id"] for e in self.timeline()}
             for fault in self.faults:
@@ -109,10 +185,7 @@ class FaultRunner:
                 return
             self.aborted_reason = reason
             self._abort.set()
-        for fault in self.faults:
-            if fault.name in self._reverts:
-                self._record(fault, "aborted", reason=reason)
-        self.revert_all()
+        self.revert_all(done="aborted", reason=reason)
 
     def pending(self) -> bool:
         """True while some scheduled fault has not been injected (or skipped) yet."""
@@ -129,31 +202,32 @@ class FaultRunner:
             if not aborted:
                 self._reverts[fault.name] = revert
         if aborted:  # the abort came while this fault was being injected: lift it now, like the others
-            revert()
-            self._record(fault, "aborted", reason=self.aborted_reason or "aborted")
+            self._lift(fault, revert, "aborted", reason=self.aborted_reason or "aborted")
             return
 
         def fire() -> None:
             fn = self._reverts.pop(fault.name, None)
             if fn is not None:
-                fn()
-                self._record(fault, "ended")
+                self._lift(fault, fn)
 
         t = threading.Timer(seconds, fire)
         t.daemon = True
         self._timers.append(t)
         t.start()
 
-    def revert_all(self) -> None:
-        """Undo every active fault now (resume hung processes, restart Postgres, brokers up, no latency)."""
+    def revert_all(self, *, done: str = "ended", **detail: Any) -> None:
+        """Undo every active fault now (resume hung processes, restart Postgres, brokers up, no latency);
+        each lift is recorded as ``lifting`` then ``done`` (``aborted`` when :meth:`abort` calls it)."""
         for t in self._timers:
             t.cancel()
-        for name, fn in list(self._reverts.items()):
-            self._reverts.pop(name, None)
+        for name in list(self._reverts):
+            fn = self._reverts.pop(name, None)
+            if fn is None:  # its timer lifted it meanwhile
+                continue
+            fault = next(f for f in self.faults if f.name == name)
             try:
-                fn()
+                self._lift(fault, fn, done, **detail)
             except Exception as e:
-                fault = next(f for f in self.faults if f.name == name)
                 self._record(fault, "error", error=f"revert failed: {e}")
 
     def _inject(self, fault: Fault) -> None:
@@ -162,12 +236,15 @@ class FaultRunner:
         if fault.kind in ("stop_task", "hang"):
             if sup is None:
                 raise GateError("process faults need local services")
+            self._begin(fault)
             if fault.kind == "stop_task":
                 killed = sup.stop_replicas(fault.target, p["percent"])
                 self._record(fault, "injected", replicas=killed)
+                self._effect(fault, *self._gone(sup, killed, "killed", f"no live replica of {fault.target}"))
             else:
                 hung = sup.hang(fault.target, p["percent"], p["duration_s"])
                 self._record(fault, "injected", replicas=hung, duration_s=p["duration_s"])
+                self._effect(fault, *self._stopped(sup, hung, f"no running replica of {fault.target}"))
                 # The supervisor resumes them after the duration itself (and on shutdown); lifted early (an
                 # abort, a gate error), they are resumed at once.
                 self._after(fault, p["duration_s"], lambda: sup.resume(hung))
@@ -176,8 +253,10 @@ class FaultRunner:
             if pg is None or not pg.controllable:
                 self._record(fault, "skipped", reason="Postgres is external (RESGATE_PG_DSN): cannot stop it")
                 return
+            self._begin(fault)
             pg.stop("immediate")
             self._record(fault, "injected", duration_s=p["duration_s"])
+            self._effect(fault, *_db_refuses(getattr(pg, "dsn", None)))
             self._after(fault, p["duration_s"], pg.start)
         elif fault.kind in ("kafka_broker_down", "kafka_latency"):
             k = self.target.kafka
@@ -185,6 +264,7 @@ class FaultRunner:
                 self._record(fault, "skipped", reason="Kafka is external (RESGATE_KAFKA_BOOTSTRAP)")
                 return
             broker = p["broker"]
+            self._begin(fault)
             if fault.kind == "kafka_broker_down":
                 k.set_broker_down(broker)
                 self._record(fault, "injected", broker=broker, duration_s=p["duration_s"])
@@ -199,17 +279,30 @@ class FaultRunner:
             balancer = self.target.balancer
             if balancer is None:
                 raise GateError("a rate-limit spike needs the local balancer in front of the exposed service")
+            self._begin(fault)
+            before = balancer.stats().get("rate_limited", 0)
             balancer.rate_limit = RateLimit(p["percent"], p["retry_after_s"])
             self._record(fault, "injected", percent=p["percent"], duration_s=p["duration_s"])
+
+            def limited() -> tuple[bool, str]:
+                n = balancer.stats().get("rate_limited", 0) - before
+                return n > 0, f"the edge answered {n} requests with 429 while the spike held"
+
+            self._observers[fault.name] = limited
             self._after(fault, p["duration_s"], lambda: setattr(balancer, "rate_limit", None))
         elif fault.kind == "zone_loss":
             if sup is None:
                 raise GateError("zone loss needs local services")
+            self._begin(fault)
             killed = sup.stop_zone(p["zone"], p["services"] or None)
             self._record(fault, "injected", zone=p["zone"], replicas=killed)
+            self._effect(fault, *self._gone(sup, killed, "killed", f"no live replica in zone {p['zone']}"))
         elif fault.kind == "duplicate_delivery":
+            self._begin(fault)
             result = redeliver(self.target.bootstrap, p["topics"], p["fraction"], p["max_events"])
             self._record(fault, "injected", **result)
+            n = int(result.get("republished") or 0)
+            self._effect(fault, n > 0, f"{n} events republished")
         else:  # the schema rejects unknown kinds; this guards against a schema/runner mismatch
             raise GateError(f"fault kind {fault.kind!r} has no local implementation")
 
@@ -223,13 +316,17 @@ class FaultRunner:
             raise GateError(f"no proxied path between {p['service']} and {p['dependency']}")
         name, direction, kind = fault.name, p["direction"], fault.kind
         detail: dict[str, Any] = {"between": [p["service"], p["dependency"]], "direction": direction}
+        path = f"{p['service']}→{p['dependency']}"
+        self._begin(fault)
+        before = _path_counts(self.target, p["service"], p["dependency"], tox)
+        reset = 0
         if kind == "network_partition":
             detail["mode"] = p["mode"]
             if p["mode"] == "hang":
                 tox.add(name, direction, blackhole=True)
             else:
                 tox.refuse(name)
-                tox.reset()
+                reset = tox.reset() or 0
         elif kind == "network_latency":
             # delay_ms is what the round trip gains (as FIS delays a task's egress once): `both` splits it
             share = 2 if direction == "both" else 1
@@ -244,10 +341,26 @@ class FaultRunner:
         elif kind == "connection_reset":
             if p["duration_s"]:
                 tox.refuse(name)
-            tox.reset()
+            reset = tox.reset() or 0
         self._record(fault, "injected", duration_s=p["duration_s"], **detail)
-        if p["duration_s"]:
-            self._after(fault, p["duration_s"], lambda: tox.remove(name))
+        if not p["duration_s"]:
+            self._effect(fault, reset > 0, f"{reset} open connections on {path} reset")
+            return
+
+        def through_proxy() -> tuple[bool, str]:
+            nbytes, refused = (
+                a - b
+                for a, b in zip(
+                    _path_counts(self.target, p["service"], p["dependency"], tox), before, strict=True
+                )
+            )
+            seen = f"on {path}: {nbytes} bytes met the fault, {refused} connections refused, {reset} reset"
+            return nbytes + refused + reset > 0, seen + (
+                "" if nbytes + refused + reset else " (no request took this path)"
+            )
+
+        self._observers[fault.name] = through_proxy
+        self._after(fault, p["duration_s"], lambda: tox.remove(name))
 
     def _kafka_network(self, fault: Fault) -> None:
         """Kafka paths use the embedded broker's controls on every broker (see the module docstring)."""
@@ -258,12 +371,14 @@ class FaultRunner:
         brokers = list(range(1, int(getattr(k, "brokers", 1)) + 1))
         between = [p["service"], "kafka"]
         if fault.kind == "network_partition" and p["mode"] == "refuse":
+            self._begin(fault)
             for b in brokers:
                 k.set_broker_down(b)
             self._record(fault, "injected", between=between, mode="refuse", brokers=brokers, **_dur(p))
             self._after(fault, p["duration_s"], lambda: _each(brokers, k.set_broker_up))
         elif fault.kind in ("network_partition", "network_latency"):
             hang = fault.kind == "network_partition"
+            self._begin(fault)
             rtt = int(p["duration_s"] * 1000) if hang else int(p["delay_ms"])
             for b in brokers:
                 k.set_rtt(b, rtt)
@@ -273,6 +388,25 @@ class FaultRunner:
             self._record(
                 fault, "skipped", reason=f"{fault.kind} on the Kafka path: no proxy in front of the brokers"
             )
+
+
+def _db_refuses(dsn: str | None) -> tuple[bool, str]:
+    """Postgres, just stopped, refuses a new connection (the gate's own, direct address)."""
+    if not dsn:
+        return False, "no database address to probe"
+    try:
+        with psycopg.connect(dsn, connect_timeout=1):
+            pass
+    except psycopg.OperationalError as e:
+        return True, f"Postgres refused a connection: {str(e).strip().splitlines()[0][:200]}"
+    return False, "Postgres still accepted a connection after it was stopped"
+
+
+def _path_counts(target: Any, service: str, dependency: str, tox: Any) -> tuple[int, int]:
+    """``(bytes that met a toxic, connections refused)`` so far on the path's proxy."""
+    stats = getattr(target, "path_stats", None)
+    refused = (stats(service, dependency) or {}).get("refused", 0) if stats is not None else 0
+    return int(getattr(tox, "affected_bytes", 0)), int(refused)
 
 
 def _each(brokers: list[int], fn: Callable[[int], None]) -> None:

@@ -34,6 +34,7 @@ from resgate.evidence.store import FolderStore, write_jsonl
 from resgate.evidence.verdict import verdict_record
 from resgate.runner.assertions import run_assertions
 from resgate.runner.faults import FaultRunner
+from resgate.runner.guardrails import SETTLE_S as GUARDRAIL_SETTLE_S
 from resgate.runner.guardrails import GuardrailWatcher
 from resgate.runner.load import LoadRun, preflight_load, start_load
 from resgate.runner.local_target import LocalTarget
@@ -157,14 +158,14 @@ class GateRun:
             load_start = time.time()  # Locust ended at once: finish() below reports why
         self.faults = FaultRunner(self.target, cfg.faults, on_event=self.progress.event)
         self.faults.start(load_start)
-        watcher = GuardrailWatcher(cfg.guardrails, self._trip)
+        watcher = GuardrailWatcher(cfg.guardrails, self._trip, started_ts=load_start)
         deadline = load_start + cfg.load.duration_s + 60  # Locust's own -t ends it; this is the backstop
         next_tick = load_start + cfg.guardrails.window_s
         while self.load.running():
             if time.time() > deadline:
                 raise GateError("the load did not stop on time")
             time.sleep(0.2)
-            if time.time() >= next_tick:
+            if time.time() >= next_tick + GUARDRAIL_SETTLE_S:  # its last second written by every process
                 w = self.load.window(next_tick - cfg.guardrails.window_s, next_tick)
                 next_tick += cfg.guardrails.window_s
                 if w is not None:
@@ -250,6 +251,8 @@ class GateRun:
         write_jsonl(s, "health", list(self.health_events))
         if self.load is not None:
             write_jsonl(s, "load_stats", self.load.stats() or [])
+            if not s.exists("load_live"):  # written once: cleanup removes the load's folder afterwards
+                write_jsonl(s, "load_live", self.load.live_lines())
             self._evidence_ledger()
 
     def _write_evidence(self, verdict: dict[str, Any]) -> Scorecard | None:

@@ -7,10 +7,12 @@ beside it, so the user's plain locustfile gets a client ledger and live windows 
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+from loadgen.ledger import LIVE_PREFIX, iter_lines
 from loadgen.run import LocustResult, LocustRun, run_locust
 from loadgen.stats import read_live, summarize
 from resgate.config.runnable import resolve_locustfile
@@ -90,6 +92,20 @@ class LoadRun:
 
     def stats(self) -> list[dict[str, Any]]:
         return list(self.result.stats) if self.result is not None else []
+
+    def live_lines(self) -> list[dict[str, Any]]:
+        """Every Locust process's per-second live lines (``loadgen.stats``), as the Fargate load task uploads
+        them (``load_live.jsonl``): from the test's start to its stop, zero-filled, so they say when the
+        load ran even where no request completed."""
+        out: list[dict[str, Any]] = []
+        if not self.ledger_dir.is_dir():  # removed at cleanup
+            return out
+        for line in iter_lines(self.ledger_dir, prefix=LIVE_PREFIX):
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # a torn last line of a killed process
+                continue
+        return out
 
     def figures(self) -> dict[str, Any]:
         """Key figures of the load for the report (requests, error ratio, rps, p50/p95/p99)."""

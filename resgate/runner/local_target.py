@@ -153,6 +153,7 @@ class LocalTarget:
         self.bootstrap = ""
         self.host = cfg.load.host or ""
         self.paths: dict[tuple[str, str], Toxics] = {}  # (service, dependency) -> the toxics of that path
+        self._proxies: dict[tuple[str, str], Balancer] = {}  # the proxy carrying each path
 
     def __enter__(self) -> LocalTarget:
         return self
@@ -234,6 +235,7 @@ class LocalTarget:
             self._stack.callback(self.balancer.stop)
             self.host = f"http://127.0.0.1:{port}"
             self.paths[(exposed.name, "clients")] = self.balancer.toxics
+            self._proxies[(exposed.name, "clients")] = self.balancer
         limit = timeout_s or max(s.start_timeout_s for s in services)
         if not self.supervisor.wait_healthy(limit):
             raise GateError(self._start_error(limit))
@@ -277,6 +279,7 @@ class LocalTarget:
             proxy.start()
             self._stack.callback(proxy.stop)
             self.paths[(service, "postgres")] = proxy.toxics
+            self._proxies[(service, "postgres")] = proxy
             vals["pg.dsn"] = proxied_dsn(self.dsn, proxy.address)
         return vals
 
@@ -284,6 +287,11 @@ class LocalTarget:
         """The toxics of the path ``service → dependency`` (``clients`` → service for "clients"); None
         when the path is not proxied (Kafka, or a service no network fault named)."""
         return self.paths.get((service, dependency))
+
+    def path_stats(self, service: str, dependency: str) -> dict[str, int] | None:
+        """The counters of the proxy carrying ``service → dependency`` (connections, refused…), or None."""
+        proxy = self._proxies.get((service, dependency))
+        return proxy.stats() if proxy is not None else None
 
     def close(self) -> None:
         """Stop everything that was started, in reverse order."""

@@ -38,6 +38,15 @@ class Progress:
     def event(self, ev: dict[str, Any]) -> None:
         """Show a supervisor or fault event (state changes of replicas, injections, recoveries)."""
         if "fault_id" in ev:
+            if ev.get("event") in ("injecting", "lifting"):  # the moment before "injected" / "ended"
+                return
+            if ev.get("event") == "effect":  # said only when the fault was not seen to act
+                d = ev.get("detail") or {}
+                if not d.get("observed"):
+                    self.line(
+                        f"fault {ev['fault_id']} ({ev['kind']}) had NO observed effect: {d.get('evidence')}"
+                    )
+                return
             detail = {k: v for k, v in (ev.get("detail") or {}).items() if v not in (None, [], {})}
             self.line(f"fault {ev['fault_id']} ({ev['kind']}) {ev['event']} {detail or ''}".rstrip())
         elif ev.get("event") in ("killed", "exited", "restarted", "healthy", "unhealthy", "hung", "resumed"):

@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 
 import lambdas.timeline.handler as timeline
 from lambdas.recovery.handler import handler as recovery_handler
-from lambdas.timeline.faults import experiment_rows
+from lambdas.timeline.faults import experiment_rows, iso_duration_s
 from lambdas.timeline.health import ServiceView, TaskSpan, describe_tasks, health_rows
 from lambdas.timeline.inputs import FaultRef
 from resgate.checks import recovery
@@ -31,7 +31,7 @@ CLUSTER = "pb-cluster"
 SERVICE = "pb-gateway"
 EXPERIMENT = "EXP1a2b3c4d5e6f7"
 FIS_REASON = f"Task stopped by FIS experiment {EXPERIMENT}"
-NO_ERROR_RATIO = {"rto_s": 30, "error_ratio_tolerance": None}
+NO_ERROR_RATIO = {"rto_s": 30, "error_ratio_tolerance": None, "min_throughput_ratio": None}
 
 
 def at(s: float) -> dt.datetime:
@@ -187,7 +187,7 @@ def test_a_replacement_healthy_20_s_after_the_fis_stop_meets_the_rto(evidence, l
     tasks = [*BEFORE, task("cccc3333", 110)]
     out, result = run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady=[-290, 120])
 
-    assert out["fault_events"] == 2 and out["not_started"] == ["kill-matcher"] and out["active_faults"] == []
+    assert out["fault_events"] == 4 and out["not_started"] == ["kill-matcher"] and out["active_faults"] == []
     assert result["valid"] is True, result
     (fault,) = result["details"]["faults"]
     assert fault["fault_id"] == "kill-gateway" and fault["service"] == "gateway"
@@ -205,7 +205,15 @@ def test_the_written_timelines_are_in_the_checkers_formats_and_stamped_with_the_
     run_timeline_then_recovery(evidence, lambda_context, stubbed, tasks, steady=[-290, 120])
 
     faults = jsonl(evidence, "faults.jsonl")
-    assert [(f["event"], f["ts"]) for f in faults] == [("injected", T0 + 100), ("ended", T0 + 102)]
+    # the experiment started at +99, its stop-task action at +100 (in effect), completed at +101 (its
+    # effect: it stopped the task), the experiment ended at +102
+    assert [(f["event"], f["ts"]) for f in faults] == [
+        ("injecting", T0 + 99),
+        ("injected", T0 + 100),
+        ("effect", T0 + 101),
+        ("ended", T0 + 102),
+    ]
+    assert faults[2]["detail"] == {"observed": True, "evidence": "FIS action aws:ecs:stop-task completed"}
     for f in faults:
         assert f["run_id"] == "20260101T120000Z-a1b2c3" and f["gate"] == "paperbroker"
         assert (f["fault_id"], f["kind"], f["target"], f["experiment_id"]) == (
@@ -272,8 +280,8 @@ def test_an_experiment_stopped_by_its_stop_condition_is_recorded_as_aborted_with
     timeline.handler(load_event("timeline"), lambda_context)
 
     faults = jsonl(evidence, "faults.jsonl")
-    assert [f["event"] for f in faults] == ["injected", "aborted"]
-    assert faults[1]["detail"] == f"stopped: {reason}" and faults[1]["status"] == "stopped"
+    assert [f["event"] for f in faults] == ["injecting", "injected", "effect", "aborted"]
+    assert faults[3]["detail"] == f"stopped: {reason}" and faults[1]["status"] == "stopped"
     result = recovery_handler(load_event("recovery", thresholds=NO_ERROR_RATIO), lambda_context)
     assert result["counts"]["aborted"] == 1 and result["counts"]["rto_met"] == 1
 
@@ -372,7 +380,7 @@ def test_an_invalid_event_is_a_config_error_naming_the_field_before_any_call(
     assert evidence.files() == []
 
 
-def network_experiment(*, action_end: float | None) -> dict[str, Any]:
+def network_experiment(*, action_end: float | None, duration: str | None = None) -> dict[str, Any]:
     """A latency experiment: the network action from +100 (to ``action_end``), then the observation
     window's ``aws:fis:wait`` until +190."""
     latency: dict[str, Any] = {
@@ -380,6 +388,8 @@ def network_experiment(*, action_end: float | None) -> dict[str, Any]:
         "state": {"status": "completed" if action_end else "running", "reason": ""},
         "startTime": at(100),
     }
+    if duration is not None:
+        latency["parameters"] = {"duration": duration}
     if action_end is not None:
         latency["endTime"] = at(action_end)
     e = experiment()
@@ -400,20 +410,64 @@ def test_a_network_action_is_held_from_its_start_to_its_end_and_recovery_counts_
     ref = FaultRef(
         key="latency", name="latency", kind="network_latency", target="gateway", experiment_id=EXPERIMENT
     )
-    rows = experiment_rows(ref, network_experiment(action_end=130), now=T0 + 300)
-    injected, ended = rows
-    assert injected["ts"] == pytest.approx(T0 + 100) and injected["event"] == "injected"
-    assert injected["detail"] == {"experiment": EXPERIMENT, "duration_s": pytest.approx(30.0)}
-    assert ended["event"] == "ended" and ended["ts"] == pytest.approx(T0 + 190)
-    (event,) = [recovery.FaultEvent.from_dict(r) for r in rows if r["event"] == "injected"]
-    assert event.held_s == pytest.approx(30.0)  # lifted at +130, not at the window's end (+190)
+    rows = experiment_rows(ref, network_experiment(action_end=130, duration="PT28S"), now=T0 + 300)
+    assert [(r["event"], r["ts"]) for r in rows] == [
+        ("injecting", pytest.approx(T0 + 99)),  # the experiment's start: what ends the previous fault
+        ("injected", pytest.approx(T0 + 100)),  # the network action's start
+        ("lifting", pytest.approx(T0 + 128)),  # its duration ran out: FIS starts lifting the fault
+        ("effect", pytest.approx(T0 + 130)),  # the action completed
+        ("ended", pytest.approx(T0 + 130)),  # the action ended: lifted (the experiment observes until +190)
+    ]
+    assert rows[1]["detail"] == {"experiment": EXPERIMENT, "duration_s": pytest.approx(30.0)}
+    (timeline,) = recovery.fault_timelines(recovery.FaultEvent.from_dict(r) for r in rows)
+    assert timeline.held_s == pytest.approx(30.0) and timeline.started_ts == pytest.approx(T0 + 99)
+    assert timeline.lifted_ts == pytest.approx(T0 + 130)  # lifted at +130, not at the window's end (+190)
 
 
-def test_a_stop_task_or_a_network_action_still_running_is_not_held():
+def test_a_network_action_still_running_is_held_for_its_duration_or_until_now_and_a_stop_task_is_not_held():
+    """A partition still acting when the timeline is read must not be judged as an instantaneous fault from
+    its start: it is held for its ``duration`` parameter, else at least until now."""
     ref = FaultRef(
         key="latency", name="latency", kind="network_latency", target="gateway", experiment_id=EXPERIMENT
     )
-    running = experiment_rows(ref, network_experiment(action_end=None), now=T0 + 300)
-    assert running[0]["detail"] == f"FIS experiment {EXPERIMENT}"
+    running = experiment_rows(ref, network_experiment(action_end=None, duration="PT5M"), now=T0 + 300)
+    assert [r["event"] for r in running] == ["injecting", "injected", "ended"]  # the fixture's experiment
+    assert running[1]["detail"] == {"experiment": EXPERIMENT, "duration_s": 300.0}
+    unknown = experiment_rows(ref, network_experiment(action_end=None), now=T0 + 250)
+    assert unknown[1]["detail"] == {"experiment": EXPERIMENT, "duration_s": 150.0}
     kill = experiment_rows(ref, experiment(), now=T0 + 300)
-    assert kill[0]["detail"] == f"FIS experiment {EXPERIMENT}"
+    assert kill[1]["detail"] == f"FIS experiment {EXPERIMENT}"
+
+
+def test_an_fis_action_that_failed_records_no_effect_and_recovery_cannot_pass():
+    """An action that resolved no target fails (``emptyTargetResolutionMode: fail``): the fault acted on
+    nothing, so its recovery is not judged as a calm success (issue 22, proof of effect)."""
+    ref = FaultRef(
+        key="kill", name="kill-gateway", kind="stop_task", target="gateway", experiment_id=EXPERIMENT
+    )
+    e = experiment("failed", "Target resolution failed.")
+    e["actions"]["StopTasks"]["state"] = {
+        "status": "failed",
+        "reason": "Target resolution returned empty set.",
+    }
+    rows = experiment_rows(ref, e, now=T0 + 300)
+    (effect,) = [r for r in rows if r["event"] == "effect"]
+    assert effect["detail"] == {
+        "observed": False,
+        "evidence": "FIS action aws:ecs:stop-task failed: Target resolution returned empty set.",
+    }
+    health = [{"ts": T0 + t, "service": "gateway", "healthy": True} for t in (90, 110)]
+    r = recovery.check(
+        recovery.evidence_from_run(rows, health),
+        recovery.RecoveryThresholds(error_ratio_tolerance=None, min_throughput_ratio=None),
+    )
+    assert r.valid == "unknown" and "kill-gateway had no observed effect" in r.error
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("PT30S", 30.0), ("PT5M", 300.0), ("PT1H30M", 5400.0), ("PT0.5S", 0.5), ("PT0S", None), ("30s", None)],
+)
+def test_an_fis_duration_parameter_is_read_as_iso_8601(text, seconds):
+    """FIS action durations are ISO 8601 (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html)."""
+    assert iso_duration_s(text) == seconds

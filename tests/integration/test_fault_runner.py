@@ -53,10 +53,19 @@ def test_faults_are_injected_on_schedule_and_timed_ones_end(target: SimpleNamesp
     runner = FaultRunner(target, faults)  # type: ignore[arg-type]
     t0 = time.time()
     runner.start(t0)
-    assert _wait(lambda: _events(runner, "blip") == ["injected", "ended"], 15)
-    kill = next(e for e in runner.timeline() if e["fault_id"] == "kill")
-    assert kill["event"] == "injected" and len(kill["detail"]["replicas"]) == 1
-    assert kill["ts"] - t0 >= 0.2
+    assert _wait(
+        lambda: _events(runner, "blip") == ["injecting", "injected", "effect", "lifting", "ended"], 15
+    )
+    starting, kill, effect = [e for e in runner.timeline() if e["fault_id"] == "kill"]
+    assert (starting["event"], kill["event"], effect["event"]) == ("injecting", "injected", "effect")
+    assert effect["detail"]["observed"] is True  # the killed replica's process was seen gone
+    assert len(kill["detail"]["replicas"]) == 1
+    assert kill["ts"] >= starting["ts"] and starting["ts"] - t0 >= 0.2
+    # Postgres stopping takes a while: it starts before the fault is in effect, the lift before it is done
+    blip = {e["event"]: e for e in runner.timeline() if e["fault_id"] == "blip"}
+    assert blip["injecting"]["ts"] <= blip["injected"]["ts"] <= blip["lifting"]["ts"] <= blip["ended"]["ts"]
+    assert blip["injecting"]["detail"] == {"duration_s": 1.0}
+    assert blip["effect"]["detail"]["observed"] is True  # Postgres refused a connection
     with psycopg.connect(target.pg.dsn, connect_timeout=3) as conn:
         assert conn.execute("select 1").fetchone() == (1,)
 
@@ -68,12 +77,12 @@ def test_abort_skips_pending_faults_and_reverts_active_ones(target: SimpleNamesp
     ]
     runner = FaultRunner(target, faults)  # type: ignore[arg-type]
     runner.start(time.time())
-    assert _wait(lambda: _events(runner, "blip") == ["injected"], 10)
+    assert _wait(lambda: "effect" in _events(runner, "blip"), 10)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(target.pg.dsn, connect_timeout=2)
     runner.abort("guardrail: error ratio 80% > 50%")
     runner.join(5)
-    assert _events(runner, "blip") == ["injected", "aborted"]
+    assert _events(runner, "blip") == ["injecting", "injected", "effect", "lifting", "aborted"]
     skipped = [e for e in runner.timeline() if e["fault_id"] == "late-kill"]
     assert [e["event"] for e in skipped] == ["skipped"]
     assert "guardrail" in skipped[0]["detail"]["reason"]
@@ -90,13 +99,15 @@ def _process_state(pid: int) -> str:
 def test_an_abort_during_a_hang_resumes_the_hung_replica_at_once(target: SimpleNamespace) -> None:
     runner = FaultRunner(target, [Fault("freeze", "hang", 0.0, "api", {"percent": 50.0, "duration_s": 60.0})])  # type: ignore[arg-type]
     runner.start(time.time())
-    assert _wait(lambda: _events(runner, "freeze") == ["injected"], 10)
+    assert _wait(lambda: "effect" in _events(runner, "freeze"), 10)
     (hung_id,) = next(e for e in runner.timeline() if e["event"] == "injected")["detail"]["replicas"]
     pid = next(r.pid for r in target.supervisor.replicas() if r.replica_id == hung_id)
     assert _wait(lambda: _process_state(pid) == "T", 5)  # stopped by SIGSTOP
     runner.abort("guardrail: p95 9000 ms > 5000 ms")
     runner.join(5)
-    assert _events(runner, "freeze") == ["injected", "aborted"]
+    assert _events(runner, "freeze") == ["injecting", "injected", "effect", "lifting", "aborted"]
+    freeze_effect = next(e for e in runner.timeline() if e["event"] == "effect")
+    assert freeze_effect["detail"]["observed"] is True  # the hung replica was seen stopped (T)
     # resumed now, not after its 60 s: running or sleeping again, and healthy
     assert _wait(lambda: _process_state(pid) in ("R", "S"), 5), _process_state(pid)
     assert _wait(lambda: all(r.state == "healthy" for r in target.supervisor.replicas()), 10)
@@ -130,7 +141,10 @@ def test_an_unknown_or_invalid_fault_is_recorded_as_an_error_and_touches_no_proc
     runner = FaultRunner(target, faults)  # type: ignore[arg-type]
     runner.start(time.time())
     runner.join(5)
-    events = runner.timeline()
+    # an injection that started (the call to the supervisor) and failed says both
+    started = [e["fault_id"] for e in runner.timeline() if e["event"] == "injecting"]
+    assert started == ["too-many", "negative", "typo"]
+    events = [e for e in runner.timeline() if e["event"] != "injecting"]
     assert [(e["fault_id"], e["event"]) for e in events] == [(f.name, "error") for f in faults]
     assert "no local implementation" in events[0]["detail"]["error"]
     assert all("ConfigError" in e["detail"]["error"] for e in events[1:])

@@ -359,7 +359,13 @@ def test_a_fault_still_being_injected_when_the_gate_aborts_is_reverted_too() -> 
     path.release.set()
     runner.join(5)
     assert path.active() == [], runner.timeline()
-    assert [e["event"] for e in runner.timeline()] == ["injected", "aborted"]
+    assert [e["event"] for e in runner.timeline()] == [
+        "injecting",
+        "injected",
+        "effect",
+        "lifting",
+        "aborted",
+    ]
 
 
 def _main(config: str, evidence_root: str, probe_out: str) -> int:

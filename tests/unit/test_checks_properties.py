@@ -189,11 +189,10 @@ def clean_fault_runs(draw):
         health.append({"ts": t0 + 0.1, "service": svc, "replica": replica, "event": "killed"})
         health.append({"ts": t0 + 0.2, "service": svc, "replica": replica, "event": "started"})
         health.append({"ts": t0 + heal, "service": svc, "replica": replica, "event": "healthy"})
-    windows = [
-        {"start": float(t), "end": float(t + 5), "requests": 50, "failures": 0}
-        for t in range(0, 100 * (n + 1) + 60, 5)
-    ]
-    return {"faults": faults, "health": health, "error_windows": windows}, heal_times
+    end = 100 * (n + 1) + 60
+    # two requests a second, each served in 5 ms, through the whole run
+    requests = [{"start": t / 2, "end": t / 2 + 0.005, "ok": True} for t in range(0, 2 * end)]
+    return {"faults": faults, "health": health, "requests": requests, "load_ended_ts": float(end)}, heal_times
 
 
 @SETTINGS

@@ -99,3 +99,20 @@ def test_nothing_is_published_unless_the_namespace_is_set(tmp_path: Path, monkey
     monkeypatch.setenv(env_names.ENV_METRICS_PERIOD_S, "10")
     pub = lm.publisher_from_env(tmp_path)
     assert pub is not None and pub.target == TARGET
+
+
+def test_a_stalled_period_after_completed_requests_sends_how_long_the_requests_in_flight_have_waited(
+    tmp_path: Path,
+):
+    """Issue 16: no completed request is not "no data" once the load has been served: the alarm on
+    LatencyP95 must see a stall as slow. Before the first completed request nothing is sent (the load
+    had not started)."""
+    write_process(tmp_path, 1, {s: [(10.0, False)] * 5 for s in range(10)} | {s: [] for s in range(10, 32)})
+    client = FakeCloudWatch()
+    pub = lm.MetricsPublisher(tmp_path, TARGET, client=client, clock=lambda: T0 - 10.0)
+    assert pub.publish_due(T0 + 31.0) == 4
+    p95 = [
+        next((d["Value"] for d in c["MetricData"] if d["MetricName"] == "LatencyP95"), None)
+        for c in client.calls
+    ]
+    assert p95 == [None, 10.0, 10_000.0, 20_000.0]  # before the load; served; stalled 10 s; 20 s

@@ -1,8 +1,13 @@
-"""The recovery check's evidence: the fault timeline, health observations and ledger error-ratio windows.
+"""The recovery check's evidence: the fault timeline, health observations and the ledger's requests.
 
 Each record type validates its dict form (``ConfigError`` naming the entry and key);
-:func:`error_ratio_windows` cuts ledger records into fixed windows; :func:`evidence_from_run` builds
-:class:`RecoveryEvidence` from timeline dicts and, optionally, the ledger.
+:func:`served_requests` turns ledger records into when each request started and completed;
+:func:`evidence_from_run` builds :class:`RecoveryEvidence` from timeline dicts and, optionally, the ledger.
+
+A fault's timeline has two moments at each end: ``injecting`` (its injection started: nothing of it acted
+before) and ``injected`` (it was in effect), and for a fault held for a while, ``lifting`` (its lift
+started) and ``ended`` (it was lifted). Timelines written before ``injecting`` existed fall back to
+``injected`` for the start.
 """
 
 from __future__ import annotations
@@ -10,14 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from resgate.checks.ledger import LedgerRecord
 from resgate.contract.errors import ConfigError
 
-DEFAULT_WINDOW_S = 5.0
-
-FAULT_EVENTS = frozenset({"injected", "detected", "recovered", "aborted", "ended"})
+FAULT_EVENTS = frozenset(
+    {"injecting", "injected", "effect", "detected", "recovered", "lifting", "aborted", "ended"}
+)
 HEALTHY_EVENTS = frozenset({"healthy"})
 UNHEALTHY_EVENTS = frozenset(
     {"unhealthy", "exited", "killed", "crashed", "stopped", "paused", "hung", "down", "failed", "timeout"}
@@ -76,19 +81,28 @@ class FaultEvent:
     target: str
     event: str
     held_s: float | None = None
-    """For an ``injected`` event of a fault held for a while (a hang, a database outage, a partition…), how
-    long it was to be held: ``detail.duration_s``; None for an instantaneous fault (a kill)."""
+    """For an ``injecting``/``injected`` event of a fault held for a while (a hang, a database outage, a
+    partition…), how long it was to be held: ``detail.duration_s``; None for an instantaneous fault."""
+    observed: bool | None = None
+    """For an ``effect`` event: whether the fault was seen to act (``detail.observed``)."""
+    evidence: str | None = None
+    """For an ``effect`` event: what was seen, or why nothing was (``detail.evidence``)."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "evidence.recovery.faults[0]") -> FaultEvent:
         """Validate ``{ts, fault_id, kind, target, event, detail?}``; ``event`` must be in
-        :data:`FAULT_EVENTS`; a positive ``detail.duration_s`` of an ``injected`` event is ``held_s``."""
+        :data:`FAULT_EVENTS`; a positive ``detail.duration_s`` of an ``injecting`` or ``injected`` event is
+        ``held_s``; an ``effect`` event's ``detail`` is ``{observed: bool, evidence: str}``."""
         d = as_object(d, where)
         event = d.get("event")
         if event not in FAULT_EVENTS:
             raise ConfigError(f"must be one of {sorted(FAULT_EVENTS)}, got {event!r}", where=f"{where}.event")
         detail = d.get("detail")
-        held = detail.get("duration_s") if event == "injected" and isinstance(detail, Mapping) else None
+        held = (
+            detail.get("duration_s")
+            if event in ("injecting", "injected") and isinstance(detail, Mapping)
+            else None
+        )
         if (
             isinstance(held, bool)
             or not isinstance(held, (int, float))
@@ -96,6 +110,15 @@ class FaultEvent:
             or held <= 0
         ):
             held = None
+        observed = evidence = None
+        if event == "effect":
+            detail = as_object(detail, f"{where}.detail")
+            observed = detail.get("observed")
+            if not isinstance(observed, bool):
+                raise ConfigError(
+                    f"must be true or false, got {observed!r}", where=f"{where}.detail.observed"
+                )
+            evidence = str(detail.get("evidence") or "")
         return cls(
             ts=number_field(d, "ts", where),
             fault_id=_str(d, "fault_id", where),  # type: ignore[arg-type]
@@ -103,6 +126,8 @@ class FaultEvent:
             target=_str(d, "target", where),  # type: ignore[arg-type]
             event=event,
             held_s=None if held is None else float(held),
+            observed=observed,
+            evidence=evidence,
         )
 
 
@@ -151,85 +176,67 @@ class HealthObservation:
         return cls(ts=ts, service=service, healthy=healthy, replica=replica, event=event)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class ErrorWindow:
-    """Client requests and failures (outcome fail or info) in ``[start, end)``."""
+class Served(NamedTuple):
+    """One client request of the ledger as recovery sees it: when it started, when it ended (its response
+    or its failure came back), in epoch seconds; ``ok`` is outcome ok (fail or info is a failure)."""
 
     start: float
     end: float
-    requests: int
-    failures: int
+    ok: bool
 
     @classmethod
-    def from_dict(
-        cls, d: Mapping[str, Any], *, where: str = "evidence.recovery.error_windows[0]"
-    ) -> ErrorWindow:
-        """Validate ``{start, end, requests, failures}``."""
+    def from_dict(cls, d: Mapping[str, Any], *, where: str = "evidence.recovery.requests[0]") -> Served:
+        """Validate ``{start, end, ok}`` (``end >= start``)."""
         d = as_object(d, where)
         start, end = number_field(d, "start", where), number_field(d, "end", where)
-        if end <= start:
-            raise ConfigError(f"end ({end}) must be after start ({start})", where=f"{where}.end")
-        counts = {}
-        for key in ("requests", "failures"):
-            v = d.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"must be an integer >= 0, got {v!r}", where=f"{where}.{key}")
-            counts[key] = v
-        if counts["failures"] > counts["requests"]:
-            raise ConfigError("failures exceed requests", where=f"{where}.failures")
-        return cls(start=start, end=end, **counts)
+        if end < start:
+            raise ConfigError(f"end ({end}) must not be before start ({start})", where=f"{where}.end")
+        ok = d.get("ok")
+        if not isinstance(ok, bool):
+            raise ConfigError(f"must be true or false, got {ok!r}", where=f"{where}.ok")
+        return cls(start, end, ok)
 
 
-def error_ratio_windows(
-    records: Iterable[LedgerRecord | Mapping[str, Any]], window_s: float = DEFAULT_WINDOW_S
-) -> list[ErrorWindow]:
-    """Cut ledger records into fixed windows aligned on the earliest ``ts``.
-
-    Returns one :class:`ErrorWindow` per non-empty window, in time order; a failure is outcome fail or info.
-    """
-    if not (window_s > 0):
-        raise ValueError(f"window_s must be > 0, got {window_s!r}")
-    points: list[tuple[float, bool]] = []
+def served_requests(records: Iterable[LedgerRecord | Mapping[str, Any]]) -> list[Served]:
+    """Ledger records as :class:`Served` (``end = ts + latency_ms / 1000``: the ledger's ``ts`` is when the
+    request started), sorted by ``end``."""
+    out: list[Served] = []
     for r in records:
         if isinstance(r, Mapping):
-            points.append((float(r["ts"]), r["outcome"] != "ok"))
+            ts, latency, ok = float(r["ts"]), float(r.get("latency_ms") or 0.0), r["outcome"] == "ok"
         else:
-            points.append((r.ts, r.failed))
-    if not points:
-        return []
-    t0 = min(ts for ts, _ in points)
-    acc: dict[int, list[int]] = {}
-    for ts, failed in points:
-        slot = acc.setdefault(int((ts - t0) // window_s), [0, 0])
-        slot[0] += 1
-        slot[1] += failed
-    return [
-        ErrorWindow(start=t0 + i * window_s, end=t0 + (i + 1) * window_s, requests=n, failures=f)
-        for i, (n, f) in sorted(acc.items())
-    ]
+            ts, latency, ok = r.ts, r.latency_ms or 0.0, not r.failed
+        out.append(Served(ts, ts + max(0.0, latency) / 1000.0, ok))
+    out.sort(key=lambda s: s.end)
+    return out
 
 
 @dataclass(frozen=True)
 class RecoveryEvidence:
     """What the recovery check judges.
 
-    ``faults``: the fault timeline; ``health``: health observations; ``error_windows``: ledger error-ratio
-    windows (``None`` = not collected); ``observed_until``: end of observation (``None`` = the latest ``ts``
-    in the evidence); ``baseline_error_ratio``: pre-fault error ratio (``None`` = from the windows that end
-    before the first injection).
+    ``faults``: the fault timeline; ``health``: health observations; ``requests``: the ledger's requests
+    (``None`` = not collected), sorted by ``end``; ``observed_until``: end of observation (``None`` = the
+    latest ``ts`` in the evidence); ``baseline_error_ratio``: pre-fault error ratio (``None`` = from the
+    requests that completed before the first fault started); ``load_ended_ts``: when the load stopped
+    sending (``None`` = unknown): an after-window past it is not measured, while a window before it with no
+    completed request is an outage.
     """
 
     faults: tuple[FaultEvent, ...]
     health: tuple[HealthObservation, ...]
-    error_windows: tuple[ErrorWindow, ...] | None = None
+    requests: tuple[Served, ...] | None = None
     observed_until: float | None = None
     baseline_error_ratio: float | None = None
+    load_ended_ts: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "evidence.recovery") -> RecoveryEvidence:
-        """Build from ``{faults, health, error_windows?, observed_until?, baseline_error_ratio?}``."""
+        """Build from ``{faults, health, requests?, observed_until?, baseline_error_ratio?,
+        load_ended_ts?}`` (``requests``: ``[{start, end, ok}]``)."""
         d = as_object(d, where)
-        unknown = set(d) - {"faults", "health", "error_windows", "observed_until", "baseline_error_ratio"}
+        keys = {"faults", "health", "requests", "observed_until", "baseline_error_ratio", "load_ended_ts"}
+        unknown = set(d) - keys
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
         faults = tuple(
@@ -240,11 +247,16 @@ class RecoveryEvidence:
             HealthObservation.from_dict(e, where=f"{where}.health[{i}]")
             for i, e in enumerate(_list(d.get("health") or [], f"{where}.health"))
         )
-        windows = None
-        if d.get("error_windows") is not None:
-            windows = tuple(
-                ErrorWindow.from_dict(e, where=f"{where}.error_windows[{i}]")
-                for i, e in enumerate(_list(d["error_windows"], f"{where}.error_windows"))
+        requests = None
+        if d.get("requests") is not None:
+            requests = tuple(
+                sorted(
+                    (
+                        Served.from_dict(e, where=f"{where}.requests[{i}]")
+                        for i, e in enumerate(_list(d["requests"], f"{where}.requests"))
+                    ),
+                    key=lambda s: s.end,
+                )
             )
         baseline = number_field(d, "baseline_error_ratio", where, required=False, minimum=0)
         if baseline is not None and baseline > 1:
@@ -252,9 +264,10 @@ class RecoveryEvidence:
         return cls(
             faults=faults,
             health=health,
-            error_windows=windows,
+            requests=requests,
             observed_until=number_field(d, "observed_until", where, required=False),
             baseline_error_ratio=baseline,
+            load_ended_ts=number_field(d, "load_ended_ts", where, required=False),
         )
 
 
@@ -263,18 +276,44 @@ def evidence_from_run(
     health: Iterable[Mapping[str, Any]],
     *,
     records: Iterable[LedgerRecord | Mapping[str, Any]] | None = None,
-    window_s: float = DEFAULT_WINDOW_S,
     observed_until: float | None = None,
+    load_ended_ts: float | None = None,
+    load_duration_s: float | None = None,
 ) -> RecoveryEvidence:
-    """Build :class:`RecoveryEvidence` from timeline dicts and, optionally, ledger records (error windows)."""
+    """Build :class:`RecoveryEvidence` from timeline dicts and, optionally, the ledger's records.
+
+    The load's end keeps a fault late in the schedule, whose after-window falls past it, from being judged on
+    the silence that follows the load: ``load_ended_ts`` (from the load's live lines,
+    :func:`load_end_from_live`), else the first request plus ``load_duration_s`` (an estimate: Locust's run
+    time starts a little before its first request, seconds on a busy machine). Unknown (both ``None``), an
+    after-window with no completed request is undecided rather than passed.
+    """
     ev = RecoveryEvidence.from_dict(
         {"faults": list(faults), "health": list(health), "observed_until": observed_until}
     )
     if records is None:
         return ev
+    served = served_requests(records)
+    first = min((s.start for s in served), default=None)
+    if load_ended_ts is None and first is not None and load_duration_s is not None:
+        load_ended_ts = first + load_duration_s
     return RecoveryEvidence(
         faults=ev.faults,
         health=ev.health,
-        error_windows=tuple(error_ratio_windows(records, window_s)),
+        requests=tuple(served),
         observed_until=ev.observed_until,
+        load_ended_ts=load_ended_ts,
     )
+
+
+def load_end_from_live(lines: Iterable[Mapping[str, Any]]) -> float | None:
+    """When the load stopped, from its per-second live lines (``loadgen.stats``: every process writes one
+    line per second from its test's start to its stop, zero-filled, the last one for the second in which
+    it stopped): the start of the latest such second, a moment the load was still running. None without
+    lines."""
+    seconds = []
+    for line in lines:
+        ts = line.get("ts")
+        if isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts):
+            seconds.append(float(int(ts)))
+    return max(seconds, default=None)

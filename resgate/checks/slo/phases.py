@@ -19,8 +19,8 @@ error ratio, throughput (requests per second of the phase's time), and p50/p95/p
 histogram (per-second histograms of ``latency_ms`` rounded as Locust rounds them, merged — never an average
 of percentiles). ``samples`` are the per-second p95s, for the regression test against a golden profile.
 
-A ``started`` event (when an injection began, before its effect was confirmed) is tolerated and ignored:
-phases start at ``injected``.
+A fault's phases start when its injection started (its ``injecting`` event; ``injected``, when it was in
+effect, for a timeline written before that event existed), as the recovery check separates faults.
 """
 
 from __future__ import annotations
@@ -155,31 +155,32 @@ def phase_windows(
     """The nominal windows of a run ``[load_start, load_end)``: baseline, each injected fault's during and
     recovery (see the module docstring), then steady from the first injection to the end (it owns whatever
     no other window covers). Fault rows are
-    ``faults.jsonl`` lines (events other than :data:`FAULT_EVENTS`, such as ``started``, are ignored);
+    ``faults.jsonl`` lines (events other than :data:`FAULT_EVENTS` are ignored);
     health rows are ``health.jsonl`` lines."""
     events = [FaultEvent.from_dict(f) for f in faults if f.get("event") in FAULT_EVENTS]
-    injected = [t for t in fault_timelines(events) if t.injected_ts is not None]
+    # A fault's phases start when its injection *started* (its ``injecting`` event, else ``injected``): a
+    # database that is stopping already fails requests, and those belong to this fault.
+    injected = [t for t in fault_timelines(events) if t.injected_ts is not None and t.started_ts is not None]
     obs = sorted((HealthObservation.from_dict(r) for r in health if "service" in r), key=lambda o: o.ts)
     services = {o.service for o in obs}
     # Without any injection the whole load is steady: there is nothing for a baseline to come before.
-    first = min((t.injected_ts for t in injected if t.injected_ts is not None), default=load_start)
+    first = min((t.started_ts for t in injected if t.started_ts is not None), default=load_start)
     out = [PhaseWindow("baseline", load_start, max(load_start, min(first, load_end)))]
     for t in injected:
-        assert t.injected_ts is not None
-        later = [
-            g.injected_ts for g in injected if g.injected_ts is not None and g.injected_ts > t.injected_ts
-        ]
+        start = t.started_ts
+        assert start is not None
+        later = [g.started_ts for g in injected if g.started_ts is not None and g.started_ts > start]
         svc = target_service(t.target, services)
         rec = fault_recovery(t, [o for o in obs if o.service == svc], until_ts=min(later, default=None))
         healthy = rec["recovered_ts"]
         if t.lifted_ts is not None:
             lift = t.lifted_ts
         elif healthy is None:  # a kill acts until its target is healthy again, at most rto_s
-            lift = t.injected_ts + rto_s
+            lift = start + rto_s
         else:
-            lift = min(max(healthy, t.injected_ts), t.injected_ts + rto_s)
+            lift = min(max(healthy, start), start + rto_s)
         settled = (max(healthy, lift) if healthy is not None else lift + rto_s) + settle_s
-        out.append(PhaseWindow("during", t.injected_ts, lift, t.fault_id, t.kind))
+        out.append(PhaseWindow("during", start, lift, t.fault_id, t.kind))
         out.append(PhaseWindow("recovery", lift, min(settled, lift + rto_s), t.fault_id, t.kind))
     out.append(PhaseWindow("steady", out[0].end, load_end))
     return out
