@@ -14,7 +14,7 @@ ENV_EVIDENCE_PREFIX = "EVIDENCE_PREFIX"
 ENV_DB_SECRET_ARN = "DB_SECRET_ARN"
 ENV_DB_SSLMODE = "DB_SSLMODE"
 ENV_KAFKA_BOOTSTRAP = "KAFKA_BOOTSTRAP"
-# How the integrity/replay Lambdas reach the brokers (resgate.config.kafka; absent: PLAINTEXT).
+# How the integrity/replay Lambdas reach the brokers (resgate.sections.kafka; absent: PLAINTEXT).
 ENV_KAFKA_SECURITY_PROTOCOL = "KAFKA_SECURITY_PROTOCOL"
 ENV_KAFKA_SASL_MECHANISM = "KAFKA_SASL_MECHANISM"
 ENV_KAFKA_REGION = "KAFKA_REGION"

@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from resgate.config.kafka import KafkaSettings
+from resgate.checks.registry import CHECK_NAMES
 from resgate.contract.errors import ConfigError
+from resgate.sections.kafka import KafkaSettings
 
 # Network faults act on a path between a service and a dependency (or its clients); see resgate.local.toxics.
 NETWORK_FAULT_KINDS = ("network_partition", "network_latency", "packet_loss", "bandwidth", "connection_reset")
@@ -18,7 +19,6 @@ FAULT_KINDS = (
     *NETWORK_FAULT_KINDS,
     *("rate_limit_spike", "zone_loss"),
 )
-CHECK_NAMES = ("slo", "recovery", "retryable", "integrity", "replay")
 PRODUCTION_TAG_VALUES = ("prod", "production", "live")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 

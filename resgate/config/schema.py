@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from resgate.checks.registry import parse_thresholds
 from resgate.config.faults import fault_target, parse_fault
-from resgate.config.fields import Errors, Section
-from resgate.config.kafka import KafkaSettings
 from resgate.config.model import (
     _NAME_RE,
     CHECK_NAMES,
@@ -34,8 +33,10 @@ from resgate.config.model import (
     Target,
 )
 from resgate.config.placeholders import check_placeholders
-from resgate.config.yamlpos import Located, load_yaml_with_lines, read_yaml_file
 from resgate.contract.errors import ConfigError
+from resgate.sections.fields import Errors, Section
+from resgate.sections.kafka import KafkaSettings
+from resgate.sections.yamlpos import Located, load_yaml_with_lines, read_yaml_file
 
 __all__ = [
     "CHECK_NAMES",
@@ -182,10 +183,21 @@ def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]]) -> Non
     if not isinstance(enabled, bool):
         raise ConfigError("must be true or false", where=sec.loc.where(f"{sec.p(name)}.enabled"))
     if enabled:  # a disabled check may keep an incomplete section
-        from resgate.config.checks import validate_check_section
-
-        validate_check_section(name, body, sec.p(name), sec.loc)
+        _validate_check_section(name, body, sec.p(name), sec.loc)
     out[name] = {"enabled": enabled, **body}
+
+
+def _validate_check_section(name: str, body: dict[str, Any], path: str, loc: Located) -> Any:
+    """The check's typed thresholds, parsed by its checker; its ConfigError re-raised with the field's
+    line."""
+    try:
+        return parse_thresholds(name, body, path)
+    except ConfigError as e:
+        field_path = (e.where or path).split(" (")[0]
+        msg = str(e)
+        if e.where and msg.startswith(f"{e.where}: "):
+            msg = msg[len(e.where) + 2 :]
+        raise ConfigError(msg, where=loc.where(field_path)) from None
 
 
 def parse_config(data: Any, loc: Located) -> GateConfig:

@@ -70,7 +70,7 @@ default the bundled paperbroker locustfile. The gate's ledger plugin is loaded b
 ENV_EVIDENCE_S3_URI = "RESGATE_EVIDENCE_S3_URI"
 """``s3://bucket/prefix/`` of the run's evidence; when set, the entrypoint uploads ledger and stats there."""
 
-# --- set by the replay check for the rebuild too: how to connect to the brokers (resgate.config.kafka) -
+# --- set by the replay check for the rebuild too: how to connect to the brokers (resgate.sections.kafka) -
 ENV_KAFKA_SECURITY_PROTOCOL = "RESGATE_KAFKA_SECURITY_PROTOCOL"
 """``PLAINTEXT``, ``SSL`` or ``SASL_SSL``; absent means PLAINTEXT."""
 ENV_KAFKA_SASL_MECHANISM = "RESGATE_KAFKA_SASL_MECHANISM"

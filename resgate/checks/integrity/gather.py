@@ -36,8 +36,8 @@ from resgate.checks.integrity.load import (
 )
 from resgate.checks.integrity.plan import Plan
 from resgate.checks.sqlutil import create_schema, drop_schema, table_columns
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError
+from resgate.sections.kafka import KafkaSettings
 
 
 def gather(
