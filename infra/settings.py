@@ -276,13 +276,8 @@ REPLAY_COMPARE_MARGIN_S = 120
 
 
 def _check_section(cfg: GateConfig, name: str) -> Any | None:
-    """The parsed ``checks.<name>`` section, or None when the check is disabled."""
-    from resgate.checks.registry import parse_thresholds
-
-    body = cfg.checks.get(name, {})
-    if not body.get("enabled", True):
-        return None
-    return parse_thresholds(name, body, f"checks.{name}")
+    """The ``checks.<name>`` section as the config parsed it, or None when the check is disabled."""
+    return cfg.thresholds_of(name)
 
 
 def topics_read(cfg: GateConfig) -> tuple[str, ...]:

@@ -147,9 +147,22 @@ class GateConfig:
     """How the gate's clients connect to the target's brokers (``kafka:``; default PLAINTEXT)."""
     profiles: dict[str, Profile] = field(default_factory=dict)
     """Named load/fault profiles (``profiles:``); none chosen means this config's own load and faults."""
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    """Each enabled check's typed thresholds (its checker's ``Thresholds``), parsed once when the config is
+    loaded; the CLI, ``infra/settings.py`` and the runner read them here. ``checks`` keeps the raw sections
+    (what the state machine hands the assertion Lambdas)."""
 
     def enabled_checks(self) -> list[str]:
         return [n for n in CHECK_NAMES if self.checks.get(n, {}).get("enabled", True)]
+
+    def thresholds_of(self, name: str) -> Any | None:
+        """The typed thresholds of check ``name``, or None when it is disabled. A check enabled without a
+        section whose checker has no defaults (integrity, replay) raises its ConfigError here, when it is
+        used, as it always did."""
+        t = self.thresholds.get(name)
+        if isinstance(t, ConfigError):
+            raise ConfigError(str(t).removeprefix(f"{t.where}: ") if t.where else str(t), where=t.where)
+        return t
 
     def with_profile(self, name: str | None) -> GateConfig:
         """This config with profile ``name``'s load and faults (itself for None); an unknown name is a

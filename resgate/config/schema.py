@@ -158,19 +158,28 @@ def _parse_load(sec: Section) -> Load:
     return load
 
 
-def _parse_checks(sec: Section) -> dict[str, dict[str, Any]]:
+def _parse_checks(sec: Section) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``(sections, thresholds)``: each check's raw section with ``enabled``, and each enabled check's typed
+    thresholds, parsed here once by its checker."""
     errs = Errors()
     out: dict[str, dict[str, Any]] = {}
+    thresholds: dict[str, Any] = {}
     for name in CHECK_NAMES:
-        errs.attempt(_parse_check, sec, name, out)
+        errs.attempt(_parse_check, sec, name, out, thresholds)
     errs.raise_any()
     sec.done()
-    return out
+    return out, thresholds
 
 
-def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]]) -> None:
+def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]], thresholds: dict[str, Any]) -> None:
     if not sec.has(name):
         out[name] = {"enabled": True}
+        # An absent section is the checker's defaults; a checker that has none (integrity and replay need
+        # their tables) fails when the check is run, as a section that is not valid on its own.
+        try:
+            thresholds[name] = parse_thresholds(name, {}, sec.p(name))
+        except ConfigError as e:
+            thresholds[name] = e
         return
     raw = sec.raw(name)
     if raw is False:
@@ -183,11 +192,11 @@ def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]]) -> Non
     if not isinstance(enabled, bool):
         raise ConfigError("must be true or false", where=sec.loc.where(f"{sec.p(name)}.enabled"))
     if enabled:  # a disabled check may keep an incomplete section
-        _validate_check_section(name, body, sec.p(name), sec.loc)
+        thresholds[name] = _parse_check_section(name, body, sec.p(name), sec.loc)
     out[name] = {"enabled": enabled, **body}
 
 
-def _validate_check_section(name: str, body: dict[str, Any], path: str, loc: Located) -> Any:
+def _parse_check_section(name: str, body: dict[str, Any], path: str, loc: Located) -> Any:
     """The check's typed thresholds, parsed by its checker; its ConfigError re-raised with the field's
     line."""
     try:
@@ -234,12 +243,14 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     profiles = _parse_profiles(root, loc, errs, target, load, infra, faults, faults_raw)
     guardrails = errs.attempt(_parse_guardrails, root.section("guardrails"))
     quiesce = errs.attempt(_parse_quiesce, root.section("quiesce"), loc)
-    checks = errs.attempt(_parse_checks, root.section("checks"))
+    checks_and_thresholds = errs.attempt(_parse_checks, root.section("checks"))
     evidence = errs.attempt(_parse_evidence, root.section("evidence"))
     errs.attempt(root.done)
     errs.raise_any()
     assert gate is not None and target is not None and infra is not None and load is not None
-    assert guardrails is not None and quiesce is not None and checks is not None and evidence is not None
+    assert guardrails is not None and quiesce is not None and checks_and_thresholds is not None
+    assert evidence is not None
+    checks, thresholds = checks_and_thresholds
     name, description, allow_production, unknown_is_failure = gate
     return GateConfig(
         name=name,
@@ -258,6 +269,7 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         raw=data,
         kafka=kafka or KafkaSettings(),
         profiles=profiles,
+        thresholds=thresholds,
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from resgate.checks.compose import run_checks
-from resgate.checks.registry import parse_thresholds
 from resgate.checks.result import CheckResult
 from resgate.config.schema import GateConfig
 from resgate.evidence.sources import Sources, run_check
@@ -22,8 +21,7 @@ def build_checks(cfg: GateConfig, store: RunStore, sources: Sources) -> dict[str
 
     def one(name: str) -> Callable[[], CheckResult]:
         def call() -> CheckResult:
-            thresholds = parse_thresholds(name, cfg.checks.get(name, {}), f"checks.{name}")
-            return run_check(name, store, thresholds, sources)
+            return run_check(name, store, cfg.thresholds_of(name), sources)
 
         return call
 

@@ -11,6 +11,7 @@ import pytest
 
 from resgate.checks import registry
 from resgate.checks.registry import CHECKERS, GATHERING, checker, parse_thresholds
+from resgate.config import load_config, load_config_text
 from resgate.contract.errors import ConfigError
 from resgate.evidence.builders import BUILDERS
 
@@ -85,3 +86,38 @@ def test_no_checker_is_looked_up_by_importlib():
                 assert "checks" not in ast.unparse(node), f"{path}: {ast.unparse(node)}"
     assert "importlib" not in (ROOT / "resgate" / "checks" / "registry.py").read_text()
     assert tuple(CHECKERS) == registry.CHECK_NAMES
+
+
+def test_each_check_section_is_parsed_once_when_the_config_is_loaded(monkeypatch):
+    calls: list[str] = []
+    recovery = CHECKERS["recovery"]
+    original = recovery.Thresholds.from_dict.__func__
+
+    def counting(cls, d, **kw):
+        calls.append(kw.get("where", ""))
+        return original(cls, d, **kw)
+
+    monkeypatch.setattr(recovery.Thresholds, "from_dict", classmethod(counting))
+    cfg = load_config(ROOT / "resgate" / "configs" / "paperbroker.yaml")
+    assert calls == ["checks.recovery"]
+    assert cfg.thresholds_of("recovery") == recovery.Thresholds(rto_s=30)
+    assert cfg.thresholds_of("recovery") is cfg.thresholds_of("recovery")
+    assert calls == ["checks.recovery"]
+    assert type(cfg.thresholds_of("replay")).__name__ == "ReplayConfig"
+
+
+def test_a_disabled_check_has_no_thresholds_and_an_absent_one_has_its_checkers_defaults():
+    text = (ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text()
+    start, end = text.index("\n  recovery:\n"), text.index("\n  retryable: {}\n")
+    cfg = load_config_text(text[:start] + text[end:].replace("retryable: {}", "retryable: false"))
+    assert cfg.thresholds_of("retryable") is None
+    assert cfg.thresholds_of("recovery") == CHECKERS["recovery"].Thresholds()
+
+
+def test_an_absent_section_of_a_checker_without_defaults_fails_when_the_check_is_used():
+    text = (ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text()
+    start, end = text.index("\n  integrity:\n"), text.index("\n  replay:\n")
+    cfg = load_config_text(text[:start] + text[end:])
+    with pytest.raises(ConfigError) as e:
+        cfg.thresholds_of("integrity")
+    assert "configure orders" in str(e.value)
