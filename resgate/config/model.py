@@ -44,18 +44,18 @@ class AwsTarget:
     """The AWS counterpart: ECS cluster/service names and the tags FIS selects tasks by."""
 
     cluster: str
-    services: dict[str, str]
+    services: dict[str, str] = field(default_factory=dict)
     region: str | None = None
     target_tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Target:
-    environment: str
-    tags: dict[str, str]
-    services: list[LocalService]
-    setup: str | None
-    aws: AwsTarget | None
+    environment: str = "local"
+    tags: dict[str, str] = field(default_factory=dict)
+    services: list[LocalService] = field(default_factory=list)
+    setup: str | None = None
+    aws: AwsTarget | None = None
 
     def service(self, name: str) -> LocalService | None:
         return next((s for s in self.services if s.name == name), None)
