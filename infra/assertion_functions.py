@@ -51,7 +51,7 @@ from infra.nag import acknowledge
 from infra.run_lock import RunLock
 from lambdas.common import settings as lambda_settings
 from resgate.checks.replay import EcsTaskSpec
-from resgate.config.kafka import KafkaSettings, cluster_parts
+from resgate.sections.kafka import KafkaSettings, cluster_parts
 
 # Per function: (memory MB, timeout s, ephemeral storage MB). integrity/replay COPY the ledger into
 # Postgres and rebuild read models from the topics; the others read small files.

@@ -163,5 +163,5 @@ NIGHTLY_PROFILE = "nightly"
 PIPELINE_PROFILE = "pipeline"  # the CodeBuild pipeline project's (infra/pipeline_action.py), when present
 # The run dashboard (infra/run_dashboard.py) and the FIS experiment reports (infra/fault_experiments.py).
 LOAD_METRIC_REQUESTS = live_metrics.METRIC_REQUESTS
-CHECK_METRICS = ("CheckValid", "CheckFailed", "CheckUnknown")  # lambdas/common/results.py, dimension check
+CHECK_METRICS = lambda_settings.CHECK_METRICS  # lambdas/common/results.py, dimension check
 FIS_REPORTS_PREFIX = "fis-reports"  # s3://<evidence bucket>/fis-reports/gate=<gate>/<experiment id>/...

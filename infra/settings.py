@@ -17,9 +17,9 @@ from typing import Any
 
 from infra import constants as c
 from resgate.checks.replay import EcsTaskSpec
-from resgate.config.kafka import BROKER_PORTS, KafkaSettings
 from resgate.config.schema import GateConfig, check_blast_radius, load_config
 from resgate.contract.errors import ConfigError
+from resgate.sections.kafka import BROKER_PORTS, KafkaSettings
 
 _SUBNET_RE = re.compile(r"^subnet-[0-9a-z]+$")
 _VPC_RE = re.compile(r"^vpc-[0-9a-z]+$")
@@ -276,13 +276,8 @@ REPLAY_COMPARE_MARGIN_S = 120
 
 
 def _check_section(cfg: GateConfig, name: str) -> Any | None:
-    """The parsed ``checks.<name>`` section, or None when the check is disabled."""
-    from resgate.evidence.sources import thresholds_for
-
-    body = cfg.checks.get(name, {})
-    if not body.get("enabled", True):
-        return None
-    return thresholds_for(name, body, f"checks.{name}")
+    """The ``checks.<name>`` section as the config parsed it, or None when the check is disabled."""
+    return cfg.thresholds_of(name)
 
 
 def topics_read(cfg: GateConfig) -> tuple[str, ...]:

@@ -316,9 +316,27 @@ def add_aws_parser(sub: argparse._SubParsersAction) -> None:
     aws.set_defaults(fn=cmd_aws)
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the gate config (generated from the parser's typed model)."""
+    from resgate.config.json_schema import gate_config_schema
+
+    print(json.dumps(gate_config_schema(), indent=2))
+    return EXIT_PASS
+
+
+def add_schema_and_version(p: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """``resgate --version`` (the installed package's version) and ``resgate schema``."""
+    from importlib.metadata import version
+
+    p.add_argument("--version", action="version", version=f"resgate {version('resgate')}")
+    s = sub.add_parser("schema", help="print the JSON Schema of the gate config (for editors and CI)")
+    s.set_defaults(fn=cmd_schema)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="resgate", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+    add_schema_and_version(p, sub)
     r = sub.add_parser("run", help="run the gate (default: the packaged paperbroker config)")
     r.add_argument("config", nargs="?", help="gate config YAML (default: paperbroker)")
     r.add_argument("--evidence-root", help="where to write evidence (default: the config's evidence.root)")

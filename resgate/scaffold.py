@@ -10,6 +10,7 @@ ones that need nothing but HTTP: slo, recovery and retryable.
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from resgate.config import GateConfig, load_config_text
+from resgate.config.json_schema import SCHEMA_FILE, gate_config_schema
 from resgate.contract.errors import ConfigError
 
 STARTER_LOCUSTFILE = '''\
@@ -116,6 +118,7 @@ def config_text(opts: InitOptions) -> str:
         },
     }
     header = (
+        f"# yaml-language-server: $schema={SCHEMA_FILE}\n"
         f"# Gate config for {opts.name}, written by `resgate init`. Reference: the README's configuration\n"
         "# reference. integrity and replay need your orders/trades tables and topics: see the README.\n"
         "# Commands run without a shell: ${port} is each replica's own port (also in its PORT variable).\n"
@@ -126,8 +129,10 @@ def config_text(opts: InitOptions) -> str:
 def scaffold(
     opts: InitOptions, out: Path, *, force: bool = False, write_locustfile: bool = False
 ) -> GateConfig:
-    """Validate the config for ``opts`` and write it to ``out`` (and, when asked, a starter locustfile next
-    to it); nothing is written when the config is invalid or a file exists and ``force`` is not given."""
+    """Validate the config for ``opts`` and write it to ``out``, the gate config's JSON Schema next to it
+    (:data:`~resgate.config.json_schema.SCHEMA_FILE`, named by the config's ``yaml-language-server`` line)
+    and, when asked, a starter locustfile; nothing is written when the config is invalid or a file exists
+    and ``force`` is not given."""
     text = config_text(opts)
     cfg = load_config_text(text, str(out))
     locustfile = out.parent / opts.locustfile
@@ -136,6 +141,7 @@ def scaffold(
     if existing and not force:
         raise ConfigError(f"{', '.join(existing)} already exists (use --force to replace)", where="--out")
     out.write_text(text)
+    (out.parent / SCHEMA_FILE).write_text(json.dumps(gate_config_schema(), indent=2) + "\n")
     if write_locustfile:
         locustfile.write_text(STARTER_LOCUSTFILE)
     return cfg

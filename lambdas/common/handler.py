@@ -20,8 +20,9 @@ from lambdas.common.event import RunEvent
 from lambdas.common.results import errors_logged, publish
 from lambdas.common.sources import event_sources
 from lambdas.common.thresholds import check_section
+from resgate.checks.registry import parse_thresholds
 from resgate.checks.result import UNKNOWN
-from resgate.evidence.sources import Sources, run_check, thresholds_for
+from resgate.evidence.sources import Sources, run_check
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 SourcesOf = Callable[[RunEvent, Any, Logger], Sources]
@@ -75,7 +76,7 @@ def check_handler(
         run = RunEvent.from_event(event)
         store = run.store()
         section, where = check_section(run, store, name, keys=config_keys)
-        thresholds = thresholds_for(name, section, where)
+        thresholds = parse_thresholds(name, section, where)
         src = sources(run, thresholds, tools.logger)
         custom = gather(run, thresholds, tools.logger) if gather is not None else None
         result = run_check(name, store, thresholds, src, gather=custom)

@@ -139,9 +139,9 @@ def add_result_metrics(metrics: Metrics, result: CheckResult, event: RunEvent) -
     ``CheckUnknown`` (0 or 1) and every top-level numeric count under its own name (``p95_ms``, ``lost``…)."""
     metrics.add_dimension(name="gate", value=event.gate)
     metrics.add_dimension(name="check", value=result.name)
-    metrics.add_metric(name="CheckValid", unit=MetricUnit.Count, value=int(result.valid is True))
-    metrics.add_metric(name="CheckFailed", unit=MetricUnit.Count, value=int(result.valid is False))
-    metrics.add_metric(name="CheckUnknown", unit=MetricUnit.Count, value=int(result.valid == UNKNOWN))
+    validity = (result.valid is True, result.valid is False, result.valid == UNKNOWN)
+    for name, on in zip(settings.CHECK_METRICS, validity, strict=True):
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=int(on))
     for key, value in result.counts.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue

@@ -1,4 +1,5 @@
-"""Names of the assertion Lambdas' environment variables and other constants, kept in one place.
+"""The assertion Lambdas' constants: event fields, metric names, limits, and their environment variables'
+names (defined in :mod:`resgate.contract.env` with every other environment name, bound here as ``ENV_*``).
 
 Configuration resolves as: the explicit value (the event's field), then the environment variable, then
 the default. The CDK construct that deploys the functions sets these variables by the names below.
@@ -8,54 +9,47 @@ from __future__ import annotations
 
 import os
 
-# Environment variables set by the deployment.
-ENV_EVIDENCE_BUCKET = "EVIDENCE_BUCKET"
-ENV_EVIDENCE_PREFIX = "EVIDENCE_PREFIX"
-ENV_DB_SECRET_ARN = "DB_SECRET_ARN"
-ENV_DB_SSLMODE = "DB_SSLMODE"
-ENV_KAFKA_BOOTSTRAP = "KAFKA_BOOTSTRAP"
-# How the integrity/replay Lambdas reach the brokers (resgate.config.kafka; absent: PLAINTEXT).
-ENV_KAFKA_SECURITY_PROTOCOL = "KAFKA_SECURITY_PROTOCOL"
-ENV_KAFKA_SASL_MECHANISM = "KAFKA_SASL_MECHANISM"
-ENV_KAFKA_REGION = "KAFKA_REGION"
-ENV_KAFKA_CA_FILE = "KAFKA_CA_FILE"
+from resgate.contract import env
+
+# The deployment's environment variables: their names are defined in resgate.contract.env (ENV_LAMBDA_*).
+ENV_EVIDENCE_BUCKET = env.ENV_LAMBDA_EVIDENCE_BUCKET
+ENV_EVIDENCE_PREFIX = env.ENV_LAMBDA_EVIDENCE_PREFIX
+ENV_DB_SECRET_ARN = env.ENV_LAMBDA_DB_SECRET_ARN
+ENV_DB_SSLMODE = env.ENV_LAMBDA_DB_SSLMODE
+ENV_KAFKA_BOOTSTRAP = env.ENV_LAMBDA_KAFKA_BOOTSTRAP
+ENV_KAFKA_SECURITY_PROTOCOL = env.ENV_LAMBDA_KAFKA_SECURITY_PROTOCOL
+ENV_KAFKA_SASL_MECHANISM = env.ENV_LAMBDA_KAFKA_SASL_MECHANISM
+ENV_KAFKA_REGION = env.ENV_LAMBDA_KAFKA_REGION
+ENV_KAFKA_CA_FILE = env.ENV_LAMBDA_KAFKA_CA_FILE
+ENV_REPLAY_CLUSTER = env.ENV_LAMBDA_REPLAY_CLUSTER
+ENV_REPLAY_SUBNETS = env.ENV_LAMBDA_REPLAY_SUBNETS
+ENV_REPLAY_SECURITY_GROUPS = env.ENV_LAMBDA_REPLAY_SECURITY_GROUPS
+ENV_AWS_REGION = env.ENV_LAMBDA_AWS_REGION
+ENV_UNKNOWN_IS_FAILURE = env.ENV_LAMBDA_UNKNOWN_IS_FAILURE
+ENV_LOAD_CLUSTER = env.ENV_LAMBDA_LOAD_CLUSTER
+ENV_EXPERIMENT_TEMPLATE_IDS = env.ENV_LAMBDA_EXPERIMENT_TEMPLATE_IDS
+ENV_GATE_NAME = env.ENV_LAMBDA_GATE_NAME
+ENV_NOTIFY_TOPIC_ARN = env.ENV_LAMBDA_NOTIFY_TOPIC_ARN
+ENV_LOCK_TABLE = env.ENV_LAMBDA_LOCK_TABLE
+ENV_LOCK_KEY = env.ENV_LAMBDA_LOCK_KEY
+ENV_OPS_ITEMS = env.ENV_LAMBDA_OPS_ITEMS
+ENV_POWERTOOLS_SERVICE_NAME = env.ENV_LAMBDA_POWERTOOLS_SERVICE_NAME
+ENV_POWERTOOLS_METRICS_NAMESPACE = env.ENV_LAMBDA_POWERTOOLS_METRICS_NAMESPACE
+ENV_POWERTOOLS_TRACE_DISABLED = env.ENV_LAMBDA_POWERTOOLS_TRACE_DISABLED
 KAFKA_ENV = {
     "security_protocol": ENV_KAFKA_SECURITY_PROTOCOL,
     "sasl_mechanism": ENV_KAFKA_SASL_MECHANISM,
     "region": ENV_KAFKA_REGION,
     "ca_file": ENV_KAFKA_CA_FILE,
 }
-# Where the replay Lambda runs a rebuild's ECS task (the target's image): the default cluster, and the
-# subnets and security groups of its awsvpc network (comma-separated).
-ENV_REPLAY_CLUSTER = "REPLAY_CLUSTER"
-ENV_REPLAY_SUBNETS = "REPLAY_SUBNETS"
-ENV_REPLAY_SECURITY_GROUPS = "REPLAY_SECURITY_GROUPS"
 # The tag the replay Lambda puts on the rebuild tasks it starts: the only tasks its role may stop.
 REPLAY_TASK_TAG = ("ResGateReplay", "rebuild")
-# Set by the Lambda runtime: the default region of MSK IAM tokens.
-ENV_AWS_REGION = "AWS_REGION"
-ENV_UNKNOWN_IS_FAILURE = "UNKNOWN_IS_FAILURE"
-# The cleanup Lambda's: the load generator's ECS cluster, the gate's FIS experiment template ids (a,b,c).
-ENV_LOAD_CLUSTER = "LOAD_CLUSTER"
-ENV_EXPERIMENT_TEMPLATE_IDS = "EXPERIMENT_TEMPLATE_IDS"
-# ...and, to leave a trace of an aborted or timed-out run and release its target's lock: the gate's name,
-# the notification topic, the lock table and the target's item key (infra.run_lock).
-ENV_GATE_NAME = "GATE_NAME"
-ENV_NOTIFY_TOPIC_ARN = "NOTIFY_TOPIC_ARN"
-ENV_LOCK_TABLE = "LOCK_TABLE"
-ENV_LOCK_KEY = "LOCK_KEY"
-# The verdict and cleanup Lambdas open an OpsCenter OpsItem for a FAIL or ERROR run when "true"
-# (lambdas.common.opsitem; the CDK context flag ops_items). The OpsItem carries the gate's tag.
-ENV_OPS_ITEMS = "OPS_ITEMS"
 # The lock table's attributes (infra.run_lock): the target's key, the holder's run id, the lease's end.
 LOCK_KEY_ATTRIBUTE = "target"
 LOCK_HOLDER_ATTRIBUTE = "run_id"
 LOCK_EXPIRES_ATTRIBUTE = "expires_at"
+# The OpsItem's tag naming the gate (lambdas.common.opsitem).
 OPS_ITEM_TAG_GATE = "ResGateGate"
-# Read by Powertools itself.
-ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
-ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
-ENV_POWERTOOLS_TRACE_DISABLED = "POWERTOOLS_TRACE_DISABLED"
 
 # Event field names shared by every handler.
 EVENT_RUN_ID = "run_id"
@@ -77,6 +71,12 @@ RUN_ID_TAG = "ResGateRunId"
 LOAD_STARTED_BY = "resgate"  # ecs:RunTask's startedBy of the load task
 
 METRICS_NAMESPACE = "ResilienceGate"
+# Each check Lambda's EMF metrics of its result (0 or 1; dimensions service, gate, check): infra's dashboard
+# and alarms read them by these names.
+METRIC_CHECK_VALID = "CheckValid"
+METRIC_CHECK_FAILED = "CheckFailed"
+METRIC_CHECK_UNKNOWN = "CheckUnknown"
+CHECK_METRICS = (METRIC_CHECK_VALID, METRIC_CHECK_FAILED, METRIC_CHECK_UNKNOWN)
 CORRELATION_ID_PATH = EVENT_RUN_ID
 DEFAULT_EVIDENCE_PREFIX = "evidence"
 DEFAULT_DB_SSLMODE = "require"

@@ -20,9 +20,9 @@ from lambdas.common import settings
 from lambdas.common.cloudwatch import CloudWatchReader, CloudWatchSource
 from lambdas.common.event import RunEvent
 from lambdas.common.secrets import db_secret_arn, dsn_from_secret, kafka_bootstrap, redacted
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError
 from resgate.evidence.sources import Settled, Sources
+from resgate.sections.kafka import KafkaSettings
 
 SLO_SOURCES = ("s3", "cloudwatch")
 

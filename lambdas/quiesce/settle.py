@@ -33,10 +33,10 @@ from lambdas.common.secrets import db_secret_arn, dsn_from_secret, kafka_bootstr
 from lambdas.common.sources import kafka_settings
 from lambdas.timeline.health import ServiceView, describe_services, describe_tasks
 from lambdas.timeline.inputs import _name
-from resgate.config.fields import Section
 from resgate.config.model import ConsumerGroup
 from resgate.contract.errors import ConfigError
 from resgate.evidence.quiesce import QuiesceResult, drained_lag, wait_quiet
+from resgate.sections.fields import Section
 
 DEFAULT_POLL_S = 2.0
 # The wait's upper bound: the function's timeout (900 s, infra.assertion_functions.SIZING) less a margin

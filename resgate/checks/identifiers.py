@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from resgate.config.fields import Section
 from resgate.contract.errors import ConfigError
+from resgate.sections.fields import Section
 
 _MAX_IDENT_BYTES = 63  # NAMEDATALEN - 1: longer names are silently truncated by Postgres
 _SCHEMA_PREFIX_RE = re.compile(r"^[a-z_][a-z0-9_]*$")

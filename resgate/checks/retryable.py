@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resgate.checks.ledger import LedgerRecord, iter_ledger
-from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector
+from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector, judge
 from resgate.contract.errors import ConfigError
 
 NAME = "retryable"
@@ -64,6 +64,8 @@ DEFAULT_ALLOWED = frozenset(
 DEFAULT_NEEDS_IDEMPOTENCY_KEY = frozenset({"timeout", "conn_reset"})
 DEFAULT_SAFE_OPS = frozenset({"get_order", "get_rfq"})
 DEFAULT_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FAILING_KINDS = frozenset({"not_retryable"})
+UNDECIDED_KINDS = frozenset({"no_requests"})
 EXAMPLES_PER_CLASS = 5
 ERROR_SNIPPET_CHARS = 200
 
@@ -227,6 +229,17 @@ def tally_failures(records: Iterable[LedgerRecord], thresholds: RetryableThresho
     }
 
 
+def detect(tally: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The anomalies of a :func:`tally_failures` result: ``{"kind": "not_retryable", "count": n}`` when any
+    failure is not acceptable, ``{"kind": "no_requests"}`` when the ledger is empty (nothing to judge)."""
+    out: list[dict[str, Any]] = []
+    if tally["requests"] == 0:
+        out.append({"kind": "no_requests"})
+    if tally["rejected"]:
+        out.append({"kind": "not_retryable", "count": len(tally["rejected"])})
+    return out
+
+
 def check(evidence: RetryableEvidence, thresholds: RetryableThresholds) -> CheckResult:
     """Judge every failed request of the ledger.
 
@@ -251,8 +264,9 @@ def check(evidence: RetryableEvidence, thresholds: RetryableThresholds) -> Check
         **m["by_class"],
     }
     details = {"not_allowed_by_class": m["rejected_by_class"], "allowed_classes": sorted(thresholds.allowed)}
-    if m["requests"] == 0:
+    valid = judge(detect(m), failing=FAILING_KINDS, undecided=UNDECIDED_KINDS)
+    if valid == UNKNOWN:
         return CheckResult(
             name=NAME, valid=UNKNOWN, counts=counts, error="the ledger holds no requests", details=details
         )
-    return CheckResult(name=NAME, valid=not_allowed == 0, counts=counts, examples=examples, details=details)
+    return CheckResult(name=NAME, valid=valid, counts=counts, examples=examples, details=details)

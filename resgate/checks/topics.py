@@ -1,7 +1,7 @@
 """The checkers' reads of the target's topics: partition bounds, retention truncation, and a bounded
 read of every partition up to given end offsets. Every Kafka client of the gate takes its connection
 arguments from :func:`client_kwargs` here, so the brokers' security settings (PLAINTEXT, TLS, MSK IAM;
-:class:`resgate.config.kafka.KafkaSettings`) apply the same way to every client, locally and on AWS.
+:class:`resgate.sections.kafka.KafkaSettings`) apply the same way to every client, locally and on AWS.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import GateError
+from resgate.sections.kafka import KafkaSettings
 
 PLAINTEXT = KafkaSettings()
 # A signed MSK token is valid for 15 minutes; a new one is signed this long before it expires.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from resgate.config.fields import Section
 from resgate.config.model import (
     FAULT_KINDS,
     NETWORK_DEPENDENCIES,
@@ -15,6 +14,7 @@ from resgate.config.model import (
     Load,
     Target,
 )
+from resgate.sections.fields import Section
 
 
 def fault_target(sec: Section, target: Target, required: bool) -> str | None:

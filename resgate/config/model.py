@@ -7,9 +7,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from resgate.config.kafka import KafkaSettings
-from resgate.config.yamlpos import Located
+from resgate.checks.registry import CHECK_NAMES
 from resgate.contract.errors import ConfigError
+from resgate.sections.kafka import KafkaSettings
+from resgate.sections.yamlpos import Located
 
 # Network faults act on a path between a service and a dependency (or its clients); see resgate.local.toxics.
 NETWORK_FAULT_KINDS = ("network_partition", "network_latency", "packet_loss", "bandwidth", "connection_reset")
@@ -20,7 +21,6 @@ FAULT_KINDS = (
     *NETWORK_FAULT_KINDS,
     *("rate_limit_spike", "zone_loss"),
 )
-CHECK_NAMES = ("slo", "recovery", "retryable", "integrity", "replay")
 PRODUCTION_TAG_VALUES = ("prod", "production", "live")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -51,18 +51,18 @@ class AwsTarget:
     """The AWS counterpart: ECS cluster/service names and the tags FIS selects tasks by."""
 
     cluster: str
-    services: dict[str, str]
+    services: dict[str, str] = field(default_factory=dict)
     region: str | None = None
     target_tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Target:
-    environment: str
-    tags: dict[str, str]
-    services: list[LocalService]
-    setup: str | None
-    aws: AwsTarget | None
+    environment: str = "local"
+    tags: dict[str, str] = field(default_factory=dict)
+    services: list[LocalService] = field(default_factory=list)
+    setup: str | None = None
+    aws: AwsTarget | None = None
 
     def service(self, name: str) -> LocalService | None:
         return next((s for s in self.services if s.name == name), None)
@@ -161,8 +161,22 @@ class GateConfig:
         """``path (file:line)`` for a field of this config (the bare path when lines are unknown)."""
         return self.loc.where(path) if self.loc is not None else path
 
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    """Each enabled check's typed thresholds (its checker's ``Thresholds``), parsed once when the config is
+    loaded; the CLI, ``infra/settings.py`` and the runner read them here. ``checks`` keeps the raw sections
+    (what the state machine hands the assertion Lambdas)."""
+
     def enabled_checks(self) -> list[str]:
         return [n for n in CHECK_NAMES if self.checks.get(n, {}).get("enabled", True)]
+
+    def thresholds_of(self, name: str) -> Any | None:
+        """The typed thresholds of check ``name``, or None when it is disabled. A check enabled without a
+        section whose checker has no defaults (integrity, replay) raises its ConfigError here, when it is
+        used, as it always did."""
+        t = self.thresholds.get(name)
+        if isinstance(t, ConfigError):
+            raise ConfigError(str(t).removeprefix(f"{t.where}: ") if t.where else str(t), where=t.where)
+        return t
 
     def with_profile(self, name: str | None) -> GateConfig:
         """This config with profile ``name``'s load and faults (itself for None); an unknown name is a

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Any
 
-from resgate.config.fields import Section
-from resgate.config.yamlpos import Located
 from resgate.contract.errors import ConfigError
+from resgate.sections.fields import Section
+from resgate.sections.yamlpos import Located
 
 LOAD_OVERRIDES = ("users", "spawn_rate", "duration_s")
 FAULT_OVERRIDES = ("name", "at_s")

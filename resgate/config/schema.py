@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from resgate.checks.registry import parse_thresholds
 from resgate.config.faults import fault_target, parse_fault
-from resgate.config.fields import Errors, Section
-from resgate.config.kafka import KafkaSettings
 from resgate.config.model import (
     _NAME_RE,
     BALANCER_MODES,
@@ -35,8 +34,10 @@ from resgate.config.model import (
     Target,
 )
 from resgate.config.placeholders import check_placeholders
-from resgate.config.yamlpos import Located, load_yaml_with_lines, read_yaml_file
 from resgate.contract.errors import ConfigError
+from resgate.sections.fields import Errors, Section
+from resgate.sections.kafka import KafkaSettings
+from resgate.sections.yamlpos import Located, load_yaml_with_lines, read_yaml_file
 
 __all__ = [
     "CHECK_NAMES",
@@ -160,19 +161,28 @@ def _parse_load(sec: Section) -> Load:
     return load
 
 
-def _parse_checks(sec: Section) -> dict[str, dict[str, Any]]:
+def _parse_checks(sec: Section) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``(sections, thresholds)``: each check's raw section with ``enabled``, and each enabled check's typed
+    thresholds, parsed here once by its checker."""
     errs = Errors()
     out: dict[str, dict[str, Any]] = {}
+    thresholds: dict[str, Any] = {}
     for name in CHECK_NAMES:
-        errs.attempt(_parse_check, sec, name, out)
+        errs.attempt(_parse_check, sec, name, out, thresholds)
     errs.raise_any()
     sec.done()
-    return out
+    return out, thresholds
 
 
-def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]]) -> None:
+def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]], thresholds: dict[str, Any]) -> None:
     if not sec.has(name):
         out[name] = {"enabled": True}
+        # An absent section is the checker's defaults; a checker that has none (integrity and replay need
+        # their tables) fails when the check is run, as a section that is not valid on its own.
+        try:
+            thresholds[name] = parse_thresholds(name, {}, sec.p(name))
+        except ConfigError as e:
+            thresholds[name] = e
         return
     raw = sec.raw(name)
     if raw is False:
@@ -185,10 +195,21 @@ def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]]) -> Non
     if not isinstance(enabled, bool):
         raise ConfigError("must be true or false", where=sec.loc.where(f"{sec.p(name)}.enabled"))
     if enabled:  # a disabled check may keep an incomplete section
-        from resgate.config.checks import validate_check_section
-
-        validate_check_section(name, body, sec.p(name), sec.loc)
+        thresholds[name] = _parse_check_section(name, body, sec.p(name), sec.loc)
     out[name] = {"enabled": enabled, **body}
+
+
+def _parse_check_section(name: str, body: dict[str, Any], path: str, loc: Located) -> Any:
+    """The check's typed thresholds, parsed by its checker; its ConfigError re-raised with the field's
+    line."""
+    try:
+        return parse_thresholds(name, body, path)
+    except ConfigError as e:
+        field_path = (e.where or path).split(" (")[0]
+        msg = str(e)
+        if e.where and msg.startswith(f"{e.where}: "):
+            msg = msg[len(e.where) + 2 :]
+        raise ConfigError(msg, where=loc.where(field_path)) from None
 
 
 def parse_config(data: Any, loc: Located) -> GateConfig:
@@ -225,15 +246,17 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     profiles = _parse_profiles(root, loc, errs, target, load, infra, faults, faults_raw)
     guardrails = errs.attempt(_parse_guardrails, root.section("guardrails"))
     quiesce = errs.attempt(_parse_quiesce, root.section("quiesce"), loc)
-    checks = errs.attempt(_parse_checks, root.section("checks"))
-    if checks is not None and len(faults) == len(faults_raw):
+    checks_and_thresholds = errs.attempt(_parse_checks, root.section("checks"))
+    if checks_and_thresholds is not None and len(faults) == len(faults_raw):
         fault_names = {f.name for f in faults} | {f.name for p in profiles.values() for f in p.faults}
-        errs.attempt(_check_phase_faults, checks, fault_names, loc)
+        errs.attempt(_check_phase_faults, checks_and_thresholds[0], fault_names, loc)
     evidence = errs.attempt(_parse_evidence, root.section("evidence"))
     errs.attempt(root.done)
     errs.raise_any()
     assert gate is not None and target is not None and infra is not None and load is not None
-    assert guardrails is not None and quiesce is not None and checks is not None and evidence is not None
+    assert guardrails is not None and quiesce is not None and checks_and_thresholds is not None
+    assert evidence is not None
+    checks, thresholds = checks_and_thresholds
     name, description, allow_production, unknown_is_failure = gate
     return GateConfig(
         name=name,
@@ -253,6 +276,7 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         kafka=kafka or KafkaSettings(),
         profiles=profiles,
         loc=loc,
+        thresholds=thresholds,
     )
 
 

@@ -70,7 +70,7 @@ default the bundled paperbroker locustfile. The gate's ledger plugin is loaded b
 ENV_EVIDENCE_S3_URI = "RESGATE_EVIDENCE_S3_URI"
 """``s3://bucket/prefix/`` of the run's evidence; when set, the entrypoint uploads ledger and stats there."""
 
-# --- set by the replay check for the rebuild too: how to connect to the brokers (resgate.config.kafka) -
+# --- set by the replay check for the rebuild too: how to connect to the brokers (resgate.sections.kafka) -
 ENV_KAFKA_SECURITY_PROTOCOL = "RESGATE_KAFKA_SECURITY_PROTOCOL"
 """``PLAINTEXT``, ``SSL`` or ``SASL_SSL``; absent means PLAINTEXT."""
 ENV_KAFKA_SASL_MECHANISM = "RESGATE_KAFKA_SASL_MECHANISM"
@@ -87,3 +87,40 @@ ENV_METRICS_GATE = "RESGATE_METRICS_GATE"
 """The gate's name, the ``Gate`` dimension of the load metrics."""
 ENV_METRICS_PERIOD_S = "RESGATE_METRICS_PERIOD_S"
 """Seconds per published datapoint: 10, 20, 30 or a multiple of 60 (default 10)."""
+
+# --- set by the deployment (infra/) on the gate's AWS Lambdas, read by lambdas/common -------------------
+# (``lambdas.common.settings`` calls each ``ENV_<X>``: the name here without ``LAMBDA_``.)
+ENV_LAMBDA_EVIDENCE_BUCKET = "EVIDENCE_BUCKET"
+ENV_LAMBDA_EVIDENCE_PREFIX = "EVIDENCE_PREFIX"
+ENV_LAMBDA_DB_SECRET_ARN = "DB_SECRET_ARN"
+ENV_LAMBDA_DB_SSLMODE = "DB_SSLMODE"
+ENV_LAMBDA_KAFKA_BOOTSTRAP = "KAFKA_BOOTSTRAP"
+# How the integrity/replay Lambdas reach the brokers (resgate.sections.kafka; absent: PLAINTEXT).
+ENV_LAMBDA_KAFKA_SECURITY_PROTOCOL = "KAFKA_SECURITY_PROTOCOL"
+ENV_LAMBDA_KAFKA_SASL_MECHANISM = "KAFKA_SASL_MECHANISM"
+ENV_LAMBDA_KAFKA_REGION = "KAFKA_REGION"
+ENV_LAMBDA_KAFKA_CA_FILE = "KAFKA_CA_FILE"
+# Where the replay Lambda runs a rebuild's ECS task (the target's image): the default cluster, and the
+# subnets and security groups of its awsvpc network (comma-separated).
+ENV_LAMBDA_REPLAY_CLUSTER = "REPLAY_CLUSTER"
+ENV_LAMBDA_REPLAY_SUBNETS = "REPLAY_SUBNETS"
+ENV_LAMBDA_REPLAY_SECURITY_GROUPS = "REPLAY_SECURITY_GROUPS"
+# Set by the Lambda runtime: the default region of MSK IAM tokens.
+ENV_LAMBDA_AWS_REGION = "AWS_REGION"
+ENV_LAMBDA_UNKNOWN_IS_FAILURE = "UNKNOWN_IS_FAILURE"
+# The cleanup Lambda's: the load generator's ECS cluster, the gate's FIS experiment template ids (a,b,c).
+ENV_LAMBDA_LOAD_CLUSTER = "LOAD_CLUSTER"
+ENV_LAMBDA_EXPERIMENT_TEMPLATE_IDS = "EXPERIMENT_TEMPLATE_IDS"
+# ...and, to leave a trace of an aborted or timed-out run and release its target's lock: the gate's name,
+# the notification topic, the lock table and the target's item key (infra.run_lock).
+ENV_LAMBDA_GATE_NAME = "GATE_NAME"
+ENV_LAMBDA_NOTIFY_TOPIC_ARN = "NOTIFY_TOPIC_ARN"
+ENV_LAMBDA_LOCK_TABLE = "LOCK_TABLE"
+ENV_LAMBDA_LOCK_KEY = "LOCK_KEY"
+# The verdict and cleanup Lambdas open an OpsCenter OpsItem for a FAIL or ERROR run when "true"
+# (lambdas.common.opsitem; the CDK context flag ops_items). The OpsItem carries the gate's tag.
+ENV_LAMBDA_OPS_ITEMS = "OPS_ITEMS"
+# Read by Powertools itself.
+ENV_LAMBDA_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+ENV_LAMBDA_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+ENV_LAMBDA_POWERTOOLS_TRACE_DISABLED = "POWERTOOLS_TRACE_DISABLED"

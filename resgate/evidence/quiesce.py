@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resgate.checks.topics import client_kwargs
-from resgate.config.kafka import KafkaSettings
 from resgate.config.model import ConsumerGroup
+from resgate.sections.kafka import KafkaSettings
 
 
 @dataclass

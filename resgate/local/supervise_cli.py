@@ -1,9 +1,8 @@
 """Command line for the local supervisor: run one service's replicas in the foreground, events as JSON lines.
 
-``python -m resgate.local.supervisor --name echo --replicas 2 -- <command...>`` (or ``python -m
-resgate.local.supervise_cli ...``) starts the replicas with health checks and restarts, prints each timeline
-event as one JSON line on stdout, and shuts everything down on SIGTERM, SIGINT or SIGHUP. Exit code 0, or 2
-for bad arguments or when the replicas cannot be started.
+``python -m resgate.local.supervise_cli --name echo --replicas 2 -- <command...>`` starts the replicas with
+health checks and restarts, prints each timeline event as one JSON line on stdout, and shuts everything down
+on SIGTERM, SIGINT or SIGHUP. Exit code 0, or 2 for bad arguments or when the replicas cannot be started.
 """
 
 from __future__ import annotations
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         command = []
     ap = argparse.ArgumentParser(
-        prog="python -m resgate.local.supervisor",
+        prog="python -m resgate.local.supervise_cli",
         description="Run N replicas of a command with health checks and restarts until SIGTERM/SIGINT.",
         usage="%(prog)s --name NAME [options] -- COMMAND [ARGS...]",
     )

@@ -13,7 +13,7 @@ schedules are ``stop_replicas`` (SIGKILL to the group, the local ``aws:ecs:stop-
 No orphans (see :mod:`resgate.local.process`): children die with the supervisor, a guardian process kills
 their groups however the supervisor dies, and ``shutdown()`` (context manager exit, atexit, SIGTERM in the
 CLI) sends SIGCONT + SIGTERM to each group, SIGKILLs what is left after a grace period and reaps the
-children. ``python -m resgate.local.supervisor`` runs the CLI of :mod:`resgate.local.supervise_cli`.
+children. Its command line is :mod:`resgate.local.supervise_cli` (``python -m resgate.local.supervise_cli``).
 """
 
 from __future__ import annotations
@@ -629,9 +629,3 @@ def _client_error(why: str) -> bool:
     if not why.startswith("HTTP 4"):
         return False
     return why not in ("HTTP 408", "HTTP 425", "HTTP 429")
-
-
-if __name__ == "__main__":  # `python -m resgate.local.supervisor` keeps working; the CLI has its own module
-    from resgate.local.supervise_cli import main
-
-    sys.exit(main())

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from resgate.checks.compose import run_checks
 from resgate.checks.result import CheckResult
 from resgate.config.schema import GateConfig
-from resgate.evidence.sources import Sources, run_check, thresholds_for
+from resgate.evidence.sources import Sources, run_check
 from resgate.evidence.store import RunStore
 
 
@@ -21,8 +21,7 @@ def build_checks(cfg: GateConfig, store: RunStore, sources: Sources) -> dict[str
 
     def one(name: str) -> Callable[[], CheckResult]:
         def call() -> CheckResult:
-            thresholds = thresholds_for(name, cfg.checks.get(name, {}), f"checks.{name}")
-            return run_check(name, store, thresholds, sources)
+            return run_check(name, store, cfg.thresholds_of(name), sources)
 
         return call
 

@@ -23,7 +23,6 @@ from typing import Any
 from resgate.config.placeholders import fill
 from resgate.config.runnable import config_dir
 from resgate.config.schema import GateConfig, LocalService, parse_config
-from resgate.config.yamlpos import Located
 from resgate.contract.errors import ConfigError, GateError
 from resgate.local.balancer import Balancer
 from resgate.local.faultproxy import FaultProxy, dsn_address, proxied_dsn
@@ -33,6 +32,7 @@ from resgate.local.postgres import EmbeddedPostgres, ExternalPostgres, create_da
 from resgate.local.spec import ServiceSpec
 from resgate.local.supervisor import Supervisor
 from resgate.local.toxics import Toxics
+from resgate.sections.yamlpos import Located
 
 
 def resolve_callable(ref: str, where: str) -> Callable[..., Any]:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from resgate.config.kafka import KafkaSettings
 from resgate.config.schema import ConsumerGroup
 from resgate.evidence.quiesce import QuiesceResult, consumer_lag, drained_lag, pending_rows
 from resgate.evidence.quiesce import wait_quiet as wait_settled
 from resgate.local.supervisor import Supervisor
+from resgate.sections.kafka import KafkaSettings
 
 __all__ = ["QuiesceResult", "consumer_lag", "pending_rows", "wait_quiet"]
 

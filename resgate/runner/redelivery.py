@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from resgate.checks.topics import client_kwargs
-from resgate.config.kafka import KafkaSettings
+from resgate.sections.kafka import KafkaSettings
 
 
 async def _redeliver(

@@ -26,8 +26,8 @@ from lambdas.common.ecs_rebuild import EcsRebuildRunner, dsn_without_password
 from lambdas.replay.handler import handler
 from resgate.checks.replay import RebuildJob, RebuildSpec
 from resgate.checks.result import UNKNOWN
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import GateError
+from resgate.sections.kafka import KafkaSettings
 from tests.functional import _replay_projection as projection
 from tests.functional.support import REGION, load_event, produce_json, put_db_secret
 

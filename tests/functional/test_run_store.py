@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from resgate.checks.compose import verdict
+from resgate.checks.registry import parse_thresholds
 from resgate.checks.result import UNKNOWN, CheckResult
 from resgate.contract.errors import EvidenceMissing
 from resgate.evidence.run_files import write_run_files
 from resgate.evidence.s3 import S3Store
-from resgate.evidence.sources import Settled, Sources, run_check, thresholds_for
+from resgate.evidence.sources import Settled, Sources, run_check
 from resgate.evidence.store import FolderStore, RunStore, ledger, read_jsonl, write_jsonl
 from resgate.evidence.verdict import verdict_record
 from tests.functional.support import FIXTURES
@@ -94,7 +95,7 @@ def test_verdict_json_is_written_last_in_both_stores(tmp_path, evidence):
 
 @pytest.mark.parametrize(("name", "body"), [("slo", {"p95_ms": 2000}), ("recovery", {}), ("retryable", {})])
 def test_both_stores_give_every_file_backed_check_the_same_result(tmp_path, evidence, name, body):
-    thresholds = thresholds_for(name, body, f"checks.{name}")
+    thresholds = parse_thresholds(name, body, f"checks.{name}")
     sources = Sources(run_id=evidence.key.run_id, duration_s=30.0)
     results = []
     for store in _stores(tmp_path, evidence):
@@ -106,7 +107,7 @@ def test_both_stores_give_every_file_backed_check_the_same_result(tmp_path, evid
 
 
 def test_a_missing_ledger_is_unknown_with_the_same_reason_shape_in_both_stores(tmp_path, evidence):
-    thresholds = thresholds_for("retryable", {}, "checks.retryable")
+    thresholds = parse_thresholds("retryable", {}, "checks.retryable")
     for store in _stores(tmp_path, evidence):
         result = run_check("retryable", store, thresholds, Sources(run_id="r"))
         assert result.valid == UNKNOWN

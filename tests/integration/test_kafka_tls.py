@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from resgate.checks.topics import consume_until, topic_bounds
-from resgate.config.kafka import KafkaSettings
+from resgate.sections.kafka import KafkaSettings
 from tests.integration._tls_kafka_proxy import TlsKafkaProxy, self_signed
 
 pytestmark = pytest.mark.integration

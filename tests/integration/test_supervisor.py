@@ -180,7 +180,7 @@ def _start_cli(tmp_path: Path) -> tuple[subprocess.Popen[str], list[int], list[i
     cmd = [
         sys.executable,
         "-m",
-        "resgate.local.supervisor",
+        "resgate.local.supervise_cli",
         "--name",
         "echo",
         "--replicas",

@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from resgate.checks.topics import client_kwargs, msk_iam_token_provider
-from resgate.config.kafka import KafkaSettings
 from resgate.config.schema import load_config_text
 from resgate.contract.errors import ConfigError
+from resgate.sections.kafka import KafkaSettings
 
 CLUSTER = "arn:aws:kafka:eu-west-1:123456789012:cluster/trading/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0-2"
 BASE = """

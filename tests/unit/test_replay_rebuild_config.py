@@ -9,8 +9,8 @@ import pytest
 
 from resgate.checks.replay import EcsTaskSpec, RebuildJob, RebuildSpec
 from resgate.checks.replay.rebuild import run_rebuild
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError
+from resgate.sections.kafka import KafkaSettings
 
 TASK = {
     "task_definition": "pb-projector",

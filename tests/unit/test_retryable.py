@@ -235,3 +235,17 @@ def test_bad_thresholds_raise_config_error_naming_the_key(thresholds, where):
     with pytest.raises(ConfigError) as e:
         rt.RetryableThresholds.from_dict(thresholds)
     assert e.value.where == where
+
+
+def test_one_not_retryable_failure_among_allowed_ones_is_the_boundary_that_fails_through_judge():
+    allowed = [rec(409, "fail"), rec(429, "fail", retry_after=1), rec(201)]
+    assert rt.detect(rt.tally_failures(allowed, rt.RetryableThresholds())) == []
+    assert check(allowed).valid is True
+    tally = rt.tally_failures([*allowed, rec(500)], rt.RetryableThresholds())
+    assert rt.detect(tally) == [{"kind": "not_retryable", "count": 1}]
+    assert check([*allowed, rec(500)]).valid is False
+
+
+def test_an_empty_ledger_is_an_undecided_anomaly_for_judge():
+    assert rt.detect(rt.tally_failures([], rt.RetryableThresholds())) == [{"kind": "no_requests"}]
+    assert {"no_requests"} == rt.UNDECIDED_KINDS and {"not_retryable"} == rt.FAILING_KINDS

@@ -50,6 +50,8 @@ The trading invariants (each checked only when the config names its sources; oth
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from resgate.checks.integrity.check import NAME, IntegrityFindings, KindFinding, check
 from resgate.checks.integrity.config import (
     ALLOWED_BY_DEFAULT,
@@ -66,8 +68,29 @@ from resgate.checks.integrity.config import (
     TradeEvents,
     TradesTable,
 )
-from resgate.checks.integrity.gather import gather
-from resgate.checks.integrity.load import LedgerInput
+
+if TYPE_CHECKING:
+    from resgate.checks.integrity.gather import gather
+    from resgate.checks.integrity.load import LedgerInput
+
+
+def __getattr__(name: str) -> Any:
+    # The I/O modules import psycopg: loaded on first use, so a Lambda that only names this checker (through
+    # resgate.checks.registry) does not need psycopg in its bundle.
+    # Importing the submodule ``gather`` binds the package attribute ``gather`` to that module: rebind it to
+    # the function, as the eager ``from .gather import gather`` did.
+    if name == "gather":
+        from resgate.checks.integrity.gather import gather as fn
+
+        globals()["gather"] = fn
+        return fn
+    if name == "LedgerInput":
+        from resgate.checks.integrity.load import LedgerInput
+
+        globals()["LedgerInput"] = LedgerInput
+        return LedgerInput
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Thresholds = IntegrityConfig
 """The parser of the ``checks.integrity`` section: sources and thresholds both (``check`` takes either)."""

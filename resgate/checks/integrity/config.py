@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resgate.checks.identifiers import TableName, check_identifiers, ident, parse_table_name, unique_name
-from resgate.config.fields import Section
 from resgate.contract.constants import DEFAULT_EXAMPLES_CAP
 from resgate.contract.errors import ConfigError
+from resgate.sections.fields import Section
 
 KINDS: tuple[str, ...] = (
     "lost",

@@ -44,8 +44,8 @@ from resgate.checks.integrity.load import (
 from resgate.checks.integrity.plan import Plan, TradeSource
 from resgate.checks.integrity.trading import record_trading
 from resgate.checks.sqlutil import create_schema, drop_schema, table_columns
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError
+from resgate.sections.kafka import KafkaSettings
 
 
 def gather(

@@ -24,8 +24,8 @@ from psycopg import sql
 from resgate.checks.integrity.config import AcceptedEvents, CancelEvents, IntegrityConfig, TradeEvents
 from resgate.checks.sqlutil import CopyBuffer, copy_statement
 from resgate.checks.topics import consume_until
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError, GateError
+from resgate.sections.kafka import KafkaSettings
 
 LedgerInput = Any
 """A ledger file path, a list of paths, or an iterable of lines (bytes/str), dicts or LedgerRecords."""

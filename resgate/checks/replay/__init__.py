@@ -16,6 +16,8 @@ Modules: :mod:`.config` (the config), :mod:`.check` (the findings and the pure j
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from resgate.checks.replay.check import NAME, ModelFindings, ReplayFindings, check
 from resgate.checks.replay.config import (
     EcsTaskSpec,
@@ -25,8 +27,32 @@ from resgate.checks.replay.config import (
     ReplayConfig,
     ReplayThresholds,
 )
-from resgate.checks.replay.gather import gather
-from resgate.checks.replay.rebuild import RebuildJob, RebuildRunner, run_container_locally
+
+if TYPE_CHECKING:
+    from resgate.checks.replay.gather import gather
+    from resgate.checks.replay.rebuild import RebuildJob, RebuildRunner, run_container_locally
+
+_REBUILD_NAMES = ("RebuildJob", "RebuildRunner", "run_container_locally")
+
+
+def __getattr__(name: str) -> Any:
+    # The I/O modules import psycopg: loaded on first use, so a Lambda that only names this checker (through
+    # resgate.checks.registry) does not need psycopg in its bundle.
+    # Importing the submodule ``gather`` binds the package attribute ``gather`` to that module: rebind it to
+    # the function, as the eager ``from .gather import gather`` did.
+    if name == "gather":
+        from resgate.checks.replay.gather import gather as fn
+
+        globals()["gather"] = fn
+        return fn
+    if name in _REBUILD_NAMES:
+        from resgate.checks.replay import rebuild
+
+        value = getattr(rebuild, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Thresholds = ReplayConfig
 """The parser of the ``checks.replay`` section: read models and thresholds both (``check`` takes either)."""

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resgate.checks.identifiers import TableName, check_identifiers, ident, parse_table_name, unique_name
-from resgate.config.fields import Section
 from resgate.contract.constants import DEFAULT_EXAMPLES_CAP
 from resgate.contract.errors import ConfigError
+from resgate.sections.fields import Section
 
 _CALLABLE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _ECS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")

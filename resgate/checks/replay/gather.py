@@ -28,8 +28,8 @@ from resgate.checks.replay.check import ModelFindings, ReplayFindings
 from resgate.checks.replay.config import ReadModelSpec, RebuildFn, RebuildSpec, ReplayConfig
 from resgate.checks.replay.rebuild import RebuildJob, RebuildRunner, run_rebuild
 from resgate.checks.sqlutil import create_schema, drop_schema, table_columns
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.errors import ConfigError, GateError
+from resgate.sections.kafka import KafkaSettings
 
 # --- SQL --------------------------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ import psycopg
 
 from resgate.checks.identifiers import EndOffsets
 from resgate.checks.replay.config import RebuildFn, RebuildSpec
-from resgate.config.kafka import KafkaSettings
 from resgate.contract.env import (
     ENV_KAFKA_BOOTSTRAP,
     ENV_KAFKA_CA_FILE,
@@ -36,8 +35,9 @@ from resgate.contract.env import (
     ENV_REPLAY_SCHEMA,
 )
 from resgate.contract.errors import ConfigError, GateError
+from resgate.sections.kafka import KafkaSettings
 
-# How a rebuild command or task learns the brokers' security settings (resgate.config.kafka fields).
+# How a rebuild command or task learns the brokers' security settings (resgate.sections.kafka fields).
 KAFKA_ENV: Mapping[str, str] = {
     "security_protocol": ENV_KAFKA_SECURITY_PROTOCOL,
     "sasl_mechanism": ENV_KAFKA_SASL_MECHANISM,

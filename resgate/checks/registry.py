@@ -1,0 +1,76 @@
+"""The gate's checkers by name: one static table, and the shape every checker module has.
+
+:data:`CHECKERS` maps each checker's ``NAME`` to its module, imported here by name, so a misspelt checker is
+an import error (and a type error) rather than a lookup that fails at run time. :class:`Checker` is what a
+checker module provides (modules satisfy a ``Protocol`` structurally, PEP 544); :class:`GatheringChecker`
+adds ``gather`` for the checkers that read live state (integrity, replay). The evidence each one judges is
+built by :data:`resgate.evidence.builders.BUILDERS`, one named function per checker.
+
+Adding a checker: a package under ``resgate/checks/``, one line in :data:`CHECKERS`, its evidence builder,
+its Lambda folder (docs/CONVENTIONS.md, "Adding a checker").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from resgate.checks import integrity, recovery, replay, retryable, slo
+from resgate.checks.result import CheckResult
+from resgate.contract.errors import ConfigError
+
+
+class ThresholdsParser(Protocol):
+    """A checker's ``Thresholds``: the parser of its ``checks.<NAME>`` section."""
+
+    @classmethod
+    def from_dict(cls, d: Any, *, where: str) -> Any: ...
+
+
+class Checker(Protocol):
+    """What every checker module provides."""
+
+    NAME: str
+    Thresholds: type[ThresholdsParser]
+
+    def check(self, evidence: Any, thresholds: Any) -> CheckResult:
+        """The pure judge of the evidence against the thresholds."""
+        ...
+
+
+class GatheringChecker(Checker, Protocol):
+    """A checker whose evidence is read from the target's live state (its database and topics)."""
+
+    def gather(self, *args: Any, **kwargs: Any) -> Any:
+        """Read the evidence ``check`` judges."""
+        ...
+
+
+CHECKERS: Mapping[str, Checker] = {
+    slo.NAME: slo,
+    recovery.NAME: recovery,
+    retryable.NAME: retryable,
+    integrity.NAME: integrity,
+    replay.NAME: replay,
+}
+"""Every checker module by its ``NAME``, in the order results are reported."""
+
+GATHERING: Mapping[str, GatheringChecker] = {integrity.NAME: integrity, replay.NAME: replay}
+"""The checkers that read live state, by name."""
+
+CHECK_NAMES: tuple[str, ...] = tuple(CHECKERS)
+
+
+def checker(name: str) -> Checker:
+    """The checker module named ``name``; ConfigError naming the known ones otherwise."""
+    try:
+        return CHECKERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown check {name!r}; known: {list(CHECKERS)}", where="checks") from None
+
+
+def parse_thresholds(name: str, body: Mapping[str, Any], where: str) -> Any:
+    """The check's typed thresholds from its ``checks.<name>`` section (``enabled`` dropped), parsed by the
+    checker's own ``Thresholds.from_dict``; ConfigError naming the field otherwise."""
+    section = {k: v for k, v in body.items() if k != "enabled"}
+    return checker(name).Thresholds.from_dict(section, where=where)

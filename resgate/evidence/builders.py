@@ -1,0 +1,120 @@
+"""Each checker's evidence builder: one named function per checker, in one table.
+
+A builder takes ``(store, thresholds, sources)`` — the run's files behind the
+:class:`~resgate.evidence.store.RunStore` protocol, the check's typed thresholds and the target's live sources
+(:class:`~resgate.evidence.sources.Sources`) — and returns what that checker's ``check`` judges. It raises
+``EvidenceMissing`` when the evidence is not there (the check becomes ``unknown``) and ``ConfigError`` naming
+``sources`` when a source it needs was not given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from resgate.checks import integrity, recovery, replay, retryable, slo
+from resgate.contract.errors import ConfigError, EvidenceMissing
+from resgate.evidence.store import RunStore, ledger, read_jsonl
+
+if TYPE_CHECKING:
+    from resgate.evidence.sources import Sources
+
+Builder = Callable[[RunStore, Any, "Sources"], Any]
+
+
+def slo_evidence(store: RunStore, thresholds: slo.SloThresholds, sources: Sources) -> slo.SloEvidence:
+    """``load_stats.jsonl`` (required, non-empty), in regression mode against an inline baseline the
+    ledger's windows, the run's phases (:func:`resgate.evidence.phases.phases_from_store`) and the gate's
+    golden profile."""
+    from resgate.evidence.golden import read_golden
+    from resgate.evidence.phases import phases_from_store
+
+    stats = read_jsonl(store, "load_stats")
+    if not stats:
+        raise EvidenceMissing(f"the load produced no statistics ({store.uri('load_stats')} is empty)")
+    inline = thresholds.regression is not None and thresholds.regression.baseline is not None
+    records = ledger(store, required=False) if inline else None
+    ev = slo.evidence_from_run(stats, duration_s=sources.duration_s, records=records)
+    phases = phases_from_store(store, rto_s=thresholds.phases.rto_s, settle_s=thresholds.phases.settle_s)
+    return dataclasses.replace(
+        ev, phases=None if phases is None else tuple(phases), golden=read_golden(store)
+    )
+
+
+def recovery_evidence(store: RunStore, thresholds: Any, sources: Sources) -> recovery.RecoveryEvidence:
+    """``faults.jsonl`` and ``health.jsonl`` (required; empty means nothing happened) and, when present, the
+    ledger's requests, with the load's end from the load's live lines (``load_live.jsonl``, written by both
+    conductors), else from ``sources.load_duration_s``; unknown when neither is there."""
+    faults = [e for e in read_jsonl(store, "faults") if e.get("event") in recovery.FAULT_EVENTS]
+    health = [e for e in read_jsonl(store, "health") if "service" in e]
+    live = read_jsonl(store, "load_live") if store.exists("load_live") else []
+    return recovery.evidence_from_run(
+        faults,
+        health,
+        records=ledger(store, required=False),
+        observed_until=sources.observed_until,
+        load_ended_ts=recovery.load_end_from_live(live),
+        load_duration_s=sources.load_duration_s,
+    )
+
+
+def retryable_evidence(store: RunStore, thresholds: Any, sources: Sources) -> retryable.RetryableEvidence:
+    """The ledger (required)."""
+    return retryable.RetryableEvidence(records=ledger(store))
+
+
+def _require_settled(sources: Sources) -> None:
+    s = sources.settled
+    if s is not None and not s.settled:
+        raise EvidenceMissing(
+            f"the system did not quiesce, so state cannot be compared: {s.reason or 'no reason given'}"
+        )
+
+
+def _require(value: str | None, what: str) -> str:
+    if not value:
+        raise ConfigError(f"is required to {what}", where="sources")
+    return value
+
+
+def integrity_evidence(store: RunStore, thresholds: integrity.IntegrityConfig, sources: Sources) -> Any:
+    """The ledger (required) against the database and topics (:func:`resgate.checks.integrity.gather`);
+    EvidenceMissing when ``sources.settled`` says the system did not settle."""
+    _require_settled(sources)
+    dsn = _require(sources.dsn, "integrity: read the target database")
+    ledger(store)  # raises EvidenceMissing when absent
+    source = store.local_path("ledger") or store.lines("ledger")
+    bootstrap = sources.bootstrap
+    if thresholds.topics and not bootstrap:
+        raise ConfigError("topics are configured: give the Kafka bootstrap", where="sources.bootstrap")
+    return integrity.gather(
+        dsn, thresholds, source, bootstrap=bootstrap, run_id=sources.run_id, kafka=sources.kafka
+    )
+
+
+def replay_evidence(store: RunStore, thresholds: replay.ReplayConfig, sources: Sources) -> Any:
+    """The read models rebuilt from the topics and compared with the live tables
+    (:func:`resgate.checks.replay.gather`); EvidenceMissing when the system did not settle."""
+    _require_settled(sources)
+    dsn = _require(sources.dsn, "replay: read the target database")
+    bootstrap = _require(sources.bootstrap, "replay the topics")
+    return replay.gather(
+        dsn,
+        thresholds,
+        bootstrap=bootstrap,
+        run_id=sources.run_id,
+        kafka=sources.kafka,
+        runner=sources.rebuild_runner,
+    )
+
+
+BUILDERS: Mapping[str, Builder] = {
+    slo.NAME: slo_evidence,
+    recovery.NAME: recovery_evidence,
+    retryable.NAME: retryable_evidence,
+    integrity.NAME: integrity_evidence,
+    replay.NAME: replay_evidence,
+}
+"""Each checker's evidence builder, by the checker's ``NAME`` (the keys of
+``resgate.checks.registry.CHECKERS``)."""
