@@ -19,12 +19,13 @@ import pytest
 
 from resgate import cli
 from resgate.checks.compose import verdict
+from resgate.checks.registry import parse_thresholds
 from resgate.checks.result import CheckResult
 from resgate.contract.layout import RunKey, golden_key
 from resgate.evidence.golden import profile_of_run, read_golden
 from resgate.evidence.query import run_query
 from resgate.evidence.run_files import write_run_files
-from resgate.evidence.sources import Sources, run_check, thresholds_for
+from resgate.evidence.sources import Sources, run_check
 from resgate.evidence.store import FolderStore, write_jsonl
 from resgate.evidence.verdict import verdict_record
 
@@ -101,7 +102,7 @@ def _judge_and_close(store: FolderStore) -> CheckResult:
     result = run_check(
         "slo",
         store,
-        thresholds_for("slo", SLO, "checks.slo"),
+        parse_thresholds("slo", SLO, "checks.slo"),
         Sources(run_id=store.key.run_id, duration_s=60.0),
     )
     record = verdict_record(
