@@ -7,7 +7,7 @@ DEPS_SUM := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 STAMP_RUN := $(VENV)/.installed-run-$(DEPS_SUM)
 STAMP_DEV := $(VENV)/.installed-dev-$(DEPS_SUM)
 
-.PHONY: all install install-run system-deps lint test test-fast demo rehearse bench clean
+.PHONY: all install install-run system-deps lint test test-fast demo rehearse bench mutate clean
 
 all: test
 
@@ -60,6 +60,12 @@ rehearse: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# Mutation testing of the pure checker and evidence code and of the SQL detectors (scripts/mutate,
+# targets.toml): prints the score and the survivors, writes benchmarks/results/mutate.json. Not part of
+# `make test`. Fails below 90 %.
+mutate: install
+	$(BIN)/python scripts/mutate/run.py
 
 clean:
 	rm -rf $(VENV) evidence .pytest_cache .ruff_cache

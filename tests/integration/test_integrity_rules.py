@@ -170,6 +170,19 @@ def test_an_unacknowledged_key_is_recovered_even_when_another_client_had_it_ackn
     assert check(f).valid is True  # recovered is allowed by default
 
 
+def test_a_phantom_under_a_key_another_client_only_tried_is_still_a_phantom(run: Run) -> None:
+    # (c0, k1) timed out and landed (recovered); (c1, k1) was never submitted by c1 but landed: a phantom.
+    h = History()
+    h.order("c0", "k0", "o0")
+    h.submit("c0", "k1", "info")
+    h.land("c0", "k1", "o1")
+    h.land("c1", "k1", "o2")
+    f = run(h)
+    assert counts(f) == {"recovered": 1, "phantom": 1, "phantom_in_topic": 1}
+    assert [(e["client_id"], e["order_id"]) for e in f.kinds["phantom"].examples] == [("c1", "o2")]
+    assert [(e["client_id"], e["order_id"]) for e in f.kinds["recovered"].examples] == [("c0", "o1")]
+
+
 # --- a trade whose buy and sell side are the same order ---------------------------------------------
 
 
@@ -226,6 +239,18 @@ def test_a_reorder_in_one_partition_is_found_while_another_partition_interleaves
     assert counts(f) == {"seq_reorder": 1}
     (ex,) = f.kinds["seq_reorder"].examples
     assert (ex["partition"], ex["seq"], ex["previous_seq"]) == (0, 2, 3)
+
+
+def test_the_same_seq_again_later_in_one_partition_is_a_reorder_as_well_as_a_duplicate(run: Run) -> None:
+    # Seqs must strictly increase with the offset: an equal seq is out of order too.
+    h = History()
+    _orders(h, 2)
+    for tid, seq in (("t1", 1), ("t2", 2), ("t2b", 2), ("t3", 3)):
+        h.trade(tid, "o0", "o1", 1, seq)
+    f = run(h, trades=None)
+    assert counts(f) == {"seq_duplicate": 1, "seq_reorder": 1}
+    (ex,) = f.kinds["seq_reorder"].examples
+    assert (ex["trade_id"], ex["seq"], ex["previous_seq"]) == ("t2b", 2, 2)
 
 
 def test_a_gap_between_two_partitions_is_found_once(run: Run) -> None:

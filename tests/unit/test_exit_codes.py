@@ -90,3 +90,10 @@ def test_resgate_report_of_an_interrupted_run_with_a_failed_check_exits_1(
     store.write_text("report", "# run\n")
     assert main(["report", KEY.run_id, "--root", str(tmp_path)]) == EXIT_FAIL
     capsys.readouterr()
+
+
+def test_the_reason_names_the_failed_and_the_unknown_checks_or_says_nothing_was_received() -> None:
+    assert _record([PASSED, FAILED, UNDECIDED], None)["reason"] == "failed: integrity; unknown: replay"
+    assert _record([PASSED, UNDECIDED], None)["reason"] == "unknown: replay"
+    assert _record([], None)["reason"] == "no check results were received"
+    assert _record([PASSED], None)["reason"] == ""
