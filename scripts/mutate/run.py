@@ -39,8 +39,10 @@ sys.path.insert(0, str(ROOT))
 from scripts.mutate.child import install  # noqa: E402
 from scripts.mutate.mutants import mutants  # noqa: E402
 
-# -x: the first failing test kills the mutant; --timeout: a mutant that loops forever fails its test.
-PYTEST_FLAGS = ["-q", "-x", "-p", "no:xdist", "-p", "no:cacheprovider", "--no-header", "--timeout", "20"]
+# -x: the first failing test kills the mutant. Each run also gets ``--timeout`` (pytest-timeout, seconds per
+# test): a mutant that loops forever fails its test. Unit tests get 20 s, integration tests 300 s (a
+# target's ``test_timeout`` overrides it).
+PYTEST_FLAGS = ["-q", "-x", "-p", "no:xdist", "-p", "no:cacheprovider", "--no-header"]
 
 
 @dataclass
@@ -58,8 +60,8 @@ class Outcome:
 
 
 def _module_path(module: str) -> str:
-    """The module's file, found without importing anything of resgate into this process: children are
-    forked from it, and a module already imported here could not be replaced by a mutant there."""
+    """The module's file, found without importing it into this process: children are forked from it,
+    and a module already imported here could not be replaced by a mutant there."""
     base = ROOT / Path(*module.split("."))
     for path in (base.with_suffix(".py"), base / "__init__.py"):
         if path.is_file():
@@ -68,14 +70,17 @@ def _module_path(module: str) -> str:
 
 
 def _preload() -> None:
-    """Import pytest, its plugins and the heavy third-party libraries once; each forked child then starts
-    in a fraction of a second. Nothing of resgate is imported here."""
+    """Import pytest, its plugins, the heavy third-party libraries and the test fixtures' own modules once
+    (the embedded-service fixtures import only resgate.contract and resgate.local, which no target is);
+    each forked child then starts in a fraction of the time."""
     from importlib.metadata import entry_points
 
     import hypothesis.strategies  # noqa: F401
     import psycopg
     import psycopg.rows  # noqa: F401
     import pytest  # noqa: F401
+
+    import resgate.testing.fixtures  # noqa: F401
 
     for ep in entry_points(group="pytest11"):
         if not ep.value.startswith(("resgate", "scripts", "tests")):
@@ -209,12 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         "--combine",
         nargs="+",
         metavar="JSON",
-        help="merge the results of separate runs into --out, run nothing",
+        help="merge the results of separate runs into --out (later files win), run nothing",
     )
     args = ap.parse_args(argv)
     if args.combine:
         parts = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.combine]
-        merged = [Outcome(**o) for part in parts for o in part["outcomes"]]
+        # A later file's outcome for the same mutant replaces an earlier one (a target run again).
+        by_id = {o["id"]: Outcome(**o) for part in parts for o in part["outcomes"]}
+        merged = list(by_id.values())
         return _finish(summarize(merged, sum(p["run_time_s"] for p in parts)), args)
 
     config = tomllib.loads(Path(args.targets).read_text(encoding="utf-8"))
@@ -225,11 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     if any(kind == "sql" for kind, _t in jobs) and not os.environ.get("RESGATE_PG_DSN"):
         pg, os.environ["RESGATE_PG_DSN"] = _shared_postgres()
     _preload()
+    preloaded = [t["module"] for _k, t in jobs if t["module"] in sys.modules]
+    if preloaded:
+        raise SystemExit(f"mutate: {preloaded} are imported by the preload; they cannot be mutated")
     outcomes: list[Outcome] = []
     baselines: dict[str, float] = {}
     try:
         for kind, target in jobs:
-            module, tests = target["module"], list(target["tests"])
+            module = target["module"]
+            per_test = target.get("test_timeout", 20 if kind == "python" else 300)
+            tests = ["--timeout", str(per_test), *target["tests"]]
             key = f"{module} {' '.join(tests)}"
             if key not in baselines:
                 baselines[key] = _baseline(module, tests, args.jobs)

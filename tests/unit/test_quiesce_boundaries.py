@@ -83,3 +83,33 @@ def test_the_wait_polls_until_the_deadline_is_reached_not_one_poll_before(
     # deadline 3: polls at 0, 1, 2, 3; a drained streak completing at t=3 settles.
     r = _wait(monkeypatch, [5, 5, 0, 0], [False] * 4, timeout_s=3.0)
     assert (r.settled, r.waited_s) == (True, 3.0)
+
+
+def test_a_health_probe_that_fails_after_being_healthy_is_unhealthy_and_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(quiesce.time, "monotonic", clock.monotonic)
+    answers = iter([True, "boom"])
+
+    def healthy() -> bool:
+        a = next(answers)
+        if a == "boom":
+            raise RuntimeError("boom")
+        return bool(a)
+
+    lags = iter([{"g": 5}, {"g": 5}])
+    r = quiesce.wait_quiet(healthy, lambda: next(lags), 1.0, poll_s=1.0, sleep=clock.sleep)
+    assert r.healthy is False
+    assert "health unavailable: RuntimeError: boom" in r.reason
+
+
+def test_each_poll_is_reported_to_tick_with_health_and_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(quiesce.time, "monotonic", clock.monotonic)
+    lags = iter([{}, {"g": 2}])
+    seen: list[str] = []
+    quiesce.wait_quiet(
+        lambda: False, lambda: next(lags), 1.0, poll_s=1.0, sleep=clock.sleep, tick=seen.append
+    )
+    assert seen == ["healthy=False lag=-", "healthy=False lag={'g': 2}"]

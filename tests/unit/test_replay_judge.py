@@ -7,11 +7,12 @@ A partition whose earliest offset is above 0 (1 included) was truncated by reten
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from resgate.checks.replay import ReplayFindings, check
 from resgate.checks.replay.check import ModelFindings
-from resgate.checks.replay.config import ReplayThresholds
+from resgate.checks.replay.config import ReplayConfig, ReplayThresholds
 from resgate.checks.result import UNKNOWN
 from resgate.checks.topics import truncated_partitions
 
@@ -109,3 +110,31 @@ def test_a_partition_whose_earliest_offset_is_1_was_truncated_and_0_was_not() ->
     bounds = {"t": {0: (0, 5), 1: (1, 5), 2: (0, 0)}, "u": {0: (0, 3)}}
     assert truncated_partitions(bounds) == [("t", 1, 1)]
     assert truncated_partitions({"t": {0: (0, 5)}}) == []
+
+
+def test_the_details_name_an_unknown_models_reason_and_a_mismatchs_diff_counts() -> None:
+    result = check(ReplayFindings([_model("a", unavailable="rebuild failed"), _mismatch("b", 2)]))
+    assert result.details["a"]["reason"] == "rebuild failed"
+    assert result.details["b"]["diff_counts"] == {"different": 2}
+    assert result.details["b"]["differing_buckets"] == 1
+
+
+def test_a_replay_config_passed_as_thresholds_gives_its_example_cap() -> None:
+    config = ReplayConfig.from_dict(
+        {
+            "read_models": [{"table": "public.balances", "key_columns": ["account"]}],
+            "topics": ["t"],
+            "rebuild": {"command": ["true"]},
+            "thresholds": {"examples_cap": 1},
+        }
+    )
+    assert len(check(ReplayFindings([_mismatch("b", 3)]), config).examples) == 1
+
+
+def test_findings_survive_a_json_round_trip_with_integer_partitions() -> None:
+    m = _model(truncated=[("t", 1, 1)], end_offsets={"t": {0: 10, 1: 12}})
+    d = ReplayFindings([m]).to_dict()
+    assert d["models"][0]["truncated"] == [["t", 1, 1]]
+    back = ReplayFindings.from_dict(json.loads(json.dumps(d)))
+    assert back.models[0].end_offsets == {"t": {0: 10, 1: 12}}
+    assert back.models[0].truncated == [("t", 1, 1)]
