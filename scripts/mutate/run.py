@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"mutate: {preloaded} are imported by the preload; they cannot be mutated")
     outcomes: list[Outcome] = []
     baselines: dict[str, float] = {}
+    planned: list[tuple[str, dict, str, list, list[str], float]] = []
     try:
         for kind, target in jobs:
             module = target["module"]
@@ -247,11 +248,13 @@ def main(argv: list[str] | None = None) -> int:
                 baselines[key] = _baseline(module, tests, args.jobs)
             todo = _todo(kind, target)
             label = module if kind == "python" else target["id"]
-            why = target.get("why", "") if kind == "sql" else ""
             print(f"{label}: {len(todo)} mutant(s), baseline {baselines[key]:.1f}s", flush=True)
-            run = [t for t in todo if t[0] not in equivalent]
-            timeout_s = max(45.0, 3 * baselines[key])
-            statuses = iter(_run_all([(module, t[5], tests, timeout_s) for t in run], args.jobs))
+            planned.append((kind, target, label, todo, tests, max(45.0, 3 * baselines[key])))
+        # Every mutant of every target in one pool, so -j also runs one-mutant (SQL) targets side by side.
+        items = [(p[1]["module"], t[5], p[4], p[5]) for p in planned for t in p[3] if t[0] not in equivalent]
+        statuses = iter(_run_all(items, args.jobs))
+        for kind, target, label, todo, _tests, _timeout in planned:
+            why = target.get("why", "") if kind == "sql" else ""
             for mid, line, op, before, after, _source in todo:
                 if mid in equivalent:
                     o = Outcome(mid, label, kind, line, op, before, after, "equivalent", 0.0, equivalent[mid])
@@ -262,12 +265,16 @@ def main(argv: list[str] | None = None) -> int:
                 if o.status == "survived":
                     print(f"  SURVIVED {o.id}: {o.before!r} -> {o.after!r}", flush=True)
     finally:
+        # The results are written before the shared Postgres stops (a slow stop must not lose them).
+        code = _finish(summarize(outcomes, time.monotonic() - t_start), args)
         if pg is not None:
             assert pg.stdin is not None
             pg.stdin.close()
-            pg.wait(60)
-
-    return _finish(summarize(outcomes, time.monotonic() - t_start), args)
+            try:
+                pg.wait(300)
+            except subprocess.TimeoutExpired:
+                print(f"mutate: the shared Postgres (pid {pg.pid}) is still stopping", file=sys.stderr)
+    return code
 
 
 def _finish(report: dict, args: argparse.Namespace) -> int:

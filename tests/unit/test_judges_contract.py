@@ -113,7 +113,7 @@ def test_a_prohibited_kind_is_a_violation_and_an_allowed_one_is_reported_only_wh
         [],
         None,
     )
-    some = check(IntegrityFindings(kinds={"lost": KindFinding(1), "recovered": KindFinding(2)}), th)
+    some = check(IntegrityFindings(kinds={"lost": KindFinding(1), "recovered": KindFinding(1)}), th)
     assert (some.details["violations"], some.details["reported"]) == (["lost"], ["recovered"])
     assert some.valid is False and some.error is None
 
