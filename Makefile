@@ -7,7 +7,7 @@ DEPS_SUM := $(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 STAMP_RUN := $(VENV)/.installed-run-$(DEPS_SUM)
 STAMP_DEV := $(VENV)/.installed-dev-$(DEPS_SUM)
 
-.PHONY: all install install-run system-deps lint test test-fast demo rehearse matrix bench resilience-report clean
+.PHONY: all install install-run system-deps lint test test-fast demo rehearse matrix bench resilience-report mutate clean
 
 all: test
 
@@ -76,6 +76,12 @@ bench: install
 # benchmarks/resilience-report.md regenerated from their evidence (benchmarks/resilience/run_suite.py).
 resilience-report: install-run
 	$(BIN)/python benchmarks/resilience/run_suite.py
+
+# Mutation testing of the pure checker and evidence code and of the SQL detectors (scripts/mutate,
+# targets.toml): prints the score and the survivors, writes benchmarks/results/mutate.json. Not part of
+# `make test`. Fails below 90 %.
+mutate: install
+	$(BIN)/python scripts/mutate/run.py
 
 clean:
 	rm -rf $(VENV) evidence .pytest_cache .ruff_cache

@@ -26,6 +26,7 @@ from resgate.contract.errors import ConfigError, EvidenceMissing, GateError
 from resgate.contract.layout import RunKey, new_run_id
 from resgate.evidence.query import format_table
 from resgate.evidence.s3 import S3Store
+from resgate.evidence.verdict import exit_code_of
 
 # Where the workgroup keeps results (infra.constants.ATHENA_RESULTS_PREFIX; the workgroup enforces it).
 ATHENA_RESULTS_PREFIX = "athena-results"
@@ -312,7 +313,7 @@ def report(clients: Clients, outputs: StackOutputs, run_id: str, *, out: TextIO)
     verdict = read_verdict(clients.s3, outputs, key)
     if verdict is None:
         return EXIT_CANNOT_RUN
-    return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL}.get(verdict.get("result"), EXIT_CANNOT_RUN)
+    return exit_code_of(verdict)
 
 
 # ------------------------------------------------------------------------------------------------- query

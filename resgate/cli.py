@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from resgate.contract.constants import EXIT_CANNOT_RUN, EXIT_FAIL, EXIT_PASS
+from resgate.contract.constants import EXIT_CANNOT_RUN, EXIT_PASS
 from resgate.contract.errors import ConfigError, ConfigErrors, GateError
 
 if TYPE_CHECKING:
@@ -118,8 +118,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     store = _run_store(args.root, run)
     print(store.read_text("report") if store.exists("report") else f"(no report.md in {run})")
     if store.exists("verdicts"):
-        v = json.loads(store.read_text("verdicts"))
-        return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL}.get(v.get("result"), EXIT_CANNOT_RUN)
+        from resgate.evidence.verdict import exit_code_of
+
+        return exit_code_of(json.loads(store.read_text("verdicts")))
     return EXIT_CANNOT_RUN
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from resgate.checks.compose import Verdict
@@ -54,3 +55,12 @@ def verdict_record(
         "ended_at": ended_at,
         "guardrail_tripped": guardrail_tripped,
     }
+
+
+def exit_code_of(record: Mapping[str, Any]) -> int:
+    """The exit code a stored ``verdict.json`` record stands for: its ``exit_code`` when it is an int
+    (an interrupted run with a failed check is ERROR with exit code 1), else 0 for PASS, 1 for FAIL, 2."""
+    code = record.get("exit_code")
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL}.get(record.get("result"), EXIT_CANNOT_RUN)  # type: ignore[arg-type]

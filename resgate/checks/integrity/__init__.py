@@ -30,7 +30,8 @@ Anomaly kinds (:data:`KINDS`):
 - ``duplicate_trade`` — one trade id more than once: two table rows, or two events with different event
   ids (or, without event ids, different offsets). Redeliveries of one event id are counted, not flagged.
 - ``orphan_trade`` — a trade referencing an order id that is not a known order.
-- ``seq_gap`` / ``seq_duplicate`` — per symbol, trade sequence numbers must be exactly 1..n.
+- ``seq_gap`` / ``seq_duplicate`` — per symbol, trade sequence numbers must be exactly 1..n (gaps are not
+  checked on a trades topic truncated by retention: a missing seq may be among the dropped events).
 - ``seq_reorder`` — in the trades topic, within a partition, a symbol's seq must strictly increase with
   the offset.
 
