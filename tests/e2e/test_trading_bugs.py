@@ -1,7 +1,10 @@
 """The seeded bugs that break a trading invariant fail the gate on the integrity kind that names them.
 
-`make test` proves all four in ONE short gate run (the short config, its four faults, the four bugs on
-together): each bug needs only the fault that reaches its component, so they do not mask one another.
+`make test` proves all four in ONE short gate run (the short config, its four faults plus a reset of the
+clients' connections, the four bugs on together): each bug needs only the fault that reaches its
+component, so they do not mask one another. ``gateway_retry_stale_copy`` needs retries: a killed replica
+cuts only the one or two requests in flight on it (one retry in a whole run was measured), so its fault is
+a reset of every client connection with new ones refused for 2 s, after which every user retries.
 The matrix, one targeted run per bug (one fault each), runs behind ``RESGATE_MATRIX=1`` (``make matrix``).
 The good build passing the same checks is tests/e2e/test_local_gate.py's good-build run.
 """
@@ -23,7 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 TRADING_MATRIX = {
     "matcher_restore_rounds_price": ("integrity", "price_outside_limit", "kill-matcher"),
     "matcher_snapshot_keeps_cancelled": ("integrity", "fill_after_cancel", "kill-matcher"),
-    "gateway_retry_stale_copy": ("integrity", "order_mismatch", "kill-gateway"),
+    "gateway_retry_stale_copy": ("integrity", "order_mismatch", "reset-clients"),
     "positions_double_count": ("integrity", "position_mismatch", "redeliver-events"),
 }
 
@@ -41,8 +44,25 @@ def _assert_failed_on(r: Any, check: str, counter: str) -> None:
     assert counter in r.checks[check]["details"]["violations"]
 
 
+RESET_CLIENTS = {
+    "name": "reset-clients",
+    "kind": "connection_reset",
+    "between": ["gateway", "clients"],
+    "duration_s": 2,
+    "at_s": 10,
+}
+
+
+def _config_with_reset(tmp_path: Path) -> dict[str, Any]:
+    cfg = yaml.safe_load(SHORT_CONFIG.read_text())
+    cfg["faults"] = sorted([*cfg["faults"], RESET_CLIENTS], key=lambda f: f["at_s"])
+    return cfg
+
+
 def test_the_trading_bugs_together_fail_the_gate_on_each_of_their_kinds(tmp_path: Path) -> None:
-    r = run_gate(SHORT_CONFIG, tmp_path / "ev", env={"PAPERBROKER_BUGS": ",".join(sorted(TRADING_MATRIX))})
+    config = tmp_path / "gate_trading.yaml"
+    config.write_text(yaml.safe_dump(_config_with_reset(tmp_path), sort_keys=False))
+    r = run_gate(config, tmp_path / "ev", env={"PAPERBROKER_BUGS": ",".join(sorted(TRADING_MATRIX))})
     for check, counter, _fault in TRADING_MATRIX.values():
         _assert_failed_on(r, check, counter)
     assert not processes_with_marker(r.marker)
@@ -50,7 +70,7 @@ def test_the_trading_bugs_together_fail_the_gate_on_each_of_their_kinds(tmp_path
 
 def _targeted_config(tmp_path: Path, fault: str) -> Path:
     """The short config with only ``fault``, fired 8 s into a 20 s load."""
-    cfg = yaml.safe_load(SHORT_CONFIG.read_text())
+    cfg = _config_with_reset(tmp_path)
     cfg["faults"] = [dict(f, at_s=8) for f in cfg["faults"] if f["name"] == fault]
     assert len(cfg["faults"]) == 1, fault
     cfg["load"]["duration_s"] = 20
