@@ -201,8 +201,13 @@ def eval_jsonata(expression: str) -> Any:
     return json.loads(json.dumps(jsonata.Jsonata(expression).evaluate(None)))
 
 
-def wait_for_end(client: Any, execution_arn: str, *, timeout_s: float = 20.0) -> dict[str, Any]:
-    """Poll ``describe_execution`` until the execution is no longer RUNNING (bounded); return it."""
+def wait_for_end(client: Any, execution_arn: str, *, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Poll ``describe_execution`` until the execution is no longer RUNNING (bounded); return it.
+
+    The bound only stops a runaway test: what a test proves about bounded polling it counts in states, not
+    in seconds. moto interprets the definition in a thread, so its wall time follows the machine's load:
+    the longest polling loops took 5-10 s on a quiet machine and passed 20 s at a load average of 7 on 2
+    cores (both ``never ends`` loops failed then)."""
     deadline = time.monotonic() + timeout_s
     while True:
         d = client.describe_execution(executionArn=execution_arn)
