@@ -40,9 +40,11 @@ class CheckResult:
     examples: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    duration_s: float | None = None
+    """How long building the evidence and judging it took (set by the conductor's ``run_check``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready dict: ``{name, valid, counts, examples, error?, details?}``."""
+        """Return the JSON-ready dict: ``{name, valid, counts, examples, error?, details?, duration_s?}``."""
         out: dict[str, Any] = {
             "name": self.name,
             "valid": self.valid,
@@ -53,6 +55,8 @@ class CheckResult:
             out["error"] = self.error
         if self.details:
             out["details"] = dict(self.details)
+        if self.duration_s is not None:
+            out["duration_s"] = self.duration_s
         return out
 
     @classmethod
@@ -68,6 +72,7 @@ class CheckResult:
             examples=list(d.get("examples") or []),
             error=d.get("error"),
             details=dict(d.get("details") or {}),
+            duration_s=None if d.get("duration_s") is None else float(d["duration_s"]),
         )
 
     @classmethod

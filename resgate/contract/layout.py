@@ -58,6 +58,7 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("examples", "string"),
         ("error", "string"),
         ("details", "string"),
+        ("duration_s", "double"),  # how long the check took (evidence and judgement)
     ),
     "faults": (
         ("ts", "double"),

@@ -229,10 +229,11 @@ def report_markdown(
     out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
     for k, v in figures.items():
         out.append(f"| {k} | {v} |")
-    out += ["", "## Checks", "", "| check | result | figures |", "|---|---|---|"]
+    out += ["", "## Checks", "", "| check | result | seconds | figures |", "|---|---|---|---|"]
     for r in results:
         counts = _counts(r.counts)
-        out.append(f"| {r.name} | {_mark(r.valid)} | {counts} |")
+        took = "-" if r.duration_s is None else f"{r.duration_s:.1f}"
+        out.append(f"| {r.name} | {_mark(r.valid)} | {took} | {counts} |")
     out += ["", "## Faults", ""]
     if not faults:
         out.append("No fault was injected.")

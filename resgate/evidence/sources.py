@@ -10,6 +10,7 @@ not judge malformed input themselves) into ``unknown`` with the reason, so a che
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,12 +89,15 @@ def run_check(
     conductor fails closed on it).
     """
     mod = checker(name)
+    t0 = time.monotonic()
     try:
         evidence = gather() if gather is not None else evidence_for(name, store, thresholds, sources)
-        return mod.check(evidence, thresholds)
+        result = mod.check(evidence, thresholds)
     except EvidenceMissing as e:
-        return CheckResult.unknown(name, str(e))
+        result = CheckResult.unknown(name, str(e))
     except ConfigError as e:
         if name in _JUDGE_MALFORMED or (e.where or "").startswith("sources"):
             raise
-        return CheckResult.unknown(name, f"malformed evidence: {e}")
+        result = CheckResult.unknown(name, f"malformed evidence: {e}")
+    result.duration_s = round(time.monotonic() - t0, 3)
+    return result

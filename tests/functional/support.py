@@ -147,3 +147,12 @@ class OpsCenter:
     def expect(self, count: int = 1) -> None:
         for i in range(count):
             self.stubber.add_response("create_ops_item", {"OpsItemId": f"oi-00000000000{i}"})
+
+
+def timed(result_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """A handler's check result without its ``duration_s`` (how long the check took, which no expected
+    result can know), after asserting it is there and non-negative."""
+    out = dict(result_dict)
+    took = out.pop("duration_s", None)
+    assert isinstance(took, float) and took >= 0, f"duration_s: {took!r}"
+    return out

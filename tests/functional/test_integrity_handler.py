@@ -16,7 +16,7 @@ from lambdas.integrity.handler import handler
 from resgate.checks import integrity
 from resgate.checks.result import UNKNOWN
 from resgate.contract.errors import ConfigError
-from tests.functional.support import load_event, produce_json, put_db_secret
+from tests.functional.support import load_event, produce_json, put_db_secret, timed
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ def test_integrity_handler_returns_the_checkers_passing_result_for_a_consistent_
 ):
     out = handler(world, lambda_context)
 
-    assert comparable(out) == expected(world, pg_dsn, kafka_bootstrap)
+    assert comparable(timed(out)) == expected(world, pg_dsn, kafka_bootstrap)
     assert out["valid"] is True, out
     assert out["counts"]["lost"] == 0 and out["counts"]["ledger_submits"] == N_ORDERS
 
@@ -120,7 +120,7 @@ def test_integrity_handler_returns_the_checkers_failing_result_naming_a_lost_ord
 
     out = handler(world, lambda_context)
 
-    assert comparable(out) == expected(world, pg_dsn, kafka_bootstrap)
+    assert comparable(timed(out)) == expected(world, pg_dsn, kafka_bootstrap)
     assert out["valid"] is False
     assert out["details"]["violations"] == ["lost"]
     assert out["examples"][0]["kind"] == "lost" and out["examples"][0]["idempotency_key"] == "k3"

@@ -10,7 +10,7 @@ from lambdas.recovery.handler import handler
 from resgate.checks import recovery
 from resgate.checks.ledger import load_ledger
 from resgate.checks.result import UNKNOWN
-from tests.functional.support import FIXTURES, as_payload, emitted, load_event
+from tests.functional.support import FIXTURES, as_payload, emitted, load_event, timed
 
 TIMELINE = json.loads((FIXTURES / "recovery_gateway_kill.json").read_text())
 # What the runner writes besides recovery events: scheduling lines and supervisor lines without a service.
@@ -64,7 +64,9 @@ def test_recovery_handler_returns_the_checkers_passing_result_with_the_ledgers_e
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, TIMELINE["faults"], TIMELINE["health"], [json.dumps(r) for r in ledger])
+    assert timed(out) == expected(
+        event, TIMELINE["faults"], TIMELINE["health"], [json.dumps(r) for r in ledger]
+    )
     assert out["valid"] is True and out["counts"]["faults"] == 1
     metrics, _ = emitted(capsys)
     assert metrics[0]["max_time_to_healthy_s"] == [out["counts"]["max_time_to_healthy_s"]]
@@ -80,7 +82,7 @@ def test_recovery_handler_returns_the_checkers_failing_result_when_the_rto_is_mi
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, TIMELINE["faults"], TIMELINE["health"], None)
+    assert timed(out) == expected(event, TIMELINE["faults"], TIMELINE["health"], None)
     assert out["valid"] is False
     assert out["counts"]["rto_missed"] == 1
     assert out["examples"][0]["kind"] == "rto_missed"
@@ -93,7 +95,9 @@ def test_recovery_handler_fails_when_the_error_ratio_does_not_come_back(evidence
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, TIMELINE["faults"], TIMELINE["health"], [json.dumps(r) for r in ledger])
+    assert timed(out) == expected(
+        event, TIMELINE["faults"], TIMELINE["health"], [json.dumps(r) for r in ledger]
+    )
     assert out["valid"] is False
     assert out["counts"]["error_ratio_not_back"] == 1
 
@@ -115,5 +119,5 @@ def test_recovery_handler_reports_unknown_when_nothing_was_injected(evidence, la
 
     out = handler(load_event("recovery"), lambda_context)
 
-    assert out == expected(load_event("recovery"), [], TIMELINE["health"], None)
+    assert timed(out) == expected(load_event("recovery"), [], TIMELINE["health"], None)
     assert out["valid"] == UNKNOWN

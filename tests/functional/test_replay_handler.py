@@ -18,7 +18,7 @@ from resgate.checks import replay
 from resgate.checks.result import UNKNOWN
 from resgate.contract.errors import ConfigError
 from tests.functional import _replay_projection as projection
-from tests.functional.support import load_event, produce_json, put_db_secret
+from tests.functional.support import load_event, produce_json, put_db_secret, timed
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def test_replay_handler_returns_the_checkers_passing_result_when_the_read_model_
 ):
     out = handler(world, lambda_context)
 
-    assert comparable(out) == expected(world, pg_dsn, kafka_bootstrap)
+    assert comparable(timed(out)) == expected(world, pg_dsn, kafka_bootstrap)
     assert out["valid"] is True, out
     assert out["counts"]["matching"] == 1
 
@@ -88,7 +88,7 @@ def test_replay_handler_returns_the_checkers_failing_result_naming_the_row_the_l
 
     out = handler(world, lambda_context)
 
-    assert comparable(out) == expected(world, pg_dsn, kafka_bootstrap)
+    assert comparable(timed(out)) == expected(world, pg_dsn, kafka_bootstrap)
     assert out["valid"] is False
     assert out["counts"]["mismatching"] == 1
     assert any("o-4" in json.dumps(e["key"]) for e in out["examples"]), out["examples"]

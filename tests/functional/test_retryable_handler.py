@@ -12,7 +12,7 @@ from resgate.checks import retryable
 from resgate.checks.ledger import load_ledger
 from resgate.checks.result import UNKNOWN
 from resgate.contract.errors import ConfigError
-from tests.functional.support import FIXTURES, as_payload, emitted, load_event
+from tests.functional.support import FIXTURES, as_payload, emitted, load_event, timed
 
 LEDGER = (FIXTURES / "ledger_small.jsonl").read_text()
 A_500 = {
@@ -42,7 +42,7 @@ def test_retryable_handler_returns_the_checkers_passing_result_for_the_ledger_in
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, LEDGER)
+    assert timed(out) == expected(event, LEDGER)
     assert out["valid"] is True and out["counts"]["requests"] == 5
     metrics, _ = emitted(capsys)
     assert metrics[0]["CheckValid"] == [1.0] and metrics[0]["not_allowed"] == [0.0]
@@ -57,7 +57,7 @@ def test_retryable_handler_returns_the_checkers_failing_result_for_a_500_without
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, text)
+    assert timed(out) == expected(event, text)
     assert out["valid"] is False
     assert out["examples"][0]["class"] == "server_error_5xx" and out["examples"][0]["client_id"] == "c3"
 
@@ -69,7 +69,7 @@ def test_retryable_handler_applies_the_thresholds_from_the_event(evidence, lambd
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, text)
+    assert timed(out) == expected(event, text)
     assert out["valid"] is True
 
 
@@ -89,7 +89,7 @@ def test_retryable_handler_reports_unknown_when_the_ledger_is_empty(evidence, la
     out = handler(load_event("retryable"), lambda_context)
 
     assert out["valid"] == UNKNOWN
-    assert out == expected(load_event("retryable"), "")
+    assert timed(out) == expected(load_event("retryable"), "")
 
 
 def test_retryable_handler_reports_unknown_naming_the_line_of_a_malformed_ledger_record(
@@ -155,5 +155,5 @@ def test_retryable_handler_streams_a_ledger_larger_than_one_read_chunk(evidence,
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, text)
+    assert timed(out) == expected(event, text)
     assert out["counts"]["requests"] == 12_000 and out["valid"] is False

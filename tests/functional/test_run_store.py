@@ -102,6 +102,9 @@ def test_both_stores_give_every_file_backed_check_the_same_result(tmp_path, evid
         _fill(store)
         results.append(run_check(name, store, thresholds, sources).to_dict())
 
+    # Each result carries how long its check took (checks.jsonl, the report); the rest is identical.
+    took = [r.pop("duration_s") for r in results]
+    assert all(isinstance(t, float) and t >= 0 for t in took)
     assert results[0] == results[1]
     assert results[0]["valid"] in (True, False)
 
@@ -110,7 +113,7 @@ def test_a_missing_ledger_is_unknown_with_the_same_reason_shape_in_both_stores(t
     thresholds = parse_thresholds("retryable", {}, "checks.retryable")
     for store in _stores(tmp_path, evidence):
         result = run_check("retryable", store, thresholds, Sources(run_id="r"))
-        assert result.valid == UNKNOWN
+        assert result.valid == UNKNOWN and result.duration_s is not None
         assert result.error == f"no client ledger was written ({store.uri('ledger')})"
         with pytest.raises(EvidenceMissing):
             read_jsonl(store, "faults")

@@ -13,7 +13,7 @@ from lambdas.slo.handler import handler
 from resgate.checks import slo
 from resgate.checks.result import UNKNOWN
 from resgate.contract.errors import ConfigError
-from tests.functional.support import FIXTURES, REGION, as_payload, emitted, load_event
+from tests.functional.support import FIXTURES, REGION, as_payload, emitted, load_event, timed
 
 LOCUST_STATS = json.loads((FIXTURES / "locust_stats.json").read_text())
 
@@ -31,7 +31,7 @@ def test_slo_handler_returns_the_checkers_passing_result_for_locust_stats_in_s3(
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, LOCUST_STATS)
+    assert timed(out) == expected(event, LOCUST_STATS)
     assert out["valid"] is True
     metrics, _ = emitted(capsys)
     assert metrics and metrics[0]["CheckValid"] == [1.0] and metrics[0]["check"] == "slo"
@@ -48,7 +48,7 @@ def test_slo_handler_returns_the_checkers_failing_result_when_p95_is_above_the_l
 
     out = handler(event, lambda_context)
 
-    assert out == expected(event, LOCUST_STATS)
+    assert timed(out) == expected(event, LOCUST_STATS)
     assert out["valid"] is False
     assert {e["kind"] for e in out["examples"]} >= {"latency_above_limit", "error_ratio_above_limit"}
 
@@ -96,7 +96,7 @@ def test_slo_handler_reads_thresholds_from_the_runs_gate_config_when_the_event_h
 
     out = handler(event, lambda_context)
 
-    assert out == expected({**event, "thresholds": {"p95_ms": 50}}, LOCUST_STATS)
+    assert timed(out) == expected({**event, "thresholds": {"p95_ms": 50}}, LOCUST_STATS)
     assert out["valid"] is False
 
 
@@ -181,7 +181,7 @@ def test_slo_handler_judges_cloudwatch_percentiles_like_the_same_run_from_locust
 
     out = handler(event, lambda_context)
 
-    assert out == _expected_from_raw(event, LATENCIES_S, 0, 0, start, end)
+    assert timed(out) == _expected_from_raw(event, LATENCIES_S, 0, 0, start, end)
     assert out["valid"] is True
     pct = {p: cloudwatch_percentiles(LATENCIES_S, p) * 1000.0 for p in (50, 95, 99)}
     assert (out["counts"]["p50_ms"], out["counts"]["p95_ms"], out["counts"]["p99_ms"]) == (
@@ -205,7 +205,7 @@ def test_slo_handler_fails_on_cloudwatch_5xx_counting_load_balancer_errors_as_fa
 
     out = handler(event, lambda_context)
 
-    assert out == _expected_from_raw(event, LATENCIES_S, 3, 4, start, end)
+    assert timed(out) == _expected_from_raw(event, LATENCIES_S, 3, 4, start, end)
     assert out["valid"] is False
     assert out["counts"]["requests"] == 104 and out["counts"]["failures"] == 7
 

@@ -1,9 +1,15 @@
-"""Recovery's error-ratio windows at their exact boundaries: the baseline ends at the first injection, the
-after-recovery measure starts at recovery and stops at the next injection.
+"""Recovery's serving measures at their exact boundaries, on the ledger's requests (``{start, end, ok}``).
 
-A window that straddles one of these instants belongs to neither side: it mixes steady traffic with the
-fault's own errors, so counting it would move the baseline (or the after ratio) by the fault itself.
-Each rule has a case on the boundary (counted) and one just across it (not counted).
+A request is counted by the moment it completed. The baseline is what completed from the first request
+until the first fault's injection *started* (``injecting``, else ``injected``), that instant excluded; the
+after-recovery measure is what completed from recovery (included) for ``after_window_s``, stopping at the
+next fault's start (excluded) and at the load's end. A request in flight across a fault's start
+(``start < fault start < end``) saw both sides, so it counts for neither: counting it would move the
+baseline (or the after ratio) by the fault itself. Recovery is not such a cut. Each rule has a case on the
+boundary and one just across it.
+
+Every case has a baseline of 10 ok requests/s and, after recovery, as many again (``min_throughput_ratio``
+0.5), with the load's end known, so the throughput rule does not interfere unless a test says so.
 """
 
 from __future__ import annotations
@@ -16,119 +22,176 @@ from resgate.checks import recovery as rc
 from resgate.checks.result import UNKNOWN
 from resgate.contract.errors import ConfigError
 
-INJECTED = 100.0
+STARTED = 100.0
+"""The first fault's injection started (``injecting``): the end of the baseline."""
+INJECTED = 100.5
+"""The first fault was in effect (``injected``): detection and an instantaneous fault's recovery are timed
+from here."""
 HEALTHY_AT = 110.0
+LOAD_ENDED = 130.0
 
 
-def _evidence(windows: list[dict[str, Any]], *, second_injection: float | None = None) -> dict[str, Any]:
+def _evidence(
+    requests: list[dict[str, Any]],
+    *,
+    second_start: float | None = None,
+    load_ended_ts: float | None = LOAD_ENDED,
+) -> dict[str, Any]:
     faults = [
-        {"ts": INJECTED, "fault_id": "f1", "kind": "process_kill", "target": "gateway", "event": "injected"}
+        {"ts": STARTED, "fault_id": "f1", "kind": "process_kill", "target": "gateway", "event": "injecting"},
+        {"ts": INJECTED, "fault_id": "f1", "kind": "process_kill", "target": "gateway", "event": "injected"},
     ]
-    if second_injection is not None:
-        faults.append(
-            {
-                "ts": second_injection,
-                "fault_id": "f2",
-                "kind": "process_kill",
-                "target": "other",
-                "event": "injected",
-            }
-        )
+    if second_start is not None:
+        f2 = {"fault_id": "f2", "kind": "process_kill", "target": "other"}
+        faults += [
+            {"ts": second_start, **f2, "event": "injecting"},
+            {"ts": second_start + 1.0, **f2, "event": "injected"},
+        ]
     return {
         "faults": faults,
         "health": [
             {"ts": 90.0, "service": "gateway", "replica": "0", "event": "healthy"},
-            {"ts": INJECTED + 0.5, "service": "gateway", "replica": "0", "event": "killed"},
+            {"ts": INJECTED + 0.1, "service": "gateway", "replica": "0", "event": "killed"},
             {"ts": HEALTHY_AT, "service": "gateway", "replica": "0", "event": "healthy"},
         ],
-        "error_windows": windows,
+        "requests": requests,
+        "load_ended_ts": load_ended_ts,
     }
 
 
-def _w(start: float, end: float, failures: int, requests: int = 100) -> dict[str, Any]:
-    return {"start": start, "end": end, "requests": requests, "failures": failures}
+def _reqs(
+    start: float, end: float, n: int, failures: int = 0, latency: float = 0.005
+) -> list[dict[str, Any]]:
+    """``n`` requests started evenly over ``[start, end)``, each completing ``latency`` s later; the first
+    ``failures`` of them failed."""
+    step = (end - start) / n
+    return [
+        {"start": start + i * step, "end": start + i * step + latency, "ok": i >= failures} for i in range(n)
+    ]
+
+
+def _req(start: float, end: float, ok: bool = False) -> dict[str, Any]:
+    return {"start": start, "end": end, "ok": ok}
 
 
 def _check(d: dict[str, Any], **thresholds: Any) -> Any:
     return rc.check(rc.RecoveryEvidence.from_dict(d), rc.RecoveryThresholds.from_dict(thresholds))
 
 
-AFTER_CLEAN = _w(HEALTHY_AT, HEALTHY_AT + 5, 0)
+def _first(r: Any) -> dict[str, Any]:
+    return next(f for f in r.details["faults"] if f["fault_id"] == "f1")
 
 
-def test_a_baseline_window_ending_exactly_at_the_injection_is_the_baseline() -> None:
-    r = _check(_evidence([_w(90.0, INJECTED, 2), AFTER_CLEAN]))
-    assert r.details["baseline_error_ratio"] == 0.02
-    assert r.valid is True, r.to_dict()
+BASE = _reqs(90.0, STARTED, 100)
+"""100 ok requests completed in [90, 100): a baseline of 10 ok/s, error ratio 0."""
+AFTER_CLEAN = _reqs(HEALTHY_AT, HEALTHY_AT + 10, 100)
+"""100 ok requests completed in [110, 120): the whole default after-window, at the baseline's rate."""
 
 
-def test_a_window_straddling_the_injection_is_not_part_of_the_baseline() -> None:
-    # Only a straddling window before the fault: no baseline at all, so the error ratio is undecided.
-    r = _check(_evidence([_w(95.0, INJECTED + 0.001, 0), AFTER_CLEAN]))
-    assert r.details["baseline_error_ratio"] is None
+def test_a_request_completed_just_before_the_faults_start_is_the_baseline_one_completed_at_it_not() -> None:
+    """Rewritten: the old rule counted a 1-s window ending exactly at the injection. Requests are now counted
+    by their completion in ``[first request, first fault's start)``: one completing a hair before the start
+    is baseline; one completing exactly at it is not (nor is it in flight across it)."""
+    base = _reqs(90.0, STARTED, 100, failures=2)
+    before = _check(_evidence([*base, _req(99.95, STARTED - 0.001), *AFTER_CLEAN]))
+    at = _check(_evidence([*base, _req(99.95, STARTED), *AFTER_CLEAN]))
+    assert (before.details["baseline_error_ratio"], before.counts["faults"]) == (3 / 101, 1)
+    assert at.details["baseline_error_ratio"] == 0.02
+    assert at.details["straddling_requests"] == before.details["straddling_requests"] == 0
+    assert at.valid is True, at.to_dict()
+
+
+def test_a_request_in_flight_across_the_faults_start_is_not_part_of_the_baseline() -> None:
+    # Only a request in flight across the start before the fault: no baseline, so serving is undecided.
+    r = _check(_evidence([_req(95.0, STARTED + 0.001, ok=True), *AFTER_CLEAN]))
+    assert (r.details["baseline_error_ratio"], r.details["straddling_requests"]) == (None, 1)
     assert r.valid == UNKNOWN, r.to_dict()
     assert "no baseline" in (r.error or "")
 
 
-def test_a_straddling_window_full_of_the_faults_errors_does_not_raise_the_baseline() -> None:
-    # Baseline 0 %; the straddling window is all errors. After recovery 5 % > 0 % + 1 %: not back.
-    windows = [_w(90.0, INJECTED, 0), _w(99.0, INJECTED + 1, 100), _w(HEALTHY_AT, HEALTHY_AT + 5, 5)]
-    r = _check(_evidence(windows))
-    assert r.details["baseline_error_ratio"] == 0.0
-    assert r.valid is False
-    assert r.counts["error_ratio_not_back"] == 1
+def test_requests_in_flight_across_the_faults_start_full_of_its_errors_are_not_charged_after_recovery() -> (
+    None
+):
+    """Rewritten: a request now ends when it completes, so one in flight across the start can never raise
+    the baseline. The rule this pins is the other half: such requests (here hung by the fault and failing
+    only after recovery) are not charged to the after-window either. One that *started* exactly at the
+    fault's start is not in flight across it: it is the fault's, and counts after."""
+    hung = _reqs(99.0, STARTED, 100, failures=100, latency=11.0)  # complete in [110, 111): after recovery
+    r = _check(_evidence([*BASE, *hung, *AFTER_CLEAN]))
+    assert (r.details["baseline_error_ratio"], r.details["straddling_requests"]) == (0.0, 100)
+    assert (_first(r)["error_ratio_after"], _first(r)["requests_after"]) == (0.0, 100)
+    assert r.valid is True, r.to_dict()
+    at_start = _check(_evidence([*BASE, _req(STARTED, HEALTHY_AT + 0.5), *AFTER_CLEAN]))
+    assert (at_start.details["straddling_requests"], _first(at_start)["requests_after"]) == (0, 101)
 
 
 def test_the_error_ratio_just_at_baseline_plus_tolerance_is_back_and_just_above_is_not() -> None:
-    at = _check(_evidence([_w(90.0, INJECTED, 0), _w(HEALTHY_AT, HEALTHY_AT + 5, 1)]))
-    above = _check(_evidence([_w(90.0, INJECTED, 0), _w(HEALTHY_AT, HEALTHY_AT + 5, 2)]))
-    assert (at.valid, at.counts["error_ratio_not_back"]) == (True, 0)
+    at = _check(_evidence([*BASE, *_reqs(HEALTHY_AT, HEALTHY_AT + 10, 100, failures=1)]))
+    above = _check(_evidence([*BASE, *_reqs(HEALTHY_AT, HEALTHY_AT + 10, 100, failures=2)]))
+    assert (at.valid, at.counts["error_ratio_not_back"]) == (True, 0), at.to_dict()
     assert (above.valid, above.counts["error_ratio_not_back"]) == (False, 1)
+    assert at.counts["throughput_not_back"] == above.counts["throughput_not_back"] == 0
 
 
-def test_an_after_window_starting_exactly_at_recovery_is_measured() -> None:
-    r = _check(_evidence([_w(90.0, INJECTED, 0), _w(HEALTHY_AT, HEALTHY_AT + 5, 50)]))
-    (row,) = r.details["faults"]
-    assert (row["error_ratio_after"], row["requests_after"]) == (0.5, 100)
+def test_a_request_completed_exactly_at_recovery_is_measured_and_one_just_before_it_is_not() -> None:
+    """Ported: the after-window starts at recovery, included; per request, by its completion."""
+    at = _check(_evidence([*BASE, _req(105.0, HEALTHY_AT), *AFTER_CLEAN]))
+    before = _check(_evidence([*BASE, _req(105.0, HEALTHY_AT - 0.001), *AFTER_CLEAN]))
+    assert (_first(at)["error_ratio_after"], _first(at)["requests_after"]) == (1 / 101, 101)
+    assert (_first(before)["error_ratio_after"], _first(before)["requests_after"]) == (0.0, 100)
 
 
-def test_a_window_straddling_recovery_is_not_charged_to_the_time_after_it() -> None:
-    # The window that ends just after recovery still holds the outage's errors: it is not "after".
-    windows = [_w(90.0, INJECTED, 0), _w(HEALTHY_AT - 1, HEALTHY_AT + 1, 100), _w(HEALTHY_AT + 1, 115, 0)]
-    r = _check(_evidence(windows))
-    (row,) = r.details["faults"]
-    assert (row["error_ratio_after"], row["requests_after"]) == (0.0, 100)
-    assert r.valid is True, r.to_dict()
+def test_a_request_in_flight_across_recovery_is_charged_to_the_time_after_it() -> None:
+    """Rewritten, the rule changed: a 1-s window straddling recovery used to be dropped. Recovery is not a
+    cut for requests (only a fault's start is): a request started during the outage is counted by when it
+    completed, so one failing just after recovery is after, one failing just before it is not."""
+    outage = _reqs(STARTED, HEALTHY_AT, 100, failures=100)
+    late = _check(_evidence([*BASE, *outage, _req(109.0, HEALTHY_AT + 0.001), *AFTER_CLEAN]))
+    early = _check(_evidence([*BASE, *outage, _req(109.0, HEALTHY_AT - 0.001), *AFTER_CLEAN]))
+    assert (_first(late)["error_ratio_after"], _first(late)["requests_after"]) == (1 / 101, 101)
+    assert (_first(early)["error_ratio_after"], _first(early)["requests_after"]) == (0.0, 100)
+    assert late.details["straddling_requests"] == early.details["straddling_requests"] == 0
+    assert early.valid is True, early.to_dict()
 
 
-def test_an_after_window_starting_at_the_end_of_the_after_window_is_not_measured() -> None:
-    # after_window_s = 10: [110, 120) is "after"; a window starting at 120 is not.
-    windows = [_w(90.0, INJECTED, 0), _w(HEALTHY_AT, 120.0, 0), _w(120.0, 125.0, 100)]
-    r = _check(_evidence(windows), after_window_s=10)
-    (row,) = r.details["faults"]
-    assert (row["error_ratio_after"], row["requests_after"]) == (0.0, 100)
+def test_a_request_completed_at_the_end_of_the_after_window_is_not_measured() -> None:
+    # after_window_s = 10: completions in [110, 120) are "after"; from 120 (included) they are not.
+    failing_later = _reqs(120.0, 125.0, 100, failures=100, latency=0.0)  # the first completes at 120.0
+    r = _check(_evidence([*BASE, *AFTER_CLEAN, *failing_later]), after_window_s=10)
+    assert _first(r)["after_window"] == [HEALTHY_AT, 120.0]
+    assert (_first(r)["error_ratio_after"], _first(r)["requests_after"]) == (0.0, 100)
+    inside = _check(_evidence([*BASE, *AFTER_CLEAN, _req(119.0, 119.999)]), after_window_s=10)
+    assert (_first(inside)["error_ratio_after"], _first(inside)["requests_after"]) == (1 / 101, 101)
 
 
-def test_an_after_window_ending_exactly_at_the_next_injection_is_measured_and_one_past_it_is_not() -> None:
-    at = _check(
-        _evidence([_w(90.0, INJECTED, 0), _w(HEALTHY_AT, 113.0, 30)], second_injection=113.0),
-        error_ratio_tolerance=None,
+def test_the_after_window_stops_at_the_next_faults_injection_start() -> None:
+    """Ported: the after-window ends at the next fault's start (its ``injecting`` event, a second before it
+    was in effect), excluded. A request completed just before it is measured; one completed exactly at it,
+    or in flight across it, is not; nor are the next fault's own errors."""
+    after = _reqs(HEALTHY_AT, 113.0, 30, failures=9)  # complete in [110, 113): 10 requests/s
+    next_errors = _reqs(113.0, 120.0, 70, failures=70)  # started at or after the next fault's start
+    common = [*BASE, *after, *next_errors]
+    just_before = _check(
+        _evidence([*common, _req(112.0, 112.999)], second_start=113.0), error_ratio_tolerance=None
     )
-    past = _check(
-        _evidence([_w(90.0, INJECTED, 0), _w(HEALTHY_AT, 113.001, 30)], second_injection=113.0),
-        error_ratio_tolerance=None,
+    at = _check(_evidence([*common, _req(112.0, 113.0)], second_start=113.0), error_ratio_tolerance=None)
+    across = _check(
+        _evidence([*common, _req(112.0, 113.001)], second_start=113.0), error_ratio_tolerance=None
     )
-    first_at = next(f for f in at.details["faults"] if f["fault_id"] == "f1")
-    first_past = next(f for f in past.details["faults"] if f["fault_id"] == "f1")
-    assert (first_at["error_ratio_after"], first_at["requests_after"]) == (0.3, 100)
-    assert (first_past["error_ratio_after"], first_past["requests_after"]) == (None, 0)
+    assert _first(at)["after_window"] == [HEALTHY_AT, 113.0]
+    assert (_first(just_before)["error_ratio_after"], _first(just_before)["requests_after"]) == (10 / 31, 31)
+    assert (_first(at)["error_ratio_after"], _first(at)["requests_after"]) == (0.3, 30)
+    assert (_first(across)["error_ratio_after"], _first(across)["requests_after"]) == (0.3, 30)
+    assert (at.details["straddling_requests"], across.details["straddling_requests"]) == (0, 1)
 
 
-def test_the_baseline_ends_at_the_first_injection_not_the_last() -> None:
-    # A window between the two faults is after the first injection: not baseline.
-    windows = [_w(90.0, INJECTED, 0), _w(HEALTHY_AT, 115.0, 0), _w(115.0, 118.0, 90)]
-    r = _check(_evidence(windows, second_injection=120.0))
-    assert r.details["baseline_error_ratio"] == 0.0
+def test_the_baseline_ends_at_the_first_faults_injection_start_not_its_effect_nor_the_last_fault() -> None:
+    """Ported, with the new start: requests completed between the first fault's ``injecting`` and
+    ``injected`` events, or between the two faults, are after the first injection started: not baseline."""
+    while_injecting = _reqs(STARTED, INJECTED, 10, failures=10)
+    between = _reqs(115.0, 118.0, 90, failures=90)
+    r = _check(_evidence([*BASE, *while_injecting, *AFTER_CLEAN, *between], second_start=120.0))
+    assert (r.details["baseline_error_ratio"], r.details["baseline_ok_per_s"]) == (0.0, 10.0)
 
 
 # --- recovery of one fault, rule by rule (each found by `make mutate`) --------------------------------
@@ -237,16 +300,20 @@ def test_a_failure_at_the_next_faults_injection_instant_belongs_to_the_next_faul
     assert (second["detected_ts"], second["time_to_healthy_s"]) == (120.0, 5.0)
 
 
-def test_observation_ends_with_the_last_error_window_when_it_outlasts_the_health_timeline() -> None:
-    d = _evidence([_w(90.0, INJECTED, 0), _w(HEALTHY_AT, 200.0, 0)])
+def test_observation_ends_with_the_last_completed_request_when_it_outlasts_the_health_timeline() -> None:
+    """Ported: the last completed request (its ``end``) now plays the last error window's part."""
+    d = _evidence([*BASE, *_reqs(HEALTHY_AT, 199.0, 100), _req(199.0, 200.0, ok=True)])
     d["health"] = d["health"][:2]  # never healthy again
     r = _check(d)
     assert r.details["observed_until"] == 200.0
-    assert r.examples[0]["unhealthy_for_at_least_s"] == 100.0
+    assert r.examples[0]["kind"] == "never_recovered"
+    assert r.examples[0]["unhealthy_for_at_least_s"] == 200.0 - INJECTED
 
 
 def test_counts_name_every_figure_with_zeros_and_a_recovery_exactly_at_the_rto_meets_it() -> None:
-    r = _check(_evidence([_w(90.0, INJECTED, 0), AFTER_CLEAN]), rto_s=HEALTHY_AT - INJECTED)
+    """Ported: the counts gained ``throughput_not_back``; ``error_ratio_unmeasured`` became
+    ``serving_unmeasured``. The RTO is timed from the moment the fault was in effect."""
+    r = _check(_evidence([*BASE, *AFTER_CLEAN]), rto_s=HEALTHY_AT - INJECTED)
     assert r.counts == {
         "faults": 1,
         "recovered": 1,
@@ -254,13 +321,18 @@ def test_counts_name_every_figure_with_zeros_and_a_recovery_exactly_at_the_rto_m
         "rto_missed": 0,
         "never_recovered": 0,
         "error_ratio_not_back": 0,
+        "throughput_not_back": 0,
         "undecided": 0,
         "not_detected": 0,
-        "error_ratio_unmeasured": 0,
+        "serving_unmeasured": 0,
         "aborted": 0,
-        "max_time_to_healthy_s": 10.0,
+        "max_time_to_healthy_s": HEALTHY_AT - INJECTED,
         "anomalies": 0,
     }
+    assert (
+        _check(_evidence([*BASE, *AFTER_CLEAN]), rto_s=HEALTHY_AT - INJECTED - 0.001).counts["rto_missed"]
+        == 1
+    )
 
 
 def test_examples_list_failures_first_then_undecided_then_reported() -> None:
@@ -272,7 +344,8 @@ def test_examples_list_failures_first_then_undecided_then_reported() -> None:
         ],
         "health": [_sup(90.0, "healthy"), _sup(150.0, "healthy"), _sup(301.0, "killed")],
     }
-    r = _check(d, error_ratio_tolerance=None, rto_s=100)
+    # No ledger here: serving is not judged (else "no client ledger" would be one more undecided example).
+    r = _check(d, error_ratio_tolerance=None, min_throughput_ratio=None, rto_s=100)
     assert [(e["kind"], e["fault_id"]) for e in r.examples] == [
         ("never_recovered", "c"),
         ("no_data", "b"),
