@@ -1,0 +1,134 @@
+"""Static rules over a synthesized CloudFormation template: what AWS enforces that a synth does not check.
+
+- :func:`fis_filter_path_errors`: every FIS target filter path is PascalCase element by element (FIS user
+  guide, "Targets for AWS FIS" → "Resource filters": ``AvailabilityZone``, not ``availabilityZone``, even
+  where the Describe output is camelCase; an unmatched filter with ``emptyTargetResolutionMode: fail`` fails
+  the experiment).
+- :func:`fis_permission_errors`: every action of every experiment template has the permissions the FIS
+  actions reference lists for it (:data:`infra.fis_actions.ACTION_PERMISSIONS`) on the template's role.
+- :func:`passrole_errors`: a role allowed ``ecs:RunTask`` on a task definition of the template may pass
+  that task definition's task and execution roles (``iam:PassRole``): ECS checks PassRole for the roles
+  already in the task definition, not only for overrides.
+
+Each returns a list of sentences naming the template/role/action; empty means the rule holds. The
+evaluation is action-level with wildcards (``ecs:*``), and resource-level where a rule names a resource.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from infra.fis_actions import ACTION_PERMISSIONS
+
+_PASCAL = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+
+
+def _resources(template: dict[str, Any], rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for logical_id, r in template["Resources"].items():
+        if r["Type"] == rtype:
+            yield logical_id, r
+
+
+def _as_list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def role_statements(template: dict[str, Any], role_id: str) -> list[dict[str, Any]]:
+    """The Allow statements of every policy of role ``role_id`` (inline and ``AWS::IAM::Policy``)."""
+    out: list[dict[str, Any]] = []
+    role = template["Resources"].get(role_id, {})
+    for p in role.get("Properties", {}).get("Policies", []) or []:
+        out += _as_list(p["PolicyDocument"]["Statement"])
+    for _, r in _resources(template, "AWS::IAM::Policy"):
+        if {"Ref": role_id} in r["Properties"].get("Roles", []):
+            out += _as_list(r["Properties"]["PolicyDocument"]["Statement"])
+    return [s for s in out if s.get("Effect", "Allow") == "Allow"]
+
+
+def _allows(statement: dict[str, Any], action: str) -> bool:
+    return any(fnmatch.fnmatchcase(action.lower(), str(a).lower()) for a in _as_list(statement["Action"]))
+
+
+def _role_of(arn: Any) -> str | None:
+    """The logical id of a role given as ``{"Fn::GetAtt": [id, "Arn"]}``."""
+    if isinstance(arn, dict) and "Fn::GetAtt" in arn and arn["Fn::GetAtt"][1] == "Arn":
+        return str(arn["Fn::GetAtt"][0])
+    return None
+
+
+def fis_filter_path_errors(template: dict[str, Any]) -> list[str]:
+    """Filter paths of FIS targets that are not PascalCase element by element."""
+    errors: list[str] = []
+    for tid, r in _resources(template, "AWS::FIS::ExperimentTemplate"):
+        for target_name, target in r["Properties"].get("Targets", {}).items():
+            for f in target.get("Filters", []) or []:
+                bad = [e for e in str(f["Path"]).split(".") if not _PASCAL.match(e)]
+                if bad:
+                    errors.append(
+                        f"{tid} target {target_name}: filter path {f['Path']!r} is not PascalCase "
+                        f"(element {bad[0]!r}); FIS filter paths are PascalCase (AvailabilityZone)"
+                    )
+    return errors
+
+
+def fis_permission_errors(template: dict[str, Any]) -> list[str]:
+    """Permissions the FIS actions reference lists for an action that the template's role lacks."""
+    errors: list[str] = []
+    for tid, r in _resources(template, "AWS::FIS::ExperimentTemplate"):
+        role_id = _role_of(r["Properties"]["RoleArn"])
+        if role_id is None:
+            errors.append(f"{tid}: its role is not a role of this template")
+            continue
+        statements = role_statements(template, role_id)
+        for action in r["Properties"]["Actions"].values():
+            action_id = action["ActionId"]
+            if action_id not in ACTION_PERMISSIONS:
+                errors.append(f"{tid}: FIS action {action_id} is not in infra.fis_actions.ACTION_PERMISSIONS")
+                continue
+            for permission in ACTION_PERMISSIONS[action_id]:
+                if not any(_allows(s, permission) for s in statements):
+                    errors.append(f"{tid}: FIS action {action_id} needs {permission} on role {role_id}")
+    return errors
+
+
+def passrole_errors(template: dict[str, Any]) -> list[str]:
+    """Roles of a task definition that a role allowed to ``ecs:RunTask`` it may not pass."""
+    errors: list[str] = []
+    task_defs = dict(_resources(template, "AWS::ECS::TaskDefinition"))
+    for role_id, _ in _resources(template, "AWS::IAM::Role"):
+        statements = role_statements(template, role_id)
+        run = [s for s in statements if _allows(s, "ecs:RunTask")]
+        if not run:
+            continue
+        passes = [s for s in statements if _allows(s, "iam:PassRole")]
+        passable = json.dumps([s.get("Resource") for s in passes])
+        for td_id, td in task_defs.items():
+            if not any(json.dumps({"Ref": td_id}) in json.dumps(s.get("Resource")) for s in run):
+                continue
+            for key in ("TaskRoleArn", "ExecutionRoleArn"):
+                passed = td["Properties"].get(key)
+                if passed is None:
+                    continue
+                if json.dumps(passed) not in passable and passes_everything(passes) is False:
+                    errors.append(
+                        f"role {role_id} may ecs:RunTask {td_id} but not iam:PassRole its {key} "
+                        f"{json.dumps(passed)}"
+                    )
+        external = [
+            s for s in run if not any(json.dumps({"Ref": t}) in json.dumps(s["Resource"]) for t in task_defs)
+        ]
+        if external and not passes:
+            errors.append(
+                f"role {role_id} may ecs:RunTask a task definition outside this template but may pass no "
+                "role (iam:PassRole of the task definition's task and execution roles)"
+            )
+    return errors
+
+
+def passes_everything(passes: list[dict[str, Any]]) -> bool:
+    """True when one of the PassRole statements names every role (``*``)."""
+    return any("*" in _as_list(s.get("Resource")) for s in passes)
