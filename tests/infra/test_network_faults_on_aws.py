@@ -268,10 +268,28 @@ def test_the_rule_names_the_action_permission_and_role_of_a_grant_removed(net):
                 if "ec2:DescribeSubnets" in _as_list(st["Action"]):
                     st["Action"] = [a for a in _as_list(st["Action"]) if a != "ec2:DescribeSubnets"]
     errors = fis_permission_errors(template)
-    assert errors and all("needs ec2:DescribeSubnets on role FaultsRole" in e for e in errors)
+    assert errors and all(
+        "needs ec2:DescribeSubnets on * (context {}) from role FaultsRole" in e for e in errors
+    )
     assert {e.split(":")[0] for e in errors} == {
         k for k, p in _templates_by_id(template).items() if "stop-task" not in json.dumps(p["Actions"])
     }
+
+
+def test_the_rule_evaluates_the_resource_and_the_condition_keys_not_only_the_action(net):
+    """A StopTask grant whose tag condition names another value allows the action on nothing FIS stops:
+    the rule evaluates ``aws:ResourceTag/*`` and ``ecs:cluster`` as IAM does."""
+    template = copy.deepcopy(net["template"])
+    for r in template["Resources"].values():
+        if r["Type"] == "AWS::IAM::Policy":
+            for st in r["Properties"]["PolicyDocument"]["Statement"]:
+                if st["Action"] == "ecs:StopTask":
+                    st["Condition"]["StringEquals"]["aws:ResourceTag/app"] = "someone-else"
+    errors = fis_permission_errors(template)
+    assert errors and all(
+        "needs ecs:StopTask on arn:aws:ecs:us-east-1:123456789012:task/pb-cluster/" in e for e in errors
+    )
+    assert all("'aws:ResourceTag/app': 'paperbroker'" in e for e in errors)
 
 
 def _templates_by_id(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

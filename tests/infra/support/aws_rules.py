@@ -5,7 +5,8 @@
   where the Describe output is camelCase; an unmatched filter with ``emptyTargetResolutionMode: fail`` fails
   the experiment).
 - :func:`fis_permission_errors`: every action of every experiment template has the permissions the FIS
-  actions reference lists for it (:data:`infra.fis_actions.ACTION_PERMISSIONS`) on the template's role.
+  actions reference lists for it (:data:`infra.fis_actions.ACTION_PERMISSIONS`) on the template's role,
+  each evaluated (Action, Resource and the condition keys ECS and SSM set) by the rehearsal's IAM evaluator.
 - :func:`passrole_errors`: a role allowed ``ecs:RunTask`` on a task definition of the template may pass
   that task definition's task and execution roles (``iam:PassRole``): ECS checks PassRole for the roles
   already in the task definition, not only for overrides.
@@ -23,6 +24,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra.fis_actions import ACTION_PERMISSIONS
+from tests.infra.support.cfn import ACCOUNT, REGION, render
+from tests.rehearsal.support.iam_eval import evaluate
 
 _PASCAL = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 
@@ -75,23 +78,58 @@ def fis_filter_path_errors(template: dict[str, Any]) -> list[str]:
     return errors
 
 
+def fis_requests(permission: str, *, cluster: str, tags: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """The requests FIS makes with ``permission`` for an ECS task target of cluster ``cluster`` carrying
+    ``tags``: ``[(resource ARN, condition context)]`` with the keys the service sets (``ecs:cluster``, the
+    task's tags as ``aws:ResourceTag/*``, the managed instance's ``ssm:resourceTag/ECS_TASK_ARN``)."""
+    arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}"
+    on_cluster = {"ecs:cluster": f"{arn}:cluster/{cluster}"}
+    task = f"{arn}:task/{cluster}/0123456789abcdef0"
+    if permission == "ecs:DescribeTasks":
+        return [(task, on_cluster)]
+    if permission in ("ecs:ListTasks", "ecs:DescribeContainerInstances"):
+        return [(f"{arn}:container-instance/{cluster}/0123456789abcdef0", on_cluster)]
+    if permission == "ecs:StopTask":
+        return [(task, {**on_cluster, **{f"aws:ResourceTag/{k}": v for k, v in tags.items()}})]
+    if permission == "ssm:SendCommand":
+        return [
+            (f"arn:aws:ssm:{REGION}::document/AWSFIS-Run-Network-Latency-ECS", {}),
+            (
+                f"arn:aws:ssm:{REGION}:{ACCOUNT}:managed-instance/mi-0123456789abcdef0",
+                {"ssm:resourceTag/ECS_TASK_ARN": task},
+            ),
+        ]
+    return [("*", {})]
+
+
 def fis_permission_errors(template: dict[str, Any]) -> list[str]:
-    """Permissions the FIS actions reference lists for an action that the template's role lacks."""
+    """Requests of an FIS action that its template's role does not allow, for every permission the FIS
+    actions reference lists for the action: each evaluated with its resource and condition keys
+    (:func:`fis_requests`, :mod:`tests.rehearsal.support.iam_eval`) on the role's statements rendered with
+    the test ARNs (account 123456789012, us-east-1)."""
     errors: list[str] = []
+    resources = template["Resources"]
     for tid, r in _resources(template, "AWS::FIS::ExperimentTemplate"):
         role_id = _role_of(r["Properties"]["RoleArn"])
         if role_id is None:
             errors.append(f"{tid}: its role is not a role of this template")
             continue
-        statements = role_statements(template, role_id)
+        statements = render(role_statements(template, role_id), resources)
+        targets = list(r["Properties"].get("Targets", {}).values())
+        tags = {k: str(v) for t in targets for k, v in render(t.get("ResourceTags") or {}, resources).items()}
+        cluster = tags.get("aws:ecs:clusterName", "")
         for action in r["Properties"]["Actions"].values():
             action_id = action["ActionId"]
             if action_id not in ACTION_PERMISSIONS:
                 errors.append(f"{tid}: FIS action {action_id} is not in infra.fis_actions.ACTION_PERMISSIONS")
                 continue
             for permission in ACTION_PERMISSIONS[action_id]:
-                if not any(_allows(s, permission) for s in statements):
-                    errors.append(f"{tid}: FIS action {action_id} needs {permission} on role {role_id}")
+                for resource, context in fis_requests(permission, cluster=cluster, tags=tags):
+                    if not evaluate(statements, permission, resource, context).allowed:
+                        errors.append(
+                            f"{tid}: FIS action {action_id} needs {permission} on {resource} "
+                            f"(context {context}) from role {role_id}"
+                        )
     return errors
 
 
