@@ -134,16 +134,21 @@ def fis_permission_errors(template: dict[str, Any]) -> list[str]:
 
 
 def passrole_errors(template: dict[str, Any]) -> list[str]:
-    """Roles of a task definition that a role allowed to ``ecs:RunTask`` it may not pass."""
+    """Roles of a task definition that a role allowed to ``ecs:RunTask`` it may not pass: ``iam:PassRole``
+    on the role's ARN with ``iam:PassedToService = ecs-tasks.amazonaws.com`` (the key ECS's RunTask sets),
+    evaluated by the rehearsal's IAM evaluator on the statements rendered with the test ARNs. A role allowed
+    to run a task definition outside the template must be allowed to pass some role to ECS tasks (the
+    config names them; synth refuses an ``ecs_task`` without them)."""
     errors: list[str] = []
+    resources = template["Resources"]
     task_defs = dict(_resources(template, "AWS::ECS::TaskDefinition"))
+    to_ecs = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
     for role_id, _ in _resources(template, "AWS::IAM::Role"):
-        statements = role_statements(template, role_id)
-        run = [s for s in statements if _allows(s, "ecs:RunTask")]
+        raw = role_statements(template, role_id)
+        run = [s for s in raw if _allows(s, "ecs:RunTask")]
         if not run:
             continue
-        passes = [s for s in statements if _allows(s, "iam:PassRole")]
-        passable = json.dumps([s.get("Resource") for s in passes])
+        statements = render(raw, resources)
         for td_id, td in task_defs.items():
             if not any(json.dumps({"Ref": td_id}) in json.dumps(s.get("Resource")) for s in run):
                 continue
@@ -151,22 +156,19 @@ def passrole_errors(template: dict[str, Any]) -> list[str]:
                 passed = td["Properties"].get(key)
                 if passed is None:
                     continue
-                if json.dumps(passed) not in passable and passes_everything(passes) is False:
+                arn = str(render(passed, resources))
+                if not evaluate(statements, "iam:PassRole", arn, to_ecs).allowed:
                     errors.append(
-                        f"role {role_id} may ecs:RunTask {td_id} but not iam:PassRole its {key} "
-                        f"{json.dumps(passed)}"
+                        f"role {role_id} may ecs:RunTask {td_id} but not iam:PassRole its {key} {arn}"
                     )
         external = [
             s for s in run if not any(json.dumps({"Ref": t}) in json.dumps(s["Resource"]) for t in task_defs)
         ]
-        if external and not passes:
+        passes = [s for s in statements if _allows(s, "iam:PassRole")]
+        named = [r for s in passes for r in _as_list(s.get("Resource")) if r != "*"]
+        if external and not any(evaluate(statements, "iam:PassRole", r, to_ecs).allowed for r in named):
             errors.append(
                 f"role {role_id} may ecs:RunTask a task definition outside this template but may pass no "
                 "role (iam:PassRole of the task definition's task and execution roles)"
             )
     return errors
-
-
-def passes_everything(passes: list[dict[str, Any]]) -> bool:
-    """True when one of the PassRole statements names every role (``*``)."""
-    return any("*" in _as_list(s.get("Resource")) for s in passes)
