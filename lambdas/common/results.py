@@ -62,38 +62,43 @@ def to_payload(
     store: RunStore | None = None,
     limit_bytes: int = settings.SUMMARY_LIMIT_BYTES,
 ) -> dict[str, Any]:
-    """``result.to_dict()`` made JSON-safe, as the state machine carries it.
+    """``result.to_dict()`` made JSON-safe, as the state machine carries it: whole when it fits in
+    ``limit_bytes`` (8 KiB by default), else a summary of at most ``limit_bytes``.
 
-    With ``store`` the full result is written to ``result-<name>.json`` in the run prefix and the payload is
-    a summary of at most ``limit_bytes``: ``name, valid, counts, error`` (capped) and as many of the first
-    :data:`~lambdas.common.settings.TRIMMED_EXAMPLES` examples as fit, with ``details = {summary: true,
-    full_result: <uri>, examples_total, truncated}`` (counts too large to fit are left to the full result,
-    ``details.counts_in_full_result``). Without a store (tests, tools) a result that fits is returned whole,
-    a larger one summarised the same way with ``full_result: null``."""
+    A summary keeps ``name, valid, counts, error`` (capped), the result's own ``details`` while they fit
+    and as many of the first :data:`~lambdas.common.settings.TRIMMED_EXAMPLES` examples as fit; its
+    ``details`` also hold ``{summary: true, full_result: <uri>, examples_total, truncated}`` (counts too
+    large to fit are left to the full result, ``details.counts_in_full_result``). With ``store`` the full
+    result is written to ``result-<name>.json`` in the run prefix, where the verdict reads it back
+    (:func:`full_result`); without one ``full_result`` is null."""
     payload = jsonable(result.to_dict())
+    if _size(payload) <= limit_bytes:
+        return payload
     full_uri = None
     if store is not None:
         full_uri = store.write_text(
             settings.FULL_RESULT_FILE.format(name=result.name), json.dumps(payload, separators=(",", ":"))
         )
-    elif _size(payload) <= limit_bytes:
-        return payload
     examples = payload["examples"]
-    details: dict[str, Any] = {
+    own: dict[str, Any] = {
         "summary": True,
         "full_result": full_uri,
         "examples_total": len(examples),
-        "truncated": len(examples) > settings.TRIMMED_EXAMPLES or bool(payload.get("details")),
+        "truncated": len(examples) > settings.TRIMMED_EXAMPLES,
     }
     summary: dict[str, Any] = {
         "name": payload["name"],
         "valid": payload["valid"],
         "counts": payload["counts"],
         "examples": examples[: settings.TRIMMED_EXAMPLES],
-        "details": details,
+        # the result's own details while they fit (the full result always has them)
+        "details": {**(payload.get("details") or {}), **own},
     }
     if payload.get("error") is not None:
         summary["error"] = str(payload["error"])[: settings.SUMMARY_ERROR_CHARS]
+    if _size(summary) > limit_bytes and payload.get("details"):
+        summary["details"] = {**own, "truncated": True}
+    details = summary["details"]
     while summary["examples"] and _size(summary) > limit_bytes:
         summary["examples"] = summary["examples"][:-1]
         details["truncated"] = True

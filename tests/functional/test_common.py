@@ -95,9 +95,20 @@ def test_a_check_result_goes_to_s3_whole_and_to_the_state_machine_as_a_small_sum
     assert full_result(payload, store) == big.to_dict()
 
 
+def test_a_result_that_fits_passes_whole_and_writes_no_extra_file(evidence):
+    store = RunEvent.from_event(load_event("retryable")).store()
+    small = CheckResult("slo", True, counts={"p95_ms": 12}, details={"endpoints": 5})
+
+    assert to_payload(small, store=store) == small.to_dict()
+    assert not store.exists("result-slo.json")
+
+
 def test_a_summary_whose_full_result_is_gone_stands_for_the_result_saying_why(evidence):
     store = RunEvent.from_event(load_event("retryable")).store()
-    summary = to_payload(CheckResult("slo", True, counts={"p95_ms": 12}), store=store)
+    big = CheckResult(
+        "slo", True, counts={"p95_ms": 12}, examples=[{"i": i, "x": "y" * 500} for i in range(40)]
+    )
+    summary = to_payload(big, store=store)
     summary["name"] = "renamed"  # points to result-renamed.json, which nobody wrote
 
     entry = full_result(summary, store)
