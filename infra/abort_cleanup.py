@@ -6,8 +6,10 @@ execution status change to EventBridge (``aws.states``, *Step Functions Executio
 rule sends those of the gate's state machine with status ABORTED, TIMED_OUT or FAILED to the cleanup Lambda
 (:mod:`lambdas.cleanup`), which stops the run's load task and experiments, releases the run's lock on its
 target and, for ABORTED and TIMED_OUT, writes the run's ERROR verdict and sends the failure notice (and
-the OpsItem, when configured). FAILED is included because it costs nothing: the branch has already
-stopped everything, every stop ignores "already stopped", and the release is conditioned on the holder.
+the OpsItem, when configured). A FAILED execution normally went through the cleanup branch or the verdict
+(every stop ignores "already stopped", and the release is conditioned on the holder); one that left no
+``verdict.json`` failed where no Catch applies (``States.DataLimitExceeded``, a failing Pass or Choice
+state), and gets its ERROR verdict, notice and OpsItem here too, with the execution's error and cause.
 """
 
 from __future__ import annotations

@@ -73,6 +73,10 @@ VERDICT_FUNCTION = "verdict"
 TIMELINE_FUNCTION = "timeline"
 CLEANUP_FUNCTION = "cleanup"
 QUIESCE_FUNCTION = "quiesce"
+# The fault-injection preflight (infra.fault_experiments, with network faults only).
+PREFLIGHT_FUNCTION = "preflight"
+# Log groups of vended logs (Step Functions) under this prefix need no CloudWatch Logs resource policy entry.
+VENDED_LOGS_PREFIX = "/aws/vendedlogs"
 INFRA_FUNCTIONS = (TIMELINE_FUNCTION, CLEANUP_FUNCTION, QUIESCE_FUNCTION)
 FUNCTION_NAMES = (*CHECK_FUNCTIONS, VERDICT_FUNCTION, *INFRA_FUNCTIONS)
 NEEDS_DATABASE = ("integrity", "replay")  # the checks that read the database and the topics
@@ -90,6 +94,9 @@ LAMBDA_EXTRA_REQUIREMENTS = {
     "integrity": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
     "replay": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
     "quiesce": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
+    # The runtime's own botocore can predate enableFaultInjection in the ECS model (botocore drops response
+    # fields its model does not know): the preflight brings its own, pinned as in constraints.txt.
+    PREFLIGHT_FUNCTION: ("boto3==1.44.5", "botocore==1.44.5"),
 }
 LAMBDA_SOURCE_PACKAGES = ("resgate", "lambdas")
 ENV_EVIDENCE_BUCKET = lambda_settings.ENV_EVIDENCE_BUCKET

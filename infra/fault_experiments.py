@@ -18,15 +18,18 @@ synth warning; they run in the local gate only. A network fault FIS would run di
 (``mode: refuse``) is a ConfigError, and so is a schedule in which two network faults would hold at once
 (FIS runs the network actions one at a time; the config's faults and every profile's are checked).
 
-The FIS role may describe tasks of the target cluster only (``ecs:DescribeTasks``, conditioned on
-``ecs:cluster``), stop only those of its tasks that carry the gate's target tags (``ecs:StopTask``
-conditioned on ``ecs:cluster`` *and* ``aws:ResourceTag/<key>`` for every target tag: the same tags the
-templates select tasks by), and resolve targets by tag (``tag:GetResources``, which has no resource-level
-permission). With network faults it may also send FIS's own SSM documents (``AWSFIS-*``) to the SSM managed
-instances whose ``ECS_TASK_ARN`` tag is a task of the target cluster (the target's SSM agent sidecars
-register them so), and list and cancel commands (no resource-level permission); and the construct adds
-the preflight Lambda (:mod:`lambdas.preflight.handler`) the state machine runs before such a run, which
-describes the network faults' services and their task definitions and names what they lack.
+The FIS role gets, for each FIS action the templates use, the permissions the FIS actions reference lists
+for it (:data:`infra.fis_actions.ACTION_PERMISSIONS`, the one table the static rule in ``tests/infra``
+reads too), each as scoped as the action allows (:func:`infra.fis_actions.statements_for`): describe and
+list tasks and container instances of the target cluster only (``ecs:cluster``), stop only those of its
+tasks that carry the gate's target tags (``ecs:StopTask`` conditioned on ``ecs:cluster`` *and*
+``aws:ResourceTag/<key>`` for every target tag: the same tags the templates select tasks by), send FIS's own
+SSM documents (``AWSFIS-*``) only to the SSM managed instances whose ``ECS_TASK_ARN`` tag is a task of the
+target cluster (the target's SSM agent sidecars register them so); ``tag:GetResources``,
+``ec2:DescribeInstances``/``DescribeSubnets`` and ``ssm:ListCommands``/``CancelCommand`` have no
+resource-level permission. With network faults the construct adds the preflight Lambda
+(:mod:`lambdas.preflight.handler`) the state machine runs before such a run, which describes the network
+faults' services and their task definitions and names what they lack.
 
 Every template carries an experiment report configuration: FIS writes each experiment's report (PDF)
 to the evidence bucket under ``fis-reports/gate=<gate>/`` with the graphs of the gate's dashboard
@@ -55,13 +58,12 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import constants as c
-from infra import policies
+from infra import fis_actions, policies
 from infra.guardrail_alarms import GuardrailAlarms
+from infra.lambda_bundling import lambda_code
 from infra.nag import acknowledge
 from infra.network_faults import (
-    FIS_SSM_DOCUMENT_PREFIX,
     NETWORK_ACTIONS,
-    SSM_TAG_ECS_TASK_ARN,
     Skipped,
     check_network_schedule,
     plan_fault,
@@ -251,8 +253,10 @@ class FaultExperiments(Construct):
     :attr:`GuardrailAlarms.observation_window_s` of the stop conditions), ``network_services`` (the ECS
     services of the network faults) and ``preflight_function`` (the Lambda that checks their task
     definitions; None without network faults). ``profile_faults`` ({profile: its faults}) are checked
-    against FIS's one-network-action-at-a-time rule too; ``preflight_code_dir`` defaults to
-    ``lambdas/preflight`` next to ``template_dir``.
+    against FIS's one-network-action-at-a-time rule too. The preflight's asset is built from the repository
+    next to ``template_dir`` with its own botocore (``skip_bundling``: the sources only, as for the other
+    functions); ``action_ids`` are the FIS actions the templates use, each granted its documented
+    permissions (:mod:`infra.fis_actions`).
     """
 
     def __init__(
@@ -271,7 +275,7 @@ class FaultExperiments(Construct):
         report_dashboard_arn: str,
         observation_window_s: int | None = None,
         profile_faults: Mapping[str, Sequence[Fault]] | None = None,
-        preflight_code_dir: Path | None = None,
+        skip_bundling: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.observation_window_s = _observation_window(observation_window_s, stop_condition_alarms)
@@ -285,20 +289,6 @@ class FaultExperiments(Construct):
             ),
             description=f"ResilienceGate {gate}: FIS experiments against cluster {target_cluster}",
         )
-        cluster = policies.cluster_arn(self, target_cluster)
-        policies.add_statements(
-            self.role,
-            policies.cluster_task_statements(
-                self, cluster_name=target_cluster, cluster=cluster, task_actions=["ecs:DescribeTasks"]
-            ),
-        )
-        # FIS stops the tasks it selected by these tags; the role may stop no other task of the cluster.
-        self.role.add_to_policy(
-            policies.tagged_tasks_statement(
-                self, cluster_name=target_cluster, cluster=cluster, tags=target_tags, actions=["ecs:StopTask"]
-            )
-        )
-        self.role.add_to_policy(iam.PolicyStatement(actions=["tag:GetResources"], resources=["*"]))
         # The experiment reports: written under the gate's report prefix only, with the dashboard's graphs.
         self.report_prefix = f"{c.FIS_REPORTS_PREFIX}/gate={gate}"
         self.report_bucket = report_bucket
@@ -384,55 +374,36 @@ class FaultExperiments(Construct):
         self.network_services = sorted(
             {s.service for s in self.experiments if s.fault.kind in NETWORK_ACTIONS}
         )
+        # Each action's documented permissions (infra.fis_actions), scoped to the target cluster and tags.
+        self.action_ids = sorted(
+            {a["actionId"] for s in self.experiments for a in s.rendered["actions"].values()}
+        )
+        policies.add_statements(
+            self.role,
+            fis_actions.statements_for(
+                self,
+                fis_actions.permissions_for(self.action_ids),
+                cluster_name=target_cluster,
+                target_tags=target_tags,
+            ),
+        )
         self.preflight_function: lambda_.Function | None = None
         if self.network_services:
-            self._grant_network_actions(target_cluster)
             self.preflight_function = self._preflight_function(
                 gate=gate,
-                code_dir=preflight_code_dir or template_dir.parent / "lambdas" / "preflight",
+                root=template_dir.parent,
                 target_cluster=target_cluster,
+                skip_bundling=skip_bundling,
             )
 
-    def _grant_network_actions(self, target_cluster: str) -> None:
-        """What FIS needs for the ECS task network actions: send FIS's own SSM documents (``AWSFIS-*``,
-        AWS-owned) to the managed instances that the target's SSM agent sidecars registered, only those whose
-        ``ECS_TASK_ARN`` tag (set by FIS's registration script) is a task of the target cluster; follow and
-        cancel those commands (``ssm:ListCommands``/``CancelCommand``: no resource-level permission)."""
-        stack = Stack.of(self)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ssm:SendCommand"],
-                resources=[stack.format_arn(service="ssm", resource="managed-instance", resource_name="*")],
-                conditions={
-                    "StringLike": {
-                        f"ssm:resourceTag/{SSM_TAG_ECS_TASK_ARN}": policies.ecs_arn(
-                            self, "task", f"{target_cluster}/*"
-                        )
-                    }
-                },
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["ssm:SendCommand"],
-                resources=[
-                    stack.format_arn(
-                        service="ssm",
-                        account="",
-                        resource="document",
-                        resource_name=f"{FIS_SSM_DOCUMENT_PREFIX}*",
-                    )
-                ],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(actions=["ssm:ListCommands", "ssm:CancelCommand"], resources=["*"])
-        )
-
-    def _preflight_function(self, *, gate: str, code_dir: Path, target_cluster: str) -> lambda_.Function:
+    def _preflight_function(
+        self, *, gate: str, root: Path, target_cluster: str, skip_bundling: bool
+    ) -> lambda_.Function:
         """The preflight Lambda (:mod:`lambdas.preflight.handler`): describes the network faults' services
-        and their task definitions. Its own role: its log group, ``ecs:DescribeServices`` on those services
-        (conditioned on the cluster), ``ecs:DescribeTaskDefinition`` (no resource-level permission)."""
+        and their task definitions. Its asset bundles its own boto3/botocore (:mod:`infra.lambda_bundling`,
+        ``LAMBDA_EXTRA_REQUIREMENTS["preflight"]``): the runtime's may not know ``enableFaultInjection``.
+        Its own role: its log group, ``ecs:DescribeServices`` on those services (conditioned on the
+        cluster), ``ecs:DescribeTaskDefinition`` (no resource-level permission)."""
         log_group = logs.LogGroup(
             self,
             "PreflightLogs",
@@ -462,8 +433,8 @@ class FaultExperiments(Construct):
             description=f"ResilienceGate {gate}: are the target's tasks set up for FIS's network actions?",
             runtime=lambda_.Runtime.PYTHON_3_12,
             architecture=lambda_.Architecture.X86_64,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(code_dir), exclude=["__pycache__", "*.pyc"]),
+            handler="lambdas.preflight.handler.handler",
+            code=lambda_code(root=root, name=c.PREFLIGHT_FUNCTION, skip_bundling=skip_bundling),
             memory_size=256,
             timeout=Duration.seconds(60),
             tracing=lambda_.Tracing.ACTIVE,

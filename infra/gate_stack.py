@@ -104,6 +104,7 @@ class GateStack(Stack):
             report_bucket=self.evidence.bucket,
             report_dashboard_arn=dashboard_arn(self, gate),
             profile_faults={n: p.faults for n, p in cfg.profiles.items()},
+            skip_bundling=settings.skip_bundling,
         )
         # The services the preflight and the timeline look at: the faults' targets, else every service.
         target_services = sorted(
@@ -188,6 +189,10 @@ class GateStack(Stack):
             target_cluster=settings.target_cluster,
             target_services=target_services,
         )
+        # The templates name the dashboard by its ARN (a literal, for the experiment reports): without this
+        # dependency the first deploy could create a template before its dashboard exists.
+        for template in self.faults.templates.values():
+            template.node.add_dependency(self.dashboard)
         self.nightly = NightlyTrigger(
             self,
             "Nightly",

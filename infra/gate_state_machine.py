@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -197,8 +197,14 @@ class GateStateMachine(Construct):
             ),
         )
 
+        # Under /aws/vendedlogs/: Step Functions then needs no entry in the account's CloudWatch Logs
+        # resource policy, whose 5,120-character limit busy accounts reach.
         self.log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.DESTROY
+            self,
+            "Logs",
+            log_group_name=f"{c.VENDED_LOGS_PREFIX}/states/{Stack.of(self).stack_name}-gate",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.state_machine = sfn.StateMachine(
             self,

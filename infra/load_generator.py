@@ -24,6 +24,7 @@ from pathlib import Path
 
 from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -129,6 +130,9 @@ class LoadGenerator(Construct):
                 file=c.LOADGEN_DOCKERFILE,
                 exclude=list(DOCKER_CONTEXT_EXCLUDE),
                 ignore_mode=IgnoreMode.DOCKER,
+                # The task runs on X86_64 (runtime_platform above): built on an ARM machine without a
+                # platform, the image would fail there with "exec format error".
+                platform=ecr_assets.Platform.LINUX_AMD64,
             )
             self.image_from = "asset"
         env = {

@@ -165,7 +165,8 @@ IAM_FINDING_RULES = (
     FindingRule(
         "AwsSolutions-IAM5",
         r"Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:container-instance/[^*]+/\*",
-        "ecs:ListTasks is authorized on container instances; conditioned on ecs:cluster = the target.",
+        "ecs:ListTasks and ecs:DescribeContainerInstances (FIS's ECS task network actions) are authorized on "
+        "container instances; conditioned on ecs:cluster = the target.",
     ),
     FindingRule(
         "AwsSolutions-IAM5",
@@ -200,7 +201,8 @@ IAM_FINDING_RULES = (
         "template id), "
         "cloudwatch:GetMetricWidgetImage (FIS renders the dashboard's graphs into its experiment reports), "
         "ssm:ListCommands and ssm:CancelCommand (FIS follows and cancels the SSM commands of its ECS task "
-        "network actions), ecs:DescribeTaskDefinition (the fault-injection preflight reads the target "
+        "network actions), ec2:DescribeInstances and ec2:DescribeSubnets (the FIS actions reference lists "
+        "them for those actions), ecs:DescribeTaskDefinition (the fault-injection preflight reads the target "
         "services' task definitions), "
         "and the ENI actions Lambda needs in the roles of the two functions in the VPC "
         "(DescribeNetworkInterfaces has no resource-level permission; the ENIs do not exist beforehand).",

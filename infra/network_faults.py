@@ -14,8 +14,9 @@ the kinds FIS cannot run (skipped and reported at synth), and the rule FIS puts 
   all the task's traffic; a synth warning says so when the fault names a dependency).
 - ``packet_loss``: ``aws:ecs:task-network-packet-loss``, ``lossPercent`` = ``percent``, ``sources`` as above.
 - ``zone_loss``: ``aws:ecs:stop-task`` on ``ALL`` the target's tasks (its ``target`` service's, when the
-  fault names one) with the filter ``availabilityZone`` = the zone (``zone_loss.json``); ``zone`` is an
-  AZ name, or a letter appended to the stack's region (``a`` → ``<region>a``).
+  fault names one) with the filter ``AvailabilityZone`` = the zone (``zone_loss.json``; FIS filter paths are
+  PascalCase element by element, whatever the Describe output's casing); ``zone`` is an AZ name, or a
+  letter appended to the stack's region (``a`` → ``<region>a``).
 - ``bandwidth``, ``connection_reset``: no FIS action for ECS tasks: skipped and reported at synth.
 - ``rate_limit_spike``: the gate config gives no edge mechanism on AWS (FIS cannot make an ALB answer
   429s): skipped and reported at synth.
@@ -27,8 +28,9 @@ watches its stop conditions through the observation window like every other.
 
 FIS runs the three network actions one at a time (the ECS agent refuses a second network fault on a task
 while one runs): :func:`check_network_schedule` refuses a schedule in which two network faults would hold at
-once, or closer than :data:`NETWORK_ACTION_GAP_S` (an experiment's actions start a few seconds after it
-does, and FIS cancels the fault's SSM command a few seconds after its duration), naming both faults.
+once, or closer than :data:`NETWORK_ACTION_GAP_S` (10 s: the ECS fault endpoints take one request per 5 s
+per container and answer 409 to a conflicting fault, and FIS's SSM document can run a few seconds past the
+action's duration), naming both faults.
 """
 
 from __future__ import annotations
@@ -61,12 +63,14 @@ NO_FIS_ACTION = {
 }
 # The dependency ports a blackhole drops by default (the fault's ``port`` overrides): Postgres, MSK over TLS.
 DEPENDENCY_PORTS = {"postgres": 5432, "kafka": 9094}
-NETWORK_ACTION_GAP_S = 5.0
+# The ECS fault-injection endpoints take one request per 5 s per container and answer 409 to a fault that
+# conflicts with a running one; FIS's SSM documents can run a few seconds past the action's duration (FIS
+# user guide, "Use the AWS FIS aws:ecs:task actions"). A network fault starts at least both after the
+# previous one's end.
+ECS_FAULT_ENDPOINT_INTERVAL_S = 5.0
+SSM_DOCUMENT_OVERRUN_S = 5.0
+NETWORK_ACTION_GAP_S = ECS_FAULT_ENDPOINT_INTERVAL_S + SSM_DOCUMENT_OVERRUN_S
 ALL_TRAFFIC = "0.0.0.0/0"
-# FIS's registration script (the SSM agent sidecar) tags each task's managed instance with its task ARN;
-# the network actions send FIS's own, AWS-owned SSM documents, named with this prefix.
-SSM_TAG_ECS_TASK_ARN = "ECS_TASK_ARN"
-FIS_SSM_DOCUMENT_PREFIX = "AWSFIS-"
 _AZ_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
 _AZ_LETTER = re.compile(r"^[a-z]$")
 
@@ -253,8 +257,10 @@ def check_network_schedule(faults: Sequence[Fault], *, where: str = "faults") ->
         if w[0] < prev_w[1] + NETWORK_ACTION_GAP_S:
             raise ConfigError(
                 f"network faults {prev.name} ({prev_w[0]:g}-{prev_w[1]:g} s) and {f.name} (from {w[0]:g} s) "
-                f"would overlap on AWS: FIS runs one network action at a time; start {f.name} at least "
-                f"{NETWORK_ACTION_GAP_S:g} s after {prev.name} ends "
+                f"would overlap on AWS: FIS runs one network action at a time, the ECS fault endpoints "
+                f"take one request per {ECS_FAULT_ENDPOINT_INTERVAL_S:g} s per container (409 on a "
+                f"conflicting fault) and the SSM document can run {SSM_DOCUMENT_OVERRUN_S:g} s past its "
+                f"duration; start {f.name} at least {NETWORK_ACTION_GAP_S:g} s after {prev.name} ends "
                 f"(at_s >= {prev_w[1] + NETWORK_ACTION_GAP_S:g})",
                 where=f"{where}.{f.name}.at_s",
             )

@@ -97,7 +97,8 @@ class RunDashboard(Construct):
                 metric_name="RunningTaskCount",
                 dimensions_map={"ClusterName": target_cluster, "ServiceName": service},
                 statistic="Minimum",
-                period=period,
+                # Container Insights publishes RunningTaskCount once a minute: a 10 s period shows gaps.
+                period=Duration.minutes(1),
                 label=service,
             )
             for service in target_services

@@ -317,7 +317,9 @@ def replay_tasks_on_aws(cfg: GateConfig) -> tuple[EcsTaskSpec, ...]:
     code in the target's image: every read model's rebuild needs an ``ecs_task`` unless its callable is
     importable from the Lambda's bundle (only the packages in ``LAMBDA_SOURCE_PACKAGES``); a command would
     run inside the Lambda, which has none of the target's code. Raises ConfigError naming the read model,
-    and when a task's ``timeout_s`` leaves the Lambda no time to compare."""
+    when a task's ``timeout_s`` leaves the Lambda no time to compare, and when a task does not name its
+    task definition's ``execution_role_arn`` and ``task_role_arn`` (RunTask needs ``iam:PassRole`` on the
+    roles already in the task definition, which cannot be looked up without calling AWS at synth)."""
     replay = _check_section(cfg, "replay")
     if replay is None:
         return ()
@@ -333,6 +335,15 @@ def replay_tasks_on_aws(cfg: GateConfig) -> tuple[EcsTaskSpec, ...]:
                     f"and needs {REPLAY_COMPARE_MARGIN_S}s to compare, got {spec.timeout_s:g}",
                     where=f"{where}.timeout_s",
                 )
+            for key in ("execution_role_arn", "task_role_arn"):
+                if getattr(spec.ecs_task, key) is None:
+                    raise ConfigError(
+                        f"is required on AWS: ecs:RunTask of {spec.ecs_task.task_definition} passes the task "
+                        "definition's own task and execution roles, so the replay Lambda needs iam:PassRole "
+                        "on both (granted on the roles named here only); give the task definition's "
+                        f"{'executionRoleArn' if key == 'execution_role_arn' else 'taskRoleArn'}",
+                        where=f"{where}.ecs_task.{key}",
+                    )
             if spec.ecs_task not in tasks:
                 tasks.append(spec.ecs_task)
             continue

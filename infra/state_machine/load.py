@@ -76,6 +76,9 @@ def build_load_start(
             "TaskDefinition": task_definition_arn,
             "LaunchType": "FARGATE",
             "Count": 1,
+            # Idempotent: a retry after a timeout or an unmodelled error (Ecs.EcsException) that had in fact
+            # started the task gets that task back, not a second load (64 hex characters, RunTask's limit).
+            "ClientToken.$": "States.Hash($$.Execution.Id, 'SHA-256')",
             "StartedBy": c.LOADGEN_STARTED_BY,
             "Tags": [{"Key": c.EXPERIMENT_TAG_RUN_ID, "Value.$": "$.run.run_id"}],
             "NetworkConfiguration": {

@@ -2,12 +2,12 @@
 
 The event is EventBridge's *Step Functions Execution Status Change* (``source: aws.states``); only its
 ``detail`` is read: ``name`` (the execution name = the run id), ``status`` (ABORTED, TIMED_OUT or FAILED),
-``executionArn`` and ``startDate`` / ``stopDate`` (epoch milliseconds). The run's identity follows from it
-as the state machine derives it: the run id is the execution name and ``dt`` the UTC date of its start
-(``$$.Execution.StartTime``), the gate is the stack's; no ``states:DescribeExecution`` is needed. The
-load cluster, the gate's experiment template ids, the gate's name, the notification topic and the lock
-come from the environment, set by the stack. Invalid values raise
-:class:`resgate.contract.errors.ConfigError` naming the field before any AWS call.
+``executionArn``, ``startDate`` / ``stopDate`` (epoch milliseconds) and, for FAILED, ``error`` /
+``cause``. The run's identity follows from it as the state machine derives it: the run id is the execution
+name and ``dt`` the UTC date of its start (``$$.Execution.StartTime``), the gate is the stack's; no
+``states:DescribeExecution`` is needed. The load cluster, the gate's experiment template ids, the gate's
+name, the notification topic and the lock come from the environment, set by the stack. Invalid values
+raise :class:`resgate.contract.errors.ConfigError` naming the field before any AWS call.
 """
 
 from __future__ import annotations
@@ -41,6 +41,18 @@ class AbortedRun:
     execution_arn: str | None
     started_at: float | None = None
     stopped_at: float | None = None
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def error_text(self) -> str:
+        """``execution <STATUS>``, with the execution's error and cause when the event has them."""
+        text = f"execution {self.status}"
+        if self.error:
+            text += f": {self.error}"
+        if self.cause:
+            text += f": {self.cause}"
+        return text[:2000]
 
     @property
     def dt(self) -> str | None:
@@ -74,7 +86,18 @@ class AbortedRun:
             execution_arn=arn,
             started_at=_epoch_ms(detail.get("startDate"), "event.detail.startDate"),
             stopped_at=_epoch_ms(detail.get("stopDate"), "event.detail.stopDate"),
+            error=_text(detail.get("error"), "event.detail.error"),
+            cause=_text(detail.get("cause"), "event.detail.cause"),
         )
+
+
+def _text(v: Any, where: str) -> str | None:
+    """An optional string of the event (a FAILED execution's ``error`` and ``cause``)."""
+    if v is None or v == "":
+        return None
+    if not isinstance(v, str):
+        raise ConfigError(f"must be a string, got {type(v).__name__}", where=where)
+    return v
 
 
 def _epoch_ms(v: Any, where: str) -> float | None:

@@ -4,12 +4,14 @@
   holder being this run, so a run that never held it (one that gave up as "target busy", or whose lease was
   taken over) cannot release another run's lock. Done for every status the rule sends (ABORTED,
   TIMED_OUT, FAILED: for FAILED the cleanup branch has normally released it already).
-- **Trace** (ABORTED and TIMED_OUT only: a FAILED execution went through the cleanup branch or the
-  verdict, which wrote its verdict and notified): an ERROR ``verdict.json`` with ``error = "execution
-  <STATUS>"``, written by :func:`lambdas.common.verdict.close_run` (so by
+- **Trace**: an ERROR ``verdict.json`` with ``error = "execution <STATUS>"`` (for FAILED, with the
+  execution's own error and cause), written by :func:`lambdas.common.verdict.close_run` (so by
   :func:`resgate.evidence.run_files.write_run_files`, like every other verdict, and with the run's OpsItem
   when configured), then the failure notice on the gate's topic, shaped like the state machine's
-  ``Notify error``.
+  ``Notify error``. For ABORTED and TIMED_OUT always; for FAILED only when the run has no ``verdict.json``:
+  a run that failed through its cleanup branch or its verdict wrote one and notified, but a failure no
+  Catch can handle (``States.DataLimitExceeded``, a failing Pass or Choice state, a runtime error) ends the
+  execution with neither.
 
 Failures go to the report's ``failures``; the caller raises once everything was tried.
 """
@@ -31,7 +33,8 @@ from resgate.contract.errors import ConfigError, GateError
 
 TRACE_STATUSES = ("ABORTED", "TIMED_OUT")
 # The Error of the notice, as the state machine's Notify error names the original error.
-ERROR_NAMES = {"ABORTED": "ExecutionAborted", "TIMED_OUT": "ExecutionTimedOut"}
+ERROR_NAMES = {"ABORTED": "ExecutionAborted", "TIMED_OUT": "ExecutionTimedOut", "FAILED": "ExecutionFailed"}
+VERDICT_TABLE = "verdicts"
 
 
 def release_lock(dynamodb: Any, resources: GateResources, run_id: str) -> str:
@@ -63,7 +66,7 @@ def record_error_verdict(run: AbortedRun, resources: GateResources, tools: Any) 
         "dt": run.dt,
         "results": [],
         "checks": [],
-        "error": f"execution {run.status}",
+        "error": run.error_text,
         "started_at": run.started_at,
         "execution_arn": run.execution_arn,
     }
@@ -73,13 +76,25 @@ def record_error_verdict(run: AbortedRun, resources: GateResources, tools: Any) 
         raise GateError(f"could not write the ERROR verdict of {run.run_id}: {e}") from e
 
 
+def has_verdict(run: AbortedRun, resources: GateResources) -> bool:
+    """True when the run's ``verdict.json`` exists (its own cleanup branch or verdict wrote it). False when
+    the run's date is unknown (no prefix to look under). Raises :class:`GateError` when S3 cannot say."""
+    if run.dt is None:
+        return False
+    store = RunEvent.from_event({"run_id": run.run_id, "gate": resources.gate, "dt": run.dt}).store()
+    try:
+        return store.exists(VERDICT_TABLE)
+    except (ClientError, BotoCoreError) as e:
+        raise GateError(f"could not look for the verdict of {run.run_id}: {e}") from e
+
+
 def notify(sns: Any, run: AbortedRun, resources: GateResources, evidence_uri: str | None) -> None:
     """Publish the failure notice of the run on the gate's topic. Raises :class:`GateError`."""
     message = {
         "gate": resources.gate,
         "run_id": run.run_id,
         "result": "ERROR",
-        "error": {"Error": ERROR_NAMES.get(run.status, run.status), "Cause": f"execution {run.status}"},
+        "error": {"Error": run.error or ERROR_NAMES.get(run.status, run.status), "Cause": run.error_text},
         "execution_arn": run.execution_arn,
         "evidence_uri": evidence_uri,
     }
@@ -96,7 +111,8 @@ def notify(sns: Any, run: AbortedRun, resources: GateResources, evidence_uri: st
 def leave_trace(
     run: AbortedRun, resources: GateResources, tools: Any, *, dynamodb: Any, sns: Any
 ) -> tuple[dict[str, Any], list[str]]:
-    """Release the lock and, for ABORTED / TIMED_OUT, record the ERROR verdict and notify. Returns
+    """Release the lock and, for ABORTED / TIMED_OUT (and FAILED without a verdict), record the ERROR
+    verdict and notify. Returns
     ``({lock, verdict, notified}, failures)``: each step is tried whatever the others did."""
     out: dict[str, Any] = {"lock": None, "verdict": None, "notified": False}
     failures: list[str] = []
@@ -105,7 +121,11 @@ def leave_trace(
     except GateError as e:
         failures.append(str(e))
     if run.status not in TRACE_STATUSES:
-        return out, failures
+        try:
+            if has_verdict(run, resources):
+                return out, failures
+        except GateError as e:  # unknown: leave a trace rather than none
+            failures.append(str(e))
     evidence_uri = None
     try:
         recorded = record_error_verdict(run, resources, tools)

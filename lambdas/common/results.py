@@ -2,8 +2,9 @@
 
 - :func:`errors_logged` is the handlers' outer guard: it logs the exception with its traceback and
   re-raises, wrapping run-time failures in :class:`resgate.contract.errors.GateError` (``raise … from e``).
-- :func:`to_payload` makes a result JSON-safe and small enough for a state payload; :func:`from_payload`
-  reads a branch output back (including a Catch's ``{Error, Cause}``).
+- :func:`to_payload` writes a result's full form to the run's store and returns a small summary for the
+  state machine (Step Functions' 256 KiB state limit); :func:`full_result` reads a summary's full form
+  back; :func:`from_payload` reads a branch output (including a Catch's ``{Error, Cause}``).
 - :func:`publish` logs the result, adds the metrics and tracing annotations, and returns the payload.
 """
 
@@ -59,11 +60,17 @@ def to_payload(
     result: CheckResult,
     *,
     store: RunStore | None = None,
-    limit_bytes: int = settings.PAYLOAD_LIMIT_BYTES,
+    limit_bytes: int = settings.SUMMARY_LIMIT_BYTES,
 ) -> dict[str, Any]:
-    """``result.to_dict()`` made JSON-safe; when larger than ``limit_bytes`` the full result is written to
-    ``result-<name>.json`` in the run prefix (when ``store`` is given) and the payload keeps ``name, valid,
-    counts, error`` and the first examples, with ``details = {truncated: true, full_result: <uri>}``."""
+    """``result.to_dict()`` made JSON-safe, as the state machine carries it: whole when it fits in
+    ``limit_bytes`` (8 KiB by default), else a summary of at most ``limit_bytes``.
+
+    A summary keeps ``name, valid, counts, error`` (capped), the result's own ``details`` while they fit
+    and as many of the first :data:`~lambdas.common.settings.TRIMMED_EXAMPLES` examples as fit; its
+    ``details`` also hold ``{summary: true, full_result: <uri>, examples_total, truncated}`` (counts too
+    large to fit are left to the full result, ``details.counts_in_full_result``). With ``store`` the full
+    result is written to ``result-<name>.json`` in the run prefix, where the verdict reads it back
+    (:func:`full_result`); without one ``full_result`` is null."""
     payload = jsonable(result.to_dict())
     if _size(payload) <= limit_bytes:
         return payload
@@ -72,11 +79,49 @@ def to_payload(
         full_uri = store.write_text(
             settings.FULL_RESULT_FILE.format(name=result.name), json.dumps(payload, separators=(",", ":"))
         )
-    details = {"truncated": True, "full_result": full_uri, "examples_total": len(payload["examples"])}
-    trimmed = {**payload, "details": details, "examples": payload["examples"][: settings.TRIMMED_EXAMPLES]}
-    if _size(trimmed) > limit_bytes:
-        trimmed["examples"] = []
-    return trimmed
+    examples = payload["examples"]
+    own: dict[str, Any] = {
+        "summary": True,
+        "full_result": full_uri,
+        "examples_total": len(examples),
+        "truncated": len(examples) > settings.TRIMMED_EXAMPLES,
+    }
+    summary: dict[str, Any] = {
+        "name": payload["name"],
+        "valid": payload["valid"],
+        "counts": payload["counts"],
+        "examples": examples[: settings.TRIMMED_EXAMPLES],
+        # the result's own details while they fit (the full result always has them)
+        "details": {**(payload.get("details") or {}), **own},
+    }
+    if payload.get("error") is not None:
+        summary["error"] = str(payload["error"])[: settings.SUMMARY_ERROR_CHARS]
+    if _size(summary) > limit_bytes and payload.get("details"):
+        summary["details"] = {**own, "truncated": True}
+    details = summary["details"]
+    while summary["examples"] and _size(summary) > limit_bytes:
+        summary["examples"] = summary["examples"][:-1]
+        details["truncated"] = True
+    if _size(summary) > limit_bytes:
+        summary["counts"] = {}
+        details["counts_in_full_result"] = True
+    return summary
+
+
+def full_result(entry: Any, store: RunStore | None) -> Any:
+    """The full result a summary points to (``details.full_result``), read from ``store``; ``entry`` itself
+    when it is no summary or there is no store. When the file cannot be read the summary stands (its
+    ``valid`` and ``counts`` are the result's) with ``details.full_result_error`` saying why."""
+    if store is None or not isinstance(entry, Mapping):
+        return entry
+    details = entry.get("details")
+    if not (isinstance(details, Mapping) and details.get("summary") and details.get("full_result")):
+        return entry
+    name = settings.FULL_RESULT_FILE.format(name=entry.get("name"))
+    try:
+        return json.loads(store.read_text(name))
+    except (GateError, OSError, ValueError) as e:
+        return {**entry, "details": {**details, "full_result_error": f"{type(e).__name__}: {e}"[:500]}}
 
 
 def from_payload(entry: Any, index: int) -> CheckResult:

@@ -85,11 +85,17 @@ DEFAULT_DB_NAME = "postgres"
 
 # Read size when streaming evidence files from S3 line by line.
 S3_READ_CHUNK_BYTES = 1 << 20
-# Step Functions refuses state payloads above 256 KiB; leave room for the rest of the state's data.
-PAYLOAD_LIMIT_BYTES = 200_000
-# Examples kept per result when a payload has to be trimmed to fit.
+# Step Functions limits a state's input and output to 256 KiB (States.DataLimitExceeded, which no Catch of
+# States.ALL handles, and Pass/Choice states cannot catch at all). A check's full result goes to the run's
+# store only (FULL_RESULT_FILE); the state machine carries a summary of at most SUMMARY_LIMIT_BYTES per
+# check (name, valid, counts, error, the first examples that fit), so the Assertions Parallel's output of
+# every check together stays far below the state limit.
+STATE_LIMIT_BYTES = 256 * 1024
+SUMMARY_LIMIT_BYTES = 8 * 1024
+# Examples kept in a summary (as many as fit), and the characters of its error.
 TRIMMED_EXAMPLES = 5
-# File name (inside the run prefix) of a result too large for the state payload.
+SUMMARY_ERROR_CHARS = 1000
+# File name (inside the run prefix) of a check's full result; the verdict reads it back.
 FULL_RESULT_FILE = "result-{name}.json"
 
 

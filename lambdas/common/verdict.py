@@ -16,11 +16,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
 from lambdas.common.opsitem import open_ops_item
-from lambdas.common.results import from_payload
+from lambdas.common.results import from_payload, full_result
 from resgate.checks.compose import verdict
 from resgate.checks.result import CheckResult
 from resgate.contract.errors import ConfigError
 from resgate.evidence.run_files import write_run_files
+from resgate.evidence.store import RunStore
 from resgate.evidence.verdict import verdict_record
 
 
@@ -78,9 +79,11 @@ class VerdictInputs:
         )
 
 
-def collect_results(inputs: VerdictInputs) -> list[CheckResult]:
-    """The branch outputs as CheckResults, plus an ``unknown`` one for each expected check that sent none."""
-    results = [from_payload(entry, i) for i, entry in enumerate(inputs.results)]
+def collect_results(inputs: VerdictInputs, store: RunStore | None = None) -> list[CheckResult]:
+    """The branch outputs as CheckResults (a summary replaced by its full result from ``store``, see
+    :func:`lambdas.common.results.full_result`), plus an ``unknown`` one for each expected check that sent
+    none."""
+    results = [from_payload(full_result(entry, store), i) for i, entry in enumerate(inputs.results)]
     seen = {r.name for r in results}
     for name in inputs.expected:
         if name not in seen:
@@ -96,7 +99,7 @@ def close_run(run: RunEvent, tools: Any, *, now: float) -> dict[str, Any]:
     unknown_checks, evidence_uri}``."""
     inputs = VerdictInputs.from_event(run)
     store = run.store()
-    results = collect_results(inputs)
+    results = collect_results(inputs, store)
     v = verdict(results, unknown_is_failure=inputs.unknown_is_failure)
     record = verdict_record(
         run.run,

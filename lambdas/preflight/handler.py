@@ -18,7 +18,11 @@ and its task definition (``ecs:DescribeTaskDefinition``) and lists, per service,
 
 The handler takes ``{"cluster": ..., "services": [...]}`` and returns ``{"ready": bool, "missing":
 {service: [what to add, ...]}, "message": str}``; the state machine fails the run with ``message`` when
-``ready`` is false. Standard library and boto3 only: the asset is this folder alone.
+``ready`` is false. Standard library and boto3 only; the asset bundles its own boto3/botocore, because
+botocore drops response fields its ECS model does not know, and a runtime botocore older than
+``enableFaultInjection`` would report every service unready. :func:`require_model_field` checks that at
+the start of every call and raises :class:`ModelTooOld` (the run fails, naming the botocore version)
+rather than judge a task definition it cannot read.
 """
 
 from __future__ import annotations
@@ -113,7 +117,29 @@ def check(ecs: Any, cluster: str, services: Sequence[str]) -> dict[str, Any]:
     }
 
 
+class ModelTooOld(RuntimeError):
+    """The ECS model of this botocore lacks a field the preflight reads."""
+
+
+def require_model_field(
+    ecs: Any, shape: str = "TaskDefinition", member: str = "enableFaultInjection"
+) -> None:
+    """Raise :class:`ModelTooOld` when ``ecs``'s service model has no ``member`` in ``shape``: botocore
+    would drop the field from every response, and every service would look unready."""
+    members = ecs.meta.service_model.shape_for(shape).members
+    if member not in members:
+        import botocore
+
+        raise ModelTooOld(
+            f"botocore {botocore.__version__}'s ECS model has no {shape}.{member}: it would drop the "
+            "field from DescribeTaskDefinition and report every service unready; the preflight's asset "
+            "must bundle a newer botocore (infra.constants.LAMBDA_EXTRA_REQUIREMENTS['preflight'])"
+        )
+
+
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     import boto3
 
-    return check(boto3.client("ecs"), str(event["cluster"]), [str(s) for s in event["services"]])
+    ecs = boto3.client("ecs")
+    require_model_field(ecs)
+    return check(ecs, str(event["cluster"]), [str(s) for s in event["services"]])

@@ -340,6 +340,8 @@ def test_a_timed_out_run_leaves_its_trace_too_without_an_ops_item_unless_configu
 def test_a_failed_execution_only_releases_its_own_lock_its_branch_left_the_trace(stubbed, lambda_context):
     _nothing_running(stubbed)
     stubbed.hold_lock("the-holder")  # this run gave up as "target busy": the lock is another run's
+    key = f"evidence/gate=paperbroker/verdicts/dt=2026-01-01/run_id={RUN}/verdict.json"
+    stubbed.s3.put_object(Bucket=BUCKET, Key=key, Body=b'{"result": "ERROR", "reason": "TargetBusy"}\n')
     event = load_event("cleanup")
     event["detail"]["status"] = "FAILED"
 
@@ -347,7 +349,40 @@ def test_a_failed_execution_only_releases_its_own_lock_its_branch_left_the_trace
 
     assert (out["lock"], out["verdict"], out["notified"]) == ("not held", None, False)
     assert stubbed.lock_holder() == "the-holder"
-    assert stubbed.run_files() == [] and stubbed.notices() == []
+    assert stubbed.run_files() == ["verdict.json"] and stubbed.notices() == []
+    assert stubbed.verdict()["reason"] == "TargetBusy"
+
+
+def test_a_failed_execution_without_a_verdict_leaves_an_error_verdict_a_notice_and_an_ops_item(
+    stubbed, lambda_context, opscenter
+):
+    """``States.DataLimitExceeded`` cannot be caught by ``States.ALL``, and Pass and Choice states cannot
+    Catch at all (AWS Step Functions developer guide, "Error handling in Step Functions"): such an execution
+    ends FAILED without its cleanup branch, so the EventBridge rule's cleanup leaves the run's trace."""
+    _nothing_running(stubbed)
+    stubbed.hold_lock(RUN)
+    opscenter.expect(1)
+    event = load_event("cleanup")
+    event["detail"].update(
+        status="FAILED",
+        error="States.DataLimitExceeded",
+        cause="The state/task 'Assertions' returned a result with a size exceeding the maximum bytes",
+    )
+
+    out = cleanup.handler(event, lambda_context)
+
+    assert (out["lock"], out["verdict"], out["notified"], out["failures"]) == ("released", "ERROR", True, [])
+    assert stubbed.lock_holder() is None
+    assert stubbed.run_files() == ["checks.jsonl", "junit.xml", "report.md", "verdict.json"]
+    record = stubbed.verdict()
+    assert record["result"] == "ERROR" and record["exit_code"] == 2
+    assert record["reason"].startswith(
+        "execution FAILED: States.DataLimitExceeded: The state/task 'Assertions'"
+    )
+    (notice,) = stubbed.notices()
+    assert notice["error"]["Error"] == "States.DataLimitExceeded"
+    assert (item := opscenter.created[0])["Title"] == f"ResilienceGate paperbroker: ERROR run {RUN}"
+    assert "States.DataLimitExceeded" in item["Description"]
 
 
 def test_an_event_without_its_start_date_still_stops_and_notifies_then_fails_loudly(stubbed, lambda_context):

@@ -10,7 +10,7 @@ import pytest
 
 from lambdas.common import settings
 from lambdas.common.event import RunEvent
-from lambdas.common.results import from_payload, to_payload
+from lambdas.common.results import from_payload, full_result, to_payload
 from lambdas.common.secrets import dsn_from_secret, redacted
 from lambdas.common.sources import SloSource
 from lambdas.common.verdict import VerdictInputs
@@ -74,7 +74,7 @@ def test_a_handler_raises_gate_error_when_the_bucket_cannot_be_read(lambda_conte
     assert metrics[0]["CheckErrored"] == [1.0] and metrics[0]["check"] == "retryable"
 
 
-def test_a_payload_too_large_for_step_functions_is_trimmed_and_the_full_result_kept_in_s3(evidence):
+def test_a_check_result_goes_to_s3_whole_and_to_the_state_machine_as_a_small_summary(evidence):
     store = RunEvent.from_event(load_event("retryable")).store()
     big = CheckResult(
         name="integrity",
@@ -86,12 +86,46 @@ def test_a_payload_too_large_for_step_functions_is_trimmed_and_the_full_result_k
 
     payload = to_payload(big, store=store)
 
-    assert len(json.dumps(payload)) < settings.PAYLOAD_LIMIT_BYTES
+    assert len(json.dumps(payload)) <= settings.SUMMARY_LIMIT_BYTES
     assert payload["valid"] is False and payload["counts"] == {"lost": 5000}
     assert len(payload["examples"]) == settings.TRIMMED_EXAMPLES
-    assert payload["details"]["truncated"] is True
+    assert payload["details"]["truncated"] is True and payload["details"]["examples_total"] == 20
     assert payload["details"]["full_result"] == store.uri("result-integrity.json")
     assert json.loads(evidence.get("result-integrity.json")) == big.to_dict()
+    assert full_result(payload, store) == big.to_dict()
+
+
+def test_a_result_that_fits_passes_whole_and_writes_no_extra_file(evidence):
+    store = RunEvent.from_event(load_event("retryable")).store()
+    small = CheckResult("slo", True, counts={"p95_ms": 12}, details={"endpoints": 5})
+
+    assert to_payload(small, store=store) == small.to_dict()
+    assert not store.exists("result-slo.json")
+
+
+def test_a_summary_whose_full_result_is_gone_stands_for_the_result_saying_why(evidence):
+    store = RunEvent.from_event(load_event("retryable")).store()
+    big = CheckResult(
+        "slo", True, counts={"p95_ms": 12}, examples=[{"i": i, "x": "y" * 500} for i in range(40)]
+    )
+    summary = to_payload(big, store=store)
+    summary["name"] = "renamed"  # points to result-renamed.json, which nobody wrote
+
+    entry = full_result(summary, store)
+
+    assert entry["valid"] is True and entry["counts"] == {"p95_ms": 12}
+    assert "full_result_error" in entry["details"]
+
+
+def test_counts_too_large_for_a_summary_are_left_to_the_full_result(evidence):
+    store = RunEvent.from_event(load_event("retryable")).store()
+    wide = CheckResult("replay", False, counts={f"bucket_{i}": i for i in range(2000)})
+
+    payload = to_payload(wide, store=store)
+
+    assert len(json.dumps(payload)) <= settings.SUMMARY_LIMIT_BYTES
+    assert payload["counts"] == {} and payload["details"]["counts_in_full_result"] is True
+    assert full_result(payload, store)["counts"] == wide.to_dict()["counts"]
 
 
 def test_payloads_are_plain_json_even_when_a_result_holds_tuples_sets_and_nan():

@@ -4,6 +4,7 @@ integrity/replay Lambdas are told in their environment and what their roles may 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,37 @@ def test_synth_refuses_a_rebuild_task_that_leaves_the_lambda_no_time_to_compare(
     with pytest.raises(ConfigError) as e:
         _settings(_write(tmp_path, text))
     assert e.value.where == "checks.replay.read_models[0].rebuild.timeout_s"
+
+
+def _without(text: str, key: str) -> str:
+    out = re.sub(rf",\s*{key}: \"[^\"]+\"", "", text, count=1)
+    assert out != text, key
+    return out
+
+
+@pytest.mark.parametrize("key", ["execution_role_arn", "task_role_arn"])
+def test_synth_refuses_a_rebuild_task_that_does_not_name_its_task_definitions_roles(tmp_path, key):
+    """ECS RunTask needs iam:PassRole for the task role and the execution role already in the task
+    definition, not only for overrides (Amazon ECS developer guide, "Amazon ECS task execution IAM role" and
+    "Amazon ECS task IAM role": the user that runs the task must be allowed iam:PassRole on them); the
+    default config named neither, so replay's RunTask was AccessDenied on AWS and every run FAILed."""
+    with pytest.raises(ConfigError) as e:
+        _settings(_write(tmp_path, _without(DEFAULT, key)))
+    assert e.value.where == f"checks.replay.read_models[0].rebuild.ecs_task.{key}"
+    assert "iam:PassRole" in str(e.value)
+
+
+def test_the_replay_lambda_may_pass_exactly_the_rebuild_task_definitions_two_roles(synth):
+    (passes,) = [
+        st
+        for st in _statements(synth)
+        if st["Action"] == "iam:PassRole" and "paperbroker-projector" in str(st)
+    ]
+    assert sorted(passes["Resource"]) == [
+        "arn:aws:iam::123456789012:role/paperbroker-projector-execution",
+        "arn:aws:iam::123456789012:role/paperbroker-projector-task",
+    ]
+    assert passes["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}
 
 
 def test_synth_refuses_msk_iam_without_the_cluster_arn(tmp_path):

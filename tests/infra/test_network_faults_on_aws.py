@@ -8,6 +8,7 @@ checks the target's task definitions before anything starts."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +21,11 @@ from moto import mock_aws
 
 import app as cdk_app
 from infra import constants as c
+from infra.fis_actions import ACTION_PERMISSIONS
 from infra.network_faults import NETWORK_ACTIONS
 from infra.state_machine.faults import experiment_wait_s, watch_seconds
 from resgate.contract.errors import ConfigError
+from tests.infra.support.aws_rules import fis_filter_path_errors, fis_permission_errors
 from tests.infra.support.cfn import ACCOUNT, REGION, render
 from tests.infra.support.sfn_mock import Return, Throw, mocked_responses, wait_for_end
 from tests.infra.support.validators import (
@@ -50,8 +53,8 @@ load: {users: 5, duration_s: 200, baseline_s: 5}
 faults:
   - {name: cut-db, kind: network_partition, between: [gateway, postgres], duration_s: 10, at_s: 6}
   - {name: slow-clients, kind: network_latency, between: [gateway, clients], delay_ms: 300, jitter_ms: 50,
-     duration_s: 10, at_s: 25}
-  - {name: lossy-kafka, kind: packet_loss, between: [matcher, kafka], percent: 10, duration_s: 10, at_s: 45,
+     duration_s: 10, at_s: 26}
+  - {name: lossy-kafka, kind: packet_loss, between: [matcher, kafka], percent: 10, duration_s: 10, at_s: 46,
      sources: [b-1.msk.example.internal, b-2.msk.example.internal]}
   - {name: kill-matcher, kind: stop_task, target: matcher, percent: 50, at_s: 50}
   - {name: thin-pipe, kind: bandwidth, between: [gateway, clients], kbps: 64, duration_s: 5, at_s: 70}
@@ -171,7 +174,7 @@ def test_zone_loss_stops_every_target_task_in_one_availability_zone(net):
     (target,) = props["Targets"].values()
     assert target["SelectionMode"] == "ALL"
     region_a = {"Fn::Join": ["", [{"Ref": "AWS::Region"}, "a"]]}
-    assert target["Filters"] == [{"Path": "availabilityZone", "Values": [region_a]}]
+    assert target["Filters"] == [{"Path": "AvailabilityZone", "Values": [region_a]}]
     assert target["ResourceTags"] == {"app": "paperbroker", c.ECS_TAG_CLUSTER: "pb-cluster"}
 
 
@@ -193,8 +196,119 @@ def test_the_fis_role_sends_fis_documents_only_to_the_target_clusters_managed_in
     assert "task/pb-cluster/*" in json.dumps(tag_condition[1])
     documents = next(s for s in sends if "Condition" not in s)
     assert json.dumps(documents["Resource"]).endswith(':document/AWSFIS-*"]]}')
-    follow = [s for s in _statements(net) if s["Action"] == ["ssm:ListCommands", "ssm:CancelCommand"]]
+    follow = [
+        s
+        for s in _statements(net)
+        if {"ssm:ListCommands", "ssm:CancelCommand"} <= set(_as_list(s["Action"])) and s["Resource"] == "*"
+    ]
     assert len(follow) == 1
+
+
+def _as_list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else [v]
+
+
+def test_every_fis_filter_path_of_the_network_stack_is_pascal_case(net):
+    """FIS user guide, "Targets for AWS FIS", Resource filters: each element of a filter path is PascalCase
+    (``AvailabilityZone``, not ``availabilityZone``), whatever the Describe output's casing."""
+    assert fis_filter_path_errors(net["template"]) == []
+
+
+def test_a_camel_case_filter_path_is_named_by_the_rule():
+    template = {
+        "Resources": {
+            "T": {
+                "Type": "AWS::FIS::ExperimentTemplate",
+                "Properties": {
+                    "Targets": {"Tasks": {"Filters": [{"Path": "availabilityZone", "Values": []}]}}
+                },
+            }
+        }
+    }
+    (error,) = fis_filter_path_errors(template)
+    assert "T target Tasks" in error and "'availabilityZone'" in error
+
+
+def test_every_fis_action_has_the_permissions_the_fis_actions_reference_lists_on_its_role(net):
+    """AWS FIS user guide, "AWS FIS Actions reference" (fis-actions-reference.html), each action's
+    Permissions: ``aws:ecs:stop-task``: ``ecs:DescribeTasks``, ``ecs:ListTasks``, ``ecs:StopTask``,
+    ``tag:GetResources``; ``aws:ecs:task-network-latency`` / ``-packet-loss`` / ``-blackhole-port``:
+    ``ecs:DescribeTasks``, ``ecs:DescribeContainerInstances``, ``ec2:DescribeInstances``,
+    ``ec2:DescribeSubnets``, ``ssm:SendCommand``, ``ssm:ListCommands``, ``ssm:CancelCommand``. The role
+    lacked the container-instance, instance and subnet reads before."""
+    assert ACTION_PERMISSIONS["aws:ecs:task-network-latency"] == (
+        "ecs:DescribeTasks",
+        "ecs:DescribeContainerInstances",
+        "ec2:DescribeInstances",
+        "ec2:DescribeSubnets",
+        "ssm:SendCommand",
+        "ssm:ListCommands",
+        "ssm:CancelCommand",
+    )
+    assert (
+        ACTION_PERMISSIONS["aws:ecs:task-network-packet-loss"]
+        == ACTION_PERMISSIONS["aws:ecs:task-network-latency"]
+    )
+    assert set(ACTION_PERMISSIONS["aws:ecs:stop-task"]) == {
+        "ecs:DescribeTasks",
+        "ecs:ListTasks",
+        "ecs:StopTask",
+        "tag:GetResources",
+    }
+    used = {a["ActionId"] for p in _templates(net).values() for a in p["Actions"].values()}
+    assert used == {*NETWORK_ACTIONS.values(), "aws:ecs:stop-task", "aws:fis:wait"}
+    assert fis_permission_errors(net["template"]) == []
+
+
+def test_the_rule_names_the_action_permission_and_role_of_a_grant_removed(net):
+    template = copy.deepcopy(net["template"])
+    for r in template["Resources"].values():
+        if r["Type"] == "AWS::IAM::Policy":
+            for st in r["Properties"]["PolicyDocument"]["Statement"]:
+                if "ec2:DescribeSubnets" in _as_list(st["Action"]):
+                    st["Action"] = [a for a in _as_list(st["Action"]) if a != "ec2:DescribeSubnets"]
+    errors = fis_permission_errors(template)
+    assert errors and all(
+        "needs ec2:DescribeSubnets on * (context {}) from role FaultsRole" in e for e in errors
+    )
+    assert {e.split(":")[0] for e in errors} == {
+        k for k, p in _templates_by_id(template).items() if "stop-task" not in json.dumps(p["Actions"])
+    }
+
+
+def test_the_rule_evaluates_the_resource_and_the_condition_keys_not_only_the_action(net):
+    """A StopTask grant whose tag condition names another value allows the action on nothing FIS stops:
+    the rule evaluates ``aws:ResourceTag/*`` and ``ecs:cluster`` as IAM does."""
+    template = copy.deepcopy(net["template"])
+    for r in template["Resources"].values():
+        if r["Type"] == "AWS::IAM::Policy":
+            for st in r["Properties"]["PolicyDocument"]["Statement"]:
+                if st["Action"] == "ecs:StopTask":
+                    st["Condition"]["StringEquals"]["aws:ResourceTag/app"] = "someone-else"
+    errors = fis_permission_errors(template)
+    assert errors and all(
+        "needs ecs:StopTask on arn:aws:ecs:us-east-1:123456789012:task/pb-cluster/" in e for e in errors
+    )
+    assert all("'aws:ResourceTag/app': 'paperbroker'" in e for e in errors)
+
+
+def _templates_by_id(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        k: r["Properties"]
+        for k, r in template["Resources"].items()
+        if r["Type"] == "AWS::FIS::ExperimentTemplate"
+    }
+
+
+def test_the_fis_templates_depend_on_the_dashboard_they_name(net):
+    """The templates name the gate's dashboard by a literal ARN (the experiment reports' data source): without
+    a DependsOn, CloudFormation may create a template before the dashboard on the first deploy."""
+    dashboard = next(
+        k for k, r in net["template"]["Resources"].items() if r["Type"] == "AWS::CloudWatch::Dashboard"
+    )
+    for k, r in net["template"]["Resources"].items():
+        if r["Type"] == "AWS::FIS::ExperimentTemplate":
+            assert dashboard in r.get("DependsOn", []), k
 
 
 def test_the_stack_passes_cdk_nag_with_only_reviewed_findings(net):

@@ -160,3 +160,42 @@ def test_a_service_missing_from_the_cluster_is_named(ecs):
     )
     out = preflight.check(client, CLUSTER, ["pb-gateway"])
     assert out["missing"] == {"pb-gateway": [f"the service itself: it is not in cluster {CLUSTER}"]}
+
+
+def test_a_botocore_whose_ecs_model_lacks_enable_fault_injection_fails_loudly_naming_its_version(ecs_client):
+    """botocore drops response fields its model does not know, so an ECS model older than
+    ``enableFaultInjection`` (Amazon ECS API reference, ``TaskDefinition.enableFaultInjection``) would make
+    every service look unready: the handler refuses to judge instead."""
+    model = ecs_client.meta.service_model
+    shape = model.shape_for("TaskDefinition")
+    old = {k: v for k, v in shape.members.items() if k != "enableFaultInjection"}
+
+    class _OldShape:
+        members = old
+
+    class _OldModel:
+        def shape_for(self, name: str) -> Any:
+            return _OldShape() if name == "TaskDefinition" else model.shape_for(name)
+
+    class _OldMeta:
+        service_model = _OldModel()
+
+    class _OldClient:
+        meta = _OldMeta()
+
+    with pytest.raises(preflight.ModelTooOld, match=r"botocore \S+'s ECS model has no TaskDefinition"):
+        preflight.require_model_field(_OldClient())
+    preflight.require_model_field(ecs_client)  # the bundled (and this venv's) botocore knows it
+
+
+def test_the_preflight_asset_bundles_a_botocore_that_knows_enable_fault_injection():
+    """The asset's requirements pin boto3 and botocore (the Lambda runtime's own botocore can predate the
+    field); the pinned version is the one this venv's model check passes with."""
+    import botocore
+
+    from infra import constants as c
+    from infra.lambda_bundling import requirements_for
+
+    reqs = requirements_for(c.PREFLIGHT_FUNCTION)
+    assert f"botocore=={botocore.__version__}" in reqs
+    assert f"boto3=={boto3.__version__}" in reqs

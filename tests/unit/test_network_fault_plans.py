@@ -167,6 +167,31 @@ def test_network_faults_need_the_gap_between_them_and_other_kinds_do_not_count()
         check_network_schedule(tight, where="profiles.nightly.faults")
 
 
+def test_a_network_fault_5_s_after_the_previous_one_is_refused_and_10_s_after_is_accepted():
+    """The ECS fault-injection endpoints take one request per 5 s per container and answer 409 to a fault
+    that conflicts with a running one, and FIS's SSM document can run a few seconds past the action's
+    duration (Amazon ECS developer guide, "Amazon ECS fault injection endpoints"; FIS user guide, "Use the
+    AWS FIS aws:ecs:task actions"): 5 s after the previous fault's end is too close, 10 s is the boundary."""
+    at_5 = _faults(
+        SLOW, "{name: cut, kind: network_partition, between: [gateway, postgres], duration_s: 5, at_s: 21}"
+    )
+    with pytest.raises(ConfigError) as e:
+        check_network_schedule(at_5)
+    assert e.value.where == "faults.cut.at_s"
+    assert "409" in str(e.value) and "at_s >= 26" in str(e.value)
+    just_before = _faults(
+        SLOW, "{name: cut, kind: network_partition, between: [gateway, postgres], duration_s: 5, at_s: 25.9}"
+    )
+    with pytest.raises(ConfigError):
+        check_network_schedule(just_before)
+    check_network_schedule(
+        _faults(
+            SLOW,
+            "{name: cut, kind: network_partition, between: [gateway, postgres], duration_s: 5, at_s: 26}",
+        )
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

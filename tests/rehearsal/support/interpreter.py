@@ -18,6 +18,10 @@ PascalCase (``Ecs.ThrottlingException``, what the definition's Retry lists); mot
 service name for all but two services, so :func:`twins_bound` capitalises it. ``throttle_once`` makes
 the first call of every ``aws-sdk:`` task state fail with ``ThrottlingException`` (a modelled botocore
 error, as boto3 raises it), so each one is retried once.
+
+Limits as AWS enforces them: moto already fails a state whose data exceeds 256 KiB with
+``States.DataLimitExceeded``, but its ``States.ALL`` catches it; :func:`twins_bound` makes ``States.ALL``
+match neither it nor ``States.Runtime``, as on AWS (:data:`UNCATCHABLE`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,11 @@ import botocore.session
 import moto.stepfunctions.parser.asl.jsonata.jsonata as moto_jsonata
 from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
+from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_aws_sdk,
@@ -56,6 +65,10 @@ _MODULES = (
     state_task_service_ecs,
     state_task_service_sns,
 )
+# States.ALL matches every error but these two, in a Retry as in a Catch (AWS Step Functions developer
+# guide, "Error handling in Step Functions"): a state whose data exceeds 256 KiB (moto checks every state's
+# output against that quota) and a runtime error end the execution whatever its Catch says.
+UNCATCHABLE = (StatesErrorNameType.StatesStatesDataLimitExceeded, StatesErrorNameType.StatesRuntime)
 # Twins that take and return the API's own member names (PascalCase already): called as they are.
 _PASCAL_APIS = ("s3", "sns", "dynamodb")
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -182,6 +195,19 @@ def twins_bound(twins: Mapping[str, Any], *, throttle_once: bool = False) -> Ite
         return twin if service == "lambda" else SdkCasing(service, twin)
 
     original_worker = Execution._get_start_execution_worker
+    original_equals = ErrorEqualsDecl._eval_body
+
+    def error_equals(self: ErrorEqualsDecl, env: Any) -> None:
+        error_name = env.stack[-1] if env.stack else None
+        if (
+            ErrorEqualsDecl._STATE_ALL_ERROR in self.error_names
+            and isinstance(error_name, StatesErrorName)
+            and error_name.typ in UNCATCHABLE
+        ):
+            env.stack.pop()
+            env.stack.append(False)
+            return
+        original_equals(self, env)
 
     def worker(self: Execution) -> Any:
         return iso_start_time(original_worker(self))
@@ -190,6 +216,7 @@ def twins_bound(twins: Mapping[str, Any], *, throttle_once: bool = False) -> Ite
         for module in _MODULES:
             stack.enter_context(mock.patch.object(module, "boto_client_for", client_for))
         stack.enter_context(mock.patch.object(Execution, "_get_start_execution_worker", worker))
+        stack.enter_context(mock.patch.object(ErrorEqualsDecl, "_eval_body", error_equals))
         # moto ships JSONata's JVM bridge stubbed out; the infra tests' pure-Python engine stands in.
         stack.enter_context(mock.patch.object(moto_jsonata, "_eval_jsonata", eval_jsonata))
         stack.enter_context(mock.patch.object(_AwsSdkTask, "_eval_service_task", sdk_task))

@@ -1,0 +1,150 @@
+"""The IAM permissions each FIS action the gate uses needs on its experiment role: one table, used both to
+build the FIS role (:class:`infra.fault_experiments.FaultExperiments`) and by the static rule that checks
+every synthesized template's role (``tests/infra/support/aws_rules.py``).
+
+The permissions are those the *AWS FIS Actions reference*
+(https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html) lists under each action's
+"Permissions"; the ECS task network actions also resolve their targets to the SSM managed instances the
+task's SSM agent sidecar registered and describe the tasks' container instances, instances and subnets
+(``ecs:DescribeContainerInstances``, ``ec2:DescribeInstances``, ``ec2:DescribeSubnets``). ``aws:fis:wait``
+needs none. :data:`TARGET_RESOLUTION` is what FIS needs to resolve an ``aws:ecs:task`` target given by
+``resourceTags`` (list and describe the cluster's tasks, look tags up), whatever the action.
+
+Each permission is granted by one statement shape (:func:`statements_for`), scoped as far as the action
+allows: task and container-instance actions to the target cluster (``ecs:cluster``), ``ecs:StopTask`` to the
+tasks that carry the gate's target tags too, ``ssm:SendCommand`` to FIS's own documents and the target
+cluster's managed instances; the rest have no resource-level permission (``Resource: *``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from constructs import IConstruct
+
+from infra import policies
+
+FIS_ACTIONS_REFERENCE = "https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html"
+
+_NETWORK = (
+    "ecs:DescribeTasks",
+    "ecs:DescribeContainerInstances",
+    "ec2:DescribeInstances",
+    "ec2:DescribeSubnets",
+    "ssm:SendCommand",
+    "ssm:ListCommands",
+    "ssm:CancelCommand",
+)
+# FIS action id -> the permissions the FIS actions reference lists for it.
+ACTION_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "aws:ecs:stop-task": ("ecs:DescribeTasks", "ecs:ListTasks", "ecs:StopTask", "tag:GetResources"),
+    "aws:ecs:task-network-blackhole-port": _NETWORK,
+    "aws:ecs:task-network-latency": _NETWORK,
+    "aws:ecs:task-network-packet-loss": _NETWORK,
+    "aws:fis:wait": (),
+}
+# Resolving an aws:ecs:task target by resourceTags, whatever the action.
+TARGET_RESOLUTION: tuple[str, ...] = ("ecs:DescribeTasks", "ecs:ListTasks", "tag:GetResources")
+# FIS's registration script tags each task's managed instance with its task ARN; the network actions send
+# FIS's own, AWS-owned SSM documents, named with this prefix.
+SSM_TAG_ECS_TASK_ARN = "ECS_TASK_ARN"
+FIS_SSM_DOCUMENT_PREFIX = "AWSFIS-"
+
+
+def permissions_for(action_ids: Iterable[str]) -> list[str]:
+    """The permissions the actions need plus :data:`TARGET_RESOLUTION`, each once, in table order. Raises
+    KeyError naming an action the table does not list (a new action needs its row first)."""
+    out: list[str] = []
+    for action in sorted(set(action_ids)):
+        if action not in ACTION_PERMISSIONS:
+            raise KeyError(f"FIS action {action} is not in infra.fis_actions.ACTION_PERMISSIONS")
+        out += [p for p in ACTION_PERMISSIONS[action] if p not in out]
+    if out:
+        out += [p for p in TARGET_RESOLUTION if p not in out]
+    return out
+
+
+def statements_for(
+    scope: IConstruct,
+    permissions: Iterable[str],
+    *,
+    cluster_name: str,
+    target_tags: Mapping[str, str],
+) -> list[iam.PolicyStatement]:
+    """One statement per group of ``permissions`` with the same scope (see the module doc). Raises KeyError
+    for a permission with no statement shape here."""
+    wanted = list(dict.fromkeys(permissions))
+    cluster = policies.cluster_arn(scope, cluster_name)
+    stack = Stack.of(scope)
+    tasks = policies.ecs_arn(scope, "task", f"{cluster_name}/*")
+    instances = policies.ecs_arn(scope, "container-instance", f"{cluster_name}/*")
+    shapes: dict[str, tuple[str, ...]] = {
+        "ecs:DescribeTasks": ("tasks",),
+        "ecs:ListTasks": ("instances",),
+        "ecs:DescribeContainerInstances": ("instances",),
+        "ecs:StopTask": ("tagged",),
+        "ssm:SendCommand": ("managed", "documents"),
+        "tag:GetResources": ("any",),
+        "ec2:DescribeInstances": ("any",),
+        "ec2:DescribeSubnets": ("any",),
+        "ssm:ListCommands": ("any",),
+        "ssm:CancelCommand": ("any",),
+    }
+    unknown = [p for p in wanted if p not in shapes]
+    if unknown:
+        raise KeyError(f"no statement shape for {unknown} in infra.fis_actions.statements_for")
+    groups: dict[str, list[str]] = {}
+    for p in wanted:
+        for shape in shapes[p]:
+            groups.setdefault(shape, []).append(p)
+    out: list[iam.PolicyStatement] = []
+    for shape, actions in groups.items():
+        if shape == "tasks":
+            out.append(
+                iam.PolicyStatement(
+                    actions=actions, resources=[tasks], conditions=policies.on_cluster(cluster)
+                )
+            )
+        elif shape == "instances":
+            out.append(
+                iam.PolicyStatement(
+                    actions=actions, resources=[instances], conditions=policies.on_cluster(cluster)
+                )
+            )
+        elif shape == "tagged":
+            # FIS stops the tasks it selected by these tags; the role may stop no other task of the cluster.
+            out.append(
+                policies.tagged_tasks_statement(
+                    scope, cluster_name=cluster_name, cluster=cluster, tags=target_tags, actions=actions
+                )
+            )
+        elif shape == "managed":
+            # Only the managed instances whose ECS_TASK_ARN tag is a task of the target cluster.
+            out.append(
+                iam.PolicyStatement(
+                    actions=actions,
+                    resources=[
+                        stack.format_arn(service="ssm", resource="managed-instance", resource_name="*")
+                    ],
+                    conditions={"StringLike": {f"ssm:resourceTag/{SSM_TAG_ECS_TASK_ARN}": tasks}},
+                )
+            )
+        elif shape == "documents":
+            out.append(
+                iam.PolicyStatement(
+                    actions=actions,
+                    resources=[
+                        stack.format_arn(
+                            service="ssm",
+                            account="",
+                            resource="document",
+                            resource_name=f"{FIS_SSM_DOCUMENT_PREFIX}*",
+                        )
+                    ],
+                )
+            )
+        else:
+            out.append(iam.PolicyStatement(actions=actions, resources=["*"]))
+    return out
