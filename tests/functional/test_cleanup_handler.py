@@ -373,7 +373,7 @@ def test_a_failed_execution_without_a_verdict_leaves_an_error_verdict_a_notice_a
 
     assert (out["lock"], out["verdict"], out["notified"], out["failures"]) == ("released", "ERROR", True, [])
     assert stubbed.lock_holder() is None
-    assert stubbed.run_files() == ["checks.jsonl", "junit.xml", "report.md", "verdict.json"]
+    assert stubbed.run_files() == ["checks.jsonl", "junit.xml", "phases.jsonl", "report.md", "verdict.json"]
     record = stubbed.verdict()
     assert record["result"] == "ERROR" and record["exit_code"] == 2
     assert record["reason"].startswith(

@@ -99,13 +99,7 @@ def detect(
     findings = IntegrityFindings()
     for topic in sorted(truncated):
         findings.incomplete.append(f"topic {topic} was truncated by retention")
-    conn.execute(
-        sql.SQL(
-            "CREATE UNLOGGED TABLE {} (src int, line bigint, ts float8, client_id text, ikey text, "
-            "outcome text, status text, order_id text)"
-        ).format(plan.w("ledger"))
-    )
-    led = load_ledger(conn, plan.w("ledger"), ledger, config.submit_ops, config.examples_cap)
+    led = load_ledger(conn, schema, ledger, config, config.examples_cap)
     if led.invalid:
         findings.incomplete.append(f"{led.invalid} ledger record(s) could not be read")
     if led.submits == 0:
@@ -126,7 +120,7 @@ def detect(
         conn.execute(
             sql.SQL(
                 "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, trade_id text, symbol text, "
-                "seq bigint, qty numeric, {})"
+                "seq bigint, qty numeric, price numeric, {})"
             ).format(plan.w("trade_events"), cols)
         )
         _load_events(
