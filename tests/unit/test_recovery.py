@@ -647,7 +647,9 @@ def test_a_partition_followed_by_30_s_without_a_completed_request_has_not_recove
     assert failure["requests_after"] == 0 and failure["after_window"] == [128.9, 138.9]
     assert failure["baseline_ok_per_s"] == pytest.approx(50.0)
     kill, _, latency = r.details["faults"]
-    assert kill["ok_per_s_after"] == pytest.approx(50.0) and latency["ok_per_s_after"] == pytest.approx(50.0)
+    # the one request sent just before each recovery and completing after it is not "after" (49.9/s)
+    assert kill["ok_per_s_after"] == pytest.approx(50.0, abs=0.2)
+    assert latency["ok_per_s_after"] == pytest.approx(50.0, abs=0.2)
 
 
 def test_the_report_names_the_fault_whose_service_did_not_serve_again():

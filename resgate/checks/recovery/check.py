@@ -271,6 +271,7 @@ class _Completions:
         cuts = sorted(boundaries)
         kept = [r for r in requests if not _straddles(r, cuts)]
         kept.sort(key=lambda r: r.end)
+        self.kept = kept
         self.ends = [r.end for r in kept]
         self.ok_before = [0]
         for r in kept:
@@ -286,6 +287,22 @@ class _Completions:
         i, j = bisect_left(self.ends, a), bisect_left(self.ends, b)
         ok = self.ok_before[j] - self.ok_before[i]
         return ok, (j - i) - ok
+
+    def sent_between(self, a: float, b: float) -> tuple[int, int, int]:
+        """``(ok, failed, in_flight)`` of the requests sent at or after ``a`` that completed in ``[a, b)``;
+        ``in_flight``: those that completed there but were sent before ``a``."""
+        if b <= a:
+            return 0, 0, 0
+        i, j = bisect_left(self.ends, a), bisect_left(self.ends, b)
+        ok = failed = early = 0
+        for r in self.kept[i:j]:
+            if r.start < a:
+                early += 1
+            elif r.ok:
+                ok += 1
+            else:
+                failed += 1
+        return ok, failed, early
 
 
 def _straddles(r: Served, cuts: Sequence[float]) -> bool:
@@ -318,8 +335,9 @@ def _after_window(
 ) -> dict[str, Any]:
     """The window in which a recovered fault must serve again: from its recovery for ``after_window_s``, cut
     at the next fault's start and at the load's end (unknown: at the last completed request, the most the
-    ledger can vouch for). Returns ``{after_window: [start, end], after_cut_by, requests_after,
-    error_ratio_after, ok_per_s_after}``."""
+    ledger can vouch for), judged on the requests sent in it (those in flight across the recovery moment
+    were sent into the fault: counted as ``in_flight_at_recovery`` only). Returns ``{after_window: [start,
+    end], after_cut_by, in_flight_at_recovery, requests_after, error_ratio_after, ok_per_s_after}``."""
     end, cut_by = recovered_ts + after_window_s, "after_window_s"
     if next_fault is not None and next_fault[1] < end:
         end, cut_by = next_fault[1], f"the start of the next fault ({next_fault[0]})"
@@ -328,11 +346,14 @@ def _after_window(
     elif load_ended_ts is None and done.last_end is not None and done.last_end < end:
         end, cut_by = done.last_end, "the last completed request (the load's end is unknown)"
     end = max(end, recovered_ts)  # cut before it began (the next fault started first): an empty window
-    ok, failed = done.between(recovered_ts, end)
+    # Only what was sent after recovery shows whether the service serves again: a request sent into the
+    # outage that times out just after it (a client deadline of 3 s behind a 50 % loss) is the outage's.
+    ok, failed, in_flight = done.sent_between(recovered_ts, end)
     n, span = ok + failed, end - recovered_ts
     return {
         "after_window": [recovered_ts, end],
         "after_cut_by": cut_by,
+        "in_flight_at_recovery": in_flight,
         "requests_after": n,
         "error_ratio_after": failed / n if n else None,
         "ok_per_s_after": ok / span if span > 0 else None,
