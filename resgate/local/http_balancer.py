@@ -519,6 +519,12 @@ class _Client(asyncio.Protocol):
             except OSError:
                 b._stats["connect_failures"] += 1
                 continue
+            if up.transport is None or up.transport.is_closing():
+                # The target closed the new connection before the request went out (it was dying): as a
+                # refused connect, try the next target. Sending on it raised in this task, and the client's
+                # request was never answered (a 3 s client timeout in the tutorial's database blip).
+                b._stats["connect_failures"] += 1
+                continue
             if self.transport is None:  # the client left while we connected
                 b._release(up)
                 return
