@@ -21,7 +21,7 @@ from typing import Any
 from resgate.checks.result import CheckResult
 from resgate.contract.layout import RunKey
 from resgate.evidence.phases import phase_rows
-from resgate.evidence.scorecard import Scorecard, build_scorecard
+from resgate.evidence.scorecard import Scorecard, build_scorecard, figure
 from resgate.evidence.store import FolderStore, ledger, read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -112,11 +112,7 @@ def expected_met(run: SuiteRun, ev: RunEvidence | None) -> bool:
 
 
 def _f(v: Any, fmt: str = "{:.1f}") -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return fmt.format(v)
-    return str(v)
+    return figure(v, fmt, missing="–")
 
 
 def _git(*args: str) -> str:

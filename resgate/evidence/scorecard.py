@@ -139,9 +139,10 @@ def with_score(record: Mapping[str, Any], card: Scorecard) -> dict[str, Any]:
     return {**record, "score": card.score.value, "score_band": card.score.band}
 
 
-def _f(v: Any, fmt: str = "{:.1f}") -> str:
+def figure(v: Any, fmt: str = "{:.1f}", *, missing: str = "-") -> str:
+    """A scorecard figure as text: a float through ``fmt``, None as ``missing``."""
     if v is None:
-        return "-"
+        return missing
     if isinstance(v, float):
         return fmt.format(v)
     return str(v)
@@ -155,10 +156,10 @@ def render_scorecard(card: Scorecard) -> str:
     ]
     for r in card.faults:
         lines.append(
-            f"{str(r['fault_id'])[:24]:<24}  {str(r['kind'])[:18]:<18}  {_f(r['time_to_detect_s']):>5}s"
-            f"  {_f(r['time_to_healthy_s']):>6}s  {_f(r['rto_s'], '{:.0f}'):>3}s"
-            f"  {_f(r['goodput_during'], '{:.0%}'):>9} / {_f(r['goodput_after'], '{:.0%}'):<8}"
-            f"  {_f(r.get('points')):>6}"
+            f"{str(r['fault_id'])[:24]:<24}  {str(r['kind'])[:18]:<18}  {figure(r['time_to_detect_s']):>5}s"
+            f"  {figure(r['time_to_healthy_s']):>6}s  {figure(r['rto_s'], '{:.0f}'):>3}s"
+            f"  {figure(r['goodput_during'], '{:.0%}'):>9} / {figure(r['goodput_after'], '{:.0%}'):<8}"
+            f"  {figure(r.get('points')):>6}"
         )
     s = card.score
     lines.append("")
@@ -193,8 +194,8 @@ def scorecard_markdown(card: Scorecard) -> str:
     ]
     for r in card.faults:
         out.append(
-            f"| {r['fault_id']} | {r['kind']} | {_f(r['time_to_detect_s'])} | {_f(r['time_to_healthy_s'])} "
-            f"| {_f(r['rto_s'], '{:.0f}')} | {_f(r['goodput_during'], '{:.0%}')} "
-            f"| {_f(r['goodput_after'], '{:.0%}')} | {_f(r.get('points'))} |"
+            f"| {r['fault_id']} | {r['kind']} | {figure(r['time_to_detect_s'])} "
+            f"| {figure(r['time_to_healthy_s'])} | {figure(r['rto_s'], '{:.0f}')} | {figure(r['goodput_during'], '{:.0%}')} "
+            f"| {figure(r['goodput_after'], '{:.0%}')} | {figure(r.get('points'))} |"
         )
     return "\n".join([*out, ""])
