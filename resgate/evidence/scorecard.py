@@ -195,7 +195,8 @@ def scorecard_markdown(card: Scorecard) -> str:
     for r in card.faults:
         out.append(
             f"| {r['fault_id']} | {r['kind']} | {figure(r['time_to_detect_s'])} "
-            f"| {figure(r['time_to_healthy_s'])} | {figure(r['rto_s'], '{:.0f}')} | {figure(r['goodput_during'], '{:.0%}')} "
+            f"| {figure(r['time_to_healthy_s'])} | {figure(r['rto_s'], '{:.0f}')} "
+            f"| {figure(r['goodput_during'], '{:.0%}')} "
             f"| {figure(r['goodput_after'], '{:.0%}')} | {figure(r.get('points'))} |"
         )
     return "\n".join([*out, ""])
