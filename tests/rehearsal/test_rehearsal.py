@@ -77,7 +77,7 @@ def assert_verdict(r: Rehearsal) -> dict[str, object]:
 @pytest.mark.timeout(300)
 def test_a_short_rehearsal_of_the_good_build_passes(pg_server: Any, kafka: Any) -> None:
     # make test's rehearsal: the default rehearsal config's assembly (and host bundles) under its
-    # ``smoke`` profile (an 8-s load, one fault), the target on the session's Postgres and Kafka.
+    # ``smoke`` profile (a 14-s load, one fault at 7 s), the target on the session's Postgres and Kafka.
     t0 = time.monotonic()
     r = rehearse(
         rehearsal_config(),
