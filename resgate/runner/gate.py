@@ -93,6 +93,7 @@ class GateRun:
         self.load_window: tuple[float, float] | None = None
         self._stop_sampling = threading.Event()
         self._sampler: threading.Thread | None = None
+        self._run_data_written = False
 
     # -- phases -----------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -243,10 +244,15 @@ class GateRun:
         return RunOutcome(exit_code, verdict, results, self.store.dir if self.store else None, card)
 
     def _write_run_data(self) -> None:
-        """The run's own data, as the assertions read it: fault timeline, health, load stats, ledger."""
+        """The run's own data, as the assertions read it: fault timeline, health, load stats, ledger.
+
+        Written once: just before the assertions, or at the end for a run that never reached them. So
+        ``faults.jsonl`` holds the fault timeline the checks judged (as the timeline Lambda's does on AWS),
+        not the cleanup's later stops (docs/HOUSE.md, "run data")."""
         s = self.store
-        if s is None:
+        if s is None or self._run_data_written:
             return
+        self._run_data_written = True
         write_jsonl(s, "faults", self.faults.timeline() if self.faults else [])
         write_jsonl(s, "health", list(self.health_events))
         if self.load is not None:

@@ -611,7 +611,7 @@ def test_a_random_clean_history_is_valid_and_one_injected_anomaly_is_found_and_n
     config = IntegrityConfig.from_dict(
         {"orders": {"table": f"{schema}.orders"}, "trades": {"table": f"{schema}.rm_trades"}}
     )
-    result = check(gather(pg_dsn, config, [json.dumps(r) for r in h["ledger"]].__iter__()), config)
+    result = check(gather(pg_dsn, config, [json.dumps(r) for r in h["ledger"]].__iter__()), config.thresholds)
     if kind in (None, "recovered"):
         assert result.valid is True, result.to_dict()
         assert result.counts["recovered"] == (1 if kind else 0)

@@ -94,7 +94,8 @@ def __getattr__(name: str) -> Any:
 
 
 Thresholds = IntegrityConfig
-"""The parser of the ``checks.integrity`` section: sources and thresholds both (``check`` takes either)."""
+"""The parser of the ``checks.integrity`` section: :func:`gather`'s config (tables, topics, fields), whose
+``thresholds`` (an :class:`IntegrityThresholds`) are all :func:`check` takes."""
 
 
 __all__ = [
