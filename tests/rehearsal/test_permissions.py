@@ -228,3 +228,30 @@ def test_the_lambda_runtime_folder_relinks_a_package_left_pointing_at_a_virtuale
     (first / "boto3").symlink_to(tmp_path / "gone" / "boto3")
     again = lambda_twin.runtime_folder()
     assert (again / "boto3").resolve() == Path(boto3.__file__).resolve().parent
+
+
+def test_an_ops_item_created_with_tags_needs_add_tags_to_resource_with_the_gates_tag_only() -> None:
+    """The stack's OpsItem grant (infra/policies.py ``ops_items_statement``, the shape of AWS's
+    ``AIOpsConsoleAdminPolicy``): ``ssm:CreateOpsItem`` and ``ssm:AddTagsToResource`` on ``opsitem/*`` with
+    ``aws:RequestTag/ResGateGate`` and no other tag key."""
+    grant = {
+        "Effect": "Allow",
+        "Action": ["ssm:CreateOpsItem", "ssm:AddTagsToResource"],
+        "Resource": "arn:aws:ssm:us-east-1:123456789012:opsitem/*",
+        "Condition": {
+            "StringEquals": {"aws:RequestTag/ResGateGate": "pb"},
+            "ForAllValues:StringEquals": {"aws:TagKeys": ["ResGateGate"]},
+        },
+    }
+    perms = Permissions(_template([grant], []), log=lambda _: None)
+    machine = perms.machine()
+    perms.check(machine, "ssm", "create_ops_item", {"Tags": [{"Key": "ResGateGate", "Value": "pb"}]})
+    with pytest.raises(Denied, match="ssm:CreateOpsItem"):
+        tags = [{"Key": "ResGateGate", "Value": "pb"}, {"Key": "Other", "Value": "x"}]
+        perms.check(machine, "ssm", "create_ops_item", {"Tags": tags})
+    no_tagging = {**grant, "Action": "ssm:CreateOpsItem"}
+    perms = Permissions(_template([no_tagging], []), log=lambda _: None)
+    with pytest.raises(Denied, match="ssm:AddTagsToResource"):
+        perms.check(
+            perms.machine(), "ssm", "create_ops_item", {"Tags": [{"Key": "ResGateGate", "Value": "pb"}]}
+        )

@@ -216,13 +216,10 @@ class Permissions:
         if service == "fis":
             return self._fis(operation, p)
         if key == "ssm:create_ops_item":
-            return [
-                (
-                    "ssm:CreateOpsItem",
-                    f"arn:aws:ssm:{REGION}:{ACCOUNT}:opsitem/*",
-                    _request_tags(p.get("Tags")),
-                )
-            ]
+            # Tagging at creation is also authorized as ssm:AddTagsToResource on the new OpsItem.
+            opsitem, tags = f"arn:aws:ssm:{REGION}:{ACCOUNT}:opsitem/*", _request_tags(p.get("Tags"))
+            out = [("ssm:CreateOpsItem", opsitem, tags)]
+            return out + ([("ssm:AddTagsToResource", opsitem, tags)] if p.get("Tags") else [])
         raise Unmapped(f"the rehearsal has no IAM mapping for {key}")
 
     def _ecs(self, operation: str, p: Mapping[str, Any]) -> list[Request]:
