@@ -145,6 +145,19 @@ def _parse_target(sec: Section) -> Target:
     return Target(environment=environment, tags=tags, services=services, setup=setup, aws=aws)
 
 
+MAX_LOAD_WORKERS = 64
+"""More Locust workers than this on one machine only adds scheduling noise; on Fargate, one task each."""
+
+
+def _arrival_rate(sec: Section) -> float | None:
+    if not sec.has("arrival_rate"):
+        return None
+    rate = float(sec.num("arrival_rate", min=0.001))
+    if not rate < 1_000_000:
+        raise sec.error("arrival_rate", f"must be < 1000000 requests/s, got {rate:g}")
+    return rate
+
+
 def _parse_load(sec: Section) -> Load:
     load = Load(
         users=sec.num("users", 20, min=1, max=10_000, integer=True),
@@ -154,9 +167,16 @@ def _parse_load(sec: Section) -> Load:
         locustfile=sec.str("locustfile", "loadgen/locustfile.py"),
         host=sec.str("host", None),
         env=sec.str_map("env", {}),
+        workers=sec.num("workers", 0, min=0, max=MAX_LOAD_WORKERS, integer=True),
+        arrival_rate=_arrival_rate(sec),
     )
     if load.baseline_s >= load.duration_s:
         raise sec.error("baseline_s", f"must be shorter than load.duration_s ({load.duration_s})")
+    if load.workers > load.users:
+        # Locust would leave a worker without users: its ledger part would be empty, not missing
+        raise sec.error(
+            "workers", f"must be <= load.users ({load.users}): every worker runs at least one user"
+        )
     sec.done()
     return load
 

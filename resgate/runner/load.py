@@ -17,6 +17,7 @@ from loadgen.run import LocustResult, LocustRun, run_locust
 from loadgen.stats import read_live, summarize
 from resgate.config.runnable import resolve_locustfile
 from resgate.config.schema import GateConfig
+from resgate.contract.env import ENV_ARRIVAL_RATE, ENV_USERS
 from resgate.contract.errors import ConfigError, DependencyMissing
 from resgate.runner.guardrails import Window
 
@@ -90,6 +91,10 @@ class LoadRun:
     def ledger_path(self) -> Path | None:
         return self.result.ledger_path if self.result is not None else None
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """One row per Locust worker (``loadgen.run.node_rows``); ``[]`` for a single-process load."""
+        return [dict(n) for n in self.result.nodes] if self.result is not None else []
+
     def stats(self) -> list[dict[str, Any]]:
         return list(self.result.stats) if self.result is not None else []
 
@@ -121,7 +126,21 @@ class LoadRun:
             if s.get(k) is not None:
                 out[k.replace("_ms", "")] = f"{s[k]:.0f} ms"
         out["ledger records"] = self.result.ledger_records
+        if self.result.nodes:
+            parts = ", ".join(
+                f"{n['node']} {n['records']}" + ("" if n["complete"] else f" (INCOMPLETE: {n['reason']})")
+                for n in self.result.nodes
+            )
+            out["load workers"] = f"{len(self.result.nodes)}: {parts}"
         return out
+
+
+def load_env(cfg: GateConfig) -> dict[str, str]:
+    """The locustfile's settings the load section implies: the open model's rate and the user count it
+    is shared by (``loadgen.load_config``); ``{}`` for the closed model."""
+    if cfg.load.arrival_rate is None:
+        return {}
+    return {ENV_ARRIVAL_RATE: f"{cfg.load.arrival_rate:g}", ENV_USERS: str(cfg.load.users)}
 
 
 def start_load(cfg: GateConfig, host: str, ledger_dir: Path) -> LoadRun:
@@ -133,6 +152,7 @@ def start_load(cfg: GateConfig, host: str, ledger_dir: Path) -> LoadRun:
         duration_s=cfg.load.duration_s,
         ledger_dir=ledger_dir,
         locustfile=_locustfile(cfg),
-        env=dict(cfg.load.env),
+        env={**load_env(cfg), **cfg.load.env},
+        workers=cfg.load.workers,
     )
     return LoadRun(run, ledger_dir, cfg.load.duration_s)

@@ -1,0 +1,98 @@
+"""Locust distributed on this machine (``run_locust(workers=N)``): one master and N worker processes
+over ZeroMQ on 127.0.0.1, against a fake order gateway; each worker writes its own ledger part, and a worker
+killed mid-run leaves an incomplete part that the run's node rows name. Every wait is bounded."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from loadgen.ledger import count_records, iter_records, part_files
+from loadgen.run import LocustResult, run_locust
+from loadgen.stats import read_live
+from resgate.contract.errors import ConfigError
+from tests.integration._fake_broker_api import FakeBrokerAPI
+
+pytestmark = pytest.mark.integration
+
+LOAD_ENV = {"RESGATE_WAIT_MIN_S": "0", "RESGATE_WAIT_MAX_S": "0.05", "RESGATE_NETWORK_TIMEOUT_S": "2"}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def two_worker_run(ledger_dir: Path, *, kill_one_after_s: float | None = None) -> LocustResult:
+    with FakeBrokerAPI() as api:
+        run = run_locust(
+            api.url,
+            users=4,
+            spawn_rate=4,
+            duration_s=4,
+            ledger_dir=ledger_dir,
+            env=LOAD_ENV,
+            workers=2,
+            stop_timeout_s=1,
+        )
+        try:
+            if kill_one_after_s is not None:
+                deadline = time.monotonic() + 60
+                while not any(p["requests"] for p in read_live(ledger_dir)):
+                    assert run.running and time.monotonic() < deadline, run.log_path.read_text()[-2000:]
+                    time.sleep(0.1)
+                time.sleep(kill_one_after_s)
+                os.kill(run.workers[1].pid, signal.SIGKILL)
+            result = run.wait(timeout=90)
+        finally:
+            result = run.stop()
+    assert not alive(run.pgid) and not any(alive(w.pid) for w in run.workers)
+    return result
+
+
+def test_two_workers_write_one_complete_ledger_part_each_and_the_merge_holds_every_record(
+    tmp_path: Path,
+) -> None:
+    result = two_worker_run(tmp_path)
+    assert result.exit_code == 0, result.log_path.read_text()[-2000:]
+    assert [n["node"] for n in result.nodes] == ["w1", "w2"]
+    assert all(n["complete"] for n in result.nodes), result.nodes
+    parts = part_files(tmp_path)
+    assert len(parts) == 2 and all(n["records"] > 0 for n in result.nodes)
+    assert (
+        result.ledger_records
+        == sum(count_records(p) for p in parts)
+        == sum(n["records"] for n in result.nodes)
+    )
+    # the master's --json is Locust's bucket-by-bucket merge of the workers' histograms: same requests
+    assert result.total_requests == result.ledger_records
+    nodes = {r["client_id"].split("-")[0] for r in iter_records(result.ledger_path)}
+    assert nodes == {"cw1", "cw2"}
+
+
+def test_a_worker_killed_mid_run_is_named_as_incomplete(tmp_path: Path) -> None:
+    result = two_worker_run(tmp_path, kill_one_after_s=1.0)
+    by_node = {n["node"]: n for n in result.nodes}
+    assert by_node["w1"]["complete"], by_node
+    assert not by_node["w2"]["complete"]
+    assert by_node["w2"]["reason"] == "killed by signal 9"
+    assert result.incomplete_nodes == ["w2"]
+
+
+@pytest.mark.parametrize(("workers", "where"), [(5, "load.workers"), (-1, "load.workers")])
+def test_more_workers_than_users_or_a_negative_count_is_refused_before_anything_starts(
+    tmp_path: Path, workers: int, where: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        run_locust(
+            "http://127.0.0.1:9", users=4, spawn_rate=1, duration_s=1, ledger_dir=tmp_path, workers=workers
+        )
+    assert e.value.where == where
+    assert not list(tmp_path.iterdir())
