@@ -138,9 +138,10 @@ def node_rows(ledger_dir: Path, workers: Sequence[tuple[str, int, int | None]]) 
     ``workers`` are ``(node, pid, exit_code)``. A worker's ledger part is ``ledger-<pid>.jsonl`` and its
     completion marker ``done-<pid>.json`` (written by :mod:`loadgen.ledger_plugin` when the process shuts
     down cleanly, with the number of lines it wrote). A part is complete only when the marker exists, the
-    part holds exactly that many whole lines and the process exited with 0: a worker killed mid-run has no
-    marker (its part ends at its last flush), so the run's ledger is partial and the checks that read it
-    must say unknown, never pass.
+    part holds exactly that many whole lines and no signal ended the process (an exit code > 0 with a whole
+    part, e.g. a user's unhandled exception, is kept in ``exit_code`` but loses no record): a worker killed
+    mid-run has no marker (its part ends at its last flush), so the run's ledger is partial and the checks
+    that read it must say unknown, never pass.
     """
     rows = []
     for node, pid, exit_code in workers:
@@ -155,8 +156,8 @@ def node_rows(ledger_dir: Path, workers: Sequence[tuple[str, int, int | None]]) 
             pass
         if exit_code is None:
             reason = "still running when the load was collected"
-        elif exit_code != 0:
-            reason = f"exited with {exit_code}" if exit_code > 0 else f"killed by signal {-exit_code}"
+        elif exit_code < 0:
+            reason = f"killed by signal {-exit_code}"
         elif marker_records is None:
             reason = "no completion marker: the process did not shut down cleanly"
         elif marker_records != records:
@@ -282,17 +283,18 @@ class LocustRun:
             time.sleep(0.05)
 
     def _end_workers(self) -> None:
-        """After the master: give the workers the master's quit (they end ``stop_timeout`` after its stop
-        message) up to the stop grace, then SIGTERM, then SIGKILL each worker's group."""
+        """After the master has exited: SIGTERM to each worker still running, SIGKILL to its group after the
+        stop grace. The master exits only once every worker reported its users stopped (and so had flushed
+        its ledger part, at ``test_stop``); a worker handles the master's quit only after sleeping its stop
+        timeout, so waiting for it would add that much to every run. On SIGTERM Locust shuts the worker down
+        cleanly (``quitting``: the completion marker is written again, with the same count)."""
+        for w in self.workers:
+            if w.proc.poll() is None:
+                _signal_group(w.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace_s
         for w in self.workers:
             try:
                 w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(w.pid, signal.SIGTERM)
-        for w in self.workers:
-            try:
-                w.proc.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
                 self._killed = True
                 _signal_group(w.pid, signal.SIGKILL)
@@ -417,7 +419,8 @@ def run_locust(
             node = f"w{i}"
             worker_cmd = [sys.executable, "-m", "locust", "-f", files, "--worker"]
             worker_cmd += ["--master-host", "127.0.0.1", "--master-port", str(port)]
-            worker_cmd += ["--stop-timeout", str(stop_timeout_s)]
+            # a worker that saw failed requests would exit 1 by default: its exit code must mean "crashed"
+            worker_cmd += ["--stop-timeout", str(stop_timeout_s), "--exit-code-on-error", "0"]
             specs.append(WorkerSpec(node, worker_cmd, {**run_env, env_names.ENV_LOAD_NODE: node}))
     cmd = [
         sys.executable,
