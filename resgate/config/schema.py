@@ -270,6 +270,8 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     if checks_and_thresholds is not None and len(faults) == len(faults_raw):
         fault_names = {f.name for f in faults} | {f.name for p in profiles.values() for f in p.faults}
         errs.attempt(_check_phase_faults, checks_and_thresholds[0], fault_names, loc)
+    if checks_and_thresholds is not None and load is not None:
+        errs.attempt(_check_latency_from, checks_and_thresholds[1], load, profiles, loc)
     evidence = errs.attempt(_parse_evidence, root.section("evidence"))
     errs.attempt(root.done)
     errs.raise_any()
@@ -316,6 +318,25 @@ def _check_phase_faults(checks: dict[str, dict[str, Any]], fault_names: set[str]
                 f"{list(FAULT_KINDS)}",
                 where=loc.where(f"checks.slo.phases.{path}"),
             )
+
+
+def _check_latency_from(
+    thresholds: dict[str, Any], load: Load, profiles: dict[str, Profile], loc: Located
+) -> None:
+    """``checks.slo.latency_from: intended`` judges latency from each request's intended start, which only the
+    open model has: the load (and every profile's) must set ``arrival_rate``, or the check could judge
+    nothing."""
+    slo = thresholds.get("slo")
+    if slo is None or getattr(slo, "latency_from", "sent") != "intended":
+        return
+    closed = ["load"] * (load.arrival_rate is None) + [
+        f"profiles.{n}" for n, p in profiles.items() if p.load.arrival_rate is None
+    ]
+    if closed:
+        raise ConfigError(
+            f"'intended' needs the open model: set load.arrival_rate (closed model in {', '.join(closed)})",
+            where=loc.where("checks.slo.latency_from"),
+        )
 
 
 def _parse_profiles(

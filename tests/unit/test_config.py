@@ -180,3 +180,11 @@ def test_load_arrival_rate_is_optional_and_must_be_positive() -> None:
     )
     with pytest.raises(ConfigError, match=r"load\.arrival_rate .*must be >= 0\.001"):
         load_config_text(BASE.replace("  users: 5\n", "  users: 5\n  arrival_rate: 0\n"))
+
+
+def test_judging_latency_from_the_intended_start_needs_the_open_model() -> None:
+    intended = "checks:\n  slo: {p99_ms: 500, latency_from: intended}\n"
+    with pytest.raises(ConfigError, match=r"checks\.slo\.latency_from .*set load\.arrival_rate"):
+        load_config_text(_with(intended))
+    open_model = _with(intended).replace("  users: 5\n", "  users: 5\n  arrival_rate: 50\n")
+    assert load_config_text(open_model).thresholds_of("slo").latency_from == "intended"
