@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadgen.ledger import LIVE_PREFIX, iter_lines
+from loadgen.ledger import LIVE_PREFIX, iter_lines, iter_records
 from loadgen.run import LocustResult, LocustRun, run_locust
 from loadgen.stats import read_live, summarize
+from resgate.checks.histogram import percentile
+from resgate.checks.slo.phases import locust_bucket
 from resgate.config.runnable import resolve_locustfile
 from resgate.config.schema import GateConfig
 from resgate.contract.env import ENV_ARRIVAL_RATE, ENV_USERS
@@ -126,6 +128,7 @@ class LoadRun:
             if s.get(k) is not None:
                 out[k.replace("_ms", "")] = f"{s[k]:.0f} ms"
         out["ledger records"] = self.result.ledger_records
+        out.update(intended_figures(self.result.ledger_path))
         if self.result.nodes:
             parts = ", ".join(
                 f"{n['node']} {n['records']}" + ("" if n["complete"] else f" (INCOMPLETE: {n['reason']})")
@@ -133,6 +136,29 @@ class LoadRun:
             )
             out["load workers"] = f"{len(self.result.nodes)}: {parts}"
         return out
+
+
+def intended_figures(ledger_path: Path) -> dict[str, str]:
+    """For an open-model load (records with ``intended_latency_ms``): the p99 from the send and from the
+    intended start side by side, and the gap between them, which is what coordinated omission would have
+    hidden; ``{}`` for a closed-model ledger. Percentiles from the merged histograms (Locust's buckets)."""
+    sent: dict[float, int] = {}
+    intended: dict[float, int] = {}
+    if not ledger_path.is_file():
+        return {}
+    for r in iter_records(ledger_path):
+        if r.get("intended_latency_ms") is None:
+            continue
+        for hist, ms in ((sent, r["latency_ms"]), (intended, r["intended_latency_ms"])):
+            b = locust_bucket(float(ms))
+            hist[b] = hist.get(b, 0) + 1
+    p_sent, p_intended = percentile(sent, 99.0), percentile(intended, 99.0)
+    if p_sent is None or p_intended is None:
+        return {}
+    return {
+        "p99 from send": f"{p_sent:.0f} ms",
+        "p99 from intended start": f"{p_intended:.0f} ms ({p_intended - p_sent:+.0f} ms unseen at send)",
+    }
 
 
 def load_env(cfg: GateConfig) -> dict[str, str]:

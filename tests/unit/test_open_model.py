@@ -7,6 +7,9 @@ from the intended start reports it; the SLO check judges either, at its limit's 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from loadgen.pacing import Pacer, intended_latency_ms, interval_for
@@ -15,6 +18,7 @@ from resgate.checks import slo
 from resgate.checks.result import CheckResult
 from resgate.checks.slo.phases import locust_bucket
 from resgate.contract.errors import ConfigError, EvidenceMissing
+from resgate.runner.load import intended_figures
 
 SERVICE_MS = 10.0
 STALL_FROM, STALL_TO = 10.0, 15.0
@@ -130,3 +134,15 @@ def test_latency_from_must_be_sent_or_intended() -> None:
     with pytest.raises(ConfigError) as e:
         slo.SloThresholds.from_dict({"latency_from": "received"})
     assert e.value.where == "thresholds.slo.latency_from"
+
+
+def test_the_report_shows_the_p99_from_the_send_and_from_the_intended_start(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text("".join(json.dumps(r) + "\n" for r in paced_user()))
+    figures = intended_figures(ledger)
+    assert figures["p99 from send"] == "10 ms"
+    assert figures["p99 from intended start"].endswith("ms unseen at send)")
+    assert float(figures["p99 from intended start"].split()[0]) > 4000
+    closed = tmp_path / "closed.jsonl"
+    closed.write_text(json.dumps({"latency_ms": 1.0}) + "\n")
+    assert intended_figures(closed) == {}
