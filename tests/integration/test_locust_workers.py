@@ -96,3 +96,22 @@ def test_more_workers_than_users_or_a_negative_count_is_refused_before_anything_
         )
     assert e.value.where == where
     assert not list(tmp_path.iterdir())
+
+
+def test_stopping_a_distributed_load_early_ends_every_process_and_keeps_every_part_whole(
+    tmp_path: Path,
+) -> None:
+    with FakeBrokerAPI() as api:
+        run = run_locust(
+            api.url, users=4, spawn_rate=4, duration_s=60, ledger_dir=tmp_path, env=LOAD_ENV, workers=2
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while sum(p["requests"] for p in read_live(tmp_path)) < 20:
+                assert run.running and time.monotonic() < deadline, run.log_path.read_text()[-2000:]
+                time.sleep(0.1)
+        finally:
+            result = run.stop()  # the gate's cleanup path: guardrail abort, Ctrl-C, an error
+    assert result.stopped and not alive(run.pgid) and not any(alive(w.pid) for w in run.workers)
+    assert all(n["complete"] for n in result.nodes), result.nodes
+    assert result.ledger_records == sum(n["records"] for n in result.nodes) > 0
