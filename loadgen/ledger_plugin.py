@@ -344,6 +344,54 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
         TICKER.start()
 
 
+STOP_MESSAGE = "resgate_stop"
+FINAL_MESSAGE = "resgate_final"
+FINAL_REPORT_GRACE_S = 10.0
+"""How long a master waits, beyond the users' stop timeout, for its workers' final reports."""
+_FINALS: set[str] = set()
+
+
+def _on_init(environment: Any, **_kw: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(FINAL_MESSAGE, _on_final)
+    elif isinstance(runner, WorkerRunner):
+        # concurrent: stopping the users takes up to the stop timeout; the worker keeps heartbeating
+        runner.register_message(STOP_MESSAGE, _on_stop_message, concurrent=True)
+
+
+def _on_final(msg: Any, **_kw: Any) -> None:
+    _FINALS.add(str(msg.node_id))
+
+
+def _on_stop_message(environment: Any, **_kw: Any) -> None:
+    environment.runner.stop()  # fires test_stop: the last stats and the final message go to the master
+
+
+def collect_final_reports(runner: Any, timeout_s: float) -> bool:
+    """On a master that is stopping: have every worker stop its users and report its last stats, and wait
+    (at most ``timeout_s``) until each worker that is not missing has. True when all did.
+
+    Locust's headless master quits at its run time by sending *quit* and exiting half a second later,
+    while a worker stops its users (up to the stop timeout) before it sends its last stats: the master's
+    ``--json`` would miss the requests of those seconds and disagree with the ledger. A worker's stats
+    and its final message travel on the same connection, so the stats arrive first."""
+    _FINALS.clear()
+    workers = [c.id for c in runner.clients.all]
+    for cid in workers:
+        runner.send_message(STOP_MESSAGE, None, client_id=cid)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = {c.id for c in runner.clients.missing}
+        waiting = [cid for cid in workers if cid not in _FINALS and cid not in missing]
+        if not waiting:
+            return True
+        if time.monotonic() >= deadline:
+            log.warning("no final report from workers %s", waiting)
+            return False
+        gevent.sleep(0.05)
+
+
 def _on_test_stop(environment: Any = None, **_kw: Any) -> None:
     TICKER.stop()
     try:
@@ -352,11 +400,12 @@ def _on_test_stop(environment: Any = None, **_kw: Any) -> None:
         log.exception("writing live stats failed")
     flush_all()
     runner = getattr(environment, "runner", None)
-    if isinstance(runner, WorkerRunner):
-        # The master quits half a second after its quit message, but a worker handles that message only
-        # after sleeping its stop timeout: report the last stats now, or the master's --json misses them.
+    if isinstance(runner, MasterRunner):
+        collect_final_reports(runner, float(environment.stop_timeout or 0) + FINAL_REPORT_GRACE_S)
+    elif isinstance(runner, WorkerRunner):
         try:
-            runner._send_stats()
+            runner._send_stats()  # what the users did since the last periodic report
+            runner.send_message(FINAL_MESSAGE, None)
         except Exception:
             log.exception("sending the final stats to the master failed")
 
@@ -367,6 +416,7 @@ def install() -> bool:
         return False
     setattr(events, _INSTALLED_MARK, True)
     events.request.add_listener(on_request)
+    events.init.add_listener(_on_init)
     events.test_start.add_listener(_on_test_start)
     events.test_stop.add_listener(_on_test_stop)
     events.quitting.add_listener(flush_all)

@@ -31,14 +31,17 @@ def alive(pid: int) -> bool:
 
 
 def two_worker_run(ledger_dir: Path, *, kill_one_after_s: float | None = None) -> LocustResult:
-    with FakeBrokerAPI() as api:
+    # every 5th order answered after 0.8 s: requests are still in flight when the run ends
+    with FakeBrokerAPI(stall_every=5, stall_s=0.8) as api:
         run = run_locust(
             api.url,
-            users=4,
-            spawn_rate=4,
+            users=10,
+            spawn_rate=10,
             duration_s=4,
             ledger_dir=ledger_dir,
-            env=LOAD_ENV,
+            # no think time: a master that quits without its workers' final reports (Locust's headless
+            # master exits half a second after its quit message) prints fewer requests than the ledger holds
+            env={**LOAD_ENV, "RESGATE_WAIT_MAX_S": "0"},
             workers=2,
             stop_timeout_s=1,
         )
