@@ -2,11 +2,14 @@
 the verdict judges the merged ledger of both parts, and a worker killed mid-run makes the run unknown
 (never a pass on partial data), with the worker named in the evidence and no process left behind.
 
-Both runs are short and target a tiny in-memory order API (``workers/app.py``): no database, no Kafka."""
+The two runs of ``make test`` are short and target a tiny in-memory order API (``workers/app.py``): no
+database, no Kafka. The paperbroker runs (good build and ``no_idempotency`` under a two-worker load) are
+part of ``make matrix`` (``RESGATE_MATRIX=1``): a full gate each."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 import yaml
 
 from resgate.contract.layout import table_glob
-from tests.e2e.conftest import processes_with_marker, run_gate
+from tests.e2e.conftest import SHORT_CONFIG, processes_with_marker, run_gate
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -91,4 +94,30 @@ def test_a_worker_killed_mid_run_makes_the_run_unknown_and_is_named(tmp_path: Pa
     by_node = {n["node"]: n for n in load_nodes(tmp_path / "ev")}
     assert by_node["w1"]["complete"] and not by_node["w2"]["complete"]
     assert by_node["w2"]["reason"] == "killed by signal 9"
+    assert not processes_with_marker(r.marker)
+
+
+@pytest.mark.skipif(
+    os.environ.get("RESGATE_MATRIX") != "1", reason="full gate runs: RESGATE_MATRIX=1 (make matrix)"
+)
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", ["none", "no_idempotency"])
+def test_paperbroker_under_two_workers_passes_the_good_build_and_fails_no_idempotency_on_integrity(
+    bug: str, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(SHORT_CONFIG.read_text())
+    doc["load"]["workers"] = 2
+    config = tmp_path / "gate_workers.yaml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = {"PAPERBROKER_BUGS": bug} if bug != "none" else {}
+    r = run_gate(config, tmp_path / "ev", env=env)
+    nodes = load_nodes(tmp_path / "ev")
+    assert [n["node"] for n in nodes] == ["w1", "w2"] and all(n["complete"] for n in nodes), nodes
+    ledger = next((tmp_path / "ev").glob(table_glob("ledger"))).read_text().splitlines()
+    assert len(ledger) == sum(n["records"] for n in nodes) == r.checks["slo"]["counts"]["requests"]
+    if bug == "none":
+        assert r.exit_code == 0 and r.verdict is not None and r.verdict["result"] == "PASS", r.output[-4000:]
+    else:
+        assert r.exit_code == 1, r.output[-4000:]
+        assert r.checks["integrity"]["valid"] is False and r.checks["integrity"]["counts"]["duplicated"] > 0
     assert not processes_with_marker(r.marker)
