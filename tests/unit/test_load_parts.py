@@ -47,6 +47,7 @@ def test_a_part_whose_marker_counts_its_lines_is_complete(tmp_path: Path) -> Non
         (4, 3, 0, "its part holds 4 records, the process wrote 3"),
         (3, None, 0, "no completion marker: the process did not shut down cleanly"),
         (3, 3, -9, "killed by signal 9"),
+        (3, 3, -1, "killed by signal 1"),
         (3, 3, None, "still running when the load was collected"),
     ],
 )
@@ -97,3 +98,10 @@ def test_a_run_whose_parts_are_all_complete_or_that_had_no_workers_reads_its_led
         store = store_with(tmp_path / str(bool(nodes)), nodes)
         assert incomplete_load_parts(store) == []
         assert len(list(ledger(store))) == 1
+
+
+def test_a_run_without_a_ledger_is_missing_evidence_unless_the_ledger_is_optional(tmp_path: Path) -> None:
+    store = FolderStore(tmp_path, RunKey("g", "2026-12-07", "r2"))
+    with pytest.raises(EvidenceMissing, match="no client ledger was written"):
+        ledger(store)
+    assert ledger(store, required=False) == []
