@@ -1,11 +1,11 @@
 """Locust distributed on this machine (``run_locust(workers=N)``): one master and N worker processes
-over ZeroMQ on 127.0.0.1, against a fake order gateway; each worker writes its own ledger part, and a worker
-killed mid-run leaves an incomplete part that the run's node rows name. Every wait is bounded."""
+over ZeroMQ on 127.0.0.1, against a fake order gateway; each worker writes its own ledger part, the
+master's stats count every request of the merged ledger, and an early stop ends every process. (A worker
+killed mid-run is proven end to end in ``tests/e2e/test_distributed_load.py``.) Every wait is bounded."""
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -30,14 +30,14 @@ def alive(pid: int) -> bool:
     return True
 
 
-def two_worker_run(ledger_dir: Path, *, kill_one_after_s: float | None = None) -> LocustResult:
+def two_worker_run(ledger_dir: Path) -> LocustResult:
     # every 5th order answered after 0.8 s: requests are still in flight when the run ends
     with FakeBrokerAPI(stall_every=5, stall_s=0.8) as api:
         run = run_locust(
             api.url,
             users=10,
             spawn_rate=10,
-            duration_s=4,
+            duration_s=3,
             ledger_dir=ledger_dir,
             # no think time: a master that quits without its workers' final reports (Locust's headless
             # master exits half a second after its quit message) prints fewer requests than the ledger holds
@@ -46,13 +46,6 @@ def two_worker_run(ledger_dir: Path, *, kill_one_after_s: float | None = None) -
             stop_timeout_s=1,
         )
         try:
-            if kill_one_after_s is not None:
-                deadline = time.monotonic() + 60
-                while not any(p["requests"] for p in read_live(ledger_dir)):
-                    assert run.running and time.monotonic() < deadline, run.log_path.read_text()[-2000:]
-                    time.sleep(0.1)
-                time.sleep(kill_one_after_s)
-                os.kill(run.workers[1].pid, signal.SIGKILL)
             result = run.wait(timeout=90)
         finally:
             result = run.stop()
@@ -78,15 +71,6 @@ def test_two_workers_write_one_complete_ledger_part_each_and_the_merge_holds_eve
     assert result.total_requests == result.ledger_records
     nodes = {r["client_id"].split("-")[0] for r in iter_records(result.ledger_path)}
     assert nodes == {"cw1", "cw2"}
-
-
-def test_a_worker_killed_mid_run_is_named_as_incomplete(tmp_path: Path) -> None:
-    result = two_worker_run(tmp_path, kill_one_after_s=1.0)
-    by_node = {n["node"]: n for n in result.nodes}
-    assert by_node["w1"]["complete"], by_node
-    assert not by_node["w2"]["complete"]
-    assert by_node["w2"]["reason"] == "killed by signal 9"
-    assert result.incomplete_nodes == ["w2"]
 
 
 @pytest.mark.parametrize(("workers", "where"), [(5, "load.workers"), (-1, "load.workers")])
