@@ -77,6 +77,10 @@ class Load:
     locustfile: str = "loadgen/locustfile.py"
     host: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    workers: int = 0
+    """Locust worker processes under one master (0: one process, no master)."""
+    arrival_rate: float | None = None
+    """Open model: task iterations per second over all users (None: closed model, users' wait times)."""
 
 
 @dataclass(frozen=True)

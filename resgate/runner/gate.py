@@ -259,6 +259,8 @@ class GateRun:
             write_jsonl(s, "load_stats", self.load.stats() or [])
             if not s.exists("load_live"):  # written once: cleanup removes the load's folder afterwards
                 write_jsonl(s, "load_live", self.load.live_lines())
+            if self.load.nodes():
+                write_jsonl(s, "load_nodes", self.load.nodes())
             self._evidence_ledger()
 
     def _write_evidence(self, verdict: dict[str, Any]) -> Scorecard | None:
