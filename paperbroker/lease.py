@@ -100,6 +100,7 @@ class Lease:
         self.ttl_s = ttl_s
         self.token: int | None = None
         self.valid_until = 0.0
+        self.renewed_at = 0.0  # monotonic start of the last renewal the store granted
         self.last_heard: float | None = None
         self.lost_reason: str | None = None
 
@@ -111,6 +112,7 @@ class Lease:
     def granted(self, token: int, started: float) -> None:
         """The store granted (or renewed) ``token`` to a request sent at ``started`` (monotonic)."""
         self.token = token
+        self.renewed_at = started
         self.valid_until = started + self.ttl_s
         self.last_heard = time.monotonic()
         self.lost_reason = None

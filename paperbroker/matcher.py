@@ -35,8 +35,9 @@ committed. Every write transaction (a batch, an outbox acknowledgement) is fence
 store, so a deposed leader that did not notice cannot change the book, the sequence numbers or the
 outbox. ``/health`` shows ``leader`` (1/0), ``fencing_token``, ``lease_group`` and ``heartbeat_age_s``
 (seconds since the replica last heard from the lease store). The seeded bug ``unfenced_leader`` skips
-the store's fence and looks at its lease only every :data:`UNFENCED_CHECK_S` seconds, so a leader paused
-past its lease matches again beside its successor (split brain).
+the store's fence, ignores a failed or refused renewal and takes a lease renewed within the last
+:data:`UNFENCED_CHECK_S` seconds to be still held, so a leader paused past its lease matches again beside
+its successor until then (split brain).
 
 Incoming ``OrderAccepted`` events are deduplicated by ``order_id`` (a redelivered or re-published order is
 ignored); the ``matcher_double_fill`` seeded bug skips that check, so a redelivered order is matched
@@ -107,7 +108,7 @@ log = logging.getLogger("paperbroker.matcher")
 BATCH_MAX_RECORDS = 2000
 PUBLISH_CHUNK = 500  # ~150 KB per partition: one producer batch, so a failed batch cannot be overtaken
 STANDBY_POLL_S = 0.5  # how often a standby tries to take the lease
-UNFENCED_CHECK_S = 10.0  # the unfenced_leader bug: how seldom the leader looks at its own lease
+UNFENCED_CHECK_S = 10.0  # the unfenced_leader bug: a lease renewed within this long is taken as held
 
 
 # ------------------------------------------------------------------------------------------ the service
@@ -122,7 +123,6 @@ class Matcher:
         self.keep_cancelled = settings.bug("matcher_snapshot_keeps_cancelled")
         self.unfenced = settings.bug("unfenced_leader")
         self.lease = Lease(DEFAULT_GROUP, settings.replica, settings.lease_ttl_s)
-        self._lease_checked = 0.0
         self._lost = asyncio.Event()
         self._acting = False  # matching under a token (this session loaded the book and is consuming)
         health.figures = self._figures
@@ -333,10 +333,11 @@ class Matcher:
         """Raise :class:`LeaseLost` (the session ends, the replica becomes a standby) once the lease is
         not held; under the unfenced_leader bug only every :data:`UNFENCED_CHECK_S` seconds."""
         now = time.monotonic()
-        if self.unfenced:
-            if now - self._lease_checked < UNFENCED_CHECK_S:
-                return
-            self._lease_checked = now
+        if self.unfenced:  # the bug: a lease renewed within the last 10 s is taken to be still held
+            if now - self.lease.renewed_at > UNFENCED_CHECK_S:
+                self.health.set_not_ready("paused: lease lost")
+                raise LeaseLost(f"no renewal for {UNFENCED_CHECK_S:g} s")
+            return
         if not self.lease.held(now):
             self.health.set_not_ready("paused: lease lost")
             raise LeaseLost(self.lease.lost_reason or "lease deadline passed without a renewal")
@@ -357,7 +358,6 @@ class Matcher:
                 self.lease.heard()
                 if token is not None:
                     self.lease.granted(token, started)
-                    self._lease_checked = time.monotonic()
                     log.info("lease of %s taken with fencing token %d", self.lease.group, token)
                     return True
             except (psycopg.Error, OSError, TimeoutError) as e:
@@ -388,11 +388,18 @@ class Matcher:
                         renew(conn, lease.group, lease.holder, token, lease.ttl_s), timeout=timeout
                     )
                 except (psycopg.Error, OSError, TimeoutError) as e:
-                    lease.lose(f"renewal failed: {type(e).__name__}: {e}")
                     log.warning("lease renewal failed (%s: %s): pausing", type(e).__name__, e)
+                    if self.unfenced:  # the bug: logged, retried at the next tick, matching goes on
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(conn.close(), timeout=1) if conn else None
+                        conn = None
+                        continue
+                    lease.lose(f"renewal failed: {type(e).__name__}: {e}")
                     self._lost.set()
                     return
                 lease.heard()
+                if not ok and self.unfenced:
+                    continue
                 if not ok:
                     lease.lose(f"deposed: the lease no longer carries token {token}")
                     log.warning("lease of %s lost to another replica: pausing", lease.group)
