@@ -5,11 +5,13 @@ expired (or never held) lease and raises its ``token`` by one: every new leader 
 any leader before it. :func:`renew` extends the lease only while the row still carries the caller's token,
 so a deposed leader cannot renew. Lease times are the database's clock (``now()``), never a replica's.
 
-**Fencing at the store.** A leader's every write transaction starts with :func:`fence`, which reads the
-lease row ``FOR SHARE`` and raises :class:`Fenced` unless the row still carries the writer's token. The
-shared row lock orders the write against a takeover: an :func:`acquire` that bumps the token waits until
-the write's transaction has committed (and the new leader then loads the state that includes it), and a
-write that starts after the takeover sees the new token and is rolled back. So a leader that was paused,
+**Fencing at the store.** A leader's every write transaction ends with :func:`fence`, just before its
+commit, which reads the lease row ``FOR SHARE`` and raises :class:`Fenced` (the transaction rolls back)
+unless the row still carries the writer's token. The shared row lock orders the write against a
+takeover: an :func:`acquire` that bumps the token waits until the write has committed (and the new leader
+then loads the state that includes it), and a write fenced after the takeover sees the new token and is
+rolled back. Fencing last keeps the lock short: a leader stopped in the middle of a write (a pause)
+holds no lock on the lease, so its successor is not kept waiting. So a leader that was paused,
 partitioned or slow and believes it still leads cannot change the book, the sequence numbers or the
 outbox: the store refuses it, whatever the process thinks (Kleppmann's fencing token).
 

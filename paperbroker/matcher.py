@@ -29,15 +29,17 @@ retention), and the book, offsets and outputs move together atomically.
 of the symbol group matches, the others are hot standbys polling for it (readiness 503, reason
 ``standby``). The leader renews its lease every third of ``PB_LEASE_TTL_S`` (default 3 s) on its own
 connection; the first renewal that fails or times out, or a local deadline passed (a paused process),
-pauses it at once: readiness 503, ``leader`` 0, the session torn down before another batch is matched.
-A standby takes the expired lease with the next fencing token and loads the state the last leader
+pauses it at once: readiness 503, ``leader`` 0, the session torn down before another batch is matched. A
+standby takes the expired lease with the next fencing token and loads the state the last leader
 committed. Every write transaction (a batch, an outbox acknowledgement) is fenced by the token at the
-store, so a deposed leader that did not notice cannot change the book, the sequence numbers or the
-outbox. ``/health`` shows ``leader`` (1/0), ``fencing_token``, ``lease_group`` and ``heartbeat_age_s``
-(seconds since the replica last heard from the lease store). The seeded bug ``unfenced_leader`` skips
-the store's fence, ignores a failed or refused renewal and takes a lease renewed within the last
-:data:`UNFENCED_CHECK_S` seconds to be still held, so a leader paused past its lease matches again beside
-its successor until then (split brain).
+store (checked last, just before the commit, so the lease row is locked only for that moment; a session
+left idle inside a transaction for the lease's ttl, a leader paused there, is ended by the server so that
+it cannot keep a standby from taking over), so a deposed leader that did not notice cannot change the
+book, the sequence numbers or the outbox. ``/health`` shows ``leader`` (1/0), ``fencing_token``,
+``lease_group`` and ``heartbeat_age_s`` (seconds since the replica last heard from the lease store). The
+seeded bug ``unfenced_leader`` skips the store's fence, ignores a failed or refused renewal and takes a
+lease renewed within the last :data:`UNFENCED_CHECK_S` seconds to be still held, so a leader paused past
+its lease matches again beside its successor until then (split brain).
 
 Incoming ``OrderAccepted`` events are deduplicated by ``order_id`` (a redelivered or re-published order is
 ignored); the ``matcher_double_fill`` seeded bug skips that check, so a redelivered order is matched
@@ -185,6 +187,11 @@ class Matcher:
         renewer: asyncio.Task[None] | None = None
         try:
             await ensure_schema_async(conn)
+            # A leader stopped inside a transaction (a pause between its fence and its commit) must not
+            # hold the lease row's lock past its lease, or no standby could take over: the server ends
+            # such a session after the lease's ttl and rolls its write back.
+            idle_ms = int(max(self.lease.ttl_s, 2.0) * 1000)
+            await conn.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
             self.health.set_not_ready("standby")
             if not await self._take_lease(stop):
                 return
@@ -272,13 +279,13 @@ class Matcher:
             str(e["order_id"]) for e in events if e.get("type") == ORDER_ACCEPTED and e.get("order_id")
         ]
         async with conn.transaction():
-            if not self.unfenced:  # first, so the lease row is share-locked until the commit
-                await fence(conn, self.lease.group, self._token())
             seen: set[str] = set()
             if accepted:
                 seen = await seen_orders(conn, accepted)
             out = engine.apply_batch(events, seen, time.time())
             rows = await save_batch(conn, engine, out, offsets, keep_cancelled=self.keep_cancelled)
+            if not self.unfenced:  # last: the lease row is share-locked only from here to the commit
+                await fence(conn, self.lease.group, self._token())
         self.stats["consumed"] += len(events)
         self.stats["batches"] += 1
         self.stats["duplicates_ignored"] += out.duplicates if self.dedupe else 0

@@ -231,10 +231,9 @@ async def mark_sent(
     lease: tuple[str, int] | None = None,
 ) -> None:
     """Delete the published outbox rows ``ids`` and raise the offsets reached on ``topic``, in one
-    transaction; with ``lease`` = (group, token) the transaction is fenced by that token first."""
+    transaction; with ``lease`` = (group, token) the transaction is fenced by that token before its
+    commit."""
     async with conn.transaction():
-        if lease is not None:
-            await fence(conn, *lease)
         await conn.execute("DELETE FROM matcher_outbox WHERE id = ANY(%s::bigint[])", (ids,))
         if reached:
             parts = sorted(reached)
@@ -245,3 +244,5 @@ async def mark_sent(
                 " SET next_offset = GREATEST(matcher_published.next_offset, EXCLUDED.next_offset)",
                 (topic, parts, [reached[p] for p in parts]),
             )
+        if lease is not None:  # last: the lease row is share-locked only from here to the commit
+            await fence(conn, *lease)

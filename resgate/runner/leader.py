@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from resgate.contract.errors import GateError
+from resgate.contract.errors import ConfigError, GateError
 
 PROBE_TIMEOUT_S = 0.3
 """A replica that does not answer /health within this is sampled as not answering (a stopped process)."""
@@ -66,6 +66,30 @@ def find_leader(sup: Any, service: str) -> tuple[str, int | None]:
     if not figures:
         raise GateError(f"no replica of {service!r} shows a 'leader' figure on its /health endpoint")
     raise GateError(f"no replica of {service!r} leads now (every /health says leader 0)")
+
+
+def preflight_leaders(faults: list[Any], sup: Any, timeout_s: float = 30.0) -> None:
+    """Before the load: each ``leader_loss`` fault's target must show a ``leader`` figure on its /health
+    (replicas that answer without one: a ConfigError naming ``faults.<name>.target``) and have a leader
+    within ``timeout_s`` (else a GateError): a fault that finds no leader to lose would prove nothing."""
+    for f in faults:
+        if f.kind != "leader_loss":
+            continue
+        deadline = time.monotonic() + timeout_s
+        while True:
+            bodies = [probe(port) for _, port, _ in _replicas(sup, f.target) if port is not None]
+            answered = [b for b in bodies if b is not None]
+            if answered and not any("leader" in b for b in answered):
+                raise ConfigError(
+                    f"a leader_loss needs a service whose /health shows a 'leader' figure; {f.target!r}"
+                    " shows none",
+                    where=f"faults.{f.name}.target",
+                )
+            if any(b.get("leader") == 1 for b in answered):
+                break
+            if time.monotonic() >= deadline:
+                raise GateError(f"fault {f.name}: no replica of {f.target!r} led within {timeout_s:g} s")
+            time.sleep(0.2)
 
 
 class LeaderSampler:
