@@ -143,7 +143,7 @@ def test_a_paused_leader_hands_over_to_the_standby_without_a_second_leader_or_a_
     assert figures["leader_flip"] and figures["readiness_flip"], figures
     assert figures["new_leader"] != figures["deposed"] and figures["new_token"] > figures["deposed_token"]
     # the standby took over while the leader was still stopped (nothing of the paused leader held it up)
-    assert figures["time_to_takeover_s"] < PAUSE_S and figures["max_leading_heartbeat_age_s"] < 5, figures
+    assert figures["time_to_leader_s"] < PAUSE_S and figures["max_leading_heartbeat_age_s"] < 5, figures
     # fencing held: the trades are exactly those of one uninterrupted engine over the same input
     expected = MatchingEngine().apply_batch(history, set(), now=0.0).outputs
     assert trade_view(out) == trade_view(expected)

@@ -641,9 +641,9 @@ def check(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> CheckRe
     }
     leaders = [r["leader"] for r in rows if r.get("leader")]
     if leaders:
-        takeovers = [f["time_to_takeover_s"] for f in leaders if f["time_to_takeover_s"] is not None]
+        again = [f["time_to_leader_s"] for f in leaders if f["time_to_leader_s"] is not None]
         counts["leader_losses"] = len(leaders)
-        counts["max_time_to_takeover_s"] = max(takeovers, default=None)
+        counts["max_time_to_leader_s"] = max(again, default=None)
         counts["split_brain"] = by_kind.get("split_brain", 0) + by_kind.get("stale_leader", 0)
     ex = ExampleCollector()
     # Failures first, so the capped list always shows what made the check fail.

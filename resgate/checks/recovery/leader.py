@@ -7,10 +7,12 @@ observation, and who led (``deposed``, with its ``deposed_token``) when the faul
 holds from its sample until its next one; "leads" means it answered with ``leader: 1``.
 
 Figures: **time to pause** (from the fault in effect until the deposed leader no longer leads: it stopped
-answering or says ``leader: 0``), **time to takeover** (until a replica leads under a fencing token larger
-than the deposed one's), whether the group's leader figure went 1 → 0 → 1 and its readiness 200 → 503 →
-200 over the fault (some replica leading / ready before it, none at some moment after it, one again
-later), and the highest heartbeat age of a leader.
+answering or says ``leader: 0``), **time to leader** (from the fault in effect until, after the pause, a
+leader matches again: a replica under a fencing token larger than the deposed one's, or the deposed
+replica under its own token when its lease outlived the fault and nobody took over), whether the group's
+leader figure went 1 → 0 → 1 and its readiness 200 → 503 → 200 over the fault (some replica leading /
+ready before it, none at some moment after it, one again later), and the highest heartbeat age of a
+leader.
 
 Anomalies (Elle's shape: one function each, judged by the recovery check's one verdict):
 
@@ -19,8 +21,8 @@ Anomalies (Elle's shape: one function each, judged by the recovery check's one v
 - ``stale_leader`` — a replica leads under a token smaller than one already seen: a deposed leader acting
   again, even when the two answers did not overlap. Example: token 5 seen at 12.0 s, ``matcher-0`` leads
   with token 4 at 14.0 s.
-- ``takeover_missed`` — no replica took over within ``rto_s`` of the fault (or ever, while observed past
-  the RTO). Example: the standby took the lease 31.2 s after the leader paused, RTO 30 s.
+- ``takeover_missed`` — no leader matched again within ``rto_s`` of the fault (or ever, while observed
+  past the RTO). Example: the standby took the lease 31.2 s after the leader paused, RTO 30 s.
 - ``stale_heartbeat`` — a leader showed a heartbeat older than ``max_heartbeat_age_s`` (default 5 s): it
   acted on a lease it had not renewed for that long. Example: ``matcher-0`` led with a 6.4 s old heartbeat.
 - ``leader_restarted`` — a replica of the service was restarted over the observation: the handover needed
@@ -160,11 +162,21 @@ def _flip(moments: list[tuple[float, dict[str, LeaderSample]]], injected_ts: flo
     return False
 
 
+def _legitimate(obs: LeaderObservation, s: LeaderSample) -> bool:
+    """A leader after the loss: a successor under a larger token than the deposed one's, or the deposed
+    replica itself under its own token (its lease outlived the fault, nobody took over)."""
+    if obs.deposed_token is None:
+        return s.replica != obs.deposed
+    if s.token is None:
+        return False
+    return s.token > obs.deposed_token or (s.replica == obs.deposed and s.token == obs.deposed_token)
+
+
 def leader_figures(obs: LeaderObservation, injected_ts: float) -> dict[str, Any]:
-    """``{deposed, deposed_token, time_to_pause_s, time_to_takeover_s, new_leader, new_token,
+    """``{deposed, deposed_token, time_to_pause_s, time_to_leader_s, new_leader, new_token,
     leader_flip, readiness_flip, max_leading_heartbeat_age_s, observed_until}`` of one leader loss."""
     moments = _moments(obs)
-    paused = takeover = None
+    paused = again = None
     new_leader = new_token = None
     for t, m in moments:
         if t < injected_ts:
@@ -172,18 +184,16 @@ def leader_figures(obs: LeaderObservation, injected_ts: float) -> dict[str, Any]
         dep = m.get(obs.deposed or "")
         if paused is None and (dep is None or not dep.leads):
             paused = t
-        if takeover is None:
+        if again is None and paused is not None:
             for s in m.values():
-                bigger = obs.deposed_token is None or (s.token is not None and s.token > obs.deposed_token)
-                other = obs.deposed_token is not None or s.replica != obs.deposed
-                if s.leads and bigger and other:
-                    takeover, new_leader, new_token = t, s.replica, s.token
+                if s.leads and _legitimate(obs, s):
+                    again, new_leader, new_token = t, s.replica, s.token
                     break
     return {
         "deposed": obs.deposed,
         "deposed_token": obs.deposed_token,
         "time_to_pause_s": None if paused is None else round(max(0.0, paused - injected_ts), 3),
-        "time_to_takeover_s": None if takeover is None else round(max(0.0, takeover - injected_ts), 3),
+        "time_to_leader_s": None if again is None else round(max(0.0, again - injected_ts), 3),
         "new_leader": new_leader,
         "new_token": new_token,
         "leader_flip": _flip(moments, injected_ts, lambda s: s.leads),
@@ -232,11 +242,13 @@ def leader_anomalies(
         out.append({"kind": "no_data", "reason": "no replica was seen leading before the leader loss"})
     elif not figures["leader_flip"]:
         out.append({"kind": "no_data", "reason": "the leader figure was not seen going 1 -> 0 -> 1"})
-    took = figures["time_to_takeover_s"]
-    if took is not None and took > rto_s:
-        out.append({"kind": "takeover_missed", "time_to_takeover_s": took, "rto_s": rto_s})
+    took = figures["time_to_leader_s"]
+    if figures["time_to_pause_s"] is None:
+        pass  # the leader never went away: no handover to time (undecided above: no flip)
+    elif took is not None and took > rto_s:
+        out.append({"kind": "takeover_missed", "time_to_leader_s": took, "rto_s": rto_s})
     elif took is None and obs.ended_ts - injected_ts >= rto_s:
-        out.append({"kind": "takeover_missed", "time_to_takeover_s": None, "rto_s": rto_s})
+        out.append({"kind": "takeover_missed", "time_to_leader_s": None, "rto_s": rto_s})
     elif took is None:
         out.append(
             {"kind": "no_data", "reason": "the observation ended before the RTO, no replica had taken over"}
