@@ -153,3 +153,27 @@ def test_the_sampler_keeps_state_changes_the_highest_leading_heartbeat_and_resta
     assert states == [("m-0", 1, 7), ("m-1", 0, None), ("m-0", 0, None), ("m-1", 1, 8)]
     assert rec["max_leading_heartbeat_age_s"] == {"m-0": 2.5, "m-1": 0.3}  # 9.0 was shown by no leader
     assert rec["restarts"] == {"m-0": 0, "m-1": 1}
+
+
+def test_the_report_lists_a_leader_loss_samples_as_a_count_not_the_raw_samples():
+    from resgate.evidence.report import report_markdown
+
+    samples = [{"ts": 1.0, "replica": "m-0", "answered": True, "leader": 1, "token": 7, "ready": True}] * 3
+    text = report_markdown(
+        gate="g",
+        run_id="r",
+        verdict={"result": "PASS"},
+        results=[],
+        figures={},
+        faults=[
+            {
+                "fault_id": "ll",
+                "kind": "leader_loss",
+                "target": "matcher",
+                "event": "leader_samples",
+                "detail": {"samples": samples},
+            }
+        ],
+        plot=None,
+    )
+    assert "3 leader figure changes sampled" in text and '"replica"' not in text
