@@ -9,6 +9,7 @@ import pytest
 from resgate.checks.recovery import RecoveryEvidence, RecoveryThresholds, check
 from resgate.checks.recovery.leader import (
     LeaderObservation,
+    LeaderSample,
     leader_anomalies,
     leader_figures,
     split_brain,
@@ -196,3 +197,110 @@ def test_max_heartbeat_age_must_be_positive_and_defaults_to_five_seconds():
     with pytest.raises(ConfigError) as e:
         RecoveryThresholds.from_dict({"max_heartbeat_age_s": 0}, where="checks.recovery")
     assert e.value.where == "checks.recovery.max_heartbeat_age_s"
+
+
+def _reasons(obs: LeaderObservation, **kw: Any) -> list[str]:
+    _, anomalies = leader_anomalies(obs, T0, rto_s=kw.get("rto_s", 30), max_heartbeat_age_s=5)
+    return [a.get("reason", "") for a in anomalies if a["kind"] == "no_data"]
+
+
+def test_a_handover_recorded_at_one_instant_is_neither_split_brain_nor_a_gap():
+    # at T0 + 3 the successor's sample comes first, then the deposed leader's: one moment, one leader
+    samples = [
+        _s(T0 - 1, "m0", 1, 4),
+        _s(T0 - 1, "m1", 0, None),
+        _s(T0 + 3, "m1", 1, 5),
+        _s(T0 + 3, "m0", 0, None),
+    ]
+    obs = _obs(samples)
+    assert split_brain(obs) == []
+    f = leader_figures(obs, T0)
+    assert f["leader_flip"] is False and f["time_to_pause_s"] == 3.0 and f["time_to_leader_s"] == 3.0
+
+
+def test_the_flip_needs_a_leader_just_before_the_fault_and_a_gap_at_or_after_it():
+    # a leader only at T0 exactly is not "before"; a pause sampled at T0 exactly is "after"
+    at_t0 = [_s(T0, "m0", 1, 4), _s(T0 + 1, "m0", None, None, answered=False), _s(T0 + 2, "m1", 1, 5)]
+    assert leader_figures(_obs(at_t0), T0)["leader_flip"] is False
+    assert "no replica was seen leading before the leader loss" in _reasons(_obs(at_t0))
+    gap_at_t0 = [_s(T0 - 1, "m0", 1, 4), _s(T0, "m0", None, None, answered=False), _s(T0 + 2, "m1", 1, 5)]
+    f = leader_figures(_obs(gap_at_t0), T0)
+    assert f["leader_flip"] is True and f["time_to_pause_s"] == 0.0 and f["time_to_leader_s"] == 2.0
+    # the last moment before the fault decides: a leader earlier that had stepped down does not count
+    stepped_down = [
+        _s(T0 - 2, "m0", 1, 4),
+        _s(T0 - 1, "m0", 0, None),
+        _s(T0 + 1, "m1", 0, None),
+        _s(T0 + 2, "m1", 1, 5),
+    ]
+    assert leader_figures(_obs(stepped_down), T0)["leader_flip"] is False
+    # a gap before the fault is not the fault's
+    early_gap = [
+        _s(T0 - 3, "m0", 1, 4),
+        _s(T0 - 2, "m0", 0, None),
+        _s(T0 - 1, "m0", 1, 4),
+        _s(T0 + 1, "m1", 1, 5),
+        _s(T0 + 1, "m0", 0, None),
+    ]
+    f = leader_figures(_obs(early_gap), T0)
+    assert f["leader_flip"] is False and f["time_to_pause_s"] == 1.0
+
+
+def test_readiness_counts_only_answers_that_say_ready_true():
+    samples = [dict(s, ready=None) for s in _clean()]
+    f = leader_figures(_obs(samples), T0)
+    assert f["leader_flip"] is True and f["readiness_flip"] is False
+
+
+def test_a_successor_needs_a_larger_token_and_without_a_known_token_another_replica():
+    same_token = [*_clean()[:3], _s(T0 + 3, "m1", 1, 4)]
+    assert leader_figures(_obs(same_token), T0)["time_to_leader_s"] is None
+    no_token = [*_clean()[:3], _s(T0 + 3, "m1", 1, None)]
+    assert leader_figures(_obs(no_token), T0)["time_to_leader_s"] is None
+    unknown = _obs([*_clean()[:3], _s(T0 + 2, "m0", 1, 9), _s(T0 + 3, "m1", 1, 5)])
+    unknown = LeaderObservation(**{**unknown.__dict__, "deposed_token": None})
+    f = leader_figures(unknown, T0)
+    assert (f["time_to_leader_s"], f["new_leader"]) == (3.0, "m1")
+
+
+def test_the_first_successor_seen_at_a_moment_is_the_new_leader_and_figures_keep_three_decimals():
+    samples = [
+        _s(T0 - 1, "m0", 1, 4),
+        _s(T0 + 0.2344, "m0", None, None, answered=False),
+        _s(T0 + 3.0006, "m1", 1, 5),
+        _s(T0 + 3.0006, "m2", 1, 6),
+    ]
+    f = leader_figures(_obs(samples), T0)
+    assert (f["new_leader"], f["new_token"]) == ("m1", 5)
+    assert (f["time_to_pause_s"], f["time_to_leader_s"]) == (0.234, 3.001)
+
+
+def test_an_observation_that_ended_before_the_rto_without_a_leader_says_so():
+    no_takeover = [s for s in _clean() if s["replica"] != "m1" or s["leader"] == 0]
+    reasons = _reasons(_obs(no_takeover, ended=T0 + 29.9))
+    assert "the observation ended before the RTO, no replica had taken over" in reasons
+
+
+def test_malformed_samples_and_events_are_config_errors_naming_the_field():
+    with pytest.raises(ConfigError) as e:
+        _obs([{"ts": T0, "answered": True}])
+    assert (e.value.where or "").endswith("detail.samples[0].replica")
+    with pytest.raises(ConfigError) as e:
+        _obs([{"ts": T0, "replica": "", "answered": True}])
+    assert (e.value.where or "").endswith("detail.samples[0].replica")
+    with pytest.raises(ConfigError) as e:
+        LeaderObservation.from_event({"detail": {"samples": {"a": 1}, "started_ts": 1, "ended_ts": 2}})
+    assert (e.value.where or "").endswith("detail.samples")
+    with pytest.raises(ConfigError):
+        LeaderObservation.from_event([])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        LeaderSample.from_dict([], where="s")  # type: ignore[arg-type]
+
+
+def test_only_numbers_count_as_heartbeats_and_only_integers_as_figures():
+    obs = _obs(_clean(), hb={"m0": "7", "m1": True, "m2": 2.0})  # type: ignore[dict-item]
+    assert obs.max_leading_heartbeat_age_s == {"m2": 2.0}
+    boolean = LeaderSample.from_dict(
+        {"ts": T0, "replica": "m0", "answered": True, "leader": True, "token": True}, where="s"
+    )
+    assert (boolean.leader, boolean.token, boolean.leads) == (None, None, False)

@@ -209,7 +209,7 @@ def split_brain(obs: LeaderObservation) -> list[dict[str, Any]]:
     out = []
     for t, m in _moments(obs):
         leaders = {s.replica: s.token for s in m.values() if s.leads}
-        if len(leaders) > 1 and len(set(leaders.values())) > 1:
+        if len(set(leaders.values())) > 1:  # two tokens need two replicas
             out.append({"kind": "split_brain", "ts": t, "leaders": leaders})
     return out
 
