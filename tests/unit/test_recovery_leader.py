@@ -304,3 +304,17 @@ def test_only_numbers_count_as_heartbeats_and_only_integers_as_figures():
         {"ts": T0, "replica": "m0", "answered": True, "leader": True, "token": True}, where="s"
     )
     assert (boolean.leader, boolean.token, boolean.leads) == (None, None, False)
+
+
+def test_the_pause_is_the_first_moment_the_deposed_leader_no_longer_leads_and_ready_means_true():
+    samples = [
+        _s(T0 - 1, "m0", 1, 4),
+        _s(T0 - 1, "m1", 0, None),
+        _s(T0 + 0.5, "m1", 0, None, ready=None),  # a moment after the fault at which m0 still leads
+        _s(T0 + 1, "m0", None, None, answered=False),
+        _s(T0 + 3, "m1", 1, 5),
+    ]
+    f = leader_figures(_obs(samples), T0)
+    assert (f["time_to_pause_s"], f["time_to_leader_s"]) == (1.0, 3.0)
+    # readiness 200 -> 503 -> 200 over the handover alone (no later answer of the deposed replica)
+    assert leader_figures(_obs(_clean()[:4]), T0)["readiness_flip"] is True
