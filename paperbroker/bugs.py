@@ -40,10 +40,11 @@ Two only the network finds (a process fault or a Postgres restart fails fast and
 
 One only a leader loss finds (:mod:`paperbroker.lease`):
 
-- ``unfenced_leader``: the matcher's writes skip the store's fencing token check and the leader looks at
-  its own lease only every 10 s → a leader paused past its lease matches again beside its successor
-  (split brain: the same orders filled twice, one symbol's seqs out of order; integrity, and the leader
-  check's two leaders at once).
+- ``unfenced_leader``: the matcher's writes skip the store's fencing token check (and the server's end of
+  a transaction left idle past the lease), a failed or refused renewal is ignored and a lease renewed
+  within the last 10 s is taken to be still held → a leader paused past its lease matches again beside
+  its successor (split brain: the same orders filled twice, one symbol's seqs out of order; recovery:
+  split_brain, stale_leader).
 
 One only a golden profile finds (every absolute limit still passes):
 

@@ -37,9 +37,10 @@ left idle inside a transaction for the lease's ttl, a leader paused there, is en
 it cannot keep a standby from taking over), so a deposed leader that did not notice cannot change the
 book, the sequence numbers or the outbox. ``/health`` shows ``leader`` (1/0), ``fencing_token``,
 ``lease_group`` and ``heartbeat_age_s`` (seconds since the replica last heard from the lease store). The
-seeded bug ``unfenced_leader`` skips the store's fence, ignores a failed or refused renewal and takes a
-lease renewed within the last :data:`UNFENCED_CHECK_S` seconds to be still held, so a leader paused past
-its lease matches again beside its successor until then (split brain).
+seeded bug ``unfenced_leader`` skips the store's fence (and the idle-transaction timeout), ignores a
+failed or refused renewal and takes a lease renewed within the last :data:`UNFENCED_CHECK_S` seconds to
+be still held, so a leader paused past its lease matches again beside its successor until then (split
+brain).
 
 Incoming ``OrderAccepted`` events are deduplicated by ``order_id`` (a redelivered or re-published order is
 ignored); the ``matcher_double_fill`` seeded bug skips that check, so a redelivered order is matched
@@ -190,8 +191,10 @@ class Matcher:
             # A leader stopped inside a transaction (a pause between its fence and its commit) must not
             # hold the lease row's lock past its lease, or no standby could take over: the server ends
             # such a session after the lease's ttl and rolls its write back.
-            idle_ms = int(max(self.lease.ttl_s, 2.0) * 1000)
-            await conn.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
+            # (The unfenced_leader bug has neither this nor the fence: its paused writer lives on.)
+            if not self.unfenced:
+                idle_ms = int(max(self.lease.ttl_s, 2.0) * 1000)
+                await conn.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
             self.health.set_not_ready("standby")
             if not await self._take_lease(stop):
                 return
