@@ -43,5 +43,5 @@ def test_the_good_build_hands_the_lease_over_and_passes_the_leader_gate(tmp_path
     rec = r.checks["recovery"]
     leader = rec["details"]["faults"][0]["leader"]
     assert leader["leader_flip"] and leader["readiness_flip"], leader
-    assert leader["new_leader"] != leader["deposed"] and leader["time_to_leader_s"] < 5, leader
+    assert leader["new_leader"] != leader["deposed"] and leader["time_to_leader_s"] < 6, leader
     assert rec["counts"]["split_brain"] == 0
