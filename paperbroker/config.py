@@ -13,6 +13,7 @@ variables are:
 - ``PB_REPLICA`` — a name for this replica in logs (default: the supervisor's ``REPLICA_ID``, else
   ``pb-<pid>``).
 - ``PB_HOST`` — the address the HTTP server binds (default ``127.0.0.1``).
+- ``PB_LEASE_TTL_S`` — the matcher's leader lease, seconds (default 3; see :mod:`paperbroker.lease`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ ENV_SLOW_START_S = "PB_SLOW_START_S"
 ENV_TOPIC_PREFIX = "PB_TOPIC_PREFIX"
 ENV_REPLICA = "PB_REPLICA"
 ENV_HOST = "PB_HOST"
+ENV_LEASE_TTL_S = "PB_LEASE_TTL_S"
 
 DEFAULT_PORT = 8080
 DEFAULT_SLOW_START_S = 45.0
+DEFAULT_LEASE_TTL_S = 3.0
 
 
 class Topics(NamedTuple):
@@ -66,6 +69,7 @@ class Settings:
     topic_prefix: str = ""
     replica: str = ""
     host: str = "127.0.0.1"
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S
 
     @property
     def topics(self) -> Topics:
@@ -111,6 +115,12 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require: bool = T
         raise ConfigError(f"not a number: {env.get(ENV_SLOW_START_S)!r}", where=ENV_SLOW_START_S) from e
     if slow_start_s < 0:
         raise ConfigError(f"must be >= 0: {slow_start_s}", where=ENV_SLOW_START_S)
+    try:
+        lease_ttl_s = float(env.get(ENV_LEASE_TTL_S) or DEFAULT_LEASE_TTL_S)
+    except ValueError as e:
+        raise ConfigError(f"not a number: {env.get(ENV_LEASE_TTL_S)!r}", where=ENV_LEASE_TTL_S) from e
+    if not 0.3 <= lease_ttl_s <= 60:
+        raise ConfigError(f"must be between 0.3 and 60 s: {lease_ttl_s}", where=ENV_LEASE_TTL_S)
     return Settings(
         dsn=dsn,
         kafka_bootstrap=bootstrap,
@@ -120,4 +130,5 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require: bool = T
         topic_prefix=(env.get(ENV_TOPIC_PREFIX) or "").strip(),
         replica=env.get(ENV_REPLICA) or env.get("REPLICA_ID") or f"pb-{os.getpid()}",
         host=env.get(ENV_HOST) or "127.0.0.1",
+        lease_ttl_s=lease_ttl_s,
     )

@@ -52,10 +52,13 @@ def slo_evidence(store: RunStore, thresholds: slo.SloThresholds, sources: Source
 
 
 def recovery_evidence(store: RunStore, thresholds: Any, sources: Sources) -> recovery.RecoveryEvidence:
-    """``faults.jsonl`` and ``health.jsonl`` (required; empty means nothing happened) and, when present, the
+    """``faults.jsonl`` (its ``leader_samples`` lines too) and ``health.jsonl`` (required; empty means nothing
+    happened) and, when present, the
     ledger's requests, with the load's end from the load's live lines (``load_live.jsonl``, written by both
     conductors), else from ``sources.load_duration_s``; unknown when neither is there."""
-    faults = [e for e in read_jsonl(store, "faults") if e.get("event") in recovery.FAULT_EVENTS]
+    timeline = read_jsonl(store, "faults")
+    faults = [e for e in timeline if e.get("event") in recovery.FAULT_EVENTS]
+    leaders = [e for e in timeline if e.get("event") == "leader_samples"]
     health = [e for e in read_jsonl(store, "health") if "service" in e]
     live = read_jsonl(store, "load_live") if store.exists("load_live") else []
     return recovery.evidence_from_run(
@@ -65,6 +68,7 @@ def recovery_evidence(store: RunStore, thresholds: Any, sources: Sources) -> rec
         observed_until=sources.observed_until,
         load_ended_ts=recovery.load_end_from_live(live),
         load_duration_s=sources.load_duration_s,
+        leaders=leaders,
     )
 
 

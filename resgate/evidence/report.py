@@ -195,6 +195,9 @@ def report_markdown(
         out.append("No fault was injected.")
     for ev in faults:
         detail = json.dumps(ev.get("detail") or {}, default=str)
+        if ev["event"] == "leader_samples":  # the raw samples stay in faults.jsonl; recovery has the figures
+            n = len((ev.get("detail") or {}).get("samples") or [])
+            detail = f"({n} leader figure changes sampled; see faults.jsonl)"
         out.append(
             f"- `{ev['fault_id']}` ({ev['kind']}, {_fault_role(ev['kind'])} `{ev.get('target') or '-'}`): "
             f"{ev['event']} {detail}"

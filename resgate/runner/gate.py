@@ -36,6 +36,7 @@ from resgate.runner.assertions import run_assertions
 from resgate.runner.faults import FaultRunner
 from resgate.runner.guardrails import SETTLE_S as GUARDRAIL_SETTLE_S
 from resgate.runner.guardrails import GuardrailWatcher
+from resgate.runner.leader import preflight_leaders
 from resgate.runner.load import LoadRun, preflight_load, start_load
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.progress import Progress
@@ -114,6 +115,8 @@ class GateRun:
         self.target.start_infra()
         self.target.setup()
         self.target.start_services()
+        if self.target.supervisor is not None:
+            preflight_leaders(self.cfg.faults, self.target.supervisor)
         self.progress.line(f"target ready at {self.target.host}")
         self._sampler = threading.Thread(target=self._sample_health, name="health-sampler", daemon=True)
         self._sampler.start()

@@ -319,6 +319,19 @@ def test_one_trade_id_in_two_different_events_is_a_duplicate_trade(run_world: Ca
     assert findings["kinds"]["double_fill"]["count"] == 0
 
 
+def test_one_event_id_carrying_two_contents_of_a_trade_is_a_duplicate_trade(
+    run_world: Callable[..., Any],
+) -> None:
+    w = World.clean()
+    p, e = w.executions[1]
+    w.executions.append((p, e))  # redelivery: same event id, same content, not a duplicate
+    w.executions.append((p, {**e, "qty": e["qty"] + 1}))  # same event id, another fill: two matchers
+    result, _ = run_world(w)
+    _only(result, "duplicate_trade")
+    (ex,) = _examples(result, "duplicate_trade")
+    assert ex["trade_id"] == "t2" and ex["copies"] == 2 and ex["source"].startswith("topic:")
+
+
 def test_one_trade_id_on_two_table_rows_is_a_duplicate_trade(run_world: Callable[..., Any]) -> None:
     w = World.clean()
     w.trades.append(dict(w.trades[2]))  # the same trade recorded twice by the read model

@@ -28,7 +28,8 @@ Anomaly kinds (:data:`KINDS`):
 - ``recovered`` — a key with only failed or indeterminate attempts whose order landed (allowed by default).
 - ``double_fill`` — the quantity traded against an order (distinct trade ids) exceeds the order quantity.
 - ``duplicate_trade`` — one trade id more than once: two table rows, or two events with different event
-  ids (or, without event ids, different offsets). Redeliveries of one event id are counted, not flagged.
+  ids (or, without event ids, different offsets), or one event id with two contents (two matchers that
+  both emitted the trade: split brain). Redeliveries of one event id are counted, not flagged.
 - ``orphan_trade`` — a trade referencing an order id that is not a known order.
 - ``seq_gap`` / ``seq_duplicate`` — per symbol, trade sequence numbers must be exactly 1..n (gaps are not
   checked on a trades topic truncated by retention: a missing seq may be among the dropped events).
