@@ -9,7 +9,9 @@ were new), and the batch's Kafka offsets are committed only AFTER the database c
 the two redelivers the batch, and the dedupe makes the redelivery a no-op. Several replicas may run in
 the group: changes are commutative and rows are locked in a fixed order. Seeded bugs (from
 ``PAPERBROKER_BUGS`` only): ``projector_double_apply`` skips the processed-event check,
-``projection_drift`` never writes the cancelled status into ``rm_orders``.
+``projection_drift`` never writes the cancelled status into ``rm_orders``, ``projector_skips_backlog``
+starts a partition it consumed before at its end. Each batch's record positions go into
+``consumed_offsets`` in the batch's transaction (the gate's ``offset_backwards`` / ``offset_skip``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import logging
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from psycopg import sql
 
 from paperbroker.config import Settings
 from paperbroker.events import decode
@@ -79,8 +82,6 @@ class Projector:
         try:
             await ensure_schema_async(conn, LIVE_SCHEMA)
             consumer = AIOKafkaConsumer(
-                s.topic_orders,
-                s.topic_executions,
                 bootstrap_servers=s.kafka_bootstrap,
                 group_id=group_id_for(s),
                 enable_auto_commit=False,
@@ -93,6 +94,8 @@ class Projector:
                 session_timeout_ms=SESSION_TIMEOUT_MS,
                 heartbeat_interval_ms=1000,
             )
+            listener = _SkipBacklog(consumer, conn) if s.bug("projector_skips_backlog") else None
+            consumer.subscribe([s.topic_orders, s.topic_executions], listener=listener)
             await consumer.start()
             self.health.set_ready()
             self.health.details.pop("last_error", None)
@@ -117,8 +120,10 @@ class Projector:
     ) -> None:
         events: list[dict[str, Any]] = []
         offsets: dict[TopicPartition, int] = {}
+        positions: list[tuple[str, int, int]] = []
         for tp, recs in data.items():
             for rec in recs:
+                positions.append((tp.topic, tp.partition, rec.offset))
                 try:
                     ev = decode(rec.value)
                 except ValueError:
@@ -126,13 +131,42 @@ class Projector:
                 events.append(ev if isinstance(ev, dict) else {})
             if recs:
                 offsets[tp] = recs[-1].offset + 1
-        stats = await apply_batch_async(conn, LIVE_SCHEMA, events, self.options)  # DB commit first ...
+        stats = await apply_batch_async(conn, LIVE_SCHEMA, events, self.options, positions)  # DB commit first
         self.totals.add(stats)
         self.health.details["stats"] = self.totals.as_dict()
         try:
             await consumer.commit(offsets)  # ... then the offsets
         except Exception as e:  # a rebalance: the batch will be redelivered and deduplicated
             log.warning("offset commit failed (%s: %s); events will be redelivered", type(e).__name__, e)
+
+
+class _SkipBacklog(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seeded bug ``projector_skips_backlog``: a partition this projector consumed before (a restart, a
+    rebalance) starts at its end instead of at the group's committed offset, to be "ready" sooner; the
+    events that arrived while it was down are never applied."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, conn: psycopg.AsyncConnection) -> None:
+        self.consumer = consumer
+        self.conn = conn
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        seen = []
+        for tp in assigned:
+            cur = await self.conn.execute(
+                sql.SQL(
+                    'SELECT EXISTS (SELECT 1 FROM {}.consumed_offsets WHERE topic = %s AND "partition" = %s)'
+                ).format(sql.Identifier(LIVE_SCHEMA)),
+                (tp.topic, tp.partition),
+            )
+            row = await cur.fetchone()
+            if row and row[0]:
+                seen.append(tp)
+        if seen:
+            log.warning("seeded bug projector_skips_backlog: skipping to the end of %s", seen)
+            await self.consumer.seek_to_end(*seen)
 
 
 def main() -> None:

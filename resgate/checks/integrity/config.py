@@ -284,13 +284,13 @@ class ConsumedOffsets:
     """A table in which a consumer records each event it consumed: group, topic, partition, offset, order.
 
     ``order`` is a column that increases with the order of consumption (a sequence or a commit
-    timestamp); ``group`` may be None (one consumer group). Per group and partition (Jepsen's Kafka key),
+    timestamp); ``group`` is None (the default) when the table holds one consumer group. Per group and partition (Jepsen's Kafka key),
     the offsets first consumed must increase in consumption order (``offset_backwards``), and no event of
     a loaded topic may be left out below an offset the group consumed (``offset_skip``).
     """
 
     table: TableName
-    group: str | None = "group_id"
+    group: str | None = None
     topic: str = "topic"
     partition: str = "partition"
     offset: str = "offset"
@@ -303,7 +303,7 @@ class ConsumedOffsets:
             raise ConfigError("is required", where=s.p("table"))
         return cls(
             table=parse_table_name(s.data["table"], s.p("table")),
-            group=ident(s, "group", "group_id", optional=True),
+            group=ident(s, "group", None, optional=True),
             topic=ident(s, "topic", "topic"),  # type: ignore[arg-type]
             partition=ident(s, "partition", "partition"),  # type: ignore[arg-type]
             offset=ident(s, "offset", "offset"),  # type: ignore[arg-type]
