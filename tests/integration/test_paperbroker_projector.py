@@ -172,5 +172,15 @@ def test_projector_killed_mid_batch_and_restarted_applies_no_event_twice(pg_dsn,
     assert query(pg_dsn, "SELECT count(*) FROM rm_trades") == [(len(trades),)]
     assert query(pg_dsn, "SELECT count(*) FROM rm_orders WHERE filled_qty > qty") == [(0,)]
 
+    # where the group read each record (the gate's offset_backwards / offset_skip): every offset of every
+    # partition once, first consumed in increasing order, the batch redelivered after the kill not again
+    ends = end_offsets(kafka.bootstrap, [topics.orders, topics.executions])
+    read: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for topic, part, off in query(
+        pg_dsn, 'SELECT topic, "partition", "offset" FROM consumed_offsets ORDER BY seq'
+    ):
+        read[(topic, part)].append(off)
+    assert read == {(t, p): list(range(end)) for t, parts in ends.items() for p, end in parts.items() if end}
+
     diff = rebuild_and_compare(pg_dsn, kafka.bootstrap, topics, "replay_after_kill")
     assert all(d["equal"] for d in diff.values()), diff

@@ -284,9 +284,10 @@ class ConsumedOffsets:
     """A table in which a consumer records each event it consumed: group, topic, partition, offset, order.
 
     ``order`` is a column that increases with the order of consumption (a sequence or a commit
-    timestamp); ``group`` is None (the default) when the table holds one consumer group. Per group and partition (Jepsen's Kafka key),
-    the offsets first consumed must increase in consumption order (``offset_backwards``), and no event of
-    a loaded topic may be left out below an offset the group consumed (``offset_skip``).
+    timestamp); ``group`` is None (the default) when the table holds one consumer group. Per group and
+    partition (Jepsen's Kafka key), the offsets first consumed must increase in consumption order
+    (``offset_backwards``), and no event of a loaded topic may be left out below an offset the group
+    consumed (``offset_skip``).
     """
 
     table: TableName
