@@ -4,7 +4,9 @@ Each test builds a tiny history (ledger attempts, accepted events with their par
 rows a consumer group recorded as it consumed), loads it into work tables with gather's own DDL and
 loaders and runs gather's detector phases (``_integrity_work.detect``, no Kafka), then checks the smallest
 step that makes the anomaly and the same step short of it. Keys repeat across clients and partitions, so
-a detector that forgets the client, the partition or the group is caught.
+a detector that forgets the client, the partition or the group is caught. A Hypothesis property then
+builds clean logs from a small model (shared keys, random partitions, interleaved consumption with
+redeliveries), injects exactly one anomaly and checks the detectors name exactly that kind, once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import sql
 
 from resgate.checks.integrity import IntegrityFindings, check
@@ -265,3 +269,83 @@ def test_offset_kinds_without_a_consumed_offsets_table_are_not_checked_never_pas
     f = run(_clean(), consumed=False)
     assert "offset_backwards" in f.not_checked and "offset_skip" in f.not_checked
     assert "offset_backwards" not in f.kinds and f.kinds["aborted_read"].count == 0
+
+
+# --- generated logs: one injected anomaly is named alone ---------------------------------------------
+
+KEY_CHARS = st.text(alphabet=st.sampled_from("ab\t\\\"'é😀 ,;"), min_size=1, max_size=5)
+FAILS = st.sampled_from([(503, "fail"), (409, "fail"), (400, "fail"), ("conn_refused", "fail")])
+
+
+@st.composite
+def logs(draw: st.DrawFn) -> Log:
+    """A clean log: orders 2m and 2m+1 share a key under two clients, on random partitions, each key with an
+    ok attempt (maybe after a failed or indeterminate one); the group consumes every partition in order,
+    partitions interleaved, with redeliveries of offsets it had already consumed."""
+    log = Log()
+    n = draw(st.integers(min_value=2, max_value=12))
+    keys = [draw(KEY_CHARS) for _ in range((n + 1) // 2)]
+    for i in range(n):
+        client, key = f"c{i % 3}", f"{keys[i // 2]}#{i // 2}"
+        first = draw(st.sampled_from(["ok", "info", "fail"]))
+        if first == "info":
+            log.attempt(client, key, "timeout", "info")
+        elif first == "fail":
+            log.attempt(client, key, *draw(FAILS))
+        log.order(client, key, _oid(i + 1), partition=draw(st.integers(0, 2)))
+    queues = {p: [off for q, off, _e in log.accepted if q == p] for p in range(3)}
+    consumed: dict[int, list[int]] = {p: [] for p in range(3)}
+    while any(queues.values()):
+        p = draw(st.sampled_from([p for p, q in queues.items() if q]))
+        log.consume(p, queues[p].pop(0))
+        consumed[p].append(log.consumed[-1][3])
+        if draw(st.integers(0, 4)) == 0:  # a redelivery from an earlier committed offset
+            log.consume(p, *consumed[p][draw(st.integers(0, len(consumed[p]) - 1)) :])
+    return log
+
+
+def _first_reads(log: Log, p: int) -> list[int]:
+    """Partition ``p``'s offsets in first-consumption order."""
+    seen: list[int] = []
+    for _g, _t, q, off in log.consumed:
+        if q == p and off not in seen:
+            seen.append(off)
+    return seen
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(log=logs(), kind=st.sampled_from(["none", "aborted_read", "offset_backwards", "offset_skip"]),
+       data=st.data())  # fmt: skip
+def test_a_generated_log_with_one_injected_anomaly_names_exactly_that_kind(
+    run: Run, log: Log, kind: str, data: st.DataObject
+) -> None:
+    parts = [p for p in range(3) if len(_first_reads(log, p)) >= 2]
+    if kind in ("offset_backwards", "offset_skip") and not parts:
+        kind = "none"
+    if kind == "aborted_read":
+        used = {(r["client_id"], r["idempotency_key"]) for r in log.ledger}
+        key = data.draw(st.sampled_from(sorted({k for _c, k in used})))  # a key another client also uses
+        client = next(c for c in ("c0", "c1", "c2", "c9") if (c, key) not in used)
+        for _ in range(data.draw(st.integers(1, 3))):
+            log.attempt(client, key, *data.draw(FAILS))
+        p = data.draw(st.integers(0, 2))
+        log.consume(p, log.event(client, key, _oid(99), partition=p))
+    elif kind == "offset_backwards":  # two successive first reads of one partition swapped
+        p = data.draw(st.sampled_from(parts))
+        reads = _first_reads(log, p)
+        i = data.draw(st.integers(0, len(reads) - 2))
+        a, b = (
+            next(j for j, r in enumerate(log.consumed) if r[2] == p and r[3] == off)
+            for off in reads[i : i + 2]
+        )
+        log.consumed[a], log.consumed[b] = log.consumed[b], log.consumed[a]
+    elif kind == "offset_skip":  # every read of one offset below the partition's highest dropped
+        p = data.draw(st.sampled_from(parts))
+        reads = sorted(_first_reads(log, p))
+        off = data.draw(st.sampled_from(reads[:-1]))
+        log.consumed = [r for r in log.consumed if not (r[2] == p and r[3] == off)]
+    f = run(log)
+    violations = sorted(k for k, v in f.kinds.items() if v.count and k != "recovered")
+    assert violations == ([] if kind == "none" else [kind]), (kind, _kinds(f))
+    if kind != "none":
+        assert f.kinds[kind].count == 1
