@@ -36,9 +36,10 @@ Two that break the event log's guarantees to its readers, each only under failur
   second behind (the broker is slow or down), but checks after writing the order and its event; a retry
   is refused the same way → a client told its order certainly failed, and consumers read its
   ``OrderAccepted`` once the broker is back (integrity: aborted_read).
-- ``projector_skips_backlog``: a restarted projector starts each partition it consumed before at its end
-  instead of at the group's committed offset, to be ready sooner → the events that arrived while it was
-  down are never applied (integrity: offset_skip; unseen_by_projector and replay too).
+- ``projector_skips_backlog``: a restarted projector skips each partition it consumed before to its end
+  (and commits there) instead of resuming at the group's committed offset, to be ready sooner → the
+  events that arrived while it was down are never applied (integrity: offset_skip; unseen_by_projector
+  and replay too).
 
 Two only the network finds (a process fault or a Postgres restart fails fast and never shows them):
 

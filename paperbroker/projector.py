@@ -10,7 +10,7 @@ the two redelivers the batch, and the dedupe makes the redelivery a no-op. Sever
 the group: changes are commutative and rows are locked in a fixed order. Seeded bugs (from
 ``PAPERBROKER_BUGS`` only): ``projector_double_apply`` skips the processed-event check,
 ``projection_drift`` never writes the cancelled status into ``rm_orders``, ``projector_skips_backlog``
-starts a partition it consumed before at its end. Each batch's record positions go into
+skips a partition it consumed before to its end after a restart. Each batch's record positions go into
 ``consumed_offsets`` in the batch's transaction (the gate's ``offset_backwards`` / ``offset_skip``).
 """
 
@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg import sql
 
 from paperbroker.config import Settings
@@ -58,6 +58,8 @@ class Projector:
         self.health = health
         self.options = ProjectionOptions.from_bugs(settings.bugs)
         self.totals = ApplyStats()
+        self._resumed: set[TopicPartition] = set()
+        self._skipped_to: dict[TopicPartition, int] = {}
         self.health.details["stats"] = self.totals.as_dict()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -94,8 +96,8 @@ class Projector:
                 session_timeout_ms=SESSION_TIMEOUT_MS,
                 heartbeat_interval_ms=1000,
             )
-            listener = _SkipBacklog(consumer, conn) if s.bug("projector_skips_backlog") else None
-            consumer.subscribe([s.topic_orders, s.topic_executions], listener=listener)
+            consumer.subscribe([s.topic_orders, s.topic_executions])
+            self._resumed = set()
             await consumer.start()
             self.health.set_ready()
             self.health.details.pop("last_error", None)
@@ -121,6 +123,8 @@ class Projector:
         events: list[dict[str, Any]] = []
         offsets: dict[TopicPartition, int] = {}
         positions: list[tuple[str, int, int]] = []
+        if self.settings.bug("projector_skips_backlog"):
+            data = {tp: await self._skip_backlog(conn, consumer, tp, recs) for tp, recs in data.items()}
         for tp, recs in data.items():
             for rec in recs:
                 positions.append((tp.topic, tp.partition, rec.offset))
@@ -131,6 +135,9 @@ class Projector:
                 events.append(ev if isinstance(ev, dict) else {})
             if recs:
                 offsets[tp] = recs[-1].offset + 1
+        for tp, end in self._skipped_to.items():
+            offsets[tp] = max(offsets.get(tp, 0), end)
+        self._skipped_to = {}
         stats = await apply_batch_async(conn, LIVE_SCHEMA, events, self.options, positions)  # DB commit first
         self.totals.add(stats)
         self.health.details["stats"] = self.totals.as_dict()
@@ -139,34 +146,31 @@ class Projector:
         except Exception as e:  # a rebalance: the batch will be redelivered and deduplicated
             log.warning("offset commit failed (%s: %s); events will be redelivered", type(e).__name__, e)
 
-
-class _SkipBacklog(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Seeded bug ``projector_skips_backlog``: a partition this projector consumed before (a restart, a
-    rebalance) starts at its end instead of at the group's committed offset, to be "ready" sooner; the
-    events that arrived while it was down are never applied."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, conn: psycopg.AsyncConnection) -> None:
-        self.consumer = consumer
-        self.conn = conn
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        seen = []
-        for tp in assigned:
-            cur = await self.conn.execute(
-                sql.SQL(
-                    'SELECT EXISTS (SELECT 1 FROM {}.consumed_offsets WHERE topic = %s AND "partition" = %s)'
-                ).format(sql.Identifier(LIVE_SCHEMA)),
-                (tp.topic, tp.partition),
-            )
-            row = await cur.fetchone()
-            if row and row[0]:
-                seen.append(tp)
-        if seen:
-            log.warning("seeded bug projector_skips_backlog: skipping to the end of %s", seen)
-            await self.consumer.seek_to_end(*seen)
+    async def _skip_backlog(
+        self, conn: psycopg.AsyncConnection, consumer: AIOKafkaConsumer, tp: TopicPartition, recs: list[Any]
+    ) -> list[Any]:
+        """Seeded bug ``projector_skips_backlog``: the first batch of a partition this projector consumed
+        before (it restarted) drops every record below the partition's end offset at that moment, to be
+        "ready" sooner, and seeks and commits past them; what arrived while it was down is never applied."""
+        if tp in self._resumed:
+            return recs
+        self._resumed.add(tp)
+        cur = await conn.execute(
+            sql.SQL(
+                'SELECT EXISTS (SELECT 1 FROM {}.consumed_offsets WHERE topic = %s AND "partition" = %s)'
+            ).format(sql.Identifier(LIVE_SCHEMA)),
+            (tp.topic, tp.partition),
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            return recs
+        end = (await consumer.end_offsets([tp]))[tp]
+        kept = [r for r in recs if r.offset >= end]
+        if len(kept) < len(recs):
+            log.warning("seeded bug projector_skips_backlog: %s skipped to offset %d", tp, end)
+            self._skipped_to[tp] = end
+            consumer.seek(tp, max(end, recs[-1].offset + 1))  # past what was fetched beyond this batch too
+        return kept
 
 
 def main() -> None:
