@@ -15,8 +15,8 @@ Nothing here knows paperbroker: tables, columns, topics, event types and JSON fi
 
 Modules: :mod:`.config` (the config), :mod:`.check` (the findings and the pure judge), :mod:`.gather`
 (the I/O), :mod:`.load` (COPY loaders of the ledger and topics), :mod:`.plan` (the SQL relations of one
-run), :mod:`.anomalies` (one detector per anomaly family of the order lifecycle) and :mod:`.trading`
-(one detector per trading invariant).
+run), :mod:`.anomalies` (one detector per anomaly family of the order lifecycle), :mod:`.trading`
+(one detector per trading invariant) and :mod:`.event_log` (what the event log's consumers saw).
 
 Anomaly kinds (:data:`KINDS`):
 
@@ -48,6 +48,14 @@ The trading invariants (each checked only when the config names its sources; oth
 - ``non_monotonic_read`` — a client reads its own order going backwards (filled quantity shrinking, or
   open again after a terminal status).
 - ``unseen_by_projector`` — an accepted event the projector never recorded as applied.
+
+The event log, as Jepsen's Kafka workload checks it (each only when its sources are configured):
+
+- ``aborted_read`` — an accepted event in the topic whose (client, key) has only failed attempts in the
+  ledger (outcome ``fail``: the client was told it certainly did not happen), which consumers read.
+- ``offset_backwards`` — per consumer group and partition (Jepsen's key), an offset consumed for the
+  first time after a higher one (``consumed_offsets``: where the group read each event, in order).
+- ``offset_skip`` — an event of a loaded topic the group never consumed, below an offset it did consume.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ from resgate.checks.integrity.config import (
     KINDS,
     AcceptedEvents,
     CancelEvents,
+    ConsumedOffsets,
     IntegrityConfig,
     IntegrityThresholds,
     OrdersTable,
@@ -106,6 +115,7 @@ __all__ = [
     "NAME",
     "AcceptedEvents",
     "CancelEvents",
+    "ConsumedOffsets",
     "IntegrityConfig",
     "IntegrityFindings",
     "IntegrityThresholds",
