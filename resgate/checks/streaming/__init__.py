@@ -1,0 +1,320 @@
+"""The ``streaming`` check: what a market-data subscriber saw through the faults, against the topic.
+
+Evidence (:class:`StreamingEvidence`): the stream ledger (one record per subscriber event,
+:mod:`resgate.contract.stream`), what was **published** — every trade's ``(symbol, seq, ts)`` read from
+the trades topic, never the feed's own counters — and the run's fault timeline. For each subscriber and
+symbol, the trades it was owed are the published ones after its first snapshot's sequence, up to
+``tail_grace_s`` before its last record (a trade published as the load stopped is not owed), minus the
+ranges the feed declared it could not resend (a resume answered with mode ``snapshot``).
+
+Anomalies (one function each below; ``kind`` in the examples):
+
+- ``gap_not_healed``: a trade owed to a subscriber never reached it, even after reconnects and resumes.
+  Example: client ``s1-2`` holds AAPL 1..40 and 47..90; AAPL 41..46 were published and never came.
+  Fails when overall completeness is below ``min_completeness`` (default 1.0: a feed that supports
+  resume must heal every gap).
+- ``window_incomplete``: of the trades published during a fault (from its injection to its end or
+  recovery), fewer than ``min_completeness_during`` (default 0.95) reached the subscribers by the end of
+  the fault + ``rto_s``.
+- ``slow_reconnect``: a reconnect took longer than ``rto_s`` (default 30 s) from the disconnect to being
+  subscribed again.
+- ``connection_errors``: failed connection attempts over all attempts above
+  ``max_connection_error_rate`` (default 0.5; backoff keeps the attempts of an outage few). Judged only
+  when some attempt succeeded: subscribers that never connected make the check unknown, not false.
+- ``slow_first_fill``: the p95 of the time from an order's acknowledgement to its first fill on the
+  stream above ``max_ttff_p95_ms`` (default 5000 ms); not judged without fills.
+- ``no_subscriber_connected`` / ``nothing_published`` / ``truncated`` make the check unknown: without a
+  subscriber that ever connected, or a trade on the topic, or with a ledger whose lines do not parse,
+  completeness is not shown, so it is never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from resgate.checks.result import UNKNOWN, CheckResult, interleave, judge
+from resgate.contract import stream as sl
+from resgate.contract.errors import ConfigError
+
+NAME = "streaming"
+EXAMPLES_CAP = 20
+FAILING_KINDS = frozenset(
+    {"gap_not_healed", "window_incomplete", "slow_reconnect", "connection_errors", "slow_first_fill"}
+)
+UNDECIDED_KINDS = frozenset({"no_subscriber_connected", "nothing_published", "truncated"})
+FAULT_START_EVENTS = ("injecting", "injected")
+FAULT_END_EVENTS = ("ended", "recovered", "aborted", "lifting")
+
+_FLOAT_KEYS = {
+    "min_completeness": (1.0, 0.0, 1.0),
+    "min_completeness_during": (0.95, 0.0, 1.0),
+    "rto_s": (30.0, 0.0, math.inf),
+    "max_connection_error_rate": (0.5, 0.0, 1.0),
+    "max_ttff_p95_ms": (5000.0, 0.0, math.inf),
+    "tail_grace_s": (2.0, 0.0, math.inf),
+}
+
+
+@dataclass(frozen=True)
+class StreamingThresholds:
+    """The limits of ``checks.streaming`` (defaults in the module docstring)."""
+
+    min_completeness: float = 1.0
+    min_completeness_during: float = 0.95
+    rto_s: float = 30.0
+    max_connection_error_rate: float = 0.5
+    max_ttff_p95_ms: float = 5000.0
+    tail_grace_s: float = 2.0
+
+    @classmethod
+    def from_dict(
+        cls, d: Mapping[str, Any] | None, *, where: str = "checks.streaming"
+    ) -> StreamingThresholds:
+        """Validate ``{min_completeness?, min_completeness_during?, rto_s?, max_connection_error_rate?,
+        max_ttff_p95_ms?, tail_grace_s?}``: numbers in range (ratios 0..1); ConfigError naming the field."""
+        d = d or {}
+        if not isinstance(d, Mapping):
+            raise ConfigError("must be an object", where=where)
+        unknown = set(d) - set(_FLOAT_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown keys {sorted(unknown)}; known: {sorted(_FLOAT_KEYS)}", where=where)
+        values: dict[str, float] = {}
+        for key, (default, lo, hi) in _FLOAT_KEYS.items():
+            v = d.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi or math.isnan(v):
+                bound = f"between {lo:g} and {hi:g}" if hi != math.inf else f">= {lo:g}"
+                raise ConfigError(f"must be a number {bound}, got {v!r}", where=f"{where}.{key}")
+            values[key] = float(v)
+        return cls(**values)
+
+
+Thresholds = StreamingThresholds
+
+
+@dataclass(frozen=True)
+class StreamingEvidence:
+    """``records``: the stream ledger's records; ``published``: ``{symbol: {seq: publish ts}}`` from the
+    topic; ``faults``: the fault timeline's events (``{ts, fault_id, event, kind?}``); ``bad_lines``: stream
+    ledger lines that did not parse (a truncated ledger)."""
+
+    records: tuple[Mapping[str, Any], ...]
+    published: Mapping[str, Mapping[int, float]]
+    faults: tuple[Mapping[str, Any], ...] = ()
+    bad_lines: int = 0
+    sources: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ measures
+def ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of sorted sequences: ``[1, 2, 3, 7]`` → ``[(1, 3), (7, 7)]``."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+@dataclass
+class _Sub:
+    base: int | None = None
+    received: dict[int, float] = field(default_factory=dict)  # seq -> first arrival ts
+    skipped: set[int] = field(default_factory=set)
+
+
+def owed(evidence: StreamingEvidence, tail_grace_s: float) -> dict[tuple[str, str], tuple[set[int], _Sub]]:
+    """Per (client, symbol): the published sequences the subscriber was owed, and what it received.
+
+    Owed = published after the first snapshot's ``seq``, at or before (last record ts - ``tail_grace_s``),
+    not in a range the feed declared skipped (resume mode ``snapshot``: ``from_seq+1 .. snapshot seq``)."""
+    subs: dict[tuple[str, str], _Sub] = defaultdict(_Sub)
+    last_ts: dict[str, float] = {}
+    skip_from: dict[tuple[str, str], int] = {}
+    for r in evidence.records:
+        client = str(r.get("client_id"))
+        ts = float(r.get("ts") or 0.0)
+        last_ts[client] = max(last_ts.get(client, ts), ts)
+        ev, symbol = r.get("event"), r.get("symbol")
+        if symbol is None:
+            continue
+        key = (client, str(symbol))
+        if ev == sl.EV_SNAPSHOT:
+            seq = int(r.get("seq") or 0)
+            sub = subs[key]
+            if sub.base is None:
+                sub.base = seq
+            elif key in skip_from:
+                sub.skipped.update(range(skip_from.pop(key) + 1, seq + 1))
+        elif ev == sl.EV_RESUME and r.get("mode") == sl.MODE_SNAPSHOT:
+            skip_from[key] = int(r.get("from_seq") or 0)
+        elif ev == sl.EV_MSG:
+            subs[key].received.setdefault(int(r["seq"]), ts)
+    out: dict[tuple[str, str], tuple[set[int], _Sub]] = {}
+    for key, sub in subs.items():
+        if sub.base is None:
+            continue
+        until = last_ts.get(key[0], 0.0) - tail_grace_s
+        pub = evidence.published.get(key[1], {})
+        due = {s for s, t in pub.items() if s > sub.base and t <= until} - sub.skipped
+        out[key] = (due, sub)
+    return out
+
+
+def fault_windows(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, float]]:
+    """``[(fault_id, start, end)]``: start = its first injecting/injected event, end = its last
+    ended/recovered/aborted/lifting event (the start when it has none)."""
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    for e in events:
+        fid, ts = str(e.get("fault_id")), float(e.get("ts") or 0.0)
+        if e.get("event") in FAULT_START_EVENTS:
+            starts[fid] = min(starts.get(fid, ts), ts)
+        elif e.get("event") in FAULT_END_EVENTS:
+            ends[fid] = max(ends.get(fid, ts), ts)
+    return sorted(((f, s, max(s, ends.get(f, s))) for f, s in starts.items()), key=lambda w: w[1])
+
+
+def p95(values: list[float]) -> float | None:
+    """The nearest-rank 95th percentile (None for no values)."""
+    if not values:
+        return None
+    v = sorted(values)
+    return v[max(0, math.ceil(0.95 * len(v)) - 1)]
+
+
+# ------------------------------------------------------------------------------------------ detectors
+def unhealed_gaps(table: Mapping[tuple[str, str], tuple[set[int], _Sub]]) -> list[dict[str, Any]]:
+    """One ``gap_not_healed`` per (client, symbol, missing range)."""
+    out = []
+    for (client, symbol), (due, sub) in sorted(table.items()):
+        for lo, hi in ranges(due - set(sub.received)):
+            out.append(
+                {
+                    "kind": "gap_not_healed",
+                    "client_id": client,
+                    "symbol": symbol,
+                    "from_seq": lo,
+                    "to_seq": hi,
+                }
+            )
+    return out
+
+
+def incomplete_windows(
+    table: Mapping[tuple[str, str], tuple[set[int], _Sub]],
+    evidence: StreamingEvidence,
+    th: StreamingThresholds,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per fault window: (anomalies, figures). Owed trades published in [start, end], received by end +
+    ``rto_s``; a window below ``min_completeness_during`` is ``window_incomplete``."""
+    anomalies, figures = [], []
+    for fid, start, end in fault_windows(evidence.faults):
+        owed_n = got = 0
+        for (_client, symbol), (due, sub) in table.items():
+            pub = evidence.published.get(symbol, {})
+            for s in due:
+                if start <= pub[s] <= end:
+                    owed_n += 1
+                    arrived = sub.received.get(s)
+                    got += arrived is not None and arrived <= end + th.rto_s
+        ratio = got / owed_n if owed_n else None
+        figures.append(
+            {"fault_id": fid, "start": start, "end": end, "owed": owed_n, "received": got, "ratio": ratio}
+        )
+        if ratio is not None and ratio < th.min_completeness_during:
+            anomalies.append(
+                {
+                    "kind": "window_incomplete",
+                    "fault_id": fid,
+                    "owed": owed_n,
+                    "received": got,
+                    "ratio": ratio,
+                }
+            )
+    return anomalies, figures
+
+
+def slow_reconnects(records: Iterable[Mapping[str, Any]], rto_s: float) -> list[dict[str, Any]]:
+    """One ``slow_reconnect`` per reconnect whose ``duration_ms`` is above ``rto_s``."""
+    return [
+        {"kind": "slow_reconnect", "client_id": r.get("client_id"), "ts": r.get("ts"), "duration_ms": d}
+        for r in records
+        if r.get("event") == sl.EV_RECONNECT and (d := float(r.get("duration_ms") or 0.0)) > rto_s * 1000.0
+    ]
+
+
+def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> CheckResult:
+    """Judge the stream ledger against the topic.
+
+    Returns a :class:`CheckResult` named ``"streaming"`` with counts ``{subscribers, connects,
+    connect_errors, connection_error_rate, reconnects, max_reconnect_ms, owed, received, completeness,
+    unhealed, gaps_seen, skipped_by_snapshot, fills, ttff_p95_ms, published}``, examples (capped,
+    interleaved by kind) naming the client, symbol and sequence range, and ``details = {windows}`` (per
+    fault: owed, received, ratio)."""
+    th = thresholds
+    recs = evidence.records
+    events = defaultdict(list)
+    for r in recs:
+        events[r.get("event")].append(r)
+    connects, errors = len(events[sl.EV_CONNECT]), len(events[sl.EV_CONNECT_ERROR])
+    attempts = connects + errors
+    error_rate = errors / attempts if attempts else None
+    table = owed(evidence, th.tail_grace_s)
+    due_n = sum(len(d) for d, _ in table.values())
+    got_n = sum(len(d & set(s.received)) for d, s in table.values())
+    completeness = got_n / due_n if due_n else None
+    ttffs = [float(r["ttff_ms"]) for r in events[sl.EV_FILL] if r.get("ttff_ms") is not None]
+    ttff95 = p95(ttffs)
+    published_n = sum(len(v) for v in evidence.published.values())
+    anomalies: list[dict[str, Any]] = []
+    if evidence.bad_lines:
+        anomalies.append({"kind": "truncated", "bad_lines": evidence.bad_lines})
+    if connects == 0:
+        anomalies.append({"kind": "no_subscriber_connected", "connect_errors": errors})
+    if published_n == 0:
+        anomalies.append({"kind": "nothing_published"})
+    gaps = unhealed_gaps(table)
+    if completeness is not None and completeness < th.min_completeness:
+        anomalies += gaps
+    window_anomalies, windows = incomplete_windows(table, evidence, th)
+    anomalies += window_anomalies
+    anomalies += slow_reconnects(recs, th.rto_s)
+    if connects and error_rate is not None and error_rate > th.max_connection_error_rate:
+        anomalies.append(
+            {"kind": "connection_errors", "errors": errors, "attempts": attempts, "rate": error_rate}
+        )
+    if ttff95 is not None and ttff95 > th.max_ttff_p95_ms:
+        anomalies.append({"kind": "slow_first_fill", "p95_ms": ttff95, "fills": len(ttffs)})
+    reconnect_ms = [float(r.get("duration_ms") or 0.0) for r in events[sl.EV_RECONNECT]]
+    counts: dict[str, Any] = {
+        "subscribers": len({r.get("client_id") for r in recs}),
+        "connects": connects,
+        "connect_errors": errors,
+        "connection_error_rate": error_rate,
+        "reconnects": len(reconnect_ms),
+        "max_reconnect_ms": max(reconnect_ms) if reconnect_ms else None,
+        "published": published_n,
+        "owed": due_n,
+        "received": got_n,
+        "completeness": completeness,
+        "unhealed": sum(hi - lo + 1 for g in gaps for lo, hi in [(g["from_seq"], g["to_seq"])]),
+        "gaps_seen": len(events[sl.EV_GAP]),
+        "skipped_by_snapshot": sum(len(s.skipped) for _, s in table.values()),
+        "fills": len(ttffs),
+        "ttff_p95_ms": ttff95,
+    }
+    valid = judge(anomalies, failing=FAILING_KINDS, undecided=UNDECIDED_KINDS)
+    by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for a in anomalies:
+        by_kind[a["kind"]].append(a)
+    examples = interleave(by_kind.values(), EXAMPLES_CAP)
+    details = {"windows": windows}
+    if valid == UNKNOWN:
+        why = ", ".join(sorted(k for k in by_kind if k in UNDECIDED_KINDS))
+        return CheckResult(NAME, UNKNOWN, counts, examples, error=f"stream not shown: {why}", details=details)
+    return CheckResult(NAME, valid, counts, examples, details=details)
