@@ -7,6 +7,9 @@ symbol, the trades it was owed are the published ones after its first snapshot's
 ``tail_grace_s`` before its last record (a trade published as the load stopped is not owed), minus the
 ranges the feed declared it could not resend (a resume answered with mode ``snapshot``).
 
+The trades topic is ``topic`` (default ``pb.executions``); a trade is an event whose ``type`` is
+``trade_type`` (default ``TradeExecuted``) with ``symbol`` and ``seq`` (:func:`gather`).
+
 Anomalies (one function each below; ``kind`` in the examples):
 
 - ``gap_not_healed``: a trade owed to a subscriber never reached it, even after reconnects and resumes.
@@ -49,6 +52,7 @@ UNDECIDED_KINDS = frozenset({"no_subscriber_connected", "nothing_published", "tr
 FAULT_START_EVENTS = ("injecting", "injected")
 FAULT_END_EVENTS = ("ended", "recovered", "aborted", "lifting")
 
+_STR_KEYS = {"topic": "pb.executions", "trade_type": "TradeExecuted"}
 _FLOAT_KEYS = {
     "min_completeness": (1.0, 0.0, 1.0),
     "min_completeness_during": (0.95, 0.0, 1.0),
@@ -69,20 +73,29 @@ class StreamingThresholds:
     max_connection_error_rate: float = 0.5
     max_ttff_p95_ms: float = 5000.0
     tail_grace_s: float = 2.0
+    topic: str = "pb.executions"
+    trade_type: str = "TradeExecuted"
 
     @classmethod
     def from_dict(
         cls, d: Mapping[str, Any] | None, *, where: str = "checks.streaming"
     ) -> StreamingThresholds:
         """Validate ``{min_completeness?, min_completeness_during?, rto_s?, max_connection_error_rate?,
-        max_ttff_p95_ms?, tail_grace_s?}``: numbers in range (ratios 0..1); ConfigError naming the field."""
+        max_ttff_p95_ms?, tail_grace_s?, topic?, trade_type?}``: numbers in range (ratios 0..1), names
+        non-empty strings; ConfigError naming the field."""
         d = d or {}
         if not isinstance(d, Mapping):
             raise ConfigError("must be an object", where=where)
-        unknown = set(d) - set(_FLOAT_KEYS)
+        unknown = set(d) - set(_FLOAT_KEYS) - set(_STR_KEYS)
         if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}; known: {sorted(_FLOAT_KEYS)}", where=where)
-        values: dict[str, float] = {}
+            known = sorted([*_FLOAT_KEYS, *_STR_KEYS])
+            raise ConfigError(f"unknown keys {sorted(unknown)}; known: {known}", where=where)
+        values: dict[str, Any] = {}
+        for key, default in _STR_KEYS.items():
+            v = d.get(key, default)
+            if not isinstance(v, str) or not v.strip():
+                raise ConfigError(f"must be a non-empty string, got {v!r}", where=f"{where}.{key}")
+            values[key] = v
         for key, (default, lo, hi) in _FLOAT_KEYS.items():
             v = d.get(key, default)
             if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi or math.isnan(v):
@@ -106,6 +119,16 @@ class StreamingEvidence:
     faults: tuple[Mapping[str, Any], ...] = ()
     bad_lines: int = 0
     sources: Mapping[str, Any] = field(default_factory=dict)
+
+
+def gather(
+    bootstrap: str, thresholds: StreamingThresholds, *, kafka: Any = None
+) -> tuple[dict[str, dict[int, float]], list[tuple[str, int, int]]]:
+    """``({symbol: {seq: publish ts}}, truncated partitions)`` from ``thresholds.topic``
+    (:func:`resgate.checks.streaming.published.read_published`; aiokafka is imported there)."""
+    from resgate.checks.streaming.published import read_published
+
+    return read_published(bootstrap, thresholds.topic, thresholds.trade_type, kafka=kafka)
 
 
 # ------------------------------------------------------------------------------------------ measures
