@@ -7,7 +7,8 @@ resume answers, and the fills of the orders its user acknowledged (time to first
 is the transport (``websocket-client``, cooperative under Locust's gevent): connect, subscribe (with
 ``resume`` after the first time), read with a timeout of :attr:`Subscriber.stale_after_s` (a feed that sends
 heartbeats is never that quiet), and on any end record the disconnect, back off (doubling, capped) and
-reconnect, recording each reconnect's duration. Every loop is bounded by the ``stop`` check.
+reconnect (the first attempt after ``backoff_initial_s`` with jitter), recording each reconnect's
+duration. Every loop is bounded by the ``stop`` check.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class Subscriber:
         *,
         connect_timeout_s: float = 2.0,
         stale_after_s: float = 3.0,
-        backoff_initial_s: float = 0.1,
+        backoff_initial_s: float = 0.5,
         backoff_max_s: float = 2.0,
     ) -> None:
         self.url = url
@@ -169,6 +170,8 @@ class Subscriber:
                 return
             down_since = time.time()
             self.record(self.state.rec(sl.EV_DISCONNECT, down_since, reason=reason))
+            # a client waits (with jitter) before it reconnects, so a fleet does not stampede the feed
+            time.sleep(self.backoff_initial_s * (0.5 + random.random() / 2))
 
     def _read(self, ws: Any) -> str:
         import websocket

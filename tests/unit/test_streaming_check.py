@@ -118,7 +118,11 @@ def faults(start: float, end: float) -> tuple[dict[str, Any], ...]:
 def test_fault_windows_run_from_the_injection_to_the_last_end_event() -> None:
     evs = [*faults(T0 + 3, T0 + 6), {"ts": T0 + 5, "fault_id": "kill", "event": "ended"}]
     assert fault_windows(evs) == [("kill", T0 + 3, T0 + 6)]
-    assert fault_windows([{"ts": 1.0, "fault_id": "x", "event": "injected"}]) == [("x", 1.0, 1.0)]
+    kill = [
+        {"ts": 1.0, "fault_id": "x", "event": "injecting"},
+        {"ts": 1.5, "fault_id": "x", "event": "injected"},
+    ]
+    assert fault_windows(kill, 10.0) == [("x", 1.0, 11.0)]  # no end event: the instant window after it
 
 
 def test_window_completeness_at_the_minimum_passes_and_below_it_fails() -> None:
@@ -223,6 +227,7 @@ def test_thresholds_default_to_the_documented_values() -> None:
     th = StreamingThresholds.from_dict({})
     assert (th.min_completeness, th.min_completeness_during, th.rto_s) == (1.0, 0.95, 30.0)
     assert (th.max_connection_error_rate, th.max_ttff_p95_ms, th.tail_grace_s) == (0.5, 5000.0, 2.0)
+    assert (th.instant_window_s, th.topic, th.trade_type) == (10.0, "pb.executions", "TradeExecuted")
 
 
 @pytest.mark.parametrize(
@@ -233,6 +238,8 @@ def test_thresholds_default_to_the_documented_values() -> None:
         ({"rto_s": "30"}, "checks.streaming.rto_s"),
         ({"max_connection_error_rate": True}, "checks.streaming.max_connection_error_rate"),
         ({"typo": 1}, "checks.streaming"),
+        ({"topic": ""}, "checks.streaming.topic"),
+        ({"instant_window_s": -1}, "checks.streaming.instant_window_s"),
     ],
 )
 def test_bad_thresholds_are_a_config_error_naming_the_field(body: dict[str, Any], field: str) -> None:

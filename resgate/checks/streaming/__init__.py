@@ -17,8 +17,9 @@ Anomalies (one function each below; ``kind`` in the examples):
   Fails when overall completeness is below ``min_completeness`` (default 1.0: a feed that supports
   resume must heal every gap).
 - ``window_incomplete``: of the trades published during a fault (from its injection to its end or
-  recovery), fewer than ``min_completeness_during`` (default 0.95) reached the subscribers by the end of
-  the fault + ``rto_s``.
+  recovery; for an instantaneous fault such as a kill, the ``instant_window_s``, default 10 s, after
+  it), fewer than ``min_completeness_during`` (default 0.95) reached the subscribers by the end of the
+  fault + ``rto_s``.
 - ``slow_reconnect``: a reconnect took longer than ``rto_s`` (default 30 s) from the disconnect to being
   subscribed again.
 - ``connection_errors``: failed connection attempts over all attempts above
@@ -60,6 +61,7 @@ _FLOAT_KEYS = {
     "max_connection_error_rate": (0.5, 0.0, 1.0),
     "max_ttff_p95_ms": (5000.0, 0.0, math.inf),
     "tail_grace_s": (2.0, 0.0, math.inf),
+    "instant_window_s": (10.0, 0.0, math.inf),
 }
 
 
@@ -73,6 +75,7 @@ class StreamingThresholds:
     max_connection_error_rate: float = 0.5
     max_ttff_p95_ms: float = 5000.0
     tail_grace_s: float = 2.0
+    instant_window_s: float = 10.0
     topic: str = "pb.executions"
     trade_type: str = "TradeExecuted"
 
@@ -81,8 +84,8 @@ class StreamingThresholds:
         cls, d: Mapping[str, Any] | None, *, where: str = "checks.streaming"
     ) -> StreamingThresholds:
         """Validate ``{min_completeness?, min_completeness_during?, rto_s?, max_connection_error_rate?,
-        max_ttff_p95_ms?, tail_grace_s?, topic?, trade_type?}``: numbers in range (ratios 0..1), names
-        non-empty strings; ConfigError naming the field."""
+        max_ttff_p95_ms?, tail_grace_s?, instant_window_s?, topic?, trade_type?}``: numbers in range
+        (ratios 0..1), names non-empty strings; ConfigError naming the field."""
         d = d or {}
         if not isinstance(d, Mapping):
             raise ConfigError("must be an object", where=where)
@@ -188,9 +191,12 @@ def owed(evidence: StreamingEvidence, tail_grace_s: float) -> dict[tuple[str, st
     return out
 
 
-def fault_windows(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, float]]:
+def fault_windows(
+    events: Iterable[Mapping[str, Any]], instant_window_s: float = 0.0
+) -> list[tuple[str, float, float]]:
     """``[(fault_id, start, end)]``: start = its first injecting/injected event, end = its last
-    ended/recovered/aborted/lifting event (the start when it has none)."""
+    ended/recovered/aborted/lifting event; a fault with none (a kill: instantaneous) ends
+    ``instant_window_s`` after its start."""
     starts: dict[str, float] = {}
     ends: dict[str, float] = {}
     for e in events:
@@ -199,7 +205,8 @@ def fault_windows(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, float,
             starts[fid] = min(starts.get(fid, ts), ts)
         elif e.get("event") in FAULT_END_EVENTS:
             ends[fid] = max(ends.get(fid, ts), ts)
-    return sorted(((f, s, max(s, ends.get(f, s))) for f, s in starts.items()), key=lambda w: w[1])
+    windows = ((f, s, max(s, ends[f]) if f in ends else s + instant_window_s) for f, s in starts.items())
+    return sorted(windows, key=lambda w: w[1])
 
 
 def p95(values: list[float]) -> float | None:
@@ -236,7 +243,7 @@ def incomplete_windows(
     """Per fault window: (anomalies, figures). Owed trades published in [start, end], received by end +
     ``rto_s``; a window below ``min_completeness_during`` is ``window_incomplete``."""
     anomalies, figures = [], []
-    for fid, start, end in fault_windows(evidence.faults):
+    for fid, start, end in fault_windows(evidence.faults, th.instant_window_s):
         owed_n = got = 0
         for (_client, symbol), (due, sub) in table.items():
             pub = evidence.published.get(symbol, {})
