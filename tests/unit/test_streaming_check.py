@@ -175,6 +175,22 @@ def test_the_connection_error_rate_at_the_maximum_passes_and_above_it_fails() ->
     }
 
 
+def test_failed_attempts_during_a_fault_and_its_rto_are_not_connection_errors() -> None:
+    recs = history("a", "AAPL", [1], end=T0 + 200)
+    during = [rec("a", T0 + 20 + 10.0, sl.EV_CONNECT_ERROR, attempt=i, error="refused") for i in range(3)]
+    ev = StreamingEvidence(
+        records=tuple(recs + during), published={"AAPL": published(1)}, faults=faults(T0 + 10, T0 + 20)
+    )
+    ok = check(ev, StreamingThresholds(rto_s=10.0, max_connection_error_rate=0.0))
+    assert ok.valid is True and ok.counts["connect_errors"] == 3 and ok.counts["connection_error_rate"] == 0.0
+    after = [rec("a", T0 + 20 + 10.001, sl.EV_CONNECT_ERROR, attempt=1, error="refused")]
+    ev2 = StreamingEvidence(
+        records=tuple(recs + after), published={"AAPL": published(1)}, faults=faults(T0 + 10, T0 + 20)
+    )
+    bad = check(ev2, StreamingThresholds(rto_s=10.0, max_connection_error_rate=0.0))
+    assert bad.valid is False and bad.examples[0]["kind"] == "connection_errors"
+
+
 def test_time_to_first_fill_p95_at_the_maximum_passes_and_above_it_fails() -> None:
     base = history("a", "AAPL", [1])
     fills = [
@@ -185,6 +201,23 @@ def test_time_to_first_fill_p95_at_the_maximum_passes_and_above_it_fails() -> No
     assert run(base + fills, {"AAPL": published(1)}, max_ttff_p95_ms=19.0).valid is True
     r = run(base + fills, {"AAPL": published(1)}, max_ttff_p95_ms=18.999)
     assert r.valid is False and r.examples[0]["kind"] == "slow_first_fill" and r.counts["ttff_p95_ms"] == 19.0
+
+
+def test_a_fill_whose_wait_overlaps_a_fault_and_its_rto_is_not_judged_one_just_after_is() -> None:
+    recs = history("a", "AAPL", [1], end=T0 + 200)
+    window = faults(T0 + 10, T0 + 20)  # with rto 10: [T0+10, T0+30]
+
+    def fill(acked: float, ttff_ms: float) -> dict[str, Any]:
+        return rec(
+            "a", acked + ttff_ms / 1000, sl.EV_FILL, order_id="o", symbol="AAPL", seq=1, ttff_ms=ttff_ms
+        )
+
+    at_edge = StreamingEvidence(tuple([*recs, fill(T0 + 30, 9000.0)]), {"AAPL": published(1)}, window)
+    r = check(at_edge, StreamingThresholds(rto_s=10.0, max_ttff_p95_ms=100.0))
+    assert r.valid is True and r.counts["ttff_p95_ms"] is None and r.counts["ttff_p95_ms_all"] == 9000.0
+    after = StreamingEvidence(tuple([*recs, fill(T0 + 30.001, 9000.0)]), {"AAPL": published(1)}, window)
+    r2 = check(after, StreamingThresholds(rto_s=10.0, max_ttff_p95_ms=100.0))
+    assert r2.valid is False and r2.examples[0]["kind"] == "slow_first_fill"
 
 
 def test_no_fills_leave_time_to_first_fill_unjudged() -> None:
@@ -226,7 +259,7 @@ def test_a_failing_anomaly_outranks_unknown() -> None:
 def test_thresholds_default_to_the_documented_values() -> None:
     th = StreamingThresholds.from_dict({})
     assert (th.min_completeness, th.min_completeness_during, th.rto_s) == (1.0, 0.95, 30.0)
-    assert (th.max_connection_error_rate, th.max_ttff_p95_ms, th.tail_grace_s) == (0.5, 5000.0, 2.0)
+    assert (th.max_connection_error_rate, th.max_ttff_p95_ms, th.tail_grace_s) == (0.05, 5000.0, 2.0)
     assert (th.instant_window_s, th.topic, th.trade_type) == (10.0, "pb.executions", "TradeExecuted")
 
 

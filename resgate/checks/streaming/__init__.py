@@ -22,11 +22,13 @@ Anomalies (one function each below; ``kind`` in the examples):
   fault + ``rto_s``.
 - ``slow_reconnect``: a reconnect took longer than ``rto_s`` (default 30 s) from the disconnect to being
   subscribed again.
-- ``connection_errors``: failed connection attempts over all attempts above
-  ``max_connection_error_rate`` (default 0.5; backoff keeps the attempts of an outage few). Judged only
-  when some attempt succeeded: subscribers that never connected make the check unknown, not false.
-- ``slow_first_fill``: the p95 of the time from an order's acknowledgement to its first fill on the
-  stream above ``max_ttff_p95_ms`` (default 5000 ms); not judged without fills.
+- ``connection_errors``: outside the faults (an attempt from a fault's start to its end + ``rto_s`` is
+  the fault's, judged by the reconnect time), failed connection attempts over all attempts above
+  ``max_connection_error_rate`` (default 0.05). Judged only when some attempt succeeded: subscribers
+  that never connected make the check unknown, not false.
+- ``slow_first_fill``: outside the faults (a fill whose acknowledgement-to-arrival span overlaps a
+  fault's ``[start, end + rto_s]`` is the fault's), the p95 of the time from an order's acknowledgement
+  to its first fill on the stream above ``max_ttff_p95_ms`` (default 5000 ms); not judged without fills.
 - ``no_subscriber_connected`` / ``nothing_published`` / ``truncated`` make the check unknown: without a
   subscriber that ever connected, or a trade on the topic, or with a ledger whose lines do not parse,
   completeness is not shown, so it is never a pass.
@@ -58,7 +60,7 @@ _FLOAT_KEYS = {
     "min_completeness": (1.0, 0.0, 1.0),
     "min_completeness_during": (0.95, 0.0, 1.0),
     "rto_s": (30.0, 0.0, math.inf),
-    "max_connection_error_rate": (0.5, 0.0, 1.0),
+    "max_connection_error_rate": (0.05, 0.0, 1.0),
     "max_ttff_p95_ms": (5000.0, 0.0, math.inf),
     "tail_grace_s": (2.0, 0.0, math.inf),
     "instant_window_s": (10.0, 0.0, math.inf),
@@ -72,7 +74,7 @@ class StreamingThresholds:
     min_completeness: float = 1.0
     min_completeness_during: float = 0.95
     rto_s: float = 30.0
-    max_connection_error_rate: float = 0.5
+    max_connection_error_rate: float = 0.05
     max_ttff_p95_ms: float = 5000.0
     tail_grace_s: float = 2.0
     instant_window_s: float = 10.0
@@ -209,6 +211,41 @@ def fault_windows(
     return sorted(windows, key=lambda w: w[1])
 
 
+def steady_attempts(
+    records: Iterable[Mapping[str, Any]], windows: list[tuple[str, float, float]], rto_s: float
+) -> tuple[int, int]:
+    """``(attempts, failed)`` of the connection attempts outside every fault's ``[start, end + rto_s]``."""
+    attempts = failed = 0
+    for r in records:
+        ev = r.get("event")
+        if ev not in (sl.EV_CONNECT, sl.EV_CONNECT_ERROR):
+            continue
+        ts = float(r.get("ts") or 0.0)
+        if any(start <= ts <= end + rto_s for _f, start, end in windows):
+            continue
+        attempts += 1
+        failed += ev == sl.EV_CONNECT_ERROR
+    return attempts, failed
+
+
+def steady_ttffs(
+    records: Iterable[Mapping[str, Any]], windows: list[tuple[str, float, float]], rto_s: float
+) -> tuple[list[float], list[float]]:
+    """``(all, steady)`` times to first fill (ms); steady = the fills whose span from acknowledgement
+    (arrival - ttff) to arrival overlaps no fault's ``[start, end + rto_s]``."""
+    every: list[float] = []
+    steady: list[float] = []
+    for r in records:
+        if r.get("event") != sl.EV_FILL or r.get("ttff_ms") is None:
+            continue
+        ttff, arrived = float(r["ttff_ms"]), float(r.get("ts") or 0.0)
+        acked = arrived - ttff / 1000.0
+        every.append(ttff)
+        if not any(acked <= end + rto_s and arrived >= start for _f, start, end in windows):
+            steady.append(ttff)
+    return every, steady
+
+
 def p95(values: list[float]) -> float | None:
     """The nearest-rank 95th percentile (None for no values)."""
     if not values:
@@ -282,24 +319,25 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
     """Judge the stream ledger against the topic.
 
     Returns a :class:`CheckResult` named ``"streaming"`` with counts ``{subscribers, connects,
-    connect_errors, connection_error_rate, reconnects, max_reconnect_ms, owed, received, completeness,
-    unhealed, gaps_seen, skipped_by_snapshot, fills, ttff_p95_ms, published}``, examples (capped,
-    interleaved by kind) naming the client, symbol and sequence range, and ``details = {windows}`` (per
-    fault: owed, received, ratio)."""
+    connect_errors, connection_error_rate (outside the faults), reconnects, max_reconnect_ms, owed,
+    received, completeness, unhealed, gaps_seen, skipped_by_snapshot, fills, ttff_p95_ms (outside the
+    faults), ttff_p95_ms_all, published}``, examples (capped, interleaved by kind) naming the client,
+    symbol and sequence range, and ``details = {windows}`` (per fault: owed, received, ratio)."""
     th = thresholds
     recs = evidence.records
     events = defaultdict(list)
     for r in recs:
         events[r.get("event")].append(r)
     connects, errors = len(events[sl.EV_CONNECT]), len(events[sl.EV_CONNECT_ERROR])
-    attempts = connects + errors
-    error_rate = errors / attempts if attempts else None
+    fws = fault_windows(evidence.faults, th.instant_window_s)
+    steady, steady_failed = steady_attempts(recs, fws, th.rto_s)
+    error_rate = steady_failed / steady if steady else None
     table = owed(evidence, th.tail_grace_s)
     due_n = sum(len(d) for d, _ in table.values())
     got_n = sum(len(d & set(s.received)) for d, s in table.values())
     completeness = got_n / due_n if due_n else None
-    ttffs = [float(r["ttff_ms"]) for r in events[sl.EV_FILL] if r.get("ttff_ms") is not None]
-    ttff95 = p95(ttffs)
+    ttffs, ttffs_steady = steady_ttffs(recs, fws, th.rto_s)
+    ttff95 = p95(ttffs_steady)
     published_n = sum(len(v) for v in evidence.published.values())
     anomalies: list[dict[str, Any]] = []
     if evidence.bad_lines:
@@ -316,10 +354,10 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
     anomalies += slow_reconnects(recs, th.rto_s)
     if connects and error_rate is not None and error_rate > th.max_connection_error_rate:
         anomalies.append(
-            {"kind": "connection_errors", "errors": errors, "attempts": attempts, "rate": error_rate}
+            {"kind": "connection_errors", "errors": steady_failed, "attempts": steady, "rate": error_rate}
         )
     if ttff95 is not None and ttff95 > th.max_ttff_p95_ms:
-        anomalies.append({"kind": "slow_first_fill", "p95_ms": ttff95, "fills": len(ttffs)})
+        anomalies.append({"kind": "slow_first_fill", "p95_ms": ttff95, "fills": len(ttffs_steady)})
     reconnect_ms = [float(r.get("duration_ms") or 0.0) for r in events[sl.EV_RECONNECT]]
     counts: dict[str, Any] = {
         "subscribers": len({r.get("client_id") for r in recs}),
@@ -337,6 +375,7 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
         "skipped_by_snapshot": sum(len(s.skipped) for _, s in table.values()),
         "fills": len(ttffs),
         "ttff_p95_ms": ttff95,
+        "ttff_p95_ms_all": p95(ttffs),
     }
     valid = judge(anomalies, failing=FAILING_KINDS, undecided=UNDECIDED_KINDS)
     by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
