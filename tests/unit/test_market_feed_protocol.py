@@ -4,6 +4,7 @@ dropped (paperbroker.feed.MarketFeed), and what a subscriber records for each me
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from loadgen.stream_client import SubscriberState
@@ -98,3 +99,29 @@ def test_the_subscriber_times_its_own_order_from_acknowledgement_to_first_fill_o
     }
     again = st.on_message({"type": "trade", "symbol": "AAPL", "seq": 2, "buy_order_id": "o1"}, 11.0)
     assert [r["event"] for r in again] == ["msg"]
+
+
+def test_a_subscriber_on_a_busy_feed_yields_to_the_other_users_every_few_messages(monkeypatch) -> None:
+    import websocket
+
+    from loadgen import stream_client
+    from loadgen.stream_client import YIELD_EVERY, Subscriber
+
+    frames = [json.dumps({"type": "trade", "symbol": "AAPL", "seq": i}) for i in range(1, 101)]
+
+    class BusySocket:
+        def settimeout(self, _s: float) -> None:
+            pass
+
+        def recv(self) -> str:
+            if not frames:
+                raise websocket.WebSocketConnectionClosedException("closed")
+            return frames.pop(0)
+
+    zero_sleeps: list[float] = []
+    monkeypatch.setattr(stream_client.time, "sleep", lambda s: zero_sleeps.append(s))
+    records: list[dict[str, Any]] = []
+    sub = Subscriber("ws://unused", SubscriberState("s1", ["AAPL"]), records.append)
+    assert sub._read(BusySocket()) == "closed"
+    assert len([r for r in records if r["event"] == "msg"]) == 100
+    assert zero_sleeps == [0] * (101 // YIELD_EVERY)
