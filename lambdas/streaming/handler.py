@@ -3,7 +3,7 @@ trades topic.
 
 Evidence: ``stream.jsonl`` (uploaded by the load task beside the client ledger) and ``faults.jsonl`` from
 the run's S3 prefix, and the trades topic (``kafka_bootstrap``, required; reached as the ``kafka``
-settings say). No database is read. The event's ``config`` is the ``checks.streaming`` section.
+settings say). No database is read. The event's ``thresholds`` are the ``checks.streaming`` section.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from lambdas.common import settings
 from lambdas.common.event import RunEvent
 from lambdas.common.handler import check_handler
 from lambdas.common.secrets import kafka_bootstrap
@@ -30,4 +29,4 @@ def stream_sources(event: RunEvent, thresholds: Any, logger: Logger | None = Non
     return replace(event_sources(event), bootstrap=bootstrap, kafka=kafka_settings(event))
 
 
-handler = check_handler("streaming", config_keys=settings.CONFIG_KEYS, sources=stream_sources)
+handler = check_handler("streaming", sources=stream_sources)
