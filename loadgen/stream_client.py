@@ -50,7 +50,7 @@ class SubscriberState:
         self.pending_fills[order_id] = now
 
     def on_message(self, msg: dict[str, Any], now: float) -> list[Record]:
-        """The records one feed message makes (none for a heartbeat)."""
+        """The records one feed message makes (a heartbeat: one, that says the subscriber was listening)."""
         kind = msg.get("type")
         symbol = msg.get("symbol")
         if kind == sl.MSG_SNAPSHOT and isinstance(symbol, str):
@@ -68,6 +68,8 @@ class SubscriberState:
                     mode=msg.get("mode"),
                 )
             ]
+        if kind == sl.MSG_HEARTBEAT:
+            return [self.rec(sl.EV_HEARTBEAT, now)]
         if kind != sl.MSG_TRADE or not isinstance(symbol, str):
             return []
         seq = int(msg["seq"])

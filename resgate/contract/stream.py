@@ -53,6 +53,8 @@ EV_DISCONNECT = "disconnect"
 """The connection ended: ``reason`` (closed, error, stale: no message for the heartbeat timeout)."""
 EV_RECONNECT = "reconnect"
 """Subscribed again after a disconnect: ``duration_ms`` from the disconnect, ``attempts``."""
+EV_HEARTBEAT = "heartbeat"
+"""The feed's heartbeat arrived: the subscriber was connected and listening at ``ts``."""
 EV_FILL = "fill"
 """The subscriber's own order appeared on the stream: ``order_id``, ``symbol``, ``seq``, ``ttff_ms`` (from
 the submit's acknowledgement)."""
@@ -67,10 +69,15 @@ EVENTS: frozenset[str] = frozenset(
         EV_GAP,
         EV_DISCONNECT,
         EV_RECONNECT,
+        EV_HEARTBEAT,
         EV_FILL,
     }
 )
 """Every event of the stream ledger."""
+
+LISTENING_EVENTS: frozenset[str] = frozenset({EV_SNAPSHOT, EV_RESUME, EV_MSG, EV_HEARTBEAT})
+"""The events that prove the feed was reaching the subscriber at their ``ts`` (what it is owed ends
+there)."""
 
 REQUIRED_FIELDS: tuple[str, ...] = ("ts", "client_id", "event")
 EVENT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -82,6 +89,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     EV_GAP: ("symbol", "from_seq", "to_seq"),
     EV_DISCONNECT: ("reason",),
     EV_RECONNECT: ("duration_ms", "attempts"),
+    EV_HEARTBEAT: (),
     EV_FILL: ("order_id", "symbol", "seq", "ttff_ms"),
 }
 """The fields each event carries besides :data:`REQUIRED_FIELDS`."""

@@ -79,6 +79,7 @@ def test_the_subscriber_records_every_sequence_a_gap_and_resumes_from_its_last()
         ("msg", 4, None, None),
         ("gap", None, 5, 6),
         ("msg", 7, None, None),
+        ("heartbeat", None, None, None),
     ]
     assert st.subscribe_request()["resume"] == {"AAPL": 7}
 

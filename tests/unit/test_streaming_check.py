@@ -32,6 +32,7 @@ def history(
     out = [rec(client, t0, sl.EV_CONNECT, attempt=1, connect_ms=1.0)]
     out.append(rec(client, t0, sl.EV_SNAPSHOT, symbol=symbol, seq=base))
     out += [rec(client, t0 + s, sl.EV_MSG, symbol=symbol, seq=s) for s in got]
+    out.append(rec(client, end, sl.EV_HEARTBEAT))
     out.append(rec(client, end, sl.EV_DISCONNECT, reason="stopped"))
     return out
 
@@ -71,6 +72,19 @@ def test_a_trade_published_exactly_tail_grace_before_the_subscriber_ended_is_owe
     recs = history("a", "AAPL", list(range(1, 10)), end=T0 + 12)  # trade 10 (at T0+10) never came
     assert run(recs, {"AAPL": published(10)}, tail_grace_s=2.0).valid is False  # 10 <= 12 - 2: owed
     assert run(recs, {"AAPL": published(10)}, tail_grace_s=2.001).valid is True  # published too late
+
+
+def test_what_a_subscriber_is_owed_ends_where_the_feed_was_last_seen_reaching_it() -> None:
+    # heard from at T0+12 (heartbeat), then reconnecting when it stopped at T0+50: trade 10 (T0+10) is
+    # owed with a 2 s grace, trade 11 (T0+11) is not, whatever came after the last heartbeat
+    recs = history("a", "AAPL", list(range(1, 10)), end=T0 + 12)
+    recs += [
+        rec("a", T0 + 40, sl.EV_DISCONNECT, reason="closed"),
+        rec("a", T0 + 50, sl.EV_CONNECT, attempt=3, connect_ms=1.0),
+    ]
+    r = run(recs, {"AAPL": published(11)}, tail_grace_s=2.0)
+    assert r.valid is False and r.counts["owed"] == 10
+    assert [(e["from_seq"], e["to_seq"]) for e in r.examples] == [(10, 10)]
 
 
 def test_the_same_sequences_on_two_clients_and_two_symbols_are_judged_apart() -> None:

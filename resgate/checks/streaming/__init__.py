@@ -4,8 +4,10 @@ Evidence (:class:`StreamingEvidence`): the stream ledger (one record per subscri
 :mod:`resgate.contract.stream`), what was **published** — every trade's ``(symbol, seq, ts)`` read from
 the trades topic, never the feed's own counters — and the run's fault timeline. For each subscriber and
 symbol, the trades it was owed are the published ones after its first snapshot's sequence, up to
-``tail_grace_s`` before its last record (a trade published as the load stopped is not owed), minus the
-ranges the feed declared it could not resend (a resume answered with mode ``snapshot``).
+``tail_grace_s`` before the feed was last seen reaching it (its last snapshot, resume answer, trade or
+heartbeat: a trade published as the load stopped, or while it was still reconnecting when it stopped,
+is not owed), minus the ranges the feed declared it could not resend (a resume answered with mode
+``snapshot``).
 
 The trades topic is ``topic`` (default ``pb.executions``); a trade is an event whose ``type`` is
 ``trade_type`` (default ``TradeExecuted``) with ``symbol`` and ``seq`` (:func:`gather`).
@@ -158,16 +160,19 @@ class _Sub:
 def owed(evidence: StreamingEvidence, tail_grace_s: float) -> dict[tuple[str, str], tuple[set[int], _Sub]]:
     """Per (client, symbol): the published sequences the subscriber was owed, and what it received.
 
-    Owed = published after the first snapshot's ``seq``, at or before (last record ts - ``tail_grace_s``),
-    not in a range the feed declared skipped (resume mode ``snapshot``: ``from_seq+1 .. snapshot seq``)."""
+    Owed = published after the first snapshot's ``seq``, at or before (the last time the feed was seen
+    reaching the subscriber - ``tail_grace_s``; :data:`resgate.contract.stream.LISTENING_EVENTS`: a
+    subscriber stopped in the middle of a reconnect is not owed what it had no chance to be resent), not
+    in a range the feed declared skipped (resume mode ``snapshot``: ``from_seq+1 .. snapshot seq``)."""
     subs: dict[tuple[str, str], _Sub] = defaultdict(_Sub)
     last_ts: dict[str, float] = {}
     skip_from: dict[tuple[str, str], int] = {}
     for r in evidence.records:
         client = str(r.get("client_id"))
         ts = float(r.get("ts") or 0.0)
-        last_ts[client] = max(last_ts.get(client, ts), ts)
         ev, symbol = r.get("event"), r.get("symbol")
+        if ev in sl.LISTENING_EVENTS:
+            last_ts[client] = max(last_ts.get(client, ts), ts)
         if symbol is None:
             continue
         key = (client, str(symbol))
