@@ -25,8 +25,8 @@ from resgate.config.runnable import check_runnable
 from resgate.config.schema import GateConfig, check_blast_radius
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.layout import TABLES, RunKey
+from resgate.evidence.figure import run_figure
 from resgate.evidence.phases import phase_rows
-from resgate.evidence.report import latency_plot
 from resgate.evidence.run_files import write_run_files
 from resgate.evidence.scorecard import Scorecard, build_scorecard, with_score
 from resgate.evidence.sources import Settled, Sources
@@ -266,8 +266,7 @@ class GateRun:
             figures["quiesce"] = f"settled={self.quiesce.settled} in {self.quiesce.waited_s:.1f}s"
         plot = None
         try:
-            faults = self.faults.timeline() if self.faults else []
-            plot_path = latency_plot(s.path("ledger"), faults, s.path("plot"))
+            plot_path = run_figure(s, s.path("plot"), title=f"gate {self.cfg.name}: run {self.key.run_id}")
             plot = plot_path.name if plot_path else None
         except Exception as e:  # a plot is nice to have; the evidence must still be written
             figures["plot_error"] = str(e)
