@@ -293,3 +293,11 @@ def test_bad_thresholds_are_a_config_error_naming_the_field(body: dict[str, Any]
     with pytest.raises(ConfigError) as e:
         StreamingThresholds.from_dict(body, where="checks.streaming")
     assert e.value.where == field
+
+
+def test_the_report_states_the_streaming_pass_condition_with_the_runs_limits() -> None:
+    from resgate.evidence.why import passes_when
+
+    r = run(history("a", "AAPL", [1, 2]), {"AAPL": published(2)}, rto_s=12.0, max_ttff_p95_ms=800.0)
+    text = passes_when(r)
+    assert "≤ 12.0 s" in text and "≤ 800.0 ms" in text and "≥ 0.95 per fault" in text

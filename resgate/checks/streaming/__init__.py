@@ -327,7 +327,7 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
     connect_errors, connection_error_rate (outside the faults), reconnects, max_reconnect_ms, owed,
     received, completeness, unhealed, gaps_seen, skipped_by_snapshot, fills, ttff_p95_ms (outside the
     faults), ttff_p95_ms_all, published}``, examples (capped, interleaved by kind) naming the client,
-    symbol and sequence range, and ``details = {windows}`` (per fault: owed, received, ratio)."""
+    symbol and sequence range, and ``details = {windows (per fault: owed, received, ratio), limits}``."""
     th = thresholds
     recs = evidence.records
     events = defaultdict(list)
@@ -387,7 +387,14 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
     for a in anomalies:
         by_kind[a["kind"]].append(a)
     examples = interleave(by_kind.values(), EXAMPLES_CAP)
-    details = {"windows": windows}
+    limits = {
+        "min_completeness": th.min_completeness,
+        "min_completeness_during": th.min_completeness_during,
+        "rto_s": th.rto_s,
+        "max_connection_error_rate": th.max_connection_error_rate,
+        "max_ttff_p95_ms": th.max_ttff_p95_ms,
+    }
+    details = {"windows": windows, "limits": limits}
     if valid == UNKNOWN:
         why = ", ".join(sorted(k for k in by_kind if k in UNDECIDED_KINDS))
         return CheckResult(NAME, UNKNOWN, counts, examples, error=f"stream not shown: {why}", details=details)
