@@ -116,6 +116,31 @@ def test_a_range_the_feed_declared_it_cannot_resend_is_skipped_not_an_unhealed_g
     assert r.valid is True and r.counts["skipped_by_snapshot"] == 4 and r.counts["owed"] == 4
 
 
+def test_trades_a_subscriber_received_without_ever_getting_a_snapshot_are_not_judged() -> None:
+    recs = [
+        rec("b", T0, sl.EV_CONNECT, attempt=1, connect_ms=1.0),
+        rec("b", T0 + 1, sl.EV_MSG, symbol="AAPL", seq=1),
+        rec("b", T0 + 50, sl.EV_HEARTBEAT),
+    ]
+    r = run([*history("a", "AAPL", [1, 2, 3]), *recs], {"AAPL": published(3)})
+    assert r.valid is True and r.counts["owed"] == 3 and r.counts["received"] == 3
+
+
+def test_gather_reads_the_configured_topic_and_trade_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    from resgate.checks.streaming import published as published_module
+
+    calls: list[tuple[Any, ...]] = []
+
+    def fake(bootstrap: str, topic: str, trade_type: str, *, kafka: Any = None) -> Any:
+        calls.append((bootstrap, topic, trade_type, kafka))
+        return {"AAPL": {1: 1.0}}, []
+
+    monkeypatch.setattr(published_module, "read_published", fake)
+    th = StreamingThresholds(topic="t.trades", trade_type="Fill")
+    assert streaming.gather("b:9092", th, kafka="k") == ({"AAPL": {1: 1.0}}, [])
+    assert calls == [("b:9092", "t.trades", "Fill", "k")]
+
+
 def test_ranges_joins_consecutive_sequences() -> None:
     assert ranges([7, 1, 3, 2, 9, 8]) == [(1, 3), (7, 9)]
     assert ranges([]) == []

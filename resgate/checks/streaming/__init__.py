@@ -173,8 +173,6 @@ def owed(evidence: StreamingEvidence, tail_grace_s: float) -> dict[tuple[str, st
         ev, symbol = r.get("event"), r.get("symbol")
         if ev in sl.LISTENING_EVENTS:
             last_ts[client] = max(last_ts.get(client, ts), ts)
-        if symbol is None:
-            continue
         key = (client, str(symbol))
         if ev == sl.EV_SNAPSHOT:
             seq = int(r.get("seq") or 0)
