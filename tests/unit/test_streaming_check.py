@@ -127,7 +127,8 @@ def test_trades_a_subscriber_received_without_ever_getting_a_snapshot_are_not_ju
 
 
 def test_gather_reads_the_configured_topic_and_trade_type(monkeypatch: pytest.MonkeyPatch) -> None:
-    from resgate.checks.streaming import published as published_module
+    import sys
+    import types
 
     calls: list[tuple[Any, ...]] = []
 
@@ -135,7 +136,10 @@ def test_gather_reads_the_configured_topic_and_trade_type(monkeypatch: pytest.Mo
         calls.append((bootstrap, topic, trade_type, kafka))
         return {"AAPL": {1: 1.0}}, []
 
-    monkeypatch.setattr(published_module, "read_published", fake)
+    # a stand-in module: gather imports its reader on first use (aiokafka stays out of the Lambdas' import)
+    stand_in = types.ModuleType("resgate.checks.streaming.published")
+    stand_in.read_published = fake  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "resgate.checks.streaming.published", stand_in)
     th = StreamingThresholds(topic="t.trades", trade_type="Fill")
     assert streaming.gather("b:9092", th, kafka="k") == ({"AAPL": {1: 1.0}}, [])
     assert calls == [("b:9092", "t.trades", "Fill", "k")]
