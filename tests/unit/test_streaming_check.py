@@ -145,6 +145,19 @@ def test_gather_reads_the_configured_topic_and_trade_type(monkeypatch: pytest.Mo
     assert calls == [("b:9092", "t.trades", "Fill", "k")]
 
 
+def test_a_snapshot_the_feed_sent_without_saying_it_could_not_resend_excuses_nothing() -> None:
+    recs = history("a", "AAPL", [1, 2, 3])
+    recs += [
+        rec("a", T0 + 8, sl.EV_RESUME, symbol="AAPL", from_seq=3, to_seq=7, mode=sl.MODE_RESEND),
+        rec("a", T0 + 8, sl.EV_SNAPSHOT, symbol="AAPL", seq=7),
+        rec("a", T0 + 9, sl.EV_MSG, symbol="AAPL", seq=8),
+    ]
+    r = run(recs, {"AAPL": published(8)})
+    assert r.valid is False and r.counts["skipped_by_snapshot"] == 0
+    assert r.counts["unhealed"] == 4  # AAPL 4..7: one range, four trades
+    assert [(e["from_seq"], e["to_seq"]) for e in r.examples] == [(4, 7)]
+
+
 def test_ranges_joins_consecutive_sequences() -> None:
     assert ranges([7, 1, 3, 2, 9, 8]) == [(1, 3), (7, 9)]
     assert ranges([]) == []
@@ -166,6 +179,16 @@ def test_fault_windows_run_from_the_injection_to_the_last_end_event() -> None:
         {"ts": 1.5, "fault_id": "x", "event": "injected"},
     ]
     assert fault_windows(kill, 10.0) == [("x", 1.0, 11.0)]  # no end event: the instant window after it
+
+
+def test_fault_windows_are_ordered_by_their_start() -> None:
+    evs = [
+        {"ts": T0 + 5, "fault_id": "a", "event": "injected"},
+        {"ts": T0 + 6, "fault_id": "a", "event": "ended"},
+        {"ts": T0 + 1, "fault_id": "b", "event": "injected"},
+        {"ts": T0 + 100, "fault_id": "b", "event": "ended"},
+    ]
+    assert fault_windows(evs) == [("b", T0 + 1, T0 + 100), ("a", T0 + 5, T0 + 6)]
 
 
 def test_window_completeness_at_the_minimum_passes_and_below_it_fails() -> None:
@@ -232,6 +255,36 @@ def test_failed_attempts_during_a_fault_and_its_rto_are_not_connection_errors() 
     )
     bad = check(ev2, StreamingThresholds(rto_s=10.0, max_connection_error_rate=0.0))
     assert bad.valid is False and bad.examples[0]["kind"] == "connection_errors"
+
+
+def test_a_failed_attempt_exactly_at_a_faults_start_is_the_faults() -> None:
+    recs = [*history("a", "AAPL", [1], end=T0 + 200)]
+    recs.append(rec("a", T0 + 10, sl.EV_CONNECT_ERROR, attempt=1, error="refused"))
+    ev = StreamingEvidence(tuple(recs), {"AAPL": published(1)}, faults(T0 + 10, T0 + 20))
+    assert check(ev, StreamingThresholds(rto_s=10.0, max_connection_error_rate=0.0)).valid is True
+    before = [*recs[:-1], rec("a", T0 + 9.999, sl.EV_CONNECT_ERROR, attempt=1, error="refused")]
+    ev2 = StreamingEvidence(tuple(before), {"AAPL": published(1)}, faults(T0 + 10, T0 + 20))
+    assert check(ev2, StreamingThresholds(rto_s=10.0, max_connection_error_rate=0.0)).valid is False
+
+
+def test_a_fill_arriving_exactly_at_a_faults_start_is_the_faults_one_just_before_is_not() -> None:
+    recs = history("a", "AAPL", [1], end=T0 + 200)
+    window = faults(T0 + 10, T0 + 20)
+
+    def fill(arrived: float) -> dict[str, Any]:
+        return rec("a", arrived, sl.EV_FILL, order_id="o", symbol="AAPL", seq=1, ttff_ms=9000.0)
+
+    th = StreamingThresholds(rto_s=10.0, max_ttff_p95_ms=100.0)
+    at_start = check(StreamingEvidence(tuple([*recs, fill(T0 + 10)]), {"AAPL": published(1)}, window), th)
+    assert at_start.valid is True and at_start.counts["ttff_p95_ms"] is None
+    before = check(StreamingEvidence(tuple([*recs, fill(T0 + 9.999)]), {"AAPL": published(1)}, window), th)
+    assert before.valid is False
+
+
+def test_a_fill_without_its_time_is_not_counted() -> None:
+    recs = [*history("a", "AAPL", [1]), rec("a", T0 + 1, sl.EV_FILL, order_id="o", symbol="AAPL", seq=1)]
+    r = run(recs, {"AAPL": published(1)})
+    assert r.valid is True and r.counts["fills"] == 0
 
 
 def test_time_to_first_fill_p95_at_the_maximum_passes_and_above_it_fails() -> None:
@@ -304,6 +357,25 @@ def test_thresholds_default_to_the_documented_values() -> None:
     assert (th.min_completeness, th.min_completeness_during, th.rto_s) == (1.0, 0.95, 30.0)
     assert (th.max_connection_error_rate, th.max_ttff_p95_ms, th.tail_grace_s) == (0.05, 5000.0, 2.0)
     assert (th.instant_window_s, th.topic, th.trade_type) == (10.0, "pb.executions", "TradeExecuted")
+
+
+def test_thresholds_take_each_value_given_and_none_means_the_defaults() -> None:
+    th = StreamingThresholds.from_dict(
+        {"topic": "x.trades", "trade_type": "Fill", "rto_s": 12, "min_completeness": 1.0}
+    )
+    assert (th.topic, th.trade_type, th.rto_s, th.min_completeness) == ("x.trades", "Fill", 12.0, 1.0)
+    assert isinstance(th.rto_s, float)
+    assert StreamingThresholds.from_dict(None) == StreamingThresholds()
+
+
+def test_a_section_that_is_not_a_mapping_and_a_negative_limit_are_named() -> None:
+    with pytest.raises(ConfigError, match="must be an object") as e:
+        StreamingThresholds.from_dict([1], where="checks.streaming")  # type: ignore[arg-type]
+    assert e.value.where == "checks.streaming"
+    with pytest.raises(ConfigError, match=r"must be a number >= 0, got -1"):
+        StreamingThresholds.from_dict({"rto_s": -1}, where="checks.streaming")
+    with pytest.raises(ConfigError, match=r"must be a number between 0 and 1, got 2"):
+        StreamingThresholds.from_dict({"min_completeness": 2}, where="checks.streaming")
 
 
 @pytest.mark.parametrize(

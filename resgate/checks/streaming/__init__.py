@@ -175,14 +175,14 @@ def owed(evidence: StreamingEvidence, tail_grace_s: float) -> dict[tuple[str, st
             last_ts[client] = max(last_ts.get(client, ts), ts)
         key = (client, str(symbol))
         if ev == sl.EV_SNAPSHOT:
-            seq = int(r.get("seq") or 0)
+            seq = int(r["seq"])  # a snapshot always carries the sequence it stands for
             sub = subs[key]
             if sub.base is None:
                 sub.base = seq
             elif key in skip_from:
                 sub.skipped.update(range(skip_from.pop(key) + 1, seq + 1))
         elif ev == sl.EV_RESUME and r.get("mode") == sl.MODE_SNAPSHOT:
-            skip_from[key] = int(r.get("from_seq") or 0)
+            skip_from[key] = int(r["from_seq"])
         elif ev == sl.EV_MSG:
             subs[key].received.setdefault(int(r["seq"]), ts)
     out: dict[tuple[str, str], tuple[set[int], _Sub]] = {}
@@ -254,7 +254,7 @@ def p95(values: list[float]) -> float | None:
     if not values:
         return None
     v = sorted(values)
-    return v[max(0, math.ceil(0.95 * len(v)) - 1)]
+    return v[math.ceil(0.95 * len(v)) - 1]
 
 
 # ------------------------------------------------------------------------------------------ detectors
