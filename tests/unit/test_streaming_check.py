@@ -366,6 +366,7 @@ def test_thresholds_take_each_value_given_and_none_means_the_defaults() -> None:
     assert (th.topic, th.trade_type, th.rto_s, th.min_completeness) == ("x.trades", "Fill", 12.0, 1.0)
     assert isinstance(th.rto_s, float)
     assert StreamingThresholds.from_dict(None) == StreamingThresholds()
+    assert StreamingThresholds.from_dict({"tail_grace_s": 0}).tail_grace_s == 0.0  # each range's low end
 
 
 def test_a_section_that_is_not_a_mapping_and_a_negative_limit_are_named() -> None:
