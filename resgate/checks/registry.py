@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from resgate.checks import integrity, recovery, replay, retryable, slo
+from resgate.checks import integrity, recovery, replay, retryable, slo, streaming
 from resgate.checks.result import CheckResult
 from resgate.contract.errors import ConfigError
 
@@ -61,11 +61,20 @@ CHECKERS: Mapping[str, Checker] = {
     retryable.NAME: retryable,
     integrity.NAME: integrity,
     replay.NAME: replay,
+    streaming.NAME: streaming,
 }
 """Every checker module by its ``NAME``, in the order results are reported."""
 
-GATHERING: Mapping[str, GatheringChecker] = {integrity.NAME: integrity, replay.NAME: replay}
+GATHERING: Mapping[str, GatheringChecker] = {
+    integrity.NAME: integrity,
+    replay.NAME: replay,
+    streaming.NAME: streaming,
+}
 """The checkers that read live state, by name."""
+
+OPT_IN: frozenset[str] = frozenset({streaming.NAME})
+"""Checks that run only when their ``checks.<name>`` section is present: they judge data a default load
+does not produce (streaming: the market-data subscribers' stream ledger)."""
 
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKERS)
 

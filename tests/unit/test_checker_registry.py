@@ -27,12 +27,12 @@ ABOVE_THE_CHECKERS = (
 
 
 def test_every_checker_is_registered_under_its_own_name_with_the_one_shape():
-    assert list(CHECKERS) == ["slo", "recovery", "retryable", "integrity", "replay"]
+    assert list(CHECKERS) == ["slo", "recovery", "retryable", "integrity", "replay", "streaming"]
     for name, module in CHECKERS.items():
         assert name == module.NAME
         assert inspect.ismethod(module.Thresholds.from_dict)
         assert list(inspect.signature(module.check).parameters)[1] == "thresholds"
-    assert sorted(GATHERING) == ["integrity", "replay"]
+    assert sorted(GATHERING) == ["integrity", "replay", "streaming"]
     assert all(callable(m.gather) for m in GATHERING.values())
 
 
