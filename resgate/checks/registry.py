@@ -72,6 +72,10 @@ GATHERING: Mapping[str, GatheringChecker] = {
 }
 """The checkers that read live state, by name."""
 
+SOURCED: frozenset[str] = frozenset({integrity.NAME, replay.NAME})
+"""The gathering checkers whose section parses into a gather config (sources, tables, and the judge's
+``thresholds``); streaming's section is its thresholds, which name the topic it reads."""
+
 OPT_IN: frozenset[str] = frozenset({streaming.NAME})
 """Checks that run only when their ``checks.<name>`` section is present: they judge data a default load
 does not produce (streaming: the market-data subscribers' stream ledger)."""
@@ -89,8 +93,8 @@ def checker(name: str) -> Checker:
 
 def judged_with(name: str, parsed: Any) -> Any:
     """What checker ``name``'s ``check`` takes from its parsed section: the section itself, or, for a
-    gathering checker, its config's ``thresholds`` only (the sources belong to ``gather``)."""
-    if name in GATHERING and parsed is not None:
+    :data:`SOURCED` checker, its config's ``thresholds`` only (the sources belong to ``gather``)."""
+    if name in SOURCED and parsed is not None:
         config: GatherConfig = parsed
         return config.thresholds
     return parsed

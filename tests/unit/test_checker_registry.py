@@ -125,10 +125,14 @@ def test_an_absent_section_of_a_checker_without_defaults_fails_when_the_check_is
 
 def test_the_gathering_checkers_judge_with_their_configs_thresholds_only_and_the_others_with_their_section():
     cfg = load_config(ROOT / "resgate" / "configs" / "paperbroker.yaml")
-    for name in GATHERING:
+    assert registry.SOURCED <= set(GATHERING)
+    for name in registry.SOURCED:
         config = cfg.thresholds_of(name)
         assert registry.judged_with(name, config) is config.thresholds
+    for name in GATHERING:
         annotation = inspect.signature(CHECKERS[name].check).parameters["thresholds"].annotation
         assert "Config" not in str(annotation)  # sources and tables belong to gather, not to the judge
+    streaming = object()  # an opt-in section: its thresholds are the section itself
+    assert registry.judged_with("streaming", streaming) is streaming
     recovery = cfg.thresholds_of("recovery")
     assert registry.judged_with("recovery", recovery) is recovery
