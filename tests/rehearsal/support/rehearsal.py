@@ -106,7 +106,7 @@ class Rehearsal:
     ops_items: list[dict[str, Any]] = field(default_factory=list)
 
     def fault_offsets(self) -> dict[str, float]:
-        """``{fault: seconds from the load task's start to its stop-task action}`` (the twins' records)."""
+        """``{fault: seconds from the load task's start to its fault action}`` (the twins' records)."""
         return {e["fault"]: e["fired_s"] for e in self.experiments if e["fired_s"] is not None}
 
     def summary(self) -> str:
@@ -292,6 +292,7 @@ def rehearse(
                 }
                 lam = LambdaTwin(assembly, deploy=deploy, endpoint_env=on_twins, log=log)
                 lam.prepare()
+                fis.lambdas = lam  # the automations' Lambda steps (the redeliver Lambda)
                 twins = {
                     "lambda": lam,
                     "ecs": ecs,
@@ -359,8 +360,9 @@ def sdk_task_states(definition: Mapping[str, Any]) -> set[str]:
 
 
 def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, Any]]:
-    """What the FIS twin did, per fault: status, reason and when its stop-task action started, in seconds
-    after the load task's process started (the ECS twin's record)."""
+    """What the FIS twin did, per fault: status, reason and when its fault action (stop-task, the
+    automation, the RDS reboot) started, in seconds after the load task's process started (the ECS twin's
+    record)."""
     states = json.loads(assembly.definition)["States"]
     fault_of = {
         st["Parameters"]["ExperimentTemplateId"]: name.removeprefix("Start ")
@@ -370,7 +372,7 @@ def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, An
     load = next((t for t in ecs.tasks.values() if t.container == "loadgen" and t.started), None)
     out = []
     for exp in fis.experiments.values():
-        stop = next((a for a in exp.actions.values() if a["actionId"] == "aws:ecs:stop-task"), {})
+        stop = next((a for a in exp.actions.values() if a["actionId"] != "aws:fis:wait"), {})
         fired = stop.get("startTime")
         out.append(
             {
