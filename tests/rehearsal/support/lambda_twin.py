@@ -61,7 +61,9 @@ with open(result_path, "w") as f:
 def runtime_folder() -> Path:
     """A folder with symlinks to this environment's copies of the runtime's packages (boto3 & co)."""
     out = cache_root() / f"lambda-runtime-py{sys.version_info.major}{sys.version_info.minor}"
-    if not (out / ".complete").exists():
+    # The cache outlives the environment that filled it (another worktree's venv, since removed): a
+    # dangling link is made again to this environment's copy, or every handler fails on `import boto3`.
+    if not (out / ".complete").exists() or not all((out / n).exists() for n in RUNTIME_PACKAGES):
         out.mkdir(parents=True, exist_ok=True)
         import boto3
 
@@ -69,6 +71,7 @@ def runtime_folder() -> Path:
         for name in RUNTIME_PACKAGES:
             link = out / name
             if not link.exists():
+                link.unlink(missing_ok=True)  # a dangling symlink: exists() is False, the link is there
                 link.symlink_to(site / name)
         (out / ".complete").write_text("")
     return out

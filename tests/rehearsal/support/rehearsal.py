@@ -252,7 +252,11 @@ def rehearse(
             target.setup()
             target.start_services()
             # The evidence bucket, as the functions are told it.
-            bucket = next(iter(assembly.functions.values())).environment[c.ENV_EVIDENCE_BUCKET]
+            bucket = next(  # (the redeliver Lambda, a fault's, has no evidence bucket)
+                f.environment[c.ENV_EVIDENCE_BUCKET]
+                for f in assembly.functions.values()
+                if c.ENV_EVIDENCE_BUCKET in f.environment
+            )
             boto3.client("s3", **aws).create_bucket(Bucket=bucket)
             _create_tables(assembly, boto3.client("dynamodb", **aws))
             secret_arn = boto3.client("secretsmanager", **aws).create_secret(
