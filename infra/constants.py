@@ -75,6 +75,10 @@ CLEANUP_FUNCTION = "cleanup"
 QUIESCE_FUNCTION = "quiesce"
 # The fault-injection preflight (infra.fault_experiments, with network faults only).
 PREFLIGHT_FUNCTION = "preflight"
+# The redeliver step of a duplicate_delivery fault (infra.fault_automation; in the VPC, reads and writes the
+# fault's topics): FIS starts it through an SSM automation.
+REDELIVER_FUNCTION = "redeliver"
+FAULT_FUNCTIONS = (REDELIVER_FUNCTION,)
 # Log groups of vended logs (Step Functions) under this prefix need no CloudWatch Logs resource policy entry.
 VENDED_LOGS_PREFIX = "/aws/vendedlogs"
 INFRA_FUNCTIONS = (TIMELINE_FUNCTION, CLEANUP_FUNCTION, QUIESCE_FUNCTION)
@@ -97,6 +101,7 @@ LAMBDA_EXTRA_REQUIREMENTS = {
     # The runtime's own botocore can predate enableFaultInjection in the ECS model (botocore drops response
     # fields its model does not know): the preflight brings its own, pinned as in constraints.txt.
     PREFLIGHT_FUNCTION: ("boto3==1.44.5", "botocore==1.44.5"),
+    REDELIVER_FUNCTION: ("aiokafka==0.14.0",),
 }
 LAMBDA_SOURCE_PACKAGES = ("resgate", "lambdas")
 ENV_EVIDENCE_BUCKET = lambda_settings.ENV_EVIDENCE_BUCKET

@@ -59,6 +59,7 @@ from constructs import Construct
 
 from infra import constants as c
 from infra import fis_actions, policies
+from infra.data_faults import FaultResources
 from infra.guardrail_alarms import GuardrailAlarms
 from infra.lambda_bundling import lambda_code
 from infra.nag import acknowledge
@@ -276,8 +277,10 @@ class FaultExperiments(Construct):
         observation_window_s: int | None = None,
         profile_faults: Mapping[str, Sequence[Fault]] | None = None,
         skip_bundling: bool = False,
+        resources: FaultResources | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        resources = resources or FaultResources()
         self.observation_window_s = _observation_window(observation_window_s, stop_condition_alarms)
         self.target_cluster = target_cluster
         self.role = iam.Role(
@@ -316,7 +319,13 @@ class FaultExperiments(Construct):
         keys: set[str] = set()
         region = Stack.of(self).region
         for fault in sorted(faults, key=lambda f: f.at_s):
-            plan = plan_fault(fault, ecs_services=ecs_services, region=region, service_tag=c.ECS_TAG_SERVICE)
+            plan = plan_fault(
+                fault,
+                ecs_services=ecs_services,
+                region=region,
+                service_tag=c.ECS_TAG_SERVICE,
+                resources=resources,
+            )
             if isinstance(plan, Skipped):
                 self.skipped.append(fault)
                 self.skip_reasons[fault.name] = plan.reason
@@ -334,24 +343,26 @@ class FaultExperiments(Construct):
             path = template_dir / plan.template_file
             if path not in files:
                 files[path] = _read_template(path)
+            common = {
+                "DESCRIPTION": f"ResilienceGate {gate}: {plan.description}",
+                "ROLE_ARN": self.role.role_arn,
+                "RESOURCE_TAGS": {
+                    **dict(target_tags),
+                    c.ECS_TAG_CLUSTER: target_cluster,
+                    **plan.service_tags,
+                },
+                "STOP_CONDITIONS": stop_conditions,
+                "OBSERVATION_WINDOW": iso_duration(self.observation_window_s),
+                "TAGS": {"Name": f"resgate-{gate}-{fault.name}", c.TAG_GATE: gate},
+                "REPORT_BUCKET": report_bucket.bucket_name,
+                "REPORT_PREFIX": self.report_prefix,
+                "REPORT_DASHBOARD": report_dashboard_arn,
+            }
+            # A template without ECS targets (the data-path faults') has no RESOURCE_TAGS placeholder.
+            used = set(_PLACEHOLDER.findall(json.dumps(files[path])))
             rendered = render_template(
                 files[path],
-                {
-                    "DESCRIPTION": f"ResilienceGate {gate}: {plan.description}",
-                    "ROLE_ARN": self.role.role_arn,
-                    "RESOURCE_TAGS": {
-                        **dict(target_tags),
-                        c.ECS_TAG_CLUSTER: target_cluster,
-                        **plan.service_tags,
-                    },
-                    "STOP_CONDITIONS": stop_conditions,
-                    "OBSERVATION_WINDOW": iso_duration(self.observation_window_s),
-                    "TAGS": {"Name": f"resgate-{gate}-{fault.name}", c.TAG_GATE: gate},
-                    "REPORT_BUCKET": report_bucket.bucket_name,
-                    "REPORT_PREFIX": self.report_prefix,
-                    "REPORT_DASHBOARD": report_dashboard_arn,
-                    **plan.values,
-                },
+                {**{k: v for k, v in common.items() if k in used}, **plan.values},
                 source=str(path),
             )
             cfn = fis.CfnExperimentTemplate(self, f"Template-{key}", **_cfn_props(rendered))
@@ -385,6 +396,9 @@ class FaultExperiments(Construct):
                 fis_actions.permissions_for(self.action_ids),
                 cluster_name=target_cluster,
                 target_tags=target_tags,
+                databases=[resources.database_arn] if resources.database_arn else [],
+                automation_documents=sorted({d.arn for d in resources.automations.values()}),
+                automation_roles=sorted({d.role_arn for d in resources.automations.values()}),
             ),
         )
         self.preflight_function: lambda_.Function | None = None

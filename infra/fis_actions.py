@@ -17,11 +17,22 @@ cluster's managed instances; the rest have no resource-level permission (``Resou
 is one of those: FIS lists a Fargate cluster's tasks with no container instance to scope the request to, and
 AWS's own ``AWSFaultInjectionSimulatorECSAccess`` managed policy and aws-samples/fis-template-library's ECS
 AZ-impairment role both grant it on ``*`` (a container-instance ARN would deny FIS's listing).
+
+The data-store and automation actions (issue 21): ``aws:rds:reboot-db-instances`` and
+``aws:rds:failover-db-cluster`` reboot or fail over only the database ``target.aws.database`` names, and
+only while it carries the gate's target tags (``aws:ResourceTag/<key>``);
+``aws:ssm:start-automation-execution`` starts only the gate's own automation documents
+(:mod:`infra.fault_automation`) and passes only their automation role, to SSM only. The permissions
+are the reference's for each action, the same the AWS managed policies
+``AWSFaultInjectionSimulatorRDSAccess`` and ``AWSFaultInjectionSimulatorSSMAccess`` grant
+(https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSFaultInjectionSimulatorRDSAccess.html,
+https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSFaultInjectionSimulatorSSMAccess.html),
+scoped to the gate's resources instead of ``*``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
@@ -47,8 +58,16 @@ ACTION_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "aws:ecs:task-network-latency": _NETWORK,
     "aws:ecs:task-network-packet-loss": _NETWORK,
     "aws:fis:wait": (),
+    "aws:rds:reboot-db-instances": ("rds:RebootDBInstance", "rds:DescribeDBInstances", "tag:GetResources"),
+    "aws:rds:failover-db-cluster": ("rds:FailoverDBCluster", "rds:DescribeDBClusters", "tag:GetResources"),
+    "aws:ssm:start-automation-execution": (
+        "ssm:GetAutomationExecution",
+        "ssm:StartAutomationExecution",
+        "ssm:StopAutomationExecution",
+        "iam:PassRole",
+    ),
 }
-# Resolving an aws:ecs:task target by resourceTags, whatever the action.
+# Resolving an aws:ecs:task target by resourceTags, for the ECS actions.
 TARGET_RESOLUTION: tuple[str, ...] = ("ecs:DescribeTasks", "ecs:ListTasks", "tag:GetResources")
 # FIS's registration script tags each task's managed instance with its task ARN; the network actions send
 # FIS's own, AWS-owned SSM documents, named with this prefix.
@@ -57,14 +76,16 @@ FIS_SSM_DOCUMENT_PREFIX = "AWSFIS-"
 
 
 def permissions_for(action_ids: Iterable[str]) -> list[str]:
-    """The permissions the actions need plus :data:`TARGET_RESOLUTION`, each once, in table order. Raises
-    KeyError naming an action the table does not list (a new action needs its row first)."""
+    """The permissions the actions need plus, with an ECS action, :data:`TARGET_RESOLUTION`, each once, in
+    table order. Raises KeyError naming an action the table does not list (a new action needs its row
+    first)."""
     out: list[str] = []
-    for action in sorted(set(action_ids)):
+    actions = sorted(set(action_ids))
+    for action in actions:
         if action not in ACTION_PERMISSIONS:
             raise KeyError(f"FIS action {action} is not in infra.fis_actions.ACTION_PERMISSIONS")
         out += [p for p in ACTION_PERMISSIONS[action] if p not in out]
-    if out:
+    if any(a.startswith("aws:ecs:") for a in actions):
         out += [p for p in TARGET_RESOLUTION if p not in out]
     return out
 
@@ -75,9 +96,14 @@ def statements_for(
     *,
     cluster_name: str,
     target_tags: Mapping[str, str],
+    databases: Sequence[str] = (),
+    automation_documents: Sequence[str] = (),
+    automation_roles: Sequence[str] = (),
 ) -> list[iam.PolicyStatement]:
-    """One statement per group of ``permissions`` with the same scope (see the module doc). Raises KeyError
-    for a permission with no statement shape here."""
+    """One statement per group of ``permissions`` with the same scope (see the module doc): ``databases``
+    are the ARNs of the RDS instances or Aurora clusters the RDS actions may act on, ``automation_documents``
+    the ARNs of the SSM documents the automation action may start and ``automation_roles`` the roles it
+    may pass to SSM. Raises KeyError for a permission with no statement shape here."""
     wanted = list(dict.fromkeys(permissions))
     cluster = policies.cluster_arn(scope, cluster_name)
     stack = Stack.of(scope)
@@ -94,6 +120,14 @@ def statements_for(
         "ec2:DescribeSubnets": ("any",),
         "ssm:ListCommands": ("any",),
         "ssm:CancelCommand": ("any",),
+        "rds:RebootDBInstance": ("database",),
+        "rds:FailoverDBCluster": ("database",),
+        "rds:DescribeDBInstances": ("any",),
+        "rds:DescribeDBClusters": ("any",),
+        "ssm:StartAutomationExecution": ("automation_documents", "executions"),
+        "ssm:GetAutomationExecution": ("executions",),
+        "ssm:StopAutomationExecution": ("executions",),
+        "iam:PassRole": ("pass_automation_role",),
     }
     unknown = [p for p in wanted if p not in shapes]
     if unknown:
@@ -146,6 +180,40 @@ def statements_for(
                             resource_name=f"{FIS_SSM_DOCUMENT_PREFIX}*",
                         )
                     ],
+                )
+            )
+        elif shape == "database":
+            if not databases:
+                raise KeyError(f"{actions} need the database ARNs (databases=)")
+            # Only the database the config names, and only while it carries the gate's target tags.
+            conditions = (
+                {"StringEquals": {f"aws:ResourceTag/{k}": v for k, v in target_tags.items()}}
+                if target_tags
+                else None
+            )
+            out.append(iam.PolicyStatement(actions=actions, resources=list(databases), conditions=conditions))
+        elif shape == "automation_documents":
+            if not automation_documents:
+                raise KeyError(f"{actions} need the automation documents (automation_documents=)")
+            out.append(iam.PolicyStatement(actions=actions, resources=list(automation_documents)))
+        elif shape == "executions":
+            # The execution's id exists only once it is started: no narrower resource is possible.
+            out.append(
+                iam.PolicyStatement(
+                    actions=actions,
+                    resources=[
+                        stack.format_arn(service="ssm", resource="automation-execution", resource_name="*")
+                    ],
+                )
+            )
+        elif shape == "pass_automation_role":
+            if not automation_roles:
+                raise KeyError(f"{actions} need the automation roles (automation_roles=)")
+            out.append(
+                iam.PolicyStatement(
+                    actions=actions,
+                    resources=list(automation_roles),
+                    conditions={"StringEquals": {"iam:PassedToService": "ssm.amazonaws.com"}},
                 )
             )
         else:

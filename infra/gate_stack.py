@@ -26,7 +26,9 @@ from constructs import Construct
 from infra import constants as c
 from infra.abort_cleanup import AbortCleanup
 from infra.assertion_functions import AssertionFunctions
+from infra.data_faults import FaultResources, database_arn
 from infra.evidence_bucket import EvidenceStore
+from infra.fault_automation import FaultAutomation
 from infra.fault_experiments import FaultExperiments
 from infra.gate_state_machine import GateStateMachine
 from infra.guardrail_alarms import GuardrailAlarms
@@ -91,6 +93,31 @@ class GateStack(Stack):
             load_balancer=settings.target_load_balancer,
             guardrails=cfg.guardrails,
         )
+        # The data-path faults' automations (redeliver Lambda, MSK broker reboot) and database (issue 21).
+        self.fault_automation = FaultAutomation(
+            self,
+            "FaultAutomation",
+            root=root,
+            gate=gate,
+            faults=cfg.faults,
+            vpc=vpc,
+            subnets=subnets,
+            kafka_bootstrap=settings.kafka_bootstrap,
+            kafka=settings.kafka,
+            skip_bundling=settings.skip_bundling,
+        )
+        aws_db = cfg.target.aws.database if cfg.target.aws else None
+        fault_resources = FaultResources(
+            automations=self.fault_automation.documents,
+            database=aws_db,
+            database_arn=database_arn(
+                aws_db,
+                format_arn=lambda kind, name: self.format_arn(
+                    service="rds", resource=kind, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+                ),
+            ),
+            kafka_cluster_arn=settings.kafka.cluster_arn if settings.kafka else None,
+        )
         self.faults = FaultExperiments(
             self,
             "Faults",
@@ -105,6 +132,7 @@ class GateStack(Stack):
             report_dashboard_arn=dashboard_arn(self, gate),
             profile_faults={n: p.faults for n, p in cfg.profiles.items()},
             skip_bundling=settings.skip_bundling,
+            resources=fault_resources,
         )
         # The services the preflight and the timeline look at: the faults' targets, else every service.
         target_services = sorted(
@@ -240,6 +268,9 @@ class GateStack(Stack):
             "PipelineProject": self.pipeline_project.project.project_name,
             "DatabaseClientsSecurityGroup": self.functions.database_security_group.security_group_id,
         }
+        if self.fault_automation.redeliver_function is not None:
+            # The redeliver Lambda reaches MSK from its own group: the brokers' group must let it in.
+            values["RedeliverSecurityGroup"] = self.fault_automation.security_group.security_group_id
         for key, value in values.items():
             CfnOutput(self, key, value=value)
 

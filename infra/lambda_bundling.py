@@ -41,7 +41,7 @@ KAFKA_REQUIREMENTS = ("aws-msk-iam-sasl-signer-python==1.0.2",)
 
 def requirements_for(name: str) -> tuple[str, ...]:
     """The pip requirement specifiers of function ``name``."""
-    kafka = KAFKA_REQUIREMENTS if name in c.IN_VPC else ()
+    kafka = KAFKA_REQUIREMENTS if name in c.IN_VPC or name in c.FAULT_FUNCTIONS else ()
     return (*c.LAMBDA_BASE_REQUIREMENTS, *c.LAMBDA_EXTRA_REQUIREMENTS.get(name, ()), *kafka)
 
 

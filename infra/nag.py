@@ -181,6 +181,13 @@ IAM_FINDING_RULES = (
     ),
     FindingRule(
         "AwsSolutions-IAM5",
+        r"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:automation-execution/\*",
+        "FIS's automation action (data-path faults, infra.fault_automation): an automation execution's id "
+        "exists only once it is started; ssm:StartAutomationExecution is also limited to the gate's own "
+        "documents, as AWS's managed AWSFaultInjectionSimulatorSSMAccess scopes the same actions.",
+    ),
+    FindingRule(
+        "AwsSolutions-IAM5",
         r"Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:opsitem/\*",
         "An OpsItem's id exists only once it is created; the verdict and cleanup Lambdas may create (and tag "
         "at creation) only OpsItems whose request tags are exactly the gate's tag (aws:RequestTag, "

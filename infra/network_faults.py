@@ -20,7 +20,13 @@ the kinds FIS cannot run (skipped and reported at synth), and the rule FIS puts 
 - ``bandwidth``, ``connection_reset``: no FIS action for ECS tasks: skipped and reported at synth.
 - ``rate_limit_spike``: the gate config gives no edge mechanism on AWS (FIS cannot make an ALB answer
   429s): skipped and reported at synth.
-- ``hang``, ``db_blip``, ``kafka_*``, ``duplicate_delivery``: local gate only, skipped and reported.
+- ``duplicate_delivery``, ``db_blip``, ``kafka_broker_down``: the data-path faults, planned by
+  :func:`infra.data_faults.plan_data_fault` (SSM automation, RDS reboot or Aurora failover).
+- ``hang``: no FIS action freezes a task's process (``aws:ecs:task-kill-process`` sends SIGKILL or SIGTERM,
+  a ``stop_task``; SIGSTOP is not among its signals): skipped and reported; a ``network_partition`` of
+  ``[service, clients]`` in ``mode: hang`` is the AWS way to make a service stop answering.
+- ``kafka_latency``: FIS has no latency action for MSK brokers (the ECS network actions act on the
+  clients' tasks: a ``network_latency`` ``between: [service, kafka]``): skipped and reported.
 
 ``direction`` is not used on AWS: FIS acts on the task's traffic (egress, or ingress for a blackhole of
 ``clients``). A network fault holds for its ``duration_s`` (the action's ``duration``), then the experiment
@@ -41,6 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.data_faults import DATA_FAULT_KINDS, FaultResources, plan_data_fault
 from resgate.config.model import Fault
 from resgate.contract.errors import ConfigError
 
@@ -60,6 +67,10 @@ NO_FIS_ACTION = {
     "bandwidth": "FIS has no bandwidth limit for ECS tasks",
     "connection_reset": "FIS has no action that resets an ECS task's connections",
     "rate_limit_spike": "the gate has no edge mechanism on AWS: FIS cannot make the ALB answer 429s",
+    "hang": "no FIS action freezes a task's process (aws:ecs:task-kill-process signals SIGKILL or SIGTERM); "
+    "use a network_partition between [service, clients] in mode hang on AWS",
+    "kafka_latency": "FIS has no latency action for MSK brokers; use a network_latency between "
+    "[service, kafka] (the ECS network action on the clients' tasks) on AWS",
 }
 # The dependency ports a blackhole drops by default (the fault's ``port`` overrides): Postgres, MSK over TLS.
 DEPENDENCY_PORTS = {"postgres": 5432, "kafka": 9094}
@@ -132,15 +143,35 @@ def availability_zone(zone: str, region: str, *, where: str) -> str:
 
 
 def plan_fault(
-    fault: Fault, *, ecs_services: Mapping[str, str], region: str, service_tag: str
+    fault: Fault,
+    *,
+    ecs_services: Mapping[str, str],
+    region: str,
+    service_tag: str,
+    resources: FaultResources | None = None,
 ) -> AwsFault | Skipped:
     """How ``fault`` runs on AWS (an :class:`AwsFault`), or why it cannot (a :class:`Skipped`). Raises
     :class:`ConfigError` naming the field for a fault AWS would run differently than configured (``mode:
-    refuse``) or cannot target (no service, no port). ``service_tag`` is the ECS managed tag of the
-    service name (``aws:ecs:serviceName``)."""
+    refuse``) or cannot target (no service, no port, no database). ``service_tag`` is the ECS managed tag of
+    the service name (``aws:ecs:serviceName``); ``resources`` what the data-path faults act on."""
     kind = fault.kind
     if kind in NO_FIS_ACTION:
         return Skipped(fault, NO_FIS_ACTION[kind])
+    if kind in DATA_FAULT_KINDS:
+        plan = plan_data_fault(fault, resources or FaultResources(), max_duration=hold_duration)
+        # The service whose recovery is judged (the exposed one by default); the fault does not act on it.
+        service = ecs_services.get(fault.target or "", fault.target or "")
+        return AwsFault(
+            fault=fault,
+            template_file=plan.template_file,
+            service=service,
+            percent=100,
+            selection_mode="ALL",
+            service_tags={},
+            values=plan.values,
+            description=plan.description,
+            warnings=plan.warnings,
+        )
     if kind not in TEMPLATE_FILES:
         return Skipped(fault, "it has no AWS implementation: it runs in the local gate only")
 

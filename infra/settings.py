@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import constants as c
+from infra.data_faults import check_data_faults
 from resgate.checks.replay import EcsTaskSpec
 from resgate.config.schema import GateConfig, check_blast_radius, load_config
 from resgate.contract.errors import ConfigError
@@ -237,6 +238,7 @@ class DeploymentSettings:
             )
         kafka = value(c.CTX_KAFKA_BOOTSTRAP, c.PLACEHOLDER_KAFKA_BOOTSTRAP)
         check_kafka_on_aws(cfg.kafka, kafka)
+        check_data_faults(cfg.faults, database=aws.database if aws else None, kafka=cfg.kafka)
         replay_tasks = replay_tasks_on_aws(cfg)
 
         schedule = str(ctx(c.CTX_NIGHTLY_SCHEDULE) or c.DEFAULT_NIGHTLY_SCHEDULE)

@@ -52,15 +52,26 @@ _ISO_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
 # Actions that hold for their ``duration`` parameter: the observation window's wait and the ECS task
 # network actions (the wait starts after the network action, so their durations add up).
 HELD_ACTIONS = ("aws:fis:wait", "aws:ecs:task-network-")
+# Actions that run until their work ends, bounded by ``maxDuration`` (the SSM automation), or by how long
+# RDS takes to reboot an instance or fail a cluster over (no parameter bounds those: minutes).
+BOUNDED_ACTIONS = ("aws:ssm:start-automation-execution",)
+RDS_ACTION_BOUND_S = 900
+RDS_ACTIONS = ("aws:rds:reboot-db-instances", "aws:rds:failover-db-cluster")
 
 
 def experiment_wait_s(spec: ExperimentSpec) -> int:
     """How long ``spec``'s experiment holds in all (the sum of the ``duration`` of its ``aws:fis:wait`` and
-    network actions), seconds."""
+    network actions, the ``maxDuration`` of its automation, :data:`RDS_ACTION_BOUND_S` per RDS action),
+    seconds."""
     total = 0
     for action in spec.rendered.get("actions", {}).values():
-        if str(action.get("actionId", "")).startswith(HELD_ACTIONS):
-            m = _ISO_DURATION.match(str(action.get("parameters", {}).get("duration", "")))
+        action_id = str(action.get("actionId", ""))
+        if action_id in RDS_ACTIONS:
+            total += RDS_ACTION_BOUND_S
+            continue
+        key = "maxDuration" if action_id in BOUNDED_ACTIONS else "duration"
+        if action_id.startswith(HELD_ACTIONS) or action_id in BOUNDED_ACTIONS:
+            m = _ISO_DURATION.match(str(action.get("parameters", {}).get(key, "")))
             if m is None:
                 params = action.get("parameters")
                 raise ValueError(f"{spec.name}: {action.get('actionId')} duration {params!r}")

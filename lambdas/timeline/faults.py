@@ -10,7 +10,10 @@ experiment_id, status}`` (``fault_id`` is the fault's config name, as in a local
   (``aws:ecs:task-network-*``) holds its fault for a while, as a local partition does: its row's detail is
   ``{"experiment": id, "duration_s": …}`` — the action's ``endTime - startTime`` once it has ended, else
   its ``duration`` parameter (ISO 8601), else the time it has been running (it is held at least until
-  now: a running partition judged as an instantaneous fault would be judged while it still acts);
+  now: a running partition judged as an instantaneous fault would be judged while it still acts). The
+  outages of a ``db_blip`` (``aws:rds:*``: the reboot or failover) and a ``kafka_broker_down`` (its
+  automation: the broker's reboot until the cluster is back) are held alike, from the action's start to
+  its end;
 - for a network action that has ended, ``lifting`` at its start plus its ``duration`` parameter (when
   given) and ``ended`` at its ``endTime`` (the fault lifted; the experiment goes on with its observation
   window, whose end is not the fault's), so recovery counts from the moment the fault was lifted;
@@ -58,7 +61,7 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
     started = epoch(experiment.get("startTime"))
     injected = min(action_starts) if action_starts else started
     rows: list[dict[str, Any]] = []
-    held = _held_action(actions)
+    held = _held_action(actions, fault.kind)
     lift: tuple[float | None, float | None] = (None, None)
     if injected is not None:
         detail: str | dict[str, Any] = f"FIS experiment {fault.experiment_id}"
@@ -76,7 +79,12 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
     if lifting is not None:
         rows.append({"ts": lifting, **base, "event": "lifting", "detail": "the network action's duration"})
     if lifted is not None:
-        rows.append({"ts": lifted, **base, "event": "ended", "detail": "the network action ended"})
+        what = (
+            "network action"
+            if str(held.get("actionId") if held else "").startswith(HELD_ACTION_PREFIX)
+            else "outage"
+        )
+        rows.append({"ts": lifted, **base, "event": "ended", "detail": f"the {what} ended"})
     end = epoch(experiment.get("endTime"))
     if status in ENDED_STATUSES and lifted is None:
         rows.append({"ts": end if end is not None else now, **base, "event": "ended", "detail": reason})
@@ -115,9 +123,25 @@ def _effect_row(actions: Sequence[dict[str, Any]], *, now: float) -> dict[str, A
     return None
 
 
-def _held_action(actions: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The experiment's network action (``aws:ecs:task-network-*``), which holds its fault for a while."""
-    return next((a for a in actions if str(a.get("actionId") or "").startswith(HELD_ACTION_PREFIX)), None)
+# The data-path faults whose FIS action lasts as long as their outage (issue 21).
+HELD_KIND_ACTIONS = {
+    "db_blip": ("aws:rds:reboot-db-instances", "aws:rds:failover-db-cluster"),
+    "kafka_broker_down": ("aws:ssm:start-automation-execution",),
+}
+
+
+def _held_action(actions: Sequence[dict[str, Any]], kind: str = "") -> dict[str, Any] | None:
+    """The experiment's network action (``aws:ecs:task-network-*``), which holds its fault for a while, or
+    the action of a data-path outage (:data:`HELD_KIND_ACTIONS`)."""
+    held = HELD_KIND_ACTIONS.get(kind, ())
+    return next(
+        (
+            a
+            for a in actions
+            if str(a.get("actionId") or "").startswith(HELD_ACTION_PREFIX) or a.get("actionId") in held
+        ),
+        None,
+    )
 
 
 def held_window(

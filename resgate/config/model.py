@@ -48,13 +48,25 @@ class LocalService:
 
 
 @dataclass(frozen=True)
+class AwsDatabase:
+    """The target's database on AWS, for ``db_blip``: an RDS DB ``instance`` (FIS reboots it,
+    ``aws:rds:reboot-db-instances``, through a Multi-AZ failover with ``force_failover``) or an Aurora
+    ``cluster`` (FIS fails it over, ``aws:rds:failover-db-cluster``); exactly one of the two."""
+
+    instance: str | None = None
+    cluster: str | None = None
+    force_failover: bool = False
+
+
+@dataclass(frozen=True)
 class AwsTarget:
-    """The AWS counterpart: ECS cluster/service names and the tags FIS selects tasks by."""
+    """The AWS counterpart: ECS cluster/service names, the tags FIS selects tasks by and the database."""
 
     cluster: str
     services: dict[str, str] = field(default_factory=dict)
     region: str | None = None
     target_tags: dict[str, str] = field(default_factory=dict)
+    database: AwsDatabase | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ is raised before anything is started or injected. Check thresholds are validated
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from resgate.config.model import (
     NETWORK_DEPENDENCIES,
     NETWORK_FAULT_KINDS,
     PRODUCTION_TAG_VALUES,
+    AwsDatabase,
     AwsTarget,
     ConsumerGroup,
     Evidence,
@@ -140,6 +142,7 @@ def _parse_target(sec: Section) -> Target:
             services=a.str_map("services", {}),
             region=a.str("region", None),
             target_tags=a.str_map("target_tags", {}),
+            database=_parse_aws_database(a.section("database")) if a.has("database") else None,
         )
         a.done()
     sec.done()
@@ -157,6 +160,38 @@ def _arrival_rate(sec: Section) -> float | None:
     if not rate < 1_000_000:
         raise sec.error("arrival_rate", f"must be < 1000000 requests/s, got {rate:g}")
     return rate
+
+
+_DB_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
+
+
+def _parse_aws_database(sec: Section) -> AwsDatabase:
+    """``target.aws.database``: ``{instance: <DB instance id>, force_failover?: bool}`` or ``{cluster: <Aurora
+    cluster id>}``, exactly one of the two (RDS identifiers: a letter, then letters, digits, hyphens)."""
+    given = [k for k in ("instance", "cluster") if sec.has(k)]
+    if len(given) != 1:
+        raise sec.error(
+            "instance",
+            "give exactly one of instance (an RDS DB instance id) or cluster (an Aurora DB cluster id), "
+            f"got {given or 'neither'}",
+        )
+    key = given[0]
+    ident = sec.str(key)
+    if not _DB_IDENTIFIER.match(ident):
+        raise sec.error(
+            key, f"is not an RDS identifier (a letter, then letters, digits, hyphens), got {ident!r}"
+        )
+    force = bool(sec.bool("force_failover", False))
+    if force and key == "cluster":
+        raise sec.error(
+            "force_failover", "applies to a DB instance's reboot; an Aurora cluster always fails over"
+        )
+    sec.done()
+    return AwsDatabase(
+        instance=ident if key == "instance" else None,
+        cluster=ident if key == "cluster" else None,
+        force_failover=force,
+    )
 
 
 def _parse_load(sec: Section) -> Load:

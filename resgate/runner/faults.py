@@ -42,9 +42,9 @@ import psycopg
 from resgate.config.schema import NETWORK_FAULT_KINDS, Fault
 from resgate.contract.errors import GateError
 from resgate.local.httpgate import RateLimit
+from resgate.redelivery import redeliver
 from resgate.runner.leader import LeaderSampler, find_leader
 from resgate.runner.local_target import LocalTarget
-from resgate.runner.redelivery import redeliver
 
 EFFECT_WAIT_S = 2.0
 """How long an injection waits to see its effect (a killed process gone, a hung one stopped)."""

@@ -439,6 +439,61 @@ def test_a_network_action_still_running_is_held_for_its_duration_or_until_now_an
     assert kill[1]["detail"] == f"FIS experiment {EXPERIMENT}"
 
 
+def _data_path_experiment(action_id: str, *, action_end: float) -> dict[str, Any]:
+    e = experiment()
+    e["actions"] = {
+        "Fault": {
+            "actionId": action_id,
+            "state": {"status": "completed", "reason": ""},
+            "startTime": at(100),
+            "endTime": at(action_end),
+        },
+        "Observe": {
+            "actionId": "aws:fis:wait",
+            "state": {"status": "completed", "reason": ""},
+            "startTime": at(action_end),
+            "endTime": at(190),
+        },
+    }
+    e["endTime"] = at(190)
+    return e
+
+
+@pytest.mark.parametrize(
+    ("kind", "action_id"),
+    [
+        ("db_blip", "aws:rds:reboot-db-instances"),
+        ("db_blip", "aws:rds:failover-db-cluster"),
+        ("kafka_broker_down", "aws:ssm:start-automation-execution"),
+    ],
+)
+def test_a_database_reboot_or_broker_reboot_is_held_until_its_action_ends_and_recovery_counts_from_then(
+    kind, action_id
+):
+    """An RDS reboot or failover, or an MSK broker reboot through its automation, lasts as long as its FIS
+    action (issue 21): the fault is lifted at the action's end (+140), not at the observation window's."""
+    ref = FaultRef(key="f", name="f", kind=kind, target="gateway", experiment_id=EXPERIMENT)
+    rows = experiment_rows(ref, _data_path_experiment(action_id, action_end=140), now=T0 + 300)
+    assert [(r["event"], r["ts"]) for r in rows] == [
+        ("injecting", pytest.approx(T0 + 99)),
+        ("injected", pytest.approx(T0 + 100)),
+        ("effect", pytest.approx(T0 + 140)),
+        ("ended", pytest.approx(T0 + 140)),
+    ]
+    assert rows[1]["detail"] == {"experiment": EXPERIMENT, "duration_s": pytest.approx(40.0)}
+    assert rows[2]["detail"] == {"observed": True, "evidence": f"FIS action {action_id} completed"}
+
+
+def test_a_duplicate_delivery_is_not_held_its_automation_is_one_redelivery():
+    ref = FaultRef(key="f", name="f", kind="duplicate_delivery", target="gateway", experiment_id=EXPERIMENT)
+    rows = experiment_rows(
+        ref, _data_path_experiment("aws:ssm:start-automation-execution", action_end=104), now=T0 + 300
+    )
+    assert [r["event"] for r in rows] == ["injecting", "injected", "effect", "ended"]
+    assert rows[1]["detail"] == f"FIS experiment {EXPERIMENT}"
+    assert rows[-1]["ts"] == pytest.approx(T0 + 190)  # the experiment's end, as for a stop-task
+
+
 def test_an_fis_action_that_failed_records_no_effect_and_recovery_cannot_pass():
     """An action that resolved no target fails (``emptyTargetResolutionMode: fail``): the fault acted on
     nothing, so its recovery is not judged as a calm success (issue 22, proof of effect)."""

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.infra
 
 STARTED_AT = "2026-01-01T10:00:00Z"
 KEYS = {f: f.replace("-", "_") for f in FAULTS}
-CONFIGURED_AT_S = {"kill-gateway": 10, "kill-projector": 25, "kill-matcher": 30}
+CONFIGURED_AT_S = {"kill-gateway": 10, "redeliver-events": 20, "kill-projector": 25, "kill-matcher": 30}
 
 
 def started_task(status: str, started_at: str | None = STARTED_AT) -> Return:
@@ -103,6 +103,7 @@ def test_a_fault_scheduled_after_the_end_of_the_load_is_skipped_and_reported(run
     # No experiment: the timeline Lambda reports it as not started.
     assert set(ex.parameters("Write timeline")["Payload"]["experiments"]) == {
         "kill_gateway",
+        "redeliver_events",
         "kill_projector",
     }
 

@@ -63,15 +63,19 @@ def test_every_experiment_watches_its_stop_conditions_through_an_observation_win
     assert templates
     window = synth.stack.alarms.observation_window_s
     assert window == 60  # (2 breaching periods + 1 for publishing) x 10 s, raised to aws:fis:wait's minute
+    # The stop-task faults' and the duplicate delivery's (its SSM automation, issue 21).
+    fault_actions = {"StopTasks": "aws:ecs:stop-task", "RunAutomation": "aws:ssm:start-automation-execution"}
     for t in templates:
         actions = t["Properties"]["Actions"]
+        (fault,) = set(actions) - {"ObserveRecovery"}
+        assert actions[fault]["ActionId"] == fault_actions[fault]
         assert actions["ObserveRecovery"] == {
             "ActionId": "aws:fis:wait",
-            "Description": "Keep the stop conditions watched while the service recovers",
+            "Description": actions["ObserveRecovery"]["Description"],
             "Parameters": {"duration": "PT1M"},
-            "StartAfter": ["StopTasks"],
+            "StartAfter": [fault],
         }
-        assert actions["StopTasks"]["ActionId"] == "aws:ecs:stop-task"
+        assert actions["ObserveRecovery"]["Description"].startswith("Keep the stop conditions watched while")
         conditions = t["Properties"]["StopConditions"]
         assert {s["Value"]["Fn::GetAtt"][0] for s in conditions} == alarms
 

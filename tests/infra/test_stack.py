@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from infra import constants as c
 from infra.evidence_bucket import NAMED_QUERIES
 from resgate.config.schema import load_config
 from resgate.contract.layout import TABLES
@@ -47,6 +48,7 @@ FUNCTIONS = (
     "timeline",
     "cleanup",
     "quiesce",
+    c.REDELIVER_FUNCTION,  # the default config's duplicate delivery (infra.fault_automation)
 )
 
 
@@ -122,8 +124,6 @@ def test_every_function_has_powertools_settings_tracing_and_the_evidence_bucket(
             "Environment": {
                 "Variables": Match.object_like(
                     {
-                        "EVIDENCE_BUCKET": Match.any_value(),
-                        "EVIDENCE_PREFIX": "evidence",
                         "POWERTOOLS_SERVICE_NAME": Match.string_like_regexp("^resgate-"),
                         "POWERTOOLS_METRICS_NAMESPACE": "ResilienceGate",
                     }
@@ -131,21 +131,28 @@ def test_every_function_has_powertools_settings_tracing_and_the_evidence_bucket(
             },
         },
     )
+    # Every function but the redeliver step (a fault: it reads and writes topics, never evidence).
+    for f in synth.resources("AWS::Lambda::Function").values():
+        env = f["Properties"]["Environment"]["Variables"]
+        if f["Properties"]["Handler"] != f"lambdas.{c.REDELIVER_FUNCTION}.handler.handler":
+            assert env["EVIDENCE_PREFIX"] == "evidence" and env["EVIDENCE_BUCKET"], f["Properties"]["Handler"]
 
 
 def test_only_integrity_replay_and_quiesce_run_in_the_vpc_with_the_database_settings(synth):
-    in_vpc = [
-        f["Properties"]
+    in_vpc = {
+        f["Properties"]["Handler"]: f["Properties"]
         for f in synth.resources("AWS::Lambda::Function").values()
         if "VpcConfig" in f["Properties"]
-    ]
-    assert sorted(p["Handler"] for p in in_vpc) == [
+    }
+    assert sorted(in_vpc) == [
         "lambdas.integrity.handler.handler",
         "lambdas.quiesce.handler.handler",
+        "lambdas.redeliver.handler.handler",  # to MSK only: no database secret
         "lambdas.replay.handler.handler",
     ]
-    for p in in_vpc:
-        assert {"DB_SECRET_ARN", "KAFKA_BOOTSTRAP"} <= set(p["Environment"]["Variables"])
+    for handler, p in in_vpc.items():
+        env = set(p["Environment"]["Variables"])
+        assert "KAFKA_BOOTSTRAP" in env and ("redeliver" in handler) != ("DB_SECRET_ARN" in env), handler
 
 
 def test_the_state_machine_is_a_logged_traced_standard_workflow(synth):
@@ -161,7 +168,11 @@ def test_the_state_machine_is_a_logged_traced_standard_workflow(synth):
 
 
 def test_each_stop_task_fault_is_an_fis_template_on_tasks_selected_by_the_config_tags(synth):
-    templates = list(synth.resources("AWS::FIS::ExperimentTemplate").values())
+    templates = [
+        t
+        for t in synth.resources("AWS::FIS::ExperimentTemplate").values()
+        if "Tasks" in t["Properties"]["Targets"]
+    ]
     assert len(templates) == len(STOP_TASK_FAULTS) == 3
     by_service = {
         t["Properties"]["Targets"]["Tasks"]["ResourceTags"]["aws:ecs:serviceName"]: t for t in templates
@@ -230,8 +241,10 @@ def test_fis_may_stop_only_the_target_cluster_tasks_that_carry_the_gate_target_t
             f"aws:ResourceTag/{k}": v for k, v in target_tags.items()
         }
     # ... and the experiment templates select tasks by the same tags.
+    # (the duplicate delivery's template has no ECS target: its automation invokes the redeliver Lambda)
     for t in synth.resources("AWS::FIS::ExperimentTemplate").values():
-        assert target_tags.items() <= t["Properties"]["Targets"]["Tasks"]["ResourceTags"].items()
+        if t["Properties"]["Targets"]:
+            assert target_tags.items() <= t["Properties"]["Targets"]["Tasks"]["ResourceTags"].items()
 
 
 def test_s3_object_access_is_limited_to_the_gate_prefix(synth):
@@ -250,7 +263,9 @@ def test_s3_object_access_is_limited_to_the_gate_prefix(synth):
 def test_fis_start_experiment_is_granted_on_the_templates_and_tagged_experiments_only(synth):
     starts = [s for s in _statements(synth) if "fis:StartExperiment" in _as_list(s["Action"])]
     on_templates = [s for s in starts if "Condition" not in s]
-    assert len(on_templates) == 1 and len(_as_list(on_templates[0]["Resource"])) == 3
+    assert (
+        len(on_templates) == 1 and len(_as_list(on_templates[0]["Resource"])) == 4
+    )  # 3 stop-task, 1 redeliver
     tagged = [s for s in starts if "Condition" in s]
     assert tagged and all(
         s["Condition"]["StringEquals"] == {"aws:RequestTag/ResGateGate": "paperbroker"} for s in tagged

@@ -29,7 +29,15 @@ from tests.infra.support.sfn_mock import (
 
 pytestmark = pytest.mark.infra
 
-FAULTS = ("kill-gateway", "kill-projector", "kill-matcher")  # the stop_task faults, in at_s order
+# The faults FIS runs, in at_s order: the stop_task ones and the duplicate delivery (an SSM automation).
+FAULTS = ("kill-gateway", "redeliver-events", "kill-projector", "kill-matcher")
+
+
+def fault_starts(calls: Sequence[str]) -> list[str]:
+    """The ``Start <fault>`` calls, in order."""
+    return [c for c in calls if c.removeprefix("Start ") in FAULTS]
+
+
 CHECKS = ("slo", "recovery", "retryable", "integrity", "replay")
 
 
@@ -191,8 +199,7 @@ def test_a_passing_verdict_succeeds_after_load_faults_and_checks(run_gate):
     assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
     assert ex.output["passed"] is True
     assert ex.calls.index("Start load task") < ex.calls.index("Start kill-gateway")
-    starts = [call for call in ex.calls if call.startswith("Start kill")]
-    assert starts == [f"Start {f}" for f in FAULTS]
+    assert fault_starts(ex.calls) == [f"Start {f}" for f in FAULTS]
     assert {f"Check {n}" for n in CHECKS} <= set(ex.calls)
     assert ex.calls[-1] == "Verdict"
     assert "Cleanup" not in ex.entered and "Notify failed" not in ex.calls
@@ -277,7 +284,7 @@ def test_a_guardrail_tripped_after_the_last_fault_is_seen_while_watching_the_exp
         "run-guardrail-late", happy_path(**{"Get kill-projector": experiment_status("running", "stopped")})
     )
     assert ex.status == "SUCCEEDED", (ex.error, ex.cause)
-    assert [call for call in ex.calls if call.startswith("Start kill")] == [f"Start {f}" for f in FAULTS]
+    assert fault_starts(ex.calls) == [f"Start {f}" for f in FAULTS]
     tripped = ex.parameters("Verdict")["Payload"]["guardrail_tripped"]
     assert tripped["fault"] == "kill-projector" and tripped["experiment_state"]["Status"] == "stopped"
     assert "Get kill-matcher" not in ex.calls
@@ -378,7 +385,12 @@ def test_the_timeline_is_written_after_the_load_and_before_the_checks(run_gate):
         "target": "gateway",
     }
     assert payload["experiments"]["kill_gateway"]["id"] == "EXP-kill-gateway"
-    assert set(payload["experiments"]) == {"kill_gateway", "kill_projector", "kill_matcher"}
+    assert set(payload["experiments"]) == {
+        "kill_gateway",
+        "redeliver_events",
+        "kill_projector",
+        "kill_matcher",
+    }
     assert payload["started_at"].startswith(payload["dt"]) and payload["ended_at"] >= payload["started_at"]
     recovery = ex.parameters("Check recovery")["Payload"]
     assert recovery["observed_until"] == 1767269400.0

@@ -165,7 +165,10 @@ def test_rehearsal_of_the_good_build_passes_with_the_verdict_of_resgate_run(tmp_
 
 
 @pytest.mark.rehearsal
-@pytest.mark.parametrize(("bug", "check"), [("no_idempotency", "integrity"), ("slow_start", "recovery")])
+@pytest.mark.parametrize(
+    ("bug", "check"),
+    [("no_idempotency", "integrity"), ("slow_start", "recovery"), ("projector_double_apply", "replay")],
+)
 def test_rehearsal_fails_a_seeded_bug_on_its_check_with_the_verdicts_of_resgate_run(
     bug: str, check: str, tmp_path: Path
 ) -> None:
@@ -239,7 +242,7 @@ def test_a_guardrail_breach_stops_the_running_experiment_and_the_remaining_fault
     (gateway,) = [e for e in r.experiments if e["fault"] == "kill-gateway"]
     assert gateway["status"] == "stopped" and "stop condition" in gateway["reason"], r.summary()
     assert [e["fault"] for e in r.experiments] == ["kill-gateway"], r.summary()
-    assert not {"Start kill-projector", "Start kill-matcher"} & set(r.entered)
+    assert not {"Start redeliver-events", "Start kill-projector", "Start kill-matcher"} & set(r.entered)
     assert any(s.startswith("Guardrail tripped in kill-gateway") for s in r.entered), r.entered
     assert r.verdict["result"] != "PASS"
 

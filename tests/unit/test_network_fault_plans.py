@@ -125,12 +125,21 @@ def test_a_zone_that_is_no_availability_zone_is_refused_naming_the_field():
         "{kind: bandwidth, between: [gateway, clients], kbps: 64, duration_s: 5, at_s: 6}",
         "{kind: connection_reset, between: [gateway, clients], at_s: 6}",
         "{kind: rate_limit_spike, percent: 30, duration_s: 5, at_s: 6}",
-        "{kind: db_blip, duration_s: 2, at_s: 6}",
+        "{kind: hang, target: gateway, duration_s: 2, at_s: 6}",
     ],
 )
 def test_kinds_without_an_fis_action_are_skipped_with_a_reason(body):
     p = _plan(body)
     assert isinstance(p, Skipped) and p.reason
+
+
+def test_a_db_blip_without_the_targets_database_is_refused_naming_target_aws_database():
+    """A db_blip runs on AWS as an RDS reboot or Aurora failover (issue 21): without ``target.aws.database``
+    it is refused, not skipped."""
+    fault = load_config_text(_BASE % "  - {kind: db_blip, duration_s: 2, at_s: 6}", "gate.yaml").faults[0]
+    with pytest.raises(ConfigError) as e:
+        plan_fault(fault, ecs_services=ECS, region="us-east-1", service_tag=SERVICE_TAG)
+    assert e.value.where == "target.aws.database"
 
 
 def test_a_long_network_fault_holds_its_whole_duration_the_watch_budgets_it():

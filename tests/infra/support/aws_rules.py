@@ -78,10 +78,29 @@ def fis_filter_path_errors(template: dict[str, Any]) -> list[str]:
     return errors
 
 
-def fis_requests(permission: str, *, cluster: str, tags: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+def fis_requests(
+    permission: str,
+    *,
+    cluster: str,
+    tags: dict[str, str],
+    databases: list[str] | None = None,
+    document: str | None = None,
+    passed_role: str | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
     """The requests FIS makes with ``permission`` for an ECS task target of cluster ``cluster`` carrying
     ``tags``: ``[(resource ARN, condition context)]`` with the keys the service sets (``ecs:cluster``, the
-    task's tags as ``aws:ResourceTag/*``, the managed instance's ``ssm:resourceTag/ECS_TASK_ARN``)."""
+    task's tags as ``aws:ResourceTag/*``, the managed instance's ``ssm:resourceTag/ECS_TASK_ARN``). For the
+    RDS actions, the target ``databases`` carrying ``tags``; for the automation action, its ``document``,
+    an execution of it and the automation role it passes to SSM (``passed_role``)."""
+    execution = f"arn:aws:ssm:{REGION}:{ACCOUNT}:automation-execution/0123abcd-0000-4000-8000-000000000000"
+    if permission in ("rds:RebootDBInstance", "rds:FailoverDBCluster"):
+        return [(db, {f"aws:ResourceTag/{k}": v for k, v in tags.items()}) for db in databases or ["-"]]
+    if permission == "ssm:StartAutomationExecution":
+        return [(document or "-", {}), (execution, {})]
+    if permission in ("ssm:GetAutomationExecution", "ssm:StopAutomationExecution"):
+        return [(execution, {})]
+    if permission == "iam:PassRole":
+        return [(passed_role or "-", {"iam:PassedToService": "ssm.amazonaws.com"})]
     arn = f"arn:aws:ecs:{REGION}:{ACCOUNT}"
     on_cluster = {"ecs:cluster": f"{arn}:cluster/{cluster}"}
     task = f"{arn}:task/{cluster}/0123456789abcdef0"
@@ -105,11 +124,13 @@ def fis_requests(permission: str, *, cluster: str, tags: dict[str, str]) -> list
     return [("*", {})]
 
 
-def fis_permission_errors(template: dict[str, Any]) -> list[str]:
+def fis_permission_errors(
+    template: dict[str, Any], *, database_tags: dict[str, str] | None = None
+) -> list[str]:
     """Requests of an FIS action that its template's role does not allow, for every permission the FIS
     actions reference lists for the action: each evaluated with its resource and condition keys
     (:func:`fis_requests`, :mod:`tests.rehearsal.support.iam_eval`) on the role's statements rendered with
-    the test ARNs (account 123456789012, us-east-1)."""
+    the test ARNs (account 123456789012, us-east-1). ``database_tags`` are the tags the RDS targets carry."""
     errors: list[str] = []
     resources = template["Resources"]
     for tid, r in _resources(template, "AWS::FIS::ExperimentTemplate"):
@@ -121,13 +142,27 @@ def fis_permission_errors(template: dict[str, Any]) -> list[str]:
         targets = list(r["Properties"].get("Targets", {}).values())
         tags = {k: str(v) for t in targets for k, v in render(t.get("ResourceTags") or {}, resources).items()}
         cluster = tags.get("aws:ecs:clusterName", "")
+        databases = [str(a) for t in targets for a in render(t.get("ResourceArns") or [], resources)]
         for action in r["Properties"]["Actions"].values():
             action_id = action["ActionId"]
             if action_id not in ACTION_PERMISSIONS:
                 errors.append(f"{tid}: FIS action {action_id} is not in infra.fis_actions.ACTION_PERMISSIONS")
                 continue
+            params = render(action.get("Parameters") or {}, resources)
+            passed = (
+                json.loads(params["documentParameters"]).get("AutomationAssumeRole")
+                if params.get("documentParameters")
+                else None
+            )
             for permission in ACTION_PERMISSIONS[action_id]:
-                for resource, context in fis_requests(permission, cluster=cluster, tags=tags):
+                for resource, context in fis_requests(
+                    permission,
+                    cluster=cluster,
+                    tags=database_tags if databases and database_tags is not None else tags,
+                    databases=databases,
+                    document=params.get("documentArn"),
+                    passed_role=passed,
+                ):
                     if not evaluate(statements, permission, resource, context).allowed:
                         errors.append(
                             f"{tid}: FIS action {action_id} needs {permission} on {resource} "

@@ -1,11 +1,10 @@
 """The gate config a rehearsal and ``resgate run`` share: the default config (``resgate/configs/
 paperbroker.yaml``), shortened, without what the AWS stack cannot do yet.
 
-- the load runs :data:`LOAD_S` seconds (baseline 3 s) and the ``stop_task`` faults keep their order at
-  times scaled to it;
-- ``redeliver-events`` (``duplicate_delivery``) is dropped: it has no AWS implementation (the stack
-  warns at synth and the state machine has no state for it), so the two conductors would not run the
-  same faults;
+- the load runs :data:`LOAD_S` seconds (baseline 3 s) and the faults keep their order at times scaled to
+  it, ``redeliver-events`` (``duplicate_delivery``) included: on AWS an FIS experiment whose SSM
+  automation invokes the redeliver Lambda (the FIS twin runs it from its bundled asset against the local
+  Kafka), locally the same redeliver function;
 - the named ``profiles`` are the rehearsal's own (:data:`PROFILES`; the full config's name its faults at
   its times): ``pipeline`` is the config's own load and faults, ``nightly`` a heavier load
   (:data:`NIGHTLY_LOAD`), ``smoke`` the short good build ``make test`` runs (:data:`SMOKE_LOAD`, one
@@ -41,13 +40,13 @@ PROFILES = {
         "faults": [{"name": n, "at_s": at} for n, at in SMOKE_FAULT_AT_S.items()],
     },
 }
-FAULT_AT_S = {"kill-gateway": 5, "kill-projector": 10, "kill-matcher": 13}
+FAULT_AT_S = {"kill-gateway": 5, "redeliver-events": 8, "kill-projector": 10, "kill-matcher": 13}
 # The guardrail scenario: every gateway replica stopped at 3 s and kept unready (``slow_start`` with
 # ``PB_SLOW_START_S``), so the load's error ratio stays near 1; guardrails that trip on one 10-s period
 # (the alarm twins' period, the load's publishing period); the next faults late enough that the trip
 # comes first.
 GUARDRAIL_LOAD_S = 25
-GUARDRAIL_FAULT_AT_S = {"kill-gateway": 3, "kill-projector": 15, "kill-matcher": 18}
+GUARDRAIL_FAULT_AT_S = {"kill-gateway": 3, "redeliver-events": 14, "kill-projector": 15, "kill-matcher": 18}
 
 
 def _variant(data: dict, variant: str) -> None:

@@ -17,6 +17,16 @@ without them the experiment is ``failed`` with the AccessDenied naming the actio
 ``aws:fis:wait`` holds for its duration times ``wait_scale`` (a short rehearsal scales it like the state
 machine's waits). An action that fails makes it ``failed``.
 
+The data-path faults (issue 21) act through the same fault runner as locally, or the function the stack
+deploys: ``aws:ssm:start-automation-execution`` reads the gate's automation document from the template and
+runs its steps: ``aws:invokeLambdaFunction`` invokes the function through the Lambda twin (``lambdas``, set
+once the Lambda twin exists: the redeliver Lambda from its bundled asset, against the local Kafka), a
+function error failing the action; ``aws:executeAwsApi`` ``kafka:RebootBroker`` is a ``kafka_broker_down``
+of the broker for :data:`BROKER_REBOOT_S` (the waits that follow are satisfied once it is back).
+``aws:rds:reboot-db-instances`` and ``aws:rds:failover-db-cluster`` are a ``db_blip`` of
+:data:`DB_REBOOT_S`. Each is injected, and its effect observed, by :class:`FaultRunner`; an action whose
+fault was not injected, or whose effect was not observed, fails.
+
 An alarm twin evaluates a guardrail alarm of the template on the load's live files (what
 ``resgate/runner/guardrails.py`` watches locally): the last ``EvaluationPeriods`` periods of ``Period``
 seconds, ALARM when ``DatapointsToAlarm`` of them breach; a period without requests does not breach.
@@ -24,6 +34,7 @@ seconds, ALARM when ``DatapointsToAlarm`` of them breach; a period without reque
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -44,6 +55,10 @@ from tests.rehearsal.support.assembly import Assembly
 
 ALARM_TICK_S = 1.0
 ACTION_TIMEOUT_S = 30.0
+# How long the twins of an MSK broker reboot and an RDS reboot/failover hold the local broker or database
+# down (on AWS: as long as the reboot takes).
+BROKER_REBOOT_S = 3.0
+DB_REBOOT_S = 2.0
 _DURATION = re.compile(r"^PT(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
 
 
@@ -168,6 +183,7 @@ class FisTwin:
         self.services = dict(services or {})
         self.log = log
         self.experiments: dict[str, Experiment] = {}
+        self.lambdas: Any = None  # the Lambda twin (``invoke``), for the automations' Lambda steps
         self._threads: list[threading.Thread] = []
         self.alarms = {
             lid: AlarmTwin.from_resource(lid, r["Properties"])
@@ -271,6 +287,10 @@ class FisTwin:
                 if a["ActionId"] == "aws:ecs:stop-task":
                     target_name = a["Targets"]["Tasks"]
                     self._stop_tasks(exp, name, target_name, props)
+                elif a["ActionId"] == "aws:ssm:start-automation-execution":
+                    self._automation(exp, a.get("Parameters", {}))
+                elif a["ActionId"] in ("aws:rds:reboot-db-instances", "aws:rds:failover-db-cluster"):
+                    self._local_fault(exp, "db_blip", {"duration_s": DB_REBOOT_S})
                 elif a["ActionId"] == "aws:fis:wait":
                     why = self._hold(
                         exp,
@@ -390,6 +410,71 @@ def select(
     n = int(m.group(2))
     k = min(n, len(resolved)) if m.group(1) == "COUNT" else count_for(float(n), len(resolved))
     return pick.sample(resolved, k)
+
+    def _automation(self, exp: Experiment, parameters: Mapping[str, Any]) -> None:
+        """Run the automation document's steps (module docstring)."""
+        params = self.assembly.render(dict(parameters))
+        doc_id = str(params["documentArn"]).rsplit("/", 1)[-1]
+        doc = self.assembly.resources.get(doc_id)
+        if doc is None or doc["Type"] != "AWS::SSM::Document":
+            raise FisError("InvalidDocument", f"no automation document {doc_id} in the template")
+        content = self.assembly.render(doc["Properties"]["Content"])
+        values = json.loads(params.get("documentParameters") or "{}")
+
+        def fill(text: Any) -> Any:
+            if isinstance(text, str):
+                return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: str(values[m.group(1)]), text)
+            if isinstance(text, list):
+                return [fill(v) for v in text]
+            return text
+
+        for step in content["mainSteps"]:
+            inputs = {k: fill(v) for k, v in step.get("inputs", {}).items()}
+            if step["action"] == "aws:invokeLambdaFunction":
+                if self.lambdas is None:
+                    raise FisError("AutomationFailed", "no Lambda twin to invoke")
+                out = self.lambdas.invoke(FunctionName=inputs["FunctionName"], Payload=inputs["Payload"])
+                if out.get("FunctionError"):
+                    payload = json.loads(out["Payload"].read() or b"{}")
+                    raise FisError(
+                        "AutomationFailed",
+                        f"step {step['name']}: {payload.get('errorType')}: {payload.get('errorMessage')}",
+                    )
+            elif step["action"] == "aws:executeAwsApi" and inputs.get("Api") == "RebootBroker":
+                (broker,) = inputs["BrokerIds"]
+                self._local_fault(
+                    exp, "kafka_broker_down", {"broker": int(broker), "duration_s": BROKER_REBOOT_S}
+                )
+            elif step["action"] != "aws:waitForAwsResourceProperty":
+                raise FisError("AutomationFailed", f"step action {step['action']} has no twin")
+
+    def _local_fault(self, exp: Experiment, kind: str, params: dict[str, Any]) -> None:
+        """One fault of ``kind`` through the fault runner, held until it is lifted; raises when it was not
+        injected or its effect was not observed."""
+        local = self.target()
+        if local is None:
+            raise FisError("ResourceNotFoundException", "no local target")
+        fault = Fault(name=exp.id, kind=kind, at_s=0, target=None, params=params)
+        exp.runner = FaultRunner(local, [fault])
+        exp.runner.start(time.time())
+        exp.runner.join(ACTION_TIMEOUT_S)
+        # As on AWS, the action ends once the broker or database is back: wait (bounded) for the lift.
+        deadline = time.time() + ACTION_TIMEOUT_S + float(params.get("duration_s", 0))
+        while not exp.stop.is_set() and time.time() < deadline:
+            if any(e["event"] in ("ended", "aborted", "error", "skipped") for e in self._events_of(exp)):
+                break
+            exp.stop.wait(0.2)
+        events = {e["event"]: e for e in self._events_of(exp)}
+        if "injected" not in events:
+            bad = [e["detail"] for e in events.values() if e["event"] in ("error", "skipped")]
+            raise FisError("InvalidTargets", f"{kind} was not injected: {bad[0] if bad else 'no result'}")
+        effect = events.get("effect")
+        if effect is not None and not effect["detail"].get("observed"):
+            raise FisError("ActionFailed", f"{kind} had no effect: {effect['detail'].get('evidence')}")
+
+    @staticmethod
+    def _events_of(exp: Experiment) -> list[dict[str, Any]]:
+        return [e for e in exp.runner.timeline() if e["fault_id"] == exp.id] if exp.runner else []
 
 
 def _seconds(iso: str) -> float:

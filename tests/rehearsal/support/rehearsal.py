@@ -113,7 +113,7 @@ class Rehearsal:
     history: dict[str, int] = field(default_factory=dict)
 
     def fault_offsets(self) -> dict[str, float]:
-        """``{fault: seconds from the load task's start to its stop-task action}`` (the twins' records)."""
+        """``{fault: seconds from the load task's start to its fault action}`` (the twins' records)."""
         return {e["fault"]: e["fired_s"] for e in self.experiments if e["fired_s"] is not None}
 
     def summary(self) -> str:
@@ -273,7 +273,11 @@ def rehearse(
             target.setup()
             target.start_services()
             # The evidence bucket, as the functions are told it.
-            bucket = next(iter(assembly.functions.values())).environment[c.ENV_EVIDENCE_BUCKET]
+            bucket = next(  # (the redeliver Lambda, a fault's, has no evidence bucket)
+                f.environment[c.ENV_EVIDENCE_BUCKET]
+                for f in assembly.functions.values()
+                if c.ENV_EVIDENCE_BUCKET in f.environment
+            )
             boto3.client("s3", **aws).create_bucket(Bucket=bucket)
             _create_tables(assembly, boto3.client("dynamodb", **aws))
             secret_arn = boto3.client("secretsmanager", **aws).create_secret(
@@ -337,6 +341,7 @@ def rehearse(
                     log=log,
                 )
                 lam.prepare()
+                fis.lambdas = lam  # the automations' Lambda steps (the redeliver Lambda)
                 twins = {
                     "lambda": lam,
                     "ecs": ecs,
@@ -410,8 +415,9 @@ def sdk_task_states(definition: Mapping[str, Any]) -> set[str]:
 
 
 def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, Any]]:
-    """What the FIS twin did, per fault: status, reason and when its stop-task action started, in seconds
-    after the load task's process started (the ECS twin's record)."""
+    """What the FIS twin did, per fault: status, reason and when its fault action (stop-task, the
+    automation, the RDS reboot) started, in seconds after the load task's process started (the ECS twin's
+    record)."""
     states = json.loads(assembly.definition)["States"]
     fault_of = {
         st["Parameters"]["ExperimentTemplateId"]: name.removeprefix("Start ")
@@ -421,7 +427,7 @@ def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, An
     load = next((t for t in ecs.tasks.values() if t.container == "loadgen" and t.started), None)
     out = []
     for exp in fis.experiments.values():
-        stop = next((a for a in exp.actions.values() if a["actionId"] == "aws:ecs:stop-task"), {})
+        stop = next((a for a in exp.actions.values() if a["actionId"] != "aws:fis:wait"), {})
         fired = stop.get("startTime")
         out.append(
             {

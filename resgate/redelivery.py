@@ -1,7 +1,9 @@
 """The ``duplicate_delivery`` fault: re-publish already delivered events, as an at-least-once log would.
 
 Events are copied verbatim (same key, value and headers, same partition), so consumers see the very same
-event ids again; idempotent consumers must ignore them.
+event ids again; idempotent consumers must ignore them. One function, two places: the local fault runner
+(``resgate.runner.faults``) and, on AWS, the redeliver Lambda (``lambdas/redeliver``) that FIS starts
+through an SSM automation, over the same Kafka settings (TLS, MSK IAM) the checks use.
 """
 
 from __future__ import annotations
