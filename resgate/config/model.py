@@ -20,6 +20,7 @@ FAULT_KINDS = (
     *("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery"),
     *NETWORK_FAULT_KINDS,
     *("rate_limit_spike", "zone_loss"),
+    "overload",
 )
 PRODUCTION_TAG_VALUES = ("prod", "production", "live")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

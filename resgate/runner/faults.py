@@ -9,7 +9,9 @@ proxies of :mod:`resgate.local.toxics` (FIS ``aws:ecs:task-network-*``): ``netwo
 ``hang``: bytes are swallowed and connections stay open; ``refuse``: open connections are reset and new
 ones refused), ``network_latency``, ``packet_loss`` (TCP retransmission stalls), ``bandwidth``,
 ``connection_reset``; ``rate_limit_spike`` (the edge answers 429 + Retry-After itself) and ``zone_loss``
-(SIGKILL every replica in one zone). Kafka paths are not proxied (clients follow the advertised broker
+(SIGKILL every replica in one zone); ``overload`` (an open-loop burst of order requests far beyond
+capacity for ``duration_s``, :mod:`resgate.local.burst`, its requests in the client ledger). Kafka paths
+are not proxied (clients follow the advertised broker
 addresses): a partition takes every broker down (``refuse``) or sets a round trip as long as the partition
 (``hang``), latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on Kafka are
 skipped with the reason recorded.
@@ -19,9 +21,9 @@ Every fault with a duration is reverted on every exit path (``revert_all``).
 kind records what it saw of its own effect as an ``effect`` event ``{observed, evidence}``: a killed
 replica's process gone, a hung one stopped (``T``), Postgres refusing a connection, bytes through the
 path's proxy that met the toxic (delayed, throttled, swallowed) or connections it refused or reset while
-the fault held, answers the edge rate-limited, events republished. The recovery check judges a fault
-whose effect was not observed as unknown. Kafka kinds act through the mock cluster's controls and record
-no observation.
+the fault held, answers the edge rate-limited, events republished, the requests a burst sent and how
+they were answered. The recovery check judges a fault whose effect was not observed as unknown. Kafka
+kinds act through the mock cluster's controls and record no observation.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import psycopg
 
 from resgate.config.schema import NETWORK_FAULT_KINDS, Fault
 from resgate.contract.errors import GateError
+from resgate.local.burst import Burst, BurstSpec
 from resgate.local.httpgate import RateLimit
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.redelivery import redeliver
@@ -80,8 +83,10 @@ class FaultRunner:
         faults: list[Fault],
         *,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        ledger_dir: Path | None = None,
     ) -> None:
         self.target = target
+        self.ledger_dir = ledger_dir  # where an overload burst writes its ledger lines (the load's folder)
         self.faults = sorted(faults, key=lambda f: f.at_s)
         self.on_event = on_event
         self._events: list[dict[str, Any]] = []
@@ -297,6 +302,8 @@ class FaultRunner:
             killed = sup.stop_zone(p["zone"], p["services"] or None)
             self._record(fault, "injected", zone=p["zone"], replicas=killed)
             self._effect(fault, *self._gone(sup, killed, "killed", f"no live replica in zone {p['zone']}"))
+        elif fault.kind == "overload":
+            self._overload(fault)
         elif fault.kind == "duplicate_delivery":
             self._begin(fault)
             result = redeliver(self.target.bootstrap, p["topics"], p["fraction"], p["max_events"])
@@ -305,6 +312,33 @@ class FaultRunner:
             self._effect(fault, n > 0, f"{n} events republished")
         else:  # the schema rejects unknown kinds; this guards against a schema/runner mismatch
             raise GateError(f"fault kind {fault.kind!r} has no local implementation")
+
+    def _overload(self, fault: Fault) -> None:
+        """Start a burst against the exposed service; lifted at ``duration_s`` (or on abort) by stopping it,
+        which waits for its requests in flight so the ledger holds every one."""
+        p = fault.params
+        if self.ledger_dir is None:
+            raise GateError("an overload needs the load's ledger folder for its requests")
+        spec = BurstSpec(
+            rps=p["rps"],
+            duration_s=p["duration_s"],
+            timeout_s=p["timeout_s"],
+            max_in_flight=p["max_in_flight"],
+        )
+        burst = Burst(self.target.host, spec, self.ledger_dir, tag=f"burst-{fault.name}")
+        self._begin(fault)
+        burst.start()
+        self._record(fault, "injected", rps=p["rps"], duration_s=p["duration_s"])
+
+        def answered() -> tuple[bool, str]:
+            st = burst.stats()
+            return st["sent"] > 0, (
+                f"the burst sent {st['sent']} requests ({st.get('achieved_rps')} per s, "
+                f"{st['not_sent']} over its in-flight budget): answers {st['by_status']}"
+            )
+
+        self._observers[fault.name] = answered
+        self._after(fault, p["duration_s"], burst.stop)
 
     def _network(self, fault: Fault) -> None:
         p = fault.params
