@@ -10,9 +10,9 @@ vocabulary as the load's (``op: submit_order``, ``name: burst``, the order's fie
 integrity judges the burst's acknowledged orders like every other and the backpressure check reads how
 the target answered. A burst client does not retry: its one answer is the evidence.
 
-:meth:`Burst.stop` ends it early (an abort, the end of the load, a gate error): no new request is sent and
-the ones in flight end by their own deadline, so the ledger is complete; it returns within ``timeout_s``
-plus a second. Only ``http://127.0.0.1`` and ``http://localhost`` targets are accepted.
+:meth:`Burst.halt` stops sending at once (the fault's lift, an abort, a gate error); :meth:`Burst.stop`
+halts it and waits, at most ``timeout_s`` plus a few seconds, for the requests in flight to end by their own
+deadline, so the ledger is complete. Only ``http://127.0.0.1`` and ``http://localhost`` targets are accepted.
 """
 
 from __future__ import annotations
@@ -94,6 +94,10 @@ class Burst:
         """Start sending (in a thread with its own event loop)."""
         self._thread = threading.Thread(target=self._thread_main, name=f"burst-{self.tag}", daemon=True)
         self._thread.start()
+
+    def halt(self) -> None:
+        """Send no new request (at once; the ones in flight end by their own deadline)."""
+        self._stop.set()
 
     def stop(self) -> dict[str, Any]:
         """Stop sending now; wait (bounded) for the requests in flight; flush the ledger. Returns
@@ -186,7 +190,8 @@ class Burst:
             "name": self.tag,
             "method": "POST",
             "attempt": 1,
-            **{k: body[k] for k in ("symbol", "side", "qty", "price")},
+            **{k: body[k] for k in ("symbol", "side", "qty")},
+            "price": float(body["price"]),  # the ledger's price is a number (the body sends its text)
         }
         t0 = time.perf_counter()
         status: int | str

@@ -97,6 +97,7 @@ class FaultRunner:
         self._revert_lock = threading.Lock()  # orders abort() against a fault registering its revert
         self._timers: list[threading.Timer] = []
         self._observers: dict[str, Callable[[], tuple[bool, str]]] = {}
+        self._bursts: list[Burst] = []  # overload bursts: halted at their lift, joined by join()
         self.aborted_reason: str | None = None
 
     def _record(self, fault: Fault, event: str, **detail: Any) -> None:
@@ -198,8 +199,12 @@ class FaultRunner:
         return any(f.name not in done for f in self.faults)
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for the schedule's thread, then for each burst's last requests (each bounded by its
+        deadline), so the ledger holds every request a burst sent."""
         if self._thread is not None:
             self._thread.join(timeout)
+        for burst in self._bursts:
+            burst.stop()
 
     def _after(self, fault: Fault, seconds: float, revert: Callable[[], None]) -> None:
         with self._revert_lock:
@@ -314,8 +319,9 @@ class FaultRunner:
             raise GateError(f"fault kind {fault.kind!r} has no local implementation")
 
     def _overload(self, fault: Fault) -> None:
-        """Start a burst against the exposed service; lifted at ``duration_s`` (or on abort) by stopping it,
-        which waits for its requests in flight so the ledger holds every one."""
+        """Start a burst against the exposed service; lifted at ``duration_s`` (or on abort) by halting it:
+        the lift is when arrivals stop (what recovery counts from), and :meth:`join` waits for the requests
+        still in flight."""
         p = fault.params
         if self.ledger_dir is None:
             raise GateError("an overload needs the load's ledger folder for its requests")
@@ -326,6 +332,7 @@ class FaultRunner:
             max_in_flight=p["max_in_flight"],
         )
         burst = Burst(self.target.host, spec, self.ledger_dir, tag=f"burst-{fault.name}")
+        self._bursts.append(burst)
         self._begin(fault)
         burst.start()
         self._record(fault, "injected", rps=p["rps"], duration_s=p["duration_s"])
@@ -338,7 +345,7 @@ class FaultRunner:
             )
 
         self._observers[fault.name] = answered
-        self._after(fault, p["duration_s"], burst.stop)
+        self._after(fault, p["duration_s"], burst.halt)
 
     def _network(self, fault: Fault) -> None:
         p = fault.params
