@@ -12,16 +12,29 @@ the target answered. A burst client does not retry: its one answer is the eviden
 
 :meth:`Burst.halt` stops sending at once (the fault's lift, an abort, a gate error); :meth:`Burst.stop`
 halts it and waits, at most ``timeout_s`` plus a few seconds, for the requests in flight to end by their own
-deadline, so the ledger is complete. Only ``http://127.0.0.1`` and ``http://localhost`` targets are accepted.
+deadline, so the ledger is complete.
+
+:class:`BurstProcess` runs the same burst in a child process (``python -m resgate.local.burst``), as the
+gate does: in the gate's own process it would share one interpreter lock with the local load balancer,
+and each would starve the other (measured: 190 of 600 requests per second sent, 299 of 709 timed out in
+the client while the gateways answered the load in 185 ms). SIGTERM halts it; it reports its
+:meth:`Burst.stats` in a JSON file, rewritten every ``STATS_EVERY_S`` and at its end. Only
+``http://127.0.0.1`` and ``http://localhost`` targets are accepted.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
+import json
+import os
 import random
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +52,7 @@ from resgate.contract.errors import ConfigError
 
 LEDGER_FILE_PREFIX = f"{LEDGER_PREFIX}-burst"
 TICK_S = 0.01
+STATS_EVERY_S = 0.5
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 _CENT = Decimal("0.01")
 
@@ -221,3 +235,101 @@ class Burst:
         with self._lock:
             self._counts["in_flight"] -= 1
             self._by_status[str(status)] = self._by_status.get(str(status), 0) + 1
+
+
+# ----------------------------------------------------------------------------------- in a child process
+class BurstProcess:
+    """A :class:`Burst` in a child process: :meth:`start`, :meth:`halt` (SIGTERM: no new request),
+    :meth:`stop` (halt, then wait, bounded by the deadline, for its exit; SIGKILL after that), :meth:`stats`
+    (its last stats file). The same arguments as :class:`Burst`."""
+
+    def __init__(self, host: str, spec: BurstSpec, ledger_dir: str | Path, *, tag: str = "burst") -> None:
+        Burst(host, spec, ledger_dir, tag=tag)  # validates the host before anything starts
+        self.host, self.spec, self.tag = host, spec, tag
+        self.ledger_dir = Path(ledger_dir)
+        self.stats_path = self.ledger_dir / f".{tag}-stats.json"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Spawn ``python -m resgate.local.burst`` with this burst's arguments."""
+        self.ledger_dir.mkdir(parents=True, exist_ok=True)
+        s = self.spec
+        args = [sys.executable, "-m", "resgate.local.burst", "--host", self.host, "--rps", f"{s.rps:g}"]
+        args += ["--duration-s", f"{s.duration_s:g}", "--timeout-s", f"{s.timeout_s:g}"]
+        args += ["--max-in-flight", str(s.max_in_flight), "--clients", str(s.clients), "--tag", self.tag]
+        args += ["--ledger-dir", str(self.ledger_dir), "--stats", str(self.stats_path)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_sending(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until the child has sent its first request; False when it exited
+        or the time ran out first (a busy machine can take seconds to start a Python process)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.stats().get("sent", 0) > 0:
+                return True
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            time.sleep(0.05)
+        return False
+
+    def halt(self) -> None:
+        """No new request from now on (SIGTERM); the ones in flight end by their deadline."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> dict[str, Any]:
+        """Halt, wait at most the deadline plus 5 s for the child to flush and exit (then SIGKILL)."""
+        self.halt()
+        if self.proc is not None:
+            try:
+                self.proc.wait(self.spec.timeout_s + 5.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.stats()
+
+    def stats(self) -> dict[str, Any]:
+        """The child's last :meth:`Burst.stats` (``{}`` before its first report)."""
+        try:
+            return dict(json.loads(self.stats_path.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+
+def _write_stats(burst: Burst, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(burst.stats()))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m resgate.local.burst``: run one burst until its duration ends or SIGTERM, then wait for
+    the requests in flight, flush the ledger and write the final stats."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", required=True)
+    p.add_argument("--rps", type=float, required=True)
+    p.add_argument("--duration-s", type=float, required=True)
+    p.add_argument("--timeout-s", type=float, default=3.0)
+    p.add_argument("--max-in-flight", type=int, default=400)
+    p.add_argument("--clients", type=int, default=200)
+    p.add_argument("--tag", default="burst")
+    p.add_argument("--ledger-dir", required=True)
+    p.add_argument("--stats", required=True)
+    a = p.parse_args(argv)
+    spec = BurstSpec(a.rps, a.duration_s, a.timeout_s, a.max_in_flight, a.clients)
+    burst = Burst(a.host, spec, a.ledger_dir, tag=a.tag)
+    signal.signal(signal.SIGTERM, lambda *_: burst.halt())
+    stats = Path(a.stats)
+    burst.start()
+    assert burst._thread is not None
+    while burst._thread.is_alive():
+        _write_stats(burst, stats)
+        burst._thread.join(0.05 if not burst.stats()["sent"] else STATS_EVERY_S)
+    burst.stop()
+    _write_stats(burst, stats)
+    return 0 if burst.error is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

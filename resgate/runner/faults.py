@@ -38,11 +38,13 @@ import psycopg
 
 from resgate.config.schema import NETWORK_FAULT_KINDS, Fault
 from resgate.contract.errors import GateError
-from resgate.local.burst import Burst, BurstSpec
+from resgate.local.burst import BurstProcess, BurstSpec
 from resgate.local.httpgate import RateLimit
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.redelivery import redeliver
 
+BURST_START_WAIT_S = 10.0
+"""How long an overload waits for its burst's first request before it counts the burst as in effect."""
 EFFECT_WAIT_S = 2.0
 """How long an injection waits to see its effect (a killed process gone, a hung one stopped)."""
 
@@ -97,7 +99,7 @@ class FaultRunner:
         self._revert_lock = threading.Lock()  # orders abort() against a fault registering its revert
         self._timers: list[threading.Timer] = []
         self._observers: dict[str, Callable[[], tuple[bool, str]]] = {}
-        self._bursts: list[Burst] = []  # overload bursts: halted at their lift, joined by join()
+        self._bursts: list[BurstProcess] = []  # overload bursts: halted at their lift, joined by join()
         self.aborted_reason: str | None = None
 
     def _record(self, fault: Fault, event: str, **detail: Any) -> None:
@@ -331,17 +333,20 @@ class FaultRunner:
             timeout_s=p["timeout_s"],
             max_in_flight=p["max_in_flight"],
         )
-        burst = Burst(self.target.host, spec, self.ledger_dir, tag=f"burst-{fault.name}")
+        burst = BurstProcess(self.target.host, spec, self.ledger_dir, tag=f"burst-{fault.name}")
         self._bursts.append(burst)
         self._begin(fault)
         burst.start()
-        self._record(fault, "injected", rps=p["rps"], duration_s=p["duration_s"])
+        # in effect once its first request is out (a Python process can take seconds to start here)
+        sending = burst.wait_sending(BURST_START_WAIT_S)
+        self._record(fault, "injected", rps=p["rps"], duration_s=p["duration_s"], sending=sending)
 
         def answered() -> tuple[bool, str]:
             st = burst.stats()
-            return st["sent"] > 0, (
-                f"the burst sent {st['sent']} requests ({st.get('achieved_rps')} per s, "
-                f"{st['not_sent']} over its in-flight budget): answers {st['by_status']}"
+            return st.get("sent", 0) > 0, (
+                f"the burst sent {st.get('sent', 0)} requests ({st.get('achieved_rps')} per s, "
+                f"{st.get('not_sent', 0)} over its in-flight budget): answers {st.get('by_status', {})}"
+                + (f"; error {st['error']}" if st.get("error") else "")
             )
 
         self._observers[fault.name] = answered

@@ -322,6 +322,7 @@ class GateRun:
         for step in (
             lambda: self.faults.abort("gate stopping") if self.faults else None,
             lambda: self.faults.revert_all() if self.faults else None,
+            lambda: self.faults.join(1) if self.faults else None,  # an overload burst's child exits
             lambda: self.load.stop() if self.load else None,
             lambda: self.target.close() if self.target else None,
             lambda: self._evidence_ledger(),
