@@ -175,7 +175,9 @@ class Burst:
                             self._counts["peak_in_flight"], self._counts["in_flight"]
                         )
                     n = next(numbers)
-                    t = asyncio.create_task(self._one(session, f"{self.tag}-{run}-{n % spec.clients}", n))
+                    t = asyncio.create_task(
+                        self._one(session, f"{self.tag}-{run}-{n % spec.clients}", n, time.time())
+                    )
                     tasks.add(t)
                     t.add_done_callback(tasks.discard)
                 await asyncio.sleep(TICK_S)
@@ -184,7 +186,10 @@ class Burst:
                 with contextlib.suppress(Exception):
                     await asyncio.wait(list(tasks), timeout=spec.timeout_s + 1.0)
 
-    async def _one(self, session: aiohttp.ClientSession, client_id: str, n: int) -> None:
+    async def _one(self, session: aiohttp.ClientSession, client_id: str, n: int, sent_ts: float) -> None:
+        """One request, recorded with ``ts`` its arrival (when it was due and handed to the loop: on a busy
+        machine the task may run later, and it belongs to the burst, not to the time after it) and
+        ``latency_ms`` from its send."""
         symbol = random.choice(DEFAULT_SYMBOLS)
         ref = Decimal(DEFAULT_REF_PRICES[symbol])
         band = Decimal(str(random.uniform(-1.0, 1.0))) / 100
@@ -197,7 +202,7 @@ class Burst:
         }
         key = f"{client_id}-{n}-{secrets.token_hex(4)}"
         record: dict[str, Any] = {
-            "ts": time.time(),
+            "ts": sent_ts,
             "op": "submit_order",
             "client_id": client_id,
             "idempotency_key": key,
@@ -207,7 +212,7 @@ class Burst:
             **{k: body[k] for k in ("symbol", "side", "qty")},
             "price": float(body["price"]),  # the ledger's price is a number (the body sends its text)
         }
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # the response time counts from the send (a late task is the client's lag)
         status: int | str
         try:
             async with session.post(

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from loadgen.ledger import merge_ledgers
+from paperbroker.slow_db import SLOW_ORDERS_SQL
 from paperbroker.system import GatewayProcess, init_system
 from resgate.checks import backpressure
 from resgate.checks.ledger import iter_ledger
@@ -43,16 +44,10 @@ BURST_RPS = 150.0
 THRESHOLDS = backpressure.BackpressureThresholds(recover_within_s=3.0, max_accepted_p95_ms=10_000.0)
 
 
-# The database takes ORDER_DB_S per order (a trigger), so the gateway's capacity is known whatever the
-# machine: at most 8 pooled connections / 200 ms = 40 orders/s, and the burst is almost 4 times that,
+# The database takes ORDER_DB_S per order (paperbroker.slow_db), so the gateway's capacity is known
+# whatever the machine: 8 pooled connections / 200 ms = 40 orders/s, and the burst is almost 4 times that,
 # yet slow enough for a starved gateway process to read and shed (at 400/s and a load average of 16 the
 # good gateway could not even read the requests in time: 306 of 631 timed out in the client).
-ORDER_DB_S = 0.2
-SLOW_ORDERS_SQL = f"""
-CREATE FUNCTION slow_order() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_sleep({ORDER_DB_S}); RETURN NEW; END $$;
-CREATE TRIGGER slow_order BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION slow_order();
-"""
 
 
 @pytest.fixture
