@@ -202,3 +202,92 @@ def test_thresholds_take_their_defaults_and_name_a_bad_field() -> None:
     with pytest.raises(ConfigError) as e:
         bp.BackpressureThresholds.from_dict({"max_p95": 1}, where="checks.backpressure")
     assert e.value.where == "checks.backpressure" and "max_p95" in str(e.value)
+
+
+def test_answer_classes_at_the_edges_of_the_4xx_range() -> None:
+    assert bp.answer_class(rec(1, status=399)) == "unclear"
+    assert bp.answer_class(rec(1, status=400)) is None
+    assert bp.answer_class(rec(1, status=499)) is None
+    assert bp.answer_class(rec(1, status=500)) == "unclear"
+
+
+def test_p95_is_the_nearest_rank() -> None:
+    assert bp.p95([]) is None
+    assert bp.p95([7.0]) == 7.0
+    assert bp.p95([float(i) for i in range(1, 21)]) == 19.0  # rank ceil(0.95 * 20) = 19
+    assert bp.p95([float(i) for i in range(1, 22)]) == 20.0  # rank ceil(19.95) = 20
+
+
+def test_the_load_ends_a_millisecond_after_its_last_request() -> None:
+    ev = bp.evidence_from_run(timeline(), steady(T0, T0 + 2))
+    assert ev.load_end == pytest.approx(T0 + 1.9 + 0.001, abs=1e-9)
+    empty = bp.evidence_from_run(timeline(), [])
+    assert (empty.bursts, empty.load_end, empty.records) == ((), 0.0, ())
+
+
+def test_the_baseline_rate_counts_a_window_shorter_than_a_second() -> None:
+    ev = bp.BackpressureEvidence(
+        bursts=(),
+        baseline_start=T0,
+        baseline_end=T0 + 0.5,
+        load_end=T0 + 1,
+        records=tuple(steady(T0, T0 + 0.5)),
+    )
+    assert bp.baseline_figures(ev) == {"accepted": 5, "accepted_rps": 10.0, "accepted_p95_ms": 10.0}
+
+
+def test_a_window_that_ends_exactly_at_the_end_of_the_load_is_judged_and_none_beyond_it() -> None:
+    base = {"accepted_p95_ms": 10.0, "accepted_rps": 10.0}
+    t = bp.BackpressureThresholds(window_s=2.0)
+    lift = T0
+    records = steady(lift, lift + 2)
+    assert bp.time_back_to_baseline(records, lift, lift + 2.0, base, t) == 0.0
+    # 10 good requests in [lift + 2, lift + 2.5) and the load ends at lift + 2.5: no whole window holds them
+    late = [rec(lift + 2 + i * 0.045) for i in range(10)]
+    assert bp.time_back_to_baseline(late, lift, lift + 2.5, base, t) is None
+
+
+def test_the_clear_shed_ratio_of_an_example_is_rounded_to_four_places() -> None:
+    r = run(shed_burst(shed=1, unclear=2))
+    assert r.examples[0]["clear_shed_ratio"] == 0.3333
+
+
+def test_one_rejection_is_overload_evidence() -> None:
+    r = run(shed_burst(shed=1, unclear=0))
+    assert r.valid is True and r.counts["shed"] == 1
+
+
+def test_an_accepted_p95_exactly_at_its_bound_without_rejections_is_no_overload() -> None:
+    t = bp.BackpressureThresholds(max_accepted_p95_ms=1000)
+    r = run(shed_burst(shed=0, unclear=0, accepted_ms=1000), thresholds=t)
+    assert r.valid == "unknown" and kinds(r) == {"no_overload"}
+
+
+@pytest.mark.parametrize(
+    ("field", "lo", "hi"),
+    [
+        ("min_clear_shed_ratio", 0, 1),
+        ("max_accepted_p95_ms", 1, 600_000),
+        ("recover_within_s", 0, 3600),
+        ("latency_factor", 1, 100),
+        ("latency_slack_ms", 0, 60_000),
+        ("min_throughput_ratio", 0, 1),
+        ("window_s", 0.5, 60),
+    ],
+)
+def test_each_threshold_is_accepted_at_its_bounds_and_refused_just_outside(
+    field: str, lo: float, hi: float
+) -> None:
+    assert getattr(bp.BackpressureThresholds.from_dict({field: lo}), field) == lo
+    assert getattr(bp.BackpressureThresholds.from_dict({field: hi}), field) == hi
+    for bad in (lo - 0.25, hi + 0.25):
+        with pytest.raises(ConfigError) as e:
+            bp.BackpressureThresholds.from_dict({field: bad}, where="checks.backpressure")
+        assert e.value.where == f"checks.backpressure.{field}"
+
+
+def test_an_absent_section_is_the_defaults_and_a_non_mapping_is_refused() -> None:
+    assert bp.BackpressureThresholds.from_dict(None) == bp.BackpressureThresholds()
+    with pytest.raises(ConfigError) as e:
+        bp.BackpressureThresholds.from_dict([1], where="checks.backpressure")  # type: ignore[arg-type]
+    assert e.value.where == "checks.backpressure" and "object" in str(e.value)
