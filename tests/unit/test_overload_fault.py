@@ -141,3 +141,16 @@ def test_without_a_limit_the_unbounded_queue_admits_every_request() -> None:
         await asyncio.gather(*held)
 
     asyncio.run(scenario())
+
+
+def test_a_burst_only_targets_this_machine(tmp_path: Any) -> None:
+    from resgate.local.burst import Burst, BurstProcess, BurstSpec
+
+    spec = BurstSpec(rps=10, duration_s=1)
+    for host in ("http://10.0.0.1:80", "https://127.0.0.1:443", "http://example.com"):
+        with pytest.raises(ConfigError) as e:
+            Burst(host, spec, tmp_path)
+        assert e.value.where == "load.host"
+        with pytest.raises(ConfigError):
+            BurstProcess(host, spec, tmp_path)
+    assert Burst("http://127.0.0.1:8080/", spec, tmp_path).host == "http://127.0.0.1:8080"
