@@ -14,7 +14,8 @@ variables are:
   ``pb-<pid>``).
 - ``PB_HOST`` — the address the HTTP server binds (default ``127.0.0.1``).
 - ``PB_MAX_IN_FLIGHT`` — the gateway's admission limit: requests one replica serves at once; beyond it
-  a request is shed at once with 503 + ``Retry-After`` (default 16, two per pooled connection).
+  a request is shed at once with 503 + ``Retry-After`` (default 32, four per pooled connection: above the
+  default gate's 20 users, so one replica left after a kill serves them all).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ ENV_MAX_IN_FLIGHT = "PB_MAX_IN_FLIGHT"
 
 DEFAULT_PORT = 8080
 DEFAULT_SLOW_START_S = 45.0
-DEFAULT_MAX_IN_FLIGHT = 16
+DEFAULT_MAX_IN_FLIGHT = 32
 
 
 class Topics(NamedTuple):

@@ -29,7 +29,7 @@ as long as it takes (the good build severs a connection after :data:`REQUEST_DEA
 order 50 ms later (a latency regression only a golden profile catches); ``unbounded_queue`` admits every
 request and waits for a pooled connection as long as it takes (:mod:`paperbroker.gateway_admission`).
 
-Load shedding: a replica serves at most ``PB_MAX_IN_FLIGHT`` requests at once (default 16) and answers
+Load shedding: a replica serves at most ``PB_MAX_IN_FLIGHT`` requests at once (default 32) and answers
 the next at once with 503 + ``Retry-After`` (``overloaded``); ``/ready`` shows the counters (``admission``).
 """
 

@@ -2,11 +2,12 @@
 
 A replica has a handful of pooled database connections; a request beyond what they can serve soon only
 waits. So each replica admits at most ``max_in_flight`` requests at a time (``PB_MAX_IN_FLIGHT``, default
-16: two per pooled connection) and answers the next one at once with **503 + Retry-After** and the error
-``overloaded``: the client learns in a millisecond that it should come back, with the same idempotency key,
-instead of timing out behind a queue. A shed request touched nothing, so it is safe to retry; the requests
-already admitted keep a bounded wait (at most one other request ahead of them per connection, and the
-pool's own wait limit of 1.5 s, beyond which they too are answered 503 + Retry-After).
+32: four per pooled connection, above the default gate's 20 users) and answers the next one at once with
+**503 + Retry-After** and the error ``overloaded``: the client learns in a millisecond that it should
+come back, with the same idempotency key, instead of timing out behind a queue. A shed request touched
+nothing, so it is safe to retry; the requests already admitted keep a bounded wait (at most three other
+requests ahead of them per connection, and the pool's own wait limit of 1.5 s, beyond which they too are
+answered 503 + Retry-After).
 
 The seeded bug ``unbounded_queue`` admits everything (:class:`Admission` with ``limit=None``) and waits
 for a pooled connection as long as it takes: the pool's queue of waiters is the unbounded queue. Liveness

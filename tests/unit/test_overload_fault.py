@@ -96,7 +96,7 @@ def test_a_bad_backpressure_threshold_is_named_at_load() -> None:
 def test_unbounded_queue_is_a_seeded_bug_and_the_admission_limit_is_read_from_the_environment() -> None:
     assert parse_bugs("unbounded_queue") == frozenset({"unbounded_queue"})
     env = {"PB_DSN": "x", "PB_KAFKA_BOOTSTRAP": "y"}
-    assert load_settings(env).max_in_flight == 16
+    assert load_settings(env).max_in_flight == 32
     assert load_settings({**env, "PB_MAX_IN_FLIGHT": "1"}).max_in_flight == 1
     with pytest.raises(ConfigError) as e:
         load_settings({**env, "PB_MAX_IN_FLIGHT": "0"})
