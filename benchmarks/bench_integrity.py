@@ -203,7 +203,7 @@ def _integrity_child(dsn: str, ledger: str, out: Any) -> None:
     config = IntegrityConfig.from_dict(CONFIG)
     t = time.perf_counter()
     findings = gather(dsn, config, ledger)
-    result = check(findings, config)
+    result = check(findings, config.thresholds)
     elapsed = time.perf_counter() - t
     out.put((elapsed, result.to_dict(), findings.stats, rss_mb()))
 

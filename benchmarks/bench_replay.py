@@ -198,7 +198,7 @@ def child(dsn: str, bootstrap: str) -> int:
     rss0 = hwm_mb()
     t = time.perf_counter()
     findings = gather(dsn, config, bootstrap=bootstrap)
-    result = check(findings, config)
+    result = check(findings, config.thresholds)
     elapsed = time.perf_counter() - t
     m = findings.models[0]
     print(

@@ -13,6 +13,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RUNS = [
     ["bench_paperbroker.py", "--duration", "30"],
+    ["bench_load_workers.py", "--duration", "10", "--rounds", "2"],
     ["bench_integrity.py", "--events", "100000"],
     ["bench_integrity.py", "--events", "1000000"],
     ["bench_replay.py", "--events", "100000"],

@@ -13,7 +13,10 @@ needs none. :data:`TARGET_RESOLUTION` is what FIS needs to resolve an ``aws:ecs:
 Each permission is granted by one statement shape (:func:`statements_for`), scoped as far as the action
 allows: task and container-instance actions to the target cluster (``ecs:cluster``), ``ecs:StopTask`` to the
 tasks that carry the gate's target tags too, ``ssm:SendCommand`` to FIS's own documents and the target
-cluster's managed instances; the rest have no resource-level permission (``Resource: *``).
+cluster's managed instances; the rest have no resource-level permission (``Resource: *``). ``ecs:ListTasks``
+is one of those: FIS lists a Fargate cluster's tasks with no container instance to scope the request to, and
+AWS's own ``AWSFaultInjectionSimulatorECSAccess`` managed policy and aws-samples/fis-template-library's ECS
+AZ-impairment role both grant it on ``*`` (a container-instance ARN would deny FIS's listing).
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def statements_for(
     instances = policies.ecs_arn(scope, "container-instance", f"{cluster_name}/*")
     shapes: dict[str, tuple[str, ...]] = {
         "ecs:DescribeTasks": ("tasks",),
-        "ecs:ListTasks": ("instances",),
+        "ecs:ListTasks": ("any",),
         "ecs:DescribeContainerInstances": ("instances",),
         "ecs:StopTask": ("tagged",),
         "ssm:SendCommand": ("managed", "documents"),

@@ -150,10 +150,7 @@ class GateStack(Stack):
             skip_bundling=settings.skip_bundling,
             target_cluster=settings.target_cluster,
             target_services=target_services,
-            load_cluster=self.load.cluster,
             experiments=self.faults.experiments,
-            lock=self.lock,
-            topic=self.topic,
             ops_items=settings.ops_items,
             kafka=settings.kafka,
             kafka_topics=settings.kafka_topics,
@@ -215,6 +212,12 @@ class GateStack(Stack):
             gate=gate,
             state_machine=self.state_machine,
             function=self.functions.cleanup_function,
+            evidence=self.evidence,
+            load_cluster=self.load.cluster,
+            experiments=self.faults.experiments,
+            lock=self.lock,
+            topic=self.topic,
+            ops_items=settings.ops_items,
         )
 
         self._outputs()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -68,6 +68,18 @@ def locustfile_source(value: str, *, own_image: bool) -> tuple[str | None, tuple
         "-c loadgen_image=<uri> and an absolute path in that image",
         where="load.locustfile",
     )
+
+
+def local_only_load_settings(load: Load) -> list[str]:
+    """The ``load`` settings the Fargate task does not apply yet, each as a synth warning: ``workers``
+    (distributed Locust runs locally only; on AWS the load is one task)."""
+    out = []
+    if load.workers:
+        out.append(
+            f"load.workers: {load.workers} applies to `resgate run` only: on AWS the load is one Fargate "
+            "task (no master and workers yet), capped at what one task can drive"
+        )
+    return out
 
 
 class LoadGenerator(Construct):
@@ -146,6 +158,8 @@ class LoadGenerator(Construct):
             env_names.ENV_METRICS_NAMESPACE: c.LOAD_METRICS_NAMESPACE,
             env_names.ENV_METRICS_GATE: gate,
             env_names.ENV_METRICS_PERIOD_S: str(c.LOAD_METRICS_PERIOD_S),
+            # the open model (loadgen.pacing): shared by RESGATE_USERS, which a profile overrides per run
+            **({env_names.ENV_ARRIVAL_RATE: f"{load.arrival_rate:g}"} if load.arrival_rate else {}),
             **load.env,
         }
         locustfile, s3_object = locustfile_source(load.locustfile, own_image=bool(image_uri))
@@ -162,6 +176,8 @@ class LoadGenerator(Construct):
             stop_timeout=Duration.seconds(c.LOADGEN_STOP_TIMEOUT_S + 25),
         )
         self.expected_duration_s = math.ceil(load.duration_s) + c.LOADGEN_STOP_TIMEOUT_S
+        for i, warning in enumerate(local_only_load_settings(load)):
+            Annotations.of(self).add_warning_v2(f"resgate:load-local-only:{i}", warning)
         self.task_definition.add_to_task_role_policy(evidence.put_statement())
         if s3_object is not None:  # the user's locustfile: that one object, read-only
             self.task_definition.add_to_task_role_policy(

@@ -165,8 +165,8 @@ IAM_FINDING_RULES = (
     FindingRule(
         "AwsSolutions-IAM5",
         r"Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:container-instance/[^*]+/\*",
-        "ecs:ListTasks and ecs:DescribeContainerInstances (FIS's ECS task network actions) are authorized on "
-        "container instances; conditioned on ecs:cluster = the target.",
+        "ecs:ListTasks (the timeline) and ecs:DescribeContainerInstances (FIS's ECS task network actions) "
+        "are authorized on container instances; conditioned on ecs:cluster = the target.",
     ),
     FindingRule(
         "AwsSolutions-IAM5",
@@ -195,7 +195,9 @@ IAM_FINDING_RULES = (
         "AwsSolutions-IAM5",
         r"Resource::\*",
         "Services without resource-level permissions: X-Ray trace upload, CloudWatch Logs log delivery of "
-        "the state machine, tag:GetResources (FIS resolves targets by tag), cloudwatch:GetMetricStatistics "
+        "the state machine, tag:GetResources (FIS resolves targets by tag), ecs:ListTasks of the FIS role "
+        "(FIS lists a Fargate cluster's tasks with no container instance; AWS's own "
+        "AWSFaultInjectionSimulatorECSAccess policy grants it on *), cloudwatch:GetMetricStatistics "
         "(the slo check's ALB source), cloudwatch:PutMetricData (the load task's guardrail metrics, "
         "conditioned on the cloudwatch:namespace key), fis:ListExperiments (the abort cleanup, filtered by "
         "template id), "

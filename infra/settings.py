@@ -269,7 +269,7 @@ class DeploymentSettings:
         )
 
 
-# The replay Lambda's timeout (infra.assertion_functions.SIZING) less the time it needs around the rebuild
+# The replay Lambda's timeout (infra.gate_function.SIZING) less the time it needs around the rebuild
 # (the topics' bounds, the live checksums, the comparison): an ECS rebuild must end before this.
 REPLAY_LAMBDA_TIMEOUT_S = 900
 REPLAY_COMPARE_MARGIN_S = 120

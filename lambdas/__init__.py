@@ -31,7 +31,7 @@ Check-specific fields:
   plus ``ledger.jsonl`` for the regression windows) or ``"source": "cloudwatch"`` with
   ``"cloudwatch": {"load_balancer": "app/<name>/<id>", "target_group"?: "targetgroup/<name>/<id>",
   "start": <epoch s | ISO-8601>, "end": <epoch s | ISO-8601>, "endpoint"?: "alb"}`` (ALB metrics, see
-  :mod:`lambdas.common.cloudwatch`); optional ``"duration_s"`` (the load phase's length, for throughput).
+  :mod:`lambdas.slo.cloudwatch`); optional ``"duration_s"`` (the load phase's length, for throughput).
 - **recovery**: ``faults.jsonl`` + ``health.jsonl`` (+ ``ledger.jsonl`` for error-ratio windows). On AWS
   the ``timeline`` step writes them, in the local runner's formats, from the FIS experiments' state and
   the target services' ECS tasks (see below). Optional ``"observed_until"`` (epoch seconds): the end of the

@@ -30,6 +30,9 @@ from resgate.contract.ledger import RETRYABLE_HTTP, TRANSPORT_STATUSES
 
 LEDGER_PREFIX = "ledger"
 LIVE_PREFIX = "live"
+DONE_PREFIX = "done"
+"""``<dir>/done-<pid>.json``: a process's completion marker, ``{"pid", "node", "records"}``, written when it
+shuts down cleanly (:mod:`loadgen.ledger_plugin`); a ledger part without one is incomplete."""
 MERGED_NAME = "ledger.jsonl"
 
 

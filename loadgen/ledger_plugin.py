@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import logging
+import os
 import time
 import weakref
 from collections.abc import Iterator, Mapping
@@ -46,9 +48,10 @@ from typing import Any
 import gevent
 from locust import events
 from locust.exception import CatchResponseError
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from loadgen.ledger import (
+    DONE_PREFIX,
     LEDGER_PREFIX,
     LIVE_PREFIX,
     LedgerWriter,
@@ -57,7 +60,9 @@ from loadgen.ledger import (
     transport_status,
 )
 from loadgen.load_config import LoadConfig
+from loadgen.pacing import Pacer, intended_latency_ms, interval_for
 from loadgen.stats import LiveWindow
+from resgate.contract import env as env_names
 
 log = logging.getLogger("resgate.loadgen")
 
@@ -72,6 +77,9 @@ _INSTALLED_MARK = "_resgate_ledger_plugin"
 _CLIENT_NUMBERS = itertools.count(1)
 _CLIENT_IDS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 _SCOPES: weakref.WeakKeyDictionary[Any, list[_Scope]] = weakref.WeakKeyDictionary()
+_PACERS: weakref.WeakKeyDictionary[Any, Pacer] = weakref.WeakKeyDictionary()
+_INTENDED: weakref.WeakKeyDictionary[Any, float | None] = weakref.WeakKeyDictionary()
+"""The intended start of the task a user (greenlet) is about to run, taken by its first request."""
 
 
 # --------------------------------------------------------------------------------------------- classification
@@ -239,11 +247,29 @@ def on_request(
         "retry_after": retry_after,
         "error": error,
     }
+    if CONFIG.arrival_rate:
+        intended = _INTENDED.pop(gevent.getcurrent(), None)
+        record["intended_ts"] = round(ts if intended is None else intended, 6)
+        record["intended_latency_ms"] = round(intended_latency_ms(latency_ms, ts, intended), 3)
     stack = _stack(create=False)
     if stack:
         stack[-1].held.append(record)
     else:
         _write(record)
+
+
+def paced_wait_time(user: Any) -> float:
+    """A Locust ``wait_time`` for the open model (``wait_time = paced_wait_time`` in a user class): the
+    seconds until this user's next intended start (:class:`loadgen.pacing.Pacer`, ``RESGATE_ARRIVAL_RATE``
+    shared by ``RESGATE_USERS`` users); the first request of the next task is timed from that start too."""
+    if not CONFIG.arrival_rate:
+        raise RuntimeError(f"paced_wait_time needs {env_names.ENV_ARRIVAL_RATE} (load.arrival_rate)")
+    pacer = _PACERS.get(user)
+    if pacer is None:
+        pacer = _PACERS[user] = Pacer(interval_for(CONFIG.arrival_rate, CONFIG.users))
+    wait = pacer.wait(time.time())
+    _INTENDED[gevent.getcurrent()] = pacer.intended
+    return wait
 
 
 # --------------------------------------------------------------------------------------------- process hooks
@@ -284,28 +310,104 @@ def write_live(*, final: bool) -> None:
     LIVE_FILE.flush()
 
 
+_MAKES_REQUESTS = False
+"""Set when this process starts a test as a load process (not a master): only those leave a marker."""
+
+
+def write_done_marker() -> None:
+    """Write ``done-<pid>.json`` (:data:`loadgen.ledger.DONE_PREFIX`) with the number of ledger lines this
+    process has written, after they are on disk: the runner's proof that the part is whole. Rewritten by
+    every later flush, so the last one counts; a process killed mid-run leaves none."""
+    path = CONFIG.ledger_dir / f"{DONE_PREFIX}-{os.getpid()}.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "node": CONFIG.node, "records": LEDGER.written}))
+    os.replace(tmp, path)
+
+
 def flush_all(**_kw: Any) -> None:
-    """Write everything this process has buffered (idempotent; safe to call from any event)."""
+    """Write everything this process has buffered, then its completion marker (idempotent; safe to call
+    from any event)."""
     try:
         LEDGER.flush()
         LIVE_FILE.flush()
+        if _MAKES_REQUESTS:
+            write_done_marker()
     except Exception:
         log.exception("flushing the ledger failed")
 
 
 def _on_test_start(environment: Any, **_kw: Any) -> None:
+    global _MAKES_REQUESTS
     if not isinstance(environment.runner, MasterRunner):  # a master makes no requests of its own
+        _MAKES_REQUESTS = True
         CONFIG.ledger_dir.mkdir(parents=True, exist_ok=True)
         TICKER.start()
 
 
-def _on_test_stop(**_kw: Any) -> None:
+STOP_MESSAGE = "resgate_stop"
+FINAL_MESSAGE = "resgate_final"
+FINAL_REPORT_GRACE_S = 10.0
+"""How long a master waits, beyond the users' stop timeout, for its workers' final reports."""
+_FINALS: set[str] = set()
+
+
+def _on_init(environment: Any, **_kw: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(FINAL_MESSAGE, _on_final)
+    elif isinstance(runner, WorkerRunner):
+        # concurrent: stopping the users takes up to the stop timeout; the worker keeps heartbeating
+        runner.register_message(STOP_MESSAGE, _on_stop_message, concurrent=True)
+
+
+def _on_final(msg: Any, **_kw: Any) -> None:
+    _FINALS.add(str(msg.node_id))
+
+
+def _on_stop_message(environment: Any, **_kw: Any) -> None:
+    environment.runner.stop()  # fires test_stop: the last stats and the final message go to the master
+
+
+def collect_final_reports(runner: Any, timeout_s: float) -> bool:
+    """On a master that is stopping: have every worker stop its users and report its last stats, and wait
+    (at most ``timeout_s``) until each worker that is not missing has. True when all did.
+
+    Locust's headless master quits at its run time by sending *quit* and exiting half a second later,
+    while a worker stops its users (up to the stop timeout) before it sends its last stats: the master's
+    ``--json`` would miss the requests of those seconds and disagree with the ledger. A worker's stats
+    and its final message travel on the same connection, so the stats arrive first."""
+    _FINALS.clear()
+    workers = [c.id for c in runner.clients.all]
+    for cid in workers:
+        runner.send_message(STOP_MESSAGE, None, client_id=cid)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = {c.id for c in runner.clients.missing}
+        waiting = [cid for cid in workers if cid not in _FINALS and cid not in missing]
+        if not waiting:
+            return True
+        if time.monotonic() >= deadline:
+            log.warning("no final report from workers %s", waiting)
+            return False
+        gevent.sleep(0.05)
+
+
+def _on_test_stop(environment: Any = None, **_kw: Any) -> None:
     TICKER.stop()
     try:
         write_live(final=True)
     except Exception:
         log.exception("writing live stats failed")
     flush_all()
+    runner = getattr(environment, "runner", None)
+    if isinstance(runner, MasterRunner):
+        collect_final_reports(runner, float(environment.stop_timeout or 0) + FINAL_REPORT_GRACE_S)
+    elif isinstance(runner, WorkerRunner):
+        try:
+            runner._send_stats()  # what the users did since the last periodic report
+            runner.send_message(FINAL_MESSAGE, None)
+        except Exception:
+            log.exception("sending the final stats to the master failed")
 
 
 def install() -> bool:
@@ -314,6 +416,7 @@ def install() -> bool:
         return False
     setattr(events, _INSTALLED_MARK, True)
     events.request.add_listener(on_request)
+    events.init.add_listener(_on_init)
     events.test_start.add_listener(_on_test_start)
     events.test_stop.add_listener(_on_test_stop)
     events.quitting.add_listener(flush_all)

@@ -35,7 +35,7 @@ if loadgen is None or getattr(loadgen, "__file__", None) is None:
     import loadgen
 
 from loadgen.ledger_client import LedgerClient
-from loadgen.ledger_plugin import CONFIG
+from loadgen.ledger_plugin import CONFIG, paced_wait_time
 
 log = logging.getLogger("resgate.loadgen")
 
@@ -50,7 +50,8 @@ _USER_NUMBERS = itertools.count(1)
 class TraderUser(FastHttpUser):
     """A trader with its own ``client_id``: orders (most traffic), cancels, RFQs and reads, with retries."""
 
-    wait_time = between(CONFIG.wait_min_s, CONFIG.wait_max_s)
+    # Open model (load.arrival_rate): a constant-throughput schedule, requests timed from their intended start
+    wait_time = paced_wait_time if CONFIG.arrival_rate else between(CONFIG.wait_min_s, CONFIG.wait_max_s)
     connection_timeout = CONFIG.connect_timeout_s
     network_timeout = CONFIG.network_timeout_s
     max_retries = 0  # retries are ours (same key, recorded); the HTTP client must never resend on its own

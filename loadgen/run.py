@@ -17,9 +17,11 @@ publishing the guardrail metrics while it runs when ``RESGATE_METRICS_NAMESPACE`
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import live_metrics
-from loadgen.ledger import count_records, merge_ledgers
+from loadgen.ledger import DONE_PREFIX, LEDGER_PREFIX, count_records, merge_ledgers
 from loadgen.stats import load_locust_json, summarize
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
@@ -64,6 +66,13 @@ class LocustResult:
     killed: bool = False
     stats_error: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    nodes: tuple[dict[str, Any], ...] = ()
+    """One row per Locust worker (:func:`node_rows`; empty for a single-process run)."""
+
+    @property
+    def incomplete_nodes(self) -> list[str]:
+        """The workers whose ledger part is missing or incomplete (see :func:`node_rows`)."""
+        return [str(n["node"]) for n in self.nodes if not n.get("complete")]
 
     @property
     def total_requests(self) -> int:
@@ -93,10 +102,95 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-class LocustRun:
-    """A running headless Locust (process group leader ``pid`` == ``pgid``); see :func:`run_locust`."""
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One Locust worker process to start beside the master: its node name, command and environment."""
 
-    def __init__(self, cmd: list[str], env: dict[str, str], ledger_dir: Path, *, stop_grace_s: float) -> None:
+    node: str
+    cmd: list[str]
+    env: dict[str, str]
+
+
+class _Worker:
+    """A started worker (leader of its own process group), its log in ``<ledger_dir>/worker-<node>.log``."""
+
+    def __init__(self, spec: WorkerSpec, ledger_dir: Path) -> None:
+        self.node = spec.node
+        self.log_path = ledger_dir / f"worker-{spec.node}.log"
+        with open(self.log_path, "wb") as log:
+            try:
+                self.proc = subprocess.Popen(
+                    spec.cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=spec.env,
+                    start_new_session=True,
+                )
+            except OSError as e:
+                raise GateError(f"could not start Locust worker {spec.node} ({spec.cmd[0]}): {e}") from e
+        self.pid = self.proc.pid
+
+
+def node_rows(ledger_dir: Path, workers: Sequence[tuple[str, int, int | None]]) -> list[dict[str, Any]]:
+    """What each worker left behind: ``[{node, pid, exit_code, records, marker_records, complete, reason}]``.
+
+    ``workers`` are ``(node, pid, exit_code)``. A worker's ledger part is ``ledger-<pid>.jsonl`` and its
+    completion marker ``done-<pid>.json`` (written by :mod:`loadgen.ledger_plugin` when the process shuts
+    down cleanly, with the number of lines it wrote). A part is complete only when the marker exists, the
+    part holds exactly that many whole lines and no signal ended the process (an exit code > 0 with a whole
+    part, e.g. a user's unhandled exception, is kept in ``exit_code`` but loses no record): a worker killed
+    mid-run has no marker (its part ends at its last flush), so the run's ledger is partial and the checks
+    that read it must say unknown, never pass.
+    """
+    rows = []
+    for node, pid, exit_code in workers:
+        part = ledger_dir / f"{LEDGER_PREFIX}-{pid}.jsonl"
+        records = count_records(part) if part.is_file() else 0
+        marker_records: int | None = None
+        try:
+            marker_records = int(
+                json.loads((ledger_dir / f"{DONE_PREFIX}-{pid}.json").read_text())["records"]
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if exit_code is None:
+            reason = "still running when the load was collected"
+        elif exit_code < 0:
+            reason = f"killed by signal {-exit_code}"
+        elif marker_records is None:
+            reason = "no completion marker: the process did not shut down cleanly"
+        elif marker_records != records:
+            reason = f"its part holds {records} records, the process wrote {marker_records}"
+        else:
+            reason = None
+        rows.append(
+            {
+                "node": node,
+                "pid": pid,
+                "exit_code": exit_code,
+                "records": records,
+                "marker_records": marker_records,
+                "complete": reason is None,
+                "reason": reason,
+            }
+        )
+    return rows
+
+
+class LocustRun:
+    """A running headless Locust (process group leader ``pid`` == ``pgid``), with its worker processes when
+    it is a master; see :func:`run_locust`."""
+
+    def __init__(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        ledger_dir: Path,
+        *,
+        stop_grace_s: float,
+        workers: Sequence[WorkerSpec] = (),
+    ) -> None:
         self.cmd = cmd
         self.ledger_dir = ledger_dir
         self.stats_path = ledger_dir / STATS_NAME
@@ -115,6 +209,13 @@ class LocustRun:
                 raise GateError(f"could not start Locust ({cmd[0]}): {e}") from e
         self.pid = self.proc.pid
         self.pgid = self.proc.pid  # start_new_session: the child leads its own session and group
+        self.workers: list[_Worker] = []
+        try:
+            for spec in workers:
+                self.workers.append(_Worker(spec, ledger_dir))
+        except GateError:
+            self.stop(grace_s=0)
+            raise
 
     @property
     def running(self) -> bool:
@@ -167,22 +268,42 @@ class LocustRun:
                 self.proc.wait()
         return self._finish()
 
-    def _reap_group(self) -> None:
-        """Kill whatever is left in the group after the leader exited (e.g. ``--processes`` children)."""
-        if not _group_alive(self.pgid):
+    def _reap_group(self, pgid: int) -> None:
+        """Kill whatever is left in a group after its leader exited (e.g. ``--processes`` children)."""
+        if not _group_alive(pgid):
             return
-        _signal_group(self.pgid, signal.SIGTERM)
+        _signal_group(pgid, signal.SIGTERM)
         term_deadline = time.monotonic() + 2.0
-        while _group_alive(self.pgid) and time.monotonic() < term_deadline:
+        while _group_alive(pgid) and time.monotonic() < term_deadline:
             time.sleep(0.05)
         deadline = time.monotonic() + 5.0
-        while _group_alive(self.pgid) and time.monotonic() < deadline:
+        while _group_alive(pgid) and time.monotonic() < deadline:
             self._killed = True
-            _signal_group(self.pgid, signal.SIGKILL)
+            _signal_group(pgid, signal.SIGKILL)
             time.sleep(0.05)
 
+    def _end_workers(self) -> None:
+        """After the master has exited: SIGTERM to each worker still running, SIGKILL to its group after the
+        stop grace. The master exits only once every worker reported its users stopped (and so had flushed
+        its ledger part, at ``test_stop``); a worker handles the master's quit only after sleeping its stop
+        timeout, so waiting for it would add that much to every run. On SIGTERM Locust shuts the worker down
+        cleanly (``quitting``: the completion marker is written again, with the same count)."""
+        for w in self.workers:
+            if w.proc.poll() is None:
+                _signal_group(w.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_grace_s
+        for w in self.workers:
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._killed = True
+                _signal_group(w.pid, signal.SIGKILL)
+                w.proc.wait()
+            self._reap_group(w.pid)
+
     def _finish(self) -> LocustResult:
-        self._reap_group()
+        self._reap_group(self.pgid)
+        self._end_workers()
         ended = time.time()
         stats: list[dict[str, Any]] = []
         stats_error = None
@@ -204,6 +325,9 @@ class LocustRun:
             killed=self._killed,
             stats_error=stats_error,
             summary=summarize(stats),
+            nodes=tuple(
+                node_rows(self.ledger_dir, [(w.node, w.pid, w.proc.returncode) for w in self.workers])
+            ),
         )
         return self._result
 
@@ -226,6 +350,7 @@ def run_locust(
     extra_args: Sequence[str] = (),
     stop_timeout_s: int = 5,
     stop_grace_s: float | None = None,
+    workers: int = 0,
 ) -> LocustRun:
     """Start a headless Locust run against ``host`` and return the running :class:`LocustRun`.
 
@@ -236,6 +361,12 @@ def run_locust(
     ``RESGATE_LEDGER_DIR`` set to ``ledger_dir``, which is created; per-process ledger and live files left
     there by an earlier run are removed first. Raises :class:`ConfigError` for bad arguments (nothing is
     started) and :class:`GateError` when the process cannot be started.
+
+    ``workers`` >= 1 runs Locust distributed on this machine: the process above becomes the master
+    (``--master`` bound to 127.0.0.1 on a free port, ``--expect-workers N``; it makes no request and prints
+    the merged ``--json`` stats) and N worker processes (``--worker``, ``RESGATE_LOAD_NODE=w1..wN``) each
+    write their own ledger part and live file into ``ledger_dir``; the result's ``nodes`` say whether each
+    part is complete (:func:`node_rows`).
     """
     if not isinstance(host, str) or not host.startswith(("http://", "https://")):
         raise ConfigError(f"must be an http(s) URL, got {host!r}", where="load.host")
@@ -251,6 +382,10 @@ def run_locust(
         raise ConfigError(f"must be a number of seconds > 0, got {duration_s!r}", where="load.duration_s")
     if isinstance(stop_timeout_s, bool) or not isinstance(stop_timeout_s, int) or stop_timeout_s < 0:
         raise ConfigError(f"must be an integer >= 0, got {stop_timeout_s!r}", where="load.stop_timeout_s")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"must be an integer >= 0, got {workers!r}", where="load.workers")
+    if workers > users:
+        raise ConfigError(f"must be <= load.users ({users}), got {workers}", where="load.workers")
     lf = Path(locustfile) if locustfile is not None else DEFAULT_LOCUSTFILE
     if not lf.is_file():
         raise ConfigError(f"locustfile not found: {lf}", where="load.locustfile")
@@ -258,7 +393,7 @@ def run_locust(
         raise ConfigError(f"must be a .py file with no comma in its path, got {lf}", where="load.locustfile")
     ledger = Path(ledger_dir)
     ledger.mkdir(parents=True, exist_ok=True)
-    for pattern in ("ledger-*.jsonl", "live-*.jsonl"):
+    for pattern in ("ledger-*.jsonl", "live-*.jsonl", f"{DONE_PREFIX}-*.json", "worker-*.log"):
         for old in ledger.glob(pattern):
             old.unlink()
     run_env = dict(os.environ)
@@ -272,12 +407,27 @@ def run_locust(
         }
     )
     run_env.update(env or {})
+    files = f"{LEDGER_HOOK},{lf.resolve()}"  # Locust takes several files; the ledger plugin comes first
+    master_args: list[str] = []
+    specs: list[WorkerSpec] = []
+    if workers:
+        port = _free_port()
+        wait_s = max(30, 5 * workers)  # a loaded machine takes seconds to import Locust in each worker
+        master_args = ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+        master_args += ["--expect-workers", str(workers), "--expect-workers-max-wait", str(wait_s)]
+        for i in range(1, workers + 1):
+            node = f"w{i}"
+            worker_cmd = [sys.executable, "-m", "locust", "-f", files, "--worker"]
+            worker_cmd += ["--master-host", "127.0.0.1", "--master-port", str(port)]
+            # a worker that saw failed requests would exit 1 by default: its exit code must mean "crashed"
+            worker_cmd += ["--stop-timeout", str(stop_timeout_s), "--exit-code-on-error", "0"]
+            specs.append(WorkerSpec(node, worker_cmd, {**run_env, env_names.ENV_LOAD_NODE: node}))
     cmd = [
         sys.executable,
         "-m",
         "locust",
         "-f",
-        f"{LEDGER_HOOK},{lf.resolve()}",  # Locust takes several files; the ledger plugin comes first
+        files,
         "--headless",
         "--host",
         host,
@@ -293,10 +443,18 @@ def run_locust(
         "--exit-code-on-error",
         "0",
         "--only-summary",
+        *master_args,
         *extra_args,
     ]
     grace = float(stop_timeout_s + 15) if stop_grace_s is None else float(stop_grace_s)
-    return LocustRun(cmd, run_env, ledger, stop_grace_s=grace)
+    return LocustRun(cmd, run_env, ledger, stop_grace_s=grace, workers=specs)
+
+
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the master binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _env_number(name: str, default: float | None, cast: type = float) -> Any:

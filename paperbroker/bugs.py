@@ -30,6 +30,17 @@ Four that break a trading invariant, each only under failure:
   redelivery or a projector restart, positions no longer equal the signed sum of the fills (integrity:
   position_mismatch; replay too).
 
+Two that break the event log's guarantees to its readers, each only under failure:
+
+- ``gateway_sheds_after_write``: the gateway refuses an order with 503 when the outbox is more than a
+  second behind (the broker is slow or down), but checks after writing the order and its event; a retry
+  is refused the same way → a client told its order certainly failed, and consumers read its
+  ``OrderAccepted`` once the broker is back (integrity: aborted_read).
+- ``projector_skips_backlog``: a restarted projector skips each partition it consumed before to its end
+  (and commits there) instead of resuming at the group's committed offset, to be ready sooner → the
+  events that arrived while it was down are never applied (integrity: offset_skip; unseen_by_projector
+  and replay too).
+
 Two only the network finds (a process fault or a Postgres restart fails fast and never shows them):
 
 - ``no_db_deadline``: the gateway's requests wait on the database with no deadline → behind a partition
@@ -45,6 +56,14 @@ One only an overload burst finds (a calm load never fills the pool):
   saturated → a burst far beyond capacity times requests out instead of shedding them, and the queue
   left behind (requests whose clients gave up are still served) keeps latency high after the burst
   (backpressure).
+
+One only a leader loss finds (:mod:`paperbroker.lease`):
+
+- ``unfenced_leader``: the matcher's writes skip the store's fencing token check (and the server's end of
+  a transaction left idle past the lease), a failed or refused renewal is ignored and a lease renewed
+  within the last 10 s is taken to be still held → a leader paused past its lease matches again beside
+  its successor (split brain: the same orders filled twice, one symbol's seqs out of order; recovery:
+  split_brain, stale_leader).
 
 One only a golden profile finds (every absolute limit still passes):
 
@@ -77,6 +96,9 @@ KNOWN_BUGS = frozenset(
         "gateway_retry_stale_copy",
         "positions_double_count",
         "unbounded_queue",
+        "unfenced_leader",
+        "gateway_sheds_after_write",
+        "projector_skips_backlog",
     }
 )
 

@@ -26,8 +26,10 @@ each order only about a second later (a SIGKILL loses every order acknowledged i
 ``slow_start`` keeps ``/ready`` at 503 for ``PB_SLOW_START_S``; ``no_db_deadline`` waits on the database
 as long as it takes (the good build severs a connection after :data:`REQUEST_DEADLINE_S` and answers 503);
 ``no_connect_timeout`` opens the pool's connections with no connect timeout; ``slow_orders`` answers every
-order 50 ms later (a latency regression only a golden profile catches); ``unbounded_queue`` admits every
-request and waits for a pooled connection as long as it takes (:mod:`paperbroker.gateway_admission`).
+order 50 ms later (a latency regression only a golden profile catches); ``gateway_sheds_after_write``
+refuses an order (503) when the outbox is more than :data:`OUTBOX_LAG_LIMIT_S` behind, but checks only
+after the order and its event were written (a retry is refused the same way); ``unbounded_queue`` admits
+every request and waits for a pooled connection as long as it takes (:mod:`paperbroker.gateway_admission`).
 
 Load shedding: a replica serves at most ``PB_MAX_IN_FLIGHT`` requests at once (default 32) and answers
 the next at once with 503 + ``Retry-After`` (``overloaded``); ``/ready`` shows the counters (``admission``).
@@ -71,6 +73,8 @@ log = logging.getLogger("paperbroker.gateway")
 # request that waits longer on its connection answers 503 + Retry-After: behind a partition that swallows
 # bytes a call never fails on its own. The seeded bug no_db_deadline waits as long as it takes.
 REQUEST_DEADLINE_S = 3.0
+# gateway_sheds_after_write: an order is refused (503) when the outbox's oldest unsent row is older than this
+OUTBOX_LAG_LIMIT_S = 1.0
 PROBE_DEADLINE_S = 1.0
 SCHEMA_DEADLINE_S = 10.0
 
@@ -105,6 +109,7 @@ class Gateway:
         self.ack_before_commit = settings.bug("ack_before_commit")
         self.slow_start = settings.bug("slow_start")
         self.retry_stale_copy = settings.bug("gateway_retry_stale_copy")
+        self.sheds_after_write = settings.bug("gateway_sheds_after_write")
         # gateway_retry_stale_copy: each client's last order as this replica parsed it
         self._last_order: dict[str, dict[str, Any]] = {}
         self.intake = OrderIntake(
@@ -250,6 +255,10 @@ class Gateway:
         if "slow_orders" in self.settings.bugs:
             await asyncio.sleep(SLOW_ORDERS_S)
         status, body = await self.intake.create_order(fields, key)
+        if self.sheds_after_write:
+            lag = await self.intake.outbox_lag_s()
+            if lag > OUTBOX_LAG_LIMIT_S:  # checked after the write: the order and its event are stored
+                raise unavailable("broker", f"the event log is {lag:.1f}s behind; retry with the same key")
         return web.json_response(body, status=status)
 
     def _stale_copy(self, fields: dict[str, Any], attempt: str | None) -> dict[str, Any]:

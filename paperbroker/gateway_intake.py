@@ -113,6 +113,11 @@ def _row(cur_desc: Any, values: tuple[Any, ...]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ intake
+OUTBOX_LAG_SQL = (
+    "SELECT extract(epoch FROM clock_timestamp() - min(created_at))::float8 FROM outbox WHERE sent_at IS NULL"
+)
+
+
 class OrderIntake:
     """The orders and RFQs of one gateway replica in Postgres (and, with ``ack_before_commit``, in memory)."""
 
@@ -179,6 +184,16 @@ class OrderIntake:
             row = {**params, "status": "accepted", "created_at": created[0]}
             return 201, order_json(row)
         return self._replay_response(existing_row, bhash, fields["client_id"], key)
+
+    async def outbox_lag_s(self) -> float:
+        """Seconds since the oldest outbox row still unsent was written (0 when none is)."""
+        try:
+            async with self._connection() as conn:
+                cur = await conn.execute(OUTBOX_LAG_SQL)
+                row = await cur.fetchone()
+        except (psycopg.OperationalError, PoolTimeout) as e:
+            raise self.db_failed(e) from e
+        return float(row[0]) if row and row[0] is not None else 0.0
 
     def _replay_response(
         self, existing: dict[str, Any] | None, bhash: str, client_id: str, key: str

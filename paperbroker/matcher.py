@@ -23,8 +23,24 @@ publish and ack, or between ack and delete neither loses nor duplicates an event
 published in id order and the topic is partitioned by symbol, each symbol's ``seq`` arrives 1, 2, 3, ...
 with no gap. Why this and not rebuilding state by replaying the orders topic: start-up time stays
 bounded by the size of the book rather than by the length of the log (and the log may be truncated by
-retention), and the book, offsets and outputs move together atomically. A session-level Postgres
-advisory lock keeps a second replica idle (a hot standby) while one is active.
+retention), and the book, offsets and outputs move together atomically.
+
+**Leader lease and fencing** (:mod:`paperbroker.lease`). Several replicas run; the one holding the lease
+of the symbol group matches, the others are hot standbys polling for it (readiness 503, reason
+``standby``). The leader renews its lease every third of ``PB_LEASE_TTL_S`` (default 3 s) on its own
+connection; the first renewal that fails or times out, or a local deadline passed (a paused process),
+pauses it at once: readiness 503, ``leader`` 0, the session torn down before another batch is matched. A
+standby takes the expired lease with the next fencing token and loads the state the last leader
+committed. Every write transaction (a batch, an outbox acknowledgement) is fenced by the token at the
+store (checked last, just before the commit, so the lease row is locked only for that moment; a session
+left idle inside a transaction for the lease's ttl, a leader paused there, is ended by the server so that
+it cannot keep a standby from taking over), so a deposed leader that did not notice cannot change the
+book, the sequence numbers or the outbox. ``/health`` shows ``leader`` (1/0), ``fencing_token``,
+``lease_group`` and ``heartbeat_age_s`` (seconds since the replica last heard from the lease store). The
+seeded bug ``unfenced_leader`` skips the store's fence (and the idle-transaction timeout), ignores a
+failed or refused renewal and takes a lease renewed within the last :data:`UNFENCED_CHECK_S` seconds to
+be still held, so a leader paused past its lease matches again beside its successor until then (split
+brain).
 
 Incoming ``OrderAccepted`` events are deduplicated by ``order_id`` (a redelivered or re-published order is
 ignored); the ``matcher_double_fill`` seeded bug skips that check, so a redelivered order is matched
@@ -55,6 +71,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from paperbroker.config import Settings
 from paperbroker.events import ORDER_ACCEPTED, decode
+from paperbroker.lease import DEFAULT_GROUP, Lease, LeaseLost, acquire, fence, renew
 from paperbroker.matcher_store import (
     MATCHER_DDL,
     consumed_offsets,
@@ -66,7 +83,6 @@ from paperbroker.matcher_store import (
     published_offsets,
     save_batch,
     seen_orders,
-    try_active_lock,
 )
 from paperbroker.matching import EVENT_NAMESPACE, BatchOutcome, MatchingEngine, trade_event_id
 from paperbroker.service import (
@@ -94,6 +110,8 @@ log = logging.getLogger("paperbroker.matcher")
 
 BATCH_MAX_RECORDS = 2000
 PUBLISH_CHUNK = 500  # ~150 KB per partition: one producer batch, so a failed batch cannot be overtaken
+STANDBY_POLL_S = 0.5  # how often a standby tries to take the lease
+UNFENCED_CHECK_S = 10.0  # the unfenced_leader bug: a lease renewed within this long is taken as held
 
 
 # ------------------------------------------------------------------------------------------ the service
@@ -106,6 +124,12 @@ class Matcher:
         self.dedupe = not settings.bug("matcher_double_fill")
         self.round_restored_prices = settings.bug("matcher_restore_rounds_price")
         self.keep_cancelled = settings.bug("matcher_snapshot_keeps_cancelled")
+        self.unfenced = settings.bug("unfenced_leader")
+        self.lease = Lease(DEFAULT_GROUP, settings.replica, settings.lease_ttl_s)
+        self._lost = asyncio.Event()
+        self._acting = False  # matching under a token (this session loaded the book and is consuming)
+        health.figures = self._figures
+        health.ready_check = self._leading
         prefix = settings.topic_prefix.strip().rstrip(".")
         self.group_id = f"{prefix}.paperbroker-matcher" if prefix else "paperbroker-matcher"
         self.stats = {"consumed": 0, "published": 0, "duplicates_ignored": 0, "batches": 0, "sessions": 0}
@@ -116,8 +140,15 @@ class Matcher:
         backoff = 0.5
         while not stop.is_set():
             try:
-                await self._session(stop)
+                await self._guarded_session(stop)
                 backoff = 0.5
+            except LeaseLost as e:  # a standby again at once: the successor needs no backoff of ours
+                log.warning("matcher paused (%s); standby", e)
+                self.health.set_not_ready(f"paused: {e}")
+                self.health.details["last_error"] = f"LeaseLost: {e}"
+                backoff = 0.5
+                if await sleep_or_stop(stop, STANDBY_POLL_S):
+                    break
             except Exception as e:
                 log.warning("matcher session failed (%s: %s); restarting", type(e).__name__, e)
                 self.health.set_not_ready(f"recovering: {type(e).__name__}: {e}")
@@ -126,20 +157,48 @@ class Matcher:
                     break
                 backoff = min(backoff * 2, 5.0)
 
+    async def _guarded_session(self, stop: asyncio.Event) -> None:
+        """Run one session, cancelled the moment the lease is lost: a leader stuck in a database call
+        behind a partition stops there rather than finishing its batch (the fence would refuse it anyway).
+        Under the unfenced_leader bug the session is left to notice on its own."""
+        self._lost = asyncio.Event()
+        session = asyncio.create_task(self._session(stop))
+        if self.unfenced:
+            await session
+            return
+        lost = asyncio.create_task(self._lost.wait())
+        try:
+            await asyncio.wait({session, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if session.done():
+            session.result()  # its exception, if any
+            return
+        session.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(session, timeout=10)
+        raise LeaseLost(self.lease.lost_reason or "lease lost")
+
     async def _session(self, stop: asyncio.Event) -> None:
         s = self.settings
         self.stats["sessions"] += 1
         conn = await psycopg.AsyncConnection.connect(s.dsn, autocommit=True, connect_timeout=5)
         producer: AIOKafkaProducer | None = None
         consumer: AIOKafkaConsumer | None = None
+        renewer: asyncio.Task[None] | None = None
         try:
             await ensure_schema_async(conn)
-            self.health.set_not_ready("waiting for the active-matcher lock")
-            while True:
-                if await try_active_lock(conn):
-                    break
-                if await sleep_or_stop(stop, 1.0):
-                    return
+            # A leader stopped inside a transaction (a pause between its fence and its commit) must not
+            # hold the lease row's lock past its lease, or no standby could take over: the server ends
+            # such a session after the lease's ttl and rolls its write back.
+            # (The unfenced_leader bug has neither this nor the fence: its paused writer lives on.)
+            if not self.unfenced:
+                idle_ms = int(max(self.lease.ttl_s, 2.0) * 1000)
+                await conn.execute(f"SET idle_in_transaction_session_timeout = {idle_ms}")
+            self.health.set_not_ready("standby")
+            if not await self._take_lease(stop):
+                return
+            renewer = asyncio.create_task(self._renew_lease(stop))
             engine = await load_engine(
                 conn, dedupe_orders=self.dedupe, round_prices=self.round_restored_prices
             )
@@ -173,23 +232,32 @@ class Matcher:
                     await consumer.seek_to_beginning(tp)
             await self._recover_outbox(conn, producer)
             self.health.set_ready()
+            self._acting = True
             self.health.details.pop("last_error", None)
             log.info("matcher ready: %d partitions, %d books", len(tps), len(engine.books))
             while not stop.is_set():
+                self._check_lease()
                 data = await consumer.getmany(timeout_ms=200, max_records=BATCH_MAX_RECORDS)
-                if data:  # the fetched batch counts as lag until its outputs are published
+                if data:
+                    self._check_lease()  # the fetched batch counts as lag until its outputs are published
                     pending = sum(len(v) for v in data.values())
                     self.health.details["lag"] = (consumer_lag(consumer) or 0) + pending
                     await self._process(conn, producer, consumer, engine, data)
                 self.health.details["lag"] = consumer_lag(consumer)
         finally:
             self.health.set_not_ready("stopped")
+            self._acting = False
+            self.lease.release()
+            if renewer is not None:
+                renewer.cancel()
+                with contextlib.suppress(BaseException):
+                    await renewer
             for closer in (consumer, producer):
                 if closer is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(closer.stop(), timeout=5)
             with contextlib.suppress(Exception):
-                await conn.close()
+                await asyncio.wait_for(conn.close(), timeout=2)
 
     async def _process(
         self,
@@ -219,6 +287,8 @@ class Matcher:
                 seen = await seen_orders(conn, accepted)
             out = engine.apply_batch(events, seen, time.time())
             rows = await save_batch(conn, engine, out, offsets, keep_cancelled=self.keep_cancelled)
+            if not self.unfenced:  # last: the lease row is share-locked only from here to the commit
+                await fence(conn, self.lease.group, self._token())
         self.stats["consumed"] += len(events)
         self.stats["batches"] += 1
         self.stats["duplicates_ignored"] += out.duplicates if self.dedupe else 0
@@ -242,8 +312,118 @@ class Matcher:
             reached: dict[int, int] = {}
             for m in metas:
                 reached[m.partition] = max(reached.get(m.partition, 0), m.offset + 1)
-            await mark_sent(conn, topic, [r[0] for r in chunk], reached)
+            await mark_sent(conn, topic, [r[0] for r in chunk], reached, lease=self._fence_of())
             self.stats["published"] += len(chunk)
+
+    # ------------------------------------------------------------------------------------ the lease
+    def _leading(self) -> bool:
+        """Readiness at probe time: a leader whose lease lapsed is not ready, whatever its loop does
+        (under the unfenced_leader bug it goes on as long as its loop has not noticed)."""
+        return self.unfenced or self.lease.held()
+
+    def _figures(self) -> dict[str, Any]:
+        """The lease figures of /health (:meth:`Lease.figures`), ``leader`` being what this replica does:
+        1 while it matches under a token (under the bug, until its loop notices the lease is gone)."""
+        figures = self.lease.figures()
+        if self.unfenced and self._acting and self.lease.token is not None:
+            figures.update(leader=1, fencing_token=self.lease.token)
+        return figures
+
+    def _token(self) -> int:
+        token = self.lease.token
+        if token is None:
+            raise LeaseLost("no lease held")
+        return token
+
+    def _fence_of(self) -> tuple[str, int] | None:
+        """(group, token) that fences a write, or None under the unfenced_leader bug."""
+        return None if self.unfenced else (self.lease.group, self._token())
+
+    def _check_lease(self) -> None:
+        """Raise :class:`LeaseLost` (the session ends, the replica becomes a standby) once the lease is
+        not held; under the unfenced_leader bug only every :data:`UNFENCED_CHECK_S` seconds."""
+        now = time.monotonic()
+        if self.unfenced:  # the bug: a lease renewed within the last 10 s is taken to be still held
+            if now - self.lease.renewed_at > UNFENCED_CHECK_S:
+                self.health.set_not_ready("paused: lease lost")
+                raise LeaseLost(f"no renewal for {UNFENCED_CHECK_S:g} s")
+            return
+        if not self.lease.held(now):
+            self.health.set_not_ready("paused: lease lost")
+            raise LeaseLost(self.lease.lost_reason or "lease deadline passed without a renewal")
+
+    async def _take_lease(self, stop: asyncio.Event) -> bool:
+        """Poll for the lease (a standby) until this replica holds it; False when stopped."""
+        s = self.settings
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    s.dsn, autocommit=True, connect_timeout=2
+                ) as lc:
+                    token = await asyncio.wait_for(
+                        acquire(lc, self.lease.group, self.lease.holder, self.lease.ttl_s),
+                        timeout=self.lease.ttl_s / 2,
+                    )
+                self.lease.heard()
+                if token is not None:
+                    self.lease.granted(token, started)
+                    log.info("lease of %s taken with fencing token %d", self.lease.group, token)
+                    return True
+            except (psycopg.Error, OSError, TimeoutError) as e:
+                log.warning("lease store unreachable (%s: %s)", type(e).__name__, e)
+            if await sleep_or_stop(stop, STANDBY_POLL_S):
+                return False
+        return False
+
+    async def _renew_lease(self, stop: asyncio.Event) -> None:
+        """Renew every third of the ttl on a connection of its own; the first failure pauses the leader."""
+        s, lease = self.settings, self.lease
+        interval = lease.ttl_s / 3
+        timeout = lease.ttl_s / 2  # the local deadline (start + ttl) still comes before the store's expiry
+        conn: psycopg.AsyncConnection | None = None
+        try:
+            while not stop.is_set() and lease.token is not None:
+                if await sleep_or_stop(stop, interval):
+                    return
+                started = time.monotonic()
+                token = lease.token
+                try:
+                    if conn is None:
+                        conn = await asyncio.wait_for(
+                            psycopg.AsyncConnection.connect(s.dsn, autocommit=True, connect_timeout=2),
+                            timeout=timeout,
+                        )
+                    ok = await asyncio.wait_for(
+                        renew(conn, lease.group, lease.holder, token, lease.ttl_s), timeout=timeout
+                    )
+                except (psycopg.Error, OSError, TimeoutError) as e:
+                    log.warning("lease renewal failed (%s: %s): pausing", type(e).__name__, e)
+                    if self.unfenced:  # the bug: logged, retried at the next tick, matching goes on
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(conn.close(), timeout=1) if conn else None
+                        conn = None
+                        continue
+                    lease.lose(f"renewal failed: {type(e).__name__}: {e}")
+                    self._lost.set()
+                    return
+                lease.heard()
+                if not ok and self.unfenced:
+                    continue
+                if not ok:
+                    lease.lose(f"deposed: the lease no longer carries token {token}")
+                    log.warning("lease of %s lost to another replica: pausing", lease.group)
+                    self._lost.set()
+                    return
+                if not lease.held():  # the renewal came back after the local deadline (a pause)
+                    lease.lose("renewal answered after the lease deadline")
+                    self._lost.set()
+                    return
+                lease.granted(token, started)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), timeout=1)
 
     async def _recover_outbox(self, conn: psycopg.AsyncConnection, producer: AIOKafkaProducer) -> None:
         """Publish what a previous session left in the outbox, skipping events already on the topic."""
@@ -263,7 +443,7 @@ class Matcher:
         )
         if todo:
             await self._publish(conn, producer, todo)
-        await mark_sent(conn, topic, [r[0] for r in rows], ends)
+        await mark_sent(conn, topic, [r[0] for r in rows], ends, lease=self._fence_of())
 
 
 async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event) -> set[int] | None:

@@ -17,13 +17,16 @@ import psycopg
 
 from paperbroker.book import RestingOrder
 from paperbroker.events import encode
+from paperbroker.lease import LEASE_DDL, fence
 from paperbroker.matching import BatchOutcome, MatchingEngine
 
-#: Advisory lock keys: schema creation (transaction-level) and the single active matcher (session-level).
+#: Advisory lock key of schema creation (transaction-level). The single active matcher is the holder of
+#: the lease in :mod:`paperbroker.lease` (a session-level advisory lock outlived a partitioned leader).
 SCHEMA_LOCK_KEY = 0x5042_4D53  # "PBMS"
-ACTIVE_LOCK_KEY = 0x5042_4D41  # "PBMA"
 
-MATCHER_DDL = """
+MATCHER_DDL = (
+    LEASE_DDL
+    + """
 CREATE TABLE IF NOT EXISTS matcher_meta (
     id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     next_arrival bigint NOT NULL
@@ -64,6 +67,7 @@ CREATE TABLE IF NOT EXISTS matcher_published (
     PRIMARY KEY (topic, partition)
 );
 """
+)
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -190,13 +194,6 @@ async def save_batch(
     return rows
 
 
-async def try_active_lock(conn: psycopg.AsyncConnection) -> bool:
-    """Take the session-level lock of the single active matcher; False when another session holds it."""
-    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (ACTIVE_LOCK_KEY,))
-    row = await cur.fetchone()
-    return bool(row and row[0])
-
-
 async def consumed_offsets(conn: psycopg.AsyncConnection, topic: str) -> dict[int, int]:
     """The stored next offset of each consumed partition of ``topic``: ``{partition: offset}``."""
     cur = await conn.execute("SELECT partition, next_offset FROM matcher_offsets WHERE topic = %s", (topic,))
@@ -226,10 +223,16 @@ async def published_offsets(conn: psycopg.AsyncConnection, topic: str) -> dict[i
 
 
 async def mark_sent(
-    conn: psycopg.AsyncConnection, topic: str, ids: list[int], reached: dict[int, int]
+    conn: psycopg.AsyncConnection,
+    topic: str,
+    ids: list[int],
+    reached: dict[int, int],
+    *,
+    lease: tuple[str, int] | None = None,
 ) -> None:
     """Delete the published outbox rows ``ids`` and raise the offsets reached on ``topic``, in one
-    transaction."""
+    transaction; with ``lease`` = (group, token) the transaction is fenced by that token before its
+    commit."""
     async with conn.transaction():
         await conn.execute("DELETE FROM matcher_outbox WHERE id = ANY(%s::bigint[])", (ids,))
         if reached:
@@ -241,3 +244,5 @@ async def mark_sent(
                 " SET next_offset = GREATEST(matcher_published.next_offset, EXCLUDED.next_offset)",
                 (topic, parts, [reached[p] for p in parts]),
             )
+        if lease is not None:  # last: the lease row is share-locked only from here to the commit
+            await fence(conn, *lease)

@@ -3,7 +3,9 @@
 :func:`apply_batch` (and :func:`apply_batch_async` for the live projector) inserts the batch's
 ``(projector, event_id)`` pairs into ``<schema>.processed_events`` and, in the same transaction, runs the
 statements :func:`paperbroker.projection_plan.build_plan` made for the pairs that were new, so a
-redelivered batch is a no-op. The ``projector_double_apply`` seeded bug applies every event regardless.
+redelivered batch is a no-op. The live projector also records where each record of the batch sat (topic,
+partition, offset) in ``<schema>.consumed_offsets``, in the same transaction. The
+``projector_double_apply`` seeded bug applies every event regardless.
 A deadlock or serialization failure (concurrent replicas) retries the whole transaction.
 """
 
@@ -26,6 +28,20 @@ def _dedupe_sql(schema: str) -> sql.Composed:
         "INSERT INTO {s}.processed_events (projector, event_id)"
         " SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING RETURNING projector, event_id"
     ).format(s=sql.Identifier(check_schema_name(schema)))
+
+
+def _positions_sql(schema: str) -> sql.Composed:
+    return sql.SQL(
+        'INSERT INTO {s}.consumed_offsets (topic, "partition", "offset")'
+        " SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[]) ON CONFLICT DO NOTHING"
+    ).format(s=sql.Identifier(check_schema_name(schema)))
+
+
+Position = tuple[str, int, int]
+
+
+def _position_params(positions: Sequence[Position]) -> tuple[list[str], list[int], list[int]]:
+    return [p[0] for p in positions], [p[1] for p in positions], [p[2] for p in positions]
 
 
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -66,8 +82,10 @@ async def apply_batch_async(
     schema: str,
     events: Sequence[dict[str, Any]],
     options: ProjectionOptions = ProjectionOptions(),
+    positions: Sequence[Position] = (),
 ) -> ApplyStats:
-    """Async :func:`apply_batch`."""
+    """Async :func:`apply_batch`; ``positions`` (the batch's ``(topic, partition, offset)`` in consumption
+    order) go into ``consumed_offsets`` in the same transaction, each the first time only."""
     keys = dedupe_keys(events)
     for attempt in range(5):
         try:
@@ -76,6 +94,8 @@ async def apply_batch_async(
                 if keys:
                     await cur.execute(_dedupe_sql(schema), ([k[0] for k in keys], [k[1] for k in keys]))
                     fresh = {(p, e) for p, e in await cur.fetchall()}
+                if positions:
+                    await cur.execute(_positions_sql(schema), _position_params(positions))
                 accept = None if options.skip_dedupe else (fresh or set())
                 plan, stats = build_plan(events, accept, schema, options)
                 for stmt, rows in plan:

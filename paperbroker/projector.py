@@ -9,7 +9,9 @@ were new), and the batch's Kafka offsets are committed only AFTER the database c
 the two redelivers the batch, and the dedupe makes the redelivery a no-op. Several replicas may run in
 the group: changes are commutative and rows are locked in a fixed order. Seeded bugs (from
 ``PAPERBROKER_BUGS`` only): ``projector_double_apply`` skips the processed-event check,
-``projection_drift`` never writes the cancelled status into ``rm_orders``.
+``projection_drift`` never writes the cancelled status into ``rm_orders``, ``projector_skips_backlog``
+skips a partition it consumed before to its end after a restart. Each batch's record positions go into
+``consumed_offsets`` in the batch's transaction (the gate's ``offset_backwards`` / ``offset_skip``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg import sql
 
 from paperbroker.config import Settings
 from paperbroker.events import decode
@@ -55,6 +58,8 @@ class Projector:
         self.health = health
         self.options = ProjectionOptions.from_bugs(settings.bugs)
         self.totals = ApplyStats()
+        self._resumed: set[TopicPartition] = set()
+        self._skipped_to: dict[TopicPartition, int] = {}
         self.health.details["stats"] = self.totals.as_dict()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -79,8 +84,6 @@ class Projector:
         try:
             await ensure_schema_async(conn, LIVE_SCHEMA)
             consumer = AIOKafkaConsumer(
-                s.topic_orders,
-                s.topic_executions,
                 bootstrap_servers=s.kafka_bootstrap,
                 group_id=group_id_for(s),
                 enable_auto_commit=False,
@@ -93,6 +96,8 @@ class Projector:
                 session_timeout_ms=SESSION_TIMEOUT_MS,
                 heartbeat_interval_ms=1000,
             )
+            consumer.subscribe([s.topic_orders, s.topic_executions])
+            self._resumed = set()
             await consumer.start()
             self.health.set_ready()
             self.health.details.pop("last_error", None)
@@ -117,8 +122,12 @@ class Projector:
     ) -> None:
         events: list[dict[str, Any]] = []
         offsets: dict[TopicPartition, int] = {}
+        positions: list[tuple[str, int, int]] = []
+        if self.settings.bug("projector_skips_backlog"):
+            data = {tp: await self._skip_backlog(conn, consumer, tp, recs) for tp, recs in data.items()}
         for tp, recs in data.items():
             for rec in recs:
+                positions.append((tp.topic, tp.partition, rec.offset))
                 try:
                     ev = decode(rec.value)
                 except ValueError:
@@ -126,13 +135,42 @@ class Projector:
                 events.append(ev if isinstance(ev, dict) else {})
             if recs:
                 offsets[tp] = recs[-1].offset + 1
-        stats = await apply_batch_async(conn, LIVE_SCHEMA, events, self.options)  # DB commit first ...
+        for tp, end in self._skipped_to.items():
+            offsets[tp] = max(offsets.get(tp, 0), end)
+        self._skipped_to = {}
+        stats = await apply_batch_async(conn, LIVE_SCHEMA, events, self.options, positions)  # DB commit first
         self.totals.add(stats)
         self.health.details["stats"] = self.totals.as_dict()
         try:
             await consumer.commit(offsets)  # ... then the offsets
         except Exception as e:  # a rebalance: the batch will be redelivered and deduplicated
             log.warning("offset commit failed (%s: %s); events will be redelivered", type(e).__name__, e)
+
+    async def _skip_backlog(
+        self, conn: psycopg.AsyncConnection, consumer: AIOKafkaConsumer, tp: TopicPartition, recs: list[Any]
+    ) -> list[Any]:
+        """Seeded bug ``projector_skips_backlog``: the first batch of a partition this projector consumed
+        before (it restarted) drops every record below the partition's end offset at that moment, to be
+        "ready" sooner, and seeks and commits past them; what arrived while it was down is never applied."""
+        if tp in self._resumed:
+            return recs
+        self._resumed.add(tp)
+        cur = await conn.execute(
+            sql.SQL(
+                'SELECT EXISTS (SELECT 1 FROM {}.consumed_offsets WHERE topic = %s AND "partition" = %s)'
+            ).format(sql.Identifier(LIVE_SCHEMA)),
+            (tp.topic, tp.partition),
+        )
+        row = await cur.fetchone()
+        if not (row and row[0]):
+            return recs
+        end = (await consumer.end_offsets([tp]))[tp]
+        kept = [r for r in recs if r.offset >= end]
+        if len(kept) < len(recs):
+            log.warning("seeded bug projector_skips_backlog: %s skipped to offset %d", tp, end)
+            self._skipped_to[tp] = end
+            consumer.seek(tp, max(end, recs[-1].offset + 1))  # past what was fetched beyond this batch too
+        return kept
 
 
 def main() -> None:

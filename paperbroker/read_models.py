@@ -2,8 +2,10 @@
 
 Four read models (``rm_orders`` order blotter, ``rm_trades`` trade blotter, ``rm_market`` best bid/ask
 and last trade per symbol, ``rm_positions`` net quantity and cash per client and symbol), the helper
-table ``rm_market_levels`` (resting quantity per price level) and ``processed_events`` (which projector
-applied which event) live in one Postgres schema: ``public`` for the live projector, a shadow schema for
+table ``rm_market_levels`` (resting quantity per price level), ``processed_events`` (which projector
+applied which event) and ``consumed_offsets`` (each record's topic, partition and offset, the first time
+the live projector's group consumed it, in consumption order ``seq``) live in one Postgres schema:
+``public`` for the live projector, a shadow schema for
 a rebuild. :func:`ensure_schema` creates them idempotently under an advisory lock, so replicas may run
 it at once; :func:`compare_schemas` tells whether two schemas hold the same rows (count and an
 order-independent checksum per table), which is what the replay check asks of a rebuild.
@@ -84,6 +86,13 @@ CREATE TABLE IF NOT EXISTS {s}.processed_events (
     projector text NOT NULL,
     event_id  text NOT NULL,
     PRIMARY KEY (projector, event_id)
+);
+CREATE TABLE IF NOT EXISTS {s}.consumed_offsets (
+    seq         bigserial NOT NULL,
+    topic       text NOT NULL,
+    "partition" int NOT NULL,
+    "offset"    bigint NOT NULL,
+    PRIMARY KEY (topic, "partition", "offset")
 );
 """
 

@@ -35,11 +35,18 @@ class HealthState:
         self._ready = False
         self.reason = "starting"
         self.details: dict[str, Any] = {}
+        # live figures computed per probe (the matcher's lease: leader, heartbeat age), and a condition
+        # readiness also needs at probe time (a leader whose lease deadline passed is not ready at once)
+        self.figures: Callable[[], dict[str, Any]] | None = None
+        self.ready_check: Callable[[], bool] | None = None
 
     @property
     def ready(self) -> bool:
-        """True when the service said it is ready and the (slow_start) readiness delay has passed."""
-        return self._ready and time.monotonic() - self.started >= self.ready_delay_s
+        """True when the service said it is ready, the (slow_start) readiness delay has passed and the
+        ``ready_check`` (when set) holds now."""
+        if not self._ready or time.monotonic() - self.started < self.ready_delay_s:
+            return False
+        return self.ready_check is None or self.ready_check()
 
     def set_ready(self) -> None:
         """Mark the service ready."""
@@ -54,14 +61,17 @@ class HealthState:
     def body(self) -> dict[str, Any]:
         """The JSON body of both endpoints: ``{service, ready, reason, uptime_s, **details}``."""
         reason = self.reason
-        if self._ready and not self.ready:
-            reason = "ready delay (slow_start) not over"
+        ready = self.ready
+        if self._ready and not ready:
+            slow = time.monotonic() - self.started < self.ready_delay_s
+            reason = "ready delay (slow_start) not over" if slow else "paused: lease not held"
         return {
             "service": self.service,
-            "ready": self.ready,
+            "ready": ready,
             "reason": reason,
             "uptime_s": round(time.monotonic() - self.started, 3),
             **self.details,
+            **(self.figures() if self.figures is not None else {}),
         }
 
 

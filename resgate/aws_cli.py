@@ -393,3 +393,22 @@ def set_baseline(clients: Clients, outputs: StackOutputs, run_id: str, *, out: T
     n = len(profile.phases)
     print(f"golden profile of gate {profile.gate}: run {profile.run_id} ({n} phases) -> {where}", file=out)
     return EXIT_PASS
+
+
+def show_baseline(clients: Clients, outputs: StackOutputs, *, out: TextIO, as_json: bool = False) -> int:
+    """Print the stack's gate's golden profile from the bucket (``resgate baseline show``'s output), or say
+    that none is set: the SLO Lambda then judges the absolute limits only."""
+    from resgate.evidence.golden import golden_uri, profile_text, read_golden
+
+    store = S3Store(
+        outputs.bucket, outputs.evidence_prefix, RunKey(outputs.gate, "-", "-"), client=clients.s3
+    )
+    profile = read_golden(store)
+    if profile is None:
+        print(
+            f"no golden profile at {golden_uri(store)}: no baseline (runs are not judged against one)",
+            file=out,
+        )
+        return EXIT_PASS
+    print(profile_text(profile, golden_uri(store), as_json=as_json), file=out)
+    return EXIT_PASS

@@ -173,8 +173,7 @@ def cmd_baseline_show(args: argparse.Namespace) -> int:
     """Print a gate's golden profile (the only gate with one when --gate is not given)."""
     from resgate.checks.slo.golden import GoldenProfile
     from resgate.contract.layout import GOLDEN_PROFILE_FILE
-    from resgate.evidence.golden import golden_path
-    from resgate.evidence.report import phases_table
+    from resgate.evidence.golden import golden_path, profile_text
 
     if args.gate:
         paths = [golden_path(args.root, args.gate)]
@@ -187,11 +186,7 @@ def cmd_baseline_show(args: argparse.Namespace) -> int:
         print(f"no golden profile under {args.root}: no baseline (runs are not judged against one)")
         return EXIT_PASS
     profile = GoldenProfile.from_dict(json.loads(paths[0].read_text()), where=str(paths[0]))
-    if args.json:
-        print(json.dumps(profile.to_dict(), indent=1))
-        return EXIT_PASS
-    print(f"golden profile of gate {profile.gate}: run {profile.run_id} ({paths[0]})")
-    print("\n".join(phases_table([p.to_row() for p in profile.phases])))
+    print(profile_text(profile, str(paths[0]), as_json=args.json))
     return EXIT_PASS
 
 
@@ -288,6 +283,8 @@ def cmd_aws(args: argparse.Namespace) -> int:
         return aws_cli.report(clients, outputs, args.run_id, out=sys.stdout)
     if args.aws_command == "baseline-set":
         return aws_cli.set_baseline(clients, outputs, args.run_id, out=sys.stdout)
+    if args.aws_command == "baseline-show":
+        return aws_cli.show_baseline(clients, outputs, out=sys.stdout, as_json=args.json)
     return aws_cli.query(clients, outputs, args.sql, out=sys.stdout, as_json=args.json)
 
 
@@ -311,6 +308,8 @@ def add_aws_parser(sub: argparse._SubParsersAction) -> None:
         help="record a passing run (RUN_ID or 'latest') as the golden profile",
     )
     bl.add_argument("run_id")
+    bw = aws_sub.add_parser("baseline-show", parents=[common], help="print the stack's golden profile")
+    bw.add_argument("--json", action="store_true")
     q = aws_sub.add_parser("query", parents=[common], help="SQL over the evidence with Athena")
     q.add_argument("sql")
     q.add_argument("--json", action="store_true")

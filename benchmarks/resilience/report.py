@@ -20,9 +20,10 @@ from typing import Any
 
 from resgate.checks.result import CheckResult
 from resgate.contract.layout import RunKey
+from resgate.evidence.figure import run_figure
 from resgate.evidence.phases import phase_rows
 from resgate.evidence.scorecard import Scorecard, build_scorecard, figure
-from resgate.evidence.store import FolderStore, ledger, read_jsonl
+from resgate.evidence.store import FolderStore, read_jsonl
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -122,58 +123,6 @@ def _git(*args: str) -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def _figure(run: SuiteRun, ev: RunEvidence, out: Path) -> Path | None:
-    """Throughput, errors and p95 per second over the run, each fault's window shaded."""
-    if not ev.store.exists("ledger"):
-        return None
-    buckets: dict[int, list[tuple[float, bool]]] = {}
-    t0: float | None = None
-    for rec in ledger(ev.store, required=False):
-        t0 = rec.ts if t0 is None else min(t0, rec.ts)
-        buckets.setdefault(int(rec.ts), []).append((rec.latency_ms, rec.outcome != "ok"))
-    if t0 is None:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    first, last = int(t0), max(buckets)
-    xs = list(range(first, last + 1))
-    ok = [sum(1 for _, e in buckets.get(s, []) if not e) for s in xs]
-    err = [sum(1 for _, e in buckets.get(s, []) if e) for s in xs]
-    p95 = []
-    for s in xs:
-        lats = sorted(v for v, _ in buckets.get(s, []))
-        p95.append(lats[max(0, -(-95 * len(lats) // 100) - 1)] if lats else float("nan"))
-    rel = [s - first for s in xs]
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 4.5), sharex=True)
-    ax.plot(rel, ok, label="successful req/s", color="tab:green", linewidth=1)
-    ax.plot(rel, err, label="failed or indeterminate req/s", color="tab:red", linewidth=1)
-    ax.set_ylabel("requests per second")
-    ax.set_ylim(bottom=0)
-    ax2.plot(rel, p95, label="p95 latency (ms)", color="tab:blue", linewidth=1)
-    ax2.set_ylabel("p95 latency (ms)")
-    ax2.set_xlabel("seconds since the load started")
-    ax2.set_ylim(bottom=0)
-    for row in ev.card.faults:
-        rec = next((f for f in _recovery_rows(ev) if f.get("fault_id") == row["fault_id"]), {})
-        start = rec.get("injected_ts")
-        if start is None:
-            continue
-        end = rec.get("lifted_ts") or rec.get("recovered_ts") or start + 1
-        for a in (ax, ax2):
-            a.axvspan(start - first, max(end, start + 0.5) - first, color="grey", alpha=0.25)
-        ax.text(start - first, ax.get_ylim()[1], f" {row['fault_id']}", va="top", fontsize=7)
-    ax.legend(loc="lower left", fontsize=7)
-    ax.set_title(f"{run.scenario}: {run.title} (shaded: fault acting until healthy or lifted)", fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    return out
 
 
 def _recovery_rows(ev: RunEvidence) -> list[dict[str, Any]]:
@@ -382,7 +331,11 @@ def write_report(
     ]
     for r in scenario_runs:
         ev = evs[r.scenario]
-        png = _figure(r, ev, figures_dir / f"{r.scenario}.png") if ev else None
+        png = (
+            run_figure(ev.store, figures_dir / f"{r.scenario}.png", title=f"{r.scenario}: {r.title}")
+            if ev
+            else None
+        )
         if png:
             rel = png.relative_to(path.parent).as_posix()
             out += [f"### {r.scenario}: {r.title}", "", f"![{r.scenario}]({rel})", ""]

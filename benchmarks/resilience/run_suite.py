@@ -69,6 +69,10 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 def _config(base: Mapping[str, Any], name: str, entry: Mapping[str, Any], faults: list) -> dict[str, Any]:
     cfg = _merge(base, {"load": entry.get("load") or {}, "checks": entry.get("checks") or {}})
     cfg["faults"] = copy.deepcopy(faults)
+    # `replicas: {service: n}` scales a base service for this entry (a leader loss needs a standby)
+    for svc in cfg["target"]["local"]["services"]:
+        if svc["name"] in (entry.get("replicas") or {}):
+            svc["replicas"] = int(entry["replicas"][svc["name"]])
     cfg["gate"] = {**cfg["gate"], "name": f"resilience-{name}"}
     # Absolute, so the merged file works from the evidence folder it is written to.
     cfg["load"]["locustfile"] = str((REPO / cfg["load"]["locustfile"]).resolve())

@@ -1,7 +1,7 @@
 """The assertion Lambdas' sources, read from the run event: what :class:`resgate.evidence.sources.Sources`
 holds on AWS (the target's database from a Secrets Manager secret, the MSK brokers and how to reach
-them: TLS, MSK IAM; the quiesce outcome, the load's length, replay's ECS rebuild runner), and the SLO's
-CloudWatch source, which only AWS has.
+them: TLS, MSK IAM; the quiesce outcome, the load's length). Replay's ECS rebuild runner is added by
+:mod:`lambdas.replay.sources`, the SLO's CloudWatch source by :mod:`lambdas.slo.sources`.
 
 Every field is validated before anything is read, raising ConfigError naming ``event.<field>``.
 """
@@ -9,22 +9,16 @@ Every field is validated before anything is read, raising ConfigError naming ``e
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger
 
 from lambdas.common import settings
-from lambdas.common.cloudwatch import CloudWatchReader, CloudWatchSource
 from lambdas.common.event import RunEvent
 from lambdas.common.secrets import db_secret_arn, dsn_from_secret, kafka_bootstrap, redacted
 from resgate.contract.errors import ConfigError
 from resgate.evidence.sources import Settled, Sources
 from resgate.sections.kafka import KafkaSettings
-
-SLO_SOURCES = ("s3", "cloudwatch")
 
 
 def event_sources(event: RunEvent, thresholds: Any = None, logger: Logger | None = None) -> Sources:
@@ -82,55 +76,3 @@ def database_sources(
         observed_until=base.observed_until,
         kafka=kafka,
     )
-
-
-@dataclass(frozen=True)
-class SloSource:
-    """Where the SLO figures come from: ``"s3"`` (Locust's stats) or ``"cloudwatch"`` (ALB metrics)."""
-
-    kind: str = "s3"
-    cloudwatch: CloudWatchSource | None = None
-
-    @classmethod
-    def from_event(cls, event: RunEvent) -> SloSource:
-        """Validate ``source`` and ``cloudwatch`` of the event (before anything is read)."""
-        kind = event.get("source") or "s3"
-        if kind not in SLO_SOURCES:
-            raise ConfigError(f"must be one of {list(SLO_SOURCES)}, got {kind!r}", where="event.source")
-        cw = CloudWatchSource.from_dict(event.get("cloudwatch")) if kind == "cloudwatch" else None
-        if kind != "cloudwatch" and event.get("cloudwatch") is not None:
-            raise ConfigError("is only read when source is 'cloudwatch'", where="event.cloudwatch")
-        return cls(kind=kind, cloudwatch=cw)
-
-
-def replay_sources(
-    event: RunEvent, thresholds: Any, logger: Logger | None = None, *, ecs_client: Any = None
-) -> Sources:
-    """:func:`database_sources` for replay, which always reads its read models' topics, plus the ECS
-    runner (:class:`~lambdas.common.ecs_rebuild.EcsRebuildRunner`, from the environment the stack sets)
-    when a read model's rebuild names an ``ecs_task``: the target's own code runs in its own image."""
-    base = database_sources(event, thresholds, logger, topics_required=True)
-    if not any(m.rebuild.ecs_task is not None for m in thresholds.read_models):
-        return base
-    from lambdas.common.ecs_rebuild import EcsRebuildRunner  # replay's bundle only (psycopg)
-
-    runner = EcsRebuildRunner.from_env(ecs_client if ecs_client is not None else boto3.client("ecs"))
-    return replace(base, rebuild_runner=runner)
-
-
-def slo_gather(
-    event: RunEvent, thresholds: Any, logger: Logger | None = None, *, client: Any = None
-) -> Callable[[], Any] | None:
-    """With ``"source": "cloudwatch"``, a callable that reads the SLO evidence from the ALB's metrics (see
-    :mod:`lambdas.common.cloudwatch`); else None (Locust's ``load_stats.jsonl``, as locally)."""
-    source = SloSource.from_event(event)
-    if source.kind != "cloudwatch":
-        return None
-    cw = source.cloudwatch
-    assert cw is not None
-
-    def gather() -> Any:
-        reader = CloudWatchReader(client or boto3.client("cloudwatch"), logger)
-        return reader.evidence(cw, with_samples=thresholds.regression is not None)
-
-    return gather

@@ -39,7 +39,7 @@ from resgate.evidence.quiesce import QuiesceResult, drained_lag, wait_quiet
 from resgate.sections.fields import Section
 
 DEFAULT_POLL_S = 2.0
-# The wait's upper bound: the function's timeout (900 s, infra.assertion_functions.SIZING) less a margin
+# The wait's upper bound: the function's timeout (900 s, infra.gate_function.SIZING) less a margin
 # for the answer.
 MAX_WAIT_S = 840.0
 

@@ -96,12 +96,21 @@ class LedgerRecord:
     method: str | None = None
     order_status: str | None = None
     filled_qty: float | None = None
+    intended_ts: float | None = None
+    intended_latency_ms: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def failed(self) -> bool:
         """True for ``fail`` and ``info`` (indeterminate) outcomes."""
         return self.outcome != "ok"
+
+    def latency(self, basis: str = "sent") -> float:
+        """Milliseconds from the request's actual send (``"sent"``, Locust's measure) or from its intended
+        start (``"intended"``: the open model's, falling back to the send time where none was recorded)."""
+        if basis == "intended" and self.intended_latency_ms is not None:
+            return self.intended_latency_ms
+        return self.latency_ms
 
     @property
     def http_status(self) -> int | None:
@@ -163,6 +172,8 @@ class LedgerRecord:
             method=_text(d, "method", where, required=False),
             order_status=_text(d, "order_status", where, required=False),
             filled_qty=_number(d, "filled_qty", where, required=False, minimum=0),
+            intended_ts=_number(d, "intended_ts", where, required=False),
+            intended_latency_ms=_number(d, "intended_latency_ms", where, required=False, minimum=0),
             extra={k: v for k, v in d.items() if k not in _KNOWN_FIELDS},
         )
 

@@ -38,8 +38,17 @@ class Checker(Protocol):
         ...
 
 
+class GatherConfig(Protocol):
+    """A gathering checker's parsed section: what ``gather`` reads (tables, topics, read models) and the
+    ``thresholds`` that are all ``check`` takes."""
+
+    @property
+    def thresholds(self) -> Any: ...
+
+
 class GatheringChecker(Checker, Protocol):
-    """A checker whose evidence is read from the target's live state (its database and topics)."""
+    """A checker whose evidence is read from the target's live state (its database and topics); its
+    ``Thresholds`` parse the section into a :class:`GatherConfig`."""
 
     def gather(self, *args: Any, **kwargs: Any) -> Any:
         """Read the evidence ``check`` judges."""
@@ -68,6 +77,15 @@ def checker(name: str) -> Checker:
         return CHECKERS[name]
     except KeyError:
         raise ConfigError(f"unknown check {name!r}; known: {list(CHECKERS)}", where="checks") from None
+
+
+def judged_with(name: str, parsed: Any) -> Any:
+    """What checker ``name``'s ``check`` takes from its parsed section: the section itself, or, for a
+    gathering checker, its config's ``thresholds`` only (the sources belong to ``gather``)."""
+    if name in GATHERING and parsed is not None:
+        config: GatherConfig = parsed
+        return config.thresholds
+    return parsed
 
 
 def parse_thresholds(name: str, body: Mapping[str, Any], where: str) -> Any:

@@ -50,7 +50,13 @@ def parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Inf
         tgt = _parse_overload(sec, target, load, at_s, params)
         sec.done()
         return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
-    tgt = fault_target(sec, target, kind in ("stop_task", "hang"))
+    tgt = fault_target(sec, target, kind in ("stop_task", "hang", "leader_loss"))
+    if kind == "leader_loss":
+        # pause: SIGSTOP the replica that leads now (found from its /health) for duration_s; it cannot
+        # renew its lease, a standby must take over, and on its resume it must not lead again unbidden
+        params["mode"] = sec.str("mode", "pause", choices=("pause",))
+        params["duration_s"] = float(sec.num("duration_s", min=0.5))
+        params["observe_s"] = float(sec.num("observe_s", 10.0, min=1, max=120))
     if kind in ("stop_task", "hang"):
         params["percent"] = float(sec.num("percent", 50.0, min=0, max=100))
     if kind in ("hang", "db_blip", "kafka_broker_down", "kafka_latency"):

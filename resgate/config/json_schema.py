@@ -18,20 +18,7 @@ from importlib.metadata import version
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from resgate.checks.registry import CHECKERS
-from resgate.config.model import (
-    _NAME_RE,
-    FAULT_KINDS,
-    AwsTarget,
-    Evidence,
-    Fault,
-    GateConfig,
-    Guardrails,
-    Infra,
-    Load,
-    LocalService,
-    Quiesce,
-    Target,
-)
+from resgate.config import model
 from resgate.config.profiles import FAULT_OVERRIDES, LOAD_OVERRIDES
 from resgate.sections.kafka import KafkaSettings
 
@@ -128,7 +115,7 @@ def dataclass_schema(
 
 
 def _name_pattern() -> dict[str, Any]:
-    return {"type": "string", "pattern": _NAME_RE.pattern}
+    return {"type": "string", "pattern": model._NAME_RE.pattern}
 
 
 def _target() -> dict[str, Any]:
@@ -136,21 +123,23 @@ def _target() -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "services": {"type": "array", "items": dataclass_schema(LocalService)},
-            "setup": _type(get_type_hints(Target)["setup"], in_container=False, depth=1, open_=False),
+            "services": {"type": "array", "items": dataclass_schema(model.LocalService)},
+            "setup": _type(get_type_hints(model.Target)["setup"], in_container=False, depth=1, open_=False),
         },
     }
     return dataclass_schema(
-        Target, fields=("environment", "tags"), extra={"local": local, "aws": dataclass_schema(AwsTarget)}
+        model.Target,
+        fields=("environment", "tags"),
+        extra={"local": local, "aws": dataclass_schema(model.AwsTarget)},
     )
 
 
 def _faults() -> dict[str, Any]:
     fault = dataclass_schema(
-        Fault,
+        model.Fault,
         fields=("name", "kind", "at_s", "target"),
         open_=True,
-        extra={"kind": {"enum": list(FAULT_KINDS)}},
+        extra={"kind": {"enum": list(model.FAULT_KINDS)}},
     )
     fault["required"] = ["kind", "at_s"]
     fault["description"] = "One scheduled fault; its kind's parameters are validated by the parser."
@@ -158,7 +147,7 @@ def _faults() -> dict[str, Any]:
 
 
 def _profiles() -> dict[str, Any]:
-    load_hints = get_type_hints(Load)
+    load_hints = get_type_hints(model.Load)
     load = {
         "type": "object",
         "additionalProperties": False,
@@ -166,7 +155,7 @@ def _profiles() -> dict[str, Any]:
             k: _type(load_hints[k], in_container=False, depth=1, open_=False) for k in LOAD_OVERRIDES
         },
     }
-    fault_hints = get_type_hints(Fault)
+    fault_hints = get_type_hints(model.Fault)
     moved = {
         "type": "object",
         "additionalProperties": False,
@@ -199,22 +188,22 @@ def _checks() -> dict[str, Any]:
 LAYOUT: Mapping[str, Any] = {
     "gate": lambda: (
         dataclass_schema(
-            GateConfig,
+            model.GateConfig,
             fields=("name", "description", "allow_production", "unknown_is_failure"),
             extra={"name": _name_pattern()},
         )
         | {"required": ["name"]}
     ),
     "target": _target,
-    "load": lambda: dataclass_schema(Load),
+    "load": lambda: dataclass_schema(model.Load),
     "faults": _faults,
     "profiles": _profiles,
-    "guardrails": lambda: dataclass_schema(Guardrails),
-    "quiesce": lambda: dataclass_schema(Quiesce),
-    "infra": lambda: dataclass_schema(Infra),
+    "guardrails": lambda: dataclass_schema(model.Guardrails),
+    "quiesce": lambda: dataclass_schema(model.Quiesce),
+    "infra": lambda: dataclass_schema(model.Infra),
     "kafka": lambda: dataclass_schema(KafkaSettings),
     "checks": _checks,
-    "evidence": lambda: dataclass_schema(Evidence),
+    "evidence": lambda: dataclass_schema(model.Evidence),
 }
 """Each top-level YAML section and how its schema is derived."""
 

@@ -21,6 +21,7 @@ FAULT_KINDS = (
     *NETWORK_FAULT_KINDS,
     *("rate_limit_spike", "zone_loss"),
     "overload",
+    "leader_loss",
 )
 PRODUCTION_TAG_VALUES = ("prod", "production", "live")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -78,6 +79,10 @@ class Load:
     locustfile: str = "loadgen/locustfile.py"
     host: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    workers: int = 0
+    """Locust worker processes under one master (0: one process, no master)."""
+    arrival_rate: float | None = None
+    """Open model: task iterations per second over all users (None: closed model, users' wait times)."""
 
 
 @dataclass(frozen=True)

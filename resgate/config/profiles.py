@@ -5,7 +5,7 @@ A profile overrides the size of the load and chooses which of the config's fault
     profiles:
       pipeline: {}                         # the config's own load and faults
       nightly:
-        load: {users: 60, spawn_rate: 30, duration_s: 90}   # only these three may change
+        load: {users: 60, spawn_rate: 30, duration_s: 90, workers: 2}   # only these four may change
         faults:                            # omit: every fault of the config, as configured
           - kill-gateway                   # a fault of the config, as configured
           - {name: kill-matcher, at_s: 70} # ... or moved (at_s is the only field a profile may change)
@@ -30,7 +30,7 @@ from resgate.contract.errors import ConfigError
 from resgate.sections.fields import Section
 from resgate.sections.yamlpos import Located
 
-LOAD_OVERRIDES = ("users", "spawn_rate", "duration_s")
+LOAD_OVERRIDES = ("users", "spawn_rate", "duration_s", "workers")
 FAULT_OVERRIDES = ("name", "at_s")
 
 

@@ -145,6 +145,19 @@ def _parse_target(sec: Section) -> Target:
     return Target(environment=environment, tags=tags, services=services, setup=setup, aws=aws)
 
 
+MAX_LOAD_WORKERS = 64
+"""More Locust workers than this on one machine only adds scheduling noise; on Fargate, one task each."""
+
+
+def _arrival_rate(sec: Section) -> float | None:
+    if not sec.has("arrival_rate"):
+        return None
+    rate = float(sec.num("arrival_rate", min=0.001))
+    if not rate < 1_000_000:
+        raise sec.error("arrival_rate", f"must be < 1000000 requests/s, got {rate:g}")
+    return rate
+
+
 def _parse_load(sec: Section) -> Load:
     load = Load(
         users=sec.num("users", 20, min=1, max=10_000, integer=True),
@@ -154,9 +167,16 @@ def _parse_load(sec: Section) -> Load:
         locustfile=sec.str("locustfile", "loadgen/locustfile.py"),
         host=sec.str("host", None),
         env=sec.str_map("env", {}),
+        workers=sec.num("workers", 0, min=0, max=MAX_LOAD_WORKERS, integer=True),
+        arrival_rate=_arrival_rate(sec),
     )
     if load.baseline_s >= load.duration_s:
         raise sec.error("baseline_s", f"must be shorter than load.duration_s ({load.duration_s})")
+    if load.workers > load.users:
+        # Locust would leave a worker without users: its ledger part would be empty, not missing
+        raise sec.error(
+            "workers", f"must be <= load.users ({load.users}): every worker runs at least one user"
+        )
     sec.done()
     return load
 
@@ -250,6 +270,8 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     if checks_and_thresholds is not None and len(faults) == len(faults_raw):
         fault_names = {f.name for f in faults} | {f.name for p in profiles.values() for f in p.faults}
         errs.attempt(_check_phase_faults, checks_and_thresholds[0], fault_names, loc)
+    if checks_and_thresholds is not None and load is not None:
+        errs.attempt(_check_latency_from, checks_and_thresholds[1], load, profiles, loc)
     evidence = errs.attempt(_parse_evidence, root.section("evidence"))
     errs.attempt(root.done)
     errs.raise_any()
@@ -313,6 +335,25 @@ def _check_phase_faults(checks: dict[str, dict[str, Any]], fault_names: set[str]
                 f"{list(FAULT_KINDS)}",
                 where=loc.where(f"checks.slo.phases.{path}"),
             )
+
+
+def _check_latency_from(
+    thresholds: dict[str, Any], load: Load, profiles: dict[str, Profile], loc: Located
+) -> None:
+    """``checks.slo.latency_from: intended`` judges latency from each request's intended start, which only the
+    open model has: the load (and every profile's) must set ``arrival_rate``, or the check could judge
+    nothing."""
+    slo = thresholds.get("slo")
+    if slo is None or getattr(slo, "latency_from", "sent") != "intended":
+        return
+    closed = ["load"] * (load.arrival_rate is None) + [
+        f"profiles.{n}" for n, p in profiles.items() if p.load.arrival_rate is None
+    ]
+    if closed:
+        raise ConfigError(
+            f"'intended' needs the open model: set load.arrival_rate (closed model in {', '.join(closed)})",
+            where=loc.where("checks.slo.latency_from"),
+        )
 
 
 def _parse_profiles(

@@ -50,6 +50,8 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("price", "double"),
         ("retry_after", "double"),
         ("error", "string"),
+        ("intended_ts", "double"),  # open model: when the request was meant to be sent (loadgen.pacing)
+        ("intended_latency_ms", "double"),
     ),
     "checks": (
         ("name", "string"),
@@ -131,6 +133,7 @@ FILES = {
     "plot": "latency.png",
     "events": "events.jsonl",
     "load_live": "load_live.jsonl",  # the load's per-second live lines (loadgen.upload writes it on AWS)
+    "load_nodes": "load_nodes.jsonl",  # one line per Locust worker: its ledger part complete or not
 }
 
 

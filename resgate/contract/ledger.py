@@ -52,12 +52,16 @@ OPTIONAL_FIELDS: tuple[str, ...] = (
     "method",
     "order_status",
     "filled_qty",
+    "intended_ts",
+    "intended_latency_ms",
 )
 """Fields a record carries when they apply, in the order they are written.
 
 ``symbol, side, qty, price`` are what a submit sent (every attempt of a key sends the same); ``order_id``
 names the order a cancel or a read is about; ``order_status`` and ``filled_qty`` are what a read (or a
-cancel's answer) said about the order, when the response carried them."""
+cancel's answer) said about the order, when the response carried them. ``intended_ts`` and
+``intended_latency_ms`` (open model only, ``loadgen.pacing``): when the request was meant to be sent and
+its latency from then, which a stall that delayed the send cannot hide (coordinated omission)."""
 
 FIELDS: frozenset[str] = frozenset((*REQUIRED_FIELDS, *OPTIONAL_FIELDS))
 """Every field a ledger record may carry; others are kept as extra detail."""

@@ -24,29 +24,41 @@ Builder = Callable[[RunStore, Any, "Sources"], Any]
 
 
 def slo_evidence(store: RunStore, thresholds: slo.SloThresholds, sources: Sources) -> slo.SloEvidence:
-    """``load_stats.jsonl`` (required, non-empty), in regression mode against an inline baseline the
-    ledger's windows, the run's phases (:func:`resgate.evidence.phases.phases_from_store`) and the gate's
-    golden profile."""
+    """``load_stats.jsonl`` (required, non-empty; with ``latency_from: intended`` the endpoint figures come
+    from the ledger instead, :func:`resgate.checks.slo.stats_from_ledger`), in regression mode against an
+    inline baseline the ledger's windows, the run's phases (:func:`resgate.evidence.phases.phases_from_store`)
+    and the gate's golden profile."""
     from resgate.evidence.golden import read_golden
     from resgate.evidence.phases import phases_from_store
 
     stats = read_jsonl(store, "load_stats")
     if not stats:
         raise EvidenceMissing(f"the load produced no statistics ({store.uri('load_stats')} is empty)")
+    if thresholds.latency_from == "intended":
+        # Locust times each request from its send: the figures come from the ledger's intended starts
+        stats = slo.stats_from_ledger(ledger(store), latency_from="intended")
     inline = thresholds.regression is not None and thresholds.regression.baseline is not None
     records = ledger(store, required=False) if inline else None
     ev = slo.evidence_from_run(stats, duration_s=sources.duration_s, records=records)
-    phases = phases_from_store(store, rto_s=thresholds.phases.rto_s, settle_s=thresholds.phases.settle_s)
+    phases = phases_from_store(
+        store,
+        rto_s=thresholds.phases.rto_s,
+        settle_s=thresholds.phases.settle_s,
+        latency_from=thresholds.latency_from,
+    )
     return dataclasses.replace(
         ev, phases=None if phases is None else tuple(phases), golden=read_golden(store)
     )
 
 
 def recovery_evidence(store: RunStore, thresholds: Any, sources: Sources) -> recovery.RecoveryEvidence:
-    """``faults.jsonl`` and ``health.jsonl`` (required; empty means nothing happened) and, when present, the
+    """``faults.jsonl`` (its ``leader_samples`` lines too) and ``health.jsonl`` (required; empty means nothing
+    happened) and, when present, the
     ledger's requests, with the load's end from the load's live lines (``load_live.jsonl``, written by both
     conductors), else from ``sources.load_duration_s``; unknown when neither is there."""
-    faults = [e for e in read_jsonl(store, "faults") if e.get("event") in recovery.FAULT_EVENTS]
+    timeline = read_jsonl(store, "faults")
+    faults = [e for e in timeline if e.get("event") in recovery.FAULT_EVENTS]
+    leaders = [e for e in timeline if e.get("event") == "leader_samples"]
     health = [e for e in read_jsonl(store, "health") if "service" in e]
     live = read_jsonl(store, "load_live") if store.exists("load_live") else []
     return recovery.evidence_from_run(
@@ -56,6 +68,7 @@ def recovery_evidence(store: RunStore, thresholds: Any, sources: Sources) -> rec
         observed_until=sources.observed_until,
         load_ended_ts=recovery.load_end_from_live(live),
         load_duration_s=sources.load_duration_s,
+        leaders=leaders,
     )
 
 

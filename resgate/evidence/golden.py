@@ -26,6 +26,13 @@ def _s3_key(store: Any) -> str:
     return "/".join(p for p in (store.prefix, golden_key(store.key.gate)) if p)
 
 
+def golden_uri(store: RunStore) -> str:
+    """Where the store's gate keeps its golden profile: a path, or an ``s3://`` URI."""
+    if isinstance(store, FolderStore):
+        return str(golden_path(store.root, store.key.gate))
+    return f"s3://{store.bucket}/{_s3_key(store)}"  # type: ignore[attr-defined]
+
+
 def read_golden(store: RunStore) -> GoldenProfile | None:
     """The golden profile of the store's gate, or None when none was set. A malformed profile raises
     ConfigError naming the file (the gate fails closed rather than compare with garbage)."""
@@ -69,7 +76,7 @@ def write_golden(store: RunStore, profile: GoldenProfile) -> str:
         Body=text.encode("utf-8"),
         ContentType="application/json",
     )
-    return f"s3://{store.bucket}/{_s3_key(store)}"  # type: ignore[attr-defined]
+    return golden_uri(store)
 
 
 def profile_of_run(store: RunStore, *, now: float | None = None) -> GoldenProfile:
@@ -95,3 +102,14 @@ def profile_of_run(store: RunStore, *, now: float | None = None) -> GoldenProfil
         recorded_at=time.time() if now is None else now,
         phases=tuple(PhaseFigures.from_row(r) for r in rows),
     )
+
+
+def profile_text(profile: GoldenProfile, where: str, *, as_json: bool = False) -> str:
+    """How ``resgate baseline show`` and ``resgate aws baseline-show`` print a profile: its gate, run and
+    place, then its phases as the report's table (or the profile's JSON)."""
+    if as_json:
+        return json.dumps(profile.to_dict(), indent=1)
+    from resgate.evidence.report import phases_table
+
+    head = f"golden profile of gate {profile.gate}: run {profile.run_id} ({where})"
+    return "\n".join([head, *phases_table([p.to_row() for p in profile.phases])])

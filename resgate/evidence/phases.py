@@ -14,7 +14,11 @@ from resgate.evidence.store import RunStore, ledger, read_jsonl
 
 
 def phases_from_store(
-    store: RunStore, *, rto_s: float | None = None, settle_s: float | None = None
+    store: RunStore,
+    *,
+    rto_s: float | None = None,
+    settle_s: float | None = None,
+    latency_from: str = "sent",
 ) -> list[PhaseFigures] | None:
     """The run's phases (:func:`resgate.checks.slo.phases.run_phases`) from ``faults.jsonl``,
     ``health.jsonl`` (each optional: a run without faults is all steady) and the ledger; ``None`` when the
@@ -30,6 +34,7 @@ def phases_from_store(
         records,
         rto_s=DEFAULT_RTO_SECONDS if rto_s is None else rto_s,
         settle_s=DEFAULT_SETTLE_S if settle_s is None else settle_s,
+        latency_from=latency_from,
     )
 
 

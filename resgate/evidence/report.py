@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from resgate.checks.result import UNKNOWN, CheckResult
+from resgate.evidence.why import anomaly_lines, figures_with_limits, passes_when
 
 
 def _fmt(v: Any) -> str:
@@ -71,59 +71,6 @@ def verdict_table(results: Iterable[CheckResult]) -> str:
         if note:
             lines.append(f"{'':<{w0}}           ↳ {note}")
     return "\n".join(lines)
-
-
-def latency_plot(ledger: Path, faults: list[dict[str, Any]], out: Path, window_s: float = 1.0) -> Path | None:
-    """Plot per-window p50/p95 latency and error counts over time with fault markers; None without data."""
-    points: list[tuple[float, float, bool]] = []
-    if not ledger.exists():
-        return None
-    with ledger.open() as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-                points.append((float(r["ts"]), float(r["latency_ms"]), r.get("outcome") != "ok"))
-            except (ValueError, KeyError, TypeError):
-                continue
-    if not points:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t0 = min(p[0] for p in points)
-    buckets: dict[int, list[tuple[float, bool]]] = {}
-    for ts, lat, err in points:
-        buckets.setdefault(int((ts - t0) // window_s), []).append((lat, err))
-    xs, p50, p95, errs = [], [], [], []
-    for b in sorted(buckets):
-        lats = sorted(v[0] for v in buckets[b])
-        xs.append(b * window_s)
-        p50.append(lats[max(0, int(0.5 * len(lats)) - 1)])
-        p95.append(lats[max(0, -(-95 * len(lats) // 100) - 1)])
-        errs.append(sum(1 for v in buckets[b] if v[1]))
-    fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(xs, p50, label="p50 ms", linewidth=1)
-    ax.plot(xs, p95, label="p95 ms", linewidth=1)
-    ax.set_xlabel("seconds since load start")
-    ax.set_ylabel("latency (ms)")
-    ax.set_yscale("log")
-    ax2 = ax.twinx()
-    ax2.bar(xs, errs, width=window_s, alpha=0.25, color="red", label="failed/indeterminate")
-    ax2.set_ylabel("failed requests per window")
-    ax2.set_ylim(bottom=0, top=max(1, *errs) * 1.2)
-    for ev in faults:
-        if ev.get("event") == "injected":
-            x = float(ev["ts"]) - t0
-            ax.axvline(x, color="black", linestyle="--", linewidth=0.8)
-            ax.text(x, ax.get_ylim()[1], f" {ev['fault_id']}", rotation=90, va="top", fontsize=7)
-    ax.legend(loc="upper left")
-    ax.set_title("latency and failures over the run (dashed: fault injected)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
 
 
 def _cell(v: Any) -> str:
@@ -229,16 +176,28 @@ def report_markdown(
     out += ["", "## Key figures", "", "| figure | value |", "|---|---|"]
     for k, v in figures.items():
         out.append(f"| {k} | {v} |")
-    out += ["", "## Checks", "", "| check | result | seconds | figures |", "|---|---|---|---|"]
+    out += [
+        "",
+        "## Checks",
+        "",
+        "| check | result | seconds | passes when | figures |",
+        "|---|---|---|---|---|",
+    ]
     for r in results:
-        counts = _counts(r.counts)
+        counts = figures_with_limits(r, _counts(r.counts))
         took = "-" if r.duration_s is None else f"{r.duration_s:.1f}"
-        out.append(f"| {r.name} | {_mark(r.valid)} | {took} | {counts} |")
+        out.append(f"| {r.name} | {_mark(r.valid)} | {took} | {passes_when(r)} | {counts} |")
+    counted = anomaly_lines(results)
+    if counted:
+        out += ["", "### Counted, not failing", "", *counted]
     out += ["", "## Faults", ""]
     if not faults:
         out.append("No fault was injected.")
     for ev in faults:
         detail = json.dumps(ev.get("detail") or {}, default=str)
+        if ev["event"] == "leader_samples":  # the raw samples stay in faults.jsonl; recovery has the figures
+            n = len((ev.get("detail") or {}).get("samples") or [])
+            detail = f"({n} leader figure changes sampled; see faults.jsonl)"
         out.append(
             f"- `{ev['fault_id']}` ({ev['kind']}, {_fault_role(ev['kind'])} `{ev.get('target') or '-'}`): "
             f"{ev['event']} {detail}"
@@ -249,7 +208,7 @@ def report_markdown(
         out += ["", "## Phases", "", *phases_table(phases, golden if isinstance(golden, dict) else None)]
     out += recovery_table(results)
     if plot:
-        out += ["", f"![latency over the run]({plot})"]
+        out += ["", f"![throughput, errors, p95 and health over the run]({plot})"]
     for r in results:
         if r.valid is True and not r.error:
             continue

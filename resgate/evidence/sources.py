@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resgate.checks.registry import checker
+from resgate.checks.registry import checker, judged_with
 from resgate.checks.result import CheckResult
 from resgate.contract.errors import ConfigError, EvidenceMissing
 from resgate.evidence.builders import BUILDERS
@@ -81,7 +81,7 @@ def run_check(
     *,
     gather: Callable[[], Any] | None = None,
 ) -> CheckResult:
-    """Build the evidence and judge it: ``checker(name).check(evidence, thresholds)``.
+    """Build the evidence and judge it: ``checker(name).check(evidence, judged_with(name, thresholds))``.
 
     The evidence is :func:`evidence_for` unless ``gather`` is given (a source only one conductor has, such
     as the SLO figures from CloudWatch on AWS). Missing evidence, and malformed evidence for checkers that
@@ -92,7 +92,7 @@ def run_check(
     t0 = time.monotonic()
     try:
         evidence = gather() if gather is not None else evidence_for(name, store, thresholds, sources)
-        result = mod.check(evidence, thresholds)
+        result = mod.check(evidence, judged_with(name, thresholds))
     except EvidenceMissing as e:
         result = CheckResult.unknown(name, str(e))
     except ConfigError as e:

@@ -111,9 +111,28 @@ class LedgerView:
         return iter_ledger(self.store.lines("ledger"), source=self.store.uri("ledger"))
 
 
+def incomplete_load_parts(store: RunStore) -> list[dict[str, Any]]:
+    """The load workers (rows of ``load_nodes.jsonl``, written for a distributed load) whose ledger part is
+    missing or incomplete; ``[]`` for a single-process load or when every part is whole."""
+    if not store.exists("load_nodes"):
+        return []
+    return [row for row in read_jsonl(store, "load_nodes") if row.get("complete") is not True]
+
+
 def ledger(store: RunStore, *, required: bool = True) -> LedgerView | list[LedgerRecord]:
     """The run's ledger as a re-iterable stream; without a ledger, EvidenceMissing when ``required``, else an
-    empty list (the checks that only refine their figures with it do without)."""
+    empty list (the checks that only refine their figures with it do without).
+
+    A distributed load's ledger is the merge of one part per worker: when a part is missing or incomplete
+    (a worker died mid-run, :func:`incomplete_load_parts`), EvidenceMissing even when not ``required``:
+    partial data would let a check pass on what it never saw, so every check that reads it says unknown."""
+    broken = incomplete_load_parts(store)
+    if broken:
+        names = ", ".join(f"{row.get('node')} ({row.get('reason')})" for row in broken)
+        raise EvidenceMissing(
+            f"the client ledger is partial: the part of load worker {names} is missing or incomplete",
+            uri=store.uri("load_nodes"),
+        )
     if store.exists("ledger"):
         return LedgerView(store)
     if required:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 from collections.abc import Callable, Sequence
 
 from resgate.contract.errors import ConfigError
@@ -139,6 +140,18 @@ class _Head:
         conn = _header(low, b"\r\nconnection:") or b""
         self.version = b"HTTP/1.0" if b"HTTP/1.0" in self.first else b"HTTP/1.1"
         self.close = b"close" in conn or (self.version == b"HTTP/1.0" and b"keep-alive" not in conn)
+
+
+def _dropped(transport: asyncio.Transport) -> bool:
+    """Whether an idle connection's peer has closed or reset it (its socket is readable with no request
+    outstanding: an EOF, a reset, or bytes no request asked for)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def _header(low: bytes, key: bytes) -> bytes | None:
@@ -753,12 +766,21 @@ class HttpBalancer(Balancer):
         return client
 
     def _idle_connection(self, backend: Backend) -> _Upstream | None:
-        """An idle pooled connection to ``backend``, if there is one still open."""
+        """An idle pooled connection to ``backend``, if there is one still open.
+
+        "Open" is asked of the socket itself, not only of the transport: a target killed a moment ago
+        has closed its end (the kernel sent the FIN or RST), but this loop may not have read that yet
+        under load, and a request sent on such a connection would reset the client as if the target had
+        died with it outstanding. A connection that is readable while idle is closed or broken either way
+        (no request is outstanding on it), so it is dropped, as HTTP client pools check a pooled
+        connection before they reuse it."""
         idle = self._idle.get(backend)
         while idle:
             up = idle.pop()
-            if up.transport is not None and not up.transport.is_closing():
+            if up.transport is not None and not up.transport.is_closing() and not _dropped(up.transport):
                 return up
+            if up.transport is not None:
+                up.transport.abort()
         return None
 
     async def _connection(self, backend: Backend) -> _Upstream:

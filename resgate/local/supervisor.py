@@ -374,8 +374,10 @@ class Supervisor:
         duration_s: float,
         *,
         tags: Mapping[str, str] | None = None,
+        only: Sequence[str] | None = None,
     ) -> list[str]:
-        """SIGSTOP the groups of ceil(percent%) of the matching replicas, SIGCONT them after ``duration_s``.
+        """SIGSTOP the groups of ceil(percent%) of the matching replicas (of those named in ``only``, when
+        given: the leader a ``leader_loss`` fault found), SIGCONT them after ``duration_s``.
 
         Replicas already hung are not chosen again. Returns the ids of the replicas hung.
         """
@@ -383,6 +385,8 @@ class Supervisor:
         duration = check_duration(duration_s)
         with self._lock:
             targets = self._match(service, tags, require=True)
+            if only is not None:
+                targets = [r for r in targets if r.id in set(only)]
             self._require_running()
             victims = self._pick([r for r in targets if r.hung_pid is None], pct, n_total=len(targets))
             hung: list[tuple[Replica, int]] = []

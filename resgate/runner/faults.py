@@ -9,12 +9,17 @@ proxies of :mod:`resgate.local.toxics` (FIS ``aws:ecs:task-network-*``): ``netwo
 ``hang``: bytes are swallowed and connections stay open; ``refuse``: open connections are reset and new
 ones refused), ``network_latency``, ``packet_loss`` (TCP retransmission stalls), ``bandwidth``,
 ``connection_reset``; ``rate_limit_spike`` (the edge answers 429 + Retry-After itself) and ``zone_loss``
-(SIGKILL every replica in one zone); ``overload`` (an open-loop burst of order requests far beyond
-capacity for ``duration_s``, :mod:`resgate.local.burst`, its requests in the client ledger). Kafka paths
-are not proxied (clients follow the advertised broker
-addresses): a partition takes every broker down (``refuse``) or sets a round trip as long as the partition
-(``hang``), latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on Kafka are
-skipped with the reason recorded.
+(SIGKILL every replica in one zone). ``leader_loss`` (``mode: pause``) finds the replica of its target that
+leads now from the ``leader`` figure of its ``/health`` (:mod:`resgate.runner.leader`) and SIGSTOPs it for
+``duration_s``: it cannot renew its lease, a standby must take over, and once resumed it must not act as
+leader again. A :class:`~resgate.runner.leader.LeaderSampler` watches every replica's leader figures from
+just before the injection until ``observe_s`` after the lift and records them as a ``leader_samples``
+event (the recovery check's leader judgments). Kafka paths are not proxied (clients follow the advertised
+broker addresses): a partition takes every broker down (``refuse``) or sets a round trip as long as the
+partition (``hang``), latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on
+Kafka are skipped with the reason recorded. ``overload``: an open-loop burst of order requests far beyond
+capacity for ``duration_s`` (:mod:`resgate.local.burst`, in its own process), its requests in the client
+ledger.
 Every fault with a duration is reverted on every exit path (``revert_all``).
 
 **Proof of effect.** A fault that acted on nothing would leave a calm run that proves nothing, so each
@@ -40,6 +45,7 @@ from resgate.config.schema import NETWORK_FAULT_KINDS, Fault
 from resgate.contract.errors import GateError
 from resgate.local.burst import BurstProcess, BurstSpec
 from resgate.local.httpgate import RateLimit
+from resgate.runner.leader import LeaderSampler, find_leader
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.redelivery import redeliver
 
@@ -100,6 +106,7 @@ class FaultRunner:
         self._timers: list[threading.Timer] = []
         self._observers: dict[str, Callable[[], tuple[bool, str]]] = {}
         self._bursts: list[BurstProcess] = []  # overload bursts: halted at their lift, joined by join()
+        self._samplers: dict[str, LeaderSampler] = {}
         self.aborted_reason: str | None = None
 
     def _record(self, fault: Fault, event: str, **detail: Any) -> None:
@@ -229,9 +236,26 @@ class FaultRunner:
 
     def revert_all(self, *, done: str = "ended", **detail: Any) -> None:
         """Undo every active fault now (resume hung processes, restart Postgres, brokers up, no latency);
-        each lift is recorded as ``lifting`` then ``done`` (``aborted`` when :meth:`abort` calls it)."""
+        each lift is recorded as ``lifting`` then ``done`` (``aborted`` when :meth:`abort` calls it).
+        Leader samplers still watching stop and record what they saw."""
         for t in self._timers:
             t.cancel()
+        try:
+            self._revert_reverts(done, detail)
+        finally:
+            for name in list(self._samplers):
+                self._leader_record(name)
+
+    def _leader_record(self, name: str) -> None:
+        """Stop fault ``name``'s leader sampler (if still there) and record its ``leader_samples`` event."""
+        sampler = self._samplers.pop(name, None)
+        if sampler is None:
+            return
+        sampler.finish()
+        fault = next(f for f in self.faults if f.name == name)
+        self._record(fault, "leader_samples", **sampler.record())
+
+    def _revert_reverts(self, done: str, detail: dict[str, Any]) -> None:
         for name in list(self._reverts):
             fn = self._reverts.pop(name, None)
             if fn is None:  # its timer lifted it meanwhile
@@ -311,6 +335,8 @@ class FaultRunner:
             self._effect(fault, *self._gone(sup, killed, "killed", f"no live replica in zone {p['zone']}"))
         elif fault.kind == "overload":
             self._overload(fault)
+        elif fault.kind == "leader_loss":
+            self._leader_loss(fault)
         elif fault.kind == "duplicate_delivery":
             self._begin(fault)
             result = redeliver(self.target.bootstrap, p["topics"], p["fraction"], p["max_events"])
@@ -351,6 +377,29 @@ class FaultRunner:
 
         self._observers[fault.name] = answered
         self._after(fault, p["duration_s"], burst.halt)
+
+    def _leader_loss(self, fault: Fault) -> None:
+        """Pause the replica that leads now; sample every replica's leader figures around it."""
+        p, sup = fault.params, self.target.supervisor
+        if sup is None or fault.target is None:
+            raise GateError("a leader loss needs local services")
+        leader, token = find_leader(sup, fault.target)
+        sampler = LeaderSampler(sup, fault.target)
+        sampler.deposed, sampler.deposed_token = leader, token
+        sampler.start()
+        self._samplers[fault.name] = sampler
+        self._begin(fault)
+        hung = sup.hang(fault.target, 100.0, p["duration_s"], only=[leader])
+        self._record(fault, "injected", replicas=hung, leader=leader, fencing_token=token, **_dur(p))
+        self._effect(fault, *self._stopped(sup, hung, f"the leader {leader} was not running"))
+        sampler.until_ts = time.time() + p["duration_s"] + p["observe_s"]
+
+        def recorded() -> None:  # once the observation is over, on the sampler's own schedule
+            if sampler.wait(p["duration_s"] + p["observe_s"] + 10):
+                self._leader_record(fault.name)
+
+        threading.Thread(target=recorded, name=f"leader-record-{fault.name}", daemon=True).start()
+        self._after(fault, p["duration_s"], lambda: sup.resume(hung))
 
     def _network(self, fault: Fault) -> None:
         p = fault.params

@@ -26,8 +26,8 @@ from resgate.config.runnable import check_runnable
 from resgate.config.schema import GateConfig, check_blast_radius
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.layout import RunKey
+from resgate.evidence.figure import run_figure
 from resgate.evidence.phases import phase_rows
-from resgate.evidence.report import latency_plot
 from resgate.evidence.run_files import write_run_files
 from resgate.evidence.scorecard import Scorecard, build_scorecard, with_score
 from resgate.evidence.sources import Settled, Sources
@@ -37,6 +37,7 @@ from resgate.runner.assertions import run_assertions
 from resgate.runner.faults import FaultRunner
 from resgate.runner.guardrails import SETTLE_S as GUARDRAIL_SETTLE_S
 from resgate.runner.guardrails import GuardrailWatcher
+from resgate.runner.leader import preflight_leaders
 from resgate.runner.load import LoadRun, preflight_load, start_load
 from resgate.runner.local_target import LocalTarget
 from resgate.runner.progress import Progress
@@ -94,6 +95,7 @@ class GateRun:
         self.load_window: tuple[float, float] | None = None
         self._stop_sampling = threading.Event()
         self._sampler: threading.Thread | None = None
+        self._run_data_written = False
 
     # -- phases -----------------------------------------------------------------------------------
     def preflight(self) -> None:
@@ -114,6 +116,8 @@ class GateRun:
         self.target.start_infra()
         self.target.setup()
         self.target.start_services()
+        if self.target.supervisor is not None:
+            preflight_leaders(self.cfg.faults, self.target.supervisor)
         self.progress.line(f"target ready at {self.target.host}")
         self._sampler = threading.Thread(target=self._sample_health, name="health-sampler", daemon=True)
         self._sampler.start()
@@ -248,16 +252,23 @@ class GateRun:
         return RunOutcome(exit_code, verdict, results, self.store.dir if self.store else None, card)
 
     def _write_run_data(self) -> None:
-        """The run's own data, as the assertions read it: fault timeline, health, load stats, ledger."""
+        """The run's own data, as the assertions read it: fault timeline, health, load stats, ledger.
+
+        Written once: just before the assertions, or at the end for a run that never reached them. So
+        ``faults.jsonl`` holds the fault timeline the checks judged (as the timeline Lambda's does on AWS),
+        not the cleanup's later stops (docs/HOUSE.md, "run data")."""
         s = self.store
-        if s is None:
+        if s is None or self._run_data_written:
             return
+        self._run_data_written = True
         write_jsonl(s, "faults", self.faults.timeline() if self.faults else [])
         write_jsonl(s, "health", list(self.health_events))
         if self.load is not None:
             write_jsonl(s, "load_stats", self.load.stats() or [])
             if not s.exists("load_live"):  # written once: cleanup removes the load's folder afterwards
                 write_jsonl(s, "load_live", self.load.live_lines())
+            if self.load.nodes():
+                write_jsonl(s, "load_nodes", self.load.nodes())
             self._evidence_ledger()
 
     def _write_evidence(self, verdict: dict[str, Any]) -> Scorecard | None:
@@ -271,8 +282,7 @@ class GateRun:
             figures["quiesce"] = f"settled={self.quiesce.settled} in {self.quiesce.waited_s:.1f}s"
         plot = None
         try:
-            faults = self.faults.timeline() if self.faults else []
-            plot_path = latency_plot(s.path("ledger"), faults, s.path("plot"))
+            plot_path = run_figure(s, s.path("plot"), title=f"gate {self.cfg.name}: run {self.key.run_id}")
             plot = plot_path.name if plot_path else None
         except Exception as e:  # a plot is nice to have; the evidence must still be written
             figures["plot_error"] = str(e)

@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadgen.ledger import LIVE_PREFIX, iter_lines
+from loadgen.ledger import LIVE_PREFIX, iter_lines, iter_records
 from loadgen.run import LocustResult, LocustRun, run_locust
 from loadgen.stats import read_live, summarize
+from resgate.checks.histogram import percentile
+from resgate.checks.slo.phases import locust_bucket
 from resgate.config.runnable import resolve_locustfile
 from resgate.config.schema import GateConfig
+from resgate.contract.env import ENV_ARRIVAL_RATE, ENV_USERS
 from resgate.contract.errors import ConfigError, DependencyMissing
 from resgate.runner.guardrails import Window
 
@@ -90,6 +93,10 @@ class LoadRun:
     def ledger_path(self) -> Path | None:
         return self.result.ledger_path if self.result is not None else None
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """One row per Locust worker (``loadgen.run.node_rows``); ``[]`` for a single-process load."""
+        return [dict(n) for n in self.result.nodes] if self.result is not None else []
+
     def stats(self) -> list[dict[str, Any]]:
         return list(self.result.stats) if self.result is not None else []
 
@@ -121,7 +128,45 @@ class LoadRun:
             if s.get(k) is not None:
                 out[k.replace("_ms", "")] = f"{s[k]:.0f} ms"
         out["ledger records"] = self.result.ledger_records
+        out.update(intended_figures(self.result.ledger_path))
+        if self.result.nodes:
+            parts = ", ".join(
+                f"{n['node']} {n['records']}" + ("" if n["complete"] else f" (INCOMPLETE: {n['reason']})")
+                for n in self.result.nodes
+            )
+            out["load workers"] = f"{len(self.result.nodes)}: {parts}"
         return out
+
+
+def intended_figures(ledger_path: Path) -> dict[str, str]:
+    """For an open-model load (records with ``intended_latency_ms``): the p99 from the send and from the
+    intended start side by side, and the gap between them, which is what coordinated omission would have
+    hidden; ``{}`` for a closed-model ledger. Percentiles from the merged histograms (Locust's buckets)."""
+    sent: dict[float, int] = {}
+    intended: dict[float, int] = {}
+    if not ledger_path.is_file():
+        return {}
+    for r in iter_records(ledger_path):
+        if r.get("intended_latency_ms") is None:
+            continue
+        for hist, ms in ((sent, r["latency_ms"]), (intended, r["intended_latency_ms"])):
+            b = locust_bucket(float(ms))
+            hist[b] = hist.get(b, 0) + 1
+    p_sent, p_intended = percentile(sent, 99.0), percentile(intended, 99.0)
+    if p_sent is None or p_intended is None:
+        return {}
+    return {
+        "p99 from send": f"{p_sent:.0f} ms",
+        "p99 from intended start": f"{p_intended:.0f} ms ({p_intended - p_sent:+.0f} ms unseen at send)",
+    }
+
+
+def load_env(cfg: GateConfig) -> dict[str, str]:
+    """The locustfile's settings the load section implies: the open model's rate and the user count it
+    is shared by (``loadgen.load_config``); ``{}`` for the closed model."""
+    if cfg.load.arrival_rate is None:
+        return {}
+    return {ENV_ARRIVAL_RATE: f"{cfg.load.arrival_rate:g}", ENV_USERS: str(cfg.load.users)}
 
 
 def start_load(cfg: GateConfig, host: str, ledger_dir: Path) -> LoadRun:
@@ -133,6 +178,7 @@ def start_load(cfg: GateConfig, host: str, ledger_dir: Path) -> LoadRun:
         duration_s=cfg.load.duration_s,
         ledger_dir=ledger_dir,
         locustfile=_locustfile(cfg),
-        env=dict(cfg.load.env),
+        env={**load_env(cfg), **cfg.load.env},
+        workers=cfg.load.workers,
     )
     return LoadRun(run, ledger_dir, cfg.load.duration_s)

@@ -47,6 +47,11 @@ class Progress:
                         f"fault {ev['fault_id']} ({ev['kind']}) had NO observed effect: {d.get('evidence')}"
                     )
                 return
+            if ev.get("event") == "leader_samples":  # the raw samples go to faults.jsonl, not the console
+                d = ev.get("detail") or {}
+                n = len(d.get("samples") or [])
+                self.line(f"fault {ev['fault_id']} ({ev['kind']}): {n} leader figure changes sampled")
+                return
             detail = {k: v for k, v in (ev.get("detail") or {}).items() if v not in (None, [], {})}
             self.line(f"fault {ev['fault_id']} ({ev['kind']}) {ev['event']} {detail or ''}".rstrip())
         elif ev.get("event") in ("killed", "exited", "restarted", "healthy", "unhealthy", "hung", "resumed"):

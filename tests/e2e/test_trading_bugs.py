@@ -1,10 +1,12 @@
 """The seeded bugs that break a trading invariant fail the gate on the integrity kind that names them.
 
-`make test` proves all four in ONE short gate run (the short config, its four faults plus a reset of the
-clients' connections, the four bugs on together): each bug needs only the fault that reaches its
-component, so they do not mask one another. ``gateway_retry_stale_copy`` needs retries: a killed replica
-cuts only the one or two requests in flight on it (one retry in a whole run was measured), so its fault is
-a reset of every client connection with new ones refused for 2 s, after which every user retries.
+`make test` proves all six in ONE short gate run (the short config, its four faults plus a reset of the
+clients' connections and a Kafka broker down for 5 s, the six bugs on together): each bug needs only the
+fault that reaches its component, so they do not mask one another. ``gateway_sheds_after_write`` needs
+the outbox to fall behind (the broker down); ``projector_skips_backlog`` a projector restart under load.
+``gateway_retry_stale_copy`` needs retries: a killed replica cuts only the one or two requests in flight
+on it (one retry in a whole run was measured), so its fault is a reset of every client connection with new
+ones refused for 2 s, after which every user retries.
 The matrix, one targeted run per bug (one fault each), runs behind ``RESGATE_MATRIX=1`` (``make matrix``).
 The good build passing the same checks is tests/e2e/test_local_gate.py's good-build run.
 """
@@ -28,6 +30,8 @@ TRADING_MATRIX = {
     "matcher_snapshot_keeps_cancelled": ("integrity", "fill_after_cancel", "kill-matcher"),
     "gateway_retry_stale_copy": ("integrity", "order_mismatch", "reset-clients"),
     "positions_double_count": ("integrity", "position_mismatch", "redeliver-events"),
+    "gateway_sheds_after_write": ("integrity", "aborted_read", "kafka-down"),
+    "projector_skips_backlog": ("integrity", "offset_skip", "kill-projector"),
 }
 
 matrix = pytest.mark.skipif(
@@ -53,9 +57,13 @@ RESET_CLIENTS = {
 }
 
 
+# gateway_sheds_after_write needs the outbox to fall behind: a broker down holds its partitions' events
+KAFKA_DOWN = {"name": "kafka-down", "kind": "kafka_broker_down", "broker": 1, "duration_s": 5, "at_s": 5}
+
+
 def _config_with_reset(tmp_path: Path) -> dict[str, Any]:
     cfg = yaml.safe_load(SHORT_CONFIG.read_text())
-    cfg["faults"] = sorted([*cfg["faults"], RESET_CLIENTS], key=lambda f: f["at_s"])
+    cfg["faults"] = sorted([*cfg["faults"], RESET_CLIENTS, KAFKA_DOWN], key=lambda f: f["at_s"])
     return cfg
 
 

@@ -178,3 +178,21 @@ def test_aws_baseline_set_records_a_passing_runs_phases_as_the_golden_profile_in
     golden = read_golden(store)
     assert golden is not None and golden.run_id == key.run_id
     assert [p.key for p in golden.phases] == ["steady"] and golden.phases[0].requests == 10
+    capsys.readouterr()
+    assert main(["aws", "baseline-show", "--stack", "ResGate-paperbroker"]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == (
+        f"golden profile of gate paperbroker: run {key.run_id} "
+        "(s3://evidence-bucket/evidence/gate=paperbroker/golden/profile.json)"
+    )
+    assert shown[3].startswith("| steady | - |") and "| 10 |" in shown[3]
+    assert main(["aws", "baseline-show", "--stack", "ResGate-paperbroker", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == key.run_id
+
+
+def test_aws_baseline_show_without_a_profile_says_none_is_set(aws, capsys):
+    assert main(["aws", "baseline-show", "--stack", "ResGate-paperbroker"]) == 0
+    assert capsys.readouterr().out == (
+        "no golden profile at s3://evidence-bucket/evidence/gate=paperbroker/golden/profile.json: "
+        "no baseline (runs are not judged against one)\n"
+    )

@@ -12,9 +12,9 @@ from lambdas.common import settings
 from lambdas.common.event import RunEvent
 from lambdas.common.results import from_payload, full_result, to_payload
 from lambdas.common.secrets import dsn_from_secret, redacted
-from lambdas.common.sources import SloSource
 from lambdas.common.verdict import VerdictInputs
 from lambdas.retryable.handler import handler as retryable_handler
+from lambdas.slo.sources import SloSource
 from resgate.checks import integrity, recovery, replay, retryable, slo
 from resgate.checks.result import UNKNOWN, CheckResult
 from resgate.contract.errors import ConfigError, EvidenceMissing, GateError

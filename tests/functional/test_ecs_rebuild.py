@@ -22,7 +22,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ecs.models import ecs_backends
 from moto.moto_api import state_manager
 
-from lambdas.common.ecs_rebuild import EcsRebuildRunner, dsn_without_password
+from lambdas.replay.ecs_rebuild import EcsRebuildRunner, dsn_without_password
 from lambdas.replay.handler import handler
 from resgate.checks.replay import RebuildJob, RebuildSpec
 from resgate.checks.result import UNKNOWN

@@ -56,7 +56,7 @@ def world(pg_dsn, kafka_bootstrap, new_topic, evidence):
 
 def expected(event, pg_dsn, kafka_bootstrap):
     config = replay.ReplayConfig.from_dict(event["config"], where="event.config")
-    result = replay.check(replay.gather(pg_dsn, config, bootstrap=kafka_bootstrap), config)
+    result = replay.check(replay.gather(pg_dsn, config, bootstrap=kafka_bootstrap), config.thresholds)
     return comparable(result.to_dict())
 
 

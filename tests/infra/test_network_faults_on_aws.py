@@ -25,7 +25,7 @@ from infra.fis_actions import ACTION_PERMISSIONS
 from infra.network_faults import NETWORK_ACTIONS
 from infra.state_machine.faults import experiment_wait_s, watch_seconds
 from resgate.contract.errors import ConfigError
-from tests.infra.support.aws_rules import fis_filter_path_errors, fis_permission_errors
+from tests.infra.support.aws_rules import fis_filter_path_errors, fis_permission_errors, role_statements
 from tests.infra.support.cfn import ACCOUNT, REGION, render
 from tests.infra.support.sfn_mock import Return, Throw, mocked_responses, wait_for_end
 from tests.infra.support.validators import (
@@ -33,6 +33,7 @@ from tests.infra.support.validators import (
     fis_template_errors,
     tasks_without_throttling_retry,
 )
+from tests.rehearsal.support.iam_eval import evaluate
 
 pytestmark = pytest.mark.infra
 
@@ -258,6 +259,25 @@ def test_every_fis_action_has_the_permissions_the_fis_actions_reference_lists_on
     used = {a["ActionId"] for p in _templates(net).values() for a in p["Actions"].values()}
     assert used == {*NETWORK_ACTIONS.values(), "aws:ecs:stop-task", "aws:fis:wait"}
     assert fis_permission_errors(net["template"]) == []
+
+
+def test_the_fis_role_may_list_the_target_clusters_tasks_with_no_container_instance_to_scope_to(net):
+    """FIS lists a Fargate cluster's tasks with no container instance: AWS's own FIS managed policy grants
+    ``ecs:ListTasks`` on ``*`` (AWS managed policy reference, "AWSFaultInjectionSimulatorECSAccess",
+    https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSFaultInjectionSimulatorECSAccess.html,
+    statement ``ListTasks``), as does aws-samples/fis-template-library
+    (``ecs-fargate-az-impairment/ecs-fargate-az-impairment-fis-role-iam-policy.json``). The role had it
+    only on the cluster's container-instance ARNs, which such a request does not name."""
+    template = net["template"]
+    role_id = next(
+        k for k, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role" and "FaultsRole" in k
+    )
+    statements = render(role_statements(template, role_id), template["Resources"])
+    context = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/paperbroker"}
+    assert evaluate(statements, "ecs:ListTasks", "*", context).allowed
+    # Still only what the table lists: the role may not stop an untagged task of the cluster by it.
+    untagged = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/paperbroker/0123456789abcdef0"
+    assert not evaluate(statements, "ecs:StopTask", untagged, context).allowed
 
 
 def test_the_rule_names_the_action_permission_and_role_of_a_grant_removed(net):

@@ -170,3 +170,15 @@ def test_the_stop_task_template_file_has_exactly_the_placeholders_the_stack_fill
     out = render_template(template, values)
     assert out["actions"]["StopTasks"]["actionId"] == "aws:ecs:stop-task"
     assert out["targets"]["Tasks"]["resourceType"] == "aws:ecs:task"
+
+
+def test_load_settings_the_fargate_task_does_not_apply_are_named_as_synth_warnings():
+    from infra.load_generator import local_only_load_settings
+    from resgate.config.model import Load
+
+    assert local_only_load_settings(Load()) == []
+    assert local_only_load_settings(Load(users=4, arrival_rate=50.0)) == []  # the task paces its users too
+    (warning,) = local_only_load_settings(Load(users=4, workers=2))
+    assert (
+        warning.startswith("load.workers: 2 applies to `resgate run` only") and "one Fargate task" in warning
+    )

@@ -1,9 +1,11 @@
 """Test support: run the integrity detectors over hand-made work tables, without Kafka.
 
 :func:`detect` fills one Postgres schema the way :func:`resgate.checks.integrity.gather` fills its work
-schema (the ledger through the real COPY loader, topic events through the real row makers
+schema, with gather's own DDL (:func:`~resgate.checks.integrity.gather.create_topic_tables`) and detector
+phases (``table_anomalies``, then :func:`~resgate.checks.integrity.gather.joined_anomalies`): the ledger
+through the real COPY loader, topic events through the real row makers
 :func:`~resgate.checks.integrity.load.accepted_row` / :func:`~resgate.checks.integrity.load.trade_row`,
-each with its partition and offset) and then runs the same detector phases gather runs. Events are given
+each with its partition and offset. Events are given
 as ``(partition, offset, event dict)``; a topic named in ``truncated`` is treated as cut by retention.
 Many histories can share one database (one schema each), which keeps generated-history tests fast.
 """
@@ -17,8 +19,9 @@ import psycopg
 from psycopg import sql
 
 from resgate.checks.integrity import IntegrityConfig, IntegrityFindings
-from resgate.checks.integrity.anomalies import ledger_anomalies, table_anomalies, trade_anomalies
+from resgate.checks.integrity.anomalies import table_anomalies
 from resgate.checks.integrity.config import KINDS
+from resgate.checks.integrity.gather import create_topic_tables, joined_anomalies
 from resgate.checks.integrity.load import (
     ACCEPTED_COLUMNS,
     accepted_row,
@@ -104,32 +107,23 @@ def detect(
         findings.incomplete.append(f"{led.invalid} ledger record(s) could not be read")
     if led.submits == 0:
         findings.incomplete.append("the ledger holds no submit records: nothing was proven")
+    create_topic_tables(conn, plan)
     if config.accepted_events:
-        conn.execute(
-            sql.SQL(
-                "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, order_id text, client_id text, "
-                "ikey text, qty numeric)"
-            ).format(plan.w("accepted"))
-        )
         _load_events(
             conn, plan.w("accepted"), ACCEPTED_COLUMNS, accepted, accepted_row(config.accepted_events)
         )
     if config.trade_events:
         n = len(config.trade_events.order_ids)
-        cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"o{i}")) for i in range(n))
-        conn.execute(
-            sql.SQL(
-                "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, trade_id text, symbol text, "
-                "seq bigint, qty numeric, price numeric, {})"
-            ).format(plan.w("trade_events"), cols)
-        )
         _load_events(
             conn, plan.w("trade_events"), trade_columns(n), trade_events, trade_row(config.trade_events)
         )
     table_anomalies(conn, plan, findings)
-    ledger_anomalies(conn, plan, findings)
-    if config.trade_events:
-        trade_anomalies(conn, plan, findings, plan.topic_trades())
+    joined_anomalies(
+        conn,
+        plan,
+        findings,
+        {"submit_fields": led.submit_fields, "cancels": led.cancels, "read_fields": led.read_fields},
+    )
     for kind in KINDS:
         findings.skip(kind, "its sources are not configured")
     return findings

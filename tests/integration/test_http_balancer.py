@@ -12,6 +12,7 @@ client here (an ALB answers 502; see resgate.local.http_balancer for why).
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
 import sys
@@ -196,6 +197,47 @@ def test_a_target_that_dies_with_the_request_outstanding_resets_only_that_client
             with pytest.raises(ConnectionError):
                 _request(bal.port)
             assert bal.stats()["targets_lost"] == 1
+    finally:
+        server.close()
+
+
+def test_a_pooled_connection_its_target_closed_is_not_reused_even_before_the_loop_saw_the_close() -> None:
+    """The zone-loss race: a target killed a moment ago has closed its end of a pooled keep-alive
+    connection, but a loaded balancer loop has not read the FIN yet. Taking that connection for the next
+    request would reset the client as if the target had died with the request outstanding; the pool asks
+    the socket and drops it instead (the request then goes out on a new connection)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def _answer_and_keep_open() -> None:
+        conn, _ = server.accept()
+        accepted.append(conn)
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    threading.Thread(target=_answer_and_keep_open, daemon=True).start()
+    backend = ("127.0.0.1", server.getsockname()[1])
+    try:
+        with HttpBalancer(0, lambda: [backend]) as bal:
+            assert bal.port and _request(bal.port).status == 200
+            assert bal._loop is not None
+
+            def close_then_take(close: bool) -> object:  # one loop callback: the loop cannot run between
+                if close:
+                    accepted[0].close()  # the target's end goes (its FIN is on the socket at once)
+                up = bal._idle_connection(backend)
+                if up is not None:
+                    bal._release(up)
+                return up
+
+            def on_loop(close: bool) -> object:
+                async def call() -> object:
+                    return close_then_take(close)
+
+                return asyncio.run_coroutine_threadsafe(call(), bal._loop).result(5)  # type: ignore[arg-type]
+
+            assert on_loop(close=False) is not None  # open: pooled and reused
+            assert on_loop(close=True) is None  # closed by the target: dropped, though not yet read
     finally:
         server.close()
 

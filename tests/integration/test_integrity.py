@@ -203,11 +203,11 @@ def test_a_clean_history_is_valid(run_world: Callable[..., Any]) -> None:
     assert result.counts["ledger_submits"] == 8
     assert result.counts["orders_rows"] == 8
     assert all(findings["kinds"][k]["count"] == 0 for k in findings["kinds"])
-    # the trading invariants need sources this world does not configure (tests in
-    # test_integrity_trading_invariants.py); every other kind was checked
+    # the trading invariants and the consumer offsets need sources this world does not configure (tests in
+    # test_integrity_trading_invariants.py, test_integrity_event_log.py); every other kind was checked
     trading = {"price_outside_limit", "order_mismatch", "fill_after_cancel", "cancel_still_open",
                "position_not_conserved", "position_mismatch", "non_monotonic_read",
-               "unseen_by_projector"}  # fmt: skip
+               "unseen_by_projector", "offset_backwards", "offset_skip"}  # fmt: skip
     assert set(findings["not_checked"]) == trading
 
 
@@ -317,6 +317,19 @@ def test_one_trade_id_in_two_different_events_is_a_duplicate_trade(run_world: Ca
     (ex,) = _examples(result, "duplicate_trade")
     assert ex["trade_id"] == "t2" and ex["copies"] == 2 and ex["source"].startswith("topic:")
     assert findings["kinds"]["double_fill"]["count"] == 0
+
+
+def test_one_event_id_carrying_two_contents_of_a_trade_is_a_duplicate_trade(
+    run_world: Callable[..., Any],
+) -> None:
+    w = World.clean()
+    p, e = w.executions[1]
+    w.executions.append((p, e))  # redelivery: same event id, same content, not a duplicate
+    w.executions.append((p, {**e, "qty": e["qty"] + 1}))  # same event id, another fill: two matchers
+    result, _ = run_world(w)
+    _only(result, "duplicate_trade")
+    (ex,) = _examples(result, "duplicate_trade")
+    assert ex["trade_id"] == "t2" and ex["copies"] == 2 and ex["source"].startswith("topic:")
 
 
 def test_one_trade_id_on_two_table_rows_is_a_duplicate_trade(run_world: Callable[..., Any]) -> None:
@@ -611,7 +624,7 @@ def test_a_random_clean_history_is_valid_and_one_injected_anomaly_is_found_and_n
     config = IntegrityConfig.from_dict(
         {"orders": {"table": f"{schema}.orders"}, "trades": {"table": f"{schema}.rm_trades"}}
     )
-    result = check(gather(pg_dsn, config, [json.dumps(r) for r in h["ledger"]].__iter__()), config)
+    result = check(gather(pg_dsn, config, [json.dumps(r) for r in h["ledger"]].__iter__()), config.thresholds)
     if kind in (None, "recovered"):
         assert result.valid is True, result.to_dict()
         assert result.counts["recovered"] == (1 if kind else 0)

@@ -349,7 +349,7 @@ def _gather_ledger(pg_dsn: str, ledger: list[dict[str, Any]]) -> Any:
                     (r["order_id"], r["client_id"], r["idempotency_key"]),
                 )
     config = IntegrityConfig.from_dict({"orders": {"table": "o"}})
-    return check(gather(pg_dsn, config, [json.dumps(r) for r in ledger]), config)
+    return check(gather(pg_dsn, config, [json.dumps(r) for r in ledger]), config.thresholds)
 
 
 READ = {"ts": 1.0, "op": "get_order", "client_id": "c0", "status": 200, "outcome": "ok"}

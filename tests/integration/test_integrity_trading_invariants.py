@@ -221,6 +221,15 @@ def test_a_price_stored_as_the_same_number_written_differently_is_no_mismatch(
     assert judge(m)[0].valid is True
 
 
+def test_two_clients_sending_different_orders_under_one_key_are_no_mismatch(
+    judge: Callable[..., Any],
+) -> None:
+    m = Market.clean()
+    shared = m.ledger[2]["idempotency_key"]  # c0's key for order 3 (MSFT buy 5 @ 52)
+    m.ledger[3]["idempotency_key"] = m.orders[3]["idempotency_key"] = shared  # c1's order 4: MSFT sell 5 @ 51
+    assert judge(m)[0].valid is True
+
+
 def test_a_refused_attempt_with_other_fields_is_no_mismatch(judge: Callable[..., Any]) -> None:
     m = Market.clean()
     m.ledger.append({**m.ledger[3], "price": 52.0, "outcome": "fail", "status": 409, "ts": 40.0})

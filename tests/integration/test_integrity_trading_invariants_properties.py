@@ -167,7 +167,7 @@ def test_a_random_market_is_valid_and_one_injected_trading_anomaly_is_named_alon
             "positions": {"table": f"{schema}.rm_positions"},
         }
     )
-    result = check(gather(pg_dsn, config, iter([json.dumps(r) for r in m["ledger"]])), config)
+    result = check(gather(pg_dsn, config, iter([json.dumps(r) for r in m["ledger"]])), config.thresholds)
     if kind is None:
         assert result.valid is True, result.to_dict()
     else:

@@ -8,6 +8,8 @@
   it back (on).
 - ``gateway_retry_stale_copy``: a retry is stored with the fields it carried (off) vs from the replica's
   copy of the client's previous order (on).
+- ``gateway_sheds_after_write``: while the outbox lags, an order is answered 201 and its retry 200 (off)
+  vs both refused with 503 though the order was written (on: an aborted read once the event is read).
 
 The gate failing each one on its integrity kind is proven end to end in tests/e2e/test_trading_bugs.py.
 """
@@ -149,3 +151,27 @@ def test_gateway_retry_stale_copy_stores_a_retry_from_the_clients_previous_order
         assert row == ("IBM", "sell", 7, Decimal("99.5"))  # only the quantity came from the body
     else:
         assert row == ("MSFT", "buy", 7, Decimal("101.25"))
+
+
+@ON_OFF
+def test_gateway_sheds_after_write_refuses_an_order_it_already_wrote_while_the_outbox_lags(
+    system: dict[str, Any], bug_on: bool
+) -> None:
+    order = {"client_id": "c1", "symbol": "IBM", "side": "buy", "qty": 5, "price": "99.5"}
+    bugs = "gateway_sheds_after_write" if bug_on else ""
+    with psycopg.connect(system["dsn"], autocommit=True) as lag:
+        # an outbox row written 5 s ago that the relay cannot claim (it skips locked rows): the outbox lags
+        lag.execute(
+            "INSERT INTO outbox (event_id, event_type, topic, key, payload, created_at) "
+            "VALUES (%s, 'Probe', %s, 'k', '{}', clock_timestamp() - interval '5 seconds')",
+            (str(uuid.uuid4()), system["topics"].orders),
+        )
+        with lag.transaction():
+            lag.execute("SELECT 1 FROM outbox WHERE event_type = 'Probe' FOR UPDATE")
+            with GatewayProcess(
+                dsn=system["dsn"], bootstrap=system["bootstrap"], topic_prefix=system["prefix"], bugs=bugs
+            ) as gw:
+                statuses = [_post(gw.url, "k1", order, attempt=n) for n in (1, 2)]
+        stored = lag.execute("SELECT count(*) FROM orders WHERE idempotency_key = 'k1'").fetchone()
+    assert stored == (1,)  # written either way, and once
+    assert statuses == ([503, 503] if bug_on else [201, 200])

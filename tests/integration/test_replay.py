@@ -104,7 +104,7 @@ def test_a_correct_projection_replays_to_the_same_table(
 ) -> None:
     config = _config(world, {"callable": f"{FIXTURE}:rebuild_correct"})
     findings = gather(pg_dsn, config, bootstrap=kafka_bootstrap, run_id="run-1")
-    result = check(findings, config)
+    result = check(findings, config.thresholds)
     assert result.valid is True, result.to_dict()
     assert result.counts == {
         "read_models": 1,
@@ -140,7 +140,7 @@ def test_a_projection_that_drops_a_field_mismatches_and_names_the_field(
     pg_dsn: str, kafka_bootstrap: str, world: str
 ) -> None:
     config = _config(world, {"callable": f"{FIXTURE}:rebuild_drops_currency"}, examples_cap=5)
-    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap), config)
+    result = check(gather(pg_dsn, config, bootstrap=kafka_bootstrap), config.thresholds)
     assert result.valid is False
     assert result.details["balances"]["diff_counts"] == {"different": 12}
     assert len(result.examples) == 5

@@ -30,7 +30,7 @@ def test_an_ecs_task_rebuild_runs_its_container_command_locally_and_replays_exac
     task = {**TASK, "command": [sys.executable, FIXTURE_PATH, "correct"]}
     config = _config(world, {"ecs_task": task, "timeout_s": 60})
     findings = gather(pg_dsn, config, bootstrap=kafka_bootstrap, run_id="ecs-local")
-    result = check(findings, config)
+    result = check(findings, config.thresholds)
     assert result.valid is True, result.to_dict()
     assert findings.models[0].rebuilt_rows == 12
     assert _shadow_schemas(pg_dsn) == 0

@@ -114,7 +114,7 @@ def _replay(dsn: str, live: list[Row], rebuilt: list[Row], buckets: int) -> Any:
         }
     )
     try:
-        return check(gather(dsn, config, bootstrap="127.0.0.1:9"), config)
+        return check(gather(dsn, config, bootstrap="127.0.0.1:9"), config.thresholds)
     finally:
         rr.ROWS.clear()
 

@@ -67,7 +67,7 @@ def _model(table: str, topics: Sequence[str] = ("t_a",), **extra: Any) -> dict[s
 def _replay(dsn: str, models: Sequence[dict[str, Any]]) -> tuple[ReplayFindings, Any]:
     config = _config(models)
     findings = gather(dsn, config, bootstrap="127.0.0.1:9")
-    return findings, check(findings, config)
+    return findings, check(findings, config.thresholds)
 
 
 def _rebuilt(table: str, rows: Sequence[Sequence[Any]] = ROWS) -> None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,58 @@ def test_a_short_rehearsal_of_the_good_build_passes(pg_server: Any, kafka: Any) 
     assert set(fired) == set(SMOKE_FAULT_AT_S), r.summary()
     assert abs(fired["kill-gateway"] - SMOKE_FAULT_AT_S["kill-gateway"]) <= 3, fired
     assert r.load_env["RESGATE_DURATION_S"] == str(SMOKE_LOAD["duration_s"]), r.load_env
+    # Every call was allowed by its caller's role in the template (permissions enforced).
+    assert r.denials == [], r.denials
+    # The history quota: this execution's loops projected over the state machine's timeout at the
+    # deployed poll interval stay under 25,000 events (the margin is in the summary).
+    assert r.history["margin"] >= 0, r.history
+
+
+def without_grant(role: str, action: str) -> Callable[[dict[str, Any]], None]:
+    """A rehearsal mutant: ``action`` removed from every policy statement of the roles whose logical id
+    starts with ``role`` (a statement left with no action is dropped)."""
+
+    def mutate(template: dict[str, Any]) -> None:
+        for r in template["Resources"].values():
+            if r["Type"] != "AWS::IAM::Policy":
+                continue
+            if not any(str(x.get("Ref", "")).startswith(role) for x in r["Properties"]["Roles"]):
+                continue
+            kept = []
+            for st in r["Properties"]["PolicyDocument"]["Statement"]:
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                rest = [a for a in actions if a != action]
+                if rest:
+                    kept.append({**st, "Action": rest})
+            r["Properties"]["PolicyDocument"]["Statement"] = kept
+
+    return mutate
+
+
+@pytest.mark.timeout(300)
+def test_a_rehearsal_of_the_stack_without_the_state_machines_pass_role_fails_naming_action_and_role() -> None:
+    # The rehearsal mutant of make test: the good build's short rehearsal passes (above); with the state
+    # machine role's iam:PassRole removed, RunTask of the load task is AccessDenied, as on AWS, and the run
+    # ends in the cleanup branch with an ERROR verdict. Its target has its own Postgres and Kafka (the
+    # session's already hold the short rehearsal's topics).
+    t0 = time.monotonic()
+    r = rehearse(
+        rehearsal_config(),
+        waits=WAITS,
+        timeout_s=SMOKE_LOAD["duration_s"] + 150,
+        fis_wait_scale=0.05,
+        profile="smoke",
+        mutate=without_grant("GateStateMachineRole", "iam:PassRole"),
+    )
+    print(r.summary(), f"\n  test took {time.monotonic() - t0:.1f} s")
+    assert r.status == "FAILED", r.summary()
+    assert "Start load task" in r.entered and "Baseline" not in r.entered, r.entered
+    (denial,) = r.denials
+    assert denial.startswith("GateStateMachineRole"), denial
+    assert "is not authorized to perform: iam:PassRole on resource: arn:aws:iam::" in denial, denial
+    # ECS's modelled AccessDeniedException, as Step Functions names it: no Retry of the definition lists it.
+    assert r.error == "GateRunFailed" and "Ecs.AccessDeniedException" in (r.cause or ""), (r.error, r.cause)
+    assert assert_verdict(r)["result"] == "ERROR", r.verdict
 
 
 @pytest.mark.rehearsal
@@ -126,6 +179,53 @@ def test_rehearsal_fails_a_seeded_bug_on_its_check_with_the_verdicts_of_resgate_
     assert item["Title"] == f"ResilienceGate paperbroker: FAIL run {r.run_id}", item
     assert item["OperationalData"]["run_id"]["Value"] == r.run_id
     assert item["OperationalData"]["report"]["Value"].endswith(f"/run_id={r.run_id}/report.md")
+
+
+@pytest.mark.rehearsal
+@pytest.mark.parametrize(
+    ("mutant", "reason"),
+    [
+        (without_grant("FaultsRole", "ecs:StopTask"), "not authorized to perform: ecs:StopTask"),
+        (without_grant("FaultsRole", "tag:GetResources"), "not authorized to perform: tag:GetResources"),
+    ],
+    ids=["fis-role-without-ecs-stop-task", "fis-role-without-tag-get-resources"],
+)
+def test_a_rehearsal_mutant_without_an_fis_actions_permission_fails_naming_it_and_the_role(
+    mutant: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    """AWS FIS user guide, "AWS FIS Actions reference" (fis-actions-reference.html): ``aws:ecs:stop-task``
+    needs ``ecs:DescribeTasks``, ``ecs:ListTasks``, ``ecs:StopTask`` and ``tag:GetResources`` on the
+    experiment role. Without one, the first experiment fails and the run fails (``FaultFailed``)."""
+    r = rehearsed(mutate=mutant)
+    assert r.status == "FAILED", r.summary()
+    first = r.experiments[0]
+    assert first["status"] == "failed", r.summary()
+    assert reason in first["reason"] and "role/FaultsRole" in first["reason"], first
+    assert r.verdict is None or r.verdict["result"] != "PASS", r.summary()
+
+
+def with_filter(path: str) -> Callable[[dict[str, Any]], None]:
+    """A rehearsal mutant: every experiment template's targets filtered on ``path`` = the first zone."""
+
+    def mutate(template: dict[str, Any]) -> None:
+        for r in template["Resources"].values():
+            if r["Type"] == "AWS::FIS::ExperimentTemplate":
+                for target in r["Properties"]["Targets"].values():
+                    target["Filters"] = [{"Path": path, "Values": ["us-east-1a"]}]
+
+    return mutate
+
+
+@pytest.mark.rehearsal
+def test_a_rehearsal_mutant_with_a_camel_case_filter_path_fails_on_an_empty_target_resolution() -> None:
+    """AWS FIS user guide, "Targets for AWS FIS" (targets.html), resource filters: paths are PascalCase;
+    ``availabilityZone`` matches no task, and with ``emptyTargetResolutionMode: fail`` the experiment
+    fails (defect 1 of issue 20, as the rehearsal now sees it)."""
+    r = rehearsed(mutate=with_filter("availabilityZone"))
+    assert r.status == "FAILED", r.summary()
+    first = r.experiments[0]
+    assert first["status"] == "failed", r.summary()
+    assert "Target resolution returned empty set for target Tasks" in first["reason"], first
 
 
 @pytest.mark.rehearsal

@@ -121,3 +121,14 @@ def test_an_absent_section_of_a_checker_without_defaults_fails_when_the_check_is
     with pytest.raises(ConfigError) as e:
         cfg.thresholds_of("integrity")
     assert "configure orders" in str(e.value)
+
+
+def test_the_gathering_checkers_judge_with_their_configs_thresholds_only_and_the_others_with_their_section():
+    cfg = load_config(ROOT / "resgate" / "configs" / "paperbroker.yaml")
+    for name in GATHERING:
+        config = cfg.thresholds_of(name)
+        assert registry.judged_with(name, config) is config.thresholds
+        annotation = inspect.signature(CHECKERS[name].check).parameters["thresholds"].annotation
+        assert "Config" not in str(annotation)  # sources and tables belong to gather, not to the judge
+    recovery = cfg.thresholds_of("recovery")
+    assert registry.judged_with("recovery", recovery) is recovery

@@ -156,3 +156,35 @@ def test_faults_are_not_judged_against_a_load_section_that_is_itself_invalid() -
 
     assert not isinstance(e.value, ConfigErrors)
     assert e.value.where == "load.duration_s (gate.yaml:12)"
+
+
+def test_load_workers_may_equal_the_users_and_not_exceed_them() -> None:
+    assert load_config_text(BASE.replace("  users: 5\n", "  users: 5\n  workers: 5\n")).load.workers == 5
+    with pytest.raises(ConfigError, match=r"load\.workers \(gate\.yaml:\d+\): must be <= load\.users \(5\)"):
+        load_config_text(BASE.replace("  users: 5\n", "  users: 5\n  workers: 6\n"), "gate.yaml")
+
+
+def test_load_workers_default_to_one_process_and_a_negative_count_is_rejected() -> None:
+    assert load_config_text(BASE).load.workers == 0
+    with pytest.raises(ConfigError, match=r"load\.workers .*must be >= 0"):
+        load_config_text(BASE.replace("  users: 5\n", "  users: 5\n  workers: -1\n"))
+
+
+def test_load_arrival_rate_is_optional_and_must_be_positive() -> None:
+    assert load_config_text(BASE).load.arrival_rate is None
+    assert (
+        load_config_text(
+            BASE.replace("  users: 5\n", "  users: 5\n  arrival_rate: 0.001\n")
+        ).load.arrival_rate
+        == 0.001
+    )
+    with pytest.raises(ConfigError, match=r"load\.arrival_rate .*must be >= 0\.001"):
+        load_config_text(BASE.replace("  users: 5\n", "  users: 5\n  arrival_rate: 0\n"))
+
+
+def test_judging_latency_from_the_intended_start_needs_the_open_model() -> None:
+    intended = "checks:\n  slo: {p99_ms: 500, latency_from: intended}\n"
+    with pytest.raises(ConfigError, match=r"checks\.slo\.latency_from .*set load\.arrival_rate"):
+        load_config_text(_with(intended))
+    open_model = _with(intended).replace("  users: 5\n", "  users: 5\n  arrival_rate: 50\n")
+    assert load_config_text(open_model).thresholds_of("slo").latency_from == "intended"

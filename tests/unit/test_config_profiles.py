@@ -105,3 +105,10 @@ def test_the_packaged_config_has_a_heavier_nightly_profile() -> None:
     nightly = cfg.with_profile("nightly")
     assert nightly.load.users > cfg.load.users and nightly.load.duration_s > cfg.load.duration_s
     assert cfg.with_profile("pipeline").load == cfg.load
+
+
+def test_a_profile_may_scale_the_workers_and_more_workers_than_its_users_names_its_field() -> None:
+    cfg = load_config_text(profiles("big: {load: {users: 40, workers: 4}}\n"))
+    assert (cfg.with_profile("big").load.workers, cfg.load.workers) == (4, 0)
+    with pytest.raises(ConfigError, match=r"profiles\.small\.load\.workers .*must be <= load\.users \(2\)"):
+        load_config_text(profiles("small: {load: {users: 2, workers: 3}}\n"), "gate.yaml")

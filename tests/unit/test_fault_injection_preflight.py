@@ -1,7 +1,7 @@
-"""The fault-injection preflight (lambdas/preflight/handler.py) against botocore's Stubber: the ECS
-responses are checked against the service model's shapes, so the task definitions below are ones ECS can
-really return. A service whose task definition lacks part of FIS's ECS task setup is named with what to
-add."""
+"""The fault-injection preflight (lambdas/preflight/fault_injection.py and its Lambda,
+lambdas/preflight/handler.py) against botocore's Stubber: the ECS responses are checked against the service
+model's shapes, so the task definitions below are ones ECS can really return. A service whose task
+definition lacks part of FIS's ECS task setup is named with what to add."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from lambdas.preflight import handler as preflight
+from lambdas.preflight import fault_injection as preflight
+from lambdas.preflight import handler as preflight_lambda
 
 CLUSTER = "pb-cluster"
 ROLE_ARN = "arn:aws:iam::123456789012:role/pb-gateway-task"
@@ -74,6 +75,14 @@ def _expect(stub: Stubber, services: dict[str, dict[str, Any]], *, exec_on: bool
             {"taskDefinition": td},
             {"taskDefinition": td["taskDefinitionArn"]},
         )
+
+
+def test_the_lambda_checks_the_event_s_services_with_its_own_ecs_client(ecs, monkeypatch):
+    client, stub = ecs
+    _expect(stub, {"pb-gateway": READY_TD})
+    monkeypatch.setattr(boto3, "client", lambda service: client if service == "ecs" else None)
+    out = preflight_lambda.handler({"cluster": CLUSTER, "services": ["pb-gateway"]}, None)
+    assert out == {"ready": True, "missing": {}, "message": "fault injection is set up on every service"}
 
 
 def test_a_service_with_fis_task_setup_is_ready(ecs):

@@ -62,6 +62,9 @@ EXAMPLES = {
         "offset": 30,
     },
     "non_monotonic_read": {"client_id": "c1", "order_id": "a", "filled_qty": 9, "previous_max_filled": 10},
+    "aborted_read": {"client_id": "c1", "idempotency_key": "k5", "partition": 0, "offset": 12},
+    "offset_backwards": {"group": "g", "topic": "pb.orders", "partition": 0, "offset": 6, "after_offset": 7},
+    "offset_skip": {"group": "g", "topic": "pb.orders", "partition": 1, "offset": 4, "max_consumed": 9},
 }
 
 

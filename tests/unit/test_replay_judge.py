@@ -15,6 +15,9 @@ from resgate.checks.replay.check import ModelFindings
 from resgate.checks.replay.config import ReplayConfig, ReplayThresholds
 from resgate.checks.result import UNKNOWN
 from resgate.checks.topics import truncated_partitions
+from resgate.contract.layout import RunKey
+from resgate.evidence.sources import Sources, run_check
+from resgate.evidence.store import FolderStore
 
 
 def _model(name: str = "balances", **kw: Any) -> ModelFindings:
@@ -119,7 +122,7 @@ def test_the_details_name_an_unknown_models_reason_and_a_mismatchs_diff_counts()
     assert result.details["b"]["differing_buckets"] == 1
 
 
-def test_a_replay_config_passed_as_thresholds_gives_its_example_cap() -> None:
+def test_run_check_judges_replay_with_its_configs_thresholds_and_their_example_cap(tmp_path) -> None:
     config = ReplayConfig.from_dict(
         {
             "read_models": [{"table": "public.balances", "key_columns": ["account"]}],
@@ -128,7 +131,12 @@ def test_a_replay_config_passed_as_thresholds_gives_its_example_cap() -> None:
             "thresholds": {"examples_cap": 1},
         }
     )
-    assert len(check(ReplayFindings([_mismatch("b", 3)]), config).examples) == 1
+    key = RunKey.new("pb")
+    findings = ReplayFindings([_mismatch("b", 3)])
+    result = run_check(
+        "replay", FolderStore(tmp_path, key), config, Sources(key.run_id), gather=lambda: findings
+    )
+    assert result.valid is False and len(result.examples) == 1
 
 
 def test_findings_survive_a_json_round_trip_with_integer_partitions() -> None:

@@ -15,8 +15,8 @@ Nothing here knows paperbroker: tables, columns, topics, event types and JSON fi
 
 Modules: :mod:`.config` (the config), :mod:`.check` (the findings and the pure judge), :mod:`.gather`
 (the I/O), :mod:`.load` (COPY loaders of the ledger and topics), :mod:`.plan` (the SQL relations of one
-run), :mod:`.anomalies` (one detector per anomaly family of the order lifecycle) and :mod:`.trading`
-(one detector per trading invariant).
+run), :mod:`.anomalies` (one detector per anomaly family of the order lifecycle), :mod:`.trading`
+(one detector per trading invariant) and :mod:`.event_log` (what the event log's consumers saw).
 
 Anomaly kinds (:data:`KINDS`):
 
@@ -28,7 +28,8 @@ Anomaly kinds (:data:`KINDS`):
 - ``recovered`` — a key with only failed or indeterminate attempts whose order landed (allowed by default).
 - ``double_fill`` — the quantity traded against an order (distinct trade ids) exceeds the order quantity.
 - ``duplicate_trade`` — one trade id more than once: two table rows, or two events with different event
-  ids (or, without event ids, different offsets). Redeliveries of one event id are counted, not flagged.
+  ids (or, without event ids, different offsets), or one event id with two contents (two matchers that
+  both emitted the trade: split brain). Redeliveries of one event id are counted, not flagged.
 - ``orphan_trade`` — a trade referencing an order id that is not a known order.
 - ``seq_gap`` / ``seq_duplicate`` — per symbol, trade sequence numbers must be exactly 1..n (gaps are not
   checked on a trades topic truncated by retention: a missing seq may be among the dropped events).
@@ -47,6 +48,14 @@ The trading invariants (each checked only when the config names its sources; oth
 - ``non_monotonic_read`` — a client reads its own order going backwards (filled quantity shrinking, or
   open again after a terminal status).
 - ``unseen_by_projector`` — an accepted event the projector never recorded as applied.
+
+The event log, as Jepsen's Kafka workload checks it (each only when its sources are configured):
+
+- ``aborted_read`` — an accepted event in the topic whose (client, key) has only failed attempts in the
+  ledger (outcome ``fail``: the client was told it certainly did not happen), which consumers read.
+- ``offset_backwards`` — per consumer group and partition (Jepsen's key), an offset consumed for the
+  first time after a higher one (``consumed_offsets``: where the group read each event, in order).
+- ``offset_skip`` — an event of a loaded topic the group never consumed, below an offset it did consume.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ from resgate.checks.integrity.config import (
     KINDS,
     AcceptedEvents,
     CancelEvents,
+    ConsumedOffsets,
     IntegrityConfig,
     IntegrityThresholds,
     OrdersTable,
@@ -94,7 +104,8 @@ def __getattr__(name: str) -> Any:
 
 
 Thresholds = IntegrityConfig
-"""The parser of the ``checks.integrity`` section: sources and thresholds both (``check`` takes either)."""
+"""The parser of the ``checks.integrity`` section: :func:`gather`'s config (tables, topics, fields), whose
+``thresholds`` (an :class:`IntegrityThresholds`) are all :func:`check` takes."""
 
 
 __all__ = [
@@ -104,6 +115,7 @@ __all__ = [
     "NAME",
     "AcceptedEvents",
     "CancelEvents",
+    "ConsumedOffsets",
     "IntegrityConfig",
     "IntegrityFindings",
     "IntegrityThresholds",

@@ -172,12 +172,20 @@ def recovered(conn: Conn, plan: Plan, unacked: sql.Identifier, seen: sql.Identif
 
 
 def duplicate_trades(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
-    """One trade id under more than one identity: two table rows, or two events with different event ids.
+    """One trade id under more than one identity: two table rows, two events with different event ids, or
+    one event id carrying two contents (another seq, quantity, price or order).
 
-    Example: trade ``t7`` as event ``e1`` at 0:10 and again as event ``e2`` at 1:4. Redeliveries of one
-    event id (or, without event ids, of one offset) are not cases. Case: ``{trade_id, copies,
+    Example: trade ``t7`` as event ``e1`` at 0:10 and again as event ``e2`` at 1:4; or ``t7`` (event
+    ``e1``) filling orders 3 and 5 at 0:10 and, as ``e1`` again, orders 3 and 9 at 0:12: two matchers both
+    emitted trade 7 (split brain), which no redelivery does. Redeliveries of one event id (or, without
+    event ids, of one offset) with the same content are not cases. Case: ``{trade_id, copies,
     positions}`` (no positions for table rows).
     """
+    content = sql.SQL("concat_ws('|', {})").format(
+        sql.SQL(", ").join(
+            sql.Identifier(c) for c in ("seq", "qty", "price", *(f"o{i}" for i in range(t.n_orders)))
+        )
+    )
     cases = counted(
         fetch(
             conn,
@@ -185,10 +193,10 @@ def duplicate_trades(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
                 "SELECT trade_id, copies, positions, count(*) OVER () AS _total FROM ("
                 "  SELECT trade_id, count(*) AS copies,"
                 "         (array_agg(pos ORDER BY pos))[1:5] AS positions FROM ("
-                "    SELECT trade_id, ident, min(p || ':' || off) AS pos FROM {rows} r"
-                "    GROUP BY trade_id, ident) x"
+                "    SELECT trade_id, ident, {content} AS content, min(p || ':' || off) AS pos FROM {rows} r"
+                "    GROUP BY trade_id, ident, {content}) x"
                 "  GROUP BY trade_id HAVING count(*) > 1) d ORDER BY trade_id LIMIT {cap}"
-            ).format(rows=t.rows, cap=sql.Literal(plan.cap)),
+            ).format(rows=t.rows, cap=sql.Literal(plan.cap), content=content),
         )
     )
     if not t.is_topic:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resgate.checks.integrity.config import KINDS, IntegrityConfig, IntegrityThresholds
+from resgate.checks.integrity.config import KINDS, IntegrityThresholds
 from resgate.checks.result import CheckResult, interleave, judge
 
 NAME = "integrity"
@@ -81,22 +81,15 @@ class IntegrityFindings:
         )
 
 
-def check(
-    findings: IntegrityFindings, thresholds: IntegrityThresholds | IntegrityConfig | None = None
-) -> CheckResult:
+def check(findings: IntegrityFindings, thresholds: IntegrityThresholds | None = None) -> CheckResult:
     """Judge findings: false if a prohibited kind has a count > 0, else unknown if a source was incomplete.
 
     Returns a CheckResult named ``integrity`` with ``counts`` = ``{kind: count}`` for every checked kind
     plus the volume stats, ``examples`` = ``[{kind, prohibited, ...}]`` capped at
-    ``thresholds.examples_cap`` (shared round-robin between kinds, prohibited kinds first; an
-    IntegrityConfig may be passed for its ``thresholds``), ``error`` = the
+    ``thresholds.examples_cap`` (shared round-robin between kinds, prohibited kinds first), ``error`` = the
     reasons when unknown, and ``details`` = ``{prohibited, violations, not_checked, incomplete}``.
     """
-    th = (
-        thresholds.thresholds
-        if isinstance(thresholds, IntegrityConfig)
-        else thresholds or IntegrityThresholds()
-    )
+    th = thresholds or IntegrityThresholds()
     counts: dict[str, Any] = {k: f.count for k, f in findings.kinds.items()}
     for k, v in findings.stats.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in counts:

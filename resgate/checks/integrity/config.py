@@ -38,6 +38,9 @@ KINDS: tuple[str, ...] = (
     "position_mismatch",
     "non_monotonic_read",
     "unseen_by_projector",
+    "aborted_read",
+    "offset_backwards",
+    "offset_skip",
 )
 ALLOWED_BY_DEFAULT: frozenset[str] = frozenset({"recovered"})
 DEFAULT_PROHIBITED: frozenset[str] = frozenset(KINDS) - ALLOWED_BY_DEFAULT
@@ -277,6 +280,39 @@ class ProjectedEvents:
 
 
 @dataclass(frozen=True)
+class ConsumedOffsets:
+    """A table in which a consumer records each event it consumed: group, topic, partition, offset, order.
+
+    ``order`` is a column that increases with the order of consumption (a sequence or a commit
+    timestamp); ``group`` is None (the default) when the table holds one consumer group. Per group and
+    partition (Jepsen's Kafka key), the offsets first consumed must increase in consumption order
+    (``offset_backwards``), and no event of a loaded topic may be left out below an offset the group
+    consumed (``offset_skip``).
+    """
+
+    table: TableName
+    group: str | None = None
+    topic: str = "topic"
+    partition: str = "partition"
+    offset: str = "offset"
+    order: str = "seq"
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "integrity.consumed_offsets") -> ConsumedOffsets:
+        s = Section.closed(d, where, ("table", "group", "topic", "partition", "offset", "order"))
+        if "table" not in s.data:
+            raise ConfigError("is required", where=s.p("table"))
+        return cls(
+            table=parse_table_name(s.data["table"], s.p("table")),
+            group=ident(s, "group", None, optional=True),
+            topic=ident(s, "topic", "topic"),  # type: ignore[arg-type]
+            partition=ident(s, "partition", "partition"),  # type: ignore[arg-type]
+            offset=ident(s, "offset", "offset"),  # type: ignore[arg-type]
+            order=ident(s, "order", "seq"),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
 class PositionsTable:
     """A positions read model: one row per (client, symbol) with its net quantity (bought minus sold)."""
 
@@ -344,6 +380,7 @@ class IntegrityConfig:
     order_states: OrderStates | None = None
     positions: PositionsTable | None = None
     projected_events: ProjectedEvents | None = None
+    consumed_offsets: ConsumedOffsets | None = None
     submit_ops: tuple[str, ...] = ("submit_order",)
     cancel_ops: tuple[str, ...] = ("cancel_order",)
     read_ops: tuple[str, ...] = ("get_order",)
@@ -394,6 +431,7 @@ class IntegrityConfig:
                 "order_states",
                 "positions",
                 "projected_events",
+                "consumed_offsets",
                 "submit_ops",
                 "cancel_ops",
                 "read_ops",
@@ -426,6 +464,7 @@ class IntegrityConfig:
                 order_states=sub("order_states", OrderStates.from_dict),
                 positions=sub("positions", PositionsTable.from_dict),
                 projected_events=sub("projected_events", ProjectedEvents.from_dict),
+                consumed_offsets=sub("consumed_offsets", ConsumedOffsets.from_dict),
                 submit_ops=s.texts("submit_ops", ("submit_order",)),
                 cancel_ops=s.texts("cancel_ops", ("cancel_order",)),
                 read_ops=s.texts("read_ops", ("get_order",)),

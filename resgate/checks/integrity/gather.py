@@ -27,6 +27,7 @@ from resgate.checks.integrity.anomalies import (
 )
 from resgate.checks.integrity.check import IntegrityFindings
 from resgate.checks.integrity.config import KINDS, IntegrityConfig
+from resgate.checks.integrity.event_log import record_event_log
 from resgate.checks.integrity.load import (
     ACCEPTED_COLUMNS,
     CANCEL_COLUMNS,
@@ -137,6 +138,11 @@ def _check_tables(conn: psycopg.Connection[Any], config: IntegrityConfig) -> Non
     if config.projected_events:
         pe = config.projected_events
         specs.append(("integrity.projected_events", pe.table, {"event_id": pe.event_id}))
+    if config.consumed_offsets:
+        co = config.consumed_offsets
+        fields = {"group": co.group, "topic": co.topic, "partition": co.partition, "offset": co.offset}
+        fields["order"] = co.order
+        specs.append(("integrity.consumed_offsets", co.table, fields))
     if config.positions:
         ps = config.positions
         fields = {"client_id": ps.client_id, "symbol": ps.symbol, "net_qty": ps.net_qty}
@@ -171,28 +177,7 @@ def _gather_in(
     config = plan.c
     cap = config.examples_cap
     with _connect(dsn, config.work_mem) as conn:
-        if config.accepted_events:
-            conn.execute(
-                sql.SQL(
-                    "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, order_id text, client_id text, "
-                    "ikey text, qty numeric)"
-                ).format(plan.w("accepted"))
-            )
-        if config.trade_events:
-            n = len(config.trade_events.order_ids)
-            cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"o{i}")) for i in range(n))
-            conn.execute(
-                sql.SQL(
-                    "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, trade_id text, symbol text, "
-                    "seq bigint, qty numeric, price numeric, {})"
-                ).format(plan.w("trade_events"), cols)
-            )
-        if config.cancel_events:
-            conn.execute(
-                sql.SQL("CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, order_id text)").format(
-                    plan.w("cancels")
-                )
-            )
+        create_topic_tables(conn, plan)
 
     # Phase 1, concurrently: the ledger load (Python-bound), the topic loads (Kafka), and the checks that
     # read only the system's own tables (Postgres-bound).
@@ -269,22 +254,68 @@ def _gather_in(
     # Phase 2: everything that joins the ledger or the topics.
     t = time.perf_counter()
     with _connect(dsn, config.work_mem) as conn:
-        ledger_anomalies(conn, plan, findings)
-        positions_trades: TradeSource | None = None
-        if config.trade_events:
-            topic_trades = trade_anomalies(conn, plan, findings, plan.topic_trades())
-            if not topic_trades.truncated:
-                positions_trades = topic_trades
-        if positions_trades is None and config.trades:
-            positions_trades = one_row_per_trade(conn, plan, plan.table_trades())
-        record_trading(
+        joined_anomalies(
             conn,
             plan,
             findings,
-            positions_trades,
             {"submit_fields": led.submit_fields, "cancels": led.cancels, "read_fields": led.read_fields},
         )
     timings["ledger_checks_s"] = time.perf_counter() - t
+
+
+def create_topic_tables(conn: psycopg.Connection[Any], plan: Plan) -> None:
+    """The work tables the configured topics load into: ``accepted``, ``trade_events`` and ``cancels``.
+
+    Each row is one event with its partition ``p``, offset ``off`` and event id ``eid``; the columns after
+    them are those of :data:`~resgate.checks.integrity.load.ACCEPTED_COLUMNS`,
+    :func:`~resgate.checks.integrity.load.trade_columns` and
+    :data:`~resgate.checks.integrity.load.CANCEL_COLUMNS`. The one DDL of these tables (the tests' work
+    tables are made by it too).
+    """
+    config = plan.c
+    if config.accepted_events:
+        conn.execute(
+            sql.SQL(
+                "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, order_id text, client_id text, "
+                "ikey text, qty numeric)"
+            ).format(plan.w("accepted"))
+        )
+    if config.trade_events:
+        n = len(config.trade_events.order_ids)
+        cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"o{i}")) for i in range(n))
+        conn.execute(
+            sql.SQL(
+                "CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, trade_id text, symbol text, "
+                "seq bigint, qty numeric, price numeric, {})"
+            ).format(plan.w("trade_events"), cols)
+        )
+    if config.cancel_events:
+        conn.execute(
+            sql.SQL("CREATE UNLOGGED TABLE {} (p int, off bigint, eid text, order_id text)").format(
+                plan.w("cancels")
+            )
+        )
+
+
+def joined_anomalies(
+    conn: psycopg.Connection[Any], plan: Plan, findings: IntegrityFindings, ledger_fields: dict[str, int]
+) -> None:
+    """Every detector that joins the loaded ledger or topics (gather's second phase), into ``findings``.
+
+    ``ledger_fields`` counts the ledger records carrying what the trading kinds need (``submit_fields``,
+    ``cancels``, ``read_fields``).
+    """
+    config = plan.c
+    ledger_anomalies(conn, plan, findings)
+    positions_trades: TradeSource | None = None
+    if config.trade_events:
+        topic_trades = trade_anomalies(conn, plan, findings, plan.topic_trades())
+        if not topic_trades.truncated:
+            positions_trades = topic_trades
+    if positions_trades is None and config.trades:
+        positions_trades = one_row_per_trade(conn, plan, plan.table_trades())
+    record_trading(conn, plan, findings, positions_trades, ledger_fields)
+    record_event_log(conn, plan, findings)
 
 
 async def _load_topics(

@@ -20,6 +20,11 @@ from resgate.checks.recovery.evidence import (
     as_object,
     number_field,
 )
+from resgate.checks.recovery.leader import (
+    DEFAULT_MAX_HEARTBEAT_AGE_S,
+    LEADER_FAILING_KINDS,
+    leader_anomalies,
+)
 from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector, judge
 from resgate.contract.constants import DEFAULT_RTO_SECONDS
 from resgate.contract.errors import ConfigError
@@ -35,7 +40,9 @@ MIN_AFTER_WINDOW_S = 2.0
 """Nor is an after-window shorter than this: the first moments after a recovery (a pool refilling, a cache
 warming) are not the service's steady state, and a fraction of a second of them would decide alone."""
 
-FAILING_KINDS = frozenset({"rto_missed", "never_recovered", "error_ratio_not_back", "throughput_not_back"})
+FAILING_KINDS = frozenset(
+    {"rto_missed", "never_recovered", "error_ratio_not_back", "throughput_not_back", *LEADER_FAILING_KINDS}
+)
 UNDECIDED_KINDS = frozenset({"no_data"})
 # ``serving_unmeasured``: the after-window was cut too short to judge, by the next fault's start (faults
 # scheduled back to back) or by the end of the load (a fault late in the schedule, or one that healed after
@@ -53,12 +60,14 @@ class RecoveryThresholds:
     """``rto_s``: the recovery time objective; ``error_ratio_tolerance``: how far above the baseline the error
     ratio may stay after recovery (``None`` = do not judge the error ratio); ``min_throughput_ratio``: the
     fraction of the baseline's completed ok requests per second the service must serve again after recovery
-    (``None`` = do not judge throughput); ``after_window_s``: how long after recovery both are measured."""
+    (``None`` = do not judge throughput); ``after_window_s``: how long after recovery both are measured;
+    ``max_heartbeat_age_s``: the oldest heartbeat a leader may act on (``leader_loss`` faults)."""
 
     rto_s: float = DEFAULT_RTO_SECONDS
     error_ratio_tolerance: float | None = DEFAULT_ERROR_RATIO_TOLERANCE
     after_window_s: float = DEFAULT_AFTER_WINDOW_S
     min_throughput_ratio: float | None = DEFAULT_MIN_THROUGHPUT_RATIO
+    max_heartbeat_age_s: float = DEFAULT_MAX_HEARTBEAT_AGE_S
 
     @property
     def judges_serving(self) -> bool:
@@ -73,7 +82,9 @@ class RecoveryThresholds:
         take the defaults; ``error_ratio_tolerance: null`` or ``min_throughput_ratio: null`` switches that
         part off)."""
         d = as_object(d or {}, where)
-        unknown = set(d) - {"rto_s", "error_ratio_tolerance", "after_window_s", "min_throughput_ratio"}
+        keys = {"rto_s", "error_ratio_tolerance", "after_window_s", "min_throughput_ratio"}
+        keys.add("max_heartbeat_age_s")
+        unknown = set(d) - keys
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
         rto = number_field(d, "rto_s", where, required=False, minimum=0)
@@ -88,7 +99,11 @@ class RecoveryThresholds:
         ratio = number_field(d, "min_throughput_ratio", where, required=False, minimum=0)
         if ratio is not None and not 0 < ratio <= 1:
             raise ConfigError(f"must be > 0 and <= 1, got {ratio}", where=f"{where}.min_throughput_ratio")
+        hb = number_field(d, "max_heartbeat_age_s", where, required=False, minimum=0)
+        if hb is not None and hb <= 0:
+            raise ConfigError(f"must be > 0, got {hb}", where=f"{where}.max_heartbeat_age_s")
         return cls(
+            max_heartbeat_age_s=DEFAULT_MAX_HEARTBEAT_AGE_S if hb is None else hb,
             rto_s=DEFAULT_RTO_SECONDS if rto is None else rto,
             error_ratio_tolerance=tol if "error_ratio_tolerance" in d else DEFAULT_ERROR_RATIO_TOLERANCE,
             after_window_s=DEFAULT_AFTER_WINDOW_S if after is None else after,
@@ -571,6 +586,26 @@ def detect(figures: Mapping[str, Any], evidence: RecoveryEvidence, thresholds: R
             )
         if serving:
             out += _serving(row, figures, thresholds)
+    return out + _leaders(rows, evidence, thresholds)
+
+
+def _leaders(rows: Sequence[Mapping[str, Any]], evidence: RecoveryEvidence, th: RecoveryThresholds) -> list:
+    """The leader judgments of each ``leader_loss`` fault (:mod:`resgate.checks.recovery.leader`); each
+    row gains its ``leader`` figures."""
+    by_fault = {o.fault_id: o for o in evidence.leaders}
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if row["kind"] != "leader_loss":
+            continue
+        figures, anomalies = leader_anomalies(
+            by_fault.get(row["fault_id"]),
+            row["injected_ts"],
+            rto_s=th.rto_s,
+            max_heartbeat_age_s=th.max_heartbeat_age_s,
+        )
+        if isinstance(row, dict):
+            row["leader"] = figures
+        out += [_ex(row, a.pop("kind"), **a) for a in anomalies]
     return out
 
 
@@ -604,6 +639,12 @@ def check(evidence: RecoveryEvidence, thresholds: RecoveryThresholds) -> CheckRe
         "aborted": by_kind.get("aborted", 0),
         "max_time_to_healthy_s": max(times, default=None),
     }
+    leaders = [r["leader"] for r in rows if r.get("leader")]
+    if leaders:
+        again = [f["time_to_leader_s"] for f in leaders if f["time_to_leader_s"] is not None]
+        counts["leader_losses"] = len(leaders)
+        counts["max_time_to_leader_s"] = max(again, default=None)
+        counts["split_brain"] = by_kind.get("split_brain", 0) + by_kind.get("stale_leader", 0)
     ex = ExampleCollector()
     # Failures first, so the capped list always shows what made the check fail.
     for a in sorted(

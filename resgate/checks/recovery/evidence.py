@@ -7,7 +7,8 @@ Each record type validates its dict form (``ConfigError`` naming the entry and k
 A fault's timeline has two moments at each end: ``injecting`` (its injection started: nothing of it acted
 before) and ``injected`` (it was in effect), and for a fault held for a while, ``lifting`` (its lift
 started) and ``ended`` (it was lifted). Timelines written before ``injecting`` existed fall back to
-``injected`` for the start.
+``injected`` for the start. A ``leader_loss`` fault adds a ``leader_samples`` line (the leader figures
+of every replica over the fault, :mod:`resgate.checks.recovery.leader`).
 """
 
 from __future__ import annotations
@@ -229,13 +230,20 @@ class RecoveryEvidence:
     observed_until: float | None = None
     baseline_error_ratio: float | None = None
     load_ended_ts: float | None = None
+    leaders: tuple[Any, ...] = ()
+    """The ``leader_samples`` events of ``leader_loss`` faults, as
+    :class:`~resgate.checks.recovery.leader.LeaderObservation`."""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], *, where: str = "evidence.recovery") -> RecoveryEvidence:
         """Build from ``{faults, health, requests?, observed_until?, baseline_error_ratio?,
-        load_ended_ts?}`` (``requests``: ``[{start, end, ok}]``)."""
+        load_ended_ts?, leaders?}`` (``requests``: ``[{start, end, ok}]``; ``leaders``: the fault
+        timeline's ``leader_samples`` lines)."""
+        from resgate.checks.recovery.leader import parse_leaders
+
         d = as_object(d, where)
         keys = {"faults", "health", "requests", "observed_until", "baseline_error_ratio", "load_ended_ts"}
+        keys.add("leaders")
         unknown = set(d) - keys
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
@@ -268,6 +276,7 @@ class RecoveryEvidence:
             observed_until=number_field(d, "observed_until", where, required=False),
             baseline_error_ratio=baseline,
             load_ended_ts=number_field(d, "load_ended_ts", where, required=False),
+            leaders=parse_leaders(_list(d.get("leaders") or [], f"{where}.leaders"), f"{where}.leaders"),
         )
 
 
@@ -279,6 +288,7 @@ def evidence_from_run(
     observed_until: float | None = None,
     load_ended_ts: float | None = None,
     load_duration_s: float | None = None,
+    leaders: Iterable[Mapping[str, Any]] = (),
 ) -> RecoveryEvidence:
     """Build :class:`RecoveryEvidence` from timeline dicts and, optionally, the ledger's records.
 
@@ -289,7 +299,12 @@ def evidence_from_run(
     after-window with no completed request is undecided rather than passed.
     """
     ev = RecoveryEvidence.from_dict(
-        {"faults": list(faults), "health": list(health), "observed_until": observed_until}
+        {
+            "faults": list(faults),
+            "health": list(health),
+            "observed_until": observed_until,
+            "leaders": list(leaders),
+        }
     )
     if records is None:
         return ev
@@ -303,6 +318,7 @@ def evidence_from_run(
         requests=tuple(served),
         observed_until=ev.observed_until,
         load_ended_ts=load_ended_ts,
+        leaders=ev.leaders,
     )
 
 

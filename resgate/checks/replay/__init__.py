@@ -55,7 +55,8 @@ def __getattr__(name: str) -> Any:
 
 
 Thresholds = ReplayConfig
-"""The parser of the ``checks.replay`` section: read models and thresholds both (``check`` takes either)."""
+"""The parser of the ``checks.replay`` section: :func:`gather`'s config (the read models and their
+rebuilds), whose ``thresholds`` (a :class:`ReplayThresholds`) are all :func:`check` takes."""
 
 
 __all__ = [

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from resgate.checks.replay.config import ReplayConfig, ReplayThresholds
+from resgate.checks.replay.config import ReplayThresholds
 from resgate.checks.result import UNKNOWN, CheckResult, interleave, judge
 
 NAME = "replay"
@@ -87,7 +87,7 @@ class ReplayFindings:
 # --- the judge --------------------------------------------------------------------------------------
 
 
-def check(findings: ReplayFindings, thresholds: ReplayThresholds | ReplayConfig | None = None) -> CheckResult:
+def check(findings: ReplayFindings, thresholds: ReplayThresholds | None = None) -> CheckResult:
     """Judge replay findings: false if any read model differs, else unknown if any could not be compared.
 
     Returns a CheckResult named ``replay`` with ``counts`` = ``{read_models, matching, mismatching,
@@ -96,8 +96,6 @@ def check(findings: ReplayFindings, thresholds: ReplayThresholds | ReplayConfig 
     ``{read_model: {status, live_rows, rebuilt_rows, live_checksum, rebuilt_checksum, ...}}``. No read
     model at all is "unknown": nothing was proven.
     """
-    if isinstance(thresholds, ReplayConfig):
-        thresholds = thresholds.thresholds
     th = thresholds or ReplayThresholds()
     matching = mismatching = unknown = differing = 0
     reasons: list[str] = []

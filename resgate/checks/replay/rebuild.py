@@ -3,7 +3,7 @@
 A rebuild is a :class:`RebuildJob` (the spec, the database, the shadow schema, the topics' end offsets and
 how to reach the brokers). :func:`run_rebuild` picks how it runs: a callable in a worker thread, a command
 as a subprocess, or — for a spec with an ``ecs_task`` — the injected :data:`RebuildRunner`. On AWS that
-runner is the replay Lambda's ECS runner (``lambdas.common.ecs_rebuild``), which starts the task
+runner is the replay Lambda's ECS runner (``lambdas.replay.ecs_rebuild``), which starts the task
 definition the config names in the target's own image and waits for it; locally
 :func:`run_container_locally` runs the task's container command as a subprocess with the same
 environment. Every failure or timeout raises :class:`GateError` with the reason (the checker's unknown).

@@ -48,6 +48,7 @@ from resgate.checks.slo.evidence import (
     EndpointStats,
     SloEvidence,
     evidence_from_run,
+    stats_from_ledger,
     window_p95,
 )
 from resgate.checks.slo.golden import GoldenProfile, compare_phases
@@ -96,5 +97,6 @@ __all__ = [
     "run_duration",
     "run_figures",
     "run_phases",
+    "stats_from_ledger",
     "window_p95",
 ]

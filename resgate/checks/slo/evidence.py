@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from resgate.checks import histogram as h
 from resgate.checks.ledger import LedgerRecord
-from resgate.contract.errors import ConfigError
+from resgate.checks.slo.phases import locust_bucket
+from resgate.contract.errors import ConfigError, EvidenceMissing
 
 if TYPE_CHECKING:
     from resgate.checks.slo.golden import GoldenProfile
@@ -205,6 +206,48 @@ def window_p95(
             assert p is not None
             out.append(p)
     return out
+
+
+def stats_from_ledger(
+    records: Iterable[LedgerRecord | Mapping[str, Any]], *, latency_from: str = "intended"
+) -> list[dict[str, Any]]:
+    """Endpoint stats in the shape of Locust's ``--json`` entries, built from the ledger: one per (``op``,
+    ``method``), with its requests, failures (outcome ``fail`` or ``info``, as the phases count them), first
+    and last ``ts`` and the histogram of each request's latency (:meth:`LedgerRecord.latency`, filed under
+    Locust's buckets, :func:`resgate.checks.slo.phases.locust_bucket`). The SLO check's whole-run and
+    per-endpoint figures when it judges latency from the intended start, which Locust does not measure.
+    Raises :class:`EvidenceMissing` when ``latency_from`` is ``"intended"`` and no record has an intended
+    start (a closed-model load: set ``load.arrival_rate``)."""
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    intended = 0
+    for raw in records:
+        r = raw if isinstance(raw, LedgerRecord) else LedgerRecord.from_dict(raw)
+        intended += r.intended_latency_ms is not None
+        e = entries.setdefault(
+            (r.op, r.method or ""),
+            {
+                "name": r.op,
+                "method": r.method or "",
+                "num_requests": 0,
+                "num_failures": 0,
+                "num_none_requests": 0,
+                "response_times": {},
+                "start_time": r.ts,
+                "last_request_timestamp": r.ts,
+            },
+        )
+        e["num_requests"] += 1
+        e["num_failures"] += r.outcome != "ok"
+        e["start_time"] = min(e["start_time"], r.ts)
+        e["last_request_timestamp"] = max(e["last_request_timestamp"], r.ts)
+        bucket = locust_bucket(r.latency(latency_from))
+        e["response_times"][bucket] = e["response_times"].get(bucket, 0) + 1
+    if latency_from == "intended" and not intended:
+        raise EvidenceMissing(
+            "checks.slo.latency_from is 'intended' but the ledger records no intended start"
+            " (only the open model, load.arrival_rate, has one)"
+        )
+    return [entries[k] for k in sorted(entries)]
 
 
 def evidence_from_run(

@@ -234,10 +234,12 @@ def phase_figures(
     load_start: float,
     load_end: float,
     window_s: float = SAMPLE_WINDOW_S,
+    latency_from: str = "sent",
 ) -> list[PhaseFigures]:
     """Assign each record (by ``ts``) to the phase that owns that moment and compute each phase's figures
-    (see the module docstring). Returns one :class:`PhaseFigures` per window that owns time or requests, in
-    the order of ``windows``."""
+    (see the module docstring), latencies from each request's send or, with ``latency_from="intended"``,
+    from its intended start (:meth:`LedgerRecord.latency`). Returns one :class:`PhaseFigures` per window
+    that owns time or requests, in the order of ``windows``."""
     owner = _Owners(windows)
     per_window: list[dict[int, h.Histogram]] = [{} for _ in windows]
     requests = [0] * len(windows)
@@ -245,8 +247,10 @@ def phase_figures(
     for r in records:
         if isinstance(r, Mapping):
             ts, ms, outcome = float(r["ts"]), float(r["latency_ms"]), r.get("outcome")
+            if latency_from == "intended" and r.get("intended_latency_ms") is not None:
+                ms = float(r["intended_latency_ms"])
         else:
-            ts, ms, outcome = r.ts, r.latency_ms, r.outcome
+            ts, ms, outcome = r.ts, r.latency(latency_from), r.outcome
         i = owner(ts)
         requests[i] += 1
         failures[i] += outcome in _FAILED
@@ -294,6 +298,7 @@ def run_phases(
     settle_s: float = DEFAULT_SETTLE_S,
     load_start: float | None = None,
     load_end: float | None = None,
+    latency_from: str = "sent",
 ) -> list[PhaseFigures]:
     """The run's phases and their figures: :func:`phase_windows` then :func:`phase_figures`. The load's
     window defaults to the ledger's first and last ``ts`` (plus a millisecond, so the last record is in).
@@ -305,4 +310,4 @@ def run_phases(
     start = min(stamps) if load_start is None else load_start
     end = max(stamps) + 0.001 if load_end is None else load_end
     windows = phase_windows(faults, health, load_start=start, load_end=end, rto_s=rto_s, settle_s=settle_s)
-    return phase_figures(recs, windows, load_start=start, load_end=end)
+    return phase_figures(recs, windows, load_start=start, load_end=end, latency_from=latency_from)

@@ -19,6 +19,9 @@ DEFAULT_MIN_WINDOWS = 3
 DEFAULT_REGRESSION_PHASES: tuple[str, ...] = ("baseline", "steady")
 
 LIMIT_KEYS = ("p50_ms", "p95_ms", "p99_ms", "max_error_ratio", "min_throughput_rps")
+LATENCY_FROM: tuple[str, ...] = ("sent", "intended")
+"""What the latency limits judge: the time from each request's actual send (Locust's measure), or from its
+intended start (the open model's, ``load.arrival_rate``; :mod:`loadgen.pacing`)."""
 PHASE_KINDS: tuple[str, ...] = ("baseline", "during", "recovery", "steady")
 """The phase kinds a ``phases:`` block may set limits for (see :mod:`resgate.checks.slo.phases`)."""
 FAULT_PHASES: tuple[str, ...] = ("during", "recovery")
@@ -195,6 +198,7 @@ class SloThresholds:
     per_endpoint: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     regression: RegressionThresholds | None = None
     phases: PhaseLimits = field(default_factory=PhaseLimits)
+    latency_from: str = "sent"
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None, *, where: str = "thresholds.slo") -> SloThresholds:
@@ -202,7 +206,7 @@ class SloThresholds:
         d = d or {}
         if not isinstance(d, Mapping):
             raise ConfigError("must be an object", where=where)
-        unknown = set(d) - {*LIMIT_KEYS, "per_endpoint", "regression", "phases"}
+        unknown = set(d) - {*LIMIT_KEYS, "per_endpoint", "regression", "phases", "latency_from"}
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
         top = _limits(d, where, allowed=LIMIT_KEYS)
@@ -219,7 +223,13 @@ class SloThresholds:
                 raise ConfigError(f"unknown keys {sorted(bad)}", where=w)
             per[str(ep)] = _limits(lim, w, allowed=LIMIT_KEYS)
         reg = d.get("regression")
+        latency_from = d.get("latency_from", "sent")
+        if latency_from not in LATENCY_FROM:
+            raise ConfigError(
+                f"must be one of {list(LATENCY_FROM)}, got {latency_from!r}", where=f"{where}.latency_from"
+            )
         return cls(
+            latency_from=latency_from,
             **top,
             per_endpoint=per,
             regression=None

@@ -87,7 +87,10 @@ def fis_requests(permission: str, *, cluster: str, tags: dict[str, str]) -> list
     task = f"{arn}:task/{cluster}/0123456789abcdef0"
     if permission == "ecs:DescribeTasks":
         return [(task, on_cluster)]
-    if permission in ("ecs:ListTasks", "ecs:DescribeContainerInstances"):
+    if permission == "ecs:ListTasks":
+        # A Fargate cluster's tasks are listed with no container instance: the request's resource is "*".
+        return [("*", on_cluster)]
+    if permission == "ecs:DescribeContainerInstances":
         return [(f"{arn}:container-instance/{cluster}/0123456789abcdef0", on_cluster)]
     if permission == "ecs:StopTask":
         return [(task, {**on_cluster, **{f"aws:ResourceTag/{k}": v for k, v in tags.items()}})]

@@ -160,10 +160,16 @@ class EcsTwin:
         target_cluster: str,
         health_checked: Mapping[str, bool],
         user_tasks: Mapping[str, UserTaskDefinition] | None = None,
+        task_tags: Mapping[str, str] | None = None,
+        zones: Mapping[str, list[str]] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.assembly = assembly
         self.user_tasks = dict(user_tasks or {})
+        # What a deployed target task carries: the service's propagated tags (the config's target tags)
+        # and ECS's managed ``aws:ecs:*`` tags; its zone is its replica's (round-robin over ``zones``).
+        self.task_tags = dict(task_tags or {})
+        self.zones = {k: list(v) for k, v in (zones or {}).items()}
         self.workdir = workdir
         self.deploy = dict(deploy)
         self.extra_env = dict(extra_env)
@@ -350,6 +356,28 @@ class EcsTwin:
                 if self.health_checked.get(svc):
                     tasks[current[rid]]["containers"][0]["healthStatus"] = ev.upper()
         return list(tasks.values())
+
+    def target_tasks_described(self) -> list[dict[str, Any]]:
+        """The target cluster's RUNNING tasks as ``DescribeTasks`` with ``include=[TAGS]`` returns them:
+        with ``tags`` (``[{key, value}]``: :attr:`task_tags`, ``aws:ecs:clusterName``,
+        ``aws:ecs:serviceName``) and ``availabilityZone`` (the replica's zone, when its service has
+        zones): what FIS resolves an ``aws:ecs:task`` target over."""
+        out = []
+        for t in self._target_tasks():
+            if t["lastStatus"] != "RUNNING":
+                continue
+            service, index = t["_service"], int(str(t["_replica"]).rsplit("-", 1)[-1])
+            tags = {
+                **self.task_tags,
+                "aws:ecs:clusterName": self.target_cluster,
+                "aws:ecs:serviceName": service,
+            }
+            zones = self.zones.get(service) or []
+            described = _public(t) | {"tags": [{"key": k, "value": v} for k, v in tags.items()]}
+            if zones:
+                described["availabilityZone"] = zones[index % len(zones)]
+            out.append(described | {"_replica": t["_replica"], "_service": service})
+        return out
 
     def list_tasks(self, **p: Any) -> dict[str, Any]:
         service, status = p.get("serviceName"), p.get("desiredStatus", "RUNNING")

@@ -1,16 +1,21 @@
 """The FIS twin: experiments from the template's experiment templates, acting on the local replicas through
 the gate's fault runner, with FIS's statuses and stop conditions read from local alarm twins.
 
-``StartExperiment`` reads the template (``Targets``: the ECS service by ``aws:ecs:serviceName`` and the
-share by ``SelectionMode: PERCENT(n)``; ``Actions``: ``aws:ecs:stop-task`` and ``aws:fis:wait``) and runs
-it in a thread: ``initiating``, then ``running`` while each action runs (a stop-task is one
-:class:`resgate.runner.faults.FaultRunner` fault of kind ``stop_task``, injected at once), ``completed``.
+``StartExperiment`` reads the template (``Actions``: ``aws:ecs:stop-task`` and ``aws:fis:wait``;
+``Targets``: resolved as FIS resolves an ``aws:ecs:task`` target, :func:`resolve_targets`: every
+``ResourceTags`` tag on the task and every filter's PascalCase ``Path`` over the task's ``DescribeTasks``
+output, then ``SelectionMode`` ALL / COUNT(n) / PERCENT(n), :func:`select`; an empty resolution fails the
+experiment under ``EmptyTargetResolutionMode: fail``) and runs it in a thread (a repeated ``ClientToken``
+returns the experiment it started): ``initiating``, then ``running`` while each action runs (a stop-task is
+a :class:`resgate.runner.faults.FaultRunner` fault of kind ``stop_task`` per service, stopping as many of its
+replicas as were selected, injected at once), ``completed``.
 While it is ``initiating``/``running`` the stop conditions are evaluated every ``ALARM_TICK_S``: an alarm
 twin in ALARM stops it (``stopped``, reason naming the alarm) and the fault runner reverts what it can;
-``StopExperiment`` does the same on request. ``aws:fis:wait`` holds for its duration times
-``wait_scale`` (a short rehearsal scales it like the state machine's waits). An action that fails, or
-a target with no tasks
-(``EmptyTargetResolutionMode: fail``), makes it ``failed``.
+``StopExperiment`` does the same on request. Each action first needs its permissions (the FIS actions
+reference's list) on the template's role (``permissions``: :meth:`.permissions.Permissions.fis_denial`);
+without them the experiment is ``failed`` with the AccessDenied naming the action's permission and role.
+``aws:fis:wait`` holds for its duration times ``wait_scale`` (a short rehearsal scales it like the state
+machine's waits). An action that fails makes it ``failed``.
 
 An alarm twin evaluates a guardrail alarm of the template on the load's live files (what
 ``resgate/runner/guardrails.py`` watches locally): the last ``EvaluationPeriods`` periods of ``Period``
@@ -19,6 +24,7 @@ seconds, ALARM when ``DatapointsToAlarm`` of them breach; a period without reque
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
@@ -30,6 +36,7 @@ from typing import Any
 
 from loadgen.stats import read_live
 from resgate.config.schema import Fault
+from resgate.local.spec import count_for
 from resgate.runner.faults import FaultRunner
 from resgate.runner.guardrails import Window
 from resgate.runner.local_target import LocalTarget
@@ -143,10 +150,18 @@ class FisTwin:
         target: Callable[[], LocalTarget | None],
         live_dirs: Callable[[], list[Path]],
         services: Mapping[str, str] | None = None,
+        tasks: Callable[[], list[dict[str, Any]]] | None = None,
         wait_scale: float = 1.0,
+        permissions: Any = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.assembly = assembly
+        # The target cluster's RUNNING tasks as DescribeTasks (with tags) returns them: what targets resolve
+        # over (:func:`resolve_targets`); None: the target tasks are not resolved here.
+        self.tasks = tasks
+        self._tokens: dict[str, str] = {}
+        # The experiment role's permissions (:class:`.permissions.Permissions`), checked per action.
+        self.permissions = permissions
         self.wait_scale = wait_scale  # an aws:fis:wait of d seconds holds d * wait_scale here
         self.target = target
         self.live_dirs = live_dirs
@@ -164,9 +179,14 @@ class FisTwin:
         res = self.assembly.resources.get(tid)
         if res is None or res["Type"] != "AWS::FIS::ExperimentTemplate":
             raise FisError("ResourceNotFoundException", f"Experiment template not found: {tid}")
+        token = p.get("clientToken")
+        if token and token in self._tokens:  # idempotent: the same request starts one experiment
+            return {"experiment": self.experiments[self._tokens[token]].describe()}
         exp = Experiment(
             id=f"EXP{uuid.uuid4().hex[:14].upper()}", template_id=tid, tags=dict(p.get("tags") or {})
         )
+        if token:
+            self._tokens[token] = exp.id
         self.experiments[exp.id] = exp
         t = threading.Thread(
             target=self._run, args=(exp, res["Properties"]), name=f"fis-{exp.id}", daemon=True
@@ -244,9 +264,13 @@ class FisTwin:
         for name, a in actions.items():
             rec = exp.actions[name]
             rec.update(state={"status": "running", "reason": ""}, startTime=time.time())
+            denied = self.permissions.fis_denial(exp.template_id, a["ActionId"]) if self.permissions else None
+            if denied:
+                return self._end(exp, "failed", f"Action {name} failed: {denied}")
             try:
                 if a["ActionId"] == "aws:ecs:stop-task":
-                    self._stop_tasks(exp, name, props["Targets"][a["Targets"]["Tasks"]])
+                    target_name = a["Targets"]["Tasks"]
+                    self._stop_tasks(exp, name, target_name, props)
                 elif a["ActionId"] == "aws:fis:wait":
                     why = self._hold(
                         exp,
@@ -266,29 +290,106 @@ class FisTwin:
         exp.status, exp.reason, exp.ended = "completed", "Experiment completed.", time.time()
         self.log(f"fis: {exp.id} ({exp.template_id}) completed")
 
-    def _stop_tasks(self, exp: Experiment, action: str, target: Mapping[str, Any]) -> None:
-        ecs_service = target["ResourceTags"]["aws:ecs:serviceName"]
-        m = re.fullmatch(r"PERCENT\((\d+)\)", target.get("SelectionMode", "ALL"))
-        percent = float(m.group(1)) if m else 100.0
+    def _stop_tasks(self, exp: Experiment, action: str, target_name: str, props: Mapping[str, Any]) -> None:
+        """``aws:ecs:stop-task`` on the target's tasks: resolved as FIS resolves them (:func:`resolve_targets`
+        over the ECS twin's tasks, then :func:`select`), stopped by the fault runner (SIGKILL, as a stopped
+        task; the supervisor replaces it). An empty resolution with ``EmptyTargetResolutionMode: fail`` (the
+        stack's) raises, which fails the experiment; with ``skip`` the action does nothing."""
+        target = props["Targets"][target_name]
         local = self.target()
         if local is None or local.supervisor is None:
             raise FisError("ResourceNotFoundException", "no target tasks")
-        fault = Fault(
-            name=exp.id,
-            kind="stop_task",
-            at_s=0,
-            target=self.services.get(ecs_service, ecs_service),
-            params={"percent": percent},
-        )
-        exp.runner = FaultRunner(local, [fault])
+        if self.tasks is not None:
+            resolved = resolve_targets(target, self.tasks())
+            if not resolved:
+                mode = (props.get("ExperimentOptions") or {}).get("EmptyTargetResolutionMode", "fail")
+                if mode == "skip":
+                    return
+                raise FisError(
+                    "InvalidTargets", f"Target resolution returned empty set for target {target_name}"
+                )
+            chosen = select(target.get("SelectionMode", "ALL"), resolved)
+        else:  # no task view: the service named by the tags, the share its selection mode names
+            ecs_service = target["ResourceTags"]["aws:ecs:serviceName"]
+            chosen = [{"_service": ecs_service, "_replica": None}]
+        faults = []
+        by_service: dict[str, int] = {}
+        for t in chosen:
+            by_service[t["_service"]] = by_service.get(t["_service"], 0) + 1
+        for ecs_service, k in sorted(by_service.items()):
+            service = self.services.get(ecs_service, ecs_service)
+            if self.tasks is not None:
+                # k of the service's replicas: ceil(percent% of n) = k (resgate.local.spec.count_for).
+                percent = 100.0 * k / max(1, len(local.supervisor.replicas(service)))
+            else:
+                m = re.fullmatch(r"PERCENT\((\d+)\)", target.get("SelectionMode", "ALL"))
+                percent = float(m.group(1)) if m else 100.0
+            faults.append(
+                Fault(
+                    name=f"{exp.id}-{service}",
+                    kind="stop_task",
+                    at_s=0,
+                    target=service,
+                    params={"percent": min(100.0, percent)},
+                )
+            )
+        exp.runner = FaultRunner(local, faults)
         exp.runner.start(time.time())
         exp.runner.join(ACTION_TIMEOUT_S)
-        events = [e for e in exp.runner.timeline() if e["fault_id"] == exp.id]
-        done = next((e for e in events if e["event"] in ("injected", "error", "skipped")), None)
-        if done is None or done["event"] != "injected":
-            raise FisError("InvalidTargets", str(done["detail"]) if done else "no result")
-        if not done["detail"].get("replicas"):
-            raise FisError("InvalidTargets", f"Target resolution returned empty set for {ecs_service}")
+        for fault in faults:
+            events = [e for e in exp.runner.timeline() if e["fault_id"] == fault.name]
+            done = next((e for e in events if e["event"] in ("injected", "error", "skipped")), None)
+            if done is None or done["event"] != "injected":
+                raise FisError("InvalidTargets", str(done["detail"]) if done else "no result")
+            if not done["detail"].get("replicas"):
+                raise FisError("InvalidTargets", f"Target resolution returned empty set for {fault.target}")
+
+
+def _tag_map(task: Mapping[str, Any]) -> dict[str, str]:
+    return {str(t.get("key")): str(t.get("value")) for t in task.get("tags") or []}
+
+
+def path_value(described: Any, path: str) -> Any:
+    """The value at a FIS filter ``path`` in a resource's Describe output: each element is the output's
+    member name in PascalCase (``AvailabilityZone`` for ``availabilityZone``), as FIS reads it (FIS user
+    guide, "Targets for AWS FIS", resource filters). A camelCase element matches nothing (None)."""
+    value = described
+    for element in path.split("."):
+        if not isinstance(value, Mapping) or not element[:1].isupper():
+            return None
+        key = next((k for k in value if k[:1].upper() + k[1:] == element), None)
+        if key is None:
+            return None
+        value = value[key]
+    return value
+
+
+def resolve_targets(target: Mapping[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tasks an ``aws:ecs:task`` target resolves to: every tag of ``ResourceTags`` on the task, and for
+    every filter, the value at its ``Path`` (:func:`path_value`) one of its ``Values``."""
+    tags = {str(k): str(v) for k, v in (target.get("ResourceTags") or {}).items()}
+    out = [t for t in tasks if all(_tag_map(t).get(k) == v for k, v in tags.items())]
+    for f in target.get("Filters") or []:
+        wanted = {str(v) for v in f.get("Values") or []}
+        out = [t for t in out if str(path_value(t, str(f["Path"]))) in wanted]
+    return out
+
+
+def select(
+    mode: str, resolved: list[dict[str, Any]], rng: random.Random | None = None
+) -> list[dict[str, Any]]:
+    """FIS's ``selectionMode`` over the resolved targets: ``ALL``; ``COUNT(n)``: n of them at random (all
+    when fewer); ``PERCENT(n)``: ceil(n% of them) at random (the local runner's rounding,
+    :func:`resgate.local.spec.count_for`). Raises FisError for another mode."""
+    pick = rng or random.Random()
+    if mode == "ALL":
+        return list(resolved)
+    m = re.fullmatch(r"(COUNT|PERCENT)\((\d+)\)", mode)
+    if not m:
+        raise FisError("ValidationException", f"selection mode {mode!r} is not ALL, COUNT(n) or PERCENT(n)")
+    n = int(m.group(2))
+    k = min(n, len(resolved)) if m.group(1) == "COUNT" else count_for(float(n), len(resolved))
+    return pick.sample(resolved, k)
 
 
 def _seconds(iso: str) -> float:

@@ -32,7 +32,7 @@ import json
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from unittest import mock
@@ -72,6 +72,8 @@ UNCATCHABLE = (StatesErrorNameType.StatesStatesDataLimitExceeded, StatesErrorNam
 # Twins that take and return the API's own member names (PascalCase already): called as they are.
 _PASCAL_APIS = ("s3", "sns", "dynamodb")
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+# SigV4: "AWS4-HMAC-SHA256 Credential=<access key id>/<date>/<region>/<service>/aws4_request, ..."
+_ACCESS_KEY = re.compile(r"Credential=([^/,\s]+)/")
 
 
 class NoTwin(Exception):
@@ -115,6 +117,13 @@ def _client_error(code: str, message: str, op: str) -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta}, op)
 
 
+def _modelled_error(code: str, message: str, op: str) -> ClientError:
+    """A botocore modelled error: a ClientError subclass named after its code (``client.exceptions.X``)."""
+    meta = {"HTTPStatusCode": 400, "RequestId": "rehearsal"}
+    cls = type(code, (ClientError,), {})
+    return cls({"Error": {"Code": code, "Message": message}, "ResponseMetadata": meta}, op)
+
+
 def _convert(value: Any, shape: Any, *, to_api: bool) -> Any:
     """Rename structure members: PascalCase → the API's names (``to_api``) or the API's → PascalCase."""
     if shape is None:
@@ -147,6 +156,7 @@ class SdkCasing:
         self.service = service
         self.twin = twin
         self.model = botocore.session.get_session().get_service_model(service)
+        self.errors = {e.name for e in self.model.error_shapes}
 
     def __getattr__(self, op: str) -> Any:
         method = getattr(self.twin, op)
@@ -162,6 +172,10 @@ class SdkCasing:
                 out = method(**params)
             except Exception as e:
                 code = getattr(e, "code", type(e).__name__)
+                if code == "AccessDeniedException" and code in self.errors:
+                    # A modelled error, as boto3 raises it (its class named after the code): Step Functions
+                    # names it <Service>.AccessDeniedException, which no Retry of the definition lists.
+                    raise _modelled_error(code, str(e), api_name) from e
                 raise _client_error(code, str(e), api_name) from e
             # Step Functions hands the state PascalCase (aws-sdk and optimized integrations alike).
             return _convert(out, operation.output_shape, to_api=False)
@@ -170,9 +184,16 @@ class SdkCasing:
 
 
 @contextlib.contextmanager
-def twins_bound(twins: Mapping[str, Any], *, throttle_once: bool = False) -> Iterator[list[str]]:
-    """Within the block, the interpreter's integrations call ``twins[service]`` (see the module); yields
-    the names of the ``aws-sdk:`` task states that were throttled (``throttle_once``), in order."""
+def twins_bound(
+    twins: Mapping[str, Any],
+    *,
+    throttle_once: bool = False,
+    guard: Callable[[str, Any], Any] | None = None,
+) -> Iterator[list[str]]:
+    """Within the block, the interpreter's integrations call ``twins[service]`` (see the module), each
+    through ``guard(service, twin)`` when given (the state machine role's permissions:
+    :class:`.permissions.Guarded`); yields the names of the ``aws-sdk:`` task states that were throttled
+    (``throttle_once``), in order."""
     throttled: list[str] = []
     original_task = _AwsSdkTask._eval_service_task
 
@@ -191,7 +212,7 @@ def twins_bound(twins: Mapping[str, Any], *, throttle_once: bool = False) -> Ite
     def client_for(region: str = "", service: str = "", state_credentials: Any = None, **_: Any) -> Any:
         if service not in twins:
             raise NoTwin(f"no twin for the {service} service in this rehearsal")
-        twin = twins[service]
+        twin = twins[service] if guard is None else guard(service, twins[service])
         return twin if service == "lambda" else SdkCasing(service, twin)
 
     original_worker = Execution._get_start_execution_worker
@@ -231,8 +252,16 @@ class TwinEndpoint:
     (REST-JSON ``/experiments``), answered by the same twins. Use as a context manager; ``url`` once
     entered."""
 
-    def __init__(self, ecs: Any, fis: Any, ssm: Any = None) -> None:
+    def __init__(
+        self,
+        ecs: Any,
+        fis: Any,
+        ssm: Any = None,
+        guard: Callable[[str | None, str, str, dict[str, Any]], None] | None = None,
+    ) -> None:
         self.ecs, self.fis, self.ssm = ecs, fis, ssm
+        # guard(access key id of the caller's signature, service, operation, params): raises to refuse.
+        self.guard = guard
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -254,6 +283,8 @@ class TwinEndpoint:
             def _do(self, method: str) -> None:
                 target = self.headers.get("X-Amz-Target")
                 ctype = "application/x-amz-json-1.1" if target else "application/json"
+                key = _ACCESS_KEY.search(self.headers.get("Authorization") or "")
+                caller = key.group(1) if key else None
                 try:
                     if target:
                         service, _, action = target.partition(".")
@@ -261,9 +292,12 @@ class TwinEndpoint:
                         twin = outer.ssm if service == "AmazonSSM" else outer.ecs
                         if twin is None:
                             raise NoTwin(f"no twin for {target}")
-                        out = getattr(twin, op)(**self._body())
+                        body = self._body()
+                        if outer.guard is not None:
+                            outer.guard(caller, "ssm" if service == "AmazonSSM" else "ecs", op, body)
+                        out = getattr(twin, op)(**body)
                     else:
-                        out = outer._fis(method, self.path, self._body())
+                        out = outer._fis(method, self.path, self._body(), caller)
                     self._reply(200, out, ctype)
                 except Exception as e:
                     code = getattr(e, "code", type(e).__name__)
@@ -289,14 +323,18 @@ class TwinEndpoint:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="twin-endpoint", daemon=True)
 
-    def _fis(self, method: str, path: str, body: dict[str, Any]) -> Any:
+    def _fis(self, method: str, path: str, body: dict[str, Any], caller: str | None = None) -> Any:
         base, _, query = path.partition("?")
         parts = base.strip("/").split("/")
         wanted = urllib.parse.parse_qs(query).get("experimentTemplateId")
         if parts[0] == "experiments" and len(parts) == 2:
-            op = {"GET": self.fis.get_experiment, "DELETE": self.fis.stop_experiment}[method]
-            return op(id=parts[1])
+            name = {"GET": "get_experiment", "DELETE": "stop_experiment"}[method]
+            if self.guard is not None:
+                self.guard(caller, "fis", name, {"id": parts[1]})
+            return getattr(self.fis, name)(id=parts[1])
         if parts == ["experiments"] and method == "GET":
+            if self.guard is not None:
+                self.guard(caller, "fis", "list_experiments", {})
             return {
                 "experiments": [
                     e.describe()

@@ -61,15 +61,20 @@ with open(result_path, "w") as f:
 def runtime_folder() -> Path:
     """A folder with symlinks to this environment's copies of the runtime's packages (boto3 & co)."""
     out = cache_root() / f"lambda-runtime-py{sys.version_info.major}{sys.version_info.minor}"
-    if not (out / ".complete").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        import boto3
+    import boto3
 
-        site = Path(boto3.__file__).resolve().parent.parent
+    site = Path(boto3.__file__).resolve().parent.parent
+    # A cache shared by several checkouts may hold links into a virtualenv that is gone (every Lambda then
+    # fails "No module named 'boto3'"): links that do not point into this environment are made again.
+    if not (out / ".complete").exists() or any(
+        (out / name).resolve() != (site / name).resolve() for name in RUNTIME_PACKAGES
+    ):
+        out.mkdir(parents=True, exist_ok=True)
         for name in RUNTIME_PACKAGES:
             link = out / name
-            if not link.exists():
-                link.symlink_to(site / name)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(site / name)
         (out / ".complete").write_text("")
     return out
 
@@ -78,7 +83,9 @@ class LambdaTwin:
     """``invoke(FunctionName=..., Payload=...)`` as boto3's Lambda client answers it, for the functions of
     ``assembly``. ``deploy`` maps a template environment value (a placeholder) to the value a deployment
     would have given; ``endpoint_env`` is added to every function's environment (twin endpoints, fake
-    credentials). ``invocations`` records ``(function name, seconds, FunctionError or None)``."""
+    credentials). ``access_key(function id)``, when given, is the access key id the function signs with
+    (it names the function's role to the twins: :meth:`.permissions.Permissions.access_key`).
+    ``invocations`` records ``(function name, seconds, FunctionError or None)``."""
 
     def __init__(
         self,
@@ -86,9 +93,11 @@ class LambdaTwin:
         *,
         deploy: Mapping[str, str],
         endpoint_env: Mapping[str, str],
+        access_key: Callable[[str], str] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.assembly = assembly
+        self.access_key = access_key
         self.deploy = dict(deploy)
         self.endpoint_env = dict(endpoint_env)
         self.log = log
@@ -122,6 +131,7 @@ class LambdaTwin:
             # X-Ray has no twin here: the tracer would look for a Lambda trace header and a daemon.
             "POWERTOOLS_TRACE_DISABLED": "true",
             **self.endpoint_env,
+            **({"AWS_ACCESS_KEY_ID": self.access_key(fn.logical_id)} if self.access_key else {}),
             **env,
         }
 

@@ -48,6 +48,7 @@ from tests.rehearsal.support.ecs_twin import ACCOUNT, REGION, EcsTwin, UserTaskD
 from tests.rehearsal.support.fis_twin import FisTwin
 from tests.rehearsal.support.interpreter import SsmTwin, TwinEndpoint, twins_bound
 from tests.rehearsal.support.lambda_twin import LambdaTwin
+from tests.rehearsal.support.permissions import Guarded, Permissions
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -58,6 +59,9 @@ FAKE_AWS = {
     "AWS_CONFIG_FILE": os.devnull,
     "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
 }
+# Step Functions' quota of events in one execution's history (Step Functions developer guide, "Step
+# Functions service quotas": 25,000 events; an execution that would exceed it fails).
+HISTORY_LIMIT = 25_000
 # States whose entry marks a phase of the run (printed with their time since the start).
 PHASES = (
     "Init",
@@ -104,6 +108,9 @@ class Rehearsal:
     second: Rehearsal | None = None
     cleanup: dict[str, Any] | None = None
     ops_items: list[dict[str, Any]] = field(default_factory=list)
+    denials: list[str] = field(default_factory=list)
+    history_events: int = 0
+    history: dict[str, int] = field(default_factory=dict)
 
     def fault_offsets(self) -> dict[str, float]:
         """``{fault: seconds from the load task's start to its stop-task action}`` (the twins' records)."""
@@ -140,6 +147,14 @@ class Rehearsal:
             lines.append(f"  OpsItems: {[i.get('Title') for i in self.ops_items]}")
         if self.throttled:
             lines.append(f"  throttled once: {len(self.throttled)} aws-sdk task states")
+        for denial in self.denials:
+            lines.append(f"  denied: {denial[:400]}")
+        h = self.history
+        lines.append(
+            f"  history: {self.history_events} events; projected for a run as long as the state machine's "
+            f"timeout at poll {h.get('poll_s')} s: {h.get('projected')} of {HISTORY_LIMIT} "
+            f"(margin {h.get('margin')})"
+        )
         return "\n".join(lines)
 
 
@@ -204,6 +219,7 @@ def rehearse(
     abort_when: str | None = None,
     machine_timeout_s: int | None = None,
     context: Mapping[str, str] | None = None,
+    mutate: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] = print,
 ) -> Rehearsal:
     """Rehearse the gate stack of ``config_path`` once (see the module); ``waits`` is the execution's
@@ -221,10 +237,15 @@ def rehearse(
     state, it is stopped (``StopExecution``: ABORTED). ``machine_timeout_s`` replaces the state machine's
     ``TimeoutSeconds`` (TIMED_OUT). Every ending the stack's EventBridge rule matches is delivered to its
     target, the cleanup Lambda, as the rule's event (:func:`_deliver_status_change`); the first
-    execution's result is ``cleanup``. ``context`` is synth context (``{"ops_items": "true"}``). Raises
-    only when a twin cannot start."""
+    execution's result is ``cleanup``. ``context`` is synth context (``{"ops_items": "true"}``).
+    ``mutate`` edits the synthesized template in place before anything reads it (a rehearsal mutant: one
+    grant removed, say). Every call a twin answers is allowed or denied by the caller's role in the
+    template (:mod:`.permissions`); ``denials`` lists what was denied. Raises only when a twin cannot
+    start."""
     cfg = load_config(config_path)
     assembly = synthesize(config_path, context=context, log=log)
+    if mutate is not None:
+        mutate(assembly.template)
     run_id = f"rehearsal-{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="resgate-rehearsal-"))
     server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
@@ -276,21 +297,45 @@ def rehearse(
                 target_cluster=cfg.name,
                 health_checked={s.name: bool(s.health_path) for s in cfg.target.services},
                 user_tasks=user_tasks(cfg),
+                # As the stack tags them (infra/settings.py): target.aws.target_tags, else target.tags.
+                task_tags=(cfg.target.aws.target_tags if cfg.target.aws else None) or cfg.target.tags,
+                zones={s.name: list(s.zones) for s in cfg.target.services},
+                log=log,
+            )
+            permissions = Permissions(
+                assembly,
+                experiment_tags=lambda i: fis.experiments[i].tags if fis and i in fis.experiments else {},
                 log=log,
             )
             fis = FisTwin(
-                assembly, target=lambda: target, live_dirs=ecs.live_dirs, wait_scale=fis_wait_scale, log=log
+                assembly,
+                target=lambda: target,
+                live_dirs=ecs.live_dirs,
+                tasks=ecs.target_tasks_described,
+                wait_scale=fis_wait_scale,
+                permissions=permissions,
+                log=log,
             )
             sns = SnsTwin()
             ssm = SsmTwin()
             queue = _subscribe_topics(assembly, aws)
-            with TwinEndpoint(ecs, fis, ssm) as endpoint:
+
+            def endpoint_guard(caller: str | None, service: str, op: str, params: dict[str, Any]) -> None:
+                permissions.check(permissions.caller(caller), service, op, params)
+
+            with TwinEndpoint(ecs, fis, ssm, guard=endpoint_guard) as endpoint:
                 on_twins |= {
                     "AWS_ENDPOINT_URL_ECS": endpoint.url,
                     "AWS_ENDPOINT_URL_FIS": endpoint.url,
                     "AWS_ENDPOINT_URL_SSM": endpoint.url,
                 }
-                lam = LambdaTwin(assembly, deploy=deploy, endpoint_env=on_twins, log=log)
+                lam = LambdaTwin(
+                    assembly,
+                    deploy=deploy,
+                    endpoint_env=on_twins,
+                    access_key=permissions.access_key,
+                    log=log,
+                )
                 lam.prepare()
                 twins = {
                     "lambda": lam,
@@ -310,7 +355,12 @@ def rehearse(
                     log=log,
                     machine_timeout_s=machine_timeout_s,
                 )
-                with twins_bound(twins, throttle_once=throttle_once) as throttled:
+                machine = permissions.machine()
+
+                def machine_guard(service: str, twin: Any) -> Any:
+                    return Guarded(service, twin, machine, permissions)
+
+                with twins_bound(twins, throttle_once=throttle_once, guard=machine_guard) as throttled:
                     execution_input: dict[str, Any] = {"waits": dict(waits)}
                     if profile is not None:
                         execution_input["profile"] = profile
@@ -325,6 +375,7 @@ def rehearse(
             lambda_notices = _received(queue, aws)
             result.lambdas, result.notifications = lam.invocations, sns.messages + lambda_notices
             result.ops_items = ssm.ops_items
+            result.denials = list(permissions.denials)
             result.throttled = list(throttled)
             result.sdk_states = sdk_task_states(json.loads(assembly.definition))
             result.experiments = _experiments(assembly, ecs, fis)
@@ -536,6 +587,12 @@ class _Run:
                 e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e
             ],
             run_id=run_id,
+            history_events=len(events),
+            history=history_projection(
+                events,
+                timeout_s=int(json.loads(self.assembly.definition).get("TimeoutSeconds", 0)),
+                poll_s=c.DEFAULT_POLL_S,
+            ),
             status=d["status"],
             error=d.get("error"),
             cause=d.get("cause"),
@@ -673,6 +730,43 @@ def _received(queue: str, aws: dict[str, str]) -> list[dict[str, Any]]:
             body = json.loads(m["Body"])
             out.append({k: body.get(k) for k in ("TopicArn", "Subject", "Message")} | {"via": "lambda"})
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+
+
+def history_projection(events: list[dict[str, Any]], *, timeout_s: int, poll_s: int) -> dict[str, int]:
+    """How many history events a deployed run could reach, against :data:`HISTORY_LIMIT`: the events of
+    states entered once, plus, for the polling loops (states entered more than once; an iteration is one
+    entry into a Wait state among them), the loop events per iteration times the iterations a run as long
+    as the state machine's ``timeout_s`` makes at ``poll_s`` (each iteration lasts at least ``poll_s``).
+    Each event counts for the state entered last. Returns ``{events, once, loop_events, polls, poll_s,
+    projected, margin}``. Loops that poll at the same time (parallel branches) would each need counting:
+    the gate's state machine polls one at a time."""
+    entries: dict[str, int] = {}
+    per_state: dict[str, int] = {}
+    waits: set[str] = set()
+    state = ""
+    for e in events:
+        name = e.get("stateEnteredEventDetails", {}).get("name")
+        if name:
+            state = name
+            entries[name] = entries.get(name, 0) + 1
+            if e.get("type") == "WaitStateEntered":
+                waits.add(name)
+        per_state[state] = per_state.get(state, 0) + 1
+    repeated = {s for s, n in entries.items() if n > 1}
+    loop_events = sum(per_state.get(s, 0) for s in repeated)
+    polls = sum(entries[s] for s in repeated if s in waits)
+    once = len(events) - loop_events
+    iterations = -(-timeout_s // max(1, poll_s))
+    projected = once + (loop_events * iterations + polls - 1) // polls if polls else len(events)
+    return {
+        "events": len(events),
+        "once": once,
+        "loop_events": loop_events,
+        "polls": polls,
+        "poll_s": poll_s,
+        "projected": projected,
+        "margin": HISTORY_LIMIT - projected,
+    }
 
 
 def _history(sfn: Any, arn: str) -> list[dict[str, Any]]:

@@ -1,0 +1,182 @@
+"""The local ``leader_loss`` fault's eyes: who leads a service, and how its leader figures move over a fault.
+
+A service with a leader (paperbroker's matcher) shows on each replica's ``/health`` JSON a ``leader``
+figure (1 or 0), the ``fencing_token`` it acts under, ``ready`` and ``heartbeat_age_s`` (seconds since the
+replica last heard from its lease store). :func:`find_leader` asks every running replica and returns the
+one that leads; :class:`LeaderSampler` probes every replica of the service a few times a second from just
+before the injection until a while after the lift and keeps each replica's state as a step function: a
+sample ``{ts, replica, answered, leader, token, ready}`` only when that state changes, plus the highest
+``heartbeat_age_s`` each replica showed while it led. Measuring only: the recovery check judges the
+samples (:mod:`resgate.checks.recovery.leader`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from resgate.contract.errors import ConfigError, GateError
+
+PROBE_TIMEOUT_S = 0.3
+"""A replica that does not answer /health within this is sampled as not answering (a stopped process)."""
+SAMPLE_INTERVAL_S = 0.2
+MAX_SAMPLES = 2000
+"""State changes kept per fault; a flapping replica beyond this truncates the record (``truncated``)."""
+
+
+def probe(port: int, timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, Any] | None:
+    """The JSON body of ``GET http://127.0.0.1:<port>/health``, or None when the replica does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout_s) as r:
+            body = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            body = json.loads(e.read() or b"{}")
+        except ValueError:
+            return None
+    except (OSError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _replicas(sup: Any, service: str) -> list[tuple[str, int | None, int]]:
+    """``[(replica_id, port or None, restarts)]`` of ``service``."""
+    return [(r.replica_id, r.port if r.pid is not None else None, r.restarts) for r in sup.replicas(service)]
+
+
+def find_leader(sup: Any, service: str) -> tuple[str, int | None]:
+    """``(replica_id, fencing token)`` of the replica of ``service`` whose /health says ``leader: 1``.
+
+    Raises GateError when no replica shows a ``leader`` figure at all (the service has no leader to lose)
+    or when none leads now.
+    """
+    figures = 0
+    for rid, port, _ in _replicas(sup, service):
+        body = probe(port) if port is not None else None
+        if body is None or "leader" not in body:
+            continue
+        figures += 1
+        if body.get("leader") == 1:
+            token = body.get("fencing_token")
+            return rid, token if isinstance(token, int) and not isinstance(token, bool) else None
+    if not figures:
+        raise GateError(f"no replica of {service!r} shows a 'leader' figure on its /health endpoint")
+    raise GateError(f"no replica of {service!r} leads now (every /health says leader 0)")
+
+
+def preflight_leaders(faults: list[Any], sup: Any, timeout_s: float = 30.0) -> None:
+    """Before the load: each ``leader_loss`` fault's target must show a ``leader`` figure on its /health
+    (replicas that answer without one: a ConfigError naming ``faults.<name>.target``) and have a leader
+    within ``timeout_s`` (else a GateError): a fault that finds no leader to lose would prove nothing."""
+    for f in faults:
+        if f.kind != "leader_loss":
+            continue
+        deadline = time.monotonic() + timeout_s
+        while True:
+            bodies = [probe(port) for _, port, _ in _replicas(sup, f.target) if port is not None]
+            answered = [b for b in bodies if b is not None]
+            if answered and not any("leader" in b for b in answered):
+                raise ConfigError(
+                    f"a leader_loss needs a service whose /health shows a 'leader' figure; {f.target!r}"
+                    " shows none",
+                    where=f"faults.{f.name}.target",
+                )
+            if any(b.get("leader") == 1 for b in answered):
+                break
+            if time.monotonic() >= deadline:
+                raise GateError(f"fault {f.name}: no replica of {f.target!r} led within {timeout_s:g} s")
+            time.sleep(0.2)
+
+
+class LeaderSampler:
+    """Samples the leader figures of every replica of ``service`` on a thread until ``until_ts`` (wall
+    clock) or :meth:`finish`; :meth:`record` is the fault event's detail."""
+
+    def __init__(self, sup: Any, service: str, *, interval_s: float = SAMPLE_INTERVAL_S) -> None:
+        self.sup = sup
+        self.service = service
+        self.interval_s = interval_s
+        self.until_ts = float("inf")
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[Any, ...]] = {}
+        self._samples: list[dict[str, Any]] = []
+        self._max_hb: dict[str, float] = {}
+        self._restarts0 = {rid: n for rid, _, n in _replicas(sup, service)}
+        self._restarts: dict[str, int] = {}
+        self.started_ts = time.time()
+        self.ended_ts: float | None = None
+        self.truncated = False
+        self.deposed: str | None = None  # the replica that led when the fault struck, and its token
+        self.deposed_token: int | None = None
+        self._thread = threading.Thread(target=self._run, name=f"leader-{service}", daemon=True)
+
+    def start(self) -> LeaderSampler:
+        self._round()  # the state before the injection, synchronously
+        self._thread.start()
+        return self
+
+    def _round(self) -> None:
+        for rid, port, restarts in _replicas(self.sup, self.service):
+            body = probe(port) if port is not None else None
+            now = time.time()
+            answered = body is not None
+            leader = body.get("leader") if body else None
+            token = body.get("fencing_token") if body else None
+            ready = body.get("ready") if body else None
+            state = (answered, leader, token, ready)
+            hb = body.get("heartbeat_age_s") if body else None
+            with self._lock:
+                self._restarts[rid] = restarts - self._restarts0.get(rid, 0)
+                if leader == 1 and isinstance(hb, int | float) and not isinstance(hb, bool):
+                    self._max_hb[rid] = max(self._max_hb.get(rid, 0.0), float(hb))
+                if self._last.get(rid) == state:
+                    continue
+                self._last[rid] = state
+                if len(self._samples) >= MAX_SAMPLES:
+                    self.truncated = True
+                    continue
+                self._samples.append(
+                    {"ts": round(now, 3), "replica": rid, "answered": answered, "leader": leader,
+                     "token": token, "ready": ready}
+                )  # fmt: skip
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and time.time() < self.until_ts:
+            self._round()
+            self._stop.wait(self.interval_s)
+        self.ended_ts = time.time()
+
+    def finish(self, timeout_s: float = 5.0) -> None:
+        """Stop sampling now (the thread ends after its current round)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        if self.ended_ts is None:
+            self.ended_ts = time.time()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until the sampling ended on its own (``until_ts``); True when it did."""
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def record(self) -> dict[str, Any]:
+        """``{service, deposed, deposed_token, started_ts, ended_ts, samples, max_leading_heartbeat_age_s:
+        {replica: s}, restarts: {replica: n}, truncated}``: the raw observations, judged by the recovery
+        check."""
+        with self._lock:
+            return {
+                "service": self.service,
+                "deposed": self.deposed,
+                "deposed_token": self.deposed_token,
+                "started_ts": round(self.started_ts, 3),
+                "ended_ts": round(self.ended_ts or time.time(), 3),
+                "samples": list(self._samples),
+                "max_leading_heartbeat_age_s": dict(self._max_hb),
+                "restarts": dict(self._restarts),
+                "truncated": self.truncated,
+            }

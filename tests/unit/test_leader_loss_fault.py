@@ -1,0 +1,179 @@
+"""The ``leader_loss`` fault kind: its config, finding the leader from /health and the preflight of it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from resgate.config.schema import load_config_text
+from resgate.contract.errors import ConfigError, ConfigErrors, GateError
+from resgate.runner.leader import LeaderSampler, find_leader, preflight_leaders
+
+_BASE = """
+gate: {name: leader}
+target:
+  local:
+    services:
+      - {name: gateway, command: [python3], expose: true}
+      - {name: matcher, command: [python3], replicas: 2}
+load: {duration_s: 60, baseline_s: 5}
+faults:
+  - %s
+"""
+
+
+def _fault(body: str) -> Any:
+    return load_config_text(_BASE % body, "gate.yaml").faults[0]
+
+
+def _error(body: str) -> str:
+    with pytest.raises((ConfigError, ConfigErrors)) as e:
+        load_config_text(_BASE % body, "gate.yaml")
+    return str(e.value)
+
+
+def test_a_leader_loss_pauses_its_target_for_its_duration_and_watches_ten_seconds_after_by_default():
+    f = _fault("{kind: leader_loss, target: matcher, duration_s: 5, at_s: 6}")
+    assert (f.kind, f.target) == ("leader_loss", "matcher")
+    assert f.params == {"mode": "pause", "duration_s": 5.0, "observe_s": 10.0}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ("{kind: leader_loss, duration_s: 5, at_s: 6}", "faults[0].target"),
+        ("{kind: leader_loss, target: nope, duration_s: 5, at_s: 6}", "faults[0].target"),
+        ("{kind: leader_loss, target: matcher, at_s: 6}", "faults[0].duration_s"),
+        ("{kind: leader_loss, target: matcher, duration_s: 0.49, at_s: 6}", "faults[0].duration_s"),
+        ("{kind: leader_loss, target: matcher, duration_s: 5, observe_s: 0.9, at_s: 6}", "].observe_s"),
+        ("{kind: leader_loss, target: matcher, duration_s: 5, mode: isolate, at_s: 6}", "faults[0].mode"),
+    ],
+)
+def test_a_bad_leader_loss_is_a_config_error_naming_the_field(body: str, field: str) -> None:
+    assert field in _error(body)
+
+
+def test_the_shortest_pause_and_observation_are_accepted_at_their_bounds():
+    f = _fault("{kind: leader_loss, target: matcher, duration_s: 0.5, observe_s: 1, at_s: 6}")
+    assert (f.params["duration_s"], f.params["observe_s"]) == (0.5, 1.0)
+
+
+# ---- the leader from /health, against real HTTP servers on 127.0.0.1
+
+
+class _Replica:
+    """A replica's /health answering whatever ``body`` holds now."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        replica = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                payload = json.dumps(replica.body).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class _Sup:
+    def __init__(self, replicas: dict[str, _Replica]) -> None:
+        self.reps = replicas
+        self.restarts = dict.fromkeys(replicas, 0)
+
+    def replicas(self, service: str) -> list[Any]:
+        return [
+            SimpleNamespace(replica_id=rid, port=r.port, pid=1, restarts=self.restarts[rid])
+            for rid, r in self.reps.items()
+        ]
+
+
+@pytest.fixture
+def two() -> Iterator[dict[str, _Replica]]:
+    reps = {
+        "m-0": _Replica({"ready": True, "leader": 1, "fencing_token": 7, "heartbeat_age_s": 0.4}),
+        "m-1": _Replica({"ready": False, "leader": 0, "fencing_token": None, "heartbeat_age_s": 0.2}),
+    }
+    yield reps
+    for r in reps.values():
+        r.server.shutdown()
+
+
+def test_the_leader_is_the_replica_whose_health_says_leader_one(two):
+    assert find_leader(_Sup(two), "matcher") == ("m-0", 7)
+    two["m-0"].body = {"leader": 0}
+    with pytest.raises(GateError, match="leads now"):
+        find_leader(_Sup(two), "matcher")
+
+
+def test_preflight_refuses_a_target_without_a_leader_figure_naming_the_fault_field(two):
+    f = _fault("{kind: leader_loss, target: matcher, duration_s: 5, at_s: 6}")
+    for r in two.values():
+        r.body = {"ready": True}
+    with pytest.raises(ConfigError) as e:
+        preflight_leaders([f], _Sup(two), timeout_s=0.5)
+    assert e.value.where == f"faults.{f.name}.target"
+
+
+def test_preflight_fails_when_no_replica_leads_in_time_and_passes_once_one_does(two):
+    f = _fault("{kind: leader_loss, target: matcher, duration_s: 5, at_s: 6}")
+    two["m-0"].body = {"leader": 0}
+    with pytest.raises(GateError, match="no replica of 'matcher' led"):
+        preflight_leaders([f], _Sup(two), timeout_s=0.3)
+    two["m-1"].body = {"leader": 1, "fencing_token": 8}
+    preflight_leaders([f], _Sup(two), timeout_s=0.3)
+
+
+def test_the_sampler_keeps_state_changes_the_highest_leading_heartbeat_and_restarts(two):
+    sup = _Sup(two)
+    sampler = LeaderSampler(sup, "matcher", interval_s=0.02).start()
+    two["m-0"].body = {"ready": True, "leader": 1, "fencing_token": 7, "heartbeat_age_s": 2.5}
+    sampler.wait(0.2)
+    two["m-0"].body = {"ready": False, "leader": 0, "fencing_token": None, "heartbeat_age_s": 9.0}
+    two["m-1"].body = {"ready": True, "leader": 1, "fencing_token": 8, "heartbeat_age_s": 0.3}
+    sup.restarts["m-1"] = 1
+    sampler.wait(0.2)
+    sampler.finish()
+    rec = sampler.record()
+    states = [(s["replica"], s["leader"], s["token"]) for s in rec["samples"]]
+    assert states == [("m-0", 1, 7), ("m-1", 0, None), ("m-0", 0, None), ("m-1", 1, 8)]
+    assert rec["max_leading_heartbeat_age_s"] == {"m-0": 2.5, "m-1": 0.3}  # 9.0 was shown by no leader
+    assert rec["restarts"] == {"m-0": 0, "m-1": 1}
+
+
+def test_the_report_lists_a_leader_loss_samples_as_a_count_not_the_raw_samples():
+    from resgate.evidence.report import report_markdown
+
+    samples = [{"ts": 1.0, "replica": "m-0", "answered": True, "leader": 1, "token": 7, "ready": True}] * 3
+    text = report_markdown(
+        gate="g",
+        run_id="r",
+        verdict={"result": "PASS"},
+        results=[],
+        figures={},
+        faults=[
+            {
+                "fault_id": "ll",
+                "kind": "leader_loss",
+                "target": "matcher",
+                "event": "leader_samples",
+                "detail": {"samples": samples},
+            }
+        ],
+        plot=None,
+    )
+    assert "3 leader figure changes sampled" in text and '"replica"' not in text
