@@ -18,6 +18,7 @@ RUNS = [
     ["bench_integrity.py", "--events", "1000000"],
     ["bench_replay.py", "--events", "100000"],
     ["bench_replay.py", "--events", "1000000"],
+    ["bench_stream_ledger.py"],
 ]
 
 

@@ -144,6 +144,13 @@ class DeploymentSettings:
             raise ConfigError(f"no gate config at {path}", where=f"context.{c.CTX_GATE_CONFIG}")
         cfg = load_config(path)
         check_blast_radius(cfg)
+        undeployed = [n for n in cfg.enabled_checks() if n not in c.CHECK_FUNCTIONS]
+        if undeployed:  # a check with no Lambda would be silently left out of the state machine
+            raise ConfigError(
+                "has no assertion Lambda in this stack yet (it runs with `resgate run` only); set it to false"
+                " to deploy",
+                where=f"checks.{undeployed[0]}",
+            )
         aws = cfg.target.aws
 
         account = ctx(c.CTX_ACCOUNT) or env.get("CDK_DEFAULT_ACCOUNT") or None

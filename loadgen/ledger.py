@@ -297,20 +297,25 @@ def count_by(path_or_dir: str | os.PathLike[str], *fields: str, prefix: str = LE
 
 
 def merge_ledgers(
-    directory: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None, sort: bool = True
+    directory: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    sort: bool = True,
+    prefix: str = LEDGER_PREFIX,
 ) -> Path:
-    """Join every ``ledger-*.jsonl`` in ``directory`` into one file and return its path.
+    """Join every ``<prefix>-*.jsonl`` (default ``ledger-*.jsonl``) in ``directory`` into one file and return
+    its path.
 
-    The result (default ``<directory>/ledger.jsonl``) holds each whole line of the parts exactly once,
-    sorted by ``ts`` (stable, so a process's order is kept for equal times) unless ``sort`` is false or
-    the parts exceed 512 MiB, in which case they are concatenated in name order. It is written to a
-    temporary file and renamed, so a reader never sees half a merge; merging again rewrites it. An
-    empty directory gives an empty file.
+    The result (default ``<directory>/<prefix>.jsonl``: ``ledger.jsonl``) holds each whole line of the
+    parts exactly once, sorted by ``ts`` (stable, so a process's order is kept for equal times) unless
+    ``sort`` is false or the parts exceed 512 MiB, in which case they are concatenated in name order. It
+    is written to a temporary file and renamed, so a reader never sees half a merge; merging again
+    rewrites it. An empty directory gives an empty file.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    target = Path(out) if out is not None else directory / MERGED_NAME
-    parts = [p for p in part_files(directory) if p.resolve() != target.resolve()]
+    target = Path(out) if out is not None else directory / f"{prefix}.jsonl"
+    parts = [p for p in part_files(directory, prefix) if p.resolve() != target.resolve()]
     total = sum(p.stat().st_size for p in parts)
     fd, tmp = tempfile.mkstemp(prefix=".merge-", suffix=".jsonl", dir=target.parent)
     try:

@@ -6,9 +6,9 @@ Configuration is by environment only (names in :mod:`resgate.contract.env`, docu
 ``RESGATE_CONNECT_TIMEOUT_S``, ``RESGATE_NETWORK_TIMEOUT_S``, ``RESGATE_MAX_ATTEMPTS``,
 ``RESGATE_RETRY_AFTER_CAP_S``, ``RESGATE_BACKOFF_BASE_S``, ``RESGATE_WAIT_MIN_S``, ``RESGATE_WAIT_MAX_S``,
 ``RESGATE_LOAD_NODE``, ``RESGATE_LEDGER_FLUSH_RECORDS``, ``RESGATE_RESEND_RATIO``,
-``RESGATE_CONN_MAX_AGE_S``, ``RESGATE_ARRIVAL_RATE`` and ``RESGATE_USERS`` (the open model's rate and the
-users that share it, :mod:`loadgen.pacing`); an unset or empty variable takes its default, an invalid one
-raises ``ConfigError`` naming the variable before any request is made.
+``RESGATE_CONN_MAX_AGE_S``, ``RESGATE_STREAM_SUBSCRIBERS``, ``RESGATE_ARRIVAL_RATE`` and ``RESGATE_USERS``
+(the open model's rate and the users that share it, :mod:`loadgen.pacing`); an unset or empty variable
+takes its default, an invalid one raises ``ConfigError`` naming the variable before any request is made.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class LoadConfig:
     arrival_rate: float | None = None
     """Open model (:mod:`loadgen.pacing`): task starts per second over all ``users``; None = closed model."""
     users: int = 1
+    stream_subscribers: int = 0
 
     @classmethod
     def from_env(cls) -> LoadConfig:
@@ -128,4 +129,5 @@ class LoadConfig:
             conn_max_age_s=_env_float(env_names.ENV_CONN_MAX_AGE_S, 2.0),
             arrival_rate=_env_float(env_names.ENV_ARRIVAL_RATE, 0.0) or None,
             users=_env_int(env_names.ENV_USERS, 1),
+            stream_subscribers=_env_int(env_names.ENV_STREAM_SUBSCRIBERS, 0, minimum=0),
         )

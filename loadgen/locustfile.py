@@ -36,6 +36,7 @@ if loadgen is None or getattr(loadgen, "__file__", None) is None:
 
 from loadgen.ledger_client import LedgerClient
 from loadgen.ledger_plugin import CONFIG, paced_wait_time
+from loadgen.stream_user import StreamUser  # noqa: F401  (Locust runs it when RESGATE_STREAM_SUBSCRIBERS > 0)
 
 log = logging.getLogger("resgate.loadgen")
 

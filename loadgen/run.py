@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import live_metrics
-from loadgen.ledger import DONE_PREFIX, LEDGER_PREFIX, count_records, merge_ledgers
+from loadgen.ledger import DONE_PREFIX, LEDGER_PREFIX, count_records, merge_ledgers, part_files
 from loadgen.stats import load_locust_json, summarize
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.stream import STREAM_PREFIX
 
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LEDGER_HOOK = Path(__file__).with_name("resgate_ledger_hook.py")
@@ -312,6 +313,8 @@ class LocustRun:
         except (ConfigError, OSError) as e:
             stats_error = str(e)
         ledger = merge_ledgers(self.ledger_dir)
+        if part_files(self.ledger_dir, STREAM_PREFIX):  # market-data subscribers ran: their stream ledger
+            merge_ledgers(self.ledger_dir, prefix=STREAM_PREFIX)
         self._result = LocustResult(
             exit_code=int(self.proc.returncode),
             stats=stats,

@@ -8,6 +8,8 @@ tables look for them:
 
 - ``ledger.jsonl`` — the merged client ledger, in the ``ledger`` table's folder
   (``<root>/gate=<name>/ledger/dt=<date>/run_id=<id>/``)
+- ``stream.jsonl`` — the market-data subscribers' stream ledger, in the ``stream`` table's folder (only
+  when subscribers ran)
 - ``load_stats.jsonl`` — Locust's ``--json`` entries, one a line, in the ``load_stats`` table's folder
 - ``load_live.jsonl`` — the per-second live lines of every Locust process (the run's folder)
 - ``load.log`` — Locust's log (the run's folder)
@@ -39,6 +41,7 @@ from resgate.contract.layout import RunKey, stamp_line
 
 DEFAULT_LAYOUT: Mapping[str, str] = {
     "ledger": "ledger.jsonl",
+    "stream": "stream.jsonl",
     "stats": "load_stats.jsonl",
     "live": "load_live.jsonl",
     "log": "load.log",
@@ -128,6 +131,7 @@ def upload_results(
             f.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in load_locust_json(stats_path))
     files = {
         "ledger": Path(result.ledger_path),
+        "stream": ledger_dir / "stream.jsonl",  # the market-data subscribers' ledger, when they ran
         "stats": stats_lines,
         "live": live_path,
         "log": Path(result.log_path),
@@ -136,8 +140,8 @@ def upload_results(
     for kind, path in files.items():
         if not path.is_file():
             continue
-        key = object_key(prefix, layout[kind].format(node=node))
-        if kind in ("ledger", "stats"):
+        key = object_key(prefix, layout.get(kind, DEFAULT_LAYOUT[kind]).format(node=node))
+        if kind in ("ledger", "stream", "stats"):
             path = _stamped_copy(path, prefix)
         extra = {"ContentType": _CONTENT_TYPES.get(path.suffix, "application/octet-stream")}
         try:

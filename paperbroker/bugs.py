@@ -65,6 +65,12 @@ One only a leader loss finds (:mod:`paperbroker.lease`):
   its successor (split brain: the same orders filled twice, one symbol's seqs out of order; recovery:
   split_brain, stale_leader).
 
+One only a market-data subscriber finds:
+
+- ``feed_no_resend``: the feed answers a subscriber's resume after a reconnect with mode ``resend`` but
+  sends only the live trades after it → the gap a killed feed replica opened is never healed
+  (streaming: gap_not_healed).
+
 One only a golden profile finds (every absolute limit still passes):
 
 - ``slow_orders``: every order takes :data:`SLOW_ORDERS_S` (50 ms) longer (slo: a regression of the
@@ -99,6 +105,7 @@ KNOWN_BUGS = frozenset(
         "unfenced_leader",
         "gateway_sheds_after_write",
         "projector_skips_backlog",
+        "feed_no_resend",
     }
 )
 

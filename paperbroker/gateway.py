@@ -15,6 +15,7 @@ outbox) and published by :mod:`paperbroker.relay`. HTTP API (JSON in and out):
   an unknown order.
 - ``POST /rfqs`` — body ``{client_id, symbol, qty, side?}`` (header ``Idempotency-Key`` optional) →
   201 + a quote ``{rfq_id, bid, ask, reference_price, expires_at, ...}``; ``GET /rfqs/{id}``.
+- ``GET /stream`` — the market-data feed, a WebSocket (:mod:`paperbroker.feed`).
 - ``GET /health`` — liveness (200 while the process serves). ``GET /ready`` — readiness: 200 when the
   database and the broker are reachable and the schema exists (and, with the ``slow_start`` bug, after
   ``PB_SLOW_START_S``), else 503.
@@ -51,6 +52,7 @@ from psycopg_pool import PoolTimeout
 from paperbroker import db
 from paperbroker.bugs import SLOW_ORDERS_S
 from paperbroker.config import Settings, load_settings
+from paperbroker.feed import MarketFeed
 from paperbroker.gateway_admission import UNBOUNDED_POOL_WAIT_S, Admission
 from paperbroker.gateway_api import (
     MAX_BODY_BYTES,
@@ -66,6 +68,7 @@ from paperbroker.gateway_api import (
 from paperbroker.gateway_intake import OrderIntake
 from paperbroker.relay import OutboxRelay
 from resgate.contract.ledger import ATTEMPT_HEADER
+from resgate.contract.stream import STREAM_PATH
 
 log = logging.getLogger("paperbroker.gateway")
 
@@ -110,6 +113,8 @@ class Gateway:
         self.slow_start = settings.bug("slow_start")
         self.retry_stale_copy = settings.bug("gateway_retry_stale_copy")
         self.sheds_after_write = settings.bug("gateway_sheds_after_write")
+        self.feed = MarketFeed(resend=not settings.bug("feed_no_resend"))
+        self._feed_stop = asyncio.Event()
         # gateway_retry_stale_copy: each client's last order as this replica parsed it
         self._last_order: dict[str, dict[str, Any]] = {}
         self.intake = OrderIntake(
@@ -128,11 +133,15 @@ class Gateway:
         await self.pool.open(wait=False)
         await self.relay.start()
         self._tasks.append(asyncio.create_task(self._health_loop(), name="health"))
+        s = self.settings
+        feed = self.feed.consume(s.kafka_bootstrap, s.topic_executions, self._feed_stop)
+        self._tasks.append(asyncio.create_task(feed, name="feed"))
         if self.ack_before_commit:
             self._tasks.append(asyncio.create_task(self.intake.write_behind_loop(), name="write-behind"))
 
     async def stop(self) -> None:
         """Stop background tasks, the relay and the pool."""
+        self._feed_stop.set()
         tasks = [*self._tasks, *([self._pool_check] if self._pool_check else [])]
         for t in tasks:
             t.cancel()
@@ -354,6 +363,7 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get("/rfqs/{rfq_id}", gw.get_rfq)
     app.router.add_get("/health", gw.health)
     app.router.add_get("/ready", gw.ready)
+    app.router.add_get(STREAM_PATH, gw.feed.handle)
     return app
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from resgate.checks import backpressure, integrity, recovery, replay, retryable, slo
+from resgate.checks import backpressure, integrity, recovery, replay, retryable, slo, streaming
 from resgate.checks.result import CheckResult
 from resgate.contract.errors import ConfigError
 
@@ -61,12 +61,25 @@ CHECKERS: Mapping[str, Checker] = {
     retryable.NAME: retryable,
     integrity.NAME: integrity,
     replay.NAME: replay,
+    streaming.NAME: streaming,
     backpressure.NAME: backpressure,
 }
 """Every checker module by its ``NAME``, in the order results are reported."""
 
-GATHERING: Mapping[str, GatheringChecker] = {integrity.NAME: integrity, replay.NAME: replay}
+GATHERING: Mapping[str, GatheringChecker] = {
+    integrity.NAME: integrity,
+    replay.NAME: replay,
+    streaming.NAME: streaming,
+}
 """The checkers that read live state, by name."""
+
+SOURCED: frozenset[str] = frozenset({integrity.NAME, replay.NAME})
+"""The gathering checkers whose section parses into a gather config (sources, tables, and the judge's
+``thresholds``); streaming's section is its thresholds, which name the topic it reads."""
+
+OPT_IN: frozenset[str] = frozenset({streaming.NAME})
+"""Checks that run only when their ``checks.<name>`` section is present: they judge data a default load
+does not produce (streaming: the market-data subscribers' stream ledger)."""
 
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKERS)
 
@@ -81,8 +94,8 @@ def checker(name: str) -> Checker:
 
 def judged_with(name: str, parsed: Any) -> Any:
     """What checker ``name``'s ``check`` takes from its parsed section: the section itself, or, for a
-    gathering checker, its config's ``thresholds`` only (the sources belong to ``gather``)."""
-    if name in GATHERING and parsed is not None:
+    :data:`SOURCED` checker, its config's ``thresholds`` only (the sources belong to ``gather``)."""
+    if name in SOURCED and parsed is not None:
         config: GatherConfig = parsed
         return config.thresholds
     return parsed

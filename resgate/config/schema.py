@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resgate.checks.registry import parse_thresholds
+from resgate.checks.registry import OPT_IN, parse_thresholds
 from resgate.config.faults import fault_target, parse_fault
 from resgate.config.model import (
     _NAME_RE,
@@ -34,6 +34,7 @@ from resgate.config.model import (
     Target,
 )
 from resgate.config.placeholders import check_placeholders
+from resgate.contract.env import ENV_STREAM_SUBSCRIBERS
 from resgate.contract.errors import ConfigError
 from resgate.sections.fields import Errors, Section
 from resgate.sections.kafka import KafkaSettings
@@ -195,6 +196,9 @@ def _parse_checks(sec: Section) -> tuple[dict[str, dict[str, Any]], dict[str, An
 
 
 def _parse_check(sec: Section, name: str, out: dict[str, dict[str, Any]], thresholds: dict[str, Any]) -> None:
+    if not sec.has(name) and name in OPT_IN:
+        out[name] = {"enabled": False}
+        return
     if not sec.has(name):
         out[name] = {"enabled": True}
         # An absent section is the checker's defaults; a checker that has none (integrity and replay need
@@ -272,6 +276,7 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         errs.attempt(_check_phase_faults, checks_and_thresholds[0], fault_names, loc)
     if checks_and_thresholds is not None and load is not None:
         errs.attempt(_check_latency_from, checks_and_thresholds[1], load, profiles, loc)
+        errs.attempt(_check_stream_subscribers, checks_and_thresholds[0], load, loc)
     evidence = errs.attempt(_parse_evidence, root.section("evidence"))
     errs.attempt(root.done)
     errs.raise_any()
@@ -279,7 +284,9 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     assert guardrails is not None and quiesce is not None and checks_and_thresholds is not None
     assert evidence is not None
     checks, thresholds = checks_and_thresholds
-    _opt_in_checks(root, checks, thresholds, [*faults, *(f for p in profiles.values() for f in p.faults)])
+    _checks_of_fault_kinds(
+        root, checks, thresholds, [*faults, *(f for p in profiles.values() for f in p.faults)]
+    )
     name, description, allow_production, unknown_is_failure = gate
     return GateConfig(
         name=name,
@@ -303,20 +310,34 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     )
 
 
-OPT_IN_CHECKS = {"backpressure": "overload"}
+FAULT_KIND_CHECKS = {"backpressure": "overload"}
 """Checks that judge one fault kind: without a section of their own they run only when the gate (or one
 of its profiles) has a fault of that kind (else every gate without one would be "unknown")."""
 
 
-def _opt_in_checks(
+def _checks_of_fault_kinds(
     root: Section, checks: dict[str, dict[str, Any]], thresholds: dict[str, Any], faults: list[Fault]
 ) -> None:
     kinds = {f.kind for f in faults}
     section = root.raw("checks") if root.has("checks") else None
-    for name, kind in OPT_IN_CHECKS.items():
+    for name, kind in FAULT_KIND_CHECKS.items():
         if kind not in kinds and not (isinstance(section, dict) and name in section):
             checks[name] = {"enabled": False}
             thresholds.pop(name, None)
+
+
+def _check_stream_subscribers(checks: dict[str, dict[str, Any]], load: Load, loc: Located) -> None:
+    """An enabled ``checks.streaming`` needs a stream ledger: the load must run market-data subscribers
+    (``load.env.RESGATE_STREAM_SUBSCRIBERS`` >= 1), or the check could only ever be unknown."""
+    if not (checks.get("streaming") or {}).get("enabled"):
+        return
+    raw = str(load.env.get(ENV_STREAM_SUBSCRIBERS, "")).strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(
+            f"needs a stream ledger: set load.env.{ENV_STREAM_SUBSCRIBERS} to 1 or more market-data"
+            f" subscribers (got {raw or 'nothing'})",
+            where=loc.where("checks.streaming"),
+        )
 
 
 def _check_phase_faults(checks: dict[str, dict[str, Any]], fault_names: set[str], loc: Located) -> None:

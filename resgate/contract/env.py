@@ -55,6 +55,9 @@ ENV_LEDGER_FLUSH_RECORDS = "RESGATE_LEDGER_FLUSH_RECORDS"
 ENV_RESEND_RATIO = "RESGATE_RESEND_RATIO"
 """Fraction of accepted orders the client sends once more with the same key and body (a response the
 client never saw, e.g. a FIX resend after a reconnect); default 0.02, 0 turns it off."""
+ENV_STREAM_SUBSCRIBERS = "RESGATE_STREAM_SUBSCRIBERS"
+"""Market-data subscribers per load process (``loadgen.stream_user.StreamUser``, default 0: none); each
+subscribes to the target's ``/stream`` and writes the stream ledger (``stream-<pid>.jsonl``)."""
 ENV_CONN_MAX_AGE_S = "RESGATE_CONN_MAX_AGE_S"
 """A trader opens a new connection before its next request once its connection is this old (default 2 s;
 0 keeps one connection for the whole run). A load balancer that works per connection, like the local

@@ -29,6 +29,7 @@ TABLES: dict[str, str] = {
     "verdicts": "verdict.json",
     "load_stats": "load_stats.jsonl",
     "phases": "phases.jsonl",
+    "stream": "stream.jsonl",  # the market-data subscribers' ledger (resgate/contract/stream.py)
 }
 # Data columns per table, Hive types, after ``run_id`` (the Glue tables' schema; DuckDB's views add the ones a
 # run's files lack as NULLs). The partition columns gate/dt are not repeated: Hive refuses that.
@@ -122,6 +123,25 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
         ("p95_ms", "double"),
         ("p99_ms", "double"),
         ("samples", "array<double>"),  # per-second p95s, for the regression test
+    ),
+    "stream": (
+        ("ts", "double"),
+        ("client_id", "string"),
+        ("event", "string"),  # resgate.contract.stream.EVENTS
+        ("symbol", "string"),
+        ("seq", "bigint"),
+        ("from_seq", "bigint"),
+        ("to_seq", "bigint"),
+        ("mode", "string"),
+        ("resent", "boolean"),
+        ("attempt", "int"),
+        ("attempts", "int"),
+        ("connect_ms", "double"),
+        ("duration_ms", "double"),
+        ("reason", "string"),
+        ("error", "string"),
+        ("order_id", "string"),
+        ("ttff_ms", "double"),
     ),
 }
 

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from resgate.checks import backpressure, integrity, recovery, replay, retryable, slo
+from resgate.checks import backpressure, integrity, recovery, replay, retryable, slo, streaming
 from resgate.contract.errors import ConfigError, EvidenceMissing
 from resgate.evidence.store import RunStore, ledger, read_jsonl
 
@@ -130,12 +130,51 @@ def replay_evidence(store: RunStore, thresholds: replay.ReplayConfig, sources: S
     )
 
 
+def streaming_evidence(
+    store: RunStore, thresholds: streaming.StreamingThresholds, sources: Sources
+) -> streaming.StreamingEvidence:
+    """The stream ledger ``stream.jsonl`` (required: EvidenceMissing without it), the fault timeline and
+    the trades published on ``thresholds.topic`` (:func:`resgate.checks.streaming.gather`; the
+    Kafka bootstrap is required). Lines of the stream ledger that do not parse are counted (a truncated
+    ledger: the check is unknown); a topic truncated by retention is EvidenceMissing."""
+    import json
+
+    if not store.exists("stream"):
+        raise EvidenceMissing(
+            f"no stream ledger ({store.uri('stream')}): no market-data subscriber ran"
+            " (load.env RESGATE_STREAM_SUBSCRIBERS)"
+        )
+    records: list[dict[str, Any]] = []
+    bad = 0
+    for line in store.lines("stream"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(rec, dict) and "event" in rec and "client_id" in rec:
+            records.append(rec)
+        else:
+            bad += 1
+    faults = read_jsonl(store, "faults") if store.exists("faults") else []
+    bootstrap = _require(sources.bootstrap, "streaming: read the trades topic")
+    published, truncated = streaming.gather(bootstrap, thresholds, kafka=sources.kafka)
+    if truncated:
+        raise EvidenceMissing(f"the trades topic no longer holds its whole history: {truncated}")
+    return streaming.StreamingEvidence(
+        records=tuple(records), published=published, faults=tuple(faults), bad_lines=bad
+    )
+
+
 BUILDERS: Mapping[str, Builder] = {
     slo.NAME: slo_evidence,
     recovery.NAME: recovery_evidence,
     retryable.NAME: retryable_evidence,
     integrity.NAME: integrity_evidence,
     replay.NAME: replay_evidence,
+    streaming.NAME: streaming_evidence,
     backpressure.NAME: backpressure_evidence,
 }
 """Each checker's evidence builder, by the checker's ``NAME`` (the keys of

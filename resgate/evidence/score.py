@@ -37,7 +37,7 @@ MARGINAL_AT = 60
 FAIL_CAP = MARGINAL_AT - 1
 WEIGHTS: Mapping[str, float] = {"rto": 0.5, "during": 0.25, "after": 0.25}
 CORRECTNESS_CHECKS = ("integrity", "replay")
-SCORED_CHECKS = ("slo", "recovery", "retryable", *CORRECTNESS_CHECKS)
+SCORED_CHECKS = ("slo", "recovery", "retryable", "streaming", *CORRECTNESS_CHECKS)
 
 
 @dataclass(frozen=True)

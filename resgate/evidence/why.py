@@ -72,6 +72,15 @@ def passes_when(result: CheckResult) -> str:
         return "every anomaly count 0, except the kinds the config allows"
     if result.name == "replay":
         return "every read model rebuilt from the topics equals the live one"
+    if result.name == "streaming":
+        lim = d.get("limits") or {}
+        return (
+            f"completeness ≥ {lim.get('min_completeness', '?')} of the trades the topic holds after resume,"
+            f" ≥ {lim.get('min_completeness_during', '?')} per fault by its end + the RTO; every reconnect"
+            f" ≤ {lim.get('rto_s', '?')} s; outside the faults connection errors"
+            f" ≤ {lim.get('max_connection_error_rate', '?')} and time to first fill p95"
+            f" ≤ {lim.get('max_ttff_p95_ms', '?')} ms"
+        )
     return "no failing anomaly"
 
 

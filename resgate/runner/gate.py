@@ -25,7 +25,7 @@ from resgate.checks.result import CheckResult
 from resgate.config.runnable import check_runnable
 from resgate.config.schema import GateConfig, check_blast_radius
 from resgate.contract.errors import ConfigError, GateError
-from resgate.contract.layout import RunKey
+from resgate.contract.layout import TABLES, RunKey
 from resgate.evidence.figure import run_figure
 from resgate.evidence.phases import phase_rows
 from resgate.evidence.run_files import write_run_files
@@ -310,6 +310,10 @@ class GateRun:
                 return None
             dest.parent.mkdir(parents=True, exist_ok=True)  # the ledger table's folder of this run
             shutil.copyfile(src, dest)
+            stream = src.parent / TABLES["stream"]  # the market-data subscribers' ledger, when they ran
+            if stream.exists():
+                self.store.path("stream").parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(stream, self.store.path("stream"))
         return dest
 
     def _keep_logs(self) -> None:

@@ -113,6 +113,18 @@ def test_a_production_target_is_refused_before_any_construct_exists(tmp_path):
         settings({c.CTX_GATE_CONFIG: str(path)})
 
 
+def test_a_check_without_an_assertion_lambda_is_refused_not_left_out_of_the_state_machine(tmp_path):
+    text = DEFAULT.read_text().replace(
+        "  users: 20\n", "  users: 20\n  env: {RESGATE_STREAM_SUBSCRIBERS: '2'}\n", 1
+    )
+    path = tmp_path / "gate.yaml"
+    path.write_text(text.replace("\nchecks:\n", "\nchecks:\n  streaming: {}\n", 1))
+    assert "streaming" in load_config(path).enabled_checks()
+    with pytest.raises(ConfigError) as e:
+        settings({c.CTX_GATE_CONFIG: str(path)})
+    assert e.value.where == "checks.streaming"
+
+
 def test_default_waits_give_each_fault_its_offset_from_the_load_start_as_configured():
     cfg = load_config(DEFAULT)
 

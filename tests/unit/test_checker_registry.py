@@ -27,12 +27,20 @@ ABOVE_THE_CHECKERS = (
 
 
 def test_every_checker_is_registered_under_its_own_name_with_the_one_shape():
-    assert list(CHECKERS) == ["slo", "recovery", "retryable", "integrity", "replay", "backpressure"]
+    assert list(CHECKERS) == [
+        "slo",
+        "recovery",
+        "retryable",
+        "integrity",
+        "replay",
+        "streaming",
+        "backpressure",
+    ]
     for name, module in CHECKERS.items():
         assert name == module.NAME
         assert inspect.ismethod(module.Thresholds.from_dict)
         assert list(inspect.signature(module.check).parameters)[1] == "thresholds"
-    assert sorted(GATHERING) == ["integrity", "replay"]
+    assert sorted(GATHERING) == ["integrity", "replay", "streaming"]
     assert all(callable(m.gather) for m in GATHERING.values())
 
 
@@ -125,10 +133,14 @@ def test_an_absent_section_of_a_checker_without_defaults_fails_when_the_check_is
 
 def test_the_gathering_checkers_judge_with_their_configs_thresholds_only_and_the_others_with_their_section():
     cfg = load_config(ROOT / "resgate" / "configs" / "paperbroker.yaml")
-    for name in GATHERING:
+    assert set(GATHERING) >= registry.SOURCED
+    for name in registry.SOURCED:
         config = cfg.thresholds_of(name)
         assert registry.judged_with(name, config) is config.thresholds
+    for name in GATHERING:
         annotation = inspect.signature(CHECKERS[name].check).parameters["thresholds"].annotation
         assert "Config" not in str(annotation)  # sources and tables belong to gather, not to the judge
+    streaming = object()  # an opt-in section: its thresholds are the section itself
+    assert registry.judged_with("streaming", streaming) is streaming
     recovery = cfg.thresholds_of("recovery")
     assert registry.judged_with("recovery", recovery) is recovery

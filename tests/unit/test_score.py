@@ -109,6 +109,13 @@ def test_an_undecided_check_is_not_scored() -> None:
     assert "recovery" in s.reasons[0]
 
 
+def test_an_undecided_streaming_check_is_not_scored_and_a_failed_one_caps_the_score() -> None:
+    s = resilience_score([*PASSING, CheckResult("streaming", UNKNOWN)], [fault()])
+    assert (s.value, s.band) == (None, "Not scored") and "streaming" in s.reasons[0]
+    capped = resilience_score([*PASSING, CheckResult("streaming", False)], [fault()])
+    assert (capped.value, capped.band) == (FAIL_CAP, "Fail")
+
+
 def test_a_run_without_faults_is_not_scored() -> None:
     s = resilience_score(PASSING, [])
     assert (s.value, s.band, s.reasons) == (None, "Not scored", ("no fault was injected",))
