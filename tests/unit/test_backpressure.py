@@ -291,3 +291,10 @@ def test_an_absent_section_is_the_defaults_and_a_non_mapping_is_refused() -> Non
     with pytest.raises(ConfigError) as e:
         bp.BackpressureThresholds.from_dict([1], where="checks.backpressure")  # type: ignore[arg-type]
     assert e.value.where == "checks.backpressure" and "object" in str(e.value)
+
+
+def test_the_result_carries_its_limits_for_the_report() -> None:
+    t = bp.BackpressureThresholds(recover_within_s=7)
+    r = run(shed_burst(), thresholds=t)
+    assert r.details["limits"]["recover_within_s"] == 7.0
+    assert r.details["limits"]["min_clear_shed_ratio"] == 0.95

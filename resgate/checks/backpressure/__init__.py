@@ -33,6 +33,7 @@ out instead of shedding is judged here, where it is a failure.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -299,7 +300,7 @@ def check(evidence: BackpressureEvidence, thresholds: BackpressureThresholds) ->
     else "unknown" on any of :data:`UNDECIDED_KINDS`, else True. Counts ``{bursts, requests, accepted, shed,
     unclear}`` summed over the bursts; ``examples`` the anomalies (capped); ``details = {baseline: {accepted,
     accepted_rps, accepted_p95_ms}, bursts: [{fault_id, requests, accepted, shed, unclear,
-    clear_shed_ratio, accepted_p95_ms, back_after_s}]}``.
+    clear_shed_ratio, accepted_p95_ms, back_after_s}], limits: {the thresholds}}``.
     """
     t = thresholds
     base = baseline_figures(evidence)
@@ -323,7 +324,7 @@ def check(evidence: BackpressureEvidence, thresholds: BackpressureThresholds) ->
         "bursts": len(evidence.bursts),
         **{k: sum(r[k] for r in rows) for k in ("requests", "accepted", "shed", "unclear")},
     }
-    details = {"baseline": base, "bursts": rows}
+    details = {"baseline": base, "bursts": rows, "limits": dataclasses.asdict(t)}
     valid = judge(anomalies, failing=FAILING_KINDS, undecided=UNDECIDED_KINDS)
     examples = anomalies[: EXAMPLES_PER_BURST * max(1, len(rows))]
     error = None
