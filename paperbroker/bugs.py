@@ -49,6 +49,14 @@ Two only the network finds (a process fault or a Postgres restart fails fast and
 - ``no_connect_timeout``: the gateway's pool connects with no timeout → connections opened during a
   partition never finish and starve the pool long after the path is back (recovery, as above).
 
+One only an overload burst finds (a calm load never fills the pool):
+
+- ``unbounded_queue``: the gateway admits every request and queues it, without bound, for a database
+  connection (no in-flight limit, no wait limit) instead of answering 503 + Retry-After when it is
+  saturated → a burst far beyond capacity times requests out instead of shedding them, and the queue
+  left behind (requests whose clients gave up are still served) keeps latency high after the burst
+  (backpressure).
+
 One only a leader loss finds (:mod:`paperbroker.lease`):
 
 - ``unfenced_leader``: the matcher's writes skip the store's fencing token check (and the server's end of
@@ -93,6 +101,7 @@ KNOWN_BUGS = frozenset(
         "matcher_snapshot_keeps_cancelled",
         "gateway_retry_stale_copy",
         "positions_double_count",
+        "unbounded_queue",
         "unfenced_leader",
         "gateway_sheds_after_write",
         "projector_skips_backlog",

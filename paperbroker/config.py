@@ -13,6 +13,9 @@ variables are:
 - ``PB_REPLICA`` — a name for this replica in logs (default: the supervisor's ``REPLICA_ID``, else
   ``pb-<pid>``).
 - ``PB_HOST`` — the address the HTTP server binds (default ``127.0.0.1``).
+- ``PB_MAX_IN_FLIGHT`` — the gateway's admission limit: requests one replica serves at once; beyond it
+  a request is shed at once with 503 + ``Retry-After`` (default 32, four per pooled connection: above the
+  default gate's 20 users, so one replica left after a kill serves them all).
 - ``PB_LEASE_TTL_S`` — the matcher's leader lease, seconds (default 3; see :mod:`paperbroker.lease`).
 """
 
@@ -35,10 +38,12 @@ ENV_SLOW_START_S = "PB_SLOW_START_S"
 ENV_TOPIC_PREFIX = "PB_TOPIC_PREFIX"
 ENV_REPLICA = "PB_REPLICA"
 ENV_HOST = "PB_HOST"
+ENV_MAX_IN_FLIGHT = "PB_MAX_IN_FLIGHT"
 ENV_LEASE_TTL_S = "PB_LEASE_TTL_S"
 
 DEFAULT_PORT = 8080
 DEFAULT_SLOW_START_S = 45.0
+DEFAULT_MAX_IN_FLIGHT = 32
 DEFAULT_LEASE_TTL_S = 3.0
 
 
@@ -69,6 +74,7 @@ class Settings:
     topic_prefix: str = ""
     replica: str = ""
     host: str = "127.0.0.1"
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S
 
     @property
@@ -116,6 +122,12 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require: bool = T
     if slow_start_s < 0:
         raise ConfigError(f"must be >= 0: {slow_start_s}", where=ENV_SLOW_START_S)
     try:
+        max_in_flight = int(env.get(ENV_MAX_IN_FLIGHT) or DEFAULT_MAX_IN_FLIGHT)
+    except ValueError as e:
+        raise ConfigError(f"not an integer: {env.get(ENV_MAX_IN_FLIGHT)!r}", where=ENV_MAX_IN_FLIGHT) from e
+    if max_in_flight < 1:
+        raise ConfigError(f"must be >= 1: {max_in_flight}", where=ENV_MAX_IN_FLIGHT)
+    try:
         lease_ttl_s = float(env.get(ENV_LEASE_TTL_S) or DEFAULT_LEASE_TTL_S)
     except ValueError as e:
         raise ConfigError(f"not a number: {env.get(ENV_LEASE_TTL_S)!r}", where=ENV_LEASE_TTL_S) from e
@@ -130,5 +142,6 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require: bool = T
         topic_prefix=(env.get(ENV_TOPIC_PREFIX) or "").strip(),
         replica=env.get(ENV_REPLICA) or env.get("REPLICA_ID") or f"pb-{os.getpid()}",
         host=env.get(ENV_HOST) or "127.0.0.1",
+        max_in_flight=max_in_flight,
         lease_ttl_s=lease_ttl_s,
     )

@@ -29,7 +29,11 @@ as long as it takes (the good build severs a connection after :data:`REQUEST_DEA
 ``no_connect_timeout`` opens the pool's connections with no connect timeout; ``slow_orders`` answers every
 order 50 ms later (a latency regression only a golden profile catches); ``gateway_sheds_after_write``
 refuses an order (503) when the outbox is more than :data:`OUTBOX_LAG_LIMIT_S` behind, but checks only
-after the order and its event were written (a retry is refused the same way).
+after the order and its event were written (a retry is refused the same way); ``unbounded_queue`` admits
+every request and waits for a pooled connection as long as it takes (:mod:`paperbroker.gateway_admission`).
+
+Load shedding: a replica serves at most ``PB_MAX_IN_FLIGHT`` requests at once (default 32) and answers
+the next at once with 503 + ``Retry-After`` (``overloaded``); ``/ready`` shows the counters (``admission``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from paperbroker import db
 from paperbroker.bugs import SLOW_ORDERS_S
 from paperbroker.config import Settings, load_settings
 from paperbroker.feed import MarketFeed
+from paperbroker.gateway_admission import UNBOUNDED_POOL_WAIT_S, Admission
 from paperbroker.gateway_api import (
     MAX_BODY_BYTES,
     RETRY_AFTER_S,
@@ -85,11 +90,13 @@ class Gateway:
         self.settings = settings
         self.started_at = time.monotonic()
         self.topic_orders = settings.topic_orders
+        unbounded = settings.bug("unbounded_queue")
+        self.admission = Admission(None if unbounded else settings.max_in_flight)
         self.pool = db.make_pool(
             settings.dsn,
             min_size=2,
             max_size=8,
-            timeout_s=1.5,
+            timeout_s=UNBOUNDED_POOL_WAIT_S if unbounded else 1.5,
             connect_timeout_s=None if settings.bug("no_connect_timeout") else db.CONNECT_TIMEOUT_S,
         )
         self.relay = OutboxRelay(settings.dsn, settings.kafka_bootstrap, name=settings.replica)
@@ -219,6 +226,7 @@ class Gateway:
                 "failures": self.relay.stats.failures,
                 "last_error": self.relay.stats.last_error or None,
             },
+            "admission": self.admission.stats(),
         }
 
     def _require_dependencies(self) -> None:
@@ -336,8 +344,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def build_app(settings: Settings) -> web.Application:
     """The aiohttp application of one gateway replica (started/stopped with the app)."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_BYTES)
     gw = Gateway(settings)
+    app = web.Application(
+        middlewares=[error_middleware, gw.admission.middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[APP_KEY] = gw
 
     async def lifecycle(_app: web.Application) -> Any:

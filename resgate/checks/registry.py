@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from resgate.checks import integrity, recovery, replay, retryable, slo, streaming
+from resgate.checks import backpressure, integrity, recovery, replay, retryable, slo, streaming
 from resgate.checks.result import CheckResult
 from resgate.contract.errors import ConfigError
 
@@ -62,6 +62,7 @@ CHECKERS: Mapping[str, Checker] = {
     integrity.NAME: integrity,
     replay.NAME: replay,
     streaming.NAME: streaming,
+    backpressure.NAME: backpressure,
 }
 """Every checker module by its ``NAME``, in the order results are reported."""
 

@@ -23,8 +23,11 @@ Retry-After and connection refused are always acceptable. A timeout or a connect
 the request carried an idempotency key, its operation is a read (``safe_ops``, default ``get_order``,
 ``get_rfq``), or its HTTP method is safe to repeat (``safe_methods``, default GET, HEAD, OPTIONS: RFC 9110
 §9.2.1). 4xx client errors are acceptable only when configured; 5xx other than 503 and ``other`` never
-are by default. Note that the ledger's ``outcome`` (see ``loadgen.ledger.outcome_for``) does not decide the
-class: a 503 is ``fail`` and a 500 is ``info``, and both are judged here by status.
+are by default. Under an ``overload`` burst a correct shed (429, or 503 with Retry-After) is an allowed
+class like any other, so shedding never fails the good build here; a timeout with an idempotency key stays
+allowed too (a retry is safe), and whether a burst was queued into timeouts instead of shed is the
+``backpressure`` check's question. Note that the ledger's ``outcome`` (see ``loadgen.ledger.outcome_for``)
+does not decide the class: a 503 is ``fail`` and a 500 is ``info``, and both are judged here by status.
 """
 
 from __future__ import annotations

@@ -46,6 +46,10 @@ def parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Inf
         tgt = _parse_network_fault(sec, kind, target, params)
         sec.done()
         return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
+    if kind == "overload":
+        tgt = _parse_overload(sec, target, load, at_s, params)
+        sec.done()
+        return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
     tgt = fault_target(sec, target, kind in ("stop_task", "hang", "leader_loss"))
     if kind == "leader_loss":
         # pause: SIGSTOP the replica that leads now (found from its /health) for duration_s; it cannot
@@ -120,6 +124,36 @@ def _parse_network_fault(sec: Section, kind: str, target: Target, params: dict[s
     if kind in ("network_latency", "packet_loss") and sec.has("sources"):
         params["sources"] = _aws_sources(sec)
     return service
+
+
+OVERLOAD_MAX_RPS = 5000
+OVERLOAD_MAX_IN_FLIGHT = 1000
+"""The machine's budget for a burst: sockets open at once (each an fd on both sides of 127.0.0.1)."""
+OVERLOAD_END_MARGIN_S = 3.0
+"""A burst and its last deadline end this long before the load does, so its recovery is observed."""
+
+
+def _parse_overload(
+    sec: Section, target: Target, load: Load, at_s: float, params: dict[str, Any]
+) -> str | None:
+    """``overload``: an open-loop burst of ``rps`` order requests for ``duration_s`` against the exposed
+    service (:mod:`resgate.local.burst`), each with a ``timeout_s`` deadline, at most ``max_in_flight`` at
+    once (the machine's budget); it must end, deadline included, before the load does."""
+    exposed = next((s.name for s in target.services if s.expose), None)
+    if target.services and exposed is None:
+        raise sec.error("kind", "an overload needs an exposed service (the burst's clients call it)")
+    params["rps"] = float(sec.num("rps", min=1, max=OVERLOAD_MAX_RPS))
+    params["duration_s"] = float(sec.num("duration_s", min=0.5, max=120))
+    params["timeout_s"] = float(sec.num("timeout_s", 3.0, min=0.1, max=60))
+    params["max_in_flight"] = sec.num("max_in_flight", 400, min=1, max=OVERLOAD_MAX_IN_FLIGHT, integer=True)
+    end = at_s + params["duration_s"] + params["timeout_s"] + OVERLOAD_END_MARGIN_S
+    if end > load.duration_s:
+        raise sec.error(
+            "duration_s",
+            f"the burst (at_s {at_s:g} + duration_s + timeout_s + {OVERLOAD_END_MARGIN_S:g} s) must end by "
+            f"the load's end (load.duration_s = {load.duration_s:g}), got {end:g}",
+        )
+    return exposed
 
 
 def _aws_sources(sec: Section) -> list[str]:

@@ -20,6 +20,7 @@ FAULT_KINDS = (
     *("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery"),
     *NETWORK_FAULT_KINDS,
     *("rate_limit_spike", "zone_loss"),
+    "overload",
     "leader_loss",
 )
 PRODUCTION_TAG_VALUES = ("prod", "production", "live")

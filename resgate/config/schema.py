@@ -319,6 +319,9 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
     assert guardrails is not None and quiesce is not None and checks_and_thresholds is not None
     assert evidence is not None
     checks, thresholds = checks_and_thresholds
+    _checks_of_fault_kinds(
+        root, checks, thresholds, [*faults, *(f for p in profiles.values() for f in p.faults)]
+    )
     name, description, allow_production, unknown_is_failure = gate
     return GateConfig(
         name=name,
@@ -340,6 +343,22 @@ def parse_config(data: Any, loc: Located) -> GateConfig:
         loc=loc,
         thresholds=thresholds,
     )
+
+
+FAULT_KIND_CHECKS = {"backpressure": "overload"}
+"""Checks that judge one fault kind: without a section of their own they run only when the gate (or one
+of its profiles) has a fault of that kind (else every gate without one would be "unknown")."""
+
+
+def _checks_of_fault_kinds(
+    root: Section, checks: dict[str, dict[str, Any]], thresholds: dict[str, Any], faults: list[Fault]
+) -> None:
+    kinds = {f.kind for f in faults}
+    section = root.raw("checks") if root.has("checks") else None
+    for name, kind in FAULT_KIND_CHECKS.items():
+        if kind not in kinds and not (isinstance(section, dict) and name in section):
+            checks[name] = {"enabled": False}
+            thresholds.pop(name, None)
 
 
 def _check_stream_subscribers(checks: dict[str, dict[str, Any]], load: Load, loc: Located) -> None:

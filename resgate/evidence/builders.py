@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from resgate.checks import integrity, recovery, replay, retryable, slo, streaming
+from resgate.checks import backpressure, integrity, recovery, replay, retryable, slo, streaming
 from resgate.contract.errors import ConfigError, EvidenceMissing
 from resgate.evidence.store import RunStore, ledger, read_jsonl
 
@@ -75,6 +75,14 @@ def recovery_evidence(store: RunStore, thresholds: Any, sources: Sources) -> rec
 def retryable_evidence(store: RunStore, thresholds: Any, sources: Sources) -> retryable.RetryableEvidence:
     """The ledger (required)."""
     return retryable.RetryableEvidence(records=ledger(store))
+
+
+def backpressure_evidence(
+    store: RunStore, thresholds: Any, sources: Sources
+) -> backpressure.BackpressureEvidence:
+    """``faults.jsonl`` (its ``overload`` faults; absent: no burst) and the ledger (required)."""
+    faults = read_jsonl(store, "faults") if store.exists("faults") else []
+    return backpressure.evidence_from_run(faults, ledger(store))
 
 
 def _require_settled(sources: Sources) -> None:
@@ -167,6 +175,7 @@ BUILDERS: Mapping[str, Builder] = {
     integrity.NAME: integrity_evidence,
     replay.NAME: replay_evidence,
     streaming.NAME: streaming_evidence,
+    backpressure.NAME: backpressure_evidence,
 }
 """Each checker's evidence builder, by the checker's ``NAME`` (the keys of
 ``resgate.checks.registry.CHECKERS``)."""

@@ -81,6 +81,14 @@ def passes_when(result: CheckResult) -> str:
             f" ≤ {lim.get('max_connection_error_rate', '?')} and time to first fill p95"
             f" ≤ {lim.get('max_ttff_p95_ms', '?')} ms"
         )
+    if result.name == "backpressure":
+        lim = d.get("limits") or {}
+        return (
+            f"under each overload burst ≥ {lim.get('min_clear_shed_ratio', '?')} of the rejected requests"
+            f" shed clearly (429, or 503 with Retry-After), the accepted ones' p95"
+            f" ≤ {lim.get('max_accepted_p95_ms', '?')} ms, and back to the baseline's latency and throughput"
+            f" within {lim.get('recover_within_s', '?')} s of the burst"
+        )
     return "no failing anomaly"
 
 

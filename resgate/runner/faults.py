@@ -17,16 +17,18 @@ just before the injection until ``observe_s`` after the lift and records them as
 event (the recovery check's leader judgments). Kafka paths are not proxied (clients follow the advertised
 broker addresses): a partition takes every broker down (``refuse``) or sets a round trip as long as the
 partition (``hang``), latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on
-Kafka are skipped with the reason recorded.
+Kafka are skipped with the reason recorded. ``overload``: an open-loop burst of order requests far beyond
+capacity for ``duration_s`` (:mod:`resgate.local.burst`, in its own process), its requests in the client
+ledger.
 Every fault with a duration is reverted on every exit path (``revert_all``).
 
 **Proof of effect.** A fault that acted on nothing would leave a calm run that proves nothing, so each
 kind records what it saw of its own effect as an ``effect`` event ``{observed, evidence}``: a killed
 replica's process gone, a hung one stopped (``T``), Postgres refusing a connection, bytes through the
 path's proxy that met the toxic (delayed, throttled, swallowed) or connections it refused or reset while
-the fault held, answers the edge rate-limited, events republished. The recovery check judges a fault
-whose effect was not observed as unknown. Kafka kinds act through the mock cluster's controls and record
-no observation.
+the fault held, answers the edge rate-limited, events republished, the requests a burst sent and how
+they were answered. The recovery check judges a fault whose effect was not observed as unknown. Kafka
+kinds act through the mock cluster's controls and record no observation.
 """
 
 from __future__ import annotations
@@ -41,11 +43,14 @@ import psycopg
 
 from resgate.config.schema import NETWORK_FAULT_KINDS, Fault
 from resgate.contract.errors import GateError
+from resgate.local.burst import BurstProcess, BurstSpec
 from resgate.local.httpgate import RateLimit
 from resgate.redelivery import redeliver
 from resgate.runner.leader import LeaderSampler, find_leader
 from resgate.runner.local_target import LocalTarget
 
+BURST_START_WAIT_S = 10.0
+"""How long an overload waits for its burst's first request before it counts the burst as in effect."""
 EFFECT_WAIT_S = 2.0
 """How long an injection waits to see its effect (a killed process gone, a hung one stopped)."""
 
@@ -86,8 +91,10 @@ class FaultRunner:
         faults: list[Fault],
         *,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        ledger_dir: Path | None = None,
     ) -> None:
         self.target = target
+        self.ledger_dir = ledger_dir  # where an overload burst writes its ledger lines (the load's folder)
         self.faults = sorted(faults, key=lambda f: f.at_s)
         self.on_event = on_event
         self._events: list[dict[str, Any]] = []
@@ -98,6 +105,7 @@ class FaultRunner:
         self._revert_lock = threading.Lock()  # orders abort() against a fault registering its revert
         self._timers: list[threading.Timer] = []
         self._observers: dict[str, Callable[[], tuple[bool, str]]] = {}
+        self._bursts: list[BurstProcess] = []  # overload bursts: halted at their lift, joined by join()
         self._samplers: dict[str, LeaderSampler] = {}
         self.aborted_reason: str | None = None
 
@@ -200,8 +208,12 @@ class FaultRunner:
         return any(f.name not in done for f in self.faults)
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait for the schedule's thread, then for each burst's last requests (each bounded by its
+        deadline), so the ledger holds every request a burst sent."""
         if self._thread is not None:
             self._thread.join(timeout)
+        for burst in self._bursts:
+            burst.stop()
 
     def _after(self, fault: Fault, seconds: float, revert: Callable[[], None]) -> None:
         with self._revert_lock:
@@ -321,6 +333,8 @@ class FaultRunner:
             killed = sup.stop_zone(p["zone"], p["services"] or None)
             self._record(fault, "injected", zone=p["zone"], replicas=killed)
             self._effect(fault, *self._gone(sup, killed, "killed", f"no live replica in zone {p['zone']}"))
+        elif fault.kind == "overload":
+            self._overload(fault)
         elif fault.kind == "leader_loss":
             self._leader_loss(fault)
         elif fault.kind == "duplicate_delivery":
@@ -331,6 +345,38 @@ class FaultRunner:
             self._effect(fault, n > 0, f"{n} events republished")
         else:  # the schema rejects unknown kinds; this guards against a schema/runner mismatch
             raise GateError(f"fault kind {fault.kind!r} has no local implementation")
+
+    def _overload(self, fault: Fault) -> None:
+        """Start a burst against the exposed service; lifted at ``duration_s`` (or on abort) by halting it:
+        the lift is when arrivals stop (what recovery counts from), and :meth:`join` waits for the requests
+        still in flight."""
+        p = fault.params
+        if self.ledger_dir is None:
+            raise GateError("an overload needs the load's ledger folder for its requests")
+        spec = BurstSpec(
+            rps=p["rps"],
+            duration_s=p["duration_s"],
+            timeout_s=p["timeout_s"],
+            max_in_flight=p["max_in_flight"],
+        )
+        burst = BurstProcess(self.target.host, spec, self.ledger_dir, tag=f"burst-{fault.name}")
+        self._bursts.append(burst)
+        self._begin(fault)
+        burst.start()
+        # in effect once its first request is out (a Python process can take seconds to start here)
+        sending = burst.wait_sending(BURST_START_WAIT_S)
+        self._record(fault, "injected", rps=p["rps"], duration_s=p["duration_s"], sending=sending)
+
+        def answered() -> tuple[bool, str]:
+            st = burst.stats()
+            return st.get("sent", 0) > 0, (
+                f"the burst sent {st.get('sent', 0)} requests ({st.get('achieved_rps')} per s, "
+                f"{st.get('not_sent', 0)} over its in-flight budget): answers {st.get('by_status', {})}"
+                + (f"; error {st['error']}" if st.get("error") else "")
+            )
+
+        self._observers[fault.name] = answered
+        self._after(fault, p["duration_s"], burst.halt)
 
     def _leader_loss(self, fault: Fault) -> None:
         """Pause the replica that leads now; sample every replica's leader figures around it."""

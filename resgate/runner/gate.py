@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from loadgen.ledger import merge_ledgers
 from resgate.checks.compose import verdict as merge_verdict
 from resgate.checks.result import CheckResult
 from resgate.config.runnable import check_runnable
@@ -160,7 +161,9 @@ class GateRun:
                     f"the load made no request within {FIRST_REQUEST_TIMEOUT_S:.0f} s of its start"
                 )
             load_start = time.time()  # Locust ended at once: finish() below reports why
-        self.faults = FaultRunner(self.target, cfg.faults, on_event=self.progress.event)
+        self.faults = FaultRunner(
+            self.target, cfg.faults, on_event=self.progress.event, ledger_dir=self.load_dir
+        )
         self.faults.start(load_start)
         watcher = GuardrailWatcher(cfg.guardrails, self._trip, started_ts=load_start)
         deadline = load_start + cfg.load.duration_s + 60  # Locust's own -t ends it; this is the backstop
@@ -188,6 +191,8 @@ class GateRun:
             self.faults.abort("load ended")
         self.faults.revert_all()
         self.faults.join(5)
+        if any(f.kind == "overload" for f in cfg.faults) and self.load.ledger_path() is not None:
+            merge_ledgers(self.load_dir)  # a burst stopped after Locust's own merge: its last lines too
         self.progress.line(f"load finished: {self.load.total_requests()} requests")
 
     def _trip(self, reason: str) -> None:
@@ -331,6 +336,7 @@ class GateRun:
         for step in (
             lambda: self.faults.abort("gate stopping") if self.faults else None,
             lambda: self.faults.revert_all() if self.faults else None,
+            lambda: self.faults.join(1) if self.faults else None,  # an overload burst's child exits
             lambda: self.load.stop() if self.load else None,
             lambda: self.target.close() if self.target else None,
             lambda: self._evidence_ledger(),

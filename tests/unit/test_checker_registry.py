@@ -27,7 +27,15 @@ ABOVE_THE_CHECKERS = (
 
 
 def test_every_checker_is_registered_under_its_own_name_with_the_one_shape():
-    assert list(CHECKERS) == ["slo", "recovery", "retryable", "integrity", "replay", "streaming"]
+    assert list(CHECKERS) == [
+        "slo",
+        "recovery",
+        "retryable",
+        "integrity",
+        "replay",
+        "streaming",
+        "backpressure",
+    ]
     for name, module in CHECKERS.items():
         assert name == module.NAME
         assert inspect.ismethod(module.Thresholds.from_dict)

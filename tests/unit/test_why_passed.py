@@ -122,3 +122,16 @@ def test_the_report_has_the_pass_conditions_and_the_counted_section_only_when_so
         gate="g", run_id="r", verdict={"result": "PASS"}, results=noisy, figures={}, faults=[], plot=None
     )
     assert "### Counted, not failing" in md and "- recovery: aborted at `x`: the fault was stopped" in md
+
+
+def test_the_backpressure_condition_names_its_limits() -> None:
+    r = CheckResult(
+        "backpressure",
+        True,
+        {"bursts": 1},
+        details={
+            "limits": {"min_clear_shed_ratio": 0.95, "max_accepted_p95_ms": 1000.0, "recover_within_s": 10.0}
+        },
+    )
+    text = passes_when(r)
+    assert "≥ 0.95 of the rejected requests" in text and "≤ 1000.0 ms" in text and "within 10.0 s" in text

@@ -1,0 +1,1 @@
+"""The backpressure assertion Lambda."""

@@ -1,0 +1,41 @@
+"""The overload gate end to end (``tests/e2e/gate_overload_short.yaml``): the good build sheds a burst beyond
+the gateways' capacity and passes; ``unbounded_queue`` queues it into client timeouts and fails on
+backpressure. About 75 s per run on a busy 2-core machine, so the pair stays out of `make test` (the
+integration test ``tests/integration/test_overload_backpressure.py`` is the cheap proof there):
+``RESGATE_OVERLOAD=1 .venv/bin/pytest -m e2e tests/e2e/test_overload_gate.py``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import processes_with_marker, run_gate
+
+OVERLOAD = Path(__file__).with_name("gate_overload_short.yaml")
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(
+        os.environ.get("RESGATE_OVERLOAD") != "1", reason="the overload gate: RESGATE_OVERLOAD=1"
+    ),
+]
+
+
+def test_the_good_build_sheds_an_overload_burst_and_passes(tmp_path: Path) -> None:
+    r = run_gate(OVERLOAD, tmp_path / "ev")
+    assert r.exit_code == 0, r.output[-4000:]
+    bp = r.checks["backpressure"]
+    assert bp["valid"] is True and bp["counts"]["shed"] > 0, bp
+    assert not processes_with_marker(r.marker)  # the burst's process is gone too
+
+
+def test_unbounded_queue_fails_the_overload_gate_on_backpressure(tmp_path: Path) -> None:
+    r = run_gate(OVERLOAD, tmp_path / "ev", env={"PAPERBROKER_BUGS": "unbounded_queue"})
+    assert r.exit_code == 1, r.output[-4000:]
+    assert "backpressure" in r.verdict["failed_checks"], (r.verdict, r.checks)  # type: ignore[index]
+    bp = r.checks["backpressure"]
+    assert bp["counts"]["shed"] == 0 and bp["counts"]["unclear"] > 0, bp
+    assert not processes_with_marker(r.marker)
