@@ -364,53 +364,6 @@ class FisTwin:
             if not done["detail"].get("replicas"):
                 raise FisError("InvalidTargets", f"Target resolution returned empty set for {fault.target}")
 
-
-def _tag_map(task: Mapping[str, Any]) -> dict[str, str]:
-    return {str(t.get("key")): str(t.get("value")) for t in task.get("tags") or []}
-
-
-def path_value(described: Any, path: str) -> Any:
-    """The value at a FIS filter ``path`` in a resource's Describe output: each element is the output's
-    member name in PascalCase (``AvailabilityZone`` for ``availabilityZone``), as FIS reads it (FIS user
-    guide, "Targets for AWS FIS", resource filters). A camelCase element matches nothing (None)."""
-    value = described
-    for element in path.split("."):
-        if not isinstance(value, Mapping) or not element[:1].isupper():
-            return None
-        key = next((k for k in value if k[:1].upper() + k[1:] == element), None)
-        if key is None:
-            return None
-        value = value[key]
-    return value
-
-
-def resolve_targets(target: Mapping[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The tasks an ``aws:ecs:task`` target resolves to: every tag of ``ResourceTags`` on the task, and for
-    every filter, the value at its ``Path`` (:func:`path_value`) one of its ``Values``."""
-    tags = {str(k): str(v) for k, v in (target.get("ResourceTags") or {}).items()}
-    out = [t for t in tasks if all(_tag_map(t).get(k) == v for k, v in tags.items())]
-    for f in target.get("Filters") or []:
-        wanted = {str(v) for v in f.get("Values") or []}
-        out = [t for t in out if str(path_value(t, str(f["Path"]))) in wanted]
-    return out
-
-
-def select(
-    mode: str, resolved: list[dict[str, Any]], rng: random.Random | None = None
-) -> list[dict[str, Any]]:
-    """FIS's ``selectionMode`` over the resolved targets: ``ALL``; ``COUNT(n)``: n of them at random (all
-    when fewer); ``PERCENT(n)``: ceil(n% of them) at random (the local runner's rounding,
-    :func:`resgate.local.spec.count_for`). Raises FisError for another mode."""
-    pick = rng or random.Random()
-    if mode == "ALL":
-        return list(resolved)
-    m = re.fullmatch(r"(COUNT|PERCENT)\((\d+)\)", mode)
-    if not m:
-        raise FisError("ValidationException", f"selection mode {mode!r} is not ALL, COUNT(n) or PERCENT(n)")
-    n = int(m.group(2))
-    k = min(n, len(resolved)) if m.group(1) == "COUNT" else count_for(float(n), len(resolved))
-    return pick.sample(resolved, k)
-
     def _automation(self, exp: Experiment, parameters: Mapping[str, Any]) -> None:
         """Run the automation document's steps (module docstring)."""
         params = self.assembly.render(dict(parameters))
@@ -475,6 +428,53 @@ def select(
     @staticmethod
     def _events_of(exp: Experiment) -> list[dict[str, Any]]:
         return [e for e in exp.runner.timeline() if e["fault_id"] == exp.id] if exp.runner else []
+
+
+def _tag_map(task: Mapping[str, Any]) -> dict[str, str]:
+    return {str(t.get("key")): str(t.get("value")) for t in task.get("tags") or []}
+
+
+def path_value(described: Any, path: str) -> Any:
+    """The value at a FIS filter ``path`` in a resource's Describe output: each element is the output's
+    member name in PascalCase (``AvailabilityZone`` for ``availabilityZone``), as FIS reads it (FIS user
+    guide, "Targets for AWS FIS", resource filters). A camelCase element matches nothing (None)."""
+    value = described
+    for element in path.split("."):
+        if not isinstance(value, Mapping) or not element[:1].isupper():
+            return None
+        key = next((k for k in value if k[:1].upper() + k[1:] == element), None)
+        if key is None:
+            return None
+        value = value[key]
+    return value
+
+
+def resolve_targets(target: Mapping[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tasks an ``aws:ecs:task`` target resolves to: every tag of ``ResourceTags`` on the task, and for
+    every filter, the value at its ``Path`` (:func:`path_value`) one of its ``Values``."""
+    tags = {str(k): str(v) for k, v in (target.get("ResourceTags") or {}).items()}
+    out = [t for t in tasks if all(_tag_map(t).get(k) == v for k, v in tags.items())]
+    for f in target.get("Filters") or []:
+        wanted = {str(v) for v in f.get("Values") or []}
+        out = [t for t in out if str(path_value(t, str(f["Path"]))) in wanted]
+    return out
+
+
+def select(
+    mode: str, resolved: list[dict[str, Any]], rng: random.Random | None = None
+) -> list[dict[str, Any]]:
+    """FIS's ``selectionMode`` over the resolved targets: ``ALL``; ``COUNT(n)``: n of them at random (all
+    when fewer); ``PERCENT(n)``: ceil(n% of them) at random (the local runner's rounding,
+    :func:`resgate.local.spec.count_for`). Raises FisError for another mode."""
+    pick = rng or random.Random()
+    if mode == "ALL":
+        return list(resolved)
+    m = re.fullmatch(r"(COUNT|PERCENT)\((\d+)\)", mode)
+    if not m:
+        raise FisError("ValidationException", f"selection mode {mode!r} is not ALL, COUNT(n) or PERCENT(n)")
+    n = int(m.group(2))
+    k = min(n, len(resolved)) if m.group(1) == "COUNT" else count_for(float(n), len(resolved))
+    return pick.sample(resolved, k)
 
 
 def _seconds(iso: str) -> float:
