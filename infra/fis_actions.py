@@ -16,7 +16,8 @@ tasks that carry the gate's target tags too, ``ssm:SendCommand`` to FIS's own do
 cluster's managed instances; the rest have no resource-level permission (``Resource: *``). ``ecs:ListTasks``
 is one of those: FIS lists a Fargate cluster's tasks with no container instance to scope the request to, and
 AWS's own ``AWSFaultInjectionSimulatorECSAccess`` managed policy and aws-samples/fis-template-library's ECS
-AZ-impairment role both grant it on ``*`` (a container-instance ARN would deny FIS's listing).
+AZ-impairment role both grant it on ``*`` (a container-instance ARN would deny FIS's listing); here on ``*``
+with the ``ecs:cluster`` condition, so only the target cluster's tasks are listed.
 
 The data-store and automation actions (issue 21): ``aws:rds:reboot-db-instances`` and
 ``aws:rds:failover-db-cluster`` reboot or fail over only the database ``target.aws.database`` names, and
@@ -111,7 +112,7 @@ def statements_for(
     instances = policies.ecs_arn(scope, "container-instance", f"{cluster_name}/*")
     shapes: dict[str, tuple[str, ...]] = {
         "ecs:DescribeTasks": ("tasks",),
-        "ecs:ListTasks": ("any",),
+        "ecs:ListTasks": ("listing",),
         "ecs:DescribeContainerInstances": ("instances",),
         "ecs:StopTask": ("tagged",),
         "ssm:SendCommand": ("managed", "documents"),
@@ -143,6 +144,12 @@ def statements_for(
                 iam.PolicyStatement(
                     actions=actions, resources=[tasks], conditions=policies.on_cluster(cluster)
                 )
+            )
+        elif shape == "listing":
+            # No container instance to name on Fargate: every resource, but only the target cluster's
+            # (ecs:cluster, the condition key ListTasks takes; aws/aws-cdk#3199 scopes it the same way).
+            out.append(
+                iam.PolicyStatement(actions=actions, resources=["*"], conditions=policies.on_cluster(cluster))
             )
         elif shape == "instances":
             out.append(

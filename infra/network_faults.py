@@ -71,6 +71,10 @@ NO_FIS_ACTION = {
     "use a network_partition between [service, clients] in mode hang on AWS",
     "kafka_latency": "FIS has no latency action for MSK brokers; use a network_latency between "
     "[service, kafka] (the ECS network action on the clients' tasks) on AWS",
+    "leader_loss": "FIS cannot pick a task by what its /health says (the leader) nor pause a process "
+    "(aws:ecs:task-kill-process only signals); it runs in the local gate only",
+    "overload": "the burst is a process beside the local load; the Fargate load task has no burst step yet, "
+    "so it runs in the local gate only",
 }
 # The dependency ports a blackhole drops by default (the fault's ``port`` overrides): Postgres, MSK over TLS.
 DEPENDENCY_PORTS = {"postgres": 5432, "kafka": 9094}

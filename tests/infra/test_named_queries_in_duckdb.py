@@ -42,6 +42,9 @@ def _run(root: Path, run_id: str, start: dt.datetime, *, passed: bool) -> RunKey
     )
     write_jsonl(store, "health", [{"ts": t0 + 21, "service": "matcher", "replica": "0", "event": "down"}])
     write_jsonl(
+        store, "stream", [{"ts": t0 + 2, "client_id": "s1", "event": "trade", "symbol": "AAPL", "seq": 1}]
+    )
+    write_jsonl(
         store,
         "ledger",
         [

@@ -273,10 +273,13 @@ def test_the_fis_role_may_list_the_target_clusters_tasks_with_no_container_insta
         k for k, r in template["Resources"].items() if r["Type"] == "AWS::IAM::Role" and "FaultsRole" in k
     )
     statements = render(role_statements(template, role_id), template["Resources"])
-    context = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/paperbroker"}
+    context = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/pb-cluster"}
     assert evaluate(statements, "ecs:ListTasks", "*", context).allowed
+    # ... of the target cluster only (ListTasks takes the ecs:cluster condition key).
+    other = {"ecs:cluster": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/other"}
+    assert not evaluate(statements, "ecs:ListTasks", "*", other).allowed
     # Still only what the table lists: the role may not stop an untagged task of the cluster by it.
-    untagged = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/paperbroker/0123456789abcdef0"
+    untagged = f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/pb-cluster/0123456789abcdef0"
     assert not evaluate(statements, "ecs:StopTask", untagged, context).allowed
 
 

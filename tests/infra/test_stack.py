@@ -211,8 +211,15 @@ def test_guardrail_alarms_use_the_configured_bounds(synth):
 
 
 def test_no_ecs_or_s3_permission_is_granted_on_every_resource(synth):
+    """The one exception: ``ecs:ListTasks``, which names a container instance (none on Fargate), on ``*``
+    only under the ``ecs:cluster`` condition of one cluster (Service Authorization Reference, "Actions,
+    resources, and condition keys for Amazon Elastic Container Service": ListTasks takes ``ecs:cluster``)."""
     for st in _grants(_statements(synth), "ecs:") + _grants(_statements(synth), "s3:"):
-        assert "*" not in _as_list(st["Resource"]), st
+        if "*" in _as_list(st["Resource"]):
+            assert _as_list(st["Action"]) == ["ecs:ListTasks"], st
+            assert set(st["Condition"]) == {"ArnEquals"} and list(st["Condition"]["ArnEquals"]) == [
+                "ecs:cluster"
+            ]
 
 
 def test_ecs_stop_task_is_conditioned_on_one_cluster(synth):
