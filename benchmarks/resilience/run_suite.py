@@ -69,10 +69,17 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 def _config(base: Mapping[str, Any], name: str, entry: Mapping[str, Any], faults: list) -> dict[str, Any]:
     cfg = _merge(base, {"load": entry.get("load") or {}, "checks": entry.get("checks") or {}})
     cfg["faults"] = copy.deepcopy(faults)
-    # `replicas: {service: n}` scales a base service for this entry (a leader loss needs a standby)
-    for svc in cfg["target"]["local"]["services"]:
-        if svc["name"] in (entry.get("replicas") or {}):
-            svc["replicas"] = int(entry["replicas"][svc["name"]])
+    # `services: {service: {...}}` is merged into a base service for this entry (a leader loss needs a
+    # standby, and a standby answers /ready with 503 by design); `setup:` replaces the target's setup (an
+    # overload needs a database of known capacity: paperbroker.slow_db).
+    local = cfg["target"]["local"]
+    overrides = dict(entry.get("services") or {})
+    unknown = sorted(set(overrides) - {svc["name"] for svc in local["services"]})
+    if unknown:
+        raise SuiteError(f"{name}.services: {unknown} are not services of the base config")
+    local["services"] = [_merge(svc, overrides.get(svc["name"]) or {}) for svc in local["services"]]
+    if entry.get("setup"):
+        local["setup"] = str(entry["setup"])
     cfg["gate"] = {**cfg["gate"], "name": f"resilience-{name}"}
     # Absolute, so the merged file works from the evidence folder it is written to.
     cfg["load"]["locustfile"] = str((REPO / cfg["load"]["locustfile"]).resolve())
