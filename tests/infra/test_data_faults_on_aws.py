@@ -1,8 +1,10 @@
-"""The data-path faults on AWS (issue 21): ``duplicate_delivery`` (the redeliver Lambda through an SSM
-automation), ``db_blip`` (an RDS reboot or an Aurora failover) and ``kafka_broker_down`` (an MSK broker
-reboot through an SSM automation), each an FIS experiment at its ``at_s`` like the task and network faults.
-One stack of a gate config with all three is synthesized for the module (with cdk-nag) and read from its
-CloudFormation template; every fault kind of the schema is walked once; the config errors name the field.
+"""The whole fault catalogue on AWS (issue 21): ``duplicate_delivery`` (the redeliver Lambda through an SSM
+automation), ``db_blip`` (an RDS reboot or an Aurora failover), ``kafka_broker_down`` (an MSK broker reboot
+through an SSM automation), ``leader_loss`` (the lease store's reboot), ``hang`` (a blackhole of the service's
+port) and ``kafka_latency`` (latency on the clients' tasks towards the broker), each an FIS experiment at its
+``at_s`` like the task and network faults. One stack of a gate config with all of them is synthesized for the
+module (with cdk-nag) and read from its CloudFormation template; every fault kind of the schema is walked
+once (mapped to its action, or refused naming the field: no silent skip); the config errors name the field.
 
 The FIS role's permissions per action are the FIS actions reference's
 (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html), the ones AWS's managed
@@ -519,3 +521,26 @@ def test_the_permission_table_lists_the_data_actions_rows_from_the_fis_actions_r
         "rds:DescribeDBClusters",
         "tag:GetResources",
     ]
+
+
+@pytest.mark.parametrize(
+    ("file", "action", "key", "resource_type"),
+    [
+        ("rds_reboot_db_instance.json", "aws:rds:reboot-db-instances", "DBInstances", "aws:rds:db"),
+        ("rds_failover_db_cluster.json", "aws:rds:failover-db-cluster", "Clusters", "aws:rds:cluster"),
+    ],
+)
+def test_each_rds_template_targets_its_database_under_the_key_and_type_fis_gives_the_action(
+    file, action, key, resource_type
+):
+    """FIS ``list-actions`` (AWS CLI reference, fis list-actions example) names the targets
+    ``aws:rds:reboot-db-instances`` → ``DBInstances`` of ``aws:rds:db`` and ``aws:rds:failover-db-cluster``
+    → ``Clusters`` of ``aws:rds:cluster``; the AWS FIS Actions reference
+    (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html) gives the same resource
+    types."""
+    template = json.loads((ROOT / c.FIS_TEMPLATE_DIR / file).read_text())
+    (fault,) = [a for a in template["actions"].values() if a["actionId"] != "aws:fis:wait"]
+    assert fault["actionId"] == action
+    ((target_key, target_name),) = fault["targets"].items()
+    assert target_key == key
+    assert template["targets"][target_name]["resourceType"] == resource_type

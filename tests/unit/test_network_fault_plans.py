@@ -1,6 +1,8 @@
 """How each fault kind of the gate config runs on AWS (infra/network_faults.py, pure): the FIS action and
-its parameters, the kinds FIS cannot run (skipped with a reason), a configuration AWS would run differently
-(refused naming the field), and the schedule rule that FIS runs one network action at a time."""
+its parameters (a hang as a blackhole of the service's port, a Kafka latency on the clients' tasks), the kinds
+FIS cannot run and a configuration AWS would run differently (both refused naming the field and why), and the
+schedule rule that FIS runs one network action at a time (AWS FIS Actions reference:
+https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html)."""
 
 from __future__ import annotations
 
