@@ -208,8 +208,12 @@ def plan_fault(
             description=plan.description,
             warnings=plan.warnings,
         )
-    if kind not in TEMPLATE_FILES:
-        return Skipped(fault, "it has no AWS implementation: it runs in the local gate only")
+    if kind not in TEMPLATE_FILES:  # a kind added to the schema without its AWS form: refused, never skipped
+        raise ConfigError(
+            f"fault {fault.name} ({kind}) has no AWS implementation in infra.network_faults; run it in the "
+            "local gate only",
+            where=_where(fault, "kind"),
+        )
 
     def ecs(name: str | None) -> str:
         service = ecs_services.get(name or "", name or "")

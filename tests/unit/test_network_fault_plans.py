@@ -333,3 +333,11 @@ def test_a_hangs_port_is_a_tcp_port(port, ok):
     with pytest.raises(ConfigError) as e:
         _faults(body)
     assert "port" in e.value.where
+
+
+def test_a_kind_with_no_aws_form_yet_is_refused_not_skipped():
+    fault = _faults("{kind: stop_task, target: gateway, at_s: 6}")[0]
+    unknown = type(fault)(name="new", kind="brand_new_kind", at_s=6.0, target="gateway", params={})
+    with pytest.raises(ConfigError) as e:
+        plan_fault(unknown, ecs_services=ECS, region="us-east-1", service_tag=SERVICE_TAG)
+    assert e.value.where == "faults.new.kind" and "no AWS implementation" in str(e.value)
