@@ -117,6 +117,7 @@ class GateStack(Stack):
                 ),
             ),
             kafka_cluster_arn=settings.kafka.cluster_arn if settings.kafka else None,
+            kafka_bootstrap=settings.kafka_bootstrap,
         )
         self.faults = FaultExperiments(
             self,

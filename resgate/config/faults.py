@@ -65,6 +65,8 @@ def parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Inf
         params["percent"] = float(sec.num("percent", 50.0, min=0, max=100))
     if kind in ("hang", "db_blip", "kafka_broker_down", "kafka_latency"):
         params["duration_s"] = float(sec.num("duration_s", min=0))
+    if kind == "hang" and sec.has("port"):  # on AWS: the port FIS freezes (infra.network_faults)
+        params["port"] = sec.num("port", min=1, max=65535, integer=True)
     if kind in ("kafka_broker_down", "kafka_latency"):
         params["broker"] = sec.num("broker", 1, min=1, max=infra.kafka_brokers, integer=True)
     if kind == "kafka_latency":
