@@ -146,7 +146,15 @@ def _handover_on(
             proxies[leader].toxics.remove("cut")
         else:
             paused.proc.send_signal(signal.SIGCONT)
-    produce(kafka.bootstrap, topics.orders, chunks[2])
+    if proxies:
+        # a stream after the heal, not one burst: the cut-off leader, busy landing what the partition held,
+        # must still meet orders its successor has not matched yet (a split brain shows only when it does)
+        step = len(chunks[2]) // 6 + 1
+        for i in range(0, len(chunks[2]), step):
+            produce(kafka.bootstrap, topics.orders, chunks[2][i : i + step])
+            time.sleep(0.4)
+    else:
+        produce(kafka.bootstrap, topics.orders, chunks[2])
     sampler.until_ts = time.time() + 6
     sampler.wait(30)
     sampler.finish()
@@ -218,4 +226,5 @@ def test_an_unfenced_leader_partitioned_from_its_lease_store_leads_beside_its_su
     contents: dict[str, set[tuple[Any, ...]]] = {}
     for t in (e for e in out if e["type"] == "TradeExecuted"):
         contents.setdefault(t["trade_id"], set()).add((t["buy_order_id"], t["sell_order_id"], t["qty"]))
-    assert any(len(c) > 1 for c in contents.values()), "no trade id was emitted twice with another content"
+    twice = sum(1 for c in contents.values() if len(c) > 1)
+    assert twice > 0, f"no trade id was emitted twice with another content ({len(contents)} trades, {kinds})"
