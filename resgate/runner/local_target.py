@@ -214,7 +214,7 @@ class LocalTarget:
                 raise ConfigError("no local services and no load.host: nothing to test", where="target.local")
             return
         cwd = str(config_dir(self.cfg))
-        specs = []
+        specs: list[ServiceSpec] = []
         for s in services:
             vals = self._service_values(s.name)
             specs += service_specs(
