@@ -18,6 +18,8 @@ from tests.rehearsal.support.assembly import cache_root
 from tests.rehearsal.support.configs import (
     FAULT_AT_S,
     LOAD_S,
+    NETWORK_FAULTS,
+    NETWORK_LOAD_S,
     NIGHTLY_LOAD,
     SMOKE_FAULT_AT_S,
     SMOKE_LOAD,
@@ -162,6 +164,38 @@ def test_rehearsal_of_the_good_build_passes_with_the_verdict_of_resgate_run(tmp_
     for fault, at_s in FAULT_AT_S.items():
         assert abs(fired[fault] - at_s) <= 3, (fault, fired[fault], at_s)
     assert r.checks == local_run(rehearsal_config(), tmp_path / "evidence")
+
+
+@pytest.mark.rehearsal
+def test_the_network_config_rehearsed_fires_holds_and_lifts_each_fis_network_action_on_time_and_passes() -> (
+    None
+):
+    """The network gate config (resgate/configs/network.yaml), one fault of each kind FIS runs as an ECS
+    network action (FIS user guide, "AWS FIS Actions reference", fis-actions-reference.html:
+    aws:ecs:task-network-blackhole-port, -latency, -packet-loss), each on the local fault proxies through
+    the FIS twin: it fires within 3 s of the load's start + ``at_s``, holds for its ``duration`` and lifts
+    on time (its action's ``endTime - startTime``: the duration, at most 1.5 s more on a loaded machine),
+    and the run passes the good build. The schedule keeps the stack's 10-s gap, so the tasks' fault
+    endpoints never answer 409 or 429 (Amazon ECS developer guide, "Amazon ECS fault injection
+    endpoints")."""
+    r = rehearse(rehearsal_config("network"), waits=WAITS, timeout_s=NETWORK_LOAD_S + 240, fis_wait_scale=0.1)
+    print(r.summary())
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
+    assert r.status == "SUCCEEDED"
+    assert r.denials == [], r.denials
+    by_fault = {e["fault"]: e for e in r.experiments}
+    actions = {
+        "network_partition": "aws:ecs:task-network-blackhole-port",
+        "network_latency": "aws:ecs:task-network-latency",
+        "packet_loss": "aws:ecs:task-network-packet-loss",
+    }
+    assert set(by_fault) == {f["name"] for f in NETWORK_FAULTS}, r.summary()
+    for f in NETWORK_FAULTS:
+        e = by_fault[f["name"]]
+        assert e["status"] == "completed" and e["action"] == actions[f["kind"]], e
+        assert abs(e["fired_s"] - f["at_s"]) <= 3, e
+        assert e["duration_s"] == f["duration_s"], e
+        assert f["duration_s"] <= e["held_s"] <= f["duration_s"] + 1.5, e
 
 
 @pytest.mark.rehearsal
