@@ -54,14 +54,14 @@ GUARDRAIL_FAULT_AT_S = {"kill-gateway": 3, "redeliver-events": 14, "kill-project
 # more than 10 s after the previous one ends, as the stack requires (infra.network_faults
 # ``check_network_schedule``). Its partition in mode refuse, rate-limit spike and zone loss are left out:
 # the first has no FIS action (the stack refuses it), the second none on AWS, the third is a stop-task.
-NETWORK_LOAD_S = 45
+NETWORK_LOAD_S = 50
 NETWORK_FAULTS = [
     {"name": "partition-db-3s", "kind": "network_partition", "between": ["gateway", "postgres"],
-     "mode": "hang", "duration_s": 3, "at_s": 6},
+     "mode": "hang", "duration_s": 3, "at_s": 8},
     {"name": "latency-clients-100ms", "kind": "network_latency", "between": ["gateway", "clients"],
-     "delay_ms": 100, "jitter_ms": 20, "duration_s": 5, "at_s": 19},
+     "delay_ms": 100, "jitter_ms": 20, "duration_s": 5, "at_s": 21},
     {"name": "loss-clients-5pct", "kind": "packet_loss", "between": ["gateway", "clients"], "percent": 5,
-     "duration_s": 5, "at_s": 34},
+     "duration_s": 5, "at_s": 36},
 ]  # fmt: skip
 
 
