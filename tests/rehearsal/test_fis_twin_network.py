@@ -235,6 +235,27 @@ def test_an_overlapping_network_fault_fails_with_409_and_a_restart_within_5_s_wi
     assert echo_proxy.toxics.active() == []
 
 
+def test_stopping_the_experiment_while_a_blackhole_holds_lifts_it_at_once_and_frees_the_tasks(echo_proxy):
+    """FIS user guide, "AWS FIS Actions reference": aws:ecs:task-network-blackhole-port (``port``,
+    ``protocol``, ``trafficType``). A blackhole of egress port 5432 swallows the path to Postgres; a
+    StopExperiment while it holds lifts it at once (``stopped``), and the tasks' fault endpoints hold no
+    running fault afterwards (a later fault on them is not answered 409)."""
+    twin = _twin(echo_proxy, {"Cut": _template(BLACKHOLE, port="5432", protocol="tcp", trafficType="egress")})
+    exp_id = twin.start_experiment(experimentTemplateId="Cut")["experiment"]["id"]
+    deadline = time.time() + 10
+    while echo_proxy.toxics.active() == []:
+        assert time.time() < deadline, "the blackhole never fired"
+        time.sleep(0.02)
+    assert all(twin.endpoints.running(t["taskArn"]) == "network-blackhole-port" for t in TASKS)
+    twin.stop_experiment(id=exp_id)
+    exp = _wait(twin, exp_id, ("stopped", "completed", "failed"))
+    twin.close()
+    assert exp["state"]["status"] == "stopped", exp["state"]
+    assert exp["endTime"] - exp["actions"]["Fault"]["startTime"] < HOLD_S, exp
+    assert echo_proxy.toxics.active() == []
+    assert all(twin.endpoints.running(t["taskArn"]) is None for t in TASKS)
+
+
 def test_the_fault_endpoints_throttle_a_start_until_exactly_five_seconds_after_the_last():
     """Amazon ECS developer guide, "Amazon ECS fault injection endpoints": 1 request per 5 s per container."""
     endpoints = FaultEndpoints()
