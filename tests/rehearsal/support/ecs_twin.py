@@ -442,9 +442,49 @@ class EcsTwin:
             "status": "ACTIVE",
             "desiredCount": desired,
             "runningCount": running,
+            "taskDefinition": self._target_task_definition_arn(name),
+            "enableExecuteCommand": False,
             "events": list(reversed(events)),  # ECS lists the newest first
         }
         return svc
+
+    def _target_task_definition_arn(self, service: str) -> str:
+        return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{self.target_cluster}-{service}:1"
+
+    def describe_task_definition(self, **p: Any) -> dict[str, Any]:
+        """A target service's task definition as the good build's target provides it: set up for FIS's ECS
+        task network actions (FIS user guide, "Use the AWS FIS aws:ecs:task actions": fault injection on,
+        ``pidMode: task``, ``awsvpc``, the SSM agent sidecar with ``MANAGED_INSTANCE_ROLE_NAME``, a task
+        role). Another family is the load cluster's own (the template's) or unknown."""
+        arn = str(p["taskDefinition"])
+        family = arn.rsplit("/", 1)[-1].split(":")[0]
+        sup = self.supervisor()
+        service = family.removeprefix(f"{self.target_cluster}-")
+        if sup is None or service == family or service not in sup.services:
+            raise EcsError("ClientException", f"Unable to describe task definition {arn}.")
+        role = f"arn:aws:iam::{ACCOUNT}:role/{self.target_cluster}-{service}-task"
+        return {
+            "taskDefinition": {
+                "taskDefinitionArn": self._target_task_definition_arn(service),
+                "family": family,
+                "revision": 1,
+                "networkMode": "awsvpc",
+                "pidMode": "task",
+                "enableFaultInjection": True,
+                "taskRoleArn": role,
+                "containerDefinitions": [
+                    {"name": service, "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{service}:good"},
+                    {
+                        "name": "amazon-ssm-agent",
+                        "image": "public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent:latest",
+                        "essential": False,
+                        "environment": [
+                            {"name": "MANAGED_INSTANCE_ROLE_NAME", "value": "SSMManagedInstanceRole"}
+                        ],
+                    },
+                ],
+            }
+        }
 
 
 def _public(task: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from resgate.checks.replay.config import ReplayConfig
 from resgate.config.schema import load_config
 from resgate.runner import local_target
 from resgate.runner.local_target import LocalTarget
+from tests.rehearsal.support import fis_twin
 from tests.rehearsal.support.assembly import synthesize
 from tests.rehearsal.support.ecs_twin import ACCOUNT, REGION, EcsTwin, UserTaskDefinition
 from tests.rehearsal.support.fis_twin import FisTwin
@@ -137,7 +138,10 @@ class Rehearsal:
         )
         for e in self.experiments:
             fired = "-" if e["fired_s"] is None else f"{e['fired_s']:.1f} s"
-            lines.append(f"  fault {e['fault']}: fired at {fired} of the load, {e['status']}: {e['reason']}")
+            held = "" if e.get("held_s") is None else f", held {e['held_s']:.1f} s"
+            lines.append(
+                f"  fault {e['fault']}: fired at {fired} of the load{held}, {e['status']}: {e['reason']}"
+            )
         if self.cli_output:
             lines.append(f"  resgate aws start (exit {self.cli_exit}):")
             lines += [f"    {line}" for line in self.cli_output.splitlines()]
@@ -416,8 +420,9 @@ def sdk_task_states(definition: Mapping[str, Any]) -> set[str]:
 
 def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, Any]]:
     """What the FIS twin did, per fault: status, reason and when its fault action (stop-task, the
-    automation, the RDS reboot) started, in seconds after the load task's process started (the ECS twin's
-    record)."""
+    automation, the RDS reboot, a network action) started, in seconds after the load task's process
+    started (the ECS twin's record); ``action`` its id, ``held_s`` its ``endTime - startTime`` (None while
+    it runs) and ``duration_s`` its ``duration`` parameter (None without one)."""
     states = json.loads(assembly.definition)["States"]
     fault_of = {
         st["Parameters"]["ExperimentTemplateId"]: name.removeprefix("Start ")
@@ -428,13 +433,17 @@ def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, An
     out = []
     for exp in fis.experiments.values():
         stop = next((a for a in exp.actions.values() if a["actionId"] != "aws:fis:wait"), {})
-        fired = stop.get("startTime")
+        fired, ended = stop.get("startTime"), stop.get("endTime")
+        duration = (stop.get("parameters") or {}).get("duration")
         out.append(
             {
                 "fault": fault_of.get(exp.template_id, exp.template_id),
                 "status": exp.status,
                 "reason": exp.reason,
                 "fired_s": None if fired is None or load is None else fired - (load.started or 0),
+                "action": stop.get("actionId"),
+                "held_s": None if fired is None or ended is None else ended - fired,
+                "duration_s": fis_twin.seconds(duration) if duration else None,
             }
         )
     return out
