@@ -526,3 +526,95 @@ def test_an_fis_action_that_failed_records_no_effect_and_recovery_cannot_pass():
 def test_an_fis_duration_parameter_is_read_as_iso_8601(text, seconds):
     """FIS action durations are ISO 8601 (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html)."""
     assert iso_duration_s(text) == seconds
+
+
+def held_fault_event(**overrides: Any) -> dict[str, Any]:
+    """The timeline event with one started network fault on the gateway (a 28 s latency action)."""
+    return load_event(
+        "timeline",
+        faults={"latency": {"name": "latency", "kind": "network_latency", "target": "gateway"}},
+        experiments={"latency": {"id": EXPERIMENT}},
+        **overrides,
+    )
+
+
+def run_held_fault(evidence, lambda_context, stubbed, tasks, *, steady=(-290,), exp=None):
+    stubbed.fleet(tasks, service(steady), experiments=[exp or network_experiment(action_end=130)])
+    out = timeline.handler(held_fault_event(), lambda_context)
+    event = load_event("recovery", thresholds=NO_ERROR_RATIO, observed_until=out["observed_until"])
+    return jsonl(evidence, "health"), recovery_handler(event, lambda_context)
+
+
+RUNNING = [task("aaaa1111", -300), task("bbbb2222", -300)]
+
+
+def test_tasks_that_lived_through_a_network_fault_are_healthy_at_its_lift_so_recovery_can_judge_it(
+    evidence, lambda_context, stubbed
+):
+    """A network action restarts no task: without rows after its injection recovery said "no health
+    observation" and every AWS run with a network fault was unknown (issue 20's network rehearsal)."""
+    health, result = run_held_fault(evidence, lambda_context, stubbed, RUNNING)
+
+    lift = [r for r in health if "held fault" in r["detail"]]
+    assert sorted(r["replica"] for r in lift) == ["aaaa1111", "bbbb2222"]
+    assert all(r["event"] == "healthy" and "ran through held fault latency" in r["detail"] for r in lift)
+    assert all(abs(r["ts"] - (T0 + 130)) < 1e-3 for r in lift)  # at the lift: the action's end
+    assert result["valid"] is True, result
+    (fault,) = result["details"]["faults"]
+    assert fault["time_to_healthy_s"] == pytest.approx(0.0)  # healthy at the lift itself
+
+
+@pytest.mark.parametrize(
+    ("tasks", "why"),
+    [
+        # one task reports UNHEALTHY when observed: alive is not enough
+        ([task("aaaa1111", -300), task("bbbb2222", -300, health="UNHEALTHY")], "unhealthy"),
+        # a task started at the fault's start (+99, the injection): the service changed in the window
+        ([*RUNNING, task("cccc3333", 99)], "started"),
+        # a task left the service at the observation's last second: the task rows tell, nothing is added
+        ([task("aaaa1111", -300), task("bbbb2222", -300, stopping=600, stopped=600)], "stopped"),
+    ],
+)
+def test_no_row_is_added_when_a_task_changed_or_is_unhealthy_so_recovery_stays_unknown(
+    evidence, lambda_context, stubbed, tasks, why
+):
+    health, result = run_held_fault(evidence, lambda_context, stubbed, tasks)
+
+    assert not [r for r in health if "held fault" in r["detail"]], why
+    assert result["valid"] is not True, result  # judged on the task rows alone, never passed on silence
+    if why == "unhealthy":
+        assert result["valid"] == "unknown"
+        assert "no health observation of gateway after injection" in json.dumps(result)
+
+
+def test_a_task_started_just_before_the_injection_lived_through_it(evidence, lambda_context, stubbed):
+    """Boundary of "started in the window": +98.9 is before the injection's start at +99."""
+    health, result = run_held_fault(evidence, lambda_context, stubbed, [*RUNNING, task("cccc3333", 98.9)])
+
+    assert sorted(r["replica"] for r in health if "held fault" in r["detail"]) == [
+        "aaaa1111",
+        "bbbb2222",
+        "cccc3333",
+    ]
+    assert result["valid"] is True, result
+
+
+def test_an_aborted_or_unended_network_fault_adds_no_row():
+    from lambdas.timeline.health import held_windows
+
+    ref = FaultRef(
+        key="l", name="latency", kind="network_latency", target="gateway", experiment_id=EXPERIMENT
+    )
+    ended = experiment_rows(ref, network_experiment(action_end=130), now=T0 + 300)
+    still_running = network_experiment(action_end=None, duration="PT28S")
+    still_running["state"] = {"status": "running", "reason": ""}
+    running = experiment_rows(ref, still_running, now=T0 + 110)
+    aborted = [*ended, {**ended[-1], "event": "aborted", "detail": "stopped"}]
+    kill = experiment_rows(
+        FaultRef(key="k", name="kill", kind="stop_task", target="gateway", experiment_id=EXPERIMENT),
+        experiment(),
+        now=T0 + 300,
+    )
+
+    assert held_windows(ended) == {"gateway": [("latency", pytest.approx(T0 + 99), pytest.approx(T0 + 130))]}
+    assert held_windows(running) == {} and held_windows(aborted) == {} and held_windows(kill) == {}

@@ -176,13 +176,11 @@ def test_the_network_config_rehearsed_fires_holds_and_lifts_each_fis_network_act
     The schedule keeps the stack's 10-s gap, so the tasks' fault endpoints never answer 409 or 429 (Amazon
     ECS developer guide, "Amazon ECS fault injection endpoints").
 
-    What the rehearsal found (2026-12-07): on AWS the recovery check cannot judge a network fault. The
-    timeline Lambda's health rows are ECS task lifecycle events (started, healthy at a service's steady
-    state, stopped); a network fault restarts no task, so no health row follows its injection and recovery
-    is ``unknown`` ("no health observation of gateway after injection"), and slo with it (each fault's
-    recovery window then runs its full ``rto_s``, leaving no ``steady`` phase). The run fails closed. This
-    test pins that gap; once the AWS health timeline observes a service after a network fault, the
-    verdict here must become PASS (assert it then)."""
+    What the rehearsal found (2026-12-07): the timeline Lambda's health rows were ECS task lifecycle
+    events only, and a network fault restarts no task, so recovery had no health observation after any
+    fault and the good build failed closed (unknown). The timeline now records the tasks that lived
+    through a held fault as healthy at its lift (lambdas/timeline/health.py), and the client ledger
+    judges whether the service served again: the good build passes."""
     r = rehearse(rehearsal_config("network"), waits=WAITS, timeout_s=NETWORK_LOAD_S + 240, fis_wait_scale=0.1)
     print(r.summary())
     assert r.denials == [], r.denials
@@ -199,16 +197,8 @@ def test_the_network_config_rehearsed_fires_holds_and_lifts_each_fis_network_act
         assert abs(e["fired_s"] - f["at_s"]) <= 3, e
         assert e["duration_s"] == f["duration_s"], e
         assert f["duration_s"] <= e["held_s"] <= f["duration_s"] + 1.5, e
-    # The checks that do not need health after a fault pass on the good build.
-    assert {k: r.checks.get(k) for k in ("retryable", "integrity", "replay")} == dict.fromkeys(
-        ("retryable", "integrity", "replay"), "pass"
-    ), r.summary()
-    # The gap (docstring): recovery has no health observation after any of the three faults.
-    recovery = r.check_records["recovery"]
-    reasons = sorted({str(x.get("reason")) for x in recovery.get("examples") or []})
-    assert r.checks["recovery"] == "unknown", r.summary()
-    assert reasons == ["no health observation of gateway after injection"], reasons
-    assert assert_verdict(r)["result"] == "FAIL", r.summary()
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
+    assert r.checks == dict.fromkeys(("slo", "recovery", "retryable", "integrity", "replay"), "pass")
 
 
 @pytest.mark.rehearsal
