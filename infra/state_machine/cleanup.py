@@ -1,13 +1,14 @@
 """The cleanup branch: every error of a run ends here, after the load and the faults are stopped.
 
 Entered with ``$.error = {Error, Cause}`` (a Catch, or a :meth:`CleanupBranch.fail` for errors a Choice
-detects): stop the load task if it was started, stop every experiment started so far (each stop ignores
-"already stopped"; only what *this* run started is named, so a run that gave up on a busy target stops
-nothing of the holder's), release the target's lock if this run holds it
-(:func:`infra.state_machine.lock.release_state`), record an ERROR verdict, notify, and fail with
-``GateRunFailed`` and a cause that names the original error. Recording and notifying are best effort:
-their own errors do not hide the original. As locally, cleanup runs on every exit path; a StopExecution
-or a timeout skips the state machine's Catches, which is why :mod:`infra.abort_cleanup` exists.
+detects): stop the load task if it was started (and, for a distributed load, each worker task
+started), stop every experiment started so far (each stop ignores "already stopped"; only what
+*this* run started is named, so a run that gave up on a busy target stops nothing of the holder's),
+release the target's lock if this run holds it (:func:`infra.state_machine.lock.release_state`),
+record an ERROR verdict, notify, and fail with ``GateRunFailed`` and a cause that names the original
+error. Recording and notifying are best effort: their own errors do not hide the original. As
+locally, cleanup runs on every exit path; a StopExecution or a timeout skips the state machine's
+Catches, which is why :mod:`infra.abort_cleanup` exists.
 """
 
 from __future__ import annotations

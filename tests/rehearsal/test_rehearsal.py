@@ -257,6 +257,29 @@ def test_a_throttling_exception_in_every_sdk_task_is_retried_and_the_run_reaches
 
 
 @pytest.mark.rehearsal
+def test_a_distributed_load_of_a_master_and_two_worker_tasks_passes_with_the_parts_merged() -> None:
+    # Issue 27: the load as one master and two worker tasks (the ECS twin runs each as its own process,
+    # the workers given the master's address from DescribeTasks); each worker uploads its ledger part,
+    # the master merges them and writes load_nodes.jsonl, and the checks judge the merged ledger.
+    r = rehearsed(variant="distributed", profile="smoke", fis_wait_scale=0.05)
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
+    assert r.status == "SUCCEEDED"
+    assert r.checks == dict.fromkeys(("slo", "recovery", "retryable", "integrity", "replay"), "pass")
+    roles = [(t["role"], t["node"]) for t in r.load_tasks]
+    assert roles == [("master", "master"), ("worker", "w1"), ("worker", "w2")], r.load_tasks
+    assert all(t["exit_code"] == 0 for t in r.load_tasks), r.load_tasks
+    nodes = {row["node"]: row for row in r.load_parts["nodes"]}
+    assert set(nodes) == {"w1", "w2"} and all(row["complete"] for row in nodes.values()), nodes
+    parts = r.load_parts["parts"]
+    assert parts["w1"] > 0 and parts["w2"] > 0, parts
+    # the merged ledger is exactly the parts: as many records as their sum, each part's as its row counts
+    assert r.load["requests"] == parts["w1"] + parts["w2"], (r.load, parts)
+    assert {n: row["records"] for n, row in nodes.items()} == parts
+    assert r.load["clients"] == SMOKE_LOAD["users"], r.load  # the users were spread over both workers
+    assert r.denials == [], r.denials
+
+
+@pytest.mark.rehearsal
 def test_a_default_pipeline_run_passes_in_real_time_and_its_phases_are_timed() -> None:
     # The default config as deployed: its own waits (poll 15 s, quiesce 75 s), the 45-s load, the
     # faults at 10/25/30 s and the real one-minute observation windows. The phases' times go to the

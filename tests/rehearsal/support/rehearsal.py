@@ -111,6 +111,10 @@ class Rehearsal:
     denials: list[str] = field(default_factory=list)
     history_events: int = 0
     history: dict[str, int] = field(default_factory=dict)
+    load_tasks: list[dict[str, Any]] = field(default_factory=list)
+    load_parts: dict[str, Any] = field(default_factory=dict)
+    """A distributed load's evidence: ``{"nodes": load_nodes.jsonl's rows, "parts": {node: records in
+    its uploaded part}}`` (empty for one load task)."""
 
     def fault_offsets(self) -> dict[str, float]:
         """``{fault: seconds from the load task's start to its fault action}`` (the twins' records)."""
@@ -386,6 +390,16 @@ def rehearse(
             result.experiments = _experiments(assembly, ecs, fis)
             load = next((t for t in ecs.tasks.values() if t.container == "loadgen"), None)
             result.load_env = dict(load.env) if load is not None else {}
+            result.load_tasks = [  # the load's tasks (the master and its workers), in start order
+                {
+                    "node": t.env.get("RESGATE_LOAD_NODE"),
+                    "role": t.env.get("RESGATE_LOAD_ROLE"),
+                    "exit_code": t.proc.returncode if t.proc is not None else None,
+                    "stopped_reason": t.reason,
+                }
+                for t in ecs.tasks.values()
+                if t.container == "loadgen"
+            ]
             result.duration_s = time.time() - t0
             return result
         finally:
@@ -614,6 +628,7 @@ class _Run:
             r.cleanup = _deliver_status_change(self.assembly, self.lam, dict(d), self.log)
         r.check_records, r.verdict, r.load = _evidence(boto3.client("s3", **self.aws), self.bucket, run_id)
         r.checks = {name: outcome(rec) for name, rec in r.check_records.items()}
+        r.load_parts = _load_parts(boto3.client("s3", **self.aws), self.bucket, run_id)
         return r
 
 
@@ -816,3 +831,28 @@ def _evidence(
         "span_s": max(ts) - min(ts) if ts else 0.0,
     }
     return checks, json.loads(verdict) if verdict else None, load
+
+
+def _load_parts(s3: Any, bucket: str, run_id: str) -> dict[str, Any]:
+    """A distributed load's evidence in the S3 twin: ``{"nodes": rows of load_nodes.jsonl, "parts": {node:
+    whole lines of its uploaded part}}``; ``{}`` when the run has no ``load_nodes.jsonl``."""
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+        if f"/run_id={run_id}/" in o["Key"]
+    ]
+
+    def lines(key: str) -> list[str]:
+        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        return [line for line in text.splitlines() if line.strip()]
+
+    nodes_key = next((k for k in keys if k.endswith("/load_nodes.jsonl")), None)
+    if nodes_key is None:
+        return {}
+    parts = {
+        k.rsplit("/ledger-", 1)[-1].removesuffix(".jsonl"): len(lines(k))
+        for k in keys
+        if "/load_parts/ledger-" in k
+    }
+    return {"nodes": [json.loads(line) for line in lines(nodes_key)], "parts": parts}
