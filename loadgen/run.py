@@ -655,7 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if publisher is not None:
         publisher.start()
     try:
-        result = run.wait(timeout=math.ceil(duration) + stop_timeout + 60)
+        # A distributed run starts once every worker task has connected (at most the master's wait).
+        waits_for_workers = remote.wait_s if remote is not None else 0.0
+        result = run.wait(timeout=math.ceil(duration) + stop_timeout + 60 + waits_for_workers)
     except (KeyboardInterrupt, GateError):
         result = run.stop()
     finally:

@@ -280,6 +280,26 @@ def test_a_distributed_load_of_a_master_and_two_worker_tasks_passes_with_the_par
 
 
 @pytest.mark.rehearsal
+def test_a_worker_whose_locust_is_killed_mid_run_leaves_the_ledger_checks_unknown_naming_it() -> None:
+    # A worker task's Locust process killed during the faults (the task's entrypoint lives on and uploads
+    # what it has, with its row): the merged ledger is partial, so every check that reads it is unknown,
+    # naming the worker, and the run does not pass.
+    r = rehearsed(
+        variant="distributed",
+        profile="smoke",
+        fis_wait_scale=0.05,
+        on_enter=("Start kill-gateway", lambda ecs: ecs.kill_load_process("w2")),
+    )
+    assert assert_verdict(r)["result"] != "PASS", r.summary()
+    nodes = {row["node"]: row for row in r.load_parts["nodes"]}
+    assert nodes["w1"]["complete"] is True
+    assert nodes["w2"]["complete"] is False and nodes["w2"]["reason"] == "killed by signal 9", nodes
+    for name in ("slo", "recovery", "retryable", "integrity"):
+        assert r.checks[name] == "unknown", r.summary()
+        assert "load worker w2 (killed by signal 9)" in r.check_records[name]["error"], r.check_records[name]
+
+
+@pytest.mark.rehearsal
 def test_a_default_pipeline_run_passes_in_real_time_and_its_phases_are_timed() -> None:
     # The default config as deployed: its own waits (poll 15 s, quiesce 75 s), the 45-s load, the
     # faults at 10/25/30 s and the real one-minute observation windows. The phases' times go to the

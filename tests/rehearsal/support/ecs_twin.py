@@ -303,6 +303,21 @@ class EcsTwin:
                 and t.env.get(env_names.ENV_LOAD_ROLE) != "worker"
             ]
 
+    def kill_load_process(self, node: str) -> list[int]:
+        """SIGKILL the Locust processes of the load task of ``node`` (``RESGATE_LOAD_NODE``), not its
+        entrypoint: what the kernel's OOM killer does to a task's largest process. Returns the pids."""
+        with self._lock:
+            task = next(t for t in self.tasks.values() if t.env.get(env_names.ENV_LOAD_NODE) == node)
+        assert task.proc is not None, f"load task {node} has not started"
+        pids = [pid for pid in _marked(task.arn.rsplit("/", 1)[-1]) if pid != task.proc.pid]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log(f"ecs: killed the Locust processes {pids} of load task {node}")
+        return pids
+
     def stop_task(self, **p: Any) -> dict[str, Any]:
         task = self.tasks.get(p["task"])
         if task is None:

@@ -221,6 +221,7 @@ def rehearse(
     second_input: Mapping[str, Any] | None = None,
     second_when: str = "Baseline",
     abort_when: str | None = None,
+    on_enter: tuple[str, Callable[[EcsTwin], None]] | None = None,
     machine_timeout_s: int | None = None,
     context: Mapping[str, str] | None = None,
     mutate: Callable[[dict[str, Any]], None] | None = None,
@@ -234,18 +235,19 @@ def rehearse(
     ``profile``; ``infra`` is ``(postgres server, kafka)`` already running (the test session's
     ``pg_server`` and ``kafka`` fixtures) for the target to use instead of starting its own.
 
-    ``cli``: the execution is started and followed by ``resgate aws start --wait`` (:func:`resgate.aws_cli.
-    start`, its clients on the twins), whose output and exit code are kept. ``second_input``: once the
-    first execution enters ``second_when``, a second execution of the same state machine starts with that
-    input (the same way), and its outcome is ``second``. ``abort_when``: once the execution enters that
-    state, it is stopped (``StopExecution``: ABORTED). ``machine_timeout_s`` replaces the state machine's
-    ``TimeoutSeconds`` (TIMED_OUT). Every ending the stack's EventBridge rule matches is delivered to its
-    target, the cleanup Lambda, as the rule's event (:func:`_deliver_status_change`); the first
-    execution's result is ``cleanup``. ``context`` is synth context (``{"ops_items": "true"}``).
-    ``mutate`` edits the synthesized template in place before anything reads it (a rehearsal mutant: one
-    grant removed, say). Every call a twin answers is allowed or denied by the caller's role in the
-    template (:mod:`.permissions`); ``denials`` lists what was denied. Raises only when a twin cannot
-    start."""
+    ``cli``: the execution is started and followed by ``resgate aws start --wait``
+    (:func:`resgate.aws_cli.start`, its clients on the twins), whose output and exit code are kept.
+    ``second_input``: once the first execution enters ``second_when``, a second execution of the same
+    state machine starts with that input (the same way), and its outcome is ``second``. ``on_enter`` =
+    ``(state, act)``: once the execution enters ``state``, ``act(the ECS twin)`` runs (a worker task dying
+    mid-run, say). ``abort_when``: once the execution enters that state, it is stopped (``StopExecution``:
+    ABORTED). ``machine_timeout_s`` replaces the state machine's ``TimeoutSeconds`` (TIMED_OUT). Every
+    ending the stack's EventBridge rule matches is delivered to its target, the cleanup Lambda, as the
+    rule's event (:func:`_deliver_status_change`); the first execution's result is ``cleanup``.
+    ``context`` is synth context (``{"ops_items": "true"}``). ``mutate`` edits the synthesized template in
+    place before anything reads it (a rehearsal mutant: one grant removed, say). Every call a twin answers
+    is allowed or denied by the caller's role in the template (:mod:`.permissions`); ``denials`` lists
+    what was denied. Raises only when a twin cannot start."""
     cfg = load_config(config_path)
     assembly = synthesize(config_path, context=context, log=log)
     if mutate is not None:
@@ -380,6 +382,7 @@ def rehearse(
                         second_input=second_input,
                         second_when=second_when,
                         abort_when=abort_when,
+                        on_enter=(on_enter[0], lambda: on_enter[1](ecs)) if on_enter and ecs else None,
                     )
             lambda_notices = _received(queue, aws)
             result.lambdas, result.notifications = lam.invocations, sns.messages + lambda_notices
@@ -541,6 +544,7 @@ class _Run:
         second_input: Mapping[str, Any] | None = None,
         second_when: str = "Baseline",
         abort_when: str | None = None,
+        on_enter: tuple[str, Callable[[], None]] | None = None,
     ) -> Rehearsal:
         sfn = boto3.client("stepfunctions", **self.aws)
         self.create()
@@ -564,6 +568,10 @@ class _Run:
                 second_id = f"{run_id}-2"
                 second = (second_id, *self.start(second_id, second_input))
                 self.log(f"second execution {second_id} started")
+            if on_enter is not None and on_enter[0] in entered:
+                self.log(f"on entering {on_enter[0]}: {on_enter[1]}")
+                on_enter[1]()
+                on_enter = None
             if abort_when is not None and not aborted and abort_when in entered and d["status"] == "RUNNING":
                 sfn.stop_execution(
                     executionArn=arn, error="Rehearsal.Abort", cause="aborted by the rehearsal"
