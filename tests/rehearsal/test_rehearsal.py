@@ -276,6 +276,10 @@ def test_a_distributed_load_of_a_master_and_two_worker_tasks_passes_with_the_par
     assert r.load["requests"] == parts["w1"] + parts["w2"], (r.load, parts)
     assert {n: row["records"] for n, row in nodes.items()} == parts
     assert r.load["clients"] == SMOKE_LOAD["users"], r.load  # the users were spread over both workers
+    # the guardrail metrics are the master's aggregate: the workers' live lines reached its folder whole
+    assert r.load_parts["live_pids"] == 2 and r.load_parts["live_requests"] == r.load["requests"], (
+        r.load_parts
+    )
     assert r.denials == [], r.denials
 
 

@@ -114,7 +114,7 @@ class Rehearsal:
     load_tasks: list[dict[str, Any]] = field(default_factory=list)
     load_parts: dict[str, Any] = field(default_factory=dict)
     """A distributed load's evidence: ``{"nodes": load_nodes.jsonl's rows, "parts": {node: records in
-    its uploaded part}}`` (empty for one load task)."""
+    its uploaded part}, "live_requests", "live_pids"}`` (:func:`_load_parts`; empty for one load task)."""
 
     def fault_offsets(self) -> dict[str, float]:
         """``{fault: seconds from the load task's start to its fault action}`` (the twins' records)."""
@@ -843,7 +843,8 @@ def _evidence(
 
 def _load_parts(s3: Any, bucket: str, run_id: str) -> dict[str, Any]:
     """A distributed load's evidence in the S3 twin: ``{"nodes": rows of load_nodes.jsonl, "parts": {node:
-    whole lines of its uploaded part}}``; ``{}`` when the run has no ``load_nodes.jsonl``."""
+    whole lines of its uploaded part}, "live_requests": requests counted by the master's live lines,
+    "live_pids": processes they came from}``; ``{}`` when the run has no ``load_nodes.jsonl``."""
     keys = [
         o["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
@@ -863,4 +864,11 @@ def _load_parts(s3: Any, bucket: str, run_id: str) -> dict[str, Any]:
         for k in keys
         if "/load_parts/ledger-" in k
     }
-    return {"nodes": [json.loads(line) for line in lines(nodes_key)], "parts": parts}
+    live_key = next((k for k in keys if k.endswith("/load_live.jsonl")), None)
+    live = [json.loads(line) for line in lines(live_key)] if live_key else []
+    return {
+        "nodes": [json.loads(line) for line in lines(nodes_key)],
+        "parts": parts,
+        "live_requests": sum(int(p.get("requests") or 0) for p in live),
+        "live_pids": len({p.get("pid") for p in live}),
+    }
