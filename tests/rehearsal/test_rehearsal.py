@@ -294,6 +294,53 @@ def test_a_throttling_exception_in_every_sdk_task_is_retried_and_the_run_reaches
 
 
 @pytest.mark.rehearsal
+def test_a_distributed_load_of_a_master_and_two_worker_tasks_passes_with_the_parts_merged() -> None:
+    # Issue 27: the load as one master and two worker tasks (the ECS twin runs each as its own process,
+    # the workers given the master's address from DescribeTasks); each worker uploads its ledger part,
+    # the master merges them and writes load_nodes.jsonl, and the checks judge the merged ledger.
+    r = rehearsed(variant="distributed", profile="smoke", fis_wait_scale=0.05)
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
+    assert r.status == "SUCCEEDED"
+    assert r.checks == dict.fromkeys(("slo", "recovery", "retryable", "integrity", "replay"), "pass")
+    roles = [(t["role"], t["node"]) for t in r.load_tasks]
+    assert roles == [("master", "master"), ("worker", "w1"), ("worker", "w2")], r.load_tasks
+    assert all(t["exit_code"] == 0 for t in r.load_tasks), r.load_tasks
+    nodes = {row["node"]: row for row in r.load_parts["nodes"]}
+    assert set(nodes) == {"w1", "w2"} and all(row["complete"] for row in nodes.values()), nodes
+    parts = r.load_parts["parts"]
+    assert parts["w1"] > 0 and parts["w2"] > 0, parts
+    # the merged ledger is exactly the parts: as many records as their sum, each part's as its row counts
+    assert r.load["requests"] == parts["w1"] + parts["w2"], (r.load, parts)
+    assert {n: row["records"] for n, row in nodes.items()} == parts
+    assert r.load["clients"] == SMOKE_LOAD["users"], r.load  # the users were spread over both workers
+    # the guardrail metrics are the master's aggregate: the workers' live lines reached its folder whole
+    assert r.load_parts["live_pids"] == 2 and r.load_parts["live_requests"] == r.load["requests"], (
+        r.load_parts
+    )
+    assert r.denials == [], r.denials
+
+
+@pytest.mark.rehearsal
+def test_a_worker_whose_locust_is_killed_mid_run_leaves_the_ledger_checks_unknown_naming_it() -> None:
+    # A worker task's Locust process killed during the faults (the task's entrypoint lives on and uploads
+    # what it has, with its row): the merged ledger is partial, so every check that reads it is unknown,
+    # naming the worker, and the run does not pass.
+    r = rehearsed(
+        variant="distributed",
+        profile="smoke",
+        fis_wait_scale=0.05,
+        on_enter=("Start kill-gateway", lambda ecs: ecs.kill_load_process("w2")),
+    )
+    assert assert_verdict(r)["result"] != "PASS", r.summary()
+    nodes = {row["node"]: row for row in r.load_parts["nodes"]}
+    assert nodes["w1"]["complete"] is True
+    assert nodes["w2"]["complete"] is False and nodes["w2"]["reason"] == "killed by signal 9", nodes
+    for name in ("slo", "recovery", "retryable", "integrity"):
+        assert r.checks[name] == "unknown", r.summary()
+        assert "load worker w2 (killed by signal 9)" in r.check_records[name]["error"], r.check_records[name]
+
+
+@pytest.mark.rehearsal
 def test_a_default_pipeline_run_passes_in_real_time_and_its_phases_are_timed() -> None:
     # The default config as deployed: its own waits (poll 15 s, quiesce 75 s), the 45-s load, the
     # faults at 10/25/30 s and the real one-minute observation windows. The phases' times go to the

@@ -45,6 +45,7 @@ FAULT_AT_S = {"kill-gateway": 5, "redeliver-events": 8, "kill-projector": 10, "k
 # ``PB_SLOW_START_S``), so the load's error ratio stays near 1; guardrails that trip on one 10-s period
 # (the alarm twins' period, the load's publishing period); the next faults late enough that the trip
 # comes first.
+DISTRIBUTED_WORKERS = 2  # the ``distributed`` variant's load.workers (every profile inherits it)
 GUARDRAIL_LOAD_S = 25
 GUARDRAIL_FAULT_AT_S = {"kill-gateway": 3, "redeliver-events": 14, "kill-projector": 15, "kill-matcher": 18}
 
@@ -84,6 +85,9 @@ def _variant(data: dict, variant: str) -> None:
         data.update(yaml.safe_load((ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text()))
         data["evidence"]["root"] = str(cache_root() / "evidence")
         return
+    if variant == "distributed":  # the load as a master and two worker tasks (issue 27)
+        data["load"]["workers"] = DISTRIBUTED_WORKERS
+        return
     if variant != "guardrail":
         raise ValueError(f"no rehearsal config variant {variant!r}")
     data.pop("profiles")
@@ -97,6 +101,7 @@ def _variant(data: dict, variant: str) -> None:
 
 def rehearsal_config(variant: str = "default") -> Path:
     """Write the shared config (see the module; ``variant="guardrail"`` for the guardrail scenario,
+    ``"distributed"`` for the load as a Locust master and two worker tasks,
     ``"pipeline"`` for the default config unchanged, to time a default run, ``"network"`` for the network
     scenario, :data:`NETWORK_FAULTS`) into
     the rehearsal cache; return its path. The text is the same on every call, so the synthesized assembly
