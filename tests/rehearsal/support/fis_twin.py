@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import signal
 import threading
 import time
 import uuid
@@ -47,6 +48,7 @@ from typing import Any
 
 from loadgen.stats import read_live
 from resgate.config.schema import Fault
+from resgate.local.process import signal_group
 from resgate.local.spec import count_for
 from resgate.runner.faults import FaultRunner
 from resgate.runner.guardrails import Window
@@ -139,6 +141,10 @@ class Experiment:
     actions: dict[str, dict[str, Any]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     runner: FaultRunner | None = None
+    # GetExperiment's ``targets`` (name -> resourceType, selectionMode) and what each target resolved to
+    # (ListExperimentResolvedTargets' ``targetInformation`` per resolved resource).
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resolved: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -146,6 +152,7 @@ class Experiment:
             "experimentTemplateId": self.template_id,
             "state": {"status": self.status, "reason": self.reason},
             "startTime": self.started,
+            "targets": {k: dict(v) for k, v in self.targets.items()},
             "actions": {k: dict(v) for k, v in self.actions.items()},
             "tags": dict(self.tags),
         }
@@ -217,6 +224,24 @@ class FisTwin:
             raise FisError("ResourceNotFoundException", f"Experiment not found: {p['id']}")
         return {"experiment": exp.describe()}
 
+    def list_experiment_resolved_targets(self, **p: Any) -> dict[str, Any]:
+        """What the experiment's targets resolved to (the tasks its stop-task acted on), one page."""
+        exp = self.experiments.get(p["experimentId"])
+        if exp is None:
+            raise FisError("ResourceNotFoundException", f"Experiment not found: {p['experimentId']}")
+        names = [p["targetName"]] if p.get("targetName") else list(exp.resolved)
+        return {
+            "resolvedTargets": [
+                {
+                    "resourceType": exp.targets.get(n, {}).get("resourceType", "aws:ecs:task"),
+                    "targetName": n,
+                    "targetInformation": dict(info),
+                }
+                for n in names
+                for info in exp.resolved.get(n, [])
+            ]
+        }
+
     def stop_experiment(self, **p: Any) -> dict[str, Any]:
         exp = self.experiments.get(p["id"])
         if exp is None:
@@ -273,6 +298,12 @@ class FisTwin:
         actions = props.get("Actions", {})
         for name, a in actions.items():
             exp.actions[name] = {"actionId": a["ActionId"], "state": {"status": "pending", "reason": ""}}
+            if a.get("Targets"):
+                exp.actions[name]["targets"] = dict(a["Targets"])
+        exp.targets = {
+            n: {"resourceType": t.get("ResourceType"), "selectionMode": t.get("SelectionMode", "ALL")}
+            for n, t in (props.get("Targets") or {}).items()
+        }
         why = self._hold(exp, props, 0.5)  # FIS checks the stop conditions before it starts
         if why:
             return self._end(exp, "stopped", why)
@@ -329,6 +360,8 @@ class FisTwin:
                     "InvalidTargets", f"Target resolution returned empty set for target {target_name}"
                 )
             chosen = select(target.get("SelectionMode", "ALL"), resolved)
+            if self.targets_gone_before_action:
+                return self._targets_gone(exp, target_name, chosen)
         else:  # no task view: the service named by the tags, the share its selection mode names
             ecs_service = target["ResourceTags"]["aws:ecs:serviceName"]
             chosen = [{"_service": ecs_service, "_replica": None}]
@@ -353,6 +386,9 @@ class FisTwin:
                     params={"percent": min(100.0, percent)},
                 )
             )
+        # The tasks the runner's kills stop are the ones FIS resolved and acted on
+        # (ListExperimentResolvedTargets).
+        task_of = {t["_replica"]: t["taskArn"] for t in (self.tasks() if self.tasks is not None else [])}
         exp.runner = FaultRunner(local, faults)
         exp.runner.start(time.time())
         exp.runner.join(ACTION_TIMEOUT_S)
@@ -363,6 +399,37 @@ class FisTwin:
                 raise FisError("InvalidTargets", str(done["detail"]) if done else "no result")
             if not done["detail"].get("replicas"):
                 raise FisError("InvalidTargets", f"Target resolution returned empty set for {fault.target}")
+            killed = [task_of[r] for r in done["detail"]["replicas"] if r in task_of]
+            exp.resolved.setdefault(target_name, []).extend({"arn": a} for a in killed)
+
+    # A rehearsal mutant (issue 22): FIS resolves its targets at the experiment's start, its stop-task runs
+    # later; a task replaced in between (a deployment, a crash) is gone when StopTask reaches it, and ECS
+    # answers a StopTask on a stopped task without error, so the action completes having stopped nothing.
+    targets_gone_before_action = False
+
+    def _targets_gone(self, exp: Experiment, target_name: str, chosen: list[dict[str, Any]]) -> None:
+        """The chosen tasks end on their own (their process exits: the supervisor records ``exited``, the
+        ECS twin ``EssentialContainerExited``) and the action stops nothing; they stay its resolved
+        targets."""
+        local = self.target()
+        sup = local.supervisor if local is not None else None
+        if sup is None:
+            raise FisError("ResourceNotFoundException", "no target tasks")
+        exp.resolved[target_name] = [{"arn": t["taskArn"]} for t in chosen]
+        pids = {r.replica_id: r.pid for r in sup.replicas() if r.pid}
+        ids = {t["_replica"] for t in chosen}
+        for rid in ids:
+            if rid in pids:
+                signal_group(pids[rid], signal.SIGKILL)
+        deadline = time.time() + ACTION_TIMEOUT_S  # until the supervisor has seen each one exit
+        while time.time() < deadline:
+            exited = {
+                e["replica"] for e in sup.timeline() if e["event"] == "exited" and e["ts"] >= exp.started
+            }
+            if ids <= exited:
+                return
+            time.sleep(0.05)
+        raise FisError("InternalError", f"the twin's replicas {sorted(ids - exited)} did not exit")
 
     def _automation(self, exp: Experiment, parameters: Mapping[str, Any]) -> None:
         """Run the automation document's steps (module docstring)."""
