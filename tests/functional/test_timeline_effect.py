@@ -202,3 +202,62 @@ def test_the_handler_sees_the_good_stop_task_take_effect(evidence, lambda_contex
     timeline.handler(load_event("timeline"), lambda_context)
     (effect,) = [f for f in jsonl(evidence, "faults.jsonl") if f["event"] == "effect"]
     assert effect["detail"]["observed"] is True and "bbbb2222 (UserInitiated" in effect["detail"]["evidence"]
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "evidence"),
+    [
+        ("failed", "Target resolution returned empty set.", "failed: Target resolution returned empty set."),
+        ("cancelled", "", "cancelled: cancelled"),
+    ],
+)
+def test_a_failed_or_cancelled_action_has_no_observed_effect_with_fiss_reason(status, reason, evidence):
+    e = experiment(status, "Experiment failed.")
+    e["actions"]["StopTasks"]["state"] = {"status": status, "reason": reason}
+    assert effect_of(e, seen(stopped_by_api("bbbb2222", 101))) == {
+        "observed": False,
+        "evidence": f"FIS action aws:ecs:stop-task {evidence}",
+    }
+
+
+def test_an_action_without_targets_took_effect_when_it_completed():
+    """An SSM automation names no target: its completion is its effect (its own steps fail otherwise)."""
+    e = experiment()
+    e["actions"] = {
+        "Redeliver": {
+            "actionId": "aws:ssm:start-automation-execution",
+            "state": {"status": "completed", "reason": ""},
+            "startTime": at(100),
+            "endTime": at(104),
+        }
+    }
+    assert effect_of(e, Observation()) == {
+        "observed": True,
+        "evidence": "FIS action aws:ssm:start-automation-execution completed",
+    }
+
+
+def test_an_experiment_with_only_a_wait_has_no_fault_action_and_no_effect_row():
+    e = experiment()
+    e["actions"] = {
+        "Blank": {"actionId": "", "state": {"status": "completed"}},
+        "Observe": {"actionId": "aws:fis:wait", "state": {"status": "completed"}, "endTime": at(190)},
+    }
+    assert judge(e, Observation(), now=T0 + 300) is None
+
+
+def test_the_first_target_that_resolved_nothing_is_named():
+    e = experiment()
+    e["actions"]["StopTasks"]["targets"] = {"Tasks": "Tasks", "Clusters": "Clusters"}
+    detail = effect_of(e, Observation(resolved={"Tasks": [], "Clusters": []}))
+    assert detail["evidence"] == (
+        "FIS action aws:ecs:stop-task completed but target Tasks resolved no resource"
+    )
+
+
+def test_resolved_targets_without_a_task_arn_cannot_prove_a_stop():
+    detail = effect_of(experiment(), Observation(resolved={"Tasks": [{"name": "bbbb2222"}]}))
+    assert detail == {
+        "observed": False,
+        "evidence": "FIS action aws:ecs:stop-task completed but named no resolved task ARN to observe",
+    }
