@@ -311,6 +311,7 @@ class FisTwin:
         for name, a in actions.items():
             rec = exp.actions[name]
             rec.update(state={"status": "running", "reason": ""}, startTime=time.time())
+            self._record_resolution(exp, a, props)
             denied = self.permissions.fis_denial(exp.template_id, a["ActionId"]) if self.permissions else None
             if denied:
                 return self._end(exp, "failed", f"Action {name} failed: {denied}")
@@ -392,6 +393,7 @@ class FisTwin:
         exp.runner = FaultRunner(local, faults)
         exp.runner.start(time.time())
         exp.runner.join(ACTION_TIMEOUT_S)
+        stopped: list[dict[str, str]] = []
         for fault in faults:
             events = [e for e in exp.runner.timeline() if e["fault_id"] == fault.name]
             done = next((e for e in events if e["event"] in ("injected", "error", "skipped")), None)
@@ -400,7 +402,26 @@ class FisTwin:
             if not done["detail"].get("replicas"):
                 raise FisError("InvalidTargets", f"Target resolution returned empty set for {fault.target}")
             killed = [task_of[r] for r in done["detail"]["replicas"] if r in task_of]
-            exp.resolved.setdefault(target_name, []).extend({"arn": a} for a in killed)
+            stopped.extend({"arn": a} for a in killed)
+        exp.resolved[target_name] = stopped
+
+    def _record_resolution(
+        self, exp: Experiment, action: Mapping[str, Any], props: Mapping[str, Any]
+    ) -> None:
+        """What the action's targets resolve to (ListExperimentResolvedTargets), as FIS resolves them before
+        the action runs: a target's ``ResourceArns`` as given, an ``aws:ecs:task`` target over the ECS
+        twin's tasks (:func:`resolve_targets`, then :func:`select`). An action that acts on a subset of
+        its own choosing (the stop-task) records what it acted on instead."""
+        for name in (action.get("Targets") or {}).values():
+            target = (props.get("Targets") or {}).get(name) or {}
+            if target.get("ResourceArns"):
+                arns = [str(self.assembly.render(a)) for a in target["ResourceArns"]]
+            elif target.get("ResourceType") == "aws:ecs:task" and self.tasks is not None:
+                chosen = select(target.get("SelectionMode", "ALL"), resolve_targets(target, self.tasks()))
+                arns = [t["taskArn"] for t in chosen]
+            else:
+                continue
+            exp.resolved[name] = [{"arn": a} for a in arns]
 
     # A rehearsal mutant (issue 22): FIS resolves its targets at the experiment's start, its stop-task runs
     # later; a task replaced in between (a deployment, a crash) is gone when StopTask reaches it, and ECS
