@@ -27,7 +27,7 @@ def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str
     observed_until, active_faults, not_started}``."""
     inputs = TimelineInputs.from_event(run)
     store = run.store()
-    faults, active = fault_rows(fis, inputs.faults, now=time.time())
+    faults, active = fault_rows(fis, ecs, inputs.cluster, inputs.faults, now=time.time())
     if active:
         tools.logger.warning("experiments have not ended yet", extra={"faults": active})
     health, failures = service_health(

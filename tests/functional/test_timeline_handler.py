@@ -95,9 +95,11 @@ def experiment(status: str = "completed", reason: str = "Experiment completed.")
         "id": EXPERIMENT,
         "experimentTemplateId": "EXT1a2b3c4d5e6f7",
         "state": {"status": status, "reason": reason},
+        "targets": {"Tasks": {"resourceType": "aws:ecs:task", "selectionMode": "ALL"}},
         "actions": {
             "StopTasks": {
                 "actionId": "aws:ecs:stop-task",
+                "targets": {"Tasks": "Tasks"},
                 "state": {"status": "completed", "reason": "Action was completed."},
                 "startTime": at(100),
                 "endTime": at(101),
@@ -123,10 +125,24 @@ class StubbedAws:
         *,
         experiments: Sequence[dict[str, Any]] = (),
         running_pages: int = 1,
+        resolved: Sequence[str] = ("bbbb2222",),
     ) -> None:
-        """Queue the responses of one handler call, in the order it makes its calls."""
+        """Queue the responses of one handler call, in the order it makes its calls; each experiment's
+        stop-task resolved the tasks ``resolved`` (ids of ``tasks``), described for its effect."""
         for e in experiments:
             self.fis_stub.add_response("get_experiment", {"experiment": e}, {"id": e["id"]})
+            if e["actions"]["StopTasks"]["state"]["status"] != "completed":
+                continue
+            self.resolved(e["id"], [task_arn(t) for t in resolved])
+            if resolved:
+                self.ecs_stub.add_response(
+                    "describe_tasks",
+                    {
+                        "tasks": [t for t in tasks if t["taskArn"].rsplit("/", 1)[-1] in resolved],
+                        "failures": [],
+                    },
+                    {"cluster": CLUSTER, "tasks": [task_arn(t) for t in resolved]},
+                )
         self.ecs_stub.add_response(
             "describe_services",
             {"services": [svc], "failures": []},
@@ -154,6 +170,19 @@ class StubbedAws:
                 {"tasks": list(tasks), "failures": []},
                 {"cluster": CLUSTER, "tasks": running + stopped},
             )
+
+    def resolved(self, experiment_id: str, arns: Sequence[str], target: str = "Tasks") -> None:
+        """Queue ListExperimentResolvedTargets of ``target``: one resolved task per ARN."""
+        self.fis_stub.add_response(
+            "list_experiment_resolved_targets",
+            {
+                "resolvedTargets": [
+                    {"resourceType": "aws:ecs:task", "targetName": target, "targetInformation": {"arn": a}}
+                    for a in arns
+                ]
+            },
+            {"experimentId": experiment_id, "targetName": target},
+        )
 
 
 @pytest.fixture
@@ -213,7 +242,11 @@ def test_the_written_timelines_are_in_the_checkers_formats_and_stamped_with_the_
         ("effect", T0 + 101),
         ("ended", T0 + 102),
     ]
-    assert faults[2]["detail"] == {"observed": True, "evidence": "FIS action aws:ecs:stop-task completed"}
+    assert faults[2]["detail"] == {
+        "observed": True,
+        "evidence": "FIS action aws:ecs:stop-task stopped 1 of its 1 resolved task(s) within its window: "
+        f"bbbb2222 (UserInitiated: {FIS_REASON})",
+    }
     for f in faults:
         assert f["run_id"] == "20260101T120000Z-a1b2c3" and f["gate"] == "paperbroker"
         assert (f["fault_id"], f["kind"], f["target"], f["experiment_id"]) == (
@@ -345,6 +378,7 @@ def test_an_fis_error_is_a_gate_error_and_nothing_is_written(evidence, lambda_co
 
 def test_a_service_ecs_does_not_know_is_a_gate_error(evidence, lambda_context, stubbed):
     stubbed.fis_stub.add_response("get_experiment", {"experiment": experiment()}, {"id": EXPERIMENT})
+    stubbed.resolved(EXPERIMENT, [])  # nothing resolved: no task to describe
     stubbed.ecs_stub.add_response(
         "describe_services",
         {"services": [], "failures": [{"arn": SERVICE, "reason": "MISSING"}]},

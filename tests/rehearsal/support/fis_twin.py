@@ -52,6 +52,7 @@ import ipaddress
 import json
 import random
 import re
+import signal
 import threading
 import time
 import uuid
@@ -62,6 +63,7 @@ from typing import Any
 
 from loadgen.stats import read_live
 from resgate.config.schema import Fault
+from resgate.local.process import signal_group
 from resgate.local.spec import count_for
 from resgate.runner.faults import FaultRunner
 from resgate.runner.guardrails import Window
@@ -171,6 +173,10 @@ class Experiment:
     actions: dict[str, dict[str, Any]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     runner: FaultRunner | None = None
+    # GetExperiment's ``targets`` (name -> resourceType, selectionMode) and what each target resolved to
+    # (ListExperimentResolvedTargets' ``targetInformation`` per resolved resource).
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resolved: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -178,6 +184,7 @@ class Experiment:
             "experimentTemplateId": self.template_id,
             "state": {"status": self.status, "reason": self.reason},
             "startTime": self.started,
+            "targets": {k: dict(v) for k, v in self.targets.items()},
             "actions": {k: dict(v) for k, v in self.actions.items()},
             "tags": dict(self.tags),
         }
@@ -348,6 +355,24 @@ class FisTwin:
             raise FisError("ResourceNotFoundException", f"Experiment not found: {p['id']}")
         return {"experiment": exp.describe()}
 
+    def list_experiment_resolved_targets(self, **p: Any) -> dict[str, Any]:
+        """What the experiment's targets resolved to (the tasks its stop-task acted on), one page."""
+        exp = self.experiments.get(p["experimentId"])
+        if exp is None:
+            raise FisError("ResourceNotFoundException", f"Experiment not found: {p['experimentId']}")
+        names = [p["targetName"]] if p.get("targetName") else list(exp.resolved)
+        return {
+            "resolvedTargets": [
+                {
+                    "resourceType": exp.targets.get(n, {}).get("resourceType", "aws:ecs:task"),
+                    "targetName": n,
+                    "targetInformation": dict(info),
+                }
+                for n in names
+                for info in exp.resolved.get(n, [])
+            ]
+        }
+
     def stop_experiment(self, **p: Any) -> dict[str, Any]:
         exp = self.experiments.get(p["id"])
         if exp is None:
@@ -408,6 +433,12 @@ class FisTwin:
                 "parameters": dict(self.assembly.render(dict(a.get("Parameters") or {}))),
                 "state": {"status": "pending", "reason": ""},
             }
+            if a.get("Targets"):
+                exp.actions[name]["targets"] = dict(a["Targets"])
+        exp.targets = {
+            n: {"resourceType": t.get("ResourceType"), "selectionMode": t.get("SelectionMode", "ALL")}
+            for n, t in (props.get("Targets") or {}).items()
+        }
         why = self._hold(exp, props, 0.5)  # FIS checks the stop conditions before it starts
         if why:
             return self._end(exp, "stopped", why)
@@ -415,6 +446,7 @@ class FisTwin:
         for name, a in actions.items():
             rec = exp.actions[name]
             rec.update(state={"status": "running", "reason": ""}, startTime=time.time())
+            self._record_resolution(exp, a, props)
             denied = self.permissions.fis_denial(exp.template_id, a["ActionId"]) if self.permissions else None
             if denied:
                 return self._end(exp, "failed", f"Action {name} failed: {denied}")
@@ -461,6 +493,8 @@ class FisTwin:
         chosen = self._chosen(target_name, props)
         if not chosen:
             return
+        if self.tasks is not None and self.targets_gone_before_action:
+            return self._targets_gone(exp, target_name, chosen)
         faults = []
         by_service: dict[str, int] = {}
         for t in chosen:
@@ -482,9 +516,13 @@ class FisTwin:
                     params={"percent": min(100.0, percent)},
                 )
             )
+        # The tasks the runner's kills stop are the ones FIS resolved and acted on
+        # (ListExperimentResolvedTargets).
+        task_of = {t["_replica"]: t["taskArn"] for t in (self.tasks() if self.tasks is not None else [])}
         exp.runner = FaultRunner(local, faults)
         exp.runner.start(time.time())
         exp.runner.join(ACTION_TIMEOUT_S)
+        stopped: list[dict[str, str]] = []
         for fault in faults:
             events = [e for e in exp.runner.timeline() if e["fault_id"] == fault.name]
             done = next((e for e in events if e["event"] in ("injected", "error", "skipped")), None)
@@ -492,6 +530,56 @@ class FisTwin:
                 raise FisError("InvalidTargets", str(done["detail"]) if done else "no result")
             if not done["detail"].get("replicas"):
                 raise FisError("InvalidTargets", f"Target resolution returned empty set for {fault.target}")
+            killed = [task_of[r] for r in done["detail"]["replicas"] if r in task_of]
+            stopped.extend({"arn": a} for a in killed)
+        exp.resolved[target_name] = stopped
+
+    def _record_resolution(
+        self, exp: Experiment, action: Mapping[str, Any], props: Mapping[str, Any]
+    ) -> None:
+        """What the action's targets resolve to (ListExperimentResolvedTargets), as FIS resolves them before
+        the action runs: a target's ``ResourceArns`` as given, an ``aws:ecs:task`` target over the ECS
+        twin's tasks (:func:`resolve_targets`, then :func:`select`). An action that acts on a subset of
+        its own choosing (the stop-task) records what it acted on instead."""
+        for name in (action.get("Targets") or {}).values():
+            target = (props.get("Targets") or {}).get(name) or {}
+            if target.get("ResourceArns"):
+                arns = [str(self.assembly.render(a)) for a in target["ResourceArns"]]
+            elif target.get("ResourceType") == "aws:ecs:task" and self.tasks is not None:
+                chosen = select(target.get("SelectionMode", "ALL"), resolve_targets(target, self.tasks()))
+                arns = [t["taskArn"] for t in chosen]
+            else:
+                continue
+            exp.resolved[name] = [{"arn": a} for a in arns]
+
+    # A rehearsal mutant (issue 22): FIS resolves its targets at the experiment's start, its stop-task runs
+    # later; a task replaced in between (a deployment, a crash) is gone when StopTask reaches it, and ECS
+    # answers a StopTask on a stopped task without error, so the action completes having stopped nothing.
+    targets_gone_before_action = False
+
+    def _targets_gone(self, exp: Experiment, target_name: str, chosen: list[dict[str, Any]]) -> None:
+        """The chosen tasks end on their own (their process exits: the supervisor records ``exited``, the
+        ECS twin ``EssentialContainerExited``) and the action stops nothing; they stay its resolved
+        targets."""
+        local = self.target()
+        sup = local.supervisor if local is not None else None
+        if sup is None:
+            raise FisError("ResourceNotFoundException", "no target tasks")
+        exp.resolved[target_name] = [{"arn": t["taskArn"]} for t in chosen]
+        pids = {r.replica_id: r.pid for r in sup.replicas() if r.pid}
+        ids = {t["_replica"] for t in chosen}
+        for rid in ids:
+            if rid in pids:
+                signal_group(pids[rid], signal.SIGKILL)
+        deadline = time.time() + ACTION_TIMEOUT_S  # until the supervisor has seen each one exit
+        while time.time() < deadline:
+            exited = {
+                e["replica"] for e in sup.timeline() if e["event"] == "exited" and e["ts"] >= exp.started
+            }
+            if ids <= exited:
+                return
+            time.sleep(0.05)
+        raise FisError("InternalError", f"the twin's replicas {sorted(ids - exited)} did not exit")
 
     def _chosen(self, target_name: str, props: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The tasks an action's target resolves to and its selection mode picks (:func:`resolve_targets`

@@ -229,6 +229,7 @@ def rehearse(
     machine_timeout_s: int | None = None,
     context: Mapping[str, str] | None = None,
     mutate: Callable[[dict[str, Any]], None] | None = None,
+    targets_gone_before_action: bool = False,
     log: Callable[[str], None] = print,
 ) -> Rehearsal:
     """Rehearse the gate stack of ``config_path`` once (see the module); ``waits`` is the execution's
@@ -250,8 +251,10 @@ def rehearse(
     rule's event (:func:`_deliver_status_change`); the first execution's result is ``cleanup``.
     ``context`` is synth context (``{"ops_items": "true"}``). ``mutate`` edits the synthesized template in
     place before anything reads it (a rehearsal mutant: one grant removed, say). Every call a twin answers
-    is allowed or denied by the caller's role in the template (:mod:`.permissions`); ``denials`` lists
-    what was denied. Raises only when a twin cannot start."""
+    is allowed or denied by the caller's role in the template (:mod:`.permissions`);
+    ``targets_gone_before_action``: the FIS twin's stop-task targets end on their own before its action
+    reaches them (:attr:`.fis_twin.FisTwin.targets_gone_before_action`). ``denials`` lists what was
+    denied. Raises only when a twin cannot start."""
     cfg = load_config(config_path)
     assembly = synthesize(config_path, context=context, log=log)
     if mutate is not None:
@@ -330,6 +333,7 @@ def rehearse(
                 permissions=permissions,
                 log=log,
             )
+            fis.targets_gone_before_action = targets_gone_before_action
             sns = SnsTwin()
             ssm = SsmTwin()
             queue = _subscribe_topics(assembly, aws)
