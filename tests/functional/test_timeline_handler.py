@@ -573,7 +573,9 @@ def held_fault_event(**overrides: Any) -> dict[str, Any]:
 
 
 def run_held_fault(evidence, lambda_context, stubbed, tasks, *, steady=(-290,), exp=None):
-    stubbed.fleet(tasks, service(steady), experiments=[exp or network_experiment(action_end=130)])
+    e = exp or network_experiment(action_end=130)
+    stubbed.fis_stub.add_response("get_experiment", {"experiment": e}, {"id": e["id"]})
+    stubbed.fleet(tasks, service(steady))
     out = timeline.handler(held_fault_event(), lambda_context)
     event = load_event("recovery", thresholds=NO_ERROR_RATIO, observed_until=out["observed_until"])
     return jsonl(evidence, "health"), recovery_handler(event, lambda_context)
