@@ -226,8 +226,8 @@ def _gather_in(
         ledger_cancels=led.cancels,
         ledger_reads=led.reads,
     )
-    if led.raw_fallback_sources:
-        findings.stats["ledger_files_parsed_in_python"] = led.raw_fallback_sources
+    if led.not_utf8_lines:
+        findings.stats["ledger_lines_not_utf8"] = led.not_utf8_lines
     if led.invalid:
         findings.incomplete.append(
             f"{led.invalid} ledger record(s) could not be read, e.g. "
