@@ -383,9 +383,7 @@ def test_a_malformed_ledger_line_is_counted_and_named_by_file_and_line(judge: Ca
     assert "ledger.jsonl:3: not JSON" in result.error and "ledger.jsonl:4: not a JSON object" in result.error
 
 
-def test_a_utf8_ledger_with_blank_lines_keeps_its_line_numbers(
-    pg_dsn: str, tmp_path: Any
-) -> None:
+def test_a_utf8_ledger_with_blank_lines_keeps_its_line_numbers(pg_dsn: str, tmp_path: Any) -> None:
     m = Market.clean()
     m.orders[3]["price"] = "50"
     _load(m, pg_dsn)
