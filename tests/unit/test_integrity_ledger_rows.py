@@ -137,6 +137,11 @@ def test_a_submit_without_a_client_is_unusable_and_one_without_a_key_is_counted_
     assert rows[0]["ikey"] is NULL
 
 
+def test_a_submit_whose_outcome_or_op_is_an_object_or_a_list_is_counted_not_a_crash() -> None:
+    r, rows = rows_of(line(submit(outcome={"ok": 1})), line(submit(outcome=["ok"])), line(submit(op={})))
+    assert rows == [] and r.invalid == 2 and r.other_ops == 1 and r.lines == 3
+
+
 def test_bytes_that_are_not_utf8_are_replaced_and_counted() -> None:
     r, (row,) = rows_of(b'{"op": "get_order", "client_id": "c\xff", "order_id": "o"}')
     assert row["client_id"] == "c\ufffd" and r.not_utf8 == 1 and r.invalid == 0

@@ -157,7 +157,12 @@ class LedgerRows:
                             )
                             and (
                                 kind != "submit"
-                                or (type(client) is str and type(key) is str and outcome in _OUTCOMES)
+                                or (
+                                    type(client) is str
+                                    and type(key) is str
+                                    and type(outcome) is str
+                                    and outcome in _OUTCOMES
+                                )
                             )
                         ):
                             s = dumps(vals)
@@ -234,7 +239,7 @@ class LedgerRows:
             return None
         client, outcome, key = g("client_id"), g("outcome"), g("idempotency_key")
         if kind == "submit":
-            if _text(client) is None or outcome not in _OUTCOMES:
+            if _text(client) is None or type(outcome) is not str or outcome not in _OUTCOMES:
                 self._invalid(f"{label}:{n}", BAD_SUBMIT)
                 return None
             self.submits += 1
