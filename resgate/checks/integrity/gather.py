@@ -4,8 +4,9 @@
 longer starts at offset 0 was truncated by retention: its history is incomplete), creates a uniquely named
 work schema in the target database, and fills it concurrently: the ledger (:func:`load.load_ledger`), the
 topics (:func:`load.load_topic`), and meanwhile the detectors that read only the system's own tables.
-Then the detectors that join the ledger and topics run. The work schema is dropped afterwards unless
-``keep_work_schema``. It returns :class:`IntegrityFindings`; judging them is :func:`check.check`'s job.
+Then the detectors that join the ledger and topics run, in two branches on their own connections. The
+work schema is dropped afterwards unless ``keep_work_schema``. It returns :class:`IntegrityFindings`;
+judging them is :func:`check.check`'s job.
 """
 
 from __future__ import annotations
