@@ -9,8 +9,9 @@ some indeterminate attempts, a few reads) and the matching orders table (paperbr
   floor), ``copy_text`` — the file's lines as text, ``copy_jsonb`` — the lines as jsonb;
 - ``integrity`` — :func:`resgate.checks.integrity.gather` + :func:`check` on the ledger file, with the
   trading kinds whose sources the world has switched on (``order_mismatch`` over symbol/side/qty/price,
-  ``non_monotonic_read`` over the reads' status and filled quantity), which must find exactly the three
-  injected anomalies. It runs in a child process of its own, so its peak RSS is its own.
+  ``non_monotonic_read`` over the reads' status and filled quantity, ``cancel_still_open`` over ~1% of
+  keys cancelled and the orders' status), which must find exactly the three injected anomalies. It runs
+  in a child process of its own, so its peak RSS is its own.
 
 Reports integrity / floor ratios (targets: <= 3 against ``copy_text``, the raw text COPY of the file, and
 <= 1.5 against ``copy_rows``, the parse-and-COPY floor) and the integrity process's peak RSS
@@ -63,10 +64,12 @@ def write_world(dsn: str, ledger: Path, n_rows: int, seed: int = 7) -> dict[str,
         conn.execute(
             "CREATE TABLE orders (order_id uuid PRIMARY KEY, client_id text NOT NULL, "
             "idempotency_key text NOT NULL, symbol text NOT NULL, side text NOT NULL, qty bigint NOT NULL, "
-            "price numeric(20, 6) NOT NULL, "
+            "price numeric(20, 6) NOT NULL, status text NOT NULL DEFAULT 'open', "
             "created_at timestamptz NOT NULL DEFAULT now())"
         )
-        copy = "COPY orders (order_id, client_id, idempotency_key, symbol, side, qty, price) FROM STDIN"
+        copy = (
+            "COPY orders (order_id, client_id, idempotency_key, symbol, side, qty, price, status) FROM STDIN"
+        )
         with open(ledger, "w", encoding="utf-8") as f, conn.cursor() as cur, cur.copy(copy) as cp:
             ts = 1_700_000_000.0
             while rows < n_rows:
@@ -99,13 +102,21 @@ def write_world(dsn: str, ledger: Path, n_rows: int, seed: int = 7) -> dict[str,
                                             "latency_ms": 1.5, "order_status": "open", "filled_qty": 0},
                                             separators=(",", ":")) + "\n")  # fmt: skip
                     rows += 1
+                status = "open"
+                if rng.random() < 0.01 and rows < n_rows and attempts[-1]["outcome"] == "ok":
+                    ts += 0.001  # a cancel acknowledged; the order ends cancelled
+                    f.write(json.dumps({"ts": round(ts, 3), "op": "cancel_order", "client_id": client,
+                                            "order_id": order, "status": 200, "outcome": "ok",
+                                            "latency_ms": 2.5}, separators=(",", ":")) + "\n")  # fmt: skip
+                    rows += 1
+                    status = "cancelled"
                 landed = attempts[-1]["outcome"] == "ok" or attempts[-1]["status"] == "conn_reset"
                 if not landed:
                     continue
                 if lost_key is None and keys >= 1000 and attempts[-1]["outcome"] == "ok":
                     lost_key = (client, key)  # injected: acknowledged, never stored
                     continue
-                row = (order, client, key, sym, side, qty, price)
+                row = (order, client, key, sym, side, qty, price, status)
                 if orders.add(row):
                     cp.write(orders.take())
                 if dup_key is None and keys >= 2000 and attempts[-1]["outcome"] == "ok":
@@ -113,7 +124,7 @@ def write_world(dsn: str, ledger: Path, n_rows: int, seed: int = 7) -> dict[str,
                     if orders.add((oid(10**9 + keys), *row[1:])):
                         cp.write(orders.take())
             # injected: an order nobody submitted
-            orders.add((oid(10**9 + 1), "client-999", "ghost", "SYM00", "buy", 1, 1.0))
+            orders.add((oid(10**9 + 1), "client-999", "ghost", "SYM00", "buy", 1, 1.0, "open"))
             cp.write(orders.take())
         conn.execute("CREATE INDEX ON orders (client_id, idempotency_key)")
         conn.execute("VACUUM ANALYZE orders")
@@ -195,6 +206,7 @@ CONFIG = {
         "side": "side",
         "price": "price",
     },
+    "order_states": {"table": "orders", "order_id": "order_id", "status": "status"},
     "examples_cap": 5,
 }
 
@@ -250,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
 
     best = {k: min(v) for k, v in floors.items()}
     integrity_s = min(runs)
+    load_s = float((stats.get("timings") or {}).get("ledger_load_s", 0.0))
     found = {e["kind"]: (e.get("client_id"), e.get("idempotency_key")) for e in result["examples"]}
     expected = {
         "lost": tuple(world["lost"]),
@@ -269,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_vs_copy_jsonb": round(integrity_s / best["copy_jsonb"], 3),
         "ratio_vs_copy_text": round(integrity_s / best["copy_text"], 3),
         "integrity_timings_s": stats.get("timings"),
+        "ledger_load_ratio_vs_copy_text": round(load_s / best["copy_text"], 3),
+        "rest_ratio_vs_copy_text": round((integrity_s - load_s) / best["copy_text"], 3),
+        "targets_met": {
+            "ratio_vs_copy_text": integrity_s <= 3.0 * best["copy_text"],
+            "ratio_vs_copy_rows": integrity_s <= 1.5 * best["copy_rows"],
+        },
         "peak_rss_mb": round(rss_mb(), 1),
         "integrity_peak_rss_mb": round(max(rss_runs), 1),
         "rss_after_setup_mb": round(rss_after_setup, 1),
@@ -299,6 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         f"  ratio to raw text COPY {entry['ratio_vs_copy_text']:.2f} (target <= 3), to the parse-and-COPY "
         f"floor {entry['ratio_vs_copy_rows']:.2f} (target <= 1.5)"
     )
+    if not entry["targets_met"]["ratio_vs_copy_text"]:
+        print(
+            "  3x raw text COPY NOT met: the ledger load alone is "
+            f"{entry['ledger_load_ratio_vs_copy_text']:.2f}x "
+            f"the raw COPY (it parses every line and COPYs typed rows) and the rest of the check (the "
+            f"detectors, ANALYZE, the work schema) {entry['rest_ratio_vs_copy_text']:.2f}x"
+        )
     print(
         f"  integrity peak RSS {entry['integrity_peak_rss_mb']} MB; verdict {entry['verdict']} "
         f"({entry['violations']}); injected found: {entry['injected_found']}"

@@ -383,9 +383,7 @@ def test_a_malformed_ledger_line_is_counted_and_named_by_file_and_line(judge: Ca
     assert "ledger.jsonl:3: not JSON" in result.error and "ledger.jsonl:4: not a JSON object" in result.error
 
 
-def test_a_utf8_ledger_with_blank_lines_loads_raw_and_keeps_its_line_numbers(
-    pg_dsn: str, tmp_path: Any
-) -> None:
+def test_a_utf8_ledger_with_blank_lines_keeps_its_line_numbers(pg_dsn: str, tmp_path: Any) -> None:
     m = Market.clean()
     m.orders[3]["price"] = "50"
     _load(m, pg_dsn)
@@ -396,13 +394,13 @@ def test_a_utf8_ledger_with_blank_lines_loads_raw_and_keeps_its_line_numbers(
     ledger.write_text("\n".join(lines), encoding="utf-8")  # no newline after the last line
     config = IntegrityConfig.from_dict(CONFIG)
     findings = gather(pg_dsn, config, str(ledger))
-    assert "ledger_files_parsed_in_python" not in findings.stats
+    assert "ledger_lines_not_utf8" not in findings.stats
     assert findings.stats["ledger_records"] == len(m.ledger)
     (ex,) = findings.kinds["order_mismatch"].examples
     assert ex["ledger_at"] == f"{ledger}:6" and ex["idempotency_key"] == "k\t4é"
 
 
-def test_a_ledger_with_bytes_that_are_not_utf8_is_read_in_python_and_still_judged(
+def test_a_ledger_line_with_bytes_that_are_not_utf8_is_read_with_them_replaced_and_still_judged(
     pg_dsn: str, tmp_path: Any
 ) -> None:
     m = Market.clean()
@@ -412,7 +410,7 @@ def test_a_ledger_with_bytes_that_are_not_utf8_is_read_in_python_and_still_judge
     body = b"".join(json.dumps(r).encode() + b"\n" for r in m.ledger)
     ledger.write_bytes(b'{"op": "get_order", "client_id": "\xff"}\n' + body)
     findings = gather(pg_dsn, IntegrityConfig.from_dict(CONFIG), str(ledger))
-    assert findings.stats["ledger_files_parsed_in_python"] == 1
+    assert findings.stats["ledger_lines_not_utf8"] == 1
     (ex,) = findings.kinds["order_mismatch"].examples
     assert ex["ledger_at"] == f"{ledger}:5"
 

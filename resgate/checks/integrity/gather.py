@@ -4,14 +4,16 @@
 longer starts at offset 0 was truncated by retention: its history is incomplete), creates a uniquely named
 work schema in the target database, and fills it concurrently: the ledger (:func:`load.load_ledger`), the
 topics (:func:`load.load_topic`), and meanwhile the detectors that read only the system's own tables.
-Then the detectors that join the ledger and topics run. The work schema is dropped afterwards unless
-``keep_work_schema``. It returns :class:`IntegrityFindings`; judging them is :func:`check.check`'s job.
+Then the detectors that join the ledger and topics run, in two branches on their own connections. The
+work schema is dropped afterwards unless ``keep_work_schema``. It returns :class:`IntegrityFindings`;
+judging them is :func:`check.check`'s job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -226,8 +228,8 @@ def _gather_in(
         ledger_cancels=led.cancels,
         ledger_reads=led.reads,
     )
-    if led.raw_fallback_sources:
-        findings.stats["ledger_files_parsed_in_python"] = led.raw_fallback_sources
+    if led.not_utf8_lines:
+        findings.stats["ledger_lines_not_utf8"] = led.not_utf8_lines
     if led.invalid:
         findings.incomplete.append(
             f"{led.invalid} ledger record(s) could not be read, e.g. "
@@ -251,16 +253,36 @@ def _gather_in(
                 )
             )
 
-    # Phase 2: everything that joins the ledger or the topics.
+    # Phase 2: everything that joins the ledger or the topics, in two branches on their own connections
+    # (the order-source kinds, and the trade, trading and event-log kinds: they share no work table), so
+    # Postgres runs them on two cores; each branch records into its own findings, merged in a fixed order.
     t = time.perf_counter()
-    with _connect(dsn, config.work_mem) as conn:
-        joined_anomalies(
-            conn,
-            plan,
-            findings,
-            {"submit_fields": led.submit_fields, "cancels": led.cancels, "read_fields": led.read_fields},
-        )
+    fields = {"submit_fields": led.submit_fields, "cancels": led.cancels, "read_fields": led.read_fields}
+
+    def branch(run: Callable[[psycopg.Connection[Any], IntegrityFindings], None]) -> IntegrityFindings:
+        out = IntegrityFindings()
+        with _connect(dsn, config.work_mem) as c:
+            run(c, out)
+        return out
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        f_orders = pool.submit(branch, lambda c, f: ledger_anomalies(c, plan, f))
+        f_rest = pool.submit(branch, lambda c, f: trading_and_event_log(c, plan, f, fields))
+        branches = [f_orders.result(), f_rest.result()]
+    for part in branches:
+        merge_findings(findings, part, config.examples_cap)
     timings["ledger_checks_s"] = time.perf_counter() - t
+
+
+def merge_findings(into: IntegrityFindings, part: IntegrityFindings, cap: int) -> None:
+    """Add one branch's findings to ``into``: its kinds (examples capped at ``cap`` per kind), the kinds it
+    could not check (unless checked elsewhere), its incomplete sources and its stats."""
+    for name, found in part.kinds.items():
+        into.kind(name).add(found.count, found.examples, cap)
+    for name, reason in part.not_checked.items():
+        into.skip(name, reason)
+    into.incomplete.extend(part.incomplete)
+    into.stats.update(part.stats)
 
 
 def create_topic_tables(conn: psycopg.Connection[Any], plan: Plan) -> None:
@@ -305,8 +327,16 @@ def joined_anomalies(
     ``ledger_fields`` counts the ledger records carrying what the trading kinds need (``submit_fields``,
     ``cancels``, ``read_fields``).
     """
-    config = plan.c
     ledger_anomalies(conn, plan, findings)
+    trading_and_event_log(conn, plan, findings, ledger_fields)
+
+
+def trading_and_event_log(
+    conn: psycopg.Connection[Any], plan: Plan, findings: IntegrityFindings, ledger_fields: dict[str, int]
+) -> None:
+    """The trade kinds, then the trading kinds (which check positions against those trades) and the
+    event-log kinds: :func:`joined_anomalies` less the order-source kinds."""
+    config = plan.c
     positions_trades: TradeSource | None = None
     if config.trade_events:
         topic_trades = trade_anomalies(conn, plan, findings, plan.topic_trades())

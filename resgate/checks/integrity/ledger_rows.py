@@ -1,0 +1,344 @@
+"""The client ledger's lines as COPY CSV rows of the work table ``ledger_all``: a reader made for the job.
+
+Each ledger line is parsed once (orjson; the standard library's parser for the rare line orjson refuses,
+such as an integer beyond 64 bits or bytes that are not UTF-8) and becomes one CSV row of only the fields
+the detectors read, typed as the columns of :data:`COLUMNS`. Nearly every line takes the fast path: its
+fields serialised by orjson as one JSON array whose text, brackets dropped, already is a CSV row for
+``COPY ... (FORMAT csv, NULL 'null', ESCAPE '\\')`` (JSON strings are double-quoted with ``\\"`` and ``\\\\``
+escapes, exactly CSV with that escape character; an unquoted ``null`` is NULL). A line whose fields hold
+anything else (an object, an array, an escape other than those two, an empty string, a non-numeric
+quantity) is written field by field instead. Lines of an unknown op are only counted; a line that is not
+a JSON object, or a submit without a client or a valid outcome, is counted and named ``file:line``, never
+written. :class:`LedgerRows` counts as it goes, so the load needs no second pass over the table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+COLUMNS = (
+    "src",
+    "line",
+    "kind",
+    "ts",
+    "client_id",
+    "ikey",
+    "outcome",
+    "status",
+    "order_id",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "order_status",
+    "filled_qty",
+)
+"""The columns of ``ledger_all``, in the order each CSV row gives them."""
+
+COLUMN_TYPES = {"src": "int", "line": "bigint", "ts": "float8", "qty": "numeric", "price": "numeric",
+                "filled_qty": "numeric"}  # fmt: skip
+"""SQL types of the typed columns; every other column is ``text``."""
+
+COPY_OPTIONS = "(FORMAT csv, NULL 'null', ESCAPE '\\')"
+"""The COPY options the rows are written for."""
+
+_OUTCOMES = frozenset(("ok", "fail", "info"))
+_NUMBER = re.compile(r"^\s*-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$")
+_CHUNK = 1 << 20
+_NO_FIELDS = (None, None, None, None)
+_EXACT = float(1 << 53)  # a float beyond may be an integer orjson could not hold exactly
+
+NOT_JSON = "not JSON"
+NOT_OBJECT = "not a JSON object"
+BAD_SUBMIT = "a submit record needs client_id and outcome ok|fail|info"
+
+
+@dataclass
+class LedgerRows:
+    """What the reader counted: the same figures the detectors' judging and the report use."""
+
+    kinds: Mapping[str, str]
+    """ledger ``op`` -> ``'submit'``, ``'cancel'`` or ``'read'``."""
+    cap: int
+    lines: int = 0
+    """Non-blank lines read (records, usable or not)."""
+    submits: int = 0
+    acked: int = 0
+    other_ops: int = 0
+    without_key: int = 0
+    acked_without_key_count: int = 0
+    acked_without_key: list[dict[str, Any]] = field(default_factory=list)
+    invalid: int = 0
+    invalid_examples: list[dict[str, Any]] = field(default_factory=list)
+    cancels: int = 0
+    reads: int = 0
+    submit_fields: int = 0
+    read_fields: int = 0
+    not_utf8: int = 0
+    """Lines whose undecodable bytes were replaced (U+FFFD) to be read at all."""
+    slow_rows: int = 0
+    """Rows written field by field (not on the fast path)."""
+
+    def _invalid(self, where: str, reason: str) -> None:
+        self.invalid += 1
+        if len(self.invalid_examples) < self.cap:
+            self.invalid_examples.append({"where": where, "reason": reason})
+
+    def csv(self, src: int, label: str, items: Iterable[Any]) -> Iterator[bytes]:
+        """CSV chunks (about 1 MiB each) of the rows of one source's ``items`` (lines as bytes or str,
+        dicts, or objects with ``to_dict()``), numbered from 1 in order; blank lines keep their numbers.
+
+        The loop below is the common case only (a bytes line holding a JSON object of a known op whose
+        fields are strings and plain numbers), written for speed: locals, no call but the parser's and
+        the writer's. Anything else goes to :meth:`row`, which handles (and counts) every case.
+        """
+        out: list[bytes] = []
+        size = 0
+        loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+        kinds_get, row = self.kinds.get, self.row
+        lines = submits = acked = other = cancels = reads = submit_fields = read_fields = 0
+        try:
+            for n, item in enumerate(items, start=1):
+                b = None
+                if type(item) is bytes or type(item) is str:
+                    try:
+                        d = loads(item)
+                    except decode_error:
+                        d = None
+                    if type(d) is dict:
+                        g = d.get
+                        op = g("op")
+                        kind = kinds_get(op) if type(op) is str else None
+                        vals = (src, n, kind, g("ts"), g("client_id"), g("idempotency_key"), g("outcome"),
+                                g("status"), g("order_id"), g("symbol"), g("side"), g("qty"), g("price"),
+                                g("order_status"), g("filled_qty"))  # fmt: skip
+                        ts, client, key, outcome = vals[3], vals[4], vals[5], vals[6]
+                        qty, price, filled = vals[11], vals[12], vals[14]
+                        if kind is None:
+                            if type(op) is str:  # an op the checks do not read
+                                lines += 1
+                                other += 1
+                                continue
+                        elif (
+                            (ts is None or (type(ts) is float and -_EXACT < ts < _EXACT) or type(ts) is int)
+                            and (
+                                qty is None
+                                or type(qty) is int
+                                or (type(qty) is float and -_EXACT < qty < _EXACT)
+                            )
+                            and (
+                                price is None
+                                or (type(price) is float and -_EXACT < price < _EXACT)
+                                or type(price) is int
+                            )
+                            and (
+                                filled is None
+                                or type(filled) is int
+                                or (type(filled) is float and -_EXACT < filled < _EXACT)
+                            )
+                            and float
+                            not in (
+                                type(client),
+                                type(key),
+                                type(outcome),
+                                type(vals[7]),
+                                type(vals[8]),
+                                type(vals[9]),
+                                type(vals[10]),
+                                type(vals[13]),
+                            )
+                            and (
+                                kind != "submit"
+                                or (
+                                    type(client) is str
+                                    and type(key) is str
+                                    and type(outcome) is str
+                                    and outcome in _OUTCOMES
+                                )
+                            )
+                        ):
+                            s = dumps(vals)
+                            # no escape CSV would not undo, no object or array, no empty string (NULL)
+                            if (
+                                s.find(b"\\") < 0
+                                and s.find(b"{") < 0
+                                and s.find(b"[", 1) < 0
+                                and s.find(b'""') < 0
+                            ):
+                                b = s[1:-1] + b"\n"
+                                lines += 1
+                                if kind == "submit":
+                                    submits += 1
+                                    if outcome == "ok":
+                                        acked += 1
+                                    if (vals[9], vals[10], qty, price) != _NO_FIELDS:
+                                        submit_fields += 1
+                                else:
+                                    other += 1
+                                    if kind == "cancel":
+                                        cancels += 1
+                                    else:
+                                        reads += 1
+                                        if vals[13] is not None or filled is not None:
+                                            read_fields += 1
+                if b is None:
+                    b = row(src, n, label, item)
+                    if b is None:
+                        continue
+                out.append(b)
+                size += len(b)
+                if size >= _CHUNK:
+                    yield b"".join(out)
+                    out.clear()
+                    size = 0
+            if out:
+                yield b"".join(out)
+        finally:
+            self.lines += lines
+            self.submits += submits
+            self.acked += acked
+            self.other_ops += other
+            self.cancels += cancels
+            self.reads += reads
+            self.submit_fields += submit_fields
+            self.read_fields += read_fields
+
+    def row(self, src: int, n: int, label: str, item: Any) -> bytes | None:
+        """The CSV row (newline-terminated) of one ledger item, or None (blank, unknown op, unusable)."""
+        if isinstance(item, (bytes, bytearray, str)):
+            d = self._parse(n, label, item)
+            if d is _SKIP:
+                return None
+        elif isinstance(item, Mapping):
+            d = item
+        elif hasattr(item, "to_dict"):
+            d = item.to_dict()
+        elif item is None:
+            return None
+        else:
+            d = item
+        self.lines += 1
+        if type(d) is not dict:
+            if not isinstance(d, Mapping):
+                self._invalid(f"{label}:{n}", NOT_OBJECT)
+                return None
+            d = dict(d)
+        g = d.get
+        op = g("op")
+        kind = self.kinds.get(op if type(op) is str else _text(op) or "")
+        if kind is None:
+            self.other_ops += 1
+            return None
+        client, outcome, key = g("client_id"), g("outcome"), g("idempotency_key")
+        if kind == "submit":
+            if _text(client) is None or type(outcome) is not str or outcome not in _OUTCOMES:
+                self._invalid(f"{label}:{n}", BAD_SUBMIT)
+                return None
+            self.submits += 1
+            if _text(key) is None:
+                self.without_key += 1
+                if outcome == "ok":
+                    self.acked_without_key_count += 1
+                    if len(self.acked_without_key) < self.cap:
+                        self.acked_without_key.append({"where": f"{label}:{n}", "client_id": _text(client)})
+            elif outcome == "ok":
+                self.acked += 1
+            # counted on the values as typed in the table (a field that is "" or no number is NULL)
+            typed = (_text(g("symbol")), _text(g("side")), _num(g("qty")), _num(g("price")))
+            if typed != (None, None, None, None):
+                self.submit_fields += 1
+        else:
+            self.other_ops += 1
+            if kind == "cancel":
+                self.cancels += 1
+            else:
+                self.reads += 1
+                if _text(g("order_status")) is not None or _num(g("filled_qty")) is not None:
+                    self.read_fields += 1
+        vals = (src, n, kind, g("ts"), client, key, outcome, g("status"), g("order_id"), g("symbol"),
+                g("side"), g("qty"), g("price"), g("order_status"), g("filled_qty"))  # fmt: skip
+        self.slow_rows += 1
+        return _slow_row(vals)
+
+    def _parse(self, n: int, label: str, line: bytes | bytearray | str) -> Any:
+        """The line's JSON value, or ``_SKIP`` for a blank line or one that is no JSON (counted, named).
+
+        The standard library's parser, here off the fast path: it reads an integer beyond 64 bits exactly
+        (orjson makes it a float) and accepts what orjson refuses only where Postgres's own parser would
+        (NaN and Infinity are not JSON).
+        """
+        if isinstance(line, str):
+            text = line
+        else:
+            try:
+                text = bytes(line).decode("utf-8")
+            except UnicodeDecodeError:
+                text = bytes(line).decode("utf-8", errors="replace")
+                self.not_utf8 += 1
+        if not text.strip():
+            return _SKIP
+        try:
+            return json.loads(text, parse_constant=_no_constant)
+        except ValueError:
+            self.lines += 1
+            self._invalid(f"{label}:{n}", NOT_JSON)
+            return _SKIP
+
+
+_SKIP = object()
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _text(v: Any) -> str | None:
+    """A field as the text column holds it: strings as they are (NUL replaced), numbers and booleans as
+    their JSON text, objects and arrays as JSON; None for a missing field, JSON null or the empty string."""
+    if v is None or v == "":
+        return None
+    if isinstance(v, str):
+        return v.replace("\x00", "\ufffd")
+    try:
+        return orjson.dumps(v, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # an integer beyond 64 bits
+        return json.dumps(v, default=str)
+
+
+def _num(v: Any) -> int | float | str | None:
+    """A field as a numeric column holds it: a JSON number, or a string that reads as one; else None."""
+    if type(v) is int:
+        return v
+    if type(v) is float:
+        return v if math.isfinite(v) else None
+    if type(v) is str and _NUMBER.match(v):
+        return v.strip()
+    if isinstance(v, Decimal):  # an in-memory record's
+        return str(v) if v.is_finite() else None
+    return None
+
+
+def _quoted(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _slow_row(vals: tuple[Any, ...]) -> bytes:
+    """One row written field by field: each text quoted and escaped for CSV, each number checked."""
+    src, n, kind, ts, *rest = vals
+    texts = [_text(v) for v in rest[:7]]
+    qty, price, order_status, filled = _num(rest[7]), _num(rest[8]), _text(rest[9]), _num(rest[10])
+    ts_n = _num(ts)
+    fields = [str(src), str(n), kind, "null" if ts_n is None else str(ts_n)]
+    fields += ["null" if t is None else _quoted(t) for t in texts]
+    fields += ["null" if x is None else str(x) for x in (qty, price)]
+    fields.append("null" if order_status is None else _quoted(order_status))
+    fields.append("null" if filled is None else str(filled))
+    return (",".join(fields) + "\n").encode("utf-8", errors="replace")  # a lone surrogate
