@@ -13,6 +13,8 @@ tables look for them:
 - ``load_stats.jsonl`` — Locust's ``--json`` entries, one a line, in the ``load_stats`` table's folder
 - ``load_live.jsonl`` — the per-second live lines of every Locust process (the run's folder)
 - ``load.log`` — Locust's log (the run's folder)
+- ``load_shape.jsonl`` — the overload shape's samples and fault rows (the run's folder; only when the
+  load ran a shape, :mod:`resgate.contract.shape`): the timeline Lambda reads its fault rows
 
 The rows of the two tables are stamped with ``run_id`` and ``gate``
 (:func:`resgate.contract.layout.stamp_line`), as the gate's own tables are: in Athena ``run_id`` is a column,
@@ -38,6 +40,7 @@ from loadgen.stats import load_locust_json
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.layout import RunKey, stamp_line
+from resgate.contract.shape import SHAPE_FILE
 
 DEFAULT_LAYOUT: Mapping[str, str] = {
     "ledger": "ledger.jsonl",
@@ -45,6 +48,7 @@ DEFAULT_LAYOUT: Mapping[str, str] = {
     "stats": "load_stats.jsonl",
     "live": "load_live.jsonl",
     "log": "load.log",
+    "shape": "load_shape.jsonl",
 }
 _CONTENT_TYPES = {".jsonl": "application/x-ndjson", ".json": "application/json", ".log": "text/plain"}
 
@@ -135,6 +139,7 @@ def upload_results(
         "stats": stats_lines,
         "live": live_path,
         "log": Path(result.log_path),
+        "shape": ledger_dir / SHAPE_FILE,  # the overload shape's samples and fault rows, when it ran
     }
     keys = []
     for kind, path in files.items():
