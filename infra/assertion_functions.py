@@ -62,7 +62,8 @@ class AssertionFunctions(Construct):
     ``kafka`` is how the functions reach the brokers (its settings go into their environment),
     ``kafka_topics`` the topics they read; ``replay_tasks`` the ECS tasks replay runs its rebuilds in (in
     ``subnets`` and the database security group, on ``target_cluster`` unless a task names its cluster);
-    ``quiesce_groups`` the consumer groups the quiesce step reads the lag of.
+    ``quiesce_groups`` the consumer groups the quiesce step reads the lag of; ``reads_load_shape``: the
+    timeline reads the load shape's rows (the gate has ``overload`` faults by ``factor``).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class AssertionFunctions(Construct):
         kafka_topics: Sequence[str] = (),
         replay_tasks: Sequence[EcsTaskSpec] = (),
         quiesce_groups: Sequence[str] = (),
+        reads_load_shape: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.gate = gate
@@ -154,6 +156,7 @@ class AssertionFunctions(Construct):
             has_experiments=bool(experiments),
             kafka=kafka,
             quiesce_groups=quiesce_groups,
+            reads_load_shape=reads_load_shape,
         )
         if ops_items:
             self.roles[c.VERDICT_FUNCTION].add_to_policy(policies.ops_items_statement(self, gate=gate))

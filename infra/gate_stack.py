@@ -184,6 +184,7 @@ class GateStack(Stack):
             kafka_topics=settings.kafka_topics,
             replay_tasks=settings.replay_tasks,
             quiesce_groups=[g.group for g in cfg.quiesce.consumer_groups],
+            reads_load_shape=bool(self.faults.load_steps),
         )
         self.gate_machine = GateStateMachine(
             self,

@@ -25,6 +25,11 @@ the kinds FIS cannot run (skipped and reported at synth), and the rule FIS puts 
 - ``hang``: no FIS action freezes a task's process (``aws:ecs:task-kill-process`` sends SIGKILL or SIGTERM,
   a ``stop_task``; SIGSTOP is not among its signals): skipped and reported; a ``network_partition`` of
   ``[service, clients]`` in ``mode: hang`` is the AWS way to make a service stop answering.
+- ``overload`` with ``factor``: no FIS action; a step of the Fargate load task's own load shape
+  (:class:`LoadStep`): the state machine hands the run profile's steps to the task
+  (``RESGATE_LOAD_SHAPE``), the task's Locust multiplies its users for ``duration_s``, and the timeline step
+  reads the shape's fault rows from the load's uploaded ``load_shape.jsonl``. With ``rps`` (an open-loop
+  burst, a process beside the local load): refused at synth, a ConfigError naming ``faults.<name>.rps``.
 - ``kafka_latency``: FIS has no latency action for MSK brokers (the ECS network actions act on the
   clients' tasks: a ``network_latency`` ``between: [service, kafka]``): skipped and reported.
 
@@ -73,8 +78,6 @@ NO_FIS_ACTION = {
     "[service, kafka] (the ECS network action on the clients' tasks) on AWS",
     "leader_loss": "FIS cannot pick a task by what its /health says (the leader) nor pause a process "
     "(aws:ecs:task-kill-process only signals); it runs in the local gate only",
-    "overload": "the burst is a process beside the local load; the Fargate load task has no burst step yet, "
-    "so it runs in the local gate only",
 }
 # The dependency ports a blackhole drops by default (the fault's ``port`` overrides): Postgres, MSK over TLS.
 DEPENDENCY_PORTS = {"postgres": 5432, "kafka": 9094}
@@ -109,6 +112,21 @@ class AwsFault:
     @property
     def network(self) -> bool:
         return self.fault.kind in NETWORK_ACTIONS
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """A fault the load task runs itself, not FIS: an ``overload`` by ``factor``, a step of the load's shape
+    (:mod:`resgate.contract.shape`; the state machine hands it to the task through its profile)."""
+
+    fault: Fault
+    description: str
+
+
+OVERLOAD_RPS_ON_AWS = (
+    "an open-loop burst (rps) is a process beside the local load, and on AWS the Fargate load task is the "
+    "only client: give the overload a factor (the load task's users multiplied through its shape) instead"
+)
 
 
 @dataclass(frozen=True)
@@ -153,14 +171,24 @@ def plan_fault(
     region: str,
     service_tag: str,
     resources: FaultResources | None = None,
-) -> AwsFault | Skipped:
-    """How ``fault`` runs on AWS (an :class:`AwsFault`), or why it cannot (a :class:`Skipped`). Raises
+) -> AwsFault | LoadStep | Skipped:
+    """How ``fault`` runs on AWS (an :class:`AwsFault`; a :class:`LoadStep` for an ``overload`` by
+    ``factor``, which the load task runs), or why it cannot (a :class:`Skipped`). Raises
     :class:`ConfigError` naming the field for a fault AWS would run differently than configured (``mode:
     refuse``) or cannot target (no service, no port, no database). ``service_tag`` is the ECS managed tag of
     the service name (``aws:ecs:serviceName``); ``resources`` what the data-path faults act on."""
     kind = fault.kind
     if kind in NO_FIS_ACTION:
         return Skipped(fault, NO_FIS_ACTION[kind])
+    if kind == "overload":
+        if "factor" not in fault.params:
+            raise ConfigError(OVERLOAD_RPS_ON_AWS, where=_where(fault, "rps"))
+        p = fault.params
+        return LoadStep(
+            fault,
+            f"{fault.name}: the load task's users x {p['factor']:g} ({p['users']}) from at_s {fault.at_s:g} "
+            f"for {p['duration_s']:g} s (its load shape)",
+        )
     if kind in DATA_FAULT_KINDS:
         plan = plan_data_fault(fault, resources or FaultResources(), max_duration=hold_duration)
         # The service whose recovery is judged (the exposed one by default); the fault does not act on it.

@@ -24,7 +24,7 @@ from infra import constants as c
 from infra import fis_actions
 from infra.data_faults import DATA_FAULT_KINDS, FaultResources
 from infra.fault_automation import Automation
-from infra.network_faults import NO_FIS_ACTION, TEMPLATE_FILES, AwsFault, Skipped, plan_fault
+from infra.network_faults import NO_FIS_ACTION, TEMPLATE_FILES, AwsFault, LoadStep, Skipped, plan_fault
 from infra.settings import DeploymentSettings
 from infra.state_machine.faults import RDS_ACTION_BOUND_S, experiment_wait_s
 from resgate.config.model import FAULT_KINDS, AwsDatabase, Fault
@@ -143,6 +143,7 @@ def _fault(kind: str) -> Fault:
         "stop_task": {"percent": 50.0},
         "zone_loss": {"zone": "a", "services": []},
         "rate_limit_spike": {"percent": 30.0, "duration_s": 5.0, "retry_after_s": 1},
+        "overload": {"factor": 3.0, "duration_s": 5.0, "users": 60},
         "connection_reset": {
             "service": "gw",
             "dependency": "clients",
@@ -197,6 +198,9 @@ def test_every_fault_kind_is_an_fis_template_on_aws_or_skipped_with_its_reason(k
     )
     if kind in NO_FIS_ACTION:
         assert isinstance(plan, Skipped) and plan.reason == NO_FIS_ACTION[kind]
+        return
+    if kind == "overload":  # a step of the load task's shape, no FIS experiment
+        assert isinstance(plan, LoadStep) and plan.fault.params["factor"] == 3.0
         return
     assert isinstance(plan, AwsFault), plan
     assert (ROOT / c.FIS_TEMPLATE_DIR / plan.template_file).is_file()
