@@ -185,6 +185,7 @@ class GateStack(Stack):
             replay_tasks=settings.replay_tasks,
             quiesce_groups=[g.group for g in cfg.quiesce.consumer_groups],
             reads_load_shape=bool(self.faults.load_steps),
+            optional_checks=[n for n in c.OPTIONAL_CHECK_FUNCTIONS if n in cfg.enabled_checks()],
         )
         self.gate_machine = GateStateMachine(
             self,
