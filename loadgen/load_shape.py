@@ -5,12 +5,12 @@ installs it only when ``RESGATE_LOAD_SHAPE`` holds steps (:mod:`resgate.contract
 ``overload`` faults in their ``factor`` form), so a run without them keeps Locust's plain ``-u``/``-r``/
 ``-t``. It reads those three options itself (``use_common_options``): the base users, the spawn rate and the
 run time, after which it ends the run, as ``-t`` would. Once a second Locust calls :meth:`tick`, which asks
-for :func:`resgate.contract.shape.users_at` users (a step's extra users start at its ``spawn_rate``,
-default all within a second) and writes a sample and the step's fault rows to ``shape-<pid>.jsonl`` in the
-ledger directory (their meaning is :mod:`resgate.contract.shape`'s). When a step ends, Locust stops the
-extra users gracefully (each after its request in flight, within ``--stop-timeout``), so every request
-they sent is in the ledger. An :data:`~resgate.contract.shape.ABORT_FILE` in the ledger directory ends every
-held step at the next tick.
+for :func:`resgate.contract.shape.users_at` users and writes a sample and the step's fault rows to
+``shape-<pid>.jsonl`` in the ledger directory (their meaning is :mod:`resgate.contract.shape`'s). A step's
+extra users start, and stop, at its ``spawn_rate`` (default: all within a second; Locust ramps down at the
+tick's rate too). Locust stops them gracefully (each after its request in flight, within
+``--stop-timeout``), so every request they sent is in the ledger. An
+:data:`~resgate.contract.shape.ABORT_FILE` in the ledger directory ends every held step at the next tick.
 
 With ``--master``, Locust runs the shape in the master only; the workers never import it.
 """
@@ -75,7 +75,7 @@ class OverloadShape(LoadTestShape):
             return "aborted"
         return str(body.get("reason") or "aborted") if isinstance(body, dict) else "aborted"
 
-    def _row(self, state: _StepState, event: str, detail: Any) -> None:
+    def _row(self, state: _StepState, event: str, detail: dict[str, Any]) -> None:
         self.writer.write(
             {
                 "ts": time.time(),
@@ -133,8 +133,8 @@ class OverloadShape(LoadTestShape):
             self._lift(s, running, users, abort)
         if s.phase == "lowering" and running <= target:
             s.phase = "done"
-            self._row(s, "ended", f"back to {running} users")
-        if s.phase == "raising":
+            self._row(s, "ended", {"users": running})
+        if s.phase in ("raising", "lowering"):  # Locust starts and stops users at the tick's rate
             return step.spawn_rate or float(max(1, users - base))
         return 0.0
 
@@ -143,9 +143,9 @@ class OverloadShape(LoadTestShape):
             evidence = f"Locust ran only {running} of {users} users before the step ended"
             self._row(s, "effect", {"observed": False, "evidence": evidence})
         if abort is not None:
-            self._row(s, "aborted", abort)
+            self._row(s, "aborted", {"reason": abort})
         s.phase = "lowering"
-        self._row(s, "lifting", f"asking for the base users again ({running} running)")
+        self._row(s, "lifting", {"users": running})
 
     def _lift_all(self, running: int, base: int, reason: str) -> None:
         """At the run's end: a step still held is aborted (the run ended before its window did)."""

@@ -16,10 +16,13 @@ The shape writes ``<ledger dir>/shape-<pid>.jsonl``: a *sample* per tick ``{ts, 
 - ``injected`` at the first tick that saw Locust run the raised count (every extra user started), with an
   ``effect`` row (``observed`` true); if the window closes first, ``effect`` observed false and no
   ``injected``: the burst never reached its size, and the backpressure check judges no burst;
-- ``aborted`` when the conductor asked the shape to stop early (:data:`ABORT_FILE` in the ledger
-  directory: locally a guardrail's abort or the run's cleanup);
+- ``aborted`` (``detail``: ``reason``) when the conductor asked the shape to stop early
+  (:data:`ABORT_FILE` in the ledger directory: locally a guardrail's abort) or the run ended first;
 - ``lifting`` at the tick that asked for the base count again; ``ended`` at the first tick that saw Locust
-  back at it (the extra users stopped, each after its request in flight: their requests are in the ledger).
+  back at it (the extra users stopped, each after its request in flight: their requests are in the ledger);
+  ``detail``: ``users``, the users Locust ran then.
+
+Every ``detail`` is an object.
 
 :func:`timeline_rows` picks the fault rows out of the shape's lines: the local fault runner records them as
 they come, and on AWS the timeline Lambda reads them from the load's uploaded ``load_shape.jsonl`` and adds

@@ -428,7 +428,7 @@ class FaultRunner:
             "kind": fault.kind,
             "target": fault.target or "",
             "event": row["event"],
-            "detail": row.get("detail"),
+            "detail": row["detail"] if isinstance(row.get("detail"), dict) else {"note": row.get("detail")},
         }
         with self._lock:
             self._events.append(ev)

@@ -30,8 +30,8 @@ def shape_lines() -> list[dict[str, Any]]:
         (AT, "injecting", {"factor": 4.0, "base_users": 20, "users": 80, "duration_s": 5.0}),
         (AT + 1, "injected", {"users": 80, "duration_s": 5.0}),
         (AT + 1, "effect", {"observed": True, "evidence": "Locust ran 80 users (20 base)"}),
-        (LIFT, "lifting", "asking for the base users again (80 running)"),
-        (ENDED, "ended", "back to 20 users"),
+        (LIFT, "lifting", {"users": 80}),
+        (ENDED, "ended", {"users": 20}),
     ]
     samples = [
         {"ts": T0 + s, "t_s": float(s), "users": 80 if 101 <= s <= 105 else 20, "target_users": 20}

@@ -147,14 +147,14 @@ def test_steps_survive_the_environment_and_a_bad_one_is_named() -> None:
     assert e.value.where == ENV_LOAD_SHAPE
 
 
-def _row(ts: float, event: str, detail: Any = "", fault_id: str = "surge") -> dict[str, Any]:
+def _row(ts: float, event: str, detail: Any = None, fault_id: str = "surge") -> dict[str, Any]:
     return {
         "ts": ts,
         "fault_id": fault_id,
         "kind": "overload",
         "target": "gateway",
         "event": event,
-        "detail": detail,
+        "detail": detail or {},
     }
 
 
@@ -182,13 +182,16 @@ def _write(folder: Path, rows: list[dict[str, Any]]) -> None:
 
 def test_the_fault_runner_records_the_shapes_rows_with_the_shapes_times(tmp_path: Path) -> None:
     fault = _surge_fault()
-    runner = FaultRunner(SimpleNamespace(supervisor=None), [fault], ledger_dir=tmp_path)
+    seen: list[dict[str, Any]] = []  # what the progress printer gets: every detail an object
+    runner = FaultRunner(
+        SimpleNamespace(supervisor=None), [fault], ledger_dir=tmp_path, on_event=lambda ev: seen.append(ev)
+    )
     _write(
         tmp_path, [_row(100.0, "injecting", {"duration_s": 6}), _row(101.0, "injected", {"duration_s": 6})]
     )
     _write(tmp_path, [_row(100.5, "injecting", fault_id="other")])
     runner._inject(fault)
-    _write(tmp_path, [_row(106.0, "lifting"), _row(107.0, "ended", "back to 20 users")])
+    _write(tmp_path, [_row(106.0, "lifting"), _row(107.0, "ended", {"users": 20})])
     runner.join(1)
     got = [(e["ts"], e["event"], e["kind"], e["fault_id"]) for e in runner.timeline()]
     assert got == [
@@ -197,6 +200,7 @@ def test_the_fault_runner_records_the_shapes_rows_with_the_shapes_times(tmp_path
         (106.0, "lifting", "overload", "surge"),
         (107.0, "ended", "overload", "surge"),
     ]
+    assert [dict(e["detail"].items()) for e in seen][-1] == {"users": 20}
     assert not (tmp_path / ABORT_FILE).exists()
 
 
@@ -229,8 +233,8 @@ def _shape_run(rejection: dict[str, Any]) -> Any:
             _row(10.0, "injecting", {"factor": 4.0, "base_users": 20, "users": 80, "duration_s": 5.0}),
             _row(11.0, "injected", {"users": 80, "duration_s": 5.0}),
             _row(11.0, "effect", {"observed": True, "evidence": "Locust ran 80 users (20 base)"}),
-            _row(15.0, "lifting", "asking for the base users again (80 running)"),
-            _row(16.0, "ended", "back to 20 users"),
+            _row(15.0, "lifting", {"users": 80}),
+            _row(16.0, "ended", {"users": 20}),
         ]
     )
     steady = [_rec(t / 10) for t in range(0, 100)] + [_rec(16 + t / 10) for t in range(0, 200)]
