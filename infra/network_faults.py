@@ -28,7 +28,8 @@ the kinds FIS cannot run (skipped and reported at synth), and the rule FIS puts 
 - ``overload`` with ``factor``: no FIS action; a step of the Fargate load task's own load shape
   (:class:`LoadStep`): the state machine hands the run profile's steps to the task
   (``RESGATE_LOAD_SHAPE``), the task's Locust multiplies its users for ``duration_s``, and the timeline step
-  reads the shape's fault rows from the load's uploaded ``load_shape.jsonl``. With ``rps`` (an open-loop
+  reads the shape's fault rows from the load's uploaded ``load_shape.jsonl``. No stop condition can shorten
+  it (there is no experiment): it ends after its ``duration_s``. With ``rps`` (an open-loop
   burst, a process beside the local load): refused at synth, a ConfigError naming ``faults.<name>.rps``.
 - ``kafka_latency``: FIS has no latency action for MSK brokers (the ECS network actions act on the
   clients' tasks: a ``network_latency`` ``between: [service, kafka]``): skipped and reported.

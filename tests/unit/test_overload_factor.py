@@ -250,3 +250,51 @@ def test_the_backpressure_check_judges_a_surge_window_that_came_from_the_shape()
     assert shed.valid is True and shed.counts["shed"] == 100
     timeouts = _shape_run({"status": "timeout", "latency_ms": 3000})
     assert timeouts.valid is False and "unclear_rejections" in {e["kind"] for e in timeouts.examples}
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        ('{"steps": []}', ENV_LOAD_SHAPE),
+        ('{"stairs": [{"name": "x"}]}', ENV_LOAD_SHAPE),
+        ('{"steps": ["x"]}', f"{ENV_LOAD_SHAPE}.steps[0]"),
+        ('{"steps": [{"at_s": 1, "duration_s": 2, "factor": 2}]}', f"{ENV_LOAD_SHAPE}.steps[0].name"),
+        (
+            '{"steps": [{"name": "", "at_s": 1, "duration_s": 2, "factor": 2}]}',
+            f"{ENV_LOAD_SHAPE}.steps[0].name",
+        ),
+        (
+            '{"steps": [{"name": "x", "at_s": -0.5, "duration_s": 2, "factor": 2}]}',
+            f"{ENV_LOAD_SHAPE}.steps[0].at_s",
+        ),
+        (
+            '{"steps": [{"name": "x", "at_s": 0, "duration_s": 2, "factor": 100.5}]}',
+            f"{ENV_LOAD_SHAPE}.steps[0].factor",
+        ),
+    ],
+)
+def test_a_shape_the_conductor_did_not_write_is_named_where_it_is_wrong(raw: str, where: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        decode_steps(raw)
+    assert e.value.where == where
+
+
+def test_the_shapes_bounds_are_inclusive_and_blank_means_no_shape() -> None:
+    edge = json.dumps(
+        {
+            "steps": [
+                {"name": "x", "at_s": 0, "duration_s": 0.5, "factor": 100},
+                {"name": "y", "at_s": 1, "duration_s": 2, "factor": 1},
+            ]
+        }
+    )
+    assert [(s.at_s, s.duration_s, s.factor) for s in decode_steps(edge)] == [
+        (0.0, 0.5, 100.0),
+        (1.0, 2.0, 1.0),
+    ]
+    assert decode_steps("   ") == () and decode_steps(None) == ()
+    # the same steps always give the same text (keys sorted), whatever order they were written in
+    assert encode_steps([STEP]).startswith(
+        '{"steps":[{"at_s":10.0,"duration_s":5.0,"factor":3.0,"name":"surge"'
+    )
+    assert samples([{"ts": 1.0}]) == []  # neither a sample nor a fault row
