@@ -21,6 +21,7 @@ import pytest
 
 from loadgen.ledger import iter_records
 from loadgen.run import run_locust
+from loadgen.upload import upload_results
 from resgate.contract.env import ENV_LOAD_SHAPE
 from resgate.contract.shape import SHAPE_FILE, ShapeStep, encode_steps, samples, timeline_rows
 
@@ -137,3 +138,18 @@ def test_every_request_of_the_extra_users_is_in_the_ledger(shaped_run: SimpleNam
     assert len(records) == shaped_run.result.total_requests == shaped_run.answered
     assert {r["outcome"] for r in records} == {"ok"}
     assert len({r["client_id"] for r in records}) == 6  # the base users and the four extra ones
+
+
+def test_the_load_task_uploads_the_shapes_lines_to_the_runs_folder(shaped_run: SimpleNamespace) -> None:
+    """On Fargate the entrypoint uploads the load's files (``loadgen.upload``): the shape's lines go to
+    the run's folder, where the timeline Lambda reads them (``load_shape``)."""
+    uploaded: dict[str, str] = {}
+
+    class _S3:
+        def upload_file(self, path: str, bucket: str, key: str, ExtraArgs: dict[str, str]) -> None:
+            uploaded[key] = Path(path).name
+
+    prefix = "s3://evidence/root/gate=surge/dt=2026-12-07/run_id=r1/"
+    keys = upload_results(shaped_run.result, prefix, s3_client=_S3())
+    assert "root/gate=surge/dt=2026-12-07/run_id=r1/load_shape.jsonl" in keys
+    assert uploaded["root/gate=surge/dt=2026-12-07/run_id=r1/load_shape.jsonl"] == SHAPE_FILE
