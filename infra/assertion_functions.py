@@ -54,7 +54,7 @@ class AssertionFunctions(Construct):
     ones the timeline reads; ``ops_items`` turns on the verdict's OpsItems.
 
     Attributes: ``functions`` ({name: Function}, in :data:`infra.constants.FUNCTION_NAMES` order),
-    ``check_functions`` (the five checks), ``verdict_function``, ``timeline_function``,
+    ``check_functions`` (the five checks and the optional ones), ``verdict_function``, ``timeline_function``,
     ``quiesce_function``, ``cleanup_function``, ``roles`` ({name: Role}), ``log_groups`` ({name: LogGroup}),
     ``database_security_group`` (the integrity/replay functions' security group, and replay's rebuild
     tasks': allow it into the database and into MSK on ``kafka_port``, 9092/9094/9098 as ``kafka`` says).
@@ -62,7 +62,10 @@ class AssertionFunctions(Construct):
     ``kafka`` is how the functions reach the brokers (its settings go into their environment),
     ``kafka_topics`` the topics they read; ``replay_tasks`` the ECS tasks replay runs its rebuilds in (in
     ``subnets`` and the database security group, on ``target_cluster`` unless a task names its cluster);
-    ``quiesce_groups`` the consumer groups the quiesce step reads the lag of.
+    ``quiesce_groups`` the consumer groups the quiesce step reads the lag of; ``reads_load_shape``: the
+    timeline reads the load shape's rows (the gate has ``overload`` faults by ``factor``);
+    ``optional_checks`` the checks of :data:`infra.constants.OPTIONAL_CHECK_FUNCTIONS` the config enables
+    (each gets its Lambda, granted like the other checks).
     """
 
     def __init__(
@@ -87,6 +90,8 @@ class AssertionFunctions(Construct):
         kafka_topics: Sequence[str] = (),
         replay_tasks: Sequence[EcsTaskSpec] = (),
         quiesce_groups: Sequence[str] = (),
+        reads_load_shape: bool = False,
+        optional_checks: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.gate = gate
@@ -101,6 +106,8 @@ class AssertionFunctions(Construct):
         )
         # What each function's job adds to its environment (GateFunction adds the evidence and Powertools').
         environments: dict[str, dict[str, str]] = {name: {} for name in c.FUNCTION_NAMES}
+        self.optional_checks = tuple(n for n in c.OPTIONAL_CHECK_FUNCTIONS if n in optional_checks)
+        environments.update({name: {} for name in self.optional_checks})
         environments[c.VERDICT_FUNCTION][c.ENV_UNKNOWN_IS_FAILURE] = "true" if unknown_is_failure else "false"
         for name in c.IN_VPC:
             environments[name].update(
@@ -154,6 +161,7 @@ class AssertionFunctions(Construct):
             has_experiments=bool(experiments),
             kafka=kafka,
             quiesce_groups=quiesce_groups,
+            reads_load_shape=reads_load_shape,
         )
         if ops_items:
             self.roles[c.VERDICT_FUNCTION].add_to_policy(policies.ops_items_statement(self, gate=gate))
@@ -196,7 +204,7 @@ class AssertionFunctions(Construct):
 
     @property
     def check_functions(self) -> Mapping[str, lambda_.Function]:
-        return {n: self.functions[n] for n in c.CHECK_FUNCTIONS}
+        return {n: self.functions[n] for n in (*c.CHECK_FUNCTIONS, *self.optional_checks)}
 
     @property
     def verdict_function(self) -> lambda_.Function:

@@ -63,9 +63,13 @@ ECS_TAG_SERVICE = "aws:ecs:serviceName"
 
 # ------------------------------------------------------------------------------------------ Lambdas
 CHECK_FUNCTIONS = ("slo", "recovery", "retryable", "integrity", "replay")
+# Checks whose Lambda a stack deploys only when its gate config enables them: backpressure judges the
+# ``overload`` faults (enabled by one, or by its own section; on AWS an overload by factor, a step of the
+# load task's shape).
+OPTIONAL_CHECK_FUNCTIONS = ("backpressure",)
 VERDICT_FUNCTION = "verdict"
 # Steps that read the infrastructure instead of judging evidence: the timeline writes faults.jsonl and
-# health.jsonl from FIS and ECS before the checks. They only put evidence, never read it.
+# health.jsonl from FIS and ECS (and the load shape's overload rows, which it reads) before the checks.
 # The cleanup stops a run's load task and faults when its execution was aborted or timed out (an
 # EventBridge rule on the execution's status; the state machine's own cleanup branch cannot run then).
 # The quiesce step waits (bounded) until the target is healthy and its data drained: the function

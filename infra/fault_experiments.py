@@ -14,11 +14,12 @@ alarm could ever stop an experiment. A breach while the service recovers now sto
 *stopped*), which the state machine reads as a tripped guardrail. Every template has those stop conditions.
 
 A fault kind no FIS action can run is a ConfigError naming the field and why
-(:func:`infra.network_faults.refusal`); only ``overload``, whose AWS form is built beside the Fargate load,
-is listed in ``skipped`` (with ``skip_reasons``) and reported as a synth warning. A network fault FIS would
-run differently than configured (``mode: refuse``) is a ConfigError, and so is a schedule in which two
-network faults would hold at once (FIS runs the network actions, a ``hang``'s and a ``kafka_latency``'s
-included, one at a time; the config's faults and every profile's are checked).
+(:func:`infra.network_faults.refusal`). An ``overload`` by ``factor`` is no experiment: it is a step of the
+load task's shape, listed in ``load_steps`` (the state machine's profile record carries it to the task).
+A kind listed in ``skipped`` (with ``skip_reasons``) is reported as a synth warning (none today). A network
+fault FIS would run differently than configured (``mode: refuse``) is a ConfigError, and so is a schedule in
+which two network faults would hold at once (FIS runs the network actions, a ``hang``'s and a
+``kafka_latency``'s included, one at a time; the config's faults and every profile's are checked).
 
 The FIS role gets, for each FIS action the templates use, the permissions the FIS actions reference lists
 for it (:data:`infra.fis_actions.ACTION_PERMISSIONS`, the one table the static rule in ``tests/infra``
@@ -66,6 +67,7 @@ from infra.guardrail_alarms import GuardrailAlarms
 from infra.lambda_bundling import lambda_code
 from infra.nag import acknowledge
 from infra.network_faults import (
+    LoadStep,
     Skipped,
     check_network_schedule,
     plan_fault,
@@ -250,7 +252,8 @@ class FaultExperiments(Construct):
     Attributes: ``role`` (assumed by FIS, granted what the actions need), ``report_bucket`` and
     ``report_prefix`` (where FIS writes the experiment reports), ``experiments``
     (list of :class:`ExperimentSpec`), ``templates`` ({fault name: CfnExperimentTemplate}), ``skipped``
-    (faults with no AWS implementation) and ``skip_reasons`` ({fault name: why}), ``target_cluster``,
+    (faults with no AWS implementation) and ``skip_reasons`` ({fault name: why}), ``load_steps`` (the
+    ``overload`` faults by ``factor``: steps of the load task's shape, no experiment), ``target_cluster``,
     ``observation_window_s`` (the ``aws:fis:wait`` after each fault; default:
     :attr:`GuardrailAlarms.observation_window_s` of the stop conditions), ``network_services`` (the ECS
     services of the network faults) and ``preflight_function`` (the Lambda that checks their task
@@ -316,6 +319,7 @@ class FaultExperiments(Construct):
         self.templates: dict[str, fis.CfnExperimentTemplate] = {}
         self.skipped: list[Fault] = []
         self.skip_reasons: dict[str, str] = {}
+        self.load_steps: list[Fault] = []
         files: dict[str, Any] = {}
         keys: set[str] = set()
         network_services: set[str] = set()
@@ -328,6 +332,12 @@ class FaultExperiments(Construct):
                 service_tag=c.ECS_TAG_SERVICE,
                 resources=resources,
             )
+            if isinstance(plan, LoadStep):  # the load task's own shape runs it: no experiment
+                self.load_steps.append(fault)
+                Annotations.of(self).add_info(
+                    f"fault {fault.name} (overload) runs on AWS as {plan.description}"
+                )
+                continue
             if isinstance(plan, Skipped):
                 self.skipped.append(fault)
                 self.skip_reasons[fault.name] = plan.reason

@@ -36,6 +36,7 @@ SIZING: dict[str, tuple[int, int, int]] = {
     "slo": (1024, 300, 512),
     "recovery": (512, 300, 512),
     "retryable": (1024, 300, 512),
+    "backpressure": (1024, 300, 512),
     "integrity": (2048, 900, 2048),
     "replay": (2048, 900, 2048),
     "verdict": (512, 120, 512),

@@ -37,10 +37,18 @@ def grant_steps(
     has_experiments: bool,
     kafka: KafkaSettings,
     quiesce_groups: Sequence[str],
+    reads_load_shape: bool = False,
 ) -> None:
     """Grant the timeline's role and the quiesce step's role what their steps read (see the module)."""
     grant_timeline(
-        scope, timeline, gate, evidence, target_cluster, target_services, has_experiments=has_experiments
+        scope,
+        timeline,
+        gate,
+        evidence,
+        target_cluster,
+        target_services,
+        has_experiments=has_experiments,
+        reads_load_shape=reads_load_shape,
     )
     grant_quiesce(scope, quiesce, target_cluster, target_services, kafka, quiesce_groups)
 
@@ -54,9 +62,15 @@ def grant_timeline(
     target_services: Sequence[str],
     *,
     has_experiments: bool,
+    reads_load_shape: bool = False,
 ) -> None:
-    """The timeline step: read the run's experiments and the target services' tasks, put evidence."""
+    """The timeline step: read the run's experiments and the target services' tasks, put evidence; with
+    ``overload`` faults by ``factor`` (``reads_load_shape``), read the evidence too (the load shape's
+    ``load_shape.jsonl``; listing the gate's prefix makes a missing file a 404, not a 403)."""
     role.add_to_policy(evidence.put_statement())
+    if reads_load_shape:
+        for statement in evidence.evidence_statements(write=False):
+            role.add_to_policy(statement)
     grant_target_tasks_read(scope, role, target_cluster, target_services)
     if has_experiments:
         role.add_to_policy(

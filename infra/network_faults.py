@@ -40,8 +40,12 @@ The actions, their parameters and permissions are the AWS FIS Actions reference'
   (:data:`REFUSED_ON_AWS` says why): refused at synth, a ConfigError naming ``faults.<name>.kind``,
   rather than skipped: a gate that silently ran fewer faults on AWS than in its config would pass more
   easily there.
-- ``overload``: skipped and reported at synth (:data:`NO_FIS_ACTION`), its AWS form being built beside the
-  Fargate load.
+- ``overload`` with ``factor``: no FIS action; a step of the Fargate load task's own load shape
+  (:class:`LoadStep`): the state machine hands the run profile's steps to the task
+  (``RESGATE_LOAD_SHAPE``), the task's Locust multiplies its users for ``duration_s``, and the timeline step
+  reads the shape's fault rows from the load's uploaded ``load_shape.jsonl``. No stop condition can shorten
+  it (there is no experiment): it ends after its ``duration_s``. With ``rps`` (an open-loop
+  burst, a process beside the local load): refused at synth, a ConfigError naming ``faults.<name>.rps``.
 
 ``direction`` is not used on AWS: FIS acts on the task's traffic (egress, or ingress for a blackhole of
 ``clients``). A network fault holds for its ``duration_s`` (the action's ``duration``), then the experiment
@@ -90,11 +94,8 @@ REFUSED_ON_AWS = {
     "or delay packets)",
     "rate_limit_spike": "the gate has no edge mechanism on AWS: FIS cannot make the ALB answer 429s",
 }
-# Kinds skipped and reported at synth (their AWS form is being built elsewhere).
-NO_FIS_ACTION = {
-    "overload": "the burst is a process beside the local load; the Fargate load task has no burst step yet, "
-    "so it runs in the local gate only",
-}
+# Kinds skipped and reported at synth (none today: every kind runs on AWS or is refused).
+NO_FIS_ACTION: dict[str, str] = {}
 # The dependency ports a blackhole drops by default (the fault's ``port`` overrides): Postgres, MSK over TLS.
 DEPENDENCY_PORTS = {"postgres": 5432, "kafka": 9094}
 # The ECS fault-injection endpoints take one request per 5 s per container and answer 409 to a fault that
@@ -140,6 +141,21 @@ class AwsFault:
 
 
 @dataclass(frozen=True)
+class LoadStep:
+    """A fault the load task runs itself, not FIS: an ``overload`` by ``factor``, a step of the load's shape
+    (:mod:`resgate.contract.shape`; the state machine hands it to the task through its profile)."""
+
+    fault: Fault
+    description: str
+
+
+OVERLOAD_RPS_ON_AWS = (
+    "an open-loop burst (rps) is a process beside the local load, and on AWS the Fargate load task is the "
+    "only client: give the overload a factor (the load task's users multiplied through its shape) instead"
+)
+
+
+@dataclass(frozen=True)
 class Skipped:
     """A fault with no AWS implementation, and why."""
 
@@ -181,8 +197,9 @@ def plan_fault(
     region: str,
     service_tag: str,
     resources: FaultResources | None = None,
-) -> AwsFault | Skipped:
-    """How ``fault`` runs on AWS (an :class:`AwsFault`), or why it cannot (a :class:`Skipped`). Raises
+) -> AwsFault | LoadStep | Skipped:
+    """How ``fault`` runs on AWS (an :class:`AwsFault`; a :class:`LoadStep` for an ``overload`` by
+    ``factor``, which the load task runs), or why it cannot (a :class:`Skipped`). Raises
     :class:`ConfigError` naming the field for a kind no FIS action runs (:func:`refusal`), a fault AWS would
     run differently than configured (``mode: refuse``) or cannot target (no service, no port, no database,
     no bootstrap brokers). ``service_tag`` is the ECS managed tag of the service name
@@ -193,6 +210,15 @@ def plan_fault(
         raise refused
     if kind in NO_FIS_ACTION:
         return Skipped(fault, NO_FIS_ACTION[kind])
+    if kind == "overload":
+        if "factor" not in fault.params:
+            raise ConfigError(OVERLOAD_RPS_ON_AWS, where=_where(fault, "rps"))
+        p = fault.params
+        return LoadStep(
+            fault,
+            f"{fault.name}: the load task's users x {p['factor']:g} ({p['users']}) from at_s {fault.at_s:g} "
+            f"for {p['duration_s']:g} s (its load shape)",
+        )
     if kind in DATA_FAULT_KINDS:
         plan = plan_data_fault(fault, resources or FaultResources(), max_duration=hold_duration)
         # The service whose recovery is judged (the exposed one by default); the fault does not act on it.

@@ -146,7 +146,8 @@ class DeploymentSettings:
             raise ConfigError(f"no gate config at {path}", where=f"context.{c.CTX_GATE_CONFIG}")
         cfg = load_config(path)
         check_blast_radius(cfg)
-        undeployed = [n for n in cfg.enabled_checks() if n not in c.CHECK_FUNCTIONS]
+        deployable = (*c.CHECK_FUNCTIONS, *c.OPTIONAL_CHECK_FUNCTIONS)
+        undeployed = [n for n in cfg.enabled_checks() if n not in deployable]
         if undeployed:  # a check with no Lambda would be silently left out of the state machine
             raise ConfigError(
                 "has no assertion Lambda in this stack yet (it runs with `resgate run` only); set it to false"

@@ -120,8 +120,13 @@ class LedgerClient:
         """Make a client request with retries; every attempt is recorded. Returns the last attempt.
 
         Once the load is stopping no new request is started (``StopUser`` ends this user); an attempt
-        already in flight is finished and recorded, and no retry follows it.
+        already in flight is finished and recorded, and no retry follows it. Before anything is sent the
+        user yields once: Locust stops a user that was waiting between tasks by killing its greenlet (a
+        ramp-down of the load shape does), and a kill asked for just as its wait ended would otherwise land
+        in the middle of the request it had started (measured: 11 of 989 requests of an overload gate cut
+        mid-request); here it lands before the request, which is then never sent.
         """
+        gevent.sleep(0)
         if self.stopping():
             raise StopUser()
         # serialised once: every attempt sends the very same bytes under the same key

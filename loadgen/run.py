@@ -35,6 +35,7 @@ from loadgen.ledger import DONE_PREFIX, LEDGER_PREFIX, count_records, merge_ledg
 from loadgen.stats import load_locust_json, summarize
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
+from resgate.contract.shape import ABORT_FILE, SHAPE_FILE, SHAPE_PREFIX
 from resgate.contract.stream import STREAM_PREFIX
 
 DEFAULT_LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -333,6 +334,8 @@ class LocustRun:
         ledger = merge_ledgers(self.ledger_dir)
         if part_files(self.ledger_dir, STREAM_PREFIX):  # market-data subscribers ran: their stream ledger
             merge_ledgers(self.ledger_dir, prefix=STREAM_PREFIX)
+        if part_files(self.ledger_dir, SHAPE_PREFIX):  # an overload shape ran: its samples and fault rows
+            merge_ledgers(self.ledger_dir, prefix=SHAPE_PREFIX, out=self.ledger_dir / SHAPE_FILE)
         self._result = LocustResult(
             exit_code=int(self.proc.returncode),
             stats=stats,
@@ -427,7 +430,15 @@ def run_locust(
         raise ConfigError(f"must be a .py file with no comma in its path, got {lf}", where="load.locustfile")
     ledger = Path(ledger_dir)
     ledger.mkdir(parents=True, exist_ok=True)
-    for pattern in ("ledger-*.jsonl", "live-*.jsonl", f"{DONE_PREFIX}-*.json", "worker-*.log"):
+    for pattern in (
+        "ledger-*.jsonl",
+        "live-*.jsonl",
+        f"{DONE_PREFIX}-*.json",
+        "worker-*.log",
+        f"{SHAPE_PREFIX}-*.jsonl",
+        ABORT_FILE,
+        SHAPE_FILE,
+    ):
         for old in ledger.glob(pattern):
             old.unlink()
     run_env = dict(os.environ)

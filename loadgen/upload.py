@@ -15,6 +15,8 @@ tables look for them:
 - ``load.log`` — Locust's log (the run's folder)
 - ``load_nodes.jsonl`` — a distributed load's workers, one row each, its ledger part whole or not (the
   run's folder; only when the result has ``nodes``: :mod:`loadgen.distributed`)
+- ``load_shape.jsonl`` — the overload shape's samples and fault rows (the run's folder; only when the
+  load ran a shape, :mod:`resgate.contract.shape`): the timeline Lambda reads its fault rows
 
 The rows of the two tables are stamped with ``run_id`` and ``gate``
 (:func:`resgate.contract.layout.stamp_line`), as the gate's own tables are: in Athena ``run_id`` is a column,
@@ -40,6 +42,7 @@ from loadgen.stats import load_locust_json
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
 from resgate.contract.layout import RunKey, stamp_line
+from resgate.contract.shape import SHAPE_FILE
 
 DEFAULT_LAYOUT: Mapping[str, str] = {
     "ledger": "ledger.jsonl",
@@ -48,6 +51,7 @@ DEFAULT_LAYOUT: Mapping[str, str] = {
     "live": "load_live.jsonl",
     "log": "load.log",
     "nodes": "load_nodes.jsonl",
+    "shape": "load_shape.jsonl",
 }
 _CONTENT_TYPES = {".jsonl": "application/x-ndjson", ".json": "application/json", ".log": "text/plain"}
 
@@ -145,6 +149,7 @@ def upload_results(
         "live": live_path,
         "log": Path(result.log_path),
         "nodes": nodes_path,
+        "shape": ledger_dir / SHAPE_FILE,  # the overload shape's samples and fault rows, when it ran
     }
     keys = []
     for kind, path in files.items():

@@ -11,13 +11,17 @@ as ``InvalidInput`` naming the known profiles, before the lock is taken or anyth
 
 The record (``$.profile``)::
 
-    {"name": "nightly", "load": {"users": "60", "spawn_rate": "30", "duration_s": "90", "workers": "2"},
-     "workers": 2, "faults": {"kill_gateway": true, "kill_matcher": false, ...}, "left_out": ["kill-matcher"],
+    {"name": "nightly", "load": {"users": "60", "spawn_rate": "30", "duration_s": "90", "workers": "2",
+     "shape": ""}, "workers": 2, "faults": {"kill_gateway": true, "kill_matcher": false, ...},
+     "left_out": ["kill-matcher"],
      "waits": {"load_s": 90, "at_kill_gateway": 20, ...}}
 
 ``workers`` (a number) is how many worker tasks the run starts (:mod:`infra.state_machine.load`).
 ``load`` holds strings: they are the load task's container environment overrides in ``ecs:runTask``
-(:mod:`infra.state_machine.load`). ``faults`` says which experiments the profile runs:
+(:mod:`infra.state_machine.load`); ``shape`` is ``RESGATE_LOAD_SHAPE``, the profile's ``overload`` faults
+by ``factor`` as the load shape's steps (:mod:`resgate.contract.shape`; ``""``: none), so the task's Locust
+multiplies its users at each one's ``at_s`` (counted from its own start) for its ``duration_s``.
+``faults`` says which experiments the profile runs:
 ``Select profile faults`` (a JSONata Pass right after ``Schedule faults``) moves each fault the profile
 leaves out to a second after the load's end, so the fault phase skips it like any fault due after the
 load (it starts no experiment; the timeline lists it as not started); ``$.profile.left_out`` names it.
@@ -35,7 +39,9 @@ from infra.fault_experiments import ExperimentSpec
 from infra.state_machine.cleanup import CleanupBranch
 from infra.state_machine.schedule import TIMESTAMP_PICTURE, offset_key
 from infra.state_machine.steps import Steps
+from resgate.config.faults import shape_steps
 from resgate.config.schema import Fault, GateConfig, Load
+from resgate.contract.shape import encode_steps
 
 PROFILE_PATH = "$.profile"
 DEFAULT_STATE = "Config's own load and faults"
@@ -57,6 +63,7 @@ def profile_record(
             "spawn_rate": f"{load.spawn_rate:g}",
             "duration_s": f"{load.duration_s:g}",
             "workers": str(load.workers),
+            "shape": encode_steps(shape_steps(faults)),
         },
         "workers": load.workers,
         "faults": {spec.key: spec.name in at for spec in experiments},

@@ -2,7 +2,9 @@
 ``faults.jsonl`` and ``health.jsonl`` to the run's store in the local runner's formats.
 
 The state machine calls it after the load and the quiesce wait, before the checks: the recovery check reads
-these two files. Faults come from :mod:`lambdas.timeline.faults`, health from :mod:`lambdas.timeline.health`.
+these two files. Faults come from :mod:`lambdas.timeline.faults` (the FIS experiments) and from the load
+shape's fault rows (its ``overload`` steps by ``factor``, which the load task ran and uploaded in
+``load_shape.jsonl``: :func:`shape_rows`), health from :mod:`lambdas.timeline.health`.
 The event is the run fields of :mod:`lambdas` plus :class:`lambdas.timeline.inputs.TimelineInputs`; the
 output goes to ``$.timeline`` (``observed_until`` is handed to the recovery check). An invalid event raises
 ConfigError; any AWS failure a GateError (the state machine retries it, then cleans up and fails the run).
@@ -19,7 +21,16 @@ from lambdas.common.event import RunEvent
 from lambdas.timeline.faults import fault_rows
 from lambdas.timeline.health import held_windows, service_health
 from lambdas.timeline.inputs import TimelineInputs
-from resgate.evidence.store import write_jsonl
+from resgate.contract.shape import timeline_rows
+from resgate.evidence.store import RunStore, read_jsonl, write_jsonl
+
+
+def shape_rows(store: RunStore) -> list[dict[str, Any]]:
+    """The fault rows of the load shape's overload steps (``load_shape.jsonl``, uploaded by the load task
+    when it ran a shape; none without it), in the timeline's format (:mod:`resgate.contract.shape`)."""
+    if not store.exists("load_shape"):
+        return []
+    return timeline_rows(read_jsonl(store, "load_shape"))
 
 
 def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str, Any]:
@@ -28,6 +39,8 @@ def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str
     inputs = TimelineInputs.from_event(run)
     store = run.store()
     faults, active = fault_rows(fis, ecs, inputs.cluster, inputs.faults, now=time.time())
+    surges = shape_rows(store)
+    faults = sorted([*faults, *surges], key=lambda r: float(r["ts"]))
     if active:
         tools.logger.warning("experiments have not ended yet", extra={"faults": active})
     health, failures = service_health(

@@ -3,10 +3,12 @@ services, the load's window and the embedded infrastructure, naming the field an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from resgate.config.model import (
     FAULT_KINDS,
+    MAX_LOAD_USERS,
     NETWORK_DEPENDENCIES,
     NETWORK_FAULT_KINDS,
     Fault,
@@ -14,6 +16,8 @@ from resgate.config.model import (
     Load,
     Target,
 )
+from resgate.contract.shape import MAX_FACTOR as SHAPE_MAX_FACTOR
+from resgate.contract.shape import ShapeStep, surge_users
 from resgate.sections.fields import Section
 
 
@@ -154,19 +158,54 @@ OVERLOAD_MAX_IN_FLIGHT = 1000
 """The machine's budget for a burst: sockets open at once (each an fd on both sides of 127.0.0.1)."""
 OVERLOAD_END_MARGIN_S = 3.0
 """A burst and its last deadline end this long before the load does, so its recovery is observed."""
+OVERLOAD_FORMS = ("rps", "factor")
 
 
 def _parse_overload(
     sec: Section, target: Target, load: Load, at_s: float, params: dict[str, Any]
 ) -> str | None:
-    """``overload``: an open-loop burst of ``rps`` order requests for ``duration_s`` against the exposed
-    service (:mod:`resgate.local.burst`), each with a ``timeout_s`` deadline, at most ``max_in_flight`` at
-    once (the machine's budget); it must end, deadline included, before the load does."""
+    """``overload``, in one of two forms (exactly one of ``rps`` and ``factor``):
+
+    - ``rps``: an open-loop burst of ``rps`` order requests for ``duration_s`` against the exposed service
+      (:mod:`resgate.local.burst`, a process beside the load), each with a ``timeout_s`` deadline, at most
+      ``max_in_flight`` at once (the machine's budget); it must end, deadline included, before the load does;
+    - ``factor``: the load's own users multiplied by ``factor`` for ``duration_s`` through the load's shape
+      (:mod:`resgate.contract.shape`; ``spawn_rate``: how fast the extra users start, default all within a
+      second); users × factor must stay within the users budget (:data:`MAX_LOAD_USERS`), and the window
+      must end before the load does."""
     exposed = next((s.name for s in target.services if s.expose), None)
     if target.services and exposed is None:
         raise sec.error("kind", "an overload needs an exposed service (the burst's clients call it)")
-    params["rps"] = float(sec.num("rps", min=1, max=OVERLOAD_MAX_RPS))
+    given = [k for k in OVERLOAD_FORMS if sec.has(k)]
+    if len(given) != 1:
+        key = given[-1] if given else "rps"
+        raise sec.error(
+            key,
+            "an overload takes exactly one of rps (an open-loop burst beside the load) and factor (the "
+            f"load's users multiplied), got {given or 'neither'}",
+        )
     params["duration_s"] = float(sec.num("duration_s", min=0.5, max=120))
+    if given == ["factor"]:
+        params["factor"] = float(sec.num("factor", min=1.1, max=SHAPE_MAX_FACTOR))
+        users = surge_users(load.users, params["factor"])
+        if users > MAX_LOAD_USERS:
+            raise sec.error(
+                "factor",
+                f"load.users ({load.users}) x factor ({params['factor']:g}) = {users} users exceeds the "
+                f"users budget ({MAX_LOAD_USERS})",
+            )
+        params["users"] = users
+        if sec.has("spawn_rate"):
+            params["spawn_rate"] = float(sec.num("spawn_rate", min=0.1, max=MAX_LOAD_USERS))
+        end = at_s + params["duration_s"] + OVERLOAD_END_MARGIN_S
+        if end > load.duration_s:
+            raise sec.error(
+                "duration_s",
+                f"the surge (at_s {at_s:g} + duration_s + {OVERLOAD_END_MARGIN_S:g} s) must end by the "
+                f"load's end (load.duration_s = {load.duration_s:g}), got {end:g}",
+            )
+        return exposed
+    params["rps"] = float(sec.num("rps", min=1, max=OVERLOAD_MAX_RPS))
     params["timeout_s"] = float(sec.num("timeout_s", 3.0, min=0.1, max=60))
     params["max_in_flight"] = sec.num("max_in_flight", 400, min=1, max=OVERLOAD_MAX_IN_FLIGHT, integer=True)
     end = at_s + params["duration_s"] + params["timeout_s"] + OVERLOAD_END_MARGIN_S
@@ -177,6 +216,22 @@ def _parse_overload(
             f"the load's end (load.duration_s = {load.duration_s:g}), got {end:g}",
         )
     return exposed
+
+
+def shape_steps(faults: Iterable[Fault]) -> list[ShapeStep]:
+    """The load shape's steps: one per ``overload`` fault in its ``factor`` form, in schedule order."""
+    return [
+        ShapeStep(
+            name=f.name,
+            at_s=f.at_s,
+            duration_s=f.params["duration_s"],
+            factor=f.params["factor"],
+            target=f.target or "",
+            spawn_rate=f.params.get("spawn_rate"),
+        )
+        for f in sorted(faults, key=lambda f: f.at_s)
+        if f.kind == "overload" and "factor" in f.params
+    ]
 
 
 def _aws_sources(sec: Section) -> list[str]:

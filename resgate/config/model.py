@@ -15,6 +15,9 @@ from resgate.sections.yamlpos import Located
 # Network faults act on a path between a service and a dependency (or its clients); see resgate.local.toxics.
 NETWORK_FAULT_KINDS = ("network_partition", "network_latency", "packet_loss", "bandwidth", "connection_reset")
 NETWORK_DEPENDENCIES = ("postgres", "kafka", "clients")
+MAX_LOAD_USERS = 10_000
+"""The users budget of one load (``load.users``, and an ``overload``'s users × ``factor``): Locust users
+on one machine or one load task, each a greenlet with its own connections."""
 BALANCER_MODES = ("http", "tcp")
 FAULT_KINDS = (
     *("stop_task", "hang", "db_blip", "kafka_broker_down", "kafka_latency", "duplicate_delivery"),

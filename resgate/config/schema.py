@@ -18,6 +18,7 @@ from resgate.config.model import (
     BALANCER_MODES,
     CHECK_NAMES,
     FAULT_KINDS,
+    MAX_LOAD_USERS,
     NETWORK_DEPENDENCIES,
     NETWORK_FAULT_KINDS,
     PRODUCTION_TAG_VALUES,
@@ -196,7 +197,7 @@ def _parse_aws_database(sec: Section) -> AwsDatabase:
 
 def _parse_load(sec: Section) -> Load:
     load = Load(
-        users=sec.num("users", 20, min=1, max=10_000, integer=True),
+        users=sec.num("users", 20, min=1, max=MAX_LOAD_USERS, integer=True),
         spawn_rate=float(sec.num("spawn_rate", 10.0, min=0.1)),
         duration_s=float(sec.num("duration_s", 60.0, min=1)),
         baseline_s=float(sec.num("baseline_s", 5.0, min=0)),

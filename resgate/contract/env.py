@@ -72,6 +72,11 @@ client never saw, e.g. a FIX resend after a reconnect); default 0.02, 0 turns it
 ENV_STREAM_SUBSCRIBERS = "RESGATE_STREAM_SUBSCRIBERS"
 """Market-data subscribers per load process (``loadgen.stream_user.StreamUser``, default 0: none); each
 subscribes to the target's ``/stream`` and writes the stream ledger (``stream-<pid>.jsonl``)."""
+ENV_LOAD_SHAPE = "RESGATE_LOAD_SHAPE"
+"""The load's overload steps (``overload`` faults in their ``factor`` form), as JSON
+(:func:`resgate.contract.shape.encode_steps`): when set, the ledger hook installs
+:class:`loadgen.load_shape.OverloadShape`, which multiplies the users by each step's factor for its
+duration, locally and on Fargate alike; empty or unset, no shape (Locust's ``-u``/``-r``/``-t``)."""
 ENV_CONN_MAX_AGE_S = "RESGATE_CONN_MAX_AGE_S"
 """A trader opens a new connection before its next request once its connection is this old (default 2 s;
 0 keeps one connection for the whole run). A load balancer that works per connection, like the local

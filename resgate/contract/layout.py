@@ -154,6 +154,7 @@ FILES = {
     "events": "events.jsonl",
     "load_live": "load_live.jsonl",  # the load's per-second live lines (loadgen.upload writes it on AWS)
     "load_nodes": "load_nodes.jsonl",  # one line per Locust worker: its ledger part complete or not
+    "load_shape": "load_shape.jsonl",  # the overload shape's samples and fault rows (resgate.contract.shape)
 }
 
 

@@ -20,8 +20,11 @@ injection until ``observe_s`` after the lift and records them as a ``leader_samp
 check's leader judgments). Kafka paths are not proxied (clients follow the advertised broker addresses): a
 partition takes every broker down (``refuse``) or sets a round trip as long as the partition (``hang``),
 latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on Kafka are skipped with
-the reason recorded. ``overload``: an open-loop burst of order requests far beyond capacity for
-``duration_s`` (:mod:`resgate.local.burst`, in its own process), its requests in the client ledger.
+the reason recorded. ``overload`` with ``rps``: an open-loop burst of order requests
+far beyond capacity for ``duration_s`` (:mod:`resgate.local.burst`, in its own process), its requests in the
+client ledger; with ``factor``: the load's own users multiplied for ``duration_s`` by the load's shape
+(:mod:`loadgen.load_shape`, started with the load from ``RESGATE_LOAD_SHAPE``), whose fault rows are
+recorded here with the shape's times (an abort writes the shape's abort file: no step holds after it).
 Every fault with a duration is reverted on every exit path (``revert_all``).
 
 **Proof of effect.** A fault that acted on nothing would leave a calm run that proves nothing, so each
@@ -35,6 +38,8 @@ kinds act through the mock cluster's controls and record no observation.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -45,12 +50,15 @@ import psycopg
 
 from resgate.config.schema import NETWORK_FAULT_KINDS, Fault
 from resgate.contract.errors import GateError
+from resgate.contract.shape import ABORT_FILE, SHAPE_PREFIX, timeline_rows
 from resgate.local.burst import BurstProcess, BurstSpec
 from resgate.local.httpgate import RateLimit
 from resgate.redelivery import redeliver
 from resgate.runner.leader import LeaderSampler, find_leader
 from resgate.runner.local_target import LocalTarget
 
+SHAPE_FOLLOW_SLACK_S = 60.0
+"""How long past an overload's window its shape's rows are followed live (the rest is read at the end)."""
 BURST_START_WAIT_S = 10.0
 """How long an overload waits for its burst's first request before it counts the burst as in effect."""
 EFFECT_WAIT_S = 2.0
@@ -63,6 +71,59 @@ def process_state(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return None
+
+
+class _ShapeFollower:
+    """Follows one overload's fault rows in the load shape's files (``shape-<pid>.jsonl`` in the load's
+    folder) and records each once, until its ``ended`` row or :meth:`finish` (a last read: the load has
+    stopped, so the shape has written all it will)."""
+
+    def __init__(self, runner: FaultRunner, fault: Fault, folder: Path) -> None:
+        self.runner, self.fault, self.folder = runner, fault, folder
+        self.seen: set[tuple[str, float]] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._main, name=f"shape-{fault.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _read(self) -> bool:
+        """Record the rows not recorded yet; True once the step has ended."""
+        with self._lock:
+            lines = []
+            for path in sorted(self.folder.glob(f"{SHAPE_PREFIX}-*.jsonl")):
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except OSError:
+                    continue
+                for line in text.splitlines(keepends=True):
+                    if line.endswith("\n") and line.strip():
+                        with contextlib.suppress(ValueError):
+                            lines.append(json.loads(line))
+            ended = False
+            for row in timeline_rows(lines):
+                if row["fault_id"] != self.fault.name:
+                    continue
+                key = (str(row["event"]), float(row["ts"]))
+                if key not in self.seen:
+                    self.seen.add(key)
+                    self.runner._record_row(self.fault, row)
+                ended = ended or row["event"] == "ended"
+            return ended
+
+    def _main(self) -> None:
+        deadline = time.monotonic() + self.fault.params["duration_s"] + SHAPE_FOLLOW_SLACK_S
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if self._read():
+                return
+            self._stop.wait(0.25)
+
+    def finish(self) -> None:
+        """Stop following and read what is left."""
+        self._stop.set()
+        self._thread.join(2.0)
+        self._read()
 
 
 def _until(cond: Callable[[], bool], timeout_s: float) -> bool:
@@ -108,6 +169,7 @@ class FaultRunner:
         self._timers: list[threading.Timer] = []
         self._observers: dict[str, Callable[[], tuple[bool, str]]] = {}
         self._bursts: list[BurstProcess] = []  # overload bursts: halted at their lift, joined by join()
+        self._followers: list[_ShapeFollower] = []  # overloads by factor: the load shape's rows, followed
         self._samplers: dict[str, LeaderSampler] = {}
         self.aborted_reason: str | None = None
 
@@ -202,6 +264,7 @@ class FaultRunner:
                 return
             self.aborted_reason = reason
             self._abort.set()
+        self._abort_shape(reason)
         self.revert_all(done="aborted", reason=reason)
 
     def pending(self) -> bool:
@@ -216,6 +279,8 @@ class FaultRunner:
             self._thread.join(timeout)
         for burst in self._bursts:
             burst.stop()
+        for follower in self._followers:
+            follower.finish()
 
     def _after(self, fault: Fault, seconds: float, revert: Callable[[], None]) -> None:
         with self._revert_lock:
@@ -348,11 +413,48 @@ class FaultRunner:
         else:  # the schema rejects unknown kinds; this guards against a schema/runner mismatch
             raise GateError(f"fault kind {fault.kind!r} has no local implementation")
 
+    def _surge(self, fault: Fault) -> None:
+        """An overload in its ``factor`` form: the load's own shape (:mod:`loadgen.load_shape`, started with
+        the load) multiplies its users on its own clock; here its fault rows for this fault are followed
+        from the shape's files and recorded as they come, with the shape's times."""
+        if self.ledger_dir is None:
+            raise GateError("an overload's factor needs the load's folder (the shape's rows)")
+        follower = _ShapeFollower(self, fault, self.ledger_dir)
+        self._followers.append(follower)
+        follower.start()
+
+    def _record_row(self, fault: Fault, row: dict[str, Any]) -> None:
+        """Record one of the load shape's fault rows as it was written (its time, event and detail)."""
+        ev = {
+            "ts": float(row["ts"]),
+            "fault_id": fault.name,
+            "kind": fault.kind,
+            "target": fault.target or "",
+            "event": row["event"],
+            "detail": row["detail"] if isinstance(row.get("detail"), dict) else {"note": row.get("detail")},
+        }
+        with self._lock:
+            self._events.append(ev)
+        if self.on_event:
+            self.on_event(ev)
+
+    def _abort_shape(self, reason: str) -> None:
+        """Ask the load's shape to end every held step, and never start one (its abort file)."""
+        if self.ledger_dir is None or not any("factor" in f.params for f in self.faults):
+            return
+        try:
+            (self.ledger_dir / ABORT_FILE).write_text(json.dumps({"reason": reason}))
+        except OSError:  # the load's folder is gone: the load has ended, and its shape with it
+            pass
+
     def _overload(self, fault: Fault) -> None:
         """Start a burst against the exposed service; lifted at ``duration_s`` (or on abort) by halting it:
         the lift is when arrivals stop (what recovery counts from), and :meth:`join` waits for the requests
         still in flight."""
         p = fault.params
+        if "factor" in p:
+            self._surge(fault)
+            return
         if self.ledger_dir is None:
             raise GateError("an overload needs the load's ledger folder for its requests")
         spec = BurstSpec(

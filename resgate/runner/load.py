@@ -17,10 +17,12 @@ from loadgen.run import LocustResult, LocustRun, run_locust
 from loadgen.stats import read_live, summarize
 from resgate.checks.histogram import percentile
 from resgate.checks.slo.phases import locust_bucket
+from resgate.config.faults import shape_steps
 from resgate.config.runnable import resolve_locustfile
 from resgate.config.schema import GateConfig
-from resgate.contract.env import ENV_ARRIVAL_RATE, ENV_USERS
+from resgate.contract.env import ENV_ARRIVAL_RATE, ENV_LOAD_SHAPE, ENV_USERS
 from resgate.contract.errors import ConfigError, DependencyMissing
+from resgate.contract.shape import encode_steps
 from resgate.runner.guardrails import Window
 
 
@@ -162,11 +164,16 @@ def intended_figures(ledger_path: Path) -> dict[str, str]:
 
 
 def load_env(cfg: GateConfig) -> dict[str, str]:
-    """The locustfile's settings the load section implies: the open model's rate and the user count it
-    is shared by (``loadgen.load_config``); ``{}`` for the closed model."""
-    if cfg.load.arrival_rate is None:
-        return {}
-    return {ENV_ARRIVAL_RATE: f"{cfg.load.arrival_rate:g}", ENV_USERS: str(cfg.load.users)}
+    """The locustfile's settings the config implies: the open model's rate and the user count it is shared
+    by (``loadgen.load_config``), and the load shape's steps (``RESGATE_LOAD_SHAPE``: the ``overload``
+    faults in their ``factor`` form, :func:`resgate.config.faults.shape_steps`); ``{}`` for neither."""
+    out: dict[str, str] = {}
+    if cfg.load.arrival_rate is not None:
+        out.update({ENV_ARRIVAL_RATE: f"{cfg.load.arrival_rate:g}", ENV_USERS: str(cfg.load.users)})
+    steps = shape_steps(cfg.faults)
+    if steps:
+        out[ENV_LOAD_SHAPE] = encode_steps(steps)
+    return out
 
 
 def start_load(cfg: GateConfig, host: str, ledger_dir: Path) -> LoadRun:

@@ -27,7 +27,7 @@ from infra import constants as c
 from infra import fis_actions
 from infra.data_faults import FaultResources, plan_data_fault
 from infra.fault_automation import Automation
-from infra.network_faults import NO_FIS_ACTION, REFUSED_ON_AWS, AwsFault, Skipped, plan_fault
+from infra.network_faults import NO_FIS_ACTION, REFUSED_ON_AWS, AwsFault, LoadStep, Skipped, plan_fault
 from infra.settings import DeploymentSettings
 from infra.state_machine.faults import RDS_ACTION_BOUND_S, experiment_wait_s
 from resgate.config.model import FAULT_KINDS, AwsDatabase, Fault
@@ -148,10 +148,10 @@ def _fault(kind: str) -> Fault:
         "kafka_latency": {"broker": 1, "rtt_ms": 100, "duration_s": 2.0},
         "hang": {"percent": 50.0, "duration_s": 2.0, "port": 8080},
         "leader_loss": {"mode": "pause", "duration_s": 2.0, "observe_s": 10.0},
-        "overload": {"rps": 200.0, "duration_s": 4.0, "timeout_s": 3.0, "max_in_flight": 400},
         "stop_task": {"percent": 50.0},
         "zone_loss": {"zone": "a", "services": []},
         "rate_limit_spike": {"percent": 30.0, "duration_s": 5.0, "retry_after_s": 1},
+        "overload": {"factor": 3.0, "duration_s": 5.0, "users": 60},
         "connection_reset": {
             "service": "gw",
             "dependency": "clients",
@@ -213,18 +213,19 @@ ON_AWS = {
 
 def test_the_walk_knows_every_kind_of_the_config_schema_once():
     mapped, refused, skipped = set(ON_AWS), set(REFUSED_ON_AWS), set(NO_FIS_ACTION)
-    assert mapped | refused | skipped == set(FAULT_KINDS)
-    assert not (mapped & refused or mapped & skipped or refused & skipped)
+    load_steps = {"overload"}  # a step of the Fargate load's own shape, no FIS action
+    assert mapped | refused | skipped | load_steps == set(FAULT_KINDS)
+    sets = (mapped, refused, skipped, load_steps)
+    assert sum(len(x) for x in sets) == len(set().union(*sets))  # each kind in exactly one
 
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 def test_every_fault_kind_runs_as_its_fis_action_on_aws_or_is_refused_naming_the_field(kind):
     """No silent skip (issue 21): each kind is an FIS template of its action, or a ConfigError naming
-    ``faults.<name>.kind`` and why; ``overload`` stays skipped with its reason until its AWS form (the Fargate
-    load's burst step, issue 25b) lands."""
+    ``faults.<name>.kind`` and why; an ``overload`` by ``factor`` is a step of the Fargate load's shape."""
     fault = _fault(kind)
 
-    def plan() -> AwsFault | Skipped:
+    def plan() -> AwsFault | LoadStep | Skipped:
         return plan_fault(
             fault,
             ecs_services={"gw": "pb-gw"},
@@ -238,6 +239,10 @@ def test_every_fault_kind_runs_as_its_fis_action_on_aws_or_is_refused_naming_the
             plan()
         assert e.value.where == f"faults.f-{kind}.kind"
         assert REFUSED_ON_AWS[kind] in str(e.value)
+        return
+    if kind == "overload":  # a step of the load task's shape, no FIS experiment
+        p = plan()
+        assert isinstance(p, LoadStep) and p.fault.params["factor"] == 3.0
         return
     if kind in NO_FIS_ACTION:
         p = plan()
