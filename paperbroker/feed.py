@@ -100,6 +100,7 @@ class MarketFeed:
         self.resend = resend
         self.close_on_restart = close_on_restart
         self.projector_restarts = 0
+        self.watching = False  # LISTENing for projector sessions now
         self.trades: dict[str, deque[dict[str, Any]]] = {}
         self.last: dict[str, tuple[int, str]] = {}  # symbol -> (seq, price)
         self.subscribers: set[_Subscriber] = set()
@@ -192,6 +193,7 @@ class MarketFeed:
             try:
                 conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(dsn, autocommit=True), 5.0)
                 await conn.execute(f"LISTEN {PROJECTOR_CHANNEL}")
+                self.watching = True
                 while not stop.is_set():
                     async for _note in conn.notifies(timeout=WATCH_RETRY_S):
                         self.projector_restarted()
@@ -202,6 +204,7 @@ class MarketFeed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), WATCH_RETRY_S)
             finally:
+                self.watching = False
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()

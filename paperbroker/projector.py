@@ -12,8 +12,8 @@ the group: changes are commutative and rows are locked in a fixed order. Seeded 
 ``projection_drift`` never writes the cancelled status into ``rm_orders``, ``projector_skips_backlog``
 skips a partition it consumed before to its end after a restart. Each batch's record positions go into
 ``consumed_offsets`` in the batch's transaction (the gate's ``offset_backwards`` / ``offset_skip``).
-Each session, once ready, announces itself to the market-data feed (a Postgres ``NOTIFY``,
-:func:`paperbroker.feed.announce_projector_session`).
+Each session, once its database connection is open, announces itself to the market-data feed (a
+Postgres ``NOTIFY``, :func:`paperbroker.feed.announce_projector_session`).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class Projector:
         consumer: AIOKafkaConsumer | None = None
         try:
             await ensure_schema_async(conn, LIVE_SCHEMA)
+            await announce_projector_session(conn)  # the feed replicas start their subscribers over
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=s.kafka_bootstrap,
                 group_id=group_id_for(s),
@@ -104,7 +105,6 @@ class Projector:
             await consumer.start()
             self.health.set_ready()
             self.health.details.pop("last_error", None)
-            await announce_projector_session(conn)  # the feed replicas start their subscribers over
             log.info("projector ready (group %s, bugs %s)", group_id_for(s), sorted(s.bugs))
             while not stop.is_set():
                 data = await consumer.getmany(timeout_ms=200, max_records=BATCH_MAX_RECORDS)
