@@ -63,6 +63,13 @@ ECS_TAG_SERVICE = "aws:ecs:serviceName"
 
 # ------------------------------------------------------------------------------------------ Lambdas
 CHECK_FUNCTIONS = ("slo", "recovery", "retryable", "integrity", "replay")
+# A check a config opts into has its Lambda only in the stacks of configs that enable it.
+STREAMING_FUNCTION = "streaming"
+OPTIONAL_CHECK_FUNCTIONS = (STREAMING_FUNCTION,)
+DEPLOYABLE_CHECKS = (*CHECK_FUNCTIONS, *OPTIONAL_CHECK_FUNCTIONS)
+# In the VPC with the Kafka bootstrap but no database secret, in a security group of its own: streaming
+# reads the trades topic and the run's files, never the database.
+TOPIC_CLIENTS = (STREAMING_FUNCTION,)
 VERDICT_FUNCTION = "verdict"
 # Steps that read the infrastructure instead of judging evidence: the timeline writes faults.jsonl and
 # health.jsonl from FIS and ECS before the checks. They only put evidence, never read it.
@@ -102,6 +109,7 @@ LAMBDA_EXTRA_REQUIREMENTS = {
     # fields its model does not know): the preflight brings its own, pinned as in constraints.txt.
     PREFLIGHT_FUNCTION: ("boto3==1.44.5", "botocore==1.44.5"),
     REDELIVER_FUNCTION: ("aiokafka==0.14.0",),
+    STREAMING_FUNCTION: ("aiokafka==0.14.0",),
 }
 LAMBDA_SOURCE_PACKAGES = ("resgate", "lambdas")
 ENV_EVIDENCE_BUCKET = lambda_settings.ENV_EVIDENCE_BUCKET
