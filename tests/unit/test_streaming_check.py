@@ -499,3 +499,16 @@ def test_what_a_subscriber_heard_on_a_later_connection_does_not_extend_an_earlie
     r = run(recs, {"AAPL": published(12)}, min_completeness=0.0, max_silence_s=1.5)
     assert r.valid is True and r.counts["silent"] == 0
     assert streaming.live_spans(recs)[("a", "AAPL")] == [(T0, T0 + 12), (T0 + 13, T0 + 40)]
+
+
+def test_a_clients_records_are_taken_in_time_order_whatever_order_the_ledger_holds_them_in() -> None:
+    recs = [*dropped("a", got_to=10, heard_to=T0 + 20)[:-1], rec("a", T0 + 21, sl.EV_DISCONNECT, reason="x")]
+    shuffled = [recs[-2], *recs[:-2], recs[-1]]  # the heartbeat first: in file order it was never heard
+    assert streaming.live_spans(shuffled) == streaming.live_spans(recs) == {("a", "AAPL"): [(T0, T0 + 20)]}
+    assert run(shuffled, {"AAPL": published(15)}, min_completeness=0.0).counts["silent"] == 5
+
+
+def test_silence_is_reported_to_the_millisecond() -> None:
+    recs = dropped("a", got_to=10, heard_to=T0 + 12.23456)  # trade 11 (T0+11) missing: 1.23456 s
+    r = run(recs, {"AAPL": published(11)}, min_completeness=0.0, max_silence_s=1.0, tail_grace_s=0.0)
+    assert [e["silent_s"] for e in r.examples] == [1.235]

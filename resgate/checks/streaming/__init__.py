@@ -22,8 +22,8 @@ Anomalies (one function each below; ``kind`` in the examples):
   trade was published after the feed answered the subscriber's subscribe on that connection (its
   snapshot or resume), and the subscriber went on hearing the feed (trades of other symbols,
   heartbeats) on the same connection for more than ``max_silence_s`` (default 5 s) after it, with no
-  disconnect in between and no later trade of that symbol. The feed dropped it without a close, so it
-  never reconnected to be resent.
+  disconnect in between and without the trade after the missing range. The feed dropped it without a
+  close, so it never reconnected to be resent.
   Example: client ``s1-2`` subscribed to AAPL at 10.0 and heard heartbeats until 31.0 on that
   connection; AAPL 41..90, published from 12.5 on, never came (silent for 18.5 s). Judged whatever
   ``min_completeness`` is.
@@ -303,18 +303,18 @@ def live_spans(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], li
         by_client[str(r.get("client_id"))].append(r)
     out: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
     for client, recs in by_client.items():
-        answered: dict[str, float] = {}
-        heard = 0.0
+        spans: dict[str, list[float]] = {}  # symbol -> [answered, heard] on the open connection
         for r in [*sorted(recs, key=lambda r: float(r.get("ts") or 0.0)), {"event": sl.EV_DISCONNECT}]:
             ev, ts = r.get("event"), float(r.get("ts") or 0.0)
             if ev in (sl.EV_CONNECT, sl.EV_DISCONNECT, sl.EV_CONNECT_ERROR):
-                for symbol, start in answered.items():
+                for symbol, (start, heard) in spans.items():
                     out[(client, symbol)].append((start, heard))
-                answered = {}
+                spans = {}
             elif ev in sl.LISTENING_EVENTS:
-                heard = ts
+                for span in spans.values():
+                    span[1] = ts
                 if ev in (sl.EV_SNAPSHOT, sl.EV_RESUME):
-                    answered.setdefault(str(r.get("symbol")), ts)
+                    spans.setdefault(str(r.get("symbol")), [ts, ts])
     return out
 
 
@@ -325,17 +325,16 @@ def silent_subscribers(
 ) -> list[dict[str, Any]]:
     """One ``silent_subscriber`` per (client, symbol, missing range) whose first trade was published on a
     live connection (at or after the feed's answer to the subscribe on it) that the subscriber went on
-    hearing for more than ``max_silence_s`` after it without a later trade of the symbol arriving;
-    ``silent_s`` is that span (to the first later trade of the symbol, or the last time it heard the feed
-    on that connection)."""
+    hearing for more than ``max_silence_s`` after it without the trade after the range arriving;
+    ``silent_s`` is that span (to the arrival of the trade after the range, or the last time it heard the
+    feed on that connection)."""
     spans = live_spans(evidence.records)
     out = []
     for (client, symbol), (due, sub) in sorted(table.items()):
         pub = evidence.published.get(symbol, {})
         for lo, hi in ranges(due - set(sub.received)):
             t = pub[lo]
-            later = [ts for seq, ts in sub.received.items() if seq > hi and ts >= t]
-            until = min(later, default=math.inf)
+            until = sub.received.get(hi + 1, math.inf)  # the trade after the range ends the silence
             silent = max(
                 (min(heard, until) - t for start, heard in spans.get((client, symbol), ()) if start <= t),
                 default=0.0,
