@@ -67,7 +67,7 @@ rehearse: install
 
 # The trading bugs' detection matrix: one targeted gate run (one fault) per bug, about a minute each.
 matrix: install
-	RESGATE_MATRIX=1 $(BIN)/pytest -q -m e2e tests/e2e/test_trading_bugs.py tests/e2e/test_distributed_load.py tests/e2e/test_streaming_gate.py
+	RESGATE_MATRIX=1 $(BIN)/pytest -q -m e2e tests/e2e/test_trading_bugs.py tests/e2e/test_distributed_load.py tests/e2e/test_streaming_gate.py tests/e2e/test_leader_gate.py
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

@@ -136,6 +136,8 @@ LOADGEN_CONTAINER = "loadgen"
 LOADGEN_STARTED_BY = lambda_settings.LOAD_STARTED_BY
 LOADGEN_DOCKERFILE = "loadgen/Dockerfile"
 LOADGEN_NODE = "fargate-0"
+LOADGEN_MASTER_PORT = 5557  # Locust's master port (loadgen.run.DEFAULT_MASTER_PORT)
+LOADGEN_MASTER_NODE = "master"  # a distributed load's master task (the workers are w1..wN)
 DEFAULT_LOCUSTFILE = "loadgen/locustfile.py"  # the bundled paperbroker locustfile (load.locustfile default)
 LOADGEN_STOP_TIMEOUT_S = 5  # RESGATE_STOP_TIMEOUT_S; the container's stopTimeout is this + 25 s
 # The load task's own guardrail metrics (loadgen/live_metrics.py publishes them; the alarms read them).

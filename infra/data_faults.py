@@ -13,6 +13,16 @@ conditions and its timeline.
   ConfigError naming that field.
 - ``kafka_broker_down``: ``aws:ssm:start-automation-execution`` of the broker-reboot automation on the MSK
   cluster ``kafka.cluster_arn`` (broker ``broker``); ``duration_s`` is the local gate's, as above.
+- ``leader_loss``: FIS cannot pick a task by what its ``/health`` says (the leader) nor pause a process, so
+  on AWS the leader loses its lease by losing the lease store: where the lease store is the target's
+  database (``target.aws.database``, as paperbroker's matcher lease is), the same reboot or failover as
+  ``db_blip``. Every replica is cut off the store at once: the leader cannot renew (it must stop acting as
+  leader when its lease runs out) and, once the database is back, a replica takes the lease with a new
+  fencing token. Without ``target.aws.database``: a ConfigError naming that field. ``duration_s`` (the local
+  pause) and ``observe_s`` are the local gate's: a synth warning says the outage lasts the reboot.
+
+The two RDS actions' targets are the database's ARN under the keys the FIS actions reference gives them
+(``DBInstances``, resource type ``aws:rds:db``; ``Clusters``, ``aws:rds:cluster``).
 """
 
 from __future__ import annotations
@@ -26,7 +36,9 @@ from resgate.config.model import AwsDatabase, Fault
 from resgate.contract.errors import ConfigError
 from resgate.sections.kafka import KafkaSettings
 
-DATA_FAULT_KINDS = ("duplicate_delivery", "db_blip", "kafka_broker_down")
+DATA_FAULT_KINDS = ("duplicate_delivery", "db_blip", "kafka_broker_down", "leader_loss")
+# The kinds that act on the target's database (target.aws.database).
+DATABASE_FAULT_KINDS = ("db_blip", "leader_loss")
 TEMPLATE_FILES = {
     "automation": "ssm_automation.json",
     "instance": "rds_reboot_db_instance.json",
@@ -37,12 +49,14 @@ TEMPLATE_FILES = {
 @dataclass(frozen=True)
 class FaultResources:
     """What the data-path faults act on: the automation documents ({kind: :class:`Automation`}), the
-    target's database (``target.aws.database``) and its ARN, the MSK cluster's ARN (``kafka.cluster_arn``)."""
+    target's database (``target.aws.database``) and its ARN, the MSK cluster's ARN (``kafka.cluster_arn``);
+    and the bootstrap brokers (``kafka_bootstrap``), the sources of a ``kafka_latency``."""
 
     automations: Mapping[str, Automation] = field(default_factory=dict)
     database: AwsDatabase | None = None
     database_arn: str | None = None
     kafka_cluster_arn: str | None = None
+    kafka_bootstrap: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,11 +71,11 @@ class DataFaultPlan:
 
 def check_data_faults(faults: Sequence[Fault], *, database: AwsDatabase | None, kafka: KafkaSettings) -> None:
     """Refuse, when the deployment settings are read (before any construct), a data-path fault whose
-    target the config does not name: ``db_blip`` without ``target.aws.database``, ``kafka_broker_down``
-    without ``kafka.cluster_arn``. The ConfigError names that field and the fault."""
+    target the config does not name: ``db_blip`` or ``leader_loss`` without ``target.aws.database``,
+    ``kafka_broker_down`` without ``kafka.cluster_arn``. The ConfigError names that field and the fault."""
     for f in faults:
-        if f.kind == "db_blip" and database is None:
-            raise ConfigError(_NO_DATABASE.format(name=f.name), where="target.aws.database")
+        if f.kind in DATABASE_FAULT_KINDS and database is None:
+            raise ConfigError(_no_database(f), where="target.aws.database")
         if f.kind == "kafka_broker_down" and not kafka.cluster_arn:
             raise ConfigError(_NO_MSK.format(name=f.name), where="kafka.cluster_arn")
 
@@ -71,6 +85,19 @@ _NO_DATABASE = (
     "target.aws.database: {{instance: <RDS DB instance id>}} (aws:rds:reboot-db-instances) or "
     "{{cluster: <Aurora DB cluster id>}} (aws:rds:failover-db-cluster)"
 )
+_NO_LEASE_STORE = (
+    "fault {name} (leader_loss) cannot run on AWS without its lease store: FIS cannot find the leader from "
+    "/health nor pause a process (aws:ecs:task-kill-process only sends SIGTERM or SIGKILL), so on AWS the "
+    "leader loses its lease by a reboot or failover of the lease store, the target's database; give "
+    "target.aws.database: {{instance: <RDS DB instance id>}} or {{cluster: <Aurora DB cluster id>}} (the "
+    "database the service's lease lives in), or run this fault in the local gate only"
+)
+
+
+def _no_database(fault: Fault) -> str:
+    return (_NO_LEASE_STORE if fault.kind == "leader_loss" else _NO_DATABASE).format(name=fault.name)
+
+
 _NO_MSK = (
     "fault {name} (kafka_broker_down) reboots an MSK broker on AWS (aws:ssm:start-automation-execution → "
     "kafka:RebootBroker): give kafka.cluster_arn, the MSK cluster's ARN, or run this fault in the local "
@@ -89,13 +116,15 @@ def _automation(fault: Fault, resources: FaultResources) -> Automation:
     return doc
 
 
-def _held_locally(fault: Fault, what: str) -> list[str]:
+def _held_locally(fault: Fault, what: str, also: Sequence[str] = ()) -> list[str]:
     held = fault.params.get("duration_s")
     if not held:
         return []
+    others = "".join(f" and {k}" for k in also)
+    verb = "are" if also else "is"
     return [
-        f"fault {fault.name} ({fault.kind}): duration_s ({held:g} s) is the local gate's; on AWS the outage "
-        f"lasts as long as {what}"
+        f"fault {fault.name} ({fault.kind}): duration_s ({held:g} s){others} {verb} the local gate's; on AWS "
+        f"the outage lasts as long as {what}"
     ]
 
 
@@ -132,28 +161,40 @@ def plan_data_fault(fault: Fault, resources: FaultResources, *, max_duration: An
             description=f"{fault.name} reboots MSK broker {broker}",
             warnings=_held_locally(fault, "the broker's reboot"),
         )
-    if fault.kind == "db_blip":
-        db = resources.database
-        if db is None or not resources.database_arn:
-            raise ConfigError(_NO_DATABASE.format(name=fault.name), where="target.aws.database")
-        if db.instance:
-            return DataFaultPlan(
-                template_file=TEMPLATE_FILES["instance"],
-                values={
-                    "DATABASE_ARN": resources.database_arn,
-                    "FORCE_FAILOVER": "true" if db.force_failover else "false",
-                },
-                description=f"{fault.name} reboots DB instance {db.instance}"
-                + (" through a Multi-AZ failover" if db.force_failover else ""),
-                warnings=_held_locally(fault, "the instance's reboot"),
-            )
-        return DataFaultPlan(
-            template_file=TEMPLATE_FILES["cluster"],
-            values={"DATABASE_ARN": resources.database_arn},
-            description=f"{fault.name} fails Aurora cluster {db.cluster} over",
-            warnings=_held_locally(fault, "the cluster's failover"),
-        )
+    if fault.kind in DATABASE_FAULT_KINDS:
+        return _plan_database_fault(fault, resources)
     raise ValueError(f"{fault.kind} is not a data-path fault kind: {DATA_FAULT_KINDS}")
+
+
+def _plan_database_fault(fault: Fault, resources: FaultResources) -> DataFaultPlan:
+    """A ``db_blip`` or ``leader_loss``: the reboot of ``target.aws.database``'s instance or the failover of
+    its cluster (module docstring)."""
+    db = resources.database
+    if db is None or not resources.database_arn:
+        raise ConfigError(_no_database(fault), where="target.aws.database")
+    leader = fault.kind == "leader_loss"
+    what = f" (the lease store of {fault.target}: its leader loses the lease)" if leader else ""
+    local = ["observe_s"] if leader and fault.params.get("observe_s") else []
+    if leader and fault.params.get("mode") == "partition":  # one replica's own path: no FIS form picks it
+        local.append("mode partition (on AWS every replica loses the store, not the leader alone)")
+    if db.instance:
+        return DataFaultPlan(
+            template_file=TEMPLATE_FILES["instance"],
+            values={
+                "DATABASE_ARN": resources.database_arn,
+                "FORCE_FAILOVER": "true" if db.force_failover else "false",
+            },
+            description=f"{fault.name} reboots DB instance {db.instance}"
+            + (" through a Multi-AZ failover" if db.force_failover else "")
+            + what,
+            warnings=_held_locally(fault, "the instance's reboot", local),
+        )
+    return DataFaultPlan(
+        template_file=TEMPLATE_FILES["cluster"],
+        values={"DATABASE_ARN": resources.database_arn},
+        description=f"{fault.name} fails Aurora cluster {db.cluster} over{what}",
+        warnings=_held_locally(fault, "the cluster's failover", local),
+    )
 
 
 def database_arn(database: AwsDatabase | None, *, format_arn: Any) -> str | None:

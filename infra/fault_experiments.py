@@ -13,10 +13,12 @@ alarms, only while the experiment runs, and a stop-task action ends in seconds, 
 alarm could ever stop an experiment. A breach while the service recovers now stops the experiment (status
 *stopped*), which the state machine reads as a tripped guardrail. Every template has those stop conditions.
 
-Fault kinds without an AWS counterpart are listed in ``skipped`` (with ``skip_reasons``) and reported as a
-synth warning; they run in the local gate only. A network fault FIS would run differently than configured
-(``mode: refuse``) is a ConfigError, and so is a schedule in which two network faults would hold at once
-(FIS runs the network actions one at a time; the config's faults and every profile's are checked).
+A fault kind no FIS action can run is a ConfigError naming the field and why
+(:func:`infra.network_faults.refusal`); only ``overload``, whose AWS form is built beside the Fargate load,
+is listed in ``skipped`` (with ``skip_reasons``) and reported as a synth warning. A network fault FIS would
+run differently than configured (``mode: refuse``) is a ConfigError, and so is a schedule in which two
+network faults would hold at once (FIS runs the network actions, a ``hang``'s and a ``kafka_latency``'s
+included, one at a time; the config's faults and every profile's are checked).
 
 The FIS role gets, for each FIS action the templates use, the permissions the FIS actions reference lists
 for it (:data:`infra.fis_actions.ACTION_PERMISSIONS`, the one table the static rule in ``tests/infra``
@@ -64,7 +66,6 @@ from infra.guardrail_alarms import GuardrailAlarms
 from infra.lambda_bundling import lambda_code
 from infra.nag import acknowledge
 from infra.network_faults import (
-    NETWORK_ACTIONS,
     Skipped,
     check_network_schedule,
     plan_fault,
@@ -317,6 +318,7 @@ class FaultExperiments(Construct):
         self.skip_reasons: dict[str, str] = {}
         files: dict[str, Any] = {}
         keys: set[str] = set()
+        network_services: set[str] = set()
         region = Stack.of(self).region
         for fault in sorted(faults, key=lambda f: f.at_s):
             plan = plan_fault(
@@ -340,6 +342,7 @@ class FaultExperiments(Construct):
             if key in keys:
                 raise ConfigError(f"two faults map to the same key {key!r}", where=f"faults.{fault.name}")
             keys.add(key)
+            network_services.update(plan.task_services)
             path = template_dir / plan.template_file
             if path not in files:
                 files[path] = _read_template(path)
@@ -351,6 +354,7 @@ class FaultExperiments(Construct):
                     c.ECS_TAG_CLUSTER: target_cluster,
                     **plan.service_tags,
                 },
+                "SELECTION_MODE": plan.selection_mode,
                 "STOP_CONDITIONS": stop_conditions,
                 "OBSERVATION_WINDOW": iso_duration(self.observation_window_s),
                 "TAGS": {"Name": f"resgate-{gate}-{fault.name}", c.TAG_GATE: gate},
@@ -382,9 +386,8 @@ class FaultExperiments(Construct):
         for name, profile in (profile_faults or {}).items():
             names = {s.name for s in self.experiments}
             check_network_schedule([f for f in profile if f.name in names], where=f"profiles.{name}.faults")
-        self.network_services = sorted(
-            {s.service for s in self.experiments if s.fault.kind in NETWORK_ACTIONS}
-        )
+        # Every service whose tasks a network action runs in (a kafka_latency's: every client service).
+        self.network_services = sorted(network_services)
         # Each action's documented permissions (infra.fis_actions), scoped to the target cluster and tags.
         self.action_ids = sorted(
             {a["actionId"] for s in self.experiments for a in s.rendered["actions"].values()}

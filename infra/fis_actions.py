@@ -4,11 +4,14 @@ every synthesized template's role (``tests/infra/support/aws_rules.py``).
 
 The permissions are those the *AWS FIS Actions reference*
 (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html) lists under each action's
-"Permissions"; the ECS task network actions also resolve their targets to the SSM managed instances the
-task's SSM agent sidecar registered and describe the tasks' container instances, instances and subnets
-(``ecs:DescribeContainerInstances``, ``ec2:DescribeInstances``, ``ec2:DescribeSubnets``). ``aws:fis:wait``
-needs none. :data:`TARGET_RESOLUTION` is what FIS needs to resolve an ``aws:ecs:task`` target given by
-``resourceTags`` (list and describe the cluster's tasks, look tags up), whatever the action.
+"Permissions", row for row: ``aws:ecs:task-network-latency`` and ``aws:ecs:task-network-packet-loss`` also
+resolve their targets to the SSM managed instances the task's SSM agent sidecar registered and describe the
+tasks' container instances, instances and subnets (``ecs:DescribeContainerInstances``,
+``ec2:DescribeInstances``, ``ec2:DescribeSubnets``); ``aws:ecs:task-network-blackhole-port`` lists only
+``ecs:DescribeTasks`` and the three SSM command permissions (as ``aws:ecs:task-kill-process`` and the stress
+actions do). ``aws:fis:wait`` needs none. :data:`TARGET_RESOLUTION` is what FIS needs to resolve an
+``aws:ecs:task`` target given by ``resourceTags`` (list and describe the cluster's tasks, look tags up),
+whatever the action.
 
 Each permission is granted by one statement shape (:func:`statements_for`), scoped as far as the action
 allows: task and container-instance actions to the target cluster (``ecs:cluster``), ``ecs:StopTask`` to the
@@ -19,16 +22,18 @@ AWS's own ``AWSFaultInjectionSimulatorECSAccess`` managed policy and aws-samples
 AZ-impairment role both grant it on ``*`` (a container-instance ARN would deny FIS's listing); here on ``*``
 with the ``ecs:cluster`` condition, so only the target cluster's tasks are listed.
 
-The data-store and automation actions (issue 21): ``aws:rds:reboot-db-instances`` and
-``aws:rds:failover-db-cluster`` reboot or fail over only the database ``target.aws.database`` names, and
-only while it carries the gate's target tags (``aws:ResourceTag/<key>``);
+The data-store and automation actions (issue 21): ``aws:rds:reboot-db-instances`` (target key
+``DBInstances``, resource type ``aws:rds:db``) and ``aws:rds:failover-db-cluster`` (``Clusters``,
+``aws:rds:cluster``) reboot or fail over only the database ``target.aws.database`` names, and only while it
+carries the gate's target tags (``aws:ResourceTag/<key>``: the IAM Service Authorization Reference for
+Amazon RDS lists ``rds:RebootDBInstance`` on the required resource type ``db*`` and ``rds:FailoverDBCluster``
+on ``cluster*``, and both resource types take ``aws:ResourceTag/${TagKey}``:
+https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonrds.html);
 ``aws:ssm:start-automation-execution`` starts only the gate's own automation documents
-(:mod:`infra.fault_automation`) and passes only their automation role, to SSM only. The permissions
-are the reference's for each action, the same the AWS managed policies
-``AWSFaultInjectionSimulatorRDSAccess`` and ``AWSFaultInjectionSimulatorSSMAccess`` grant
-(https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSFaultInjectionSimulatorRDSAccess.html,
-https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSFaultInjectionSimulatorSSMAccess.html),
-scoped to the gate's resources instead of ``*``.
+(:mod:`infra.fault_automation`) and passes only their automation role, to SSM only (the reference lists
+``iam:PassRole`` as needed when the document assumes a role, which the gate's documents do). The rows are the
+reference's for each action (the AWS managed policies ``AWSFaultInjectionSimulatorRDSAccess`` and
+``AWSFaultInjectionSimulatorSSMAccess`` grant the same, on ``*``), scoped to the gate's resources here.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ from infra import policies
 
 FIS_ACTIONS_REFERENCE = "https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html"
 
+# aws:ecs:task-network-blackhole-port (and the other in-task actions) per the reference: the task, then FIS's
+# SSM documents sent to it; latency and packet loss also describe where the task runs.
+_IN_TASK = ("ecs:DescribeTasks", "ssm:SendCommand", "ssm:ListCommands", "ssm:CancelCommand")
 _NETWORK = (
     "ecs:DescribeTasks",
     "ecs:DescribeContainerInstances",
@@ -55,7 +63,7 @@ _NETWORK = (
 # FIS action id -> the permissions the FIS actions reference lists for it.
 ACTION_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "aws:ecs:stop-task": ("ecs:DescribeTasks", "ecs:ListTasks", "ecs:StopTask", "tag:GetResources"),
-    "aws:ecs:task-network-blackhole-port": _NETWORK,
+    "aws:ecs:task-network-blackhole-port": _IN_TASK,
     "aws:ecs:task-network-latency": _NETWORK,
     "aws:ecs:task-network-packet-loss": _NETWORK,
     "aws:fis:wait": (),

@@ -32,7 +32,7 @@ from infra.fault_automation import FaultAutomation
 from infra.fault_experiments import FaultExperiments
 from infra.gate_state_machine import GateStateMachine
 from infra.guardrail_alarms import GuardrailAlarms
-from infra.load_generator import LoadGenerator
+from infra.load_generator import LoadGenerator, max_load_workers
 from infra.nag import IAM_FINDING_RULES, acknowledge_iam_findings
 from infra.pipeline_action import PipelineGateProject
 from infra.run_dashboard import RunDashboard, dashboard_arn
@@ -117,6 +117,7 @@ class GateStack(Stack):
                 ),
             ),
             kafka_cluster_arn=settings.kafka.cluster_arn if settings.kafka else None,
+            kafka_bootstrap=settings.kafka_bootstrap,
         )
         self.faults = FaultExperiments(
             self,
@@ -150,6 +151,7 @@ class GateStack(Stack):
             target_url=settings.target_url,
             image_uri=settings.loadgen_image,
             evidence=self.evidence,
+            workers=max_load_workers(cfg),
         )
         # Before the functions and the state machine: the cleanup notifies and releases the lock too.
         self.topic = sns.Topic(

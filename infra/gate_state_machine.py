@@ -132,6 +132,7 @@ class GateStateMachine(Construct):
             experiments=experiments,
             lock=lock_spec,
             dashboard_url_format=run_url_format(gate),
+            load_workers=load.workers,
         )
         profile = build_profile_choice(
             steps, cleanup, config, experiments, wait_keys=list(self.default_waits)
@@ -161,6 +162,7 @@ class GateStateMachine(Construct):
                 subnet_ids=[s.subnet_id for s in load.subnets],
                 security_group_id=load.security_group.security_group_id,
                 experiments=experiments,
+                workers=load.workers,
             ),
             build_faults(steps=steps, cleanup=cleanup, gate=gate, experiments=experiments),
             build_load_end(
@@ -172,6 +174,7 @@ class GateStateMachine(Construct):
                 quiesce=config.quiesce,
                 target_cluster=target_cluster,
                 target_services=target_services,
+                workers=load.workers,
             ),
             build_assertions(
                 steps=steps,

@@ -1,9 +1,11 @@
 """What the two step Lambdas that read the infrastructure may do: the timeline step (FIS and ECS state →
 ``faults.jsonl``/``health.jsonl``) and the quiesce step (waits until the target is healthy and drained).
 
-- the timeline: put under the gate's prefix, ``fis:GetExperiment`` only on experiments tagged with this
-  gate, ``ecs:DescribeServices`` on the target services, ``ecs:ListTasks`` / ``ecs:DescribeTasks``
-  conditioned on ``ecs:cluster`` = the target cluster;
+- the timeline: put under the gate's prefix, ``fis:GetExperiment`` and ``fis:ListExperimentResolvedTargets``
+  (its proof of effect: what each experiment resolved, :mod:`lambdas.timeline.effect`) only on experiments
+  tagged with this gate, ``ecs:DescribeServices`` on the target services, ``ecs:ListTasks`` /
+  ``ecs:DescribeTasks`` (health, and the stopped tasks a stop-task resolved) conditioned on ``ecs:cluster``
+  = the target cluster;
 - the quiesce step: the target services' tasks like the timeline (its health probe) and, with MSK IAM,
   ``kafka-cluster:DescribeGroup`` on the quiesce consumer groups (its lag probe).
 
@@ -58,7 +60,9 @@ def grant_timeline(
     grant_target_tasks_read(scope, role, target_cluster, target_services)
     if has_experiments:
         role.add_to_policy(
-            policies.gate_experiments_statement(scope, gate=gate, actions=["fis:GetExperiment"])
+            policies.gate_experiments_statement(
+                scope, gate=gate, actions=["fis:GetExperiment", "fis:ListExperimentResolvedTargets"]
+            )
         )
 
 

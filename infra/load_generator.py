@@ -8,7 +8,11 @@ machine needs a Docker engine. Where it has none, build and push the image elsew
 built.
 
 The state machine starts the task with ``ecs:runTask`` and sets ``RESGATE_EVIDENCE_S3_URI`` per run, and
-the run's profile's users, spawn rate and duration (container environment overrides); the rest of the
+the run's profile's users, spawn rate and duration (container environment overrides). With
+``load.workers`` (or a profile's), the same task definition runs as one master and N worker tasks
+(``RESGATE_LOAD_ROLE``, set per task by the state machine; :mod:`loadgen.distributed`): the security group
+admits the Locust port (5557) from the load tasks only, and the task role may also read objects under the
+gate's prefix (the master collects its workers' ledger parts there). The rest of the
 environment (target, and those three for a reader of the task definition) comes from the gate config's
 ``load`` section. A
 cluster of its own keeps the load task out of reach of the target's FIS experiments. The task may put
@@ -22,7 +26,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from aws_cdk import Annotations, Duration, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
@@ -34,7 +38,7 @@ from infra import constants as c
 from infra.evidence_bucket import EvidenceStore
 from infra.nag import acknowledge
 from loadgen.upload import parse_s3_locustfile
-from resgate.config.schema import Load
+from resgate.config.schema import GateConfig, Load
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError
 
@@ -70,16 +74,10 @@ def locustfile_source(value: str, *, own_image: bool) -> tuple[str | None, tuple
     )
 
 
-def local_only_load_settings(load: Load) -> list[str]:
-    """The ``load`` settings the Fargate task does not apply yet, each as a synth warning: ``workers``
-    (distributed Locust runs locally only; on AWS the load is one task)."""
-    out = []
-    if load.workers:
-        out.append(
-            f"load.workers: {load.workers} applies to `resgate run` only: on AWS the load is one Fargate "
-            "task (no master and workers yet), capped at what one task can drive"
-        )
-    return out
+def max_load_workers(cfg: GateConfig) -> int:
+    """The most worker tasks any run of ``cfg`` starts: ``load.workers`` or a profile's, whichever is
+    larger (the state machine has a start state per worker and runs those the run's profile asks for)."""
+    return max([cfg.load.workers, *(p.load.workers for p in cfg.profiles.values())])
 
 
 class LoadGenerator(Construct):
@@ -104,9 +102,11 @@ class LoadGenerator(Construct):
         target_url: str,
         image_uri: str | None,
         evidence: EvidenceStore,
+        workers: int = 0,
     ) -> None:
         super().__init__(scope, construct_id)
         self.subnets = subnets
+        self.workers = workers
         self.cluster = ecs.Cluster(
             self,
             "Cluster",
@@ -117,9 +117,14 @@ class LoadGenerator(Construct):
             self,
             "Tasks",
             vpc=vpc,
-            description=f"ResilienceGate {gate}: the Locust load task (egress only)",
+            description=f"ResilienceGate {gate}: the Locust load tasks"
+            + (" (workers to master on the Locust port)" if workers else " (egress only)"),
             allow_all_outbound=True,
         )
+        if workers:  # a worker task reaches its master's Locust port; nothing else comes in
+            self.security_group.add_ingress_rule(
+                self.security_group, ec2.Port.tcp(c.LOADGEN_MASTER_PORT), "Locust workers to their master"
+            )
         self.log_group = logs.LogGroup(
             self, "Logs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=RemovalPolicy.DESTROY
         )
@@ -162,6 +167,9 @@ class LoadGenerator(Construct):
             **({env_names.ENV_ARRIVAL_RATE: f"{load.arrival_rate:g}"} if load.arrival_rate else {}),
             **load.env,
         }
+        if workers:  # the state machine's overrides name each task's role, a profile the worker count
+            env[env_names.ENV_LOAD_WORKERS] = str(load.workers)
+            env[env_names.ENV_MASTER_PORT] = str(c.LOADGEN_MASTER_PORT)
         locustfile, s3_object = locustfile_source(load.locustfile, own_image=bool(image_uri))
         if locustfile is not None:
             env[env_names.ENV_LOCUSTFILE] = locustfile
@@ -176,9 +184,13 @@ class LoadGenerator(Construct):
             stop_timeout=Duration.seconds(c.LOADGEN_STOP_TIMEOUT_S + 25),
         )
         self.expected_duration_s = math.ceil(load.duration_s) + c.LOADGEN_STOP_TIMEOUT_S
-        for i, warning in enumerate(local_only_load_settings(load)):
-            Annotations.of(self).add_warning_v2(f"resgate:load-local-only:{i}", warning)
         self.task_definition.add_to_task_role_policy(evidence.put_statement())
+        if (
+            workers
+        ):  # the master reads its workers' ledger parts (loadgen.distributed): the gate's prefix only
+            self.task_definition.add_to_task_role_policy(
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[evidence.gate_objects_arn()])
+            )
         if s3_object is not None:  # the user's locustfile: that one object, read-only
             self.task_definition.add_to_task_role_policy(
                 iam.PolicyStatement(

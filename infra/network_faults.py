@@ -1,5 +1,9 @@
 """How each fault kind of the gate config runs on AWS: its FIS template and the values the template takes,
-the kinds FIS cannot run (skipped and reported at synth), and the rule FIS puts on the schedule.
+the kinds FIS cannot run (refused at synth, naming the field and why), and the rule FIS puts on the
+schedule.
+
+The actions, their parameters and permissions are the AWS FIS Actions reference's
+(https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html).
 
 - ``stop_task``: ``aws:ecs:stop-task`` on ``PERCENT(percent)`` of the service's tasks (``stop_task.json``).
 - ``network_partition``, ``mode: hang``: ``aws:ecs:task-network-blackhole-port`` on all of the service's
@@ -17,26 +21,37 @@ the kinds FIS cannot run (skipped and reported at synth), and the rule FIS puts 
   fault names one) with the filter ``AvailabilityZone`` = the zone (``zone_loss.json``; FIS filter paths are
   PascalCase element by element, whatever the Describe output's casing); ``zone`` is an AZ name, or a
   letter appended to the stack's region (``a`` → ``<region>a``).
-- ``bandwidth``, ``connection_reset``: no FIS action for ECS tasks: skipped and reported at synth.
-- ``rate_limit_spike``: the gate config gives no edge mechanism on AWS (FIS cannot make an ALB answer
-  429s): skipped and reported at synth.
-- ``duplicate_delivery``, ``db_blip``, ``kafka_broker_down``: the data-path faults, planned by
-  :func:`infra.data_faults.plan_data_fault` (SSM automation, RDS reboot or Aurora failover).
-- ``hang``: no FIS action freezes a task's process (``aws:ecs:task-kill-process`` sends SIGKILL or SIGTERM,
-  a ``stop_task``; SIGSTOP is not among its signals): skipped and reported; a ``network_partition`` of
-  ``[service, clients]`` in ``mode: hang`` is the AWS way to make a service stop answering.
-- ``kafka_latency``: FIS has no latency action for MSK brokers (the ECS network actions act on the
-  clients' tasks: a ``network_latency`` ``between: [service, kafka]``): skipped and reported.
+- ``hang``: FIS has no action that freezes a task's process without killing it (the FIS actions reference:
+  ``aws:ecs:task-kill-process`` sends ``SIGTERM`` or ``SIGKILL``, which is a ``stop_task``), so a hang
+  freezes the service's traffic instead: ``aws:ecs:task-network-blackhole-port`` on ``PERCENT(percent)`` of
+  the service's tasks, ingress TCP on the fault's ``port`` (the port the service serves on, required on
+  AWS: refused naming ``faults.<name>.port`` without it), for ``duration_s``. Nothing answers and nothing
+  is killed; its egress (its database, its Kafka) goes on, which a SIGSTOP would freeze too.
+- ``kafka_latency``: FIS has no latency action for MSK brokers, so the latency is added where the clients
+  run: ``aws:ecs:task-network-latency`` on every task of the target (its target tags and cluster: every
+  service of the target is a Kafka client here), ``delayMilliseconds`` = ``rtt_ms``, ``sources`` = the
+  broker: the bootstrap host of MSK broker ``broker`` (``b-<broker>.…``), else every bootstrap host (a synth
+  warning says so). The target's services must run on ECS (refused naming ``target.aws.services``
+  otherwise) and the bootstrap must be known (``context.kafka_bootstrap``).
+- ``duplicate_delivery``, ``db_blip``, ``kafka_broker_down``, ``leader_loss``: the data-path faults, planned
+  by :func:`infra.data_faults.plan_data_fault` (SSM automation, RDS reboot or Aurora failover; a leader loss
+  reboots or fails over the lease store, the target's database).
+- ``bandwidth``, ``connection_reset``, ``rate_limit_spike``: no FIS action can run them
+  (:data:`REFUSED_ON_AWS` says why): refused at synth, a ConfigError naming ``faults.<name>.kind``,
+  rather than skipped: a gate that silently ran fewer faults on AWS than in its config would pass more
+  easily there.
+- ``overload``: skipped and reported at synth (:data:`NO_FIS_ACTION`), its AWS form being built beside the
+  Fargate load.
 
 ``direction`` is not used on AWS: FIS acts on the task's traffic (egress, or ingress for a blackhole of
 ``clients``). A network fault holds for its ``duration_s`` (the action's ``duration``), then the experiment
 watches its stop conditions through the observation window like every other.
 
-FIS runs the three network actions one at a time (the ECS agent refuses a second network fault on a task
-while one runs): :func:`check_network_schedule` refuses a schedule in which two network faults would hold at
-once, or closer than :data:`NETWORK_ACTION_GAP_S` (10 s: the ECS fault endpoints take one request per 5 s
-per container and answer 409 to a conflicting fault, and FIS's SSM document can run a few seconds past the
-action's duration), naming both faults.
+FIS runs the three network actions (so ``hang`` and ``kafka_latency`` too) one at a time (the ECS agent
+refuses a second network fault on a task while one runs): :func:`check_network_schedule` refuses a schedule in
+which two network faults would hold at once, or closer than :data:`NETWORK_ACTION_GAP_S` (10 s: the ECS fault
+endpoints take one request per 5 s per container and answer 409 to a conflicting fault, and FIS's SSM document
+can run a few seconds past the action's duration), naming both faults.
 """
 
 from __future__ import annotations
@@ -55,6 +70,8 @@ NETWORK_ACTIONS = {
     "network_partition": "aws:ecs:task-network-blackhole-port",
     "network_latency": "aws:ecs:task-network-latency",
     "packet_loss": "aws:ecs:task-network-packet-loss",
+    "hang": "aws:ecs:task-network-blackhole-port",
+    "kafka_latency": "aws:ecs:task-network-latency",
 }
 TEMPLATE_FILES = {
     "stop_task": "stop_task.json",
@@ -62,17 +79,19 @@ TEMPLATE_FILES = {
     "network_latency": "task_network_latency.json",
     "packet_loss": "task_network_packet_loss.json",
     "zone_loss": "zone_loss.json",
+    "hang": "task_network_blackhole_port.json",
+    "kafka_latency": "task_network_latency.json",
 }
-NO_FIS_ACTION = {
-    "bandwidth": "FIS has no bandwidth limit for ECS tasks",
-    "connection_reset": "FIS has no action that resets an ECS task's connections",
+# Kinds no FIS action can run: a config that has one is refused at synth (faults.<name>.kind), with why.
+REFUSED_ON_AWS = {
+    "bandwidth": "FIS has no bandwidth limit for ECS tasks (its ECS task network actions are blackhole-port, "
+    "latency and packet-loss)",
+    "connection_reset": "FIS has no action that resets an ECS task's connections (its network actions drop "
+    "or delay packets)",
     "rate_limit_spike": "the gate has no edge mechanism on AWS: FIS cannot make the ALB answer 429s",
-    "hang": "no FIS action freezes a task's process (aws:ecs:task-kill-process signals SIGKILL or SIGTERM); "
-    "use a network_partition between [service, clients] in mode hang on AWS",
-    "kafka_latency": "FIS has no latency action for MSK brokers; use a network_latency between "
-    "[service, kafka] (the ECS network action on the clients' tasks) on AWS",
-    "leader_loss": "FIS cannot pick a task by what its /health says (the leader) nor pause a process "
-    "(aws:ecs:task-kill-process only signals); it runs in the local gate only",
+}
+# Kinds skipped and reported at synth (their AWS form is being built elsewhere).
+NO_FIS_ACTION = {
     "overload": "the burst is a process beside the local load; the Fargate load task has no burst step yet, "
     "so it runs in the local gate only",
 }
@@ -94,7 +113,8 @@ _AZ_LETTER = re.compile(r"^[a-z]$")
 class AwsFault:
     """One fault as an FIS experiment: ``template_file`` in ``fis_templates/``, the ECS ``service`` whose
     recovery is judged, the ``selection_mode``, the ECS managed tags added to the target tags
-    (``service_tags``), the kind's own placeholder ``values`` and the template's ``description``."""
+    (``service_tags``), the kind's own placeholder ``values`` and the template's ``description``;
+    ``acts_on``: the ECS services whose tasks a network action runs in, when not only ``service``."""
 
     fault: Fault
     template_file: str
@@ -105,10 +125,18 @@ class AwsFault:
     values: dict[str, Any]
     description: str
     warnings: list[str] = field(default_factory=list)
+    acts_on: tuple[str, ...] = ()
 
     @property
     def network(self) -> bool:
         return self.fault.kind in NETWORK_ACTIONS
+
+    @property
+    def task_services(self) -> tuple[str, ...]:
+        """The ECS services whose tasks the fault's action runs in (``()`` for a data-path fault)."""
+        if not self.network:
+            return ()
+        return self.acts_on or (self.service,)
 
 
 @dataclass(frozen=True)
@@ -155,10 +183,14 @@ def plan_fault(
     resources: FaultResources | None = None,
 ) -> AwsFault | Skipped:
     """How ``fault`` runs on AWS (an :class:`AwsFault`), or why it cannot (a :class:`Skipped`). Raises
-    :class:`ConfigError` naming the field for a fault AWS would run differently than configured (``mode:
-    refuse``) or cannot target (no service, no port, no database). ``service_tag`` is the ECS managed tag of
-    the service name (``aws:ecs:serviceName``); ``resources`` what the data-path faults act on."""
+    :class:`ConfigError` naming the field for a kind no FIS action runs (:func:`refusal`), a fault AWS would
+    run differently than configured (``mode: refuse``) or cannot target (no service, no port, no database,
+    no bootstrap brokers). ``service_tag`` is the ECS managed tag of the service name
+    (``aws:ecs:serviceName``); ``resources`` what the data-path faults and ``kafka_latency`` act on."""
     kind = fault.kind
+    refused = refusal(fault)
+    if refused is not None:
+        raise refused
     if kind in NO_FIS_ACTION:
         return Skipped(fault, NO_FIS_ACTION[kind])
     if kind in DATA_FAULT_KINDS:
@@ -176,8 +208,12 @@ def plan_fault(
             description=plan.description,
             warnings=plan.warnings,
         )
-    if kind not in TEMPLATE_FILES:
-        return Skipped(fault, "it has no AWS implementation: it runs in the local gate only")
+    if kind not in TEMPLATE_FILES:  # a kind added to the schema without its AWS form: refused, never skipped
+        raise ConfigError(
+            f"fault {fault.name} ({kind}) has no AWS implementation in infra.network_faults; run it in the "
+            "local gate only",
+            where=_where(fault, "kind"),
+        )
 
     def ecs(name: str | None) -> str:
         service = ecs_services.get(name or "", name or "")
@@ -187,12 +223,7 @@ def plan_fault(
 
     p = fault.params
     if kind == "stop_task":
-        percent = round(float(p.get("percent", 50)))
-        if not 1 <= percent <= 100:
-            raise ConfigError(
-                f"FIS selects PERCENT(1..100) of the tasks, got {p.get('percent')!r}",
-                where=_where(fault, "percent"),
-            )
+        percent = _percent_of_tasks(fault)
         service = ecs(fault.target)
         return AwsFault(
             fault=fault,
@@ -219,7 +250,133 @@ def plan_fault(
             values={"AVAILABILITY_ZONE": az},
             description=f"{fault.name} stops every {'task of ' + service if only else 'target task'} in {az}",
         )
+    if kind == "hang":
+        return _plan_hang(fault, ecs(fault.target), service_tag)
+    if kind == "kafka_latency":
+        return _plan_kafka_latency(fault, ecs(fault.target), ecs_services, resources or FaultResources())
     return _plan_network(fault, ecs(p.get("service")), service_tag)
+
+
+def refusal(fault: Fault) -> ConfigError | None:
+    """The ConfigError that refuses ``fault`` on AWS whatever the deployment (a kind no FIS action runs, a
+    hang with no port to freeze), naming the field and why; None when AWS can run it."""
+    if fault.kind in REFUSED_ON_AWS:
+        return ConfigError(
+            f"fault {fault.name} ({fault.kind}) cannot run on AWS: {REFUSED_ON_AWS[fault.kind]}; run it in "
+            "the local gate only (a config without it for AWS)",
+            where=_where(fault, "kind"),
+        )
+    if fault.kind == "hang" and fault.params.get("port") is None:
+        return ConfigError(
+            f"fault {fault.name} (hang) freezes {fault.target}'s traffic on AWS: FIS cannot freeze a process "
+            "(aws:ecs:task-kill-process only sends SIGTERM or SIGKILL), so it drops the packets of the port "
+            f"{fault.target} serves on (aws:ecs:task-network-blackhole-port, ingress); give port: <it>",
+            where=_where(fault, "port"),
+        )
+    return None
+
+
+def check_refused(faults: Sequence[Fault]) -> None:
+    """Raise the first fault's :func:`refusal` (read with the deployment settings, before any construct)."""
+    for f in faults:
+        refused = refusal(f)
+        if refused is not None:
+            raise refused
+
+
+def _percent_of_tasks(fault: Fault) -> int:
+    percent = round(float(fault.params.get("percent", 50)))
+    if not 1 <= percent <= 100:
+        raise ConfigError(
+            f"FIS selects PERCENT(1..100) of the tasks, got {fault.params.get('percent')!r}",
+            where=_where(fault, "percent"),
+        )
+    return percent
+
+
+def _plan_hang(fault: Fault, service: str, service_tag: str) -> AwsFault:
+    p = fault.params
+    percent = _percent_of_tasks(fault)
+    hold = float(p["duration_s"])
+    port = int(p["port"])
+    return AwsFault(
+        fault=fault,
+        template_file=TEMPLATE_FILES["hang"],
+        service=service,
+        percent=percent,
+        selection_mode=f"PERCENT({percent})",
+        service_tags={service_tag: service},
+        values={
+            "DURATION": hold_duration(hold, where=_where(fault, "duration_s")),
+            "PORT": str(port),
+            "TRAFFIC_TYPE": "ingress",
+        },
+        description=f"{fault.name} freezes the traffic to TCP port {port} of {percent}% of {service} tasks "
+        f"for {hold:g} s",
+    )
+
+
+def broker_hosts(bootstrap: str, broker: int) -> tuple[list[str], bool]:
+    """``(hosts, one)``: the bootstrap host of MSK broker ``broker`` (MSK names them ``b-<id>.…``) and True,
+    else every host of the bootstrap list (ports dropped: FIS ``sources`` are addresses) and False."""
+    hosts = [h.strip().rsplit(":", 1)[0] for h in bootstrap.split(",") if h.strip()]
+    named = [h for h in hosts if h.startswith(f"b-{broker}.")]
+    return (named, True) if named else (hosts, False)
+
+
+def _plan_kafka_latency(
+    fault: Fault, service: str, ecs_services: Mapping[str, str], resources: FaultResources
+) -> AwsFault:
+    p = fault.params
+    clients = tuple(sorted(set(ecs_services.values())))
+    if not clients:
+        raise ConfigError(
+            f"fault {fault.name} (kafka_latency) adds latency on AWS where the Kafka clients run, their ECS "
+            "tasks (FIS has no latency action for MSK brokers): the target names no ECS service",
+            where="target.aws.services",
+        )
+    if not resources.kafka_bootstrap:
+        raise ConfigError(
+            f"fault {fault.name} (kafka_latency) delays the clients' traffic to the brokers on AWS: the "
+            "stack needs the bootstrap brokers (their addresses are the latency's sources)",
+            where="context.kafka_bootstrap",
+        )
+    rtt = round(float(p["rtt_ms"]))
+    if rtt < 1:
+        raise ConfigError(
+            f"aws:ecs:task-network-latency delays by at least 1 ms, got {p['rtt_ms']!r}",
+            where=_where(fault, "rtt_ms"),
+        )
+    broker = int(p.get("broker", 1))
+    hosts, one = broker_hosts(resources.kafka_bootstrap, broker)
+    warnings = (
+        []
+        if one
+        else [
+            f"fault {fault.name} (kafka_latency) delays every bootstrap broker on AWS ({', '.join(hosts)}), "
+            f"not only broker {broker}: no bootstrap host is named b-{broker}.…"
+        ]
+    )
+    hold = float(p["duration_s"])
+    return AwsFault(
+        fault=fault,
+        template_file=TEMPLATE_FILES["kafka_latency"],
+        service=service,
+        percent=100,
+        selection_mode="ALL",
+        # Every task of the target (its tags and cluster): each of its services is a Kafka client.
+        service_tags={},
+        values={
+            "DURATION": hold_duration(hold, where=_where(fault, "duration_s")),
+            "DELAY_MS": str(rtt),
+            "JITTER_MS": "0",
+            "SOURCES": ",".join(hosts),
+        },
+        description=f"{fault.name} delays the Kafka clients' traffic to "
+        f"{f'broker {broker}' if one else 'the brokers'} by {rtt} ms for {hold:g} s",
+        warnings=warnings,
+        acts_on=clients,
+    )
 
 
 def _plan_network(fault: Fault, service: str, service_tag: str) -> AwsFault:

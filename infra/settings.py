@@ -17,6 +17,7 @@ from typing import Any
 
 from infra import constants as c
 from infra.data_faults import check_data_faults
+from infra.network_faults import check_refused
 from resgate.checks.replay import EcsTaskSpec
 from resgate.config.schema import GateConfig, check_blast_radius, load_config
 from resgate.contract.errors import ConfigError
@@ -239,6 +240,8 @@ class DeploymentSettings:
             )
         kafka = value(c.CTX_KAFKA_BOOTSTRAP, c.PLACEHOLDER_KAFKA_BOOTSTRAP)
         check_kafka_on_aws(cfg.kafka, kafka)
+        # Every fault of the config runs on AWS or the deployment is refused here, naming the field and why.
+        check_refused(cfg.faults)
         check_data_faults(cfg.faults, database=aws.database if aws else None, kafka=cfg.kafka)
         replay_tasks = replay_tasks_on_aws(cfg)
 

@@ -304,10 +304,32 @@ class _Ticker:
 TICKER = _Ticker()
 
 
+LIVE_MESSAGE = "resgate_live"
+_ROLE = os.environ.get(env_names.ENV_LOAD_ROLE, "").strip()
+_RUNNER: Any = None
+"""This process's Locust runner (set at ``init``): a Fargate worker sends its live windows through it."""
+
+
 def write_live(*, final: bool) -> None:
-    """Append this process's finished live windows (all of them when ``final``) to its live file."""
-    LIVE_FILE.write_many(LIVE.drain(time.time(), final=final))
+    """Append this process's finished live windows (all of them when ``final``) to its live file; a worker
+    task on Fargate (``RESGATE_LOAD_ROLE=worker``) also sends them to its master, whose live files are the
+    ones the guardrail metrics read (the master's aggregate: its container has no worker's files)."""
+    lines = LIVE.drain(time.time(), final=final)
+    LIVE_FILE.write_many(lines)
     LIVE_FILE.flush()
+    if lines and _ROLE == "worker" and isinstance(_RUNNER, WorkerRunner):
+        _RUNNER.send_message(LIVE_MESSAGE, {"node": CONFIG.node, "lines": lines})
+
+
+def _on_live_message(msg: Any, **_kw: Any) -> None:
+    """On a Fargate master: append a worker's live windows to ``live-<node>.jsonl`` in its own folder."""
+    data = msg.data if isinstance(msg.data, dict) else {}
+    node = "".join(ch for ch in str(data.get("node") or "worker") if ch.isalnum() or ch in "-_")
+    lines = [json.dumps(line, separators=(",", ":")) + "\n" for line in data.get("lines") or []]
+    if lines:
+        CONFIG.ledger_dir.mkdir(parents=True, exist_ok=True)
+        with open(CONFIG.ledger_dir / f"{LIVE_PREFIX}-{node}.jsonl", "a", encoding="utf-8") as f:
+            f.writelines(lines)
 
 
 _MAKES_REQUESTS = False
@@ -352,9 +374,12 @@ _FINALS: set[str] = set()
 
 
 def _on_init(environment: Any, **_kw: Any) -> None:
-    runner = environment.runner
+    global _RUNNER
+    runner = _RUNNER = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(FINAL_MESSAGE, _on_final)
+        if _ROLE == "master":
+            runner.register_message(LIVE_MESSAGE, _on_live_message)
     elif isinstance(runner, WorkerRunner):
         # concurrent: stopping the users takes up to the stop timeout; the worker keeps heartbeating
         runner.register_message(STOP_MESSAGE, _on_stop_message, concurrent=True)

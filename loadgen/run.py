@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,9 @@ LEDGER_HOOK = Path(__file__).with_name("resgate_ledger_hook.py")
 """Passed to Locust before every locustfile: installs :mod:`loadgen.ledger_plugin` (the client ledger)."""
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 STATS_NAME = "locust-stats.json"
+DEFAULT_MASTER_PORT = 5557
+"""Locust's master port; the load security group admits it from the load tasks only."""
+ROLES = ("master", "worker")
 LOG_NAME = "locust.log"
 
 
@@ -69,6 +72,8 @@ class LocustResult:
     summary: dict[str, Any] = field(default_factory=dict)
     nodes: tuple[dict[str, Any], ...] = ()
     """One row per Locust worker (:func:`node_rows`; empty for a single-process run)."""
+    pid: int = 0
+    """The Locust process's id (a worker task's ledger part and completion marker carry it)."""
 
     @property
     def incomplete_nodes(self) -> list[str]:
@@ -110,6 +115,19 @@ class WorkerSpec:
     node: str
     cmd: list[str]
     env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RemoteRole:
+    """This process's part in a load distributed over several machines (Fargate tasks):
+    ``role`` ``"master"`` (listens on ``host``:``port`` and waits at most ``wait_s`` for ``workers``
+    workers) or ``"worker"`` (connects to the master at ``host``:``port``)."""
+
+    role: str
+    host: str
+    port: int = DEFAULT_MASTER_PORT
+    workers: int = 0
+    wait_s: float = 300.0
 
 
 class _Worker:
@@ -331,6 +349,7 @@ class LocustRun:
             nodes=tuple(
                 node_rows(self.ledger_dir, [(w.node, w.pid, w.proc.returncode) for w in self.workers])
             ),
+            pid=self.pid,
         )
         return self._result
 
@@ -354,6 +373,7 @@ def run_locust(
     stop_timeout_s: int = 5,
     stop_grace_s: float | None = None,
     workers: int = 0,
+    remote: RemoteRole | None = None,
 ) -> LocustRun:
     """Start a headless Locust run against ``host`` and return the running :class:`LocustRun`.
 
@@ -370,6 +390,10 @@ def run_locust(
     the merged ``--json`` stats) and N worker processes (``--worker``, ``RESGATE_LOAD_NODE=w1..wN``) each
     write their own ledger part and live file into ``ledger_dir``; the result's ``nodes`` say whether each
     part is complete (:func:`node_rows`).
+
+    ``remote`` runs this process as one node of a load spread over machines (:class:`RemoteRole`): a
+    master with no local workers (``--master-bind-host``, ``--expect-workers``), or a worker (``--worker
+    --master-host``: no stats of its own; its ledger part is ``ledger_dir``'s).
     """
     if not isinstance(host, str) or not host.startswith(("http://", "https://")):
         raise ConfigError(f"must be an http(s) URL, got {host!r}", where="load.host")
@@ -389,6 +413,13 @@ def run_locust(
         raise ConfigError(f"must be an integer >= 0, got {workers!r}", where="load.workers")
     if workers > users:
         raise ConfigError(f"must be <= load.users ({users}), got {workers}", where="load.workers")
+    if remote is not None and (workers or remote.role not in ROLES or not remote.host):
+        raise ConfigError(
+            f"a remote role is master or worker with a host and no local workers, got {remote!r}",
+            where=env_names.ENV_LOAD_ROLE,
+        )
+    if remote is not None and remote.role == "master" and not 1 <= remote.workers <= users:
+        raise ConfigError(f"must be 1..{users} (load.users), got {remote.workers}", where="load.workers")
     lf = Path(locustfile) if locustfile is not None else DEFAULT_LOCUSTFILE
     if not lf.is_file():
         raise ConfigError(f"locustfile not found: {lf}", where="load.locustfile")
@@ -425,6 +456,20 @@ def run_locust(
             # a worker that saw failed requests would exit 1 by default: its exit code must mean "crashed"
             worker_cmd += ["--stop-timeout", str(stop_timeout_s), "--exit-code-on-error", "0"]
             specs.append(WorkerSpec(node, worker_cmd, {**run_env, env_names.ENV_LOAD_NODE: node}))
+    if remote is not None and remote.role == "master":
+        master_args = ["--master", "--master-bind-host", remote.host, "--master-bind-port", str(remote.port)]
+        master_args += [
+            "--expect-workers",
+            str(remote.workers),
+            "--expect-workers-max-wait",
+            f"{remote.wait_s:g}",
+        ]
+    grace = float(stop_timeout_s + 15) if stop_grace_s is None else float(stop_grace_s)
+    if remote is not None and remote.role == "worker":
+        worker_cmd = [sys.executable, "-m", "locust", "-f", files, "--worker", "--master-host", remote.host]
+        worker_cmd += ["--master-port", str(remote.port), "--stop-timeout", str(stop_timeout_s)]
+        worker_cmd += ["--exit-code-on-error", "0", *extra_args]
+        return LocustRun(worker_cmd, run_env, ledger, stop_grace_s=grace)
     cmd = [
         sys.executable,
         "-m",
@@ -449,7 +494,6 @@ def run_locust(
         *master_args,
         *extra_args,
     ]
-    grace = float(stop_timeout_s + 15) if stop_grace_s is None else float(stop_grace_s)
     return LocustRun(cmd, run_env, ledger, stop_grace_s=grace, workers=specs)
 
 
@@ -500,6 +544,66 @@ def resolve_locustfile(value: str, workdir: Path, *, client: Any = None) -> Path
     return dest
 
 
+PART_WAIT_S = 90.0
+"""How long a master waits, beyond the stop timeout, for its workers' ledger parts in S3."""
+
+
+def remote_role_from_env(users: int) -> RemoteRole | None:
+    """The Fargate task's part from ``RESGATE_LOAD_ROLE`` (see :mod:`resgate.contract.env`): None for one
+    process (unset, or a master whose profile asks for 0 workers); ConfigError naming the variable."""
+    role = os.environ.get(env_names.ENV_LOAD_ROLE, "").strip()
+    if not role:
+        return None
+    if role not in ROLES:
+        raise ConfigError(f"must be one of {', '.join(ROLES)}, got {role!r}", where=env_names.ENV_LOAD_ROLE)
+    port = _env_number(env_names.ENV_MASTER_PORT, DEFAULT_MASTER_PORT, int)
+    if role == "worker":
+        host = os.environ.get(env_names.ENV_MASTER_HOST, "").strip()
+        if not host:
+            raise ConfigError("is required for a worker", where=env_names.ENV_MASTER_HOST)
+        return RemoteRole("worker", host, port)
+    workers = _env_number(env_names.ENV_LOAD_WORKERS, 0, int)
+    if workers == 0:
+        return None
+    if not 1 <= workers <= users:
+        raise ConfigError(f"must be 0..{users} (the users), got {workers}", where=env_names.ENV_LOAD_WORKERS)
+    bind = os.environ.get(env_names.ENV_MASTER_BIND_HOST, "").strip() or "0.0.0.0"  # the task ENI on Fargate
+    return RemoteRole("master", bind, port, workers=workers)
+
+
+def _exchange_parts(
+    remote: RemoteRole, result: LocustResult, s3_uri: str, ledger_dir: Path, stop_timeout: int
+) -> LocustResult:
+    """A worker uploads its part and row; a master collects every worker's and returns its result with
+    the merged ledger and the rows (:mod:`loadgen.distributed`). GateError when S3 fails."""
+    import boto3
+
+    from loadgen import distributed
+    from loadgen.upload import node_name
+
+    s3 = boto3.client("s3")
+    if remote.role == "worker":
+        (row,) = node_rows(ledger_dir, [(node_name(), result.pid, result.exit_code)])
+        distributed.upload_worker_part(result.ledger_path, row, s3_uri, s3_client=s3)
+        print(
+            f"loadgen: worker {row['node']}: {row['records']} records, whole: {row['complete']}",
+            file=sys.stderr,
+        )
+        return result
+    rows = distributed.collect_worker_parts(
+        s3_uri,
+        distributed.worker_nodes(remote.workers),
+        ledger_dir,
+        timeout_s=stop_timeout + PART_WAIT_S,
+        s3_client=s3,
+    )
+    for row in rows:
+        if not row["complete"]:
+            print(f"loadgen: worker {row['node']}: {row['reason']}", file=sys.stderr)
+    merged = merge_ledgers(ledger_dir)
+    return replace(result, ledger_path=merged, ledger_records=count_records(merged), nodes=tuple(rows))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Container entrypoint: run Locust from the environment, then upload the results when asked.
 
@@ -522,7 +626,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ledger_dir = Path(os.environ.get(env_names.ENV_LEDGER_DIR, "").strip() or "/tmp/resgate-load")
         s3_uri = os.environ.get(env_names.ENV_EVIDENCE_S3_URI, "").strip()
         locustfile = resolve_locustfile(os.environ.get(env_names.ENV_LOCUSTFILE, ""), ledger_dir.parent)
-        publisher = live_metrics.publisher_from_env(ledger_dir)  # None unless RESGATE_METRICS_NAMESPACE
+        remote = remote_role_from_env(users)
+        if remote is not None and remote.role == "master" and not s3_uri:
+            raise ConfigError(
+                "a master collects its workers' parts through S3", where=env_names.ENV_EVIDENCE_S3_URI
+            )
+        publisher = None
+        if remote is None or remote.role == "master":  # the master's aggregate, never a worker's own
+            publisher = live_metrics.publisher_from_env(ledger_dir)  # None unless RESGATE_METRICS_NAMESPACE
         run = run_locust(
             host,
             locustfile=locustfile,
@@ -531,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             duration_s=duration,
             ledger_dir=ledger_dir,
             stop_timeout_s=stop_timeout,
+            remote=remote,
         )
     except (ConfigError, GateError) as e:
         print(f"loadgen: {e}", file=sys.stderr)
@@ -543,12 +655,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if publisher is not None:
         publisher.start()
     try:
-        result = run.wait(timeout=math.ceil(duration) + stop_timeout + 60)
+        # A distributed run starts once every worker task has connected (at most the master's wait).
+        waits_for_workers = remote.wait_s if remote is not None else 0.0
+        result = run.wait(timeout=math.ceil(duration) + stop_timeout + 60 + waits_for_workers)
     except (KeyboardInterrupt, GateError):
         result = run.stop()
     finally:
         if publisher is not None:
             publisher.stop()
+    if remote is not None and s3_uri:
+        try:
+            result = _exchange_parts(remote, result, s3_uri, ledger_dir, stop_timeout)
+        except GateError as e:
+            print(f"loadgen: {e}", file=sys.stderr)
+            return 2
+        if remote.role == "worker":
+            return 0
     print(
         f"loadgen: {result.total_requests} requests, {result.total_failures} failures, "
         f"{result.ledger_records} ledger records, exit code {result.exit_code}",

@@ -13,6 +13,8 @@ tables look for them:
 - ``load_stats.jsonl`` — Locust's ``--json`` entries, one a line, in the ``load_stats`` table's folder
 - ``load_live.jsonl`` — the per-second live lines of every Locust process (the run's folder)
 - ``load.log`` — Locust's log (the run's folder)
+- ``load_nodes.jsonl`` — a distributed load's workers, one row each, its ledger part whole or not (the
+  run's folder; only when the result has ``nodes``: :mod:`loadgen.distributed`)
 
 The rows of the two tables are stamped with ``run_id`` and ``gate``
 (:func:`resgate.contract.layout.stamp_line`), as the gate's own tables are: in Athena ``run_id`` is a column,
@@ -45,6 +47,7 @@ DEFAULT_LAYOUT: Mapping[str, str] = {
     "stats": "load_stats.jsonl",
     "live": "load_live.jsonl",
     "log": "load.log",
+    "nodes": "load_nodes.jsonl",
 }
 _CONTENT_TYPES = {".jsonl": "application/x-ndjson", ".json": "application/json", ".log": "text/plain"}
 
@@ -129,19 +132,26 @@ def upload_results(
     if stats_path.is_file():
         with open(stats_lines, "w", encoding="utf-8", newline="\n") as f:
             f.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in load_locust_json(stats_path))
+    nodes_path = ledger_dir / "load_nodes.jsonl"
+    if getattr(result, "nodes", ()):
+        with open(nodes_path, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in result.nodes)
+    elif nodes_path.is_file():
+        nodes_path.unlink()
     files = {
         "ledger": Path(result.ledger_path),
         "stream": ledger_dir / "stream.jsonl",  # the market-data subscribers' ledger, when they ran
         "stats": stats_lines,
         "live": live_path,
         "log": Path(result.log_path),
+        "nodes": nodes_path,
     }
     keys = []
     for kind, path in files.items():
         if not path.is_file():
             continue
         key = object_key(prefix, layout.get(kind, DEFAULT_LAYOUT[kind]).format(node=node))
-        if kind in ("ledger", "stream", "stats"):
+        if kind in ("ledger", "stream", "stats", "nodes"):
             path = _stamped_copy(path, prefix)
         extra = {"ContentType": _CONTENT_TYPES.get(path.suffix, "application/octet-stream")}
         try:

@@ -61,9 +61,9 @@ One only a leader loss finds (:mod:`paperbroker.lease`):
 
 - ``unfenced_leader``: the matcher's writes skip the store's fencing token check (and the server's end of
   a transaction left idle past the lease), a failed or refused renewal is ignored and a lease renewed
-  within the last 10 s is taken to be still held → a leader paused past its lease matches again beside
-  its successor (split brain: the same orders filled twice, one symbol's seqs out of order; recovery:
-  split_brain, stale_leader).
+  within the last 10 s is taken to be still held → a leader paused past its lease (or cut off from it by
+  a partition) matches again beside its successor (split brain: the same orders filled twice, trades
+  under one id with other contents; integrity: duplicate_trade; recovery: split_brain, stale_leader).
 
 Two only a market-data subscriber finds:
 

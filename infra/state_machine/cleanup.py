@@ -1,13 +1,14 @@
 """The cleanup branch: every error of a run ends here, after the load and the faults are stopped.
 
 Entered with ``$.error = {Error, Cause}`` (a Catch, or a :meth:`CleanupBranch.fail` for errors a Choice
-detects): stop the load task if it was started, stop every experiment started so far (each stop ignores
-"already stopped"; only what *this* run started is named, so a run that gave up on a busy target stops
-nothing of the holder's), release the target's lock if this run holds it
-(:func:`infra.state_machine.lock.release_state`), record an ERROR verdict, notify, and fail with
-``GateRunFailed`` and a cause that names the original error. Recording and notifying are best effort:
-their own errors do not hide the original. As locally, cleanup runs on every exit path; a StopExecution
-or a timeout skips the state machine's Catches, which is why :mod:`infra.abort_cleanup` exists.
+detects): stop the load task if it was started (and, for a distributed load, each worker task
+started), stop every experiment started so far (each stop ignores "already stopped"; only what
+*this* run started is named, so a run that gave up on a busy target stops nothing of the holder's),
+release the target's lock if this run holds it (:func:`infra.state_machine.lock.release_state`),
+record an ERROR verdict, notify, and fail with ``GateRunFailed`` and a cause that names the original
+error. Recording and notifying are best effort: their own errors do not hide the original. As
+locally, cleanup runs on every exit path; a StopExecution or a timeout skips the state machine's
+Catches, which is why :mod:`infra.abort_cleanup` exists.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from infra.state_machine.lock import LockSpec, release_state
 from infra.state_machine.steps import Steps, dashboard_link, verdict_fields
 
 CatchingState = sfn.CustomState | sfn.TaskStateBase | sfn.Parallel
+WORKERS_PATH = "$.load_workers"
+"""A distributed load's worker tasks' ARNs, in start order (``w1`` first; :mod:`infra.state_machine.load`):
+what the cleanup and the load's end stop."""
 
 
 class CleanupBranch:
@@ -42,6 +46,7 @@ class CleanupBranch:
         experiments: Sequence[ExperimentSpec],
         lock: LockSpec,
         dashboard_url_format: str | None = None,
+        load_workers: int = 0,
     ) -> None:
         self._steps = steps
         self._dashboard = dashboard_url_format
@@ -61,7 +66,7 @@ class CleanupBranch:
         release.add_catch(record, errors=["States.ALL"], result_path="$.lock_release_error")
         release.next(record)
         stop_experiments = self._stop_experiments(steps, experiments, then=release)
-        self.entry.next(self._stop_load(steps, gate, load_cluster_arn, then=stop_experiments))
+        self.entry.next(self._stop_load(steps, gate, load_cluster_arn, load_workers, then=stop_experiments))
 
     def catch(self, state: CatchingState) -> None:
         """Route every error of ``state`` into the branch, as ``$.error``."""
@@ -147,8 +152,14 @@ class CleanupBranch:
         return next_stop
 
     @staticmethod
-    def _stop_load(steps: Steps, gate: str, load_cluster_arn: str, *, then: sfn.IChainable) -> sfn.Choice:
-        """Load task started? → Stop load task (an error is recorded, not raised) → ``then``."""
+    def _stop_load(
+        steps: Steps, gate: str, load_cluster_arn: str, workers: int, *, then: sfn.IChainable
+    ) -> sfn.Choice:
+        """Load task started? → Stop load task (an error is recorded, not raised) → each worker task started
+        (:func:`stop_workers`, a distributed load) → ``then``."""
+        reason = f"ResilienceGate {gate}: run failed, cleaning up"
+        if workers:
+            then = stop_workers(steps, " after error", load_cluster_arn, workers, then=then, reason=reason)
         stop_load = steps.sdk(
             "Stop load task",
             "ecs",
@@ -156,7 +167,7 @@ class CleanupBranch:
             {
                 "Cluster": load_cluster_arn,
                 "Task.$": "$.load.task.TaskArn",
-                "Reason": f"ResilienceGate {gate}: run failed, cleaning up",
+                "Reason": reason,
             },
             ResultPath="$.last_call",
         )
@@ -165,3 +176,31 @@ class CleanupBranch:
         load_started = steps.choice("Load task started?")
         load_started.when(sfn.Condition.is_present("$.load.task.TaskArn"), stop_load).otherwise(then)
         return load_started
+
+
+def stop_workers(
+    steps: Steps, label: str, cluster_arn: str, workers: int, *, then: sfn.IChainable, reason: str = ""
+) -> sfn.IChainable:
+    """For each of at most ``workers`` worker tasks in ``$.load_workers``: started? → ``ecs:StopTask`` (an
+    error is recorded in ``$.cleanup_errors``, never raised: the task may have ended) → the next; then
+    ``then``. ``label`` keeps the state names of two such chains apart. Returns the first state."""
+    next_state = then
+    for i in range(workers, 0, -1):
+        node = f"w{i}"
+        stop = steps.sdk(
+            f"Stop load worker {node}{label}",
+            "ecs",
+            "stopTask",
+            {
+                "Cluster": cluster_arn,
+                "Task.$": f"{WORKERS_PATH}[{i - 1}]",
+                "Reason": reason or "ResilienceGate: the load is over",
+            },
+            ResultPath="$.last_call",
+        )
+        stop.add_catch(next_state, errors=["States.ALL"], result_path=f"$.cleanup_errors.load_{node}")
+        stop.next(next_state)
+        started = steps.choice(f"Load worker {node} to stop{label}?")
+        started.when(sfn.Condition.is_present(f"{WORKERS_PATH}[{i - 1}]"), stop).otherwise(next_state)
+        next_state = started
+    return next_state

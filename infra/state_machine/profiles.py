@@ -11,10 +11,11 @@ as ``InvalidInput`` naming the known profiles, before the lock is taken or anyth
 
 The record (``$.profile``)::
 
-    {"name": "nightly", "load": {"users": "60", "spawn_rate": "30", "duration_s": "90"},
-     "faults": {"kill_gateway": true, "kill_matcher": false, ...}, "left_out": ["kill-matcher"],
+    {"name": "nightly", "load": {"users": "60", "spawn_rate": "30", "duration_s": "90", "workers": "2"},
+     "workers": 2, "faults": {"kill_gateway": true, "kill_matcher": false, ...}, "left_out": ["kill-matcher"],
      "waits": {"load_s": 90, "at_kill_gateway": 20, ...}}
 
+``workers`` (a number) is how many worker tasks the run starts (:mod:`infra.state_machine.load`).
 ``load`` holds strings: they are the load task's container environment overrides in ``ecs:runTask``
 (:mod:`infra.state_machine.load`). ``faults`` says which experiments the profile runs:
 ``Select profile faults`` (a JSONata Pass right after ``Schedule faults``) moves each fault the profile
@@ -55,7 +56,9 @@ def profile_record(
             "users": str(load.users),
             "spawn_rate": f"{load.spawn_rate:g}",
             "duration_s": f"{load.duration_s:g}",
+            "workers": str(load.workers),
         },
+        "workers": load.workers,
         "faults": {spec.key: spec.name in at for spec in experiments},
         "left_out": [spec.name for spec in experiments if spec.name not in at],
         "waits": waits,

@@ -18,9 +18,8 @@ experiment_id, status}`` (``fault_id`` is the fault's config name, as in a local
   given) and ``ended`` at its ``endTime`` (the fault lifted; the experiment goes on with its observation
   window, whose end is not the fault's), so recovery counts from the moment the fault was lifted;
 - ``effect`` (proof that the fault acted, as a local run records it) once the fault's action has ended:
-  ``observed: true`` when it ``completed``, ``false`` with its state's reason when it ``failed`` or was
-  ``cancelled`` (the templates resolve targets with ``emptyTargetResolutionMode: fail``, so an action that
-  found no task fails instead of completing on nothing);
+  observed on its resolved targets and, for a stop-task, on the stopped tasks themselves
+  (:mod:`lambdas.timeline.effect`);
 - ``ended`` at ``endTime`` when the experiment ``completed`` (for an instantaneous fault);
 - ``aborted`` at ``endTime`` (else now) when it was ``stopped`` (by a stop condition, i.e. a tripped
   guardrail, or by a user), ``failed`` or ``cancelled``, with ``state.reason`` as detail;
@@ -37,6 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lambdas.common.aws import call, epoch
+from lambdas.timeline.effect import Observation, gather, judge
 from lambdas.timeline.inputs import FaultRef
 
 ENDED_STATUSES = frozenset({"completed"})
@@ -44,8 +44,12 @@ HELD_ACTION_PREFIX = "aws:ecs:task-network-"
 ABORTED_STATUSES = frozenset({"stopped", "failed", "cancelled"})
 
 
-def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) -> list[dict[str, Any]]:
-    """The timeline rows of one experiment (``GetExperiment``'s ``experiment``), in time order."""
+def experiment_rows(
+    fault: FaultRef, experiment: dict[str, Any], *, now: float, observation: Observation | None = None
+) -> list[dict[str, Any]]:
+    """The timeline rows of one experiment (``GetExperiment``'s ``experiment``), in time order; its
+    ``effect`` judged by :func:`lambdas.timeline.effect.judge` on ``observation`` (what
+    :func:`lambdas.timeline.effect.gather` saw of its targets; none: nothing resolved)."""
     state = experiment.get("state") or {}
     status = str(state.get("status") or "unknown")
     reason = state.get("reason") or ""
@@ -72,7 +76,7 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
         if started is not None and started <= injected:
             rows.append({"ts": started, **base, "event": "injecting", "detail": detail})
         rows.append({"ts": injected, **base, "event": "injected", "detail": detail})
-    effect = _effect_row(actions, now=now)
+    effect = judge(experiment, observation or Observation(), now=now)
     if effect is not None and injected is not None:
         rows.append({**effect, **base, "event": "effect"})
     lifting, lifted = lift
@@ -95,32 +99,6 @@ def experiment_rows(fault: FaultRef, experiment: dict[str, Any], *, now: float) 
             detail += f" ({error['code']})"
         rows.append({"ts": end if end is not None else now, **base, "event": "aborted", "detail": detail})
     return sorted(rows, key=lambda r: r["ts"])
-
-
-NOT_A_FAULT_ACTIONS = frozenset({"aws:fis:wait"})
-FAILED_ACTION_STATUSES = frozenset({"failed", "cancelled"})
-
-
-def _effect_row(actions: Sequence[dict[str, Any]], *, now: float) -> dict[str, Any] | None:
-    """``{ts, detail: {observed, evidence}}`` of the experiment's fault action once it ended, else None."""
-    for a in actions:
-        action_id = str(a.get("actionId") or "")
-        if not action_id or action_id in NOT_A_FAULT_ACTIONS:
-            continue
-        state = a.get("state") or {}
-        status = str(state.get("status") or "")
-        end = epoch(a.get("endTime"))
-        ts = end if end is not None else now
-        if status == "completed":
-            return {"ts": ts, "detail": {"observed": True, "evidence": f"FIS action {action_id} completed"}}
-        if status in FAILED_ACTION_STATUSES:
-            why = state.get("reason") or status
-            return {
-                "ts": ts,
-                "detail": {"observed": False, "evidence": f"FIS action {action_id} {status}: {why}"},
-            }
-        return None
-    return None
 
 
 # The data-path faults whose FIS action lasts as long as their outage (issue 21).
@@ -174,9 +152,12 @@ def iso_duration_s(v: Any) -> float | None:
     return h * 3600 + mi * 60 + sec or None
 
 
-def fault_rows(fis: Any, faults: Sequence[FaultRef], *, now: float) -> tuple[list[dict[str, Any]], list[str]]:
+def fault_rows(
+    fis: Any, ecs: Any, cluster: str, faults: Sequence[FaultRef], *, now: float
+) -> tuple[list[dict[str, Any]], list[str]]:
     """``(rows, still_active)``: every started fault's rows (time order) and the faults whose experiment has
-    not ended yet. Any FIS failure raises :class:`resgate.contract.errors.GateError`."""
+    not ended yet; each experiment's effect observed on its resolved targets (in ECS ``cluster``, the
+    target's). Any FIS or ECS failure raises :class:`resgate.contract.errors.GateError`."""
     rows: list[dict[str, Any]] = []
     active: list[str] = []
     for fault in faults:
@@ -186,7 +167,8 @@ def fault_rows(fis: Any, faults: Sequence[FaultRef], *, now: float) -> tuple[lis
             id=fault.experiment_id,
         )
         experiment = out.get("experiment") or {}
-        of_fault = experiment_rows(fault, experiment, now=now)
+        observation = gather(fis, ecs, cluster, experiment)
+        of_fault = experiment_rows(fault, experiment, now=now, observation=observation)
         status = str((experiment.get("state") or {}).get("status") or "unknown")
         if status not in ENDED_STATUSES | ABORTED_STATUSES:
             active.append(fault.name)

@@ -28,6 +28,16 @@ Per task:
   when its replacement is healthy, and a replacement that never becomes healthy leaves the stopped task
   unretired: the checker sees "never recovered".
 
+A held fault (a network action, a database or broker outage) restarts no task, so the rows above say
+nothing after its injection, and recovery would judge it unknown ("no health observation"). For each held
+fault that has ended (:func:`held_windows`), the service gets ``healthy`` rows at the lift
+(:func:`through_held`) for the tasks that ran through the whole fault, from before its injection to
+the observation, with no task of the service started or stopped in between, and that ECS reports
+``HEALTHY`` when observed (or that have no health check). ECS would have replaced a task failing its
+health checks, so this says "the process lived through it", not "it served": the recovery check's
+serving judgement (throughput and error ratio back, from the client ledger) decides whether it served
+again. Any task change in the window adds nothing: the task rows then tell.
+
 Limits: the desired count is the one ECS reports now; tasks stopped more than about an hour ago are no
 longer listed by ECS (the timeline runs right after the load, so the run's are).
 """
@@ -68,6 +78,7 @@ class TaskSpan:
     reason: str
     stop_code: str | None
     reports_health: bool
+    health: str | None = None  # the task's healthStatus when described (HEALTHY, UNHEALTHY, UNKNOWN)
 
     @property
     def replica(self) -> str:
@@ -90,6 +101,7 @@ class TaskSpan:
             reason=str(task.get("stoppedReason") or ""),
             stop_code=task.get("stopCode"),
             reports_health=bool(statuses & _REPORTED_HEALTH),
+            health=task.get("healthStatus"),
         )
 
     def overlaps(self, start: float, end: float) -> bool:
@@ -205,6 +217,58 @@ def health_rows(
     return out
 
 
+def held_windows(fault_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, float, float]]]:
+    """``{target service: [(fault_id, injection start, lift), ...]}`` of the held faults that ended: those
+    with both an ``injecting`` (else ``injected``) row and an ``ended`` row after a ``lifting`` row, or
+    whose ``injected`` detail carries ``duration_s`` (see :mod:`lambdas.timeline.faults`)."""
+    by_fault: dict[str, dict[str, Any]] = {}
+    for r in fault_rows:
+        f = by_fault.setdefault(str(r["fault_id"]), {"target": r.get("target")})
+        event = r.get("event")
+        if event in ("injecting", "injected"):
+            f.setdefault("start", r["ts"])
+            if isinstance(r.get("detail"), Mapping) and r["detail"].get("duration_s") is not None:
+                f["held"] = True
+        elif event == "ended":
+            f["ended"] = r["ts"]
+        elif event == "aborted":
+            f["aborted"] = True
+    out: dict[str, list[tuple[str, float, float]]] = {}
+    for fault_id, f in by_fault.items():
+        if f.get("held") and not f.get("aborted") and "start" in f and "ended" in f and f["target"]:
+            out.setdefault(str(f["target"]), []).append((fault_id, float(f["start"]), float(f["ended"])))
+    return out
+
+
+def through_held(
+    svc: ServiceView,
+    tasks: Sequence[TaskSpan],
+    windows: Sequence[tuple[str, float, float]],
+    *,
+    observed_at: float,
+) -> list[dict[str, Any]]:
+    """``healthy`` rows at each held fault's lift for the tasks that lived through it (module docstring)."""
+    out: list[dict[str, Any]] = []
+    for fault_id, start, lifted in windows:
+        changed = any(
+            (t.started is not None and start <= t.started <= observed_at)
+            or (t.left is not None and start <= t.left <= observed_at)
+            for t in tasks
+        )
+        if changed:
+            continue
+        alive = [t for t in tasks if t.started is not None and t.started < start and t.left is None]
+        if not alive or (svc.health_checked and any(t.health != "HEALTHY" for t in alive)):
+            continue
+        how = "ECS reports it HEALTHY" if svc.health_checked else "the service has no health check"
+        detail = (
+            f"ran through held fault {fault_id} with no task of the service started or stopped until "
+            f"observed, and {how}: alive, not proof of serving (the client ledger judges that)"
+        )
+        out += [_row(svc, t, lifted, "healthy", detail) for t in alive]
+    return out
+
+
 # ------------------------------------------------------------------------------------------ ECS calls
 
 
@@ -263,9 +327,16 @@ def describe_tasks(ecs: Any, cluster: str, arns: Sequence[str]) -> tuple[list[Ta
 
 
 def service_health(
-    ecs: Any, cluster: str, services: Mapping[str, str], *, start: float, end: float
+    ecs: Any,
+    cluster: str,
+    services: Mapping[str, str],
+    *,
+    start: float,
+    end: float,
+    held: Mapping[str, Sequence[tuple[str, float, float]]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """``(rows, failures)`` for every service (``{config name: ECS service}``), rows in time order."""
+    """``(rows, failures)`` for every service (``{config name: ECS service}``), rows in time order;
+    ``held`` (:func:`held_windows`) adds the rows of the tasks that lived through a held fault."""
     if not services:
         return [], []
     described = describe_services(ecs, cluster, list(services.values()))
@@ -274,8 +345,8 @@ def service_health(
     for name, ecs_name in services.items():
         tasks, failed = describe_tasks(ecs, cluster, list_task_arns(ecs, cluster, ecs_name))
         failures += failed
-        rows += health_rows(
-            ServiceView.from_service(name, described[ecs_name], tasks), tasks, start=start, end=end
-        )
+        view = ServiceView.from_service(name, described[ecs_name], tasks)
+        rows += health_rows(view, tasks, start=start, end=end)
+        rows += through_held(view, tasks, (held or {}).get(name, ()), observed_at=end)
     rows.sort(key=lambda r: r["ts"])  # stable: each service keeps its replay order at equal times
     return rows, failures

@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common.event import RunEvent
 from lambdas.timeline.faults import fault_rows
-from lambdas.timeline.health import service_health
+from lambdas.timeline.health import held_windows, service_health
 from lambdas.timeline.inputs import TimelineInputs
 from resgate.evidence.store import write_jsonl
 
@@ -27,11 +27,16 @@ def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str
     observed_until, active_faults, not_started}``."""
     inputs = TimelineInputs.from_event(run)
     store = run.store()
-    faults, active = fault_rows(fis, inputs.faults, now=time.time())
+    faults, active = fault_rows(fis, ecs, inputs.cluster, inputs.faults, now=time.time())
     if active:
         tools.logger.warning("experiments have not ended yet", extra={"faults": active})
     health, failures = service_health(
-        ecs, inputs.cluster, inputs.services, start=inputs.started_at, end=inputs.ended_at
+        ecs,
+        inputs.cluster,
+        inputs.services,
+        start=inputs.started_at,
+        end=inputs.ended_at,
+        held=held_windows(faults),
     )
     if failures:
         tools.logger.warning("ECS could not describe some listed tasks", extra={"failures": failures[:10]})

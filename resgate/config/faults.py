@@ -53,14 +53,20 @@ def parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Inf
     tgt = fault_target(sec, target, kind in ("stop_task", "hang", "leader_loss"))
     if kind == "leader_loss":
         # pause: SIGSTOP the replica that leads now (found from its /health) for duration_s; it cannot
-        # renew its lease, a standby must take over, and on its resume it must not lead again unbidden
-        params["mode"] = sec.str("mode", "pause", choices=("pause",))
+        # renew its lease, a standby must take over, and on its resume it must not lead again unbidden.
+        # partition: hold every byte between that replica and Postgres (its lease store) for duration_s,
+        # through a proxy of its own; it runs on and must notice, and its stalled writes land after the heal
+        params["mode"] = sec.str("mode", "pause", choices=LEADER_LOSS_MODES)
+        if params["mode"] == "partition":
+            _check_lease_path(sec, target, tgt)
         params["duration_s"] = float(sec.num("duration_s", min=0.5))
         params["observe_s"] = float(sec.num("observe_s", 10.0, min=1, max=120))
     if kind in ("stop_task", "hang"):
         params["percent"] = float(sec.num("percent", 50.0, min=0, max=100))
     if kind in ("hang", "db_blip", "kafka_broker_down", "kafka_latency"):
         params["duration_s"] = float(sec.num("duration_s", min=0))
+    if kind == "hang" and sec.has("port"):  # on AWS: the port FIS freezes (infra.network_faults)
+        params["port"] = sec.num("port", min=1, max=65535, integer=True)
     if kind in ("kafka_broker_down", "kafka_latency"):
         params["broker"] = sec.num("broker", 1, min=1, max=infra.kafka_brokers, integer=True)
     if kind == "kafka_latency":
@@ -74,6 +80,23 @@ def parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Inf
         params["max_events"] = sec.num("max_events", 500, min=1, integer=True)
     sec.done()
     return Fault(name=name, kind=kind, at_s=at_s, target=tgt, params=params)
+
+
+LEADER_LOSS_MODES = ("pause", "partition")
+
+
+def _check_lease_path(sec: Section, target: Target, service: str | None) -> None:
+    """A ``partition`` cuts a replica's own path to Postgres: the target must be a local service that
+    reaches its lease store through ``${pg.dsn}`` (the placeholder the gate can route through a proxy)."""
+    svc = target.service(service) if service else None
+    if svc is None:
+        raise sec.error("mode", "a partition from the lease store needs a local service as its target")
+    if not any("${pg.dsn}" in part for part in (*svc.command, *svc.env.values())):
+        raise sec.error(
+            "mode",
+            f"a partition from the lease store needs {service!r} to reach Postgres through ${{pg.dsn}}"
+            " (in its command or env), the address the gate routes through a proxy per replica",
+        )
 
 
 def _parse_network_fault(sec: Section, kind: str, target: Target, params: dict[str, Any]) -> str | None:

@@ -70,6 +70,18 @@ def fill(value: str, values: Mapping[str, str], *, keep: tuple[str, ...] = ()) -
     return _PATTERN.sub(sub, value)
 
 
-def fill_port(value: str, port: int) -> str:
-    """``value`` with ``${port}`` replaced by ``port`` and ``$$`` by ``$`` (the last step before a spawn)."""
-    return _PATTERN.sub(lambda m: str(port) if m.group(1) == "port" else m.group(0).replace("$$", "$"), value)
+def fill_port(value: str, port: int, replica: Mapping[str, str] | None = None) -> str:
+    """``value`` with ``${port}`` replaced by ``port``, the placeholders named in ``replica`` (values of one
+    replica, e.g. its own ``pg.dsn`` through a fault proxy of its own) by theirs, and ``$$`` by ``$`` (the
+    last step before a spawn)."""
+    own = replica or {}
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name == "port":
+            return str(port)
+        if name is not None and name in own:
+            return own[name]
+        return m.group(0).replace("$$", "$")
+
+    return _PATTERN.sub(sub, value)

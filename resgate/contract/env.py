@@ -47,6 +47,20 @@ ENV_WAIT_MAX_S = "RESGATE_WAIT_MAX_S"
 """Think time between a user's tasks, upper bound in seconds (default 0.5)."""
 ENV_LOAD_NODE = "RESGATE_LOAD_NODE"
 """Prefix that makes client ids unique across processes and tasks (default: 6 random hex digits)."""
+ENV_LOAD_ROLE = "RESGATE_LOAD_ROLE"
+"""The load task's part in a distributed load on Fargate (``loadgen.run.main``): ``master`` (runs Locust's
+master for ``RESGATE_LOAD_WORKERS`` worker tasks, collects their ledger parts and uploads the merged
+evidence; with 0 workers it runs the load itself) or ``worker`` (a Locust worker of the master at
+``RESGATE_MASTER_HOST``, uploading its own ledger part); unset: one process, as locally."""
+ENV_LOAD_WORKERS = "RESGATE_LOAD_WORKERS"
+"""The number of worker tasks a master expects (``load.workers``, a profile may change it); they are named
+``w1``..``wN`` (their ``RESGATE_LOAD_NODE``)."""
+ENV_MASTER_HOST = "RESGATE_MASTER_HOST"
+"""A worker's master: the master task's private IPv4 address (``ecs:DescribeTasks``)."""
+ENV_MASTER_PORT = "RESGATE_MASTER_PORT"
+"""The master's Locust port (default 5557; the load security group admits it from the load tasks only)."""
+ENV_MASTER_BIND_HOST = "RESGATE_MASTER_BIND_HOST"
+"""Where a master listens (default 0.0.0.0, the task's interface on Fargate; the rehearsal's 127.0.0.1)."""
 ENV_ARRIVAL_RATE = "RESGATE_ARRIVAL_RATE"
 """Open model: task iterations per second over all users (``load.arrival_rate``; shared by
 ``RESGATE_USERS`` users); unset = closed model, the users' think times."""

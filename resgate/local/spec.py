@@ -67,6 +67,9 @@ class ServiceSpec:
     cwd: str | None = None
     start_timeout_s: float = 60.0
     zones: list[str] = field(default_factory=list)  # replica i runs in zones[i % len(zones)]
+    # placeholder values of each replica by index, filled at its spawn like ${port} (e.g. its own pg.dsn
+    # through a fault proxy of its own, so a fault can cut one replica off from the database)
+    replica_values: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -114,6 +117,15 @@ class ServiceSpec:
         check_str_map(self.tags, f"{p}tags")
         if not isinstance(self.zones, list | tuple) or not all(isinstance(z, str) and z for z in self.zones):
             raise ConfigError(f"must be a list of zone names, got {self.zones!r}", where=f"{p}zones")
+        if not isinstance(self.replica_values, list | tuple):
+            raise ConfigError("must be a list of mappings, one per replica", where=f"{p}replica_values")
+        if self.replica_values and len(self.replica_values) != self.replicas:
+            raise ConfigError(
+                f"must give one mapping per replica ({self.replicas}), got {len(self.replica_values)}",
+                where=f"{p}replica_values",
+            )
+        for i, values in enumerate(self.replica_values):
+            check_str_map(values, f"{p}replica_values[{i}]")
 
     def zone_of(self, index: int) -> str | None:
         """The zone of replica ``index`` (round-robin over ``zones``), None without zones."""

@@ -2,7 +2,8 @@
 
 This is the local stand-in for an ECS service in the chaos gate. Each replica is a child process in its own
 process group (session) on a free 127.0.0.1 port (env ``PORT``, ``REPLICA_ID``, ``REPLICA_INDEX``,
-``SERVICE_NAME``; ``${port}`` in its command and environment values is that port, ``$$`` a ``$``), with
+``SERVICE_NAME``; ``${port}`` in its command and environment values is that port, the placeholders of the
+spec's ``replica_values`` that replica's own values, ``$$`` a ``$``), with
 stdout/stderr in a log file. A background thread polls each replica's health URL
 (2xx = healthy) and a monitor thread restarts a replica ``restart_delay_s`` after it exits, as ECS starts a
 replacement task. The primitive process faults the gate's fault runner (:mod:`resgate.runner.faults`)
@@ -463,8 +464,9 @@ class Supervisor:
     def _spawn(self, r: Replica, *, restarted: bool) -> None:
         spec = r.spec
         port = free_port()
+        own = spec.replica_values[r.index] if spec.replica_values else None
         env = {
-            **{k: fill_port(v, port) for k, v in spec.env.items()},
+            **{k: fill_port(v, port, own) for k, v in spec.env.items()},
             "PORT": str(port),
             "REPLICA_ID": r.id,
             "REPLICA_INDEX": str(r.index),
@@ -472,7 +474,7 @@ class Supervisor:
         }
         banner = f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {r.id} port={port} ==="
         try:
-            command = [fill_port(arg, port) for arg in spec.command]
+            command = [fill_port(arg, port, own) for arg in spec.command]
             proc = spawn_group(command, env=env, cwd=spec.cwd, log_path=r.log_path, banner=banner)
         except BaseException:
             release_port(port)

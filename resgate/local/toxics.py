@@ -1,13 +1,16 @@
 """Toxics: the network faults a userspace TCP proxy applies, per direction, switchable at run time.
 
-Modelled on Toxiproxy's toxics. A :class:`Toxics` holds the faults active on one path (for example
-``gateway → postgres``), each added under a name and removed by that name, so overlapping faults combine
-and each is reverted on its own. Directions: ``upstream`` (client → server bytes) and ``downstream``
-(server → client). Per direction: ``latency_ms`` ± ``jitter_ms``, ``bandwidth_kbps``, ``loss_percent``
-(the TCP retransmission model below), ``blackhole`` (bytes are swallowed, the connection stays open: the
-"hang" partition, Toxiproxy's ``timeout`` with no timeout), ``limit_bytes`` (close the connection after
-that many bytes) and ``slow_close_ms`` (delay the close). Per path: ``refuse`` (new connections are reset
-as soon as they are accepted) and :meth:`Toxics.reset` (RST every open connection now).
+Modelled on Toxiproxy's toxics. A :class:`Toxics` holds the faults active on one path (for example ``gateway
+→ postgres``), each added under a name and removed by that name, so overlapping faults combine and each is
+reverted on its own. Directions: ``upstream`` (client → server bytes) and ``downstream`` (server → client).
+Per direction: ``latency_ms`` ± ``jitter_ms``, ``bandwidth_kbps``, ``loss_percent`` (the TCP retransmission
+model below), ``blackhole`` (bytes are swallowed, the connection stays open: the "hang" partition,
+Toxiproxy's ``timeout`` with no timeout), ``hold`` (bytes, and the end of the stream, are held in order and
+delivered when the toxic is lifted: what TCP does across a path that drops every packet and heals before the
+connection times out, since the sender retransmits what was lost; the partition of a leader from its lease
+store, whose stalled writes arrive after the heal), ``limit_bytes`` (close the connection after that many
+bytes) and ``slow_close_ms`` (delay the close). Per path: ``refuse`` (new connections are reset as soon as
+they are accepted) and :meth:`Toxics.reset` (RST every open connection now).
 
 **No effect when off**: with no toxic active, :class:`Link.send` writes straight through; the only cost
 is one attribute read per chunk.
@@ -40,6 +43,7 @@ DIRECTIONS = ("upstream", "downstream")
 MSS = 1460
 MAX_BACKOFF = 6
 FAST_RETRANSMIT_CWND = 3  # with limited transmit (RFC 3042) three segments in flight yield the dup ACKs
+HOLD_POLL_S = 0.05  # how often a link holding bytes looks whether its hold was lifted
 _HIGH_WATER = 1 << 20  # bytes queued in a link before the source stops being read
 _EOF = b"<eof>"  # queue markers, compared by identity
 _CLOSE = b"<close>"
@@ -54,6 +58,7 @@ class Toxic:
     bandwidth_kbps: float = 0.0
     loss_percent: float = 0.0
     blackhole: bool = False
+    hold: bool = False
     limit_bytes: int = 0
     slow_close_ms: float = 0.0
     rtt_ms: float = 10.0
@@ -66,6 +71,7 @@ class Toxic:
             or self.bandwidth_kbps
             or self.loss_percent
             or self.blackhole
+            or self.hold
             or self.limit_bytes
             or self.slow_close_ms
         )
@@ -84,6 +90,7 @@ def combine(toxics: list[Toxic]) -> Toxic | None:
         bandwidth_kbps=min(bw) if bw else 0.0,
         loss_percent=lossy.loss_percent,
         blackhole=any(t.blackhole for t in toxics),
+        hold=any(t.hold for t in toxics),
         limit_bytes=min(limits) if limits else 0,
         slow_close_ms=max(t.slow_close_ms for t in toxics),
         rtt_ms=lossy.rtt_ms,
@@ -301,8 +308,16 @@ class Link:
         else:
             self._timer = self.loop.call_at(due, self._drain)
 
+    def holding(self) -> bool:
+        """True while a ``hold`` toxic is on this link's direction (nothing queued is delivered)."""
+        tox = self.toxics.effective[self.direction]
+        return tox is not None and tox.hold
+
     def _drain(self) -> None:
         self._timer = None
+        if self.holding():  # lifted from another thread: look again shortly (only while bytes are held)
+            self._timer = self.loop.call_later(HOLD_POLL_S, self._drain)
+            return
         now = self.loop.time()
         while self._queue and self._queue[0][0] <= now:
             _, data = self._queue.popleft()
@@ -321,8 +336,8 @@ class Link:
         self._schedule()
 
     def eof(self) -> None:
-        """The source half-closed: pass the EOF on after whatever is queued."""
-        if not self._queue:
+        """The source half-closed: pass the EOF on after whatever is queued (or held)."""
+        if not self._queue and not self.holding():
             self._write_eof()
         else:
             self._queue.append((self._last_at, _EOF))
@@ -336,7 +351,7 @@ class Link:
             return
         tox = self.toxics.effective[self.direction]
         delay = (tox.slow_close_ms if tox is not None else 0.0) if slow_ms is None else slow_ms
-        if not self._queue and not delay:
+        if not self._queue and not delay and not self.holding():
             self._close_peer()
             return
         self._last_at = max(self._last_at, self.loop.time() + delay / 1000)

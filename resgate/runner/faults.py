@@ -4,22 +4,24 @@ Local fault kinds and what they stand for on AWS: ``stop_task`` (SIGKILL a perce
 replicas: FIS ``aws:ecs:stop-task``), ``hang`` (SIGSTOP for a duration), ``db_blip`` (Postgres down for
 N seconds), ``kafka_broker_down``, ``kafka_latency``, ``duplicate_delivery`` (re-publish events).
 
-Network faults act on a path ``between: [service, postgres | kafka | clients]`` through the userspace
-proxies of :mod:`resgate.local.toxics` (FIS ``aws:ecs:task-network-*``): ``network_partition`` (mode
-``hang``: bytes are swallowed and connections stay open; ``refuse``: open connections are reset and new
-ones refused), ``network_latency``, ``packet_loss`` (TCP retransmission stalls), ``bandwidth``,
-``connection_reset``; ``rate_limit_spike`` (the edge answers 429 + Retry-After itself) and ``zone_loss``
-(SIGKILL every replica in one zone). ``leader_loss`` (``mode: pause``) finds the replica of its target that
-leads now from the ``leader`` figure of its ``/health`` (:mod:`resgate.runner.leader`) and SIGSTOPs it for
-``duration_s``: it cannot renew its lease, a standby must take over, and once resumed it must not act as
-leader again. A :class:`~resgate.runner.leader.LeaderSampler` watches every replica's leader figures from
-just before the injection until ``observe_s`` after the lift and records them as a ``leader_samples``
-event (the recovery check's leader judgments). Kafka paths are not proxied (clients follow the advertised
-broker addresses): a partition takes every broker down (``refuse``) or sets a round trip as long as the
-partition (``hang``), latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on
-Kafka are skipped with the reason recorded. ``overload``: an open-loop burst of order requests far beyond
-capacity for ``duration_s`` (:mod:`resgate.local.burst`, in its own process), its requests in the client
-ledger.
+Network faults act on a path ``between: [service, postgres | kafka | clients]`` through the userspace proxies
+of :mod:`resgate.local.toxics` (FIS ``aws:ecs:task-network-*``): ``network_partition`` (mode ``hang``: bytes
+are swallowed and connections stay open; ``refuse``: open connections are reset and new ones refused),
+``network_latency``, ``packet_loss`` (TCP retransmission stalls), ``bandwidth``, ``connection_reset``;
+``rate_limit_spike`` (the edge answers 429 + Retry-After itself) and ``zone_loss`` (SIGKILL every replica in
+one zone). ``leader_loss`` (``mode: pause``) finds the replica of its target that leads now from the
+``leader`` figure of its ``/health`` (:mod:`resgate.runner.leader`) and SIGSTOPs it for ``duration_s``: it
+cannot renew its lease, a standby must take over, and once resumed it must not act as leader again; ``mode:
+partition`` instead holds every byte between that replica and Postgres (its lease store) on the replica's own
+proxy (:meth:`LocalTarget.replica_path`) for ``duration_s``, then delivers them in order (a partition TCP
+survives: FIS's blackhole on the leader's task), the process running throughout. A
+:class:`~resgate.runner.leader.LeaderSampler` watches every replica's leader figures from just before the
+injection until ``observe_s`` after the lift and records them as a ``leader_samples`` event (the recovery
+check's leader judgments). Kafka paths are not proxied (clients follow the advertised broker addresses): a
+partition takes every broker down (``refuse``) or sets a round trip as long as the partition (``hang``),
+latency sets the brokers' round trip (jitter ignored); loss, bandwidth and resets on Kafka are skipped with
+the reason recorded. ``overload``: an open-loop burst of order requests far beyond capacity for
+``duration_s`` (:mod:`resgate.local.burst`, in its own process), its requests in the client ledger.
 Every fault with a duration is reverted on every exit path (``revert_all``).
 
 **Proof of effect.** A fault that acted on nothing would leave a calm run that proves nothing, so each
@@ -379,19 +381,44 @@ class FaultRunner:
         self._after(fault, p["duration_s"], burst.halt)
 
     def _leader_loss(self, fault: Fault) -> None:
-        """Pause the replica that leads now; sample every replica's leader figures around it."""
+        """Pause the replica that leads now (``mode: pause``) or hold its path to the lease store
+        (``partition``); sample every replica's leader figures around it."""
         p, sup = fault.params, self.target.supervisor
         if sup is None or fault.target is None:
             raise GateError("a leader loss needs local services")
         leader, token = find_leader(sup, fault.target)
+        proxy = None
+        if p["mode"] == "partition":
+            proxy = self.target.replica_path(leader, "postgres")
+            if proxy is None:
+                raise GateError(f"the leader {leader} has no path of its own to Postgres to partition")
         sampler = LeaderSampler(sup, fault.target)
         sampler.deposed, sampler.deposed_token = leader, token
         sampler.start()
         self._samplers[fault.name] = sampler
         self._begin(fault)
-        hung = sup.hang(fault.target, 100.0, p["duration_s"], only=[leader])
-        self._record(fault, "injected", replicas=hung, leader=leader, fencing_token=token, **_dur(p))
-        self._effect(fault, *self._stopped(sup, hung, f"the leader {leader} was not running"))
+        if proxy is None:
+            hung = sup.hang(fault.target, 100.0, p["duration_s"], only=[leader])
+            self._record(fault, "injected", replicas=hung, leader=leader, fencing_token=token, **_dur(p))
+            self._effect(fault, *self._stopped(sup, hung, f"the leader {leader} was not running"))
+            self._after(fault, p["duration_s"], lambda: sup.resume(hung))
+        else:
+            tox, before = proxy.toxics, proxy.toxics.affected_bytes
+            # every byte both ways held until the lift, then delivered in order: a partition TCP survives
+            tox.add(fault.name, "both", hold=True)
+            self._record(
+                fault, "injected", replicas=[leader], leader=leader, fencing_token=token, mode="partition",
+                between=[leader, "postgres"], **_dur(p),
+            )  # fmt: skip
+
+            def held() -> tuple[bool, str]:
+                n = tox.affected_bytes - before
+                return n > 0, f"{n} bytes between {leader} and Postgres held while partitioned" + (
+                    "" if n else " (the leader sent nothing to its lease store)"
+                )
+
+            self._observers[fault.name] = held
+            self._after(fault, p["duration_s"], lambda: tox.remove(fault.name))
         sampler.until_ts = time.time() + p["duration_s"] + p["observe_s"]
 
         def recorded() -> None:  # once the observation is over, on the sampler's own schedule
@@ -399,7 +426,6 @@ class FaultRunner:
                 self._leader_record(fault.name)
 
         threading.Thread(target=recorded, name=f"leader-record-{fault.name}", daemon=True).start()
-        self._after(fault, p["duration_s"], lambda: sup.resume(hung))
 
     def _network(self, fault: Fault) -> None:
         p = fault.params

@@ -4,9 +4,12 @@ It is the local stand-in for what the CDK stack points at on AWS (RDS, MSK, an E
 ``LocalTarget`` is a context manager: whatever was started is stopped on every exit path.
 
 Network paths (``paths``): the balancer carries ``(exposed, "clients")``; a service that a network fault
-names with ``postgres`` gets its own :class:`~resgate.local.faultproxy.FaultProxy` and ``${pg.dsn}``
-pointing at it. Kafka is not proxied: its clients connect to every broker address the cluster advertises,
-so Kafka network faults use the embedded broker's own controls (see ``resgate.runner.faults``).
+names with ``postgres`` gets its own :class:`~resgate.local.faultproxy.FaultProxy` and ``${pg.dsn}`` pointing
+at it. A service that a ``leader_loss`` with ``mode: partition`` targets gets one proxy *per replica*
+(``replica_paths``, keyed by replica id, each replica's ``${pg.dsn}`` its own, chained in front of the
+service's path when that is proxied too), so a fault cuts one replica (the leader) off from the database
+while its standbys keep theirs. Kafka is not proxied: its clients connect to every broker address the cluster
+advertises, so Kafka network faults use the embedded broker's own controls (see ``resgate.runner.faults``).
 """
 
 from __future__ import annotations
@@ -64,24 +67,28 @@ def service_specs(
     values: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    replica_values: Sequence[Mapping[str, str]] = (),
 ) -> list[ServiceSpec]:
     """The supervisor's ServiceSpecs for the config's local services: ``${...}`` placeholders in commands and
-    environments filled from ``values`` (``${port}`` is left for the supervisor to fill per replica),
-    health polled on ``http://127.0.0.1:{port}<health_path>``, run in ``cwd`` (the config file's folder),
-    each tagged ``{"service": name, **tags}``. Returns them in the order given."""
+    environments filled from ``values`` (``${port}`` and the placeholders ``replica_values`` names are left
+    for the supervisor to fill per replica), health polled on ``http://127.0.0.1:{port}<health_path>``, run
+    in ``cwd`` (the config file's folder), each tagged ``{"service": name, **tags}``. Returns them in the
+    order given."""
     vals = dict(values or {})
+    keep = ("port", *sorted({k for v in replica_values for k in v}))
     return [
         ServiceSpec(
             name=s.name,
-            command=[fill(part, vals, keep=("port",)) for part in s.command],
+            command=[fill(part, vals, keep=keep) for part in s.command],
             replicas=s.replicas,
-            env={k: fill(v, vals, keep=("port",)) for k, v in s.env.items()},
+            env={k: fill(v, vals, keep=keep) for k, v in s.env.items()},
             health_url=f"http://127.0.0.1:{{port}}{s.health_path}",
             restart_delay_s=s.restart_delay_s,
             start_timeout_s=s.start_timeout_s,
             tags={"service": s.name, **(tags or {})},
             zones=list(s.zones),
             cwd=cwd,
+            replica_values=[dict(v) for v in replica_values],
         )
         for s in services
     ]
@@ -154,6 +161,7 @@ class LocalTarget:
         self.host = cfg.load.host or ""
         self.paths: dict[tuple[str, str], Toxics] = {}  # (service, dependency) -> the toxics of that path
         self._proxies: dict[tuple[str, str], Balancer] = {}  # the proxy carrying each path
+        self.replica_paths: dict[tuple[str, str], FaultProxy] = {}  # (replica id, dependency) -> its proxy
 
     def __enter__(self) -> LocalTarget:
         return self
@@ -206,13 +214,16 @@ class LocalTarget:
                 raise ConfigError("no local services and no load.host: nothing to test", where="target.local")
             return
         cwd = str(config_dir(self.cfg))
-        specs = [
-            spec
-            for s in services
-            for spec in service_specs(
-                [s], values=self._service_values(s.name), tags=self.cfg.target.tags, cwd=cwd
+        specs: list[ServiceSpec] = []
+        for s in services:
+            vals = self._service_values(s.name)
+            specs += service_specs(
+                [s],
+                values=vals,
+                tags=self.cfg.target.tags,
+                cwd=cwd,
+                replica_values=self._replica_values(s, vals),
             )
-        ]
         self.supervisor = Supervisor(specs, log_dir=self.log_dir, on_event=self.on_event)
         self._stack.callback(self.supervisor.shutdown)
         self.say(f"starting {sum(s.replicas for s in services)} replicas of {len(services)} services")
@@ -282,6 +293,31 @@ class LocalTarget:
             self._proxies[(service, "postgres")] = proxy
             vals["pg.dsn"] = proxied_dsn(self.dsn, proxy.address)
         return vals
+
+    def _replica_values(self, service: LocalService, vals: Mapping[str, str]) -> list[dict[str, str]]:
+        """Each replica's own ``${pg.dsn}`` through a proxy of its own, for a service a ``leader_loss`` with
+        ``mode: partition`` targets (upstream: the service's ``${pg.dsn}``, itself a proxy when a network
+        fault names the service's path); empty for every other service."""
+        wanted = any(
+            f.kind == "leader_loss" and f.params.get("mode") == "partition" and f.target == service.name
+            for f in self.cfg.faults
+        )
+        if not wanted or not vals.get("pg.dsn"):
+            return []
+        out = []
+        for i in range(service.replicas):
+            rid = f"{service.name}-{i}"  # the supervisor's replica id (resgate.local.replica)
+            proxy = FaultProxy(dsn_address(vals["pg.dsn"]), name=f"{rid}-postgres")
+            proxy.start()
+            self._stack.callback(proxy.stop)
+            self.replica_paths[(rid, "postgres")] = proxy
+            out.append({"pg.dsn": proxied_dsn(vals["pg.dsn"], proxy.address)})
+        return out
+
+    def replica_path(self, replica_id: str, dependency: str) -> FaultProxy | None:
+        """The proxy carrying one replica's own path to ``dependency`` (``postgres``), or None when that
+        replica has none (see :meth:`_replica_values`)."""
+        return self.replica_paths.get((replica_id, dependency))
 
     def path(self, service: str, dependency: str) -> Toxics | None:
         """The toxics of the path ``service → dependency`` (``clients`` → service for "clients"); None

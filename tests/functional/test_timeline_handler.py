@@ -95,9 +95,11 @@ def experiment(status: str = "completed", reason: str = "Experiment completed.")
         "id": EXPERIMENT,
         "experimentTemplateId": "EXT1a2b3c4d5e6f7",
         "state": {"status": status, "reason": reason},
+        "targets": {"Tasks": {"resourceType": "aws:ecs:task", "selectionMode": "ALL"}},
         "actions": {
             "StopTasks": {
                 "actionId": "aws:ecs:stop-task",
+                "targets": {"Tasks": "Tasks"},
                 "state": {"status": "completed", "reason": "Action was completed."},
                 "startTime": at(100),
                 "endTime": at(101),
@@ -123,10 +125,24 @@ class StubbedAws:
         *,
         experiments: Sequence[dict[str, Any]] = (),
         running_pages: int = 1,
+        resolved: Sequence[str] = ("bbbb2222",),
     ) -> None:
-        """Queue the responses of one handler call, in the order it makes its calls."""
+        """Queue the responses of one handler call, in the order it makes its calls; each experiment's
+        stop-task resolved the tasks ``resolved`` (ids of ``tasks``), described for its effect."""
         for e in experiments:
             self.fis_stub.add_response("get_experiment", {"experiment": e}, {"id": e["id"]})
+            if e["actions"]["StopTasks"]["state"]["status"] != "completed":
+                continue
+            self.resolved(e["id"], [task_arn(t) for t in resolved])
+            if resolved:
+                self.ecs_stub.add_response(
+                    "describe_tasks",
+                    {
+                        "tasks": [t for t in tasks if t["taskArn"].rsplit("/", 1)[-1] in resolved],
+                        "failures": [],
+                    },
+                    {"cluster": CLUSTER, "tasks": [task_arn(t) for t in resolved]},
+                )
         self.ecs_stub.add_response(
             "describe_services",
             {"services": [svc], "failures": []},
@@ -154,6 +170,19 @@ class StubbedAws:
                 {"tasks": list(tasks), "failures": []},
                 {"cluster": CLUSTER, "tasks": running + stopped},
             )
+
+    def resolved(self, experiment_id: str, arns: Sequence[str], target: str = "Tasks") -> None:
+        """Queue ListExperimentResolvedTargets of ``target``: one resolved task per ARN."""
+        self.fis_stub.add_response(
+            "list_experiment_resolved_targets",
+            {
+                "resolvedTargets": [
+                    {"resourceType": "aws:ecs:task", "targetName": target, "targetInformation": {"arn": a}}
+                    for a in arns
+                ]
+            },
+            {"experimentId": experiment_id, "targetName": target},
+        )
 
 
 @pytest.fixture
@@ -213,7 +242,11 @@ def test_the_written_timelines_are_in_the_checkers_formats_and_stamped_with_the_
         ("effect", T0 + 101),
         ("ended", T0 + 102),
     ]
-    assert faults[2]["detail"] == {"observed": True, "evidence": "FIS action aws:ecs:stop-task completed"}
+    assert faults[2]["detail"] == {
+        "observed": True,
+        "evidence": "FIS action aws:ecs:stop-task stopped 1 of its 1 resolved task(s) within its window: "
+        f"bbbb2222 (UserInitiated: {FIS_REASON})",
+    }
     for f in faults:
         assert f["run_id"] == "20260101T120000Z-a1b2c3" and f["gate"] == "paperbroker"
         assert (f["fault_id"], f["kind"], f["target"], f["experiment_id"]) == (
@@ -345,6 +378,7 @@ def test_an_fis_error_is_a_gate_error_and_nothing_is_written(evidence, lambda_co
 
 def test_a_service_ecs_does_not_know_is_a_gate_error(evidence, lambda_context, stubbed):
     stubbed.fis_stub.add_response("get_experiment", {"experiment": experiment()}, {"id": EXPERIMENT})
+    stubbed.resolved(EXPERIMENT, [])  # nothing resolved: no task to describe
     stubbed.ecs_stub.add_response(
         "describe_services",
         {"services": [], "failures": [{"arn": SERVICE, "reason": "MISSING"}]},
@@ -526,3 +560,95 @@ def test_an_fis_action_that_failed_records_no_effect_and_recovery_cannot_pass():
 def test_an_fis_duration_parameter_is_read_as_iso_8601(text, seconds):
     """FIS action durations are ISO 8601 (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html)."""
     assert iso_duration_s(text) == seconds
+
+
+def held_fault_event(**overrides: Any) -> dict[str, Any]:
+    """The timeline event with one started network fault on the gateway (a 28 s latency action)."""
+    return load_event(
+        "timeline",
+        faults={"latency": {"name": "latency", "kind": "network_latency", "target": "gateway"}},
+        experiments={"latency": {"id": EXPERIMENT}},
+        **overrides,
+    )
+
+
+def run_held_fault(evidence, lambda_context, stubbed, tasks, *, steady=(-290,), exp=None):
+    stubbed.fleet(tasks, service(steady), experiments=[exp or network_experiment(action_end=130)])
+    out = timeline.handler(held_fault_event(), lambda_context)
+    event = load_event("recovery", thresholds=NO_ERROR_RATIO, observed_until=out["observed_until"])
+    return jsonl(evidence, "health"), recovery_handler(event, lambda_context)
+
+
+RUNNING = [task("aaaa1111", -300), task("bbbb2222", -300)]
+
+
+def test_tasks_that_lived_through_a_network_fault_are_healthy_at_its_lift_so_recovery_can_judge_it(
+    evidence, lambda_context, stubbed
+):
+    """A network action restarts no task: without rows after its injection recovery said "no health
+    observation" and every AWS run with a network fault was unknown (issue 20's network rehearsal)."""
+    health, result = run_held_fault(evidence, lambda_context, stubbed, RUNNING)
+
+    lift = [r for r in health if "held fault" in r["detail"]]
+    assert sorted(r["replica"] for r in lift) == ["aaaa1111", "bbbb2222"]
+    assert all(r["event"] == "healthy" and "ran through held fault latency" in r["detail"] for r in lift)
+    assert all(abs(r["ts"] - (T0 + 130)) < 1e-3 for r in lift)  # at the lift: the action's end
+    assert result["valid"] is True, result
+    (fault,) = result["details"]["faults"]
+    assert fault["time_to_healthy_s"] == pytest.approx(0.0)  # healthy at the lift itself
+
+
+@pytest.mark.parametrize(
+    ("tasks", "why"),
+    [
+        # one task reports UNHEALTHY when observed: alive is not enough
+        ([task("aaaa1111", -300), task("bbbb2222", -300, health="UNHEALTHY")], "unhealthy"),
+        # a task started at the fault's start (+99, the injection): the service changed in the window
+        ([*RUNNING, task("cccc3333", 99)], "started"),
+        # a task left the service at the observation's last second: the task rows tell, nothing is added
+        ([task("aaaa1111", -300), task("bbbb2222", -300, stopping=600, stopped=600)], "stopped"),
+    ],
+)
+def test_no_row_is_added_when_a_task_changed_or_is_unhealthy_so_recovery_stays_unknown(
+    evidence, lambda_context, stubbed, tasks, why
+):
+    health, result = run_held_fault(evidence, lambda_context, stubbed, tasks)
+
+    assert not [r for r in health if "held fault" in r["detail"]], why
+    assert result["valid"] is not True, result  # judged on the task rows alone, never passed on silence
+    if why == "unhealthy":
+        assert result["valid"] == "unknown"
+        assert "no health observation of gateway after injection" in json.dumps(result)
+
+
+def test_a_task_started_just_before_the_injection_lived_through_it(evidence, lambda_context, stubbed):
+    """Boundary of "started in the window": +98.9 is before the injection's start at +99."""
+    health, result = run_held_fault(evidence, lambda_context, stubbed, [*RUNNING, task("cccc3333", 98.9)])
+
+    assert sorted(r["replica"] for r in health if "held fault" in r["detail"]) == [
+        "aaaa1111",
+        "bbbb2222",
+        "cccc3333",
+    ]
+    assert result["valid"] is True, result
+
+
+def test_an_aborted_or_unended_network_fault_adds_no_row():
+    from lambdas.timeline.health import held_windows
+
+    ref = FaultRef(
+        key="l", name="latency", kind="network_latency", target="gateway", experiment_id=EXPERIMENT
+    )
+    ended = experiment_rows(ref, network_experiment(action_end=130), now=T0 + 300)
+    still_running = network_experiment(action_end=None, duration="PT28S")
+    still_running["state"] = {"status": "running", "reason": ""}
+    running = experiment_rows(ref, still_running, now=T0 + 110)
+    aborted = [*ended, {**ended[-1], "event": "aborted", "detail": "stopped"}]
+    kill = experiment_rows(
+        FaultRef(key="k", name="kill", kind="stop_task", target="gateway", experiment_id=EXPERIMENT),
+        experiment(),
+        now=T0 + 300,
+    )
+
+    assert held_windows(ended) == {"gateway": [("latency", pytest.approx(T0 + 99), pytest.approx(T0 + 130))]}
+    assert held_windows(running) == {} and held_windows(aborted) == {} and held_windows(kill) == {}

@@ -1,8 +1,10 @@
-"""The data-path faults on AWS (issue 21): ``duplicate_delivery`` (the redeliver Lambda through an SSM
-automation), ``db_blip`` (an RDS reboot or an Aurora failover) and ``kafka_broker_down`` (an MSK broker
-reboot through an SSM automation), each an FIS experiment at its ``at_s`` like the task and network faults.
-One stack of a gate config with all three is synthesized for the module (with cdk-nag) and read from its
-CloudFormation template; every fault kind of the schema is walked once; the config errors name the field.
+"""The whole fault catalogue on AWS (issue 21): ``duplicate_delivery`` (the redeliver Lambda through an SSM
+automation), ``db_blip`` (an RDS reboot or an Aurora failover), ``kafka_broker_down`` (an MSK broker reboot
+through an SSM automation), ``leader_loss`` (the lease store's reboot), ``hang`` (a blackhole of the service's
+port) and ``kafka_latency`` (latency on the clients' tasks towards the broker), each an FIS experiment at its
+``at_s`` like the task and network faults. One stack of a gate config with all of them is synthesized for the
+module (with cdk-nag) and read from its CloudFormation template; every fault kind of the schema is walked
+once (mapped to its action, or refused naming the field: no silent skip); the config errors name the field.
 
 The FIS role's permissions per action are the FIS actions reference's
 (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html), the ones AWS's managed
@@ -12,6 +14,7 @@ https://docs.aws.amazon.com/aws-managed-policy/latest/reference/AWSFaultInjectio
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,9 @@ import pytest
 import app as cdk_app
 from infra import constants as c
 from infra import fis_actions
-from infra.data_faults import DATA_FAULT_KINDS, FaultResources
+from infra.data_faults import FaultResources, plan_data_fault
 from infra.fault_automation import Automation
-from infra.network_faults import NO_FIS_ACTION, TEMPLATE_FILES, AwsFault, Skipped, plan_fault
+from infra.network_faults import NO_FIS_ACTION, REFUSED_ON_AWS, AwsFault, Skipped, plan_fault
 from infra.settings import DeploymentSettings
 from infra.state_machine.faults import RDS_ACTION_BOUND_S, experiment_wait_s
 from resgate.config.model import FAULT_KINDS, AwsDatabase, Fault
@@ -62,10 +65,13 @@ faults:
      max_events: 200, at_s: 10}}
   - {{name: db-reboot, kind: db_blip, duration_s: 5, at_s: 30}}
   - {{name: broker-2-down, kind: kafka_broker_down, broker: 2, duration_s: 10, at_s: 50}}
-  - {{name: freeze, kind: hang, target: projector, duration_s: 3, at_s: 70}}
+  - {{name: freeze, kind: hang, target: projector, port: 8080, duration_s: 3, at_s: 70}}
+  - {{name: lose-leader, kind: leader_loss, target: projector, duration_s: 2, at_s: 85}}
+  - {{name: slow-broker, kind: kafka_latency, broker: 2, rtt_ms: 200, duration_s: 5, at_s: 100}}
 checks: {{integrity: false, replay: false}}
 """
 DB_ARN = "arn:aws:rds:us-east-1:123456789012:db:pb-orders-db"
+BOOTSTRAP = ",".join(f"b-{i}.trading.a1b2c3.c2.kafka.us-east-1.amazonaws.com:9098" for i in (1, 2, 3))
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -91,6 +97,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             c.CTX_GATE_CONFIG: str(path),
             c.CTX_ACCOUNT: "123456789012",
             c.CTX_REGION: "us-east-1",
+            c.CTX_KAFKA_BOOTSTRAP: BOOTSTRAP,
         },
     )
     stack = cdk_app.build(app)
@@ -139,7 +146,9 @@ def _fault(kind: str) -> Fault:
         "db_blip": {"duration_s": 2.0},
         "kafka_broker_down": {"broker": 1, "duration_s": 2.0},
         "kafka_latency": {"broker": 1, "rtt_ms": 100, "duration_s": 2.0},
-        "hang": {"percent": 50.0, "duration_s": 2.0},
+        "hang": {"percent": 50.0, "duration_s": 2.0, "port": 8080},
+        "leader_loss": {"mode": "pause", "duration_s": 2.0, "observe_s": 10.0},
+        "overload": {"rps": 200.0, "duration_s": 4.0, "timeout_s": 3.0, "max_in_flight": 400},
         "stop_task": {"percent": 50.0},
         "zone_loss": {"zone": "a", "services": []},
         "rate_limit_spike": {"percent": 30.0, "duration_s": 5.0, "retry_after_s": 1},
@@ -183,31 +192,121 @@ FULL = FaultResources(
     database=AwsDatabase(cluster="pb-aurora"),
     database_arn="arn:aws:rds:us-east-1:123456789012:cluster:pb-aurora",
     kafka_cluster_arn=CLUSTER_ARN,
+    kafka_bootstrap="b-1.trading.a1b2c3.c2.kafka.us-east-1.amazonaws.com:9098",
 )
+# Each kind the config schema knows, and the FIS action it runs as on AWS (the FIS actions reference:
+# https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html).
+ON_AWS = {
+    "stop_task": "aws:ecs:stop-task",
+    "zone_loss": "aws:ecs:stop-task",
+    "hang": "aws:ecs:task-network-blackhole-port",
+    "network_partition": "aws:ecs:task-network-blackhole-port",
+    "network_latency": "aws:ecs:task-network-latency",
+    "kafka_latency": "aws:ecs:task-network-latency",
+    "packet_loss": "aws:ecs:task-network-packet-loss",
+    "duplicate_delivery": "aws:ssm:start-automation-execution",
+    "kafka_broker_down": "aws:ssm:start-automation-execution",
+    "db_blip": "aws:rds:failover-db-cluster",
+    "leader_loss": "aws:rds:failover-db-cluster",
+}
+
+
+def test_the_walk_knows_every_kind_of_the_config_schema_once():
+    mapped, refused, skipped = set(ON_AWS), set(REFUSED_ON_AWS), set(NO_FIS_ACTION)
+    assert mapped | refused | skipped == set(FAULT_KINDS)
+    assert not (mapped & refused or mapped & skipped or refused & skipped)
 
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
-def test_every_fault_kind_is_an_fis_template_on_aws_or_skipped_with_its_reason(kind):
-    plan = plan_fault(
-        _fault(kind),
-        ecs_services={"gw": "pb-gw"},
-        region="us-east-1",
-        service_tag=c.ECS_TAG_SERVICE,
-        resources=FULL,
-    )
-    if kind in NO_FIS_ACTION:
-        assert isinstance(plan, Skipped) and plan.reason == NO_FIS_ACTION[kind]
+def test_every_fault_kind_runs_as_its_fis_action_on_aws_or_is_refused_naming_the_field(kind):
+    """No silent skip (issue 21): each kind is an FIS template of its action, or a ConfigError naming
+    ``faults.<name>.kind`` and why; ``overload`` stays skipped with its reason until its AWS form (the Fargate
+    load's burst step, issue 25b) lands."""
+    fault = _fault(kind)
+
+    def plan() -> AwsFault | Skipped:
+        return plan_fault(
+            fault,
+            ecs_services={"gw": "pb-gw"},
+            region="us-east-1",
+            service_tag=c.ECS_TAG_SERVICE,
+            resources=FULL,
+        )
+
+    if kind in REFUSED_ON_AWS:
+        with pytest.raises(ConfigError) as e:
+            plan()
+        assert e.value.where == f"faults.f-{kind}.kind"
+        assert REFUSED_ON_AWS[kind] in str(e.value)
         return
-    assert isinstance(plan, AwsFault), plan
-    assert (ROOT / c.FIS_TEMPLATE_DIR / plan.template_file).is_file()
-    assert kind in TEMPLATE_FILES or kind in DATA_FAULT_KINDS
+    if kind in NO_FIS_ACTION:
+        p = plan()
+        assert isinstance(p, Skipped) and p.reason == NO_FIS_ACTION[kind]
+        return
+    p = plan()
+    assert isinstance(p, AwsFault), p
+    template = json.loads((ROOT / c.FIS_TEMPLATE_DIR / p.template_file).read_text())
+    actions = {a["actionId"] for a in template["actions"].values()} - {"aws:fis:wait"}
+    assert actions == {ON_AWS[kind]}
 
 
-def test_hang_and_kafka_latency_say_why_fis_cannot_run_them_and_what_to_use_instead():
-    """The FIS actions reference: ``aws:ecs:task-kill-process`` sends SIGKILL or SIGTERM (it kills, which is
-    ``stop_task``), no action freezes a process; no FIS action adds latency to an MSK broker."""
-    assert "network_partition" in NO_FIS_ACTION["hang"] and "mode hang" in NO_FIS_ACTION["hang"]
-    assert "network_latency" in NO_FIS_ACTION["kafka_latency"]
+@pytest.mark.parametrize(
+    ("kind", "where"),
+    [
+        ("db_blip", "target.aws.database"),
+        ("leader_loss", "target.aws.database"),
+        ("kafka_broker_down", "kafka.cluster_arn"),
+        ("kafka_latency", "context.kafka_bootstrap"),
+    ],
+)
+def test_a_kind_whose_aws_resource_the_deployment_lacks_is_refused_naming_that_field(kind, where):
+    with pytest.raises(ConfigError) as e:
+        plan_fault(
+            _fault(kind),
+            ecs_services={"gw": "pb-gw"},
+            region="us-east-1",
+            service_tag=c.ECS_TAG_SERVICE,
+            resources=FaultResources(automations=FULL.automations),
+        )
+    assert e.value.where == where
+
+
+def test_a_leader_loss_without_its_lease_store_says_why_fis_cannot_pause_the_leader(tmp_path):
+    """AWS FIS Actions reference: ``aws:ecs:task-kill-process`` sends SIGTERM or SIGKILL (no pause) and no
+    action selects a task by what it answers; the lease store's reboot is the AWS way to lose the lease."""
+    text = CONFIG.replace("    database: {instance: pb-orders-db, force_failover: true}\n", "").replace(
+        "  - {name: db-reboot, kind: db_blip, duration_s: 5, at_s: 30}\n", ""
+    )
+    with pytest.raises(ConfigError) as e:
+        _settings(_write(tmp_path, text))
+    assert e.value.where == "target.aws.database"
+    assert "lose-leader" in str(e.value) and "lease store" in str(e.value)
+    assert "aws:ecs:task-kill-process" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("fault", "where"),
+    [
+        (
+            "{name: thin, kind: bandwidth, between: [gateway, clients], kbps: 64, duration_s: 5, at_s: 110}",
+            "faults.thin.kind",
+        ),
+        (
+            "{name: resets, kind: connection_reset, between: [gateway, clients], at_s: 110}",
+            "faults.resets.kind",
+        ),
+        (
+            "{name: throttle, kind: rate_limit_spike, percent: 30, duration_s: 5, at_s: 110}",
+            "faults.throttle.kind",
+        ),
+        ("{name: stall, kind: hang, target: gateway, duration_s: 3, at_s: 110}", "faults.stall.port"),
+    ],
+)
+def test_the_deployment_refuses_a_fault_aws_cannot_run_before_any_construct(tmp_path, fault, where):
+    text = CONFIG.replace("checks: {integrity: false", f"  - {fault}\nchecks: {{integrity: false")
+    with pytest.raises(ConfigError) as e:
+        _settings(_write(tmp_path, text))
+    assert e.value.where == where
 
 
 def test_a_db_blip_without_a_database_is_refused_naming_target_aws_database(tmp_path):
@@ -252,15 +351,59 @@ def test_the_data_gate_synthesizes_without_unreviewed_findings(data):
     assert data["error"] is None, data["error"]
 
 
-def test_each_data_fault_is_an_fis_template_of_its_action_and_hang_is_skipped(data):
+def test_each_fault_is_an_fis_template_of_its_action_and_none_is_skipped(data):
     templates = _templates(data)
-    assert set(templates) == {"redeliver", "db-reboot", "broker-2-down"}
+    assert set(templates) == {
+        "redeliver",
+        "db-reboot",
+        "broker-2-down",
+        "freeze",
+        "lose-leader",
+        "slow-broker",
+    }
     assert _fault_action(templates["redeliver"])["ActionId"] == "aws:ssm:start-automation-execution"
     assert _fault_action(templates["broker-2-down"])["ActionId"] == "aws:ssm:start-automation-execution"
-    reboot = _fault_action(templates["db-reboot"])
-    assert reboot["ActionId"] == "aws:rds:reboot-db-instances"
-    assert reboot["Parameters"] == {"forceFailover": "true"}
-    assert data["stack"].faults.skip_reasons == {"freeze": NO_FIS_ACTION["hang"]}
+    for name in ("db-reboot", "lose-leader"):
+        reboot = _fault_action(templates[name])
+        assert reboot["ActionId"] == "aws:rds:reboot-db-instances"
+        assert reboot["Parameters"] == {"forceFailover": "true"}
+        assert reboot["Targets"] == {"DBInstances": "Database"}
+        assert templates[name]["Targets"]["Database"]["ResourceType"] == "aws:rds:db"
+    assert data["stack"].faults.skipped == []
+
+
+def test_the_hang_freezes_the_projectors_port_on_half_its_tasks_for_its_duration(data):
+    props = _templates(data)["freeze"]
+    action = _fault_action(props)
+    assert action["ActionId"] == "aws:ecs:task-network-blackhole-port"
+    assert action["Parameters"] == {
+        "duration": "PT3S",
+        "port": "8080",
+        "protocol": "tcp",
+        "trafficType": "ingress",
+        "useEcsFaultInjectionEndpoints": "true",
+    }
+    (target,) = props["Targets"].values()
+    assert target["SelectionMode"] == "PERCENT(50)"
+    assert target["ResourceTags"][c.ECS_TAG_SERVICE] == "pb-projector"
+
+
+def test_the_kafka_latency_delays_every_target_tasks_traffic_to_broker_2(data):
+    props = _templates(data)["slow-broker"]
+    action = _fault_action(props)
+    assert action["ActionId"] == "aws:ecs:task-network-latency"
+    assert action["Parameters"]["delayMilliseconds"] == "200"
+    assert action["Parameters"]["sources"] == "b-2.trading.a1b2c3.c2.kafka.us-east-1.amazonaws.com"
+    (target,) = props["Targets"].values()
+    assert target["ResourceTags"] == {"app": "paperbroker", c.ECS_TAG_CLUSTER: "pb-cluster"}
+    # Every client service's task definitions are checked for FIS's network actions before a run.
+    assert data["stack"].faults.network_services == ["pb-gateway", "pb-projector"]
+
+
+def test_the_leader_loss_warns_that_its_pause_and_observation_are_the_local_gates(data):
+    warnings = [str(m.data) for m in data["stack"].faults.node.metadata if m.type == "aws:cdk:warning"]
+    (warning,) = [w for w in warnings if w.startswith("fault lose-leader (leader_loss)")]
+    assert "duration_s (2 s) and observe_s are the local gate's" in warning
 
 
 def test_every_data_fault_template_has_the_guardrails_and_an_observation_window(data):
@@ -379,3 +522,48 @@ def test_the_permission_table_lists_the_data_actions_rows_from_the_fis_actions_r
         "rds:DescribeDBClusters",
         "tag:GetResources",
     ]
+
+
+@pytest.mark.parametrize(
+    ("file", "action", "key", "resource_type"),
+    [
+        ("rds_reboot_db_instance.json", "aws:rds:reboot-db-instances", "DBInstances", "aws:rds:db"),
+        ("rds_failover_db_cluster.json", "aws:rds:failover-db-cluster", "Clusters", "aws:rds:cluster"),
+    ],
+)
+def test_each_rds_template_targets_its_database_under_the_key_and_type_fis_gives_the_action(
+    file, action, key, resource_type
+):
+    """FIS ``list-actions`` (AWS CLI reference, fis list-actions example) names the targets
+    ``aws:rds:reboot-db-instances`` → ``DBInstances`` of ``aws:rds:db`` and ``aws:rds:failover-db-cluster``
+    → ``Clusters`` of ``aws:rds:cluster``; the AWS FIS Actions reference
+    (https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html) gives the same resource
+    types."""
+    template = json.loads((ROOT / c.FIS_TEMPLATE_DIR / file).read_text())
+    (fault,) = [a for a in template["actions"].values() if a["actionId"] != "aws:fis:wait"]
+    assert fault["actionId"] == action
+    ((target_key, target_name),) = fault["targets"].items()
+    assert target_key == key
+    assert template["targets"][target_name]["resourceType"] == resource_type
+
+
+def test_a_leader_loss_partition_warns_that_on_aws_every_replica_loses_the_store_not_the_leader_alone():
+    fault = Fault(
+        name="cut-leader",
+        kind="leader_loss",
+        at_s=5.0,
+        target="matcher",
+        params={"mode": "partition", "duration_s": 6.0, "observe_s": 4.0},
+    )
+    resources = FaultResources(
+        database=AwsDatabase(instance="pb-db"), database_arn="arn:aws:rds:us-east-1:111111111111:db:pb-db"
+    )
+    plan = plan_data_fault(fault, resources, max_duration=lambda s: f"PT{int(s)}S")
+    (warning,) = plan.warnings
+    assert "mode partition (on AWS every replica loses the store, not the leader alone)" in warning
+    paused = plan_data_fault(
+        dataclasses.replace(fault, params={**fault.params, "mode": "pause"}),
+        resources,
+        max_duration=lambda s: f"PT{int(s)}S",
+    )
+    assert "partition" not in paused.warnings[0]

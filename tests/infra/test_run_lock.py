@@ -7,6 +7,7 @@ Two executions share one moto state machine and one lock table, as two runs of a
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from moto import mock_aws
 from infra import constants as c
 from tests.infra.support.cfn import ACCOUNT, REGION, render
 from tests.infra.support.sfn_mock import (
+    Hold,
     Response,
     Throw,
     create_dynamodb_tables,
@@ -107,9 +109,11 @@ def free_target(gate: Gate) -> Iterator[None]:
 
 
 def test_a_second_run_waits_for_a_busy_target_then_fails_naming_the_holder_who_is_left_alone(gate):
-    # The holder sits in its baseline with the lock taken and its load task started: 8 s, so that the
-    # second run's attempts (a second or two, more on a loaded machine) all fall inside it.
-    holder_arn = gate.start("holder", happy_path(), baseline_s=8)
+    # The holder takes the lock, then is held at "Start load task" until the second run has ended: the
+    # second run's attempts all fall inside the holder's run however long they take on a loaded machine.
+    release = threading.Event()
+    start_load = happy_path()["Start load task"][0]
+    holder_arn = gate.start("holder", happy_path(**{"Start load task": [Hold(release, then=start_load)]}))
     deadline = time.monotonic() + 10
     while gate.holder() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -117,7 +121,10 @@ def test_a_second_run_waits_for_a_busy_target_then_fails_naming_the_holder_who_i
     assert held is not None and held["run_id"] == "holder" and held["execution"] == holder_arn
     assert held["since"].endswith("Z") and int(held["expires_at"]) > time.time() + c.STATE_MACHINE_TIMEOUT_S
 
-    busy = gate.run("second", happy_path(), lock_wait_s=1, poll_s=1)
+    try:
+        busy = gate.run("second", happy_path(), lock_wait_s=1, poll_s=1)
+    finally:
+        release.set()
     holder = gate.finish("holder", holder_arn)
 
     assert busy.status == "FAILED" and busy.error == "GateRunFailed"

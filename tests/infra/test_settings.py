@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -191,13 +192,13 @@ def test_the_stop_task_template_file_has_exactly_the_placeholders_the_stack_fill
     assert out["targets"]["Tasks"]["resourceType"] == "aws:ecs:task"
 
 
-def test_load_settings_the_fargate_task_does_not_apply_are_named_as_synth_warnings():
-    from infra.load_generator import local_only_load_settings
-    from resgate.config.model import Load
+def test_the_most_load_workers_of_the_config_and_its_profiles_sizes_the_distributed_load():
+    from infra.load_generator import max_load_workers
+    from resgate.config.model import Load, Profile
 
-    assert local_only_load_settings(Load()) == []
-    assert local_only_load_settings(Load(users=4, arrival_rate=50.0)) == []  # the task paces its users too
-    (warning,) = local_only_load_settings(Load(users=4, workers=2))
-    assert (
-        warning.startswith("load.workers: 2 applies to `resgate run` only") and "one Fargate task" in warning
-    )
+    cfg = SimpleNamespace(load=Load(users=4, workers=2), profiles={})
+    assert max_load_workers(cfg) == 2  # type: ignore[arg-type]
+    cfg.profiles = {"big": Profile(name="big", load=Load(users=8, workers=3), faults=[])}
+    assert max_load_workers(cfg) == 3  # type: ignore[arg-type]
+    cfg.load, cfg.profiles = Load(), {"none": Profile(name="none", load=Load(), faults=[])}
+    assert max_load_workers(cfg) == 0  # type: ignore[arg-type]

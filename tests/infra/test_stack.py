@@ -77,12 +77,16 @@ def test_there_are_the_assertion_functions_the_timeline_and_the_cleanup_on_pytho
 
 
 def test_the_timeline_role_reads_fis_and_ecs_of_the_target_only_and_only_puts_evidence(synth):
+    """Least privilege, proof of effect included (issue 22): what an experiment resolved
+    (``fis:ListExperimentResolvedTargets``) only on this gate's tagged experiments, as ``fis:GetExperiment``;
+    the stopped tasks (``ecs:DescribeTasks``) only in the target cluster (``ecs:cluster``), on its tasks."""
     by_action = _by_action(_role_statements(synth, "timeline"))
     allowed = {
         "ecs:DescribeServices",
         "ecs:ListTasks",
         "ecs:DescribeTasks",
         "fis:GetExperiment",
+        "fis:ListExperimentResolvedTargets",
         "s3:PutObject",
     }
     infra_only = {
@@ -100,6 +104,10 @@ def test_the_timeline_role_reads_fis_and_ecs_of_the_target_only_and_only_puts_ev
     assert len(_as_list(services["Resource"])) == 3  # the three stop_task targets
     (fis,) = by_action["fis:GetExperiment"]
     assert fis["Condition"] == {"StringEquals": {"aws:ResourceTag/ResGateGate": "paperbroker"}}
+    assert by_action["fis:ListExperimentResolvedTargets"] == [fis]  # the same tag-scoped statement
+    assert "*" not in _as_list(fis["Resource"]) and ":experiment/*" in json.dumps(fis["Resource"])
+    (tasks,) = by_action["ecs:DescribeTasks"]
+    assert ":task/" in json.dumps(tasks["Resource"]) and list(tasks["Condition"]) == ["ArnEquals"]
     (put,) = by_action["s3:PutObject"]
     assert put["Action"] == "s3:PutObject"
     assert put["Resource"]["Fn::Join"][1][-1] == "/evidence/gate=paperbroker/*"

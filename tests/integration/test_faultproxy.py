@@ -102,6 +102,45 @@ def test_a_hang_partition_swallows_bytes_keeps_the_connection_and_the_path_recov
         assert max(_rtt_ms(s, 5)) < 50
 
 
+def test_a_held_partition_delivers_nothing_until_lifted_then_everything_in_order(proxy: FaultProxy) -> None:
+    """``hold`` is TCP across a path that drops every packet and heals before the connection times out:
+    the sender retransmits, so what was sent during the partition arrives after it, in order."""
+    with _connect(proxy.address) as s:
+        assert _rtt_ms(s, 1)
+        proxy.toxics.add("cut", "both", hold=True)
+        s.sendall(b"one-")
+        s.sendall(b"two")
+        s.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            s.recv(64)
+        assert proxy.toxics.affected_bytes == 7
+        proxy.toxics.remove("cut")
+        s.settimeout(5)
+        got = b""
+        while len(got) < 7:
+            got += s.recv(64)
+        assert got == b"one-two"
+        assert _rtt_ms(s, 3)
+
+
+def test_a_close_during_a_held_partition_reaches_the_server_only_after_the_lift(
+    proxy: FaultProxy, echo: tuple[str, int]
+) -> None:
+    with _connect(proxy.address) as s:
+        assert _rtt_ms(s, 1)
+        proxy.toxics.add("cut", "both", hold=True)
+        s.sendall(b"last")
+        s.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)
+        assert proxy.stats()["connections"] >= 1
+        proxy.toxics.remove("cut")
+        s.settimeout(5)
+        got = b""
+        while chunk := s.recv(64):
+            got += chunk
+        assert got == b"last"  # the echo saw the bytes, then the end of the stream, and closed
+
+
 def test_a_refuse_partition_resets_open_and_new_connections_until_reverted(proxy: FaultProxy) -> None:
     with _connect(proxy.address) as s:
         _rtt_ms(s, 1)

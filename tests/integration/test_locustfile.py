@@ -306,14 +306,13 @@ def test_stop_ends_a_multi_process_run_cleanly_and_leaves_no_process_behind(tmp_
         try:
             wait_for_live_lines(tmp_path, run)
             time.sleep(1.0)
-            started = time.monotonic()
             result = run.stop()
-            took = time.monotonic() - started
         finally:
             run.stop(grace_s=0)
     assert not group_exists(run.pgid)
+    # Ended by its own SIGTERM handling within the stop grace (a wall-clock bound tighter than the grace
+    # only measured the machine's load: it failed once at load average 17).
     assert result.stopped and not result.killed and result.exit_code == 0
-    assert took < 15
     assert len(list(tmp_path.glob("ledger-*.jsonl"))) == 2  # one file per worker process
     assert result.ledger_records == result.total_requests > 0
     assert sum(p["requests"] for p in read_live(tmp_path)) == result.total_requests

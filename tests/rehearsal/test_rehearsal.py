@@ -18,6 +18,8 @@ from tests.rehearsal.support.assembly import cache_root
 from tests.rehearsal.support.configs import (
     FAULT_AT_S,
     LOAD_S,
+    NETWORK_FAULTS,
+    NETWORK_LOAD_S,
     NIGHTLY_LOAD,
     SMOKE_FAULT_AT_S,
     SMOKE_LOAD,
@@ -178,6 +180,41 @@ def test_a_rehearsal_with_subscribers_runs_the_streaming_lambda_and_passes_the_g
 
 
 @pytest.mark.rehearsal
+def test_the_network_config_rehearsed_fires_holds_and_lifts_each_fis_network_action_on_time() -> None:
+    """The network gate config (resgate/configs/network.yaml), one fault of each kind FIS runs as an ECS
+    network action (FIS user guide, "AWS FIS Actions reference", fis-actions-reference.html:
+    aws:ecs:task-network-blackhole-port, -latency, -packet-loss), each on the local fault proxies through
+    the FIS twin: it fires within 3 s of the load's start + ``at_s``, holds for its ``duration`` and lifts
+    on time (its action's ``endTime - startTime``: the duration, at most 1.5 s more on a loaded machine).
+    The schedule keeps the stack's 10-s gap, so the tasks' fault endpoints never answer 409 or 429 (Amazon
+    ECS developer guide, "Amazon ECS fault injection endpoints").
+
+    What the rehearsal found (2026-12-07): the timeline Lambda's health rows were ECS task lifecycle
+    events only, and a network fault restarts no task, so recovery had no health observation after any
+    fault and the good build failed closed (unknown). The timeline now records the tasks that lived
+    through a held fault as healthy at its lift (lambdas/timeline/health.py), and the client ledger
+    judges whether the service served again: the good build passes."""
+    r = rehearse(rehearsal_config("network"), waits=WAITS, timeout_s=NETWORK_LOAD_S + 240, fis_wait_scale=0.1)
+    print(r.summary())
+    assert r.denials == [], r.denials
+    by_fault = {e["fault"]: e for e in r.experiments}
+    actions = {
+        "network_partition": "aws:ecs:task-network-blackhole-port",
+        "network_latency": "aws:ecs:task-network-latency",
+        "packet_loss": "aws:ecs:task-network-packet-loss",
+    }
+    assert set(by_fault) == {f["name"] for f in NETWORK_FAULTS}, r.summary()
+    for f in NETWORK_FAULTS:
+        e = by_fault[f["name"]]
+        assert e["status"] == "completed" and e["action"] == actions[f["kind"]], e
+        assert abs(e["fired_s"] - f["at_s"]) <= 3, e
+        assert e["duration_s"] == f["duration_s"], e
+        assert f["duration_s"] <= e["held_s"] <= f["duration_s"] + 1.5, e
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
+    assert r.checks == dict.fromkeys(("slo", "recovery", "retryable", "integrity", "replay"), "pass")
+
+
+@pytest.mark.rehearsal
 @pytest.mark.parametrize(
     ("bug", "check"),
     [("no_idempotency", "integrity"), ("slow_start", "recovery"), ("projector_double_apply", "replay")],
@@ -267,6 +304,53 @@ def test_a_throttling_exception_in_every_sdk_task_is_retried_and_the_run_reaches
     assert r.status == "SUCCEEDED"
     entered_sdk = r.sdk_states & set(r.entered)
     assert len(entered_sdk) >= 10 and set(r.throttled) == entered_sdk, (sorted(entered_sdk), r.throttled)
+
+
+@pytest.mark.rehearsal
+def test_a_distributed_load_of_a_master_and_two_worker_tasks_passes_with_the_parts_merged() -> None:
+    # Issue 27: the load as one master and two worker tasks (the ECS twin runs each as its own process,
+    # the workers given the master's address from DescribeTasks); each worker uploads its ledger part,
+    # the master merges them and writes load_nodes.jsonl, and the checks judge the merged ledger.
+    r = rehearsed(variant="distributed", profile="smoke", fis_wait_scale=0.05)
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
+    assert r.status == "SUCCEEDED"
+    assert r.checks == dict.fromkeys(("slo", "recovery", "retryable", "integrity", "replay"), "pass")
+    roles = [(t["role"], t["node"]) for t in r.load_tasks]
+    assert roles == [("master", "master"), ("worker", "w1"), ("worker", "w2")], r.load_tasks
+    assert all(t["exit_code"] == 0 for t in r.load_tasks), r.load_tasks
+    nodes = {row["node"]: row for row in r.load_parts["nodes"]}
+    assert set(nodes) == {"w1", "w2"} and all(row["complete"] for row in nodes.values()), nodes
+    parts = r.load_parts["parts"]
+    assert parts["w1"] > 0 and parts["w2"] > 0, parts
+    # the merged ledger is exactly the parts: as many records as their sum, each part's as its row counts
+    assert r.load["requests"] == parts["w1"] + parts["w2"], (r.load, parts)
+    assert {n: row["records"] for n, row in nodes.items()} == parts
+    assert r.load["clients"] == SMOKE_LOAD["users"], r.load  # the users were spread over both workers
+    # the guardrail metrics are the master's aggregate: the workers' live lines reached its folder whole
+    assert r.load_parts["live_pids"] == 2 and r.load_parts["live_requests"] == r.load["requests"], (
+        r.load_parts
+    )
+    assert r.denials == [], r.denials
+
+
+@pytest.mark.rehearsal
+def test_a_worker_whose_locust_is_killed_mid_run_leaves_the_ledger_checks_unknown_naming_it() -> None:
+    # A worker task's Locust process killed during the faults (the task's entrypoint lives on and uploads
+    # what it has, with its row): the merged ledger is partial, so every check that reads it is unknown,
+    # naming the worker, and the run does not pass.
+    r = rehearsed(
+        variant="distributed",
+        profile="smoke",
+        fis_wait_scale=0.05,
+        on_enter=("Start kill-gateway", lambda ecs: ecs.kill_load_process("w2")),
+    )
+    assert assert_verdict(r)["result"] != "PASS", r.summary()
+    nodes = {row["node"]: row for row in r.load_parts["nodes"]}
+    assert nodes["w1"]["complete"] is True
+    assert nodes["w2"]["complete"] is False and nodes["w2"]["reason"] == "killed by signal 9", nodes
+    for name in ("slo", "recovery", "retryable", "integrity"):
+        assert r.checks[name] == "unknown", r.summary()
+        assert "load worker w2 (killed by signal 9)" in r.check_records[name]["error"], r.check_records[name]
 
 
 @pytest.mark.rehearsal

@@ -53,10 +53,39 @@ def test_a_leader_loss_pauses_its_target_for_its_duration_and_watches_ten_second
         ("{kind: leader_loss, target: matcher, duration_s: 0.49, at_s: 6}", "faults[0].duration_s"),
         ("{kind: leader_loss, target: matcher, duration_s: 5, observe_s: 0.9, at_s: 6}", "].observe_s"),
         ("{kind: leader_loss, target: matcher, duration_s: 5, mode: isolate, at_s: 6}", "faults[0].mode"),
+        ("{kind: leader_loss, target: matcher, duration_s: 5, mode: partition, at_s: 6}", "faults[0].mode"),
     ],
 )
 def test_a_bad_leader_loss_is_a_config_error_naming_the_field(body: str, field: str) -> None:
     assert field in _error(body)
+
+
+_PG_BASE = """
+gate: {name: leader}
+target:
+  local:
+    services:
+      - {name: gateway, command: [python3], expose: true}
+      - {name: matcher, command: [python3], replicas: 2, env: {PB_DSN: "${pg.dsn}"}}
+      - {name: cron, command: [python3, "${pg.dsn}"]}
+load: {duration_s: 60, baseline_s: 5}
+faults:
+  - %s
+"""
+
+
+def test_a_leader_loss_partition_is_accepted_on_a_service_that_reaches_postgres_through_the_dsn():
+    for target in ("matcher", "cron"):  # ${pg.dsn} in its env or in its command
+        body = f"{{kind: leader_loss, target: {target}, mode: partition, duration_s: 5, at_s: 6}}"
+        f = load_config_text(_PG_BASE % body, "gate.yaml").faults[0]
+        assert f.params == {"mode": "partition", "duration_s": 5.0, "observe_s": 10.0}
+
+
+def test_a_leader_loss_partition_of_a_service_without_the_dsn_is_a_config_error_naming_the_mode():
+    body = "{kind: leader_loss, target: gateway, mode: partition, duration_s: 5, at_s: 6}"
+    with pytest.raises((ConfigError, ConfigErrors)) as e:
+        load_config_text(_PG_BASE % body, "gate.yaml")
+    assert "faults[0].mode" in str(e.value) and "${pg.dsn}" in str(e.value)
 
 
 def test_the_shortest_pause_and_observation_are_accepted_at_their_bounds():

@@ -1,11 +1,14 @@
 """How each fault kind of the gate config runs on AWS (infra/network_faults.py, pure): the FIS action and
-its parameters, the kinds FIS cannot run (skipped with a reason), a configuration AWS would run differently
-(refused naming the field), and the schedule rule that FIS runs one network action at a time."""
+its parameters (a hang as a blackhole of the service's port, a Kafka latency on the clients' tasks), the kinds
+FIS cannot run and a configuration AWS would run differently (both refused naming the field and why), and the
+schedule rule that FIS runs one network action at a time (AWS FIS Actions reference:
+https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html)."""
 
 from __future__ import annotations
 
 import pytest
 
+from infra.data_faults import FaultResources
 from infra.network_faults import (
     ALL_TRAFFIC,
     NETWORK_ACTION_GAP_S,
@@ -120,17 +123,117 @@ def test_a_zone_that_is_no_availability_zone_is_refused_naming_the_field():
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "name"),
     [
-        "{kind: bandwidth, between: [gateway, clients], kbps: 64, duration_s: 5, at_s: 6}",
-        "{kind: connection_reset, between: [gateway, clients], at_s: 6}",
-        "{kind: rate_limit_spike, percent: 30, duration_s: 5, at_s: 6}",
-        "{kind: hang, target: gateway, duration_s: 2, at_s: 6}",
+        ("{kind: bandwidth, between: [gateway, clients], kbps: 64, duration_s: 5, at_s: 6}", "bandwidth-1"),
+        ("{kind: connection_reset, between: [gateway, clients], at_s: 6}", "connection_reset-1"),
+        ("{kind: rate_limit_spike, percent: 30, duration_s: 5, at_s: 6}", "rate_limit_spike-1"),
     ],
 )
-def test_kinds_without_an_fis_action_are_skipped_with_a_reason(body):
-    p = _plan(body)
-    assert isinstance(p, Skipped) and p.reason
+def test_kinds_no_fis_action_runs_are_refused_naming_the_kind_and_why(body, name):
+    """No silent skip (issue 21): FIS's ECS task network actions are blackhole-port, latency and packet-loss
+    (AWS FIS Actions reference, https://docs.aws.amazon.com/fis/latest/userguide/fis-actions-reference.html):
+    none limits bandwidth or resets connections, and FIS cannot make an ALB answer 429s."""
+    with pytest.raises(ConfigError) as e:
+        _plan(body)
+    assert e.value.where == f"faults.{name}.kind"
+    assert "cannot run on AWS" in str(e.value) and "local gate only" in str(e.value)
+
+
+def test_a_hang_freezes_the_traffic_to_the_services_port_on_its_percent_of_tasks_for_its_duration():
+    """AWS FIS Actions reference: no action pauses a process (``aws:ecs:task-kill-process`` sends SIGTERM or
+    SIGKILL); ``aws:ecs:task-network-blackhole-port`` drops a port's ``ingress`` packets for ``duration``."""
+    p = _plan("{kind: hang, target: gateway, percent: 50, port: 8080, duration_s: 2.5, at_s: 6}")
+    assert isinstance(p, AwsFault) and p.network
+    assert p.template_file == "task_network_blackhole_port.json"
+    assert p.selection_mode == "PERCENT(50)" and p.service_tags == {SERVICE_TAG: "pb-gateway"}
+    assert p.values == {"DURATION": "PT3S", "PORT": "8080", "TRAFFIC_TYPE": "ingress"}
+    assert p.task_services == ("pb-gateway",)
+
+
+def test_a_hang_without_the_port_it_freezes_is_refused_naming_the_port():
+    with pytest.raises(ConfigError) as e:
+        _plan("{kind: hang, target: gateway, duration_s: 2, at_s: 6}")
+    assert e.value.where == "faults.hang-1.port"
+    assert "aws:ecs:task-kill-process" in str(e.value) and "blackhole-port" in str(e.value)
+
+
+@pytest.mark.parametrize(("percent", "selection"), [(1, "PERCENT(1)"), (100, "PERCENT(100)")])
+def test_a_hang_selects_one_to_a_hundred_percent_of_the_tasks(percent, selection):
+    p = _plan(f"{{kind: hang, target: gateway, percent: {percent}, port: 80, duration_s: 2, at_s: 6}}")
+    assert isinstance(p, AwsFault) and p.selection_mode == selection
+
+
+def test_a_hang_of_no_task_is_refused_naming_its_percent():
+    with pytest.raises(ConfigError) as e:
+        _plan("{kind: hang, target: gateway, percent: 0.4, port: 80, duration_s: 2, at_s: 6}")
+    assert e.value.where == "faults.hang-1.percent"
+
+
+MSK = ",".join(f"b-{i}.trading.abc.c2.kafka.us-east-1.amazonaws.com:9098" for i in (1, 2))
+KAFKA = FaultResources(kafka_bootstrap=MSK)
+LATENCY = "{kind: kafka_latency, broker: 2, rtt_ms: 150, duration_s: 4, at_s: 6}"
+
+
+def _kafka_plan(
+    body: str, resources: FaultResources = KAFKA, ecs: dict[str, str] = ECS
+) -> AwsFault | Skipped:
+    fault = _faults(body)[0]
+    return plan_fault(
+        fault, ecs_services=ecs, region="us-east-1", service_tag=SERVICE_TAG, resources=resources
+    )
+
+
+def test_kafka_latency_delays_every_client_tasks_traffic_to_its_broker_by_the_round_trip():
+    """AWS FIS Actions reference, ``aws:ecs:task-network-latency``: egress latency to ``sources`` (IPv4
+    addresses, CIDR blocks or domain names, comma-separated without spaces); FIS has no MSK latency action."""
+    p = _kafka_plan(LATENCY)
+    assert isinstance(p, AwsFault) and p.network
+    assert p.template_file == "task_network_latency.json"
+    assert p.selection_mode == "ALL" and p.service_tags == {}  # every task of the target: all are clients
+    assert p.task_services == ("pb-gateway", "pb-matcher")
+    assert p.values == {
+        "DURATION": "PT4S",
+        "DELAY_MS": "150",
+        "JITTER_MS": "0",
+        "SOURCES": "b-2.trading.abc.c2.kafka.us-east-1.amazonaws.com",
+    }
+    assert p.warnings == []
+
+
+def test_kafka_latency_delays_every_bootstrap_broker_with_a_warning_when_none_is_named_after_its_broker():
+    p = _kafka_plan(LATENCY, FaultResources(kafka_bootstrap="10.0.1.5:9092,10.0.2.5:9092"))
+    assert isinstance(p, AwsFault) and p.values["SOURCES"] == "10.0.1.5,10.0.2.5"
+    (warning,) = p.warnings
+    assert "every bootstrap broker" in warning and "not only broker 2" in warning
+
+
+def test_kafka_latency_without_the_bootstrap_brokers_is_refused_naming_the_context_key():
+    with pytest.raises(ConfigError) as e:
+        _kafka_plan(LATENCY, FaultResources())
+    assert e.value.where == "context.kafka_bootstrap"
+
+
+def test_kafka_latency_without_clients_on_ecs_is_refused_naming_the_targets_services():
+    with pytest.raises(ConfigError) as e:
+        _kafka_plan(LATENCY, KAFKA, {})
+    assert e.value.where == "target.aws.services"
+
+
+def test_kafka_latency_of_no_delay_is_refused_naming_rtt_ms():
+    with pytest.raises(ConfigError) as e:
+        _kafka_plan("{kind: kafka_latency, rtt_ms: 0, duration_s: 4, at_s: 6}")
+    assert e.value.where == "faults.kafka_latency-1.rtt_ms"
+
+
+def test_a_hang_and_a_kafka_latency_take_their_turn_among_the_network_actions():
+    faults = _faults(
+        "{name: freeze, kind: hang, target: gateway, port: 80, duration_s: 5, at_s: 6}",
+        "{name: slow, kind: kafka_latency, rtt_ms: 100, duration_s: 5, at_s: 15}",
+    )
+    with pytest.raises(ConfigError) as e:
+        check_network_schedule(faults)
+    assert e.value.where == "faults.slow.at_s" and "freeze" in str(e.value)
 
 
 def test_a_db_blip_without_the_targets_database_is_refused_naming_target_aws_database():
@@ -219,3 +322,22 @@ def test_the_aws_fields_of_a_network_fault_are_validated_with_the_config(body, f
     with pytest.raises(ConfigError) as e:
         _faults(body)
     assert str(e.value).startswith(field)
+
+
+@pytest.mark.parametrize(("port", "ok"), [(1, True), (65535, True), (0, False), (65536, False)])
+def test_a_hangs_port_is_a_tcp_port(port, ok):
+    body = f"{{kind: hang, target: gateway, port: {port}, duration_s: 2, at_s: 6}}"
+    if ok:
+        assert _faults(body)[0].params["port"] == port
+        return
+    with pytest.raises(ConfigError) as e:
+        _faults(body)
+    assert "port" in e.value.where
+
+
+def test_a_kind_with_no_aws_form_yet_is_refused_not_skipped():
+    fault = _faults("{kind: stop_task, target: gateway, at_s: 6}")[0]
+    unknown = type(fault)(name="new", kind="brand_new_kind", at_s=6.0, target="gateway", params={})
+    with pytest.raises(ConfigError) as e:
+        plan_fault(unknown, ecs_services=ECS, region="us-east-1", service_tag=SERVICE_TAG)
+    assert e.value.where == "faults.new.kind" and "no AWS implementation" in str(e.value)

@@ -11,3 +11,11 @@ def test_the_port_placeholder_survives_the_targets_fill_and_is_filled_per_replic
 
     assert arg == "/py:${port}:$$x"
     assert fill_port(arg, 8123) == "/py:8123:$x"
+
+
+def test_a_replicas_own_values_are_filled_at_its_spawn_beside_its_port() -> None:
+    arg = fill("${pg.dsn}|${port}|${python}", {"python": "/py", "pg.dsn": "shared"}, keep=("port", "pg.dsn"))
+
+    assert arg == "${pg.dsn}|${port}|/py"
+    assert fill_port(arg, 8123, {"pg.dsn": "host=127.0.0.1 port=6001"}) == "host=127.0.0.1 port=6001|8123|/py"
+    assert fill_port("${run_id}", 1, {"pg.dsn": "x"}) == "${run_id}"  # only the replica's own names

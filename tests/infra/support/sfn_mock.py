@@ -59,7 +59,18 @@ class Throw:
     cause: str = ""
 
 
-Response = Return | Throw
+@dataclass(frozen=True)
+class Hold:
+    """The task answers ``then`` only once ``release`` is set: the execution waits in that state for as
+    long as the test needs it, however loaded the machine (a Wait of N seconds is a race). A hold never
+    released within ``timeout_s`` fails the task with ``HoldNotReleased``."""
+
+    release: threading.Event
+    then: Return | Throw
+    timeout_s: float = 120.0
+
+
+Response = Return | Throw | Hold
 
 
 class _StateResponses:
@@ -99,6 +110,10 @@ class MockedRun:
             self.calls.append(state)
         options = self.responses[state]
         r = options[min(n, len(options) - 1)]
+        if isinstance(r, Hold):
+            if not r.release.wait(r.timeout_s):
+                return MockedResponseThrow(0, 0, error="HoldNotReleased", cause=f"{state}: {r.timeout_s} s")
+            r = r.then
         if isinstance(r, Throw):
             return MockedResponseThrow(0, 0, error=r.error, cause=r.cause)
         return MockedResponseReturn(0, 0, payload=json.loads(json.dumps(r.payload)))

@@ -46,12 +46,41 @@ STREAMING_FAULTS = ("kill-gateway", "kill-projector")
 # ``PB_SLOW_START_S``), so the load's error ratio stays near 1; guardrails that trip on one 10-s period
 # (the alarm twins' period, the load's publishing period); the next faults late enough that the trip
 # comes first.
+DISTRIBUTED_WORKERS = 2  # the ``distributed`` variant's load.workers (every profile inherits it)
 GUARDRAIL_LOAD_S = 25
 GUARDRAIL_FAULT_AT_S = {"kill-gateway": 3, "redeliver-events": 14, "kill-projector": 15, "kill-matcher": 18}
 
 
+# The network scenario: the network gate config (``resgate/configs/network.yaml``) with one fault of each
+# kind FIS runs as an ECS network action (blackhole-port, latency, packet-loss), shortened; each starts
+# more than 10 s after the previous one ends, as the stack requires (infra.network_faults
+# ``check_network_schedule``). Its partition in mode refuse, rate-limit spike and zone loss are left out:
+# the first has no FIS action (the stack refuses it), the second none on AWS, the third is a stop-task.
+NETWORK_LOAD_S = 50
+NETWORK_FAULTS = [
+    {"name": "partition-db-3s", "kind": "network_partition", "between": ["gateway", "postgres"],
+     "mode": "hang", "duration_s": 3, "at_s": 8},
+    {"name": "latency-clients-100ms", "kind": "network_latency", "between": ["gateway", "clients"],
+     "delay_ms": 100, "jitter_ms": 20, "duration_s": 5, "at_s": 21},
+    {"name": "loss-clients-5pct", "kind": "packet_loss", "between": ["gateway", "clients"], "percent": 5,
+     "duration_s": 5, "at_s": 36},
+]  # fmt: skip
+
+
+def _network(data: dict) -> None:
+    data.clear()
+    data.update(yaml.safe_load((ROOT / "resgate" / "configs" / "network.yaml").read_text()))
+    data["load"].update(duration_s=NETWORK_LOAD_S, baseline_s=3)
+    data["faults"] = [dict(f) for f in NETWORK_FAULTS]
+    data["quiesce"]["timeout_s"] = 30
+    data["evidence"]["root"] = str(cache_root() / "evidence")
+
+
 def _variant(data: dict, variant: str) -> None:
     if variant == "default":
+        return
+    if variant == "network":
+        _network(data)
         return
     if variant == "pipeline":  # the default config as it is (its load, faults, quiesce)
         data.update(yaml.safe_load((ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text()))
@@ -63,6 +92,9 @@ def _variant(data: dict, variant: str) -> None:
         data["checks"]["streaming"] = {}
         data.pop("profiles")
         data["faults"] = [f for f in data["faults"] if f["name"] in STREAMING_FAULTS]
+        return
+    if variant == "distributed":  # the load as a master and two worker tasks (issue 27)
+        data["load"]["workers"] = DISTRIBUTED_WORKERS
         return
     if variant != "guardrail":
         raise ValueError(f"no rehearsal config variant {variant!r}")
@@ -77,8 +109,10 @@ def _variant(data: dict, variant: str) -> None:
 
 def rehearsal_config(variant: str = "default") -> Path:
     """Write the shared config (see the module; ``variant="guardrail"`` for the guardrail scenario,
-    ``"pipeline"`` for the default config unchanged, to time a default run, ``"streaming"`` for three
-    market-data subscribers and the streaming check) into
+    ``"distributed"`` for the load as a Locust master and two worker tasks,
+    ``"pipeline"`` for the default config unchanged, to time a default run, ``"network"`` for the network
+    scenario, :data:`NETWORK_FAULTS`, ``"streaming"`` for three market-data subscribers and the streaming
+    check) into
     the rehearsal cache; return its path. The text is the same on every call, so the synthesized assembly
     is reused."""
     data = yaml.safe_load((ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text())

@@ -7,7 +7,11 @@ as a subprocess in its own process group with the task definition's container en
 overrides, the deployment values substituted, and S3 on the twin. ``DescribeTasks`` reports
 ``PROVISIONING`` until the process is started, ``RUNNING`` while it lives, then ``STOPPED`` with the
 container's exit code; ``StopTask`` sends SIGTERM (ECS's stop) and SIGKILL after the stop timeout.
-The image's pip packages (locust, boto3) come from this environment.
+The image's pip packages (locust, boto3) come from this environment. A distributed load runs the same
+way, one process per task (the master, and each worker started with the master's address): every task's
+elastic network interface is 127.0.0.1 here (``DescribeTasks``' ``containers[].networkInterfaces[]``),
+so the master listens on 127.0.0.1 and on a port of this twin's own instead of Locust's 5557 (tasks
+that share one address cannot share a port, and other rehearsals may run beside this one).
 
 *The target's own task definitions* (``user_tasks``: family → :class:`UserTaskDefinition`), which the
 stack does not define because they are the user's, e.g. the replay rebuild's ``paperbroker-projector``:
@@ -28,6 +32,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,12 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resgate.contract import env as env_names
 from resgate.local.supervisor import Supervisor
 from tests.rehearsal.support.assembly import ROOT, Assembly
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 PROVISIONING_S = 1.0  # how long a Fargate task stays PROVISIONING here
 MARKER_ENV = "RESGATE_REHEARSAL_TASK"  # in every process of a load task: found and killed at its end
+TASK_IP = "127.0.0.1"
 
 
 class EcsError(Exception):
@@ -137,6 +144,10 @@ class LoadTask:
             task["startedBy"] = self.started_by
         if self.started:
             task["startedAt"] = self.started
+        if self.started:  # awsvpc: the task's ENI, here this machine's loopback
+            container["networkInterfaces"] = [
+                {"attachmentId": self.arn.rsplit("/", 1)[-1], "privateIpv4Address": TASK_IP}
+            ]
         if status == "STOPPED":
             task["stoppedAt"] = self.stopped
             task["stoppedReason"] = self.reason or "Essential container in task exited"
@@ -179,6 +190,7 @@ class EcsTwin:
         self.log = log
         self.tasks: dict[str, LoadTask] = {}
         self._lock = threading.Lock()
+        self.master_port = _free_port()
 
     # ---------------------------------------------------------------- the load cluster
     def _task_definition(self, arn: str) -> dict[str, Any]:
@@ -234,6 +246,9 @@ class EcsTwin:
                 **task.env,
                 MARKER_ENV: task.arn.rsplit("/", 1)[-1],
             }
+            if env_names.ENV_MASTER_PORT in env:  # a distributed load (module docstring)
+                env[env_names.ENV_MASTER_PORT] = str(self.master_port)
+                env[env_names.ENV_MASTER_BIND_HOST] = TASK_IP
             # The image's python is python:3.12-slim plus its pip packages; here, this environment's.
             cmd = [sys.executable if part == "python" else part for part in entrypoint]
             task.log = root / "task.log"
@@ -277,13 +292,31 @@ class EcsTwin:
         return {"tasks": [task.describe()], "failures": []}
 
     def live_dirs(self) -> list[Path]:
-        """The ledger folders of the running load tasks (their live files feed the alarm twins)."""
+        """The ledger folders of the running load tasks (their live files feed the alarm twins); not a
+        worker's, whose live windows its master also holds (the metrics are the master's aggregate)."""
         with self._lock:
             return [
                 Path(t.env["RESGATE_LEDGER_DIR"])
                 for t in self.tasks.values()
-                if t.proc is not None and "RESGATE_LEDGER_DIR" in t.env
+                if t.proc is not None
+                and "RESGATE_LEDGER_DIR" in t.env
+                and t.env.get(env_names.ENV_LOAD_ROLE) != "worker"
             ]
+
+    def kill_load_process(self, node: str) -> list[int]:
+        """SIGKILL the Locust processes of the load task of ``node`` (``RESGATE_LOAD_NODE``), not its
+        entrypoint: what the kernel's OOM killer does to a task's largest process. Returns the pids."""
+        with self._lock:
+            task = next(t for t in self.tasks.values() if t.env.get(env_names.ENV_LOAD_NODE) == node)
+        assert task.proc is not None, f"load task {node} has not started"
+        pids = [pid for pid in _marked(task.arn.rsplit("/", 1)[-1]) if pid != task.proc.pid]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log(f"ecs: killed the Locust processes {pids} of load task {node}")
+        return pids
 
     def stop_task(self, **p: Any) -> dict[str, Any]:
         task = self.tasks.get(p["task"])
@@ -442,9 +475,56 @@ class EcsTwin:
             "status": "ACTIVE",
             "desiredCount": desired,
             "runningCount": running,
+            "taskDefinition": self._target_task_definition_arn(name),
+            "enableExecuteCommand": False,
             "events": list(reversed(events)),  # ECS lists the newest first
         }
         return svc
+
+    def _target_task_definition_arn(self, service: str) -> str:
+        return f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/{self.target_cluster}-{service}:1"
+
+    def describe_task_definition(self, **p: Any) -> dict[str, Any]:
+        """A target service's task definition as the good build's target provides it: set up for FIS's ECS
+        task network actions (FIS user guide, "Use the AWS FIS aws:ecs:task actions": fault injection on,
+        ``pidMode: task``, ``awsvpc``, the SSM agent sidecar with ``MANAGED_INSTANCE_ROLE_NAME``, a task
+        role). Another family is the load cluster's own (the template's) or unknown."""
+        arn = str(p["taskDefinition"])
+        family = arn.rsplit("/", 1)[-1].split(":")[0]
+        sup = self.supervisor()
+        service = family.removeprefix(f"{self.target_cluster}-")
+        if sup is None or service == family or service not in sup.services:
+            raise EcsError("ClientException", f"Unable to describe task definition {arn}.")
+        role = f"arn:aws:iam::{ACCOUNT}:role/{self.target_cluster}-{service}-task"
+        return {
+            "taskDefinition": {
+                "taskDefinitionArn": self._target_task_definition_arn(service),
+                "family": family,
+                "revision": 1,
+                "networkMode": "awsvpc",
+                "pidMode": "task",
+                "enableFaultInjection": True,
+                "taskRoleArn": role,
+                "containerDefinitions": [
+                    {"name": service, "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{service}:good"},
+                    {
+                        "name": "amazon-ssm-agent",
+                        "image": "public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent:latest",
+                        "essential": False,
+                        "environment": [
+                            {"name": "MANAGED_INSTANCE_ROLE_NAME", "value": "SSMManagedInstanceRole"}
+                        ],
+                    },
+                ],
+            }
+        }
+
+
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (a master task binds it later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((TASK_IP, 0))
+        return int(sock.getsockname()[1])
 
 
 def _public(task: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,20 @@ of the broker for :data:`BROKER_REBOOT_S` (the waits that follow are satisfied o
 :data:`DB_REBOOT_S`. Each is injected, and its effect observed, by :class:`FaultRunner`; an action whose
 fault was not injected, or whose effect was not observed, fails.
 
+The ECS network actions (``aws:ecs:task-network-blackhole-port``, ``-latency``, ``-packet-loss``) run on
+the local target's fault proxies through the same :class:`FaultRunner` call as a local network fault
+(``network_partition`` in mode hang, ``network_latency``, ``packet_loss``), one per local path the action's
+traffic takes (:func:`network_paths`): a blackhole's ``trafficType: ingress`` is the service's clients path,
+``egress`` the dependency listening on ``port`` (:data:`DEPENDENCIES`); latency and loss act on the paths
+to every dependency whose address one of ``sources`` covers (``0.0.0.0/0``: all of them), each on the
+task's egress (FIS changes the task's outgoing traffic). Latency and loss on the Kafka path are left out
+(locally the brokers' round trip is every service's, not one task's). The fault fires when the action
+starts, holds for the action's ``duration`` (real seconds: ``wait_scale`` scales only ``aws:fis:wait``),
+and lifts on time; the action is ``running`` meanwhile and ``completed`` with its ``endTime`` once every
+path is lifted (a stop condition lifts it early). Each chosen task's ECS fault-injection endpoint is
+enforced as the ECS developer guide states it (:class:`FaultEndpoints`): one network fault on a task at a
+time (a second is answered 409 and fails the action) and one ``/start`` per endpoint per 5 s (429).
+
 An alarm twin evaluates a guardrail alarm of the template on the load's live files (what
 ``resgate/runner/guardrails.py`` watches locally): the last ``EvaluationPeriods`` periods of ``Period``
 seconds, ALARM when ``DatapointsToAlarm`` of them breach; a period without requests does not breach.
@@ -34,9 +48,11 @@ seconds, ALARM when ``DatapointsToAlarm`` of them breach; a period without reque
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 import re
+import signal
 import threading
 import time
 import uuid
@@ -47,6 +63,7 @@ from typing import Any
 
 from loadgen.stats import read_live
 from resgate.config.schema import Fault
+from resgate.local.process import signal_group
 from resgate.local.spec import count_for
 from resgate.runner.faults import FaultRunner
 from resgate.runner.guardrails import Window
@@ -59,7 +76,24 @@ ACTION_TIMEOUT_S = 30.0
 # down (on AWS: as long as the reboot takes).
 BROKER_REBOOT_S = 3.0
 DB_REBOOT_S = 2.0
-_DURATION = re.compile(r"^PT(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
+_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
+# The ECS network actions: the local fault kind each is, and the task's ECS fault-injection endpoint it calls.
+NETWORK_ACTIONS = {
+    "aws:ecs:task-network-blackhole-port": ("network_partition", "network-blackhole-port"),
+    "aws:ecs:task-network-latency": ("network_latency", "network-latency"),
+    "aws:ecs:task-network-packet-loss": ("packet_loss", "network-packet-loss"),
+}
+# Amazon ECS developer guide, "Amazon ECS fault injection endpoints": each endpoint takes 1 request per 5 s
+# per container (429 beyond), and a request that conflicts with a running fault is answered 409.
+ENDPOINT_INTERVAL_S = 5.0
+# Where the rehearsal's dependencies are on AWS (a made-up VPC): the address an action's ``sources`` must
+# cover, and the port a blackhole's egress drops (Postgres, MSK over TLS; the clients reach the service
+# through the load balancer's subnet, on the service's own port).
+DEPENDENCIES = {
+    "clients": ("10.0.0.0/24", None),
+    "postgres": ("10.0.1.10", 5432),
+    "kafka": ("10.0.2.10", 9094),
+}
 
 
 class FisError(Exception):
@@ -139,6 +173,10 @@ class Experiment:
     actions: dict[str, dict[str, Any]] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     runner: FaultRunner | None = None
+    # GetExperiment's ``targets`` (name -> resourceType, selectionMode) and what each target resolved to
+    # (ListExperimentResolvedTargets' ``targetInformation`` per resolved resource).
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resolved: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -146,12 +184,111 @@ class Experiment:
             "experimentTemplateId": self.template_id,
             "state": {"status": self.status, "reason": self.reason},
             "startTime": self.started,
+            "targets": {k: dict(v) for k, v in self.targets.items()},
             "actions": {k: dict(v) for k, v in self.actions.items()},
             "tags": dict(self.tags),
         }
         if self.ended is not None:
             out["endTime"] = self.ended
         return out
+
+
+class FaultEndpoints:
+    """The ECS fault-injection endpoints of the target's tasks, as the Amazon ECS developer guide states
+    them ("Amazon ECS fault injection endpoints",
+    https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fault-injection-endpoints.html): each
+    endpoint takes 1 request per 5 s per container (429, "Request was throttled", beyond), and a request
+    that conflicts with another running fault is answered 409; the FIS user guide ("Use the AWS FIS
+    aws:ecs:task actions") adds that the three network actions cannot run in parallel. A task's containers
+    share its network namespace (``awsvpc``), so a task holds one network fault at a time, whichever
+    endpoint started it. The rate limit is kept per ``/start`` path: the request that starts a fault."""
+
+    def __init__(self, interval_s: float = ENDPOINT_INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[str, str]] = {}  # task -> (endpoint, who started it)
+        self._last_start: dict[tuple[str, str], float] = {}  # (task, endpoint) -> last /start
+
+    def start(self, tasks: list[str], endpoint: str, owner: str, now: float | None = None) -> None:
+        """``POST {ECS_AGENT_URI}/fault/v1/<endpoint>/start`` on every task, all or none: raises
+        :class:`FisError` with the agent's status (429, then 409) for the first task that refuses."""
+        now = time.time() if now is None else now
+        with self._lock:
+            for task in tasks:
+                last = self._last_start.get((task, endpoint))
+                if last is not None and now - last < self.interval_s:
+                    raise FisError(
+                        "ThrottlingException",
+                        f"the ECS fault injection endpoint {endpoint}/start of task {task} answered 429: "
+                        f"request was throttled ({now - last:.1f} s after the previous one; 1 request per "
+                        f"{self.interval_s:g} s per container)",
+                    )
+            for task in tasks:
+                self._last_start[(task, endpoint)] = now
+            for task in tasks:
+                if task in self._running:
+                    running, by = self._running[task]
+                    raise FisError(
+                        "ConflictException",
+                        f"the ECS fault injection endpoint {endpoint}/start of task {task} answered 409: the "
+                        f"fault injection request conflicts with another running fault ({running}, {by})",
+                    )
+            for task in tasks:
+                self._running[task] = (endpoint, owner)
+
+    def stop(self, tasks: list[str], owner: str) -> None:
+        """``/stop``: the tasks' fault started by ``owner`` no longer runs."""
+        with self._lock:
+            for task in tasks:
+                if self._running.get(task, ("", ""))[1] == owner:
+                    del self._running[task]
+
+    def running(self, task: str) -> str | None:
+        """The endpoint of the network fault running on ``task`` (``/status``), or None."""
+        with self._lock:
+            held = self._running.get(task)
+            return held[0] if held else None
+
+
+def network_paths(action_id: str, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``[(dependency, direction)]``: the local paths an ECS network action's traffic takes, and the
+    direction on each that is the task's egress (``upstream`` toward a dependency, ``downstream`` toward
+    the clients) or, for a blackhole of ``ingress``, the clients' requests. Raises FisError for parameters
+    FIS refuses (FIS user guide, "AWS FIS Actions reference", fis-actions-reference.html: a blackhole's
+    ``port``, ``protocol`` tcp|udp and ``trafficType`` ingress|egress; latency's and loss's ``sources``, a
+    comma-separated list of IPv4 addresses, CIDR blocks, domain names, ``DYNAMODB`` or ``S3``)."""
+    if action_id == "aws:ecs:task-network-blackhole-port":
+        if str(params.get("protocol")) not in ("tcp", "udp"):
+            raise FisError(
+                "ValidationException", f"protocol must be tcp or udp, got {params.get('protocol')!r}"
+            )
+        port = str(params.get("port", ""))
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise FisError("ValidationException", f"port must be 1-65535, got {params.get('port')!r}")
+        traffic = params.get("trafficType", "ingress")
+        if traffic == "ingress":
+            return [("clients", "upstream")]
+        if traffic != "egress":
+            raise FisError("ValidationException", f"trafficType must be ingress or egress, got {traffic!r}")
+        dep = next((d for d, (_, p) in DEPENDENCIES.items() if p == int(port)), None)
+        if dep is None:
+            raise FisError("ValidationException", f"no dependency of the rehearsal listens on port {port}")
+        return [(dep, "upstream")]
+    sources = [s.strip() for s in str(params.get("sources", "0.0.0.0/0")).split(",") if s.strip()]
+    nets = []
+    for source in sources:
+        try:
+            nets.append(ipaddress.ip_network(source, strict=False))
+        except ValueError:  # a domain name, DYNAMODB, S3: none of the local paths
+            continue
+    out = []
+    for dep, (address, _) in DEPENDENCIES.items():
+        if dep == "kafka":  # locally the brokers' round trip is every service's, not one task's
+            continue
+        where = ipaddress.ip_network(address, strict=False)
+        if any(where.subnet_of(n) for n in nets if n.version == where.version):
+            out.append((dep, "downstream" if dep == "clients" else "upstream"))
+    return out
 
 
 class FisTwin:
@@ -184,6 +321,7 @@ class FisTwin:
         self.log = log
         self.experiments: dict[str, Experiment] = {}
         self.lambdas: Any = None  # the Lambda twin (``invoke``), for the automations' Lambda steps
+        self.endpoints = FaultEndpoints()  # the target tasks' ECS fault-injection endpoints
         self._threads: list[threading.Thread] = []
         self.alarms = {
             lid: AlarmTwin.from_resource(lid, r["Properties"])
@@ -216,6 +354,24 @@ class FisTwin:
         if exp is None:
             raise FisError("ResourceNotFoundException", f"Experiment not found: {p['id']}")
         return {"experiment": exp.describe()}
+
+    def list_experiment_resolved_targets(self, **p: Any) -> dict[str, Any]:
+        """What the experiment's targets resolved to (the tasks its stop-task acted on), one page."""
+        exp = self.experiments.get(p["experimentId"])
+        if exp is None:
+            raise FisError("ResourceNotFoundException", f"Experiment not found: {p['experimentId']}")
+        names = [p["targetName"]] if p.get("targetName") else list(exp.resolved)
+        return {
+            "resolvedTargets": [
+                {
+                    "resourceType": exp.targets.get(n, {}).get("resourceType", "aws:ecs:task"),
+                    "targetName": n,
+                    "targetInformation": dict(info),
+                }
+                for n in names
+                for info in exp.resolved.get(n, [])
+            ]
+        }
 
     def stop_experiment(self, **p: Any) -> dict[str, Any]:
         exp = self.experiments.get(p["id"])
@@ -272,7 +428,17 @@ class FisTwin:
     def _run(self, exp: Experiment, props: Mapping[str, Any]) -> None:
         actions = props.get("Actions", {})
         for name, a in actions.items():
-            exp.actions[name] = {"actionId": a["ActionId"], "state": {"status": "pending", "reason": ""}}
+            exp.actions[name] = {
+                "actionId": a["ActionId"],
+                "parameters": dict(self.assembly.render(dict(a.get("Parameters") or {}))),
+                "state": {"status": "pending", "reason": ""},
+            }
+            if a.get("Targets"):
+                exp.actions[name]["targets"] = dict(a["Targets"])
+        exp.targets = {
+            n: {"resourceType": t.get("ResourceType"), "selectionMode": t.get("SelectionMode", "ALL")}
+            for n, t in (props.get("Targets") or {}).items()
+        }
         why = self._hold(exp, props, 0.5)  # FIS checks the stop conditions before it starts
         if why:
             return self._end(exp, "stopped", why)
@@ -280,6 +446,7 @@ class FisTwin:
         for name, a in actions.items():
             rec = exp.actions[name]
             rec.update(state={"status": "running", "reason": ""}, startTime=time.time())
+            self._record_resolution(exp, a, props)
             denied = self.permissions.fis_denial(exp.template_id, a["ActionId"]) if self.permissions else None
             if denied:
                 return self._end(exp, "failed", f"Action {name} failed: {denied}")
@@ -287,6 +454,10 @@ class FisTwin:
                 if a["ActionId"] == "aws:ecs:stop-task":
                     target_name = a["Targets"]["Tasks"]
                     self._stop_tasks(exp, name, target_name, props)
+                elif a["ActionId"] in NETWORK_ACTIONS:
+                    why = self._network(exp, name, a, props)
+                    if why:
+                        return self._end(exp, "stopped", why)
                 elif a["ActionId"] == "aws:ssm:start-automation-execution":
                     self._automation(exp, a.get("Parameters", {}))
                 elif a["ActionId"] in ("aws:rds:reboot-db-instances", "aws:rds:failover-db-cluster"):
@@ -295,7 +466,7 @@ class FisTwin:
                     why = self._hold(
                         exp,
                         props,
-                        _seconds(a.get("Parameters", {}).get("duration", "PT0S")) * self.wait_scale,
+                        seconds(a.get("Parameters", {}).get("duration", "PT0S")) * self.wait_scale,
                     )
                     if why:
                         return self._end(exp, "stopped", why)
@@ -319,19 +490,11 @@ class FisTwin:
         local = self.target()
         if local is None or local.supervisor is None:
             raise FisError("ResourceNotFoundException", "no target tasks")
-        if self.tasks is not None:
-            resolved = resolve_targets(target, self.tasks())
-            if not resolved:
-                mode = (props.get("ExperimentOptions") or {}).get("EmptyTargetResolutionMode", "fail")
-                if mode == "skip":
-                    return
-                raise FisError(
-                    "InvalidTargets", f"Target resolution returned empty set for target {target_name}"
-                )
-            chosen = select(target.get("SelectionMode", "ALL"), resolved)
-        else:  # no task view: the service named by the tags, the share its selection mode names
-            ecs_service = target["ResourceTags"]["aws:ecs:serviceName"]
-            chosen = [{"_service": ecs_service, "_replica": None}]
+        chosen = self._chosen(target_name, props)
+        if not chosen:
+            return
+        if self.tasks is not None and self.targets_gone_before_action:
+            return self._targets_gone(exp, target_name, chosen)
         faults = []
         by_service: dict[str, int] = {}
         for t in chosen:
@@ -353,9 +516,13 @@ class FisTwin:
                     params={"percent": min(100.0, percent)},
                 )
             )
+        # The tasks the runner's kills stop are the ones FIS resolved and acted on
+        # (ListExperimentResolvedTargets).
+        task_of = {t["_replica"]: t["taskArn"] for t in (self.tasks() if self.tasks is not None else [])}
         exp.runner = FaultRunner(local, faults)
         exp.runner.start(time.time())
         exp.runner.join(ACTION_TIMEOUT_S)
+        stopped: list[dict[str, str]] = []
         for fault in faults:
             events = [e for e in exp.runner.timeline() if e["fault_id"] == fault.name]
             done = next((e for e in events if e["event"] in ("injected", "error", "skipped")), None)
@@ -363,6 +530,171 @@ class FisTwin:
                 raise FisError("InvalidTargets", str(done["detail"]) if done else "no result")
             if not done["detail"].get("replicas"):
                 raise FisError("InvalidTargets", f"Target resolution returned empty set for {fault.target}")
+            killed = [task_of[r] for r in done["detail"]["replicas"] if r in task_of]
+            stopped.extend({"arn": a} for a in killed)
+        exp.resolved[target_name] = stopped
+
+    def _record_resolution(
+        self, exp: Experiment, action: Mapping[str, Any], props: Mapping[str, Any]
+    ) -> None:
+        """What the action's targets resolve to (ListExperimentResolvedTargets), as FIS resolves them before
+        the action runs: a target's ``ResourceArns`` as given, an ``aws:ecs:task`` target over the ECS
+        twin's tasks (:func:`resolve_targets`, then :func:`select`). An action that acts on a subset of
+        its own choosing (the stop-task) records what it acted on instead."""
+        for name in (action.get("Targets") or {}).values():
+            target = (props.get("Targets") or {}).get(name) or {}
+            if target.get("ResourceArns"):
+                arns = [str(self.assembly.render(a)) for a in target["ResourceArns"]]
+            elif target.get("ResourceType") == "aws:ecs:task" and self.tasks is not None:
+                chosen = select(target.get("SelectionMode", "ALL"), resolve_targets(target, self.tasks()))
+                arns = [t["taskArn"] for t in chosen]
+            else:
+                continue
+            exp.resolved[name] = [{"arn": a} for a in arns]
+
+    # A rehearsal mutant (issue 22): FIS resolves its targets at the experiment's start, its stop-task runs
+    # later; a task replaced in between (a deployment, a crash) is gone when StopTask reaches it, and ECS
+    # answers a StopTask on a stopped task without error, so the action completes having stopped nothing.
+    targets_gone_before_action = False
+
+    def _targets_gone(self, exp: Experiment, target_name: str, chosen: list[dict[str, Any]]) -> None:
+        """The chosen tasks end on their own (their process exits: the supervisor records ``exited``, the
+        ECS twin ``EssentialContainerExited``) and the action stops nothing; they stay its resolved
+        targets."""
+        local = self.target()
+        sup = local.supervisor if local is not None else None
+        if sup is None:
+            raise FisError("ResourceNotFoundException", "no target tasks")
+        exp.resolved[target_name] = [{"arn": t["taskArn"]} for t in chosen]
+        pids = {r.replica_id: r.pid for r in sup.replicas() if r.pid}
+        ids = {t["_replica"] for t in chosen}
+        for rid in ids:
+            if rid in pids:
+                signal_group(pids[rid], signal.SIGKILL)
+        deadline = time.time() + ACTION_TIMEOUT_S  # until the supervisor has seen each one exit
+        while time.time() < deadline:
+            exited = {
+                e["replica"] for e in sup.timeline() if e["event"] == "exited" and e["ts"] >= exp.started
+            }
+            if ids <= exited:
+                return
+            time.sleep(0.05)
+        raise FisError("InternalError", f"the twin's replicas {sorted(ids - exited)} did not exit")
+
+    def _chosen(self, target_name: str, props: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The tasks an action's target resolves to and its selection mode picks (:func:`resolve_targets`
+        over the ECS twin's tasks, then :func:`select`); without a task view, the service its tags name
+        (``_replica`` None). An empty resolution raises under ``EmptyTargetResolutionMode: fail`` (the
+        stack's), and is ``[]`` (the action does nothing) under ``skip``."""
+        target = props["Targets"][target_name]
+        if self.tasks is None:  # no task view: the service named by the tags
+            return [{"_service": target["ResourceTags"]["aws:ecs:serviceName"], "_replica": None}]
+        resolved = resolve_targets(target, self.tasks())
+        if not resolved:
+            mode = (props.get("ExperimentOptions") or {}).get("EmptyTargetResolutionMode", "fail")
+            if mode == "skip":
+                return []
+            raise FisError("InvalidTargets", f"Target resolution returned empty set for target {target_name}")
+        return select(target.get("SelectionMode", "ALL"), resolved)
+
+    def _network(
+        self, exp: Experiment, action: str, a: Mapping[str, Any], props: Mapping[str, Any]
+    ) -> str | None:
+        """An ECS network action (module docstring): the chosen tasks' fault endpoints started (409 / 429
+        raise), one local network fault per path of :func:`network_paths` fired through the fault runner,
+        held for ``duration`` while the stop conditions are watched, lifted, the endpoints stopped. Returns
+        why the experiment stops (a stop condition, a user), else None once every path is lifted."""
+        kind, endpoint = NETWORK_ACTIONS[a["ActionId"]]
+        params = exp.actions[action]["parameters"]
+        duration = seconds(str(params.get("duration", "")))
+        paths = network_paths(a["ActionId"], params)
+        local = self.target()
+        if local is None:
+            raise FisError("ResourceNotFoundException", "no local target")
+        chosen = self._chosen(a["Targets"]["Tasks"], props)
+        if not chosen:
+            return None
+        services = sorted({t["_service"] for t in chosen})
+        if self.tasks is not None:
+            # A local path carries every replica of its service: the action must have chosen them all.
+            running = {s: sum(t["_service"] == s for t in self.tasks()) for s in services}
+            partial = [s for s in services if sum(t["_service"] == s for t in chosen) < running[s]]
+            if partial:
+                raise FisError(
+                    "ValidationException",
+                    f"the twin acts on whole services' paths; {partial} selected in part "
+                    f"({props['Targets'][a['Targets']['Tasks']].get('SelectionMode')})",
+                )
+        faults = []
+        for ecs_service in services:
+            service = self.services.get(ecs_service, ecs_service)
+            for dependency, direction in paths:
+                if dependency != "kafka" and local.path(service, dependency) is None:
+                    continue  # the local target does not carry this traffic through a proxy
+                fp: dict[str, Any] = {
+                    "service": service,
+                    "dependency": dependency,
+                    "direction": direction,
+                    "duration_s": duration,
+                }
+                if kind == "network_partition":
+                    fp["mode"] = "hang"
+                elif kind == "network_latency":
+                    fp.update(
+                        delay_ms=float(params["delayMilliseconds"]),
+                        jitter_ms=float(params.get("jitterMilliseconds", 0)),
+                    )
+                else:
+                    fp["percent"] = float(params["lossPercent"])
+                faults.append(
+                    Fault(
+                        name=f"{exp.id}-{service}-{dependency}", kind=kind, at_s=0, target=service, params=fp
+                    )
+                )
+        if not faults:
+            raise FisError(
+                "InvalidTargets",
+                f"{a['ActionId']} on {services}: no path of {[d for d, _ in paths]} is proxied locally",
+            )
+        tasks = [str(t.get("taskArn") or f"{t['_service']}/{t['_replica']}") for t in chosen]
+        self.endpoints.start(tasks, endpoint, owner=f"{exp.id}/{action}")
+        try:
+            started = time.time()
+            exp.runner = FaultRunner(local, faults)
+            exp.runner.start(started)
+            exp.runner.join(ACTION_TIMEOUT_S)
+            names = {f.name for f in faults}
+            events = [e for e in exp.runner.timeline() if e["fault_id"] in names]
+            bad = [e for e in events if e["event"] in ("error", "skipped")]
+            if bad or sum(e["event"] == "injected" for e in events) < len(faults):
+                raise FisError(
+                    "ActionFailed", f"{kind} was not injected: {bad[0]['detail'] if bad else events}"
+                )
+            why = self._hold(exp, props, max(0.0, started + duration - time.time()))
+            if why:
+                exp.runner.abort(why)
+                return why
+            # The fault runner lifts each path at its own injection + duration: wait (bounded) for the lifts.
+            deadline = time.time() + ACTION_TIMEOUT_S
+            while time.time() < deadline:
+                lifted = {e["fault_id"] for e in exp.runner.timeline() if e["event"] in ("ended", "aborted")}
+                if names <= lifted:
+                    break
+                time.sleep(0.05)
+            else:
+                raise FisError("ActionFailed", f"{kind} was not lifted within {ACTION_TIMEOUT_S:g} s")
+            effects = [
+                e["detail"]
+                for e in exp.runner.timeline()
+                if e["fault_id"] in names and e["event"] == "effect"
+            ]
+            self.log(
+                f"fis: {exp.id} {a['ActionId']} on {services} lifted after "
+                f"{time.time() - started:.1f} s: {effects}"
+            )
+            return None
+        finally:
+            self.endpoints.stop(tasks, owner=f"{exp.id}/{action}")
 
     def _automation(self, exp: Experiment, parameters: Mapping[str, Any]) -> None:
         """Run the automation document's steps (module docstring)."""
@@ -477,8 +809,9 @@ def select(
     return pick.sample(resolved, k)
 
 
-def _seconds(iso: str) -> float:
+def seconds(iso: str) -> float:
+    """An FIS ``duration`` (ISO 8601: ``PT30S``, ``PT1M30S``, ``PT1H``) in seconds; FisError otherwise."""
     m = _DURATION.match(iso)
     if not m:
         raise FisError("ValidationException", f"duration {iso!r} is not PTnMnS")
-    return int(m.group(1) or 0) * 60 + float(m.group(2) or 0)
+    return int(m.group(1) or 0) * 3600 + int(m.group(2) or 0) * 60 + float(m.group(3) or 0)

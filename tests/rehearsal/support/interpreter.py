@@ -332,6 +332,12 @@ class TwinEndpoint:
             if self.guard is not None:
                 self.guard(caller, "fis", name, {"id": parts[1]})
             return getattr(self.fis, name)(id=parts[1])
+        if parts[0] == "experiments" and parts[2:] == ["resolvedTargets"] and method == "GET":
+            params = {"experimentId": parts[1]}
+            params |= {k: v[0] for k, v in urllib.parse.parse_qs(query).items() if k == "targetName"}
+            if self.guard is not None:
+                self.guard(caller, "fis", "list_experiment_resolved_targets", params)
+            return self.fis.list_experiment_resolved_targets(**params)
         if parts == ["experiments"] and method == "GET":
             if self.guard is not None:
                 self.guard(caller, "fis", "list_experiments", {})

@@ -283,6 +283,15 @@ class Permissions:
             return [
                 (action, f"{arn}:experiment/{p['id']}", {f"aws:ResourceTag/{k}": v for k, v in tags.items()})
             ]
+        if operation == "list_experiment_resolved_targets":
+            tags = self.experiment_tags(str(p["experimentId"]))
+            return [
+                (
+                    "fis:ListExperimentResolvedTargets",
+                    f"{arn}:experiment/{p['experimentId']}",
+                    {f"aws:ResourceTag/{k}": v for k, v in tags.items()},
+                )
+            ]
         if operation == "list_experiments":
             return [("fis:ListExperiments", "*", {})]
         raise Unmapped(f"the rehearsal has no IAM mapping for fis:{operation}")

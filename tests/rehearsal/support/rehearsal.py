@@ -43,6 +43,7 @@ from resgate.checks.replay.config import ReplayConfig
 from resgate.config.schema import load_config
 from resgate.runner import local_target
 from resgate.runner.local_target import LocalTarget
+from tests.rehearsal.support import fis_twin
 from tests.rehearsal.support.assembly import synthesize
 from tests.rehearsal.support.ecs_twin import ACCOUNT, REGION, EcsTwin, UserTaskDefinition
 from tests.rehearsal.support.fis_twin import FisTwin
@@ -111,6 +112,10 @@ class Rehearsal:
     denials: list[str] = field(default_factory=list)
     history_events: int = 0
     history: dict[str, int] = field(default_factory=dict)
+    load_tasks: list[dict[str, Any]] = field(default_factory=list)
+    load_parts: dict[str, Any] = field(default_factory=dict)
+    """A distributed load's evidence: ``{"nodes": load_nodes.jsonl's rows, "parts": {node: records in
+    its uploaded part}, "live_requests", "live_pids"}`` (:func:`_load_parts`; empty for one load task)."""
 
     def fault_offsets(self) -> dict[str, float]:
         """``{fault: seconds from the load task's start to its fault action}`` (the twins' records)."""
@@ -137,7 +142,10 @@ class Rehearsal:
         )
         for e in self.experiments:
             fired = "-" if e["fired_s"] is None else f"{e['fired_s']:.1f} s"
-            lines.append(f"  fault {e['fault']}: fired at {fired} of the load, {e['status']}: {e['reason']}")
+            held = "" if e.get("held_s") is None else f", held {e['held_s']:.1f} s"
+            lines.append(
+                f"  fault {e['fault']}: fired at {fired} of the load{held}, {e['status']}: {e['reason']}"
+            )
         if self.cli_output:
             lines.append(f"  resgate aws start (exit {self.cli_exit}):")
             lines += [f"    {line}" for line in self.cli_output.splitlines()]
@@ -217,9 +225,11 @@ def rehearse(
     second_input: Mapping[str, Any] | None = None,
     second_when: str = "Baseline",
     abort_when: str | None = None,
+    on_enter: tuple[str, Callable[[EcsTwin], None]] | None = None,
     machine_timeout_s: int | None = None,
     context: Mapping[str, str] | None = None,
     mutate: Callable[[dict[str, Any]], None] | None = None,
+    targets_gone_before_action: bool = False,
     log: Callable[[str], None] = print,
 ) -> Rehearsal:
     """Rehearse the gate stack of ``config_path`` once (see the module); ``waits`` is the execution's
@@ -230,18 +240,21 @@ def rehearse(
     ``profile``; ``infra`` is ``(postgres server, kafka)`` already running (the test session's
     ``pg_server`` and ``kafka`` fixtures) for the target to use instead of starting its own.
 
-    ``cli``: the execution is started and followed by ``resgate aws start --wait`` (:func:`resgate.aws_cli.
-    start`, its clients on the twins), whose output and exit code are kept. ``second_input``: once the
-    first execution enters ``second_when``, a second execution of the same state machine starts with that
-    input (the same way), and its outcome is ``second``. ``abort_when``: once the execution enters that
-    state, it is stopped (``StopExecution``: ABORTED). ``machine_timeout_s`` replaces the state machine's
-    ``TimeoutSeconds`` (TIMED_OUT). Every ending the stack's EventBridge rule matches is delivered to its
-    target, the cleanup Lambda, as the rule's event (:func:`_deliver_status_change`); the first
-    execution's result is ``cleanup``. ``context`` is synth context (``{"ops_items": "true"}``).
-    ``mutate`` edits the synthesized template in place before anything reads it (a rehearsal mutant: one
-    grant removed, say). Every call a twin answers is allowed or denied by the caller's role in the
-    template (:mod:`.permissions`); ``denials`` lists what was denied. Raises only when a twin cannot
-    start."""
+    ``cli``: the execution is started and followed by ``resgate aws start --wait``
+    (:func:`resgate.aws_cli.start`, its clients on the twins), whose output and exit code are kept.
+    ``second_input``: once the first execution enters ``second_when``, a second execution of the same
+    state machine starts with that input (the same way), and its outcome is ``second``. ``on_enter`` =
+    ``(state, act)``: once the execution enters ``state``, ``act(the ECS twin)`` runs (a worker task dying
+    mid-run, say). ``abort_when``: once the execution enters that state, it is stopped (``StopExecution``:
+    ABORTED). ``machine_timeout_s`` replaces the state machine's ``TimeoutSeconds`` (TIMED_OUT). Every
+    ending the stack's EventBridge rule matches is delivered to its target, the cleanup Lambda, as the
+    rule's event (:func:`_deliver_status_change`); the first execution's result is ``cleanup``.
+    ``context`` is synth context (``{"ops_items": "true"}``). ``mutate`` edits the synthesized template in
+    place before anything reads it (a rehearsal mutant: one grant removed, say). Every call a twin answers
+    is allowed or denied by the caller's role in the template (:mod:`.permissions`);
+    ``targets_gone_before_action``: the FIS twin's stop-task targets end on their own before its action
+    reaches them (:attr:`.fis_twin.FisTwin.targets_gone_before_action`). ``denials`` lists what was
+    denied. Raises only when a twin cannot start."""
     cfg = load_config(config_path)
     assembly = synthesize(config_path, context=context, log=log)
     if mutate is not None:
@@ -320,6 +333,7 @@ def rehearse(
                 permissions=permissions,
                 log=log,
             )
+            fis.targets_gone_before_action = targets_gone_before_action
             sns = SnsTwin()
             ssm = SsmTwin()
             queue = _subscribe_topics(assembly, aws)
@@ -376,6 +390,7 @@ def rehearse(
                         second_input=second_input,
                         second_when=second_when,
                         abort_when=abort_when,
+                        on_enter=(on_enter[0], lambda: on_enter[1](ecs)) if on_enter and ecs else None,
                     )
             lambda_notices = _received(queue, aws)
             result.lambdas, result.notifications = lam.invocations, sns.messages + lambda_notices
@@ -386,6 +401,16 @@ def rehearse(
             result.experiments = _experiments(assembly, ecs, fis)
             load = next((t for t in ecs.tasks.values() if t.container == "loadgen"), None)
             result.load_env = dict(load.env) if load is not None else {}
+            result.load_tasks = [  # the load's tasks (the master and its workers), in start order
+                {
+                    "node": t.env.get("RESGATE_LOAD_NODE"),
+                    "role": t.env.get("RESGATE_LOAD_ROLE"),
+                    "exit_code": t.proc.returncode if t.proc is not None else None,
+                    "stopped_reason": t.reason,
+                }
+                for t in ecs.tasks.values()
+                if t.container == "loadgen"
+            ]
             result.duration_s = time.time() - t0
             return result
         finally:
@@ -416,8 +441,9 @@ def sdk_task_states(definition: Mapping[str, Any]) -> set[str]:
 
 def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, Any]]:
     """What the FIS twin did, per fault: status, reason and when its fault action (stop-task, the
-    automation, the RDS reboot) started, in seconds after the load task's process started (the ECS twin's
-    record)."""
+    automation, the RDS reboot, a network action) started, in seconds after the load task's process
+    started (the ECS twin's record); ``action`` its id, ``held_s`` its ``endTime - startTime`` (None while
+    it runs) and ``duration_s`` its ``duration`` parameter (None without one)."""
     states = json.loads(assembly.definition)["States"]
     fault_of = {
         st["Parameters"]["ExperimentTemplateId"]: name.removeprefix("Start ")
@@ -428,13 +454,17 @@ def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, An
     out = []
     for exp in fis.experiments.values():
         stop = next((a for a in exp.actions.values() if a["actionId"] != "aws:fis:wait"), {})
-        fired = stop.get("startTime")
+        fired, ended = stop.get("startTime"), stop.get("endTime")
+        duration = (stop.get("parameters") or {}).get("duration")
         out.append(
             {
                 "fault": fault_of.get(exp.template_id, exp.template_id),
                 "status": exp.status,
                 "reason": exp.reason,
                 "fired_s": None if fired is None or load is None else fired - (load.started or 0),
+                "action": stop.get("actionId"),
+                "held_s": None if fired is None or ended is None else ended - fired,
+                "duration_s": fis_twin.seconds(duration) if duration else None,
             }
         )
     return out
@@ -527,6 +557,7 @@ class _Run:
         second_input: Mapping[str, Any] | None = None,
         second_when: str = "Baseline",
         abort_when: str | None = None,
+        on_enter: tuple[str, Callable[[], None]] | None = None,
     ) -> Rehearsal:
         sfn = boto3.client("stepfunctions", **self.aws)
         self.create()
@@ -550,6 +581,10 @@ class _Run:
                 second_id = f"{run_id}-2"
                 second = (second_id, *self.start(second_id, second_input))
                 self.log(f"second execution {second_id} started")
+            if on_enter is not None and on_enter[0] in entered:
+                self.log(f"on entering {on_enter[0]}: {on_enter[1]}")
+                on_enter[1]()
+                on_enter = None
             if abort_when is not None and not aborted and abort_when in entered and d["status"] == "RUNNING":
                 sfn.stop_execution(
                     executionArn=arn, error="Rehearsal.Abort", cause="aborted by the rehearsal"
@@ -614,6 +649,7 @@ class _Run:
             r.cleanup = _deliver_status_change(self.assembly, self.lam, dict(d), self.log)
         r.check_records, r.verdict, r.load = _evidence(boto3.client("s3", **self.aws), self.bucket, run_id)
         r.checks = {name: outcome(rec) for name, rec in r.check_records.items()}
+        r.load_parts = _load_parts(boto3.client("s3", **self.aws), self.bucket, run_id)
         return r
 
 
@@ -816,3 +852,36 @@ def _evidence(
         "span_s": max(ts) - min(ts) if ts else 0.0,
     }
     return checks, json.loads(verdict) if verdict else None, load
+
+
+def _load_parts(s3: Any, bucket: str, run_id: str) -> dict[str, Any]:
+    """A distributed load's evidence in the S3 twin: ``{"nodes": rows of load_nodes.jsonl, "parts": {node:
+    whole lines of its uploaded part}, "live_requests": requests counted by the master's live lines,
+    "live_pids": processes they came from}``; ``{}`` when the run has no ``load_nodes.jsonl``."""
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+        if f"/run_id={run_id}/" in o["Key"]
+    ]
+
+    def lines(key: str) -> list[str]:
+        text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        return [line for line in text.splitlines() if line.strip()]
+
+    nodes_key = next((k for k in keys if k.endswith("/load_nodes.jsonl")), None)
+    if nodes_key is None:
+        return {}
+    parts = {
+        k.rsplit("/ledger-", 1)[-1].removesuffix(".jsonl"): len(lines(k))
+        for k in keys
+        if "/load_parts/ledger-" in k
+    }
+    live_key = next((k for k in keys if k.endswith("/load_live.jsonl")), None)
+    live = [json.loads(line) for line in lines(live_key)] if live_key else []
+    return {
+        "nodes": [json.loads(line) for line in lines(nodes_key)],
+        "parts": parts,
+        "live_requests": sum(int(p.get("requests") or 0) for p in live),
+        "live_pids": len({p.get("pid") for p in live}),
+    }
