@@ -8,6 +8,9 @@ this construct tells each one what its job needs and grants its role that, on th
 
 - the checks and the verdict: get/put under ``evidence/gate=<name>/`` only, ``ListBucket`` only for that
   prefix; slo: ``cloudwatch:GetMetricStatistics`` (its ALB source);
+- streaming (only when the config enables it), in the VPC in a security group of its own (to MSK, never
+  the database): the Kafka bootstrap in its environment, no database secret; with MSK IAM auth,
+  ``kafka-cluster:Connect`` and ``DescribeTopic``/``ReadData`` on its trades topic only;
 - the database clients (integrity, replay and the quiesce step), in the VPC with their own security group:
   ``secretsmanager:GetSecretValue`` on the one database secret, and the ENI actions Lambda needs to attach
   them to the VPC (CDK adds ``AWSLambdaVPCAccessExecutionRole`` only to roles it creates itself); with MSK
@@ -54,10 +57,12 @@ class AssertionFunctions(Construct):
     ones the timeline reads; ``ops_items`` turns on the verdict's OpsItems.
 
     Attributes: ``functions`` ({name: Function}, in :data:`infra.constants.FUNCTION_NAMES` order),
-    ``check_functions`` (the five checks and the optional ones), ``verdict_function``, ``timeline_function``,
+    ``check_functions`` (the five checks and the optional ones: streaming when ``streaming_topic`` is given,
+    the trades topic it reads), ``verdict_function``, ``timeline_function``,
     ``quiesce_function``, ``cleanup_function``, ``roles`` ({name: Role}), ``log_groups`` ({name: LogGroup}),
     ``database_security_group`` (the integrity/replay functions' security group, and replay's rebuild
-    tasks': allow it into the database and into MSK on ``kafka_port``, 9092/9094/9098 as ``kafka`` says).
+    tasks': allow it into the database and into MSK on ``kafka_port``, 9092/9094/9098 as ``kafka`` says),
+    ``stream_security_group`` (the streaming function's, or None: allow it into MSK only).
 
     ``kafka`` is how the functions reach the brokers (its settings go into their environment),
     ``kafka_topics`` the topics they read; ``replay_tasks`` the ECS tasks replay runs its rebuilds in (in
@@ -92,6 +97,7 @@ class AssertionFunctions(Construct):
         quiesce_groups: Sequence[str] = (),
         reads_load_shape: bool = False,
         optional_checks: Sequence[str] = (),
+        streaming_topic: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.gate = gate
@@ -104,10 +110,16 @@ class AssertionFunctions(Construct):
             description=f"ResilienceGate {gate}: integrity/replay Lambdas (to Postgres and MSK)",
             allow_all_outbound=True,
         )
+        self.stream_security_group: ec2.SecurityGroup | None = None
         # What each function's job adds to its environment (GateFunction adds the evidence and Powertools').
-        environments: dict[str, dict[str, str]] = {name: {} for name in c.FUNCTION_NAMES}
-        self.optional_checks = tuple(n for n in c.OPTIONAL_CHECK_FUNCTIONS if n in optional_checks)
-        environments.update({name: {} for name in self.optional_checks})
+        self.optional_checks = tuple(
+            n
+            for n in c.OPTIONAL_CHECK_FUNCTIONS
+            if (bool(streaming_topic) if n == c.STREAMING_FUNCTION else n in optional_checks)
+        )
+        environments: dict[str, dict[str, str]] = {
+            name: {} for name in (*c.FUNCTION_NAMES, *self.optional_checks)
+        }
         environments[c.VERDICT_FUNCTION][c.ENV_UNKNOWN_IS_FAILURE] = "true" if unknown_is_failure else "false"
         for name in c.IN_VPC:
             environments[name].update(
@@ -116,6 +128,17 @@ class AssertionFunctions(Construct):
                     c.ENV_KAFKA_BOOTSTRAP: kafka_bootstrap,
                     **kafka.to_env(lambda_settings.KAFKA_ENV),
                 }
+            )
+        if streaming_topic:
+            self.stream_security_group = ec2.SecurityGroup(
+                self,
+                "StreamClients",
+                vpc=vpc,
+                description=f"ResilienceGate {gate}: the streaming Lambda (to MSK only)",
+                allow_all_outbound=True,
+            )
+            environments[c.STREAMING_FUNCTION].update(
+                {c.ENV_KAFKA_BOOTSTRAP: kafka_bootstrap, **kafka.to_env(lambda_settings.KAFKA_ENV)}
             )
         if replay_tasks:
             environments["replay"].update(
@@ -136,9 +159,9 @@ class AssertionFunctions(Construct):
                 skip_bundling=skip_bundling,
                 evidence=evidence,
                 environment=env,
-                vpc=vpc if name in c.IN_VPC else None,
+                vpc=vpc if name in (*c.IN_VPC, *c.TOPIC_CLIENTS) else None,
                 subnets=subnets,
-                security_groups=[self.database_security_group],
+                security_groups=[self._security_group_of(name)],
             )
             for name, env in environments.items()
         }
@@ -147,7 +170,7 @@ class AssertionFunctions(Construct):
         self.log_groups: dict[str, logs.LogGroup] = {n: b.log_group for n, b in self.built.items()}
         self._grant_checks(evidence, db_secret_arn)
         if kafka.iam:
-            self._grant_msk_iam(kafka, kafka_topics)
+            self._grant_msk_iam(kafka, kafka_topics, streaming_topic)
         if replay_tasks:
             grant_replay_tasks(self, self.roles["replay"], replay_tasks, target_cluster)
         grant_steps(
@@ -183,13 +206,27 @@ class AssertionFunctions(Construct):
                 iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret])
             )
 
-    def _grant_msk_iam(self, kafka: KafkaSettings, topics: Sequence[str]) -> None:
-        """The database clients: connect to the one MSK cluster, describe and read the topics they read."""
+    def _security_group_of(self, name: str) -> ec2.SecurityGroup:
+        if name in c.TOPIC_CLIENTS and self.stream_security_group is not None:
+            return self.stream_security_group
+        return self.database_security_group
+
+    def _grant_msk_iam(
+        self, kafka: KafkaSettings, topics: Sequence[str], streaming_topic: str | None
+    ) -> None:
+        """The database clients: connect to the one MSK cluster, describe and read the topics they read;
+        streaming: the same on its trades topic only."""
         assert kafka.cluster_arn is not None  # infra.settings.check_kafka_on_aws
         region, account, name, uuid = cluster_parts(kafka.cluster_arn)
         partition = kafka.cluster_arn.split(":")[1]
-        topic_arns = [f"arn:{partition}:kafka:{region}:{account}:topic/{name}/{uuid}/{t}" for t in topics]
-        for fn in c.IN_VPC:
+
+        def arns(names: Sequence[str]) -> list[str]:
+            return [f"arn:{partition}:kafka:{region}:{account}:topic/{name}/{uuid}/{t}" for t in names]
+
+        readers = {fn: arns(topics) for fn in c.IN_VPC}
+        if streaming_topic:
+            readers[c.STREAMING_FUNCTION] = arns([streaming_topic])
+        for fn, topic_arns in readers.items():
             role = self.roles[fn]
             role.add_to_policy(
                 iam.PolicyStatement(actions=["kafka-cluster:Connect"], resources=[kafka.cluster_arn])

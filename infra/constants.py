@@ -65,8 +65,13 @@ ECS_TAG_SERVICE = "aws:ecs:serviceName"
 CHECK_FUNCTIONS = ("slo", "recovery", "retryable", "integrity", "replay")
 # Checks whose Lambda a stack deploys only when its gate config enables them: backpressure judges the
 # ``overload`` faults (enabled by one, or by its own section; on AWS an overload by factor, a step of the
-# load task's shape).
-OPTIONAL_CHECK_FUNCTIONS = ("backpressure",)
+# load task's shape); streaming, a config's opt-in, reads the trades topic and the stream ledger.
+STREAMING_FUNCTION = "streaming"
+OPTIONAL_CHECK_FUNCTIONS = ("backpressure", STREAMING_FUNCTION)
+DEPLOYABLE_CHECKS = (*CHECK_FUNCTIONS, *OPTIONAL_CHECK_FUNCTIONS)
+# In the VPC with the Kafka bootstrap but no database secret, in a security group of its own: streaming
+# reads the trades topic and the run's files, never the database.
+TOPIC_CLIENTS = (STREAMING_FUNCTION,)
 VERDICT_FUNCTION = "verdict"
 # Steps that read the infrastructure instead of judging evidence: the timeline writes faults.jsonl and
 # health.jsonl from FIS and ECS (and the load shape's overload rows, which it reads) before the checks.
@@ -106,6 +111,7 @@ LAMBDA_EXTRA_REQUIREMENTS = {
     # fields its model does not know): the preflight brings its own, pinned as in constraints.txt.
     PREFLIGHT_FUNCTION: ("boto3==1.44.5", "botocore==1.44.5"),
     REDELIVER_FUNCTION: ("aiokafka==0.14.0",),
+    STREAMING_FUNCTION: ("aiokafka==0.14.0",),
 }
 LAMBDA_SOURCE_PACKAGES = ("resgate", "lambdas")
 ENV_EVIDENCE_BUCKET = lambda_settings.ENV_EVIDENCE_BUCKET

@@ -43,6 +43,8 @@ SIZING: dict[str, tuple[int, int, int]] = {
     "timeline": (512, 120, 512),
     "cleanup": (256, 120, 512),
     "quiesce": (512, 900, 512),  # waits up to lambdas.quiesce.settle.MAX_WAIT_S
+    # holds the stream ledger (one record per trade per subscriber) and the trades topic in memory
+    "streaming": (2048, 900, 512),
 }
 
 

@@ -188,6 +188,7 @@ class GateStack(Stack):
             quiesce_groups=[g.group for g in cfg.quiesce.consumer_groups],
             reads_load_shape=bool(self.faults.load_steps),
             optional_checks=[n for n in c.OPTIONAL_CHECK_FUNCTIONS if n in cfg.enabled_checks()],
+            streaming_topic=settings.streaming_topic,
         )
         self.gate_machine = GateStateMachine(
             self,
@@ -275,6 +276,9 @@ class GateStack(Stack):
         if self.fault_automation.redeliver_function is not None:
             # The redeliver Lambda reaches MSK from its own group: the brokers' group must let it in.
             values["RedeliverSecurityGroup"] = self.fault_automation.security_group.security_group_id
+        if self.functions.stream_security_group is not None:
+            # The streaming Lambda reads the trades topic from its own group: let it into the brokers only.
+            values["StreamClientsSecurityGroup"] = self.functions.stream_security_group.security_group_id
         for key, value in values.items():
             CfnOutput(self, key, value=value)
 

@@ -34,14 +34,14 @@ from infra import constants as c
 from resgate.contract.errors import GateError
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
-# The functions that read topics (IN_VPC) sign MSK IAM tokens with AWS's signer when the gate's
+# The functions that read topics (IN_VPC, TOPIC_CLIENTS) sign MSK IAM tokens with AWS's signer when the gate's
 # kafka section says AWS_MSK_IAM (imported only then); the pin follows constraints.txt.
 KAFKA_REQUIREMENTS = ("aws-msk-iam-sasl-signer-python==1.0.2",)
 
 
 def requirements_for(name: str) -> tuple[str, ...]:
     """The pip requirement specifiers of function ``name``."""
-    kafka = KAFKA_REQUIREMENTS if name in c.IN_VPC or name in c.FAULT_FUNCTIONS else ()
+    kafka = KAFKA_REQUIREMENTS if name in (*c.IN_VPC, *c.TOPIC_CLIENTS, *c.FAULT_FUNCTIONS) else ()
     return (*c.LAMBDA_BASE_REQUIREMENTS, *c.LAMBDA_EXTRA_REQUIREMENTS.get(name, ()), *kafka)
 
 

@@ -112,6 +112,7 @@ class DeploymentSettings:
     placeholders: list[str] = field(default_factory=list)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     kafka_topics: tuple[str, ...] = ()
+    streaming_topic: str | None = None
     replay_tasks: tuple[EcsTaskSpec, ...] = ()
     ops_items: bool = False
 
@@ -146,8 +147,7 @@ class DeploymentSettings:
             raise ConfigError(f"no gate config at {path}", where=f"context.{c.CTX_GATE_CONFIG}")
         cfg = load_config(path)
         check_blast_radius(cfg)
-        deployable = (*c.CHECK_FUNCTIONS, *c.OPTIONAL_CHECK_FUNCTIONS)
-        undeployed = [n for n in cfg.enabled_checks() if n not in deployable]
+        undeployed = [n for n in cfg.enabled_checks() if n not in c.DEPLOYABLE_CHECKS]
         if undeployed:  # a check with no Lambda would be silently left out of the state machine
             raise ConfigError(
                 "has no assertion Lambda in this stack yet (it runs with `resgate run` only); set it to false"
@@ -277,6 +277,7 @@ class DeploymentSettings:
             placeholders=placeholders,
             kafka=cfg.kafka,
             kafka_topics=topics_read(cfg),
+            streaming_topic=streaming_topic(cfg),
             replay_tasks=replay_tasks,
             ops_items=_as_bool(ops_items, c.CTX_OPS_ITEMS) if ops_items is not None else False,
         )
@@ -303,6 +304,13 @@ def topics_read(cfg: GateConfig) -> tuple[str, ...]:
     if replay is not None:
         out += [t for m in replay.read_models for t in m.topics]
     return tuple(dict.fromkeys(out))
+
+
+def streaming_topic(cfg: GateConfig) -> str | None:
+    """The trades topic the streaming Lambda reads (``checks.streaming.topic``), or None when the check is
+    off: the stack then deploys no streaming Lambda."""
+    streaming = _check_section(cfg, "streaming")
+    return None if streaming is None else streaming.topic
 
 
 def check_kafka_on_aws(kafka: KafkaSettings, bootstrap: str) -> None:

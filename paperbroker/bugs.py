@@ -65,11 +65,14 @@ One only a leader loss finds (:mod:`paperbroker.lease`):
   a partition) matches again beside its successor (split brain: the same orders filled twice, trades
   under one id with other contents; integrity: duplicate_trade; recovery: split_brain, stale_leader).
 
-One only a market-data subscriber finds:
+Two only a market-data subscriber finds:
 
 - ``feed_no_resend``: the feed answers a subscriber's resume after a reconnect with mode ``resend`` but
   sends only the live trades after it → the gap a killed feed replica opened is never healed
   (streaming: gap_not_healed).
+- ``feed_drops_silently``: on a projector restart the feed unregisters its subscribers without closing
+  their WebSockets (they should be closed with 1012, to resubscribe) → their connections stay up on
+  heartbeats alone, none reconnects, and no trade reaches them again (streaming: silent_subscriber).
 
 One only a golden profile finds (every absolute limit still passes):
 
@@ -106,6 +109,7 @@ KNOWN_BUGS = frozenset(
         "gateway_sheds_after_write",
         "projector_skips_backlog",
         "feed_no_resend",
+        "feed_drops_silently",
     }
 )
 

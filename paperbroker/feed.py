@@ -14,8 +14,18 @@ history no longer reaches back that far (the client then knows which sequences i
 idle connection gets a ``heartbeat`` every :data:`HEARTBEAT_S`, so a client can tell a quiet market from
 a dead connection. A broker fault stalls the consumer, so it shows on the stream as late trades.
 
-Seeded bug ``feed_no_resend``: the feed answers a resume with mode ``resend`` but sends only the live
+A projector restart: the projector announces each new session with a Postgres ``NOTIFY`` on
+:data:`PROJECTOR_CHANNEL` (:func:`announce_projector_session`), and every feed replica listens for it
+(:meth:`MarketFeed.watch_projector`). The read models a subscriber reconciles with (the blotters, the
+positions) may then be replayed, so the feed starts its subscribers over: it unregisters each one and
+closes its WebSocket with code 1012 (service restart); each reconnects and resumes from its last
+sequence, and the gap is resent.
+
+Seeded bugs: ``feed_no_resend``: the feed answers a resume with mode ``resend`` but sends only the live
 trades after it, so the gap a reconnect opened is never healed (streaming: gap_not_healed).
+``feed_drops_silently``: on a projector restart the feed unregisters its subscribers without closing
+them; their connections stay open and keep getting heartbeats, so no subscriber notices, none
+reconnects, and no trade reaches them again (streaming: silent_subscriber, gap_not_healed).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import deque
 from typing import Any
@@ -35,6 +46,10 @@ from resgate.contract import stream as proto
 log = logging.getLogger("paperbroker.feed")
 
 HEARTBEAT_S = 1.0
+PROJECTOR_CHANNEL = "pb_projector"
+"""The Postgres ``NOTIFY`` channel on which the projector announces each new session."""
+CLOSE_SERVICE_RESTART = 1012  # RFC 6455 registry: the server is restarting, the client may reconnect
+WATCH_RETRY_S = 0.5
 HISTORY_PER_SYMBOL = 50_000
 MAX_QUEUE = 100_000  # a subscriber this far behind is cut off (it reconnects and resumes)
 TRADE_EXECUTED = "TradeExecuted"
@@ -62,6 +77,7 @@ class _Subscriber:
         self.symbols: set[str] = set()
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.overflowed = False
+        self.restart = False  # the writer closes the WebSocket with 1012 (start over)
 
     def put(self, msg: dict[str, Any]) -> None:
         if self.queue.qsize() >= MAX_QUEUE:
@@ -78,8 +94,13 @@ class MarketFeed:
     subscribe request with the messages to send first, and registers the subscriber for what follows.
     """
 
-    def __init__(self, *, resend: bool = True, history: int = HISTORY_PER_SYMBOL) -> None:
+    def __init__(
+        self, *, resend: bool = True, close_on_restart: bool = True, history: int = HISTORY_PER_SYMBOL
+    ) -> None:
         self.resend = resend
+        self.close_on_restart = close_on_restart
+        self.projector_restarts = 0
+        self.watching = False  # LISTENing for projector sessions now
         self.trades: dict[str, deque[dict[str, Any]]] = {}
         self.last: dict[str, tuple[int, str]] = {}  # symbol -> (seq, price)
         self.subscribers: set[_Subscriber] = set()
@@ -141,6 +162,53 @@ class MarketFeed:
         self.subscribers.add(sub)
         return out
 
+    def projector_restarted(self) -> int:
+        """Start every subscriber over after a projector restart; returns how many were registered.
+
+        Each is unregistered and (unless ``close_on_restart`` is off: seeded bug ``feed_drops_silently``)
+        told to close with 1012, so it reconnects and resumes. Without the close its connection stays
+        open, its writer goes on sending heartbeats, and no trade reaches it again."""
+        self.projector_restarts += 1
+        dropped = list(self.subscribers)
+        self.subscribers.clear()
+        if self.close_on_restart:
+            for sub in dropped:
+                sub.restart = True
+                sub.queue.put_nowait({"type": proto.MSG_HEARTBEAT, "ts": time.time()})  # wake the writer
+        log.info(
+            "projector restarted: %d subscriber(s) %s",
+            len(dropped),
+            "closed to resubscribe" if self.close_on_restart else "dropped without a close",
+        )
+        return len(dropped)
+
+    async def watch_projector(self, dsn: str, stop: asyncio.Event) -> None:
+        """``LISTEN`` on :data:`PROJECTOR_CHANNEL` until ``stop``; each notification is a projector
+        restart (:meth:`projector_restarted`). A lost database connection is opened again (notifications
+        sent meanwhile are lost, as Postgres loses them for any listener that is not connected)."""
+        import psycopg
+
+        while not stop.is_set():
+            conn: psycopg.AsyncConnection[Any] | None = None
+            try:
+                conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(dsn, autocommit=True), 5.0)
+                await conn.execute(f"LISTEN {PROJECTOR_CHANNEL}")
+                self.watching = True
+                while not stop.is_set():
+                    async for _note in conn.notifies(timeout=WATCH_RETRY_S):
+                        self.projector_restarted()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the database is down or restarting: listen again once it is back
+                log.warning("feed projector watch failed (%s: %s); retrying", type(e).__name__, e)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), WATCH_RETRY_S)
+            finally:
+                self.watching = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
     # ------------------------------------------------------------------------------- the WebSocket
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``GET /stream``: the WebSocket of one subscriber."""
@@ -178,6 +246,9 @@ class MarketFeed:
                 msg = {"type": proto.MSG_HEARTBEAT, "ts": time.time()}
             if sub.overflowed:
                 await ws.close(code=1013, message=b"too far behind")
+                return
+            if sub.restart:
+                await ws.close(code=CLOSE_SERVICE_RESTART, message=b"projector restarted: resubscribe")
                 return
             try:
                 await ws.send_str(json.dumps(msg, separators=(",", ":")))
@@ -222,3 +293,9 @@ class MarketFeed:
             return
         if event.get("type") == TRADE_EXECUTED and "seq" in event and "symbol" in event:
             self.add_trade(event)
+
+
+async def announce_projector_session(conn: Any) -> None:
+    """Tell every feed replica that a projector session started (``NOTIFY`` on
+    :data:`PROJECTOR_CHANNEL`; ``conn`` is an autocommit psycopg ``AsyncConnection``)."""
+    await conn.execute("SELECT pg_notify(%s, %s)", (PROJECTOR_CHANNEL, str(os.getpid())))

@@ -113,7 +113,10 @@ class Gateway:
         self.slow_start = settings.bug("slow_start")
         self.retry_stale_copy = settings.bug("gateway_retry_stale_copy")
         self.sheds_after_write = settings.bug("gateway_sheds_after_write")
-        self.feed = MarketFeed(resend=not settings.bug("feed_no_resend"))
+        self.feed = MarketFeed(
+            resend=not settings.bug("feed_no_resend"),
+            close_on_restart=not settings.bug("feed_drops_silently"),
+        )
         self._feed_stop = asyncio.Event()
         # gateway_retry_stale_copy: each client's last order as this replica parsed it
         self._last_order: dict[str, dict[str, Any]] = {}
@@ -136,6 +139,8 @@ class Gateway:
         s = self.settings
         feed = self.feed.consume(s.kafka_bootstrap, s.topic_executions, self._feed_stop)
         self._tasks.append(asyncio.create_task(feed, name="feed"))
+        watch = self.feed.watch_projector(s.dsn, self._feed_stop)
+        self._tasks.append(asyncio.create_task(watch, name="feed-projector-watch"))
         if self.ack_before_commit:
             self._tasks.append(asyncio.create_task(self.intake.write_behind_loop(), name="write-behind"))
 

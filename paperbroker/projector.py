@@ -12,6 +12,8 @@ the group: changes are commutative and rows are locked in a fixed order. Seeded 
 ``projection_drift`` never writes the cancelled status into ``rm_orders``, ``projector_skips_backlog``
 skips a partition it consumed before to its end after a restart. Each batch's record positions go into
 ``consumed_offsets`` in the batch's transaction (the gate's ``offset_backwards`` / ``offset_skip``).
+Each session, once its database connection is open, announces itself to the market-data feed (a
+Postgres ``NOTIFY``, :func:`paperbroker.feed.announce_projector_session`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from psycopg import sql
 
 from paperbroker.config import Settings
 from paperbroker.events import decode
+from paperbroker.feed import announce_projector_session
 from paperbroker.projection_apply import apply_batch_async
 from paperbroker.projection_plan import ApplyStats, ProjectionOptions
 from paperbroker.read_models import ensure_schema_async
@@ -83,6 +86,7 @@ class Projector:
         consumer: AIOKafkaConsumer | None = None
         try:
             await ensure_schema_async(conn, LIVE_SCHEMA)
+            await announce_projector_session(conn)  # the feed replicas start their subscribers over
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=s.kafka_bootstrap,
                 group_id=group_id_for(s),

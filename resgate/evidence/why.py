@@ -77,7 +77,8 @@ def passes_when(result: CheckResult) -> str:
         return (
             f"completeness ≥ {lim.get('min_completeness', '?')} of the trades the topic holds after resume,"
             f" ≥ {lim.get('min_completeness_during', '?')} per fault by its end + the RTO; every reconnect"
-            f" ≤ {lim.get('rto_s', '?')} s; outside the faults connection errors"
+            f" ≤ {lim.get('rto_s', '?')} s; no subscriber left on a live connection without its trades"
+            f" > {lim.get('max_silence_s', '?')} s; outside the faults connection errors"
             f" ≤ {lim.get('max_connection_error_rate', '?')} and time to first fill p95"
             f" ≤ {lim.get('max_ttff_p95_ms', '?')} ms"
         )

@@ -5,6 +5,7 @@ brokers is a config error naming ``event.kafka_bootstrap``."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -75,3 +76,41 @@ def test_streaming_handler_is_unknown_without_a_stream_ledger(
 def test_streaming_handler_needs_a_kafka_bootstrap(evidence, lambda_context):
     with pytest.raises(ConfigError, match=r"event\.kafka_bootstrap"):
         handler({**load_event("streaming"), "kafka_bootstrap": None}, lambda_context)
+
+
+def test_streaming_handler_names_a_silent_subscriber_from_the_stream_ledger_the_load_task_uploaded(
+    evidence, kafka_bootstrap, topic, lambda_context, tmp_path
+):
+    # The load task's own upload (loadgen.upload, as on Fargate) puts stream.jsonl at the key the Lambda
+    # reads; the subscriber got AAPL 1..2 live, then only heartbeats on the same connection until 120.0
+    # (the feed dropped it without a close, seeded bug feed_drops_silently): 3..5 (published 103..105)
+    # never came, silent for 17 s.
+    from types import SimpleNamespace
+
+    from loadgen.upload import upload_results
+
+    rows = stream_rows([1, 2])[:-1]
+    rows += [{"ts": 120.0, "client_id": "s1", "event": "heartbeat"}]
+    rows += [{"ts": 120.0, "client_id": "s1", "event": "disconnect", "reason": "stopped"}]
+    (tmp_path / "stream.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "ledger.jsonl").write_text("")
+    result = SimpleNamespace(
+        ledger_path=tmp_path / "ledger.jsonl", stats_path=tmp_path / "none.json", log_path=tmp_path / "x.log"
+    )
+    uri = f"s3://{evidence.bucket}/{evidence.prefix}/{evidence.key.prefix}/"
+    keys = upload_results(result, uri, node="task-1", s3_client=evidence.s3)
+    assert evidence.object_key("stream.jsonl") in keys
+    out = handler(event(kafka_bootstrap, topic), lambda_context)
+    assert out["valid"] is False
+    silent = [e for e in out["examples"] if e["kind"] == "silent_subscriber"]
+    assert silent == [
+        {
+            "kind": "silent_subscriber",
+            "client_id": "s1",
+            "symbol": "AAPL",
+            "from_seq": 3,
+            "to_seq": 5,
+            "silent_s": 17.0,
+        }
+    ]
+    assert out["counts"]["silent"] == 3 and out["counts"]["reconnects"] == 0

@@ -48,7 +48,7 @@ def _distribution(requirement: str) -> str:
     return re.split(r"[\[=<>!~ ]", requirement, maxsplit=1)[0].lower()
 
 
-@pytest.mark.parametrize("name", (*c.FUNCTION_NAMES, *c.FAULT_FUNCTIONS))
+@pytest.mark.parametrize("name", (*c.FUNCTION_NAMES, *c.OPTIONAL_CHECK_FUNCTIONS, *c.FAULT_FUNCTIONS))
 def test_the_handler_imports_with_only_its_bundles_packages(name: str) -> None:
     bundled = {_distribution(r) for r in requirements_for(name)}
     blocked = sorted(mod for mod, dist in THIRD_PARTY.items() if dist not in bundled)

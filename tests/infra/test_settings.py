@@ -115,15 +115,22 @@ def test_a_production_target_is_refused_before_any_construct_exists(tmp_path):
 
 
 def test_a_check_without_an_assertion_lambda_is_refused_not_left_out_of_the_state_machine(tmp_path):
+    path = tmp_path / "gate.yaml"
+    path.write_text(DEFAULT.read_text().replace("\nchecks:\n", "\nchecks:\n  backpressure: {}\n", 1))
+    assert "backpressure" in load_config(path).enabled_checks()
+    with pytest.raises(ConfigError) as e:
+        settings({c.CTX_GATE_CONFIG: str(path)})
+    assert e.value.where == "checks.backpressure"
+
+
+def test_a_config_that_enables_streaming_deploys_its_lambda_reading_its_trades_topic(tmp_path):
     text = DEFAULT.read_text().replace(
         "  users: 20\n", "  users: 20\n  env: {RESGATE_STREAM_SUBSCRIBERS: '2'}\n", 1
     )
     path = tmp_path / "gate.yaml"
-    path.write_text(text.replace("\nchecks:\n", "\nchecks:\n  streaming: {}\n", 1))
-    assert "streaming" in load_config(path).enabled_checks()
-    with pytest.raises(ConfigError) as e:
-        settings({c.CTX_GATE_CONFIG: str(path)})
-    assert e.value.where == "checks.streaming"
+    path.write_text(text.replace("\nchecks:\n", "\nchecks:\n  streaming: {topic: md.trades}\n", 1))
+    assert settings({c.CTX_GATE_CONFIG: str(path)}).streaming_topic == "md.trades"
+    assert settings({}).streaming_topic is None  # the default config runs no subscribers: no Lambda
 
 
 def test_default_waits_give_each_fault_its_offset_from_the_load_start_as_configured():

@@ -167,6 +167,19 @@ def test_rehearsal_of_the_good_build_passes_with_the_verdict_of_resgate_run(tmp_
 
 
 @pytest.mark.rehearsal
+def test_a_rehearsal_with_subscribers_runs_the_streaming_lambda_and_passes_the_good_build() -> None:
+    # The load task (the image's entrypoint) runs three StreamUsers and uploads stream.jsonl; the
+    # streaming Lambda (its own asset, in the state machine's assertions) reads it and the trades topic.
+    r = rehearsed(variant="streaming")
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
+    assert r.checks == dict.fromkeys(
+        ("slo", "recovery", "retryable", "integrity", "replay", "streaming"), "pass"
+    )
+    assert r.load_env["RESGATE_STREAM_SUBSCRIBERS"] == "3", r.load_env
+    assert r.denials == [], r.denials
+
+
+@pytest.mark.rehearsal
 def test_the_network_config_rehearsed_fires_holds_and_lifts_each_fis_network_action_on_time() -> None:
     """The network gate config (resgate/configs/network.yaml), one fault of each kind FIS runs as an ECS
     network action (FIS user guide, "AWS FIS Actions reference", fis-actions-reference.html:

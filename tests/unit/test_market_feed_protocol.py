@@ -66,6 +66,28 @@ def test_with_feed_no_resend_a_resume_says_resend_and_sends_nothing() -> None:
     assert [m["type"] for m in out] == ["resume"] and out[0]["mode"] == sl.MODE_RESEND
 
 
+def test_a_projector_restart_unregisters_every_subscriber_and_has_each_closed_to_resubscribe() -> None:
+    feed = MarketFeed()
+    a, b = _Subscriber(), _Subscriber()
+    feed.subscribe(a, ["AAPL"], {})
+    feed.subscribe(b, ["MSFT"], {})
+    assert feed.projector_restarted() == 2
+    assert feed.subscribers == set() and a.restart and b.restart  # each writer closes with 1012
+    assert [m["type"] for m in drained(a)] == [sl.MSG_HEARTBEAT]  # the wake-up; the writer closes instead
+    feed.add_trade(trade("AAPL", 1))
+    assert drained(a) == []
+
+
+def test_with_feed_drops_silently_a_projector_restart_unregisters_subscribers_without_closing_them() -> None:
+    feed = MarketFeed(close_on_restart=False)
+    a = _Subscriber()
+    feed.subscribe(a, ["AAPL"], {})
+    assert feed.projector_restarted() == 1
+    assert feed.subscribers == set() and not a.restart and drained(a) == []  # its writer heartbeats on
+    feed.add_trade(trade("AAPL", 1))
+    assert drained(a) == [] and feed.projector_restarts == 1
+
+
 def test_the_subscriber_records_every_sequence_a_gap_and_resumes_from_its_last() -> None:
     st = SubscriberState("s1", ["AAPL"])
     assert st.subscribe_request() == {"op": "subscribe", "symbols": ["AAPL"]}

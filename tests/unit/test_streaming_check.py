@@ -403,3 +403,112 @@ def test_the_report_states_the_streaming_pass_condition_with_the_runs_limits() -
     r = run(history("a", "AAPL", [1, 2]), {"AAPL": published(2)}, rto_s=12.0, max_ttff_p95_ms=800.0)
     text = passes_when(r)
     assert "≤ 12.0 s" in text and "≤ 800.0 ms" in text and "≥ 0.95 per fault" in text
+
+
+# ------------------------------------------------------------------------------------- silent subscriber
+def dropped(client: str, *, got_to: int, heard_to: float) -> list[dict[str, Any]]:
+    """A subscriber connected at T0 that received AAPL 1..``got_to`` live and then only heartbeats until
+    ``heard_to`` on the same connection (the feed dropped it without a close)."""
+    out = [rec(client, T0, sl.EV_CONNECT, attempt=1, connect_ms=1.0)]
+    out.append(rec(client, T0, sl.EV_SNAPSHOT, symbol="AAPL", seq=0))
+    out += [rec(client, T0 + s, sl.EV_MSG, symbol="AAPL", seq=s) for s in range(1, got_to + 1)]
+    out.append(rec(client, heard_to, sl.EV_HEARTBEAT))
+    out.append(rec(client, heard_to, sl.EV_DISCONNECT, reason="stopped"))
+    return out
+
+
+def test_a_subscriber_heard_past_max_silence_after_a_trade_it_never_got_is_silent_naming_the_range() -> None:
+    recs = dropped("a", got_to=10, heard_to=T0 + 20)  # 11..15 published from T0+11, heard until T0+20: 9 s
+    pub = {"AAPL": published(15)}
+    assert run(recs, pub, min_completeness=0.0, max_silence_s=9.0).valid is True
+    r = run(recs, pub, min_completeness=0.0, max_silence_s=8.999)
+    assert r.valid is False
+    assert r.examples == [
+        {
+            "kind": "silent_subscriber",
+            "client_id": "a",
+            "symbol": "AAPL",
+            "from_seq": 11,
+            "to_seq": 15,
+            "silent_s": 9.0,
+        }
+    ]
+    assert r.counts["silent"] == 5 and r.counts["silent_subscribers"] == 1
+    assert r.details["limits"]["max_silence_s"] == 8.999
+
+
+def test_a_silent_subscriber_fails_with_the_default_limits_beside_its_unhealed_gap() -> None:
+    r = run(dropped("a", got_to=10, heard_to=T0 + 30), {"AAPL": published(20)})
+    assert r.valid is False
+    assert {(e["kind"], e["from_seq"], e["to_seq"]) for e in r.examples} == {
+        ("gap_not_healed", 11, 20),
+        ("silent_subscriber", 11, 20),
+    }
+
+
+def test_a_later_trade_of_the_symbol_on_the_connection_ends_the_silence() -> None:
+    recs = history("a", "AAPL", [s for s in range(1, 11) if s != 4])  # 4 (T0+4) missed, 5 came at T0+5
+    pub = {"AAPL": published(10)}
+    assert run(recs, pub, min_completeness=0.0, max_silence_s=1.0).valid is True
+    r = run(recs, pub, min_completeness=0.0, max_silence_s=0.999)
+    assert [(e["kind"], e["from_seq"], e["silent_s"]) for e in r.examples] == [("silent_subscriber", 4, 1.0)]
+
+
+def test_a_trade_published_while_the_subscriber_was_away_is_not_silence() -> None:
+    # connection 1 ends at T0+5.5; 6..10 published while it was away; connection 2 answered at T0+12
+    # says resend, but the trades never came (feed_no_resend): an unhealed gap, never a silent one
+    recs = [
+        rec("a", T0, sl.EV_CONNECT, attempt=1, connect_ms=1.0),
+        rec("a", T0, sl.EV_SNAPSHOT, symbol="AAPL", seq=0),
+    ]
+    recs += [rec("a", T0 + s, sl.EV_MSG, symbol="AAPL", seq=s) for s in range(1, 6)]
+    recs += [
+        rec("a", T0 + 5.5, sl.EV_DISCONNECT, reason="closed"),
+        rec("a", T0 + 12, sl.EV_CONNECT, attempt=1, connect_ms=1.0),
+    ]
+    recs.append(rec("a", T0 + 12, sl.EV_RESUME, symbol="AAPL", from_seq=5, to_seq=11, mode=sl.MODE_RESEND))
+    recs += [rec("a", T0 + s, sl.EV_MSG, symbol="AAPL", seq=s) for s in range(12, 21)]
+    recs += [rec("a", T0 + 40, sl.EV_HEARTBEAT), rec("a", T0 + 40, sl.EV_DISCONNECT, reason="stopped")]
+    r = run(recs, {"AAPL": published(20)}, max_silence_s=0.0)
+    assert [(e["kind"], e["from_seq"], e["to_seq"]) for e in r.examples] == [("gap_not_healed", 6, 11)]
+    assert r.counts["silent"] == 0
+
+
+def test_a_trade_published_at_the_instant_the_feed_answered_the_subscribe_is_on_the_live_connection() -> None:
+    recs = [
+        rec("a", T0, sl.EV_CONNECT, attempt=1, connect_ms=1.0),
+        rec("a", T0 + 6, sl.EV_SNAPSHOT, symbol="AAPL", seq=5),
+    ]
+    recs += [rec("a", T0 + 20, sl.EV_HEARTBEAT), rec("a", T0 + 20, sl.EV_DISCONNECT, reason="stopped")]
+    r = run(recs, {"AAPL": published(10)}, min_completeness=0.0)
+    assert [(e["kind"], e["from_seq"], e["to_seq"], e["silent_s"]) for e in r.examples] == [
+        ("silent_subscriber", 6, 10, 14.0)
+    ]
+    late = [recs[0], {**recs[1], "ts": T0 + 6.001}, *recs[2:]]  # answered just after trade 6: 7..10 only
+    r = run(late, {"AAPL": published(10)}, min_completeness=0.0)
+    assert [(e["from_seq"], e["to_seq"]) for e in r.examples] == []  # 6..10 is one range, led by 6
+
+
+def test_what_a_subscriber_heard_on_a_later_connection_does_not_extend_an_earlier_ones_silence() -> None:
+    # connection 1 heard until T0+12; trade 11 (T0+11) never came; connection 2 (answered T0+13) got 12
+    # at T0+14 and heartbeats until T0+40: trade 11's silence is 1 s on connection 1, not 3 s
+    recs = dropped("a", got_to=10, heard_to=T0 + 12)
+    recs += [rec("a", T0 + 13, sl.EV_CONNECT, attempt=1, connect_ms=1.0)]
+    recs.append(rec("a", T0 + 13, sl.EV_RESUME, symbol="AAPL", from_seq=10, to_seq=11, mode=sl.MODE_RESEND))
+    recs += [rec("a", T0 + 14, sl.EV_MSG, symbol="AAPL", seq=12), rec("a", T0 + 40, sl.EV_HEARTBEAT)]
+    r = run(recs, {"AAPL": published(12)}, min_completeness=0.0, max_silence_s=1.5)
+    assert r.valid is True and r.counts["silent"] == 0
+    assert streaming.live_spans(recs)[("a", "AAPL")] == [(T0, T0 + 12), (T0 + 13, T0 + 40)]
+
+
+def test_a_clients_records_are_taken_in_time_order_whatever_order_the_ledger_holds_them_in() -> None:
+    recs = [*dropped("a", got_to=10, heard_to=T0 + 20)[:-1], rec("a", T0 + 21, sl.EV_DISCONNECT, reason="x")]
+    shuffled = [recs[-2], *recs[:-2], recs[-1]]  # the heartbeat first: in file order it was never heard
+    assert streaming.live_spans(shuffled) == streaming.live_spans(recs) == {("a", "AAPL"): [(T0, T0 + 20)]}
+    assert run(shuffled, {"AAPL": published(15)}, min_completeness=0.0).counts["silent"] == 5
+
+
+def test_silence_is_reported_to_the_millisecond() -> None:
+    recs = dropped("a", got_to=10, heard_to=T0 + 12.23456)  # trade 11 (T0+11) missing: 1.23456 s
+    r = run(recs, {"AAPL": published(11)}, min_completeness=0.0, max_silence_s=1.0, tail_grace_s=0.0)
+    assert [e["silent_s"] for e in r.examples] == [1.235]

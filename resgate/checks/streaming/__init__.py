@@ -18,6 +18,15 @@ Anomalies (one function each below; ``kind`` in the examples):
   Example: client ``s1-2`` holds AAPL 1..40 and 47..90; AAPL 41..46 were published and never came.
   Fails when overall completeness is below ``min_completeness`` (default 1.0: a feed that supports
   resume must heal every gap).
+- ``silent_subscriber``: a subscriber whose connection stayed up never got a trade it was owed: the
+  trade was published after the feed answered the subscriber's subscribe on that connection (its
+  snapshot or resume), and the subscriber went on hearing the feed (trades of other symbols,
+  heartbeats) on the same connection for more than ``max_silence_s`` (default 5 s) after it, with no
+  disconnect in between and without the trade after the missing range. The feed dropped it without a
+  close, so it never reconnected to be resent.
+  Example: client ``s1-2`` subscribed to AAPL at 10.0 and heard heartbeats until 31.0 on that
+  connection; AAPL 41..90, published from 12.5 on, never came (silent for 18.5 s). Judged whatever
+  ``min_completeness`` is.
 - ``window_incomplete``: of the trades published during a fault (from its injection to its end or
   recovery; for an instantaneous fault such as a kill, the ``instant_window_s``, default 10 s, after
   it), fewer than ``min_completeness_during`` (default 0.95) reached the subscribers by the end of the
@@ -51,7 +60,14 @@ from resgate.contract.errors import ConfigError
 NAME = "streaming"
 EXAMPLES_CAP = 20
 FAILING_KINDS = frozenset(
-    {"gap_not_healed", "window_incomplete", "slow_reconnect", "connection_errors", "slow_first_fill"}
+    {
+        "gap_not_healed",
+        "silent_subscriber",
+        "window_incomplete",
+        "slow_reconnect",
+        "connection_errors",
+        "slow_first_fill",
+    }
 )
 UNDECIDED_KINDS = frozenset({"no_subscriber_connected", "nothing_published", "truncated"})
 FAULT_START_EVENTS = ("injecting", "injected")
@@ -66,6 +82,7 @@ _FLOAT_KEYS = {
     "max_ttff_p95_ms": (5000.0, 0.0, math.inf),
     "tail_grace_s": (2.0, 0.0, math.inf),
     "instant_window_s": (10.0, 0.0, math.inf),
+    "max_silence_s": (5.0, 0.0, math.inf),
 }
 
 
@@ -80,6 +97,7 @@ class StreamingThresholds:
     max_ttff_p95_ms: float = 5000.0
     tail_grace_s: float = 2.0
     instant_window_s: float = 10.0
+    max_silence_s: float = 5.0
     topic: str = "pb.executions"
     trade_type: str = "TradeExecuted"
 
@@ -88,8 +106,8 @@ class StreamingThresholds:
         cls, d: Mapping[str, Any] | None, *, where: str = "checks.streaming"
     ) -> StreamingThresholds:
         """Validate ``{min_completeness?, min_completeness_during?, rto_s?, max_connection_error_rate?,
-        max_ttff_p95_ms?, tail_grace_s?, instant_window_s?, topic?, trade_type?}``: numbers in range
-        (ratios 0..1), names non-empty strings; ConfigError naming the field."""
+        max_ttff_p95_ms?, tail_grace_s?, instant_window_s?, max_silence_s?, topic?, trade_type?}``: numbers
+        in range (ratios 0..1), names non-empty strings; ConfigError naming the field."""
         d = d or {}
         if not isinstance(d, Mapping):
             raise ConfigError("must be an object", where=where)
@@ -275,6 +293,66 @@ def unhealed_gaps(table: Mapping[tuple[str, str], tuple[set[int], _Sub]]) -> lis
     return out
 
 
+def live_spans(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """Per (client, symbol): ``[(answered, heard)]``, one per connection: from the feed's answer to the
+    subscribe for the symbol (its snapshot or resume record) to the last time the feed was heard on that
+    connection (:data:`resgate.contract.stream.LISTENING_EVENTS`). A connect, disconnect or failed attempt
+    ends the connection; each client's records are taken in time order."""
+    by_client: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_client[str(r.get("client_id"))].append(r)
+    out: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for client, recs in by_client.items():
+        spans: dict[str, list[float]] = {}  # symbol -> [answered, heard] on the open connection
+        for r in [*sorted(recs, key=lambda r: float(r.get("ts") or 0.0)), {"event": sl.EV_DISCONNECT}]:
+            ev, ts = r.get("event"), float(r.get("ts") or 0.0)
+            if ev in (sl.EV_CONNECT, sl.EV_DISCONNECT, sl.EV_CONNECT_ERROR):
+                for symbol, (start, heard) in spans.items():
+                    out[(client, symbol)].append((start, heard))
+                spans = {}
+            elif ev in sl.LISTENING_EVENTS:
+                for span in spans.values():
+                    span[1] = ts
+                if ev in (sl.EV_SNAPSHOT, sl.EV_RESUME):
+                    spans.setdefault(str(r.get("symbol")), [ts, ts])
+    return out
+
+
+def silent_subscribers(
+    table: Mapping[tuple[str, str], tuple[set[int], _Sub]],
+    evidence: StreamingEvidence,
+    max_silence_s: float,
+) -> list[dict[str, Any]]:
+    """One ``silent_subscriber`` per (client, symbol, missing range) whose first trade was published on a
+    live connection (at or after the feed's answer to the subscribe on it) that the subscriber went on
+    hearing for more than ``max_silence_s`` after it without the trade after the range arriving;
+    ``silent_s`` is that span (to the arrival of the trade after the range, or the last time it heard the
+    feed on that connection)."""
+    spans = live_spans(evidence.records)
+    out = []
+    for (client, symbol), (due, sub) in sorted(table.items()):
+        pub = evidence.published.get(symbol, {})
+        for lo, hi in ranges(due - set(sub.received)):
+            t = pub[lo]
+            until = sub.received.get(hi + 1, math.inf)  # the trade after the range ends the silence
+            silent = max(
+                (min(heard, until) - t for start, heard in spans.get((client, symbol), ()) if start <= t),
+                default=0.0,
+            )
+            if silent > max_silence_s:
+                out.append(
+                    {
+                        "kind": "silent_subscriber",
+                        "client_id": client,
+                        "symbol": symbol,
+                        "from_seq": lo,
+                        "to_seq": hi,
+                        "silent_s": round(silent, 3),
+                    }
+                )
+    return out
+
+
 def incomplete_windows(
     table: Mapping[tuple[str, str], tuple[set[int], _Sub]],
     evidence: StreamingEvidence,
@@ -323,7 +401,8 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
 
     Returns a :class:`CheckResult` named ``"streaming"`` with counts ``{subscribers, connects,
     connect_errors, connection_error_rate (outside the faults), reconnects, max_reconnect_ms, owed,
-    received, completeness, unhealed, gaps_seen, skipped_by_snapshot, fills, ttff_p95_ms (outside the
+    received, completeness, unhealed, gaps_seen, silent (trades in silent ranges), silent_subscribers,
+    skipped_by_snapshot, fills, ttff_p95_ms (outside the
     faults), ttff_p95_ms_all, published}``, examples (capped, interleaved by kind) naming the client,
     symbol and sequence range, and ``details = {windows (per fault: owed, received, ratio), limits}``."""
     th = thresholds
@@ -352,6 +431,8 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
     gaps = unhealed_gaps(table)
     if completeness is not None and completeness < th.min_completeness:
         anomalies += gaps
+    silent = silent_subscribers(table, evidence, th.max_silence_s)
+    anomalies += silent
     window_anomalies, windows = incomplete_windows(table, evidence, th)
     anomalies += window_anomalies
     anomalies += slow_reconnects(recs, th.rto_s)
@@ -375,6 +456,8 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
         "completeness": completeness,
         "unhealed": sum(hi - lo + 1 for g in gaps for lo, hi in [(g["from_seq"], g["to_seq"])]),
         "gaps_seen": len(events[sl.EV_GAP]),
+        "silent": sum(g["to_seq"] - g["from_seq"] + 1 for g in silent),
+        "silent_subscribers": len({g["client_id"] for g in silent}),
         "skipped_by_snapshot": sum(len(s.skipped) for _, s in table.values()),
         "fills": len(ttffs),
         "ttff_p95_ms": ttff95,
@@ -391,6 +474,7 @@ def check(evidence: StreamingEvidence, thresholds: StreamingThresholds) -> Check
         "rto_s": th.rto_s,
         "max_connection_error_rate": th.max_connection_error_rate,
         "max_ttff_p95_ms": th.max_ttff_p95_ms,
+        "max_silence_s": th.max_silence_s,
     }
     details = {"windows": windows, "limits": limits}
     if valid == UNKNOWN:

@@ -41,6 +41,7 @@ PROFILES = {
     },
 }
 FAULT_AT_S = {"kill-gateway": 5, "redeliver-events": 8, "kill-projector": 10, "kill-matcher": 13}
+STREAMING_FAULTS = ("kill-gateway", "kill-projector")
 # The guardrail scenario: every gateway replica stopped at 3 s and kept unready (``slow_start`` with
 # ``PB_SLOW_START_S``), so the load's error ratio stays near 1; guardrails that trip on one 10-s period
 # (the alarm twins' period, the load's publishing period); the next faults late enough that the trip
@@ -85,6 +86,13 @@ def _variant(data: dict, variant: str) -> None:
         data.update(yaml.safe_load((ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text()))
         data["evidence"]["root"] = str(cache_root() / "evidence")
         return
+    if variant == "streaming":  # market-data subscribers and the streaming check through the kills of a
+        # gateway (the feed's replica) and of the projector (the feed closes its subscribers to resume)
+        data["load"]["env"] = {**(data["load"].get("env") or {}), "RESGATE_STREAM_SUBSCRIBERS": "3"}
+        data["checks"]["streaming"] = {}
+        data.pop("profiles")
+        data["faults"] = [f for f in data["faults"] if f["name"] in STREAMING_FAULTS]
+        return
     if variant == "distributed":  # the load as a master and two worker tasks (issue 27)
         data["load"]["workers"] = DISTRIBUTED_WORKERS
         return
@@ -103,7 +111,8 @@ def rehearsal_config(variant: str = "default") -> Path:
     """Write the shared config (see the module; ``variant="guardrail"`` for the guardrail scenario,
     ``"distributed"`` for the load as a Locust master and two worker tasks,
     ``"pipeline"`` for the default config unchanged, to time a default run, ``"network"`` for the network
-    scenario, :data:`NETWORK_FAULTS`) into
+    scenario, :data:`NETWORK_FAULTS`, ``"streaming"`` for three market-data subscribers and the streaming
+    check) into
     the rehearsal cache; return its path. The text is the same on every call, so the synthesized assembly
     is reused."""
     data = yaml.safe_load((ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text())
