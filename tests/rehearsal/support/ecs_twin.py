@@ -387,7 +387,10 @@ class EcsTwin:
             elif ev in ("healthy", "unhealthy") and rid in current:
                 svc = e["service"]
                 if self.health_checked.get(svc):
+                    # ECS Task.healthStatus is the essential containers' health (one container here): API
+                    # reference, "Task" data type, healthStatus.
                     tasks[current[rid]]["containers"][0]["healthStatus"] = ev.upper()
+                    tasks[current[rid]]["healthStatus"] = ev.upper()
         return list(tasks.values())
 
     def target_tasks_described(self) -> list[dict[str, Any]]:
