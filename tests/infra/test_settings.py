@@ -114,10 +114,16 @@ def test_a_production_target_is_refused_before_any_construct_exists(tmp_path):
         settings({c.CTX_GATE_CONFIG: str(path)})
 
 
-def test_a_check_without_an_assertion_lambda_is_refused_not_left_out_of_the_state_machine(tmp_path):
+def test_a_check_without_an_assertion_lambda_is_refused_not_left_out_of_the_state_machine(
+    tmp_path, monkeypatch
+):
+    """Every registry check has its Lambda today; a check added to the registry without one must be
+    refused at synth, not silently left out of the state machine (here backpressure's is taken away)."""
     path = tmp_path / "gate.yaml"
     path.write_text(DEFAULT.read_text().replace("\nchecks:\n", "\nchecks:\n  backpressure: {}\n", 1))
     assert "backpressure" in load_config(path).enabled_checks()
+    settings({c.CTX_GATE_CONFIG: str(path)})  # deployable: its Lambda is built when enabled
+    monkeypatch.setattr(c, "DEPLOYABLE_CHECKS", tuple(n for n in c.DEPLOYABLE_CHECKS if n != "backpressure"))
     with pytest.raises(ConfigError) as e:
         settings({c.CTX_GATE_CONFIG: str(path)})
     assert e.value.where == "checks.backpressure"
