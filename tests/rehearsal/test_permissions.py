@@ -4,6 +4,7 @@ AccessDenied naming the role, the action and the resource, as AWS words it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,28 @@ FIS_READS = {
 }
 
 
+AUTOMATION_DOC = "arn:aws:ssm:us-east-1:123456789012:document/gate-redeliver"
+AUTOMATION_ROLE = "arn:aws:iam::123456789012:role/AutomationRole"
+START_AUTOMATION = [
+    {
+        "Effect": "Allow",
+        "Action": "ssm:StartAutomationExecution",
+        "Resource": [AUTOMATION_DOC, "arn:aws:ssm:us-east-1:123456789012:automation-execution/*"],
+    },
+    {
+        "Effect": "Allow",
+        "Action": ["ssm:GetAutomationExecution", "ssm:StopAutomationExecution"],
+        "Resource": "arn:aws:ssm:us-east-1:123456789012:automation-execution/*",
+    },
+]
+PASS_AUTOMATION_ROLE = {
+    "Effect": "Allow",
+    "Action": "iam:PassRole",
+    "Resource": AUTOMATION_ROLE,
+    "Condition": {"StringEquals": {"iam:PassedToService": "ssm.amazonaws.com"}},
+}
+
+
 def _template(machine: list[dict[str, Any]], fis: list[dict[str, Any]]) -> _Assembly:
     role = {"Type": "AWS::IAM::Role", "Properties": {}}
     return _Assembly(
@@ -93,6 +116,23 @@ def _template(machine: list[dict[str, Any]], fis: list[dict[str, Any]]) -> _Asse
                     "RoleArn": {"Fn::GetAtt": ["FisRole", "Arn"]},
                     "Targets": {
                         "Tasks": {"ResourceTags": {"aws:ecs:clusterName": "paperbroker", "app": "pb"}}
+                    },
+                },
+            },
+            "Redeliver": {
+                "Type": "AWS::FIS::ExperimentTemplate",
+                "Properties": {
+                    "RoleArn": {"Fn::GetAtt": ["FisRole", "Arn"]},
+                    "Targets": {},
+                    "Actions": {
+                        "Redeliver": {
+                            "ActionId": "aws:ssm:start-automation-execution",
+                            "Parameters": {
+                                "documentArn": AUTOMATION_DOC,
+                                "documentParameters": json.dumps({"AutomationAssumeRole": AUTOMATION_ROLE}),
+                                "maxDuration": "PT5M",
+                            },
+                        }
                     },
                 },
             },
@@ -190,6 +230,25 @@ def test_an_fis_network_action_is_denied_naming_the_permission_its_role_lacks() 
         is None
     )
     assert perms.fis_denial("Latency", "aws:fis:wait") is None  # needs nothing
+
+
+def test_an_fis_automation_action_is_judged_on_its_document_and_the_role_it_passes() -> None:
+    """AWS FIS Actions reference, ``aws:ssm:start-automation-execution``: ``ssm:StartAutomationExecution``,
+    ``ssm:GetAutomationExecution``, ``ssm:StopAutomationExecution`` and ``iam:PassRole`` (the document's
+    ``AutomationAssumeRole``). The rehearsal once asked for them on no resource ("-") and so denied a role
+    that allows exactly the gate's document and its automation role (the default config's redelivery)."""
+    allowed = Permissions(_template([], [*START_AUTOMATION, PASS_AUTOMATION_ROLE]), log=lambda _: None)
+    assert allowed.fis_denial("Redeliver", "aws:ssm:start-automation-execution") is None
+
+    no_pass = Permissions(_template([], START_AUTOMATION), log=lambda _: None)
+    why = no_pass.fis_denial("Redeliver", "aws:ssm:start-automation-execution")
+    assert why is not None and f"iam:PassRole on resource: {AUTOMATION_ROLE}" in why
+
+    other_doc = [{**START_AUTOMATION[0], "Resource": "arn:aws:ssm:us-east-1:123456789012:document/other"}]
+    why = Permissions(
+        _template([], [*other_doc, START_AUTOMATION[1], PASS_AUTOMATION_ROLE]), log=lambda _: None
+    ).fis_denial("Redeliver", "aws:ssm:start-automation-execution")
+    assert why is not None and f"ssm:StartAutomationExecution on resource: {AUTOMATION_DOC}" in why
 
 
 def test_run_task_with_tags_also_needs_tag_resource_on_create() -> None:

@@ -21,6 +21,7 @@ own S3 call is.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,11 +178,32 @@ class Permissions:
             for k, v in self.assembly.render(t.get("ResourceTags") or {}).items()
         }
         wanted = list(ACTION_PERMISSIONS[action_id])
-        if wanted:
+        if wanted and action_id.startswith("aws:ecs:"):  # ECS task targets are resolved by their tags
             wanted += [p for p in TARGET_RESOLUTION if p not in wanted]
         cluster = tags.get("aws:ecs:clusterName", "")
+        # What the RDS and automation actions act on: the targets' databases, the automation document and
+        # the role it passes to SSM (as the static rule reads them: aws_rules.fis_permission_errors).
+        databases = [
+            str(a)
+            for t in props.get("Targets", {}).values()
+            for a in self.assembly.render(t.get("ResourceArns") or [])
+        ]
+        action = next((a for a in props.get("Actions", {}).values() if a["ActionId"] == action_id), {})
+        params = self.assembly.render(dict(action.get("Parameters") or {}))
+        passed = (
+            json.loads(params["documentParameters"]).get("AutomationAssumeRole")
+            if params.get("documentParameters")
+            else None
+        )
         for permission in wanted:
-            for resource, context in fis_requests(permission, cluster=cluster, tags=tags):
+            for resource, context in fis_requests(
+                permission,
+                cluster=cluster,
+                tags=tags,
+                databases=databases,
+                document=params.get("documentArn"),
+                passed_role=passed,
+            ):
                 decision = evaluate(principal.statements, permission, resource, context)
                 if not decision.allowed:
                     why = str(AccessDenied(principal.arn, permission, resource, decision.reason))
