@@ -28,15 +28,17 @@ Per task:
   when its replacement is healthy, and a replacement that never becomes healthy leaves the stopped task
   unretired: the checker sees "never recovered".
 
-A held fault (a network action, a database or broker outage) restarts no task, so the rows above say
-nothing after its injection, and recovery would judge it unknown ("no health observation"). For each held
-fault that has ended (:func:`held_windows`), the service gets ``healthy`` rows at the lift
-(:func:`through_held`) for the tasks that ran through the whole fault, from before its injection to
-the observation, with no task of the service started or stopped in between, and that ECS reports
-``HEALTHY`` when observed (or that have no health check). ECS would have replaced a task failing its
-health checks, so this says "the process lived through it", not "it served": the recovery check's
-serving judgement (throughput and error ratio back, from the client ledger) decides whether it served
-again. Any task change in the window adds nothing: the task rows then tell.
+A fault that restarts no task (a network action, a database or broker outage, a redelivery) leaves the
+rows above silent after its injection, and recovery would judge it unknown ("no health observation").
+For each fault that has ended (:func:`fault_windows`), the service gets ``healthy`` rows when the fault
+stopped acting (a held fault's lift, else when it was in effect) (:func:`through_fault`) for the tasks
+that ran through the whole fault, from before its injection to the observation, with no task of the
+service started or stopped in between, and that ECS reports ``HEALTHY`` when observed (or that have no
+health check). A fault that stopped a task changed the service: it gets nothing here. ECS would have
+replaced a task failing its health checks, so this says "the process lived through it", not "it
+served": the recovery check's serving judgement (throughput and error ratio back, from the client
+ledger) decides whether it served again. Any task change in the window adds nothing: the task rows
+then tell.
 
 Limits: the desired count is the one ECS reports now; tasks stopped more than about an hour ago are no
 longer listed by ECS (the timeline runs right after the load, so the run's are).
@@ -217,37 +219,42 @@ def health_rows(
     return out
 
 
-def held_windows(fault_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, float, float]]]:
-    """``{target service: [(fault_id, injection start, lift), ...]}`` of the held faults that ended: those
-    with both an ``injecting`` (else ``injected``) row and an ``ended`` row after a ``lifting`` row, or
-    whose ``injected`` detail carries ``duration_s`` (see :mod:`lambdas.timeline.faults`)."""
+def fault_windows(fault_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, float, float]]]:
+    """``{target service: [(fault_id, injection start, end), ...]}`` of the faults that ended (an ``ended``
+    row, no ``aborted`` one), from their ``injecting`` (else ``injected``) row. The end is a held fault's
+    lift (its ``injected`` detail has ``duration_s``: :mod:`lambdas.timeline.faults`), else the moment it
+    was in effect (``injected``): an instantaneous fault's ``ended`` is its experiment's end, after the
+    observation window, not when the service got over it."""
     by_fault: dict[str, dict[str, Any]] = {}
     for r in fault_rows:
         f = by_fault.setdefault(str(r["fault_id"]), {"target": r.get("target")})
         event = r.get("event")
         if event in ("injecting", "injected"):
             f.setdefault("start", r["ts"])
-            if isinstance(r.get("detail"), Mapping) and r["detail"].get("duration_s") is not None:
-                f["held"] = True
+        if event == "injected":
+            f["injected"] = r["ts"]
+            f["held"] = isinstance(r.get("detail"), Mapping) and r["detail"].get("duration_s") is not None
         elif event == "ended":
             f["ended"] = r["ts"]
         elif event == "aborted":
             f["aborted"] = True
     out: dict[str, list[tuple[str, float, float]]] = {}
     for fault_id, f in by_fault.items():
-        if f.get("held") and not f.get("aborted") and "start" in f and "ended" in f and f["target"]:
-            out.setdefault(str(f["target"]), []).append((fault_id, float(f["start"]), float(f["ended"])))
+        if f.get("aborted") or "ended" not in f or "injected" not in f or not f["target"]:
+            continue
+        end = f["ended"] if f["held"] else f["injected"]
+        out.setdefault(str(f["target"]), []).append((fault_id, float(f["start"]), float(end)))
     return out
 
 
-def through_held(
+def through_fault(
     svc: ServiceView,
     tasks: Sequence[TaskSpan],
     windows: Sequence[tuple[str, float, float]],
     *,
     observed_at: float,
 ) -> list[dict[str, Any]]:
-    """``healthy`` rows at each held fault's lift for the tasks that lived through it (module docstring)."""
+    """``healthy`` rows at each fault's end for the tasks that lived through it (module docstring)."""
     out: list[dict[str, Any]] = []
     for fault_id, start, lifted in windows:
         changed = any(
@@ -262,7 +269,7 @@ def through_held(
             continue
         how = "ECS reports it HEALTHY" if svc.health_checked else "the service has no health check"
         detail = (
-            f"ran through held fault {fault_id} with no task of the service started or stopped until "
+            f"ran through fault {fault_id} with no task of the service started or stopped until "
             f"observed, and {how}: alive, not proof of serving (the client ledger judges that)"
         )
         out += [_row(svc, t, lifted, "healthy", detail) for t in alive]
@@ -336,7 +343,7 @@ def service_health(
     held: Mapping[str, Sequence[tuple[str, float, float]]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Any]]:
     """``(rows, failures)`` for every service (``{config name: ECS service}``), rows in time order;
-    ``held`` (:func:`held_windows`) adds the rows of the tasks that lived through a held fault."""
+    ``held`` (:func:`fault_windows`) adds the rows of the tasks that lived through a fault."""
     if not services:
         return [], []
     described = describe_services(ecs, cluster, list(services.values()))
@@ -347,6 +354,6 @@ def service_health(
         failures += failed
         view = ServiceView.from_service(name, described[ecs_name], tasks)
         rows += health_rows(view, tasks, start=start, end=end)
-        rows += through_held(view, tasks, (held or {}).get(name, ()), observed_at=end)
+        rows += through_fault(view, tasks, (held or {}).get(name, ()), observed_at=end)
     rows.sort(key=lambda r: r["ts"])  # stable: each service keeps its replay order at equal times
     return rows, failures

@@ -19,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common.event import RunEvent
 from lambdas.timeline.faults import fault_rows
-from lambdas.timeline.health import held_windows, service_health
+from lambdas.timeline.health import fault_windows, service_health
 from lambdas.timeline.inputs import TimelineInputs
 from resgate.contract.shape import timeline_rows
 from resgate.evidence.store import RunStore, read_jsonl, write_jsonl
@@ -49,7 +49,7 @@ def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str
         inputs.services,
         start=inputs.started_at,
         end=inputs.ended_at,
-        held=held_windows(faults),
+        held=fault_windows(faults),
     )
     if failures:
         tools.logger.warning("ECS could not describe some listed tasks", extra={"failures": failures[:10]})

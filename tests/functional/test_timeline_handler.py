@@ -518,6 +518,35 @@ def test_a_database_reboot_or_broker_reboot_is_held_until_its_action_ends_and_re
     assert rows[2]["detail"] == {"observed": True, "evidence": f"FIS action {action_id} completed"}
 
 
+def test_tasks_that_lived_through_a_redelivery_are_healthy_when_it_was_in_effect(
+    evidence, lambda_context, stubbed
+):
+    """A duplicate delivery restarts no task either (the default config's redeliver-events: the rehearsal
+    found recovery unknown for it); its rows are at the automation's start, not at the experiment's end
+    after the observation window (+190), which would read as a 90 s recovery."""
+    e = _data_path_experiment("aws:ssm:start-automation-execution", action_end=104)
+    e["id"] = EXPERIMENT
+    stubbed.fis_stub.add_response("get_experiment", {"experiment": e}, {"id": EXPERIMENT})
+    stubbed.fleet(RUNNING, service((-290,)))
+    event = load_event(
+        "timeline",
+        faults={"redeliver": {"name": "redeliver", "kind": "duplicate_delivery", "target": "gateway"}},
+        experiments={"redeliver": {"id": EXPERIMENT}},
+    )
+    out = timeline.handler(event, lambda_context)
+    result = recovery_handler(
+        load_event("recovery", thresholds=NO_ERROR_RATIO, observed_until=out["observed_until"]),
+        lambda_context,
+    )
+
+    rows = [r for r in jsonl(evidence, "health") if "ran through fault redeliver" in r["detail"]]
+    assert sorted(r["replica"] for r in rows) == ["aaaa1111", "bbbb2222"]
+    assert all(abs(r["ts"] - (T0 + 100)) < 1e-3 for r in rows)  # the automation's start
+    assert result["valid"] is True, result
+    (fault,) = result["details"]["faults"]
+    assert fault["time_to_healthy_s"] == pytest.approx(0.0)
+
+
 def test_a_duplicate_delivery_is_not_held_its_automation_is_one_redelivery():
     ref = FaultRef(key="f", name="f", kind="duplicate_delivery", target="gateway", experiment_id=EXPERIMENT)
     rows = experiment_rows(
@@ -591,9 +620,9 @@ def test_tasks_that_lived_through_a_network_fault_are_healthy_at_its_lift_so_rec
     observation" and every AWS run with a network fault was unknown (issue 20's network rehearsal)."""
     health, result = run_held_fault(evidence, lambda_context, stubbed, RUNNING)
 
-    lift = [r for r in health if "held fault" in r["detail"]]
+    lift = [r for r in health if "ran through fault" in r["detail"]]
     assert sorted(r["replica"] for r in lift) == ["aaaa1111", "bbbb2222"]
-    assert all(r["event"] == "healthy" and "ran through held fault latency" in r["detail"] for r in lift)
+    assert all(r["event"] == "healthy" and "ran through fault latency" in r["detail"] for r in lift)
     assert all(abs(r["ts"] - (T0 + 130)) < 1e-3 for r in lift)  # at the lift: the action's end
     assert result["valid"] is True, result
     (fault,) = result["details"]["faults"]
@@ -616,7 +645,7 @@ def test_no_row_is_added_when_a_task_changed_or_is_unhealthy_so_recovery_stays_u
 ):
     health, result = run_held_fault(evidence, lambda_context, stubbed, tasks)
 
-    assert not [r for r in health if "held fault" in r["detail"]], why
+    assert not [r for r in health if "ran through fault" in r["detail"]], why
     assert result["valid"] is not True, result  # judged on the task rows alone, never passed on silence
     if why == "unhealthy":
         assert result["valid"] == "unknown"
@@ -627,7 +656,7 @@ def test_a_task_started_just_before_the_injection_lived_through_it(evidence, lam
     """Boundary of "started in the window": +98.9 is before the injection's start at +99."""
     health, result = run_held_fault(evidence, lambda_context, stubbed, [*RUNNING, task("cccc3333", 98.9)])
 
-    assert sorted(r["replica"] for r in health if "held fault" in r["detail"]) == [
+    assert sorted(r["replica"] for r in health if "ran through fault" in r["detail"]) == [
         "aaaa1111",
         "bbbb2222",
         "cccc3333",
@@ -635,8 +664,8 @@ def test_a_task_started_just_before_the_injection_lived_through_it(evidence, lam
     assert result["valid"] is True, result
 
 
-def test_an_aborted_or_unended_network_fault_adds_no_row():
-    from lambdas.timeline.health import held_windows
+def test_an_aborted_or_unended_fault_has_no_window_an_ended_one_has():
+    from lambdas.timeline.health import fault_windows
 
     ref = FaultRef(
         key="l", name="latency", kind="network_latency", target="gateway", experiment_id=EXPERIMENT
@@ -652,5 +681,9 @@ def test_an_aborted_or_unended_network_fault_adds_no_row():
         now=T0 + 300,
     )
 
-    assert held_windows(ended) == {"gateway": [("latency", pytest.approx(T0 + 99), pytest.approx(T0 + 130))]}
-    assert held_windows(running) == {} and held_windows(aborted) == {} and held_windows(kill) == {}
+    assert fault_windows(ended) == {"gateway": [("latency", pytest.approx(T0 + 99), pytest.approx(T0 + 130))]}
+    assert fault_windows(running) == {} and fault_windows(aborted) == {}
+    # an instantaneous fault that ended: to when it was in effect (+100), not its experiment's end (+102,
+    # after the observation window); a kill's stopped task keeps it from any row (the task rows tell)
+    (window,) = fault_windows(kill)["gateway"]
+    assert window[0] == "kill" and abs(window[1] - (T0 + 99)) < 1e-3 and abs(window[2] - (T0 + 100)) < 1e-3
