@@ -228,8 +228,8 @@ def _gather_in(
         ledger_cancels=led.cancels,
         ledger_reads=led.reads,
     )
-    if led.not_utf8_lines:
-        findings.stats["ledger_lines_not_utf8"] = led.not_utf8_lines
+    if led.not_utf8:
+        findings.stats["ledger_lines_not_utf8"] = led.not_utf8
     if led.invalid:
         findings.incomplete.append(
             f"{led.invalid} ledger record(s) could not be read, e.g. "

@@ -18,11 +18,13 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import orjson
+
+from resgate.checks.integrity.load import LedgerLoad
 
 COLUMNS = (
     "src",
@@ -61,31 +63,14 @@ NOT_OBJECT = "not a JSON object"
 BAD_SUBMIT = "a submit record needs client_id and outcome ok|fail|info"
 
 
-@dataclass
-class LedgerRows:
-    """What the reader counted: the same figures the detectors' judging and the report use."""
+@dataclass(kw_only=True)
+class LedgerRows(LedgerLoad):
+    """The reader: it counts into the :class:`~.load.LedgerLoad` figures as it goes (the same figures the
+    detectors' judging and the report use), so :func:`~.load.load_ledger` returns it as its result."""
 
     kinds: Mapping[str, str]
     """ledger ``op`` -> ``'submit'``, ``'cancel'`` or ``'read'``."""
     cap: int
-    lines: int = 0
-    """Non-blank lines read (records, usable or not)."""
-    submits: int = 0
-    acked: int = 0
-    other_ops: int = 0
-    without_key: int = 0
-    acked_without_key_count: int = 0
-    acked_without_key: list[dict[str, Any]] = field(default_factory=list)
-    invalid: int = 0
-    invalid_examples: list[dict[str, Any]] = field(default_factory=list)
-    cancels: int = 0
-    reads: int = 0
-    submit_fields: int = 0
-    read_fields: int = 0
-    not_utf8: int = 0
-    """Lines whose undecodable bytes were replaced (U+FFFD) to be read at all."""
-    slow_rows: int = 0
-    """Rows written field by field (not on the fast path)."""
 
     def _invalid(self, where: str, reason: str) -> None:
         self.invalid += 1

@@ -52,9 +52,11 @@ def ledger_sources(ledger: LedgerInput) -> list[tuple[str, Iterable[Any], bool]]
 
 @dataclass
 class LedgerLoad:
-    """What :func:`load_ledger` read: record counts, and the records it could not use (capped examples)."""
+    """What :func:`load_ledger` read: record counts, and the records it could not use (capped examples);
+    the reader (:class:`~.ledger_rows.LedgerRows`) counts into these fields as it goes."""
 
     lines: int = 0
+    """Non-blank lines read (records, usable or not)."""
     submits: int = 0
     acked: int = 0
     other_ops: int = 0
@@ -67,8 +69,10 @@ class LedgerLoad:
     reads: int = 0
     submit_fields: int = 0
     read_fields: int = 0
-    not_utf8_lines: int = 0
-    rows_written_field_by_field: int = 0
+    not_utf8: int = 0
+    """Lines whose undecodable bytes were replaced (U+FFFD) to be read at all."""
+    slow_rows: int = 0
+    """Rows written field by field (not on the reader's fast path)."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -153,25 +157,8 @@ def load_ledger(
         conn.execute(sql.SQL("SET LOCAL default_statistics_target = {}").format(_STATISTICS_TARGET))
         conn.execute(sql.SQL("ANALYZE {} (kind, client_id, ikey, outcome, order_id)").format(table))
     t2 = time.perf_counter()
-    stats = LedgerLoad(
-        lines=rows.lines,
-        submits=rows.submits,
-        acked=rows.acked,
-        other_ops=rows.other_ops,
-        without_key=rows.without_key,
-        acked_without_key=rows.acked_without_key,
-        acked_without_key_count=rows.acked_without_key_count,
-        invalid=rows.invalid,
-        invalid_examples=rows.invalid_examples,
-        cancels=rows.cancels,
-        reads=rows.reads,
-        submit_fields=rows.submit_fields,
-        read_fields=rows.read_fields,
-        not_utf8_lines=rows.not_utf8,
-        rows_written_field_by_field=rows.slow_rows,
-    )
-    stats.timings.update(ledger_copy_s=t1 - t0, ledger_analyze_s=t2 - t1)
-    return stats
+    rows.timings.update(ledger_copy_s=t1 - t0, ledger_analyze_s=t2 - t1)
+    return rows
 
 
 # --- topics -----------------------------------------------------------------------------------------
