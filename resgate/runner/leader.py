@@ -13,6 +13,7 @@ samples (:mod:`resgate.checks.recovery.leader`).
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -115,15 +116,30 @@ class LeaderSampler:
         self.deposed_token: int | None = None
         self._thread = threading.Thread(target=self._run, name=f"leader-{service}", daemon=True)
 
-    def start(self) -> LeaderSampler:
-        self._round()  # the state before the injection, synchronously
+    def start(self, settle_s: float = 3.0) -> LeaderSampler:
+        """Sample the state before the injection synchronously, then go on on the thread. When
+        :attr:`deposed` is set, rounds repeat (for at most ``settle_s``) until it is seen leading: a probe
+        that timed out on a busy machine would otherwise leave no sample of the leader before the fault."""
+        deadline = time.monotonic() + settle_s
+        self._round()
+        while self.deposed is not None and not self._seen_leading(self.deposed):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(self.interval_s / 4)
+            self._round()
         self._thread.start()
         return self
+
+    def _seen_leading(self, replica: str) -> bool:
+        with self._lock:
+            state = self._last.get(replica)
+        return state is not None and state[0] and state[1] == 1
 
     def _round(self) -> None:
         for rid, port, restarts in _replicas(self.sup, self.service):
             body = probe(port) if port is not None else None
             now = time.time()
+            ts = math.floor(now * 1000) / 1000  # never after the instant it was taken (no rounding up)
             answered = body is not None
             leader = body.get("leader") if body else None
             token = body.get("fencing_token") if body else None
@@ -141,7 +157,7 @@ class LeaderSampler:
                     self.truncated = True
                     continue
                 self._samples.append(
-                    {"ts": round(now, 3), "replica": rid, "answered": answered, "leader": leader,
+                    {"ts": ts, "replica": rid, "answered": answered, "leader": leader,
                      "token": token, "ready": ready}
                 )  # fmt: skip
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -182,6 +183,28 @@ def test_the_sampler_keeps_state_changes_the_highest_leading_heartbeat_and_resta
     assert states == [("m-0", 1, 7), ("m-1", 0, None), ("m-0", 0, None), ("m-1", 1, 8)]
     assert rec["max_leading_heartbeat_age_s"] == {"m-0": 2.5, "m-1": 0.3}  # 9.0 was shown by no leader
     assert rec["restarts"] == {"m-0": 0, "m-1": 1}
+
+
+def test_the_sampler_starts_only_once_the_deposed_leader_was_seen_leading_and_never_stamps_a_sample_late(two):
+    """A probe that misses the leader (a busy machine) must not leave the run with no sample of it leading
+    before the injection (CI stop 30: ``no replica was seen leading before the leader loss``); and a
+    sample's time is cut to the millisecond, never rounded up past an injection that follows at once."""
+    two["m-0"].body = {"ready": True, "leader": 0}  # not yet seen leading: start() keeps sampling
+    sampler = LeaderSampler(_Sup(two), "matcher", interval_s=0.02)
+    sampler.deposed = "m-0"
+    threading.Timer(0.15, lambda: two["m-0"].body.update(leader=1, fencing_token=7)).start()
+    sampler.start(settle_s=5.0)
+    injected = time.time()
+    sampler.finish()
+    leading = [s for s in sampler.record()["samples"] if s["replica"] == "m-0" and s["leader"] == 1]
+    assert leading and all(s["ts"] <= injected for s in leading)
+    for _ in range(50):  # ts is floored: taken before ``injected`` means stamped at or before it
+        sampler = LeaderSampler(_Sup(two), "matcher", interval_s=0.02)
+        sampler.deposed = "m-1"  # never leads: start() gives up after settle_s
+        sampler.start(settle_s=0.0)
+        injected = time.time()
+        sampler.finish()
+        assert all(s["ts"] <= injected for s in sampler.record()["samples"])
 
 
 def test_the_report_lists_a_leader_loss_samples_as_a_count_not_the_raw_samples():
