@@ -17,6 +17,8 @@ variables are:
   a request is shed at once with 503 + ``Retry-After`` (default 32, four per pooled connection: above the
   default gate's 20 users, so one replica left after a kill serves them all).
 - ``PB_LEASE_TTL_S`` — the matcher's leader lease, seconds (default 3; see :mod:`paperbroker.lease`).
+- ``PB_SYMBOL_GROUPS`` — how many symbol groups the matcher splits the symbols into, each with a leader
+  lease of its own (default 1: one leader matches every symbol; see :func:`paperbroker.lease.group_of`).
 """
 
 from __future__ import annotations
@@ -40,11 +42,14 @@ ENV_REPLICA = "PB_REPLICA"
 ENV_HOST = "PB_HOST"
 ENV_MAX_IN_FLIGHT = "PB_MAX_IN_FLIGHT"
 ENV_LEASE_TTL_S = "PB_LEASE_TTL_S"
+ENV_SYMBOL_GROUPS = "PB_SYMBOL_GROUPS"
 
 DEFAULT_PORT = 8080
 DEFAULT_SLOW_START_S = 45.0
 DEFAULT_MAX_IN_FLIGHT = 32
 DEFAULT_LEASE_TTL_S = 3.0
+DEFAULT_SYMBOL_GROUPS = 1
+MAX_SYMBOL_GROUPS = 64
 
 
 class Topics(NamedTuple):
@@ -76,6 +81,7 @@ class Settings:
     host: str = "127.0.0.1"
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S
+    symbol_groups: int = DEFAULT_SYMBOL_GROUPS
 
     @property
     def topics(self) -> Topics:
@@ -133,6 +139,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require: bool = T
         raise ConfigError(f"not a number: {env.get(ENV_LEASE_TTL_S)!r}", where=ENV_LEASE_TTL_S) from e
     if not 0.3 <= lease_ttl_s <= 60:
         raise ConfigError(f"must be between 0.3 and 60 s: {lease_ttl_s}", where=ENV_LEASE_TTL_S)
+    try:
+        symbol_groups = int(env.get(ENV_SYMBOL_GROUPS) or DEFAULT_SYMBOL_GROUPS)
+    except ValueError as e:
+        raise ConfigError(f"not an integer: {env.get(ENV_SYMBOL_GROUPS)!r}", where=ENV_SYMBOL_GROUPS) from e
+    if not 1 <= symbol_groups <= MAX_SYMBOL_GROUPS:
+        raise ConfigError(
+            f"must be between 1 and {MAX_SYMBOL_GROUPS}: {symbol_groups}", where=ENV_SYMBOL_GROUPS
+        )
     return Settings(
         dsn=dsn,
         kafka_bootstrap=bootstrap,
@@ -144,4 +158,5 @@ def load_settings(environ: Mapping[str, str] | None = None, *, require: bool = T
         host=env.get(ENV_HOST) or "127.0.0.1",
         max_in_flight=max_in_flight,
         lease_ttl_s=lease_ttl_s,
+        symbol_groups=symbol_groups,
     )

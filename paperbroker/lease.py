@@ -1,5 +1,11 @@
 """The matcher's leader lease: one leader per symbol group, with a fencing token, in Postgres.
 
+**Symbol groups.** ``PB_SYMBOL_GROUPS`` = N splits the symbols into N groups by a stable hash
+(:func:`group_of`: CRC-32 of the symbol modulo N, the same in every replica and every run), named by
+:func:`group_names` (``all-symbols`` for the default single group, else ``symbols-<i>-of-<N>``). Each
+group has its own lease row and its own fencing tokens; every replica competes for every group, so two
+replicas can each lead a different group, and a replica that loses one group's lease keeps the others.
+
 A lease is a row ``matcher_lease(grp, holder, token, expires_at, renewed_at)``. :func:`acquire` takes an
 expired (or never held) lease and raises its ``token`` by one: every new leader gets a larger token than
 any leader before it. :func:`renew` extends the lease only while the row still carries the caller's token,
@@ -24,6 +30,7 @@ pauses as soon as a renewal fails or the deadline passes, before the lease can e
 from __future__ import annotations
 
 import time
+import zlib
 from typing import Any
 
 import psycopg
@@ -42,6 +49,20 @@ DEFAULT_GROUP = "all-symbols"
 """The symbol group of a matcher: one group, every symbol (the orders topic is matched by one leader)."""
 
 DEFAULT_TTL_S = 3.0
+
+
+def group_names(count: int) -> list[str]:
+    """The names of ``count`` symbol groups, in index order: ``[DEFAULT_GROUP]`` for one group (the lease
+    row a single-group matcher always used), else ``symbols-<i>-of-<count>``."""
+    if count < 1:
+        raise ValueError(f"the number of symbol groups must be >= 1, got {count}")
+    return [DEFAULT_GROUP] if count == 1 else [f"symbols-{i}-of-{count}" for i in range(count)]
+
+
+def group_of(symbol: str, count: int) -> int:
+    """The index of ``symbol``'s group among ``count``: CRC-32 of its UTF-8 bytes modulo ``count`` (stable
+    across processes, unlike ``hash``); an empty symbol (a malformed event) belongs to group 0."""
+    return zlib.crc32(symbol.encode()) % count if count > 1 else 0
 
 
 class Fenced(Exception):
@@ -67,6 +88,16 @@ async def acquire(conn: psycopg.AsyncConnection, group: str, holder: str, ttl_s:
     )
     row = await cur.fetchone()
     return int(row[0]) if row else None
+
+
+async def lease_free(conn: psycopg.AsyncConnection, group: str, holder: str) -> bool:
+    """True when :func:`acquire` by ``holder`` would take the lease of ``group`` now (never held, expired,
+    or ``holder``'s own), without taking it."""
+    cur = await conn.execute(
+        "SELECT expires_at < now() OR holder = %s FROM matcher_lease WHERE grp = %s", (holder, group)
+    )
+    row = await cur.fetchone()
+    return row is None or bool(row[0])
 
 
 async def renew(conn: psycopg.AsyncConnection, group: str, holder: str, token: int, ttl_s: float) -> bool:

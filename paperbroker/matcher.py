@@ -42,14 +42,26 @@ failed or refused renewal and takes a lease renewed within the last :data:`UNFEN
 be still held, so a leader paused past its lease matches again beside its successor until then (split
 brain).
 
+**Symbol groups** (``PB_SYMBOL_GROUPS``, default 1). With N groups each replica runs N
+:class:`GroupMatcher` side by side, one per group, each competing for its own group's lease exactly as
+above, so two replicas can each lead a different group and a replica that loses one group's lease keeps
+the others. A group's leader reads every orders partition from its group's stored offsets and matches only
+its symbols' orders (a symbol's orders all carry the symbol, so its book sees them all, in order); the
+group's book, offsets, outbox and published offsets are rows of its own (:mod:`paperbroker.matcher_store`),
+and every write is fenced by the group's token. A replica that already leads a group takes another only
+once it has seen it free for a whole lease ttl, so a replica leading nothing gets it first and the groups
+spread over the replicas (a lone survivor still takes them all). ``/health`` adds ``groups`` (each group's figures and
+``ready``); the top-level figures are those of the first group the replica leads.
+
 Incoming ``OrderAccepted`` events are deduplicated by ``order_id`` (a redelivered or re-published order is
 ignored); the ``matcher_double_fill`` seeded bug skips that check, so a redelivered order is matched
 again. A ``CancelRequested`` for an order not in the book is ignored. Added fields (allowed by the
 contract, see :mod:`paperbroker.events`): ``OrderRested`` carries ``client_id, side, price, qty,
 remaining_qty``; ``OrderCancelled`` carries ``side, price``, so the market-snapshot projection needs no
 other state. The matcher also commits its consumed offsets to the consumer group
-``<prefix>.paperbroker-matcher`` (``paperbroker-matcher`` without a prefix; best effort, after the
-publish) so consumer lag is visible to the usual tools; its own recovery never reads them.
+``<prefix>.paperbroker-matcher`` (``paperbroker-matcher`` without a prefix; with several symbol groups,
+``paperbroker-matcher.<group>`` per group; best effort, after the publish) so consumer lag is visible to
+the usual tools; its own recovery never reads them.
 
 Ordering: outbox rows are sent in chunks of :data:`PUBLISH_CHUNK` and a chunk is sent only after the
 previous one was acknowledged, so a failed producer batch cannot be overtaken by a later one of the same
@@ -71,7 +83,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from paperbroker.config import Settings
 from paperbroker.events import ORDER_ACCEPTED, decode
-from paperbroker.lease import DEFAULT_GROUP, Lease, LeaseLost, acquire, fence, renew
+from paperbroker.lease import (
+    Lease,
+    LeaseLost,
+    acquire,
+    fence,
+    group_names,
+    group_of,
+    lease_free,
+    renew,
+)
 from paperbroker.matcher_store import (
     MATCHER_DDL,
     consumed_offsets,
@@ -96,6 +117,7 @@ __all__ = [
     "EVENT_NAMESPACE",
     "MATCHER_DDL",
     "BatchOutcome",
+    "GroupMatcher",
     "Matcher",
     "MatchingEngine",
     "ensure_schema",
@@ -116,24 +138,119 @@ UNFENCED_CHECK_S = 10.0  # the unfenced_leader bug: a lease renewed within this 
 
 # ------------------------------------------------------------------------------------------ the service
 class Matcher:
-    """The matcher process: one session (DB connection, consumer, producer) at a time, rebuilt on error."""
+    """The matcher process: one :class:`GroupMatcher` per symbol group (``PB_SYMBOL_GROUPS``, default one),
+    all competing for their group's lease side by side, and the process's /health and /ready over them.
+
+    ``/health`` shows, besides the counters, ``groups``: ``{group: {leader, fencing_token,
+    heartbeat_age_s, ready}}``, and at the top the figures of the first group this replica leads (of the
+    first group when it leads none), so ``leader`` is 1 while it leads any group, ``fencing_token`` and
+    ``lease_group`` name one group it leads, and with the default single group the body is what it always
+    was. The replica is ready while it matches for some group.
+    """
 
     def __init__(self, settings: Settings, health: HealthState) -> None:
         self.settings = settings
         self.health = health
+        self.stats = {"consumed": 0, "published": 0, "duplicates_ignored": 0, "batches": 0, "sessions": 0}
+        health.details["stats"] = self.stats
+        names = group_names(settings.symbol_groups)
+        self.groups = [GroupMatcher(settings, self, name, i, len(names)) for i, name in enumerate(names)]
+        self.acquiring = asyncio.Lock()
+        health.figures = self._figures
+        health.ready_check = self._leading
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run every group's sessions until ``stop`` is set."""
+        await asyncio.gather(*(g.run(stop) for g in self.groups))
+
+    def sync(self) -> None:
+        """Carry the groups' readiness to the process's health: ready while some group is, else with the
+        first group's reason."""
+        if any(g.state.ready for g in self.groups):
+            self.health.set_ready()
+        else:
+            self.health.set_not_ready(self.groups[0].state.reason)
+
+    def leads_other(self, group: GroupMatcher) -> bool:
+        """True when this replica holds the lease of a group other than ``group``."""
+        return any(g is not group and g.lease.token is not None for g in self.groups)
+
+    def _leading(self) -> bool:
+        """Readiness at probe time: some group ready and leading now (:meth:`GroupMatcher.leading`)."""
+        return any(g.state.ready and g.leading() for g in self.groups)
+
+    def _figures(self) -> dict[str, Any]:
+        """The live figures of /health: the first led group's (else the first group's) lease figures at
+        the top, ``groups`` with every group's, ``lag`` summed over the groups (None when none is known)
+        and the ``last_error`` of a group that has one."""
+        per = {g.group: g.figures() for g in self.groups}
+        first = next((g for g in self.groups if per[g.group]["leader"] == 1), self.groups[0])
+        top = {k: v for k, v in per[first.group].items() if k != "ready"}
+        lags = [g.state.details.get("lag") for g in self.groups]
+        known = [n for n in lags if isinstance(n, int)]
+        out: dict[str, Any] = {**top, "groups": per, "lag": sum(known) if known else None}
+        errors = [g.state.details["last_error"] for g in self.groups if "last_error" in g.state.details]
+        if errors:
+            out["last_error"] = errors[0]
+        return out
+
+
+class _GroupState:
+    """One group's readiness and details, shaped like the :class:`HealthState` calls the session makes;
+    every change is carried to the process's health by :meth:`Matcher.sync`."""
+
+    def __init__(self, owner: Matcher) -> None:
+        self.owner = owner
+        self.ready = False
+        self.reason = "starting"
+        self.details: dict[str, Any] = {}
+
+    def set_ready(self) -> None:
+        self.ready, self.reason = True, "ready"
+        self.owner.sync()
+
+    def set_not_ready(self, reason: str) -> None:
+        self.ready, self.reason = False, reason
+        self.owner.sync()
+
+
+class GroupMatcher:
+    """The matcher of one symbol group: one session (DB connection, consumer, producer) at a time, rebuilt
+    on error, matching only while it holds the group's lease.
+
+    Every group's leader reads every partition of the orders topic from its group's own stored offsets
+    and matches only the orders of its group's symbols (:func:`~paperbroker.lease.group_of`); the orders
+    of other groups are skipped but their offsets move with the batch, in the group's own rows. So a
+    group's state (book, seq, offsets, outbox) is exactly a single-group matcher's over its symbols'
+    orders, and a handover of one group is that matcher's handover: nothing lost, nothing matched twice.
+    """
+
+    def __init__(self, settings: Settings, owner: Matcher, group: str, index: int, count: int) -> None:
+        self.settings = settings
+        self.owner = owner
+        self.group = group
+        self.index = index
+        self.count = count
+        self.state = _GroupState(owner)
+        self.health = self.state  # the session's readiness calls go to the group's state
+        self.stats = owner.stats
         self.dedupe = not settings.bug("matcher_double_fill")
         self.round_restored_prices = settings.bug("matcher_restore_rounds_price")
         self.keep_cancelled = settings.bug("matcher_snapshot_keeps_cancelled")
         self.unfenced = settings.bug("unfenced_leader")
-        self.lease = Lease(DEFAULT_GROUP, settings.replica, settings.lease_ttl_s)
+        self.lease = Lease(group, settings.replica, settings.lease_ttl_s)
+        self.id_scope = "" if count == 1 else group
         self._lost = asyncio.Event()
         self._acting = False  # matching under a token (this session loaded the book and is consuming)
-        health.figures = self._figures
-        health.ready_check = self._leading
+        self._free_since: float | None = None  # when this standby first saw the lease free (spreading)
         prefix = settings.topic_prefix.strip().rstrip(".")
-        self.group_id = f"{prefix}.paperbroker-matcher" if prefix else "paperbroker-matcher"
-        self.stats = {"consumed": 0, "published": 0, "duplicates_ignored": 0, "batches": 0, "sessions": 0}
-        self.health.details["stats"] = self.stats
+        base = f"{prefix}.paperbroker-matcher" if prefix else "paperbroker-matcher"
+        # each group commits its own progress (informational); one group keeps the usual group id
+        self.group_id = base if count == 1 else f"{base}.{group}"
+
+    def owns(self, event: dict[str, Any]) -> bool:
+        """True when ``event`` (an input event) belongs to this group's symbols."""
+        return self.count == 1 or group_of(str(event.get("symbol") or ""), self.count) == self.index
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run sessions until ``stop`` is set; errors tear the session down and start a new one."""
@@ -143,14 +260,15 @@ class Matcher:
                 await self._guarded_session(stop)
                 backoff = 0.5
             except LeaseLost as e:  # a standby again at once: the successor needs no backoff of ours
-                log.warning("matcher paused (%s); standby", e)
+                log.warning("matcher of %s paused (%s); standby", self.group, e)
                 self.health.set_not_ready(f"paused: {e}")
                 self.health.details["last_error"] = f"LeaseLost: {e}"
                 backoff = 0.5
                 if await sleep_or_stop(stop, STANDBY_POLL_S):
                     break
             except Exception as e:
-                log.warning("matcher session failed (%s: %s); restarting", type(e).__name__, e)
+                name = type(e).__name__
+                log.warning("matcher of %s: session failed (%s: %s); restarting", self.group, name, e)
                 self.health.set_not_ready(f"recovering: {type(e).__name__}: {e}")
                 self.health.details["last_error"] = f"{type(e).__name__}: {e}"
                 if await sleep_or_stop(stop, backoff):
@@ -200,7 +318,11 @@ class Matcher:
                 return
             renewer = asyncio.create_task(self._renew_lease(stop))
             engine = await load_engine(
-                conn, dedupe_orders=self.dedupe, round_prices=self.round_restored_prices
+                conn,
+                dedupe_orders=self.dedupe,
+                round_prices=self.round_restored_prices,
+                group=self.group,
+                id_scope=self.id_scope,
             )
             producer = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap,
@@ -224,7 +346,7 @@ class Matcher:
                 return
             tps = [TopicPartition(s.topic_orders, p) for p in sorted(parts)]
             consumer.assign(tps)
-            stored = await consumed_offsets(conn, s.topic_orders)
+            stored = await consumed_offsets(conn, s.topic_orders, self.group)
             for tp in tps:
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])
@@ -234,7 +356,7 @@ class Matcher:
             self.health.set_ready()
             self._acting = True
             self.health.details.pop("last_error", None)
-            log.info("matcher ready: %d partitions, %d books", len(tps), len(engine.books))
+            log.info("matcher of %s ready: %d partitions, %d books", self.group, len(tps), len(engine.books))
             while not stop.is_set():
                 self._check_lease()
                 data = await consumer.getmany(timeout_ms=200, max_records=BATCH_MAX_RECORDS)
@@ -274,7 +396,7 @@ class Matcher:
                 offsets[(tp.topic, tp.partition)] = rec.offset + 1
                 try:
                     ev = decode(rec.value)
-                    if isinstance(ev, dict):
+                    if isinstance(ev, dict) and self.owns(ev):
                         events.append(ev)
                 except ValueError:
                     log.warning("undecodable record at %s[%d]@%d", tp.topic, tp.partition, rec.offset)
@@ -286,7 +408,9 @@ class Matcher:
             if accepted:
                 seen = await seen_orders(conn, accepted)
             out = engine.apply_batch(events, seen, time.time())
-            rows = await save_batch(conn, engine, out, offsets, keep_cancelled=self.keep_cancelled)
+            rows = await save_batch(
+                conn, engine, out, offsets, keep_cancelled=self.keep_cancelled, group=self.group
+            )
             if not self.unfenced:  # last: the lease row is share-locked only from here to the commit
                 await fence(conn, self.lease.group, self._token())
         self.stats["consumed"] += len(events)
@@ -312,21 +436,25 @@ class Matcher:
             reached: dict[int, int] = {}
             for m in metas:
                 reached[m.partition] = max(reached.get(m.partition, 0), m.offset + 1)
-            await mark_sent(conn, topic, [r[0] for r in chunk], reached, lease=self._fence_of())
+            await mark_sent(
+                conn, topic, [r[0] for r in chunk], reached, lease=self._fence_of(), group=self.group
+            )
             self.stats["published"] += len(chunk)
 
     # ------------------------------------------------------------------------------------ the lease
-    def _leading(self) -> bool:
+    def leading(self) -> bool:
         """Readiness at probe time: a leader whose lease lapsed is not ready, whatever its loop does
         (under the unfenced_leader bug it goes on as long as its loop has not noticed)."""
         return self.unfenced or self.lease.held()
 
-    def _figures(self) -> dict[str, Any]:
-        """The lease figures of /health (:meth:`Lease.figures`), ``leader`` being what this replica does:
-        1 while it matches under a token (under the bug, until its loop notices the lease is gone)."""
+    def figures(self) -> dict[str, Any]:
+        """This group's lease figures (:meth:`Lease.figures`) and ``ready``, ``leader`` being what this
+        replica does: 1 while it matches under a token (under the bug, until its loop notices the lease
+        is gone)."""
         figures = self.lease.figures()
         if self.unfenced and self._acting and self.lease.token is not None:
             figures.update(leader=1, fencing_token=self.lease.token)
+        figures["ready"] = self.state.ready and self.leading()
         return figures
 
     def _token(self) -> int:
@@ -358,23 +486,42 @@ class Matcher:
         while not stop.is_set():
             started = time.monotonic()
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    s.dsn, autocommit=True, connect_timeout=2
-                ) as lc:
-                    token = await asyncio.wait_for(
-                        acquire(lc, self.lease.group, self.lease.holder, self.lease.ttl_s),
-                        timeout=self.lease.ttl_s / 2,
-                    )
-                self.lease.heard()
-                if token is not None:
-                    self.lease.granted(token, started)
-                    log.info("lease of %s taken with fencing token %d", self.lease.group, token)
-                    return True
+                # one group of a replica at a time, so each sees what the others already hold
+                async with self.owner.acquiring:
+                    async with await psycopg.AsyncConnection.connect(
+                        s.dsn, autocommit=True, connect_timeout=2
+                    ) as lc:
+                        token = await asyncio.wait_for(
+                            self._try_acquire(lc, started), timeout=self.lease.ttl_s / 2
+                        )
+                    self.lease.heard()
+                    if token is not None:
+                        self.lease.granted(token, started)
+                        self._free_since = None
+                        log.info("lease of %s taken with fencing token %d", self.lease.group, token)
+                        return True
             except (psycopg.Error, OSError, TimeoutError) as e:
                 log.warning("lease store unreachable (%s: %s)", type(e).__name__, e)
             if await sleep_or_stop(stop, STANDBY_POLL_S):
                 return False
         return False
+
+    async def _try_acquire(self, conn: psycopg.AsyncConnection, started: float) -> int | None:
+        """:func:`acquire` the group's lease, at once when this replica leads no other group; a replica
+        that leads another one takes it only once it has seen it free for a whole ttl, so a replica that
+        leads nothing gets it first and the groups spread over the replicas (a lone survivor still takes
+        every group, one ttl later)."""
+        lease = self.lease
+        if not self.owner.leads_other(self):
+            return await acquire(conn, lease.group, lease.holder, lease.ttl_s)
+        if not await lease_free(conn, lease.group, lease.holder):
+            self._free_since = None
+            return None
+        if self._free_since is None:
+            self._free_since = started
+        if started - self._free_since < lease.ttl_s:
+            return None
+        return await acquire(conn, lease.group, lease.holder, lease.ttl_s)
 
     async def _renew_lease(self, stop: asyncio.Event) -> None:
         """Renew every third of the ttl on a connection of its own; the first failure pauses the leader."""
@@ -427,11 +574,11 @@ class Matcher:
 
     async def _recover_outbox(self, conn: psycopg.AsyncConnection, producer: AIOKafkaProducer) -> None:
         """Publish what a previous session left in the outbox, skipping events already on the topic."""
-        rows = await outbox_rows(conn)
+        rows = await outbox_rows(conn, self.group)
         if not rows:
             return
         topic = self.settings.topic_executions
-        start = await published_offsets(conn, topic)
+        start = await published_offsets(conn, topic, self.group)
         present, ends = await read_event_ids(self.settings.kafka_bootstrap, topic, start)
         todo = [r for r in rows if r[1] not in present]
         log.info(
@@ -443,7 +590,7 @@ class Matcher:
         )
         if todo:
             await self._publish(conn, producer, todo)
-        await mark_sent(conn, topic, [r[0] for r in rows], ends, lease=self._fence_of())
+        await mark_sent(conn, topic, [r[0] for r in rows], ends, lease=self._fence_of(), group=self.group)
 
 
 async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event) -> set[int] | None:

@@ -47,14 +47,23 @@ class BatchOutcome:
 class MatchingEngine:
     """All books plus the per-symbol trade sequence and the arrival counter; deterministic and pure.
 
-    ``dedupe_orders=False`` is the ``matcher_double_fill`` seeded bug.
+    ``dedupe_orders=False`` is the ``matcher_double_fill`` seeded bug. ``id_scope`` names the symbol group
+    whose arrival numbers this engine counts (each group's matcher counts its own from 1), so the ids of
+    ``OrderRested`` / ``OrderCancelled`` events, derived from the arrival number, stay unique across groups;
+    empty (the single group) keeps the ids the matcher always gave.
     """
 
-    def __init__(self, *, dedupe_orders: bool = True) -> None:
+    def __init__(self, *, dedupe_orders: bool = True, id_scope: str = "") -> None:
         self.dedupe_orders = dedupe_orders
+        self.id_scope = id_scope
         self.books: dict[str, OrderBook] = {}
         self.next_seq: dict[str, int] = {}
         self.next_arrival = 1
+
+    def _arrival_event_id(self, kind: str, arrival: int) -> str:
+        """Deterministic id of the ``kind`` event of the order that arrived ``arrival``-th in this scope."""
+        name = f"{kind}:{self.id_scope}:{arrival}" if self.id_scope else f"{kind}:{arrival}"
+        return str(uuid.uuid5(EVENT_NAMESPACE, name))
 
     def book(self, symbol: str) -> OrderBook:
         """The book of ``symbol`` (created empty on first use)."""
@@ -143,7 +152,7 @@ class MatchingEngine:
             out.changed[r.arrival] = r
             out.outputs.append(
                 {
-                    "event_id": str(uuid.uuid5(EVENT_NAMESPACE, f"rested:{r.arrival}")),
+                    "event_id": self._arrival_event_id("rested", r.arrival),
                     "type": ORDER_RESTED,
                     "ts": now,
                     "order_id": r.order_id,
@@ -167,7 +176,7 @@ class MatchingEngine:
         out.changed[order.arrival] = order
         out.outputs.append(
             {
-                "event_id": str(uuid.uuid5(EVENT_NAMESPACE, f"cancelled:{order.arrival}")),
+                "event_id": self._arrival_event_id("cancelled", order.arrival),
                 "type": ORDER_CANCELLED,
                 "ts": now,
                 "order_id": order.order_id,

@@ -8,6 +8,14 @@ before the injection until a while after the lift and keeps each replica's state
 sample ``{ts, replica, answered, leader, token, ready}`` only when that state changes, plus the highest
 ``heartbeat_age_s`` each replica showed while it led. Measuring only: the recovery check judges the
 samples (:mod:`resgate.checks.recovery.leader`).
+
+A service with several lease groups (paperbroker's matcher with ``PB_SYMBOL_GROUPS`` > 1: one leader per
+symbol group) also shows ``groups``: ``{group: {leader, fencing_token, heartbeat_age_s, ready}}``, and at
+the top the figures of one group the replica leads. Its replicas may lead different groups at once, so
+the sampler follows one group, the one the deposed leader led under its token when the fault struck
+(:attr:`LeaderSampler.group`), and reads every replica's figures of that group: the judgment is that
+group's handover, tokens compared within the group. With one group (or no ``groups`` map) the top-level
+figures are read, as they always were.
 """
 
 from __future__ import annotations
@@ -114,6 +122,8 @@ class LeaderSampler:
         self.truncated = False
         self.deposed: str | None = None  # the replica that led when the fault struck, and its token
         self.deposed_token: int | None = None
+        self.group: str | None = None  # the lease group followed (a service with several), else None
+        self._group_known = False  # the deposed replica answered once: which figures to read is decided
         self._thread = threading.Thread(target=self._run, name=f"leader-{service}", daemon=True)
 
     def start(self, settle_s: float = 3.0) -> LeaderSampler:
@@ -127,6 +137,7 @@ class LeaderSampler:
                 break
             time.sleep(self.interval_s / 4)
             self._round()
+        self._group_known = True  # a deposed replica that never answered: read the top-level figures
         self._thread.start()
         return self
 
@@ -135,17 +146,45 @@ class LeaderSampler:
             state = self._last.get(replica)
         return state is not None and state[0] and state[1] == 1
 
+    def _pick_group(self, rid: str, body: dict[str, Any]) -> None:
+        """Follow the group the deposed replica leads under its token (a service with several groups)."""
+        if self._group_known or rid != self.deposed:
+            return
+        self._group_known = True
+        groups = body.get("groups")
+        if not isinstance(groups, dict) or len(groups) < 2:
+            return
+        led = [g for g, f in groups.items() if isinstance(f, dict) and f.get("leader") == 1]
+        same = [g for g in led if groups[g].get("fencing_token") == self.deposed_token]
+        top = body.get("lease_group")
+        self.group = same[0] if same else top if top in led else led[0] if led else None
+
+    def _figures(self, body: dict[str, Any] | None) -> dict[str, Any]:
+        """The figures to read from ``body``: the followed group's, else the top level."""
+        if body is None or self.group is None:
+            return body or {}
+        groups = body.get("groups")
+        figures = groups.get(self.group) if isinstance(groups, dict) else None
+        return figures if isinstance(figures, dict) else body
+
     def _round(self) -> None:
-        for rid, port, restarts in _replicas(self.sup, self.service):
+        # the deposed replica first: its answer decides which group's figures every replica's sample shows
+        replicas = sorted(_replicas(self.sup, self.service), key=lambda r: r[0] != self.deposed)
+        for rid, port, restarts in replicas:
             body = probe(port) if port is not None else None
+            if self.deposed is not None and not self._group_known and rid != self.deposed:
+                continue  # no sample until the group to read is known (the next round, at most)
             now = time.time()
             ts = math.floor(now * 1000) / 1000  # never after the instant it was taken (no rounding up)
             answered = body is not None
-            leader = body.get("leader") if body else None
-            token = body.get("fencing_token") if body else None
-            ready = body.get("ready") if body else None
+            if body is not None:
+                self._pick_group(rid, body)
+            figures = self._figures(body)
+            leader = figures.get("leader") if body else None
+            token = figures.get("fencing_token") if body else None
+            ready = figures.get("ready") if body else None
             state = (answered, leader, token, ready)
-            hb = body.get("heartbeat_age_s") if body else None
+            hb = figures.get("heartbeat_age_s") if body else None
             with self._lock:
                 self._restarts[rid] = restarts - self._restarts0.get(rid, 0)
                 if leader == 1 and isinstance(hb, int | float) and not isinstance(hb, bool):
@@ -181,12 +220,14 @@ class LeaderSampler:
         return not self._thread.is_alive()
 
     def record(self) -> dict[str, Any]:
-        """``{service, deposed, deposed_token, started_ts, ended_ts, samples, max_leading_heartbeat_age_s:
-        {replica: s}, restarts: {replica: n}, truncated}``: the raw observations, judged by the recovery
-        check."""
+        """``{service, group, deposed, deposed_token, started_ts, ended_ts, samples,
+        max_leading_heartbeat_age_s: {replica: s}, restarts: {replica: n}, truncated}``: the raw
+        observations (``group`` the lease group followed, None for a service with one), judged by the
+        recovery check."""
         with self._lock:
             return {
                 "service": self.service,
+                "group": self.group,
                 "deposed": self.deposed,
                 "deposed_token": self.deposed_token,
                 "started_ts": round(self.started_ts, 3),

@@ -229,3 +229,50 @@ def test_the_report_lists_a_leader_loss_samples_as_a_count_not_the_raw_samples()
         plot=None,
     )
     assert "3 leader figure changes sampled" in text and '"replica"' not in text
+
+
+def _grouped(a: tuple[int, int | None], b: tuple[int, int | None]) -> dict[str, Any]:
+    """A /health body with two lease groups: ``(leader, token)`` of ``g0`` and ``g1``."""
+    groups = {
+        name: {"leader": lead, "fencing_token": tok, "ready": lead == 1, "heartbeat_age_s": 0.1}
+        for name, (lead, tok) in (("g0", a), ("g1", b))
+    }
+    first = next((g for g in ("g0", "g1") if groups[g]["leader"] == 1), "g0")
+    top = {k: v for k, v in groups[first].items() if k != "ready"}
+    return {"ready": any(f["ready"] for f in groups.values()), **top, "lease_group": first, "groups": groups}
+
+
+def test_the_sampler_follows_the_lost_group_of_a_service_whose_replicas_lead_different_groups(two):
+    """Each replica leads a group: the top-level figures would show two leaders at once (a false split
+    brain); the sampler reads every replica's figures of the group the deposed leader led under its token."""
+    two["m-0"].body = _grouped((0, None), (1, 3))  # m-0 leads g1 under token 3
+    two["m-1"].body = _grouped((1, 5), (0, None))  # m-1 leads g0 under token 5
+    sampler = LeaderSampler(_Sup(two), "matcher", interval_s=0.02)
+    sampler.deposed, sampler.deposed_token = "m-0", 3
+    sampler.start()
+    assert sampler.group == "g1"
+    two["m-0"].body = _grouped((0, None), (0, None))  # m-0 paused
+    sampler.wait(0.2)
+    two["m-1"].body = _grouped((1, 5), (1, 4))  # m-1 took g1 with g1's next token; its top shows g0's 5
+    sampler.wait(0.2)
+    sampler.finish()
+    rec = sampler.record()
+    assert rec["group"] == "g1"
+    states = [(s["replica"], s["leader"], s["token"], s["ready"]) for s in rec["samples"]]
+    assert states == [
+        ("m-0", 1, 3, True),
+        ("m-1", 0, None, False),  # g0's leader, a standby of g1
+        ("m-0", 0, None, False),
+        ("m-1", 1, 4, True),
+    ]
+
+
+def test_the_sampler_reads_the_top_level_figures_of_a_service_with_one_group(two):
+    one = {"ready": True, "leader": 1, "fencing_token": 7, "lease_group": "all", "groups": {"all": {}}}
+    two["m-0"].body = one
+    sampler = LeaderSampler(_Sup(two), "matcher", interval_s=0.02)
+    sampler.deposed, sampler.deposed_token = "m-0", 7
+    sampler.start()
+    sampler.finish()
+    assert sampler.group is None
+    assert ("m-0", 1, 7) in [(s["replica"], s["leader"], s["token"]) for s in sampler.record()["samples"]]
