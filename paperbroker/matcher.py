@@ -50,8 +50,8 @@ its symbols' orders (a symbol's orders all carry the symbol, so its book sees th
 group's book, offsets, outbox and published offsets are rows of its own (:mod:`paperbroker.matcher_store`),
 and every write is fenced by the group's token. A replica that already leads a group takes another only
 once it has seen it free for a whole lease ttl, so a replica leading nothing gets it first and the groups
-spread over the replicas (a lone survivor still takes them all). ``/health`` adds ``groups`` (each group's figures and
-``ready``); the top-level figures are those of the first group the replica leads.
+spread over the replicas (a lone survivor still takes them all). ``/health`` adds ``groups`` (each
+group's figures and ``ready``); the top-level figures are those of the first group the replica leads.
 
 Incoming ``OrderAccepted`` events are deduplicated by ``order_id`` (a redelivered or re-published order is
 ignored); the ``matcher_double_fill`` seeded bug skips that check, so a redelivered order is matched
