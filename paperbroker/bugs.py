@@ -54,8 +54,9 @@ One only an overload burst finds (a calm load never fills the pool):
 - ``unbounded_queue``: the gateway admits every request and queues it, without bound, for a database
   connection (no in-flight limit, no wait limit) instead of answering 503 + Retry-After when it is
   saturated → a burst far beyond capacity times requests out instead of shedding them, and the queue
-  left behind (requests whose clients gave up are still served) keeps latency high after the burst
-  (backpressure).
+  left behind (requests whose clients gave up are still served) keeps latency high and throughput low
+  for seconds after the burst (backpressure; recovery: the throughput in the after-window). Its timeouts
+  all carry an idempotency key, so retryable rightly allows them (a retry is safe).
 
 One only a leader loss finds (:mod:`paperbroker.lease`):
 
