@@ -212,12 +212,11 @@ CONFIG = {
 
 
 DETECTORS = {
-    "resgate.checks.integrity.anomalies": ("duplicated", "unmatched", "lost", "unacknowledged", "phantoms",
-                                           "recovered"),
+    "resgate.checks.integrity.anomalies": ("duplicated", "lost", "unacknowledged", "phantoms", "recovered"),
     "resgate.checks.integrity.trading": ("order_mismatch", "cancel_still_open", "non_monotonic_read"),
 }  # fmt: skip
-"""The detectors the benchmark's world runs, timed one by one (``unmatched`` and ``unacknowledged`` build
-the work tables ``lost``, ``phantoms`` and ``recovered`` read)."""
+"""The detectors the benchmark's world runs, timed one by one (``unacknowledged`` builds the work tables
+``phantoms`` and ``recovered`` read)."""
 
 
 def _time_detectors(seconds: dict[str, float]) -> None:
@@ -229,7 +228,7 @@ def _time_detectors(seconds: dict[str, float]) -> None:
         module = importlib.import_module(module_name)
         for name in names:
             fn = getattr(module, name, None)
-            if fn is None:  # an older checker's (the benchmark also times the code it is compared with)
+            if fn is None:  # not in this version of the checker
                 continue
 
             @functools.wraps(fn)

@@ -75,39 +75,12 @@ def duplicated_in_topic(conn: Conn, plan: Plan) -> Cases:
     )
 
 
-def unmatched(conn: Conn, plan: Plan, src: OrderSource) -> sql.Identifier:
-    """Work table ``unmatched_<tag>``: what one pass over the acknowledged submits and ``src`` left unpaired.
-
-    A FULL JOIN on (client, idempotency key) of the ledger's ok attempts with the orders of ``src``, keeping
-    only the rows without a partner: an ok attempt whose key has no order in ``src`` (``from_ledger``; the
-    rows of :func:`lost`) and an order whose key has no ok attempt (not ``from_ledger``; the rows of
-    :func:`unacknowledged`). One hash of each side's keys serves both, where two anti-joins built two.
-    Columns: ``client_id, ikey, order_id, ts, src, line`` of the attempt, ``oid, c, k`` (and ``p, off``
-    for a topic) of the order, ``from_ledger``.
-    """
-    u = plan.w(f"unmatched_{src.tag}")
-    extra = sql.SQL(", o.p, o.off") if src.is_topic else sql.SQL("")
-    conn.execute(
-        sql.SQL(
-            "CREATE UNLOGGED TABLE {u} AS SELECT l.client_id, l.ikey, l.order_id, l.ts, l.src, l.line, "
-            "o.oid, o.c, o.k{extra}, l.acked IS NOT NULL AS from_ledger FROM ("
-            "  SELECT true AS acked, client_id, ikey, order_id, ts, src, line"
-            "  FROM {L} l WHERE l.outcome = 'ok') l "
-            "FULL JOIN (SELECT true AS landed, * FROM {src} s) o "
-            "  ON o.c = l.client_id AND o.k = l.ikey "
-            "WHERE l.acked IS NULL OR o.landed IS NULL"
-        ).format(u=u, L=plan.w("ledger"), src=src.rows, extra=extra)
-    )
-    return u
-
-
-def lost(conn: Conn, plan: Plan, unpaired: sql.Identifier) -> Cases:
-    """A submit the ledger shows acknowledged ok whose (client, idempotency key) has no order in the source.
+def lost(conn: Conn, plan: Plan, src: OrderSource) -> Cases:
+    """A submit the ledger shows acknowledged ok whose (client, idempotency key) has no order in ``src``.
 
     Example: the client was told ``201 Created`` for ``(c1, k3)``, yet no orders row (``lost``) or no
-    accepted event (``lost_in_topic``) carries ``(c1, k3)``. Read from the ok attempts :func:`unmatched`
-    found without an order. Case: ``{client_id, idempotency_key, order_id, attempts, ts, ledger_at:
-    "file:line"}``.
+    accepted event (``lost_in_topic``) carries ``(c1, k3)``. An anti-join, with a parallel hash on the
+    order side. Case: ``{client_id, idempotency_key, order_id, attempts, ts, ledger_at: "file:line"}``.
     """
     cases = counted(
         fetch(
@@ -117,9 +90,10 @@ def lost(conn: Conn, plan: Plan, unpaired: sql.Identifier) -> Cases:
                 "at AS ledger_at, count(*) OVER () AS _total FROM ("
                 "  SELECT l.client_id, l.ikey, min(l.order_id) AS order_id, count(*) AS attempts,"
                 "         min(l.ts) AS first_ts, min(ARRAY[l.src, l.line]) AS at"
-                "  FROM {u} l WHERE l.from_ledger"
+                "  FROM {L} l WHERE l.outcome = 'ok'"
+                "    AND NOT EXISTS (SELECT 1 FROM {src} o WHERE o.c = l.client_id AND o.k = l.ikey)"
                 "  GROUP BY l.client_id, l.ikey) x ORDER BY first_ts, client_id, ikey LIMIT {cap}"
-            ).format(u=unpaired, cap=sql.Literal(plan.cap)),
+            ).format(L=plan.w("ledger"), src=src.rows, cap=sql.Literal(plan.cap)),
         )
     )
     for e in cases.examples:
@@ -128,21 +102,20 @@ def lost(conn: Conn, plan: Plan, unpaired: sql.Identifier) -> Cases:
     return cases
 
 
-def unacknowledged(
-    conn: Conn, plan: Plan, src: OrderSource, unpaired: sql.Identifier
-) -> tuple[sql.Identifier, sql.Identifier]:
+def unacknowledged(conn: Conn, plan: Plan, src: OrderSource) -> tuple[sql.Identifier, sql.Identifier]:
     """Work tables ``(unacked, seen)`` for :func:`phantoms` and :func:`recovered`.
 
-    ``unacked``: the orders in ``src`` with no ok attempt in the ledger (from :func:`unmatched`; usually
-    few rows). ``seen``: one ledger scan for just those keys, with their attempts and outcomes.
+    ``unacked``: the orders in ``src`` with no ok attempt in the ledger (an anti-join; usually few rows).
+    ``seen``: one ledger scan for just those keys, with their attempts and outcomes.
     """
     L = plan.w("ledger")
     unacked, seen = plan.w(f"unacked_{src.tag}"), plan.w(f"seen_{src.tag}")
     extra = sql.SQL(", p, off") if src.is_topic else sql.SQL("")
     conn.execute(
-        sql.SQL("CREATE UNLOGGED TABLE {u} AS SELECT oid, c, k{extra} FROM {m} WHERE NOT from_ledger").format(
-            u=unacked, m=unpaired, extra=extra
-        )
+        sql.SQL(
+            "CREATE UNLOGGED TABLE {u} AS SELECT oid, c, k{extra} FROM {src} o WHERE NOT EXISTS "
+            "(SELECT 1 FROM {L} l WHERE l.outcome = 'ok' AND l.client_id = o.c AND l.ikey = o.k)"
+        ).format(u=unacked, src=src.rows, L=L, extra=extra)
     )
     conn.execute(
         sql.SQL(
@@ -400,10 +373,9 @@ def ledger_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings) -> Non
     if config.accepted_events and not plan.accepted_complete():
         findings.skip("lost_in_topic", f"topic {config.accepted_events.topic} was truncated by retention")
     for src in sources:
-        unpaired = unmatched(conn, plan, src)
         if src.complete:
-            _record(findings, src.lost_kind, src.label, lost(conn, plan, unpaired), plan.cap)
-        unacked, seen = unacknowledged(conn, plan, src, unpaired)
+            _record(findings, src.lost_kind, src.label, lost(conn, plan, src), plan.cap)
+        unacked, seen = unacknowledged(conn, plan, src)
         _record(findings, src.phantom_kind, src.label, phantoms(conn, plan, src, unacked, seen), plan.cap)
         if src is landed:
             _record(findings, "recovered", src.label, recovered(conn, plan, unacked, seen), plan.cap)
