@@ -47,6 +47,17 @@ def table_columns(conn: psycopg.Connection[Any], table: TableName) -> list[str] 
     return [r[0] for r in rows]
 
 
+def column_type(conn: psycopg.Connection[Any], table: TableName, column: str) -> str | None:
+    """The SQL type of ``table.column`` as ``format_type`` spells it (``uuid``, ``text``, ``character
+    varying(64)``, ...), or None when the table or column does not exist."""
+    row = conn.execute(
+        "SELECT format_type(atttypid, NULL) FROM pg_attribute "
+        "WHERE attrelid = to_regclass(%s) AND attname = %s AND attnum > 0 AND NOT attisdropped",
+        [sql.Identifier(*table).as_string(conn), column],
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 # --- COPY in text format, formatted by hand ----------------------------------------------------------
 # psycopg's write_row() adapts every value through its dumpers (~15 µs a row here); formatting the text
 # format ourselves is several times faster and keeps the loaders close to the raw-COPY floor.

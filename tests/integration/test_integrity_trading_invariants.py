@@ -43,6 +43,7 @@ class Market:
     states: dict[str, str] = field(default_factory=dict)
     positions: dict[tuple[str, str], int] = field(default_factory=dict)
     executions: list[dict[str, Any]] = field(default_factory=list)  # one partition, in offset order
+    states_id_type: str = "text"  # the SQL type of the order states' order id
 
     @classmethod
     def clean(cls) -> Market:
@@ -124,7 +125,7 @@ def _load(m: Market, dsn: str) -> None:
             "CREATE TABLE rm_trades (trade_id text, symbol text, seq bigint, buy_order_id text, "
             "sell_order_id text, qty bigint, price numeric(20, 6))"
         )
-        c.execute("CREATE TABLE rm_orders (order_id text, status text)")
+        c.execute(f"CREATE TABLE rm_orders (order_id {m.states_id_type} PRIMARY KEY, status text)")
         c.execute("CREATE TABLE rm_positions (client_id text, symbol text, net_qty bigint)")
         with c.cursor() as cur:
             cur.executemany(
@@ -241,6 +242,34 @@ def test_an_acknowledged_cancel_whose_order_is_still_open_is_found(judge: Callab
     m.states[_oid(3)] = "open"
     (ex,) = _only(judge(m)[0], "cancel_still_open")
     assert ex["order_id"] == _oid(3) and ex["status"] == "open" and ex["ledger_at"].endswith(":5")
+
+
+@pytest.mark.parametrize("id_type", ["uuid", "character varying(40)", "character(36)"])
+def test_a_cancel_still_open_is_found_whatever_the_type_of_the_order_states_id(
+    judge: Callable[..., Any], id_type: str
+) -> None:
+    """The ledger's id (text) is read in a uuid or varchar column's own type, a char column's id as text."""
+    m = Market.clean()
+    m.states_id_type = id_type
+    m.states[_oid(3)] = "open"
+    (ex,) = _only(judge(m)[0], "cancel_still_open")
+    assert ex["order_id"] == _oid(3) and ex["status"] == "open"
+
+
+@pytest.mark.parametrize("written", ["braces", "no_hyphens", "not_a_uuid"])
+def test_a_cancel_whose_id_is_not_a_uuids_own_text_matches_no_uuid_order(
+    judge: Callable[..., Any], written: str
+) -> None:
+    """An order id matches when its text equals the ledger's: a text Postgres would read as the same uuid
+    but is not its text (braces, no hyphens) matches none, and neither does (nor fails the check) a text
+    that is no uuid at all."""
+    m = Market.clean()
+    m.states_id_type = "uuid"
+    m.states[_oid(3)] = "open"
+    texts = {"braces": "{" + _oid(3) + "}", "no_hyphens": uuid.UUID(_oid(3)).hex, "not_a_uuid": "order-3"}
+    m.ledger[4]["order_id"] = texts[written]
+    result = judge(m)[0]
+    assert result.valid is True and "cancel_still_open" in result.counts, result.to_dict()
 
 
 def test_a_cancelled_order_that_filled_first_is_not_still_open(judge: Callable[..., Any]) -> None:

@@ -20,7 +20,7 @@ from psycopg import sql
 from resgate.checks.identifiers import table_label
 from resgate.checks.integrity.check import IntegrityFindings
 from resgate.checks.integrity.plan import Cases, Plan, TradeSource, counted, fetch, order_refs
-from resgate.checks.sqlutil import table_ident
+from resgate.checks.sqlutil import column_type, table_ident
 
 Conn = psycopg.Connection[Any]
 
@@ -143,7 +143,9 @@ def cancel_still_open(conn: Conn, plan: Plan) -> Cases:
 
     Example: ``POST /orders/9/cancel`` answered 200 at ts 120.5, yet after quiesce the order blotter says
     order 9 is ``open``. An order that filled before the cancel reached it is not open, so not a case.
-    Case: ``{client_id, order_id, status, ts, ledger_at: "file:line"}``.
+    The ledger's order id (text) matches the order whose id reads as that text; the cancels are few and the
+    orders many, so the cancel's id is read in the order id's type (see :func:`_same_id`), not every order
+    id cast to text. Case: ``{client_id, order_id, status, ts, ledger_at: "file:line"}``.
     """
     st = plan.c.order_states
     assert st is not None
@@ -155,19 +157,40 @@ def cancel_still_open(conn: Conn, plan: Plan) -> Cases:
                 "FROM (SELECT client_id, order_id, min(ts) AS ts, min(ARRAY[src, line]) AS ledger_at "
                 "      FROM {ops} WHERE kind = 'cancel' AND outcome = 'ok' AND order_id IS NOT NULL "
                 "      GROUP BY client_id, order_id) x "
-                "JOIN (SELECT {oid}::text AS oid, {status}::text AS status FROM {t}) s ON s.oid = x.order_id "
+                "JOIN (SELECT {oid} AS oid, {status}::text AS status FROM {t}) s ON {same} "
                 "WHERE s.status = ANY({open}) ORDER BY x.ts, x.order_id LIMIT {cap}"
             ).format(
                 ops=plan.w("ledger_ops"),
                 oid=sql.Identifier(st.order_id),
                 status=sql.Identifier(st.status),
                 t=table_ident(st.table),
+                same=_same_id(column_type(conn, st.table, st.order_id), "s.oid", "x.order_id"),
                 open=sql.Literal(list(st.open_statuses)),
                 cap=sql.Literal(plan.cap),
             ),
         )
     )
     return _name_ledger_lines(plan, cases)
+
+
+_UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+"""The text of a uuid exactly as Postgres writes it (lowercase, hyphenated): the strings a uuid's cast to
+text can equal, each the text of exactly one uuid."""
+
+
+def _same_id(typ: str | None, column: str, text: str) -> sql.Composable:
+    """The condition ``column::text = text`` (``column`` of SQL type ``typ``, ``text`` a text), written so
+    that an index or hash on ``column`` serves it: for a text column the plain equality, for a uuid the
+    text read as a uuid only when it is a uuid's own text (any other text equals no uuid's text, and the
+    cast would fail on it); any other type casts the column, as the definition says."""
+    col, txt = sql.SQL(column), sql.SQL(text)
+    if typ in ("text", "character varying"):
+        return sql.SQL("{} = {}").format(col, txt)
+    if typ == "uuid":
+        return sql.SQL("{} = CASE WHEN {} ~ {} THEN {}::uuid END").format(
+            col, txt, sql.Literal(_UUID_TEXT), txt
+        )
+    return sql.SQL("{}::text = {}").format(col, txt)
 
 
 # --- positions ---------------------------------------------------------------------------------------
