@@ -108,6 +108,11 @@ class _QueuedWriter(QueuedLibpqWriter):
 
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         super().__init__(cursor)
+        if not isinstance(self.__dict__.get("_queue"), queue.Queue):  # a private attribute: fail loudly
+            raise GateError(
+                "psycopg's QueuedLibpqWriter keeps no '_queue' (a psycopg upgrade?): the ledger COPY's queue"
+                " cannot be bounded; pin psycopg as constraints.txt does"
+            )
         self._queue = queue.Queue(maxsize=_QUEUED_CHUNKS)
 
 
