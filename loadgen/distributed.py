@@ -150,9 +150,7 @@ def _take_row(
     for part in PART_PREFIXES:
         body = _get(s3_client, bucket, part_key(prefix, node, part))
         path = ledger_dir / f"{part}-{node}.jsonl"
-        if body is None and part != LEDGER_PREFIX:
-            path.unlink(missing_ok=True)  # a worker with no subscriber has no stream part
-        else:
+        if body is not None or part == LEDGER_PREFIX:  # a worker with no subscriber has no stream part
             path.write_bytes(body or b"")
         got = count_records(path) if path.is_file() else 0
         counted = row.get(_COUNT_FIELD[part], 0)
@@ -202,15 +200,13 @@ def collect_worker_parts(
             deadline[node] = min(timeout_s, max(0.0, GONE_AFTER_S - silent))
     while True:
         waited = clock() - start
-        for node in nodes:
-            if node in rows:
-                continue
+        for node in [n for n in nodes if n not in rows]:
             raw = _get(s3_client, bucket, row_key(prefix, node))
             if raw is not None:
                 rows[node] = _take_row(s3_client, bucket, prefix, node, raw, ledger_dir)
             elif waited >= deadline[node]:
                 rows[node] = missing_row(node, waited, seen.get(node))
-        if len(rows) == len(nodes):
-            return [rows[node] for node in nodes]
         pending = [deadline[n] for n in nodes if n not in rows]
+        if not pending:
+            return [rows[node] for node in nodes]
         sleep(min(poll_s, max(0.0, min(pending) - waited)))

@@ -167,9 +167,7 @@ def _process_reason(exit_code: int | None, marker: dict[str, Any] | None) -> str
         return "still running when the load was collected"
     if exit_code < 0:
         return f"killed by signal {-exit_code}"
-    if marker is None:
-        return "no completion marker: the process did not shut down cleanly"
-    return None
+    return "no completion marker: the process did not shut down cleanly" if marker is None else None
 
 
 def node_rows(

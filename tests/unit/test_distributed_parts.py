@@ -165,6 +165,18 @@ def test_a_worker_row_that_says_its_part_is_not_whole_stays_so(s3: Any, tmp_path
     distributed.upload_worker_part({"ledger": part}, row, RUN, s3_client=s3)
     (got,) = collect(s3, tmp_path, ["w1"])
     assert (got["complete"], got["reason"]) == (False, "killed by signal 9")
+    assert got["stream_complete"] is False  # a row without stream fields: its parts share its verdict
+
+
+def test_a_row_is_filed_under_the_node_it_was_uploaded_for_and_one_without_stream_fields_owes_no_stream(
+    s3: Any, tmp_path: Path
+) -> None:
+    bucket, prefix = distributed.parse_s3_uri(RUN)
+    s3.put_object(Bucket=bucket, Key=distributed.part_key(prefix, "w1"), Body=json.dumps(RECORD) + "\n")
+    row = {"node": "w9", "records": 1, "complete": True, "reason": None}  # an image without stream parts
+    s3.put_object(Bucket=bucket, Key=distributed.row_key(prefix, "w1"), Body=json.dumps(row))
+    (got,) = collect(s3, tmp_path, ["w1"])
+    assert (got["node"], got["complete"], got["stream_complete"]) == ("w1", True, True)
 
 
 def test_a_workers_stream_part_travels_beside_its_ledger_part_and_is_checked_against_its_row(
@@ -193,6 +205,7 @@ def gone(last_seen: float) -> dict[str, dict[str, Any]]:
         (distributed.GONE_AFTER_S, 0.0),  # silent long enough already: no wait at all
         (distributed.GONE_AFTER_S + 30, 0.0),
         (distributed.GONE_AFTER_S - 3, 3.0),  # waited for until it has been silent GONE_AFTER_S
+        (distributed.GONE_AFTER_S - 2.5, 2.5),  # to the part of a second (the last sleep is shorter)
     ],
 )
 def test_a_worker_the_masters_heartbeats_found_missing_is_waited_for_only_until_silent_long_enough(
@@ -200,9 +213,11 @@ def test_a_worker_the_masters_heartbeats_found_missing_is_waited_for_only_until_
 ) -> None:
     worker_uploads(s3, tmp_path, "w1", 2)
     clock = Clock()
+    clock.now = 500.0  # the monotonic clock starts anywhere
     w1, w2 = collect(s3, tmp_path, ["w1", "w2"], timeout_s=95.0, seen=gone(NOW - silent_s), clock=clock)
-    assert clock.now == waited_s
+    assert clock.now - 500.0 == waited_s
     assert w1["complete"] and (w2["complete"], w2["stream_complete"]) == (False, False)
+    assert (w2["records"], w2["stream_records"]) == (0, 0)
     assert w2["last_seen"] == NOW - silent_s and w2["missing_since"] == NOW - silent_s + 4
     assert w2["reason"].startswith("the worker missed its heartbeats: last seen at ")
 

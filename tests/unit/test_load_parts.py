@@ -181,7 +181,7 @@ def test_a_workers_row_carries_the_time_the_master_last_heard_it(tmp_path: Path)
     ("before", "locust_state", "after"),
     [
         (("ready", None), "running", ("running", None)),
-        (("running", None), MISSING, (MISSING, 100.0)),  # first seen missing now
+        (("running", None), MISSING, (MISSING, 100.123)),  # first seen missing now (to the millisecond)
         ((MISSING, 90.0), MISSING, (MISSING, 90.0)),  # still missing since then
         ((MISSING, 90.0), "running", ("running", None)),  # it came back (Locust's self-heal)
         ((MISSING, 90.0), None, (MISSING, 90.0)),  # Locust forgot it after a minute: still gone
@@ -191,7 +191,7 @@ def test_a_workers_row_carries_the_time_the_master_last_heard_it(tmp_path: Path)
 def test_the_masters_record_keeps_a_missing_worker_missing_until_it_comes_back(
     before: tuple[str, float | None], locust_state: str | None, after: tuple[str, float | None]
 ) -> None:
-    assert seen_state(*before, locust_state, now=100.0) == after
+    assert seen_state(*before, locust_state, now=100.1234) == after
 
 
 def stream_store(tmp_path: Path, nodes: list[dict] | None) -> FolderStore:
