@@ -419,9 +419,10 @@ def run_locust(
 
     ``workers`` >= 1 runs Locust distributed on this machine: the process above becomes the master
     (``--master`` bound to 127.0.0.1 on a free port, ``--expect-workers N``; it makes no request and prints
-    the merged ``--json`` stats) and N worker processes (``--worker``, ``RESGATE_LOAD_NODE=w1..wN``) each
-    write their own ledger part and live file into ``ledger_dir``; the result's ``nodes`` say whether each
-    part is complete (:func:`node_rows`).
+    the merged ``--json`` stats, and keeps its record of the workers' heartbeats, ``workers-seen.json``)
+    and N worker processes (``--worker``, ``RESGATE_LOAD_NODE=w1..wN``) each write their own ledger part,
+    stream part (with subscribers) and live file into ``ledger_dir``; the result's ``nodes`` say whether
+    each part is complete and when the master last heard each worker (:func:`node_rows`).
 
     ``remote`` runs this process as one node of a load spread over machines (:class:`RemoteRole`): a
     master with no local workers (``--master-bind-host``, ``--expect-workers``), or a worker (``--worker
