@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from resgate.contract.ledger import RETRYABLE_HTTP, TRANSPORT_STATUSES
+from resgate.contract.stream import STREAM_PREFIX
 
 LEDGER_PREFIX = "ledger"
 LIVE_PREFIX = "live"
@@ -34,6 +35,14 @@ DONE_PREFIX = "done"
 """``<dir>/done-<pid>.json``: a process's completion marker, ``{"pid", "node", "records"}``, written when it
 shuts down cleanly (:mod:`loadgen.ledger_plugin`); a ledger part without one is incomplete."""
 MERGED_NAME = "ledger.jsonl"
+PART_PREFIXES: tuple[str, ...] = (LEDGER_PREFIX, STREAM_PREFIX)
+"""The parts each load process leaves, one file each, counted by its completion marker: its client ledger
+and its stream ledger (written only by a process that ran market-data subscribers)."""
+SEEN_FILE = "workers-seen.json"
+"""``<dir>/workers-seen.json``: a Locust master's record of its workers as its heartbeats saw them,
+rewritten once a second and when it stops (:mod:`loadgen.ledger_plugin`, :func:`read_seen`)."""
+MISSING = "missing"
+"""A worker's state once the master has missed its heartbeats (Locust's ``STATE_MISSING``)."""
 
 
 _SORT_IN_MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
@@ -343,3 +352,37 @@ def merge_ledgers(
             pass
         raise
     return target
+
+
+# --------------------------------------------------------------------------------------------- workers seen
+
+
+def read_seen(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """A master's record of its workers (:data:`SEEN_FILE`), by node: ``{node: {node, client_id, pid,
+    first_seen, last_seen, state, missing_since}}`` with ``last_seen`` the epoch second of the worker's
+    last heartbeat, ``state`` Locust's (``running``, ``ready``, ...), ``"missing"`` once its heartbeats
+    stopped (and it did not come back) or ``"left"`` when it quit, and ``missing_since`` when the master
+    first saw it missing. ``{}`` when there is no record (a single-process load, a master that never
+    started) or it does not parse."""
+    try:
+        doc = json.loads((Path(directory) / SEEN_FILE).read_text())
+        return {str(w["node"]): dict(w) for w in doc["workers"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def seen_state(
+    state: str, missing_since: float | None, locust_state: str | None, now: float
+) -> tuple[str, float | None]:
+    """A worker's next ``(state, missing_since)`` in the master's record, from what Locust says of it now
+    (``locust_state``: its ``WorkerNode.state``, None when Locust no longer lists it): Locust's state while
+    it lists the worker (``missing_since`` set when it first turns missing, cleared when it heals); once
+    Locust forgets it, ``missing`` stays missing (Locust drops a missing worker after a minute) and any
+    other becomes ``left`` (it quit)."""
+    if locust_state is not None:
+        state = str(locust_state)
+    elif state != MISSING:
+        state = "left"
+    if state != MISSING:
+        return state, None
+    return state, missing_since if missing_since is not None else round(now, 3)

@@ -54,9 +54,11 @@ from loadgen.ledger import (
     DONE_PREFIX,
     LEDGER_PREFIX,
     LIVE_PREFIX,
+    SEEN_FILE,
     LedgerWriter,
     outcome_for,
     parse_retry_after,
+    seen_state,
     transport_status,
 )
 from loadgen.load_config import LoadConfig
@@ -72,6 +74,9 @@ CONFIG = LoadConfig.from_env()
 LEDGER = LedgerWriter(CONFIG.ledger_dir, prefix=LEDGER_PREFIX, flush_every=CONFIG.flush_every)
 LIVE_FILE = LedgerWriter(CONFIG.ledger_dir, prefix=LIVE_PREFIX, flush_every=1_000_000)
 LIVE = LiveWindow()
+PARTS: dict[str, LedgerWriter] = {LEDGER_PREFIX: LEDGER}
+"""This process's parts by prefix, flushed together and counted by its completion marker; a module that
+writes a part of its own adds its writer with :func:`register_part` (the stream ledger does)."""
 
 _INSTALLED_MARK = "_resgate_ledger_plugin"
 _CLIENT_NUMBERS = itertools.count(1)
@@ -201,6 +206,18 @@ def default_client_id() -> str:
 # --------------------------------------------------------------------------------------------- recording
 
 
+def register_part(writer: LedgerWriter) -> None:
+    """Make ``writer``'s file one of this process's parts (:data:`PARTS`): flushed once a second and when
+    the process stops, before the completion marker, which counts its lines under ``parts.<prefix>``."""
+    PARTS[writer.prefix] = writer
+
+
+def flush_parts() -> None:
+    """Append every part's buffered lines to its file."""
+    for writer in list(PARTS.values()):
+        writer.flush()
+
+
 def _write(record: Mapping[str, Any]) -> None:
     rec = dict(record)
     if not rec.get("client_id"):
@@ -291,7 +308,7 @@ class _Ticker:
             gevent.sleep(1.0 - (time.time() % 1.0) + 0.01)  # just after each second boundary
             try:
                 write_live(final=False)
-                LEDGER.flush()
+                flush_parts()
             except Exception:
                 log.exception("writing the ledger / live stats failed")
 
@@ -337,12 +354,16 @@ _MAKES_REQUESTS = False
 
 
 def write_done_marker() -> None:
-    """Write ``done-<pid>.json`` (:data:`loadgen.ledger.DONE_PREFIX`) with the number of ledger lines this
-    process has written, after they are on disk: the runner's proof that the part is whole. Rewritten by
-    every later flush, so the last one counts; a process killed mid-run leaves none."""
+    """Write ``done-<pid>.json`` (:data:`loadgen.ledger.DONE_PREFIX`) with the number of lines this process
+    has written to each of its parts, after they are on disk: the runner's proof that each part is whole
+    (``{"pid", "node", "records": <ledger lines>, "parts": {prefix: lines}}``). Rewritten by every later
+    flush, so the last one counts; a process killed mid-run leaves none."""
     path = CONFIG.ledger_dir / f"{DONE_PREFIX}-{os.getpid()}.json"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "node": CONFIG.node, "records": LEDGER.written}))
+    parts = {prefix: w.written for prefix, w in PARTS.items()}
+    tmp.write_text(
+        json.dumps({"pid": os.getpid(), "node": CONFIG.node, "records": LEDGER.written, "parts": parts})
+    )
     os.replace(tmp, path)
 
 
@@ -350,10 +371,12 @@ def flush_all(**_kw: Any) -> None:
     """Write everything this process has buffered, then its completion marker (idempotent; safe to call
     from any event)."""
     try:
-        LEDGER.flush()
+        flush_parts()
         LIVE_FILE.flush()
         if _MAKES_REQUESTS:
             write_done_marker()
+        if WATCH.runner is not None:
+            WATCH.write()
     except Exception:
         log.exception("flushing the ledger failed")
 
@@ -364,6 +387,8 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
         _MAKES_REQUESTS = True
         CONFIG.ledger_dir.mkdir(parents=True, exist_ok=True)
         TICKER.start()
+    if isinstance(environment.runner, WorkerRunner):
+        _say_node(environment.runner)  # again: a master restarted since init would not know it
 
 
 STOP_MESSAGE = "resgate_stop"
@@ -373,6 +398,90 @@ FINAL_REPORT_GRACE_S = 10.0
 _FINALS: set[str] = set()
 
 
+NODE_MESSAGE = "resgate_node"
+"""A worker's first message to its master: ``{"node", "pid"}``, so the master can name whom it heard."""
+
+
+class WorkerWatch:
+    """On a master: each worker as its heartbeats show it, written to ``<ledger dir>/workers-seen.json``
+    (:data:`loadgen.ledger.SEEN_FILE`, read by :func:`loadgen.ledger.read_seen`) once a second and when the
+    master stops, so that whoever waits for a worker's parts after the master has ended knows which worker
+    went silent and when it was last heard. Locust marks a worker missing after about four missed one-second
+    heartbeats and forgets it a minute later; the record keeps it missing (a worker that comes back is
+    running again)."""
+
+    def __init__(self) -> None:
+        self.runner: Any = None
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.greenlet: gevent.Greenlet | None = None
+
+    def start(self, runner: Any) -> None:
+        self.runner = runner
+        runner.register_message(NODE_MESSAGE, self.on_node)
+        events.worker_connect.add_listener(self.on_connect)
+        events.heartbeat_sent.add_listener(self.on_heartbeat)
+        self.greenlet = gevent.spawn(self._run)
+
+    def _worker(self, client_id: str, now: float) -> dict[str, Any]:
+        w = self.workers.get(client_id)
+        if w is None:
+            w = self.workers[client_id] = {
+                "node": client_id,
+                "client_id": client_id,
+                "pid": None,
+                "first_seen": round(now, 3),
+                "last_seen": round(now, 3),
+                "state": "ready",
+                "missing_since": None,
+            }
+        return w
+
+    def on_connect(self, client_id: str, **_kw: Any) -> None:
+        self._worker(str(client_id), time.time())
+
+    def on_node(self, msg: Any, **_kw: Any) -> None:
+        data = msg.data if isinstance(msg.data, dict) else {}
+        w = self._worker(str(msg.node_id), time.time())
+        w["node"] = "".join(ch for ch in str(data.get("node") or msg.node_id) if ch.isalnum() or ch in "-_.")
+        w["pid"] = data.get("pid")
+
+    def on_heartbeat(self, client_id: str, timestamp: float, **_kw: Any) -> None:
+        self._worker(str(client_id), timestamp)["last_seen"] = round(float(timestamp), 3)
+
+    def update(self, now: float) -> None:
+        """Take each worker's state from the runner (:func:`loadgen.ledger.seen_state`)."""
+        clients = self.runner.clients if self.runner is not None else {}
+        for cid in list(clients):
+            self._worker(str(cid), now)
+        for cid, w in self.workers.items():
+            node = clients.get(cid)
+            w["state"], w["missing_since"] = seen_state(
+                w["state"], w["missing_since"], None if node is None else node.state, now
+            )
+
+    def write(self) -> None:
+        """Update the record and replace the file (atomically)."""
+        now = time.time()
+        self.update(now)
+        CONFIG.ledger_dir.mkdir(parents=True, exist_ok=True)
+        path = CONFIG.ledger_dir / SEEN_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        workers = sorted(self.workers.values(), key=lambda w: str(w["node"]))
+        tmp.write_text(json.dumps({"written_at": round(now, 3), "workers": workers}))
+        os.replace(tmp, path)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(1.0)
+            try:
+                self.write()
+            except Exception:
+                log.exception("writing the workers' record failed")
+
+
+WATCH = WorkerWatch()
+
+
 def _on_init(environment: Any, **_kw: Any) -> None:
     global _RUNNER
     runner = _RUNNER = environment.runner
@@ -380,9 +489,18 @@ def _on_init(environment: Any, **_kw: Any) -> None:
         runner.register_message(FINAL_MESSAGE, _on_final)
         if _ROLE == "master":
             runner.register_message(LIVE_MESSAGE, _on_live_message)
+        WATCH.start(runner)
     elif isinstance(runner, WorkerRunner):
         # concurrent: stopping the users takes up to the stop timeout; the worker keeps heartbeating
         runner.register_message(STOP_MESSAGE, _on_stop_message, concurrent=True)
+        _say_node(runner)
+
+
+def _say_node(runner: Any) -> None:
+    try:
+        runner.send_message(NODE_MESSAGE, {"node": CONFIG.node, "pid": os.getpid()})
+    except Exception:
+        log.exception("telling the master this worker's node failed")
 
 
 def _on_final(msg: Any, **_kw: Any) -> None:

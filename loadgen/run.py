@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import live_metrics
-from loadgen.ledger import DONE_PREFIX, LEDGER_PREFIX, count_records, merge_ledgers, part_files
+from loadgen.ledger import (
+    DONE_PREFIX,
+    LEDGER_PREFIX,
+    SEEN_FILE,
+    count_records,
+    merge_ledgers,
+    part_files,
+    read_seen,
+)
 from loadgen.stats import load_locust_json, summarize
 from resgate.contract import env as env_names
 from resgate.contract.errors import ConfigError, GateError
@@ -78,8 +86,8 @@ class LocustResult:
 
     @property
     def incomplete_nodes(self) -> list[str]:
-        """The workers whose ledger part is missing or incomplete (see :func:`node_rows`)."""
-        return [str(n["node"]) for n in self.nodes if not n.get("complete")]
+        """The workers whose ledger or stream part is missing or incomplete (see :func:`node_rows`)."""
+        return [str(n["node"]) for n in self.nodes if not (n.get("complete") and n.get("stream_complete"))]
 
     @property
     def total_requests(self) -> int:
@@ -152,49 +160,66 @@ class _Worker:
         self.pid = self.proc.pid
 
 
-def node_rows(ledger_dir: Path, workers: Sequence[tuple[str, int, int | None]]) -> list[dict[str, Any]]:
-    """What each worker left behind: ``[{node, pid, exit_code, records, marker_records, complete, reason}]``.
+def _process_reason(exit_code: int | None, marker: dict[str, Any] | None) -> str | None:
+    """Why none of a worker's parts can be whole, whatever they hold: it was still running, a signal ended
+    it, or it left no completion marker (it did not shut down cleanly); None when it ended cleanly."""
+    if exit_code is None:
+        return "still running when the load was collected"
+    if exit_code < 0:
+        return f"killed by signal {-exit_code}"
+    return "no completion marker: the process did not shut down cleanly" if marker is None else None
 
-    ``workers`` are ``(node, pid, exit_code)``. A worker's ledger part is ``ledger-<pid>.jsonl`` and its
-    completion marker ``done-<pid>.json`` (written by :mod:`loadgen.ledger_plugin` when the process shuts
-    down cleanly, with the number of lines it wrote). A part is complete only when the marker exists, the
-    part holds exactly that many whole lines and no signal ended the process (an exit code > 0 with a whole
-    part, e.g. a user's unhandled exception, is kept in ``exit_code`` but loses no record): a worker killed
-    mid-run has no marker (its part ends at its last flush), so the run's ledger is partial and the checks
-    that read it must say unknown, never pass.
+
+def node_rows(
+    ledger_dir: Path,
+    workers: Sequence[tuple[str, int, int | None]],
+    seen: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """What each worker left behind, one row each: ``{node, pid, exit_code, records, marker_records,
+    complete, reason, stream_records, stream_marker_records, stream_complete, stream_reason, last_seen}``.
+
+    ``workers`` are ``(node, pid, exit_code)``. A worker's parts are its client ledger ``ledger-<pid>.jsonl``
+    and, when it ran market-data subscribers, its stream ledger ``stream-<pid>.jsonl``; its completion
+    marker ``done-<pid>.json`` (written by :mod:`loadgen.ledger_plugin` when the process shuts down cleanly)
+    counts the lines it wrote to each (``records``, ``parts.stream``; a process that ran no subscriber
+    wrote 0 stream lines and has no stream part). A part is whole (``complete`` for the client ledger,
+    ``stream_complete`` for the stream ledger) only when the marker exists, the part holds exactly that
+    many whole lines and no signal ended the process (an exit code > 0 with whole parts, e.g. a user's
+    unhandled exception, is kept in ``exit_code`` but loses no record): a worker killed mid-run has no
+    marker (its parts end at their last flush), so the checks that read them must say unknown, never pass.
+    ``seen`` is the master's record of its workers (:func:`loadgen.ledger.read_seen`): ``last_seen``, the
+    epoch second of the worker's last heartbeat, or None without one.
     """
     rows = []
     for node, pid, exit_code in workers:
-        part = ledger_dir / f"{LEDGER_PREFIX}-{pid}.jsonl"
-        records = count_records(part) if part.is_file() else 0
-        marker_records: int | None = None
+        marker: dict[str, Any] | None = None
         try:
-            marker_records = int(
-                json.loads((ledger_dir / f"{DONE_PREFIX}-{pid}.json").read_text())["records"]
-            )
+            loaded = json.loads((ledger_dir / f"{DONE_PREFIX}-{pid}.json").read_text())
+            marker = {"records": int(loaded["records"]), "parts": dict(loaded.get("parts") or {})}
         except (OSError, ValueError, KeyError, TypeError):
             pass
-        if exit_code is None:
-            reason = "still running when the load was collected"
-        elif exit_code < 0:
-            reason = f"killed by signal {-exit_code}"
-        elif marker_records is None:
-            reason = "no completion marker: the process did not shut down cleanly"
-        elif marker_records != records:
-            reason = f"its part holds {records} records, the process wrote {marker_records}"
-        else:
-            reason = None
-        rows.append(
-            {
-                "node": node,
-                "pid": pid,
-                "exit_code": exit_code,
-                "records": records,
-                "marker_records": marker_records,
-                "complete": reason is None,
-                "reason": reason,
-            }
-        )
+        process = _process_reason(exit_code, marker)
+        row: dict[str, Any] = {"node": node, "pid": pid, "exit_code": exit_code}
+        for prefix, pre in ((LEDGER_PREFIX, ""), (STREAM_PREFIX, "stream_")):
+            part = ledger_dir / f"{prefix}-{pid}.jsonl"
+            records = count_records(part) if part.is_file() else 0
+            wrote: int | None = None
+            if marker is not None:
+                wrote = marker["records"] if prefix == LEDGER_PREFIX else int(marker["parts"].get(prefix, 0))
+            reason = process
+            if reason is None and wrote != records:
+                what = "part" if prefix == LEDGER_PREFIX else f"{prefix} part"
+                reason = f"its {what} holds {records} records, the process wrote {wrote}"
+            row.update(
+                {
+                    f"{pre}records": records,
+                    f"{pre}marker_records": wrote,
+                    "complete" if not pre else "stream_complete": reason is None,
+                    f"{pre}reason": reason,
+                }
+            )
+        row["last_seen"] = (seen or {}).get(node, {}).get("last_seen")
+        rows.append(row)
     return rows
 
 
@@ -350,7 +375,11 @@ class LocustRun:
             stats_error=stats_error,
             summary=summarize(stats),
             nodes=tuple(
-                node_rows(self.ledger_dir, [(w.node, w.pid, w.proc.returncode) for w in self.workers])
+                node_rows(
+                    self.ledger_dir,
+                    [(w.node, w.pid, w.proc.returncode) for w in self.workers],
+                    read_seen(self.ledger_dir),
+                )
             ),
             pid=self.pid,
         )
@@ -390,9 +419,10 @@ def run_locust(
 
     ``workers`` >= 1 runs Locust distributed on this machine: the process above becomes the master
     (``--master`` bound to 127.0.0.1 on a free port, ``--expect-workers N``; it makes no request and prints
-    the merged ``--json`` stats) and N worker processes (``--worker``, ``RESGATE_LOAD_NODE=w1..wN``) each
-    write their own ledger part and live file into ``ledger_dir``; the result's ``nodes`` say whether each
-    part is complete (:func:`node_rows`).
+    the merged ``--json`` stats, and keeps its record of the workers' heartbeats, ``workers-seen.json``)
+    and N worker processes (``--worker``, ``RESGATE_LOAD_NODE=w1..wN``) each write their own ledger part,
+    stream part (with subscribers) and live file into ``ledger_dir``; the result's ``nodes`` say whether
+    each part is complete and when the master last heard each worker (:func:`node_rows`).
 
     ``remote`` runs this process as one node of a load spread over machines (:class:`RemoteRole`): a
     master with no local workers (``--master-bind-host``, ``--expect-workers``), or a worker (``--worker
@@ -436,6 +466,9 @@ def run_locust(
         f"{DONE_PREFIX}-*.json",
         "worker-*.log",
         f"{SHAPE_PREFIX}-*.jsonl",
+        f"{STREAM_PREFIX}-*.jsonl",
+        f"{STREAM_PREFIX}.jsonl",
+        SEEN_FILE,
         ABORT_FILE,
         SHAPE_FILE,
     ):
@@ -556,7 +589,8 @@ def resolve_locustfile(value: str, workdir: Path, *, client: Any = None) -> Path
 
 
 PART_WAIT_S = 90.0
-"""How long a master waits, beyond the stop timeout, for its workers' ledger parts in S3."""
+"""How long a master waits, beyond the stop timeout, for its workers' parts in S3; a worker its heartbeats
+found gone is waited for much less (:data:`loadgen.distributed.GONE_AFTER_S`)."""
 
 
 def remote_role_from_env(users: int) -> RemoteRole | None:
@@ -585,8 +619,9 @@ def remote_role_from_env(users: int) -> RemoteRole | None:
 def _exchange_parts(
     remote: RemoteRole, result: LocustResult, s3_uri: str, ledger_dir: Path, stop_timeout: int
 ) -> LocustResult:
-    """A worker uploads its part and row; a master collects every worker's and returns its result with
-    the merged ledger and the rows (:mod:`loadgen.distributed`). GateError when S3 fails."""
+    """A worker uploads its parts and row; a master collects every worker's (a worker its heartbeats say
+    is gone is waited for only briefly: :func:`loadgen.distributed.collect_worker_parts`) and returns its
+    result with the merged ledgers and the rows (:mod:`loadgen.distributed`). GateError when S3 fails."""
     import boto3
 
     from loadgen import distributed
@@ -595,23 +630,30 @@ def _exchange_parts(
     s3 = boto3.client("s3")
     if remote.role == "worker":
         (row,) = node_rows(ledger_dir, [(node_name(), result.pid, result.exit_code)])
-        distributed.upload_worker_part(result.ledger_path, row, s3_uri, s3_client=s3)
+        parts = distributed.worker_part_files(ledger_dir, result.pid)
+        distributed.upload_worker_part(parts, row, s3_uri, s3_client=s3)
         print(
-            f"loadgen: worker {row['node']}: {row['records']} records, whole: {row['complete']}",
+            f"loadgen: worker {row['node']}: {row['records']} records, {row['stream_records']} stream "
+            f"records, whole: {row['complete'] and row['stream_complete']}",
             file=sys.stderr,
         )
         return result
+    started = time.monotonic()
     rows = distributed.collect_worker_parts(
         s3_uri,
         distributed.worker_nodes(remote.workers),
         ledger_dir,
         timeout_s=stop_timeout + PART_WAIT_S,
         s3_client=s3,
+        seen=read_seen(ledger_dir),  # final: the master's Locust has ended
     )
+    print(f"loadgen: worker parts collected in {time.monotonic() - started:.1f} s", file=sys.stderr)
     for row in rows:
-        if not row["complete"]:
-            print(f"loadgen: worker {row['node']}: {row['reason']}", file=sys.stderr)
+        for reason in dict.fromkeys(r for r in (row.get("reason"), row.get("stream_reason")) if r):
+            print(f"loadgen: worker {row['node']}: {reason}", file=sys.stderr)
     merged = merge_ledgers(ledger_dir)
+    if part_files(ledger_dir, STREAM_PREFIX):  # the workers' subscribers: the run's stream ledger
+        merge_ledgers(ledger_dir, prefix=STREAM_PREFIX)
     return replace(result, ledger_path=merged, ledger_records=count_records(merged), nodes=tuple(rows))
 
 

@@ -5,8 +5,11 @@ Each one subscribes to every symbol on the target's feed (``ws://<host>/stream``
 (:class:`loadgen.stream_client.Subscriber`), and as its task submits a marketable order now and then
 through the same ledger client as the traders, so that the time from the order's acknowledgement to its
 first fill on the stream is measured. Everything the subscriber sees goes to this process's stream ledger
-``$RESGATE_LEDGER_DIR/stream-<pid>.jsonl`` (vocabulary :mod:`resgate.contract.stream`), flushed with the
-client ledger on test stop and at exit. The same locustfile runs on Fargate: only the environment differs.
+``$RESGATE_LEDGER_DIR/stream-<pid>.jsonl`` (vocabulary :mod:`resgate.contract.stream`), one of the
+process's parts (:func:`loadgen.ledger_plugin.register_part`): flushed with the client ledger once a second,
+on test stop and at exit, and counted by the process's completion marker, so a distributed load judges
+each worker's stream part whole or not as it judges its ledger part. The same locustfile runs on Fargate:
+only the environment differs.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from locust import FastHttpUser, between, events, task
 
 from loadgen.ledger import LedgerWriter
 from loadgen.ledger_client import LedgerClient
-from loadgen.ledger_plugin import CONFIG
+from loadgen.ledger_plugin import CONFIG, register_part
 from loadgen.stream_client import Subscriber, SubscriberState
 from resgate.contract.stream import STREAM_PATH, STREAM_PREFIX
 
 STREAM = LedgerWriter(CONFIG.ledger_dir, prefix=STREAM_PREFIX, flush_every=CONFIG.flush_every)
+register_part(STREAM)  # flushed once a second with the client ledger, and counted by the completion marker
 _NUMBERS = itertools.count(1)
 _CENT = Decimal("0.01")
 

@@ -13,8 +13,9 @@ tables look for them:
 - ``load_stats.jsonl`` — Locust's ``--json`` entries, one a line, in the ``load_stats`` table's folder
 - ``load_live.jsonl`` — the per-second live lines of every Locust process (the run's folder)
 - ``load.log`` — Locust's log (the run's folder)
-- ``load_nodes.jsonl`` — a distributed load's workers, one row each, its ledger part whole or not (the
-  run's folder; only when the result has ``nodes``: :mod:`loadgen.distributed`)
+- ``load_nodes.jsonl`` — a distributed load's workers, one row each, its ledger and stream parts whole or
+  not and when the master last heard it (the run's folder; only when the result has ``nodes``:
+  :mod:`loadgen.distributed`)
 - ``load_shape.jsonl`` — the overload shape's samples and fault rows (the run's folder; only when the
   load ran a shape, :mod:`resgate.contract.shape`): the timeline Lambda reads its fault rows
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from resgate.checks import backpressure, integrity, recovery, replay, retryable, slo, streaming
 from resgate.contract.errors import ConfigError, EvidenceMissing
-from resgate.evidence.store import RunStore, ledger, read_jsonl
+from resgate.evidence.store import RunStore, incomplete_stream_parts, ledger, read_jsonl
 
 if TYPE_CHECKING:
     from resgate.evidence.sources import Sources
@@ -133,12 +133,23 @@ def replay_evidence(store: RunStore, thresholds: replay.ReplayConfig, sources: S
 def streaming_evidence(
     store: RunStore, thresholds: streaming.StreamingThresholds, sources: Sources
 ) -> streaming.StreamingEvidence:
-    """The stream ledger ``stream.jsonl`` (required: EvidenceMissing without it), the fault timeline and
+    """The stream ledger ``stream.jsonl`` (required: EvidenceMissing without it; a distributed load's is
+    the merge of one part per worker, EvidenceMissing when a worker's part is missing or incomplete:
+    :func:`~resgate.evidence.store.incomplete_stream_parts`), the fault timeline and
     the trades published on ``thresholds.topic`` (:func:`resgate.checks.streaming.gather`; the
     Kafka bootstrap is required). Lines of the stream ledger that do not parse are counted (a truncated
     ledger: the check is unknown); a topic truncated by retention is EvidenceMissing."""
     import json
 
+    broken = incomplete_stream_parts(store)
+    if broken:
+        names = ", ".join(
+            f"{row.get('node')} ({row.get('stream_reason') or row.get('reason')})" for row in broken
+        )
+        raise EvidenceMissing(
+            f"the stream ledger is partial: the stream part of load worker {names} is missing or incomplete",
+            uri=store.uri("load_nodes"),
+        )
     if not store.exists("stream"):
         raise EvidenceMissing(
             f"no stream ledger ({store.uri('stream')}): no market-data subscriber ran"

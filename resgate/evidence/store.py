@@ -119,6 +119,20 @@ def incomplete_load_parts(store: RunStore) -> list[dict[str, Any]]:
     return [row for row in read_jsonl(store, "load_nodes") if row.get("complete") is not True]
 
 
+def incomplete_stream_parts(store: RunStore) -> list[dict[str, Any]]:
+    """The load workers whose stream-ledger part (their market-data subscribers' records) is missing or
+    incomplete: rows of ``load_nodes.jsonl`` whose ``stream_complete`` is not true (a row without the field
+    is judged by its ``complete``); ``[]`` for a single-process load or when every part is whole. A worker
+    that ran no subscriber has a whole, empty stream part."""
+    if not store.exists("load_nodes"):
+        return []
+    return [
+        row
+        for row in read_jsonl(store, "load_nodes")
+        if row.get("stream_complete", row.get("complete")) is not True
+    ]
+
+
 def ledger(store: RunStore, *, required: bool = True) -> LedgerView | list[LedgerRecord]:
     """The run's ledger as a re-iterable stream; without a ledger, EvidenceMissing when ``required``, else an
     empty list (the checks that only refine their figures with it do without).

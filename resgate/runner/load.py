@@ -132,12 +132,17 @@ class LoadRun:
         out["ledger records"] = self.result.ledger_records
         out.update(intended_figures(self.result.ledger_path))
         if self.result.nodes:
-            parts = ", ".join(
-                f"{n['node']} {n['records']}" + ("" if n["complete"] else f" (INCOMPLETE: {n['reason']})")
-                for n in self.result.nodes
-            )
+            parts = ", ".join(f"{n['node']} {n['records']}{_part_trouble(n)}" for n in self.result.nodes)
             out["load workers"] = f"{len(self.result.nodes)}: {parts}"
         return out
+
+
+def _part_trouble(row: dict[str, Any]) -> str:
+    """`` (INCOMPLETE: <why>)`` for a worker whose ledger or stream part is not whole, else ``""``."""
+    why = [row["reason"]] if not row["complete"] else []
+    if not row.get("stream_complete", True) and row.get("stream_reason") not in why:
+        why.append(f"stream part: {row.get('stream_reason')}")
+    return f" (INCOMPLETE: {'; '.join(map(str, why))})" if why else ""
 
 
 def intended_figures(ledger_path: Path) -> dict[str, str]:
