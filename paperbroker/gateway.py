@@ -26,7 +26,9 @@ partition that swallows bytes never finishes, so the first probe after a heal mu
 request that finds the database down waits up to :data:`DOWN_WAIT_S` for a probe begun after it arrived:
 served when that probe answers, 503 at once when it fails. So nothing sent after a partition heals is
 refused on an older verdict (before this, 1-3 % of the requests sent in the 10 s after a 3 s blackhole
-were, within 0.3 s of the heal: ``tests/integration/test_paperbroker_partition_heal.py``).
+were, within 0.3 s of the heal: ``tests/integration/test_paperbroker_partition_heal.py``). The probe that
+sees the database answer again also ends the calls and pool connection attempts sent into the outage
+(:class:`paperbroker.db.Heals`), which would otherwise hold the pool's slots and workers after the heal.
 
 No response is a bare 500: a catch-all middleware answers 503 + ``Retry-After`` with a JSON body naming
 the error. Seeded bugs (``PAPERBROKER_BUGS``): ``no_idempotency`` skips the guard (every retry is a new
@@ -34,7 +36,8 @@ order and a new event); ``ack_before_commit`` answers 201 from an in-memory writ
 each order only about a second later (a SIGKILL loses every order acknowledged in the last second);
 ``slow_start`` keeps ``/ready`` at 503 for ``PB_SLOW_START_S``; ``no_db_deadline`` waits on the database
 as long as it takes (the good build severs a connection after :data:`REQUEST_DEADLINE_S` and answers 503);
-``no_connect_timeout`` opens the pool's connections with no connect timeout; ``slow_orders`` answers every
+``no_connect_timeout`` opens the pool's connections with no connect timeout (and lets an attempt begun in a
+partition run on after the heal, see :class:`paperbroker.db.Heals`); ``slow_orders`` answers every
 order 50 ms later (a latency regression only a golden profile catches); ``gateway_sheds_after_write``
 refuses an order (503) when the outbox is more than :data:`OUTBOX_LAG_LIMIT_S` behind, but checks only
 after the order and its event were written (a retry is refused the same way); ``unbounded_queue`` admits
@@ -108,12 +111,17 @@ class Gateway:
         self.topic_orders = settings.topic_orders
         unbounded = settings.bug("unbounded_queue")
         self.admission = Admission(None if unbounded else settings.max_in_flight)
+        # calls and connection attempts sent into an outage end at its heal (paperbroker.db.Heals); the
+        # seeded bug no_connect_timeout connects as long as it takes, heal or not
+        self.heals = db.Heals()
+        no_connect_timeout = settings.bug("no_connect_timeout")
         self.pool = db.make_pool(
             settings.dsn,
             min_size=2,
             max_size=8,
             timeout_s=UNBOUNDED_POOL_WAIT_S if unbounded else 1.5,
-            connect_timeout_s=None if settings.bug("no_connect_timeout") else db.CONNECT_TIMEOUT_S,
+            connect_timeout_s=None if no_connect_timeout else db.CONNECT_TIMEOUT_S,
+            heals=None if no_connect_timeout else self.heals,
         )
         self.relay = OutboxRelay(settings.dsn, settings.kafka_bootstrap, name=settings.replica)
         self.db_ok = False
@@ -147,6 +155,7 @@ class Gateway:
             ack_before_commit=self.ack_before_commit,
             db_failed=self.db_failed,
             db_deadline_s=None if settings.bug("no_db_deadline") else REQUEST_DEADLINE_S,
+            heals=self.heals,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -253,7 +262,13 @@ class Gateway:
                 if old is not None:
                     with contextlib.suppress(Exception):
                         await old.close()
+                stranded = self.heals.healed(started)
                 self._set_db(True, "")
+                log.info(
+                    "%s: %d database calls and connection attempts sent into the outage ended",
+                    self.settings.replica,
+                    stranded,
+                )
         except Exception as e:
             if not self.db_ok:
                 self._failed_probe_started = max(self._failed_probe_started, started)

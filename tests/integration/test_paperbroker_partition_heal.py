@@ -7,7 +7,8 @@ the lift must fail no more often than before the fault. Here a real gateway repl
 :class:`resgate.local.faultproxy.FaultProxy`; a few clients send orders and read them back (as the load's
 traders do, with the load's 3 s client timeout) while the proxy swallows every byte toward Postgres for
 3 s (``blackhole`` upstream: the egress blackhole FIS runs), and the requests sent after the heal are
-counted.
+counted. Two smaller tests pin what a heal ends (:class:`paperbroker.db.Heals`): a call sent into the
+blackhole, and a pool connection attempt begun in it, neither of which could ever get its answer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from paperbroker import db
 from paperbroker.system import GatewayProcess, init_system
 from resgate.local.faultproxy import FaultProxy, dsn_address, proxied_dsn
 from resgate.local.toxics import Toxics
@@ -65,17 +67,20 @@ def pg_path(pg_dsn: str) -> Iterator[tuple[str, Toxics]]:
 
 
 async def _client(n: int, url: str, stop_at: float, out: list[Sent]) -> None:
-    """Send an order, read it back, pause; until ``stop_at``. Every request is recorded."""
+    """Send an order, read the last order taken back (a read asks the pool for a connection even while
+    the database is down, as the load's traders' reads do), pause; until ``stop_at``. Every request is
+    recorded."""
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        i = 0
+        i, last = 0, ""
         while time.monotonic() < stop_at:
             i += 1
             body = {"client_id": f"c{n}", "symbol": "AAPL", "side": "buy", "qty": 1, "price": "100.00"}
             headers = {"Idempotency-Key": f"k{n}-{i}-{uuid.uuid4().hex[:6]}"}
             status, order = await _send(session, "POST", f"{url}/orders", out, json=body, headers=headers)
-            if status == 201 and order.get("order_id"):
-                await _send(session, "GET", f"{url}/orders/{order['order_id']}", out)
+            last = str(order.get("order_id") or "") if status == 201 else last
+            if last:
+                await _send(session, "GET", f"{url}/orders/{last}", out)
             await asyncio.sleep(PAUSE_S)
 
 
@@ -146,3 +151,69 @@ def test_a_gateway_fails_almost_no_request_sent_in_the_10s_after_a_3s_postgres_b
     assert before and all(s.status in (200, 201) for s in before), before
     assert len(after) >= 200, len(after)
     assert len(failed) * 200 <= len(after), (dict(why), log.read_text()[-4000:])
+
+
+def test_a_call_sent_into_a_blackhole_ends_at_the_heal_not_at_its_deadline(
+    pg_path: tuple[str, Toxics],
+) -> None:
+    """Its bytes are gone: waiting for its 3 s deadline would hold a pool slot after the heal."""
+    dsn, toxics = pg_path
+
+    async def scenario() -> tuple[float, str, bool]:
+        heals = db.Heals()
+        conn = await db.connect_async(dsn, autocommit=True)
+        toxics.add("blackhole", "upstream", blackhole=True)
+
+        async def call() -> str:
+            try:
+                async with db.bounded(conn, 3.0, "request", heals=heals):
+                    await conn.execute("SELECT 1")
+            except db.DeadlineExceeded as e:
+                return str(e)
+            return "answered"
+
+        task = asyncio.create_task(call())
+        await asyncio.sleep(0.3)
+        toxics.remove("blackhole")
+        t0 = time.monotonic()
+        heals.healed(probe_started=time.monotonic())
+        why = await task
+        took = time.monotonic() - t0
+        closed = conn.closed
+        await conn.close()
+        return took, why, closed
+
+    took, why, closed = asyncio.run(scenario())
+    assert why == "request: sent into an outage that has healed, connection closed"
+    assert took < 1.0, took
+    assert closed
+
+
+def test_a_pool_connection_attempt_begun_in_a_blackhole_starts_afresh_at_the_heal(
+    pg_path: tuple[str, Toxics],
+) -> None:
+    """libpq's connect timeout (3 s here) would end it only long after the heal; the fresh start answers
+    at once, and the connection works."""
+    dsn, toxics = pg_path
+
+    async def scenario() -> tuple[float, int]:
+        heals = db.Heals()
+        cls = db.heal_aware_connection(heals)
+        toxics.add("blackhole", "upstream", blackhole=True)
+        task = asyncio.create_task(cls.connect(dsn, autocommit=True, connect_timeout=db.CONNECT_TIMEOUT_S))
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        toxics.remove("blackhole")
+        t0 = time.monotonic()
+        heals.healed(probe_started=time.monotonic())
+        conn = await task
+        took = time.monotonic() - t0
+        async with conn:
+            cur = await conn.execute("SELECT 7")
+            row = await cur.fetchone()
+        assert row is not None
+        return took, int(row[0])
+
+    took, seven = asyncio.run(scenario())
+    assert seven == 7
+    assert took < 1.0, took
