@@ -20,13 +20,24 @@ outbox) and published by :mod:`paperbroker.relay`. HTTP API (JSON in and out):
   database and the broker are reachable and the schema exists (and, with the ``slow_start`` bug, after
   ``PB_SLOW_START_S``), else 503.
 
+The database's state comes from a health loop: a probe every 250 ms while it answers; while it does not, a
+fresh probe on a new connection every :data:`DOWN_PROBE_EVERY_S` (a connection attempt begun inside a
+partition that swallows bytes never finishes, so the first probe after a heal must be a new one). A
+request that finds the database down waits up to :data:`DOWN_WAIT_S` for a probe begun after it arrived:
+served when that probe answers, 503 at once when it fails. So nothing sent after a partition heals is
+refused on an older verdict (before this, 1-3 % of the requests sent in the 10 s after a 3 s blackhole
+were, within 0.3 s of the heal: ``tests/integration/test_paperbroker_partition_heal.py``). The probe that
+sees the database answer again also ends the calls and pool connection attempts sent into the outage
+(:class:`paperbroker.db.Heals`), which would otherwise hold the pool's slots and workers after the heal.
+
 No response is a bare 500: a catch-all middleware answers 503 + ``Retry-After`` with a JSON body naming
 the error. Seeded bugs (``PAPERBROKER_BUGS``): ``no_idempotency`` skips the guard (every retry is a new
 order and a new event); ``ack_before_commit`` answers 201 from an in-memory write-behind buffer and writes
 each order only about a second later (a SIGKILL loses every order acknowledged in the last second);
 ``slow_start`` keeps ``/ready`` at 503 for ``PB_SLOW_START_S``; ``no_db_deadline`` waits on the database
 as long as it takes (the good build severs a connection after :data:`REQUEST_DEADLINE_S` and answers 503);
-``no_connect_timeout`` opens the pool's connections with no connect timeout; ``slow_orders`` answers every
+``no_connect_timeout`` opens the pool's connections with no connect timeout (and lets an attempt begun in a
+partition run on after the heal, see :class:`paperbroker.db.Heals`); ``slow_orders`` answers every
 order 50 ms later (a latency regression only a golden profile catches); ``gateway_sheds_after_write``
 refuses an order (503) when the outbox is more than :data:`OUTBOX_LAG_LIMIT_S` behind, but checks only
 after the order and its event were written (a retry is refused the same way); ``unbounded_queue`` admits
@@ -80,6 +91,14 @@ REQUEST_DEADLINE_S = 3.0
 OUTBOX_LAG_LIMIT_S = 1.0
 PROBE_DEADLINE_S = 1.0
 SCHEMA_DEADLINE_S = 10.0
+# While the database is down a fresh probe (on a new connection) starts this often, each bounded by
+# PROBE_DEADLINE_S: a connection attempt begun inside a partition that swallows bytes can never finish, so
+# waiting for it would report the database down for up to PROBE_DEADLINE_S after the heal.
+DOWN_PROBE_EVERY_S = 0.1
+# A request that finds the database down waits at most this long (one probe's deadline) for a probe begun
+# after it arrived to answer (then it is served) or fail (then 503 at once): no request sent after a heal
+# is refused on a verdict older than itself.
+DOWN_WAIT_S = PROBE_DEADLINE_S
 
 
 # ---------------------------------------------------------------------------------------- gateway
@@ -92,12 +111,17 @@ class Gateway:
         self.topic_orders = settings.topic_orders
         unbounded = settings.bug("unbounded_queue")
         self.admission = Admission(None if unbounded else settings.max_in_flight)
+        # calls and connection attempts sent into an outage end at its heal (paperbroker.db.Heals); the
+        # seeded bug no_connect_timeout connects as long as it takes, heal or not
+        self.heals = db.Heals()
+        no_connect_timeout = settings.bug("no_connect_timeout")
         self.pool = db.make_pool(
             settings.dsn,
             min_size=2,
             max_size=8,
             timeout_s=UNBOUNDED_POOL_WAIT_S if unbounded else 1.5,
-            connect_timeout_s=None if settings.bug("no_connect_timeout") else db.CONNECT_TIMEOUT_S,
+            connect_timeout_s=None if no_connect_timeout else db.CONNECT_TIMEOUT_S,
+            heals=None if no_connect_timeout else self.heals,
         )
         self.relay = OutboxRelay(settings.dsn, settings.kafka_bootstrap, name=settings.replica)
         self.db_ok = False
@@ -105,6 +129,9 @@ class Gateway:
         self.schema_ready = False
         self._health_wake = asyncio.Event()
         self._health_conn: psycopg.AsyncConnection | None = None
+        self._probe_news = asyncio.Event()  # set (and replaced) whenever a probe of a down database ends
+        self._failed_probe_started = 0.0  # the start (monotonic) of the latest probe that failed while down
+        self._down_probes: set[asyncio.Task[None]] = set()
         self._pool_suspect = False  # a request saw a database error: check the pooled connections
         self._pool_check: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,6 +155,7 @@ class Gateway:
             ack_before_commit=self.ack_before_commit,
             db_failed=self.db_failed,
             db_deadline_s=None if settings.bug("no_db_deadline") else REQUEST_DEADLINE_S,
+            heals=self.heals,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -147,7 +175,7 @@ class Gateway:
     async def stop(self) -> None:
         """Stop background tasks, the relay and the pool."""
         self._feed_stop.set()
-        tasks = [*self._tasks, *([self._pool_check] if self._pool_check else [])]
+        tasks = [*self._tasks, *([self._pool_check] if self._pool_check else []), *self._down_probes]
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -165,27 +193,92 @@ class Gateway:
 
     # -- health --------------------------------------------------------------------------------------
     async def _health_loop(self) -> None:
-        """Probe the database every 250 ms (at once when a request saw a database error); create the
+        """Probe the database every 250 ms (at once when a request saw a database error) while it is up;
+        while it is down, start a fresh probe every :data:`DOWN_PROBE_EVERY_S` until one answers. Create the
         schema once it answers; purge the pool's dead connections while it does not."""
         while True:
-            ok, err = await self._probe_db()
-            if not ok:
-                ok, err = await self._probe_db()  # the probe's connection may have died with a restart
-            if ok != self.db_ok:
-                log.info("%s: database %s %s", self.settings.replica, "up" if ok else "down", err)
-            self.db_ok, self.db_error = ok, err
-            if (not ok or self._pool_suspect) and (self._pool_check is None or self._pool_check.done()):
-                # discard connections that died with the server so recovery does not cost failed requests;
-                # in the background (each connection's check is bounded), so probing goes on meanwhile
-                self._pool_suspect = False
-                self._pool_check = asyncio.create_task(self._check_pool(), name="pool-check")
+            if self.db_ok:
+                ok, err = await self._probe_db()
+                if not ok:
+                    ok, err = await self._probe_db()  # the probe's connection may have died with a restart
+                self._set_db(ok, err)
+            else:
+                await self._probe_until_up()
+            if (not self.db_ok or self._pool_suspect) and (
+                self._pool_check is None or self._pool_check.done()
+            ):
+                self._check_pool_soon()
+            if not self.db_ok:
+                continue
             self._health_wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._health_wake.wait(), 0.25)
 
+    def _set_db(self, ok: bool, err: str) -> None:
+        if ok != self.db_ok:
+            log.info("%s: database %s %s", self.settings.replica, "up" if ok else "down", err)
+        self.db_ok, self.db_error = ok, err
+
+    def _check_pool_soon(self) -> None:
+        """Discard connections that died with the server so recovery does not cost failed requests; in the
+        background (each connection's check is bounded), so probing goes on meanwhile."""
+        self._pool_suspect = False
+        self._pool_check = asyncio.create_task(self._check_pool(), name="pool-check")
+
     async def _check_pool(self) -> None:
         with contextlib.suppress(Exception):
             await self.pool.check()
+
+    async def _probe_until_up(self) -> None:
+        """Start a fresh probe (:meth:`_fresh_probe`) now and every :data:`DOWN_PROBE_EVERY_S` until one
+        answers (the database is up: returns) or a pool check is due (returns, to start it). Probes still
+        running when it returns end on their own deadline and close their connection."""
+        while not self.db_ok:
+            probe = asyncio.create_task(self._fresh_probe(), name="down-probe")
+            self._down_probes.add(probe)
+            probe.add_done_callback(self._down_probes.discard)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(probe), DOWN_PROBE_EVERY_S)
+            if self._pool_suspect or self._pool_check is None or self._pool_check.done():
+                return
+
+    async def _fresh_probe(self) -> None:
+        """One probe of a down database on a new connection; the first that answers becomes the health
+        connection and marks the database up. Every end is news for the requests waiting on it."""
+        started = time.monotonic()
+        conn: psycopg.AsyncConnection | None = None
+        try:
+            conn = await asyncio.wait_for(
+                db.connect_async(self.settings.dsn, autocommit=True), PROBE_DEADLINE_S
+            )
+            async with db.bounded(conn, PROBE_DEADLINE_S, "health probe"):
+                await conn.execute("SELECT 1")
+            if not self.schema_ready:
+                async with db.bounded(conn, SCHEMA_DEADLINE_S, "schema"):
+                    await db.ensure_gateway_schema_async(conn)
+                self.schema_ready = True
+            if not self.db_ok:
+                old, self._health_conn, conn = self._health_conn, conn, None
+                if old is not None:
+                    with contextlib.suppress(Exception):
+                        await old.close()
+                stranded = self.heals.healed(started)
+                self._set_db(True, "")
+                log.info(
+                    "%s: %d database calls and connection attempts sent into the outage ended",
+                    self.settings.replica,
+                    stranded,
+                )
+        except Exception as e:
+            if not self.db_ok:
+                self._failed_probe_started = max(self._failed_probe_started, started)
+                self.db_error = f"{type(e).__name__}: {e}".strip()
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+            news, self._probe_news = self._probe_news, asyncio.Event()
+            news.set()
 
     async def _probe_db(self) -> tuple[bool, str]:
         """``SELECT 1`` on a dedicated connection (not the pool: a busy pool is not a database outage)."""
@@ -209,6 +302,22 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await conn.close()
             return False, f"{type(e).__name__}: {e}".strip()
+
+    async def _database_answers(self) -> None:
+        """Return when the database is up; while it is down, wait at most :data:`DOWN_WAIT_S` for a probe
+        begun after this call to answer. Raises the 503 ApiError when one failed, or none answered in time."""
+        if self.db_ok:
+            return
+        arrived = time.monotonic()
+        deadline = arrived + DOWN_WAIT_S
+        while not self.db_ok and self._failed_probe_started < arrived:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._probe_news.wait(), left)
+        if not self.db_ok:
+            raise unavailable("database", self.db_error or "not reachable")
 
     def readiness(self) -> dict[str, Any]:
         """The readiness state ``{ready, database, broker, schema, slow_start_remaining_s, relay}``."""
@@ -234,9 +343,8 @@ class Gateway:
             "admission": self.admission.stats(),
         }
 
-    def _require_dependencies(self) -> None:
-        if not self.db_ok:
-            raise unavailable("database", self.db_error or "not reachable")
+    async def _require_dependencies(self) -> None:
+        await self._database_answers()
         if not self.schema_ready:
             raise unavailable("database", "schema not ready")
         if not self.relay.broker_ok:
@@ -265,7 +373,7 @@ class Gateway:
         fields = parse_order(await read_json(request))
         if self.retry_stale_copy:
             fields = self._stale_copy(fields, request.headers.get(ATTEMPT_HEADER))
-        self._require_dependencies()
+        await self._require_dependencies()
         if "slow_orders" in self.settings.bugs:
             await asyncio.sleep(SLOW_ORDERS_S)
         status, body = await self.intake.create_order(fields, key)
@@ -292,14 +400,13 @@ class Gateway:
 
     async def cancel_order(self, request: web.Request) -> web.Response:
         order_id = parse_uuid(request.match_info["order_id"], "order_id")
-        self._require_dependencies()
+        await self._require_dependencies()
         return web.json_response(await self.intake.cancel_order(order_id))
 
     async def create_rfq(self, request: web.Request) -> web.Response:
         key = idempotency_key(request, required=False)
         fields = parse_rfq(await read_json(request))
-        if not self.db_ok:
-            raise unavailable("database", self.db_error or "not reachable")
+        await self._database_answers()
         status, body = await self.intake.create_rfq(fields, key)
         return web.json_response(body, status=status)
 

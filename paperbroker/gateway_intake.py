@@ -11,8 +11,9 @@ without the guard) and ``ack_before_commit`` (an in-memory write-behind buffer, 
 second after it was acknowledged) live here too. :class:`OrderIntake` answers ``(status, JSON body)`` or
 raises :class:`~paperbroker.gateway_api.ApiError`; a database failure goes through the replica's
 ``db_failed`` so its health loop re-probes. Every use of a pooled connection is bounded by
-``db_deadline_s`` (:func:`paperbroker.db.bounded`: at the deadline the connection is severed, the request
-answers 503 and the pool replaces the connection); the seeded bug ``no_db_deadline`` passes ``None``.
+``db_deadline_s`` (:func:`paperbroker.db.bounded`: at the deadline, or at a heal of the database when the
+use began before it, the connection is severed, the request answers 503 and the pool replaces the
+connection); the seeded bug ``no_db_deadline`` passes ``None``.
 """
 
 from __future__ import annotations
@@ -131,9 +132,11 @@ class OrderIntake:
         ack_before_commit: bool,
         db_failed: Callable[[BaseException], ApiError],
         db_deadline_s: float | None = None,
+        heals: db.Heals | None = None,
     ) -> None:
         self.pool = pool
         self.db_deadline_s = db_deadline_s
+        self.heals = heals
         self.relay = relay
         self.topic_orders = topic_orders
         self.no_idempotency = no_idempotency
@@ -146,8 +149,12 @@ class OrderIntake:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A pooled connection whose use in the block is bounded by ``db_deadline_s``."""
-        async with self.pool.connection() as conn, db.bounded(conn, self.db_deadline_s, "request"):
+        """A pooled connection whose use in the block is bounded by ``db_deadline_s`` (and by a heal of the
+        database, when the block began before it)."""
+        async with (
+            self.pool.connection() as conn,
+            db.bounded(conn, self.db_deadline_s, "request", heals=self.heals),
+        ):
             yield conn
 
     # -- orders --------------------------------------------------------------------------------------

@@ -195,9 +195,14 @@ def test_the_network_config_rehearsed_fires_holds_and_lifts_each_fis_network_act
     through a held fault as healthy at its lift (lambdas/timeline/health.py), so recovery judges every
     fault, and the client ledger judges whether the service served again from the lift on. That is
     stricter than the local gate, whose health probe sees the gateway healthy a little after the lift:
-    after the 3 s Postgres blackhole the good build's gateways failed 7 of 576 requests (1.2 %, their
-    pools replacing the stranded connections) in the 10 s after the lift, over the 1 % tolerance. So the
-    verdict is PASS, or FAIL on exactly that; anything else fails this test."""
+    after the 3 s Postgres blackhole the good build's gateways failed 7 of 576 requests (1.2 %) in the 10 s
+    after the lift, over the 1 % tolerance (FAIL in 2 of 3 runs). The cause: each gateway refused requests
+    on its health probe's stale "down" (a connection attempt begun inside the partition cannot finish after
+    it). A gateway now probes a down database afresh every 100 ms and a request waits for a probe begun
+    after it arrived, and that probe ends the calls and pool connection attempts sent into the outage
+    (paperbroker.gateway, paperbroker.db.Heals, tests/integration/test_paperbroker_partition_heal.py): PASS
+    in 5 of 5 runs, 0 of 407, 555, 548 and 571 failed after the lift where counted (2026-12-07). So the good
+    build must PASS, recovery included."""
     r = rehearse(rehearsal_config("network"), waits=WAITS, timeout_s=NETWORK_LOAD_S + 240, fis_wait_scale=0.1)
     print(r.summary())
     assert r.denials == [], r.denials
@@ -223,9 +228,14 @@ def test_the_network_config_rehearsed_fires_holds_and_lifts_each_fis_network_act
     for f in by_id.values():  # judged, each from its lift: the tasks lived through it
         assert f["observed_after"] and f["effect_observed"], f
         assert f["recovered_ts"] == f["lifted_ts"] and f["time_to_healthy_s"] == 0.0, f
+        print(
+            f"{f['fault_id']}: {f['requests_after']} requests sent after the lift, error ratio "
+            f"{f['error_ratio_after']} (baseline {recovery['details']['baseline_error_ratio']})"
+        )
     failing = {(x["kind"], x.get("fault_id")) for x in recovery["examples"] if x["kind"] != "not_detected"}
-    assert failing <= {("error_ratio_not_back", "partition-db-3s")}, recovery["examples"]
-    assert (r.checks["recovery"] == "pass") == (not failing), r.summary()
+    assert failing == set(), recovery["examples"]
+    assert r.checks["recovery"] == "pass", r.summary()
+    assert assert_verdict(r)["result"] == "PASS", r.summary()
 
 
 @pytest.mark.rehearsal
