@@ -354,17 +354,21 @@ def test_a_call_is_refused_when_the_rehearsal_cannot_be_asked() -> None:
 def test_a_process_with_the_guard_folder_on_its_path_checks_its_own_boto3(
     harness: Callable[..., Harness], tmp_path: Any
 ) -> None:
-    # The load task's way in: the folder's sitecustomize installs the check before the task's code runs.
+    # The load task's way in: the folder's sitecustomize installs the check before the task's code runs,
+    # importing nothing that imports ssl (botocore, urllib) until the task does: Locust's gevent patches ssl
+    # after startup, and a task that had imported it first died with a RecursionError (no load at all).
     h = harness()
     folder = sdk_guard.guard_folder(tmp_path)
     script = (
-        "import boto3, json\n"
+        "import sys, json\n"
+        "early = sorted(m for m in ('ssl', 'botocore', 'urllib.request') if m in sys.modules)\n"
+        "import boto3\n"
         "from botocore.exceptions import ClientError\n"
         "s3 = boto3.client('s3', region_name='us-east-1', endpoint_url='http://127.0.0.1:9')\n"
         "try:\n"
         f"    s3.get_object(Bucket={h.bucket!r}, Key={RUN_KEY!r})\n"
         "except ClientError as e:\n"
-        "    print(json.dumps(e.response['Error']))\n"
+        "    print(json.dumps({'early': early, **e.response['Error']}))\n"
     )
     env = {
         **os.environ,
@@ -376,6 +380,7 @@ def test_a_process_with_the_guard_folder_on_its_path_checks_its_own_boto3(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True
     )
     error = json.loads(out.stdout.strip().splitlines()[-1])
+    assert error["early"] == [], error
     assert error["Code"] == "AccessDenied" and "s3:GetObject" in error["Message"], out.stderr
 
 

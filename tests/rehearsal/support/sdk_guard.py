@@ -11,19 +11,23 @@ the process signs with, which names its role: :meth:`.permissions.Permissions.ac
 rehearsal's endpoint and raises what it answers. An endpoint that cannot be reached refuses the call: a
 call the rehearsal did not judge must not pass.
 
-This module runs in the Lambda's isolated interpreter (standard library and botocore only) and, as
+This module runs in the Lambda's isolated interpreter (standard library and botocore only) and, through a
 ``sitecustomize``, in the load task's: :func:`install_from_env` reads :data:`ENV_URL` and
-:data:`ENV_SERVICES`.
+:data:`ENV_SERVICES`. At that point nothing that imports ``ssl`` may be imported yet (botocore, urllib):
+Locust's gevent patches ``ssl`` later, and a process that imported it first fails with a RecursionError
+on its first TLS context. So the handler is installed when the process itself first imports
+``botocore.handlers`` (:class:`_AfterImport`), and urllib is imported only when a call is judged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import json
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +56,9 @@ def _plain(value: Any) -> Any:
 
 def ask(url: str, caller: str, service: str, operation: str, params: Any) -> dict[str, Any] | None:
     """The rehearsal's answer: None when the call is allowed, else ``{code, message, status}``."""
+    import urllib.error
+    import urllib.request
+
     body = json.dumps(
         {"caller": caller, "service": service, "operation": operation, "params": _plain(params)}
     ).encode()
@@ -117,14 +124,47 @@ def installed(url: str, services: frozenset[str] = frozenset(GUARDED)) -> Iterat
         handlers.BUILTIN_HANDLERS.remove(spec)
 
 
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``then()`` once the module ``name`` has been imported by the process (not before)."""
+
+    def __init__(self, name: str, then: Callable[[], Any]) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenLoader(spec.loader, self.then)
+        return spec
+
+
+class _ThenLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any, then: Callable[[], Any]) -> None:
+        self.loader, self.then = loader, then
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.loader.exec_module(module)
+        self.then()
+
+
 def install_from_env() -> bool:
-    """:func:`install` from :data:`ENV_URL` and :data:`ENV_SERVICES`; False (nothing installed) without
-    the URL."""
+    """:func:`install` from :data:`ENV_URL` and :data:`ENV_SERVICES`, now if botocore's handlers are
+    already imported, else right after the process imports them; False (nothing installed) without the
+    URL."""
     url = os.environ.get(ENV_URL)
     if not url:
         return False
     names = os.environ.get(ENV_SERVICES)
-    install(url, frozenset(names.split(",")) if names else frozenset(GUARDED))
+    services = frozenset(names.split(",")) if names else frozenset(GUARDED)
+    if "botocore.handlers" in sys.modules:
+        install(url, services)
+    else:
+        sys.meta_path.insert(0, _AfterImport("botocore.handlers", lambda: install(url, services)))
     return True
 
 
