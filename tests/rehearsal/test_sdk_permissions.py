@@ -274,6 +274,22 @@ def test_a_missing_object_is_404_with_list_bucket_and_a_bare_403_without(
     assert "s3:ListBucket" in h.permissions.denials[-1]
 
 
+def test_the_timeline_lambda_finds_a_runs_load_shape_absent_with_a_404_and_reads_no_other_evidence(
+    harness: Callable[..., Harness],
+) -> None:
+    """Amazon S3 API reference, "HeadObject": a missing key is 404 only with ``s3:ListBucket``. The timeline
+    looks for every run's ``load_shape.jsonl``; with ``s3:PutObject`` alone its HeadObject was a 403, and the
+    default config's every rehearsed (and deployed) run ended in ERROR at ``Write timeline``."""
+    h = harness()
+    s3 = h.session(_function(h.assembly, "timeline")).client("s3")
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=h.bucket, Key=f"{PREFIX}/dt=2026-12-07/run_id=r1/load_shape.jsonl")
+    assert _error(e)[:2] == ("404", 404)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=h.bucket, Key=RUN_KEY)
+    assert _error(e)[0] == "AccessDenied" and "s3:GetObject" in _error(e)[2]
+
+
 def test_the_load_task_signs_as_its_task_role_which_may_put_but_not_read_evidence(
     harness: Callable[..., Harness],
 ) -> None:
