@@ -80,6 +80,10 @@ def test_the_timeline_role_reads_fis_and_ecs_of_the_target_only_puts_evidence_an
     """Least privilege, proof of effect included (issue 22): what an experiment resolved
     (``fis:ListExperimentResolvedTargets``) only on this gate's tagged experiments, as ``fis:GetExperiment``;
     the stopped tasks (``ecs:DescribeTasks``) only in the target cluster (``ecs:cluster``), on its tasks.
+    Service Authorization Reference, "Actions, resources, and condition keys for AWS Fault Injection
+    Service": ``ListExperimentResolvedTargets`` requires the ``experiment`` resource type
+    (``arn:${Partition}:fis:${Region}:${Account}:experiment/${Id}``), whose condition keys include
+    ``aws:ResourceTag/${TagKey}``, as ``GetExperiment``: so one tag-scoped statement on ``experiment/*``.
     Of the evidence it reads the runs' ``load_shape.jsonl`` only, and lists the gate's prefix so that the
     file's absence is a 404 (Amazon S3 API reference, "HeadObject": without ``s3:ListBucket``, a 403)."""
     by_action = _by_action(_role_statements(synth, "timeline"))
