@@ -132,6 +132,8 @@ class Permissions:
         self.secret_arn = secret_arn
         self.log = log
         self.denials: list[str] = []
+        # The processes' own calls allowed by :meth:`authorize`: {"<role id> <service>:<operation>": count}.
+        self.judged: dict[str, int] = {}
 
     # ------------------------------------------------------------------ principals
     def principal(self, role_id: str) -> Principal:
@@ -196,7 +198,10 @@ class Permissions:
         """The answer to a process's own boto3 (:mod:`.sdk_guard`): None when the caller its key names may
         make the call, else ``{code, message, status}`` as the service words the refusal."""
         try:
-            self.check(self.caller(access_key), service, operation, params)
+            principal = self.caller(access_key)
+            self.check(principal, service, operation, params)
+            key = f"{principal.role_id} {service}:{operation}"
+            self.judged[key] = self.judged.get(key, 0) + 1
         except Denied as e:
             return {"code": e.code, "message": e.response["Error"]["Message"], "status": e.status}
         except Unmapped as e:

@@ -112,6 +112,9 @@ class Rehearsal:
     cleanup: dict[str, Any] | None = None
     ops_items: list[dict[str, Any]] = field(default_factory=list)
     denials: list[str] = field(default_factory=list)
+    sdk_calls: dict[str, int] = field(default_factory=dict)
+    """The Lambdas' and tasks' own S3/Secrets Manager/DynamoDB calls their roles allowed
+    (``{"<role id> <service>:<operation>": count}``, :attr:`.permissions.Permissions.judged`)."""
     history_events: int = 0
     history: dict[str, int] = field(default_factory=dict)
     load_tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -157,6 +160,14 @@ class Rehearsal:
             lines.append(f"  OpsItems: {[i.get('Title') for i in self.ops_items]}")
         if self.throttled:
             lines.append(f"  throttled once: {len(self.throttled)} aws-sdk task states")
+        if self.sdk_calls:
+            by_role: dict[str, int] = {}
+            for key, n in self.sdk_calls.items():
+                by_role[key.split(" ", 1)[0]] = by_role.get(key.split(" ", 1)[0], 0) + n
+            lines.append(
+                f"  own SDK calls allowed by their roles: {sum(self.sdk_calls.values())} "
+                f"({', '.join(f'{r} {n}' for r, n in sorted(by_role.items()))})"
+            )
         for denial in self.denials:
             lines.append(f"  denied: {denial[:400]}")
         h = self.history
@@ -409,6 +420,7 @@ def rehearse(
             result.lambdas, result.notifications = lam.invocations, sns.messages + lambda_notices
             result.ops_items = ssm.ops_items
             result.denials = list(permissions.denials)
+            result.sdk_calls = dict(permissions.judged)
             result.throttled = list(throttled)
             result.sdk_states = sdk_task_states(json.loads(assembly.definition))
             result.experiments = _experiments(assembly, ecs, fis)
