@@ -255,6 +255,42 @@ def test_the_tls_only_deny_of_the_bucket_policy_is_evaluated_and_holds_for_https
     assert plain.reason == "explicit deny in a resource-based policy"
 
 
+def test_a_bucket_encrypted_with_a_customer_managed_key_also_needs_the_keys_permissions(
+    harness: Callable[..., Harness],
+) -> None:
+    """Amazon S3 user guide, "Using server-side encryption with AWS KMS keys (SSE-KMS)": to upload or
+    download an object encrypted with a KMS key you need ``kms:GenerateDataKey`` and ``kms:Decrypt`` on the
+    key. The gate's bucket is SSE-S3 (AES256), which needs none; were it SSE-KMS, a role without the key's
+    permissions could no longer write the evidence."""
+    key = "arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+    def kms_bucket(a: Assembly) -> None:
+        bucket = a.resources[_bucket_id(a)]["Properties"]
+        (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}  # the gate's own
+        rule["ServerSideEncryptionByDefault"] = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+
+    h = harness(kms_bucket)
+    fn = _function(h.assembly, "verdict")
+    with pytest.raises(ClientError, match=f"kms:GenerateDataKey on resource: {key}"):
+        h.session(fn).client("s3").put_object(Bucket=h.bucket, Key=RUN_KEY, Body=b"{}")
+
+    def kms_bucket_and_grant(a: Assembly) -> None:
+        kms_bucket(a)
+        (policy,) = [
+            r
+            for r in a.of_type("AWS::IAM::Policy").values()
+            if {"Ref": _role_of(a, fn)} in r["Properties"]["Roles"]
+        ]
+        grant = {"Effect": "Allow", "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": key}
+        policy["Properties"]["PolicyDocument"]["Statement"].append(grant)
+
+    h = harness(kms_bucket_and_grant)
+    s3 = h.session(fn).client("s3")
+    s3.put_object(Bucket=h.bucket, Key=RUN_KEY, Body=b"{}")
+    assert s3.get_object(Bucket=h.bucket, Key=RUN_KEY)["Body"].read() == b"{}"
+
+
 def test_a_missing_object_is_404_with_list_bucket_and_a_bare_403_without(
     harness: Callable[..., Harness],
 ) -> None:

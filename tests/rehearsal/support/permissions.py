@@ -219,6 +219,24 @@ class Permissions:
                 return _as_list(render(r["Properties"]["PolicyDocument"]["Statement"], res))
         return []
 
+    def _bucket_key(self, bucket: str) -> str | None:
+        """The customer managed KMS key ARN of the bucket named ``bucket``'s default encryption, if any."""
+        res = self.assembly.resources
+        for lid, r in res.items():
+            if r["Type"] != "AWS::S3::Bucket" or render({"Ref": lid}, res) != bucket:
+                continue
+            rules = (r["Properties"].get("BucketEncryption") or {}).get(
+                "ServerSideEncryptionConfiguration", []
+            )
+            for rule in rules:
+                default = rule.get("ServerSideEncryptionByDefault") or {}
+                if default.get("SSEAlgorithm") in ("aws:kms", "aws:kms:dsse") and default.get(
+                    "KMSMasterKeyID"
+                ):
+                    key = str(render(default["KMSMasterKeyID"], res))
+                    return key if key.startswith("arn:") else f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{key}"
+        return None
+
     def decide(
         self, principal: Principal, action: str, resource: str, context: Mapping[str, Any]
     ) -> Decision:
@@ -337,11 +355,19 @@ class Permissions:
         listing as ``s3:ListBucket`` on ``arn:aws:s3:::bucket`` with ``s3:prefix``."""
         bucket = f"arn:aws:s3:::{p['Bucket']}"
         obj = f"{bucket}/{p['Key']}" if "Key" in p else bucket
+        # SSE-KMS with a customer managed key (the bucket's default encryption in the template): an upload
+        # also needs kms:GenerateDataKey on the key, a download kms:Decrypt, a multipart upload both (S3
+        # user guide, "Using server-side encryption with AWS KMS keys", "Multipart upload API and
+        # permissions"). SSE-S3, the gate's, and the aws/s3 managed key need no KMS permission.
+        key = self._bucket_key(str(p["Bucket"]))
+        via = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
         if operation in ("get_object", "head_object"):
             out: list[Request] = [("s3:GetObject", obj, dict(_TLS))]
             if self.object_exists is not None and not self.object_exists(str(p["Bucket"]), str(p["Key"])):
                 # HeadObject/GetObject of a missing key: 404 with s3:ListBucket on the bucket, else 403.
                 out.append(("s3:ListBucket", bucket, {**_TLS, "s3:prefix": str(p["Key"])}))
+            elif key and operation == "get_object":
+                out.append(("kms:Decrypt", key, via))
             return out
         if operation in ("put_object", "create_multipart_upload", "upload_part", "complete_multipart_upload"):
             out = [("s3:PutObject", obj, dict(_TLS))]
@@ -349,6 +375,10 @@ class Permissions:
                 out.append(("s3:PutObjectTagging", obj, dict(_TLS)))
             if p.get("ACL"):
                 out.append(("s3:PutObjectAcl", obj, dict(_TLS)))
+            if key:
+                out.append(("kms:GenerateDataKey", key, via))
+                if operation != "put_object":
+                    out.append(("kms:Decrypt", key, via))
             return out
         if operation == "copy_object":
             source = p["CopySource"]
