@@ -67,8 +67,7 @@ class AssertionFunctions(Construct):
     ``kafka`` is how the functions reach the brokers (its settings go into their environment),
     ``kafka_topics`` the topics they read; ``replay_tasks`` the ECS tasks replay runs its rebuilds in (in
     ``subnets`` and the database security group, on ``target_cluster`` unless a task names its cluster);
-    ``quiesce_groups`` the consumer groups the quiesce step reads the lag of; ``reads_load_shape``: the
-    timeline reads the load shape's rows (the gate has ``overload`` faults by ``factor``);
+    ``quiesce_groups`` the consumer groups the quiesce step reads the lag of;
     ``optional_checks`` the checks of :data:`infra.constants.OPTIONAL_CHECK_FUNCTIONS` the config enables
     (each gets its Lambda, granted like the other checks).
     """
@@ -95,7 +94,6 @@ class AssertionFunctions(Construct):
         kafka_topics: Sequence[str] = (),
         replay_tasks: Sequence[EcsTaskSpec] = (),
         quiesce_groups: Sequence[str] = (),
-        reads_load_shape: bool = False,
         optional_checks: Sequence[str] = (),
         streaming_topic: str | None = None,
     ) -> None:
@@ -184,7 +182,6 @@ class AssertionFunctions(Construct):
             has_experiments=bool(experiments),
             kafka=kafka,
             quiesce_groups=quiesce_groups,
-            reads_load_shape=reads_load_shape,
         )
         if ops_items:
             self.roles[c.VERDICT_FUNCTION].add_to_policy(policies.ops_items_statement(self, gate=gate))

@@ -247,6 +247,21 @@ class EvidenceStore(Construct):
             ),
         ]
 
+    def run_file_read_statements(self, file_name: str) -> list[iam.PolicyStatement]:
+        """Get one of the runs' files (``<gate prefix>dt=…/run_id=…/<file_name>``) and list the gate's
+        prefix (a missing file is then a 404, not a 403)."""
+        return [
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[self.bucket.arn_for_objects(f"{self.gate_prefix}dt=*/run_id=*/{file_name}")],
+            ),
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{self.gate_prefix}*"]}},
+            ),
+        ]
+
     def put_statement(self) -> iam.PolicyStatement:
         """Put-only access under the gate's prefix (the load generator, the state machine's config copy)."""
         return iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.gate_objects_arn()])

@@ -186,7 +186,6 @@ class GateStack(Stack):
             kafka_topics=settings.kafka_topics,
             replay_tasks=settings.replay_tasks,
             quiesce_groups=[g.group for g in cfg.quiesce.consumer_groups],
-            reads_load_shape=bool(self.faults.load_steps),
             optional_checks=[n for n in c.OPTIONAL_CHECK_FUNCTIONS if n in cfg.enabled_checks()],
             streaming_topic=settings.streaming_topic,
         )

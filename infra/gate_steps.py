@@ -1,7 +1,8 @@
 """What the two step Lambdas that read the infrastructure may do: the timeline step (FIS and ECS state →
 ``faults.jsonl``/``health.jsonl``) and the quiesce step (waits until the target is healthy and drained).
 
-- the timeline: put under the gate's prefix, ``fis:GetExperiment`` and ``fis:ListExperimentResolvedTargets``
+- the timeline: put under the gate's prefix, get the runs' ``load_shape.jsonl`` (and list the prefix, so
+  that its absence is a 404), ``fis:GetExperiment`` and ``fis:ListExperimentResolvedTargets``
   (its proof of effect: what each experiment resolved, :mod:`lambdas.timeline.effect`) only on experiments
   tagged with this gate, ``ecs:DescribeServices`` on the target services, ``ecs:ListTasks`` /
   ``ecs:DescribeTasks`` (health, and the stopped tasks a stop-task resolved) conditioned on ``ecs:cluster``
@@ -22,6 +23,7 @@ from constructs import Construct
 
 from infra import policies
 from infra.evidence_bucket import EvidenceStore
+from resgate.contract.layout import FILES
 from resgate.sections.kafka import KafkaSettings, cluster_parts
 
 
@@ -37,7 +39,6 @@ def grant_steps(
     has_experiments: bool,
     kafka: KafkaSettings,
     quiesce_groups: Sequence[str],
-    reads_load_shape: bool = False,
 ) -> None:
     """Grant the timeline's role and the quiesce step's role what their steps read (see the module)."""
     grant_timeline(
@@ -48,7 +49,6 @@ def grant_steps(
         target_cluster,
         target_services,
         has_experiments=has_experiments,
-        reads_load_shape=reads_load_shape,
     )
     grant_quiesce(scope, quiesce, target_cluster, target_services, kafka, quiesce_groups)
 
@@ -62,15 +62,15 @@ def grant_timeline(
     target_services: Sequence[str],
     *,
     has_experiments: bool,
-    reads_load_shape: bool = False,
 ) -> None:
-    """The timeline step: read the run's experiments and the target services' tasks, put evidence; with
-    ``overload`` faults by ``factor`` (``reads_load_shape``), read the evidence too (the load shape's
-    ``load_shape.jsonl``; listing the gate's prefix makes a missing file a 404, not a 403)."""
+    """The timeline step: read the run's experiments and the target services' tasks, put evidence, and
+    read the runs' ``load_shape.jsonl`` only (the overload shape's rows: every run looks for it, and finds
+    it only with ``overload`` faults by ``factor``). Listing the gate's prefix makes that file's absence a
+    404, not a 403: S3 answers a HeadObject of a missing key 403 without ``s3:ListBucket`` (Amazon S3 API
+    reference, "HeadObject"), and the default config's every run failed on it."""
     role.add_to_policy(evidence.put_statement())
-    if reads_load_shape:
-        for statement in evidence.evidence_statements(write=False):
-            role.add_to_policy(statement)
+    for statement in evidence.run_file_read_statements(FILES["load_shape"]):
+        role.add_to_policy(statement)
     grant_target_tasks_read(scope, role, target_cluster, target_services)
     if has_experiments:
         role.add_to_policy(

@@ -185,12 +185,13 @@ class LoadGenerator(Construct):
         )
         self.expected_duration_s = math.ceil(load.duration_s) + c.LOADGEN_STOP_TIMEOUT_S
         self.task_definition.add_to_task_role_policy(evidence.put_statement())
-        if (
-            workers
-        ):  # the master reads its workers' ledger parts (loadgen.distributed): the gate's prefix only
-            self.task_definition.add_to_task_role_policy(
-                iam.PolicyStatement(actions=["s3:GetObject"], resources=[evidence.gate_objects_arn()])
-            )
+        if workers:
+            # The master reads its workers' ledger parts (loadgen.distributed), polling for each until it
+            # is uploaded: the gate's prefix only, listed too, so that a part not there yet is a 404 and a
+            # 403 is a real denial (S3 answers a missing key 403 without s3:ListBucket: API reference,
+            # "GetObject"; the rehearsal saw the master's every early poll denied).
+            for statement in evidence.evidence_statements(write=False):
+                self.task_definition.add_to_task_role_policy(statement)
         if s3_object is not None:  # the user's locustfile: that one object, read-only
             self.task_definition.add_to_task_role_policy(
                 iam.PolicyStatement(

@@ -141,6 +141,12 @@ IAM_FINDING_RULES = (
     ),
     FindingRule(
         "AwsSolutions-IAM5",
+        r"Resource::<[^>]+\.Arn>/evidence/gate=[a-z0-9_-]+/dt=\*/run_id=\*/[a-z_]+\.jsonl",
+        "One file of every run of this gate (the timeline's load_shape.jsonl): the run's date and id are "
+        "known at run time.",
+    ),
+    FindingRule(
+        "AwsSolutions-IAM5",
         r"Resource::<[^>]+\.Arn>/fis-reports/gate=[a-z0-9_-]+/\*",
         "FIS experiment reports of this gate only: FIS names each report's key by its experiment id, known "
         "at run time.",

@@ -572,3 +572,119 @@ def test_a_leader_loss_partition_warns_that_on_aws_every_replica_loses_the_store
         max_duration=lambda s: f"PT{int(s)}S",
     )
     assert "partition" not in paused.warnings[0]
+
+
+class _Synthesized:
+    """The data stack's template as the FIS twin reads an assembly (resources, by type, rendered)."""
+
+    def __init__(self, template: dict[str, Any]) -> None:
+        self.resources = template["Resources"]
+
+    def of_type(self, rtype: str) -> dict[str, Any]:
+        return {k: v for k, v in self.resources.items() if v["Type"] == rtype}
+
+    def render(self, value: Any) -> Any:
+        return render(value, self.resources)
+
+
+class _OneProxiedPath:
+    """A local target whose only proxied path is ``projector``'s clients path (the real fault proxy)."""
+
+    supervisor = None
+    pg = None
+    kafka = None
+
+    def __init__(self, proxy: Any) -> None:
+        self.proxy = proxy
+
+    def path(self, service: str, dependency: str) -> Any:
+        return self.proxy.toxics if (service, dependency) == ("projector", "clients") else None
+
+    def path_stats(self, service: str, dependency: str) -> dict[str, int] | None:
+        return self.proxy.stats() if (service, dependency) == ("projector", "clients") else None
+
+
+def _stack_twin(data: dict[str, Any], proxy: Any) -> tuple[Any, dict[str, str]]:
+    """The FIS twin over the synthesized templates, the target's tasks one per service tagged as ECS and the
+    stack tag them; ``{fault name: template logical id}``."""
+    from tests.rehearsal.support.fis_twin import FisTwin
+
+    tags = {"app": "paperbroker", c.ECS_TAG_CLUSTER: "pb-cluster"}
+    tasks = [
+        {
+            "taskArn": f"arn:aws:ecs:us-east-1:123456789012:task/pb-cluster/{service}-1",
+            "tags": [{"key": k, "value": v} for k, v in {**tags, c.ECS_TAG_SERVICE: f"pb-{service}"}.items()],
+            "_service": f"pb-{service}",
+            "_replica": f"{service}-1",
+        }
+        for service in ("gateway", "projector")
+    ]
+    twin = FisTwin(
+        _Synthesized(data["template"]),  # type: ignore[arg-type]
+        target=lambda: _OneProxiedPath(proxy),  # type: ignore[arg-type,return-value]
+        live_dirs=list,
+        services={"pb-gateway": "gateway", "pb-projector": "projector"},
+        tasks=lambda: [dict(t) for t in tasks],
+        wait_scale=0.01,
+        log=lambda _: None,
+    )
+    ids = {
+        r["Properties"]["Tags"]["Name"].removeprefix("resgate-pb-data-"): lid
+        for lid, r in data["template"]["Resources"].items()
+        if r["Type"] == "AWS::FIS::ExperimentTemplate"
+    }
+    return twin, ids
+
+
+def _ended(twin: Any, exp_id: str, timeout_s: float = 30) -> dict[str, Any]:
+    import time
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        exp = twin.get_experiment(id=exp_id)["experiment"]
+        if exp["state"]["status"] in ("completed", "failed", "stopped"):
+            return exp
+        time.sleep(0.05)
+    raise AssertionError(f"experiment {exp_id} did not end within {timeout_s} s")
+
+
+def test_the_stacks_hang_template_freezes_the_services_port_for_its_duration_in_the_fis_twin(data):
+    """The synthesized ``hang`` experiment (``aws:ecs:task-network-blackhole-port``, ingress on the service's
+    port, FIS actions reference) run by the rehearsal's FIS twin: its target resolves to the projector's
+    task by the stack's tags, the blackhole holds on the service's clients path for ``duration`` (3 s) and
+    is lifted, and the experiment completes."""
+    import socket
+
+    from resgate.local.faultproxy import FaultProxy
+
+    server = socket.create_server(("127.0.0.1", 0))
+    proxy = FaultProxy(("127.0.0.1", server.getsockname()[1]), name="projector-clients")
+    proxy.start()
+    try:
+        twin, ids = _stack_twin(data, proxy)
+        exp_id = twin.start_experiment(experimentTemplateId=ids["freeze"])["experiment"]["id"]
+        exp = _ended(twin, exp_id)
+        twin.close()
+    finally:
+        proxy.stop()
+        server.close()
+    assert exp["state"]["status"] == "completed", exp["state"]
+    (action,) = [a for a in exp["actions"].values() if a["actionId"] == "aws:ecs:task-network-blackhole-port"]
+    assert action["parameters"]["trafficType"] == "ingress" and action["parameters"]["port"] == "8080"
+    assert 3 <= action["endTime"] - action["startTime"] <= 4.5, action
+    assert proxy.toxics.active() == []
+
+
+def test_the_stacks_kafka_latency_template_is_refused_by_the_fis_twin_which_has_no_per_task_broker_path(data):
+    """The synthesized ``kafka_latency`` experiment (``aws:ecs:task-network-latency`` on every target task,
+    ``sources`` = broker 2's bootstrap host): the rehearsal cannot run it (locally the brokers' round trip is
+    every service's, not one task's), and its FIS twin fails the experiment saying so rather than passing a
+    fault it did not inject."""
+    twin, ids = _stack_twin(data, proxy=None)
+    exp_id = twin.start_experiment(experimentTemplateId=ids["slow-broker"])["experiment"]["id"]
+    exp = _ended(twin, exp_id)
+    twin.close()
+    (action,) = [a for a in exp["actions"].values() if a["actionId"] == "aws:ecs:task-network-latency"]
+    assert action["parameters"]["sources"] == BOOTSTRAP.split(",")[1].rsplit(":", 1)[0]
+    assert exp["state"]["status"] == "failed", exp["state"]
+    assert "no path of [] is proxied locally" in exp["state"]["reason"], exp["state"]

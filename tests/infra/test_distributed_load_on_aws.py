@@ -110,9 +110,13 @@ def test_the_load_task_role_may_read_the_gates_evidence_for_the_workers_parts_an
     actions = sorted(
         a for st in statements for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
     )
-    assert actions == ["cloudwatch:PutMetricData", "s3:GetObject", "s3:PutObject"]
+    assert actions == ["cloudwatch:PutMetricData", "s3:GetObject", "s3:ListBucket", "s3:PutObject"]
     (get,) = [st for st in statements if st["Action"] == "s3:GetObject"]
     assert "evidence/gate=pb-dist/*" in json.dumps(get["Resource"])
+    # A worker's part not uploaded yet is a 404 to the polling master, not a 403 (Amazon S3 API reference,
+    # "GetObject": a missing key is 403 without s3:ListBucket): the gate's prefix only.
+    (listing,) = [st for st in statements if st["Action"] == "s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["evidence/gate=pb-dist/*"]}}
 
 
 def test_the_state_machine_runs_only_the_load_task_definition_in_the_load_cluster_and_passes_only_its_roles(

@@ -76,10 +76,16 @@ def test_there_are_the_assertion_functions_the_timeline_and_the_cleanup_on_pytho
     )
 
 
-def test_the_timeline_role_reads_fis_and_ecs_of_the_target_only_and_only_puts_evidence(synth):
+def test_the_timeline_role_reads_fis_and_ecs_of_the_target_only_puts_evidence_and_reads_the_load_shape(synth):
     """Least privilege, proof of effect included (issue 22): what an experiment resolved
     (``fis:ListExperimentResolvedTargets``) only on this gate's tagged experiments, as ``fis:GetExperiment``;
-    the stopped tasks (``ecs:DescribeTasks``) only in the target cluster (``ecs:cluster``), on its tasks."""
+    the stopped tasks (``ecs:DescribeTasks``) only in the target cluster (``ecs:cluster``), on its tasks.
+    Service Authorization Reference, "Actions, resources, and condition keys for AWS Fault Injection
+    Service": ``ListExperimentResolvedTargets`` requires the ``experiment`` resource type
+    (``arn:${Partition}:fis:${Region}:${Account}:experiment/${Id}``), whose condition keys include
+    ``aws:ResourceTag/${TagKey}``, as ``GetExperiment``: so one tag-scoped statement on ``experiment/*``.
+    Of the evidence it reads the runs' ``load_shape.jsonl`` only, and lists the gate's prefix so that the
+    file's absence is a 404 (Amazon S3 API reference, "HeadObject": without ``s3:ListBucket``, a 403)."""
     by_action = _by_action(_role_statements(synth, "timeline"))
     allowed = {
         "ecs:DescribeServices",
@@ -88,6 +94,8 @@ def test_the_timeline_role_reads_fis_and_ecs_of_the_target_only_and_only_puts_ev
         "fis:GetExperiment",
         "fis:ListExperimentResolvedTargets",
         "s3:PutObject",
+        "s3:GetObject",
+        "s3:ListBucket",
     }
     infra_only = {
         "logs:CreateLogStream",
@@ -111,6 +119,10 @@ def test_the_timeline_role_reads_fis_and_ecs_of_the_target_only_and_only_puts_ev
     (put,) = by_action["s3:PutObject"]
     assert put["Action"] == "s3:PutObject"
     assert put["Resource"]["Fn::Join"][1][-1] == "/evidence/gate=paperbroker/*"
+    (get,) = by_action["s3:GetObject"]
+    assert get["Resource"]["Fn::Join"][1][-1] == "/evidence/gate=paperbroker/dt=*/run_id=*/load_shape.jsonl"
+    (listing,) = by_action["s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["evidence/gate=paperbroker/*"]}}
 
 
 def test_the_state_machine_may_invoke_the_timeline(synth):
@@ -272,6 +284,7 @@ def test_s3_object_access_is_limited_to_the_gate_prefix(synth):
                 assert r["Fn::Join"][1][-1] in (
                     "/evidence/gate=paperbroker/*",
                     "/fis-reports/gate=paperbroker/*",
+                    "/evidence/gate=paperbroker/dt=*/run_id=*/load_shape.jsonl",  # the timeline's one file
                 ), st
 
 

@@ -98,8 +98,12 @@ def test_a_short_rehearsal_of_the_good_build_passes(pg_server: Any, kafka: Any) 
     assert set(fired) == set(SMOKE_FAULT_AT_S), r.summary()
     assert abs(fired["kill-gateway"] - SMOKE_FAULT_AT_S["kill-gateway"]) <= 3, fired
     assert r.load_env["RESGATE_DURATION_S"] == str(SMOKE_LOAD["duration_s"]), r.load_env
-    # Every call was allowed by its caller's role in the template (permissions enforced).
+    # Every call was allowed by its caller's role in the template (permissions enforced), the Lambdas' and
+    # the load task's own S3, Secrets Manager and DynamoDB calls included (support/sdk_guard.py).
     assert r.denials == [], r.denials
+    roles = {key.split(" ", 1)[0] for key in r.sdk_calls}
+    assert any(role.startswith("LoadGeneratorTaskTaskRole") for role in roles), r.sdk_calls
+    assert any(key.endswith("secretsmanager:get_secret_value") for key in r.sdk_calls), r.sdk_calls
     # The history quota: this execution's loops projected over the state machine's timeout at the
     # deployed poll interval stay under 25,000 events (the margin is in the summary).
     assert r.history["margin"] >= 0, r.history

@@ -32,6 +32,7 @@ _ARN = {
     "AWS::SNS::Topic": "arn:aws:sns:{region}:{account}:{id}",
     "AWS::IAM::Role": "arn:aws:iam::{account}:role/{id}",
     "AWS::CloudWatch::Alarm": "arn:aws:cloudwatch:{region}:{account}:alarm:{id}",
+    "AWS::DynamoDB::Table": "arn:aws:dynamodb:{region}:{account}:table/{id}",
 }
 
 

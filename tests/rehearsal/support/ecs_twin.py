@@ -7,7 +7,9 @@ as a subprocess in its own process group with the task definition's container en
 overrides, the deployment values substituted, and S3 on the twin. ``DescribeTasks`` reports
 ``PROVISIONING`` until the process is started, ``RUNNING`` while it lives, then ``STOPPED`` with the
 container's exit code; ``StopTask`` sends SIGTERM (ECS's stop) and SIGKILL after the stop timeout.
-The image's pip packages (locust, boto3) come from this environment. A distributed load runs the same
+The image's pip packages (locust, boto3) come from this environment. With ``guard`` set, the task signs
+with an access key id naming its task definition and its own S3 calls are judged against its task role
+(:mod:`.sdk_guard`). A distributed load runs the same
 way, one process per task (the master, and each worker started with the master's address): every task's
 elastic network interface is 127.0.0.1 here (``DescribeTasks``' ``containers[].networkInterfaces[]``),
 so the master listens on 127.0.0.1 and on a port of this twin's own instead of Locust's 5557 (tasks
@@ -117,6 +119,7 @@ class LoadTask:
     started_by: str | None = None
     tags: list[dict[str, str]] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    task_definition: str = ""  # the template's logical id of its task definition (none for the target's)
 
     def status(self) -> str:
         if self.proc is None:
@@ -191,6 +194,10 @@ class EcsTwin:
         self.tasks: dict[str, LoadTask] = {}
         self._lock = threading.Lock()
         self.master_port = _free_port()
+        # The rehearsal's IAM check of a load task's own AWS calls (:mod:`.sdk_guard`): the folder put on
+        # its PYTHONPATH, and the access key id it signs with (naming its task definition, so its task role).
+        self.guard: Path | None = None
+        self.access_key: Callable[[str], str] | None = None
 
     # ---------------------------------------------------------------- the load cluster
     def _task_definition(self, arn: str) -> dict[str, Any]:
@@ -220,6 +227,7 @@ class EcsTwin:
             started_by=p.get("startedBy"),
             tags=list(p.get("tags") or []),
             overrides=dict(p.get("overrides") or {}),
+            task_definition=p["taskDefinition"].rsplit("/", 1)[-1].split(":")[0],
         )
         with self._lock:
             self.tasks[arn] = task
@@ -246,6 +254,10 @@ class EcsTwin:
                 **task.env,
                 MARKER_ENV: task.arn.rsplit("/", 1)[-1],
             }
+            if self.guard is not None:  # its own S3 calls judged against its task role
+                env["PYTHONPATH"] = f"{self.guard}{os.pathsep}{app}"
+            if self.access_key is not None:
+                env["AWS_ACCESS_KEY_ID"] = self.access_key(task.task_definition)
             if env_names.ENV_MASTER_PORT in env:  # a distributed load (module docstring)
                 env[env_names.ENV_MASTER_PORT] = str(self.master_port)
                 env[env_names.ENV_MASTER_BIND_HOST] = TASK_IP

@@ -41,19 +41,24 @@ class Decision:
 
 
 class AccessDenied(Exception):
-    """The error a twin raises for a request its caller's role does not allow (code ``AccessDenied...``)."""
+    """The error a twin raises for a request its caller's role does not allow (code ``AccessDenied...``).
+    ``reason`` is a :class:`Decision`'s, or ``"explicit deny in a resource-based policy"`` (a bucket
+    policy's Deny)."""
 
     code = "AccessDeniedException"
 
     def __init__(self, role: str, action: str, resource: str, reason: str) -> None:
         self.role, self.action, self.resource, self.reason = role, action, resource, reason
+        where = {
+            "implicit deny": f"because no identity-based policy allows the {action} action",
+            RESOURCE_DENY: "with an explicit deny in a resource-based policy",
+        }.get(reason, "with an explicit deny in an identity-based policy")
         super().__init__(
-            f"User: {role} is not authorized to perform: {action} on resource: {resource} "
-            f"because no identity-based policy allows the {action} action"
-            if reason == "implicit deny"
-            else f"User: {role} is not authorized to perform: {action} on resource: {resource} "
-            f"with an explicit deny in an identity-based policy"
+            f"User: {role} is not authorized to perform: {action} on resource: {resource} {where}"
         )
+
+
+RESOURCE_DENY = "explicit deny in a resource-based policy"
 
 
 def _as_list(v: Any) -> list[Any]:

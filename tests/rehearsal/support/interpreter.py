@@ -11,7 +11,8 @@ twin speaks the API's own names and both callers (the interpreter, and a Lambda'
 
 :class:`TwinEndpoint` serves the ECS (JSON 1.1) and FIS (REST-JSON) twins over HTTP on 127.0.0.1 for the
 Lambda subprocesses (``AWS_ENDPOINT_URL_ECS`` / ``AWS_ENDPOINT_URL_FIS``; the SSM twin, OpsCenter's
-``CreateOpsItem``, at ``AWS_ENDPOINT_URL_SSM``).
+``CreateOpsItem``, at ``AWS_ENDPOINT_URL_SSM``), and answers the Lambdas' and tasks' own boto3 before each
+call they make to S3, Secrets Manager and DynamoDB (:mod:`.sdk_guard`, ``POST`` :data:`.sdk_guard.PATH`).
 
 Error names: Step Functions names an ``aws-sdk:`` task's error ``<Service>.<ErrorCode>`` with the service in
 PascalCase (``Ecs.ThrottlingException``, what the definition's Retry lists); moto 5.2.5 keeps the lower-case
@@ -56,6 +57,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from moto.stepfunctions.parser.backend.execution import Execution
 
 from tests.infra.support.sfn_mock import eval_jsonata, iso_start_time
+from tests.rehearsal.support import sdk_guard
 
 _AwsSdkTask = state_task_service_aws_sdk.StateTaskServiceAwsSdk
 _MODULES = (
@@ -258,10 +260,13 @@ class TwinEndpoint:
         fis: Any,
         ssm: Any = None,
         guard: Callable[[str | None, str, str, dict[str, Any]], None] | None = None,
+        authorize: Callable[[str | None, str, str, dict[str, Any]], dict[str, Any] | None] | None = None,
     ) -> None:
         self.ecs, self.fis, self.ssm = ecs, fis, ssm
         # guard(access key id of the caller's signature, service, operation, params): raises to refuse.
         self.guard = guard
+        # authorize(access key id, service, operation, params): None to allow, else {code, message, status}.
+        self.authorize = authorize
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -286,6 +291,12 @@ class TwinEndpoint:
                 key = _ACCESS_KEY.search(self.headers.get("Authorization") or "")
                 caller = key.group(1) if key else None
                 try:
+                    if method == "POST" and self.path == sdk_guard.PATH and outer.authorize is not None:
+                        ask = self._body()
+                        params = ask.get("params") or {}
+                        answer = outer.authorize(ask.get("caller"), ask["service"], ask["operation"], params)
+                        self._reply(200, {"allowed": True} if answer is None else answer, "application/json")
+                        return
                     if target:
                         service, _, action = target.partition(".")
                         op = _CAMEL.sub("_", action).lower()

@@ -7,6 +7,9 @@ package the asset lacks fails to import here as it would on AWS. The event goes 
 (or Lambda's ``{errorType, errorMessage, stackTrace}`` with ``FunctionError: Unhandled``) comes back in a
 file, because the handler's logs use stdout. The environment is the function's own from the template,
 with deployment values substituted (:class:`LambdaTwin` ``deploy``) and every AWS endpoint on the twins.
+With ``guard`` (a :func:`.sdk_guard.guard_folder`), the bootstrap installs the rehearsal's IAM check on the
+function's own boto3 before the handler is imported: its S3, Secrets Manager and DynamoDB calls are judged
+against the function's role (:mod:`.sdk_guard`).
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "
 
 _BOOTSTRAP = r"""
 import json, sys, time, traceback, uuid
-asset, runtime, handler, result_path, name, arn, timeout_s, memory = sys.argv[1:9]
+asset, runtime, handler, result_path, name, arn, timeout_s, memory, guard = sys.argv[1:10]
 sys.path[:0] = [asset, runtime]
+if guard:  # the rehearsal's IAM check of the function's own AWS calls (tests/rehearsal/support/sdk_guard.py)
+    sys.path.append(guard)
+    import sdk_guard
+    if not sdk_guard.install_from_env():
+        raise SystemExit("the rehearsal's IAM check has no endpoint (" + sdk_guard.ENV_URL + ")")
 deadline = time.time() + float(timeout_s)
 
 class Context:
@@ -84,7 +92,8 @@ class LambdaTwin:
     ``assembly``. ``deploy`` maps a template environment value (a placeholder) to the value a deployment
     would have given; ``endpoint_env`` is added to every function's environment (twin endpoints, fake
     credentials). ``access_key(function id)``, when given, is the access key id the function signs with
-    (it names the function's role to the twins: :meth:`.permissions.Permissions.access_key`).
+    (it names the function's role to the twins: :meth:`.permissions.Permissions.access_key`); ``guard``
+    the folder of the IAM check the bootstrap installs (see the module).
     ``invocations`` records ``(function name, seconds, FunctionError or None)``."""
 
     def __init__(
@@ -94,10 +103,12 @@ class LambdaTwin:
         deploy: Mapping[str, str],
         endpoint_env: Mapping[str, str],
         access_key: Callable[[str], str] | None = None,
+        guard: Path | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.assembly = assembly
         self.access_key = access_key
+        self.guard = guard
         self.deploy = dict(deploy)
         self.endpoint_env = dict(endpoint_env)
         self.log = log
@@ -150,7 +161,7 @@ class LambdaTwin:
                 "-S",
                 str(self._bootstrap),
                 *(str(self._folder(fn)), str(self.runtime), fn.handler, str(result), lid, arn),
-                *(str(fn.timeout_s), str(fn.memory_mb)),
+                *(str(fn.timeout_s), str(fn.memory_mb), str(self.guard or "")),
             ]
             t0 = time.monotonic()
             proc = subprocess.Popen(

@@ -2,7 +2,8 @@
 this machine with every integration bound to a local twin, and its verdict read from the S3 twin.
 
 The twins (see their modules): S3 and Secrets Manager are moto's server on 127.0.0.1, shared by the
-interpreter, the Lambda subprocesses and the load task; ``lambda:invoke`` runs the handler from its
+interpreter, the Lambda subprocesses and the load task (whose own calls to them are first judged against
+their roles: :mod:`.sdk_guard`); ``lambda:invoke`` runs the handler from its
 bundled asset (:mod:`.lambda_twin`); ECS runs the load image's entrypoint and reports the local
 replicas as the target's tasks (:mod:`.ecs_twin`); FIS injects through ``FaultRunner`` with stop
 conditions from alarm twins (:mod:`.fis_twin`); SNS records what it is sent. The target is the gate's own
@@ -34,6 +35,7 @@ from unittest import mock
 
 import boto3
 import psycopg
+from botocore.exceptions import ClientError
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 
@@ -43,7 +45,7 @@ from resgate.checks.replay.config import ReplayConfig
 from resgate.config.schema import load_config
 from resgate.runner import local_target
 from resgate.runner.local_target import LocalTarget
-from tests.rehearsal.support import fis_twin
+from tests.rehearsal.support import fis_twin, sdk_guard
 from tests.rehearsal.support.assembly import synthesize
 from tests.rehearsal.support.ecs_twin import ACCOUNT, REGION, EcsTwin, UserTaskDefinition
 from tests.rehearsal.support.fis_twin import FisTwin
@@ -110,6 +112,9 @@ class Rehearsal:
     cleanup: dict[str, Any] | None = None
     ops_items: list[dict[str, Any]] = field(default_factory=list)
     denials: list[str] = field(default_factory=list)
+    sdk_calls: dict[str, int] = field(default_factory=dict)
+    """The Lambdas' and tasks' own S3/Secrets Manager/DynamoDB calls their roles allowed
+    (``{"<role id> <service>:<operation>": count}``, :attr:`.permissions.Permissions.judged`)."""
     history_events: int = 0
     history: dict[str, int] = field(default_factory=dict)
     load_tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -155,6 +160,14 @@ class Rehearsal:
             lines.append(f"  OpsItems: {[i.get('Title') for i in self.ops_items]}")
         if self.throttled:
             lines.append(f"  throttled once: {len(self.throttled)} aws-sdk task states")
+        if self.sdk_calls:
+            by_role: dict[str, int] = {}
+            for key, n in self.sdk_calls.items():
+                by_role[key.split(" ", 1)[0]] = by_role.get(key.split(" ", 1)[0], 0) + n
+            lines.append(
+                f"  own SDK calls allowed by their roles: {sum(self.sdk_calls.values())} "
+                f"({', '.join(f'{r} {n}' for r, n in sorted(by_role.items()))})"
+            )
         for denial in self.denials:
             lines.append(f"  denied: {denial[:400]}")
         h = self.history
@@ -322,6 +335,8 @@ def rehearse(
             permissions = Permissions(
                 assembly,
                 experiment_tags=lambda i: fis.experiments[i].tags if fis and i in fis.experiments else {},
+                object_exists=_object_exists(boto3.client("s3", **aws)),
+                secret_arn=_secret_arn(boto3.client("secretsmanager", **aws)),
                 log=log,
             )
             fis = FisTwin(
@@ -341,17 +356,26 @@ def rehearse(
             def endpoint_guard(caller: str | None, service: str, op: str, params: dict[str, Any]) -> None:
                 permissions.check(permissions.caller(caller), service, op, params)
 
-            with TwinEndpoint(ecs, fis, ssm, guard=endpoint_guard) as endpoint:
+            with TwinEndpoint(
+                ecs, fis, ssm, guard=endpoint_guard, authorize=permissions.authorize
+            ) as endpoint:
                 on_twins |= {
                     "AWS_ENDPOINT_URL_ECS": endpoint.url,
                     "AWS_ENDPOINT_URL_FIS": endpoint.url,
                     "AWS_ENDPOINT_URL_SSM": endpoint.url,
+                    sdk_guard.ENV_URL: endpoint.url,
                 }
+                # The Lambdas' and the load task's own S3, Secrets Manager and DynamoDB calls, judged
+                # against their roles before they reach moto's server (support/sdk_guard.py).
+                guard = sdk_guard.guard_folder(workdir)
+                ecs.extra_env[sdk_guard.ENV_URL] = endpoint.url
+                ecs.guard, ecs.access_key = guard, permissions.access_key
                 lam = LambdaTwin(
                     assembly,
                     deploy=deploy,
                     endpoint_env=on_twins,
                     access_key=permissions.access_key,
+                    guard=guard,
                     log=log,
                 )
                 lam.prepare()
@@ -396,6 +420,7 @@ def rehearse(
             result.lambdas, result.notifications = lam.invocations, sns.messages + lambda_notices
             result.ops_items = ssm.ops_items
             result.denials = list(permissions.denials)
+            result.sdk_calls = dict(permissions.judged)
             result.throttled = list(throttled)
             result.sdk_states = sdk_task_states(json.loads(assembly.definition))
             result.experiments = _experiments(assembly, ecs, fis)
@@ -468,6 +493,33 @@ def _experiments(assembly: Any, ecs: EcsTwin, fis: FisTwin) -> list[dict[str, An
             }
         )
     return out
+
+
+def _object_exists(s3: Any) -> Callable[[str, str], bool]:
+    """Whether an object is in the S3 twin (asked with the rehearsal's own client, which no role limits)."""
+
+    def exists(bucket: str, key: str) -> bool:
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            if e.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
+                return False
+            raise
+        return True
+
+    return exists
+
+
+def _secret_arn(secretsmanager: Any) -> Callable[[str], str]:
+    """A secret's ARN from its name (the twin's), or the name's ARN without a suffix when there is none."""
+
+    def arn(name: str) -> str:
+        try:
+            return str(secretsmanager.describe_secret(SecretId=name)["ARN"])
+        except ClientError:
+            return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}"
+
+    return arn
 
 
 def _create_tables(assembly: Any, dynamodb: Any) -> None:
