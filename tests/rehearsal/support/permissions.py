@@ -103,17 +103,22 @@ class Principal:
 
 class Permissions:
     """The principals of an assembly (see the module). ``experiment_tags(id)`` gives an experiment's tags
-    (the FIS twin's), for ``aws:ResourceTag/*`` of the FIS calls; ``log`` records every denial."""
+    (the FIS twin's), for ``aws:ResourceTag/*`` of the FIS calls; ``database_tags`` are the tags the
+    deployment's database (``target.aws.database``) carries, for ``aws:ResourceTag/*`` of the RDS actions
+    (README's AWS fault table asks the user to tag it with the gate's target tags); ``log`` records every
+    denial."""
 
     def __init__(
         self,
         assembly: Any,
         *,
         experiment_tags: Callable[[str], Mapping[str, str]] = lambda _id: {},
+        database_tags: Mapping[str, str] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.assembly = assembly
         self.experiment_tags = experiment_tags
+        self.database_tags = {str(k): str(v) for k, v in (database_tags or {}).items()}
         self.log = log
         self.denials: list[str] = []
 
@@ -199,7 +204,8 @@ class Permissions:
             for resource, context in fis_requests(
                 permission,
                 cluster=cluster,
-                tags=tags,
+                # An RDS action's target is the database itself, by ARN: its own tags are the condition's.
+                tags=self.database_tags if permission.startswith("rds:") else tags,
                 databases=databases,
                 document=params.get("documentArn"),
                 passed_role=passed,
