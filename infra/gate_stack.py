@@ -135,9 +135,13 @@ class GateStack(Stack):
             skip_bundling=settings.skip_bundling,
             resources=fault_resources,
         )
-        # The services the preflight and the timeline look at: the faults' targets, else every service.
+        # The services the preflight and the timeline look at: the faults' targets, else every service. An
+        # overload by factor starts no experiment but is judged on its target's health like one: without
+        # its service the timeline wrote no health row for it and recovery was unknown on every AWS run.
+        shaped = {f.target: settings.ecs_service(f.target) for f in self.faults.load_steps if f.target}
+        timeline_services = {s.fault.target: s.service for s in self.faults.experiments} | shaped
         target_services = sorted(
-            {settings.ecs_service(s.service) for s in self.faults.experiments}
+            {settings.ecs_service(s.service) for s in self.faults.experiments} | set(shaped.values())
             or set(settings.target_services.values())
         )
         self.load = LoadGenerator(
@@ -202,6 +206,7 @@ class GateStack(Stack):
             load=self.load,
             target_cluster=settings.target_cluster,
             target_services=target_services,
+            timeline_services=timeline_services,
             experiments=self.faults.experiments,
             topic=self.topic,
             lock=self.lock,

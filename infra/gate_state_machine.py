@@ -109,6 +109,7 @@ class GateStateMachine(Construct):
         lock: RunLock,
         preflight_function: lambda_.IFunction | None = None,
         network_services: Sequence[str] = (),
+        timeline_services: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         gate = config.name
@@ -186,6 +187,7 @@ class GateStateMachine(Construct):
                 target_cluster=target_cluster,
                 experiments=experiments,
                 load_duration_s=load.expected_duration_s,
+                services=timeline_services,
             ),
             build_verdict(
                 steps=steps,

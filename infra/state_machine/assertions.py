@@ -34,8 +34,11 @@ def build_assertions(
     target_cluster: str,
     experiments: Sequence[ExperimentSpec],
     load_duration_s: int,
+    services: Mapping[str, str] | None = None,
 ) -> Phase:
-    """Returns the phase: entry ``Write timeline``, exit the ``Assertions`` Parallel (``$.results``)."""
+    """Returns the phase: entry ``Write timeline``, exit the ``Assertions`` Parallel (``$.results``).
+    ``services`` ({fault target: ECS service}) are the services the timeline reads the health of: every
+    fault's target, an ``overload`` step's too (no experiment); the experiments' targets by default."""
     timeline = steps.lambda_invoke(
         "Write timeline",
         timeline_function,
@@ -43,7 +46,9 @@ def build_assertions(
             **run_fields(),
             "cluster": target_cluster,
             # Fault targets are the gate config's service names; health rows use the same names.
-            "services": {s.fault.target: s.service for s in experiments},
+            "services": dict(services)
+            if services is not None
+            else {s.fault.target: s.service for s in experiments},
             "faults": {
                 s.key: {"name": s.name, "kind": s.fault.kind, "target": s.fault.target} for s in experiments
             },

@@ -11,7 +11,8 @@ experiment_id, status}`` (``fault_id`` is the fault's config name, as in a local
   ``{"experiment": id, "duration_s": …}`` — the action's ``endTime - startTime`` once it has ended, else
   its ``duration`` parameter (ISO 8601), else the time it has been running (it is held at least until
   now: a running partition judged as an instantaneous fault would be judged while it still acts). The
-  outages of a ``db_blip`` (``aws:rds:*``: the reboot or failover) and a ``kafka_broker_down`` (its
+  outages of a ``db_blip`` or a ``leader_loss`` (``aws:rds:*``: the reboot or failover) and a
+  ``kafka_broker_down`` (its
   automation: the broker's reboot until the cluster is back) are held alike, from the action's start to
   its end;
 - for a network action that has ended, ``lifting`` at its start plus its ``duration`` parameter (when
@@ -101,9 +102,13 @@ def experiment_rows(
     return sorted(rows, key=lambda r: r["ts"])
 
 
-# The data-path faults whose FIS action lasts as long as their outage (issue 21).
+# The data-path faults whose FIS action lasts as long as their outage (issue 21). A leader loss is the same
+# reboot or failover of the lease store (infra/data_faults.py): judged from its end, not from its start
+# (the database still down then), or recovery saw the outage itself as errors not back.
+_DATABASE_OUTAGE = ("aws:rds:reboot-db-instances", "aws:rds:failover-db-cluster")
 HELD_KIND_ACTIONS = {
-    "db_blip": ("aws:rds:reboot-db-instances", "aws:rds:failover-db-cluster"),
+    "db_blip": _DATABASE_OUTAGE,
+    "leader_loss": _DATABASE_OUTAGE,
     "kafka_broker_down": ("aws:ssm:start-automation-execution",),
 }
 

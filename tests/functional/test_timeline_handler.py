@@ -498,6 +498,8 @@ def _data_path_experiment(action_id: str, *, action_end: float) -> dict[str, Any
     [
         ("db_blip", "aws:rds:reboot-db-instances"),
         ("db_blip", "aws:rds:failover-db-cluster"),
+        ("leader_loss", "aws:rds:reboot-db-instances"),
+        ("leader_loss", "aws:rds:failover-db-cluster"),
         ("kafka_broker_down", "aws:ssm:start-automation-execution"),
     ],
 )
@@ -505,7 +507,9 @@ def test_a_database_reboot_or_broker_reboot_is_held_until_its_action_ends_and_re
     kind, action_id
 ):
     """An RDS reboot or failover, or an MSK broker reboot through its automation, lasts as long as its FIS
-    action (issue 21): the fault is lifted at the action's end (+140), not at the observation window's."""
+    action (issue 21): the fault is lifted at the action's end (+140), not at the observation window's.
+    A leader loss is the lease store's reboot or failover on AWS: the leader-loss rehearsal found it judged
+    from its injection (no ``duration_s``), so recovery's after-window fell inside the outage."""
     ref = FaultRef(key="f", name="f", kind=kind, target="gateway", experiment_id=EXPERIMENT)
     rows = experiment_rows(ref, _data_path_experiment(action_id, action_end=140), now=T0 + 300)
     assert [(r["event"], r["ts"]) for r in rows] == [

@@ -132,3 +132,46 @@ def test_the_timeline_may_read_the_shapes_rows_and_backpressure_runs_in_its_lamb
     assert "backpressure" in surge["stack"].functions.functions
     check_states = [n for n, _ in states(surge["definition"]) if n == "Check backpressure"]
     assert check_states == ["Check backpressure"]
+
+
+# The surge's target (gateway) is not the experiment's (matcher): the leader/overload rehearsal's finding.
+MIXED_CONFIG = (
+    CONFIG.replace(
+        "      - {name: gateway, command: [python3], expose: true, replicas: 2}",
+        "      - {name: gateway, command: [python3], expose: true, replicas: 2}\n"
+        "      - {name: matcher, command: [python3]}",
+    )
+    .replace("services: {gateway: pb-gateway}", "services: {gateway: pb-gateway, matcher: pb-matcher}")
+    .replace(
+        "{name: kill-gateway, kind: stop_task, target: gateway,",
+        "{name: kill-gateway, kind: stop_task, target: matcher,",
+    )
+)
+
+
+def _described_services(template: dict[str, Any], role_fragment: str) -> set[str]:
+    """The service names the role's ``ecs:DescribeServices`` statements name (their ARNs' last segment)."""
+    out: set[str] = set()
+    for r in template["Resources"].values():
+        if r["Type"] == "AWS::IAM::Policy" and any(
+            role_fragment in json.dumps(x) for x in r["Properties"]["Roles"]
+        ):
+            for s in r["Properties"]["PolicyDocument"]["Statement"]:
+                if s["Action"] == "ecs:DescribeServices":
+                    arns = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+                    out |= {json.dumps(a).rsplit("/", 1)[-1].split('"')[0] for a in arns}
+    return out
+
+
+def test_the_timeline_reads_the_health_of_an_overloads_target_that_no_experiment_targets(
+    tmp_path: Path,
+) -> None:
+    # The overload rehearsal (tests/rehearsal/test_rehearsal_leader_overload.py) found recovery unknown ("no
+    # health observation of gateway after injection"): the timeline was given the experiments' targets only,
+    # and an overload starts no experiment. Its target is the timeline's too, and the timeline role (and the
+    # quiesce step's) may describe that service, and no other.
+    stack = _build(MIXED_CONFIG, tmp_path)
+    template = Template.from_stack(stack).to_json()
+    timeline = dict(states(definition_of(template)))["Write timeline"]
+    assert timeline["Parameters"]["Payload"]["services"] == {"matcher": "pb-matcher", "gateway": "pb-gateway"}
+    assert _described_services(template, "Timeline") == {"pb-matcher", "pb-gateway"}

@@ -86,6 +86,18 @@ PASS_AUTOMATION_ROLE = {
 }
 
 
+DATABASE = "arn:aws:rds:us-east-1:123456789012:db:paperbroker-db"
+REBOOT_TAGGED = [
+    {
+        "Effect": "Allow",
+        "Action": "rds:RebootDBInstance",
+        "Resource": DATABASE,
+        "Condition": {"StringEquals": {"aws:ResourceTag/app": "pb"}},
+    },
+    {"Effect": "Allow", "Action": ["rds:DescribeDBInstances", "tag:GetResources"], "Resource": "*"},
+]
+
+
 def _template(machine: list[dict[str, Any]], fis: list[dict[str, Any]]) -> _Assembly:
     role = {"Type": "AWS::IAM::Role", "Properties": {}}
     return _Assembly(
@@ -134,6 +146,14 @@ def _template(machine: list[dict[str, Any]], fis: list[dict[str, Any]]) -> _Asse
                             },
                         }
                     },
+                },
+            },
+            "Reboot": {
+                "Type": "AWS::FIS::ExperimentTemplate",
+                "Properties": {
+                    "RoleArn": {"Fn::GetAtt": ["FisRole", "Arn"]},
+                    "Targets": {"DBInstances": {"ResourceArns": [DATABASE]}},
+                    "Actions": {"Reboot": {"ActionId": "aws:rds:reboot-db-instances"}},
                 },
             },
             "MachinePolicy": _policy("MachineRole", *machine),
@@ -249,6 +269,21 @@ def test_an_fis_automation_action_is_judged_on_its_document_and_the_role_it_pass
         _template([], [*other_doc, START_AUTOMATION[1], PASS_AUTOMATION_ROLE]), log=lambda _: None
     ).fis_denial("Redeliver", "aws:ssm:start-automation-execution")
     assert why is not None and f"ssm:StartAutomationExecution on resource: {AUTOMATION_DOC}" in why
+
+
+def test_an_fis_rds_reboot_is_judged_on_the_tags_the_database_itself_carries() -> None:
+    """AWS FIS Actions reference, ``aws:rds:reboot-db-instances``: ``rds:RebootDBInstance``,
+    ``rds:DescribeDBInstances``, ``tag:GetResources``; the Service Authorization Reference for Amazon RDS
+    (list_amazonrds.html) lists ``rds:RebootDBInstance`` on resource type ``db*`` with
+    ``aws:ResourceTag/${TagKey}``: the condition reads the database's own tags. The rehearsal once judged it
+    on the ECS task targets' tags, which an RDS template has none of, and so denied the stack's role the
+    reboot of a database tagged as the stack requires (the leader-loss rehearsal)."""
+    tagged = Permissions(_template([], REBOOT_TAGGED), database_tags={"app": "pb"}, log=lambda _: None)
+    assert tagged.fis_denial("Reboot", "aws:rds:reboot-db-instances") is None
+    for tags in ({}, {"app": "other"}):
+        perms = Permissions(_template([], REBOOT_TAGGED), database_tags=tags, log=lambda _: None)
+        why = perms.fis_denial("Reboot", "aws:rds:reboot-db-instances")
+        assert why is not None and f"rds:RebootDBInstance on resource: {DATABASE}" in why, why
 
 
 def test_run_task_with_tags_also_needs_tag_resource_on_create() -> None:

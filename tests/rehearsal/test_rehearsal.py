@@ -36,11 +36,15 @@ pytestmark = pytest.mark.timeout(1200)
 WAITS = {"poll_s": 1}
 
 
-def local_run(config: Path, root: Path, env: dict[str, str] | None = None) -> dict[str, str]:
-    """``resgate run`` of ``config`` (its CLI, a subprocess); ``{check: pass|fail|unknown}``."""
+def local_run(
+    config: Path, root: Path, env: dict[str, str] | None = None, *, profile: str | None = None
+) -> dict[str, str]:
+    """``resgate run`` of ``config`` (its CLI, a subprocess; ``--profile`` when given);
+    ``{check: pass|fail|unknown}``."""
     cli = Path(sys.executable).with_name("resgate")
     proc = subprocess.run(
-        [str(cli), "run", str(config), "--evidence-root", str(root), "--quiet"],
+        [str(cli), "run", str(config), "--evidence-root", str(root), "--quiet"]
+        + (["--profile", profile] if profile else []),
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,

@@ -113,7 +113,10 @@ class Principal:
 
 class Permissions:
     """The principals of an assembly (see the module). ``experiment_tags(id)`` gives an experiment's tags
-    (the FIS twin's), for ``aws:ResourceTag/*`` of the FIS calls; ``log`` records every denial."""
+    (the FIS twin's), for ``aws:ResourceTag/*`` of the FIS calls; ``database_tags`` are the tags the
+    deployment's database (``target.aws.database``) carries, for ``aws:ResourceTag/*`` of the RDS actions
+    (README's AWS fault table asks the user to tag it with the gate's target tags); ``log`` records every
+    denial."""
 
     def __init__(
         self,
@@ -122,6 +125,7 @@ class Permissions:
         experiment_tags: Callable[[str], Mapping[str, str]] = lambda _id: {},
         object_exists: Callable[[str, str], bool] | None = None,
         secret_arn: Callable[[str], str] | None = None,
+        database_tags: Mapping[str, str] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.assembly = assembly
@@ -130,6 +134,7 @@ class Permissions:
         self.object_exists = object_exists
         # A secret's name -> its ARN (AWS authorizes on the ARN, random suffix included).
         self.secret_arn = secret_arn
+        self.database_tags = {str(k): str(v) for k, v in (database_tags or {}).items()}
         self.log = log
         self.denials: list[str] = []
         # The processes' own calls allowed by :meth:`authorize`: {"<role id> <service>:<operation>": count}.
@@ -291,7 +296,8 @@ class Permissions:
             for resource, context in fis_requests(
                 permission,
                 cluster=cluster,
-                tags=tags,
+                # An RDS action's target is the database itself, by ARN: its own tags are the condition's.
+                tags=self.database_tags if permission.startswith("rds:") else tags,
                 databases=databases,
                 document=params.get("documentArn"),
                 passed_role=passed,

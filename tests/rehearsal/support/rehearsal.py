@@ -118,6 +118,10 @@ class Rehearsal:
     history_events: int = 0
     history: dict[str, int] = field(default_factory=dict)
     load_tasks: list[dict[str, Any]] = field(default_factory=list)
+    fault_timeline: list[dict[str, Any]] = field(default_factory=list)
+    """The rows of the run's ``faults.jsonl`` (the timeline Lambda's), in the S3 twin."""
+    health_timeline: list[dict[str, Any]] = field(default_factory=list)
+    """The rows of the run's ``health.jsonl`` (the timeline Lambda's), in the S3 twin."""
     load_parts: dict[str, Any] = field(default_factory=dict)
     """A distributed load's evidence: ``{"nodes": load_nodes.jsonl's rows, "parts": {node: records in
     its uploaded part}, "live_requests", "live_pids"}`` (:func:`_load_parts`; empty for one load task)."""
@@ -207,6 +211,12 @@ def _secret(dsn: str) -> dict[str, Any]:
         "dbname": d.get("dbname") or "postgres",
         "sslmode": "disable",
     }
+
+
+def target_tags(cfg: Any) -> dict[str, str]:
+    """The target's tags as the stack selects by them (infra/settings.py): target.aws.target_tags, else
+    target.tags; the rehearsal's deployment tags its tasks and its database with them."""
+    return dict((cfg.target.aws.target_tags if cfg.target.aws else None) or cfg.target.tags)
 
 
 def user_tasks(cfg: Any) -> dict[str, UserTaskDefinition]:
@@ -327,8 +337,7 @@ def rehearse(
                 target_cluster=cfg.name,
                 health_checked={s.name: bool(s.health_path) for s in cfg.target.services},
                 user_tasks=user_tasks(cfg),
-                # As the stack tags them (infra/settings.py): target.aws.target_tags, else target.tags.
-                task_tags=(cfg.target.aws.target_tags if cfg.target.aws else None) or cfg.target.tags,
+                task_tags=target_tags(cfg),
                 zones={s.name: list(s.zones) for s in cfg.target.services},
                 log=log,
             )
@@ -337,6 +346,8 @@ def rehearse(
                 experiment_tags=lambda i: fis.experiments[i].tags if fis and i in fis.experiments else {},
                 object_exists=_object_exists(boto3.client("s3", **aws)),
                 secret_arn=_secret_arn(boto3.client("secretsmanager", **aws)),
+                # The deployed database carries the target tags the stack conditions its reboot on.
+                database_tags=target_tags(cfg),
                 log=log,
             )
             fis = FisTwin(
@@ -702,6 +713,10 @@ class _Run:
         r.check_records, r.verdict, r.load = _evidence(boto3.client("s3", **self.aws), self.bucket, run_id)
         r.checks = {name: outcome(rec) for name, rec in r.check_records.items()}
         r.load_parts = _load_parts(boto3.client("s3", **self.aws), self.bucket, run_id)
+        s3 = boto3.client("s3", **self.aws)
+        r.fault_timeline, r.health_timeline = (
+            _rows(s3, self.bucket, run_id, n) for n in ("faults", "health")
+        )
         return r
 
 
@@ -904,6 +919,22 @@ def _evidence(
         "span_s": max(ts) - min(ts) if ts else 0.0,
     }
     return checks, json.loads(verdict) if verdict else None, load
+
+
+def _rows(s3: Any, bucket: str, run_id: str, table: str) -> list[dict[str, Any]]:
+    """The rows of the run's ``<table>.jsonl`` in the S3 twin (its table folder), ``[]`` without it."""
+    keys = [
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+        if f"/{table}/" in o["Key"] and f"/run_id={run_id}/" in o["Key"] and o["Key"].endswith(".jsonl")
+    ]
+    return [
+        json.loads(line)
+        for key in keys
+        for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+        if line.strip()
+    ]
 
 
 def _load_parts(s3: Any, bucket: str, run_id: str) -> dict[str, Any]:
