@@ -4,7 +4,9 @@
 The state machine calls it after the load and the quiesce wait, before the checks: the recovery check reads
 these two files. Faults come from :mod:`lambdas.timeline.faults` (the FIS experiments) and from the load
 shape's fault rows (its ``overload`` steps by ``factor``, which the load task ran and uploaded in
-``load_shape.jsonl``: :func:`shape_rows`), health from :mod:`lambdas.timeline.health`.
+``load_shape.jsonl``: :func:`shape_rows`) and the load task's leader samples (one ``leader_samples`` row per
+``leader_loss``, its detail :meth:`resgate.runner.leader.LeaderSampler.record`, uploaded in
+``leader_samples.jsonl``: :func:`leader_rows`), health from :mod:`lambdas.timeline.health`.
 The event is the run fields of :mod:`lambdas` plus :class:`lambdas.timeline.inputs.TimelineInputs`; the
 output goes to ``$.timeline`` (``observed_until`` is handed to the recovery check). An invalid event raises
 ConfigError; any AWS failure a GateError (the state machine retries it, then cleans up and fails the run).
@@ -33,6 +35,24 @@ def shape_rows(store: RunStore) -> list[dict[str, Any]]:
     return timeline_rows(read_jsonl(store, "load_shape"))
 
 
+def leader_rows(store: RunStore) -> list[dict[str, Any]]:
+    """The ``leader_samples`` rows of the run's leader losses (``leader_samples.jsonl``, uploaded by the load
+    task that sampled the target's replicas around each one; none without it), as the local runner records
+    them: ``{ts, fault_id, kind: "leader_loss", target, event: "leader_samples", detail}``. Other lines are
+    left out."""
+    if not store.exists("leader_samples"):
+        return []
+    return [
+        {k: line.get(k) for k in ("ts", "fault_id", "kind", "target", "event", "detail")}
+        for line in read_jsonl(store, "leader_samples")
+        if line.get("event") == "leader_samples"
+        and line.get("kind") == "leader_loss"
+        and line.get("fault_id")
+        and isinstance(line.get("detail"), dict)
+        and isinstance(line.get("ts"), int | float)
+    ]
+
+
 def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str, Any]:
     """Write the two timelines; return ``{faults_uri, health_uri, fault_events, health_events,
     observed_until, active_faults, not_started}``."""
@@ -40,7 +60,7 @@ def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str
     store = run.store()
     faults, active = fault_rows(fis, ecs, inputs.cluster, inputs.faults, now=time.time())
     surges = shape_rows(store)
-    faults = sorted([*faults, *surges], key=lambda r: float(r["ts"]))
+    faults = sorted([*faults, *surges, *leader_rows(store)], key=lambda r: float(r["ts"]))
     if active:
         tools.logger.warning("experiments have not ended yet", extra={"faults": active})
     health, failures = service_health(

@@ -155,6 +155,7 @@ FILES = {
     "load_live": "load_live.jsonl",  # the load's per-second live lines (loadgen.upload writes it on AWS)
     "load_nodes": "load_nodes.jsonl",  # one line per Locust worker: its ledger part complete or not
     "load_shape": "load_shape.jsonl",  # the overload shape's samples and fault rows (resgate.contract.shape)
+    "leader_samples": "leader_samples.jsonl",  # the load task's leader_loss samples (faults.jsonl rows)
 }
 
 

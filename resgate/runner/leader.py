@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from resgate.contract.errors import ConfigError, GateError
@@ -37,10 +38,19 @@ MAX_SAMPLES = 2000
 """State changes kept per fault; a flapping replica beyond this truncates the record (``truncated``)."""
 
 
-def probe(port: int, timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, Any] | None:
-    """The JSON body of ``GET http://127.0.0.1:<port>/health``, or None when the replica does not answer."""
+LOCAL_HOST = "127.0.0.1"
+Replica = tuple[str, str, int | None, int]
+"""``(replica_id, host, port or None when not running, restarts)``: one replica to probe."""
+ReplicaSource = Callable[[], list[Replica]]
+"""The replicas of the sampled service now (the local supervisor's, or ECS's tasks of a service on AWS)."""
+
+
+def probe(
+    port: int, timeout_s: float = PROBE_TIMEOUT_S, *, host: str = LOCAL_HOST, path: str = "/health"
+) -> dict[str, Any] | None:
+    """The JSON body of ``GET http://<host>:<port><path>``, or None when the replica does not answer."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=timeout_s) as r:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout_s) as r:
             body = json.loads(r.read())
     except urllib.error.HTTPError as e:
         try:
@@ -55,6 +65,11 @@ def probe(port: int, timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, Any] | Non
 def _replicas(sup: Any, service: str) -> list[tuple[str, int | None, int]]:
     """``[(replica_id, port or None, restarts)]`` of ``service``."""
     return [(r.replica_id, r.port if r.pid is not None else None, r.restarts) for r in sup.replicas(service)]
+
+
+def local_replicas(sup: Any, service: str) -> ReplicaSource:
+    """The local supervisor's replicas of ``service``, each on this machine's loopback."""
+    return lambda: [(rid, LOCAL_HOST, port, n) for rid, port, n in _replicas(sup, service)]
 
 
 def find_leader(sup: Any, service: str) -> tuple[str, int | None]:
@@ -101,21 +116,96 @@ def preflight_leaders(faults: list[Any], sup: Any, timeout_s: float = 30.0) -> N
             time.sleep(0.2)
 
 
+class EcsReplicas:
+    """The ECS tasks of ``service`` in ``cluster`` as replicas (a :data:`ReplicaSource`): each running
+    task at its ENI's private IPv4 address on ``port``. ECS never restarts a task (a replacement is a new
+    task), so a task once seen that is no longer running stays in the list with no port (sampled as not
+    answering) and restarts are 0. The listing (``ListTasks`` + ``DescribeTasks``) is refreshed at most
+    every ``refresh_s``, well inside ECS's API rate limits at a sampler's pace."""
+
+    def __init__(self, ecs: Any, cluster: str, service: str, port: int, *, refresh_s: float = 2.0) -> None:
+        self.ecs, self.cluster, self.service, self.port, self.refresh_s = (
+            ecs,
+            cluster,
+            service,
+            port,
+            refresh_s,
+        )
+        self._seen: dict[str, str] = {}  # task id -> its address
+        self._running: set[str] = set()
+        self._listed_at = -math.inf
+
+    def __call__(self) -> list[Replica]:
+        if time.monotonic() - self._listed_at >= self.refresh_s:
+            self._list()
+            self._listed_at = time.monotonic()
+        return [
+            (tid, ip, self.port if tid in self._running else None, 0)
+            for tid, ip in sorted(self._seen.items())
+        ]
+
+    def _list(self) -> None:
+        arns: list[str] = []
+        for page in self.ecs.get_paginator("list_tasks").paginate(
+            cluster=self.cluster, serviceName=self.service, desiredStatus="RUNNING"
+        ):
+            arns.extend(page.get("taskArns", []))
+        running: set[str] = set()
+        for i in range(0, len(arns), 100):  # DescribeTasks takes at most 100 tasks
+            for task in self.ecs.describe_tasks(cluster=self.cluster, tasks=arns[i : i + 100]).get(
+                "tasks", []
+            ):
+                ip = task_address(task)
+                if ip is None or task.get("lastStatus") != "RUNNING":
+                    continue
+                tid = str(task["taskArn"]).rsplit("/", 1)[-1]
+                self._seen[tid] = ip
+                running.add(tid)
+        self._running = running
+
+
+def task_address(task: dict[str, Any]) -> str | None:
+    """An ECS task's private IPv4 address (awsvpc): its container's network interface, else its ENI
+    attachment's ``privateIPv4Address`` detail; None before it has one."""
+    for container in task.get("containers") or []:
+        for eni in container.get("networkInterfaces") or []:
+            if eni.get("privateIpv4Address"):
+                return str(eni["privateIpv4Address"])
+    for att in task.get("attachments") or []:
+        for d in att.get("details") or []:
+            if d.get("name") == "privateIPv4Address" and d.get("value"):
+                return str(d["value"])
+    return None
+
+
 class LeaderSampler:
     """Samples the leader figures of every replica of ``service`` on a thread until ``until_ts`` (wall
-    clock) or :meth:`finish`; :meth:`record` is the fault event's detail."""
+    clock) or :meth:`finish`; :meth:`record` is the fault event's detail.
 
-    def __init__(self, sup: Any, service: str, *, interval_s: float = SAMPLE_INTERVAL_S) -> None:
+    The replicas are the local supervisor's (``sup``) unless ``replicas`` gives another source (on AWS the
+    ECS tasks of the service, :func:`resgate.runner.leader_ecs.ecs_replicas`); ``path`` is the health path."""
+
+    def __init__(
+        self,
+        sup: Any,
+        service: str,
+        *,
+        interval_s: float = SAMPLE_INTERVAL_S,
+        replicas: ReplicaSource | None = None,
+        path: str = "/health",
+    ) -> None:
         self.sup = sup
         self.service = service
         self.interval_s = interval_s
+        self.path = path
+        self._source: ReplicaSource = replicas if replicas is not None else local_replicas(sup, service)
         self.until_ts = float("inf")
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._last: dict[str, tuple[Any, ...]] = {}
         self._samples: list[dict[str, Any]] = []
         self._max_hb: dict[str, float] = {}
-        self._restarts0 = {rid: n for rid, _, n in _replicas(sup, service)}
+        self._restarts0 = {rid: n for rid, _, _, n in self._source()}
         self._restarts: dict[str, int] = {}
         self.started_ts = time.time()
         self.ended_ts: float | None = None
@@ -169,9 +259,9 @@ class LeaderSampler:
 
     def _round(self) -> None:
         # the deposed replica first: its answer decides which group's figures every replica's sample shows
-        replicas = sorted(_replicas(self.sup, self.service), key=lambda r: r[0] != self.deposed)
-        for rid, port, restarts in replicas:
-            body = probe(port) if port is not None else None
+        replicas = sorted(self._source(), key=lambda r: r[0] != self.deposed)
+        for rid, host, port, restarts in replicas:
+            body = probe(port, host=host, path=self.path) if port is not None else None
             if self.deposed is not None and not self._group_known and rid != self.deposed:
                 continue  # no sample until the group to read is known (the next round, at most)
             now = time.time()
