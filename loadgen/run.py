@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from loadgen import live_metrics
+from loadgen import leader_watch, live_metrics
 from loadgen.ledger import (
     DONE_PREFIX,
     LEDGER_PREFIX,
@@ -51,6 +51,8 @@ LEDGER_HOOK = Path(__file__).with_name("resgate_ledger_hook.py")
 """Passed to Locust before every locustfile: installs :mod:`loadgen.ledger_plugin` (the client ledger)."""
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 STATS_NAME = "locust-stats.json"
+WATCH_AFTER_LOAD_S = 30.0
+"""The longest the task waits after the load for a leader loss's sampling still in its observe window."""
 DEFAULT_MASTER_PORT = 5557
 """Locust's master port; the load security group admits it from the load tasks only."""
 ROLES = ("master", "worker")
@@ -663,11 +665,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     Reads ``RESGATE_TARGET_HOST`` (or ``LOCUST_HOST``), ``RESGATE_USERS`` (10), ``RESGATE_SPAWN_RATE``
     (users/s, default = users), ``RESGATE_DURATION_S`` (required), ``RESGATE_STOP_TIMEOUT_S`` (5),
     ``RESGATE_LEDGER_DIR`` (``/tmp/resgate-load``), ``RESGATE_LOCUSTFILE`` (:func:`resolve_locustfile`),
-    ``RESGATE_EVIDENCE_S3_URI`` and the
+    ``RESGATE_EVIDENCE_S3_URI``, ``RESGATE_LEADER_WATCH`` (:mod:`loadgen.leader_watch`) and the
     ``RESGATE_METRICS_*`` of :mod:`loadgen.live_metrics`. SIGTERM (ECS stopping
     the task) stops the run cleanly and still uploads. Exit codes: 0 done, 2 could not run.
     """
     del argv
+    started = time.time()  # the fault schedule counts a fault's at_s from the task's start
     try:
         host = (
             os.environ.get(env_names.ENV_TARGET_HOST, "").strip() or os.environ.get("LOCUST_HOST", "").strip()
@@ -684,9 +687,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(
                 "a master collects its workers' parts through S3", where=env_names.ENV_EVIDENCE_S3_URI
             )
-        publisher = None
+        publisher = watcher = None
         if remote is None or remote.role == "master":  # the master's aggregate, never a worker's own
             publisher = live_metrics.publisher_from_env(ledger_dir)  # None unless RESGATE_METRICS_NAMESPACE
+            watcher = leader_watch.watcher_from_env(os.environ, ledger_dir, started=started)
         run = run_locust(
             host,
             locustfile=locustfile,
@@ -707,6 +711,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     if publisher is not None:
         publisher.start()
+    if watcher is not None:
+        watcher.start()
     try:
         # A distributed run starts once every worker task has connected (at most the master's wait).
         waits_for_workers = remote.wait_s if remote is not None else 0.0
@@ -716,6 +722,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if publisher is not None:
             publisher.stop()
+        if watcher is not None:  # a watch still observing after the load: its window, at most 30 s more
+            watcher.wait(min(WATCH_AFTER_LOAD_S, watcher.remaining_s()))
+            watcher.finish()
     if remote is not None and s3_uri:
         try:
             result = _exchange_parts(remote, result, s3_uri, ledger_dir, stop_timeout)

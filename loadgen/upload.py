@@ -18,6 +18,8 @@ tables look for them:
   :mod:`loadgen.distributed`)
 - ``load_shape.jsonl`` — the overload shape's samples and fault rows (the run's folder; only when the
   load ran a shape, :mod:`resgate.contract.shape`): the timeline Lambda reads its fault rows
+- ``leader_samples.jsonl`` — the leader samples of each watched leader loss (the run's folder; only when
+  ``RESGATE_LEADER_WATCH`` named one, :mod:`loadgen.leader_watch`): the timeline Lambda reads them
 
 The rows of the two tables are stamped with ``run_id`` and ``gate``
 (:func:`resgate.contract.layout.stamp_line`), as the gate's own tables are: in Athena ``run_id`` is a column,
@@ -53,6 +55,7 @@ DEFAULT_LAYOUT: Mapping[str, str] = {
     "log": "load.log",
     "nodes": "load_nodes.jsonl",
     "shape": "load_shape.jsonl",
+    "leader_samples": "leader_samples.jsonl",
 }
 _CONTENT_TYPES = {".jsonl": "application/x-ndjson", ".json": "application/json", ".log": "text/plain"}
 
@@ -151,6 +154,7 @@ def upload_results(
         "log": Path(result.log_path),
         "nodes": nodes_path,
         "shape": ledger_dir / SHAPE_FILE,  # the overload shape's samples and fault rows, when it ran
+        "leader_samples": ledger_dir / DEFAULT_LAYOUT["leader_samples"],  # loadgen.leader_watch's records
     }
     keys = []
     for kind, path in files.items():

@@ -77,6 +77,11 @@ ENV_LOAD_SHAPE = "RESGATE_LOAD_SHAPE"
 (:func:`resgate.contract.shape.encode_steps`): when set, the ledger hook installs
 :class:`loadgen.load_shape.OverloadShape`, which multiplies the users by each step's factor for its
 duration, locally and on Fargate alike; empty or unset, no shape (Locust's ``-u``/``-r``/``-t``)."""
+ENV_LEADER_WATCH = "RESGATE_LEADER_WATCH"
+"""The leader losses the load task watches on AWS, as JSON (:func:`loadgen.leader_watch.encode_watches`):
+for each, the task samples the target service's ECS tasks' ``/health`` leader figures from a little before
+its ``at_s`` (counted from the task's start, as the fault schedule counts) until ``duration_s + observe_s``
+after, and uploads the records in ``leader_samples.jsonl``; empty or unset, nothing is watched."""
 ENV_CONN_MAX_AGE_S = "RESGATE_CONN_MAX_AGE_S"
 """A trader opens a new connection before its next request once its connection is this old (default 2 s;
 0 keeps one connection for the whole run). A load balancer that works per connection, like the local
