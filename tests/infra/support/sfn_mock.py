@@ -43,6 +43,7 @@ import moto.stepfunctions.parser.asl.jsonata.jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 from moto.stepfunctions.parser.mocking.mock_config import MockedResponseReturn, MockedResponseThrow
+from moto.stepfunctions.responses import StepFunctionResponse
 
 MOTO_VERSION = "5.2.5"
 
@@ -188,6 +189,7 @@ def mocked_responses() -> Iterator[SfnMockShim]:
 
     try:
         with (
+            mock.patch.object(StepFunctionResponse, "get_execution_history", history_response),
             mock.patch.object(Execution, "_get_start_execution_worker", worker),
             mock.patch.object(Environment, "get_current_mocked_response", current_response),
             mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated),
@@ -197,6 +199,28 @@ def mocked_responses() -> Iterator[SfnMockShim]:
     finally:
         for arn in started:
             _ENDED.pop(arn, None)
+
+
+def history_response(self: StepFunctionResponse) -> str:
+    """``GetExecutionHistory``'s body as moto's backend holds it, written with ``json.dumps``.
+
+    moto's generic serializer walks every member of the ``HistoryEvent`` shape (some sixty event detail
+    structures) for each event: a long run's history took 0.3 s on a quiet machine and 1.7 s at a load
+    average of 15, and the infra tests read one per execution. The backend's events are already the API's
+    shapes (member names as on the wire); timestamps go out as epoch seconds, as the JSON protocol sends
+    them, and absent members are left out, as the serializer leaves them."""
+    events = self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))["events"]
+    return json.dumps({"events": [_wire(e) for e in events]})
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return value
 
 
 def dynamodb_table_names(definition: str | Mapping[str, Any]) -> set[str]:
