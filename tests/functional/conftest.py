@@ -38,6 +38,7 @@ from tests.functional.support import (  # noqa: E402
     Evidence,
     FakeLambdaContext,
     OpsCenter,
+    fresh_default_session,
     load_event,
     nearest_rank,
 )
@@ -63,6 +64,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     ):
         monkeypatch.delenv(k, raising=False)
     with mock_aws():
+        fresh_default_session()
         yield
 
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 
 from resgate.contract.layout import RunKey
@@ -18,6 +21,22 @@ EVENTS = Path(__file__).resolve().parent / "events"
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BUCKET = "resgate-evidence-test"
 REGION = "us-east-1"
+
+
+# One reader of botocore's service models (JSON files of up to a few MB) for the whole test session.
+_MODELS = botocore.loaders.create_loader()
+
+
+def fresh_default_session() -> None:
+    """Make boto3's default session a new one that reads the service models through one shared loader.
+
+    ``mock_aws`` resets boto3's default session when it starts (so no client keeps real credentials),
+    and each new session loads and parses every model again: about 1 s per client on a loaded 2-core
+    machine, several times per test. The shared loader caches only those files; credentials, config
+    and clients are still new for every test."""
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _MODELS)
+    boto3.setup_default_session(botocore_session=session)
 
 
 @dataclass

@@ -209,6 +209,14 @@ def test_the_replay_handler_reports_unknown_with_the_reason_when_the_rebuild_tas
     monkeypatch.setenv("REPLAY_CLUSTER", CLUSTER)
     monkeypatch.setenv("REPLAY_SUBNETS", ecs["subnet"])
     monkeypatch.setenv("REPLAY_SECURITY_GROUPS", ecs["sg"])
+    # moto's task reaches STOPPED after a few DescribeTasks: the handler's runner asks again at once
+    # instead of every 5 s (its polling and timeout are the tests above, on a fake clock).
+    from_env = EcsRebuildRunner.from_env
+    monkeypatch.setattr(
+        EcsRebuildRunner,
+        "from_env",
+        lambda client, env=None, **kw: from_env(client, env, **{"poll_s": 0, "sleep": lambda s: None, **kw}),
+    )
     exits_with(2)
     config = {
         "read_models": [{"name": "orders_rm", "table": "public.orders_rm", "key_columns": ["order_id"]}],

@@ -45,8 +45,11 @@ def _start(aws, zero_waits, name: str, responses) -> tuple[int, str]:  # noqa: F
     clients, outputs, shim = aws
     shim.register(name, responses)
     out = io.StringIO()
+    # Each poll reads the whole history, which moto serializes member by member while its interpreter
+    # thread waits for the GIL: at 0.01 s the polls took most of each run's time. Every event is printed
+    # whatever the interval (follow reads the history from where it stopped).
     code = start(
-        clients, outputs, out=out, wait=True, run_id=name, extra_input={"waits": zero_waits}, poll_s=0.01
+        clients, outputs, out=out, wait=True, run_id=name, extra_input={"waits": zero_waits}, poll_s=0.25
     )
     return code, out.getvalue()
 

@@ -23,7 +23,7 @@ from tests.infra.support.sfn_mock import (
     Response,
     Throw,
     create_dynamodb_tables,
-    entered_states,
+    entered_in,
     mocked_responses,
     wait_for_end,
 )
@@ -58,7 +58,7 @@ class Gate:
             cause=d.get("cause"),
             output=json.loads(d["output"]) if d.get("output") else None,
             calls=list(self.shim.runs[name].calls),
-            entered=entered_states(self.sfn, execution_arn),
+            entered=entered_in(history),
             history=history,
         )
 

@@ -22,7 +22,7 @@ from tests.infra.support.sfn_mock import (
     Response,
     Return,
     Throw,
-    entered_states,
+    entered_in,
     mocked_responses,
     wait_for_end,
 )
@@ -187,7 +187,7 @@ def run_gate(definition: str, zero_waits: dict[str, int]) -> Iterator[Any]:
                 cause=d.get("cause"),
                 output=json.loads(d["output"]) if d.get("output") else None,
                 calls=list(mocked.calls),
-                entered=entered_states(client, started["executionArn"]),
+                entered=entered_in(history),
                 history=history,
             )
 

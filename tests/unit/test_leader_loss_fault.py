@@ -117,7 +117,10 @@ class _Replica:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # shutdown() waits for serve_forever's next poll (0.5 s by default): two replicas per test
+        # made each teardown a second.
+        poll = {"poll_interval": 0.05}
+        threading.Thread(target=self.server.serve_forever, kwargs=poll, daemon=True).start()
 
 
 class _Sup:

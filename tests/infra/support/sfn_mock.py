@@ -15,7 +15,10 @@ execution with a given name, and answers each task state from it:
   JVM bridge stubbed out (``_eval_jsonata`` is None);
 - the DynamoDB tables the definition's optimized ``dynamodb:*`` tasks name (the run lock) exist in moto
   when an execution starts, as the stack creates them: those tasks are not mocked but run against moto's
-  DynamoDB, so the lock really holds between executions (:func:`create_dynamodb_tables`).
+  DynamoDB, so the lock really holds between executions (:func:`create_dynamodb_tables`);
+- each execution signals its end (:func:`wait_for_end` waits for that signal instead of polling
+  ``describe_execution``: every poll is a moto request that takes the interpreter thread's GIL, which
+  made the polling loop a third of a state machine test's time).
 
 Every other task state of the definition must be mocked (an unmocked ``aws-sdk:*`` task would call moto's
 own services with unconverted parameters). Written for moto 5.2.5: :data:`MOTO_VERSION`.
@@ -38,10 +41,15 @@ import jsonata
 import moto
 import moto.stepfunctions.parser.asl.jsonata.jsonata as moto_jsonata
 from moto.stepfunctions.parser.asl.eval.environment import Environment
-from moto.stepfunctions.parser.backend.execution import Execution
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
 from moto.stepfunctions.parser.mocking.mock_config import MockedResponseReturn, MockedResponseThrow
+from moto.stepfunctions.responses import StepFunctionResponse
 
 MOTO_VERSION = "5.2.5"
+
+# Execution ARN -> set once moto has recorded that execution's end (while :func:`mocked_responses` is
+# entered); :func:`wait_for_end` waits on it.
+_ENDED: dict[str, threading.Event] = {}
 
 
 @dataclass(frozen=True)
@@ -153,9 +161,13 @@ def mocked_responses() -> Iterator[SfnMockShim]:
     shim = SfnMockShim()
     original_worker = Execution._get_start_execution_worker
     original_response = Environment.get_current_mocked_response
+    original_terminated = BaseExecutionWorkerCommunication.terminated
+    started: list[str] = []
 
     def worker(self: Execution) -> Any:
         create_dynamodb_tables(self.state_machine.definition, region=self.region_name)
+        _ENDED[self.exec_arn] = threading.Event()
+        started.append(self.exec_arn)
         w = iso_start_time(original_worker(self))
         run = shim.runs.get(self.name)
         if run is not None:
@@ -167,12 +179,48 @@ def mocked_responses() -> Iterator[SfnMockShim]:
             return self.mock_test_case.next_response(self.next_state_name)
         return original_response(self)
 
-    with (
-        mock.patch.object(Execution, "_get_start_execution_worker", worker),
-        mock.patch.object(Environment, "get_current_mocked_response", current_response),
-        mock.patch.object(moto_jsonata, "_eval_jsonata", eval_jsonata),
-    ):
-        yield shim
+    def terminated(self: BaseExecutionWorkerCommunication) -> None:
+        try:
+            original_terminated(self)  # the status, error, cause and output, then the signal
+        finally:
+            ended = _ENDED.get(self.execution.exec_arn)
+            if ended is not None:
+                ended.set()
+
+    try:
+        with (
+            mock.patch.object(StepFunctionResponse, "get_execution_history", history_response),
+            mock.patch.object(Execution, "_get_start_execution_worker", worker),
+            mock.patch.object(Environment, "get_current_mocked_response", current_response),
+            mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated),
+            mock.patch.object(moto_jsonata, "_eval_jsonata", eval_jsonata),
+        ):
+            yield shim
+    finally:
+        for arn in started:
+            _ENDED.pop(arn, None)
+
+
+def history_response(self: StepFunctionResponse) -> str:
+    """``GetExecutionHistory``'s body as moto's backend holds it, written with ``json.dumps``.
+
+    moto's generic serializer walks every member of the ``HistoryEvent`` shape (some sixty event detail
+    structures) for each event: a long run's history took 0.3 s on a quiet machine and 1.7 s at a load
+    average of 15, and the infra tests read one per execution. The backend's events are already the API's
+    shapes (member names as on the wire); timestamps go out as epoch seconds, as the JSON protocol sends
+    them, and absent members are left out, as the serializer leaves them."""
+    events = self.stepfunction_backend.get_execution_history(self._get_param("executionArn"))["events"]
+    return json.dumps({"events": [_wire(e) for e in events]})
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_wire(v) for v in value]
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    return value
 
 
 def dynamodb_table_names(definition: str | Mapping[str, Any]) -> set[str]:
@@ -222,8 +270,14 @@ def wait_for_end(client: Any, execution_arn: str, *, timeout_s: float = 120.0) -
     The bound only stops a runaway test: what a test proves about bounded polling it counts in states, not
     in seconds. moto interprets the definition in a thread, so its wall time follows the machine's load:
     the longest polling loops took 5-10 s on a quiet machine and passed 20 s at a load average of 7 on 2
-    cores (both ``never ends`` loops failed then)."""
+    cores (both ``never ends`` loops failed then).
+
+    An execution started under :func:`mocked_responses` is awaited on its end signal, then described once
+    (the loop below then ends at its first turn); any other is polled every 20 ms."""
     deadline = time.monotonic() + timeout_s
+    ended = _ENDED.get(execution_arn)
+    if ended is not None:
+        ended.wait(timeout_s)
     while True:
         d = client.describe_execution(executionArn=execution_arn)
         if d["status"] != "RUNNING":
@@ -233,7 +287,8 @@ def wait_for_end(client: Any, execution_arn: str, *, timeout_s: float = 120.0) -
         time.sleep(0.02)
 
 
-def entered_states(client: Any, execution_arn: str) -> list[str]:
-    """The names of the states the execution entered, in order (from its history)."""
-    events = client.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+def entered_in(events: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The names of the states entered in a history's ``events``, in order. Read from the history a test
+    already holds: moto serializes a history member by member, about a second per call of a long run on a
+    loaded machine."""
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]

@@ -55,8 +55,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_sns,
 )
 from moto.stepfunctions.parser.backend.execution import Execution
+from moto.stepfunctions.responses import StepFunctionResponse
 
-from tests.infra.support.sfn_mock import eval_jsonata, iso_start_time
+from tests.infra.support.sfn_mock import eval_jsonata, history_response, iso_start_time
 from tests.rehearsal.support import sdk_guard
 
 _AwsSdkTask = state_task_service_aws_sdk.StateTaskServiceAwsSdk
@@ -242,6 +243,11 @@ def twins_bound(
         stack.enter_context(mock.patch.object(ErrorEqualsDecl, "_eval_body", error_equals))
         # moto ships JSONata's JVM bridge stubbed out; the infra tests' pure-Python engine stands in.
         stack.enter_context(mock.patch.object(moto_jsonata, "_eval_jsonata", eval_jsonata))
+        # The rehearsal reads the whole history every 0.5 s while the run goes on: moto's serializer
+        # would take the interpreter's GIL for most of a second each time on a loaded machine.
+        stack.enter_context(
+            mock.patch.object(StepFunctionResponse, "get_execution_history", history_response)
+        )
         stack.enter_context(mock.patch.object(_AwsSdkTask, "_eval_service_task", sdk_task))
         stack.enter_context(
             mock.patch.object(_AwsSdkTask, "_normalise_service_error_name", staticmethod(error_service_name))
