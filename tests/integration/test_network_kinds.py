@@ -366,7 +366,7 @@ def test_zone_loss_kills_every_replica_in_the_zone_the_others_serve_and_the_zone
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except OSError:  # gone between the exists() and the read (ENOENT, or ESRCH from procfs)
         return True
 
 
