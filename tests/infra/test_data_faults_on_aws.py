@@ -66,7 +66,7 @@ faults:
   - {{name: db-reboot, kind: db_blip, duration_s: 5, at_s: 30}}
   - {{name: broker-2-down, kind: kafka_broker_down, broker: 2, duration_s: 10, at_s: 50}}
   - {{name: freeze, kind: hang, target: projector, port: 8080, duration_s: 3, at_s: 70}}
-  - {{name: lose-leader, kind: leader_loss, target: projector, duration_s: 2, at_s: 85}}
+  - {{name: lose-leader, kind: leader_loss, target: projector, port: 8080, duration_s: 2, at_s: 85}}
   - {{name: slow-broker, kind: kafka_latency, broker: 2, rtt_ms: 200, duration_s: 5, at_s: 100}}
 checks: {{integrity: false, replay: false}}
 """
@@ -147,7 +147,7 @@ def _fault(kind: str) -> Fault:
         "kafka_broker_down": {"broker": 1, "duration_s": 2.0},
         "kafka_latency": {"broker": 1, "rtt_ms": 100, "duration_s": 2.0},
         "hang": {"percent": 50.0, "duration_s": 2.0, "port": 8080},
-        "leader_loss": {"mode": "pause", "duration_s": 2.0, "observe_s": 10.0},
+        "leader_loss": {"mode": "pause", "duration_s": 2.0, "observe_s": 10.0, "port": 8080},
         "stop_task": {"percent": 50.0},
         "zone_loss": {"zone": "a", "services": []},
         "rate_limit_spike": {"percent": 30.0, "duration_s": 5.0, "retry_after_s": 1},
