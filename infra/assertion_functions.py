@@ -54,7 +54,8 @@ class AssertionFunctions(Construct):
     """One Lambda per check plus the verdict, the timeline and quiesce steps and the abort cleanup (see the
     module): ``evidence`` is the store the functions read and write, ``db_secret_arn`` the database secret,
     ``target_cluster``/``target_services`` what the timeline and the quiesce step read, ``experiments`` the
-    ones the timeline reads; ``ops_items`` turns on the verdict's OpsItems.
+    ones the timeline reads; ``ops_items`` turns on the verdict's OpsItems; ``leader_samples`` (the config
+    has a ``leader_loss``) lets the timeline read the load task's ``leader_samples.jsonl``.
 
     Attributes: ``functions`` ({name: Function}, in :data:`infra.constants.FUNCTION_NAMES` order),
     ``check_functions`` (the five checks and the optional ones: streaming when ``streaming_topic`` is given,
@@ -96,6 +97,7 @@ class AssertionFunctions(Construct):
         quiesce_groups: Sequence[str] = (),
         optional_checks: Sequence[str] = (),
         streaming_topic: str | None = None,
+        leader_samples: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.gate = gate
@@ -182,6 +184,7 @@ class AssertionFunctions(Construct):
             has_experiments=bool(experiments),
             kafka=kafka,
             quiesce_groups=quiesce_groups,
+            leader_samples=leader_samples,
         )
         if ops_items:
             self.roles[c.VERDICT_FUNCTION].add_to_policy(policies.ops_items_statement(self, gate=gate))

@@ -18,8 +18,10 @@ conditions and its timeline.
   database (``target.aws.database``, as paperbroker's matcher lease is), the same reboot or failover as
   ``db_blip``. Every replica is cut off the store at once: the leader cannot renew (it must stop acting as
   leader when its lease runs out) and, once the database is back, a replica takes the lease with a new
-  fencing token. Without ``target.aws.database``: a ConfigError naming that field. ``duration_s`` (the local
-  pause) and ``observe_s`` are the local gate's: a synth warning says the outage lasts the reboot.
+  fencing token. Without ``target.aws.database``: a ConfigError naming that field. ``duration_s`` as the
+  local pause is the local gate's: a synth warning says the outage lasts the reboot. The load task watches
+  the handover (:mod:`loadgen.leader_watch`, on the fault's health ``port``) until ``duration_s`` +
+  ``observe_s`` after the fault.
 
 The two RDS actions' targets are the database's ARN under the keys the FIS actions reference gives them
 (``DBInstances``, resource type ``aws:rds:db``; ``Clusters``, ``aws:rds:cluster``).
@@ -174,7 +176,9 @@ def _plan_database_fault(fault: Fault, resources: FaultResources) -> DataFaultPl
         raise ConfigError(_no_database(fault), where="target.aws.database")
     leader = fault.kind == "leader_loss"
     what = f" (the lease store of {fault.target}: its leader loses the lease)" if leader else ""
-    local = ["observe_s"] if leader and fault.params.get("observe_s") else []
+    # observe_s is AWS's too: the load task samples the leader figures until duration_s + observe_s after
+    # the fault (loadgen.leader_watch); duration_s bounds that window, the reboot the outage.
+    local: list[str] = []
     if leader and fault.params.get("mode") == "partition":  # one replica's own path: no FIS form picks it
         local.append("mode partition (on AWS every replica loses the store, not the leader alone)")
     if db.instance:

@@ -144,6 +144,10 @@ class GateStack(Stack):
             {settings.ecs_service(s.service) for s in self.faults.experiments} | set(shaped.values())
             or set(settings.target_services.values())
         )
+        # A leader loss is watched by the load task (loadgen.leader_watch): it reads the target cluster's
+        # tasks, and the timeline reads the samples it uploads.
+        leader_loss = any(f.kind == "leader_loss" for f in cfg.faults)
+        self.leader_loss = leader_loss
         self.load = LoadGenerator(
             self,
             "LoadGenerator",
@@ -156,6 +160,7 @@ class GateStack(Stack):
             image_uri=settings.loadgen_image,
             evidence=self.evidence,
             workers=max_load_workers(cfg),
+            leader_cluster=settings.target_cluster if leader_loss else None,
         )
         # Before the functions and the state machine: the cleanup notifies and releases the lock too.
         self.topic = sns.Topic(
@@ -192,6 +197,7 @@ class GateStack(Stack):
             quiesce_groups=[g.group for g in cfg.quiesce.consumer_groups],
             optional_checks=[n for n in c.OPTIONAL_CHECK_FUNCTIONS if n in cfg.enabled_checks()],
             streaming_topic=settings.streaming_topic,
+            leader_samples=leader_loss,
         )
         self.gate_machine = GateStateMachine(
             self,
@@ -283,6 +289,10 @@ class GateStack(Stack):
         if self.functions.stream_security_group is not None:
             # The streaming Lambda reads the trades topic from its own group: let it into the brokers only.
             values["StreamClientsSecurityGroup"] = self.functions.stream_security_group.security_group_id
+        if self.leader_loss:
+            # The leader watch reaches the target's tasks at their private addresses on each leader loss's
+            # health port, from the load tasks' group: the target service's group must let it in there.
+            values["LoadTasksSecurityGroup"] = self.load.security_group.security_group_id
         for key, value in values.items():
             CfnOutput(self, key, value=value)
 

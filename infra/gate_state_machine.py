@@ -136,7 +136,7 @@ class GateStateMachine(Construct):
             load_workers=load.workers,
         )
         profile = build_profile_choice(
-            steps, cleanup, config, experiments, wait_keys=list(self.default_waits)
+            steps, cleanup, config, experiments, wait_keys=list(self.default_waits), cluster=target_cluster
         )
         self.profiles = sorted(config.profiles)
         definition = chain(

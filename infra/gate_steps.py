@@ -39,6 +39,7 @@ def grant_steps(
     has_experiments: bool,
     kafka: KafkaSettings,
     quiesce_groups: Sequence[str],
+    leader_samples: bool = False,
 ) -> None:
     """Grant the timeline's role and the quiesce step's role what their steps read (see the module)."""
     grant_timeline(
@@ -49,6 +50,7 @@ def grant_steps(
         target_cluster,
         target_services,
         has_experiments=has_experiments,
+        leader_samples=leader_samples,
     )
     grant_quiesce(scope, quiesce, target_cluster, target_services, kafka, quiesce_groups)
 
@@ -62,6 +64,7 @@ def grant_timeline(
     target_services: Sequence[str],
     *,
     has_experiments: bool,
+    leader_samples: bool = False,
 ) -> None:
     """The timeline step: read the run's experiments and the target services' tasks, put evidence, and
     read the runs' ``load_shape.jsonl`` only (the overload shape's rows: every run looks for it, and finds
@@ -71,6 +74,9 @@ def grant_timeline(
     role.add_to_policy(evidence.put_statement())
     for statement in evidence.run_file_read_statements(FILES["load_shape"]):
         role.add_to_policy(statement)
+    if leader_samples:  # a leader loss's samples, from the load task that watched it (loadgen.leader_watch)
+        for statement in evidence.run_file_read_statements(FILES["leader_samples"]):
+            role.add_to_policy(statement)
     grant_target_tasks_read(scope, role, target_cluster, target_services)
     if has_experiments:
         role.add_to_policy(

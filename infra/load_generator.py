@@ -35,6 +35,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra import constants as c
+from infra import policies
 from infra.evidence_bucket import EvidenceStore
 from infra.nag import acknowledge
 from loadgen.upload import parse_s3_locustfile
@@ -86,7 +87,10 @@ class LoadGenerator(Construct):
     Attributes: ``cluster``, ``task_definition``, ``container`` (its ``container_name`` is what container
     overrides name), ``security_group``, ``log_group``, ``subnets`` (where the task runs), ``image_from``
     (``"asset"`` or ``"registry"``), ``expected_duration_s`` (load duration + stop timeout). The task
-    role may put objects under ``evidence``'s gate prefix.
+    role may put objects under ``evidence``'s gate prefix. With ``leader_cluster`` (the target's ECS
+    cluster, given when the config has a ``leader_loss``) it may also list and describe that cluster's
+    tasks, and that cluster's only (``ecs:cluster``): the leader watch finds the target's replicas at their
+    private addresses (:mod:`loadgen.leader_watch`).
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class LoadGenerator(Construct):
         image_uri: str | None,
         evidence: EvidenceStore,
         workers: int = 0,
+        leader_cluster: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.subnets = subnets
@@ -198,6 +203,16 @@ class LoadGenerator(Construct):
                     actions=["s3:GetObject"],
                     resources=[f"arn:{Stack.of(self).partition}:s3:::{s3_object[0]}/{s3_object[1]}"],
                 )
+            )
+        if leader_cluster:  # the leader watch's replicas: the target cluster's tasks, read only
+            policies.add_statements(
+                self.task_definition.task_role,
+                policies.cluster_task_statements(
+                    self,
+                    cluster_name=leader_cluster,
+                    cluster=policies.cluster_arn(self, leader_cluster),
+                    task_actions=["ecs:DescribeTasks"],
+                ),
             )
         # PutMetricData has no resource-level permission; the namespace condition is its only scope.
         self.task_definition.add_to_task_role_policy(

@@ -142,7 +142,8 @@ IAM_FINDING_RULES = (
     FindingRule(
         "AwsSolutions-IAM5",
         r"Resource::<[^>]+\.Arn>/evidence/gate=[a-z0-9_-]+/dt=\*/run_id=\*/[a-z_]+\.jsonl",
-        "One file of every run of this gate (the timeline's load_shape.jsonl): the run's date and id are "
+        "One file of every run of this gate (the timeline's load_shape.jsonl, and with a leader loss its "
+        "leader_samples.jsonl): the run's date and id are "
         "known at run time.",
     ),
     FindingRule(

@@ -283,6 +283,10 @@ def plan_fault(
     return _plan_network(fault, ecs(p.get("service")), service_tag)
 
 
+LEADER_HEALTH_PATH = "/health"
+"""A ``leader_loss``'s health path on AWS when the fault gives no ``health_path``."""
+
+
 def refusal(fault: Fault) -> ConfigError | None:
     """The ConfigError that refuses ``fault`` on AWS whatever the deployment (a kind no FIS action runs, a
     hang with no port to freeze), naming the field and why; None when AWS can run it."""
@@ -297,6 +301,14 @@ def refusal(fault: Fault) -> ConfigError | None:
             f"fault {fault.name} (hang) freezes {fault.target}'s traffic on AWS: FIS cannot freeze a process "
             "(aws:ecs:task-kill-process only sends SIGTERM or SIGKILL), so it drops the packets of the port "
             f"{fault.target} serves on (aws:ecs:task-network-blackhole-port, ingress); give port: <it>",
+            where=_where(fault, "port"),
+        )
+    if fault.kind == "leader_loss" and fault.params.get("port") is None:
+        return ConfigError(
+            f"fault {fault.name} (leader_loss) is watched on AWS by the load task, which samples the leader "
+            f"figure of every {fault.target} task at its private address around the lease store's reboot; "
+            f"give port: <{fault.target}'s health port> (and health_path: <path>, default "
+            f"{LEADER_HEALTH_PATH})",
             where=_where(fault, "port"),
         )
     return None

@@ -40,13 +40,14 @@ STATUS_PATH = "$.load_status.task.LastStatus"
 
 def profile_environment() -> list[dict[str, str]]:
     """The load container's environment overrides from the run's profile (``$.profile.load``, see
-    :mod:`infra.state_machine.profiles`): users, spawn rate, duration and the load shape's overload steps
-    (``""``: none) replace the task definition's."""
+    :mod:`infra.state_machine.profiles`): users, spawn rate, duration, the load shape's overload steps
+    and the leader losses to watch (``""``: none) replace the task definition's."""
     return [
         {"Name": env_names.ENV_USERS, "Value.$": f"{PROFILE_PATH}.load.users"},
         {"Name": env_names.ENV_SPAWN_RATE, "Value.$": f"{PROFILE_PATH}.load.spawn_rate"},
         {"Name": env_names.ENV_DURATION_S, "Value.$": f"{PROFILE_PATH}.load.duration_s"},
         {"Name": env_names.ENV_LOAD_SHAPE, "Value.$": f"{PROFILE_PATH}.load.shape"},
+        {"Name": env_names.ENV_LEADER_WATCH, "Value.$": f"{PROFILE_PATH}.load.leader_watch"},
     ]
 
 

@@ -12,7 +12,8 @@ as ``InvalidInput`` naming the known profiles, before the lock is taken or anyth
 The record (``$.profile``)::
 
     {"name": "nightly", "load": {"users": "60", "spawn_rate": "30", "duration_s": "90", "workers": "2",
-     "shape": ""}, "workers": 2, "faults": {"kill_gateway": true, "kill_matcher": false, ...},
+     "shape": "", "leader_watch": ""}, "workers": 2,
+     "faults": {"kill_gateway": true, "kill_matcher": false, ...},
      "left_out": ["kill-matcher"],
      "waits": {"load_s": 90, "at_kill_gateway": 20, ...}}
 
@@ -20,7 +21,10 @@ The record (``$.profile``)::
 ``load`` holds strings: they are the load task's container environment overrides in ``ecs:runTask``
 (:mod:`infra.state_machine.load`); ``shape`` is ``RESGATE_LOAD_SHAPE``, the profile's ``overload`` faults
 by ``factor`` as the load shape's steps (:mod:`resgate.contract.shape`; ``""``: none), so the task's Locust
-multiplies its users at each one's ``at_s`` (counted from its own start) for its ``duration_s``.
+multiplies its users at each one's ``at_s`` (counted from its own start) for its ``duration_s``;
+``leader_watch`` is ``RESGATE_LEADER_WATCH``, the profile's ``leader_loss`` faults as the load task's
+watches (:mod:`loadgen.leader_watch`: the target's ECS cluster and service, the fault's health ``port`` and
+``health_path``, its times; ``""``: none), so the task samples the leader figures around each one.
 ``faults`` says which experiments the profile runs:
 ``Select profile faults`` (a JSONata Pass right after ``Schedule faults``) moves each fault the profile
 leaves out to a second after the load's end, so the fault phase skips it like any fault due after the
@@ -36,9 +40,11 @@ from typing import Any
 from aws_cdk import aws_stepfunctions as sfn
 
 from infra.fault_experiments import ExperimentSpec
+from infra.network_faults import LEADER_HEALTH_PATH
 from infra.state_machine.cleanup import CleanupBranch
 from infra.state_machine.schedule import TIMESTAMP_PICTURE, offset_key
 from infra.state_machine.steps import Steps
+from loadgen.leader_watch import LeaderWatch, encode_watches
 from resgate.config.faults import shape_steps
 from resgate.config.schema import Fault, GateConfig, Load
 from resgate.contract.shape import encode_steps
@@ -47,10 +53,40 @@ PROFILE_PATH = "$.profile"
 DEFAULT_STATE = "Config's own load and faults"
 
 
+def leader_watches(
+    faults: Sequence[Fault], experiments: Sequence[ExperimentSpec], *, cluster: str
+) -> list[LeaderWatch]:
+    """The load task's watch of each ``leader_loss`` of ``faults`` (at the profile's ``at_s``): the target's
+    ECS service is its experiment's, the cluster the target's; the fault's ``port`` (required on AWS,
+    :func:`infra.network_faults.refusal`) and ``health_path`` (default ``/health``)."""
+    service = {spec.name: spec.service for spec in experiments}
+    return [
+        LeaderWatch(
+            fault_id=f.name,
+            target=f.target or "",
+            cluster=cluster,
+            service=service[f.name],
+            port=int(f.params["port"]),
+            path=str(f.params.get("health_path", LEADER_HEALTH_PATH)),
+            at_s=f.at_s,
+            duration_s=float(f.params["duration_s"]),
+            observe_s=float(f.params["observe_s"]),
+        )
+        for f in faults
+        if f.kind == "leader_loss" and f.name in service
+    ]
+
+
 def profile_record(
-    name: str, load: Load, faults: Sequence[Fault], experiments: Sequence[ExperimentSpec]
+    name: str,
+    load: Load,
+    faults: Sequence[Fault],
+    experiments: Sequence[ExperimentSpec],
+    *,
+    cluster: str = "",
 ) -> dict[str, Any]:
-    """The ``$.profile`` record of a profile (module docstring); ``name`` is "" for the config's own."""
+    """The ``$.profile`` record of a profile (module docstring); ``name`` is "" for the config's own;
+    ``cluster`` is the target's ECS cluster (the leader watches')."""
     at = {f.name: f.at_s for f in faults}
     waits: dict[str, int] = {"load_s": math.ceil(load.duration_s)}
     for spec in experiments:
@@ -64,6 +100,7 @@ def profile_record(
             "duration_s": f"{load.duration_s:g}",
             "workers": str(load.workers),
             "shape": encode_steps(shape_steps(faults)),
+            "leader_watch": encode_watches(leader_watches(faults, experiments, cluster=cluster)),
         },
         "workers": load.workers,
         "faults": {spec.key: spec.name in at for spec in experiments},
@@ -78,12 +115,15 @@ def build_profile_choice(
     config: GateConfig,
     experiments: Sequence[ExperimentSpec],
     wait_keys: Sequence[str],
+    *,
+    cluster: str = "",
 ) -> tuple[sfn.Choice, sfn.Pass]:
     """``Profile given?`` … ``Apply profile``; returns ``(the first state, the last one)``, whose next
     state is left to the caller. ``wait_keys`` are the keys of ``$.waits`` (the config's defaults): a
-    profile sets ``load_s`` and every ``at_<key>``, the others are kept."""
+    profile sets ``load_s`` and every ``at_<key>``, the others are kept. ``cluster``: the target's ECS
+    cluster (:func:`leader_watches`)."""
     known = sorted(config.profiles)
-    own_record = profile_record("", config.load, config.faults, experiments)
+    own_record = profile_record("", config.load, config.faults, experiments, cluster=cluster)
     unknown = cleanup.fail(
         "Unknown profile",
         "InvalidInput",
@@ -108,7 +148,9 @@ def build_profile_choice(
         p = config.profiles[name]
         state = steps.pass_(
             f"Profile {name}",
-            result=sfn.Result.from_object(profile_record(name, p.load, p.faults, experiments)),
+            result=sfn.Result.from_object(
+                profile_record(name, p.load, p.faults, experiments, cluster=cluster)
+            ),
             result_path=PROFILE_PATH,
         )
         state.next(apply_profile)

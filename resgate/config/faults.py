@@ -65,6 +65,15 @@ def parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Inf
             _check_lease_path(sec, target, tgt)
         params["duration_s"] = float(sec.num("duration_s", min=0.5))
         params["observe_s"] = float(sec.num("observe_s", 10.0, min=1, max=120))
+        # On AWS (infra.network_faults.refusal): the load task samples the target's tasks' leader figure
+        # at their private addresses, on this port (the health port) and path; the local gate ignores them.
+        if sec.has("port"):
+            params["port"] = sec.num("port", min=1, max=65535, integer=True)
+        if sec.has("health_path"):
+            path = sec.str("health_path")
+            if not path.startswith("/"):
+                raise sec.error("health_path", f"must be a path starting with '/', got {path!r}")
+            params["health_path"] = path
     if kind in ("stop_task", "hang"):
         params["percent"] = float(sec.num("percent", 50.0, min=0, max=100))
     if kind in ("hang", "db_blip", "kafka_broker_down", "kafka_latency"):

@@ -45,9 +45,23 @@ def test_a_leader_loss_pauses_its_target_for_its_duration_and_watches_ten_second
     assert f.params == {"mode": "pause", "duration_s": 5.0, "observe_s": 10.0}
 
 
+def test_a_leader_loss_keeps_the_health_port_and_path_it_is_watched_on_aws_by():
+    f = _fault("{kind: leader_loss, target: matcher, duration_s: 5, port: 8081, health_path: /hz, at_s: 6}")
+    assert f.params == {
+        "mode": "pause",
+        "duration_s": 5.0,
+        "observe_s": 10.0,
+        "port": 8081,
+        "health_path": "/hz",
+    }
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
+        ("{kind: leader_loss, target: matcher, duration_s: 5, port: 0, at_s: 6}", "faults[0].port"),
+        ("{kind: leader_loss, target: matcher, duration_s: 5, port: 65536, at_s: 6}", "faults[0].port"),
+        ("{kind: leader_loss, target: matcher, duration_s: 5, health_path: hz, at_s: 6}", "].health_path"),
         ("{kind: leader_loss, duration_s: 5, at_s: 6}", "faults[0].target"),
         ("{kind: leader_loss, target: nope, duration_s: 5, at_s: 6}", "faults[0].target"),
         ("{kind: leader_loss, target: matcher, at_s: 6}", "faults[0].duration_s"),
