@@ -57,6 +57,8 @@ class TimelineInputs:
     not_started: tuple[str, ...]
     started_at: float
     ended_at: float
+    kinds: frozenset[str] = frozenset()
+    """The kinds of every fault of the event, started or not."""
 
     @classmethod
     def from_event(cls, event: RunEvent) -> TimelineInputs:
@@ -73,12 +75,13 @@ class TimelineInputs:
                 raise ConfigError(
                     f"names no fault of event.faults ({sorted(faults_in)})", where=f"event.experiments.{key}"
                 )
-        faults, not_started = [], []
+        faults, not_started, kinds = [], [], set()
         for key, spec in faults_in.items():
             where = f"event.faults.{_key(key, 'event.faults')}"
             spec = _mapping(spec, where, allow_empty=True)
             name = _text(spec.get("name"), f"{where}.name")
             kind = _text(spec.get("kind", DEFAULT_FAULT_KIND), f"{where}.kind")
+            kinds.add(kind)
             target = _text(spec.get("target"), f"{where}.target")
             if target not in services:
                 raise ConfigError(
@@ -106,6 +109,7 @@ class TimelineInputs:
             not_started=tuple(not_started),
             started_at=started,
             ended_at=ended,
+            kinds=frozenset(kinds),
         )
 
 

@@ -60,7 +60,9 @@ def write_timeline(run: RunEvent, tools: Any, *, fis: Any, ecs: Any) -> dict[str
     store = run.store()
     faults, active = fault_rows(fis, ecs, inputs.cluster, inputs.faults, now=time.time())
     surges = shape_rows(store)
-    faults = sorted([*faults, *surges, *leader_rows(store)], key=lambda r: float(r["ts"]))
+    # only a run with a leader loss has samples to read (and its timeline role the grant to read them)
+    leaders = leader_rows(store) if "leader_loss" in inputs.kinds else []
+    faults = sorted([*faults, *surges, *leaders], key=lambda r: float(r["ts"]))
     if active:
         tools.logger.warning("experiments have not ended yet", extra={"faults": active})
     health, failures = service_health(

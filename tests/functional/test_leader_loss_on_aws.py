@@ -58,9 +58,16 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[StubbedAws]:
         aws.fis_stub.assert_no_pending_responses()
 
 
-def run_timeline(evidence: Any, lambda_context: Any, stubbed: StubbedAws) -> list[dict[str, Any]]:
+LEADER_LOSS = {"lose_lease": {"name": "lose_lease", "kind": "leader_loss", "target": "gateway"}}
+"""A configured leader loss (not started here: no experiment, so FIS is not asked)."""
+
+
+def run_timeline(
+    evidence: Any, lambda_context: Any, stubbed: StubbedAws, faults: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     stubbed.fleet([task("aaaa1111", -300)], service([-290]))
-    timeline.handler(load_event("timeline", faults={}, experiments={}), lambda_context)
+    event = load_event("timeline", faults=LEADER_LOSS if faults is None else faults, experiments={})
+    timeline.handler(event, lambda_context)
     return [json.loads(line) for line in evidence.get("faults.jsonl").splitlines() if line.strip()]
 
 
@@ -101,3 +108,10 @@ def test_without_the_leader_samples_file_the_timeline_has_no_leader_samples(
     evidence, lambda_context, stubbed
 ):
     assert run_timeline(evidence, lambda_context, stubbed) == []
+
+
+def test_a_run_without_a_leader_loss_never_reads_the_leader_samples(evidence, lambda_context, stubbed):
+    """Its timeline role has no grant to (the stack grants the read only with a leader loss), so a HeadObject
+    there would be a 403 on AWS and fail every such run; a stray file is not read either."""
+    evidence.put_jsonl("leader_samples.jsonl", [leader_row()])
+    assert run_timeline(evidence, lambda_context, stubbed, faults={}) == []

@@ -30,7 +30,10 @@ from tests.rehearsal.test_rehearsal import WAITS, assert_verdict, local_run
 
 pytestmark = [pytest.mark.rehearsal, pytest.mark.timeout(1200)]
 
-NO_LEADER_SAMPLES = "no leader samples were recorded for this leader loss"
+NO_LEADER_SAMPLES = ("no leader samples were recorded for this leader loss",
+                     "no replica was seen leading before the leader loss")  # fmt: skip
+"""Why recovery is unknown here: the load task's leader watch runs, but the ECS twin's target tasks carry no
+address of their own, so it sees no replica answer (or, without the watch, records nothing)."""
 
 
 def smoke(variant: str, env: dict[str, str] | None = None) -> Rehearsal:
@@ -91,7 +94,7 @@ def test_a_leader_loss_rehearsed_reboots_the_lease_store_and_recovery_is_unknown
     assert row["effect_observed"] and row["lifted_ts"] == ev["ended"]["ts"], row
     # What the AWS half lacks: no leader samples, so the handover is not judged (unknown, fail closed).
     rec = r.check_records["recovery"]
-    assert NO_LEADER_SAMPLES in (rec.get("error") or ""), rec
+    assert any(why in (rec.get("error") or "") for why in NO_LEADER_SAMPLES), rec
     local = local_run(rehearsal_config("leader"), tmp_path / "evidence", env, profile="smoke")
     print("resgate run:", local)
     assert r.checks["recovery"] == "unknown", r.summary()

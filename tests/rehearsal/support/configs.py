@@ -73,8 +73,10 @@ NETWORK_FAULTS = [
 # pauses the leader (mode pause). The matcher runs as a leader and a hot standby (its /health shows the
 # leader figure; a standby's /ready is 503 by design).
 # At 7 s, as the smoke kill: on a loaded machine an earlier fault came before any request had completed.
+# ``port``: the matcher tasks' health port, which a leader loss needs on AWS (the load task samples each
+# task's /health there); the ECS twin reports its target tasks without an address, so nothing is sampled
 LEADER_FAULT = {"name": "leader-loss", "kind": "leader_loss", "target": "matcher", "duration_s": 6,
-                "observe_s": 4, "at_s": 7}  # fmt: skip
+                "observe_s": 4, "at_s": 7, "port": 8080}  # fmt: skip
 LEADER_DATABASE = {"instance": "paperbroker-db"}
 LEADER_LOAD_S = 18
 # An overload by factor: the load's 10 users x 20 for 5 s (the load task's own shape on AWS), against
