@@ -24,7 +24,7 @@ from typing import Any
 
 from resgate.contract.env import ENV_LEADER_WATCH
 from resgate.contract.errors import ConfigError
-from resgate.runner.leader import EcsReplicas, LeaderSampler, ReplicaSource, probe
+from resgate.runner.leader import EcsReplicas, LeaderSampler, ReplicaSource, current_leader
 
 LEAD_S = 5.0
 """Sampling starts this long before the fault's time (the schedule fires it up to a second early)."""
@@ -94,12 +94,7 @@ def decode_watches(raw: str | None, *, where: str = ENV_LEADER_WATCH) -> tuple[L
 def leader_now(source: ReplicaSource, path: str) -> tuple[str | None, int | None]:
     """``(replica, fencing token)`` of the replica whose health says ``leader: 1`` now; ``(None, None)``
     when none does (the record then shows no deposed leader, and the recovery check judges that)."""
-    for rid, host, port, _ in source():
-        body = probe(port, host=host, path=path) if port is not None else None
-        if body is not None and body.get("leader") == 1:
-            token = body.get("fencing_token")
-            return rid, token if isinstance(token, int) and not isinstance(token, bool) else None
-    return None, None
+    return current_leader(source, path)[1] or (None, None)
 
 
 class LeaderWatcher:

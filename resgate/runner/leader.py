@@ -72,21 +72,30 @@ def local_replicas(sup: Any, service: str) -> ReplicaSource:
     return lambda: [(rid, LOCAL_HOST, port, n) for rid, port, n in _replicas(sup, service)]
 
 
+def current_leader(source: ReplicaSource, path: str = "/health") -> tuple[int, tuple[str, int | None] | None]:
+    """``(replicas showing a leader figure, (replica_id, fencing token) of the one whose health says
+    ``leader: 1`` or None)``: the one scan both the local fault and the AWS load task's watch make."""
+    figures = 0
+    for rid, host, port, _ in source():
+        body = probe(port, host=host, path=path) if port is not None else None
+        if body is None or "leader" not in body:
+            continue
+        figures += 1
+        if body.get("leader") == 1:
+            token = body.get("fencing_token")
+            return figures, (rid, token if isinstance(token, int) and not isinstance(token, bool) else None)
+    return figures, None
+
+
 def find_leader(sup: Any, service: str) -> tuple[str, int | None]:
     """``(replica_id, fencing token)`` of the replica of ``service`` whose /health says ``leader: 1``.
 
     Raises GateError when no replica shows a ``leader`` figure at all (the service has no leader to lose)
     or when none leads now.
     """
-    figures = 0
-    for rid, port, _ in _replicas(sup, service):
-        body = probe(port) if port is not None else None
-        if body is None or "leader" not in body:
-            continue
-        figures += 1
-        if body.get("leader") == 1:
-            token = body.get("fencing_token")
-            return rid, token if isinstance(token, int) and not isinstance(token, bool) else None
+    figures, leader = current_leader(local_replicas(sup, service))
+    if leader is not None:
+        return leader
     if not figures:
         raise GateError(f"no replica of {service!r} shows a 'leader' figure on its /health endpoint")
     raise GateError(f"no replica of {service!r} leads now (every /health says leader 0)")
