@@ -24,6 +24,7 @@ from typing import Any
 
 from resgate.contract.env import ENV_LEADER_WATCH
 from resgate.contract.errors import ConfigError
+from resgate.contract.fields import number_field
 from resgate.runner.leader import EcsReplicas, LeaderSampler, ReplicaSource, current_leader
 
 LEAD_S = 5.0
@@ -77,12 +78,7 @@ def decode_watches(raw: str | None, *, where: str = ENV_LEADER_WATCH) -> tuple[L
         port = d.get("port")
         if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
             raise ConfigError("must be a port (1..65535)", where=f"{at}.port")
-        times = {}
-        for k in ("at_s", "duration_s", "observe_s"):
-            v = d.get(k)
-            if not isinstance(v, int | float) or isinstance(v, bool) or v < 0:
-                raise ConfigError("must be a number >= 0", where=f"{at}.{k}")
-            times[k] = float(v)
+        times = {k: number_field(d, k, at, lo=0) for k in ("at_s", "duration_s", "observe_s")}
         if not d["path"].startswith("/"):
             raise ConfigError("must start with '/'", where=f"{at}.path")
         out.append(

@@ -39,6 +39,7 @@ from typing import Any
 
 from resgate.contract.env import ENV_LOAD_SHAPE
 from resgate.contract.errors import ConfigError
+from resgate.contract.fields import number_field
 
 FAULT_KIND = "overload"
 SHAPE_PREFIX = "shape"
@@ -85,13 +86,6 @@ def encode_steps(steps: Sequence[ShapeStep]) -> str:
     return json.dumps({"steps": [asdict(s) for s in steps]}, sort_keys=True, separators=(",", ":"))
 
 
-def _number(d: Mapping[str, Any], key: str, where: str, *, lo: float, hi: float) -> float:
-    v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-        raise ConfigError(f"must be a number in [{lo:g}, {hi:g}], got {v!r}", where=f"{where}.{key}")
-    return float(v)
-
-
 def decode_steps(raw: str | None, *, where: str = ENV_LOAD_SHAPE) -> tuple[ShapeStep, ...]:
     """The steps of ``RESGATE_LOAD_SHAPE`` (empty for an empty value); ConfigError naming the variable and
     the step's field for anything else than :func:`encode_steps` writes."""
@@ -116,11 +110,11 @@ def decode_steps(raw: str | None, *, where: str = ENV_LOAD_SHAPE) -> tuple[Shape
         out.append(
             ShapeStep(
                 name=name,
-                at_s=_number(d, "at_s", w, lo=0, hi=1e7),
-                duration_s=_number(d, "duration_s", w, lo=0.5, hi=1e7),
-                factor=_number(d, "factor", w, lo=1, hi=MAX_FACTOR),
+                at_s=number_field(d, "at_s", w, lo=0, hi=1e7),
+                duration_s=number_field(d, "duration_s", w, lo=0.5, hi=1e7),
+                factor=number_field(d, "factor", w, lo=1, hi=MAX_FACTOR),
                 target=str(d.get("target") or ""),
-                spawn_rate=None if rate is None else _number(d, "spawn_rate", w, lo=0.1, hi=1e6),
+                spawn_rate=None if rate is None else number_field(d, "spawn_rate", w, lo=0.1, hi=1e6),
             )
         )
     return tuple(out)

@@ -34,6 +34,9 @@ def test_watches_round_trip_through_the_environment_and_none_is_empty() -> None:
         ({"port": 65536}, "[0].port"),
         ({"port": True}, "[0].port"),
         ({"at_s": -0.001}, "[0].at_s"),
+        ({"at_s": float("nan")}, "[0].at_s"),  # json.dumps writes NaN, json.loads reads it back
+        ({"duration_s": "3"}, "[0].duration_s"),
+        ({"observe_s": float("inf")}, "[0].observe_s"),
         ({"service": ""}, "[0].service"),
         ({"path": "health"}, "[0].path"),
     ],

@@ -43,6 +43,7 @@ from resgate.checks.ledger import LedgerRecord
 from resgate.checks.result import UNKNOWN, CheckResult, judge
 from resgate.checks.slo.phases import phase_windows
 from resgate.contract.errors import ConfigError
+from resgate.contract.fields import number_field
 
 NAME = "backpressure"
 FAULT_KIND = "overload"
@@ -55,13 +56,6 @@ EXAMPLES_PER_BURST = 5
 
 
 # ------------------------------------------------------------------------------------------ thresholds
-def _num(d: Mapping[str, Any], key: str, default: float, where: str, *, lo: float, hi: float) -> float:
-    v = d.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-        raise ConfigError(f"must be a number in [{lo:g}, {hi:g}], got {v!r}", where=f"{where}.{key}")
-    return float(v)
-
-
 @dataclass(frozen=True)
 class BackpressureThresholds:
     """The bounds of the module docstring, each with its default."""
@@ -88,16 +82,20 @@ class BackpressureThresholds:
             raise ConfigError(
                 f"unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}", where=where
             )
+        bounds = {
+            "min_clear_shed_ratio": (0, 1),
+            "max_accepted_p95_ms": (1, 600_000),
+            "recover_within_s": (0, 3600),
+            "latency_factor": (1, 100),
+            "latency_slack_ms": (0, 60_000),
+            "min_throughput_ratio": (0, 1),
+            "window_s": (0.5, 60),
+        }
         return cls(
-            min_clear_shed_ratio=_num(d, "min_clear_shed_ratio", cls.min_clear_shed_ratio, where, lo=0, hi=1),
-            max_accepted_p95_ms=_num(
-                d, "max_accepted_p95_ms", cls.max_accepted_p95_ms, where, lo=1, hi=600_000
-            ),
-            recover_within_s=_num(d, "recover_within_s", cls.recover_within_s, where, lo=0, hi=3600),
-            latency_factor=_num(d, "latency_factor", cls.latency_factor, where, lo=1, hi=100),
-            latency_slack_ms=_num(d, "latency_slack_ms", cls.latency_slack_ms, where, lo=0, hi=60_000),
-            min_throughput_ratio=_num(d, "min_throughput_ratio", cls.min_throughput_ratio, where, lo=0, hi=1),
-            window_s=_num(d, "window_s", cls.window_s, where, lo=0.5, hi=60),
+            **{
+                key: number_field(d, key, where, default=getattr(cls, key), lo=lo, hi=hi)
+                for key, (lo, hi) in bounds.items()
+            }
         )
 
 
