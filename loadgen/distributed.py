@@ -16,9 +16,8 @@ Fargate each task has its own file system, so the parts travel through the run's
   whole part wait, and its row says when it was last seen. A worker with no row by the end of the wait
   gets a row that says so. The master then merges the parts (:func:`loadgen.ledger.merge_ledgers`, the
   local code: ``ledger.jsonl`` and ``stream.jsonl``) and uploads them, its stats and ``load_nodes.jsonl``,
-  which the evidence reads exactly as locally (:func:`resgate.evidence.store.incomplete_load_parts` and
-  :func:`~resgate.evidence.store.incomplete_stream_parts`: a part that is not whole makes every check that
-  reads it unknown, naming the worker).
+  which the evidence reads exactly as locally (:func:`resgate.evidence.store.incomplete_parts`: a part
+  that is not whole makes every check that reads it unknown, naming the worker).
 
 The parts sit in the run's folder, not in the tables' folders: Athena reads the merged ledgers only.
 """

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from resgate.checks import backpressure, integrity, recovery, replay, retryable, slo, streaming
 from resgate.contract.errors import ConfigError, EvidenceMissing
-from resgate.evidence.store import RunStore, incomplete_stream_parts, ledger, read_jsonl
+from resgate.evidence.store import RunStore, incomplete_parts, ledger, read_jsonl
 
 if TYPE_CHECKING:
     from resgate.evidence.sources import Sources
@@ -135,13 +135,13 @@ def streaming_evidence(
 ) -> streaming.StreamingEvidence:
     """The stream ledger ``stream.jsonl`` (required: EvidenceMissing without it; a distributed load's is
     the merge of one part per worker, EvidenceMissing when a worker's part is missing or incomplete:
-    :func:`~resgate.evidence.store.incomplete_stream_parts`), the fault timeline and
+    :func:`~resgate.evidence.store.incomplete_parts`), the fault timeline and
     the trades published on ``thresholds.topic`` (:func:`resgate.checks.streaming.gather`; the
     Kafka bootstrap is required). Lines of the stream ledger that do not parse are counted (a truncated
     ledger: the check is unknown); a topic truncated by retention is EvidenceMissing."""
     import json
 
-    broken = incomplete_stream_parts(store)
+    broken = incomplete_parts(store, "stream")
     if broken:
         names = ", ".join(
             f"{row.get('node')} ({row.get('stream_reason') or row.get('reason')})" for row in broken

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from resgate.checks.ledger import LedgerRecord, iter_ledger
 from resgate.contract.errors import ConfigError, EvidenceMissing
@@ -111,26 +111,19 @@ class LedgerView:
         return iter_ledger(self.store.lines("ledger"), source=self.store.uri("ledger"))
 
 
-def incomplete_load_parts(store: RunStore) -> list[dict[str, Any]]:
-    """The load workers (rows of ``load_nodes.jsonl``, written for a distributed load) whose ledger part is
-    missing or incomplete; ``[]`` for a single-process load or when every part is whole."""
+def incomplete_parts(store: RunStore, part: Literal["ledger", "stream"]) -> list[dict[str, Any]]:
+    """The load workers (rows of ``load_nodes.jsonl``, written for a distributed load) whose ``part`` is
+    missing or incomplete; ``[]`` for a single-process load or when every part is whole.
+
+    ``ledger`` is a worker's client ledger (its row's ``complete``); ``stream`` its market-data
+    subscribers' records (``stream_complete``; a row without the field is judged by its ``complete``). A
+    worker that ran no subscriber has a whole, empty stream part."""
     if not store.exists("load_nodes"):
         return []
-    return [row for row in read_jsonl(store, "load_nodes") if row.get("complete") is not True]
-
-
-def incomplete_stream_parts(store: RunStore) -> list[dict[str, Any]]:
-    """The load workers whose stream-ledger part (their market-data subscribers' records) is missing or
-    incomplete: rows of ``load_nodes.jsonl`` whose ``stream_complete`` is not true (a row without the field
-    is judged by its ``complete``); ``[]`` for a single-process load or when every part is whole. A worker
-    that ran no subscriber has a whole, empty stream part."""
-    if not store.exists("load_nodes"):
-        return []
-    return [
-        row
-        for row in read_jsonl(store, "load_nodes")
-        if row.get("stream_complete", row.get("complete")) is not True
-    ]
+    rows = read_jsonl(store, "load_nodes")
+    if part == "ledger":
+        return [row for row in rows if row.get("complete") is not True]
+    return [row for row in rows if row.get("stream_complete", row.get("complete")) is not True]
 
 
 def ledger(store: RunStore, *, required: bool = True) -> LedgerView | list[LedgerRecord]:
@@ -138,9 +131,9 @@ def ledger(store: RunStore, *, required: bool = True) -> LedgerView | list[Ledge
     empty list (the checks that only refine their figures with it do without).
 
     A distributed load's ledger is the merge of one part per worker: when a part is missing or incomplete
-    (a worker died mid-run, :func:`incomplete_load_parts`), EvidenceMissing even when not ``required``:
+    (a worker died mid-run, :func:`incomplete_parts`), EvidenceMissing even when not ``required``:
     partial data would let a check pass on what it never saw, so every check that reads it says unknown."""
-    broken = incomplete_load_parts(store)
+    broken = incomplete_parts(store, "ledger")
     if broken:
         names = ", ".join(f"{row.get('node')} ({row.get('reason')})" for row in broken)
         raise EvidenceMissing(

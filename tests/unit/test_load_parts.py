@@ -21,8 +21,7 @@ from resgate.evidence.builders import streaming_evidence
 from resgate.evidence.sources import Sources, run_check
 from resgate.evidence.store import (
     FolderStore,
-    incomplete_load_parts,
-    incomplete_stream_parts,
+    incomplete_parts,
     ledger,
     write_jsonl,
 )
@@ -121,7 +120,7 @@ def test_a_run_with_an_incomplete_part_has_no_ledger_to_judge_even_where_it_is_o
         tmp_path,
         [{"node": "w1", "complete": True}, {"node": "w2", "complete": False, "reason": "killed by signal 9"}],
     )
-    assert [r["node"] for r in incomplete_load_parts(store)] == ["w2"]
+    assert [r["node"] for r in incomplete_parts(store, "ledger")] == ["w2"]
     for required in (True, False):
         with pytest.raises(EvidenceMissing, match=r"load worker w2 \(killed by signal 9\)"):
             ledger(store, required=required)
@@ -132,7 +131,7 @@ def test_a_run_with_an_incomplete_part_has_no_ledger_to_judge_even_where_it_is_o
 def test_a_run_whose_parts_are_all_complete_or_that_had_no_workers_reads_its_ledger(tmp_path: Path) -> None:
     for nodes in ([{"node": "w1", "complete": True}, {"node": "w2", "complete": True}], None):
         store = store_with(tmp_path / str(bool(nodes)), nodes)
-        assert incomplete_load_parts(store) == []
+        assert incomplete_parts(store, "ledger") == []
         assert len(list(ledger(store))) == 1
 
 
@@ -210,7 +209,7 @@ def test_a_run_with_a_workers_stream_part_missing_has_no_stream_ledger_to_judge(
             {"node": "w3", "complete": False, "reason": "killed by signal 9"},  # a row of no stream field
         ],
     )
-    assert [r["node"] for r in incomplete_stream_parts(store)] == ["w2", "w3"]
+    assert [r["node"] for r in incomplete_parts(store, "stream")] == ["w2", "w3"]
     with pytest.raises(EvidenceMissing, match=r"stream part of load worker w2 \(the worker missed its heart"):
         streaming_evidence(store, None, Sources(run_id="r1"))  # type: ignore[arg-type]
     result = run_check("streaming", store, None, Sources(run_id="r1"))
@@ -223,6 +222,6 @@ def test_a_run_whose_stream_parts_are_all_whole_or_that_had_no_workers_goes_on_t
     whole = [{"node": "w1", "complete": True, "stream_complete": True}]
     for nodes in (whole, None):
         store = stream_store(tmp_path / str(bool(nodes)), nodes)
-        assert incomplete_stream_parts(store) == []
+        assert incomplete_parts(store, "stream") == []
         with pytest.raises(ConfigError, match="streaming: read the trades topic"):
             streaming_evidence(store, None, Sources(run_id="r1"))  # type: ignore[arg-type]
