@@ -10,10 +10,12 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
 from moto import mock_aws
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 from infra import constants as c
 from tests.infra.support.cfn import ACCOUNT, REGION, render
@@ -28,6 +30,9 @@ from tests.infra.support.sfn_mock import (
 )
 
 pytestmark = pytest.mark.infra
+
+# moto's own parse at every execution, which the shim replaces with a copy of one parse.
+_MOTO_ENTRYPOINT = ExecutionWorker._get_evaluation_entrypoint
 
 # The faults FIS runs, in at_s order: the stop_task ones and the duplicate delivery (an SSM automation).
 FAULTS = ("kill-gateway", "redeliver-events", "kill-projector", "kill-matcher")
@@ -411,3 +416,39 @@ def test_the_load_task_carries_what_the_abort_cleanup_finds_it_by(definition):
     params = json.loads(definition)["States"]["Start load task"]["Parameters"]
     assert params["StartedBy"] == "resgate"
     assert params["Tags"] == [{"Key": "ResGateRunId", "Value.$": "$.run.run_id"}]
+
+
+def _steps(ex: Execution) -> list[tuple[str, str]]:
+    """The execution's events as ``(type, state or task)``, sorted: its control flow (states entered and
+    left, tasks scheduled, retried and failed), without what differs between two executions of one run
+    (ids, times, tokens derived from the execution's name); a Parallel's branches interleave in any
+    order."""
+    out = []
+    for e in ex.history:
+        details = next((v for k, v in e.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
+        what = details.get("name") or details.get("resource") or details.get("error") or ""
+        out.append((str(e["type"]), f"{what} {details.get('resourceType', '')}".strip()))
+    return sorted(out)
+
+
+def test_an_execution_of_the_cached_parse_is_the_execution_of_a_fresh_parse(run_gate):
+    """The shim evaluates a deep copy of one parse per definition (``sfn_mock.program``) instead of
+    moto's parse at every execution. Two executions of a run with retries (the evaluation state a parse
+    could keep between executions) on copies, and one on moto's own parse, have the same events."""
+    responses = happy_path()
+    throttled = {
+        **responses,
+        "Describe target services": [
+            Throw("Ecs.ThrottlingException", "Rate exceeded"),
+            *responses["Describe target services"],
+        ],
+    }
+    first = run_gate("parse-copy-1", throttled)
+    second = run_gate("parse-copy-2", throttled)
+    with mock.patch.object(ExecutionWorker, "_get_evaluation_entrypoint", _MOTO_ENTRYPOINT):
+        fresh = run_gate("parse-fresh", throttled)
+    assert fresh.status == "SUCCEEDED" and fresh.calls.count("Describe target services") == 2
+    for ex in (first, second):
+        assert (ex.status, ex.calls.count("Describe target services")) == (fresh.status, 2)
+        assert sorted(ex.calls) == sorted(fresh.calls)
+        assert _steps(ex) == _steps(fresh)
