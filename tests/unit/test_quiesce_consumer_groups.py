@@ -133,10 +133,16 @@ def test_the_preflight_reads_each_running_replica_and_raises_the_first_problem(
     monkeypatch: pytest.MonkeyPatch,
 ):
     bodies = {1: {"consumer_groups": {}}, 2: {"consumer_groups": _matcher(2)}, 3: {"status": "ok"},
-              4: {"consumer_groups": PROJECTOR}}  # fmt: skip
-    monkeypatch.setattr("resgate.runner.consumer_groups.probe", lambda port, timeout_s: bodies.get(port))
-    sup = _Supervisor({"gateway": [_Replica(1)], "matcher": [_Replica(2), _Replica(3), _Replica(None, None)],
-                       "projector": [_Replica(4), _Replica(5)]})  # fmt: skip
+              4: {"consumer_groups": PROJECTOR}, 6: {"consumer_groups": {"ghost": [ORDERS]}}}  # fmt: skip
+
+    def probe(port: int | None, timeout_s: float) -> dict[str, Any] | None:
+        assert port is not None, "a replica without a port was probed"
+        return bodies.get(port)
+
+    monkeypatch.setattr("resgate.runner.consumer_groups.probe", probe)
+    # replica 6 has stopped (no process; its last port answers for something else now): not read
+    sup = _Supervisor({"gateway": [_Replica(1)], "matcher": [_Replica(2), _Replica(3), _Replica(None)],
+                       "projector": [_Replica(4), _Replica(5), _Replica(6, pid=None)]})  # fmt: skip
     assert advertised_by(sup, ["gateway", "matcher", "projector", "feed"]) == {
         "gateway": {},
         "matcher": _matcher(2),
@@ -151,6 +157,6 @@ def test_the_preflight_reads_each_running_replica_and_raises_the_first_problem(
         return parse_config(data, Located("gate.yaml", {}))
 
     preflight_consumer_groups(config([*_matcher(2).items(), *PROJECTOR.items()]), sup)
-    with pytest.raises(ConfigError) as e:
-        preflight_consumer_groups(config([("paperbroker-matcher", [ORDERS])]), sup)
+    with pytest.raises(ConfigError) as e:  # two unused names: the first is the one raised
+        preflight_consumer_groups(config([("paperbroker-matcher", [ORDERS]), ("ghost", [ORDERS])]), sup)
     assert e.value.where == "quiesce.consumer_groups[0].group"
