@@ -12,7 +12,7 @@ So a service may name on its ``/health`` JSON the consumer groups it commits to 
 ``consumer_groups: {group: [topic, ...]}`` (``{}`` for a service that consumes nothing; paperbroker's
 services all do). After the local target has started and before the load, :func:`preflight_consumer_groups`
 reads them from every running replica and :func:`quiesce_group_errors` judges the list against them, a
-ConfigError naming the field for the first problem:
+ConfigError naming the field of each problem (all of them at once):
 
 - a service names groups and the list holds only some of them (``quiesce.consumer_groups``: which ones
   are missing). A service none of whose groups is listed is left alone (its lag is not waited for, a
@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from resgate.config.model import ConsumerGroup, GateConfig
-from resgate.contract.errors import ConfigError
+from resgate.contract.errors import ConfigError, ConfigErrors
 from resgate.runner.leader import probe
 
 FIGURE = "consumer_groups"
@@ -130,9 +130,12 @@ def advertised_by(sup: Any, services: Sequence[str]) -> dict[str, dict[str, list
 
 
 def preflight_consumer_groups(cfg: GateConfig, sup: Any) -> None:
-    """Raise the first :func:`quiesce_group_errors` problem of the config's quiesce list against what the
-    local target's running replicas name on /health (see the module); nothing when the list is right."""
+    """Raise the :func:`quiesce_group_errors` problems of the config's quiesce list against what the local
+    target's running replicas name on /health (see the module): the one ConfigError, or a ConfigErrors
+    with each; nothing when the list is right."""
     advertised = advertised_by(sup, [s.name for s in cfg.target.services])
     errors = quiesce_group_errors(cfg.quiesce.consumer_groups, advertised)
-    if errors:
-        raise errors[0]
+    if len(errors) > 1:
+        raise ConfigErrors(errors)
+    for error in errors:
+        raise error

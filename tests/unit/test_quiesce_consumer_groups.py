@@ -14,7 +14,7 @@ import pytest
 
 from resgate.config.model import ConsumerGroup, GateConfig
 from resgate.config.schema import parse_config
-from resgate.contract.errors import ConfigError
+from resgate.contract.errors import ConfigError, ConfigErrors
 from resgate.runner.consumer_groups import (
     advertised_by,
     advertised_groups,
@@ -157,6 +157,14 @@ def test_the_preflight_reads_each_running_replica_and_raises_the_first_problem(
         return parse_config(data, Located("gate.yaml", {}))
 
     preflight_consumer_groups(config([*_matcher(2).items(), *PROJECTOR.items()]), sup)
-    with pytest.raises(ConfigError) as e:  # two unused names: the first is the one raised
-        preflight_consumer_groups(config([("paperbroker-matcher", [ORDERS]), ("ghost", [ORDERS])]), sup)
+    with pytest.raises(ConfigError) as e:
+        preflight_consumer_groups(config([("paperbroker-matcher", [ORDERS])]), sup)
     assert e.value.where == "quiesce.consumer_groups[0].group"
+    # one of the two groups listed beside the one-group name: both problems at once
+    with pytest.raises(ConfigErrors) as many:
+        preflight_consumer_groups(config([("paperbroker-matcher.symbols-0-of-2", [ORDERS]),
+                                          ("paperbroker-matcher", [ORDERS])]), sup)  # fmt: skip
+    assert [x.where for x in many.value.errors] == [
+        "quiesce.consumer_groups",
+        "quiesce.consumer_groups[1].group",
+    ]
