@@ -11,7 +11,8 @@ on real processes are also proven in tests/integration/test_matcher_lease.py.
 With two symbol groups (gate_leader_groups.yaml: ``PB_SYMBOL_GROUPS=2``, two matcher replicas each leading
 one group, quiesce waiting for both groups' consumer groups), `make test` runs the good build: the leader
 of one group is paused, the other replica takes that group, recovery is judged for that group alone and
-integrity is clean (about 30 s). The same gate with ``unfenced_leader`` runs behind ``RESGATE_MATRIX=1``.
+integrity is clean (30–50 s here by load). The same gate with ``unfenced_leader`` runs behind
+``RESGATE_MATRIX=1``.
 """
 
 from __future__ import annotations
