@@ -359,7 +359,8 @@ class Gateway:
 
     # -- handlers ------------------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive", "replica": self.settings.replica})
+        # consumer_groups: none (the feed reads without a group): the gate's quiesce preflight reads it
+        return web.json_response({"status": "alive", "replica": self.settings.replica, "consumer_groups": {}})
 
     async def ready(self, request: web.Request) -> web.Response:
         state = self.readiness()

@@ -155,6 +155,8 @@ class Matcher:
         health.details["stats"] = self.stats
         names = group_names(settings.symbol_groups)
         self.groups = [GroupMatcher(settings, self, name, i, len(names)) for i, name in enumerate(names)]
+        # the consumer groups the groups' leaders commit to, named for the gate's quiesce preflight
+        health.details["consumer_groups"] = {g.group_id: [settings.topic_orders] for g in self.groups}
         self.acquiring = asyncio.Lock()
         health.figures = self._figures
         health.ready_check = self._leading

@@ -64,6 +64,9 @@ class Projector:
         self._resumed: set[TopicPartition] = set()
         self._skipped_to: dict[TopicPartition, int] = {}
         self.health.details["stats"] = self.totals.as_dict()
+        self.health.details["consumer_groups"] = {
+            group_id_for(settings): [settings.topic_orders, settings.topic_executions]
+        }
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run sessions until ``stop`` is set; errors tear the session down and start a new one."""

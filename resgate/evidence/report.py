@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from resgate.checks.result import UNKNOWN, CheckResult
+from resgate.evidence.scorecard import leader_summary
 from resgate.evidence.why import anomaly_lines, figures_with_limits, passes_when
 
 
@@ -149,6 +150,9 @@ def recovery_table(results: list[CheckResult]) -> list[str]:
             f"| {_s(f.get('time_to_healthy_s'))} | {_s(f.get('ok_per_s_after'))} "
             f"| {errors} | {span} | {kinds} |"
         )
+    handovers = [f"- `{f['fault_id']}`: {leader_summary(f['leader'])}" for f in rows if f.get("leader")]
+    if handovers:
+        out += ["", "Leader handovers (the lease group the samples followed):", "", *handovers]
     return out
 
 

@@ -96,6 +96,7 @@ def build_scorecard(
                 "rto_s": rto_s,
                 "goodput_during": during,
                 "goodput_after": after,
+                "leader": r.get("leader"),
             }
         )
     score = resilience_score(results, figures)
@@ -148,6 +149,31 @@ def figure(v: Any, fmt: str = "{:.1f}", *, missing: str = "-") -> str:
     return str(v)
 
 
+def _yes(v: Any) -> str:
+    return "yes" if v is True else "no" if v is False else "-"
+
+
+def leader_summary(leader: Mapping[str, Any]) -> str:
+    """One line of a leader loss's handover figures (recovery's ``leader`` of a fault row): the group
+    judged, who led under which token, when it paused and when a leader matched again, the flips and the
+    highest leader heartbeat age. E.g. ``group symbols-1-of-2: matcher-0 (token 1) paused 0.3 s in;
+    matcher-1 leads 6.4 s in (token 2); leader 1→0→1 yes, ready 200→503→200 yes; heartbeat ≤ 0.9 s``."""
+    group = leader.get("group")
+    head = f"group {group}: " if group else ""
+    new = leader.get("new_leader")
+    takeover = (
+        f"{new} leads {figure(leader.get('time_to_leader_s'))} s in (token {figure(leader.get('new_token'))})"
+        if new is not None
+        else "no leader again"
+    )
+    return (
+        f"{head}{figure(leader.get('deposed'))} (token {figure(leader.get('deposed_token'))}) paused "
+        f"{figure(leader.get('time_to_pause_s'))} s in; {takeover}; leader 1→0→1 "
+        f"{_yes(leader.get('leader_flip'))}, ready 200→503→200 {_yes(leader.get('readiness_flip'))}; "
+        f"heartbeat ≤ {figure(leader.get('max_leading_heartbeat_age_s'))} s"
+    )
+
+
 def render_scorecard(card: Scorecard) -> str:
     """The scorecard as plain text for the console: one line per fault, then the score."""
     lines = [
@@ -161,6 +187,8 @@ def render_scorecard(card: Scorecard) -> str:
             f"  {figure(r['goodput_during'], '{:.0%}'):>9} / {figure(r['goodput_after'], '{:.0%}'):<8}"
             f"  {figure(r.get('points')):>6}"
         )
+        if r.get("leader"):
+            lines.append(f"  ↳ {leader_summary(r['leader'])}")
     s = card.score
     lines.append("")
     lines.append(

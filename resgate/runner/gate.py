@@ -34,6 +34,7 @@ from resgate.evidence.sources import Settled, Sources
 from resgate.evidence.store import FolderStore, write_jsonl
 from resgate.evidence.verdict import verdict_record
 from resgate.runner.assertions import run_assertions
+from resgate.runner.consumer_groups import preflight_consumer_groups
 from resgate.runner.faults import FaultRunner
 from resgate.runner.guardrails import SETTLE_S as GUARDRAIL_SETTLE_S
 from resgate.runner.guardrails import GuardrailWatcher
@@ -117,6 +118,7 @@ class GateRun:
         self.target.setup()
         self.target.start_services()
         if self.target.supervisor is not None:
+            preflight_consumer_groups(self.cfg, self.target.supervisor)
             preflight_leaders(self.cfg.faults, self.target.supervisor)
         self.progress.line(f"target ready at {self.target.host}")
         self._sampler = threading.Thread(target=self._sample_health, name="health-sampler", daemon=True)

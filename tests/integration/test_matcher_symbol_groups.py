@@ -4,11 +4,15 @@ Two matcher processes with ``PB_SYMBOL_GROUPS=2`` spread the two groups' leases 
 leader of one group is paused (SIGSTOP) past its lease while orders of both groups keep coming; the other
 replica takes that group too (under a larger token of that group), the paused one is resumed and stays a
 standby. The gate's leader sampler follows the lost group: a clean handover, no second leader of it; and
-the trades are exactly an uninterrupted single engine's over the same input, symbol by symbol.
+the trades are exactly an uninterrupted single engine's over the same input, symbol by symbol. The
+consumer groups each replica names on /health (one per symbol group) are the ones the leaders commit to:
+their lag drains to 0 on the broker, while ``paperbroker-matcher`` (the one-group name) keeps the whole
+topic as lag, which the gate's quiesce preflight refuses to wait for.
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from typing import Any
@@ -18,6 +22,9 @@ import pytest
 from paperbroker.lease import group_names, group_of
 from paperbroker.matching import MatchingEngine
 from resgate.checks.recovery.leader import LEADER_FAILING_KINDS, LeaderObservation, leader_anomalies
+from resgate.config.model import ConsumerGroup
+from resgate.evidence.quiesce import consumer_lag
+from resgate.runner.consumer_groups import advertised_groups, quiesce_group_errors
 from resgate.runner.leader import LeaderSampler, find_leader, probe
 from tests.integration import test_paperbroker_matcher as pb_matcher_tests
 from tests.integration.test_matcher_lease import _Matchers
@@ -124,3 +131,21 @@ def test_two_replicas_each_lead_a_group_and_one_takes_over_the_group_of_a_paused
     expected = MatchingEngine().apply_batch(history, set(), now=0.0).outputs
     assert trade_view(out) == trade_view(expected)
     assert len({e["event_id"] for e in out}) == len(out)  # no event id of one group reused by the other
+
+    # the consumer groups each replica names on /health are the ones the leaders commit to: their lag
+    # drains, while the one-group name nobody commits to keeps the whole topic as lag (quiesce's trap)
+    named = {f"{prefix}.paperbroker-matcher.{g}": [topics.orders] for g in GROUPS}
+    assert [advertised_groups(probe(s.port, timeout_s=1.0)) for s in svcs] == [named, named]
+    per_group = [ConsumerGroup(g, [topics.orders]) for g in named]
+    wait_until(lambda: set(_lag(kafka.bootstrap, per_group).values()) == {0}, 15, "both groups committed")
+    one_group = [ConsumerGroup(f"{prefix}.paperbroker-matcher", [topics.orders])]
+    assert _lag(kafka.bootstrap, one_group) == {one_group[0].group: len(history)}
+    assert quiesce_group_errors(per_group, {"matcher": named}) == []
+    assert [e.where for e in quiesce_group_errors(one_group, {"matcher": named})] == [
+        "quiesce.consumer_groups[0].group"
+    ]
+
+
+def _lag(bootstrap: str, groups: list[ConsumerGroup]) -> dict[str, int]:
+    """Each consumer group's lag on the embedded Kafka (what quiesce waits on)."""
+    return asyncio.run(consumer_lag(bootstrap, groups))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from resgate.checks import recovery as rc
-from resgate.checks.result import UNKNOWN
+from resgate.checks.result import UNKNOWN, CheckResult
 from resgate.contract.constants import DEFAULT_RTO_SECONDS
 from resgate.contract.errors import ConfigError
 from resgate.evidence.report import recovery_table
@@ -716,3 +716,25 @@ def test_a_fault_that_recovers_after_the_next_one_started_has_an_empty_window_an
     assert f1["after_window"] == [105.0, 105.0] and f1["requests_after"] == 0
     (ex,) = [e for e in r.examples if e["kind"] == "serving_unmeasured" and e["fault_id"] == "f1"]
     assert "cut to 0.00 s by the start of the next fault (f2)" in ex["reason"]
+
+
+def test_the_report_lists_each_leader_losss_handover_under_the_recovery_table():
+    figures = {"group": "symbols-0-of-2", "deposed": "m0", "deposed_token": 4, "time_to_pause_s": 0.2,
+               "time_to_leader_s": 3.0, "new_leader": "m1", "new_token": 5, "leader_flip": True,
+               "readiness_flip": True, "max_leading_heartbeat_age_s": 1.2}  # fmt: skip
+    rows = [
+        {"fault_id": "loss", "kind": "leader_loss", "leader": figures},
+        {"fault_id": "kill", "kind": "stop_task"},
+    ]
+
+    def table(rows: list[dict]) -> list[str]:
+        return recovery_table([CheckResult("recovery", True, {}, details={"rto_s": 30, "faults": rows})])
+
+    lines = table(rows)
+    assert lines[-3:] == [
+        "Leader handovers (the lease group the samples followed):",
+        "",
+        "- `loss`: group symbols-0-of-2: m0 (token 4) paused 0.2 s in; m1 leads 3.0 s in (token 5);"
+        " leader 1→0→1 yes, ready 200→503→200 yes; heartbeat ≤ 1.2 s",
+    ]
+    assert not [line for line in table(rows[1:]) if "handover" in line]

@@ -318,3 +318,16 @@ def test_the_pause_is_the_first_moment_the_deposed_leader_no_longer_leads_and_re
     assert (f["time_to_pause_s"], f["time_to_leader_s"]) == (1.0, 3.0)
     # readiness 200 -> 503 -> 200 over the handover alone (no later answer of the deposed replica)
     assert leader_figures(_obs(_clean()[:4]), T0)["readiness_flip"] is True
+
+
+def test_the_figures_name_the_lease_group_the_samples_followed_and_none_without_one():
+    def with_group(group: Any) -> LeaderObservation:
+        detail = {"deposed": "m0", "deposed_token": 4, "started_ts": T0 - 1, "ended_ts": T0 + 40,
+                  "samples": _clean()}  # fmt: skip
+        if group is not None:
+            detail["group"] = group
+        return LeaderObservation.from_event({"fault_id": "leader-loss", "detail": detail})
+
+    assert leader_figures(with_group("symbols-1-of-2"), T0)["group"] == "symbols-1-of-2"
+    assert leader_figures(with_group(None), T0)["group"] is None
+    assert with_group(7).group is None  # only a name is a group

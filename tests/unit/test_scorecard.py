@@ -8,6 +8,7 @@ from resgate.checks.result import UNKNOWN, CheckResult
 from resgate.evidence.scorecard import (
     build_scorecard,
     goodput_rps,
+    leader_summary,
     phase_goodput,
     render_scorecard,
     scorecard_markdown,
@@ -104,4 +105,31 @@ def test_the_report_section_puts_the_rto_beside_each_time_and_says_when_nothing_
     assert (
         "**Resilience score: not scored** — no fault was injected" in calm
         and "No fault was injected." in calm
+    )
+
+
+HANDOVER = {"group": "symbols-1-of-2", "deposed": "matcher-0", "deposed_token": 1, "time_to_pause_s": 0.3,
+            "time_to_leader_s": 6.361, "new_leader": "matcher-1", "new_token": 2, "leader_flip": True,
+            "readiness_flip": False, "max_leading_heartbeat_age_s": 0.948}  # fmt: skip
+
+
+def test_a_leader_loss_prints_its_handover_under_its_row_and_other_faults_print_none() -> None:
+    loss = {**fault_row("leader-loss", 0.0, kind="leader_loss"), "leader": HANDOVER}
+    no_samples = {**fault_row("other-loss", 0.0, kind="leader_loss"), "leader": {}}
+    lines = render_scorecard(
+        build_scorecard([recovery(loss, no_samples, fault_row("k", 1.0))], [], verdict="PASS")
+    )
+    handovers = [line for line in lines.splitlines() if line.startswith("  ↳ ")]
+    assert handovers == [
+        "  ↳ group symbols-1-of-2: matcher-0 (token 1) paused 0.3 s in; matcher-1 leads 6.4 s in (token 2);"
+        " leader 1→0→1 yes, ready 200→503→200 no; heartbeat ≤ 0.9 s"
+    ]
+    assert lines.splitlines().index(handovers[0]) == 3  # right under the leader loss's row
+
+
+def test_a_handover_without_a_group_or_a_new_leader_says_so() -> None:
+    one_group = {**HANDOVER, "group": None, "new_leader": None, "leader_flip": None}
+    assert leader_summary(one_group) == (
+        "matcher-0 (token 1) paused 0.3 s in; no leader again; leader 1→0→1 -, ready 200→503→200 no;"
+        " heartbeat ≤ 0.9 s"
     )

@@ -100,6 +100,8 @@ class LeaderObservation:
     max_leading_heartbeat_age_s: Mapping[str, float]
     restarts: Mapping[str, int]
     truncated: bool = False
+    group: str | None = None
+    """The lease group followed (a service with several, e.g. the matcher's symbol groups), else None."""
 
     @classmethod
     def from_event(
@@ -118,6 +120,7 @@ class LeaderObservation:
         hb = as_object(detail.get("max_leading_heartbeat_age_s") or {}, f"{where}.detail.hb")
         restarts = as_object(detail.get("restarts") or {}, f"{where}.detail.restarts")
         deposed = detail.get("deposed")
+        group = detail.get("group")
         return cls(
             fault_id=str(e.get("fault_id") or ""),
             deposed=deposed if isinstance(deposed, str) else None,
@@ -128,6 +131,7 @@ class LeaderObservation:
             max_leading_heartbeat_age_s={str(k): float(v) for k, v in hb.items() if _num(v)},
             restarts={str(k): int(v) for k, v in restarts.items() if _int(v) is not None},
             truncated=bool(detail.get("truncated")),
+            group=group if isinstance(group, str) else None,
         )
 
 
@@ -173,8 +177,9 @@ def _legitimate(obs: LeaderObservation, s: LeaderSample) -> bool:
 
 
 def leader_figures(obs: LeaderObservation, injected_ts: float) -> dict[str, Any]:
-    """``{deposed, deposed_token, time_to_pause_s, time_to_leader_s, new_leader, new_token,
-    leader_flip, readiness_flip, max_leading_heartbeat_age_s, observed_until}`` of one leader loss."""
+    """``{group, deposed, deposed_token, time_to_pause_s, time_to_leader_s, new_leader, new_token,
+    leader_flip, readiness_flip, max_leading_heartbeat_age_s, observed_until}`` of one leader loss
+    (``group``: the lease group judged, None for a service with one)."""
     moments = _moments(obs)
     paused = again = None
     new_leader = new_token = None
@@ -190,6 +195,7 @@ def leader_figures(obs: LeaderObservation, injected_ts: float) -> dict[str, Any]
                     again, new_leader, new_token = t, s.replica, s.token
                     break
     return {
+        "group": obs.group,
         "deposed": obs.deposed,
         "deposed_token": obs.deposed_token,
         "time_to_pause_s": None if paused is None else round(max(0.0, paused - injected_ts), 3),
