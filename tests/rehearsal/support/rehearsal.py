@@ -339,6 +339,7 @@ def rehearse(
                 user_tasks=user_tasks(cfg),
                 task_tags=target_tags(cfg),
                 zones={s.name: list(s.zones) for s in cfg.target.services},
+                container_ports=container_ports(cfg),
                 log=log,
             )
             permissions = Permissions(
@@ -462,6 +463,17 @@ def rehearse(
                 except Exception as e:
                     log(f"cleanup step failed: {e}")
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def container_ports(cfg: Any) -> dict[str, int]:
+    """The port each target service's tasks listen on, as their task definitions would map it, where the
+    gate probes them: a ``leader_loss``'s health ``port``, which the load task's leader watch probes at
+    each task's address. The ECS twin maps it to each task's replica (:mod:`.ecs_twin`)."""
+    return {
+        f.target: int(f.params["port"])
+        for f in cfg.faults
+        if f.kind == "leader_loss" and f.target and f.params.get("port") is not None
+    }
 
 
 def sdk_task_states(definition: Mapping[str, Any]) -> set[str]:
