@@ -381,6 +381,9 @@ def rehearse(
                 # against their roles before they reach moto's server (support/sdk_guard.py).
                 guard = sdk_guard.guard_folder(workdir)
                 ecs.extra_env[sdk_guard.ENV_URL] = endpoint.url
+                # The load task's own ECS calls (its leader watch lists and describes the target's tasks)
+                # reach the ECS twin through the endpoint, judged against its task role there.
+                ecs.extra_env["AWS_ENDPOINT_URL_ECS"] = endpoint.url
                 ecs.guard, ecs.access_key = guard, permissions.access_key
                 lam = LambdaTwin(
                     assembly,
