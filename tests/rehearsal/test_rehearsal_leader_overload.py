@@ -106,9 +106,14 @@ def test_a_leader_loss_rehearsed_reboots_the_lease_store_and_recovery_judges_the
     answered = {s["replica"] for s in watched["samples"] if s["answered"]}
     assert {t.split(".")[0] for t in answered} == {"matcher-0", "matcher-1"}, watched
     assert watched["deposed"] in answered and watched["restarts"] == dict.fromkeys(answered, 0), watched
+    # ... through the target cluster's tasks, which its task role may list and describe (judged by the twin)
+    watch_calls = {k.split(" ")[1] for k in r.endpoint_calls if k.startswith("LoadGeneratorTaskTaskRole")}
+    assert watch_calls == {"ecs:list_tasks", "ecs:describe_tasks"}, r.endpoint_calls
     row = recovery_row(r, name)
     leader = row["leader"]
     print(f"leader figures ({bug or 'good build'}):", leader)
+    print("leader samples:", [(round(x["ts"] - ev["injected"]["ts"], 2), x["replica"], x["answered"],
+                               x["leader"], x["token"]) for x in watched["samples"]])  # fmt: skip
     assert row["effect_observed"] and row["lifted_ts"] == ev["ended"]["ts"], row
     # The handover, judged from the samples: paused, a leader again under a larger token, within the RTO.
     assert leader["deposed"] == watched["deposed"] and leader["leader_flip"] is True, leader

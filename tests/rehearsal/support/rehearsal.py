@@ -115,6 +115,9 @@ class Rehearsal:
     sdk_calls: dict[str, int] = field(default_factory=dict)
     """The Lambdas' and tasks' own S3/Secrets Manager/DynamoDB calls their roles allowed
     (``{"<role id> <service>:<operation>": count}``, :attr:`.permissions.Permissions.judged`)."""
+    endpoint_calls: dict[str, int] = field(default_factory=dict)
+    """Their calls to the ECS/FIS/SSM twins' endpoint their roles allowed, counted the same way (the load
+    task's leader watch's ``ecs:list_tasks`` and ``ecs:describe_tasks``, for one)."""
     history_events: int = 0
     history: dict[str, int] = field(default_factory=dict)
     load_tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -365,8 +368,13 @@ def rehearse(
             ssm = SsmTwin()
             queue = _subscribe_topics(assembly, aws)
 
+            endpoint_calls: dict[str, int] = {}
+
             def endpoint_guard(caller: str | None, service: str, op: str, params: dict[str, Any]) -> None:
-                permissions.check(permissions.caller(caller), service, op, params)
+                principal = permissions.caller(caller)
+                permissions.check(principal, service, op, params)
+                key = f"{principal.role_id} {service}:{op}"
+                endpoint_calls[key] = endpoint_calls.get(key, 0) + 1
 
             with TwinEndpoint(
                 ecs, fis, ssm, guard=endpoint_guard, authorize=permissions.authorize
@@ -436,6 +444,7 @@ def rehearse(
             result.ops_items = ssm.ops_items
             result.denials = list(permissions.denials)
             result.sdk_calls = dict(permissions.judged)
+            result.endpoint_calls = dict(endpoint_calls)
             result.throttled = list(throttled)
             result.sdk_states = sdk_task_states(json.loads(assembly.definition))
             result.experiments = _experiments(assembly, ecs, fis)
