@@ -200,6 +200,7 @@ class EcsTwin:
         self._addresses: dict[str, str] = {}  # target task arn -> its private address
         self._enis: dict[str, TaskEni] = {}  # running target task arn -> its ENI twin
         self._eni_lock = threading.Lock()
+        self._closed = False  # after close(), no ENI twin comes up again (a late describe from a thread)
         self.user_tasks = dict(user_tasks or {})
         # What a deployed target task carries: the service's propagated tags (the config's target tags)
         # and ECS's managed ``aws:ecs:*`` tags; its zone is its replica's (round-robin over ``zones``).
@@ -368,6 +369,7 @@ class EcsTwin:
             if task.proc is not None:
                 _stop_group(task.proc, 5, task.arn.rsplit("/", 1)[-1])
         with self._eni_lock:
+            self._closed = True
             enis, self._enis = list(self._enis.values()), {}
         for eni in enis:
             eni.close()
@@ -449,7 +451,8 @@ class EcsTwin:
                 ]
                 port, upstream = self.container_ports.get(t["_service"]), t.get("_port")
                 running = t["lastStatus"] == "RUNNING"
-                if running and port is not None and upstream is not None and arn not in self._enis:
+                wanted = running and port is not None and upstream is not None and not self._closed
+                if wanted and arn not in self._enis:
                     log = self.workdir / "logs" / f"eni-{arn.rsplit('/', 1)[-1]}.log"
                     log.parent.mkdir(parents=True, exist_ok=True)
                     self._enis[arn] = TaskEni(address, port, int(upstream), log=log)
