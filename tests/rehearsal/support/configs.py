@@ -74,7 +74,7 @@ NETWORK_FAULTS = [
 # leader figure; a standby's /ready is 503 by design).
 # At 7 s, as the smoke kill: on a loaded machine an earlier fault came before any request had completed.
 # ``port``: the matcher tasks' health port, which a leader loss needs on AWS (the load task samples each
-# task's /health there); the ECS twin reports its target tasks without an address, so nothing is sampled
+# task's /health there); the ECS twin maps it, at each target task's own address, to that task's replica
 LEADER_FAULT = {"name": "leader-loss", "kind": "leader_loss", "target": "matcher", "duration_s": 6,
                 "observe_s": 4, "at_s": 7, "port": 8080}  # fmt: skip
 LEADER_DATABASE = {"instance": "paperbroker-db"}

@@ -25,12 +25,20 @@ task.
 *Target services* (``DescribeServices``, ``ListTasks``, ``DescribeTasks`` of the target cluster): each
 incarnation of a supervised replica is an ECS task (ECS never restarts a task; a replacement is a new
 one), started at its ``started``/``restarted`` event and stopped at its ``killed``/``exited`` event; a
-service reports *"has reached a steady state"* whenever all its replicas are healthy again.
+service reports *"has reached a steady state"* whenever all its replicas are healthy again. Each target
+task has a private address of its own (``containers[].networkInterfaces[].privateIpv4Address``, as
+``awsvpc`` gives every Fargate task an ENI), one of this twin's in ``127.0.0.0/8`` (:data:`TASK_NET`,
+random per twin so that rehearsals side by side never share one); on a service's container port
+(``container_ports``, its task definition's ``portMappings``) that address reaches the one replica
+process the task stands for, through the task's ENI twin (:class:`.task_eni.TaskEni`), up while the task
+runs. So whoever samples the tasks at ``<address>:<port>``, as the load task's leader watch does, asks the
+real replicas, each under its own task.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -48,11 +56,15 @@ from typing import Any
 from resgate.contract import env as env_names
 from resgate.local.supervisor import Supervisor
 from tests.rehearsal.support.assembly import ROOT, Assembly
+from tests.rehearsal.support.task_eni import TaskEni
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 PROVISIONING_S = 1.0  # how long a Fargate task stays PROVISIONING here
 MARKER_ENV = "RESGATE_REHEARSAL_TASK"  # in every process of a load task: found and killed at its end
-TASK_IP = "127.0.0.1"
+TASK_IP = "127.0.0.1"  # the load cluster's tasks (the master and its workers share it)
+TASK_NET = "127.{}.{}.0/24"
+"""Where the target tasks' addresses are drawn: one /24 of the loopback, its two middle octets random per
+twin (never 127.0.0.x, the supervisor's and the load's), its hosts given out in task order from .2."""
 
 
 class EcsError(Exception):
@@ -176,9 +188,19 @@ class EcsTwin:
         user_tasks: Mapping[str, UserTaskDefinition] | None = None,
         task_tags: Mapping[str, str] | None = None,
         zones: Mapping[str, list[str]] | None = None,
+        container_ports: Mapping[str, int] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.assembly = assembly
+        # Each target service's container port (its task definition's portMappings): where its tasks'
+        # addresses reach their replicas (module docstring).
+        self.container_ports = dict(container_ports or {})
+        rng = random.SystemRandom()
+        self._net = TASK_NET.format(rng.randint(16, 254), rng.randint(0, 255)).removesuffix(".0/24")
+        self._addresses: dict[str, str] = {}  # target task arn -> its private address
+        self._enis: dict[str, TaskEni] = {}  # running target task arn -> its ENI twin
+        self._eni_lock = threading.Lock()
+        self._closed = False  # after close(), no ENI twin comes up again (a late describe from a thread)
         self.user_tasks = dict(user_tasks or {})
         # What a deployed target task carries: the service's propagated tags (the config's target tags)
         # and ECS's managed ``aws:ecs:*`` tags; its zone is its replica's (round-robin over ``zones``).
@@ -198,6 +220,7 @@ class EcsTwin:
         # its PYTHONPATH, and the access key id it signs with (naming its task definition, so its task role).
         self.guard: Path | None = None
         self.access_key: Callable[[str], str] | None = None
+        self._target_tasks()  # the running tasks' ENIs come up with the twin, not on the first call
 
     # ---------------------------------------------------------------- the load cluster
     def _task_definition(self, arn: str) -> dict[str, Any]:
@@ -345,6 +368,11 @@ class EcsTwin:
             task.stopping = task.stopping or time.time()
             if task.proc is not None:
                 _stop_group(task.proc, 5, task.arn.rsplit("/", 1)[-1])
+        with self._eni_lock:
+            self._closed = True
+            enis, self._enis = list(self._enis.values()), {}
+        for eni in enis:
+            eni.close()
 
     # ---------------------------------------------------------------- both clusters
     def _is_target(self, cluster: str) -> bool:
@@ -390,6 +418,7 @@ class EcsTwin:
                     "lastStatus": "RUNNING",
                     "desiredStatus": "RUNNING",
                     "containers": [{"name": e["service"], "lastStatus": "RUNNING"}],
+                    "_port": (e.get("detail") or {}).get("port"),
                 }
             elif ev in ("killed", "exited") and rid in current:
                 t = tasks[current.pop(rid)]
@@ -403,7 +432,34 @@ class EcsTwin:
                     # reference, "Task" data type, healthStatus.
                     tasks[current[rid]]["containers"][0]["healthStatus"] = ev.upper()
                     tasks[current[rid]]["healthStatus"] = ev.upper()
+        self._attach_enis(tasks)
         return list(tasks.values())
+
+    def _attach_enis(self, tasks: Mapping[str, dict[str, Any]]) -> None:
+        """Give each task its address (kept for good), bring up the ENI twin of each running task of a
+        service with a container port, and take down those of tasks that stopped."""
+        with self._eni_lock:
+            for arn, t in tasks.items():
+                if arn not in self._addresses:
+                    n = len(self._addresses) + 2
+                    if n > 254:
+                        raise EcsError("ClientException", f"no address left in {self._net}.0/24")
+                    self._addresses[arn] = f"{self._net}.{n}"
+                address = self._addresses[arn]
+                t["containers"][0]["networkInterfaces"] = [
+                    {"attachmentId": f"eni-{arn.rsplit('/', 1)[-1]}", "privateIpv4Address": address}
+                ]
+                port, upstream = self.container_ports.get(t["_service"]), t.get("_port")
+                running = t["lastStatus"] == "RUNNING"
+                wanted = running and port is not None and upstream is not None and not self._closed
+                if wanted and arn not in self._enis:
+                    log = self.workdir / "logs" / f"eni-{arn.rsplit('/', 1)[-1]}.log"
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                    self._enis[arn] = TaskEni(address, port, int(upstream), log=log)
+                    tid = arn.rsplit("/", 1)[-1]
+                    self.log(f"ecs: target task {tid} at {address}:{port} (its replica's port {upstream})")
+                elif not running and arn in self._enis:
+                    self._enis.pop(arn).close()
 
     def target_tasks_described(self) -> list[dict[str, Any]]:
         """The target cluster's RUNNING tasks as ``DescribeTasks`` with ``include=[TAGS]`` returns them:
@@ -521,7 +577,15 @@ class EcsTwin:
                 "enableFaultInjection": True,
                 "taskRoleArn": role,
                 "containerDefinitions": [
-                    {"name": service, "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{service}:good"},
+                    {
+                        "name": service,
+                        "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{service}:good",
+                        **(
+                            {"portMappings": [{"containerPort": port, "protocol": "tcp"}]}
+                            if (port := self.container_ports.get(service)) is not None
+                            else {}
+                        ),
+                    },
                     {
                         "name": "amazon-ssm-agent",
                         "image": "public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent:latest",

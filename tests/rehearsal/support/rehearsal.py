@@ -115,6 +115,9 @@ class Rehearsal:
     sdk_calls: dict[str, int] = field(default_factory=dict)
     """The Lambdas' and tasks' own S3/Secrets Manager/DynamoDB calls their roles allowed
     (``{"<role id> <service>:<operation>": count}``, :attr:`.permissions.Permissions.judged`)."""
+    endpoint_calls: dict[str, int] = field(default_factory=dict)
+    """Their calls to the ECS/FIS/SSM twins' endpoint their roles allowed, counted the same way (the load
+    task's leader watch's ``ecs:list_tasks`` and ``ecs:describe_tasks``, for one)."""
     history_events: int = 0
     history: dict[str, int] = field(default_factory=dict)
     load_tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -339,6 +342,7 @@ def rehearse(
                 user_tasks=user_tasks(cfg),
                 task_tags=target_tags(cfg),
                 zones={s.name: list(s.zones) for s in cfg.target.services},
+                container_ports=container_ports(cfg),
                 log=log,
             )
             permissions = Permissions(
@@ -364,8 +368,13 @@ def rehearse(
             ssm = SsmTwin()
             queue = _subscribe_topics(assembly, aws)
 
+            endpoint_calls: dict[str, int] = {}
+
             def endpoint_guard(caller: str | None, service: str, op: str, params: dict[str, Any]) -> None:
-                permissions.check(permissions.caller(caller), service, op, params)
+                principal = permissions.caller(caller)
+                permissions.check(principal, service, op, params)
+                key = f"{principal.role_id} {service}:{op}"
+                endpoint_calls[key] = endpoint_calls.get(key, 0) + 1
 
             with TwinEndpoint(
                 ecs, fis, ssm, guard=endpoint_guard, authorize=permissions.authorize
@@ -380,6 +389,9 @@ def rehearse(
                 # against their roles before they reach moto's server (support/sdk_guard.py).
                 guard = sdk_guard.guard_folder(workdir)
                 ecs.extra_env[sdk_guard.ENV_URL] = endpoint.url
+                # The load task's own ECS calls (its leader watch lists and describes the target's tasks)
+                # reach the ECS twin through the endpoint, judged against its task role there.
+                ecs.extra_env["AWS_ENDPOINT_URL_ECS"] = endpoint.url
                 ecs.guard, ecs.access_key = guard, permissions.access_key
                 lam = LambdaTwin(
                     assembly,
@@ -432,6 +444,7 @@ def rehearse(
             result.ops_items = ssm.ops_items
             result.denials = list(permissions.denials)
             result.sdk_calls = dict(permissions.judged)
+            result.endpoint_calls = dict(endpoint_calls)
             result.throttled = list(throttled)
             result.sdk_states = sdk_task_states(json.loads(assembly.definition))
             result.experiments = _experiments(assembly, ecs, fis)
@@ -462,6 +475,17 @@ def rehearse(
                 except Exception as e:
                     log(f"cleanup step failed: {e}")
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def container_ports(cfg: Any) -> dict[str, int]:
+    """The port each target service's tasks listen on, as their task definitions would map it, where the
+    gate probes them: a ``leader_loss``'s health ``port``, which the load task's leader watch probes at
+    each task's address. The ECS twin maps it to each task's replica (:mod:`.ecs_twin`)."""
+    return {
+        f.target: int(f.params["port"])
+        for f in cfg.faults
+        if f.kind == "leader_loss" and f.target and f.params.get("port") is not None
+    }
 
 
 def sdk_task_states(definition: Mapping[str, Any]) -> set[str]:
