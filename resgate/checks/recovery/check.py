@@ -18,7 +18,6 @@ from resgate.checks.recovery.evidence import (
     RecoveryEvidence,
     Served,
     as_object,
-    number_field,
 )
 from resgate.checks.recovery.leader import (
     DEFAULT_MAX_HEARTBEAT_AGE_S,
@@ -28,6 +27,7 @@ from resgate.checks.recovery.leader import (
 from resgate.checks.result import UNKNOWN, CheckResult, ExampleCollector, judge
 from resgate.contract.constants import DEFAULT_RTO_SECONDS
 from resgate.contract.errors import ConfigError
+from resgate.contract.fields import optional_number
 
 NAME = "recovery"
 DEFAULT_AFTER_WINDOW_S = 10.0
@@ -87,19 +87,19 @@ class RecoveryThresholds:
         unknown = set(d) - keys
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", where=where)
-        rto = number_field(d, "rto_s", where, required=False, minimum=0)
+        rto = optional_number(d, "rto_s", where, lo=0)
         if rto is not None and rto <= 0:
             raise ConfigError(f"must be > 0, got {rto}", where=f"{where}.rto_s")
-        tol = number_field(d, "error_ratio_tolerance", where, required=False, minimum=0)
+        tol = optional_number(d, "error_ratio_tolerance", where, lo=0)
         if tol is not None and tol > 1:
             raise ConfigError(f"must be <= 1, got {tol}", where=f"{where}.error_ratio_tolerance")
-        after = number_field(d, "after_window_s", where, required=False, minimum=0)
+        after = optional_number(d, "after_window_s", where, lo=0)
         if after is not None and after <= 0:
             raise ConfigError(f"must be > 0, got {after}", where=f"{where}.after_window_s")
-        ratio = number_field(d, "min_throughput_ratio", where, required=False, minimum=0)
+        ratio = optional_number(d, "min_throughput_ratio", where, lo=0)
         if ratio is not None and not 0 < ratio <= 1:
             raise ConfigError(f"must be > 0 and <= 1, got {ratio}", where=f"{where}.min_throughput_ratio")
-        hb = number_field(d, "max_heartbeat_age_s", where, required=False, minimum=0)
+        hb = optional_number(d, "max_heartbeat_age_s", where, lo=0)
         if hb is not None and hb <= 0:
             raise ConfigError(f"must be > 0, got {hb}", where=f"{where}.max_heartbeat_age_s")
         return cls(

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from resgate.checks.ledger import LedgerRecord
 from resgate.contract.errors import ConfigError
+from resgate.contract.fields import number_field, optional_number
 
 FAULT_EVENTS = frozenset(
     {"injecting", "injected", "effect", "detected", "recovered", "lifting", "aborted", "ended"}
@@ -32,21 +33,6 @@ UNHEALTHY_EVENTS = frozenset(
 ``started`` or ``restarting``, leave the replica not yet healthy without counting as a detection."""
 RETIRED_EVENTS = frozenset({"removed", "retired", "deregistered"})
 """Events after which a replica is no longer part of the service (it was replaced, e.g. an ECS task)."""
-
-
-def number_field(
-    d: Mapping[str, Any], key: str, where: str, *, required: bool = True, minimum: float | None = None
-) -> Any:
-    v = d.get(key)
-    if v is None:
-        if required:
-            raise ConfigError("is required", where=f"{where}.{key}")
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"must be a finite number, got {v!r}", where=f"{where}.{key}")
-    if minimum is not None and v < minimum:
-        raise ConfigError(f"must be >= {minimum:g}, got {v!r}", where=f"{where}.{key}")
-    return float(v)
 
 
 def _str(d: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
@@ -266,16 +252,16 @@ class RecoveryEvidence:
                     key=lambda s: s.end,
                 )
             )
-        baseline = number_field(d, "baseline_error_ratio", where, required=False, minimum=0)
+        baseline = optional_number(d, "baseline_error_ratio", where, lo=0)
         if baseline is not None and baseline > 1:
             raise ConfigError(f"must be <= 1, got {baseline}", where=f"{where}.baseline_error_ratio")
         return cls(
             faults=faults,
             health=health,
             requests=requests,
-            observed_until=number_field(d, "observed_until", where, required=False),
+            observed_until=optional_number(d, "observed_until", where),
             baseline_error_ratio=baseline,
-            load_ended_ts=number_field(d, "load_ended_ts", where, required=False),
+            load_ended_ts=optional_number(d, "load_ended_ts", where),
             leaders=parse_leaders(_list(d.get("leaders") or [], f"{where}.leaders"), f"{where}.leaders"),
         )
 

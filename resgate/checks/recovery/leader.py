@@ -37,8 +37,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from resgate.checks.recovery.evidence import as_object, number_field
+from resgate.checks.recovery.evidence import as_object
 from resgate.contract.errors import ConfigError
+from resgate.contract.fields import number_field
 
 DEFAULT_MAX_HEARTBEAT_AGE_S = 5.0
 LEADER_FAILING_KINDS = frozenset(
