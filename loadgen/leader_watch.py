@@ -124,6 +124,21 @@ class LeaderWatcher:
     def _watch(self, w: LeaderWatch) -> None:
         if self._stop.wait(max(0.0, self.started + w.at_s - LEAD_S - time.time())):
             return  # the load ended before the fault was due: nothing to watch
+        began = time.time()
+        try:
+            detail = self._sample(w)
+        except Exception as e:  # no listing of the replicas at all: a row that says why, never no row
+            now = round(time.time(), 3)
+            detail = {"service": w.target, "deposed": None, "started_ts": round(began, 3), "ended_ts": now,
+                      "samples": [], "error": f"{type(e).__name__}: {e}"}  # fmt: skip
+        row = {"ts": round(time.time(), 3), "fault_id": w.fault_id, "kind": "leader_loss", "target": w.target,
+               "event": "leader_samples", "detail": detail}  # fmt: skip
+        with self._lock:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / WATCH_FILE, "a", encoding="utf-8", newline="\n") as f:
+                f.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+    def _sample(self, w: LeaderWatch) -> dict[str, Any]:
         source = self.sources(w)
         kw = {} if self.interval_s is None else {"interval_s": self.interval_s}
         sampler = LeaderSampler(None, w.target, replicas=source, path=w.path, **kw)
@@ -136,12 +151,7 @@ class LeaderWatcher:
             if self._stop.is_set():
                 sampler.finish()
                 break
-        row = {"ts": round(time.time(), 3), "fault_id": w.fault_id, "kind": "leader_loss", "target": w.target,
-               "event": "leader_samples", "detail": sampler.record()}  # fmt: skip
-        with self._lock:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.out_dir / WATCH_FILE, "a", encoding="utf-8", newline="\n") as f:
-                f.write(json.dumps(row, separators=(",", ":")) + "\n")
+        return sampler.record()
 
     def finish(self, timeout_s: float = 10.0) -> None:
         """Stop every watch now (a sampling under way records what it saw) and wait at most ``timeout_s``."""

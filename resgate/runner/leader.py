@@ -130,7 +130,8 @@ class EcsReplicas:
     task at its ENI's private IPv4 address on ``port``. ECS never restarts a task (a replacement is a new
     task), so a task once seen that is no longer running stays in the list with no port (sampled as not
     answering) and restarts are 0. The listing (``ListTasks`` + ``DescribeTasks``) is refreshed at most
-    every ``refresh_s``, well inside ECS's API rate limits at a sampler's pace."""
+    every ``refresh_s``, well inside ECS's API rate limits at a sampler's pace; a refresh that fails after
+    a good listing keeps that listing until the next refresh, and a first listing that fails raises."""
 
     def __init__(self, ecs: Any, cluster: str, service: str, port: int, *, refresh_s: float = 2.0) -> None:
         self.ecs, self.cluster, self.service, self.port, self.refresh_s = (
@@ -146,7 +147,13 @@ class EcsReplicas:
 
     def __call__(self) -> list[Replica]:
         if time.monotonic() - self._listed_at >= self.refresh_s:
-            self._list()
+            try:
+                self._list()
+            except Exception:
+                if self._listed_at == -math.inf:
+                    raise  # never listed: nothing to probe, the sampler records why
+                # a failed refresh (throttled, say) after a good one: probe the tasks of the last listing
+                # and list again at the next refresh; a task started meanwhile is seen then
             self._listed_at = time.monotonic()
         return [
             (tid, ip, self.port if tid in self._running else None, 0)
@@ -219,6 +226,7 @@ class LeaderSampler:
         self.started_ts = time.time()
         self.ended_ts: float | None = None
         self.truncated = False
+        self.error: str | None = None  # why sampling stopped early (the replica source failed), else None
         self.deposed: str | None = None  # the replica that led when the fault struck, and its token
         self.deposed_token: int | None = None
         self.group: str | None = None  # the lease group followed (a service with several), else None
@@ -300,9 +308,12 @@ class LeaderSampler:
                 )  # fmt: skip
 
     def _run(self) -> None:
-        while not self._stop.is_set() and time.time() < self.until_ts:
-            self._round()
-            self._stop.wait(self.interval_s)
+        try:
+            while not self._stop.is_set() and time.time() < self.until_ts:
+                self._round()
+                self._stop.wait(self.interval_s)
+        except Exception as e:  # the source's listing failed: the record says so, never a silent end
+            self.error = f"{type(e).__name__}: {e}"
         self.ended_ts = time.time()
 
     def finish(self, timeout_s: float = 5.0) -> None:
@@ -320,9 +331,9 @@ class LeaderSampler:
 
     def record(self) -> dict[str, Any]:
         """``{service, group, deposed, deposed_token, started_ts, ended_ts, samples,
-        max_leading_heartbeat_age_s: {replica: s}, restarts: {replica: n}, truncated}``: the raw
-        observations (``group`` the lease group followed, None for a service with one), judged by the
-        recovery check."""
+        max_leading_heartbeat_age_s: {replica: s}, restarts: {replica: n}, truncated, error}``: the raw
+        observations (``group`` the lease group followed, None for a service with one; ``error`` why the
+        sampling stopped early, None when it did not), judged by the recovery check."""
         with self._lock:
             return {
                 "service": self.service,
@@ -335,4 +346,5 @@ class LeaderSampler:
                 "max_leading_heartbeat_age_s": dict(self._max_hb),
                 "restarts": dict(self._restarts),
                 "truncated": self.truncated,
+                "error": self.error,
             }

@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from resgate.runner.leader import EcsReplicas, LeaderSampler, task_address
@@ -138,3 +139,19 @@ def test_the_sampler_records_the_leader_figures_of_ecs_tasks_at_their_addresses(
     assert first == {"t1": (True, 1, 7, True), "t2": (True, 0, 7, False)}
     assert rec["max_leading_heartbeat_age_s"] == {"t1": 0.5} and rec["restarts"] == {"t1": 0, "t2": 0}
     assert (rec["service"], rec["deposed"], rec["deposed_token"]) == (SERVICE, "t1", 7)
+
+
+def test_a_failed_refresh_after_a_good_listing_keeps_that_listing_and_a_failed_first_listing_raises(ecs):
+    client, stub = ecs
+    listing(stub, [running("t1", "10.0.1.7")])
+    stub.add_client_error("list_tasks", service_error_code="ThrottlingException", http_status_code=400)
+    listing(stub, [running("t2", "10.0.1.8")])
+    source = EcsReplicas(client, CLUSTER, SERVICE, 8080, refresh_s=0.0)
+    assert source() == [("t1", "10.0.1.7", 8080, 0)]
+    assert source() == [("t1", "10.0.1.7", 8080, 0)]  # throttled: the last listing is probed again
+    assert source() == [("t1", "10.0.1.7", None, 0), ("t2", "10.0.1.8", 8080, 0)]
+
+    never = EcsReplicas(client, CLUSTER, SERVICE, 8080, refresh_s=0.0)
+    stub.add_client_error("list_tasks", service_error_code="AccessDeniedException", http_status_code=400)
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        never()

@@ -160,3 +160,54 @@ def test_the_load_task_uploads_the_leader_samples_to_the_runs_folder_where_the_t
 
     upload_results(result, "s3://evidence/root/gate=g/dt=2026-12-07/run_id=r1/", s3_client=_S3())
     assert uploaded[f"root/gate=g/dt=2026-12-07/run_id=r1/{FILES['leader_samples']}"] == WATCH_FILE
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (path / WATCH_FILE).read_text().splitlines()]
+
+
+def test_a_watch_whose_replicas_cannot_be_listed_writes_a_row_that_says_why_and_recovery_is_unknown(
+    tmp_path: Path,
+) -> None:
+    """No row at all would read as "no leader samples were recorded" with no cause (seen in the rehearsal
+    when the load task's ECS calls went nowhere); the row names the error and recovery says it."""
+    from resgate.checks.recovery.leader import LeaderObservation, leader_anomalies
+
+    def denied() -> list[Any]:
+        raise PermissionError("ecs:ListTasks denied")
+
+    watch = LeaderWatch("lose_lease", "matcher", "c", "s", 1, "/health", 0.0, 0.0, 60.0)
+    watcher = LeaderWatcher([watch], tmp_path, started=time.time(), sources=lambda w: denied).start()
+    watcher.wait(10.0)
+    (row,) = _rows(tmp_path)
+    assert row["event"] == "leader_samples" and row["fault_id"] == "lose_lease"
+    assert row["detail"]["error"] == "PermissionError: ecs:ListTasks denied"
+    assert row["detail"]["samples"] == []
+    obs = LeaderObservation.from_event(row)
+    _, anomalies = leader_anomalies(obs, obs.started_ts + 0.001, rto_s=30, max_heartbeat_age_s=5)
+    reasons = [a["reason"] for a in anomalies if a["kind"] == "no_data"]
+    assert "the leader sampling failed: PermissionError: ecs:ListTasks denied" in reasons
+
+
+def test_a_source_that_fails_mid_sampling_ends_the_sampling_with_its_error_in_the_row(
+    tmp_path: Path, replicas
+) -> None:
+    broken = threading.Event()
+
+    def flaky() -> list[Any]:
+        if broken.is_set():
+            raise ConnectionError("ECS endpoint unreachable")
+        return [(t, "127.0.0.1", p, 0) for t, p in sorted(replicas.items())]
+
+    watch = LeaderWatch("lose_lease", "matcher", "c", "s", 1, "/health", 0.0, 0.0, 60.0)
+    watcher = LeaderWatcher(
+        [watch], tmp_path, started=time.time(), sources=lambda w: flaky, interval_s=0.05
+    ).start()
+    assert _seen(watcher, ("t1", 1, 3))
+    broken.set()
+    watcher.wait(10.0)  # ends on its own at the error, long before its 60 s window
+    (row,) = _rows(tmp_path)
+    d = row["detail"]
+    assert d["error"] == "ConnectionError: ECS endpoint unreachable"
+    assert d["deposed"] == "t1" and d["samples"]  # what it saw before the error is kept
+    assert d["ended_ts"] - d["started_ts"] < 10

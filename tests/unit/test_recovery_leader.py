@@ -38,7 +38,7 @@ def _clean(takeover_at: float = 3.0) -> list[dict[str, Any]]:
 
 
 def _obs(samples: list[dict[str, Any]], *, ended: float = T0 + 40, hb: dict[str, float] | None = None,
-         restarts: dict[str, int] | None = None) -> LeaderObservation:  # fmt: skip
+         restarts: dict[str, int] | None = None, **extra: Any) -> LeaderObservation:  # fmt: skip
     return LeaderObservation.from_event(
         {
             "fault_id": "leader-loss",
@@ -51,6 +51,7 @@ def _obs(samples: list[dict[str, Any]], *, ended: float = T0 + 40, hb: dict[str,
                 "samples": samples,
                 "max_leading_heartbeat_age_s": hb or {"m0": 1.0, "m1": 1.2},
                 "restarts": restarts or {"m0": 0, "m1": 0},
+                **extra,
             },
         }
     )
@@ -67,6 +68,15 @@ def test_a_clean_handover_has_its_figures_and_no_anomaly():
     assert (f["new_leader"], f["new_token"]) == ("m1", 5)
     assert f["leader_flip"] is True and f["readiness_flip"] is True
     assert _kinds(obs) == []
+
+
+def test_a_sampling_that_stopped_on_an_error_is_undecided_even_when_what_it_saw_looks_clean():
+    failed = _obs(_clean(), error="ClientError: ThrottlingException")
+    assert failed.error == "ClientError: ThrottlingException"
+    assert _kinds(failed) == ["no_data"]
+    assert _reasons(failed) == ["the leader sampling failed: ClientError: ThrottlingException"]
+    for none in (None, ""):
+        assert _obs(_clean(), error=none).error is None and _kinds(_obs(_clean(), error=none)) == []
 
 
 def test_two_replicas_leading_at_once_under_different_tokens_is_split_brain_and_a_stale_leader():

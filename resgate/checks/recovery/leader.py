@@ -103,6 +103,8 @@ class LeaderObservation:
     truncated: bool = False
     group: str | None = None
     """The lease group followed (a service with several, e.g. the matcher's symbol groups), else None."""
+    error: str | None = None
+    """Why the sampling stopped early or never began (the replicas could not be listed), else None."""
 
     @classmethod
     def from_event(
@@ -122,6 +124,7 @@ class LeaderObservation:
         restarts = as_object(detail.get("restarts") or {}, f"{where}.detail.restarts")
         deposed = detail.get("deposed")
         group = detail.get("group")
+        error = detail.get("error")
         return cls(
             fault_id=str(e.get("fault_id") or ""),
             deposed=deposed if isinstance(deposed, str) else None,
@@ -133,6 +136,7 @@ class LeaderObservation:
             restarts={str(k): int(v) for k, v in restarts.items() if _int(v) is not None},
             truncated=bool(detail.get("truncated")),
             group=group if isinstance(group, str) else None,
+            error=str(error) if error not in (None, "") else None,
         )
 
 
@@ -244,6 +248,8 @@ def leader_anomalies(
         return {}, [{"kind": "no_data", "reason": "no leader samples were recorded for this leader loss"}]
     figures = leader_figures(obs, injected_ts)
     out: list[dict[str, Any]] = [*split_brain(obs), *stale_leaders(obs)]
+    if obs.error is not None:  # samples that stop early are not a picture of the handover
+        out.append({"kind": "no_data", "reason": f"the leader sampling failed: {obs.error}"})
     before = [s for s in obs.samples if s.ts < injected_ts and s.leads]
     if not before:
         out.append({"kind": "no_data", "reason": "no replica was seen leading before the leader loss"})
