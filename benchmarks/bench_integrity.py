@@ -378,7 +378,9 @@ def main(argv: list[str] | None = None) -> int:
             sql_s, insert_s = route_sql(dsn, ledger)
             routes["sql_route"].append(sql_s)
             routes["sql_route_insert_select"].append(insert_s)
-            elapsed, result, stats, rss = run_integrity(dsn, ledger)
+            elapsed, run_result, run_stats, rss = run_integrity(dsn, ledger)
+            if not runs or elapsed < min(runs):  # the timings and the shares below are the best run's
+                result, stats = run_result, run_stats
             runs.append(elapsed)
             rss_runs.append(rss)
         ledger_mb = ledger.stat().st_size / 1e6
