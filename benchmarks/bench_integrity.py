@@ -11,7 +11,11 @@ some indeterminate attempts, a few reads) and the matching orders table (paperbr
   trading kinds whose sources the world has switched on (``order_mismatch`` over symbol/side/qty/price,
   ``non_monotonic_read`` over the reads' status and filled quantity, ``cancel_still_open`` over ~1% of
   keys cancelled and the orders' status), which must find exactly the three injected anomalies. It runs
-  in a child process of its own, so its peak RSS is its own.
+  in a child process of its own, so its peak RSS is its own;
+- after all the checks, the ledger load alone two ways (``ledger_load_alone_s``): ``reader``, the checker's
+  own :func:`~resgate.checks.integrity.load.load_ledger`, and ``sql_route``, the raw lines COPYed and then
+  typed and validated by one ``INSERT ... SELECT`` in Postgres (:func:`route_sql`), the measured
+  alternative the checker does not use.
 
 Reports integrity / floor ratios (targets: <= 3 against ``copy_text``, the raw text COPY of the file, and
 <= 1.5 against ``copy_rows``, the parse-and-COPY floor) and the integrity process's peak RSS
