@@ -231,6 +231,28 @@ def test_two_clients_sending_different_orders_under_one_key_are_no_mismatch(
     assert judge(m)[0].valid is True
 
 
+def _price_not_sent() -> Market:
+    """Order 4 stored at price 1 while its submit carried no price (NULL in the ledger): the join's
+    prefilter (``l.f <> o.f``, NULL there) must leave the price out exactly as the per-field test does."""
+    m = Market.clean()
+    del m.ledger[3]["price"]
+    m.orders[3]["price"] = "1"
+    return m
+
+
+def test_a_price_the_client_did_not_send_is_not_compared(judge: Callable[..., Any]) -> None:
+    assert judge(_price_not_sent())[0].valid is True
+
+
+def test_beside_a_price_not_sent_a_side_stored_otherwise_is_a_mismatch_of_the_side_alone(
+    judge: Callable[..., Any],
+) -> None:
+    m = _price_not_sent()
+    m.orders[3]["side"] = "buy"
+    (ex,) = _only(judge(m)[0], "order_mismatch")
+    assert ex["fields"] == ["side"] and "price" not in ex["sent"]
+
+
 def test_a_refused_attempt_with_other_fields_is_no_mismatch(judge: Callable[..., Any]) -> None:
     m = Market.clean()
     m.ledger.append({**m.ledger[3], "price": 52.0, "outcome": "fail", "status": 409, "ts": 40.0})

@@ -87,6 +87,11 @@ def order_mismatch(conn: Conn, plan: Plan) -> Cases:
         ).format(f=sql.Identifier(f), name=sql.Literal(f))
         for f in ("symbol", "side", "qty", "price")
     )
+    # The same test as one boolean (true only where some field is on both sides and differs), so the
+    # join keeps only the mismatches before any array or object is built for a row.
+    differs = sql.SQL(" OR ").join(
+        sql.SQL("l.{f} <> o.{f}").format(f=sql.Identifier(f)) for f in ("symbol", "side", "qty", "price")
+    )
     cases = counted(
         fetch(
             conn,
@@ -102,11 +107,18 @@ def order_mismatch(conn: Conn, plan: Plan) -> Cases:
                 "             'qty', o.qty, 'price', o.price)) AS stored,"
                 "           ARRAY[l.src, l.line] AS ledger_at, l.src, l.line"
                 "    FROM {L} l JOIN {o} o ON o.c = l.client_id AND o.k = l.ikey"
+                "      AND ({differs})"
                 "    WHERE l.outcome <> 'fail') x"
                 "  WHERE cardinality(fields) > 0"
                 "  ORDER BY client_id, idempotency_key, order_id, src, line) d "
                 "ORDER BY client_id, idempotency_key, order_id LIMIT {cap}"
-            ).format(diffs=diffs, L=plan.w("ledger"), o=plan.order_fields(), cap=sql.Literal(plan.cap)),
+            ).format(
+                diffs=diffs,
+                differs=differs,
+                L=plan.w("ledger"),
+                o=plan.order_fields(),
+                cap=sql.Literal(plan.cap),
+            ),
         )
     )
     return _name_ledger_lines(plan, cases)
