@@ -94,7 +94,8 @@ _NO_LEASE_STORE = (
     "/health nor pause a process (aws:ecs:task-kill-process only sends SIGTERM or SIGKILL), so on AWS the "
     "leader loses its lease by a reboot or failover of the lease store, the target's database; give "
     "target.aws.database: {{instance: <RDS DB instance id>}} or {{cluster: <Aurora DB cluster id>}} (the "
-    "database the service's lease lives in), or run this fault in the local gate only"
+    "database the service's lease lives in), or mode: partition (every task of the service cut from the "
+    "lease store's port, aws:ecs:task-network-blackhole-port: no database needed)"
 )
 
 

@@ -41,10 +41,11 @@ The actions, their parameters and permissions are the AWS FIS Actions reference'
   5432), for ``duration_s`` (``task_network_blackhole_port.json``). FIS cannot pick the task that leads (its
   ``/health``), so every replica loses the store while its sessions stay open (a reboot would end them):
   the leader cannot renew and must pause, and after the heal a replica takes the expired lease with the
-  next token, while a leader that trusts a stale lease (``unfenced_leader``) leads beside it
-  (tests/integration/test_matcher_lease.py). A synth warning says every replica is cut, not the leader
-  alone. It is a network action like the others: one at a time, and the target's task definitions must
-  be ready for it (README, "What the target must provide").
+  next token, while a leader that trusts a lease it has not renewed (``unfenced_leader``) leads on through
+  the cut (recovery: ``stale_heartbeat``) and, when a standby took the lease meanwhile, beside it
+  (``split_brain``; tests/integration/test_matcher_lease.py, tests/rehearsal). A synth warning says every
+  replica is cut, not the leader alone. It is a network action like the others: one at a time, and the
+  target's task definitions must be ready for it (README, "What the target must provide").
 - ``bandwidth``, ``connection_reset``, ``rate_limit_spike``: no FIS action can run them
   (:data:`REFUSED_ON_AWS` says why): refused at synth, a ConfigError naming ``faults.<name>.kind``,
   rather than skipped: a gate that silently ran fewer faults on AWS than in its config would pass more

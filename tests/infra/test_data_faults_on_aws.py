@@ -286,7 +286,7 @@ def test_a_leader_loss_without_its_lease_store_says_why_fis_cannot_pause_the_lea
         _settings(_write(tmp_path, text))
     assert e.value.where == "target.aws.database"
     assert "lose-leader" in str(e.value) and "lease store" in str(e.value)
-    assert "aws:ecs:task-kill-process" in str(e.value)
+    assert "aws:ecs:task-kill-process" in str(e.value) and "or mode: partition" in str(e.value)
 
 
 @pytest.mark.parametrize(
