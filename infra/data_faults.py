@@ -19,7 +19,9 @@ conditions and its timeline.
   ``db_blip``. Every replica is cut off the store at once: the leader cannot renew (it must stop acting as
   leader when its lease runs out) and, once the database is back, a replica takes the lease with a new
   fencing token. Without ``target.aws.database``: a ConfigError naming that field. ``duration_s`` as the
-  local pause is the local gate's: a synth warning says the outage lasts the reboot. The load task watches
+  local pause is the local gate's: a synth warning says the outage lasts the reboot. A ``leader_loss``
+  with ``mode: partition`` is no data-path fault on AWS: it is the blackhole of the lease store's port on
+  every task of the target (:mod:`infra.network_faults`), the sessions kept open. The load task watches
   the handover (:mod:`loadgen.leader_watch`, on the fault's health ``port``) until ``duration_s`` +
   ``observe_s`` after the fault.
 
@@ -76,7 +78,7 @@ def check_data_faults(faults: Sequence[Fault], *, database: AwsDatabase | None, 
     target the config does not name: ``db_blip`` or ``leader_loss`` without ``target.aws.database``,
     ``kafka_broker_down`` without ``kafka.cluster_arn``. The ConfigError names that field and the fault."""
     for f in faults:
-        if f.kind in DATABASE_FAULT_KINDS and database is None:
+        if f.kind in DATABASE_FAULT_KINDS and database is None and not leader_partition(f):
             raise ConfigError(_no_database(f), where="target.aws.database")
         if f.kind == "kafka_broker_down" and not kafka.cluster_arn:
             raise ConfigError(_NO_MSK.format(name=f.name), where="kafka.cluster_arn")
@@ -92,8 +94,15 @@ _NO_LEASE_STORE = (
     "/health nor pause a process (aws:ecs:task-kill-process only sends SIGTERM or SIGKILL), so on AWS the "
     "leader loses its lease by a reboot or failover of the lease store, the target's database; give "
     "target.aws.database: {{instance: <RDS DB instance id>}} or {{cluster: <Aurora DB cluster id>}} (the "
-    "database the service's lease lives in), or run this fault in the local gate only"
+    "database the service's lease lives in), or mode: partition (every task of the service cut from the "
+    "lease store's port, aws:ecs:task-network-blackhole-port: no database needed)"
 )
+
+
+def leader_partition(fault: Fault) -> bool:
+    """A ``leader_loss`` with ``mode: partition``: on AWS a blackhole of the lease store's port on every task
+    of the target (:mod:`infra.network_faults`), not the store's reboot, so it needs no database."""
+    return fault.kind == "leader_loss" and fault.params.get("mode") == "partition"
 
 
 def _no_database(fault: Fault) -> str:
@@ -179,8 +188,6 @@ def _plan_database_fault(fault: Fault, resources: FaultResources) -> DataFaultPl
     # observe_s is AWS's too: the load task samples the leader figures until duration_s + observe_s after
     # the fault (loadgen.leader_watch); duration_s bounds that window, the reboot the outage.
     local: list[str] = []
-    if leader and fault.params.get("mode") == "partition":  # one replica's own path: no FIS form picks it
-        local.append("mode partition (on AWS every replica loses the store, not the leader alone)")
     if db.instance:
         return DataFaultPlan(
             template_file=TEMPLATE_FILES["instance"],

@@ -36,6 +36,16 @@ The actions, their parameters and permissions are the AWS FIS Actions reference'
 - ``duplicate_delivery``, ``db_blip``, ``kafka_broker_down``, ``leader_loss``: the data-path faults, planned
   by :func:`infra.data_faults.plan_data_fault` (SSM automation, RDS reboot or Aurora failover; a leader loss
   reboots or fails over the lease store, the target's database).
+- ``leader_loss``, ``mode: partition``: ``aws:ecs:task-network-blackhole-port`` on ALL the target
+  service's tasks, egress TCP on the lease store's port (the fault's ``lease_port``, default Postgres's
+  5432), for ``duration_s`` (``task_network_blackhole_port.json``). FIS cannot pick the task that leads (its
+  ``/health``), so every replica loses the store while its sessions stay open (a reboot would end them):
+  the leader cannot renew and must pause, and after the heal a replica takes the expired lease with the
+  next token, while a leader that trusts a lease it has not renewed (``unfenced_leader``) leads on through
+  the cut (recovery: ``stale_heartbeat``) and, when a standby took the lease meanwhile, beside it
+  (``split_brain``; tests/integration/test_matcher_lease.py, tests/rehearsal). A synth warning says every
+  replica is cut, not the leader alone. It is a network action like the others: one at a time, and the
+  target's task definitions must be ready for it (README, "What the target must provide").
 - ``bandwidth``, ``connection_reset``, ``rate_limit_spike``: no FIS action can run them
   (:data:`REFUSED_ON_AWS` says why): refused at synth, a ConfigError naming ``faults.<name>.kind``,
   rather than skipped: a gate that silently ran fewer faults on AWS than in its config would pass more
@@ -66,7 +76,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.data_faults import DATA_FAULT_KINDS, FaultResources, plan_data_fault
+from infra.data_faults import DATA_FAULT_KINDS, FaultResources, leader_partition, plan_data_fault
 from resgate.config.model import Fault
 from resgate.contract.errors import ConfigError
 
@@ -130,7 +140,7 @@ class AwsFault:
 
     @property
     def network(self) -> bool:
-        return self.fault.kind in NETWORK_ACTIONS
+        return network_action(self.fault) is not None
 
     @property
     def task_services(self) -> tuple[str, ...]:
@@ -161,6 +171,14 @@ class Skipped:
 
     fault: Fault
     reason: str
+
+
+def network_action(fault: Fault) -> str | None:
+    """The FIS ECS network action ``fault`` runs as on AWS (:data:`NETWORK_ACTIONS`; a leader loss's
+    partition: the blackhole of its lease store's port), None when it runs none."""
+    if leader_partition(fault):
+        return NETWORK_ACTIONS["network_partition"]
+    return NETWORK_ACTIONS.get(fault.kind)
 
 
 def _where(fault: Fault, key: str) -> str:
@@ -219,6 +237,8 @@ def plan_fault(
             f"{fault.name}: the load task's users x {p['factor']:g} ({p['users']}) from at_s {fault.at_s:g} "
             f"for {p['duration_s']:g} s (its load shape)",
         )
+    if leader_partition(fault):
+        return _plan_leader_partition(fault, ecs_services, service_tag)
     if kind in DATA_FAULT_KINDS:
         plan = plan_data_fault(fault, resources or FaultResources(), max_duration=hold_duration)
         # The service whose recovery is judged (the exposed one by default); the fault does not act on it.
@@ -354,6 +374,41 @@ def _plan_hang(fault: Fault, service: str, service_tag: str) -> AwsFault:
     )
 
 
+def _plan_leader_partition(fault: Fault, ecs_services: Mapping[str, str], service_tag: str) -> AwsFault:
+    """A leader loss's partition on AWS (module docstring): every task of the target cut from the lease
+    store's port, egress, for ``duration_s``."""
+    p = fault.params
+    service = ecs_services.get(fault.target or "", fault.target or "")
+    if not service:
+        raise ConfigError(
+            f"fault {fault.name} (leader_loss) cuts the tasks of its target from the lease store on AWS: "
+            "it needs a target service",
+            where=_where(fault, "target"),
+        )
+    hold = float(p["duration_s"])
+    port = int(p.get("lease_port", DEPENDENCY_PORTS["postgres"]))
+    return AwsFault(
+        fault=fault,
+        template_file=TEMPLATE_FILES["network_partition"],
+        service=service,
+        percent=100,
+        selection_mode="ALL",
+        service_tags={service_tag: service},
+        values={
+            "DURATION": hold_duration(hold, where=_where(fault, "duration_s")),
+            "PORT": str(port),
+            "TRAFFIC_TYPE": "egress",
+        },
+        description=f"{fault.name} drops egress TCP port {port} (the lease store) of every {service} task "
+        f"for {hold:g} s",
+        warnings=[
+            f"fault {fault.name} (leader_loss) mode partition cuts every {service} task from the lease store "
+            f"on AWS (aws:ecs:task-network-blackhole-port, egress TCP port {port}), not the leader alone: "
+            "FIS cannot pick the task that leads"
+        ],
+    )
+
+
 def broker_hosts(bootstrap: str, broker: int) -> tuple[list[str], bool]:
     """``(hosts, one)``: the bootstrap host of MSK broker ``broker`` (MSK names them ``b-<id>.…``) and True,
     else every host of the bootstrap list (ports dropped: FIS ``sources`` are addresses) and False."""
@@ -470,7 +525,7 @@ def _plan_network(fault: Fault, service: str, service_tag: str) -> AwsFault:
 
 def network_window(fault: Fault) -> tuple[float, float] | None:
     """``(start, end)`` seconds from the load's start while a network fault FIS runs holds; else None."""
-    if fault.kind not in NETWORK_ACTIONS:
+    if network_action(fault) is None:
         return None
     return fault.at_s, fault.at_s + float(fault.params.get("duration_s", 0))
 
@@ -480,7 +535,7 @@ def check_network_schedule(faults: Sequence[Fault], *, where: str = "faults") ->
     :data:`NETWORK_ACTION_GAP_S` after the previous one ends. The error names both faults; ``where``
     says which schedule (the config's faults, a profile's)."""
     held = sorted(
-        ((w, f) for f in faults if f.kind in NETWORK_ACTIONS and (w := network_window(f)) is not None),
+        ((w, f) for f in faults if (w := network_window(f)) is not None),
         key=lambda x: x[0],
     )
     for (prev_w, prev), (w, f) in itertools.pairwise(held):

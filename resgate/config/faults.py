@@ -69,6 +69,12 @@ def parse_fault(sec: Section, index: int, target: Target, load: Load, infra: Inf
         # at their private addresses, on this port (the health port) and path; the local gate ignores them.
         if sec.has("port"):
             params["port"] = sec.num("port", min=1, max=65535, integer=True)
+        # On AWS a partition drops this TCP port (the lease store's) on every task of the target (FIS
+        # aws:ecs:task-network-blackhole-port, egress; infra.network_faults); default Postgres's 5432.
+        if sec.has("lease_port"):
+            if params["mode"] != "partition":
+                raise sec.error("lease_port", "only mode: partition cuts the lease store's port")
+            params["lease_port"] = sec.num("lease_port", min=1, max=65535, integer=True)
         if sec.has("health_path"):
             path = sec.str("health_path")
             if not path.startswith("/"):

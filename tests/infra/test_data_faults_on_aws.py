@@ -25,7 +25,7 @@ import pytest
 import app as cdk_app
 from infra import constants as c
 from infra import fis_actions
-from infra.data_faults import FaultResources, plan_data_fault
+from infra.data_faults import FaultResources
 from infra.fault_automation import Automation
 from infra.network_faults import NO_FIS_ACTION, REFUSED_ON_AWS, AwsFault, LoadStep, Skipped, plan_fault
 from infra.settings import DeploymentSettings
@@ -286,7 +286,7 @@ def test_a_leader_loss_without_its_lease_store_says_why_fis_cannot_pause_the_lea
         _settings(_write(tmp_path, text))
     assert e.value.where == "target.aws.database"
     assert "lose-leader" in str(e.value) and "lease store" in str(e.value)
-    assert "aws:ecs:task-kill-process" in str(e.value)
+    assert "aws:ecs:task-kill-process" in str(e.value) and "or mode: partition" in str(e.value)
 
 
 @pytest.mark.parametrize(
@@ -553,26 +553,26 @@ def test_each_rds_template_targets_its_database_under_the_key_and_type_fis_gives
     assert template["targets"][target_name]["resourceType"] == resource_type
 
 
-def test_a_leader_loss_partition_warns_that_on_aws_every_replica_loses_the_store_not_the_leader_alone():
+def test_a_leader_loss_partition_is_the_lease_stores_blackhole_not_its_reboot_even_with_a_database():
+    """With ``target.aws.database`` given, a ``mode: partition`` still runs as the blackhole of the lease
+    store's port on every task (tests/infra/test_leader_partition_on_aws.py), its sessions kept open; only a
+    ``pause`` is the store's reboot (a reboot ends every session, so it cannot catch an unfenced leader)."""
     fault = Fault(
         name="cut-leader",
         kind="leader_loss",
         at_s=5.0,
         target="matcher",
-        params={"mode": "partition", "duration_s": 6.0, "observe_s": 4.0},
+        params={"mode": "partition", "duration_s": 6.0, "observe_s": 4.0, "port": 8081},
     )
     resources = FaultResources(
         database=AwsDatabase(instance="pb-db"), database_arn="arn:aws:rds:us-east-1:111111111111:db:pb-db"
     )
-    plan = plan_data_fault(fault, resources, max_duration=lambda s: f"PT{int(s)}S")
-    (warning,) = plan.warnings
-    assert "mode partition (on AWS every replica loses the store, not the leader alone)" in warning
-    paused = plan_data_fault(
-        dataclasses.replace(fault, params={**fault.params, "mode": "pause"}),
-        resources,
-        max_duration=lambda s: f"PT{int(s)}S",
-    )
-    assert "partition" not in paused.warnings[0]
+    plan = plan_fault(fault, ecs_services={}, region="us-east-1", service_tag="t", resources=resources)
+    assert isinstance(plan, AwsFault) and plan.template_file == "task_network_blackhole_port.json", plan
+    paused = dataclasses.replace(fault, params={**fault.params, "mode": "pause"})
+    plan = plan_fault(paused, ecs_services={}, region="us-east-1", service_tag="t", resources=resources)
+    assert isinstance(plan, AwsFault) and plan.template_file == "rds_reboot_db_instance.json", plan
+    assert "partition" not in " ".join(plan.warnings)
 
 
 class _Synthesized:

@@ -1,5 +1,6 @@
 """The two failures issue 25 added, rehearsed on the AWS half: a ``leader_loss`` (on AWS the reboot of the
-lease store, the target's database: ``aws:rds:reboot-db-instances``, infra/data_faults.py) and an
+lease store, the target's database: ``aws:rds:reboot-db-instances``, infra/data_faults.py; with ``mode:
+partition`` the blackhole of the lease store's port on every matcher task, infra/network_faults.py) and an
 ``overload`` by factor (a step of the Fargate load task's own shape: infra/network_faults.py), each alone
 under the smoke load (tests/rehearsal/support/configs.py ``leader`` and ``overload``, profile ``smoke``).
 The synthesized state machine runs them through the twins, every call allowed by its caller's role, and
@@ -80,8 +81,8 @@ def test_a_leader_loss_rehearsed_reboots_the_lease_store_and_recovery_judges_the
     store grants the lease to one replica after the reboot. What catches the bug is a leader that outlives
     its lease with its session intact (a pause, or a partition of the leader alone): ``resgate run``'s
     pause fails it on recovery (``split_brain``) and integrity (``duplicate_trade``), the rehearsed reboot
-    cannot (on AWS the leader alone would be cut off by ``aws:ecs:task-network-blackhole-port`` on its
-    task, which the stack does not do: FIS cannot pick the task that leads)."""
+    cannot (FIS cannot pick the task that leads; ``mode: partition`` cuts every task from the store with
+    its sessions open, the next test)."""
     env = {"PAPERBROKER_BUGS": bug} if bug else {}
     r = smoke("leader", env)
     name = LEADER_FAULT["name"]
@@ -132,6 +133,71 @@ def test_a_leader_loss_rehearsed_reboots_the_lease_store_and_recovery_judges_the
         # trades. The reboot cannot make it (the docstring): the same checks pass on AWS.
         assert local["recovery"] == local["integrity"] == "fail", local
         assert r.checks == dict.fromkeys(local, "pass"), r.summary()
+
+
+@pytest.mark.parametrize("bug", [None, "unfenced_leader"])
+def test_a_leader_partition_rehearsed_blackholes_every_matcher_tasks_lease_store_and_fails_an_unfenced_leader(
+    bug: str | None, tmp_path: Path
+) -> None:
+    """AWS FIS user guide, "AWS FIS Actions reference" (fis-actions-reference.html),
+    ``aws:ecs:task-network-blackhole-port``: target ``Tasks`` (``aws:ecs:task``), parameters ``duration``,
+    ``port``, ``protocol``, ``trafficType``; permissions ``ecs:DescribeTasks``, ``ssm:SendCommand``,
+    ``ssm:ListCommands``, ``ssm:CancelCommand``. The leader loss with ``mode: partition`` drops egress TCP
+    5432 (the lease store) of ALL the matcher tasks for the fault's 6 s (FIS cannot pick the leader); the FIS
+    twin holds every byte of each task's own path to Postgres for as long, the sessions kept open.
+
+    The good build passes, as ``resgate run`` does: the leader pauses on its first failed renewal and,
+    after the heal, a replica leads under a larger token (2026-12-07: paused 2.8 and 3.0 s in, leading
+    again 6.1-6.7 s in, token 1 → 2, highest leading heartbeat 2.8-3.0 s; three runs). ``unfenced_leader``
+    fails recovery on ``stale_heartbeat`` in every run: it goes on claiming the lease through the whole
+    cut, unheard from by the store for longer than the 5-s bound (7.3, 7.0 and 7.4 s), which the store's
+    reboot could not show (it ends every session). Whether it also leads beside a successor is a race at
+    the heal (the renewal the cut held lands then and may keep the lease its own): in one run of three the
+    standby took the lease 6.2 s in and the old leader matched beside it until 9.9 s in (``split_brain``,
+    integrity ``duplicate_trade``=127, ``double_fill``=2); in the other two it kept the lease (once to the
+    observation's end, once giving up 10 s after its last renewal), integrity clean. ``resgate run``,
+    cutting the leader alone, fails it on recovery and integrity."""
+    env = {"PAPERBROKER_BUGS": bug} if bug else {}
+    r = smoke("leader_partition", env)
+    name = LEADER_FAULT["name"]
+    (exp,) = r.experiments
+    assert exp["fault"] == name and exp["action"] == "aws:ecs:task-network-blackhole-port", exp
+    assert exp["status"] == "completed" and abs(exp["fired_s"] - LEADER_FAULT["at_s"]) <= 3, r.summary()
+    assert exp["held_s"] == pytest.approx(LEADER_FAULT["duration_s"], abs=1.0), exp
+    assert r.denials == [], r.denials
+    ev = events_of(r, name)
+    assert {"injected", "effect", "ended", "leader_samples"} <= set(ev), r.fault_timeline
+    assert ev["ended"]["detail"] == "the network action ended", ev["ended"]
+    watched = ev["leader_samples"]["detail"]
+    answered = {s["replica"] for s in watched["samples"] if s["answered"]}
+    assert {t.split(".")[0] for t in answered} == {"matcher-0", "matcher-1"}, watched
+    row = recovery_row(r, name)
+    leader = row["leader"]
+    print(f"leader figures ({bug or 'good build'}):", leader)
+    print("recovery:", r.check_records["recovery"].get("examples"))
+    t0 = ev["injected"]["ts"]
+    print("leader samples:", [(round(x["ts"] - t0, 2), x["replica"], x["answered"], x["leader"], x["token"],
+                               x.get("heartbeat_age_s")) for x in watched["samples"]])  # fmt: skip
+    assert leader["deposed"] == watched["deposed"], leader
+    local = local_run(rehearsal_config("leader_partition"), tmp_path / "evidence", env, profile="smoke")
+    print("resgate run:", local, "rehearsal:", r.checks)
+    if bug is None:
+        assert leader["leader_flip"] is True and leader["new_token"] > leader["deposed_token"], leader
+        assert 0 <= leader["time_to_pause_s"] <= leader["time_to_leader_s"] <= 30, leader
+        assert leader["max_leading_heartbeat_age_s"] <= 5, leader
+        assert assert_verdict(r)["result"] == "PASS", r.summary()
+        assert local == dict.fromkeys(("slo", "recovery", "retryable", "integrity"), "pass"), local
+        assert r.checks == local, r.summary()
+        return
+    # The unfenced leader claims its lease through the whole cut, unheard from for longer than the 5-s
+    # freshness bound (the good build pauses on its first failed renewal, about 3 s in): recovery fails.
+    kinds = {e["kind"] for e in r.check_records["recovery"].get("examples") or []}
+    assert "stale_heartbeat" in kinds and leader["max_leading_heartbeat_age_s"] > 5, r.check_records[
+        "recovery"
+    ]
+    assert r.checks["recovery"] == "fail" and assert_verdict(r)["result"] == "FAIL", r.summary()
+    # Locally the leader alone is cut, its stalled writes landing beside its successor's: integrity too.
+    assert local["recovery"] == "fail", local
 
 
 @pytest.mark.parametrize(("bug", "expected"), [(None, "PASS"), ("unbounded_queue", "FAIL")])

@@ -103,6 +103,27 @@ def test_a_leader_loss_partition_of_a_service_without_the_dsn_is_a_config_error_
     assert "faults[0].mode" in str(e.value) and "${pg.dsn}" in str(e.value)
 
 
+@pytest.mark.parametrize(("lease_port", "ok"), [(0, False), (1, True), (65535, True), (65536, False)])
+def test_a_partitions_lease_port_is_a_tcp_port_at_its_exact_bounds(lease_port: int, ok: bool) -> None:
+    body = (
+        f"{{kind: leader_loss, target: matcher, mode: partition, lease_port: {lease_port}, duration_s: 5, "
+        "at_s: 6}"
+    )
+    if ok:
+        assert load_config_text(_PG_BASE % body, "gate.yaml").faults[0].params["lease_port"] == lease_port
+        return
+    with pytest.raises((ConfigError, ConfigErrors)) as e:
+        load_config_text(_PG_BASE % body, "gate.yaml")
+    assert "faults[0].lease_port" in str(e.value)
+
+
+def test_a_lease_port_on_a_pause_is_a_config_error_naming_it():
+    body = "{kind: leader_loss, target: matcher, lease_port: 6432, duration_s: 5, at_s: 6}"
+    with pytest.raises((ConfigError, ConfigErrors)) as e:
+        load_config_text(_PG_BASE % body, "gate.yaml")
+    assert "faults[0].lease_port" in str(e.value) and "only mode: partition" in str(e.value)
+
+
 def test_the_shortest_pause_and_observation_are_accepted_at_their_bounds():
     f = _fault("{kind: leader_loss, target: matcher, duration_s: 0.5, observe_s: 1, at_s: 6}")
     assert (f.params["duration_s"], f.params["observe_s"]) == (0.5, 1.0)

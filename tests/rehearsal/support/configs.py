@@ -109,6 +109,14 @@ def _leader(data: dict) -> None:
     data["profiles"]["smoke"]["load"]["duration_s"] = LEADER_LOAD_S
 
 
+def _leader_partition(data: dict) -> None:
+    """The leader loss as a partition (issue 25): on AWS the blackhole of the lease store's port on every
+    matcher task (FIS cannot pick the leader), locally the leader's own path; no database to reboot."""
+    _leader(data)
+    data["target"]["aws"].pop("database")
+    data["faults"][0]["mode"] = "partition"
+
+
 def _overload(data: dict) -> None:
     data["target"]["local"]["setup"] = "paperbroker.slow_db:init_slow_system"
     gateway = next(s for s in data["target"]["local"]["services"] if s["name"] == "gateway")
@@ -141,8 +149,8 @@ def _variant(data: dict, variant: str) -> None:
     if variant == "network":
         _network(data)
         return
-    if variant in ("leader", "overload"):
-        (_leader if variant == "leader" else _overload)(data)
+    if variant in ("leader", "leader_partition", "overload"):
+        {"leader": _leader, "leader_partition": _leader_partition, "overload": _overload}[variant](data)
         return
     if variant == "pipeline":  # the default config as it is (its load, faults, quiesce)
         data.update(yaml.safe_load((ROOT / "resgate" / "configs" / "paperbroker.yaml").read_text()))

@@ -30,7 +30,10 @@ fault was not injected, or whose effect was not observed, fails.
 The ECS network actions (``aws:ecs:task-network-blackhole-port``, ``-latency``, ``-packet-loss``) run on
 the local target's fault proxies through the same :class:`FaultRunner` call as a local network fault
 (``network_partition`` in mode hang, ``network_latency``, ``packet_loss``), one per local path the action's
-traffic takes (:func:`network_paths`): a blackhole's ``trafficType: ingress`` is the service's clients path,
+traffic takes (:func:`network_paths`; a service whose replicas each have their own path to Postgres, a
+``leader_loss`` partition's target, is blackholed on each chosen task's own path: its bytes held for the
+duration and delivered after, as TCP retransmits across a dropped path that heals, the local leader
+partition's model): a blackhole's ``trafficType: ingress`` is the service's clients path,
 ``egress`` the dependency listening on ``port`` (:data:`DEPENDENCIES`); latency and loss act on the paths
 to every dependency whose address one of ``sources`` covers (``0.0.0.0/0``: all of them), each on the
 task's egress (FIS changes the task's outgoing traffic). Latency and loss on the Kafka path are left out
@@ -626,10 +629,20 @@ class FisTwin:
                     f"({props['Targets'][a['Targets']['Tasks']].get('SelectionMode')})",
                 )
         faults = []
+        held: list[tuple[Any, str]] = []  # (a replica's own proxy, direction): a blackhole held per task
         for ecs_service in services:
             service = self.services.get(ecs_service, ecs_service)
             for dependency, direction in paths:
                 if dependency != "kafka" and local.path(service, dependency) is None:
+                    # A service whose replicas each reach the lease store through a proxy of their own (a
+                    # leader_loss partition's target): the blackhole acts on every chosen task's own path.
+                    own = [
+                        local.replica_path(str(t["_replica"]), dependency)
+                        for t in chosen
+                        if t["_service"] == ecs_service and t["_replica"] is not None
+                    ]
+                    if kind == "network_partition" and own and all(own):
+                        held += [(proxy, direction) for proxy in own]
                     continue  # the local target does not carry this traffic through a proxy
                 fp: dict[str, Any] = {
                     "service": service,
@@ -651,13 +664,18 @@ class FisTwin:
                         name=f"{exp.id}-{service}-{dependency}", kind=kind, at_s=0, target=service, params=fp
                     )
                 )
-        if not faults:
+        if not faults and not held:
             raise FisError(
                 "InvalidTargets",
                 f"{a['ActionId']} on {services}: no path of {[d for d, _ in paths]} is proxied locally",
             )
         tasks = [str(t.get("taskArn") or f"{t['_service']}/{t['_replica']}") for t in chosen]
         self.endpoints.start(tasks, endpoint, owner=f"{exp.id}/{action}")
+        if held:
+            try:
+                return self._hold_replica_paths(exp, props, held, duration, services)
+            finally:
+                self.endpoints.stop(tasks, owner=f"{exp.id}/{action}")
         try:
             started = time.time()
             exp.runner = FaultRunner(local, faults)
@@ -695,6 +713,36 @@ class FisTwin:
             return None
         finally:
             self.endpoints.stop(tasks, owner=f"{exp.id}/{action}")
+
+    def _hold_replica_paths(
+        self,
+        exp: Experiment,
+        props: Mapping[str, Any],
+        held: list[tuple[Any, str]],
+        duration: float,
+        services: list[str],
+    ) -> str | None:
+        """A blackhole on each chosen task's own path (module docstring): every byte the task sends on
+        the port is held, its connections kept open, for ``duration`` while the stop conditions are
+        watched, then delivered (TCP retransmits what a dropped path lost once it heals), as the local
+        leader partition holds its leader's path. Returns why the experiment stops, else None once every
+        path is lifted."""
+        name = f"fis-{exp.id}"
+        before = [proxy.toxics.affected_bytes for proxy, _ in held]
+        started = time.time()
+        for proxy, direction in held:
+            proxy.toxics.add(name, direction, hold=True)
+        try:
+            why = self._hold(exp, props, max(0.0, started + duration - time.time()))
+        finally:
+            for proxy, _ in held:
+                proxy.toxics.remove(name)
+        affected = sum(p.toxics.affected_bytes for p, _ in held) - sum(before)
+        self.log(
+            f"fis: {exp.id} blackhole on {services}' {len(held)} task paths lifted after "
+            f"{time.time() - started:.1f} s: {affected} bytes held"
+        )
+        return why or None
 
     def _automation(self, exp: Experiment, parameters: Mapping[str, Any]) -> None:
         """Run the automation document's steps (module docstring)."""
