@@ -344,6 +344,15 @@ def test_a_single_op_read_still_refuses_a_line_with_no_op() -> None:
     assert compiled_decoder({}) is None
 
 
+def test_an_empty_op_name_that_the_checks_read_is_not_taken_by_the_decoy() -> None:
+    built = compiled_decoder({"": "read", "\x00": "cancel"})
+    assert built is not None
+    decoder, kinds = built
+    assert kinds[type(decoder.decode(b'{"op": ""}'))] == "read"
+    assert kinds[type(decoder.decode(b'{"op": "\\u0000"}'))] == "cancel"
+    assert kinds.get(type(decoder.decode(b'{"op": "\\u0000\\u0000"}'))) is None
+
+
 any_json = st.recursive(
     st.one_of(
         st.none(),

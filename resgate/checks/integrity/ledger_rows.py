@@ -64,7 +64,7 @@ _CHUNK = 1 << 20
 _NO_FIELDS = (None, None, None, None)
 _EXACT = float(1 << 53)  # a float beyond may be an integer orjson could not hold exactly
 
-_INT = Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]  # orjson's ints; msgspec's widest
+_INT = Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]  # int64: msgspec's widest bound
 _NUMBER_FIELD = _INT | Annotated[float, msgspec.Meta(gt=-_EXACT, lt=_EXACT)] | None
 _TEXT_FIELD = Annotated[str, msgspec.Meta(min_length=1)] | _INT | bool | None  # no float, object or array
 _FIELDS = ("ts", "client_id", "idempotency_key", "outcome", "status", "order_id", "symbol", "side", "qty",
@@ -108,7 +108,9 @@ def compiled_decoder(kinds: Mapping[str, str]) -> tuple[msgspec.json.Decoder[Any
         types[t] = kind
     if not types:
         return None
-    decoy = "" if "" not in kinds else "\x00" + "".join(kinds)
+    decoy = ""
+    while decoy in kinds:
+        decoy += "\x00"
     union: Any = msgspec.defstruct("LedgerLineOther", [], tag_field="op", tag=decoy, gc=False)
     for t in types:
         union = union | t
