@@ -104,7 +104,12 @@ LAMBDA_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 LAMBDA_BASE_REQUIREMENTS = ("aws-lambda-powertools[tracer]==3.37.0", "PyYAML==6.0.3")
 LAMBDA_EXTRA_REQUIREMENTS = {
     "slo": ("scipy==1.17.1", "numpy==2.4.6"),  # regression mode's Mann-Whitney U test (~165 MB of the asset)
-    "integrity": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0", "orjson==3.13.0"),  # the ledger reader
+    "integrity": (
+        "psycopg[binary]==3.3.9",
+        "aiokafka==0.14.0",
+        "orjson==3.13.0",
+        "msgspec==0.23.0",
+    ),  # the ledger reader
     "replay": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
     "quiesce": ("psycopg[binary]==3.3.9", "aiokafka==0.14.0"),
     # The runtime's own botocore can predate enableFaultInjection in the ECS model (botocore drops response

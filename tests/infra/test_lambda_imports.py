@@ -20,6 +20,8 @@ THIRD_PARTY = {
     "psycopg": "psycopg",
     "psycopg_pool": "psycopg-pool",
     "aiokafka": "aiokafka",
+    "orjson": "orjson",
+    "msgspec": "msgspec",
     "scipy": "scipy",
     "numpy": "numpy",
     "duckdb": "duckdb",

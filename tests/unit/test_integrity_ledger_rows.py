@@ -1,13 +1,17 @@
 """The ledger reader (``ledger_rows``): each ledger line becomes one COPY CSV row of the fields the detectors
-read, typed as ``ledger_all``'s columns, with the same values whether a line takes the fast path (orjson's
-array text) or is written field by field; unusable lines are counted and named ``file:line``; blank lines
-keep their numbers. Rows are read back with the csv module configured as the COPY options say."""
+read, typed as ``ledger_all``'s columns, with the same values and counts whether a line takes the compiled
+path (msgspec), the orjson path or is written field by field; unusable lines are counted and named
+``file:line``; blank lines keep their numbers. Rows are read back with the csv module configured as the
+COPY options say."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
+import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,14 +22,15 @@ from resgate.checks.integrity.ledger_rows import (
     NOT_JSON,
     NOT_OBJECT,
     LedgerRows,
+    compiled_decoder,
 )
 
 KINDS = {"submit_order": "submit", "cancel_order": "cancel", "get_order": "read"}
 NULL = object()
 
 
-def reader() -> LedgerRows:
-    return LedgerRows(kinds=KINDS, cap=3)
+def reader(compiled: bool = True) -> LedgerRows:
+    return LedgerRows(kinds=KINDS, cap=3, compiled=compiled)
 
 
 def parse(data: bytes) -> list[dict[str, Any]]:
@@ -197,3 +202,189 @@ def test_the_fast_path_and_the_field_by_field_path_write_the_same_values(
         slow.acked,
         slow.submit_fields,
     )
+
+
+# --- the compiled path (msgspec) against the orjson path ------------------------------------------------
+
+HOSTILE = [
+    b'{"op": "submit_order", "op": "get_order", "client_id": "c", "idempotency_key": "k", "outcome": "ok"}',
+    b'{"op": "get_order", "op": "submit_order", "client_id": "c", "idempotency_key": "k", "outcome": "ok"}',
+    b'{"op": "submit_order", "client_id": "a", "client_id": "b", "idempotency_key": "k", "outcome": "ok"}',
+    b'{"op": "get_order", "qty": "x", "qty": 5}',
+    b'{"op": "get_order", "qty": 5, "qty": "x"}',
+    b'{"\\u006fp": "submit_order", "client_id": "c", "idempotency_key": "k", "outcome": "ok"}',
+    b'{"client_id": "c", "idempotency_key": "k", "outcome": "ok"}',
+    b'{"op": "", "client_id": "c"}',
+    b'{"op": null, "client_id": "c"}',
+    b'{"op": "get_order", "ts": 9007199254740991.0, "qty": -9007199254740991.0}',
+    b'{"op": "get_order", "ts": 9007199254740992.0, "qty": -9007199254740992.0}',
+    b'{"op": "get_order", "ts": 1e400}',
+    b'{"op": "get_order", "status": 9223372036854775807, "qty": -9223372036854775808}',
+    b'{"op": "get_order", "status": 9223372036854775808, "qty": -9223372036854775809}',
+    b'{"op": "get_order", "status": 18446744073709551616, "latency_ms": 123456789012345678901234567890}',
+    b'{"op": "get_order", "ts": true, "qty": false, "status": true}',
+    b'{"op": "get_order", "ts": "12.5", "filled_qty": " 3 ", "price": "1e3"}',
+    b'{"op": "get_order", "ts": NaN}',
+    b'{"op": "get_order", "ts": Infinity}',
+    b'{"op": "get_order", "client_id": "c", "x": "\xff"}',
+    b'{"op": "get_order", "client_id": "\\ud800"}',
+    b'{"op": "get_order", "client_id": "\\u0000"}',
+    b'{"op": "get_order", "client_id": "\\u00e9\\u20ac", "order_id": "\\"q\\"\\\\"}',
+    b'{"op": "get_order", "client_id": "a\\tb", "order_id": "a\\/b"}',
+    b'{"op": "get_order", "client_id": "{x}", "order_id": "[1]", "symbol": "\\"\\""}',
+    b'{"op": "get_order", "client_id": "", "order_id": null}',
+    b'{"op": "get_order", "status": {"code": [503]}, "order_id": ["o"]}',
+    b'{"op": "get_order", "x": {"y": [1, {"z": null}]}, "order_id": "o"}',
+    b'\xef\xbb\xbf{"op": "get_order"}',
+    b'{"op": "get_order"} trailing',
+    b'  {"op": "get_order", "ts": -0, "qty": -0.0}  \r\n',
+    b'{"op": "get_order", "ts": 0.1000000000000000055511151231257827021181583404541015625000001}',
+    b'{"op": "get_order", "price": 1.7976931348623157e308, "qty": 5e-324}',
+    b'{"op": "cancel_order", "client_id": 7, "order_id": false}',
+    b'{"op": "submit_order", "client_id": "c", "idempotency_key": "k", "outcome": "OK"}',
+    b'{"op": "submit_order", "client_id": 1, "idempotency_key": "k", "outcome": "ok"}',
+    b'{"op": "submit_order", "client_id": "c", "idempotency_key": 1, "outcome": "ok"}',
+    b'{"op": "submit_order", "client_id": "c", "idempotency_key": "", "outcome": "fail"}',
+    b'{"op": "submit_order", "client_id": "c", "outcome": "ok", "symbol": "S", "qty": 1}',
+    b'{"op": "rfq", "client_id": "c"}',
+    b"[]",
+    b"",
+    b"\n",
+    '{"op": "get_order", "client_id": "\u00e9"}',
+    '{"op": "submit_order", "client_id": "c", "idempotency_key": "k", "outcome": "ok", "qty": 2}',
+]
+"""Lines at every edge where the two parsers or the two paths could part: duplicate keys, escaped keys, a
+missing or empty op, numbers at the float (+-2**53) and integer (64-bit) bounds, booleans as numbers,
+NaN, bytes that are not UTF-8, lone surrogates, NUL, escapes, empty strings, objects and arrays."""
+
+
+def both_paths(lines: list[Any]) -> tuple[tuple[list[dict[str, Any]], dict[str, Any]], ...]:
+    out = []
+    for compiled in (True, False):
+        r = reader(compiled)
+        rows = parse(b"".join(r.csv(0, "f", lines)))
+        counts = asdict(r)
+        for k in ("compiled", "slow_rows"):  # which path wrote a row is the only difference allowed
+            counts.pop(k)
+        out.append((rows, counts))
+    return tuple(out)
+
+
+def test_hostile_lines_give_the_same_rows_and_counts_on_the_compiled_path_and_the_orjson_path() -> None:
+    compiled, plain = both_paths(HOSTILE)
+    assert compiled == plain
+    rows, counts = compiled
+    assert (counts["lines"], counts["invalid"], counts["not_utf8"], len(rows)) == (43, 6, 1, 33)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=range(len(HOSTILE)))
+def test_each_hostile_line_alone_gives_the_same_row_and_counts_on_both_paths(hostile: Any) -> None:
+    compiled, plain = both_paths([hostile])
+    assert compiled == plain
+
+
+def decoded_kind(line: bytes) -> str | None:
+    """The kind the compiled path reads a line as, or None when msgspec refuses it (the orjson path's)."""
+    built = compiled_decoder(KINDS)
+    assert built is not None
+    decoder, kinds = built
+    try:
+        return kinds.get(type(decoder.decode(line)))
+    except msgspec.DecodeError:
+        return None
+
+
+def test_a_plain_submit_read_and_cancel_take_the_compiled_path() -> None:
+    assert decoded_kind(line(submit())) == "submit"
+    assert (
+        decoded_kind(b'{"op": "get_order", "order_id": "o", "order_status": "open", "filled_qty": 0}')
+        == "read"
+    )
+    assert decoded_kind(b'{"op": "cancel_order", "order_id": "o", "status": 200}') == "cancel"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (b'{"op": "get_order", "ts": 9007199254740991.0}', "read"),
+        (b'{"op": "get_order", "ts": 9007199254740992.0}', None),
+        (b'{"op": "get_order", "qty": -9007199254740991.0}', "read"),
+        (b'{"op": "get_order", "qty": -9007199254740992.0}', None),
+        (b'{"op": "get_order", "qty": 9223372036854775807}', "read"),
+        (b'{"op": "get_order", "qty": 9223372036854775808}', None),
+        (b'{"op": "get_order", "status": -9223372036854775808}', "read"),
+        (b'{"op": "get_order", "status": -9223372036854775809}', None),
+        (b'{"op": "get_order", "status": 1.0}', None),
+        (b'{"op": "get_order", "status": "x"}', "read"),
+        (b'{"op": "get_order", "status": ""}', None),
+        (b'{"client_id": "c", "idempotency_key": "k", "outcome": "ok"}', None),
+        (b'{"op": "", "client_id": "c"}', None),
+        (b'{"op": "rfq"}', None),
+        (b'{"op": "submit_order", "client_id": "c", "idempotency_key": "k", "outcome": "info"}', "submit"),
+        (b'{"op": "submit_order", "client_id": "c", "idempotency_key": "k", "outcome": "maybe"}', None),
+        (b'{"op": "submit_order", "client_id": "c", "idempotency_key": "", "outcome": "ok"}', None),
+    ],
+)
+def test_the_compiled_path_takes_a_line_only_within_the_orjson_paths_bounds(
+    text: bytes, kind: str | None
+) -> None:
+    """At each bound: a float strictly within +-2**53, a 64-bit signed integer, no float or empty string in a
+    text field, an op the checks read (a line with none is not taken), a submit's outcome in its enum."""
+    assert decoded_kind(text) == kind
+
+
+def test_a_single_op_read_still_refuses_a_line_with_no_op() -> None:
+    """A lone tagged Struct would take a line without the tag; the decoy member keeps it refused."""
+    built = compiled_decoder({"get_order": "read"})
+    assert built is not None
+    decoder, kinds = built
+    with pytest.raises(msgspec.ValidationError, match="op"):
+        decoder.decode(b'{"client_id": "c"}')
+    assert kinds[type(decoder.decode(b'{"op": "get_order"}'))] == "read"
+    assert compiled_decoder({}) is None
+
+
+def test_an_empty_op_name_that_the_checks_read_is_not_taken_by_the_decoy() -> None:
+    built = compiled_decoder({"": "read", "\x00": "cancel"})
+    assert built is not None
+    decoder, kinds = built
+    assert kinds[type(decoder.decode(b'{"op": ""}'))] == "read"
+    assert kinds[type(decoder.decode(b'{"op": "\\u0000"}'))] == "cancel"
+    assert kinds.get(type(decoder.decode(b'{"op": "\\u0000\\u0000"}'))) is None
+
+
+any_json = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=False),
+        st.text(max_size=4),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=2), st.dictionaries(st.text(max_size=2), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+LEDGER_KEYS = ("ts", "client_id", "idempotency_key", "outcome", "status", "order_id", "symbol", "side", "qty",
+               "price", "order_status", "filled_qty", "latency_ms")  # fmt: skip
+edge_numbers = st.sampled_from([2**53 - 1, 2**53, -(2**53), 2**63 - 1, 2**63, -(2**63) - 1, 2**64, 1e16, 0.5])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    op=st.sampled_from(["submit_order", "cancel_order", "get_order", "rfq", "", None, 1]),
+    fields=st.dictionaries(
+        st.sampled_from(LEDGER_KEYS),
+        st.one_of(any_json, edge_numbers, st.sampled_from(["ok", "fail", "info", "", "1.5"])),
+        max_size=13,
+    ),
+    ascii_only=st.booleans(),
+)
+def test_generated_records_give_the_same_rows_and_counts_on_both_paths(
+    op: Any, fields: dict[str, Any], ascii_only: bool
+) -> None:
+    rec = {"op": op, **fields}
+    text = json.dumps(rec, ensure_ascii=ascii_only).encode("utf-8", errors="surrogatepass")
+    compiled, plain = both_paths([text])
+    assert compiled == plain

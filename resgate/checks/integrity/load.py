@@ -1,7 +1,7 @@
 """Streaming the integrity evidence into the work schema: the client ledger and the event topics, by COPY.
 
 The ledger loader parses each line once in this process with a reader made for the job
-(:mod:`~resgate.checks.integrity.ledger_rows`, orjson) and COPYs only the fields the detectors read, so it
+(:mod:`~resgate.checks.integrity.ledger_rows`, msgspec) and COPYs only the fields the detectors read, so it
 runs at about the speed of a raw COPY of the file (``benchmarks/bench_integrity.py`` measures it); the
 topic loader reads each configured topic from its earliest offsets to the end offsets taken at the
 start. Neither holds a history in Python memory: data leaves in ~1 MiB COPY chunks. Each returns counters
@@ -126,7 +126,7 @@ def load_ledger(
     """Load the ledger into the work tables ``ledger`` (submits) and ``ledger_ops`` (cancels and reads).
 
     One pass, one path for a file, a list of files and an in-memory iterable (locally and in the Lambda
-    alike): each line is parsed once in this process by :class:`~.ledger_rows.LedgerRows` (orjson) and
+    alike): each line is parsed once in this process by :class:`~.ledger_rows.LedgerRows` (msgspec) and
     only the fields the detectors read go to ``ledger_all`` in one COPY (CSV, ~1 MiB chunks, so memory
     stays flat), while Postgres takes the previous chunks (sent by a thread of psycopg's queued writer, at
     most two chunks ahead). A file is read as bytes (lines split on ``\n``;
