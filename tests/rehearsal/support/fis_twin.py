@@ -636,12 +636,16 @@ class FisTwin:
                 if dependency != "kafka" and local.path(service, dependency) is None:
                     # A service whose replicas each reach the lease store through a proxy of their own (a
                     # leader_loss partition's target): the blackhole acts on every chosen task's own path.
-                    own = [
-                        local.replica_path(str(t["_replica"]), dependency)
-                        for t in chosen
-                        if t["_service"] == ecs_service and t["_replica"] is not None
-                    ]
-                    if kind == "network_partition" and own and all(own):
+                    own = (
+                        [
+                            local.replica_path(str(t["_replica"]), dependency)
+                            for t in chosen
+                            if t["_service"] == ecs_service and t["_replica"] is not None
+                        ]
+                        if kind == "network_partition"
+                        else []
+                    )
+                    if own and all(own):
                         held += [(proxy, direction) for proxy in own]
                     continue  # the local target does not carry this traffic through a proxy
                 fp: dict[str, Any] = {
