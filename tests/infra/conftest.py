@@ -7,7 +7,6 @@ with placeholders for every deployment value. AWS is never called: templates are
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterator
@@ -30,12 +29,10 @@ _FAKE_AWS = {
 os.environ.update(_FAKE_AWS)
 os.environ.pop("AWS_PROFILE", None)
 
-import aws_cdk as cdk  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
-import app as cdk_app  # noqa: E402
-from infra import constants as c  # noqa: E402
 from infra.gate_stack import GateStack  # noqa: E402
+from tests.infra.support.synth import synthesize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,16 +63,8 @@ class Synth:
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app = cdk.App(outdir=str(outdir), context={c.CTX_SKIP_BUNDLING: "true"})
-    stack = cdk_app.build(app)
-    error = None
-    try:
-        app.synth()
-    except RuntimeError as e:  # cdk-nag violations fail the synth; the report says which
-        error = str(e)
-    template_json = json.loads((outdir / f"{stack.artifact_id}.template.json").read_text())
-    report_path = outdir / "validation-report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    out = synthesize(outdir)
+    stack, template_json, report, error = out["stack"], out["template"], out["report"], out["error"]
     template = Template.from_json(template_json)
     return Synth(stack, template, template_json, report, error, outdir)
 

@@ -19,10 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
-import app as cdk_app
 from infra import constants as c
 from infra import fis_actions
 from infra.data_faults import FaultResources
@@ -34,6 +32,7 @@ from resgate.config.model import FAULT_KINDS, AwsDatabase, Fault
 from resgate.contract.errors import ConfigError
 from tests.infra.support.aws_rules import fis_permission_errors
 from tests.infra.support.cfn import render
+from tests.infra.support.synth import synthesize
 from tests.infra.support.validators import fis_template_errors
 
 pytestmark = pytest.mark.infra
@@ -90,24 +89,15 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The data-path gate's stack, synthesized once for the module."""
     tmp = tmp_path_factory.mktemp("data")
     path = _write(tmp, CONFIG)
-    app = cdk.App(
-        outdir=str(tmp / "cdk.out"),
-        context={
-            c.CTX_SKIP_BUNDLING: "true",
+    return synthesize(
+        tmp / "cdk.out",
+        {
             c.CTX_GATE_CONFIG: str(path),
             c.CTX_ACCOUNT: "123456789012",
             c.CTX_REGION: "us-east-1",
             c.CTX_KAFKA_BOOTSTRAP: BOOTSTRAP,
         },
     )
-    stack = cdk_app.build(app)
-    error = None
-    try:
-        app.synth()
-    except RuntimeError as e:  # cdk-nag violations fail the synth; the report says which
-        error = str(e)
-    template = json.loads((tmp / "cdk.out" / f"{stack.artifact_id}.template.json").read_text())
-    return {"stack": stack, "template": template, "error": error}
 
 
 def _templates(data: dict[str, Any]) -> dict[str, dict[str, Any]]:

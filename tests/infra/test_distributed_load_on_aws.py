@@ -17,16 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import boto3
 import pytest
 from moto import mock_aws
 
-import app as cdk_app
 from infra import constants as c
 from tests.infra import test_state_machine as sm
 from tests.infra.support.cfn import ACCOUNT, REGION, render
 from tests.infra.support.sfn_mock import Return, mocked_responses, wait_for_end
+from tests.infra.support.synth import synthesize
 from tests.infra.support.validators import definition_of, sdk_task_parameter_errors
 
 pytestmark = pytest.mark.infra
@@ -61,17 +60,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("dist")
     path = Path(tmp) / "gate.yaml"
     path.write_text(CONFIG)
-    app = cdk.App(
-        outdir=str(tmp / "cdk.out"), context={c.CTX_SKIP_BUNDLING: "true", c.CTX_GATE_CONFIG: str(path)}
-    )
-    stack = cdk_app.build(app)
-    error = None
-    try:
-        app.synth()
-    except RuntimeError as e:  # cdk-nag violations fail the synth; the report says which
-        error = str(e)
-    template = json.loads((tmp / "cdk.out" / f"{stack.artifact_id}.template.json").read_text())
-    return {"stack": stack, "template": template, "error": error}
+    return synthesize(tmp / "cdk.out", {c.CTX_GATE_CONFIG: str(path)})
 
 
 def test_the_distributed_stack_passes_cdk_nag_with_no_new_finding(dist):

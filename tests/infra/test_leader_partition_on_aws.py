@@ -13,16 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
-import app as cdk_app
 from infra import constants as c
 from infra.network_faults import NETWORK_ACTION_GAP_S, AwsFault, check_network_schedule, plan_fault
 from infra.settings import DeploymentSettings
 from resgate.config.model import Fault
 from resgate.contract.errors import ConfigError
 from tests.infra.support.aws_rules import fis_permission_errors
+from tests.infra.support.synth import synthesize
 from tests.infra.support.validators import fis_template_errors
 
 pytestmark = pytest.mark.infra
@@ -69,18 +68,7 @@ def lease(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     a partition needs none)."""
     tmp = tmp_path_factory.mktemp("lease")
     path = _write(tmp)
-    app = cdk.App(
-        outdir=str(tmp / "cdk.out"),
-        context={c.CTX_SKIP_BUNDLING: "true", c.CTX_GATE_CONFIG: str(path)},
-    )
-    stack = cdk_app.build(app)
-    error = None
-    try:
-        app.synth()
-    except RuntimeError as e:  # cdk-nag violations fail the synth; the report says which
-        error = str(e)
-    template = json.loads((tmp / "cdk.out" / f"{stack.artifact_id}.template.json").read_text())
-    return {"stack": stack, "template": template, "error": error}
+    return synthesize(tmp / "cdk.out", {c.CTX_GATE_CONFIG: str(path)})
 
 
 def _template(lease: dict[str, Any]) -> dict[str, Any]:

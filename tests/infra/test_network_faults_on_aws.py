@@ -28,6 +28,7 @@ from resgate.contract.errors import ConfigError
 from tests.infra.support.aws_rules import fis_filter_path_errors, fis_permission_errors, role_statements
 from tests.infra.support.cfn import ACCOUNT, REGION, render
 from tests.infra.support.sfn_mock import Return, Throw, mocked_responses, wait_for_end
+from tests.infra.support.synth import synthesize
 from tests.infra.support.validators import (
     definition_of,
     fis_template_errors,
@@ -80,24 +81,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("net")
     path = Path(tmp) / "gate.yaml"
     path.write_text(CONFIG)
-    app = cdk.App(
-        outdir=str(tmp / "cdk.out"),
-        context={
-            c.CTX_SKIP_BUNDLING: "true",
-            c.CTX_GATE_CONFIG: str(path),
-        },
-    )
-    stack = cdk_app.build(app)
-    error = None
-    try:
-        app.synth()
-    except RuntimeError as e:  # cdk-nag violations fail the synth; the report says which
-        error = str(e)
-    out = tmp / "cdk.out"
-    template = json.loads((out / f"{stack.artifact_id}.template.json").read_text())
-    report_path = out / "validation-report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    return {"stack": stack, "template": template, "report": report, "error": error}
+    return synthesize(tmp / "cdk.out", {c.CTX_GATE_CONFIG: str(path)})
 
 
 def _templates(net: dict[str, Any]) -> dict[str, dict[str, Any]]:
