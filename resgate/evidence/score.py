@@ -12,7 +12,8 @@ not replay) scores 0. Otherwise each injected fault earns points from three figu
 - ``after``: the goodput in the fault's *recovery* phase (from its lift until healthy again, plus the
   settle time), as a share of the baseline's (capped at 1).
 
-A component that could not be measured (no ledger, a phase of no length) is left out and the others are
+A component that could not be measured (no ledger, a phase too short for the baseline to serve one
+request in it) is left out and the others are
 re-weighted; the scorecard lists which were measured. The run's score is the mean over its faults,
 rounded. Any other failed check (slo, retryable, recovery) caps the
 score at :data:`FAIL_CAP`, so a failed gate is never in a passing band; an undecided check or a run

@@ -54,8 +54,11 @@ def _recovery_rows(results: Sequence[CheckResult]) -> tuple[list[dict[str, Any]]
     return list(d.get("faults") or []), float(d.get("rto_s") or DEFAULT_RTO_SECONDS)
 
 
-def _share(x: float | None, base: float | None) -> float | None:
-    if x is None or base is None or base <= 0:
+def _share(x: float | None, base: float | None, duration_s: float) -> float | None:
+    """``x`` as a share of the baseline's goodput ``base``; None (not measured) without either, or for a
+    phase so short that the baseline would have served less than one request in it: an instant fault's
+    *during* phase of a few milliseconds holds no request at any rate, which says nothing of its goodput."""
+    if x is None or base is None or base <= 0 or base * duration_s < 1:
         return None
     return x / base
 
@@ -69,13 +72,15 @@ def build_scorecard(
     """The scorecard of one run (see the module docstring) from its check results and its ``phases`` rows
     (:func:`resgate.evidence.phases.phase_rows`); ``verdict`` is PASS, FAIL or ERROR."""
     rows, rto_s = _recovery_rows(results)
+    phases = list(phases)
     goodput = phase_goodput(phases)
+    durations = {str(r["key"]): float(r.get("duration_s") or 0.0) for r in phases if "key" in r}
     base = goodput.get("baseline")
     fault_rows, figures = [], []
     for r in rows:
         fid = str(r.get("fault_id"))
-        during = _share(goodput.get(f"during:{fid}"), base)
-        after = _share(goodput.get(f"recovery:{fid}"), base)
+        during = _share(goodput.get(f"during:{fid}"), base, durations.get(f"during:{fid}", 0.0))
+        after = _share(goodput.get(f"recovery:{fid}"), base, durations.get(f"recovery:{fid}", 0.0))
         figures.append(
             FaultFigures(
                 fault_id=fid,

@@ -67,6 +67,25 @@ def test_a_service_that_serves_nothing_after_a_fault_keeps_only_its_rto_points()
     assert card.score.value == 50
 
 
+def test_a_phase_too_short_for_one_baseline_request_is_unmeasured_not_zero_goodput() -> None:
+    """The demo once scored 81 instead of 98: three instant faults each had a *during* phase of 2-5 ms
+    with no request in it (at 67 requests per second), read as 0 % goodput."""
+    base = phase("baseline", 10.0, 100)  # 10 requests per second: one request per 0.1 s
+    instant = [base, phase("during:k", 0.0999, 0), phase("recovery:k", 5.0, 50)]
+    card = build_scorecard([recovery(fault_row("k", 1.0))], instant, verdict="PASS")
+    assert card.faults[0]["goodput_during"] is None and card.faults[0]["goodput_after"] == 1.0
+    assert card.score.value == 100
+    # exactly one expected request: measured, and serving none of it is 0 % goodput
+    one = [base, phase("during:k", 0.1, 0), phase("recovery:k", 5.0, 50)]
+    card = build_scorecard([recovery(fault_row("k", 1.0))], one, verdict="PASS")
+    assert card.faults[0]["goodput_during"] == 0.0
+    assert card.score.value == 75
+    # the recovery phase is judged by the same rule
+    short_after = [base, phase("during:k", 2.0, 20), phase("recovery:k", 0.05, 0)]
+    card = build_scorecard([recovery(fault_row("k", 1.0))], short_after, verdict="PASS")
+    assert card.faults[0]["goodput_after"] is None and card.faults[0]["goodput_during"] == 1.0
+
+
 def test_without_a_baseline_phase_goodput_is_unmeasured_and_left_out_of_the_score() -> None:
     phases = [phase("during:k", 2.0, 10), phase("recovery:k", 5.0, 40)]
     card = build_scorecard([recovery(fault_row("k", 2.0))], phases, verdict="PASS")
