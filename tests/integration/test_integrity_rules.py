@@ -159,6 +159,17 @@ def test_an_order_under_a_key_only_another_client_submitted_is_a_phantom(run: Ru
     assert [(e["client_id"], e["order_id"]) for e in f.kinds["phantom"].examples] == [("c1", "o2")]
 
 
+def test_an_orders_row_without_an_idempotency_key_is_a_phantom(run: Run) -> None:
+    """No submit has a NULL key, so nothing can have sent it; the submit join, split by a hash of the key,
+    must still see a row whose key has no hash."""
+    h = History()
+    h.order("c0", "k1", "o1")
+    h.orders.append({"order_id": "o2", "client_id": "c0", "idempotency_key": None, "qty": 1, "symbol": "X"})
+    f = run(h)
+    assert counts(f) == {"phantom": 1}
+    assert [e["order_id"] for e in f.kinds["phantom"].examples] == ["o2"]
+
+
 def test_an_unacknowledged_key_is_recovered_even_when_another_client_had_it_acknowledged(run: Run) -> None:
     h = History()
     h.order("c0", "k1", "o1")

@@ -253,6 +253,49 @@ def test_beside_a_price_not_sent_a_side_stored_otherwise_is_a_mismatch_of_the_si
     assert ex["fields"] == ["side"] and "price" not in ex["sent"]
 
 
+def _timed_out(m: Market, i: int, **fields: Any) -> dict[str, Any]:
+    """An indeterminate attempt (a timeout) of ledger record ``i``'s key, before it, with ``fields``."""
+    return {**m.ledger[i], "outcome": "info", "status": "timeout", "ts": m.ledger[i]["ts"] - 0.5, **fields}
+
+
+def test_a_timed_out_attempt_with_another_price_is_a_mismatch_beside_its_matching_retry(
+    judge: Callable[..., Any],
+) -> None:
+    """The submit join leaves an indeterminate attempt unjoined (only ok attempts meet their order there):
+    order_mismatch compares those on its own, and names that attempt's line."""
+    m = Market.clean()
+    m.ledger.append(_timed_out(m, 3, price=float(Decimal("51") + TICK)))
+    (ex,) = _only(judge(m)[0], "order_mismatch")
+    assert ex["order_id"] == _oid(4) and ex["fields"] == ["price"]
+    assert ex["ledger_at"].endswith(f":{len(m.ledger)}")
+
+
+def test_a_timed_out_attempt_with_the_same_fields_is_no_mismatch(judge: Callable[..., Any]) -> None:
+    m = Market.clean()
+    m.ledger.append(_timed_out(m, 3))
+    assert judge(m)[0].valid is True
+
+
+def test_an_order_only_a_timeout_ever_sent_is_compared_with_that_attempt(judge: Callable[..., Any]) -> None:
+    """A key with no ok attempt at all (the order recovered): its one attempt is the only thing sent."""
+    m = Market.clean()
+    m.ledger[3] = _timed_out(m, 3, side="buy")
+    result, findings = judge(m)
+    (ex,) = _only(result, "order_mismatch")
+    assert ex["order_id"] == _oid(4) and ex["fields"] == ["side"] and ex["sent"]["side"] == "buy"
+    assert findings["kinds"]["recovered"]["count"] == 1
+
+
+def test_an_order_only_a_timeout_sent_with_the_same_fields_is_only_recovered(
+    judge: Callable[..., Any],
+) -> None:
+    m = Market.clean()
+    m.ledger[3] = _timed_out(m, 3)
+    result, findings = judge(m)
+    assert result.valid is True, result.to_dict()
+    assert findings["kinds"]["recovered"]["count"] == 1 and findings["kinds"]["order_mismatch"]["count"] == 0
+
+
 def test_a_refused_attempt_with_other_fields_is_no_mismatch(judge: Callable[..., Any]) -> None:
     m = Market.clean()
     m.ledger.append({**m.ledger[3], "price": 52.0, "outcome": "fail", "status": 409, "ts": 40.0})

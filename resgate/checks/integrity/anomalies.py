@@ -19,7 +19,7 @@ from psycopg import sql
 from resgate.checks.identifiers import table_label
 from resgate.checks.integrity.check import IntegrityFindings
 from resgate.checks.integrity.plan import Cases, OrderSource, Plan, TradeSource, counted, fetch, order_refs
-from resgate.checks.integrity.trading import trade_price_cases
+from resgate.checks.integrity.trading import MISMATCH_FIELDS, differs, order_mismatch, trade_price_cases
 from resgate.checks.sqlutil import table_ident
 
 Conn = psycopg.Connection[Any]
@@ -75,12 +75,93 @@ def duplicated_in_topic(conn: Conn, plan: Plan) -> Cases:
     )
 
 
-def lost(conn: Conn, plan: Plan, src: OrderSource) -> Cases:
-    """A submit the ledger shows acknowledged ok whose (client, idempotency key) has no order in ``src``.
+JOIN_PARTS = 2
+"""The submit join runs in this many parts, each over the keys of one hash bucket (gather runs them on as
+many connections at once: a full join is not parallel in Postgres 15, the two parts are)."""
+
+
+def _key_part(column: sql.Composable, part: int, parts: int) -> sql.Composable:
+    """True for the keys in hash bucket ``part`` of ``parts`` (a NULL key is in bucket 0)."""
+    if parts == 1:
+        return sql.SQL("true")
+    return sql.SQL("coalesce((hashtext({}) & 2147483647) % {}, 0) = {}").format(
+        column, sql.Literal(parts), sql.Literal(part)
+    )
+
+
+def submit_join(
+    conn: Conn, plan: Plan, src: OrderSource, *, fields: bool, part: int = 0, parts: int = 1
+) -> sql.Identifier:
+    """Work table ``joined_<tag>_<part>``: the ledger's submits and the orders of ``src``, joined once.
+
+    One full hash join on (client, idempotency key, outcome ``ok``) against ``src``'s orders, keeping only
+    what a detector reads, so :func:`lost`, :func:`unacknowledged` and the order-field comparison share
+    one pass over both sides instead of one join each:
+
+    - an attempt with no row of ``src`` on its side (``acked`` NULL): every attempt not acknowledged ok
+      (their orders, if any, are not joined to them), and every ok attempt whose key has no order in
+      ``src`` (a lost order);
+    - an order with no attempt on its side (``line`` NULL): an order of ``src`` whose key has no ok attempt;
+    - with ``fields`` (``src`` is the orders table and :func:`order_mismatch` runs): an ok attempt joined to
+      its order where some field of :data:`MISMATCH_FIELDS` differs (columns ``o_symbol`` … ``o_price``).
+
+    Example: attempts ``(c1, k1, ok)``, ``(c1, k2, info)``, ``(c2, k3, ok)`` and orders ``(c1, k1)``,
+    ``(c1, k2)``, ``(c9, k9)`` give three rows: ``(c1, k2, info)`` (not acknowledged), ``(c2, k3, ok)`` with
+    no order (lost), and order ``(c9, k9)`` with no ok attempt. ``part`` of ``parts`` keeps the keys of one
+    hash bucket; the parts' tables together are the whole join (see :func:`joined_relation`).
+    """
+    table = plan.w(f"joined_{src.tag}_{part}")
+    rows = plan.order_fields() if fields else src.rows
+    o_cols = [sql.SQL("o.oid, o.c, o.k")]
+    l_cols = [sql.SQL("l.src, l.line, l.ts, l.client_id, l.ikey, l.outcome, l.status, l.order_id")]
+    keep = sql.SQL("o.acked IS NULL OR l.line IS NULL")
+    if src.is_topic:
+        o_cols.append(sql.SQL("o.p, o.off"))
+    if fields:
+        l_cols.append(sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(f)) for f in MISMATCH_FIELDS))
+        o_cols.append(
+            sql.SQL(", ").join(
+                sql.SQL("o.{} AS {}").format(sql.Identifier(f), sql.Identifier(f"o_{f}"))
+                for f in MISMATCH_FIELDS
+            )
+        )
+        keep = sql.SQL("{} OR {}").format(keep, differs("l", "o"))
+    conn.execute(
+        sql.SQL(
+            "CREATE UNLOGGED TABLE {t} AS SELECT {l_cols}, o.acked, {o_cols} "
+            "FROM (SELECT * FROM {L} WHERE {l_part}) l FULL JOIN "
+            "(SELECT x.*, 'ok'::text AS acked FROM {rows} x WHERE {o_part}) o "
+            "ON o.c = l.client_id AND o.k = l.ikey AND o.acked = l.outcome WHERE {keep}"
+        ).format(
+            t=table,
+            l_cols=sql.SQL(", ").join(l_cols),
+            o_cols=sql.SQL(", ").join(o_cols),
+            L=plan.w("ledger"),
+            l_part=_key_part(sql.Identifier("ikey"), part, parts),
+            rows=rows,
+            o_part=_key_part(sql.SQL("x.k"), part, parts),
+            keep=keep,
+        )
+    )
+    return table
+
+
+def joined_relation(plan: Plan, src: OrderSource, parts: int) -> sql.Composable:
+    """The whole submit join of ``src`` (:func:`submit_join`'s ``parts`` tables) as one relation."""
+    return sql.SQL("({})").format(
+        sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT * FROM {}").format(plan.w(f"joined_{src.tag}_{i}")) for i in range(parts)
+        )
+    )
+
+
+def lost(conn: Conn, plan: Plan, j: sql.Composable) -> Cases:
+    """A submit the ledger shows acknowledged ok whose (client, idempotency key) has no order in the source.
 
     Example: the client was told ``201 Created`` for ``(c1, k3)``, yet no orders row (``lost``) or no
-    accepted event (``lost_in_topic``) carries ``(c1, k3)``. An anti-join, with a parallel hash on the
-    order side. Case: ``{client_id, idempotency_key, order_id, attempts, ts, ledger_at: "file:line"}``.
+    accepted event (``lost_in_topic``) carries ``(c1, k3)``: an ok attempt :func:`submit_join` found no
+    order for. Case: ``{client_id, idempotency_key, order_id, attempts, ts, ledger_at: "file:line"}``
+    (``attempts`` counts the key's ok attempts).
     """
     cases = counted(
         fetch(
@@ -88,12 +169,11 @@ def lost(conn: Conn, plan: Plan, src: OrderSource) -> Cases:
             sql.SQL(
                 "SELECT client_id, ikey AS idempotency_key, order_id, attempts, first_ts AS ts, "
                 "at AS ledger_at, count(*) OVER () AS _total FROM ("
-                "  SELECT l.client_id, l.ikey, min(l.order_id) AS order_id, count(*) AS attempts,"
-                "         min(l.ts) AS first_ts, min(ARRAY[l.src, l.line]) AS at"
-                "  FROM {L} l WHERE l.outcome = 'ok'"
-                "    AND NOT EXISTS (SELECT 1 FROM {src} o WHERE o.c = l.client_id AND o.k = l.ikey)"
-                "  GROUP BY l.client_id, l.ikey) x ORDER BY first_ts, client_id, ikey LIMIT {cap}"
-            ).format(L=plan.w("ledger"), src=src.rows, cap=sql.Literal(plan.cap)),
+                "  SELECT j.client_id, j.ikey, min(j.order_id) AS order_id, count(*) AS attempts,"
+                "         min(j.ts) AS first_ts, min(ARRAY[j.src, j.line]) AS at"
+                "  FROM {j} j WHERE j.acked IS NULL AND j.outcome = 'ok'"
+                "  GROUP BY j.client_id, j.ikey) x ORDER BY first_ts, client_id, ikey LIMIT {cap}"
+            ).format(j=j, cap=sql.Literal(plan.cap)),
         )
     )
     for e in cases.examples:
@@ -102,27 +182,28 @@ def lost(conn: Conn, plan: Plan, src: OrderSource) -> Cases:
     return cases
 
 
-def unacknowledged(conn: Conn, plan: Plan, src: OrderSource) -> tuple[sql.Identifier, sql.Identifier]:
-    """Work tables ``(unacked, seen)`` for :func:`phantoms` and :func:`recovered`.
+def unacknowledged(
+    conn: Conn, plan: Plan, src: OrderSource, j: sql.Composable
+) -> tuple[sql.Identifier, sql.Identifier]:
+    """Work tables ``(unacked, seen)`` for :func:`phantoms` and :func:`recovered`, from the submit join.
 
-    ``unacked``: the orders in ``src`` with no ok attempt in the ledger (an anti-join; usually few rows).
-    ``seen``: one ledger scan for just those keys, with their attempts and outcomes.
+    ``unacked``: the orders in ``src`` with no ok attempt in the ledger (usually few rows). ``seen``: the
+    attempts of just those keys, with their outcomes; none is ok, so the join holds every one of them.
     """
-    L = plan.w("ledger")
     unacked, seen = plan.w(f"unacked_{src.tag}"), plan.w(f"seen_{src.tag}")
     extra = sql.SQL(", p, off") if src.is_topic else sql.SQL("")
     conn.execute(
         sql.SQL(
-            "CREATE UNLOGGED TABLE {u} AS SELECT oid, c, k{extra} FROM {src} o WHERE NOT EXISTS "
-            "(SELECT 1 FROM {L} l WHERE l.outcome = 'ok' AND l.client_id = o.c AND l.ikey = o.k)"
-        ).format(u=unacked, src=src.rows, L=L, extra=extra)
+            "CREATE UNLOGGED TABLE {u} AS SELECT oid, c, k{extra} FROM {j} j WHERE j.line IS NULL"
+        ).format(u=unacked, j=j, extra=extra)
     )
     conn.execute(
         sql.SQL(
-            "CREATE UNLOGGED TABLE {s} AS SELECT l.client_id AS c, l.ikey AS k, count(*) AS attempts, "
-            "(array_agg(DISTINCT l.outcome || ':' || coalesce(l.status, '')))[1:5] AS statuses "
-            "FROM {L} l WHERE (l.client_id, l.ikey) IN (SELECT c, k FROM {u}) GROUP BY 1, 2"
-        ).format(s=seen, L=L, u=unacked)
+            "CREATE UNLOGGED TABLE {s} AS SELECT j.client_id AS c, j.ikey AS k, count(*) AS attempts, "
+            "(array_agg(DISTINCT j.outcome || ':' || coalesce(j.status, '')))[1:5] AS statuses "
+            "FROM {j} j WHERE j.acked IS NULL AND j.line IS NOT NULL "
+            "AND (j.client_id, j.ikey) IN (SELECT c, k FROM {u}) GROUP BY 1, 2"
+        ).format(s=seen, j=j, u=unacked)
     )
     return unacked, seen
 
@@ -364,8 +445,29 @@ def table_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings) -> None
         trade_anomalies(conn, plan, findings, plan.table_trades())
 
 
-def ledger_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings) -> None:
-    """Kinds joining the ledger or the accepted events: lost, phantom, recovered, duplicated_in_topic."""
+def mismatch_skipped(plan: Plan, ledger_fields: dict[str, int]) -> str | None:
+    """Why ``order_mismatch`` cannot be checked, or None when it can (the orders table's join then carries
+    the order fields)."""
+    o = plan.c.orders
+    if o is None or not any((o.symbol, o.side, o.qty, o.price)):
+        return "no orders table with symbol, side, qty or price columns configured"
+    if not ledger_fields.get("submit_fields"):
+        return "no submit in the ledger carries symbol, side, qty or price"
+    return None
+
+
+def submit_joins(conn: Conn, plan: Plan, ledger_fields: dict[str, int], part: int, parts: int) -> None:
+    """:func:`submit_join` part ``part`` of ``parts`` for every source of landed orders."""
+    fields = mismatch_skipped(plan, ledger_fields) is None
+    for src in plan.order_sources():
+        submit_join(conn, plan, src, fields=fields and not src.is_topic, part=part, parts=parts)
+
+
+def ledger_anomalies(
+    conn: Conn, plan: Plan, findings: IntegrityFindings, ledger_fields: dict[str, int], parts: int
+) -> None:
+    """Kinds joining the ledger or the accepted events, once :func:`submit_joins` has run for every part:
+    lost, phantom, recovered, order_mismatch, duplicated_in_topic."""
     config = plan.c
     sources = plan.order_sources()
     # Recovered orders are counted against one complete source of landed orders: the table, else the topic.
@@ -373,14 +475,23 @@ def ledger_anomalies(conn: Conn, plan: Plan, findings: IntegrityFindings) -> Non
     if config.accepted_events and not plan.accepted_complete():
         findings.skip("lost_in_topic", f"topic {config.accepted_events.topic} was truncated by retention")
     for src in sources:
+        j = joined_relation(plan, src, parts)
         if src.complete:
-            _record(findings, src.lost_kind, src.label, lost(conn, plan, src), plan.cap)
-        unacked, seen = unacknowledged(conn, plan, src)
+            _record(findings, src.lost_kind, src.label, lost(conn, plan, j), plan.cap)
+        unacked, seen = unacknowledged(conn, plan, src, j)
         _record(findings, src.phantom_kind, src.label, phantoms(conn, plan, src, unacked, seen), plan.cap)
         if src is landed:
             _record(findings, "recovered", src.label, recovered(conn, plan, unacked, seen), plan.cap)
+        if not src.is_topic:
+            skipped = mismatch_skipped(plan, ledger_fields)
+            if skipped:
+                findings.skip("order_mismatch", skipped)
+            else:
+                _record(findings, "order_mismatch", src.label, order_mismatch(conn, plan, j), plan.cap)
     if landed is None:
         findings.skip("recovered", "no complete source of landed orders (orders table or untruncated topic)")
+    if config.orders is None:
+        findings.skip("order_mismatch", "no orders table with symbol, side, qty or price columns configured")
 
     if config.accepted_events:
         a = config.accepted_events

@@ -22,8 +22,10 @@ from psycopg import sql
 
 from resgate.checks.identifiers import TableName, table_label, unique_name
 from resgate.checks.integrity.anomalies import (
+    JOIN_PARTS,
     ledger_anomalies,
     one_row_per_trade,
+    submit_joins,
     table_anomalies,
     trade_anomalies,
 )
@@ -253,22 +255,33 @@ def _gather_in(
                 )
             )
 
-    # Phase 2: everything that joins the ledger or the topics, in two branches on their own connections
-    # (the order-source kinds, and the trade, trading and event-log kinds: they share no work table), so
-    # Postgres runs them on two cores; each branch records into its own findings, merged in a fixed order.
+    # Phase 2: everything that joins the ledger or the topics, on two connections (Postgres runs them on
+    # two cores). The submit join runs in JOIN_PARTS parts, one per connection; then one connection reads
+    # the order-source kinds from it while the other runs the trade, trading and event-log kinds (they
+    # share no work table). Each task records into its own findings, merged in a fixed order.
     t = time.perf_counter()
     fields = {"submit_fields": led.submit_fields, "cancels": led.cancels, "read_fields": led.read_fields}
 
-    def branch(run: Callable[[psycopg.Connection[Any], IntegrityFindings], None]) -> IntegrityFindings:
+    def task(run: Callable[[psycopg.Connection[Any], IntegrityFindings], None]) -> IntegrityFindings:
         out = IntegrityFindings()
         with _connect(dsn, config.work_mem) as c:
             run(c, out)
         return out
 
+    def join_part(part: int) -> Callable[[psycopg.Connection[Any], IntegrityFindings], None]:
+        return lambda c, f: submit_joins(c, plan, fields, part, JOIN_PARTS)
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        f_orders = pool.submit(branch, lambda c, f: ledger_anomalies(c, plan, f))
-        f_rest = pool.submit(branch, lambda c, f: trading_and_event_log(c, plan, f, fields))
-        branches = [f_orders.result(), f_rest.result()]
+        first = pool.submit(task, join_part(0))
+
+        def order_kinds(c: psycopg.Connection[Any], f: IntegrityFindings) -> None:
+            submit_joins(c, plan, fields, 1, JOIN_PARTS)
+            first.result()  # the other part, on the other connection
+            ledger_anomalies(c, plan, f, fields, JOIN_PARTS)
+
+        f_orders = pool.submit(task, order_kinds)
+        f_rest = pool.submit(task, lambda c, f: trading_and_event_log(c, plan, f, fields))
+        branches = [first.result(), f_orders.result(), f_rest.result()]
     for part in branches:
         merge_findings(findings, part, config.examples_cap)
     timings["ledger_checks_s"] = time.perf_counter() - t
@@ -327,7 +340,9 @@ def joined_anomalies(
     ``ledger_fields`` counts the ledger records carrying what the trading kinds need (``submit_fields``,
     ``cancels``, ``read_fields``).
     """
-    ledger_anomalies(conn, plan, findings)
+    for part in range(JOIN_PARTS):
+        submit_joins(conn, plan, ledger_fields, part, JOIN_PARTS)
+    ledger_anomalies(conn, plan, findings, ledger_fields, JOIN_PARTS)
     trading_and_event_log(conn, plan, findings, ledger_fields)
 
 

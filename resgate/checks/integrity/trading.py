@@ -72,7 +72,22 @@ def price_outside_limit(conn: Conn, plan: Plan, t: TradeSource) -> Cases:
 # --- what was stored against what was sent -----------------------------------------------------------
 
 
-def order_mismatch(conn: Conn, plan: Plan) -> Cases:
+MISMATCH_FIELDS = ("symbol", "side", "qty", "price")
+"""The order fields :func:`order_mismatch` compares."""
+
+
+def differs(left: str, right: str, prefix: str = "") -> sql.Composable:
+    """True where some field of :data:`MISMATCH_FIELDS` is on both sides and differs (``left.f`` against
+    ``right.<prefix>f``); NULL, so false, where none does."""
+    return sql.SQL(" OR ").join(
+        sql.SQL("{}.{} <> {}.{}").format(
+            sql.Identifier(left), sql.Identifier(f), sql.Identifier(right), sql.Identifier(prefix + f)
+        )
+        for f in MISMATCH_FIELDS
+    )
+
+
+def order_mismatch(conn: Conn, plan: Plan, j: sql.Composable) -> Cases:
     """An order stored with a different symbol, side, quantity or price than its client sent under its key.
 
     Every attempt of a key that was not refused (outcome ok or indeterminate) carries the fields sent; the
@@ -80,17 +95,22 @@ def order_mismatch(conn: Conn, plan: Plan) -> Cases:
     ledger and the configured orders table have it. Example: ``(c1, k7)`` sent ``buy 10 AAPL @ 100.5``; the
     order stored for ``(c1, k7)`` says ``@ 99.5`` (a retry rebuilt from a stale copy). Case: ``{client_id,
     idempotency_key, order_id, fields: [...], sent: {...}, stored: {...}, ledger_at: "file:line"}``.
+
+    ``j`` is the orders table's submit join (:func:`~resgate.checks.integrity.anomalies.submit_join` with
+    ``fields``): it already holds the ok attempts that differ from their order; the indeterminate attempts,
+    not joined to any order there, are compared here (usually few rows).
     """
+    cols = sql.SQL(", ").join(sql.Identifier(f) for f in MISMATCH_FIELDS)
+    o_cols = sql.SQL(", ").join(sql.Identifier(f"o_{f}") for f in MISMATCH_FIELDS)
+    o_as = sql.SQL(", ").join(
+        sql.SQL("o.{} AS {}").format(sql.Identifier(f), sql.Identifier(f"o_{f}")) for f in MISMATCH_FIELDS
+    )
+    i_cols = sql.SQL(", ").join(sql.SQL("i.{}").format(sql.Identifier(f)) for f in MISMATCH_FIELDS)
     diffs = sql.SQL(", ").join(
         sql.SQL(
-            "CASE WHEN l.{f} IS NOT NULL AND o.{f} IS NOT NULL AND l.{f} <> o.{f} THEN {name} END"
-        ).format(f=sql.Identifier(f), name=sql.Literal(f))
-        for f in ("symbol", "side", "qty", "price")
-    )
-    # The same test as one boolean (true only where some field is on both sides and differs), so the
-    # join keeps only the mismatches before any array or object is built for a row.
-    differs = sql.SQL(" OR ").join(
-        sql.SQL("l.{f} <> o.{f}").format(f=sql.Identifier(f)) for f in ("symbol", "side", "qty", "price")
+            "CASE WHEN l.{f} IS NOT NULL AND l.{o} IS NOT NULL AND l.{f} <> l.{o} THEN {name} END"
+        ).format(f=sql.Identifier(f), o=sql.Identifier(f"o_{f}"), name=sql.Literal(f))
+        for f in MISMATCH_FIELDS
     )
     cases = counted(
         fetch(
@@ -99,24 +119,31 @@ def order_mismatch(conn: Conn, plan: Plan) -> Cases:
                 "SELECT client_id, idempotency_key, order_id, fields, sent, stored, ledger_at, "
                 "count(*) OVER () AS _total FROM ("
                 "  SELECT DISTINCT ON (client_id, idempotency_key, order_id) * FROM ("
-                "    SELECT l.client_id, l.ikey AS idempotency_key, o.oid AS order_id,"
+                "    SELECT l.client_id, l.ikey AS idempotency_key, l.oid AS order_id,"
                 "           array_remove(ARRAY[{diffs}], NULL) AS fields,"
                 "           jsonb_strip_nulls(jsonb_build_object('symbol', l.symbol, 'side', l.side,"
                 "             'qty', l.qty, 'price', l.price)) AS sent,"
-                "           jsonb_strip_nulls(jsonb_build_object('symbol', o.symbol, 'side', o.side,"
-                "             'qty', o.qty, 'price', o.price)) AS stored,"
-                "           ARRAY[l.src, l.line] AS ledger_at, l.src, l.line"
-                "    FROM {L} l JOIN {o} o ON o.c = l.client_id AND o.k = l.ikey"
-                "      AND ({differs})"
-                "    WHERE l.outcome <> 'fail') x"
+                "           jsonb_strip_nulls(jsonb_build_object('symbol', l.o_symbol, 'side', l.o_side,"
+                "             'qty', l.o_qty, 'price', l.o_price)) AS stored,"
+                "           ARRAY[l.src, l.line] AS ledger_at, l.src, l.line FROM ("
+                "      SELECT client_id, ikey, oid, src, line, {cols}, {o_cols} FROM {j} m"
+                "      WHERE m.acked IS NOT NULL AND m.line IS NOT NULL"
+                "      UNION ALL"
+                "      SELECT i.client_id, i.ikey, o.oid, i.src, i.line, {i_cols}, {o_as}"
+                "      FROM {j} i JOIN {o} o ON o.c = i.client_id AND o.k = i.ikey AND ({differs})"
+                "      WHERE i.acked IS NULL AND i.outcome = 'info') l) x"
                 "  WHERE cardinality(fields) > 0"
                 "  ORDER BY client_id, idempotency_key, order_id, src, line) d "
                 "ORDER BY client_id, idempotency_key, order_id LIMIT {cap}"
             ).format(
                 diffs=diffs,
-                differs=differs,
-                L=plan.w("ledger"),
+                cols=cols,
+                o_cols=o_cols,
+                i_cols=i_cols,
+                o_as=o_as,
+                j=j,
                 o=plan.order_fields(),
+                differs=differs("i", "o"),
                 cap=sql.Literal(plan.cap),
             ),
         )
@@ -377,8 +404,9 @@ def record_trading(
     positions_trades: TradeSource | None,
     ledger_fields: dict[str, int],
 ) -> None:
-    """The kinds that join the ledger, the event log or the positions: order_mismatch, cancel_still_open,
-    non_monotonic_read, unseen_by_projector, position_not_conserved, position_mismatch.
+    """The kinds that join the ledger's cancels and reads, the event log or the positions:
+    cancel_still_open, non_monotonic_read, unseen_by_projector, position_not_conserved, position_mismatch
+    (``order_mismatch`` runs with the order-source kinds, on their join).
 
     ``positions_trades`` is the complete source of trades the positions are checked against (None when
     there is none); ``ledger_fields`` counts the ledger records carrying each field the kinds need.
@@ -386,14 +414,6 @@ def record_trading(
     c = plan.c
     o = c.orders
     cap = plan.cap
-    label_orders = f"table:{table_label(o.table)}" if o else ""
-    if o is None or not any((o.symbol, o.side, o.qty, o.price)):
-        findings.skip("order_mismatch", "no orders table with symbol, side, qty or price columns configured")
-    elif not ledger_fields.get("submit_fields"):
-        findings.skip("order_mismatch", "no submit in the ledger carries symbol, side, qty or price")
-    else:
-        _record(findings, "order_mismatch", label_orders, order_mismatch(conn, plan), cap)
-
     if c.order_states is None:
         findings.skip("cancel_still_open", "no order_states table configured")
     elif not ledger_fields.get("cancels"):
