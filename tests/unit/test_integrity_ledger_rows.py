@@ -6,6 +6,7 @@ COPY options say."""
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict
 from typing import Any
@@ -388,3 +389,122 @@ def test_generated_records_give_the_same_rows_and_counts_on_both_paths(
     text = json.dumps(rec, ensure_ascii=ascii_only).encode("utf-8", errors="surrogatepass")
     compiled, plain = both_paths([text])
     assert compiled == plain
+
+
+# --- a file, a block of lines at a time, against the same lines one by one ------------------------------
+
+
+def as_file(lines: list[Any]) -> bytes:
+    """The lines as one ledger file (str encoded as UTF-8, each line ended by a newline)."""
+    return b"".join(
+        (x.encode("utf-8", errors="surrogatepass") if isinstance(x, str) else x) + b"\n" for x in lines
+    )
+
+
+def block_and_line_paths(data: bytes) -> tuple[tuple[list[dict[str, Any]], dict[str, Any]], ...]:
+    """``(rows, counts)`` of one file read as a file (:meth:`LedgerRows._csv_blocks`) and as a list of its
+    lines (line by line, the compiled path first); rows in line order (blocks write them out of order)."""
+    out = []
+    for items in (io.BytesIO(data), io.BytesIO(data).readlines()):
+        r = reader()
+        rows = sorted(parse(b"".join(r.csv(0, "f", items))), key=lambda row: int(row["line"]))
+        counts = asdict(r)
+        counts.pop("slow_rows")
+        out.append((rows, counts))
+    return tuple(out)
+
+
+def test_hostile_lines_in_a_file_give_the_same_rows_and_counts_as_line_by_line() -> None:
+    block, lines = block_and_line_paths(as_file(HOSTILE))
+    assert block == lines
+    assert (block[1]["lines"], block[1]["invalid"], len(block[0])) == (43, 6, 33)
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=range(len(HOSTILE)))
+def test_each_hostile_line_amid_plain_lines_in_a_file_gives_the_same_rows_and_counts(hostile: Any) -> None:
+    """One hostile line among plain ones: a block with an escape goes line by line, one that is not ASCII
+    too, one with a bracket in a string cuts each row's own brackets, a refused line goes alone."""
+    plain = [line(submit(idempotency_key=f"k{i}")) for i in range(3)]
+    block, lines = block_and_line_paths(as_file([*plain, hostile, *plain]))
+    assert block == lines
+
+
+@pytest.mark.parametrize(
+    ("odd", "written"),
+    [
+        (line(submit(client_id="a[b", side="]")), True),  # brackets in strings, no escape: the block path
+        (line(submit(client_id="a\\b")), True),  # an escape: the whole block line by line
+        (line(submit(client_id="\u00e9")), True),  # not ASCII: the whole block line by line
+        (b"", False),  # blank: refused, alone
+        (b'{"op": "rfq"}', False),  # an op not read: the decoy's tag, alone
+    ],
+    ids=["bracket", "escape", "not-ascii", "blank", "other-op"],
+)
+def test_a_file_of_several_blocks_numbers_its_lines_across_blocks(odd: bytes, written: bool) -> None:
+    """About 2.6 MB: three blocks, the odd line in the second; the same CSV rows (compared as bytes, in
+    line order) and counts as line by line, and every line keeps its number."""
+    recs: list[Any] = []
+    for i in range(20000):
+        if i % 7 == 0:
+            recs.append(line({"op": "get_order", "client_id": f"c{i % 5}", "order_id": f"o{i}",
+                              "order_status": "open", "filled_qty": i % 3}))  # fmt: skip
+        elif i % 11 == 0:
+            recs.append(line({"op": "cancel_order", "client_id": f"c{i % 5}", "order_id": f"o{i}"}))
+        else:
+            outcome = ("ok", "fail", "info")[i % 3]
+            fields = {} if i % 13 == 0 else {"symbol": "AAPL", "qty": i}
+            recs.append(line({"op": "submit_order", "client_id": f"c{i % 5}", "idempotency_key": f"k{i}",
+                              "outcome": outcome, "ts": i / 8, "price": None, **fields}))  # fmt: skip
+    recs[10000] = odd
+    data = as_file(recs)
+    assert len(data) > 2 * (1 << 20)
+    out = []
+    for items in (io.BytesIO(data), io.BytesIO(data).readlines()):
+        r = reader()
+        rows = b"".join(r.csv(0, "f", items)).splitlines()
+        counts = asdict(r)
+        counts.pop("slow_rows")
+        out.append((sorted(rows, key=lambda row: int(row.split(b",")[1])), counts))
+    assert out[0] == out[1]
+    rows, counts = out[0]
+    assert [int(row.split(b",")[1]) for row in rows] == [n for n in range(1, 20001) if written or n != 10001]
+    assert counts["submits"] > 0 and counts["cancels"] > 0 and counts["read_fields"] > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    recs=st.lists(
+        st.fixed_dictionaries(
+            {"op": st.sampled_from(["submit_order", "cancel_order", "get_order", "rfq"])},
+            optional={
+                k: st.one_of(any_json, edge_numbers, st.sampled_from(["ok", "fail", "info", "", "[x]"]))
+                for k in LEDGER_KEYS
+            },
+        ),
+        max_size=12,
+    ),
+    ascii_only=st.booleans(),
+)
+def test_generated_files_give_the_same_rows_and_counts_as_line_by_line(
+    recs: list[dict[str, Any]], ascii_only: bool
+) -> None:
+    data = as_file(
+        [json.dumps(r, ensure_ascii=ascii_only).encode("utf-8", errors="surrogatepass") for r in recs]
+    )
+    block, lines = block_and_line_paths(data)
+    assert block == lines
+
+
+@pytest.mark.parametrize("field", ["symbol", "side", "qty", "price"])
+def test_a_submit_in_a_file_carrying_one_field_alone_counts_as_carrying_fields(field: str) -> None:
+    rec = {k: v for k, v in submit().items() if k not in ("symbol", "side", "qty", "price")}
+    rec[field] = submit()[field]
+    block, lines = block_and_line_paths(as_file([line(rec), line({**rec, field: None})]))
+    assert block == lines and block[1]["submit_fields"] == 1
+
+
+@pytest.mark.parametrize(("field", "value"), [("order_status", "open"), ("filled_qty", 0)])
+def test_a_read_in_a_file_carrying_one_field_alone_counts_as_carrying_fields(field: str, value: Any) -> None:
+    rec = {"op": "get_order", "client_id": "c1", "order_id": "o1", field: value}
+    block, lines = block_and_line_paths(as_file([line(rec), line({**rec, field: None})]))
+    assert block == lines and block[1]["read_fields"] == 1

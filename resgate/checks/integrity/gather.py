@@ -4,7 +4,9 @@
 longer starts at offset 0 was truncated by retention: its history is incomplete), creates a uniquely named
 work schema in the target database, and fills it concurrently: the ledger (:func:`load.load_ledger`), the
 topics (:func:`load.load_topic`), and meanwhile the detectors that read only the system's own tables.
-Then the detectors that join the ledger and topics run, in two branches on their own connections. The
+Then the detectors that join the ledger and topics run on the same two connections: the submit join in
+two parts, one on each, then the order-source kinds on one and the trading and event-log kinds on the
+other. The
 work schema is dropped afterwards unless ``keep_work_schema``. It returns :class:`IntegrityFindings`;
 judging them is :func:`check.check`'s job.
 """
@@ -13,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -179,16 +180,32 @@ def _gather_in(
     kafka: KafkaSettings | None = None,
 ) -> None:
     config = plan.c
-    cap = config.examples_cap
-    with _connect(dsn, config.work_mem) as conn:
-        create_topic_tables(conn, plan)
+    with _connect(dsn, config.work_mem) as a, _connect(dsn, config.work_mem) as b:
+        _gather_on(a, b, dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
 
-    # Phase 1, concurrently: the ledger load (Python-bound), the topic loads (Kafka), and the checks that
-    # read only the system's own tables (Postgres-bound).
+
+def _gather_on(
+    a: psycopg.Connection[Any],
+    b: psycopg.Connection[Any],
+    dsn: str,
+    bootstrap: str | None,
+    plan: Plan,
+    ledger: LedgerInput,
+    bounds: dict[str, dict[int, tuple[int, int]]],
+    findings: IntegrityFindings,
+    timings: dict[str, float],
+    kafka: KafkaSettings | None = None,
+) -> None:
+    """:func:`_gather_in` on two connections, ``a`` and ``b``, each used by one thread at a time."""
+    config = plan.c
+    cap = config.examples_cap
+    create_topic_tables(a, plan)
+
+    # Phase 1, concurrently: the ledger load (Python-bound, on a), the topic loads (Kafka), and the checks
+    # that read only the system's own tables (Postgres-bound, on b).
     def ledger_phase() -> LedgerLoad:
         t = time.perf_counter()
-        with _connect(dsn, config.work_mem) as c:
-            out = load_ledger(c, plan.schema, ledger, config, cap)
+        out = load_ledger(a, plan.schema, ledger, config, cap)
         timings.update(out.timings)
         timings["ledger_load_s"] = time.perf_counter() - t
         return out
@@ -209,8 +226,7 @@ def _gather_in(
 
     def tables_phase() -> None:
         t = time.perf_counter()
-        with _connect(dsn, config.work_mem) as c:
-            table_anomalies(c, plan, findings)
+        table_anomalies(b, plan, findings)
         timings["table_checks_s"] = time.perf_counter() - t
 
     with ThreadPoolExecutor(max_workers=3) as pool:
@@ -255,33 +271,35 @@ def _gather_in(
                 )
             )
 
-    # Phase 2: everything that joins the ledger or the topics, on two connections (Postgres runs them on
-    # two cores). The submit join runs in JOIN_PARTS parts, one per connection; then one connection reads
-    # the order-source kinds from it while the other runs the trade, trading and event-log kinds (they
-    # share no work table). Each task records into its own findings, merged in a fixed order.
+    # Phase 2: everything that joins the ledger or the topics, on both connections (Postgres runs them on
+    # two cores). The submit join runs in JOIN_PARTS parts, one per connection; then b reads the
+    # order-source kinds from it while a runs the trade, trading and event-log kinds (they share no work
+    # table). Each connection records into its own findings, merged in a fixed order.
     t = time.perf_counter()
     fields = {"submit_fields": led.submit_fields, "cancels": led.cancels, "read_fields": led.read_fields}
+    part0: Future[None] = Future()
 
-    def task(run: Callable[[psycopg.Connection[Any], IntegrityFindings], None]) -> IntegrityFindings:
+    def on_a() -> IntegrityFindings:
+        try:
+            submit_joins(a, plan, fields, 0, JOIN_PARTS)
+        except BaseException as e:
+            part0.set_exception(e)
+            raise
+        part0.set_result(None)
         out = IntegrityFindings()
-        with _connect(dsn, config.work_mem) as c:
-            run(c, out)
+        trading_and_event_log(a, plan, out, fields)
         return out
 
-    def join_part(part: int) -> Callable[[psycopg.Connection[Any], IntegrityFindings], None]:
-        return lambda c, f: submit_joins(c, plan, fields, part, JOIN_PARTS)
+    def on_b() -> IntegrityFindings:
+        submit_joins(b, plan, fields, 1, JOIN_PARTS)
+        part0.result()  # the other part, on a
+        out = IntegrityFindings()
+        ledger_anomalies(b, plan, out, fields, JOIN_PARTS)
+        return out
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        first = pool.submit(task, join_part(0))
-
-        def order_kinds(c: psycopg.Connection[Any], f: IntegrityFindings) -> None:
-            submit_joins(c, plan, fields, 1, JOIN_PARTS)
-            first.result()  # the other part, on the other connection
-            ledger_anomalies(c, plan, f, fields, JOIN_PARTS)
-
-        f_orders = pool.submit(task, order_kinds)
-        f_rest = pool.submit(task, lambda c, f: trading_and_event_log(c, plan, f, fields))
-        branches = [first.result(), f_orders.result(), f_rest.result()]
+        f_a, f_b = pool.submit(on_a), pool.submit(on_b)
+        branches = [f_b.result(), f_a.result()]
     for part in branches:
         merge_findings(findings, part, config.examples_cap)
     timings["ledger_checks_s"] = time.perf_counter() - t

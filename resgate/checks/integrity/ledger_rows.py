@@ -19,12 +19,14 @@ the table.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -134,9 +136,91 @@ class LedgerRows(LedgerLoad):
         if len(self.invalid_examples) < self.cap:
             self.invalid_examples.append({"where": where, "reason": reason})
 
+    @cached_property
+    def _compiled(self) -> tuple[msgspec.json.Decoder[Any], dict[type, str]] | None:
+        return compiled_decoder(self.kinds) if self.compiled else None
+
     def csv(self, src: int, label: str, items: Iterable[Any]) -> Iterator[bytes]:
         """CSV chunks (about 1 MiB each) of the rows of one source's ``items`` (lines as bytes or str,
-        dicts, or objects with ``to_dict()``), numbered from 1 in order; blank lines keep their numbers.
+        dicts, or objects with ``to_dict()``, or a file opened as bytes), numbered from 1 in order; blank
+        lines keep their numbers. Rows come in no particular order (each carries its line number).
+
+        A file takes :meth:`_csv_blocks` (about 1 MiB of lines at a time), anything else :meth:`_csv_lines`
+        (line by line); both write the same rows and keep the same counts.
+        """
+        if self._compiled is not None and isinstance(items, io.BufferedIOBase):
+            return self._csv_blocks(src, label, items)
+        return self._csv_lines(src, label, enumerate(items, start=1))
+
+    def _csv_blocks(self, src: int, label: str, fh: io.BufferedIOBase) -> Iterator[bytes]:
+        """The rows of a file read as bytes, a block of lines at a time.
+
+        A block that is all ASCII goes through msgspec with nothing else per line (the checks of
+        :meth:`_csv_lines`' compiled path are made once per block): each line msgspec takes is encoded as
+        a JSON array; the block's arrays, joined by newlines and without their brackets, are its CSV rows
+        when no escape is in them (else the whole block goes line by line) and no bracket is in a string
+        (else each array's own brackets are cut). The lines msgspec refuses, and any block that is not all
+        ASCII, go to :meth:`_csv_lines`.
+        """
+        assert self._compiled is not None
+        decode, kind_of = self._compiled[0].decode, self._compiled[1].get
+        encode, astuple, refused = msgspec.json.Encoder().encode, msgspec.structs.astuple, msgspec.DecodeError
+        first = 1
+        while block := fh.readlines(_CHUNK):
+            start, first = first, first + len(block)
+            if not b"".join(block).isascii():  # msgspec does not check the UTF-8 of the fields it skips
+                yield from self._csv_lines(src, label, enumerate(block, start=start))
+                continue
+            arrays: list[bytes] = []
+            add = arrays.append
+            others: list[tuple[int, bytes]] = []
+            submits = acked = submit_fields = cancels = reads = read_fields = 0
+            for n, item in enumerate(block, start=start):
+                try:
+                    r = decode(item)
+                except refused:
+                    others.append((n, item))
+                    continue
+                kind = kind_of(type(r))
+                if kind is None:  # the decoy's tag
+                    others.append((n, item))
+                    continue
+                t = astuple(r)
+                add(encode((src, n, kind, *t)))
+                if kind == "submit":
+                    submits += 1
+                    if t[3] == "ok":
+                        acked += 1
+                    if t[6] is not None or t[7] is not None or t[8] is not None or t[9] is not None:
+                        submit_fields += 1
+                elif kind == "cancel":
+                    cancels += 1
+                else:
+                    reads += 1
+                    if t[10] is not None or t[11] is not None:
+                        read_fields += 1
+            data = b"\n".join(arrays)
+            if data.find(b"\\") >= 0:  # an escape CSV would not undo
+                yield from self._csv_lines(src, label, enumerate(block, start=start))
+                continue
+            if arrays:
+                if data.count(b"[") == len(arrays) == data.count(b"]"):
+                    yield data.translate(None, b"[]") + b"\n"
+                else:  # a bracket in a string
+                    yield b"".join(a[1:-1] + b"\n" for a in arrays)
+            self.lines += len(arrays)
+            self.submits += submits
+            self.acked += acked
+            self.submit_fields += submit_fields
+            self.other_ops += cancels + reads
+            self.cancels += cancels
+            self.reads += reads
+            self.read_fields += read_fields
+            if others:
+                yield from self._csv_lines(src, label, others)
+
+    def _csv_lines(self, src: int, label: str, numbered: Iterable[tuple[int, Any]]) -> Iterator[bytes]:
+        """The rows of ``(line number, item)`` pairs, line by line.
 
         The loop below is the common case only (a bytes line holding a JSON object of a known op whose
         fields are strings and plain numbers), written for speed: locals, no call but the parsers' and
@@ -147,13 +231,13 @@ class LedgerRows(LedgerLoad):
         size = 0
         loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
         kinds_get, row = self.kinds.get, self.row
-        compiled = compiled_decoder(self.kinds) if self.compiled else None
+        compiled = self._compiled
         decode = compiled[0].decode if compiled is not None else None
         kind_of = compiled[1].get if compiled is not None else None
         encode, astuple, refused = msgspec.json.Encoder().encode, msgspec.structs.astuple, msgspec.DecodeError
         lines = submits = acked = other = cancels = reads = submit_fields = read_fields = 0
         try:
-            for n, item in enumerate(items, start=1):
+            for n, item in numbered:
                 b = None
                 if decode is not None and (type(item) is bytes or type(item) is str) and item.isascii():
                     # ASCII only: msgspec does not check the UTF-8 of the fields it skips, orjson does
