@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resgate.checks.integrity.ledger_rows import (
+    _BLOCK,
     BAD_SUBMIT,
     COLUMNS,
     COPY_OPTIONS,
@@ -441,10 +442,11 @@ def test_each_hostile_line_amid_plain_lines_in_a_file_gives_the_same_rows_and_co
     ids=["bracket", "escape", "not-ascii", "blank", "other-op"],
 )
 def test_a_file_of_several_blocks_numbers_its_lines_across_blocks(odd: bytes, written: bool) -> None:
-    """About 2.6 MB: three blocks, the odd line in the second; the same CSV rows (compared as bytes, in
-    line order) and counts as line by line, and every line keeps its number."""
+    """Over three blocks, the odd line in the middle one; the same CSV rows (compared as bytes, in line
+    order) and counts as line by line, and every line keeps its number."""
     recs: list[Any] = []
-    for i in range(20000):
+    n = 3 * _BLOCK // 100  # the lines are 100 bytes or more
+    for i in range(n):
         if i % 7 == 0:
             recs.append(line({"op": "get_order", "client_id": f"c{i % 5}", "order_id": f"o{i}",
                               "order_status": "open", "filled_qty": i % 3}))  # fmt: skip
@@ -455,9 +457,9 @@ def test_a_file_of_several_blocks_numbers_its_lines_across_blocks(odd: bytes, wr
             fields = {} if i % 13 == 0 else {"symbol": "AAPL", "qty": i}
             recs.append(line({"op": "submit_order", "client_id": f"c{i % 5}", "idempotency_key": f"k{i}",
                               "outcome": outcome, "ts": i / 8, "price": None, **fields}))  # fmt: skip
-    recs[10000] = odd
+    recs[n // 2] = odd
     data = as_file(recs)
-    assert len(data) > 2 * (1 << 20)
+    assert len(data) > 3 * _BLOCK
     out = []
     for items in (io.BytesIO(data), io.BytesIO(data).readlines()):
         r = reader()
@@ -467,7 +469,9 @@ def test_a_file_of_several_blocks_numbers_its_lines_across_blocks(odd: bytes, wr
         out.append((sorted(rows, key=lambda row: int(row.split(b",")[1])), counts))
     assert out[0] == out[1]
     rows, counts = out[0]
-    assert [int(row.split(b",")[1]) for row in rows] == [n for n in range(1, 20001) if written or n != 10001]
+    assert [int(row.split(b",")[1]) for row in rows] == [
+        i for i in range(1, n + 1) if written or i != n // 2 + 1
+    ]
     assert counts["submits"] > 0 and counts["cancels"] > 0 and counts["read_fields"] > 0
 
 
