@@ -100,16 +100,16 @@ def gather(
 
     schema = unique_name(config.work_schema_prefix, tag=run_id)
     plan = Plan(config, schema, ledger_labels=ledger_labels, truncated=truncated)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        create_schema(conn, schema)
-    findings.stats["work_schema"] = schema
-    try:
-        _gather_in(dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
-    finally:
-        if not config.keep_work_schema:
-            t = time.perf_counter()
-            drop_schema(dsn, schema)
-            timings["drop_s"] = time.perf_counter() - t
+    with _connect(dsn, config.work_mem) as a:
+        create_schema(a, schema)
+        findings.stats["work_schema"] = schema
+        try:
+            _gather_in(a, dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
+        finally:
+            if not config.keep_work_schema:
+                t = time.perf_counter()
+                drop_schema(dsn, schema)
+                timings["drop_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
     findings.stats["timings"] = {k: round(v, 4) for k, v in timings.items()}
     for kind in KINDS:
@@ -170,23 +170,7 @@ def _connect(dsn: str, work_mem: str) -> psycopg.Connection[Any]:
 
 
 def _gather_in(
-    dsn: str,
-    bootstrap: str | None,
-    plan: Plan,
-    ledger: LedgerInput,
-    bounds: dict[str, dict[int, tuple[int, int]]],
-    findings: IntegrityFindings,
-    timings: dict[str, float],
-    kafka: KafkaSettings | None = None,
-) -> None:
-    config = plan.c
-    with _connect(dsn, config.work_mem) as a, _connect(dsn, config.work_mem) as b:
-        _gather_on(a, b, dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
-
-
-def _gather_on(
     a: psycopg.Connection[Any],
-    b: psycopg.Connection[Any],
     dsn: str,
     bootstrap: str | None,
     plan: Plan,
@@ -196,13 +180,36 @@ def _gather_on(
     timings: dict[str, float],
     kafka: KafkaSettings | None = None,
 ) -> None:
-    """:func:`_gather_in` on two connections, ``a`` and ``b``, each used by one thread at a time."""
+    """Fill the work schema and detect, on connection ``a`` and a second one, ``b``, opened beside the
+    load (each used by one thread at a time)."""
+    create_topic_tables(a, plan)
+    opened: list[psycopg.Connection[Any]] = []
+    try:
+        _phases(a, opened, dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
+    finally:
+        for c in opened:
+            c.close()
+
+
+def _phases(
+    a: psycopg.Connection[Any],
+    opened: list[psycopg.Connection[Any]],
+    dsn: str,
+    bootstrap: str | None,
+    plan: Plan,
+    ledger: LedgerInput,
+    bounds: dict[str, dict[int, tuple[int, int]]],
+    findings: IntegrityFindings,
+    timings: dict[str, float],
+    kafka: KafkaSettings | None = None,
+) -> None:
+    """:func:`_gather_in`'s two phases; the second connection, opened in phase 1, goes into ``opened``
+    for the caller to close."""
     config = plan.c
     cap = config.examples_cap
-    create_topic_tables(a, plan)
 
     # Phase 1, concurrently: the ledger load (Python-bound, on a), the topic loads (Kafka), and the checks
-    # that read only the system's own tables (Postgres-bound, on b).
+    # that read only the system's own tables (Postgres-bound, on b, opened here; the caller closes it).
     def ledger_phase() -> LedgerLoad:
         t = time.perf_counter()
         out = load_ledger(a, plan.schema, ledger, config, cap)
@@ -224,10 +231,13 @@ def _gather_on(
         timings["topics_load_s"] = time.perf_counter() - t
         return out
 
-    def tables_phase() -> None:
+    def tables_phase() -> psycopg.Connection[Any]:
         t = time.perf_counter()
+        b = _connect(dsn, config.work_mem)
+        opened.append(b)
         table_anomalies(b, plan, findings)
         timings["table_checks_s"] = time.perf_counter() - t
+        return b
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         f_ledger = pool.submit(ledger_phase)
@@ -235,7 +245,7 @@ def _gather_on(
         f_tables = pool.submit(tables_phase)
         led = f_ledger.result()
         topic_loads = f_topics.result() if f_topics else []
-        f_tables.result()
+        b = f_tables.result()
 
     findings.stats.update(
         ledger_records=led.lines,
@@ -272,34 +282,35 @@ def _gather_on(
             )
 
     # Phase 2: everything that joins the ledger or the topics, on both connections (Postgres runs them on
-    # two cores). The submit join runs in JOIN_PARTS parts, one per connection; then b reads the
-    # order-source kinds from it while a runs the trade, trading and event-log kinds (they share no work
-    # table). Each connection records into its own findings, merged in a fixed order.
+    # two cores). The submit join runs in JOIN_PARTS parts, one per connection; then a reads the
+    # order-source kinds from it while b runs the trade, trading and event-log kinds (they share no work
+    # table, and b's part is the shorter: it starts while the other still runs). Each connection records
+    # into its own findings, merged in a fixed order.
     t = time.perf_counter()
     fields = {"submit_fields": led.submit_fields, "cancels": led.cancels, "read_fields": led.read_fields}
-    part0: Future[None] = Future()
+    part1: Future[None] = Future()
 
     def on_a() -> IntegrityFindings:
-        try:
-            submit_joins(a, plan, fields, 0, JOIN_PARTS)
-        except BaseException as e:
-            part0.set_exception(e)
-            raise
-        part0.set_result(None)
+        submit_joins(a, plan, fields, 0, JOIN_PARTS)
+        part1.result()  # the other part, on b
         out = IntegrityFindings()
-        trading_and_event_log(a, plan, out, fields)
+        ledger_anomalies(a, plan, out, fields, JOIN_PARTS)
         return out
 
     def on_b() -> IntegrityFindings:
-        submit_joins(b, plan, fields, 1, JOIN_PARTS)
-        part0.result()  # the other part, on a
+        try:
+            submit_joins(b, plan, fields, 1, JOIN_PARTS)
+        except BaseException as e:
+            part1.set_exception(e)
+            raise
+        part1.set_result(None)
         out = IntegrityFindings()
-        ledger_anomalies(b, plan, out, fields, JOIN_PARTS)
+        trading_and_event_log(b, plan, out, fields)
         return out
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         f_a, f_b = pool.submit(on_a), pool.submit(on_b)
-        branches = [f_b.result(), f_a.result()]
+        branches = [f_a.result(), f_b.result()]
     for part in branches:
         merge_findings(findings, part, config.examples_cap)
     timings["ledger_checks_s"] = time.perf_counter() - t
