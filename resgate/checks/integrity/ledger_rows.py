@@ -142,7 +142,7 @@ class LedgerRows(LedgerLoad):
         return compiled_decoder(self.kinds) if self.compiled else None
 
     def csv(self, src: int, label: str, items: Iterable[Any]) -> Iterator[bytes]:
-        """CSV chunks (about 1 MiB each) of the rows of one source's ``items`` (lines as bytes or str,
+        """CSV chunks (at most about 1 MiB each) of the rows of one source's ``items`` (lines as bytes or str,
         dicts, or objects with ``to_dict()``, or a file opened as bytes), numbered from 1 in order; blank
         lines keep their numbers. Rows come in no particular order (each carries its line number).
 

@@ -4,8 +4,8 @@ The ledger loader parses each line once in this process with a reader made for t
 (:mod:`~resgate.checks.integrity.ledger_rows`, msgspec) and COPYs only the fields the detectors read, so it
 runs at about the speed of a raw COPY of the file (``benchmarks/bench_integrity.py`` measures it); the
 topic loader reads each configured topic from its earliest offsets to the end offsets taken at the
-start. Neither holds a history in Python memory: data leaves in ~1 MiB COPY chunks. Each returns counters
-(records read, malformed ones named ``file:line`` or by offset, with capped examples) for
+start. Neither holds a history in Python memory: data leaves in COPY chunks of at most ~1 MiB. Each
+returns counters (records read, malformed ones named ``file:line`` or by offset, with capped examples) for
 :func:`resgate.checks.integrity.gather`.
 """
 
@@ -97,7 +97,8 @@ what a read saw; a view over ``ledger_all``."""
 # a third of the load.
 _STATISTICS_TARGET = 10
 
-# The queued writer splits each ~1 MiB chunk into 128 KiB pieces: 16 of them are two chunks in flight.
+# The queued writer sends chunks in pieces of at most 128 KiB (a file's block of lines is one piece or
+# two): 16 of them, at most 2 MiB, are in flight.
 _QUEUED_CHUNKS = 16
 
 
@@ -127,9 +128,10 @@ def load_ledger(
 
     One pass, one path for a file, a list of files and an in-memory iterable (locally and in the Lambda
     alike): each line is parsed once in this process by :class:`~.ledger_rows.LedgerRows` (msgspec) and
-    only the fields the detectors read go to ``ledger_all`` in one COPY (CSV, ~1 MiB chunks, so memory
-    stays flat), while Postgres takes the previous chunks (sent by a thread of psycopg's queued writer, at
-    most two chunks ahead). A file is read as bytes (lines split on ``\n``;
+    only the fields the detectors read go to ``ledger_all`` in one COPY (CSV in chunks of at most ~1 MiB; a
+    file's, one per 128 KiB block of lines; so memory stays flat), while Postgres takes the previous chunks
+    (sent by a thread of psycopg's queued writer, at most 2 MiB ahead). A file is read as bytes (lines
+    split on ``\n``;
     undecodable bytes replaced and counted). A line that is not a JSON object, or a submit with no client
     or no valid outcome, is counted and named ``file:line`` in ``invalid_examples``; blank lines are
     skipped but keep their numbers. ``ledger_all`` is then analysed on its join columns.
