@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import psycopg
@@ -100,11 +101,11 @@ def gather(
 
     schema = unique_name(config.work_schema_prefix, tag=run_id)
     plan = Plan(config, schema, ledger_labels=ledger_labels, truncated=truncated)
-    with _connect(dsn, config.work_mem) as a:
+    with _connect(dsn, config.work_mem) as a, ExitStack() as connections:
         create_schema(a, schema)
         findings.stats["work_schema"] = schema
         try:
-            _gather_in(a, dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
+            _gather_in(a, connections, dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
         finally:
             if not config.keep_work_schema:
                 t = time.perf_counter()
@@ -171,6 +172,7 @@ def _connect(dsn: str, work_mem: str) -> psycopg.Connection[Any]:
 
 def _gather_in(
     a: psycopg.Connection[Any],
+    connections: ExitStack,
     dsn: str,
     bootstrap: str | None,
     plan: Plan,
@@ -181,35 +183,13 @@ def _gather_in(
     kafka: KafkaSettings | None = None,
 ) -> None:
     """Fill the work schema and detect, on connection ``a`` and a second one, ``b``, opened beside the
-    load (each used by one thread at a time)."""
-    create_topic_tables(a, plan)
-    opened: list[psycopg.Connection[Any]] = []
-    try:
-        _phases(a, opened, dsn, bootstrap, plan, ledger, bounds, findings, timings, kafka)
-    finally:
-        for c in opened:
-            c.close()
-
-
-def _phases(
-    a: psycopg.Connection[Any],
-    opened: list[psycopg.Connection[Any]],
-    dsn: str,
-    bootstrap: str | None,
-    plan: Plan,
-    ledger: LedgerInput,
-    bounds: dict[str, dict[int, tuple[int, int]]],
-    findings: IntegrityFindings,
-    timings: dict[str, float],
-    kafka: KafkaSettings | None = None,
-) -> None:
-    """:func:`_gather_in`'s two phases; the second connection, opened in phase 1, goes into ``opened``
-    for the caller to close."""
+    load into ``connections`` (which closes it); each is used by one thread at a time."""
     config = plan.c
     cap = config.examples_cap
+    create_topic_tables(a, plan)
 
     # Phase 1, concurrently: the ledger load (Python-bound, on a), the topic loads (Kafka), and the checks
-    # that read only the system's own tables (Postgres-bound, on b, opened here; the caller closes it).
+    # that read only the system's own tables (Postgres-bound, on b).
     def ledger_phase() -> LedgerLoad:
         t = time.perf_counter()
         out = load_ledger(a, plan.schema, ledger, config, cap)
@@ -233,8 +213,7 @@ def _phases(
 
     def tables_phase() -> psycopg.Connection[Any]:
         t = time.perf_counter()
-        b = _connect(dsn, config.work_mem)
-        opened.append(b)
+        b = connections.enter_context(_connect(dsn, config.work_mem))
         table_anomalies(b, plan, findings)
         timings["table_checks_s"] = time.perf_counter() - t
         return b
