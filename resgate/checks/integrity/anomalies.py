@@ -19,7 +19,7 @@ from psycopg import sql
 from resgate.checks.identifiers import table_label
 from resgate.checks.integrity.check import IntegrityFindings
 from resgate.checks.integrity.plan import Cases, OrderSource, Plan, TradeSource, counted, fetch, order_refs
-from resgate.checks.integrity.trading import MISMATCH_FIELDS, differs, order_mismatch, trade_price_cases
+from resgate.checks.integrity.trading import differs, fields_of, order_mismatch, trade_price_cases
 from resgate.checks.sqlutil import table_ident
 
 Conn = psycopg.Connection[Any]
@@ -103,7 +103,8 @@ def submit_join(
       ``src`` (a lost order);
     - an order with no attempt on its side (``line`` NULL): an order of ``src`` whose key has no ok attempt;
     - with ``fields`` (``src`` is the orders table and :func:`order_mismatch` runs): an ok attempt joined to
-      its order where some field of :data:`MISMATCH_FIELDS` differs (columns ``o_symbol`` … ``o_price``).
+      its order where some field of :data:`~.trading.MISMATCH_FIELDS` differs (columns ``o_symbol`` …
+      ``o_price``).
 
     Example: attempts ``(c1, k1, ok)``, ``(c1, k2, info)``, ``(c2, k3, ok)`` and orders ``(c1, k1)``,
     ``(c1, k2)``, ``(c9, k9)`` give three rows: ``(c1, k2, info)`` (not acknowledged), ``(c2, k3, ok)`` with
@@ -118,13 +119,8 @@ def submit_join(
     if src.is_topic:
         o_cols.append(sql.SQL("o.p, o.off"))
     if fields:
-        l_cols.append(sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(f)) for f in MISMATCH_FIELDS))
-        o_cols.append(
-            sql.SQL(", ").join(
-                sql.SQL("o.{} AS {}").format(sql.Identifier(f), sql.Identifier(f"o_{f}"))
-                for f in MISMATCH_FIELDS
-            )
-        )
+        l_cols.append(fields_of("l"))
+        o_cols.append(fields_of("o", "o_"))
         keep = sql.SQL("{} OR {}").format(keep, differs("l", "o"))
     create = sql.SQL(
         "CREATE UNLOGGED TABLE {t} AS SELECT {l_cols}, o.acked, {o_cols} "

@@ -76,13 +76,24 @@ MISMATCH_FIELDS = ("symbol", "side", "qty", "price")
 """The order fields :func:`order_mismatch` compares."""
 
 
-def differs(left: str, right: str, prefix: str = "") -> sql.Composable:
+def differs(left: str, right: str) -> sql.Composable:
     """True where some field of :data:`MISMATCH_FIELDS` is on both sides and differs (``left.f`` against
-    ``right.<prefix>f``); NULL, so false, where none does."""
+    ``right.f``); NULL, so false, where none does."""
     return sql.SQL(" OR ").join(
         sql.SQL("{}.{} <> {}.{}").format(
-            sql.Identifier(left), sql.Identifier(f), sql.Identifier(right), sql.Identifier(prefix + f)
+            sql.Identifier(left), sql.Identifier(f), sql.Identifier(right), sql.Identifier(f)
         )
+        for f in MISMATCH_FIELDS
+    )
+
+
+def fields_of(alias: str, prefix: str = "") -> sql.Composable:
+    """The select list of :data:`MISMATCH_FIELDS` from ``alias``: ``alias.f``, or ``alias.f AS <prefix>f``
+    (the orders' fields beside the ledger's, in the submit join)."""
+    return sql.SQL(", ").join(
+        sql.SQL("{}.{} AS {}").format(sql.Identifier(alias), sql.Identifier(f), sql.Identifier(prefix + f))
+        if prefix
+        else sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(f))
         for f in MISMATCH_FIELDS
     )
 
@@ -100,12 +111,7 @@ def order_mismatch(conn: Conn, plan: Plan, j: sql.Composable) -> Cases:
     ``fields``): it already holds the ok attempts that differ from their order; the indeterminate attempts,
     not joined to any order there, are compared here (usually few rows).
     """
-    cols = sql.SQL(", ").join(sql.Identifier(f) for f in MISMATCH_FIELDS)
     o_cols = sql.SQL(", ").join(sql.Identifier(f"o_{f}") for f in MISMATCH_FIELDS)
-    o_as = sql.SQL(", ").join(
-        sql.SQL("o.{} AS {}").format(sql.Identifier(f), sql.Identifier(f"o_{f}")) for f in MISMATCH_FIELDS
-    )
-    i_cols = sql.SQL(", ").join(sql.SQL("i.{}").format(sql.Identifier(f)) for f in MISMATCH_FIELDS)
     diffs = sql.SQL(", ").join(
         sql.SQL(
             "CASE WHEN l.{f} IS NOT NULL AND l.{o} IS NOT NULL AND l.{f} <> l.{o} THEN {name} END"
@@ -126,7 +132,7 @@ def order_mismatch(conn: Conn, plan: Plan, j: sql.Composable) -> Cases:
                 "           jsonb_strip_nulls(jsonb_build_object('symbol', l.o_symbol, 'side', l.o_side,"
                 "             'qty', l.o_qty, 'price', l.o_price)) AS stored,"
                 "           ARRAY[l.src, l.line] AS ledger_at, l.src, l.line FROM ("
-                "      SELECT client_id, ikey, oid, src, line, {cols}, {o_cols} FROM {j} m"
+                "      SELECT client_id, ikey, oid, src, line, {m_cols}, {o_cols} FROM {j} m"
                 "      WHERE m.acked IS NOT NULL AND m.line IS NOT NULL"
                 "      UNION ALL"
                 "      SELECT i.client_id, i.ikey, o.oid, i.src, i.line, {i_cols}, {o_as}"
@@ -137,10 +143,10 @@ def order_mismatch(conn: Conn, plan: Plan, j: sql.Composable) -> Cases:
                 "ORDER BY client_id, idempotency_key, order_id LIMIT {cap}"
             ).format(
                 diffs=diffs,
-                cols=cols,
+                m_cols=fields_of("m"),
                 o_cols=o_cols,
-                i_cols=i_cols,
-                o_as=o_as,
+                i_cols=fields_of("i"),
+                o_as=fields_of("o", "o_"),
                 j=j,
                 o=plan.order_fields(),
                 differs=differs("i", "o"),
